@@ -1,0 +1,80 @@
+/* Private to libdscow: explicit little-endian field access. */
+#ifndef DSCOW_INT_H
+#define DSCOW_INT_H
+
+#include <stdint.h>
+
+static inline void
+le16_put (uint8_t *p, uint16_t v)
+{
+  p[0] = (uint8_t) v;
+  p[1] = (uint8_t) (v >> 8);
+}
+
+static inline void
+le32_put (uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static inline void
+le64_put (uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static inline uint16_t
+le16_get (const uint8_t *p)
+{
+  return (uint16_t) (p[0] | (p[1] << 8));
+}
+
+static inline uint32_t
+le32_get (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+    | (uint32_t) p[3] << 24;
+}
+
+static inline uint64_t
+le64_get (const uint8_t *p)
+{
+  return (uint64_t) le32_get (p) | (uint64_t) le32_get (p + 4) << 32;
+}
+
+/* Byte offsets of the superblock fields; see dscow(5). */
+enum
+{
+  SB_MAGIC = 0,
+  SB_MAJOR = 8,
+  SB_MINOR = 10,
+  SB_HEADER_SIZE = 12,
+  SB_COMPAT = 16,
+  SB_INCOMPAT = 24,
+  SB_RO_COMPAT = 32,
+  SB_UUID = 40,
+  SB_NAME = 56,
+  SB_VOLUME_SIZE = 120,
+  SB_CHUNK_SIZE = 128,
+  SB_META_CHUNKS = 132,
+  SB_BITMAP_OFFSET = 136,
+  SB_BITMAP_BYTES = 144,
+  SB_COW_SIZE = 152,
+  SB_BASE_SIZE = 160,
+  SB_BASE_ID = 168,
+  SB_EPOCH = 264,
+  SB_GENERATION = 272,
+  SB_STATE = 280,
+  SB_FLAGS = 284,
+  SB_COMMIT = 288,
+  SB_OWNER_NODE = 292,
+  SB_CREATE_TIME = 296,
+  SB_CRC = 4092,
+};
+
+#define SB_NAME_FIELD 64
+#define SB_BASE_ID_FIELD 96
+
+#endif

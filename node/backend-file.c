@@ -1,0 +1,468 @@
+/* backend-file.c: regular files and block devices through io_uring.
+ *
+ * One io_uring serves every file backend of the process.  Its completion
+ * queue signals an eventfd that sits on cowd's qb_loop, so completions are
+ * handled on the main thread like everything else: no threads, no
+ * blocking on the data path.
+ *
+ * Submission is batched: submit functions only fill SQEs and schedule one
+ * qb_loop job that calls io_uring_submit() once for everything queued in
+ * this loop iteration.  When the submission queue is full, requests wait
+ * in an overflow list and are queued as completions free slots.
+ *
+ * Shared devices are opened O_DIRECT (the page cache of a shared LUN is
+ * never trusted).  A plain file may be opened buffered when the operator
+ * asks for it (backend_opts.direct = false); that is stated in status.
+ *
+ * Short transfers (which O_DIRECT can return) are resubmitted for the
+ * remainder; a zero-length read (end of file) completes with -EIO.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <qb/qblog.h>
+
+#include "backend.h"
+#include "dscow.h"
+#include "loop.h"
+
+#define RING_ENTRIES 1024
+
+enum fio_op
+{
+  FIO_READ,
+  FIO_WRITE,
+  FIO_FLUSH,
+  FIO_DISCARD,
+};
+
+struct fio_req
+{
+  struct fio_req *next;         /* overflow list */
+  struct backend *bk;
+  enum fio_op op;
+  char *buf;
+  uint64_t off;
+  size_t len;                   /* bytes left */
+  unsigned flags;
+  bk_done_fn *done;
+  void *opaque;
+};
+
+struct file_priv
+{
+  int fd;
+};
+
+/* The process-wide ring; main thread only. */
+static struct
+{
+  bool init;
+  struct io_uring ring;
+  int efd;
+  unsigned in_ring;             /* requests holding an SQE/CQE */
+  bool submit_scheduled;
+  struct fio_req *ovf_head, *ovf_tail;
+} R;
+
+static void ring_submit_job (void *data);
+
+static int
+file_fd (struct backend *bk)
+{
+  return ((struct file_priv *) bk->priv)->fd;
+}
+
+static void
+ring_schedule_submit (void)
+{
+  if (R.submit_scheduled)
+    return;
+  R.submit_scheduled = true;
+  if (qb_loop_job_add (cowd_loop (), QB_LOOP_HIGH, NULL, ring_submit_job) != 0)
+    {
+      R.submit_scheduled = false;
+      io_uring_submit (&R.ring);
+    }
+}
+
+static void
+ring_prep (struct io_uring_sqe *sqe, struct fio_req *r)
+{
+  int fd = file_fd (r->bk);
+  switch (r->op)
+    {
+    case FIO_READ:
+      io_uring_prep_read (sqe, fd, r->buf, (unsigned) r->len, r->off);
+      break;
+    case FIO_WRITE:
+      io_uring_prep_write (sqe, fd, r->buf, (unsigned) r->len, r->off);
+      if (r->flags & BK_FUA)
+        sqe->rw_flags = RWF_DSYNC;
+      break;
+    case FIO_FLUSH:
+      io_uring_prep_fsync (sqe, fd, IORING_FSYNC_DATASYNC);
+      break;
+    case FIO_DISCARD:
+      io_uring_prep_fallocate (sqe, fd,
+                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               r->off, r->len);
+      break;
+    }
+  io_uring_sqe_set_data (sqe, r);
+}
+
+/* Queue r in the ring, or in the overflow list when the ring is full. */
+static void
+ring_queue (struct fio_req *r)
+{
+  struct io_uring_sqe *sqe = NULL;
+  if (!R.ovf_head && R.in_ring < RING_ENTRIES)
+    sqe = io_uring_get_sqe (&R.ring);
+  if (!sqe)
+    {
+      r->next = NULL;
+      if (R.ovf_tail)
+        R.ovf_tail->next = r;
+      else
+        R.ovf_head = r;
+      R.ovf_tail = r;
+      return;
+    }
+  R.in_ring++;
+  ring_prep (sqe, r);
+  ring_schedule_submit ();
+}
+
+static void
+ring_drain_overflow (void)
+{
+  while (R.ovf_head && R.in_ring < RING_ENTRIES)
+    {
+      struct io_uring_sqe *sqe = io_uring_get_sqe (&R.ring);
+      if (!sqe)
+        break;
+      struct fio_req *r = R.ovf_head;
+      R.ovf_head = r->next;
+      if (!R.ovf_head)
+        R.ovf_tail = NULL;
+      R.in_ring++;
+      ring_prep (sqe, r);
+      ring_schedule_submit ();
+    }
+}
+
+static void
+ring_submit_job (void *data)
+{
+  R.submit_scheduled = false;
+  int r = io_uring_submit (&R.ring);
+  if (r < 0 && r != -EAGAIN && r != -EBUSY)
+    qb_log (LOG_ERR, "file: io_uring_submit failed: %s", strerror (-r));
+  if (r == -EAGAIN || r == -EBUSY)
+    ring_schedule_submit ();
+}
+
+/* One CQE: finish the request or resubmit the remainder of a short one. */
+static void
+ring_complete (struct fio_req *r, int res)
+{
+  R.in_ring--;
+  if (res >= 0 && (r->op == FIO_READ || r->op == FIO_WRITE)
+      && (size_t) res < r->len)
+    {
+      if (res == 0)
+        res = -EIO;             /* end of device inside a request */
+      else
+        {
+          r->buf += res;
+          r->off += (uint64_t) res;
+          r->len -= (size_t) res;
+          ring_queue (r);
+          return;
+        }
+    }
+  bk_done_fn *done = r->done;
+  void *opaque = r->opaque;
+  free (r);
+  done (opaque, res < 0 ? res : 0);
+}
+
+static int
+ring_dispatch (int fd, int revents, void *data)
+{
+  uint64_t n;
+  if (read (R.efd, &n, sizeof n) < 0 && errno != EAGAIN)
+    qb_log (LOG_ERR, "file: reading the io_uring eventfd failed: %m");
+  for (;;)
+    {
+      struct io_uring_cqe *cqe;
+      if (io_uring_peek_cqe (&R.ring, &cqe) != 0)
+        break;
+      struct fio_req *r = io_uring_cqe_get_data (cqe);
+      int res = cqe->res;
+      io_uring_cqe_seen (&R.ring, cqe);
+      ring_complete (r, res);
+    }
+  ring_drain_overflow ();
+  return 0;
+}
+
+static int
+ring_init (char *err, size_t errlen)
+{
+  if (R.init)
+    return 0;
+  int r = io_uring_queue_init (RING_ENTRIES, &R.ring, 0);
+  if (r < 0)
+    {
+      snprintf (err, errlen, "cannot set up io_uring: %s", strerror (-r));
+      return r;
+    }
+  R.efd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (R.efd < 0 || io_uring_register_eventfd (&R.ring, R.efd) < 0)
+    {
+      snprintf (err, errlen, "cannot set up the io_uring eventfd: %m");
+      io_uring_queue_exit (&R.ring);
+      return -errno;
+    }
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, R.efd, POLLIN, NULL,
+                    ring_dispatch);
+  R.init = true;
+  return 0;
+}
+
+static int
+file_submit (struct backend *bk, enum fio_op op, void *buf, uint64_t off,
+             size_t len, unsigned flags, bk_done_fn *done, void *opaque)
+{
+  struct fio_req *r = malloc (sizeof *r);
+  if (!r)
+    return -ENOMEM;
+  *r = (struct fio_req) { .bk = bk, .op = op, .buf = buf, .off = off,
+    .len = len, .flags = flags, .done = done, .opaque = opaque };
+  ring_queue (r);
+  return 0;
+}
+
+static int
+file_read (struct backend *bk, void *buf, uint64_t off, size_t len,
+           bk_done_fn *done, void *opaque)
+{
+  return file_submit (bk, FIO_READ, buf, off, len, 0, done, opaque);
+}
+
+static int
+file_write (struct backend *bk, const void *buf, uint64_t off, size_t len,
+            unsigned flags, bk_done_fn *done, void *opaque)
+{
+  if (!bk->writable)
+    return -EROFS;
+  return file_submit (bk, FIO_WRITE, (void *) buf, off, len, flags, done,
+                      opaque);
+}
+
+static int
+file_flush (struct backend *bk, bk_done_fn *done, void *opaque)
+{
+  return file_submit (bk, FIO_FLUSH, NULL, 0, 0, 0, done, opaque);
+}
+
+static int
+file_discard (struct backend *bk, uint64_t off, size_t len, bk_done_fn *done,
+              void *opaque)
+{
+  if (!bk->writable)
+    return -EROFS;
+  return file_submit (bk, FIO_DISCARD, NULL, off, len, 0, done, opaque);
+}
+
+static int
+file_rw_sync (struct backend *bk, void *buf, uint64_t off, size_t len,
+              bool write)
+{
+  char *p = buf;
+  while (len > 0)
+    {
+      ssize_t r = write ? pwrite (file_fd (bk), p, len, (off_t) off)
+        : pread (file_fd (bk), p, len, (off_t) off);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        return r < 0 ? -errno : -EIO;
+      p += r, off += (uint64_t) r, len -= (size_t) r;
+    }
+  return 0;
+}
+
+static int
+file_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
+{
+  return file_rw_sync (bk, buf, off, len, false);
+}
+
+static int
+file_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
+                  size_t len)
+{
+  if (!bk->writable)
+    return -EROFS;
+  return file_rw_sync (bk, (void *) buf, off, len, true);
+}
+
+static int
+file_flush_sync (struct backend *bk)
+{
+  return fdatasync (file_fd (bk)) < 0 ? -errno : 0;
+}
+
+static void
+file_close (struct backend *bk)
+{
+  close (file_fd (bk));
+  free (bk->priv);
+  free (bk->uri);
+  free (bk);
+}
+
+static const struct backend_ops file_ops = {
+  .name = "file",
+  .read = file_read,
+  .write = file_write,
+  .flush = file_flush,
+  .discard = file_discard,
+  .close = file_close,
+  .pread_sync = file_pread_sync,
+  .pwrite_sync = file_pwrite_sync,
+  .flush_sync = file_flush_sync,
+};
+
+/* A stable identity for a block device from sysfs (WWN or serial), or
+ * for anything else a digest of the size and of the first and last MiB:
+ * the base is read-only, so its content identifies it. */
+static void
+file_identity (struct backend *bk, struct stat *st)
+{
+  if (bk->is_blockdev)
+    {
+      char path[128], id[96] = "";
+      snprintf (path, sizeof path, "/sys/dev/block/%u:%u/device/wwid",
+                major (st->st_rdev), minor (st->st_rdev));
+      FILE *f = fopen (path, "r");
+      if (f && fgets (id, sizeof id, f))
+        {
+          id[strcspn (id, " \n")] = '\0';
+          snprintf (bk->ident, sizeof bk->ident, "wwid:%s", id);
+        }
+      if (f)
+        fclose (f);
+      if (bk->ident[0])
+        return;
+    }
+  uint32_t crc = 0;
+  size_t n = 1024 * 1024;
+  void *buf;
+  if (posix_memalign (&buf, 4096, n) != 0)
+    return;
+  uint64_t heads[2] = { 0, bk->size > n ? bk->size - n : 0 };
+  for (int i = 0; i < 2; i++)
+    {
+      size_t len = bk->size < n ? (size_t) bk->size : n;
+      if (file_pread_sync (bk, buf, heads[i], len) == 0)
+        crc = dscow_crc32c (crc, buf, len);
+    }
+  free (buf);
+  snprintf (bk->ident, sizeof bk->ident, "digest:%" PRIu64 ":%08x",
+            bk->size, crc);
+}
+
+static int
+file_size (struct backend *bk, int fd, struct stat *st)
+{
+  if (S_ISBLK (st->st_mode))
+    {
+      uint64_t size;
+      int ssz = 512;
+      if (ioctl (fd, BLKGETSIZE64, &size) < 0)
+        return -errno;
+      ioctl (fd, BLKSSZGET, &ssz);
+      bk->size = size;
+      bk->is_blockdev = true;
+      bk->align = ssz > 4096 ? (uint32_t) ssz : 4096;
+      return 0;
+    }
+  if (!S_ISREG (st->st_mode))
+    return -EINVAL;
+  bk->size = (uint64_t) st->st_size;
+  bk->align = 4096;
+  return 0;
+}
+
+int
+backend_file_open (const char *path, const struct backend_opts *opts,
+                   struct backend **out, char *err, size_t errlen)
+{
+  int r = ring_init (err, errlen);
+  if (r < 0)
+    return r;
+  int flags = (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  if (opts->direct)
+    flags |= O_DIRECT;
+  int fd = open (path, flags);
+  if (fd < 0)
+    {
+      r = -errno;
+      snprintf (err, errlen, "%s: cannot open: %s", path, strerror (-r));
+      return r;
+    }
+  struct stat st;
+  struct backend *bk = calloc (1, sizeof *bk);
+  struct file_priv *fp = calloc (1, sizeof *fp);
+  if (!bk || !fp || fstat (fd, &st) < 0)
+    {
+      r = -errno;
+      snprintf (err, errlen, "%s: cannot open: %s", path, strerror (-r));
+      goto out_free;
+    }
+  fp->fd = fd;
+  *bk = (struct backend) { .ops = &file_ops, .uri = strdup (path),
+    .writable = opts->writable, .priv = fp };
+  if ((r = file_size (bk, fd, &st)) < 0)
+    {
+      snprintf (err, errlen, "%s: not a regular file or block device", path);
+      goto out_free;
+    }
+  /* A block device may be a shared LUN: never through the page cache. */
+  if (bk->is_blockdev && !(flags & O_DIRECT)
+      && fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_DIRECT) < 0)
+    {
+      r = -errno;
+      snprintf (err, errlen, "%s: cannot switch to O_DIRECT: %s", path,
+                strerror (-r));
+      goto out_free;
+    }
+  file_identity (bk, &st);
+  *out = bk;
+  return 0;
+
+out_free:
+  free (bk ? bk->uri : NULL);
+  free (bk);
+  free (fp);
+  close (fd);
+  return r;
+}

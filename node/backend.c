@@ -1,0 +1,40 @@
+/* backend.c: open a backend by URI.  "iscsi://" URLs go to libiscsi
+ * (backend-iscsi.c); anything else is a path to a regular file or a block
+ * device (backend-file.c).  See backend.h for the contract. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+
+int
+backend_open (const char *uri, const struct backend_opts *opts,
+              struct backend **out, char *err, size_t errlen)
+{
+  *out = NULL;
+  if (strncmp (uri, "iscsi://", 8) == 0)
+    {
+#ifdef HAVE_ISCSI_BACKEND
+      return backend_iscsi_open (uri, opts, out, err, errlen);
+#else
+      snprintf (err, errlen, "%s: this cowd was built without libiscsi", uri);
+      return -ENOTSUP;
+#endif
+    }
+  if (strstr (uri, "://"))
+    {
+      snprintf (err, errlen, "%s: unsupported URL scheme (use a path or iscsi://)",
+                uri);
+      return -EINVAL;
+    }
+  return backend_file_open (uri, opts, out, err, errlen);
+}
+
+void
+backend_close (struct backend *bk)
+{
+  if (bk)
+    bk->ops->close (bk);
+}

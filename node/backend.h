@@ -1,0 +1,99 @@
+/* Backends: where a volume's base and CoW bytes live.
+ *
+ * A backend is an asynchronous block device: a regular file or block
+ * device opened O_DIRECT and driven through io_uring (backend-file.c), or
+ * an iSCSI LUN driven through libiscsi's asynchronous API
+ * (backend-iscsi.c).  Both run on cowd's single qb_loop thread; no thread
+ * per request.
+ *
+ * Rules every backend keeps:
+ *  - submit functions return 0 when the request was queued, or a negative
+ *    errno when it was not (then the callback is never called);
+ *  - the callback is called exactly once, later, from the main loop, never
+ *    from inside the submit call; res is 0 on success or a negative errno
+ *    (-EIO for media errors, -ENOSPC for a full disk, -EACCES for a
+ *    reservation conflict, -ETIMEDOUT past the reconnect deadline);
+ *  - buffers and offsets must be multiples of `align`; the caller keeps
+ *    the buffer alive until the callback;
+ *  - a backend never caches: a shared LUN's page cache is never trusted.
+ */
+#ifndef COWD_BACKEND_H
+#define COWD_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct backend;
+
+typedef void bk_done_fn (void *opaque, int res);
+
+#define BK_FUA 0x1u             /* write: durable before completion */
+
+struct backend_ops
+{
+  const char *name;             /* "file", "iscsi" */
+  int (*read) (struct backend *bk, void *buf, uint64_t off, size_t len,
+               bk_done_fn *done, void *opaque);
+  int (*write) (struct backend *bk, const void *buf, uint64_t off,
+                size_t len, unsigned flags, bk_done_fn *done, void *opaque);
+  int (*flush) (struct backend *bk, bk_done_fn *done, void *opaque);
+  /* Optional (NULL when unsupported): deallocate a range. */
+  int (*discard) (struct backend *bk, uint64_t off, size_t len,
+                  bk_done_fn *done, void *opaque);
+  void (*close) (struct backend *bk);
+  /* Blocking variants for setup paths only (format, open, close): they
+   * return 0 or -errno and never touch the main loop. */
+  int (*pread_sync) (struct backend *bk, void *buf, uint64_t off, size_t len);
+  int (*pwrite_sync) (struct backend *bk, const void *buf, uint64_t off,
+                      size_t len);
+  int (*flush_sync) (struct backend *bk);
+};
+
+enum backend_health
+{
+  BK_HEALTHY = 0,
+  BK_RECONNECTING,              /* session lost, retrying within deadline */
+  BK_DEGRADED,                  /* deadline passed: requests fail with EIO */
+  BK_FENCED,                    /* writes rejected: reservation conflict */
+};
+
+struct backend
+{
+  const struct backend_ops *ops;
+  char *uri;                    /* what the operator gave: path or iscsi:// */
+  uint64_t size;                /* bytes */
+  uint32_t align;               /* buffer, offset and length alignment */
+  bool writable;
+  bool is_blockdev;
+  char ident[128];              /* stable identity: "naa.6001...", "file:..." */
+  enum backend_health health;
+  void *priv;                   /* the backend's own state */
+};
+
+/* Options from the volume definition and cowd's configuration. */
+struct backend_opts
+{
+  bool writable;
+  bool direct;                  /* O_DIRECT for files; always for shared LUNs */
+  const char *initiator_name;   /* iSCSI initiator IQN of this host */
+  const char *chap_user;        /* from the config file, never argv */
+  const char *chap_password;
+  unsigned reconnect_deadline_ms; /* iSCSI: fail requests after this */
+};
+
+/* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is
+ * a path.  On failure returns -errno and writes one sentence naming the
+ * device and the cause into err. */
+int backend_open (const char *uri, const struct backend_opts *opts,
+                  struct backend **out, char *err, size_t errlen);
+void backend_close (struct backend *bk);
+
+
+/* Per-type openers, called by backend_open. */
+int backend_file_open (const char *path, const struct backend_opts *opts,
+                       struct backend **out, char *err, size_t errlen);
+int backend_iscsi_open (const char *url, const struct backend_opts *opts,
+                        struct backend **out, char *err, size_t errlen);
+
+#endif /* COWD_BACKEND_H */

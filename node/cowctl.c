@@ -1,0 +1,109 @@
+/* cowctl: the cowherd admin CLI.  It parses only its global options and
+ * sends the command with its arguments to cowd over the control channel
+ * (ctl.h); cowd parses the command and formats the answer, a table or a
+ * sentence, or JSON with --json.  `cowctl hydrate` polls for progress. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+static const char usage_text[] =
+  "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] COMMAND [ARGS]\n"
+  "\n"
+  "volumes:\n"
+  "  create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
+  "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]\n"
+  "  attach NAME [--incoming]     serve it; prints the NBD URI\n"
+  "  detach NAME                  drain, commit, mark clean, stop serving\n"
+  "  delete NAME                  forget a detached volume (data untouched)\n"
+  "  list                         every volume this agent knows\n"
+  "  status NAME                  state, size, CoW chunks, epoch, statistics\n"
+  "  stats NAME                   IO statistics\n"
+  "cluster:\n"
+  "  nodes                        members, quorum, ring id\n"
+  "  migrate NAME --to NODE       hand ownership to another node\n"
+  "  fence status | fence NODE | fence confirm NODE\n"
+  "\n"
+  "The run directory selects one cowd: --run-dir, else $COWHERD_RUN_DIR,\n"
+  "else " RUNSTATEDIR "/cowherd.  See cowctl(8).\n";
+
+int
+main (int argc, char **argv)
+{
+  const char *run_dir = getenv ("COWHERD_RUN_DIR");
+  unsigned flags = 0;
+  int timeout = 120;
+  char **args = calloc ((size_t) argc + 1, sizeof *args);
+  int n = 0;
+  if (!args)
+    return 1;
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--json") == 0)
+        flags |= CTL_F_JSON;
+      else if (n == 0 && strcmp (argv[i], "--run-dir") == 0 && i + 1 < argc)
+        run_dir = argv[++i];
+      else if (n == 0 && strncmp (argv[i], "--run-dir=", 10) == 0)
+        run_dir = argv[i] + 10;
+      else if (n == 0 && strcmp (argv[i], "--timeout") == 0 && i + 1 < argc)
+        timeout = atoi (argv[++i]);
+      else if (n == 0 && (strcmp (argv[i], "--help") == 0
+                          || strcmp (argv[i], "-h") == 0
+                          || strcmp (argv[i], "help") == 0))
+        {
+          fputs (usage_text, stdout);
+          return 0;
+        }
+      else if (n == 0 && strcmp (argv[i], "--version") == 0)
+        {
+          printf ("cowctl %s\n", PACKAGE_VERSION);
+          return 0;
+        }
+      else if (n == 0 && argv[i][0] == '-')
+        {
+          fprintf (stderr, "cowctl: unknown option '%s'\n%s", argv[i],
+                   usage_text);
+          return CTL_EXIT_USAGE;
+        }
+      else
+        args[n++] = argv[i];
+    }
+  if (n == 0)
+    {
+      fputs (usage_text, stderr);
+      return CTL_EXIT_USAGE;
+    }
+  if (!run_dir || !*run_dir)
+    run_dir = RUNSTATEDIR "/cowherd";
+  char abs[4096];
+  if (run_dir[0] != '/' && getcwd (abs, sizeof abs))
+    {
+      size_t l = strlen (abs);
+      snprintf (abs + l, sizeof abs - l, "/%s", run_dir);
+      run_dir = abs;
+    }
+  char *out = NULL;
+  int r = ctl_call (run_dir, flags, n, args, &out, timeout * 1000);
+  if (r < 0)
+    {
+      fprintf (stderr, "cowctl: cannot reach cowd at %s (is it running?): "
+               "%s\n", run_dir, strerror (-r));
+      return CTL_EXIT_ERROR;
+    }
+  if (out && *out)
+    {
+      FILE *f = r == 0 ? stdout : stderr;
+      bool sentence = r != 0 && out[0] != '{' && out[0] != '[';
+      fprintf (f, "%s%s%s", sentence ? "cowctl: " : "", out,
+               out[strlen (out) - 1] == '\n' ? "" : "\n");
+    }
+  free (out);
+  free (args);
+  return r;
+}

@@ -1,0 +1,303 @@
+/* cowd: the per-host cowherd agent.
+ *
+ * Start-up: parse the command line and configuration file, set up libqb
+ * logging (stderr in the foreground, syslog otherwise), create the run
+ * and state directories, take the pid file, load the volume definitions
+ * and re-attach every volume that was attached when cowd last stopped,
+ * start the control channel, then run the qb_loop until SIGTERM/SIGINT.
+ *
+ * Stop: detach every volume (drain, commit, mark clean), then exit.  The
+ * definitions and the attached flags stay in the state directory, so a
+ * restarted agent serves the same volumes on the same sockets and
+ * clients simply reconnect.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <qb/qblog.h>
+#include <qb/qbloop.h>
+
+#include "cowd.h"
+#include "ctl.h"
+#include "loop.h"
+
+struct cowd cowd = {
+  .log_level = LOG_INFO,
+  .reconnect_deadline_ms = 30000,
+  .quorum_loss_timeout_ms = 3000,
+};
+
+static qb_loop_t *main_loop;
+static unsigned detaching;
+static int pid_fd = -1;
+
+qb_loop_t *
+cowd_loop (void)
+{
+  return main_loop;
+}
+
+void
+cowd_loop_set (qb_loop_t *l)
+{
+  main_loop = l;
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "usage: cowd [-f] [--standalone] [--config FILE] [--run-dir "
+           "DIR] [--state-dir DIR]\n            [--node-name NAME] [-v] "
+           "[--version]\n");
+}
+
+static int
+parse_args (int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "foreground", no_argument, NULL, 'f' },
+    { "standalone", no_argument, NULL, 's' },
+    { "config", required_argument, NULL, 'c' },
+    { "run-dir", required_argument, NULL, 'r' },
+    { "state-dir", required_argument, NULL, 'S' },
+    { "node-name", required_argument, NULL, 'n' },
+    { "verbose", no_argument, NULL, 'v' },
+    { "version", no_argument, NULL, 'V' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  char *run_dir = NULL, *state_dir = NULL, *node = NULL;
+  bool verbose = false, standalone = false;
+  int c;
+  while ((c = getopt_long (argc, argv, "fc:vh", opts, NULL)) != -1)
+    switch (c)
+      {
+      case 'f': cowd.foreground = true; break;
+      case 's': standalone = true; break;
+      case 'c': cowd.config_file = strdup (optarg); break;
+      case 'r': run_dir = optarg; break;
+      case 'S': state_dir = optarg; break;
+      case 'n': node = optarg; break;
+      case 'v': verbose = true; break;
+      case 'V': printf ("cowd %s\n", PACKAGE_VERSION); exit (0);
+      case 'h': usage (stdout); exit (0);
+      default: usage (stderr); return -1;
+      }
+  if (optind != argc)
+    {
+      usage (stderr);
+      return -1;
+    }
+  char err[512];
+  if (cowd.config_file
+      && config_load_daemon (cowd.config_file, err, sizeof err) < 0)
+    {
+      fprintf (stderr, "cowd: %s\n", err);
+      return -1;
+    }
+  /* The command line beats the environment beats the config file. */
+  const char *env = getenv ("COWHERD_RUN_DIR");
+  if (run_dir || (env && *env))
+    {
+      free (cowd.run_dir);
+      cowd.run_dir = strdup (run_dir ? run_dir : env);
+    }
+  if (!cowd.run_dir)
+    cowd.run_dir = strdup (RUNSTATEDIR "/cowherd");
+  if (state_dir)
+    {
+      free (cowd.state_dir);
+      cowd.state_dir = strdup (state_dir);
+    }
+  if (!cowd.state_dir && (run_dir || (env && *env)))
+    asprintf (&cowd.state_dir, "%s/state", cowd.run_dir);
+  if (!cowd.state_dir)
+    cowd.state_dir = strdup (LOCALSTATEDIR "/lib/cowherd");
+  if (node)
+    {
+      free (cowd.node_name);
+      cowd.node_name = strdup (node);
+    }
+  if (standalone)
+    cowd.standalone = true;
+  if (verbose)
+    cowd.log_level = LOG_DEBUG;
+  return 0;
+}
+
+static int
+make_dir (const char *path, mode_t mode)
+{
+  char tmp[PATH_MAX];
+  snprintf (tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/')
+      {
+        *p = '\0';
+        mkdir (tmp, 0755);
+        *p = '/';
+      }
+  if (mkdir (tmp, mode) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+/* Absolute paths: the control service name is derived from run_dir. */
+static void
+absolutize (char **path)
+{
+  char buf[PATH_MAX];
+  if ((*path)[0] == '/' || !getcwd (buf, sizeof buf))
+    return;
+  char *abs;
+  if (asprintf (&abs, "%s/%s", buf, *path) < 0)
+    return;
+  free (*path);
+  *path = abs;
+}
+
+static int
+take_pid_file (void)
+{
+  char path[PATH_MAX];
+  snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);
+  pid_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (pid_fd < 0)
+    {
+      qb_log (LOG_ERR, "cowd: cannot open %s: %m", path);
+      return -1;
+    }
+  if (flock (pid_fd, LOCK_EX | LOCK_NB) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: another cowd already runs with run directory "
+              "%s", cowd.run_dir);
+      return -1;
+    }
+  char buf[32];
+  int n = snprintf (buf, sizeof buf, "%d\n", (int) getpid ());
+  if (ftruncate (pid_fd, 0) < 0 || pwrite (pid_fd, buf, (size_t) n, 0) != n)
+    qb_log (LOG_WARNING, "cowd: cannot write %s: %m", path);
+  return 0;
+}
+
+static void
+setup_logging (void)
+{
+  qb_log_init ("cowd", LOG_DAEMON, cowd.log_level);
+  qb_log_format_set (QB_LOG_STDERR, "%t %p: %b");
+  if (cowd.foreground)
+    {
+      qb_log_ctl (QB_LOG_SYSLOG, QB_LOG_CONF_ENABLED, QB_FALSE);
+      qb_log_ctl (QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
+      qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
+                         "*", (uint8_t) cowd.log_level);
+    }
+  qb_log_filter_ctl (QB_LOG_SYSLOG, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
+                     "*", (uint8_t) cowd.log_level);
+  qb_log_ctl (QB_LOG_BLACKBOX, QB_LOG_CONF_SIZE, 1024 * 1024);
+  qb_log_ctl (QB_LOG_BLACKBOX, QB_LOG_CONF_ENABLED, QB_TRUE);
+  qb_log_filter_ctl (QB_LOG_BLACKBOX, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
+                     "*", LOG_DEBUG);
+}
+
+static void
+attach_saved_volumes (void)
+{
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      char err[512];
+      if (e->attached && voldb_attach (e, err, sizeof err) < 0)
+        qb_log (LOG_ERR, "cowd: re-attaching after restart failed: %s", err);
+    }
+}
+
+static void
+stop_one_done (void *opaque, int res)
+{
+  if (--detaching == 0)
+    qb_loop_stop (main_loop);
+}
+
+static int
+on_stop_signal (int sig, void *data)
+{
+  static bool stopping;
+  if (stopping)
+    return 0;
+  stopping = true;
+  qb_log (LOG_NOTICE, "cowd: signal %d: detaching volumes and stopping", sig);
+  ctl_server_stop ();
+  detaching = 1;
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    if (e->vol && !e->closing)
+      {
+        detaching++;
+        voldb_detach (e, stop_one_done, NULL);
+      }
+  stop_one_done (NULL, 0);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (parse_args (argc, argv) < 0)
+    return 2;
+  absolutize (&cowd.run_dir);
+  absolutize (&cowd.state_dir);
+  setup_logging ();
+  signal (SIGPIPE, SIG_IGN);
+  int r;
+  if ((r = make_dir (cowd.run_dir, 0700)) < 0
+      || (r = make_dir (cowd.state_dir, 0700)) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: cannot create %s or %s: %s", cowd.run_dir,
+              cowd.state_dir, strerror (-r));
+      return 1;
+    }
+  if (!cowd.foreground && daemon (0, 0) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: cannot become a daemon: %m");
+      return 1;
+    }
+  if (take_pid_file () < 0)
+    return 1;
+  main_loop = qb_loop_create ();
+  char err[512];
+  if (voldb_load (err, sizeof err) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: %s", err);
+      return 1;
+    }
+  if (!cowd.standalone)
+    qb_log (LOG_NOTICE, "cowd: cluster mode is not available in this build "
+            "step; running standalone");
+  qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGTERM, NULL, on_stop_signal,
+                      NULL);
+  qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGINT, NULL, on_stop_signal,
+                      NULL);
+  attach_saved_volumes ();
+  if (ctl_server_start (cowd.run_dir) < 0)
+    return 1;
+  qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
+          cowd.run_dir);
+  qb_loop_run (main_loop);
+  qb_log (LOG_NOTICE, "cowd: stopped");
+  char path[PATH_MAX];
+  snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);
+  unlink (path);
+  qb_loop_destroy (main_loop);
+  qb_log_fini ();
+  return 0;
+}

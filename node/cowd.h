@@ -1,0 +1,76 @@
+/* cowd's daemon-wide state: the configuration and the table of volume
+ * definitions.  Owned by the main thread. */
+#ifndef COWD_COWD_H
+#define COWD_COWD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "volume.h"
+
+struct nbd_export;
+
+/* A volume definition, persisted in STATE_DIR/volumes.conf. */
+struct vol_entry
+{
+  struct vol_entry *next;
+  char *name;
+  char *base;                   /* path or iscsi:// URL */
+  char *cow;
+  uint32_t chunk_size;
+  enum dscow_commit commit;
+  bool exclusive;               /* hands over only on explicit migrate */
+  bool buffered;                /* plain files: page cache on (one host) */
+  bool attached;                /* serve it (again after a restart) */
+  /* Runtime */
+  struct volume *vol;
+  struct nbd_export *exp;
+  bool closing;
+};
+
+struct cowd
+{
+  char *run_dir;
+  char *state_dir;
+  char *config_file;
+  char *node_name;
+  char *cluster_name;
+  char *initiator_name;
+  char *chap_user, *chap_password;
+  char *fence_command;
+  bool standalone;
+  bool foreground;
+  int log_level;
+  unsigned reconnect_deadline_ms;
+  unsigned quorum_loss_timeout_ms;
+  struct vol_entry *vols;
+};
+
+extern struct cowd cowd;
+
+/* config.c: "[section]" / "[section NAME]" / "key = value" files.  The
+ * callback gets the section, its optional name, key and value; it
+ * returns -1 with a sentence in err to stop. */
+typedef int config_fn (void *ud, const char *section, const char *name,
+                       const char *key, const char *value, char *err,
+                       size_t errlen);
+int config_parse (const char *path, config_fn *fn, void *ud, char *err,
+                  size_t errlen);
+int config_load_daemon (const char *path, char *err, size_t errlen);
+
+/* voldb.c: the definitions table and its file. */
+struct vol_entry *voldb_find (const char *name);
+struct vol_entry *voldb_add (const char *name, const char *base,
+                             const char *cow, uint32_t chunk_size,
+                             enum dscow_commit commit);
+void voldb_remove (struct vol_entry *e);
+int voldb_load (char *err, size_t errlen);
+int voldb_save (void);
+void voldb_backend_opts (struct backend_opts *bo);
+/* Open and export (attach) or stop and close (detach) one volume. */
+int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
+void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
+char *voldb_socket_path (const struct vol_entry *e);
+
+#endif

@@ -1,0 +1,91 @@
+/* ctl-client.c: cowctl's end of the control channel, and the service
+ * name both ends derive from the run directory.  See ctl.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include <qb/qbipcc.h>
+
+#include "ctl.h"
+#include "dscow.h"
+
+void
+ctl_service_name (const char *run_dir, char *buf, size_t len)
+{
+  size_t n = strlen (run_dir);
+  while (n > 1 && run_dir[n - 1] == '/')
+    n--;
+  snprintf (buf, len, "cowd-%08x", dscow_crc32c (0, run_dir, n));
+}
+
+static void
+put32 (uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint32_t
+get32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+    | (uint32_t) p[3] << 24;
+}
+
+int
+ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
+          char **out, int timeout_ms)
+{
+  char name[64];
+  ctl_service_name (run_dir, name, sizeof name);
+  qb_ipcc_connection_t *c = qb_ipcc_connect (name, CTL_MAX_MSG);
+  if (!c)
+    return -errno ? -errno : -ECONNREFUSED;
+  size_t slen = 0;
+  for (int i = 0; i < argc; i++)
+    slen += strlen (argv[i]) + 1;
+  struct qb_ipc_request_header h = { .id = CTL_MSG_COMMAND };
+  size_t size = sizeof h + 12 + slen;
+  uint8_t *msg = malloc (size), *resp = malloc (CTL_MAX_MSG);
+  int ret = -ENOMEM;
+  if (!msg || !resp || size > CTL_MAX_MSG)
+    goto out;
+  h.size = (int32_t) size;
+  memcpy (msg, &h, sizeof h);
+  put32 (msg + sizeof h, CTL_VERSION);
+  put32 (msg + sizeof h + 4, flags);
+  put32 (msg + sizeof h + 8, (uint32_t) argc);
+  uint8_t *p = msg + sizeof h + 12;
+  for (int i = 0; i < argc; i++)
+    {
+      size_t n = strlen (argv[i]) + 1;
+      memcpy (p, argv[i], n);
+      p += n;
+    }
+  struct iovec iov = { msg, size };
+  ssize_t r = qb_ipcc_sendv_recv (c, &iov, 1, resp, CTL_MAX_MSG, timeout_ms);
+  struct qb_ipc_response_header rh;
+  if (r < 0)
+    {
+      ret = (int) r;
+      goto out;
+    }
+  memcpy (&rh, resp, sizeof rh);
+  if ((size_t) r < sizeof rh + 9 || rh.size != r || resp[r - 1] != '\0'
+      || get32 (resp + sizeof rh) != CTL_VERSION)
+    {
+      ret = -EPROTO;
+      goto out;
+    }
+  ret = (int) get32 (resp + sizeof rh + 4);
+  *out = strdup ((char *) resp + sizeof rh + 8);
+out:
+  free (msg);
+  free (resp);
+  qb_ipcc_disconnect (c);
+  return ret;
+}

@@ -1,0 +1,486 @@
+/* ctl-cmds.c: the commands cowctl sends, as cowd carries them out.
+ *
+ * Each command parses its own arguments (argv[0] is the command) and
+ * answers with ctl_reply: a readable table or sentence by default, JSON
+ * with CTL_F_JSON.  Commands that wait for IO (detach) reply later, from
+ * the completion.  Errors are one sentence naming the volume and cause.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qb/qblog.h>
+
+#include "cowd.h"
+#include "ctl.h"
+#include "nbd-server.h"
+
+struct cmd
+{
+  const char *name;
+  void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
+  const char *usage;
+};
+
+static void
+reply_fmt (struct ctl_req *req, int status, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static void
+reply_fmt (struct ctl_req *req, int status, const char *fmt, ...)
+{
+  char *s = NULL;
+  va_list ap;
+  va_start (ap, fmt);
+  if (vasprintf (&s, fmt, ap) < 0)
+    s = NULL;
+  va_end (ap);
+  ctl_reply (req, status, s ? s : "out of memory");
+  free (s);
+}
+
+/* Parse sizes such as 65536, 64K, 1M (powers of 1024). */
+static int
+parse_size (const char *s, uint64_t *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull (s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  int shift = 0;
+  switch (*end)
+    {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case '\0': break;
+    default: return -1;
+    }
+  if (*end == 'i' && end[1] == 'B')
+    end += 2;
+  else if (*end == 'B')
+    end++;
+  if (*end || v > (UINT64_MAX >> shift))
+    return -1;
+  *out = (uint64_t) v << shift;
+  return 0;
+}
+
+static struct vol_entry *
+find_or_reply (struct ctl_req *req, const char *name)
+{
+  struct vol_entry *e = voldb_find (name);
+  if (!e)
+    reply_fmt (req, CTL_EXIT_ERROR, "volume %s does not exist", name);
+  return e;
+}
+
+static const char *
+entry_state (const struct vol_entry *e)
+{
+  if (e->closing)
+    return "detaching";
+  if (!e->vol)
+    return "detached";
+  return vol_state_name (vol_get_state (e->vol));
+}
+
+/* --- create --- */
+
+static void
+cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  static const struct option opts[] = {
+    { "base", required_argument, NULL, 'b' },
+    { "cow", required_argument, NULL, 'c' },
+    { "chunk-size", required_argument, NULL, 's' },
+    { "commit", required_argument, NULL, 'p' },
+    { "force", no_argument, NULL, 'f' },
+    { "exclusive", no_argument, NULL, 'x' },
+    { "buffered", no_argument, NULL, 'B' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct vol_params p = { .commit = DSCOW_COMMIT_SYNC };
+  bool exclusive = false;
+  uint64_t cs = DSCOW_CHUNK_DEFAULT;
+  int c;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+    switch (c)
+      {
+      case 'b': p.base_uri = optarg; break;
+      case 'c': p.cow_uri = optarg; break;
+      case 's':
+        if (parse_size (optarg, &cs) < 0 || cs > UINT32_MAX
+            || !dscow_chunk_size_valid ((uint32_t) cs))
+          return reply_fmt (req, CTL_EXIT_USAGE, "chunk size '%s' is not a "
+                            "power of two between 4K and 1M", optarg);
+        break;
+      case 'p':
+        if (vol_commit_parse (optarg, &p.commit) < 0)
+          return reply_fmt (req, CTL_EXIT_USAGE, "commit policy '%s' is not "
+                            "one of sync, flush, none", optarg);
+        break;
+      case 'f': p.force = true; break;
+      case 'x': exclusive = true; break;
+      case 'B': p.buffered = true; break;
+      default:
+        return reply_fmt (req, CTL_EXIT_USAGE, "create: unknown option '%s'",
+                          argv[optind - 1]);
+      }
+  if (optind != argc - 1 || !p.base_uri || !p.cow_uri)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: create NAME --base BASE "
+                      "--cow COW [--chunk-size SIZE] [--commit sync|flush|"
+                      "none] [--force] [--exclusive]");
+  p.name = argv[optind];
+  p.chunk_size = (uint32_t) cs;
+  if (voldb_find (p.name))
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s already exists",
+                      p.name);
+  char err[512];
+  struct backend_opts bo;
+  voldb_backend_opts (&bo);
+  if (vol_format (&p, &bo, err, sizeof err) < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  struct vol_entry *e = voldb_add (p.name, p.base_uri, p.cow_uri,
+                                   p.chunk_size, p.commit);
+  if (!e)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: out of memory",
+                      p.name);
+  e->exclusive = exclusive;
+  e->buffered = p.buffered;
+  if (voldb_save () < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: formatted, but saving "
+                      "the definition in %s failed", p.name, cowd.state_dir);
+  if (json)
+    {
+      struct strbuf sb = STRBUF_INIT;
+      sb_puts (&sb, "{\"name\":");
+      sb_json_str (&sb, p.name);
+      sb_printf (&sb, ",\"chunk_size\":%u,\"commit\":\"%s\"}\n", p.chunk_size,
+                 vol_commit_name (p.commit));
+      ctl_reply (req, 0, sb_str (&sb));
+      sb_free (&sb);
+      return;
+    }
+  reply_fmt (req, 0, "created volume %s (chunk size %u, commit %s)\n",
+             p.name, p.chunk_size, vol_commit_name (p.commit));
+}
+
+/* --- attach / detach / delete --- */
+
+static char *
+entry_uri (const struct vol_entry *e)
+{
+  char *sock = voldb_socket_path (e), *uri = NULL;
+  if (sock && asprintf (&uri, "nbd+unix:///?socket=%s", sock) < 0)
+    uri = NULL;
+  free (sock);
+  return uri;
+}
+
+static void
+cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc < 2 || argc > 3 || (argc == 3 && strcmp (argv[2], "--incoming")))
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: attach NAME [--incoming]");
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  if (e->closing)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is being detached; try"
+                      " again", e->name);
+  char err[512];
+  if (voldb_attach (e, err, sizeof err) < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  if (!e->attached)
+    {
+      e->attached = true;
+      voldb_save ();
+    }
+  char *uri = entry_uri (e);
+  if (json)
+    reply_fmt (req, 0, "{\"name\":\"%s\",\"uri\":\"%s\"}\n", e->name,
+               uri ? uri : "");
+  else
+    reply_fmt (req, 0, "%s\n", uri ? uri : "");
+  free (uri);
+}
+
+static void
+cmd_detach_done (void *opaque, int res)
+{
+  struct ctl_req *req = opaque;
+  if (res < 0)
+    reply_fmt (req, CTL_EXIT_ERROR, "volume detached, but marking it clean "
+               "failed: %s", strerror (-res));
+  else
+    ctl_reply (req, 0, ctl_req_flags (req) & CTL_F_JSON ? "{}\n" : "");
+}
+
+static void
+cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc != 2)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: detach NAME");
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  if (e->attached)
+    {
+      e->attached = false;
+      voldb_save ();
+    }
+  if (!e->vol || e->closing)
+    return ctl_reply (req, 0, json ? "{}\n" : "");
+  voldb_detach (e, cmd_detach_done, req);
+}
+
+static void
+cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc != 2)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: delete NAME");
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  if (e->vol || e->closing)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is attached; detach it"
+                      " first", e->name);
+  voldb_remove (e);
+  voldb_save ();
+  ctl_reply (req, 0, json ? "{}\n" : "");
+}
+
+/* --- list / status / stats --- */
+
+static void
+entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
+{
+  sb_puts (sb, "{\"name\":");
+  sb_json_str (sb, e->name);
+  sb_printf (sb, ",\"state\":\"%s\",\"commit\":\"%s\",\"exclusive\":%s",
+             entry_state (e), vol_commit_name (e->commit),
+             e->exclusive ? "true" : "false");
+  sb_puts (sb, ",\"base\":");
+  sb_json_str (sb, e->base);
+  sb_puts (sb, ",\"cow\":");
+  sb_json_str (sb, e->cow);
+  if (e->vol)
+    {
+      const struct dscow_super *s = vol_super (e->vol);
+      char *uri = entry_uri (e);
+      char uuid[37];
+      dscow_uuid_format (s->uuid, uuid);
+      sb_printf (sb, ",\"size\":%" PRIu64 ",\"chunk_size\":%u,\"chunks\":%"
+                 PRIu64 ",\"cow_chunks\":%" PRIu64 ",\"epoch\":%" PRIu64
+                 ",\"generation\":%" PRIu64 ",\"uuid\":\"%s\",\"uri\":",
+                 s->volume_size, s->chunk_size,
+                 dscow_nr_chunks (s->volume_size, s->chunk_size),
+                 vol_cow_chunks (e->vol), s->epoch, vol_generation (e->vol),
+                 uuid);
+      sb_json_str (sb, uri ? uri : "");
+      sb_printf (sb, ",\"connections\":%u", nbd_export_connections (e->exp));
+      free (uri);
+    }
+  if (full && e->vol)
+    {
+      struct vol_stats st;
+      vol_get_stats (e->vol, &st);
+      sb_printf (sb, ",\"stats\":{\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+                 ",\"flushes\":%" PRIu64 ",\"trims\":%" PRIu64
+                 ",\"write_zeroes\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+                 ",\"bytes_written\":%" PRIu64 ",\"read_base_bytes\":%" PRIu64
+                 ",\"read_cow_bytes\":%" PRIu64 ",\"cow_faults\":%" PRIu64
+                 ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
+                 ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
+                 ",\"in_flight\":%" PRIu64 "}",
+                 st.reads, st.writes, st.flushes, st.trims, st.zeroes,
+                 st.bytes_read, st.bytes_written, st.read_base_bytes,
+                 st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
+                 st.commits, st.commit_faults, st.errors, st.in_flight);
+    }
+  sb_puts (sb, "}");
+}
+
+static void
+human_size (uint64_t n, char *buf, size_t len)
+{
+  const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+  int i = 0;
+  double d = (double) n;
+  while (d >= 1024 && i < 4)
+    d /= 1024, i++;
+  snprintf (buf, len, i ? "%.1f %s" : "%.0f %s", d, u[i]);
+}
+
+static void
+cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  struct strbuf sb = STRBUF_INIT;
+  if (json)
+    {
+      sb_puts (&sb, "[");
+      for (struct vol_entry *e = cowd.vols; e; e = e->next)
+        {
+          entry_json (&sb, e, false);
+          if (e->next)
+            sb_puts (&sb, ",");
+        }
+      sb_puts (&sb, "]\n");
+    }
+  else
+    {
+      sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s\n", "NAME", "STATE",
+                 "SIZE", "CHUNK", "COW%", "COMMIT", "URI");
+      for (struct vol_entry *e = cowd.vols; e; e = e->next)
+        {
+          char size[32] = "-", chunk[32] = "-", pct[16] = "-";
+          char *uri = e->vol ? entry_uri (e) : NULL;
+          if (e->vol)
+            {
+              const struct dscow_super *s = vol_super (e->vol);
+              human_size (s->volume_size, size, sizeof size);
+              human_size (s->chunk_size, chunk, sizeof chunk);
+              snprintf (pct, sizeof pct, "%.1f", 100.0
+                        * (double) vol_cow_chunks (e->vol)
+                        / (double) dscow_nr_chunks (s->volume_size,
+                                                    s->chunk_size));
+            }
+          sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s\n", e->name,
+                     entry_state (e), size, chunk, pct,
+                     vol_commit_name (e->commit), uri ? uri : "-");
+          free (uri);
+        }
+    }
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+static void
+status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
+{
+  if (!stats_only)
+    {
+      sb_printf (sb, "name:        %s\nstate:       %s\nbase:        %s\n"
+                 "cow:         %s\ncommit:      %s%s\n", e->name,
+                 entry_state (e), e->base, e->cow,
+                 vol_commit_name (e->commit),
+                 e->buffered ? " (buffered)" : " (O_DIRECT)");
+      if (!e->vol)
+        return;
+      const struct dscow_super *s = vol_super (e->vol);
+      char size[32], chunk[32], uuid[37], *uri = entry_uri (e);
+      uint64_t n = dscow_nr_chunks (s->volume_size, s->chunk_size);
+      human_size (s->volume_size, size, sizeof size);
+      human_size (s->chunk_size, chunk, sizeof chunk);
+      dscow_uuid_format (s->uuid, uuid);
+      sb_printf (sb, "uuid:        %s\nsize:        %s (%" PRIu64 " bytes)\n"
+                 "chunk size:  %s\nchunks:      %" PRIu64 " of %" PRIu64
+                 " in the CoW layer (%.1f%%)\nepoch:       %" PRIu64
+                 "\ngeneration:  %" PRIu64 "\nuri:         %s\n"
+                 "connections: %u\n", uuid, size, s->volume_size, chunk,
+                 vol_cow_chunks (e->vol), n,
+                 100.0 * (double) vol_cow_chunks (e->vol) / (double) n,
+                 s->epoch, vol_generation (e->vol), uri ? uri : "",
+                 nbd_export_connections (e->exp));
+      free (uri);
+    }
+  if (!e->vol)
+    return;
+  struct vol_stats st;
+  vol_get_stats (e->vol, &st);
+  sb_printf (sb, "reads:       %" PRIu64 " (%" PRIu64 " bytes: %" PRIu64
+             " from base, %" PRIu64 " from CoW)\nwrites:      %" PRIu64
+             " (%" PRIu64 " bytes)\ncow faults:  %" PRIu64 " (%" PRIu64
+             " whole-chunk, no copy)\ncommits:     %" PRIu64 " covering %"
+             PRIu64 " requests\nflushes:     %" PRIu64 "\ntrims:       %"
+             PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
+             "\nin flight:   %" PRIu64 "\n", st.reads, st.bytes_read,
+             st.read_base_bytes, st.read_cow_bytes, st.writes,
+             st.bytes_written, st.cow_faults, st.full_chunk_writes,
+             st.commits, st.commit_faults, st.flushes, st.trims, st.zeroes,
+             st.errors, st.in_flight);
+}
+
+static void
+cmd_status_common (struct ctl_req *req, int argc, char **argv, bool json,
+                   bool stats_only)
+{
+  if (argc != 2)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: %s NAME", argv[0]);
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  struct strbuf sb = STRBUF_INIT;
+  if (json)
+    {
+      entry_json (&sb, e, true);
+      sb_puts (&sb, "\n");
+    }
+  else
+    status_text (&sb, e, stats_only);
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+static void
+cmd_status (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  cmd_status_common (req, argc, argv, json, false);
+}
+
+static void
+cmd_stats (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  cmd_status_common (req, argc, argv, json, true);
+}
+
+static void cmd_help (struct ctl_req *req, int argc, char **argv, bool json);
+
+static const struct cmd cmds[] = {
+  { "create", cmd_create, "create NAME --base BASE --cow COW [--chunk-size "
+    "SIZE] [--commit sync|flush|none] [--force] [--exclusive]" },
+  { "attach", cmd_attach, "attach NAME [--incoming]" },
+  { "detach", cmd_detach, "detach NAME" },
+  { "delete", cmd_delete, "delete NAME" },
+  { "list", cmd_list, "list" },
+  { "status", cmd_status, "status NAME" },
+  { "stats", cmd_stats, "stats NAME" },
+  { "help", cmd_help, "help" },
+};
+
+static void
+cmd_help (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  struct strbuf sb = STRBUF_INIT;
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    sb_printf (&sb, "  %s\n", cmds[i].usage);
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+void
+ctl_dispatch (struct ctl_req *req)
+{
+  int argc = ctl_req_argc (req);
+  char **argv = ctl_req_argv (req);
+  bool json = ctl_req_flags (req) & CTL_F_JSON;
+  if (argc < 1)
+    return reply_fmt (req, CTL_EXIT_USAGE, "no command given");
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (strcmp (argv[0], cmds[i].name) == 0)
+      {
+        cmds[i].fn (req, argc, argv, json);
+        return;
+      }
+  reply_fmt (req, CTL_EXIT_USAGE, "unknown command '%s' (try: cowctl help)",
+             argv[0]);
+}

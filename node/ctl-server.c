@@ -1,0 +1,229 @@
+/* ctl-server.c: cowd's end of the control channel (libqb IPC on the main
+ * loop), the way pacemaker's daemons serve their tools.  See ctl.h for
+ * the wire format.  Each request becomes a struct ctl_req for
+ * ctl_dispatch; the reply may come later (a detach waits for its flush),
+ * so the request holds a reference on its connection, and a reply to a
+ * client that has gone away is dropped.  Only root may connect. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <qb/qbipcs.h>
+#include <qb/qblog.h>
+
+#include "ctl.h"
+#include "loop.h"
+
+struct ctl_req
+{
+  qb_ipcs_connection_t *conn;
+  unsigned flags;
+  int argc;
+  char **argv;
+  char *strings;
+};
+
+static qb_ipcs_service_t *service;
+
+int ctl_req_argc (const struct ctl_req *r) { return r->argc; }
+char **ctl_req_argv (const struct ctl_req *r) { return r->argv; }
+unsigned ctl_req_flags (const struct ctl_req *r) { return r->flags; }
+
+static uint32_t
+get32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+    | (uint32_t) p[3] << 24;
+}
+
+static void
+put32 (uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+void
+ctl_reply (struct ctl_req *req, int status, const char *text)
+{
+  size_t tlen = strlen (text) + 1;
+  size_t size = sizeof (struct qb_ipc_response_header) + 8 + tlen;
+  if (size > CTL_MAX_MSG)
+    {
+      text = "the reply is too large for the control channel";
+      tlen = strlen (text) + 1;
+      size = sizeof (struct qb_ipc_response_header) + 8 + tlen;
+      status = CTL_EXIT_ERROR;
+    }
+  uint8_t *msg = malloc (size);
+  if (msg)
+    {
+      struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
+        .size = (int32_t) size, .error = 0 };
+      memcpy (msg, &h, sizeof h);
+      put32 (msg + sizeof h, CTL_VERSION);
+      put32 (msg + sizeof h + 4, (uint32_t) status);
+      memcpy (msg + sizeof h + 8, text, tlen);
+      ssize_t r = qb_ipcs_response_send (req->conn, msg, size);
+      if (r < 0)
+        qb_log (LOG_DEBUG, "ctl: reply dropped: %s", strerror ((int) -r));
+      free (msg);
+    }
+  qb_ipcs_connection_unref (req->conn);
+  free (req->argv);
+  free (req->strings);
+  free (req);
+}
+
+/* Parse the body after the request header; NULL when malformed. */
+static struct ctl_req *
+ctl_parse (const uint8_t *p, size_t len, const char **why)
+{
+  if (len < 12 || get32 (p) != CTL_VERSION)
+    {
+      *why = "unsupported control protocol version (cowctl and cowd differ)";
+      return NULL;
+    }
+  uint32_t argc = get32 (p + 8);
+  size_t slen = len - 12;
+  if (argc == 0 || argc > 256 || slen == 0 || p[len - 1] != '\0')
+    {
+      *why = "malformed request";
+      return NULL;
+    }
+  struct ctl_req *r = calloc (1, sizeof *r);
+  char *s = malloc (slen);
+  char **argv = calloc (argc + 1, sizeof *argv);
+  if (!r || !s || !argv)
+    {
+      free (r), free (s), free (argv);
+      *why = "out of memory";
+      return NULL;
+    }
+  memcpy (s, p + 12, slen);
+  size_t pos = 0;
+  for (uint32_t i = 0; i < argc; i++)
+    {
+      if (pos >= slen)
+        {
+          free (r), free (s), free (argv);
+          *why = "malformed request (argument count)";
+          return NULL;
+        }
+      argv[i] = s + pos;
+      pos += strlen (s + pos) + 1;
+    }
+  r->flags = get32 (p + 4);
+  r->argc = (int) argc;
+  r->argv = argv;
+  r->strings = s;
+  return r;
+}
+
+static int32_t
+ctl_msg (qb_ipcs_connection_t *c, void *data, size_t size)
+{
+  const char *why = "malformed request";
+  struct ctl_req *req = NULL;
+  struct qb_ipc_request_header h;
+  if (size >= sizeof h)
+    {
+      memcpy (&h, data, sizeof h);
+      if (h.id == CTL_MSG_COMMAND && (size_t) h.size == size)
+        req = ctl_parse ((const uint8_t *) data + sizeof h, size - sizeof h,
+                         &why);
+    }
+  qb_ipcs_connection_ref (c);
+  if (!req)
+    {
+      struct ctl_req tmp = { .conn = c };
+      struct ctl_req *r = malloc (sizeof *r);
+      if (!r)
+        return 0;
+      *r = tmp;
+      ctl_reply (r, CTL_EXIT_USAGE, why);
+      return 0;
+    }
+  req->conn = c;
+  ctl_dispatch (req);
+  return 0;
+}
+
+static int32_t
+ctl_accept (qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
+{
+  return uid == 0 || uid == geteuid () ? 0 : -EPERM;
+}
+
+static int32_t
+ctl_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
+{
+  return qb_loop_job_add (cowd_loop (), p, data, fn);
+}
+
+static int32_t
+ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events,
+              void *data, qb_ipcs_dispatch_fn_t fn)
+{
+  return qb_loop_poll_add (cowd_loop (), p, fd, events, data, fn);
+}
+
+static int32_t
+ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events,
+              void *data, qb_ipcs_dispatch_fn_t fn)
+{
+  return qb_loop_poll_mod (cowd_loop (), p, fd, events, data, fn);
+}
+
+static int32_t
+ctl_poll_del (int32_t fd)
+{
+  return qb_loop_poll_del (cowd_loop (), fd);
+}
+
+int
+ctl_server_start (const char *run_dir)
+{
+  static struct qb_ipcs_service_handlers sh = {
+    .connection_accept = ctl_accept,
+    .msg_process = ctl_msg,
+  };
+  static struct qb_ipcs_poll_handlers ph = {
+    .job_add = ctl_job_add,
+    .dispatch_add = ctl_poll_add,
+    .dispatch_mod = ctl_poll_mod,
+    .dispatch_del = ctl_poll_del,
+  };
+  char name[64];
+  ctl_service_name (run_dir, name, sizeof name);
+  service = qb_ipcs_create (name, 0, QB_IPC_NATIVE, &sh);
+  if (!service)
+    {
+      qb_log (LOG_ERR, "ctl: cannot create the control service %s", name);
+      return -1;
+    }
+  qb_ipcs_poll_handlers_set (service, &ph);
+  qb_ipcs_enforce_buffer_size (service, CTL_MAX_MSG);
+  int r = qb_ipcs_run (service);
+  if (r < 0)
+    {
+      qb_log (LOG_ERR, "ctl: cannot start the control service %s: %s", name,
+              strerror (-r));
+      qb_ipcs_destroy (service);
+      service = NULL;
+      return -1;
+    }
+  qb_log (LOG_INFO, "ctl: listening as %s", name);
+  return 0;
+}
+
+void
+ctl_server_stop (void)
+{
+  if (service)
+    qb_ipcs_destroy (service);
+  service = NULL;
+}

@@ -1,0 +1,89 @@
+/* strbuf: a growable, always NUL-terminated string.  Allocation failure
+ * aborts: cowd cannot do anything useful without memory for a reply. */
+#include <config.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
+
+static void
+sb_grow (struct strbuf *sb, size_t need)
+{
+  if (sb->len + need + 1 <= sb->cap)
+    return;
+  size_t cap = sb->cap ? sb->cap : 256;
+  while (cap < sb->len + need + 1)
+    cap *= 2;
+  char *s = realloc (sb->s, cap);
+  if (!s)
+    abort ();
+  sb->s = s;
+  sb->cap = cap;
+}
+
+void
+sb_printf (struct strbuf *sb, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  int n = vsnprintf (NULL, 0, fmt, ap);
+  va_end (ap);
+  if (n < 0)
+    return;
+  sb_grow (sb, (size_t) n);
+  va_start (ap, fmt);
+  vsnprintf (sb->s + sb->len, (size_t) n + 1, fmt, ap);
+  va_end (ap);
+  sb->len += (size_t) n;
+}
+
+void
+sb_puts (struct strbuf *sb, const char *s)
+{
+  size_t n = strlen (s);
+  sb_grow (sb, n);
+  memcpy (sb->s + sb->len, s, n + 1);
+  sb->len += n;
+}
+
+void
+sb_json_str (struct strbuf *sb, const char *s)
+{
+  sb_puts (sb, "\"");
+  for (; s && *s; s++)
+    {
+      unsigned char c = (unsigned char) *s;
+      if (c == '"' || c == '\\')
+        sb_printf (sb, "\\%c", c);
+      else if (c < 0x20)
+        sb_printf (sb, "\\u%04x", c);
+      else
+        sb_printf (sb, "%c", c);
+    }
+  sb_puts (sb, "\"");
+}
+
+const char *
+sb_str (struct strbuf *sb)
+{
+  return sb->s ? sb->s : "";
+}
+
+void
+sb_reset (struct strbuf *sb)
+{
+  sb->len = 0;
+  if (sb->s)
+    sb->s[0] = '\0';
+}
+
+void
+sb_free (struct strbuf *sb)
+{
+  free (sb->s);
+  sb->s = NULL;
+  sb->len = sb->cap = 0;
+}

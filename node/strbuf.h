@@ -1,0 +1,24 @@
+/* A growable string buffer, and JSON string quoting for --json output. */
+#ifndef COWD_STRBUF_H
+#define COWD_STRBUF_H
+
+#include <stddef.h>
+
+struct strbuf
+{
+  char *s;                      /* always NUL-terminated once used */
+  size_t len, cap;
+};
+
+#define STRBUF_INIT { NULL, 0, 0 }
+
+void sb_printf (struct strbuf *sb, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+void sb_puts (struct strbuf *sb, const char *s);
+/* Append s as a JSON string literal, quotes included. */
+void sb_json_str (struct strbuf *sb, const char *s);
+const char *sb_str (struct strbuf *sb); /* "" when empty */
+void sb_reset (struct strbuf *sb);
+void sb_free (struct strbuf *sb);
+
+#endif

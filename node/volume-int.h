@@ -1,0 +1,137 @@
+/* Private to the volume engine (volume.c, vol-io.c, vol-commit.c,
+ * vol-lock.c).  Everything here is owned by cowd's main thread: the engine
+ * runs on the qb_loop and takes no locks other than its chunk locks, which
+ * order requests, not threads. */
+#ifndef COWD_VOLUME_INT_H
+#define COWD_VOLUME_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "volume.h"
+
+/* The alignment of every IO the engine issues to a backend. */
+#define VOL_ALIGN 4096u
+
+#define LOCK_BUCKETS 4096u
+
+enum vreq_type
+{
+  VR_READ,
+  VR_WRITE,
+  VR_FLUSH,
+  VR_TRIM,
+};
+
+/* One client request travelling through the engine. */
+struct vreq
+{
+  struct vreq *next;            /* whichever list the request is on */
+  struct volume *v;
+  enum vreq_type type;
+  char *buf;                    /* aligned request range (maybe a bounce) */
+  uint64_t off;
+  uint32_t len;
+  unsigned flags;
+  vol_done_fn *done;
+  void *opaque;
+  int err;                      /* first error of any sub-IO */
+  unsigned pending;             /* sub-IOs outstanding */
+  uint64_t c0, c1;              /* chunks covered, inclusive */
+  bool locked;
+  char *ubuf;                   /* unaligned read: the caller's buffer */
+  uint64_t uoff;
+  uint32_t ulen;
+  bool free_buf;                /* buf is ours (bounce or zeroes) */
+};
+
+/* A chunk lock: shared for plain reads and writes, exclusive while a
+ * chunk is copied from the base or read-modify-written. */
+struct chunk_lock
+{
+  struct chunk_lock *hnext;
+  uint64_t chunk;
+  unsigned shared;
+  bool excl;
+};
+
+struct volume
+{
+  char *name;
+  struct backend *base, *cow;
+  struct dscow_super sb;
+  enum dscow_commit commit;
+  enum vol_state state;
+  uint64_t nchunks;
+  uint32_t cs;                  /* chunk size */
+  uint64_t cow_base;            /* byte offset of chunk 0's data on the CoW */
+
+  /* Bitmaps (bitmap_bytes each, VOL_ALIGN-aligned):
+   *  map:    bits whose chunk data is written (maybe not yet durable);
+   *  dmap:   bits known durable on the CoW device;
+   *  staged: the blocks being written by the running commit. */
+  uint8_t *map, *dmap, *staged;
+  bool *dirty;                  /* per bitmap block: map differs from disk */
+  uint64_t nblocks;
+  uint64_t cow_chunks;          /* bits set in map */
+  uint64_t generation;          /* bumped at every commit */
+
+  /* Chunk locks and the requests waiting for one. */
+  struct chunk_lock *locks[LOCK_BUCKETS];
+  struct vreq *lock_wait_head, *lock_wait_tail;
+
+  /* Group commit: requests whose bits must become durable before their
+   * ack wait on `waiters`; the running commit acks `batch`. */
+  bool committing;
+  struct vreq *waiters, *batch;
+  uint64_t *commit_blocks;
+  uint64_t ncommit_blocks;
+  unsigned commit_pending;
+  int commit_err;
+
+  /* Hold (handoff, quorum loss, close). */
+  bool held;
+  struct vreq *held_head, *held_tail;
+  vol_done_fn *drained;
+  void *drained_opaque;
+  uint64_t in_flight;           /* requests accepted and not yet acked */
+  unsigned submitting;          /* inside vol_submit: acks are deferred */
+  void (*want_owner_cb) (void *ud, struct volume *v);
+  void *want_owner_ud;
+
+  struct vol_stats st;
+};
+
+/* vol-lock.c */
+bool lock_try (struct volume *v, struct vreq *rq);
+void lock_release (struct volume *v, struct vreq *rq);
+bool lock_chunk_excl_needed (struct volume *v, struct vreq *rq,
+                             uint64_t chunk);
+
+/* vol-io.c */
+void io_start (struct vreq *rq);
+void io_finish (struct vreq *rq);
+void io_complete (struct vreq *rq);
+
+/* vol-commit.c */
+void commit_enqueue (struct volume *v, struct vreq *rq);
+void commit_mark_dirty (struct volume *v, uint64_t chunk);
+bool commit_durable (struct volume *v, uint64_t c0, uint64_t c1);
+bool commit_idle (struct volume *v);
+void commit_cow_flush (struct vreq *rq);
+
+/* volume.c */
+void vol_check_drained (struct volume *v);
+int vol_write_super (struct volume *v);
+int vol_fail_later (vol_done_fn *done, void *opaque, int err);
+
+static inline uint64_t
+vol_chunk_len (const struct volume *v, uint64_t c)
+{
+  uint64_t start = c * v->cs;
+  uint64_t end = start + v->cs;
+  return (end > v->sb.volume_size ? v->sb.volume_size : end) - start;
+}
+
+#endif /* COWD_VOLUME_INT_H */

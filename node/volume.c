@@ -1,0 +1,796 @@
+/* volume.c: a volume's life: format, open, hold/resume, takeover, close;
+ * and the engine's entry points, which turn a client request into a
+ * struct vreq for vol-io.c.
+ *
+ * States (enum vol_state):
+ *   ACTIVE    serving reads and writes
+ *   HELD      new requests queue on held_head (handoff, quorum loss,
+ *             close); `drained` fires once nothing is in flight and no
+ *             commit runs
+ *   READONLY  this host is not the owner: reads are served, a write asks
+ *             the cluster for ownership (want_owner_cb) and waits held
+ *   FENCED / DEGRADED  writes fail at once with EIO/EACCES
+ *
+ * Superblock writes (open, mark clean, takeover) are rare and short; they
+ * use the backends' blocking variants.  The data path never blocks.
+ *
+ * Completion is never delivered inside the call that submitted the
+ * request: when a request fails at once, its ack is deferred to a loop
+ * job.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <qb/qblog.h>
+#include <uuid/uuid.h>
+
+#include "loop.h"
+#include "volume-int.h"
+
+const char *
+vol_commit_name (enum dscow_commit c)
+{
+  switch (c)
+    {
+    case DSCOW_COMMIT_SYNC: return "sync";
+    case DSCOW_COMMIT_FLUSH: return "flush";
+    case DSCOW_COMMIT_NONE: return "none";
+    }
+  return "unknown";
+}
+
+int
+vol_commit_parse (const char *s, enum dscow_commit *c)
+{
+  if (strcmp (s, "sync") == 0)
+    *c = DSCOW_COMMIT_SYNC;
+  else if (strcmp (s, "flush") == 0)
+    *c = DSCOW_COMMIT_FLUSH;
+  else if (strcmp (s, "none") == 0)
+    *c = DSCOW_COMMIT_NONE;
+  else
+    return -1;
+  return 0;
+}
+
+const char *
+vol_state_name (enum vol_state s)
+{
+  static const char *names[] = { "active", "held", "readonly", "fenced",
+    "degraded" };
+  return s <= VOL_STATE_DEGRADED ? names[s] : "unknown";
+}
+
+static void *
+vol_alloc_aligned (size_t len)
+{
+  void *p;
+  if (posix_memalign (&p, VOL_ALIGN, len ? len : VOL_ALIGN) != 0)
+    return NULL;
+  memset (p, 0, len);
+  return p;
+}
+
+static int
+vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
+                   struct backend **base, struct backend **cow, char *err,
+                   size_t errlen)
+{
+  char e[256];
+  struct backend_opts o = *bo;
+  o.writable = false;
+  o.direct = !p->buffered;      /* block devices are O_DIRECT regardless */
+  int r = backend_open (p->base_uri, &o, base, e, sizeof e);
+  if (r < 0)
+    {
+      snprintf (err, errlen, "volume %s: base %s", p->name, e);
+      return r;
+    }
+  o.writable = true;
+  r = backend_open (p->cow_uri, &o, cow, e, sizeof e);
+  if (r < 0)
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s", p->name, e);
+      backend_close (*base);
+      return r;
+    }
+  if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
+    {
+      snprintf (err, errlen, "volume %s: devices with blocks larger than "
+                "%u bytes are not supported", p->name, VOL_ALIGN);
+      backend_close (*base);
+      backend_close (*cow);
+      return -EINVAL;
+    }
+  return 0;
+}
+
+static int
+vol_err (char *err, size_t errlen, const char *name, const char *dev,
+         int code)
+{
+  snprintf (err, errlen, "volume %s: %s: %s", name, dev,
+            dscow_strerror (code));
+  return -1;
+}
+
+/* Write the superblock into its slot (generation % 2), durably. */
+int
+vol_write_super (struct volume *v)
+{
+  if (v->commit == DSCOW_COMMIT_NONE)
+    return 0;
+  uint8_t *buf = vol_alloc_aligned (DSCOW_SUPER_SIZE);
+  if (!buf)
+    return -ENOMEM;
+  v->sb.generation = v->generation;
+  dscow_super_encode (&v->sb, buf, DSCOW_SUPER_SIZE);
+  uint64_t off = (uint64_t) dscow_super_slot (v->sb.generation)
+    * DSCOW_SUPER_SIZE;
+  int r = v->cow->ops->pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE);
+  if (r == 0)
+    r = v->cow->ops->flush_sync (v->cow);
+  free (buf);
+  if (r < 0)
+    qb_log (LOG_ERR, "volume: %s: writing the superblock failed: %s",
+            v->name, strerror (-r));
+  return r;
+}
+
+/* Is there a dscow volume on the CoW device already? */
+static bool
+vol_cow_formatted (struct backend *cow)
+{
+  uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
+  struct dscow_super sb;
+  unsigned slot;
+  bool found = false;
+  if (buf && cow->ops->pread_sync (cow, buf, 0, 2 * DSCOW_SUPER_SIZE) == 0)
+    found = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot) == 0
+      || memcmp (buf, DSCOW_MAGIC, DSCOW_MAGIC_LEN) == 0;
+  free (buf);
+  return found;
+}
+
+static int
+vol_format_write (struct backend *cow, const struct dscow_super *sb)
+{
+  uint64_t bm = dscow_bitmap_bytes (sb->volume_size, sb->chunk_size);
+  size_t len = 2 * DSCOW_SUPER_SIZE;
+  uint8_t *buf = vol_alloc_aligned (len);
+  uint8_t *zero = vol_alloc_aligned (1024 * 1024);
+  int r = -ENOMEM;
+  if (!buf || !zero)
+    goto out;
+  for (uint64_t off = 0; off < bm; off += 1024 * 1024)
+    {
+      size_t n = bm - off < 1024 * 1024 ? bm - off : 1024 * 1024;
+      if ((r = cow->ops->pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off,
+                                      n)) < 0)
+        goto out;
+    }
+  dscow_super_encode (sb, buf, DSCOW_SUPER_SIZE);       /* slot B zero */
+  if ((r = cow->ops->flush_sync (cow)) == 0
+      && (r = cow->ops->pwrite_sync (cow, buf, 0, len)) == 0)
+    r = cow->ops->flush_sync (cow);
+out:
+  free (buf);
+  free (zero);
+  return r;
+}
+
+int
+vol_format (const struct vol_params *p, const struct backend_opts *bo,
+            char *err, size_t errlen)
+{
+  struct backend *base, *cow;
+  if (vol_open_backends (p, bo, &base, &cow, err, errlen) < 0)
+    return -1;
+  int ret = -1;
+  uint8_t uuid[16];
+  struct dscow_super sb;
+  uuid_generate (uuid);
+  if (base->size % VOL_ALIGN)
+    {
+      snprintf (err, errlen, "volume %s: base %s: size %" PRIu64 " is not a "
+                "multiple of 4096 bytes", p->name, base->uri, base->size);
+      goto out;
+    }
+  int r = dscow_super_init (&sb, p->name, uuid, base->size,
+                            p->chunk_size ? p->chunk_size
+                            : DSCOW_CHUNK_DEFAULT, cow->size, base->size,
+                            base->ident,
+                            p->commit ? p->commit : DSCOW_COMMIT_SYNC);
+  if (r == -DSCOW_ETOOSMALL)
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s is too small: it has "
+                "%" PRIu64 " bytes and needs %" PRIu64 " (base %" PRIu64
+                " + metadata)", p->name, cow->uri, cow->size,
+                dscow_cow_min_size (base->size, sb.chunk_size
+                                    ? sb.chunk_size : DSCOW_CHUNK_DEFAULT),
+                base->size);
+      goto out;
+    }
+  if (r < 0)
+    {
+      vol_err (err, errlen, p->name, cow->uri, -r);
+      goto out;
+    }
+  if (!p->force && vol_cow_formatted (cow))
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s already holds a dscow "
+                "volume; use --force to format it again", p->name, cow->uri);
+      goto out;
+    }
+  if ((r = vol_format_write (cow, &sb)) < 0)
+    {
+      snprintf (err, errlen, "volume %s: formatting CoW device %s failed: %s",
+                p->name, cow->uri, strerror (-r));
+      goto out;
+    }
+  qb_log (LOG_INFO, "volume: %s: formatted %s over base %s (%s), chunk %u",
+          p->name, cow->uri, base->uri, base->ident, sb.chunk_size);
+  ret = 0;
+out:
+  backend_close (base);
+  backend_close (cow);
+  return ret;
+}
+
+/* Read and pick the superblock of the CoW device into v->sb. */
+static int
+vol_read_super (struct volume *v, char *err, size_t errlen)
+{
+  uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
+  unsigned slot;
+  int r = buf ? v->cow->ops->pread_sync (v->cow, buf, 0,
+                                         2 * DSCOW_SUPER_SIZE) : -ENOMEM;
+  if (r == 0)
+    {
+      r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &v->sb, &slot);
+      if (r < 0)
+        vol_err (err, errlen, v->name, v->cow->uri, -r);
+    }
+  else
+    snprintf (err, errlen, "volume %s: reading the superblock of %s failed: "
+              "%s", v->name, v->cow->uri, strerror (-r));
+  free (buf);
+  return r < 0 ? -1 : 0;
+}
+
+/* Read superblock and bitmap from the CoW device into v. */
+static int
+vol_load_meta (struct volume *v, char *err, size_t errlen)
+{
+  if (vol_read_super (v, err, errlen) < 0)
+    return -1;
+  int r = dscow_check_devices (&v->sb, v->cow->size, v->base->size,
+                           v->base->ident);
+  if (r < 0)
+    return vol_err (err, errlen, v->name, r == -DSCOW_ETOOSMALL
+                    ? v->cow->uri : v->base->uri, -r);
+  if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
+    {
+      snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
+                "only read; refusing to write it", v->name, v->cow->uri);
+      return -1;
+    }
+  uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
+  if (v->commit != DSCOW_COMMIT_NONE
+      && (r = v->cow->ops->pread_sync (v->cow, v->map, DSCOW_BITMAP_OFFSET,
+                                       bm)) < 0)
+    {
+      snprintf (err, errlen, "volume %s: reading the bitmap of %s failed: %s",
+                v->name, v->cow->uri, strerror (-r));
+      return -1;
+    }
+  if (v->commit == DSCOW_COMMIT_NONE)
+    memset (v->map, 0, bm);     /* transient: reset on open */
+  memcpy (v->dmap, v->map, bm);
+  v->cow_chunks = dscow_bitmap_count (v->map, v->nchunks);
+  v->generation = v->sb.generation;
+  return 0;
+}
+
+static int
+vol_alloc_maps (struct volume *v)
+{
+  uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
+  v->nblocks = bm / DSCOW_BITMAP_BLOCK;
+  v->map = vol_alloc_aligned (bm);
+  v->dmap = vol_alloc_aligned (bm);
+  v->staged = vol_alloc_aligned (bm);
+  v->dirty = calloc (v->nblocks, sizeof *v->dirty);
+  v->commit_blocks = calloc (v->nblocks, sizeof *v->commit_blocks);
+  return v->map && v->dmap && v->staged && v->dirty && v->commit_blocks
+    ? 0 : -ENOMEM;
+}
+
+static void
+vol_free (struct volume *v)
+{
+  if (!v)
+    return;
+  backend_close (v->base);
+  backend_close (v->cow);
+  free (v->map);
+  free (v->dmap);
+  free (v->staged);
+  free (v->dirty);
+  free (v->commit_blocks);
+  free (v->name);
+  free (v);
+}
+
+int
+vol_open (const struct vol_params *p, const struct backend_opts *bo,
+          struct volume **out, char *err, size_t errlen)
+{
+  struct volume *v = calloc (1, sizeof *v);
+  if (!v)
+    {
+      snprintf (err, errlen, "volume %s: out of memory", p->name);
+      return -1;
+    }
+  v->name = strdup (p->name);
+  if (vol_open_backends (p, bo, &v->base, &v->cow, err, errlen) < 0)
+    {
+      free (v->name);
+      free (v);
+      return -1;
+    }
+  if (vol_read_super (v, err, errlen) < 0)       /* geometry first */
+    goto out_free;
+  v->commit = p->commit ? p->commit : (enum dscow_commit) v->sb.commit;
+  v->cs = v->sb.chunk_size;
+  v->nchunks = dscow_nr_chunks (v->sb.volume_size, v->cs);
+  v->cow_base = (uint64_t) v->sb.meta_chunks * v->cs;
+  if (vol_alloc_maps (v) < 0)
+    {
+      snprintf (err, errlen, "volume %s: out of memory for the bitmap",
+                p->name);
+      goto out_free;
+    }
+  if (vol_load_meta (v, err, errlen) < 0)
+    goto out_free;
+  if (strcmp (v->sb.name, p->name) != 0)
+    qb_log (LOG_WARNING, "volume: %s: the CoW device was formatted for "
+            "volume %s", p->name, v->sb.name);
+  if (v->sb.state == DSCOW_STATE_DIRTY && v->commit != DSCOW_COMMIT_NONE)
+    qb_log (LOG_NOTICE, "volume: %s: was not closed cleanly; the bitmap is "
+            "consistent as of its last commit", v->name);
+  *out = v;
+  return 0;
+
+out_free:
+  vol_free (v);
+  return -1;
+}
+
+/* Take the volume for writing: mark it dirty with our epoch. */
+int
+vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
+              uint64_t expect_generation, char *err, size_t errlen)
+{
+  if (vol_load_meta (v, err, errlen) < 0)
+    return -1;
+  if (expect_generation && v->sb.generation != expect_generation)
+    {
+      snprintf (err, errlen, "volume %s: bitmap generation on disk is %" PRIu64
+                " but the handoff said %" PRIu64, v->name, v->sb.generation,
+                expect_generation);
+      return -1;
+    }
+  v->sb.epoch = epoch;
+  v->sb.owner_node = owner;
+  v->sb.state = DSCOW_STATE_DIRTY;
+  v->generation++;
+  int r = vol_write_super (v);
+  if (r < 0)
+    {
+      snprintf (err, errlen, "volume %s: writing the superblock failed: %s",
+                v->name, strerror (-r));
+      return -1;
+    }
+  v->state = VOL_STATE_ACTIVE;
+  return 0;
+}
+
+int
+vol_mark_clean (struct volume *v)
+{
+  v->sb.state = DSCOW_STATE_CLEAN;
+  v->generation++;
+  return vol_write_super (v);
+}
+
+void
+vol_set_state (struct volume *v, enum vol_state s)
+{
+  v->state = s;
+}
+
+void
+vol_set_want_owner_cb (struct volume *v,
+                       void (*cb) (void *ud, struct volume *v), void *ud)
+{
+  v->want_owner_cb = cb;
+  v->want_owner_ud = ud;
+}
+
+/* --- hold, drain, resume --- */
+
+static void
+vol_drain_flushed (void *opaque, int err)
+{
+  vol_check_drained (opaque);
+}
+
+/* A commit of every dirty bit, not counted as a client request. */
+static int
+vol_flush_internal (struct volume *v)
+{
+  struct vreq *rq = calloc (1, sizeof *rq);
+  if (!rq)
+    return -ENOMEM;
+  rq->v = v;
+  rq->type = VR_FLUSH;
+  rq->done = vol_drain_flushed;
+  rq->opaque = v;
+  v->in_flight++;
+  commit_enqueue (v, rq);
+  return 0;
+}
+
+void
+vol_check_drained (struct volume *v)
+{
+  if (!v->drained || v->in_flight || !commit_idle (v))
+    return;
+  /* Under `flush` bits may still be dirty: a drain makes them durable. */
+  for (uint64_t b = 0; b < v->nblocks && v->commit != DSCOW_COMMIT_NONE; b++)
+    if (v->dirty[b])
+      {
+        if (vol_flush_internal (v) < 0)
+          break;
+        return;
+      }
+  /* From a loop job: whoever is completing the last request must be
+   * able to finish touching v before `drained` may free it. */
+  vol_done_fn *done = v->drained;
+  v->drained = NULL;
+  if (vol_fail_later (done, v->drained_opaque, 0) != 0)
+    done (v->drained_opaque, 0);
+}
+
+void
+vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
+{
+  v->held = true;
+  v->drained = drained;
+  v->drained_opaque = opaque;
+  vol_check_drained (v);
+}
+
+static int vol_submit (struct volume *v, struct vreq *rq);
+
+void
+vol_resume (struct volume *v)
+{
+  v->held = false;
+  v->drained = NULL;
+  struct vreq *list = v->held_head;
+  v->held_head = v->held_tail = NULL;
+  while (list)
+    {
+      struct vreq *rq = list;
+      list = rq->next;
+      rq->next = NULL;
+      vol_submit (v, rq);
+    }
+}
+
+struct close_ctx
+{
+  struct volume *v;
+  vol_done_fn *done;
+  void *opaque;
+};
+
+static void
+vol_close_drained (void *opaque, int res)
+{
+  struct close_ctx *cc = opaque;
+  struct volume *v = cc->v;
+  int r = 0;
+  if (v->state == VOL_STATE_ACTIVE || v->state == VOL_STATE_HELD)
+    r = vol_mark_clean (v);
+  if (r == 0)
+    qb_log (LOG_INFO, "volume: %s: closed clean at generation %" PRIu64,
+            v->name, v->generation);
+  vol_free (v);
+  if (cc->done)
+    cc->done (cc->opaque, r);
+  free (cc);
+}
+
+void
+vol_close (struct volume *v, vol_done_fn *done, void *opaque)
+{
+  struct close_ctx *cc = malloc (sizeof *cc);
+  if (!cc)
+    abort ();
+  *cc = (struct close_ctx) { v, done, opaque };
+  vol_hold (v, vol_close_drained, cc);
+}
+
+/* --- entry points --- */
+
+struct deferred
+{
+  vol_done_fn *done;
+  void *opaque;
+  int err;
+};
+
+static void
+vol_deferred_job (void *data)
+{
+  struct deferred *d = data;
+  d->done (d->opaque, d->err);
+  free (d);
+}
+
+/* Complete a request without calling back inside the submission. */
+int
+vol_fail_later (vol_done_fn *done, void *opaque, int err)
+{
+  struct deferred *d = malloc (sizeof *d);
+  if (!d)
+    return -ENOMEM;
+  *d = (struct deferred) { done, opaque, err };
+  if (qb_loop_job_add (cowd_loop (), QB_LOOP_HIGH, d, vol_deferred_job) != 0)
+    {
+      free (d);
+      return err;
+    }
+  return 0;
+}
+
+static struct vreq *
+vol_new_req (struct volume *v, enum vreq_type type, void *buf, uint64_t off,
+             uint32_t len, unsigned flags, vol_done_fn *done, void *opaque)
+{
+  struct vreq *rq = calloc (1, sizeof *rq);
+  if (!rq)
+    return NULL;
+  *rq = (struct vreq) { .v = v, .type = type, .buf = buf, .off = off,
+    .len = len, .flags = flags, .done = done, .opaque = opaque };
+  if (len)
+    {
+      rq->c0 = off / v->cs;
+      rq->c1 = (off + len - 1) / v->cs;
+    }
+  return rq;
+}
+
+/* Queue or start a request, honouring hold and state. */
+static int
+vol_submit (struct volume *v, struct vreq *rq)
+{
+  bool write = rq->type != VR_READ;
+  if (write && (v->state == VOL_STATE_FENCED
+                || v->state == VOL_STATE_DEGRADED))
+    {
+      int err = v->state == VOL_STATE_FENCED ? -EACCES : -EIO;
+      if (rq->free_buf)
+        free (rq->buf);
+      vol_done_fn *done = rq->done;
+      void *opaque = rq->opaque;
+      free (rq);
+      v->st.errors++;
+      return vol_fail_later (done, opaque, err);
+    }
+  bool must_wait = v->held
+    || (write && v->state == VOL_STATE_READONLY);
+  if (must_wait)
+    {
+      rq->next = NULL;
+      if (v->held_tail)
+        v->held_tail->next = rq;
+      else
+        v->held_head = rq;
+      v->held_tail = rq;
+      if (write && v->state == VOL_STATE_READONLY && v->want_owner_cb)
+        v->want_owner_cb (v->want_owner_ud, v);
+      return 0;
+    }
+  v->in_flight++;
+  v->st.in_flight = v->in_flight;
+  v->submitting++;
+  if (rq->type == VR_FLUSH)
+    {
+      if (v->commit == DSCOW_COMMIT_FLUSH)
+        commit_enqueue (v, rq);
+      else
+        commit_cow_flush (rq);
+    }
+  else
+    io_start (rq);
+  v->submitting--;
+  return 0;
+}
+
+static int
+vol_check_range (struct volume *v, uint64_t off, uint32_t len)
+{
+  if (len == 0 || off > v->sb.volume_size || len > v->sb.volume_size - off)
+    return -EINVAL;
+  return 0;
+}
+
+int
+vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
+          vol_done_fn *done, void *opaque)
+{
+  if (vol_check_range (v, off, len) < 0)
+    return -EINVAL;
+  v->st.reads++;
+  v->st.bytes_read += len;
+  uint64_t a0 = off & ~(uint64_t) (VOL_ALIGN - 1);
+  uint64_t a1 = (off + len + VOL_ALIGN - 1) & ~(uint64_t) (VOL_ALIGN - 1);
+  bool aligned = a0 == off && a1 == off + len
+    && ((uintptr_t) buf & (VOL_ALIGN - 1)) == 0;
+  char *b = buf;
+  if (!aligned && !(b = vol_alloc_aligned (a1 - a0)))
+    return -ENOMEM;
+  struct vreq *rq = vol_new_req (v, VR_READ, b, a0, (uint32_t) (a1 - a0), 0,
+                                 done, opaque);
+  if (!rq)
+    {
+      if (!aligned)
+        free (b);
+      return -ENOMEM;
+    }
+  if (!aligned)
+    {
+      rq->free_buf = true;
+      rq->ubuf = buf;
+      rq->uoff = off;
+      rq->ulen = len;
+    }
+  return vol_submit (v, rq);
+}
+
+static int
+vol_write_common (struct volume *v, char *buf, bool own, uint64_t off,
+                  uint32_t len, unsigned flags, vol_done_fn *done,
+                  void *opaque)
+{
+  struct vreq *rq = vol_new_req (v, VR_WRITE, buf, off, len, flags, done,
+                                 opaque);
+  if (!rq)
+    {
+      if (own)
+        free (buf);
+      return -ENOMEM;
+    }
+  rq->free_buf = own;
+  v->st.bytes_written += len;
+  return vol_submit (v, rq);
+}
+
+int
+vol_write (struct volume *v, const void *buf, uint64_t off, uint32_t len,
+           unsigned flags, vol_done_fn *done, void *opaque)
+{
+  if (vol_check_range (v, off, len) < 0)
+    return -EINVAL;
+  v->st.writes++;
+  /* The engine writes from the caller's buffer only when it is aligned. */
+  char *b = (char *) buf;
+  bool own = false;
+  if ((uintptr_t) buf & (VOL_ALIGN - 1))
+    {
+      if (!(b = vol_alloc_aligned (len)))
+        return -ENOMEM;
+      memcpy (b, buf, len);
+      own = true;
+    }
+  return vol_write_common (v, b, own, off, len, flags, done, opaque);
+}
+
+int
+vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
+                  unsigned flags, vol_done_fn *done, void *opaque)
+{
+  if (vol_check_range (v, off, len) < 0)
+    return -EINVAL;
+  v->st.zeroes++;
+  char *b = vol_alloc_aligned (len);
+  if (!b)
+    return -ENOMEM;
+  return vol_write_common (v, b, true, off, len, flags, done, opaque);
+}
+
+int
+vol_flush (struct volume *v, vol_done_fn *done, void *opaque)
+{
+  v->st.flushes++;
+  struct vreq *rq = vol_new_req (v, VR_FLUSH, NULL, 0, 0, 0, done, opaque);
+  if (!rq)
+    return -ENOMEM;
+  return vol_submit (v, rq);
+}
+
+int
+vol_trim (struct volume *v, uint64_t off, uint32_t len, unsigned flags,
+          vol_done_fn *done, void *opaque)
+{
+  if (vol_check_range (v, off, len) < 0)
+    return -EINVAL;
+  v->st.trims++;
+  struct vreq *rq = vol_new_req (v, VR_TRIM, NULL, off, len, flags, done,
+                                 opaque);
+  if (!rq)
+    return -ENOMEM;
+  return vol_submit (v, rq);
+}
+
+size_t
+vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
+                  uint64_t len, struct vol_extent *ext, size_t maxext)
+{
+  size_t n = 0;
+  if (off >= v->sb.volume_size || maxext == 0)
+    return 0;
+  if (len > v->sb.volume_size - off)
+    len = v->sb.volume_size - off;
+  if (ctx == VOL_CTX_ALLOCATION)
+    {
+      ext[0] = (struct vol_extent) { .length = len, .flags = 0 };
+      return 1;
+    }
+  uint64_t pos = off, end = off + len;
+  while (pos < end && n < maxext)
+    {
+      uint64_t c = pos / v->cs;
+      uint64_t run = dscow_bitmap_run (v->map, c, v->nchunks - c);
+      uint64_t run_end = (c + run) * v->cs;
+      if (run_end > end)
+        run_end = end;
+      ext[n++] = (struct vol_extent) { .length = run_end - pos,
+        .flags = dscow_bit_test (v->map, c) ? 1u : 0u };
+      pos = run_end;
+    }
+  return n;
+}
+
+/* --- introspection --- */
+
+const char *vol_name (const struct volume *v) { return v->name; }
+uint64_t vol_size (const struct volume *v) { return v->sb.volume_size; }
+uint32_t vol_chunk_size (const struct volume *v) { return v->cs; }
+enum vol_state vol_get_state (const struct volume *v) { return v->state; }
+const struct dscow_super *vol_super (const struct volume *v) { return &v->sb; }
+uint64_t vol_cow_chunks (const struct volume *v) { return v->cow_chunks; }
+uint64_t vol_generation (const struct volume *v) { return v->generation; }
+
+bool
+vol_can_write (const struct volume *v)
+{
+  return v->state != VOL_STATE_FENCED && v->state != VOL_STATE_DEGRADED;
+}
+
+void
+vol_get_stats (const struct volume *v, struct vol_stats *st)
+{
+  *st = v->st;
+  st->in_flight = v->in_flight;
+}

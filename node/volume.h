@@ -1,0 +1,131 @@
+/* The volume engine: a dscow volume served from a base and a CoW backend.
+ *
+ * Reads are split between base and CoW by the in-memory bitmap.  A write
+ * to a chunk not yet in the CoW layer is a CoW fault: a partial write
+ * copies the chunk from the base first, a full-chunk write skips the copy.
+ * Requests that touch a chunk being copied wait for the copy, so nobody
+ * sees a half-copied chunk.  Bits become durable per the commit policy,
+ * always after the data they point to (data -> flush -> bitmap -> flush
+ * -> ack).  See volume.c for the state machine.
+ */
+#ifndef COWD_VOLUME_H
+#define COWD_VOLUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "dscow.h"
+#include "backend.h"
+
+struct volume;
+
+typedef void vol_done_fn (void *opaque, int res); /* res: 0 or -errno */
+
+#define VOL_FUA 0x1u            /* write durable (data and bit) before ack */
+#define VOL_NO_HOLE 0x2u        /* write_zeroes: do not punch */
+
+/* Block status contexts */
+enum vol_ctx
+{
+  VOL_CTX_ALLOCATION = 0,       /* base:allocation: everything allocated */
+  VOL_CTX_COW = 1,              /* cowherd:cow: which extents are in CoW */
+};
+
+struct vol_extent
+{
+  uint64_t length;
+  uint32_t flags;               /* for VOL_CTX_COW: 1 = in CoW layer */
+};
+
+enum vol_state
+{
+  VOL_STATE_ACTIVE = 0,         /* serving reads and writes */
+  VOL_STATE_HELD,               /* new requests held (handoff / no quorum) */
+  VOL_STATE_READONLY,           /* not the owner: reads only */
+  VOL_STATE_FENCED,             /* writes rejected by the storage */
+  VOL_STATE_DEGRADED,           /* a backend failed past its deadline */
+};
+
+struct vol_stats
+{
+  uint64_t reads, writes, flushes, trims, zeroes;
+  uint64_t bytes_read, bytes_written;
+  uint64_t read_base_bytes, read_cow_bytes;
+  uint64_t cow_faults, full_chunk_writes;
+  uint64_t commits;             /* bitmap commits (group commits) */
+  uint64_t commit_faults;       /* CoW faults covered by those commits */
+  uint64_t errors;
+  uint64_t in_flight;
+};
+
+struct vol_params
+{
+  const char *name;
+  const char *base_uri;
+  const char *cow_uri;
+  uint32_t chunk_size;          /* 0 = default */
+  enum dscow_commit commit;     /* 0 = the superblock's */
+  bool buffered;                /* plain files only: page cache on */
+  bool force;                   /* format over an existing volume */
+};
+
+/* Format the CoW device for a new volume.  Returns 0, or -1 with one
+ * sentence naming the volume and the cause in err. */
+int vol_format (const struct vol_params *p, const struct backend_opts *bo,
+                char *err, size_t errlen);
+
+/* Open an existing volume (superblock checked against the devices). */
+int vol_open (const struct vol_params *p, const struct backend_opts *bo,
+              struct volume **out, char *err, size_t errlen);
+/* Flush, mark clean and close.  done is called when finished. */
+void vol_close (struct volume *v, vol_done_fn *done, void *opaque);
+
+/* The data path.  Return 0 when queued (done is called later from the
+ * loop) or -errno when refused at once. */
+int vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
+              vol_done_fn *done, void *opaque);
+int vol_write (struct volume *v, const void *buf, uint64_t off, uint32_t len,
+               unsigned flags, vol_done_fn *done, void *opaque);
+int vol_flush (struct volume *v, vol_done_fn *done, void *opaque);
+int vol_trim (struct volume *v, uint64_t off, uint32_t len, unsigned flags,
+              vol_done_fn *done, void *opaque);
+int vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
+                      unsigned flags, vol_done_fn *done, void *opaque);
+/* Synchronous: extents from the in-memory bitmap, at most maxext. */
+size_t vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
+                         uint64_t len, struct vol_extent *ext, size_t maxext);
+
+/* Introspection */
+const char *vol_name (const struct volume *v);
+uint64_t vol_size (const struct volume *v);
+uint32_t vol_chunk_size (const struct volume *v);
+bool vol_can_write (const struct volume *v);
+enum vol_state vol_get_state (const struct volume *v);
+const char *vol_state_name (enum vol_state s);
+const struct dscow_super *vol_super (const struct volume *v);
+uint64_t vol_cow_chunks (const struct volume *v);
+uint64_t vol_generation (const struct volume *v);
+const char *vol_commit_name (enum dscow_commit c);
+int vol_commit_parse (const char *s, enum dscow_commit *c);
+
+/* Ownership and handoff (cluster) support.  vol_hold stops new requests
+ * (they queue) and calls drained once nothing is in flight and every bit
+ * is durable; vol_resume serves the queue.  vol_mark_clean writes the
+ * superblock clean with the current generation (the handoff point);
+ * vol_takeover re-reads superblock and bitmap from the CoW device, checks
+ * the generation (0 = don't check), writes the new epoch and owner and
+ * marks the superblock dirty. */
+void vol_hold (struct volume *v, vol_done_fn *drained, void *opaque);
+void vol_resume (struct volume *v);
+int vol_mark_clean (struct volume *v);
+int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
+                  uint64_t expect_generation, char *err, size_t errlen);
+void vol_set_state (struct volume *v, enum vol_state s);
+/* Called for each request that arrives while the volume is READONLY
+ * (not the owner) and is a write: the cluster asks for ownership. */
+void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,
+                            struct volume *v), void *ud);
+void vol_get_stats (const struct volume *v, struct vol_stats *st);
+
+#endif /* COWD_VOLUME_H */

@@ -1,0 +1,88 @@
+# tests/functions.sh: shared helpers for cowherd's system tests (sourced).
+#
+#   requires CMD...        skip (exit 77) when a tool is missing
+#   requires_root          skip unless root
+#   cleanup_fn CMD ARGS    run at exit, in reverse order, even on failure
+#   fail MSG / pass        end the test
+#   wait_for_file PATH SECS, wait_for_socket PATH SECS, wait_until SECS CMD..
+#   kill_pid PID [SECS]    TERM, wait, then KILL: only ever by pid
+#   new_image FILE SIZE random|zero
+#   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
+set -euo pipefail
+export LC_ALL=C
+top_srcdir=${abs_top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+top_builddir=${abs_top_builddir:-$top_srcdir}
+# System tools first: nbdsh needs the python3 that has the nbd module.
+export PATH="$top_builddir/node:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+
+_cleanups=()
+cleanup_fn() { _cleanups+=("$(printf '%q ' "$@")"); }
+_run_cleanups() {
+  local rc=$? i
+  set +e
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+    eval "${_cleanups[$i]}" || echo "cleanup failed: ${_cleanups[$i]}" >&2
+  done
+  _cleanups=()
+  exit $rc
+}
+trap _run_cleanups EXIT
+trap 'exit 130' INT TERM
+
+requires() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { echo "SKIP: $c is not installed"; exit 77; }
+  done
+}
+requires_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }; }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "PASS: $(basename "$0")"; exit 0; }
+
+wait_until() {               # wait_until SECS CMD...
+  local secs=$1; shift
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.05
+  done
+}
+wait_for_file() { wait_until "${2:-10}" test -e "$1"; }
+wait_for_socket() { wait_until "${2:-10}" test -S "$1"; }
+
+kill_pid() {                 # kill_pid PID [SECS]
+  local pid=$1 secs=${2:-10}
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  wait_until "$secs" sh -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+  wait_until 5 sh -c "! kill -0 $pid" || true
+}
+
+new_image() {                # new_image FILE SIZE random|zero
+  local bytes; bytes=$(numfmt --from=iec "$2")
+  case ${3:-zero} in
+    random) head -c "$bytes" /dev/urandom > "$1" ;;
+    *) rm -f "$1"; truncate -s "$bytes" "$1" ;;
+  esac
+}
+
+# cowd instances, one per run directory; logs in RUNDIR.log.
+declare -A _cowd_pid
+start_cowd() {               # start_cowd RUNDIR [ARGS]
+  local run=$1; shift
+  mkdir -p "$run"
+  cowd -f --standalone --run-dir "$run" --state-dir "$run/state" "$@" \
+    >>"$run.log" 2>&1 &
+  local pid=$!
+  _cowd_pid[$run]=$pid
+  cleanup_fn kill_pid "$pid"
+  wait_until 10 cowctl --run-dir "$run" list \
+    || { cat "$run.log" >&2; fail "cowd did not start in $run"; }
+}
+stop_cowd() {                # stop_cowd RUNDIR
+  local run=$1 pid=${_cowd_pid[$1]:-}
+  [ -n "$pid" ] || pid=$(cat "$run/cowd.pid" 2>/dev/null || true)
+  [ -n "$pid" ] && kill_pid "$pid" 30
+  wait_until 5 sh -c "! test -e '$run/cowd.pid'" || true
+}
