@@ -5,10 +5,13 @@
  * handled on the main thread like everything else: no threads, no
  * blocking on the data path.
  *
- * Submission is batched: submit functions only fill SQEs and schedule one
- * qb_loop job that calls io_uring_submit() once for everything queued in
- * this loop iteration.  When the submission queue is full, requests wait
- * in an overflow list and are queued as completions free slots.
+ * Submission: outside a completion, each request is submitted at once;
+ * requests started by completions (a CoW fault's copy, the next commit
+ * step) are gathered and submitted once when the completion batch is
+ * done.  (A qb_loop job would batch more, but libqb runs jobs added from
+ * a poll dispatch only after the next poll, which costs milliseconds.)
+ * When the submission queue is full, requests wait in an overflow list
+ * and are queued as completions free slots.
  *
  * Shared devices are opened O_DIRECT (the page cache of a shared LUN is
  * never trusted).  A plain file may be opened buffered when the operator
@@ -76,10 +79,11 @@ static struct
   int efd;
   unsigned in_ring;             /* requests holding an SQE/CQE */
   bool submit_scheduled;
+  bool batching;                /* inside ring_dispatch */
   struct fio_req *ovf_head, *ovf_tail;
 } R;
 
-static void ring_submit_job (void *data);
+static void ring_submit (void);
 
 static int
 file_fd (struct backend *bk)
@@ -93,11 +97,9 @@ ring_schedule_submit (void)
   if (R.submit_scheduled)
     return;
   R.submit_scheduled = true;
-  if (qb_loop_job_add (cowd_loop (), QB_LOOP_HIGH, NULL, ring_submit_job) != 0)
-    {
-      R.submit_scheduled = false;
-      io_uring_submit (&R.ring);
-    }
+  if (R.batching)
+    return;                     /* ring_dispatch submits when it is done */
+  ring_submit ();
 }
 
 static void
@@ -167,7 +169,7 @@ ring_drain_overflow (void)
 }
 
 static void
-ring_submit_job (void *data)
+ring_submit (void)
 {
   R.submit_scheduled = false;
   int r = io_uring_submit (&R.ring);
@@ -208,6 +210,8 @@ ring_dispatch (int fd, int revents, void *data)
   uint64_t n;
   if (read (R.efd, &n, sizeof n) < 0 && errno != EAGAIN)
     qb_log (LOG_ERR, "file: reading the io_uring eventfd failed: %m");
+  /* Requests that completions start are submitted together at the end. */
+  R.batching = true;
   for (;;)
     {
       struct io_uring_cqe *cqe;
@@ -219,6 +223,9 @@ ring_dispatch (int fd, int revents, void *data)
       ring_complete (r, res);
     }
   ring_drain_overflow ();
+  R.batching = false;
+  if (R.submit_scheduled)
+    ring_submit ();
   return 0;
 }
 

@@ -7,4 +7,8 @@
 qb_loop_t *cowd_loop (void);
 void cowd_loop_set (qb_loop_t *l);
 
+/* Call fn(data) from the main loop soon (next wakeup), never from inside
+ * the caller.  Returns 0 or -errno.  See defer.c. */
+int cowd_defer (void (*fn) (void *data), void *data);
+
 #endif

@@ -16,7 +16,7 @@
  *
  * Completion is never delivered inside the call that submitted the
  * request: when a request fails at once, its ack is deferred to a loop
- * job.
+ * deferred call (defer.c).
  */
 #include <config.h>
 
@@ -461,7 +461,7 @@ vol_check_drained (struct volume *v)
           break;
         return;
       }
-  /* From a loop job: whoever is completing the last request must be
+  /* From the loop (cowd_defer): whoever is completing the last request must be
    * able to finish touching v before `drained` may free it. */
   vol_done_fn *done = v->drained;
   v->drained = NULL;
@@ -555,7 +555,7 @@ vol_fail_later (vol_done_fn *done, void *opaque, int err)
   if (!d)
     return -ENOMEM;
   *d = (struct deferred) { done, opaque, err };
-  if (qb_loop_job_add (cowd_loop (), QB_LOOP_HIGH, d, vol_deferred_job) != 0)
+  if (cowd_defer (vol_deferred_job, d) != 0)
     {
       free (d);
       return err;

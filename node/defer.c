@@ -1,0 +1,74 @@
+/* defer.c: run a function soon, from the main loop, outside the caller's
+ * stack: used to complete a request that failed inside its own
+ * submission, or to report a drain without freeing state under the feet
+ * of whoever completed the last request.
+ *
+ * Why not qb_loop_job_add: libqb runs a job added from inside a poll
+ * dispatch only after the following poll returns, which can take tens of
+ * milliseconds on an idle loop.  An eventfd on the loop wakes it at once.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <qb/qblog.h>
+
+#include "loop.h"
+
+struct deferred
+{
+  struct deferred *next;
+  void (*fn) (void *data);
+  void *data;
+};
+
+static int defer_fd = -1;
+static struct deferred *head, *tail;
+
+static int
+defer_dispatch (int fd, int revents, void *data)
+{
+  uint64_t n;
+  if (read (defer_fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    qb_log (LOG_ERR, "loop: reading the defer eventfd failed: %m");
+  /* Only what is queued now: callbacks may defer more, for next time. */
+  struct deferred *list = head;
+  head = tail = NULL;
+  while (list)
+    {
+      struct deferred *d = list;
+      list = d->next;
+      d->fn (d->data);
+      free (d);
+    }
+  return 0;
+}
+
+int
+cowd_defer (void (*fn) (void *data), void *data)
+{
+  if (defer_fd < 0)
+    {
+      defer_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (defer_fd < 0)
+        return -errno;
+      qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, defer_fd, POLLIN, NULL,
+                        defer_dispatch);
+    }
+  struct deferred *d = malloc (sizeof *d);
+  if (!d)
+    return -ENOMEM;
+  *d = (struct deferred) { NULL, fn, data };
+  if (tail)
+    tail->next = d;
+  else
+    head = d;
+  tail = d;
+  uint64_t one = 1;
+  if (write (defer_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+    return -errno;
+  return 0;
+}
