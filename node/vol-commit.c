@@ -90,9 +90,10 @@ commit_end (struct volume *v, int err)
         rq->err = -EIO;
       io_complete (rq);
     }
-  if (v->waiters)
+  /* An ack above may have started the next commit already. */
+  if (v->waiters && !v->committing)
     commit_start (v);
-  else
+  else if (!v->committing)
     vol_check_drained (v);
 }
 

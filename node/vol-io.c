@@ -365,8 +365,7 @@ io_complete (struct vreq *rq)
     v->st.errors++;
   if (rq->ubuf && rq->err == 0)
     memcpy (rq->ubuf, rq->buf + (rq->uoff - rq->off), rq->ulen);
-  if (rq->free_buf)
-    free (rq->buf);
+  free (rq->alloc);
   vol_done_fn *done = rq->done;
   void *opaque = rq->opaque;
   int err = rq->err;

@@ -43,7 +43,7 @@ struct vreq
   char *ubuf;                   /* unaligned read: the caller's buffer */
   uint64_t uoff;
   uint32_t ulen;
-  bool free_buf;                /* buf is ours (bounce or zeroes) */
+  char *alloc;                  /* our own buffer (bounce, zeroes), freed at ack */
 };
 
 /* A chunk lock: shared for plain reads and writes, exclusive while a

@@ -589,8 +589,7 @@ vol_submit (struct volume *v, struct vreq *rq)
                 || v->state == VOL_STATE_DEGRADED))
     {
       int err = v->state == VOL_STATE_FENCED ? -EACCES : -EIO;
-      if (rq->free_buf)
-        free (rq->buf);
+      free (rq->alloc);
       vol_done_fn *done = rq->done;
       void *opaque = rq->opaque;
       free (rq);
@@ -660,7 +659,7 @@ vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
     }
   if (!aligned)
     {
-      rq->free_buf = true;
+      rq->alloc = b;
       rq->ubuf = buf;
       rq->uoff = off;
       rq->ulen = len;
@@ -668,20 +667,33 @@ vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
   return vol_submit (v, rq);
 }
 
+/* The engine writes aligned parts of a request straight from the
+ * caller's buffer, so the buffer must have the same phase as the offset:
+ * (buf - off) a multiple of VOL_ALIGN.  Otherwise (or for write zeroes)
+ * it gets its own buffer with that phase. */
 static int
-vol_write_common (struct volume *v, char *buf, bool own, uint64_t off,
+vol_write_common (struct volume *v, const void *buf, uint64_t off,
                   uint32_t len, unsigned flags, vol_done_fn *done,
                   void *opaque)
 {
-  struct vreq *rq = vol_new_req (v, VR_WRITE, buf, off, len, flags, done,
+  char *b = (char *) buf, *alloc = NULL;
+  size_t phase = off & (VOL_ALIGN - 1);
+  if (!buf || (((uintptr_t) buf - phase) & (VOL_ALIGN - 1)))
+    {
+      if (!(alloc = vol_alloc_aligned (len + phase)))
+        return -ENOMEM;
+      b = alloc + phase;
+      if (buf)
+        memcpy (b, buf, len);
+    }
+  struct vreq *rq = vol_new_req (v, VR_WRITE, b, off, len, flags, done,
                                  opaque);
   if (!rq)
     {
-      if (own)
-        free (buf);
+      free (alloc);
       return -ENOMEM;
     }
-  rq->free_buf = own;
+  rq->alloc = alloc;
   v->st.bytes_written += len;
   return vol_submit (v, rq);
 }
@@ -693,17 +705,7 @@ vol_write (struct volume *v, const void *buf, uint64_t off, uint32_t len,
   if (vol_check_range (v, off, len) < 0)
     return -EINVAL;
   v->st.writes++;
-  /* The engine writes from the caller's buffer only when it is aligned. */
-  char *b = (char *) buf;
-  bool own = false;
-  if ((uintptr_t) buf & (VOL_ALIGN - 1))
-    {
-      if (!(b = vol_alloc_aligned (len)))
-        return -ENOMEM;
-      memcpy (b, buf, len);
-      own = true;
-    }
-  return vol_write_common (v, b, own, off, len, flags, done, opaque);
+  return vol_write_common (v, buf, off, len, flags, done, opaque);
 }
 
 int
@@ -713,10 +715,7 @@ vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
   if (vol_check_range (v, off, len) < 0)
     return -EINVAL;
   v->st.zeroes++;
-  char *b = vol_alloc_aligned (len);
-  if (!b)
-    return -ENOMEM;
-  return vol_write_common (v, b, true, off, len, flags, done, opaque);
+  return vol_write_common (v, NULL, off, len, flags, done, opaque);
 }
 
 int
