@@ -80,6 +80,11 @@ struct backend_opts
   const char *chap_user;        /* from the config file, never argv */
   const char *chap_password;
   unsigned reconnect_deadline_ms; /* iSCSI: fail requests after this */
+  /* iSCSI: called after the first login and after every re-login, before
+   * anything else is sent on the new session (fencing registers its key
+   * there: a registration belongs to the session). */
+  void (*on_login) (struct backend *bk, void *opaque);
+  void *on_login_opaque;
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is

@@ -88,6 +88,9 @@ entry_state (const struct vol_entry *e)
     return "detaching";
   if (!e->vol)
     return "detached";
+  const char *h = vol_health (e->vol);
+  if (strcmp (h, "healthy") != 0)
+    return h;
   return vol_state_name (vol_get_state (e->vol));
 }
 

@@ -781,6 +781,16 @@ const struct dscow_super *vol_super (const struct volume *v) { return &v->sb; }
 uint64_t vol_cow_chunks (const struct volume *v) { return v->cow_chunks; }
 uint64_t vol_generation (const struct volume *v) { return v->generation; }
 
+const char *
+vol_health (const struct volume *v)
+{
+  enum backend_health h = v->base->health > v->cow->health ? v->base->health
+    : v->cow->health;
+  static const char *names[] = { "healthy", "reconnecting", "degraded",
+    "fenced" };
+  return names[h];
+}
+
 bool
 vol_can_write (const struct volume *v)
 {

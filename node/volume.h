@@ -103,6 +103,9 @@ uint32_t vol_chunk_size (const struct volume *v);
 bool vol_can_write (const struct volume *v);
 enum vol_state vol_get_state (const struct volume *v);
 const char *vol_state_name (enum vol_state s);
+/* The worst health of the two backends: "healthy", "reconnecting",
+ * "degraded" (a backend failed past its deadline) or "fenced". */
+const char *vol_health (const struct volume *v);
 const struct dscow_super *vol_super (const struct volume *v);
 uint64_t vol_cow_chunks (const struct volume *v);
 uint64_t vol_generation (const struct volume *v);

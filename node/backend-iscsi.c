@@ -1,0 +1,880 @@
+/* backend-iscsi.c: an iSCSI LUN through libiscsi's asynchronous API, on
+ * cowd's qb_loop, so a host needs no kernel initiator at all.
+ *
+ * One long-lived session per LUN (a SCSI-3 registration belongs to the
+ * session that made it).  The session's socket sits on the loop with the
+ * events libiscsi asks for; a 250 ms timer also services it, which drives
+ * libiscsi's timeouts and reconnects.
+ *
+ * Requests are split at the LUN's maximum transfer length into parts;
+ * every part is a libiscsi task whose data goes straight to or from the
+ * caller's buffer (an iovec, no copy).  Per part:
+ *
+ *   GOOD                        done
+ *   UNIT ATTENTION, NOT READY   sent again (at most ISC_RETRIES times): a
+ *                               reset (29/00), changed parameters (2A/xx)
+ *                               or a preempted reservation (2A/03) is not
+ *                               a data error
+ *   RESERVATION CONFLICT        -EACCES; the backend is FENCED
+ *   ILLEGAL REQUEST             -EINVAL (UNMAP: disabled, -EOPNOTSUPP)
+ *   anything else               -EIO
+ *
+ * Session loss (a socket error, a target restart): the context is thrown
+ * away (its tasks come back CANCELLED and the parts are kept), a new one
+ * logs in asynchronously, with backoff from 100 ms to 2 s, and every part
+ * not yet completed is sent again; nothing completes GOOD unless the target
+ * said so.  While the session is down the backend is RECONNECTING; parts
+ * older than reconnect_deadline_ms fail with EIO and the backend is
+ * DEGRADED until a login succeeds.  After every (re)login, on_login runs
+ * before anything else is sent: fencing registers its key there, since a
+ * registration belongs to the session.  (libiscsi's own reconnect is
+ * turned off: it gives no hook after the login.)
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+#include <qb/qblog.h>
+
+#include "backend-iscsi.h"
+#include "backend.h"
+#include "loop.h"
+
+#define ISC_RETRIES 8
+#define ISC_TICK_MS 250
+
+enum isc_op
+{
+  ISC_READ,
+  ISC_WRITE,
+  ISC_FLUSH,
+  ISC_UNMAP,
+};
+
+struct isc_parent
+{
+  bk_done_fn *done;
+  void *opaque;
+  unsigned parts;
+  int err;
+};
+
+struct isc_part
+{
+  struct isc_part *prev, *next; /* in flight */
+  struct isc_priv *ip;
+  struct isc_parent *parent;
+  enum isc_op op;
+  unsigned char *buf;
+  uint64_t lba;
+  uint32_t nblocks;
+  bool fua;
+  int retries;
+  uint64_t start_ns;
+  struct scsi_task *task;
+  struct scsi_iovec iov;
+  struct unmap_list ul;
+};
+
+struct isc_priv
+{
+  struct iscsi_context *ctx;
+  char *portal, *target, *safe_url;
+  int lun;
+  uint32_t block_size;
+  uint32_t max_xfer;            /* bytes per task */
+  bool unmap;
+  int fd;                       /* registered on the loop, or -1 */
+  int events;
+  bool logged_in;
+  bool connecting;              /* an async login is under way */
+  bool resetting;               /* destroying a context: keep the parts */
+  bool need_reset;              /* a task saw the session fail */
+  unsigned backoff_ms;
+  uint64_t retry_at_ns;
+  uint64_t lost_at_ns;          /* when the session went away */
+  char *initiator, *chap_user, *chap_password;
+  qb_loop_timer_handle timer;
+  struct isc_part *inflight;
+  unsigned deadline_ms;
+  void (*on_login) (struct backend *bk, void *opaque);
+  void *on_login_opaque;
+  struct backend *bk;
+};
+
+static void isc_update_poll (struct isc_priv *ip);
+static int isc_send (struct isc_part *p);
+static void isc_reset (struct isc_priv *ip, const char *why);
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+struct iscsi_context *
+backend_iscsi_context (struct backend *bk)
+{
+  return ((struct isc_priv *) bk->priv)->ctx;
+}
+
+int
+backend_iscsi_lun (struct backend *bk)
+{
+  return ((struct isc_priv *) bk->priv)->lun;
+}
+
+/* --- completion --- */
+
+static void
+isc_unlink (struct isc_part *p)
+{
+  struct isc_priv *ip = p->ip;
+  if (p->prev)
+    p->prev->next = p->next;
+  else if (ip->inflight == p)
+    ip->inflight = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+static void
+isc_part_done (struct isc_part *p, int err)
+{
+  struct isc_parent *par = p->parent;
+  isc_unlink (p);
+  if (err && !par->err)
+    par->err = err;
+  free (p);
+  if (--par->parts == 0)
+    {
+      par->done (par->opaque, par->err);
+      free (par);
+    }
+}
+
+static int
+isc_sense_error (struct isc_part *p, struct scsi_task *t)
+{
+  struct isc_priv *ip = p->ip;
+  switch (t->sense.key)
+    {
+    case SCSI_SENSE_UNIT_ATTENTION:
+    case SCSI_SENSE_NOT_READY:
+      if (p->retries++ < ISC_RETRIES)
+        {
+          if (p->retries == 1)
+            qb_log (LOG_INFO, "iscsi: %s: %s (%s), retrying",
+                    ip->safe_url, scsi_sense_key_str (t->sense.key),
+                    scsi_sense_ascq_str (t->sense.ascq));
+          return 1;
+        }
+      return -EIO;
+    case SCSI_SENSE_ILLEGAL_REQUEST:
+      if (p->op == ISC_UNMAP)
+        {
+          ip->unmap = false;
+          return -EOPNOTSUPP;
+        }
+      return -EINVAL;
+    case SCSI_SENSE_DATA_PROTECTION:
+      return -EROFS;
+    default:
+      return -EIO;
+    }
+}
+
+static void
+isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
+{
+  struct isc_part *p = opaque;
+  struct isc_priv *ip = p->ip;
+  struct scsi_task *t = data;
+  int err = 0;
+  p->task = NULL;
+  bool transport = status == SCSI_STATUS_ERROR
+    || status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_TIMEOUT;
+  if (ip->resetting || transport)
+    {
+      /* The session failed, not the command: keep the part for the next
+       * session (the deadline bounds how long it waits). */
+      if (t)
+        scsi_free_scsi_task (t);
+      if (transport && !ip->resetting)
+        ip->need_reset = true;
+      return;
+    }
+  if (status == SCSI_STATUS_GOOD)
+    err = 0;
+  else if (status == SCSI_STATUS_CHECK_CONDITION)
+    err = isc_sense_error (p, t);
+  else if (status == SCSI_STATUS_RESERVATION_CONFLICT)
+    {
+      if (ip->bk->health != BK_FENCED)
+        qb_log (LOG_ERR, "iscsi: %s: write rejected: reservation conflict "
+                "(this host was fenced)", ip->safe_url);
+      ip->bk->health = BK_FENCED;
+      err = -EACCES;
+    }
+  else
+    err = -EIO;                 /* cancelled, timed out, session error */
+  if (t)
+    scsi_free_scsi_task (t);
+  if (err == 1)
+    {
+      err = isc_send (p);
+      if (err == 0)
+        return;
+    }
+  isc_part_done (p, err);
+}
+
+/* Hand one part to libiscsi. */
+static int
+isc_send (struct isc_part *p)
+{
+  struct isc_priv *ip = p->ip;
+  struct scsi_task *t = NULL;
+  uint32_t bs = ip->block_size;
+  if (ip->connecting || !ip->logged_in)
+    return 0;                   /* sent when the session is back */
+  switch (p->op)
+    {
+    case ISC_READ:
+      t = iscsi_read16_iov_task (ip->ctx, ip->lun, p->lba, p->nblocks * bs,
+                                 (int) bs, 0, 0, 0, 0, 0, isc_task_cb, p,
+                                 &p->iov, 1);
+      break;
+    case ISC_WRITE:
+      t = iscsi_write16_iov_task (ip->ctx, ip->lun, p->lba, NULL,
+                                  p->nblocks * bs, (int) bs, 0, 0, p->fua, 0,
+                                  0, isc_task_cb, p, &p->iov, 1);
+      break;
+    case ISC_FLUSH:
+      t = iscsi_synchronizecache16_task (ip->ctx, ip->lun, 0, 0, 0, 0,
+                                         isc_task_cb, p);
+      break;
+    case ISC_UNMAP:
+      t = iscsi_unmap_task (ip->ctx, ip->lun, 0, 0, &p->ul, 1, isc_task_cb, p);
+      break;
+    }
+  if (!t)
+    return -ENOMEM;
+  p->task = t;
+  isc_update_poll (ip);
+  return 0;
+}
+
+static int
+isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
+            size_t len, unsigned flags, bk_done_fn *done, void *opaque)
+{
+  struct isc_priv *ip = bk->priv;
+  if (bk->health == BK_DEGRADED)
+    return -EIO;
+  if (op == ISC_WRITE && bk->health == BK_FENCED)
+    return -EACCES;
+  if ((off | len) % ip->block_size)
+    return -EINVAL;
+  struct isc_parent *par = calloc (1, sizeof *par);
+  if (!par)
+    return -ENOMEM;
+  *par = (struct isc_parent) { done, opaque, 1, 0 };
+  uint64_t step = op == ISC_READ || op == ISC_WRITE ? ip->max_xfer : len;
+  uint64_t start = now_ns ();
+  size_t pos = 0;
+  do
+    {
+      size_t n = len - pos < step ? len - pos : step;
+      struct isc_part *p = calloc (1, sizeof *p);
+      if (!p)
+        break;
+      *p = (struct isc_part) { .ip = ip, .parent = par, .op = op,
+        .buf = (unsigned char *) buf + pos,
+        .lba = (off + pos) / ip->block_size,
+        .nblocks = (uint32_t) (n / ip->block_size),
+        .fua = flags & BK_FUA, .start_ns = start };
+      p->iov = (struct scsi_iovec) { .iov_base = p->buf, .iov_len = n };
+      p->ul = (struct unmap_list) { p->lba, p->nblocks };
+      p->next = ip->inflight;
+      if (ip->inflight)
+        ip->inflight->prev = p;
+      ip->inflight = p;
+      par->parts++;
+      int r = isc_send (p);
+      if (r < 0)
+        {
+          isc_unlink (p);
+          free (p);
+          par->parts--;
+          par->err = r;
+          break;
+        }
+      pos += n;
+    }
+  while (pos < len);
+  /* The extra count held the parent while parts were being sent. */
+  if (--par->parts == 0)
+    {
+      int err = par->err;
+      free (par);
+      return err ? err : -EIO;
+    }
+  return 0;
+}
+
+static int
+isc_read (struct backend *bk, void *buf, uint64_t off, size_t len,
+          bk_done_fn *done, void *opaque)
+{
+  return isc_submit (bk, ISC_READ, buf, off, len, 0, done, opaque);
+}
+
+static int
+isc_write (struct backend *bk, const void *buf, uint64_t off, size_t len,
+           unsigned flags, bk_done_fn *done, void *opaque)
+{
+  if (!bk->writable)
+    return -EROFS;
+  return isc_submit (bk, ISC_WRITE, (void *) buf, off, len, flags, done,
+                     opaque);
+}
+
+static int
+isc_flush (struct backend *bk, bk_done_fn *done, void *opaque)
+{
+  return isc_submit (bk, ISC_FLUSH, NULL, 0, 0, 0, done, opaque);
+}
+
+static int
+isc_discard (struct backend *bk, uint64_t off, size_t len, bk_done_fn *done,
+             void *opaque)
+{
+  struct isc_priv *ip = bk->priv;
+  if (!ip->unmap)
+    return -EOPNOTSUPP;
+  return isc_submit (bk, ISC_UNMAP, NULL, off, len, 0, done, opaque);
+}
+
+/* --- the loop --- */
+
+static int
+isc_dispatch (int fd, int revents, void *data)
+{
+  struct isc_priv *ip = data;
+  int r = iscsi_service (ip->ctx, revents);
+  if (ip->logged_in && (r < 0 || ip->need_reset
+                        || (revents & (POLLHUP | POLLERR))))
+    isc_reset (ip, iscsi_get_error (ip->ctx));
+  else if (!ip->connecting && !ip->logged_in && ip->fd >= 0)
+    {
+      /* A failed login: wait for the timer's retry, off the loop. */
+      qb_loop_poll_del (cowd_loop (), ip->fd);
+      ip->fd = -1;
+    }
+  else
+    isc_update_poll (ip);
+  return 0;
+}
+
+/* Follow libiscsi: the socket changes with each context, the events with
+ * what it has to send. */
+static void
+isc_update_poll (struct isc_priv *ip)
+{
+  int fd = iscsi_get_fd (ip->ctx);
+  int ev = iscsi_which_events (ip->ctx);
+  if (fd != ip->fd)
+    {
+      if (ip->fd >= 0)
+        qb_loop_poll_del (cowd_loop (), ip->fd);
+      ip->fd = -1;
+      if (fd >= 0 && qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, ev,
+                                       ip, isc_dispatch) == 0)
+        ip->fd = fd, ip->events = ev;
+    }
+  else if (fd >= 0 && ev != ip->events)
+    {
+      qb_loop_poll_mod (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip,
+                        isc_dispatch);
+      ip->events = ev;
+    }
+}
+
+/* Fail the parts that waited longer than the deadline. */
+static void
+isc_check_deadline (struct isc_priv *ip)
+{
+  uint64_t now = now_ns (), limit = (uint64_t) ip->deadline_ms * 1000000ull;
+  bool expired = false;
+  for (struct isc_part *p = ip->inflight, *next; p; p = next)
+    {
+      next = p->next;
+      uint64_t since = p->start_ns > ip->lost_at_ns ? p->start_ns
+        : ip->lost_at_ns;
+      if (ip->logged_in || now - since < limit)
+        continue;
+      expired = true;
+      isc_part_done (p, -EIO);  /* no task: the session is gone */
+    }
+  if (expired && ip->bk->health != BK_DEGRADED)
+    {
+      qb_log (LOG_ERR, "iscsi: %s: no session for %u ms: failing requests "
+              "with EIO (volume degraded)", ip->safe_url, ip->deadline_ms);
+      ip->bk->health = BK_DEGRADED;
+    }
+}
+
+static void
+isc_tick (void *data)
+{
+  struct isc_priv *ip = data;
+  if (!ip->connecting && !ip->logged_in && now_ns () >= ip->retry_at_ns)
+    isc_reset (ip, NULL);
+  else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset)
+           && ip->logged_in)
+    isc_reset (ip, iscsi_get_error (ip->ctx));
+  else
+    isc_update_poll (ip);
+  isc_check_deadline (ip);
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                     (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
+                     &ip->timer);
+}
+
+/* A context with this host's settings; libiscsi's reconnect off. */
+static struct iscsi_context *
+isc_ctx_new (struct isc_priv *ip)
+{
+  struct iscsi_context *ctx = iscsi_create_context (ip->initiator);
+  if (!ctx)
+    return NULL;
+  iscsi_set_targetname (ctx, ip->target);
+  iscsi_set_session_type (ctx, ISCSI_SESSION_NORMAL);
+  iscsi_set_header_digest (ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
+  iscsi_set_noautoreconnect (ctx, 1);
+  if (ip->chap_user && ip->chap_password)
+    iscsi_set_initiator_username_pwd (ctx, ip->chap_user, ip->chap_password);
+  return ctx;
+}
+
+static void
+isc_logged_in (struct isc_priv *ip)
+{
+  ip->logged_in = true;
+  ip->backoff_ms = 100;
+  if (ip->bk->health == BK_RECONNECTING || ip->bk->health == BK_DEGRADED)
+    {
+      qb_log (LOG_NOTICE, "iscsi: %s: session re-established", ip->safe_url);
+      ip->bk->health = BK_HEALTHY;
+    }
+  if (ip->on_login)
+    ip->on_login (ip->bk, ip->on_login_opaque);
+  for (struct isc_part *p = ip->inflight, *next; p; p = next)
+    {
+      next = p->next;
+      if (!p->task && isc_send (p) < 0)
+        isc_part_done (p, -EIO);
+    }
+}
+
+static void
+isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
+                void *opaque)
+{
+  struct isc_priv *ip = opaque;
+  ip->connecting = false;
+  if (status == SCSI_STATUS_GOOD)
+    {
+      isc_logged_in (ip);
+      isc_update_poll (ip);
+      return;
+    }
+  qb_log (LOG_DEBUG, "iscsi: %s: login failed: %s", ip->safe_url,
+          iscsi_get_error (ctx));
+  ip->retry_at_ns = now_ns () + (uint64_t) ip->backoff_ms * 1000000ull;
+  ip->backoff_ms = ip->backoff_ms * 2 > 2000 ? 2000 : ip->backoff_ms * 2;
+}
+
+/* The session is gone (or never came back): a new context, a new login. */
+static void
+isc_reset (struct isc_priv *ip, const char *why)
+{
+  if (ip->logged_in && ip->bk->health == BK_HEALTHY)
+    {
+      qb_log (LOG_WARNING, "iscsi: %s: session lost (%s), reconnecting",
+              ip->safe_url, why ? why : "no reply");
+      ip->bk->health = BK_RECONNECTING;
+    }
+  if (ip->logged_in)
+    ip->lost_at_ns = now_ns ();
+  ip->logged_in = false;
+  ip->need_reset = false;
+  if (ip->fd >= 0)
+    qb_loop_poll_del (cowd_loop (), ip->fd);
+  ip->fd = -1;
+  ip->resetting = true;
+  iscsi_destroy_context (ip->ctx);
+  ip->resetting = false;
+  ip->ctx = isc_ctx_new (ip);
+  if (ip->ctx && iscsi_full_connect_async (ip->ctx, ip->portal, ip->lun,
+                                           isc_connect_cb, ip) == 0)
+    ip->connecting = true;
+  else
+    ip->retry_at_ns = now_ns () + 1000000000ull;
+  if (ip->ctx)
+    isc_update_poll (ip);
+}
+
+/* --- sync variants for setup --- */
+
+static int
+isc_status_errno (struct scsi_task *t)
+{
+  if (!t)
+    return -EIO;
+  int r = t->status == SCSI_STATUS_GOOD ? 0
+    : t->status == SCSI_STATUS_RESERVATION_CONFLICT ? -EACCES : -EIO;
+  scsi_free_scsi_task (t);
+  return r;
+}
+
+static int
+isc_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
+{
+  struct isc_priv *ip = bk->priv;
+  for (size_t pos = 0; pos < len; pos += ip->max_xfer)
+    {
+      size_t n = len - pos < ip->max_xfer ? len - pos : ip->max_xfer;
+      struct scsi_task *t = iscsi_read16_sync (ip->ctx, ip->lun,
+                                               (off + pos) / ip->block_size,
+                                               (uint32_t) n,
+                                               (int) ip->block_size, 0, 0, 0,
+                                               0, 0);
+      if (t && t->status == SCSI_STATUS_GOOD)
+        memcpy ((char *) buf + pos, t->datain.data, n);
+      int r = isc_status_errno (t);
+      if (r < 0)
+        return r;
+    }
+  return 0;
+}
+
+static int
+isc_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
+                 size_t len)
+{
+  struct isc_priv *ip = bk->priv;
+  for (size_t pos = 0; pos < len; pos += ip->max_xfer)
+    {
+      size_t n = len - pos < ip->max_xfer ? len - pos : ip->max_xfer;
+      int r = isc_status_errno (iscsi_write16_sync (ip->ctx, ip->lun,
+                                                    (off + pos)
+                                                    / ip->block_size,
+                                                    (unsigned char *) buf
+                                                    + pos, (uint32_t) n,
+                                                    (int) ip->block_size, 0,
+                                                    0, 0, 0, 0));
+      if (r < 0)
+        return r;
+    }
+  return 0;
+}
+
+static int
+isc_flush_sync (struct backend *bk)
+{
+  struct isc_priv *ip = bk->priv;
+  return isc_status_errno (iscsi_synchronizecache16_sync (ip->ctx, ip->lun,
+                                                          0, 0, 0, 0));
+}
+
+static void
+isc_close (struct backend *bk)
+{
+  struct isc_priv *ip = bk->priv;
+  qb_loop_timer_del (cowd_loop (), ip->timer);
+  if (ip->fd >= 0)
+    qb_loop_poll_del (cowd_loop (), ip->fd);
+  while (ip->inflight)
+    isc_part_done (ip->inflight, -EIO);
+  iscsi_logout_sync (ip->ctx);
+  iscsi_destroy_context (ip->ctx);
+  free (ip->portal);
+  free (ip->target);
+  free (ip->safe_url);
+  free (ip->initiator);
+  free (ip->chap_user);
+  free (ip->chap_password);
+  free (ip);
+  free (bk->uri);
+  free (bk);
+}
+
+static const struct backend_ops isc_ops = {
+  .name = "iscsi",
+  .read = isc_read,
+  .write = isc_write,
+  .flush = isc_flush,
+  .discard = isc_discard,
+  .close = isc_close,
+  .pread_sync = isc_pread_sync,
+  .pwrite_sync = isc_pwrite_sync,
+  .flush_sync = isc_flush_sync,
+};
+
+/* --- open --- */
+
+/* iscsi://[user[%password]@]host[:port]/target-iqn/lun, and the same URL
+ * without credentials for messages. */
+static int
+isc_parse_url (struct isc_priv *ip, const char *url, char **user,
+               char **password, char *err, size_t errlen)
+{
+  const char *p = url + 8, *at = strchr (p, '@'), *slash;
+  *user = *password = NULL;
+  if (at && at < strchr (p, '/'))
+    {
+      char *cred = strndup (p, (size_t) (at - p)), *pct = strchr (cred, '%');
+      if (pct)
+        {
+          *pct = '\0';
+          *password = strdup (pct + 1);
+        }
+      *user = cred;
+      p = at + 1;
+    }
+  slash = strchr (p, '/');
+  const char *lunp = slash ? strrchr (slash + 1, '/') : NULL;
+  char *end;
+  if (!slash || !lunp || lunp == slash + 1)
+    goto bad;
+  ip->portal = strndup (p, (size_t) (slash - p));
+  ip->target = strndup (slash + 1, (size_t) (lunp - slash - 1));
+  errno = 0;
+  long lun = strtol (lunp + 1, &end, 10);
+  if (errno || *end || end == lunp + 1 || lun < 0 || lun > 16383)
+    goto bad;
+  ip->lun = (int) lun;
+  if (!strchr (ip->portal, ':'))
+    {
+      char *pp;
+      if (asprintf (&pp, "%s:3260", ip->portal) < 0)
+        return -ENOMEM;
+      free (ip->portal);
+      ip->portal = pp;
+    }
+  if (asprintf (&ip->safe_url, "iscsi://%s/%s/%d", ip->portal, ip->target,
+                ip->lun) < 0)
+    return -ENOMEM;
+  return 0;
+bad:
+  snprintf (err, errlen, "%s: not an iSCSI URL of the form "
+            "iscsi://host[:port]/target-iqn/lun", url);
+  return -EINVAL;
+}
+
+/* The LUN's stable identity from VPD 0x83 (NAA, then EUI-64, then T10),
+ * else its unit serial number (0x80). */
+static void
+isc_identity (struct isc_priv *ip, struct backend *bk)
+{
+  struct scsi_task *t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
+                                            SCSI_INQUIRY_PAGECODE_DEVICE_IDENTIFICATION,
+                                            255);
+  struct scsi_inquiry_device_identification *di =
+    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  static const struct { int type; const char *prefix; } pref[] = {
+    { SCSI_DESIGNATOR_TYPE_NAA, "naa." },
+    { SCSI_DESIGNATOR_TYPE_EUI_64, "eui." },
+    { SCSI_DESIGNATOR_TYPE_T10_VENDORT_ID, "t10." },
+  };
+  for (int k = 0; di && k < 3 && !bk->ident[0]; k++)
+    for (struct scsi_inquiry_device_designator *d = di->designators; d;
+         d = d->next)
+      {
+        if ((int) d->designator_type != pref[k].type
+            || d->association != SCSI_ASSOCIATION_LOGICAL_UNIT)
+          continue;
+        int n = snprintf (bk->ident, sizeof bk->ident, "%s", pref[k].prefix);
+        for (int i = 0; i < d->designator_length && n < 120; i++)
+          n += d->code_set == SCSI_CODESET_BINARY
+            ? snprintf (bk->ident + n, sizeof bk->ident - (size_t) n, "%02x",
+                        (unsigned char) d->designator[i])
+            : snprintf (bk->ident + n, sizeof bk->ident - (size_t) n, "%c",
+                        d->designator[i] == ' ' ? '_' : d->designator[i]);
+        break;
+      }
+  if (t)
+    scsi_free_scsi_task (t);
+  if (bk->ident[0])
+    return;
+  t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
+                          SCSI_INQUIRY_PAGECODE_UNIT_SERIAL_NUMBER, 255);
+  struct scsi_inquiry_unit_serial_number *sn =
+    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  snprintf (bk->ident, sizeof bk->ident, "serial.%s",
+            sn && sn->usn ? sn->usn : "unknown");
+  if (t)
+    scsi_free_scsi_task (t);
+}
+
+static void
+isc_limits (struct isc_priv *ip)
+{
+  ip->max_xfer = 1024 * 1024;
+  struct scsi_task *t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
+                                            SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS,
+                                            255);
+  struct scsi_inquiry_block_limits *bl =
+    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  if (bl && bl->max_xfer_len
+      && (uint64_t) bl->max_xfer_len * ip->block_size < ip->max_xfer)
+    ip->max_xfer = bl->max_xfer_len * ip->block_size;
+  if (t)
+    scsi_free_scsi_task (t);
+  t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
+                          SCSI_INQUIRY_PAGECODE_LOGICAL_BLOCK_PROVISIONING,
+                          255);
+  struct scsi_inquiry_logical_block_provisioning *lbp =
+    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  ip->unmap = lbp && lbp->lbpu;
+  if (t)
+    scsi_free_scsi_task (t);
+}
+
+/* One sentence for a failed login, from libiscsi's message. */
+static void
+isc_connect_error (struct isc_priv *ip, char *err, size_t errlen)
+{
+  char e[256];
+  snprintf (e, sizeof e, "%s", iscsi_get_error (ip->ctx));
+  e[strcspn (e, "\n")] = '\0';
+  const char *why = "cannot log in";
+  if (strstr (e, "LOGICAL_UNIT_NOT_SUPPORTED"))
+    why = "the LUN does not exist on the target";
+  else if (strstr (e, "uthentication") || strstr (e, "CHAP")
+           || strstr (e, "(513)") || strstr (e, "(514)"))
+    why = "login failed: CHAP authentication rejected";
+  else if (strstr (e, "Target not found") || strstr (e, "(515)"))
+    why = "login failed: no such target";
+  else if (strstr (e, "connect") || strstr (e, "socket"))
+    why = "cannot reach the portal";
+  snprintf (err, errlen, "%s: %s (%s)", ip->safe_url, why, e);
+}
+
+int
+backend_iscsi_open (const char *url, const struct backend_opts *opts,
+                    struct backend **out, char *err, size_t errlen)
+{
+  struct isc_priv *ip = calloc (1, sizeof *ip);
+  struct backend *bk = calloc (1, sizeof *bk);
+  char *user = NULL, *password = NULL, host[64], iqn[256];
+  int r = -ENOMEM;
+  if (!ip || !bk)
+    goto out_free;
+  ip->fd = -1;
+  ip->bk = bk;
+  if ((r = isc_parse_url (ip, url, &user, &password, err, errlen)) < 0)
+    goto out_free;
+  if (opts->initiator_name)
+    snprintf (iqn, sizeof iqn, "%s", opts->initiator_name);
+  else
+    {
+      gethostname (host, sizeof host);
+      host[sizeof host - 1] = '\0';
+      snprintf (iqn, sizeof iqn, "iqn.2024-01.org.cowherd:%s", host);
+    }
+  if (password)
+    qb_log (LOG_WARNING, "iscsi: %s: the URL carries a CHAP password, which "
+            "others can read in the process table; use [iscsi] chap-password "
+            "in the configuration file", ip->safe_url);
+  ip->initiator = strdup (iqn);
+  ip->chap_user = strdup (user ? user : opts->chap_user ? opts->chap_user
+                          : "");
+  ip->chap_password = strdup (password ? password : opts->chap_password
+                              ? opts->chap_password : "");
+  if (!*ip->chap_user || !*ip->chap_password)
+    {
+      free (ip->chap_user);
+      free (ip->chap_password);
+      ip->chap_user = ip->chap_password = NULL;
+    }
+  ip->backoff_ms = 100;
+  ip->ctx = isc_ctx_new (ip);
+  if (!ip->ctx)
+    goto out_free;
+  if (iscsi_full_connect_sync (ip->ctx, ip->portal, ip->lun) != 0)
+    {
+      isc_connect_error (ip, err, errlen);
+      r = -EIO;
+      goto out_ctx;
+    }
+  struct scsi_task *t = iscsi_readcapacity16_sync (ip->ctx, ip->lun);
+  struct scsi_readcapacity16 *rc =
+    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  if (!rc || rc->block_length < 512 || rc->block_length > 4096)
+    {
+      snprintf (err, errlen, "%s: READ CAPACITY(16) failed or reported an "
+                "unsupported block size", ip->safe_url);
+      if (t)
+        scsi_free_scsi_task (t);
+      r = -EIO;
+      goto out_ctx;
+    }
+  ip->block_size = rc->block_length;
+  bk->size = (rc->returned_lba + 1) * rc->block_length;
+  scsi_free_scsi_task (t);
+  isc_limits (ip);
+  isc_identity (ip, bk);
+  ip->deadline_ms = opts->reconnect_deadline_ms ? opts->reconnect_deadline_ms
+    : 30000;
+  ip->on_login = opts->on_login;
+  ip->on_login_opaque = opts->on_login_opaque;
+  bk->ops = &isc_ops;
+  bk->uri = strdup (ip->safe_url);
+  bk->align = ip->block_size;
+  bk->writable = opts->writable;
+  bk->priv = ip;
+  isc_logged_in (ip);
+  isc_update_poll (ip);
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                     (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
+                     &ip->timer);
+  qb_log (LOG_INFO, "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %s, "
+          "max transfer %u, unmap %s", ip->safe_url, bk->size, ip->block_size,
+          bk->ident, ip->max_xfer, ip->unmap ? "yes" : "no");
+  free (user);
+  free (password);
+  *out = bk;
+  return 0;
+
+out_ctx:
+  iscsi_destroy_context (ip->ctx);
+out_free:
+  free (user);
+  free (password);
+  if (ip)
+    {
+      free (ip->portal);
+      free (ip->target);
+      free (ip->safe_url);
+      free (ip->initiator);
+      free (ip->chap_user);
+      free (ip->chap_password);
+    }
+  free (ip);
+  free (bk);
+  return r;
+}
