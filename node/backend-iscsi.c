@@ -601,6 +601,20 @@ isc_flush_sync (struct backend *bk)
 }
 
 static void
+isc_priv_free (struct isc_priv *ip)
+{
+  if (!ip)
+    return;
+  free (ip->portal);
+  free (ip->target);
+  free (ip->safe_url);
+  free (ip->initiator);
+  free (ip->chap_user);
+  free (ip->chap_password);
+  free (ip);
+}
+
+static void
 isc_close (struct backend *bk)
 {
   struct isc_priv *ip = bk->priv;
@@ -611,13 +625,7 @@ isc_close (struct backend *bk)
     isc_part_done (ip->inflight, -EIO);
   iscsi_logout_sync (ip->ctx);
   iscsi_destroy_context (ip->ctx);
-  free (ip->portal);
-  free (ip->target);
-  free (ip->safe_url);
-  free (ip->initiator);
-  free (ip->chap_user);
-  free (ip->chap_password);
-  free (ip);
+  isc_priv_free (ip);
   free (bk->uri);
   free (bk);
 }
@@ -865,16 +873,7 @@ out_ctx:
 out_free:
   free (user);
   free (password);
-  if (ip)
-    {
-      free (ip->portal);
-      free (ip->target);
-      free (ip->safe_url);
-      free (ip->initiator);
-      free (ip->chap_user);
-      free (ip->chap_password);
-    }
-  free (ip);
+  isc_priv_free (ip);
   free (bk);
   return r;
 }

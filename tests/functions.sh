@@ -67,6 +67,17 @@ new_image() {                # new_image FILE SIZE random|zero
   esac
 }
 
+# expect_error REGEX ARGS...: the test's c() (a cowctl wrapper) must fail
+# with a message matching REGEX.
+expect_error() {
+  local re=$1; shift
+  local out rc=0
+  out=$(c "$@" 2>&1) || rc=$?
+  [ $rc -ne 0 ] || fail "cowctl $* succeeded; expected an error"
+  echo "  $out"
+  [[ $out =~ $re ]] || fail "error for 'cowctl $*' does not match /$re/: $out"
+}
+
 # cowd instances, one per run directory; logs in RUNDIR.log.
 declare -A _cowd_pid
 start_cowd() {               # start_cowd RUNDIR [ARGS]

@@ -17,14 +17,6 @@ c create good --base "$d/base.img" --cow "$d/good.img"
 good=$(c attach good)
 qemu-io -f raw "$good" -c "write -P 0x42 0 256k" >/dev/null
 
-expect_error() {            # expect_error REGEX cowctl-args...
-  local re=$1; shift
-  local out rc=0
-  out=$(c "$@" 2>&1) || rc=$?
-  [ $rc -ne 0 ] || fail "cowctl $* succeeded; expected an error"
-  echo "  cowctl $*: $out"
-  [[ $out =~ $re ]] || fail "error for 'cowctl $*' does not match /$re/: $out"
-}
 
 echo "== CoW device too small"
 expect_error "volume small: CoW device .*small.img is too small" \

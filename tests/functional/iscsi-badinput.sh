@@ -33,14 +33,6 @@ c create good --base "$(tgt_url $iqn 1)" --cow "$(tgt_url $iqn 2)"
 good=$(c attach good)
 qemu-io -f raw "$good" -c "write -P 0x42 0 256k" >/dev/null
 
-expect_error() {
-  local re=$1; shift
-  local out rc=0
-  out=$(c "$@" 2>&1) || rc=$?
-  [ $rc -ne 0 ] || fail "cowctl $* succeeded; expected an error"
-  echo "  $out"
-  [[ $out =~ $re ]] || fail "error for 'cowctl $*' does not match /$re/: $out"
-}
 port=$TGT_PORT
 expect_error "volume x: base iscsi://127.0.0.1:9/$iqn/1: cannot reach the portal" \
   create x --base "iscsi://127.0.0.1:9/$iqn/1" --cow "$(tgt_url $iqn 2)"
