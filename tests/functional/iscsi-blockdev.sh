@@ -45,7 +45,7 @@ cowctl --run-dir "$d/run" create v --base "$bdev" --cow "$cdev" --chunk-size 64K
 uri=$(cowctl --run-dir "$d/run" attach v)
 qemu-io -f raw "$uri" -c "write -P 0x31 0 64k" -c "write -P 0x32 100k 12k" >/dev/null
 fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=1 \
-    --offset=4M --size=16M --io_size=2M --verify=crc32c --verify_fatal=1 \
+    --offset=4M --size=16M --io_size=2M --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
     --output-format=terse >/dev/null || fail "fio verify failed"
 stop_cowd "$d/run"
 start_cowd "$d/run"

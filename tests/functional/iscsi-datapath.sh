@@ -29,14 +29,14 @@ for w in "write -P 0x11 0 64k" "write -P 0x22 131072 4k" "write -P 0x33 200704 5
 done
 qemu-img compare -f raw -F raw "$uri" "$d/ref.img" || fail "volume differs from the reference"
 fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 \
-    --offset=8M --size=16M --io_size=8M --verify=crc32c --verify_fatal=1 \
+    --offset=8M --size=16M --io_size=8M --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
     --output-format=terse >/dev/null || fail "fio verify failed"
 base_id=$(cowctl --run-dir "$d/run" --json status v | jq -r .uuid)
 stop_cowd "$d/run"
 start_cowd "$d/run"
 [ "$(cowctl --run-dir "$d/run" --json status v | jq -r .uuid)" = "$base_id" ] || fail "volume changed across restart"
 fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 \
-    --offset=8M --size=16M --io_size=8M --verify=crc32c --verify_only=1 \
+    --offset=8M --size=16M --io_size=8M --verify=crc32c --verify_state_save=0 --verify_only=1 \
     --verify_fatal=1 --output-format=terse >/dev/null || fail "data lost across restart"
 qemu-io -f raw "$uri" -c "read -P 0x11 0 64k" -c "read -P 0x77 33550336 4k" | grep -q failed && fail "patterns lost"
 grep -q "naa\.\|t10\.\|serial\." "$d/run/state/volumes.conf" 2>/dev/null || true

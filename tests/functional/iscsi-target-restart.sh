@@ -30,7 +30,7 @@ c create local --base "$d/lbase.img" --cow "$d/lcow.img"
 uri=$(c attach v); luri=$(c attach local)
 
 fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 \
-    --size=64M --io_size=48M --rate_iops=1500 --verify=crc32c --verify_fatal=1 \
+    --size=64M --io_size=48M --rate_iops=1500 --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
     --do_verify=1 --output-format=terse > "$d/fio.out" 2>&1 &
 fio_pid=$!
 sleep 3
