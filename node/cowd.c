@@ -29,6 +29,9 @@
 #include <qb/qbloop.h>
 
 #include "cowd.h"
+#ifdef HAVE_COROSYNC
+#include "cluster.h"
+#endif
 #include "ctl.h"
 #include "loop.h"
 
@@ -57,9 +60,9 @@ cowd_loop_set (qb_loop_t *l)
 static void
 usage (FILE *f)
 {
-  fprintf (f, "usage: cowd [-f] [--standalone] [--config FILE] [--run-dir "
-           "DIR] [--state-dir DIR]\n            [--node-name NAME] [-v] "
-           "[--version]\n");
+  fprintf (f, "usage: cowd [-f] [--standalone | --cluster NAME] [--config "
+           "FILE] [--run-dir DIR]\n            [--state-dir DIR] "
+           "[--node-name NAME] [-v] [--version]\n");
 }
 
 static int
@@ -72,12 +75,13 @@ parse_args (int argc, char **argv)
     { "run-dir", required_argument, NULL, 'r' },
     { "state-dir", required_argument, NULL, 'S' },
     { "node-name", required_argument, NULL, 'n' },
+    { "cluster", required_argument, NULL, 'C' },
     { "verbose", no_argument, NULL, 'v' },
     { "version", no_argument, NULL, 'V' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  char *run_dir = NULL, *state_dir = NULL, *node = NULL;
+  char *run_dir = NULL, *state_dir = NULL, *node = NULL, *cluster = NULL;
   bool verbose = false, standalone = false;
   int c;
   while ((c = getopt_long (argc, argv, "fc:vh", opts, NULL)) != -1)
@@ -89,6 +93,7 @@ parse_args (int argc, char **argv)
       case 'r': run_dir = optarg; break;
       case 'S': state_dir = optarg; break;
       case 'n': node = optarg; break;
+      case 'C': cluster = optarg; break;
       case 'v': verbose = true; break;
       case 'V': printf ("cowd %s\n", PACKAGE_VERSION); exit (0);
       case 'h': usage (stdout); exit (0);
@@ -129,7 +134,13 @@ parse_args (int argc, char **argv)
       free (cowd.node_name);
       cowd.node_name = strdup (node);
     }
-  if (standalone)
+  if (cluster)
+    {
+      free (cowd.cluster_name);
+      cowd.cluster_name = strdup (cluster);
+    }
+  /* Standalone is the default for one host: a cluster must be named. */
+  if (standalone || !cowd.cluster_name)
     cowd.standalone = true;
   if (verbose)
     cowd.log_level = LOG_DEBUG;
@@ -280,19 +291,34 @@ main (int argc, char **argv)
       qb_log (LOG_ERR, "cowd: %s", err);
       return 1;
     }
-  if (!cowd.standalone)
-    qb_log (LOG_NOTICE, "cowd: cluster mode is not available in this build "
-            "step; running standalone");
   qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGTERM, NULL, on_stop_signal,
                       NULL);
   qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGINT, NULL, on_stop_signal,
                       NULL);
-  attach_saved_volumes ();
+#ifdef HAVE_COROSYNC
+  if (!cowd.standalone && own_start (err, sizeof err) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: %s", err);
+      return 1;
+    }
+#else
+  if (!cowd.standalone)
+    {
+      qb_log (LOG_ERR, "cowd: this cowd was built without corosync; run it "
+              "with --standalone");
+      return 1;
+    }
+#endif
+  if (cowd.standalone)
+    attach_saved_volumes ();    /* in a cluster: once the table arrived */
   if (ctl_server_start (cowd.run_dir) < 0)
     return 1;
   qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
           cowd.run_dir);
   qb_loop_run (main_loop);
+#ifdef HAVE_COROSYNC
+  cluster_stop ();
+#endif
   qb_log (LOG_NOTICE, "cowd: stopped");
   char path[PATH_MAX];
   snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);

@@ -27,6 +27,12 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
+  /* Cluster (own.c) */
+  bool asked;                   /* an ACQUIRE of ours is under way */
+  bool quorum_held;             /* held because quorum was lost */
+  uint32_t handoff_to;
+  uint64_t epoch;               /* the epoch we serve under, 0 = none */
+  uint64_t t_request_ns, t_hold_ns; /* handoff timing */
 };
 
 struct cowd
@@ -45,6 +51,10 @@ struct cowd
   unsigned reconnect_deadline_ms;
   unsigned quorum_loss_timeout_ms;
   struct vol_entry *vols;
+  bool clustered;               /* corosync group joined */
+  /* Handoff latency samples (ms), for cowctl stats and the benchmark. */
+  double handoff_ms[1024], held_ms[1024];
+  unsigned nhandoff;
 };
 
 extern struct cowd cowd;
@@ -72,5 +82,14 @@ void voldb_backend_opts (struct backend_opts *bo);
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
 void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 char *voldb_socket_path (const struct vol_entry *e);
+
+/* own.c: cowd's side of the cluster. */
+int own_start (char *err, size_t errlen);
+/* Attach in cluster mode: ask for ownership (incoming: even from a live
+ * owner, which hands over).  Returns -1 with a sentence in err. */
+int own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen);
+/* Detach in cluster mode: release ownership after the final commit. */
+void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
+void own_define (struct vol_entry *e);
 
 #endif

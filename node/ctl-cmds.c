@@ -18,6 +18,9 @@
 
 #include "cowd.h"
 #include "ctl.h"
+#ifdef HAVE_COROSYNC
+#include "cluster.h"
+#endif
 #include "nbd-server.h"
 
 struct cmd
@@ -162,6 +165,10 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
   if (voldb_save () < 0)
     return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: formatted, but saving "
                       "the definition in %s failed", p.name, cowd.state_dir);
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered)
+    own_define (e);
+#endif
   if (json)
     {
       struct strbuf sb = STRBUF_INIT;
@@ -194,6 +201,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
 {
   if (argc < 2 || argc > 3 || (argc == 3 && strcmp (argv[2], "--incoming")))
     return reply_fmt (req, CTL_EXIT_USAGE, "usage: attach NAME [--incoming]");
+  bool incoming = argc == 3;
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
@@ -201,7 +209,15 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
     return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is being detached; try"
                       " again", e->name);
   char err[512];
-  if (voldb_attach (e, err, sizeof err) < 0)
+  int r;
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered)
+    r = e->vol ? 0 : own_attach (e, incoming, err, sizeof err);
+  else
+#endif
+    r = voldb_attach (e, err, sizeof err);
+  (void) incoming;
+  if (r < 0)
     return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
   if (!e->attached)
     {
@@ -243,6 +259,10 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
     }
   if (!e->vol || e->closing)
     return ctl_reply (req, 0, json ? "{}\n" : "");
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered)
+    return own_detach (e, cmd_detach_done, req);
+#endif
   voldb_detach (e, cmd_detach_done, req);
 }
 
@@ -272,6 +292,15 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
   sb_printf (sb, ",\"state\":\"%s\",\"commit\":\"%s\",\"exclusive\":%s",
              entry_state (e), vol_commit_name (e->commit),
              e->exclusive ? "true" : "false");
+#ifdef HAVE_COROSYNC
+  const struct cluster_vol *cv = cowd.clustered ? cluster_lookup (e->name)
+    : NULL;
+  if (cv)
+    sb_printf (sb, ",\"cluster_state\":\"%s\",\"owner\":%u,"
+               "\"cluster_epoch\":%" PRIu64 ",\"requester\":%u,"
+               "\"bouncing\":%s", cluster_state_name (cv->state), cv->owner,
+               cv->epoch, cv->requester, cv->bouncing ? "true" : "false");
+#endif
   sb_puts (sb, ",\"base\":");
   sb_json_str (sb, e->base);
   sb_puts (sb, ",\"cow\":");
@@ -377,6 +406,15 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  entry_state (e), e->base, e->cow,
                  vol_commit_name (e->commit),
                  e->buffered ? " (buffered)" : " (O_DIRECT)");
+#ifdef HAVE_COROSYNC
+      const struct cluster_vol *cv = cowd.clustered
+        ? cluster_lookup (e->name) : NULL;
+      if (cv)
+        sb_printf (sb, "cluster:     %s, owner node %u, epoch %" PRIu64
+                   "%s%s\n", cluster_state_name (cv->state), cv->owner,
+                   cv->epoch, cv->def.exclusive ? ", exclusive" : "",
+                   cv->bouncing ? ", BOUNCING" : "");
+#endif
       if (!e->vol)
         return;
       const struct dscow_super *s = vol_super (e->vol);
@@ -446,6 +484,123 @@ cmd_stats (struct ctl_req *req, int argc, char **argv, bool json)
   cmd_status_common (req, argc, argv, json, true);
 }
 
+#ifdef HAVE_COROSYNC
+static int
+parse_node (const char *s, uint32_t *node)
+{
+  const char *p = s;
+  while (*p && (*p < '0' || *p > '9'))
+    p++;
+  char *end;
+  unsigned long n = strtoul (p, &end, 10);
+  if (!*p || *end || n == 0 || n > UINT32_MAX)
+    return -1;
+  *node = (uint32_t) n;
+  return 0;
+}
+
+static bool
+need_cluster (struct ctl_req *req)
+{
+  if (cowd.clustered)
+    return true;
+  reply_fmt (req, CTL_EXIT_ERROR, "this cowd runs standalone; cluster "
+             "commands need cowd --cluster NAME and corosync");
+  return false;
+}
+
+static void
+cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (!need_cluster (req))
+    return;
+  uint32_t m[CLUSTER_MAX_MEMBERS];
+  size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
+  struct strbuf sb = STRBUF_INIT;
+  if (json)
+    {
+      sb_printf (&sb, "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
+                 ",\"synced\":%s,\"members\":[", cluster_nodeid (),
+                 cluster_quorate () ? "true" : "false", cluster_ring_id (),
+                 cluster_synced () ? "true" : "false");
+      for (size_t i = 0; i < n; i++)
+        sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
+      sb_puts (&sb, "]}\n");
+    }
+  else
+    {
+      sb_printf (&sb, "local node: %u\nquorate:    %s\nring id:    %" PRIu64
+                 "\nmembers:   ", cluster_nodeid (),
+                 cluster_quorate () ? "yes" : "NO", cluster_ring_id ());
+      for (size_t i = 0; i < n; i++)
+        sb_printf (&sb, " %u", m[i]);
+      sb_puts (&sb, "\n");
+    }
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+static void
+cmd_migrate (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  uint32_t to;
+  if (argc != 4 || strcmp (argv[2], "--to") || parse_node (argv[3], &to) < 0)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: migrate NAME --to NODE");
+  if (!need_cluster (req) || !find_or_reply (req, argv[1]))
+    return;
+  int r = cluster_migrate (argv[1], to);
+  if (r < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: cannot migrate: %s",
+                      argv[1], r == -ENOTCONN ? "this node is not quorate"
+                      : strerror (-r));
+  ctl_reply (req, 0, json ? "{}\n" : "");
+}
+
+static void
+cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  uint32_t node;
+  if (!need_cluster (req))
+    return;
+  if (argc == 3 && strcmp (argv[1], "confirm") == 0
+      && parse_node (argv[2], &node) == 0)
+    {
+      if (cluster_fence_confirm (node) < 0)
+        return reply_fmt (req, CTL_EXIT_ERROR, "cannot confirm node %u: this "
+                          "node is not quorate", node);
+      qb_log (LOG_WARNING, "cluster: operator confirmed node %u is down",
+              node);
+      return ctl_reply (req, 0, json ? "{}\n" : "");
+    }
+  if (argc == 2 && strcmp (argv[1], "status") == 0)
+    {
+      struct strbuf sb = STRBUF_INIT;
+      for (struct vol_entry *e = cowd.vols; e; e = e->next)
+        {
+          const struct cluster_vol *cv = cluster_lookup (e->name);
+          if (cv && cv->state == CL_FENCING)
+            sb_printf (&sb, "%s: waiting for node %u to be fenced\n",
+                       e->name, cv->fenced_node);
+        }
+      ctl_reply (req, 0, sb.len ? sb_str (&sb) : "no volume waits for "
+                 "fencing\n");
+      sb_free (&sb);
+      return;
+    }
+  reply_fmt (req, CTL_EXIT_USAGE, "usage: fence status | fence confirm NODE");
+}
+
+static void
+cmd_handoff_stats (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  struct strbuf sb = STRBUF_INIT;
+  for (unsigned i = 0; i < cowd.nhandoff; i++)
+    sb_printf (&sb, "%.3f %.3f\n", cowd.handoff_ms[i], cowd.held_ms[i]);
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+#endif
+
 static void cmd_help (struct ctl_req *req, int argc, char **argv, bool json);
 
 static const struct cmd cmds[] = {
@@ -457,6 +612,12 @@ static const struct cmd cmds[] = {
   { "list", cmd_list, "list" },
   { "status", cmd_status, "status NAME" },
   { "stats", cmd_stats, "stats NAME" },
+#ifdef HAVE_COROSYNC
+  { "nodes", cmd_nodes, "nodes" },
+  { "migrate", cmd_migrate, "migrate NAME --to NODE" },
+  { "fence", cmd_fence, "fence status | fence confirm NODE" },
+  { "handoff-times", cmd_handoff_stats, "handoff-times" },
+#endif
   { "help", cmd_help, "help" },
 };
 

@@ -7,8 +7,8 @@
  *   HELD      new requests queue on held_head (handoff, quorum loss,
  *             close); `drained` fires once nothing is in flight and no
  *             commit runs
- *   READONLY  this host is not the owner: reads are served, a write asks
- *             the cluster for ownership (want_owner_cb) and waits held
+ *   READONLY  this host is not the owner: every request waits, and asks
+ *             the cluster for ownership (want_owner_cb)
  *   FENCED / DEGRADED  writes fail at once with EIO/EACCES
  *
  * Superblock writes (open, mark clean, takeover) are rare and short; they
@@ -317,6 +317,15 @@ vol_free (struct volume *v)
 {
   if (!v)
     return;
+  /* Requests still waiting (for ownership) end here. */
+  while (v->held_head)
+    {
+      struct vreq *rq = v->held_head;
+      v->held_head = rq->next;
+      free (rq->alloc);
+      rq->done (rq->opaque, -ESHUTDOWN);
+      free (rq);
+    }
   backend_close (v->base);
   backend_close (v->cow);
   free (v->map);
@@ -596,8 +605,9 @@ vol_submit (struct volume *v, struct vreq *rq)
       v->st.errors++;
       return vol_fail_later (done, opaque, err);
     }
-  bool must_wait = v->held
-    || (write && v->state == VOL_STATE_READONLY);
+  /* Not the owner: even reads wait, since the owner may be changing the
+   * bitmap under us; the first request asks for ownership. */
+  bool must_wait = v->held || v->state == VOL_STATE_READONLY;
   if (must_wait)
     {
       rq->next = NULL;
@@ -606,7 +616,7 @@ vol_submit (struct volume *v, struct vreq *rq)
       else
         v->held_head = rq;
       v->held_tail = rq;
-      if (write && v->state == VOL_STATE_READONLY && v->want_owner_cb)
+      if (v->state == VOL_STATE_READONLY && v->want_owner_cb)
         v->want_owner_cb (v->want_owner_ud, v);
       return 0;
     }

@@ -42,7 +42,7 @@ enum vol_state
 {
   VOL_STATE_ACTIVE = 0,         /* serving reads and writes */
   VOL_STATE_HELD,               /* new requests held (handoff / no quorum) */
-  VOL_STATE_READONLY,           /* not the owner: reads only */
+  VOL_STATE_READONLY,           /* not the owner: requests wait for it */
   VOL_STATE_FENCED,             /* writes rejected by the storage */
   VOL_STATE_DEGRADED,           /* a backend failed past its deadline */
 };
@@ -126,7 +126,7 @@ int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
 void vol_set_state (struct volume *v, enum vol_state s);
 /* Called for each request that arrives while the volume is READONLY
- * (not the owner) and is a write: the cluster asks for ownership. */
+ * (this host is not the owner): the cluster asks for ownership. */
 void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,
                             struct volume *v), void *ud);
 void vol_get_stats (const struct volume *v, struct vol_stats *st);

@@ -1,0 +1,70 @@
+/* Private to cluster/: the wire messages and the table state machine. */
+#ifndef COWHERD_CLUSTER_INT_H
+#define COWHERD_CLUSTER_INT_H
+
+#include "cluster.h"
+
+#define CL_MSG_VERSION 1
+#define CL_HDR_SIZE 16
+
+/* Message types: never renumbered or reused; a retired one stays a no-op. */
+enum cl_msg_type
+{
+  CL_MSG_NOP = 0,
+  CL_MSG_DEFINE = 1,
+  CL_MSG_UNDEFINE = 2,
+  CL_MSG_ACQUIRE = 3,
+  CL_MSG_HANDOFF = 4,
+  CL_MSG_RELEASE = 5,
+  CL_MSG_MIGRATE = 6,
+  CL_MSG_FENCE_CONFIRM = 7,
+  CL_MSG_SYNC_MARK = 8,
+  CL_MSG_SYNC_DATA = 9,
+};
+
+/* A decoded message (host order).  Which fields matter depends on type. */
+struct cl_msg
+{
+  uint16_t type;
+  uint64_t time_ms;             /* sender's wall clock, for bounce windows */
+  struct cluster_voldef def;    /* DEFINE; def.name for the others */
+  uint32_t node;                /* HANDOFF/MIGRATE: to; FENCE_CONFIRM */
+  uint64_t generation;
+  /* SYNC_DATA */
+  struct cluster_vol *vols;
+  uint32_t nvols;
+};
+
+/* msg.c: 0 / -EINVAL (malformed) / -EPROTONOSUPPORT (other version);
+ * an unknown type decodes as NOP.  encode returns a malloc'd buffer. */
+int cl_msg_decode (const void *buf, size_t len, struct cl_msg *m);
+void *cl_msg_encode (const struct cl_msg *m, size_t *len);
+void cl_msg_free (struct cl_msg *m);
+
+/* table.c: the deterministic state machine. */
+struct cl_table
+{
+  struct cluster_vol *vols;
+  size_t n, cap;
+};
+
+struct cl_effects
+{
+  const struct cluster_callbacks *cb;
+  void *ud;
+  uint32_t local;               /* this node, to route callbacks */
+};
+
+void cl_table_apply (struct cl_table *t, uint32_t sender,
+                     const struct cl_msg *m, const struct cl_effects *fx);
+void cl_table_member_left (struct cl_table *t, uint32_t node, bool node_down,
+                           const struct cl_effects *fx);
+struct cluster_vol *cl_table_find (struct cl_table *t, const char *name);
+void cl_table_clear (struct cl_table *t);
+int cl_table_copy (struct cl_table *dst, const struct cluster_vol *vols,
+                   size_t n);
+
+#define CL_BOUNCE_LIMIT 6
+#define CL_BOUNCE_WINDOW_MS 10000
+
+#endif

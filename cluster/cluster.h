@@ -1,0 +1,108 @@
+/* cluster.h: cowherd's cluster layer: one corosync CPG group per cluster
+ * and votequorum, on cowd's main loop.
+ *
+ * The ownership table is a replicated state machine.  Every member applies
+ * the same messages in corosync's agreed order (and the same membership
+ * changes, which CPG delivers in that order too), so every member holds
+ * the same table.  The table never depends on local state: a message's
+ * sender is the one CPG names, quorum only decides whether a node *sends*
+ * ACQUIRE or MIGRATE, and time enters only through the sender's clock
+ * carried in the message (for bounce detection).
+ *
+ * Volume states: unowned, owned, handing-off (the owner drains for a
+ * requester), fencing (the owner's node left while owning it; nobody may
+ * take it until the node is fenced or an operator confirms it is down).
+ *
+ * A joining member adopts the table from a state transfer: the lowest
+ * member of the old membership multicasts a SYNC marker; when that
+ * marker is delivered it multicasts the table as of that point; the joiner
+ * queues what it delivers after the marker and replays it on the table.
+ */
+#ifndef COWHERD_CLUSTER_H
+#define COWHERD_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLUSTER_NAME_MAX 64
+#define CLUSTER_URI_MAX 256
+#define CLUSTER_MAX_MEMBERS 64
+
+struct cluster_voldef
+{
+  char name[CLUSTER_NAME_MAX];
+  char base[CLUSTER_URI_MAX];
+  char cow[CLUSTER_URI_MAX];
+  uint32_t chunk_size;
+  uint32_t commit;
+  bool exclusive;
+};
+
+enum cluster_vol_state
+{
+  CL_UNOWNED = 0,
+  CL_OWNED = 1,
+  CL_HANDING_OFF = 2,
+  CL_FENCING = 3,
+};
+
+struct cluster_vol
+{
+  struct cluster_voldef def;
+  enum cluster_vol_state state;
+  uint32_t owner;               /* 0 = nobody */
+  uint64_t epoch;
+  uint64_t generation;          /* bitmap generation at the last handoff */
+  uint32_t requester;           /* handing-off: to whom */
+  uint32_t fenced_node;         /* fencing: the node that left */
+  /* Bounce detection: moves by request between the same two nodes. */
+  uint32_t bounce_a, bounce_b, bounce_count;
+  uint64_t bounce_since_ms;
+  bool bouncing;
+};
+
+struct cluster_callbacks
+{
+  void (*on_define) (void *ud, const struct cluster_voldef *def, bool defined);
+  /* Ownership changed (or was confirmed after a state transfer). */
+  void (*on_owner) (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
+                    uint64_t generation);
+  /* This node owns vol and `to` asked for it: drain, flush, mark clean,
+   * then cluster_handoff (vol, to, generation). */
+  void (*on_handoff_request) (void *ud, const char *vol, uint32_t to);
+  void (*on_fencing) (void *ud, const char *vol, uint32_t node);
+  void (*on_quorum) (void *ud, bool quorate);
+  /* A request of this node was refused: one sentence. */
+  void (*on_error) (void *ud, const char *vol, const char *sentence);
+  /* The table arrived after joining. */
+  void (*on_synced) (void *ud);
+};
+
+int cluster_start (const char *cluster_name,
+                   const struct cluster_callbacks *cb, void *ud);
+void cluster_stop (void);
+bool cluster_running (void);
+uint32_t cluster_nodeid (void);
+bool cluster_quorate (void);
+bool cluster_synced (void);
+
+/* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this
+ * node is not quorate, for those that grant ownership). */
+int cluster_define (const struct cluster_voldef *def);
+int cluster_undefine (const char *vol);
+int cluster_acquire (const char *vol);
+int cluster_release (const char *vol, uint64_t generation);
+int cluster_handoff (const char *vol, uint32_t to, uint64_t generation);
+int cluster_migrate (const char *vol, uint32_t to);
+int cluster_fence_confirm (uint32_t node);
+
+/* The table and the membership. */
+const struct cluster_vol *cluster_lookup (const char *vol);
+void cluster_foreach (void (*fn) (void *ud, const struct cluster_vol *v),
+                      void *ud);
+size_t cluster_members (uint32_t *nodes, size_t max);
+uint64_t cluster_ring_id (void);
+const char *cluster_state_name (enum cluster_vol_state s);
+
+#endif /* COWHERD_CLUSTER_H */

@@ -1,0 +1,501 @@
+/* cpg.c: the CPG group and votequorum on cowd's main loop, and the public
+ * API of cluster.h.
+ *
+ * Sending: every message goes through an ordered queue.  cpg_mcast_joined
+ * answering CS_ERR_TRY_AGAIN (corosync's flow control) leaves the queue as
+ * it is and retries from a qb_loop timer, 1 ms doubling to 100 ms: never a
+ * busy loop, never a lost or reordered message.
+ *
+ * Receiving: CPG delivers messages and configuration changes in one agreed
+ * order.  Each is applied to the table (table.c).  The sender is the node
+ * CPG names, never a field of the message.
+ *
+ * State transfer: on a configuration change with joiners, the lowest node
+ * that was already a member multicasts SYNC_MARK; when SYNC_MARK is
+ * delivered, that node multicasts the table as it stands at that point
+ * (SYNC_DATA).  A joiner applies nothing until it has seen SYNC_MARK; it
+ * queues what follows the mark and, when SYNC_DATA arrives, adopts the
+ * table and replays the queue.  A node alone in a new group (the first
+ * one, or the whole cluster restarting) starts from an empty table and
+ * cowd defines its volumes again from its own state directory.
+ *
+ * Membership: a member whose node went down (CPG_REASON_NODEDOWN) has its volumes put in `fencing`; a member whose agent alone
+ * stopped (PROCDOWN, LEAVE) keeps what it owns, so an agent restart or
+ * upgrade disturbs nobody.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <corosync/corotypes.h>
+#include <corosync/cpg.h>
+#include <corosync/quorum.h>
+#include <qb/qblog.h>
+
+#include "cluster-int.h"
+#include "loop.h"
+
+struct pending
+{
+  struct pending *next;
+  void *buf;
+  size_t len;
+};
+
+static struct
+{
+  bool running;
+  cpg_handle_t cpg;
+  quorum_handle_t quorum;
+  char group[CLUSTER_NAME_MAX + 16];
+  uint32_t nodeid;
+  bool quorate;
+  uint64_t ring_id;
+  uint32_t members[CLUSTER_MAX_MEMBERS];
+  size_t nmembers;
+  struct cl_table table;
+  const struct cluster_callbacks *cb;
+  void *ud;
+  /* State transfer */
+  bool synced;
+  bool seen_mark;               /* joiner: the mark has been delivered */
+  struct pending *replay_head, *replay_tail;
+  /* Send queue */
+  struct pending *out_head, *out_tail;
+  unsigned backoff_ms;
+  bool retry_armed;
+  qb_loop_timer_handle retry_timer;
+} C;
+
+static struct cl_effects
+fx (void)
+{
+  return (struct cl_effects) { C.cb, C.ud, C.nodeid };
+}
+
+static uint64_t
+wall_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* --- sending --- */
+
+static void send_flush (void);
+
+static void
+send_retry (void *data)
+{
+  C.retry_armed = false;
+  send_flush ();
+}
+
+static void
+send_flush (void)
+{
+  while (C.out_head)
+    {
+      struct pending *p = C.out_head;
+      struct iovec iov = { p->buf, p->len };
+      cs_error_t e = cpg_mcast_joined (C.cpg, CPG_TYPE_AGREED, &iov, 1);
+      if (e == CS_ERR_TRY_AGAIN)
+        {
+          if (!C.retry_armed)
+            {
+              C.retry_armed = true;
+              qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH,
+                                 (uint64_t) C.backoff_ms * 1000000ull, NULL,
+                                 send_retry, &C.retry_timer);
+              C.backoff_ms = C.backoff_ms >= 50 ? 100 : C.backoff_ms * 2;
+            }
+          return;
+        }
+      if (e != CS_OK)
+        qb_log (LOG_ERR, "cluster: sending a message to group %s failed "
+                "(corosync error %d); dropping it", C.group, e);
+      C.backoff_ms = 1;
+      C.out_head = p->next;
+      if (!C.out_head)
+        C.out_tail = NULL;
+      free (p->buf);
+      free (p);
+    }
+}
+
+static int
+send_msg (struct cl_msg *m)
+{
+  if (!C.running)
+    return -ENOTCONN;
+  m->time_ms = wall_ms ();
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p || !(p->buf = cl_msg_encode (m, &p->len)))
+    {
+      free (p);
+      return -ENOMEM;
+    }
+  if (C.out_tail)
+    C.out_tail->next = p;
+  else
+    C.out_head = p;
+  C.out_tail = p;
+  if (!C.retry_armed)
+    send_flush ();
+  return 0;
+}
+
+/* --- receiving --- */
+
+static void
+replay_queue (const void *buf, size_t len, uint32_t sender)
+{
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p || !(p->buf = malloc (len + 4)))
+    abort ();                   /* losing it would fork the table */
+  memcpy (p->buf, &sender, 4);
+  memcpy ((char *) p->buf + 4, buf, len);
+  p->len = len;
+  if (C.replay_tail)
+    C.replay_tail->next = p;
+  else
+    C.replay_head = p;
+  C.replay_tail = p;
+}
+
+static void deliver (uint32_t sender, const void *buf, size_t len);
+
+static void
+adopt_sync (const struct cl_msg *m)
+{
+  cl_table_copy (&C.table, m->vols, m->nvols);
+  C.synced = true;
+  qb_log (LOG_INFO, "cluster: received the table (%u volumes)", m->nvols);
+  for (size_t i = 0; i < C.table.n; i++)
+    if (C.cb->on_define)
+      C.cb->on_define (C.ud, &C.table.vols[i].def, true);
+  while (C.replay_head)
+    {
+      struct pending *p = C.replay_head;
+      C.replay_head = p->next;
+      uint32_t sender;
+      memcpy (&sender, p->buf, 4);
+      deliver (sender, (char *) p->buf + 4, p->len);
+      free (p->buf);
+      free (p);
+    }
+  C.replay_tail = NULL;
+  if (C.cb->on_synced)
+    C.cb->on_synced (C.ud);
+}
+
+static void
+deliver (uint32_t sender, const void *buf, size_t len)
+{
+  struct cl_msg m;
+  int r = cl_msg_decode (buf, len, &m);
+  if (r < 0)
+    {
+      qb_log (LOG_WARNING, "cluster: ignoring a malformed message from node "
+              "%u (%zu bytes)", sender, len);
+      return;
+    }
+  if (!C.synced)
+    {
+      if (m.type == CL_MSG_SYNC_DATA && C.seen_mark)
+        adopt_sync (&m);
+      else if (m.type == CL_MSG_SYNC_MARK)
+        C.seen_mark = true;
+      else if (C.seen_mark)
+        replay_queue (buf, len, sender);
+      cl_msg_free (&m);
+      return;
+    }
+  if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
+    {
+      struct cl_msg d = { .type = CL_MSG_SYNC_DATA, .vols = C.table.vols,
+        .nvols = (uint32_t) C.table.n };
+      send_msg (&d);
+    }
+  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_DATA)
+    {
+      struct cl_effects e = fx ();
+      cl_table_apply (&C.table, sender, &m, &e);
+    }
+  cl_msg_free (&m);
+}
+
+static void
+cpg_deliver_fn (cpg_handle_t h, const struct cpg_name *group,
+                uint32_t nodeid, uint32_t pid, void *msg, size_t len)
+{
+  deliver (nodeid, msg, len);
+}
+
+static void
+cpg_confchg_fn (cpg_handle_t h, const struct cpg_name *group,
+                const struct cpg_address *members, size_t nmembers,
+                const struct cpg_address *left, size_t nleft,
+                const struct cpg_address *joined, size_t njoined)
+{
+  C.nmembers = 0;
+  for (size_t i = 0; i < nmembers && i < CLUSTER_MAX_MEMBERS; i++)
+    C.members[C.nmembers++] = members[i].nodeid;
+  struct cl_effects e = fx ();
+  for (size_t i = 0; i < nleft; i++)
+    {
+      bool down = left[i].reason == CPG_REASON_NODEDOWN;
+      qb_log (LOG_NOTICE, "cluster: node %u left the group (%s)",
+              left[i].nodeid, down ? "node down" : "agent stopped");
+      if (C.synced)
+        cl_table_member_left (&C.table, left[i].nodeid, down, &e);
+    }
+  bool me_joined = false;
+  for (size_t i = 0; i < njoined; i++)
+    me_joined |= joined[i].nodeid == C.nodeid;
+  if (me_joined)
+    {
+      if (nmembers == njoined)
+        {
+          C.synced = true;      /* first in the group: empty table */
+          qb_log (LOG_INFO, "cluster: first member of group %s", C.group);
+          if (C.cb->on_synced)
+            C.cb->on_synced (C.ud);
+        }
+      return;
+    }
+  if (njoined == 0 || !C.synced)
+    return;
+  /* The lowest member that was here before the join sends the mark. */
+  uint32_t lowest = UINT32_MAX;
+  for (size_t i = 0; i < nmembers; i++)
+    {
+      bool is_joiner = false;
+      for (size_t j = 0; j < njoined; j++)
+        is_joiner |= joined[j].nodeid == members[i].nodeid;
+      if (!is_joiner && members[i].nodeid < lowest)
+        lowest = members[i].nodeid;
+    }
+  if (lowest == C.nodeid)
+    {
+      struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+      send_msg (&mark);
+    }
+}
+
+static void
+cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
+              uint32_t n, const uint32_t *list)
+{
+  C.ring_id = ring_id.seq;
+}
+
+static int
+cpg_dispatch_fd (int fd, int revents, void *data)
+{
+  if (cpg_dispatch (C.cpg, CS_DISPATCH_ALL) != CS_OK)
+    qb_log (LOG_ERR, "cluster: lost the connection to corosync (cpg)");
+  return 0;
+}
+
+/* --- quorum --- */
+
+static void
+quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
+                  uint32_t n, uint32_t *view)
+{
+  bool q = quorate != 0;
+  if (q == C.quorate)
+    return;
+  C.quorate = q;
+  qb_log (q ? LOG_NOTICE : LOG_WARNING, "cluster: this node is %s",
+          q ? "quorate" : "NOT quorate: writes are held");
+  if (C.cb->on_quorum)
+    C.cb->on_quorum (C.ud, q);
+}
+
+static int
+quorum_dispatch_fd (int fd, int revents, void *data)
+{
+  if (quorum_dispatch (C.quorum, CS_DISPATCH_ALL) != CS_OK)
+    qb_log (LOG_ERR, "cluster: lost the connection to corosync (quorum)");
+  return 0;
+}
+
+static int
+quorum_start (void)
+{
+  quorum_callbacks_t qcb = { .quorum_notify_fn = quorum_notify_fn };
+  uint32_t type;
+  int fd;
+  if (quorum_initialize (&C.quorum, &qcb, &type) != CS_OK
+      || quorum_fd_get (C.quorum, &fd) != CS_OK)
+    return -1;
+  int q = 0;
+  quorum_getquorate (C.quorum, &q);
+  C.quorate = q != 0;
+  quorum_trackstart (C.quorum, CS_TRACK_CHANGES);
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
+                    quorum_dispatch_fd);
+  return 0;
+}
+
+/* --- API --- */
+
+int
+cluster_start (const char *name, const struct cluster_callbacks *cb,
+               void *ud)
+{
+  static cpg_model_v1_data_t model = {
+    .cpg_deliver_fn = cpg_deliver_fn,
+    .cpg_confchg_fn = cpg_confchg_fn,
+    .cpg_totem_confchg_fn = cpg_totem_fn,
+    .flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
+  };
+  C.cb = cb;
+  C.ud = ud;
+  C.backoff_ms = 1;
+  snprintf (C.group, sizeof C.group, "cowherd:%s", name);
+  struct cpg_name g;
+  g.length = (uint32_t) strlen (C.group);
+  memcpy (g.value, C.group, g.length);
+  int fd;
+  if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1,
+                            (cpg_model_data_t *) &model, NULL) != CS_OK)
+    {
+      qb_log (LOG_ERR, "cluster: cannot connect to corosync (is it running?)");
+      return -ENOTCONN;
+    }
+  cpg_local_get (C.cpg, &C.nodeid);
+  if (quorum_start () < 0)
+    {
+      qb_log (LOG_ERR, "cluster: cannot connect to corosync's quorum service");
+      cpg_finalize (C.cpg);
+      return -ENOTCONN;
+    }
+  cs_error_t e;
+  for (unsigned ms = 1; (e = cpg_join (C.cpg, &g)) == CS_ERR_TRY_AGAIN
+       && ms < 2000; ms *= 2)
+    nanosleep (&(struct timespec) { 0, (long) ms * 1000000 }, NULL);
+  if (e != CS_OK || cpg_fd_get (C.cpg, &fd) != CS_OK)
+    {
+      qb_log (LOG_ERR, "cluster: cannot join group %s (corosync error %d)",
+              C.group, e);
+      cpg_finalize (C.cpg);
+      quorum_finalize (C.quorum);
+      return -ENOTCONN;
+    }
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
+                    cpg_dispatch_fd);
+  C.running = true;
+  qb_log (LOG_NOTICE, "cluster: node %u joined group %s (%s)", C.nodeid,
+          C.group, C.quorate ? "quorate" : "not quorate");
+  return 0;
+}
+
+void
+cluster_stop (void)
+{
+  if (!C.running)
+    return;
+  send_flush ();
+  struct cpg_name g;
+  g.length = (uint32_t) strlen (C.group);
+  memcpy (g.value, C.group, g.length);
+  cpg_leave (C.cpg, &g);
+  cpg_finalize (C.cpg);
+  quorum_finalize (C.quorum);
+  C.running = false;
+}
+
+bool cluster_running (void) { return C.running; }
+uint32_t cluster_nodeid (void) { return C.nodeid; }
+bool cluster_quorate (void) { return C.quorate; }
+bool cluster_synced (void) { return C.synced; }
+uint64_t cluster_ring_id (void) { return C.ring_id; }
+
+size_t
+cluster_members (uint32_t *nodes, size_t max)
+{
+  size_t n = C.nmembers < max ? C.nmembers : max;
+  memcpy (nodes, C.members, n * sizeof *nodes);
+  return n;
+}
+
+const struct cluster_vol *
+cluster_lookup (const char *vol)
+{
+  return cl_table_find (&C.table, vol);
+}
+
+void
+cluster_foreach (void (*fn) (void *ud, const struct cluster_vol *v), void *ud)
+{
+  for (size_t i = 0; i < C.table.n; i++)
+    fn (ud, &C.table.vols[i]);
+}
+
+static int
+send_vol (uint16_t type, const char *vol, uint32_t node, uint64_t gen)
+{
+  struct cl_msg m = { .type = type, .node = node, .generation = gen };
+  if (strlen (vol) >= CLUSTER_NAME_MAX)
+    return -ENAMETOOLONG;
+  strcpy (m.def.name, vol);
+  return send_msg (&m);
+}
+
+int
+cluster_define (const struct cluster_voldef *def)
+{
+  struct cl_msg m = { .type = CL_MSG_DEFINE, .def = *def };
+  return send_msg (&m);
+}
+
+int
+cluster_undefine (const char *vol)
+{
+  return send_vol (CL_MSG_UNDEFINE, vol, 0, 0);
+}
+
+int
+cluster_acquire (const char *vol)
+{
+  if (!C.quorate)
+    return -ENOTCONN;
+  return send_vol (CL_MSG_ACQUIRE, vol, 0, 0);
+}
+
+int
+cluster_release (const char *vol, uint64_t generation)
+{
+  return send_vol (CL_MSG_RELEASE, vol, 0, generation);
+}
+
+int
+cluster_handoff (const char *vol, uint32_t to, uint64_t generation)
+{
+  return send_vol (CL_MSG_HANDOFF, vol, to, generation);
+}
+
+int
+cluster_migrate (const char *vol, uint32_t to)
+{
+  if (!C.quorate)
+    return -ENOTCONN;
+  return send_vol (CL_MSG_MIGRATE, vol, to, 0);
+}
+
+int
+cluster_fence_confirm (uint32_t node)
+{
+  if (!C.quorate)
+    return -ENOTCONN;
+  struct cl_msg m = { .type = CL_MSG_FENCE_CONFIRM, .node = node };
+  return send_msg (&m);
+}

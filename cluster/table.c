@@ -1,0 +1,290 @@
+/* table.c: the ownership table, a deterministic state machine.
+ *
+ * Everything here is a function of the table and the (sender, message) or
+ * membership event: no IO, no clocks, no local state other than which
+ * node is "us" for routing callbacks.  Every member of the group applies
+ * the same sequence and so holds the same table.
+ *
+ *   unowned  --ACQUIRE(s)------------------------------> owned by s, epoch+1
+ *   owned(o) --ACQUIRE(s), s != o, not exclusive------> handing-off to s
+ *   handing-off(o->s) --HANDOFF(o, s, gen)------------> owned by s, epoch+1
+ *   owned(o) --RELEASE(o)-------------------------------> unowned (or to a
+ *                                                        waiting requester)
+ *   owned(o) --MIGRATE(any, t)-------------------------> handing-off to t
+ *   owned(o) --node o leaves (node down)---------------> fencing(o)
+ *   fencing(o) --FENCE_CONFIRM(o)----------------------> unowned
+ *
+ * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
+ * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
+ * carried in the messages) set `bouncing`; further requests are refused
+ * until an explicit MIGRATE or RELEASE.
+ */
+#include <config.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster-int.h"
+
+const char *
+cluster_state_name (enum cluster_vol_state s)
+{
+  static const char *names[] = { "unowned", "owned", "handing-off",
+    "fencing" };
+  return s <= CL_FENCING ? names[s] : "unknown";
+}
+
+struct cluster_vol *
+cl_table_find (struct cl_table *t, const char *name)
+{
+  for (size_t i = 0; i < t->n; i++)
+    if (strcmp (t->vols[i].def.name, name) == 0)
+      return &t->vols[i];
+  return NULL;
+}
+
+void
+cl_table_clear (struct cl_table *t)
+{
+  free (t->vols);
+  t->vols = NULL;
+  t->n = t->cap = 0;
+}
+
+int
+cl_table_copy (struct cl_table *dst, const struct cluster_vol *vols, size_t n)
+{
+  cl_table_clear (dst);
+  if (n == 0)
+    return 0;
+  dst->vols = malloc (n * sizeof *vols);
+  if (!dst->vols)
+    return -1;
+  memcpy (dst->vols, vols, n * sizeof *vols);
+  dst->n = dst->cap = n;
+  return 0;
+}
+
+static void fx_error (const struct cl_effects *fx, uint32_t to,
+                      const char *vol, const char *fmt, ...)
+  __attribute__ ((format (printf, 4, 5)));
+
+/* A refusal, reported on the node that asked. */
+static void
+fx_error (const struct cl_effects *fx, uint32_t to, const char *vol,
+          const char *fmt, ...)
+{
+  if (to != fx->local || !fx->cb->on_error)
+    return;
+  char s[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (s, sizeof s, fmt, ap);
+  va_end (ap);
+  fx->cb->on_error (fx->ud, vol, s);
+}
+
+/* generation: the bitmap generation the new owner must find on disk
+ * (a handoff), or 0 when there is nothing to check. */
+static void
+fx_owner (const struct cl_effects *fx, const struct cluster_vol *v,
+          uint64_t generation)
+{
+  if (fx->cb->on_owner)
+    fx->cb->on_owner (fx->ud, v->def.name, v->owner, v->epoch, generation);
+}
+
+static void
+set_owner (struct cluster_vol *v, uint32_t owner, uint64_t generation,
+           const struct cl_effects *fx)
+{
+  v->owner = owner;
+  v->state = owner ? CL_OWNED : CL_UNOWNED;
+  v->requester = 0;
+  if (owner)
+    v->epoch++;
+  fx_owner (fx, v, generation);
+}
+
+static void
+ask_owner (struct cluster_vol *v, uint32_t to, const struct cl_effects *fx)
+{
+  v->state = CL_HANDING_OFF;
+  v->requester = to;
+  if (v->owner == fx->local && fx->cb->on_handoff_request)
+    fx->cb->on_handoff_request (fx->ud, v->def.name, to);
+}
+
+/* Count a move by request; true when the volume is now bouncing. */
+static bool
+bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to,
+             uint64_t now_ms)
+{
+  bool same = (v->bounce_a == from && v->bounce_b == to)
+    || (v->bounce_a == to && v->bounce_b == from);
+  if (!same || now_ms - v->bounce_since_ms > CL_BOUNCE_WINDOW_MS)
+    {
+      v->bounce_a = from;
+      v->bounce_b = to;
+      v->bounce_count = 0;
+      v->bounce_since_ms = now_ms;
+    }
+  if (++v->bounce_count > CL_BOUNCE_LIMIT)
+    v->bouncing = true;
+  return v->bouncing;
+}
+
+static void
+apply_acquire (struct cluster_vol *v, uint32_t s, const struct cl_msg *m,
+               const struct cl_effects *fx)
+{
+  const char *n = v->def.name;
+  switch (v->state)
+    {
+    case CL_UNOWNED:
+      set_owner (v, s, v->generation, fx);
+      return;
+    case CL_OWNED:
+      if (v->owner == s)
+        {
+          fx_owner (fx, v, 0);  /* already its: say so again */
+          return;
+        }
+      if (v->def.exclusive)
+        return fx_error (fx, s, n, "volume %s is exclusive and owned by "
+                         "node %u; use cowctl migrate", n, v->owner);
+      if (v->bouncing || bounce_note (v, v->owner, s, m->time_ms))
+        return fx_error (fx, s, n, "volume %s is bouncing between nodes %u "
+                         "and %u: two running consumers? (stopped; use "
+                         "cowctl migrate)", n, v->bounce_a, v->bounce_b);
+      ask_owner (v, s, fx);
+      return;
+    case CL_HANDING_OFF:
+      if (v->requester != s)
+        fx_error (fx, s, n, "volume %s is being handed to node %u already",
+                  n, v->requester);
+      return;
+    case CL_FENCING:
+      fx_error (fx, s, n, "volume %s waits for node %u to be fenced", n,
+                v->fenced_node);
+      return;
+    }
+}
+
+static void
+apply_vol (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+           const struct cl_msg *m, const struct cl_effects *fx)
+{
+  switch (m->type)
+    {
+    case CL_MSG_ACQUIRE:
+      apply_acquire (v, s, m, fx);
+      break;
+    case CL_MSG_HANDOFF:
+      if (v->owner != s || v->state == CL_FENCING)
+        break;
+      v->generation = m->generation;
+      set_owner (v, m->node, m->generation, fx);
+      break;
+    case CL_MSG_RELEASE:
+      if (v->owner != s || v->state == CL_FENCING)
+        break;
+      v->generation = m->generation;
+      v->bouncing = false;
+      set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0,
+                 m->generation, fx);
+      break;
+    case CL_MSG_MIGRATE:
+      v->bouncing = false;
+      v->bounce_count = 0;
+      if (v->state == CL_UNOWNED)
+        set_owner (v, m->node, v->generation, fx);
+      else if (v->state != CL_FENCING && v->owner != m->node)
+        ask_owner (v, m->node, fx);
+      break;
+    case CL_MSG_UNDEFINE:
+      if (fx->cb->on_define)
+        fx->cb->on_define (fx->ud, &v->def, false);
+      *v = t->vols[--t->n];
+      break;
+    }
+}
+
+static void
+apply_define (struct cl_table *t, const struct cl_msg *m,
+              const struct cl_effects *fx)
+{
+  struct cluster_vol *v = cl_table_find (t, m->def.name);
+  if (!v)
+    {
+      if (t->n == t->cap)
+        {
+          size_t cap = t->cap ? 2 * t->cap : 16;
+          struct cluster_vol *nv = realloc (t->vols, cap * sizeof *nv);
+          if (!nv)
+            abort ();           /* the table must not diverge */
+          t->vols = nv;
+          t->cap = cap;
+        }
+      v = &t->vols[t->n++];
+      memset (v, 0, sizeof *v);
+    }
+  v->def = m->def;
+  v->generation = 0;
+  if (fx->cb->on_define)
+    fx->cb->on_define (fx->ud, &v->def, true);
+}
+
+void
+cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
+                const struct cl_effects *fx)
+{
+  if (m->type == CL_MSG_DEFINE)
+    return apply_define (t, m, fx);
+  if (m->type == CL_MSG_FENCE_CONFIRM)
+    {
+      for (size_t i = 0; i < t->n; i++)
+        if (t->vols[i].state == CL_FENCING
+            && t->vols[i].fenced_node == m->node)
+          {
+            t->vols[i].fenced_node = 0;
+            t->vols[i].generation = 0;  /* unknown after a crash */
+            set_owner (&t->vols[i], 0, 0, fx);
+          }
+      return;
+    }
+  if (m->type < CL_MSG_UNDEFINE || m->type > CL_MSG_MIGRATE)
+    return;
+  struct cluster_vol *v = cl_table_find (t, m->def.name);
+  if (v)
+    apply_vol (t, v, sender, m, fx);
+  else
+    fx_error (fx, sender, m->def.name, "volume %s is not defined in the "
+              "cluster", m->def.name);
+}
+
+/* A member left.  node_down: the node itself is gone (fence it); else
+ * only its agent stopped, and keeps what it owned for its restart. */
+void
+cl_table_member_left (struct cl_table *t, uint32_t node, bool node_down,
+                      const struct cl_effects *fx)
+{
+  for (size_t i = 0; i < t->n; i++)
+    {
+      struct cluster_vol *v = &t->vols[i];
+      if (v->state == CL_HANDING_OFF && v->requester == node)
+        {
+          v->state = CL_OWNED;  /* the requester is gone: keep it */
+          v->requester = 0;
+        }
+      if (!node_down || v->owner != node || v->state == CL_FENCING)
+        continue;
+      v->state = CL_FENCING;
+      v->fenced_node = node;
+      v->requester = 0;
+      if (fx->cb->on_fencing)
+        fx->cb->on_fencing (fx->ud, v->def.name, node);
+    }
+}

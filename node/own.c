@@ -1,0 +1,328 @@
+/* own.c: cowd's side of the cluster: volumes follow the ownership table.
+ *
+ * A volume attached on a host that does not own it is READONLY in the
+ * engine: every request waits, and the first one asks for ownership
+ * (want_owner_cb -> ACQUIRE), which is what a source domain resumed after a
+ * failed migration needs.  `attach --incoming` asks at once, which is what
+ * the destination of a live migration needs.
+ *
+ * Handoff, on the owner (on_handoff_request):
+ *   hold new requests -> drain those in flight and commit every bit ->
+ *   mark the superblock clean (generation g) -> READONLY ->
+ *   HANDOFF(vol, to, g)
+ * and on the new owner (on_owner with owner == us):
+ *   re-read superblock and bitmap -> check generation g -> write the new
+ *   epoch, dirty -> ACTIVE -> serve what was waiting.
+ *
+ * Quorum loss holds every volume this host owns at once (nothing more is
+ * acknowledged) until quorum returns; the quorate side may then fence.
+ *
+ * Everything runs on the main loop; the entries' cluster fields belong to
+ * it.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <qb/qblog.h>
+
+#include "cluster.h"
+#include "cowd.h"
+
+static uint64_t
+mono_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static struct vol_entry *
+own_entry (const char *vol)
+{
+  struct vol_entry *e = voldb_find (vol);
+  return e && e->vol && !e->closing ? e : NULL;
+}
+
+static void
+own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
+{
+  struct vol_entry *e = voldb_find (def->name);
+  if (defined && !e)
+    {
+      e = voldb_add (def->name, def->base, def->cow, def->chunk_size,
+                     (enum dscow_commit) def->commit);
+      if (e)
+        e->exclusive = def->exclusive;
+      voldb_save ();
+      qb_log (LOG_INFO, "cluster: %s: defined", def->name);
+    }
+  else if (!defined && e && !e->vol)
+    {
+      voldb_remove (e);
+      voldb_save ();
+    }
+}
+
+static void
+own_record_latency (struct vol_entry *e)
+{
+  if (!e->t_request_ns || cowd.nhandoff >= 1024)
+    return;
+  uint64_t now = mono_ns ();
+  cowd.handoff_ms[cowd.nhandoff] = (double) (now - e->t_request_ns) / 1e6;
+  cowd.held_ms[cowd.nhandoff] = e->t_hold_ns
+    ? (double) (now - e->t_hold_ns) / 1e6 : 0;
+  cowd.nhandoff++;
+  e->t_request_ns = e->t_hold_ns = 0;
+}
+
+static void
+own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
+              uint64_t generation)
+{
+  struct vol_entry *e = own_entry (vol);
+  if (!e)
+    return;
+  e->asked = false;
+  if (owner != cluster_nodeid ())
+    {
+      if (vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+        {
+          qb_log (LOG_WARNING, "cluster: %s: node %u owns it now; this node "
+                  "stops writing", vol, owner);
+          vol_set_state (e->vol, VOL_STATE_READONLY);
+        }
+      e->epoch = 0;
+      return;
+    }
+  if (e->epoch == epoch && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+    return;
+  char err[512];
+  if (vol_takeover (e->vol, epoch, owner, generation, err, sizeof err) < 0)
+    {
+      qb_log (LOG_ERR, "cluster: %s: taking over at epoch %" PRIu64
+              " failed: %s", vol, epoch, err);
+      return;
+    }
+  e->epoch = epoch;
+  qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
+          ", generation %" PRIu64, vol, epoch, vol_generation (e->vol));
+  own_record_latency (e);
+  if (cluster_quorate ())
+    vol_resume (e->vol);
+}
+
+static void
+own_drained (void *opaque, int res)
+{
+  struct vol_entry *e = opaque;
+  if (!e->vol)
+    return;
+  int r = vol_mark_clean (e->vol);
+  uint64_t gen = vol_generation (e->vol);
+  vol_set_state (e->vol, VOL_STATE_READONLY);
+  e->epoch = 0;
+  if (r < 0)
+    {
+      qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean; keeping "
+              "it", e->name);
+      vol_set_state (e->vol, VOL_STATE_ACTIVE);
+      vol_resume (e->vol);
+      return;
+    }
+  qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
+          PRIu64, e->name, e->handoff_to, gen);
+  cluster_handoff (e->name, e->handoff_to, gen);
+  /* Whatever waits now stays waiting and asks for ownership back. */
+  vol_resume (e->vol);
+}
+
+static void
+own_on_handoff_request (void *ud, const char *vol, uint32_t to)
+{
+  struct vol_entry *e = own_entry (vol);
+  if (!e)
+    {
+      /* Owned here but not attached (an agent restarted): nothing to
+       * flush; the superblock is whatever it is, so no generation check. */
+      cluster_handoff (vol, to, 0);
+      return;
+    }
+  e->handoff_to = to;
+  e->t_hold_ns = mono_ns ();
+  vol_hold (e->vol, own_drained, e);
+}
+
+static void
+own_on_fencing (void *ud, const char *vol, uint32_t node)
+{
+  qb_log (LOG_WARNING, "cluster: %s: node %u left while owning it: fencing;"
+          " nobody writes it until node %u is fenced (cowctl fence confirm "
+          "%u)", vol, node, node, node);
+}
+
+static void
+own_on_quorum (void *ud, bool quorate)
+{
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (!e->vol || e->closing)
+        continue;
+      if (!quorate && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+        {
+          e->quorum_held = true;
+          vol_hold (e->vol, NULL, NULL);
+        }
+      else if (quorate && e->quorum_held)
+        {
+          e->quorum_held = false;
+          vol_resume (e->vol);
+        }
+    }
+}
+
+static void
+own_on_error (void *ud, const char *vol, const char *sentence)
+{
+  struct vol_entry *e = voldb_find (vol);
+  if (e)
+    e->asked = false;
+  qb_log (LOG_ERR, "cluster: %s", sentence);
+}
+
+static void
+own_on_synced (void *ud)
+{
+  /* Re-announce our volumes (a whole-cluster restart starts empty), then
+   * serve again what was attached before this agent stopped. */
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    if (!cluster_lookup (e->name))
+      own_define (e);
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      char err[512];
+      if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
+        qb_log (LOG_ERR, "cowd: re-attaching after restart failed: %s", err);
+    }
+}
+
+static void
+own_want_owner (void *ud, struct volume *v)
+{
+  struct vol_entry *e = ud;
+  if (e->asked || !cluster_quorate ())
+    return;
+  e->asked = true;
+  e->t_request_ns = mono_ns ();
+  if (cluster_acquire (e->name) < 0)
+    e->asked = false;
+}
+
+void
+own_define (struct vol_entry *e)
+{
+  struct cluster_voldef d = { .chunk_size = e->chunk_size,
+    .commit = e->commit, .exclusive = e->exclusive };
+  snprintf (d.name, sizeof d.name, "%s", e->name);
+  snprintf (d.base, sizeof d.base, "%s", e->base);
+  snprintf (d.cow, sizeof d.cow, "%s", e->cow);
+  cluster_define (&d);
+}
+
+int
+own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
+{
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  uint32_t me = cluster_nodeid ();
+  if (cv && cv->state == CL_FENCING)
+    {
+      snprintf (err, errlen, "volume %s waits for node %u to be fenced "
+                "(cowctl fence confirm %u)", e->name, cv->fenced_node,
+                cv->fenced_node);
+      return -1;
+    }
+  if (cv && cv->owner && cv->owner != me && !incoming)
+    {
+      snprintf (err, errlen, "volume %s is owned by node %u; attach it with "
+                "--incoming (live migration) or use cowctl migrate", e->name,
+                cv->owner);
+      return -1;
+    }
+  if (!cluster_quorate ())
+    {
+      snprintf (err, errlen, "volume %s: this node is not quorate; it cannot "
+                "take ownership", e->name);
+      return -1;
+    }
+  if (voldb_attach (e, err, errlen) < 0)
+    return -1;
+  vol_set_want_owner_cb (e->vol, own_want_owner, e);
+  e->asked = true;
+  e->t_request_ns = mono_ns ();
+  if (cluster_acquire (e->name) < 0)
+    e->asked = false;
+  return 0;
+}
+
+struct own_detach_ctx
+{
+  struct vol_entry *e;
+  vol_done_fn *done;
+  void *opaque;
+};
+
+static void
+own_detach_drained (void *opaque, int res)
+{
+  struct own_detach_ctx *c = opaque;
+  struct vol_entry *e = c->e;
+  if (vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+    {
+      vol_mark_clean (e->vol);
+      uint64_t gen = vol_generation (e->vol);
+      vol_set_state (e->vol, VOL_STATE_READONLY);
+      cluster_release (e->name, gen);
+      e->epoch = 0;
+    }
+  voldb_detach (e, c->done, c->opaque);
+  free (c);
+}
+
+void
+own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
+{
+  struct own_detach_ctx *c = malloc (sizeof *c);
+  if (!c)
+    abort ();
+  *c = (struct own_detach_ctx) { e, done, opaque };
+  vol_hold (e->vol, own_detach_drained, c);
+}
+
+int
+own_start (char *err, size_t errlen)
+{
+  static const struct cluster_callbacks cb = {
+    .on_define = own_on_define,
+    .on_owner = own_on_owner,
+    .on_handoff_request = own_on_handoff_request,
+    .on_fencing = own_on_fencing,
+    .on_quorum = own_on_quorum,
+    .on_error = own_on_error,
+    .on_synced = own_on_synced,
+  };
+  int r = cluster_start (cowd.cluster_name, &cb, NULL);
+  if (r < 0)
+    {
+      snprintf (err, errlen, "cannot join cluster %s through corosync: %s",
+                cowd.cluster_name, strerror (-r));
+      return -1;
+    }
+  cowd.clustered = true;
+  return 0;
+}
