@@ -1,0 +1,173 @@
+# tests/lab/lab.sh: hosts in network namespaces for cluster tests.
+# Sourced after tests/functions.sh.  Interface:
+#
+#   lab_init ID [OCTET]   a lab named ID (prefix of every namespace, veth and
+#                         the directory /tmp/cowherd-lab-ID); subnet
+#                         10.213.OCTET.0/24; teardown is registered
+#   lab_host N            host N (0 = storage, 1.. = nodes): namespace ID-hN,
+#                         a veth to the bridge in ID-sw, address
+#                         10.213.OCTET.(10+N), and a private mount namespace
+#                         (tmpfs /run and /dev/shm, its own /var/lib/corosync)
+#                         held by a "host init" process
+#   lab_exec N CMD...     run CMD inside host N (network + mounts)
+#   lab_bg N LOG CMD...   the same in the background; prints the pid
+#   lab_ip N              host N's address
+#   lab_dir N             host N's directory (state, logs, sockets)
+#   lab_link_down N / lab_link_up N   cut / restore host N's link
+#   lab_storage N         tgtd in host N on port 3260
+#   lab_lun N TID IQN LUN FILE        a target (once) and a file-backed LUN
+#   lab_iscsi_url N IQN LUN
+#   lab_corosync N...     corosync (knet, token 1000) on the listed hosts
+#   lab_wait_quorate N SECS, lab_wait_members N COUNT SECS
+#   lab_cowd N [ARGS]     cowd --cluster ID in host N, run dir lab_dir N/run
+#   lab_cowctl N ARGS     cowctl against host N's cowd
+#   lab_kill N PID        SIGKILL a process of host N (a crash)
+#   lab_teardown          stop everything by pid, delete namespaces and the
+#                         directory; safe twice and after a partial setup
+LAB_ID=
+LAB_OCTET=
+LAB_DIR=
+declare -A _lab_init_pid
+_lab_pids=()
+
+lab_init() {
+  LAB_ID=$1
+  LAB_OCTET=${2:-$((100 + $$ % 100))}
+  LAB_DIR=/tmp/cowherd-lab-$LAB_ID
+  requires ip nsenter unshare corosync
+  requires_root
+  rm -rf "$LAB_DIR"; mkdir -p "$LAB_DIR"
+  cleanup_fn lab_teardown
+  ip netns add "$LAB_ID-sw"
+  ip -n "$LAB_ID-sw" link add br0 type bridge
+  ip -n "$LAB_ID-sw" link set br0 up
+  ip -n "$LAB_ID-sw" link set lo up
+}
+
+lab_ip() { echo "10.213.$LAB_OCTET.$((10 + $1))"; }
+lab_dir() { echo "$LAB_DIR/h$1"; }
+
+lab_host() {
+  local n=$1 ns=$LAB_ID-h$1 dir=$LAB_DIR/h$1
+  mkdir -p "$dir/lib" "$dir/run" "$dir/log"
+  ip netns add "$ns"
+  ip link add "$LAB_ID-h$n" type veth peer name "eth0" netns "$ns"
+  ip link set "$LAB_ID-h$n" netns "$LAB_ID-sw"
+  ip -n "$LAB_ID-sw" link set "$LAB_ID-h$n" master br0 up
+  ip -n "$ns" addr add "$(lab_ip "$n")/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" unshare -m --propagation private sh -c "
+    mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm &&
+    mount --bind '$dir/lib' /var/lib/corosync && exec sleep infinity" &
+  _lab_init_pid[$n]=$!
+  wait_until 5 sh -c "grep -q ' /var/lib/corosync ' /proc/${_lab_init_pid[$n]}/mounts" \
+    || fail "host $n did not come up"
+}
+
+lab_exec() { local n=$1; shift; nsenter -t "${_lab_init_pid[$n]}" -n -m -- "$@"; }
+
+lab_bg() {
+  local n=$1 log=$2; shift 2
+  nsenter -t "${_lab_init_pid[$n]}" -n -m -- "$@" >>"$log" 2>&1 &
+  local pid=$!
+  _lab_pids+=("$pid")
+  echo "$pid"
+}
+
+lab_kill() { kill -9 "$2" 2>/dev/null || true; wait_until 10 sh -c "! kill -0 $2" || true; }
+
+lab_link_down() { ip -n "$LAB_ID-sw" link set "$LAB_ID-h$1" down; }
+lab_link_up() { ip -n "$LAB_ID-sw" link set "$LAB_ID-h$1" up; }
+
+lab_storage() {
+  requires tgtd tgtadm
+  _lab_tgt_host=$1
+  _lab_tgt_pid=$(lab_bg "$1" "$(lab_dir "$1")/log/tgtd.log" tgtd -f -C 0 \
+    --iscsi "portal=$(lab_ip "$1"):3260")
+  wait_until 10 lab_exec "$1" tgtadm -C 0 --lld iscsi --op show --mode target \
+    || fail "tgtd did not start in host $1"
+}
+
+lab_lun() {                  # lab_lun N TID IQN LUN FILE
+  local n=$1 tid=$2 iqn=$3 lun=$4 file=$5
+  local adm=(lab_exec "$n" tgtadm -C 0 --lld iscsi)
+  if ! "${adm[@]}" --op show --mode target | grep -q "Target $tid: $iqn\$"; then
+    "${adm[@]}" --op new --mode target --tid "$tid" -T "$iqn"
+    "${adm[@]}" --op bind --mode target --tid "$tid" -I ALL
+  fi
+  "${adm[@]}" --op new --mode logicalunit --tid "$tid" --lun "$lun" -b "$file"
+}
+
+lab_iscsi_url() { echo "iscsi://$(lab_ip "$1"):3260/$2/$3"; }
+
+lab_corosync() {
+  local n nodes=""
+  for n in "$@"; do
+    nodes+="    node {
+        ring0_addr: $(lab_ip "$n")
+        nodeid: $n
+        name: n$n
+    }
+"
+  done
+  local two=""
+  [ $# -eq 2 ] && two="    two_node: 1"
+  for n in "$@"; do
+    cat > "$(lab_dir "$n")/corosync.conf" <<CONF
+totem {
+    version: 2
+    cluster_name: $LAB_ID
+    transport: knet
+    token: 1000
+    crypto_cipher: none
+    crypto_hash: none
+}
+nodelist {
+$nodes}
+quorum {
+    provider: corosync_votequorum
+$two
+}
+logging {
+    to_logfile: yes
+    logfile: $(lab_dir "$n")/log/corosync.log
+    to_stderr: no
+    to_syslog: no
+}
+CONF
+    lab_bg "$n" "$(lab_dir "$n")/log/corosync.out" corosync -f -c "$(lab_dir "$n")/corosync.conf" >/dev/null
+  done
+}
+
+lab_wait_quorate() {
+  wait_until "${2:-20}" sh -c "nsenter -t ${_lab_init_pid[$1]} -n -m -- corosync-quorumtool -s | grep -q 'Quorate: *Yes'"
+}
+
+lab_wait_members() {
+  wait_until "${3:-20}" sh -c "[ \$(nsenter -t ${_lab_init_pid[$1]} -n -m -- corosync-quorumtool -l 2>/dev/null | grep -c ' n[0-9]') -eq $2 ]"
+}
+
+lab_cowd() {
+  local n=$1; shift
+  local dir; dir=$(lab_dir "$n")
+  lab_bg "$n" "$dir/log/cowd.log" cowd -f --cluster "$LAB_ID" --run-dir "$dir/run" \
+    --state-dir "$dir/state" "$@"
+  wait_until 15 lab_cowctl "$n" nodes || fail "cowd did not start in host $n"
+}
+
+lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "$(lab_dir "$n")/run" "$@"; }
+
+lab_teardown() {
+  set +e
+  local p n
+  for p in "${_lab_pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${_lab_pids[@]}"; do
+    wait_until 5 sh -c "! kill -0 $p" 2>/dev/null || kill -9 "$p" 2>/dev/null
+  done
+  for n in "${!_lab_init_pid[@]}"; do kill -9 "${_lab_init_pid[$n]}" 2>/dev/null; done
+  for n in $(ip netns list | awk '{print $1}' | grep "^$LAB_ID-"); do ip netns del "$n"; done
+  [ -n "$LAB_DIR" ] && rm -rf "$LAB_DIR"
+  _lab_pids=(); _lab_init_pid=()
+  return 0
+}
