@@ -57,6 +57,8 @@ static struct
   uint64_t ring_id;
   uint32_t members[CLUSTER_MAX_MEMBERS];
   size_t nmembers;
+  uint32_t ring[CLUSTER_MAX_MEMBERS]; /* the totem ring's nodes */
+  size_t nring;
   struct cl_table table;
   const struct cluster_callbacks *cb;
   void *ud;
@@ -288,11 +290,27 @@ cpg_confchg_fn (cpg_handle_t h, const struct cpg_name *group,
     }
 }
 
+/* The totem ring: a node that drops out of it is down, even when its
+ * agent had left the group before (then CPG reports no NODEDOWN for it). */
 static void
 cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
               uint32_t n, const uint32_t *list)
 {
   C.ring_id = ring_id.seq;
+  struct cl_effects e = fx ();
+  for (size_t i = 0; i < C.nring; i++)
+    {
+      bool still = false;
+      for (uint32_t j = 0; j < n; j++)
+        still |= list[j] == C.ring[i];
+      if (!still && C.synced)
+        {
+          qb_log (LOG_NOTICE, "cluster: node %u left the ring", C.ring[i]);
+          cl_table_member_left (&C.table, C.ring[i], true, &e);
+        }
+    }
+  C.nring = n < CLUSTER_MAX_MEMBERS ? n : CLUSTER_MAX_MEMBERS;
+  memcpy (C.ring, list, C.nring * sizeof *list);
 }
 
 static int

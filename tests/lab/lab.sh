@@ -17,7 +17,8 @@
 #   lab_storage N         tgtd in host N on port 3260
 #   lab_lun N TID IQN LUN FILE        a target (once) and a file-backed LUN
 #   lab_iscsi_url N IQN LUN
-#   lab_corosync N...     corosync (knet, token 1000) on the listed hosts
+#   lab_corosync N...     corosync (knet, token 1000) on the listed hosts;
+#                         lab_corosync_pid N gives its pid
 #   lab_wait_quorate N SECS, lab_wait_members N COUNT SECS
 #   lab_cowd N [ARGS]     cowd --cluster ID in host N, run dir lab_dir N/run
 #   lab_cowctl N ARGS     cowctl against host N's cowd
@@ -27,8 +28,7 @@
 LAB_ID=
 LAB_OCTET=
 LAB_DIR=
-declare -A _lab_init_pid
-_lab_pids=()
+declare -A _lab_init_pid _lab_corosync_pid
 
 lab_init() {
   LAB_ID=$1
@@ -71,7 +71,7 @@ lab_bg() {
   local n=$1 log=$2; shift 2
   nsenter -t "${_lab_init_pid[$n]}" -n -m -- "$@" >>"$log" 2>&1 &
   local pid=$!
-  _lab_pids+=("$pid")
+  echo "$pid" >> "$LAB_DIR/pids"   # a file: callers run this in $(...)
   echo "$pid"
 }
 
@@ -136,9 +136,12 @@ logging {
     to_syslog: no
 }
 CONF
-    lab_bg "$n" "$(lab_dir "$n")/log/corosync.out" corosync -f -c "$(lab_dir "$n")/corosync.conf" >/dev/null
+    _lab_corosync_pid[$n]=$(lab_bg "$n" "$(lab_dir "$n")/log/corosync.out" \
+      corosync -f -c "$(lab_dir "$n")/corosync.conf")
   done
 }
+
+lab_corosync_pid() { echo "${_lab_corosync_pid[$1]}"; }
 
 lab_wait_quorate() {
   wait_until "${2:-20}" sh -c "nsenter -t ${_lab_init_pid[$1]} -n -m -- corosync-quorumtool -s | grep -q 'Quorate: *Yes'"
@@ -161,13 +164,15 @@ lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "$(lab_dir "$n"
 lab_teardown() {
   set +e
   local p n
-  for p in "${_lab_pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${_lab_pids[@]}"; do
+  local pids=""
+  [ -f "$LAB_DIR/pids" ] && pids=$(cat "$LAB_DIR/pids")
+  for p in $pids; do kill "$p" 2>/dev/null; done
+  for p in $pids; do
     wait_until 5 sh -c "! kill -0 $p" 2>/dev/null || kill -9 "$p" 2>/dev/null
   done
   for n in "${!_lab_init_pid[@]}"; do kill -9 "${_lab_init_pid[$n]}" 2>/dev/null; done
   for n in $(ip netns list | awk '{print $1}' | grep "^$LAB_ID-"); do ip netns del "$n"; done
   [ -n "$LAB_DIR" ] && rm -rf "$LAB_DIR"
-  _lab_pids=(); _lab_init_pid=()
+  _lab_init_pid=()
   return 0
 }
