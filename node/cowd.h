@@ -52,9 +52,11 @@ struct cowd
   unsigned quorum_loss_timeout_ms;
   struct vol_entry *vols;
   bool clustered;               /* corosync group joined */
-  /* Handoff latency samples (ms), for cowctl stats and the benchmark. */
+  /* Handoff timing samples (ms) for `cowctl handoff-times` and
+   * tests/bench/handoff: on the new owner, from asking to serving; on the
+   * old owner, from holding requests to sending HANDOFF. */
   double handoff_ms[1024], held_ms[1024];
-  unsigned nhandoff;
+  unsigned nhandoff, nheld;
 };
 
 extern struct cowd cowd;
@@ -91,5 +93,7 @@ int own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen);
 /* Detach in cluster mode: release ownership after the final commit. */
 void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 void own_define (struct vol_entry *e);
+/* Start the request-to-served clock (a migrate asked on the target). */
+void own_note_request (struct vol_entry *e);
 
 #endif

@@ -546,8 +546,11 @@ cmd_migrate (struct ctl_req *req, int argc, char **argv, bool json)
   uint32_t to;
   if (argc != 4 || strcmp (argv[2], "--to") || parse_node (argv[3], &to) < 0)
     return reply_fmt (req, CTL_EXIT_USAGE, "usage: migrate NAME --to NODE");
-  if (!need_cluster (req) || !find_or_reply (req, argv[1]))
+  struct vol_entry *e;
+  if (!need_cluster (req) || !(e = find_or_reply (req, argv[1])))
     return;
+  if (to == cluster_nodeid () && e->vol)
+    own_note_request (e);
   int r = cluster_migrate (argv[1], to);
   if (r < 0)
     return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: cannot migrate: %s",
@@ -595,7 +598,9 @@ cmd_handoff_stats (struct ctl_req *req, int argc, char **argv, bool json)
 {
   struct strbuf sb = STRBUF_INIT;
   for (unsigned i = 0; i < cowd.nhandoff; i++)
-    sb_printf (&sb, "%.3f %.3f\n", cowd.handoff_ms[i], cowd.held_ms[i]);
+    sb_printf (&sb, "served %.3f\n", cowd.handoff_ms[i]);
+  for (unsigned i = 0; i < cowd.nheld; i++)
+    sb_printf (&sb, "held %.3f\n", cowd.held_ms[i]);
   ctl_reply (req, 0, sb_str (&sb));
   sb_free (&sb);
 }

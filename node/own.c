@@ -70,16 +70,11 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
 }
 
 static void
-own_record_latency (struct vol_entry *e)
+own_record (double *samples, unsigned *n, uint64_t *since)
 {
-  if (!e->t_request_ns || cowd.nhandoff >= 1024)
-    return;
-  uint64_t now = mono_ns ();
-  cowd.handoff_ms[cowd.nhandoff] = (double) (now - e->t_request_ns) / 1e6;
-  cowd.held_ms[cowd.nhandoff] = e->t_hold_ns
-    ? (double) (now - e->t_hold_ns) / 1e6 : 0;
-  cowd.nhandoff++;
-  e->t_request_ns = e->t_hold_ns = 0;
+  if (*since && *n < 1024)
+    samples[(*n)++] = (double) (mono_ns () - *since) / 1e6;
+  *since = 0;
 }
 
 static void
@@ -113,7 +108,7 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
   e->epoch = epoch;
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64, vol, epoch, vol_generation (e->vol));
-  own_record_latency (e);
+  own_record (cowd.handoff_ms, &cowd.nhandoff, &e->t_request_ns);
   if (cluster_quorate ())
     vol_resume (e->vol);
 }
@@ -139,6 +134,7 @@ own_drained (void *opaque, int res)
   qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
           PRIu64, e->name, e->handoff_to, gen);
   cluster_handoff (e->name, e->handoff_to, gen);
+  own_record (cowd.held_ms, &cowd.nheld, &e->t_hold_ns);
   /* Whatever waits now stays waiting and asks for ownership back. */
   vol_resume (e->vol);
 }
@@ -222,6 +218,12 @@ own_want_owner (void *ud, struct volume *v)
   e->t_request_ns = mono_ns ();
   if (cluster_acquire (e->name) < 0)
     e->asked = false;
+}
+
+void
+own_note_request (struct vol_entry *e)
+{
+  e->t_request_ns = mono_ns ();
 }
 
 void
