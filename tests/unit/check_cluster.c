@@ -1,0 +1,291 @@
+/* check_cluster.c: the cluster message codec and the ownership table as a
+ * state machine, without corosync: sequences of messages and membership
+ * events, fed to two tables, must give the same result everywhere. */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster-int.h"
+
+struct seen
+{
+  unsigned owner_calls, handoff_requests, errors, fencing;
+  uint32_t last_owner, handoff_to;
+  uint64_t last_gen;
+  char last_error[256];
+};
+
+static void
+on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
+          uint64_t gen)
+{
+  struct seen *s = ud;
+  s->owner_calls++;
+  s->last_owner = owner;
+  s->last_gen = gen;
+}
+
+static void
+on_handoff (void *ud, const char *vol, uint32_t to)
+{
+  struct seen *s = ud;
+  s->handoff_requests++;
+  s->handoff_to = to;
+}
+
+static void
+on_error (void *ud, const char *vol, const char *sentence)
+{
+  struct seen *s = ud;
+  s->errors++;
+  snprintf (s->last_error, sizeof s->last_error, "%s", sentence);
+}
+
+static void
+on_fencing (void *ud, const char *vol, uint32_t node)
+{
+  ((struct seen *) ud)->fencing++;
+}
+
+static const struct cluster_callbacks cbs = {
+  .on_owner = on_owner, .on_handoff_request = on_handoff,
+  .on_error = on_error, .on_fencing = on_fencing,
+};
+
+static struct cl_msg
+msg (uint16_t type, const char *vol, uint32_t node, uint64_t gen)
+{
+  struct cl_msg m = { .type = type, .node = node, .generation = gen,
+    .time_ms = 1000 };
+  snprintf (m.def.name, sizeof m.def.name, "%s", vol);
+  return m;
+}
+
+/* Apply through the codec, as the wire would. */
+static void
+apply (struct cl_table *t, uint32_t sender, struct cl_msg m,
+       struct seen *s, uint32_t local)
+{
+  size_t len;
+  void *buf = cl_msg_encode (&m, &len);
+  struct cl_msg d;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  struct cl_effects fx = { &cbs, s, local };
+  cl_table_apply (t, sender, &d, &fx);
+  cl_msg_free (&d);
+  free (buf);
+}
+
+static void
+define (struct cl_table *t, struct seen *s, bool exclusive)
+{
+  struct cl_msg m = msg (CL_MSG_DEFINE, "vm1", 0, 0);
+  strcpy (m.def.base, "iscsi://10.0.0.1/iqn.x/1");
+  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/2");
+  m.def.chunk_size = 65536;
+  m.def.commit = 1;
+  m.def.exclusive = exclusive;
+  apply (t, 1, m, s, 1);
+}
+
+START_TEST (test_codec)
+{
+  struct cl_msg m = msg (CL_MSG_HANDOFF, "vm1", 3, 77), d;
+  size_t len;
+  uint8_t *buf = cl_msg_encode (&m, &len);
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_HANDOFF);
+  ck_assert_str_eq (d.def.name, "vm1");
+  ck_assert_uint_eq (d.node, 3);
+  ck_assert_uint_eq (d.generation, 77);
+  ck_assert_int_eq (cl_msg_decode (buf, len - 1, &d), -EINVAL);
+  ck_assert_int_eq (cl_msg_decode (buf, 8, &d), -EINVAL);
+  buf[0] = 9;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
+  buf[0] = 1;
+  buf[2] = 200;                 /* a type from a newer agent */
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_NOP);
+  buf[2] = CL_MSG_HANDOFF;
+  memset (buf + CL_HDR_SIZE, 'x', CLUSTER_NAME_MAX);   /* no NUL */
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EINVAL);
+  free (buf);
+}
+END_TEST
+
+START_TEST (test_sync_codec)
+{
+  struct cluster_vol vols[2] = { 0 };
+  strcpy (vols[0].def.name, "a");
+  vols[0].state = CL_OWNED;
+  vols[0].owner = 2;
+  vols[0].epoch = 9;
+  strcpy (vols[1].def.name, "b");
+  vols[1].state = CL_FENCING;
+  vols[1].fenced_node = 3;
+  struct cl_msg m = { .type = CL_MSG_SYNC_DATA, .vols = vols, .nvols = 2 };
+  size_t len;
+  void *buf = cl_msg_encode (&m, &len);
+  struct cl_msg d;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  ck_assert_uint_eq (d.nvols, 2);
+  ck_assert_uint_eq (d.vols[0].owner, 2);
+  ck_assert_uint_eq (d.vols[0].epoch, 9);
+  ck_assert_int_eq (d.vols[1].state, CL_FENCING);
+  ck_assert_uint_eq (d.vols[1].fenced_node, 3);
+  cl_msg_free (&d);
+  ck_assert_int_eq (cl_msg_decode (buf, len - 10, &d), -EINVAL);
+  free (buf);
+}
+END_TEST
+
+START_TEST (test_acquire_handoff_release)
+{
+  struct cl_table t = { 0 };
+  struct seen s1 = { 0 };
+  define (&t, &s1, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s1, 1);
+  struct cluster_vol *v = cl_table_find (&t, "vm1");
+  ck_assert_int_eq (v->state, CL_OWNED);
+  ck_assert_uint_eq (v->owner, 1);
+  ck_assert_uint_eq (v->epoch, 1);
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s1, 1);
+  ck_assert_int_eq (v->state, CL_HANDING_OFF);
+  ck_assert_uint_eq (s1.handoff_requests, 1);   /* node 1 is asked */
+  ck_assert_uint_eq (s1.handoff_to, 2);
+  apply (&t, 3, msg (CL_MSG_HANDOFF, "vm1", 3, 5), &s1, 1);    /* not owner */
+  ck_assert_uint_eq (v->owner, 1);
+  apply (&t, 1, msg (CL_MSG_HANDOFF, "vm1", 2, 5), &s1, 1);
+  ck_assert_uint_eq (v->owner, 2);
+  ck_assert_uint_eq (v->epoch, 2);
+  ck_assert_uint_eq (s1.last_gen, 5);
+  apply (&t, 2, msg (CL_MSG_RELEASE, "vm1", 0, 8), &s1, 1);
+  ck_assert_int_eq (v->state, CL_UNOWNED);
+  ck_assert_uint_eq (v->generation, 8);
+  cl_table_clear (&t);
+}
+END_TEST
+
+START_TEST (test_exclusive_and_migrate)
+{
+  struct cl_table t = { 0 };
+  struct seen s2 = { 0 };
+  define (&t, &s2, true);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s2, 2);
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s2, 2);
+  ck_assert_uint_eq (s2.errors, 1);
+  ck_assert_ptr_nonnull (strstr (s2.last_error, "exclusive"));
+  apply (&t, 3, msg (CL_MSG_MIGRATE, "vm1", 2, 0), &s2, 2);
+  ck_assert_int_eq (cl_table_find (&t, "vm1")->state, CL_HANDING_OFF);
+  ck_assert_uint_eq (cl_table_find (&t, "vm1")->requester, 2);
+  cl_table_clear (&t);
+}
+END_TEST
+
+START_TEST (test_bounce)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
+  uint32_t owner = 1;
+  for (int i = 0; i < 10; i++)
+    {
+      uint32_t other = 3 - owner;
+      apply (&t, other, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, other);
+      if (cl_table_find (&t, "vm1")->bouncing)
+        break;
+      apply (&t, owner, msg (CL_MSG_HANDOFF, "vm1", other, 1), &s, other);
+      owner = other;
+    }
+  ck_assert (cl_table_find (&t, "vm1")->bouncing);
+  ck_assert_ptr_nonnull (strstr (s.last_error, "bouncing between nodes"));
+  apply (&t, 1, msg (CL_MSG_MIGRATE, "vm1", 3 - owner, 0), &s, 1);
+  ck_assert (!cl_table_find (&t, "vm1")->bouncing);
+  cl_table_clear (&t);
+}
+END_TEST
+
+START_TEST (test_node_down_fencing)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  struct cl_effects fx = { &cbs, &s, 2 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  cl_table_member_left (&t, 1, false, &fx);     /* agent restart: kept */
+  ck_assert_int_eq (cl_table_find (&t, "vm1")->state, CL_OWNED);
+  cl_table_member_left (&t, 1, true, &fx);      /* node down */
+  struct cluster_vol *v = cl_table_find (&t, "vm1");
+  ck_assert_int_eq (v->state, CL_FENCING);
+  ck_assert_uint_eq (s.fencing, 1);
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_int_eq (v->state, CL_FENCING);      /* refused */
+  ck_assert_ptr_nonnull (strstr (s.last_error, "fenced"));
+  struct cl_msg c = { .type = CL_MSG_FENCE_CONFIRM, .node = 1 };
+  apply (&t, 2, c, &s, 2);
+  ck_assert_int_eq (v->state, CL_UNOWNED);
+  ck_assert_uint_eq (v->generation, 0);
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_uint_eq (v->owner, 2);
+  ck_assert_uint_eq (v->epoch, 2);
+  cl_table_clear (&t);
+}
+END_TEST
+
+START_TEST (test_determinism)
+{
+  struct cl_table a = { 0 }, b = { 0 };
+  struct seen sa = { 0 }, sb = { 0 };
+  struct cl_effects fa = { &cbs, &sa, 1 }, fb = { &cbs, &sb, 2 };
+  define (&a, &sa, false);
+  define (&b, &sb, false);
+  srand (3);
+  for (int i = 0; i < 500; i++)
+    {
+      uint16_t types[] = { CL_MSG_ACQUIRE, CL_MSG_HANDOFF, CL_MSG_RELEASE,
+        CL_MSG_MIGRATE, CL_MSG_FENCE_CONFIRM };
+      uint32_t sender = 1 + (uint32_t) (rand () % 3);
+      struct cl_msg m = msg (types[rand () % 5], "vm1",
+                             1 + (uint32_t) (rand () % 3),
+                             (uint64_t) (rand () % 9));
+      m.time_ms = (uint64_t) i * 700;
+      apply (&a, sender, m, &sa, 1);
+      apply (&b, sender, m, &sb, 2);
+      if (rand () % 50 == 0)
+        {
+          uint32_t n = 1 + (uint32_t) (rand () % 3);
+          cl_table_member_left (&a, n, true, &fa);
+          cl_table_member_left (&b, n, true, &fb);
+        }
+    }
+  ck_assert_uint_eq (a.n, b.n);
+  ck_assert_int_eq (memcmp (a.vols, b.vols, a.n * sizeof *a.vols), 0);
+  cl_table_clear (&a);
+  cl_table_clear (&b);
+}
+END_TEST
+
+int
+main (void)
+{
+  Suite *s = suite_create ("cluster");
+  TCase *tc = tcase_create ("table");
+  tcase_add_test (tc, test_codec);
+  tcase_add_test (tc, test_sync_codec);
+  tcase_add_test (tc, test_acquire_handoff_release);
+  tcase_add_test (tc, test_exclusive_and_migrate);
+  tcase_add_test (tc, test_bounce);
+  tcase_add_test (tc, test_node_down_fencing);
+  tcase_add_test (tc, test_determinism);
+  suite_add_tcase (s, tc);
+  SRunner *sr = srunner_create (s);
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
