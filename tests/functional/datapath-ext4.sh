@@ -2,6 +2,7 @@
 # A real ext4 on a volume: qemu-storage-daemon's FUSE export of the NBD
 # volume, a loop device, mkfs.ext4, mount, files, umount, e2fsck clean;
 # restart cowd; the filesystem checks clean again and the files are intact.
+# With COWHERD_TEST_ISCSI=1 (iscsi-ext4.sh) base and CoW are tgtd LUNs.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires qemu-storage-daemon losetup mkfs.ext4 e2fsck mount cowd cowctl
 requires_root
@@ -9,8 +10,17 @@ requires_root
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 new_image "$d/base.img" 128M zero
 truncate -s 140M "$d/cow.img"
+base=$d/base.img cow=$d/cow.img
+if [ "${COWHERD_TEST_ISCSI:-0}" = 1 ]; then
+  source "$top_srcdir/tests/tgtd.sh"
+  tgt_start
+  tgt_lun 1 iqn.2024-01.org.cowherd:ext4 1 "$d/base.img"
+  tgt_lun 1 iqn.2024-01.org.cowherd:ext4 2 "$d/cow.img"
+  base=$(tgt_url iqn.2024-01.org.cowherd:ext4 1)
+  cow=$(tgt_url iqn.2024-01.org.cowherd:ext4 2)
+fi
 start_cowd "$d/run"
-cowctl --run-dir "$d/run" create fs --base "$d/base.img" --cow "$d/cow.img"
+cowctl --run-dir "$d/run" create fs --base "$base" --cow "$cow"
 cowctl --run-dir "$d/run" attach fs >/dev/null
 sock=$d/run/fs.sock
 

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# datapath-ext4.sh with base and CoW on tgtd LUNs reached through iscsi://.
+COWHERD_TEST_ISCSI=1 exec bash "$(dirname "$0")/datapath-ext4.sh"
