@@ -1,22 +1,27 @@
-/* vol-commit.c: making bits durable (group commit).
+/* vol-commit.c: making bits durable (group commit, pipelined).
  *
  * The ordering rule: a bit may become durable only after the data it
- * points to is durable.  One commit therefore runs
+ * points to is durable.  Commits are numbered; commit N runs
  *
  *   snapshot the dirty bitmap blocks (their bits point at data whose
- *   write has completed)  ->  flush the CoW  ->  write those blocks  ->
- *   flush the CoW (or write the only block with FUA)  ->  ack the batch
+ *   write has completed) into staged[N % 2]  ->  flush the CoW  ->
+ *   now commit N-1's bitmap blocks (written before this flush) are
+ *   durable: ack N-1's batch  ->  write commit N's blocks
+ *
+ * and commit N's batch is acked by the flush of commit N+1, or by a flush
+ * of its own when nothing else is waiting.  So each batch costs one flush
+ * and one bitmap write, and a batch's bitmap write and flush overlap the
+ * next batch's data: data -> flush -> bitmap -> flush -> ack, per request,
+ * with the second flush shared with the next batch.
  *
  * Requests that need durability (every CoW-faulting write under `sync`,
- * FUA writes and FLUSH under `flush`) wait on v->waiters.  When no commit
- * runs, the first waiter starts one at once; while one runs, newcomers
- * gather and the next commit takes them all.  Under load one bitmap write
- * and two flushes cover every fault in flight, and the next batch's data
- * writes overlap the running batch's flushes.
+ * FUA writes and FLUSH under `flush`) wait on v->waiters.  A request whose
+ * bits are all already written by the previous commit (or need no block
+ * written) is acked by this commit's flush with the previous batch.
  *
- * A failed commit fails its batch with the error; the blocks stay dirty
- * and the next commit writes them again.  Nothing is acked before its
- * bits are durable, so nothing acked is lost.
+ * A failed write or flush fails the batches it covers with EIO; their
+ * blocks are marked dirty again and the next commit writes them again.
+ * Nothing is acked before its bits are durable, so nothing acked is lost.
  */
 #include <config.h>
 
@@ -47,7 +52,7 @@ commit_durable (struct volume *v, uint64_t c0, uint64_t c1)
 bool
 commit_idle (struct volume *v)
 {
-  return !v->committing && !v->waiters;
+  return !v->committing && !v->waiters && !v->prev;
 }
 
 void
@@ -60,81 +65,78 @@ commit_enqueue (struct volume *v, struct vreq *rq)
 }
 
 static void
-commit_end (struct volume *v, int err)
+commit_ack (struct vreq *list, int err)
 {
-  if (err == 0)
+  while (list)
     {
-      for (uint64_t i = 0; i < v->ncommit_blocks; i++)
-        {
-          uint64_t b = v->commit_blocks[i] * DSCOW_BITMAP_BLOCK;
-          memcpy (v->dmap + b, v->staged + b, DSCOW_BITMAP_BLOCK);
-        }
-      v->generation++;
-      v->st.commits++;
-    }
-  else
-    {
-      qb_log (LOG_ERR, "volume: %s: bitmap commit failed: %s", v->name,
-              strerror (-err));
-      for (uint64_t i = 0; i < v->ncommit_blocks; i++)
-        v->dirty[v->commit_blocks[i]] = true;
-    }
-  struct vreq *batch = v->batch;
-  v->batch = NULL;
-  v->committing = false;
-  while (batch)
-    {
-      struct vreq *rq = batch;
-      batch = rq->next;
+      struct vreq *rq = list;
+      list = rq->next;
       if (err && rq->err == 0)
         rq->err = -EIO;
       io_complete (rq);
     }
-  /* An ack above may have started the next commit already. */
-  if (v->waiters && !v->committing)
-    commit_start (v);
-  else if (!v->committing)
-    vol_check_drained (v);
 }
 
 static void
-commit_flush2_done (void *opaque, int res)
+commit_redirty (struct volume *v, unsigned slot)
 {
-  commit_end (opaque, res);
+  for (uint64_t i = 0; i < v->ncommit_blocks[slot]; i++)
+    v->dirty[v->commit_blocks[slot][i]] = true;
+  v->ncommit_blocks[slot] = 0;
+}
+
+/* The commit is over: what waits starts the next one, or a last flush
+ * finishes this one. */
+static void
+commit_end (struct volume *v)
+{
+  v->committing = false;
+  if (v->waiters || v->prev)
+    commit_start (v);
+  else
+    vol_check_drained (v);
 }
 
 static void
 commit_block_done (void *opaque, int res)
 {
   struct volume *v = opaque;
+  unsigned slot = v->seq % 2;
   if (res < 0 && v->commit_err == 0)
     v->commit_err = res;
   if (--v->commit_pending > 0)
     return;
-  if (v->commit_err || v->ncommit_blocks == 1)
+  struct vreq *batch = v->batch;
+  v->batch = NULL;
+  if (v->commit_err)
     {
-      commit_end (v, v->commit_err);
-      return;
+      qb_log (LOG_ERR, "volume: %s: writing the bitmap failed: %s", v->name,
+              strerror (-v->commit_err));
+      commit_redirty (v, slot);
+      commit_ack (batch, v->commit_err);
     }
-  int r = v->cow->ops->flush (v->cow, commit_flush2_done, v);
-  if (r < 0)
-    commit_end (v, r);
+  else
+    {
+      v->prev = batch;          /* acked by the next flush */
+      v->prev_written = true;
+    }
+  commit_end (v);
 }
 
-/* Data is durable: write the staged blocks.  A single block goes with
- * FUA, which saves the second flush. */
+/* This commit's blocks go out (no FUA: the next flush covers them). */
 static void
 commit_write_blocks (struct volume *v)
 {
-  unsigned flags = v->ncommit_blocks == 1 ? BK_FUA : 0;
+  unsigned slot = v->seq % 2;
   v->commit_pending = 1;
-  for (uint64_t i = 0; i < v->ncommit_blocks; i++)
+  v->commit_err = 0;
+  for (uint64_t i = 0; i < v->ncommit_blocks[slot]; i++)
     {
-      uint64_t b = v->commit_blocks[i] * DSCOW_BITMAP_BLOCK;
+      uint64_t b = v->commit_blocks[slot][i] * DSCOW_BITMAP_BLOCK;
       v->commit_pending++;
-      int r = v->cow->ops->write (v->cow, v->staged + b,
+      int r = v->cow->ops->write (v->cow, v->staged[slot] + b,
                                   DSCOW_BITMAP_OFFSET + b, DSCOW_BITMAP_BLOCK,
-                                  flags, commit_block_done, v);
+                                  0, commit_block_done, v);
       if (r < 0)
         {
           v->commit_pending--;
@@ -146,40 +148,77 @@ commit_write_blocks (struct volume *v)
 }
 
 static void
-commit_flush1_done (void *opaque, int res)
+commit_flush_done (void *opaque, int res)
 {
   struct volume *v = opaque;
+  unsigned slot = v->seq % 2, pslot = slot ^ 1;
+  struct vreq *prev = v->prev;
+  v->prev = NULL;
   if (res < 0)
-    commit_end (v, res);
-  else if (v->ncommit_blocks == 0)
-    commit_end (v, 0);
-  else
-    commit_write_blocks (v);
+    {
+      qb_log (LOG_ERR, "volume: %s: flushing the CoW device failed: %s",
+              v->name, strerror (-res));
+      if (v->prev_written)
+        commit_redirty (v, pslot);
+      commit_redirty (v, slot);
+      v->prev_written = false;
+      commit_ack (prev, res);
+      struct vreq *batch = v->batch;
+      v->batch = NULL;
+      commit_ack (batch, res);
+      commit_end (v);
+      return;
+    }
+  /* The previous commit's blocks are durable now. */
+  if (v->prev_written)
+    {
+      for (uint64_t i = 0; i < v->ncommit_blocks[pslot]; i++)
+        {
+          uint64_t b = v->commit_blocks[pslot][i] * DSCOW_BITMAP_BLOCK;
+          memcpy (v->dmap + b, v->staged[pslot] + b, DSCOW_BITMAP_BLOCK);
+        }
+      v->ncommit_blocks[pslot] = 0;
+      v->prev_written = false;
+      v->generation++;
+      v->st.commits++;
+    }
+  commit_ack (prev, 0);
+  if (v->ncommit_blocks[slot] > 0)
+    {
+      commit_write_blocks (v);
+      return;
+    }
+  /* Nothing of ours to write: our bits were durable or in prev. */
+  struct vreq *batch = v->batch;
+  v->batch = NULL;
+  commit_ack (batch, 0);
+  commit_end (v);
 }
 
 static void
 commit_start (struct volume *v)
 {
   v->committing = true;
+  v->seq++;
+  unsigned slot = v->seq % 2;
   v->batch = v->waiters;
   v->waiters = NULL;
-  v->commit_err = 0;
-  v->ncommit_blocks = 0;
+  v->ncommit_blocks[slot] = 0;
   bool meta = v->commit != DSCOW_COMMIT_NONE;
   for (uint64_t b = 0; meta && b < v->nblocks; b++)
     {
       if (!v->dirty[b])
         continue;
       v->dirty[b] = false;
-      memcpy (v->staged + b * DSCOW_BITMAP_BLOCK,
+      memcpy (v->staged[slot] + b * DSCOW_BITMAP_BLOCK,
               v->map + b * DSCOW_BITMAP_BLOCK, DSCOW_BITMAP_BLOCK);
-      v->commit_blocks[v->ncommit_blocks++] = b;
+      v->commit_blocks[slot][v->ncommit_blocks[slot]++] = b;
     }
   for (struct vreq *rq = v->batch; rq; rq = rq->next)
     v->st.commit_faults++;
-  int r = v->cow->ops->flush (v->cow, commit_flush1_done, v);
+  int r = v->cow->ops->flush (v->cow, commit_flush_done, v);
   if (r < 0)
-    commit_end (v, r);
+    commit_flush_done (v, r);
 }
 
 static void

@@ -70,8 +70,9 @@ struct volume
   /* Bitmaps (bitmap_bytes each, VOL_ALIGN-aligned):
    *  map:    bits whose chunk data is written (maybe not yet durable);
    *  dmap:   bits known durable on the CoW device;
-   *  staged: the blocks being written by the running commit. */
-  uint8_t *map, *dmap, *staged;
+   *  staged[2]: the blocks written by the last two commits (alternating):
+   *          one is being written, the other waits for the next flush. */
+  uint8_t *map, *dmap, *staged[2];
   bool *dirty;                  /* per bitmap block: map differs from disk */
   uint64_t nblocks;
   uint64_t cow_chunks;          /* bits set in map */
@@ -81,12 +82,15 @@ struct volume
   struct chunk_lock *locks[LOCK_BUCKETS];
   struct vreq *lock_wait_head, *lock_wait_tail;
 
-  /* Group commit: requests whose bits must become durable before their
-   * ack wait on `waiters`; the running commit acks `batch`. */
+  /* Group commit (vol-commit.c): requests whose bits must become durable
+   * wait on `waiters`; the running commit takes them as `batch`; once its
+   * bitmap blocks are written they become `prev`, acked by the next flush. */
   bool committing;
-  struct vreq *waiters, *batch;
-  uint64_t *commit_blocks;
-  uint64_t ncommit_blocks;
+  struct vreq *waiters, *batch, *prev;
+  uint64_t *commit_blocks[2];
+  uint64_t ncommit_blocks[2];
+  unsigned seq;                 /* commit number: staged[seq % 2] is ours */
+  bool prev_written;            /* prev's blocks are written, not flushed */
   unsigned commit_pending;
   int commit_err;
 

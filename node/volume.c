@@ -305,11 +305,15 @@ vol_alloc_maps (struct volume *v)
   v->nblocks = bm / DSCOW_BITMAP_BLOCK;
   v->map = vol_alloc_aligned (bm);
   v->dmap = vol_alloc_aligned (bm);
-  v->staged = vol_alloc_aligned (bm);
   v->dirty = calloc (v->nblocks, sizeof *v->dirty);
-  v->commit_blocks = calloc (v->nblocks, sizeof *v->commit_blocks);
-  return v->map && v->dmap && v->staged && v->dirty && v->commit_blocks
-    ? 0 : -ENOMEM;
+  for (int i = 0; i < 2; i++)
+    {
+      v->staged[i] = vol_alloc_aligned (bm);
+      v->commit_blocks[i] = calloc (v->nblocks, sizeof (uint64_t));
+      if (!v->staged[i] || !v->commit_blocks[i])
+        return -ENOMEM;
+    }
+  return v->map && v->dmap && v->dirty ? 0 : -ENOMEM;
 }
 
 static void
@@ -330,9 +334,12 @@ vol_free (struct volume *v)
   backend_close (v->cow);
   free (v->map);
   free (v->dmap);
-  free (v->staged);
+  for (int i = 0; i < 2; i++)
+    {
+      free (v->staged[i]);
+      free (v->commit_blocks[i]);
+    }
   free (v->dirty);
-  free (v->commit_blocks);
   free (v->name);
   free (v);
 }
