@@ -51,10 +51,10 @@ enum fence_prin_sa
 
 struct fence_status
 {
-  bool transport_failed;  /* no SCSI status: see err and cause */
-  int err;                /* errno for a transport failure */
+  bool transport_failed; /* no SCSI status: see err and cause */
+  int err;               /* errno for a transport failure */
   char cause[160];
-  int status;             /* SCSI status byte */
+  int status; /* SCSI status byte */
   bool have_sense;
   uint8_t key, asc, ascq;
 };
@@ -63,8 +63,8 @@ struct fence_prout
 {
   enum fence_prout_sa sa;
   int type;
-  uint64_t key;           /* RESERVATION KEY */
-  uint64_t sa_key;        /* SERVICE ACTION RESERVATION KEY */
+  uint64_t key;    /* RESERVATION KEY */
+  uint64_t sa_key; /* SERVICE ACTION RESERVATION KEY */
 };
 
 struct fence_ops
@@ -82,20 +82,19 @@ struct fence_dev
   const struct fence_ops *ops;
   char *label;
   char err[512];
-  struct iscsi_context *iscsi;  /* pr-iscsi.c */
+  struct iscsi_context *iscsi; /* pr-iscsi.c */
   int lun;
-  int fd;                       /* pr-sg.c */
+  int fd; /* pr-sg.c */
 };
 
 /* pr.c */
 struct fence_dev *fence_dev_new (const struct fence_ops *ops,
                                  const char *label);
-void fence_status_str (const struct fence_status *st, char *buf,
-                       size_t len);
+void fence_status_str (const struct fence_status *st, char *buf, size_t len);
 int fence_parse_keys (const uint8_t *buf, size_t len, uint64_t *keys,
                       size_t max, size_t *n, uint32_t *generation);
-int fence_parse_reservation (const uint8_t *buf, size_t len,
-                             uint64_t *holder, int *type, bool *held);
+int fence_parse_reservation (const uint8_t *buf, size_t len, uint64_t *holder,
+                             int *type, bool *held);
 
 /* pr-sg.c: pure CDB, parameter-list and sense codecs. */
 void fence_sg_prout_cdb (uint8_t cdb[FENCE_CDB_LEN],
@@ -104,8 +103,7 @@ void fence_sg_prout_params (uint8_t params[FENCE_PROUT_PARAM_LEN],
                             const struct fence_prout *p);
 void fence_sg_prin_cdb (uint8_t cdb[FENCE_CDB_LEN], enum fence_prin_sa sa,
                         uint16_t alloc_len);
-bool fence_sense_parse (const uint8_t *sb, size_t len,
-                        struct fence_status *st);
+bool fence_sense_parse (const uint8_t *sb, size_t len, struct fence_status *st);
 
 /* Big-endian helpers (SCSI is big-endian). */
 static inline void
@@ -127,8 +125,8 @@ fence_get_be64 (const uint8_t *p)
 static inline uint32_t
 fence_get_be32 (const uint8_t *p)
 {
-  return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16
-         | (uint32_t) p[2] << 8 | p[3];
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8
+         | p[3];
 }
 
 #endif /* COWHERD_FENCE_INT_H */

@@ -65,8 +65,7 @@ const char *fence_dev_label (const struct fence_dev *dev);
 /* Operations; key is this node's key unless said otherwise. */
 int fence_register (struct fence_dev *dev, uint64_t key);
 int fence_reserve (struct fence_dev *dev, uint64_t key);
-int fence_preempt (struct fence_dev *dev, uint64_t my_key,
-                   uint64_t victim_key);
+int fence_preempt (struct fence_dev *dev, uint64_t my_key, uint64_t victim_key);
 int fence_unregister (struct fence_dev *dev, uint64_t key);
 int fence_clear (struct fence_dev *dev, uint64_t key);
 
@@ -75,8 +74,8 @@ int fence_clear (struct fence_dev *dev, uint64_t key);
 int fence_read_keys (struct fence_dev *dev, uint64_t *keys, size_t max,
                      size_t *n, uint32_t *generation);
 /* *held false: no reservation (holder and type 0). */
-int fence_read_reservation (struct fence_dev *dev, uint64_t *holder,
-                            int *type, bool *held);
+int fence_read_reservation (struct fence_dev *dev, uint64_t *holder, int *type,
+                            bool *held);
 
 const char *fence_last_error (const struct fence_dev *dev);
 const char *fence_type_name (int type);
