@@ -129,6 +129,10 @@ vol_write_super (struct volume *v)
   uint8_t *buf = vol_alloc_aligned (DSCOW_SUPER_SIZE);
   if (!buf)
     return -ENOMEM;
+  /* Consecutive superblock writes must alternate slots, so that a torn
+   * write always leaves the previous superblock whole. */
+  if (dscow_super_slot (v->generation) == dscow_super_slot (v->sb.generation))
+    v->generation++;
   v->sb.generation = v->generation;
   dscow_super_encode (&v->sb, buf, DSCOW_SUPER_SIZE);
   uint64_t off = (uint64_t) dscow_super_slot (v->sb.generation)
@@ -175,7 +179,9 @@ vol_format_write (struct backend *cow, const struct dscow_super *sb)
                                       n)) < 0)
         goto out;
     }
-  dscow_super_encode (sb, buf, DSCOW_SUPER_SIZE);       /* slot B zero */
+  /* Generation 1 belongs in slot 1 (B); slot A stays zero, so the first
+   * superblock rewrite (generation 2, slot A) never touches this one. */
+  dscow_super_encode (sb, buf + DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE);
   if ((r = cow->ops->flush_sync (cow)) == 0
       && (r = cow->ops->pwrite_sync (cow, buf, 0, len)) == 0)
     r = cow->ops->flush_sync (cow);

@@ -41,16 +41,19 @@ c create w --base "$d/other.img" --cow "$d/cow.img" --force
 stop_cowd "$d/run"; sed_state; start_cowd "$d/run"
 expect_error "volume w: .*base.img: the base device is not the one" attach w
 echo "== unknown incompatible feature"
-$sbedit "$d/cow.img" 0 incompat 0x100
+# Both slots hold the superblock (a fresh format has it in slot B only).
+dd if="$d/cow.img" of="$d/cow.img" bs=4096 skip=1 seek=0 count=1 conv=notrunc status=none
+sb() { $sbedit "$d/cow.img" 0 "$@"; $sbedit "$d/cow.img" 1 "$@"; }
+sb incompat 0x100
 expect_error "volume w: .*cow.img: .*incompatible feature" attach w
 echo "== future major version"
-$sbedit "$d/cow.img" 0 incompat 0; $sbedit "$d/cow.img" 0 major 9
+sb incompat 0; sb major 9
 expect_error "volume w: .*cow.img: .*version" attach w
 echo "== bad checksum"
-$sbedit "$d/cow.img" 0 major 1; $sbedit "$d/cow.img" 0 crc break
+sb major 1; sb crc break
 expect_error "volume w: .*cow.img: .*checksum" attach w
 echo "== bad magic"
-dd if=/dev/zero of="$d/cow.img" bs=8k count=1 conv=notrunc status=none
+dd if=/dev/zero of="$d/cow.img" bs=8k count=1 conv=notrunc status=none  # both slots
 expect_error "volume w: .*cow.img: .*magic" attach w
 
 echo "== NBD requests out of range, and a client that goes away mid-request"
