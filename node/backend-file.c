@@ -462,7 +462,10 @@ backend_file_open (const char *path, const struct backend_opts *opts,
                 strerror (-r));
       goto out_free;
     }
-  file_identity (bk, &st);
+  /* Only a base's identity is ever checked: don't read 2 MiB of every
+   * CoW device to compute one. */
+  if (!opts->writable)
+    file_identity (bk, &st);
   *out = bk;
   return 0;
 

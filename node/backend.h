@@ -66,7 +66,8 @@ struct backend
   uint32_t align;               /* buffer, offset and length alignment */
   bool writable;
   bool is_blockdev;
-  char ident[128];              /* stable identity: "naa.6001...", "file:..." */
+  char ident[128];              /* stable identity: "naa.6001...", "digest:...";
+                                 * files fill it only for read-only opens */
   enum backend_health health;
   void *priv;                   /* the backend's own state */
 };

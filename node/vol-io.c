@@ -372,7 +372,7 @@ io_complete (struct vreq *rq)
   free (rq);
   v->in_flight--;
   v->st.in_flight = v->in_flight;
-  if (v->submitting == 0 || vol_fail_later (done, opaque, err) != 0)
+  if (v->submitting == 0 || vol_defer_done (done, opaque, err) != 0)
     done (opaque, err);
   vol_check_drained (v);
 }

@@ -487,7 +487,7 @@ vol_check_drained (struct volume *v)
    * able to finish touching v before `drained` may free it. */
   vol_done_fn *done = v->drained;
   v->drained = NULL;
-  if (vol_fail_later (done, v->drained_opaque, 0) != 0)
+  if (vol_defer_done (done, v->drained_opaque, 0) != 0)
     done (v->drained_opaque, 0);
 }
 
@@ -569,9 +569,10 @@ vol_deferred_job (void *data)
   free (d);
 }
 
-/* Complete a request without calling back inside the submission. */
+/* Deliver a completion from the loop, never inside the submission (or
+ * under the feet of whoever completes the last request of a drain). */
 int
-vol_fail_later (vol_done_fn *done, void *opaque, int err)
+vol_defer_done (vol_done_fn *done, void *opaque, int err)
 {
   struct deferred *d = malloc (sizeof *d);
   if (!d)
@@ -616,7 +617,7 @@ vol_submit (struct volume *v, struct vreq *rq)
       void *opaque = rq->opaque;
       free (rq);
       v->st.errors++;
-      return vol_fail_later (done, opaque, err);
+      return vol_defer_done (done, opaque, err);
     }
   /* Not the owner: even reads wait, since the owner may be changing the
    * bitmap under us; the first request asks for ownership. */
