@@ -504,7 +504,7 @@ isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
   qb_log (LOG_DEBUG, "iscsi: %s: login failed: %s", ip->safe_url,
           iscsi_get_error (ctx));
   ip->retry_at_ns = now_ns () + (uint64_t) ip->backoff_ms * 1000000ull;
-  ip->backoff_ms = ip->backoff_ms * 2 > 2000 ? 2000 : ip->backoff_ms * 2;
+  ip->backoff_ms = ip->backoff_ms * 2 > 500 ? 500 : ip->backoff_ms * 2;
 }
 
 /* The session is gone (or never came back): a new context, a new login. */

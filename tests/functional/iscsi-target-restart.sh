@@ -21,7 +21,7 @@ tgt_lun 1 "$iqn" 1 "$d/base.lun"
 tgt_lun 1 "$iqn" 2 "$d/cow.lun"
 cat > "$d/cowd.conf" <<CONF
 [cowd]
-reconnect-deadline-ms = 4000
+reconnect-deadline-ms = 8000
 CONF
 start_cowd "$d/run" --config "$d/cowd.conf"
 c() { cowctl --run-dir "$d/run" "$@"; }
