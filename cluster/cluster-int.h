@@ -20,7 +20,9 @@ enum cl_msg_type
   CL_MSG_FENCE_CONFIRM = 7,
   CL_MSG_SYNC_MARK = 8,
   CL_MSG_SYNC_DATA = 9,
+  CL_MSG_FENCED = 10,           /* u32 node: fenced by the sender */
 };
+#define CL_MSG_LAST CL_MSG_FENCED
 
 /* A decoded message (host order).  Which fields matter depends on type. */
 struct cl_msg
@@ -28,7 +30,7 @@ struct cl_msg
   uint16_t type;
   uint64_t time_ms;             /* sender's wall clock, for bounce windows */
   struct cluster_voldef def;    /* DEFINE; def.name for the others */
-  uint32_t node;                /* HANDOFF/MIGRATE: to; FENCE_CONFIRM */
+  uint32_t node;                /* HANDOFF/MIGRATE: to; FENCE_CONFIRM, FENCED */
   uint64_t generation;
   /* SYNC_DATA */
   struct cluster_vol *vols;

@@ -72,6 +72,10 @@ struct cluster_callbacks
    * then cluster_handoff (vol, to, generation). */
   void (*on_handoff_request) (void *ud, const char *vol, uint32_t to);
   void (*on_fencing) (void *ud, const char *vol, uint32_t node);
+  /* Node `node` was fenced on the storage by `by` (storage true), or an
+   * operator on `by` confirmed it down (storage false); its volumes are
+   * unowned now.  Called on every member, the fenced one too. */
+  void (*on_fenced) (void *ud, uint32_t node, uint32_t by, bool storage);
   void (*on_quorum) (void *ud, bool quorate);
   /* A request of this node was refused: one sentence. */
   void (*on_error) (void *ud, const char *vol, const char *sentence);
@@ -96,6 +100,15 @@ int cluster_release (const char *vol, uint64_t generation);
 int cluster_handoff (const char *vol, uint32_t to, uint64_t generation);
 int cluster_migrate (const char *vol, uint32_t to);
 int cluster_fence_confirm (uint32_t node);
+/* This node removed `node`'s keys from every LUN of its volumes. */
+int cluster_fenced (uint32_t node);
+/* The designated fencer: the lowest member of a quorate, synced view. */
+bool cluster_is_fencer (void);
+/* This node lost quorum since it last had a table from a quorate view:
+ * at the next merge it takes the table of the quorate side. */
+bool cluster_stale (void);
+/* This agent was fenced: treat its table as stale until the next sync. */
+void cluster_set_stale (void);
 
 /* The table and the membership. */
 const struct cluster_vol *cluster_lookup (const char *vol);

@@ -64,6 +64,8 @@ static struct
   void *ud;
   /* State transfer */
   bool synced;
+  bool stale;                   /* lost quorum since the last sync */
+  qb_loop_timer_handle stale_timer;
   bool seen_mark;               /* joiner: the mark has been delivered */
   struct pending *replay_head, *replay_tail;
   /* Send queue */
@@ -177,6 +179,7 @@ adopt_sync (const struct cl_msg *m)
 {
   cl_table_copy (&C.table, m->vols, m->nvols);
   C.synced = true;
+  C.stale = false;
   qb_log (LOG_INFO, "cluster: received the table (%u volumes)", m->nvols);
   for (size_t i = 0; i < C.table.n; i++)
     if (C.cb->on_define)
@@ -239,6 +242,43 @@ cpg_deliver_fn (cpg_handle_t h, const struct cpg_name *group,
   deliver (nodeid, msg, len);
 }
 
+/* A merge after this node lost quorum: its table may be behind what the
+ * quorate side did meanwhile (fenced us, gave our volumes away), so it
+ * takes that side's table like a joiner and sends no mark of its own.  If
+ * every side lost quorum, nobody sends a mark: after STALE_WAIT_MS the
+ * lowest member that is quorate again sends its own table. */
+#define STALE_WAIT_MS 3000
+
+static void
+stale_timeout (void *data)
+{
+  if (C.synced || !C.quorate || C.nmembers == 0)
+    return;
+  uint32_t lowest = UINT32_MAX;
+  for (size_t i = 0; i < C.nmembers; i++)
+    lowest = C.members[i] < lowest ? C.members[i] : lowest;
+  if (lowest != C.nodeid)
+    return;
+  qb_log (LOG_WARNING, "cluster: no quorate side sent a table after the "
+          "merge; this node sends its own");
+  C.synced = true;
+  C.stale = false;
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  send_msg (&mark);
+}
+
+static void
+stale_merge (void)
+{
+  qb_log (LOG_NOTICE, "cluster: merging after losing quorum: taking the "
+          "table of the quorate side");
+  C.synced = false;
+  C.seen_mark = false;
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                     (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
+                     stale_timeout, &C.stale_timer);
+}
+
 static void
 cpg_confchg_fn (cpg_handle_t h, const struct cpg_name *group,
                 const struct cpg_address *members, size_t nmembers,
@@ -273,6 +313,11 @@ cpg_confchg_fn (cpg_handle_t h, const struct cpg_name *group,
     }
   if (njoined == 0 || !C.synced)
     return;
+  if (C.stale)
+    {
+      stale_merge ();
+      return;
+    }
   /* The lowest member that was here before the join sends the mark. */
   uint32_t lowest = UINT32_MAX;
   for (size_t i = 0; i < nmembers; i++)
@@ -331,6 +376,8 @@ quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
   if (q == C.quorate)
     return;
   C.quorate = q;
+  if (!q && C.synced)
+    C.stale = true;
   qb_log (q ? LOG_NOTICE : LOG_WARNING, "cluster: this node is %s",
           q ? "quorate" : "NOT quorate: writes are held");
   if (C.cb->on_quorum)
@@ -435,6 +482,24 @@ bool cluster_running (void) { return C.running; }
 uint32_t cluster_nodeid (void) { return C.nodeid; }
 bool cluster_quorate (void) { return C.quorate; }
 bool cluster_synced (void) { return C.synced; }
+bool cluster_stale (void) { return C.stale; }
+
+void
+cluster_set_stale (void)
+{
+  C.stale = true;
+}
+
+bool
+cluster_is_fencer (void)
+{
+  if (!C.quorate || !C.synced || C.stale || C.nmembers == 0)
+    return false;
+  uint32_t lowest = UINT32_MAX;
+  for (size_t i = 0; i < C.nmembers; i++)
+    lowest = C.members[i] < lowest ? C.members[i] : lowest;
+  return lowest == C.nodeid;
+}
 uint64_t cluster_ring_id (void) { return C.ring_id; }
 
 size_t
@@ -515,5 +580,14 @@ cluster_fence_confirm (uint32_t node)
   if (!C.quorate)
     return -ENOTCONN;
   struct cl_msg m = { .type = CL_MSG_FENCE_CONFIRM, .node = node };
+  return send_msg (&m);
+}
+
+int
+cluster_fenced (uint32_t node)
+{
+  if (!C.quorate)
+    return -ENOTCONN;
+  struct cl_msg m = { .type = CL_MSG_FENCED, .node = node };
   return send_msg (&m);
 }

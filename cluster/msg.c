@@ -12,6 +12,7 @@
  *   RELEASE       name[64] u64 generation
  *   MIGRATE       name[64] u32 to
  *   FENCE_CONFIRM u32 node
+ *   FENCED        u32 node (fenced by the sender, on the storage)
  *   SYNC_MARK     (empty)
  *   SYNC_DATA     u32 count, then per volume: the DEFINE body, u32 state,
  *                 u32 owner, u64 epoch, u64 generation, u32 requester,
@@ -108,7 +109,7 @@ body_size (const struct cl_msg *m)
     case CL_MSG_HANDOFF: return CLUSTER_NAME_MAX + 12;
     case CL_MSG_RELEASE: return CLUSTER_NAME_MAX + 8;
     case CL_MSG_MIGRATE: return CLUSTER_NAME_MAX + 4;
-    case CL_MSG_FENCE_CONFIRM: return 4;
+    case CL_MSG_FENCE_CONFIRM: case CL_MSG_FENCED: return 4;
     case CL_MSG_SYNC_DATA: return 4 + (size_t) m->nvols * VOL_SIZE;
     default: return 0;
     }
@@ -148,6 +149,7 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
       put32 (p + CLUSTER_NAME_MAX, m->node);
       break;
     case CL_MSG_FENCE_CONFIRM:
+    case CL_MSG_FENCED:
       put32 (p, m->node);
       break;
     case CL_MSG_SYNC_DATA:
@@ -214,7 +216,7 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
   m->type = (uint16_t) (b[2] | b[3] << 8);
   m->time_ms = get64 (b + 8);
   size_t blen = len - CL_HDR_SIZE;
-  if (m->type > CL_MSG_SYNC_DATA)
+  if (m->type > CL_MSG_LAST)
     {
       m->type = CL_MSG_NOP;     /* a newer agent's message: ignore it */
       return 0;
@@ -228,6 +230,7 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
     case CL_MSG_DEFINE:
       return get_def (&m->def, p);
     case CL_MSG_FENCE_CONFIRM:
+    case CL_MSG_FENCED:
       m->node = get32 (p);
       return 0;
     case CL_MSG_NOP: case CL_MSG_SYNC_MARK:

@@ -13,6 +13,7 @@
  *   owned(o) --MIGRATE(any, t)-------------------------> handing-off to t
  *   owned(o) --node o leaves (node down)---------------> fencing(o)
  *   fencing(o) --FENCE_CONFIRM(o)----------------------> unowned
+ *   fencing(o) or owned(o) --FENCED(o)-----------------> unowned
  *
  * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
  * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
@@ -237,24 +238,42 @@ apply_define (struct cl_table *t, const struct cl_msg *m,
     fx->cb->on_define (fx->ud, &v->def, true);
 }
 
+/* FENCE_CONFIRM(n): an operator says node n is down; its volumes in
+ * fencing are released.  FENCED(n): the sender removed n's keys from the
+ * storage; every volume n owned is released, also when n is still a
+ * member (a hung agent fenced by hand), and n's pending requests end. */
+static void
+apply_fenced (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
+              const struct cl_effects *fx)
+{
+  bool storage = m->type == CL_MSG_FENCED;
+  for (size_t i = 0; i < t->n; i++)
+    {
+      struct cluster_vol *v = &t->vols[i];
+      if (storage && v->state == CL_HANDING_OFF && v->requester == m->node)
+        {
+          v->state = CL_OWNED;
+          v->requester = 0;
+        }
+      bool fencing = v->state == CL_FENCING && v->fenced_node == m->node;
+      if (!fencing && !(storage && v->owner == m->node))
+        continue;
+      v->fenced_node = 0;
+      v->generation = 0;        /* unknown after a crash */
+      set_owner (v, 0, 0, fx);
+    }
+  if (fx->cb->on_fenced)
+    fx->cb->on_fenced (fx->ud, m->node, sender, storage);
+}
+
 void
 cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
                 const struct cl_effects *fx)
 {
   if (m->type == CL_MSG_DEFINE)
     return apply_define (t, m, fx);
-  if (m->type == CL_MSG_FENCE_CONFIRM)
-    {
-      for (size_t i = 0; i < t->n; i++)
-        if (t->vols[i].state == CL_FENCING
-            && t->vols[i].fenced_node == m->node)
-          {
-            t->vols[i].fenced_node = 0;
-            t->vols[i].generation = 0;  /* unknown after a crash */
-            set_owner (&t->vols[i], 0, 0, fx);
-          }
-      return;
-    }
+  if (m->type == CL_MSG_FENCE_CONFIRM || m->type == CL_MSG_FENCED)
+    return apply_fenced (t, sender, m, fx);
   if (m->type < CL_MSG_UNDEFINE || m->type > CL_MSG_MIGRATE)
     return;
   struct cluster_vol *v = cl_table_find (t, m->def.name);

@@ -91,6 +91,12 @@ file_fd (struct backend *bk)
   return ((struct file_priv *) bk->priv)->fd;
 }
 
+int
+backend_file_fd (struct backend *bk)
+{
+  return strcmp (bk->ops->name, "iscsi") == 0 ? -1 : file_fd (bk);
+}
+
 static void
 ring_schedule_submit (void)
 {

@@ -96,6 +96,9 @@ struct isc_priv
   int events;
   bool logged_in;
   bool connecting;              /* an async login is under way */
+  bool login_pending;           /* logged in; isc_login_deferred runs next */
+  bool closed;                  /* isc_close ran with deferred calls due */
+  unsigned deferred;            /* isc_defer calls not yet run */
   bool resetting;               /* destroying a context: keep the parts */
   bool need_reset;              /* a task saw the session fail */
   unsigned backoff_ms;
@@ -107,10 +110,12 @@ struct isc_priv
   unsigned deadline_ms;
   void (*on_login) (struct backend *bk, void *opaque);
   void *on_login_opaque;
+  void (*on_fenced) (struct backend *bk, void *opaque);
   struct backend *bk;
 };
 
 static void isc_update_poll (struct isc_priv *ip);
+static void isc_priv_free (struct isc_priv *ip);
 static int isc_send (struct isc_part *p);
 static void isc_reset (struct isc_priv *ip, const char *why);
 
@@ -195,6 +200,36 @@ isc_sense_error (struct isc_part *p, struct scsi_task *t)
     }
 }
 
+/* Calls from the main loop, outside libiscsi's callbacks.  A backend
+ * closed meanwhile is freed by the last of them. */
+static void
+isc_defer (struct isc_priv *ip, void (*fn) (void *))
+{
+  ip->deferred++;
+  if (cowd_defer (fn, ip) < 0)
+    fn (ip);
+}
+
+static bool
+isc_deferred_gone (struct isc_priv *ip)
+{
+  ip->deferred--;
+  if (!ip->closed)
+    return false;
+  if (ip->deferred == 0)
+    isc_priv_free (ip);
+  return true;
+}
+
+/* Tell the owner of the backend. */
+static void
+isc_fenced_deferred (void *data)
+{
+  struct isc_priv *ip = data;
+  if (!isc_deferred_gone (ip) && ip->on_fenced)
+    ip->on_fenced (ip->bk, ip->on_login_opaque);
+}
+
 static void
 isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
 {
@@ -222,8 +257,12 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
   else if (status == SCSI_STATUS_RESERVATION_CONFLICT)
     {
       if (ip->bk->health != BK_FENCED)
-        qb_log (LOG_ERR, "iscsi: %s: write rejected: reservation conflict "
-                "(this host was fenced)", ip->safe_url);
+        {
+          qb_log (LOG_ERR, "iscsi: %s: write rejected: reservation conflict "
+                  "(this host was fenced)", ip->safe_url);
+          if (ip->on_fenced)
+            isc_defer (ip, isc_fenced_deferred);
+        }
       ip->bk->health = BK_FENCED;
       err = -EACCES;
     }
@@ -377,7 +416,8 @@ isc_dispatch (int fd, int revents, void *data)
   if (ip->logged_in && (r < 0 || ip->need_reset
                         || (revents & (POLLHUP | POLLERR))))
     isc_reset (ip, iscsi_get_error (ip->ctx));
-  else if (!ip->connecting && !ip->logged_in && ip->fd >= 0)
+  else if (!ip->connecting && !ip->logged_in && !ip->login_pending
+           && ip->fd >= 0)
     {
       /* A failed login: wait for the timer's retry, off the loop. */
       qb_loop_poll_del (cowd_loop (), ip->fd);
@@ -440,7 +480,10 @@ static void
 isc_tick (void *data)
 {
   struct isc_priv *ip = data;
-  if (!ip->connecting && !ip->logged_in && now_ns () >= ip->retry_at_ns)
+  if (ip->login_pending)
+    ;                           /* isc_login_deferred is on its way */
+  else if (!ip->connecting && !ip->logged_in
+           && now_ns () >= ip->retry_at_ns)
     isc_reset (ip, NULL);
   else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset)
            && ip->logged_in)
@@ -490,6 +533,17 @@ isc_logged_in (struct isc_priv *ip)
 }
 
 static void
+isc_login_deferred (void *data)
+{
+  struct isc_priv *ip = data;
+  ip->login_pending = false;
+  if (isc_deferred_gone (ip))
+    return;
+  isc_logged_in (ip);
+  isc_update_poll (ip);
+}
+
+static void
 isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
                 void *opaque)
 {
@@ -497,8 +551,10 @@ isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
   ip->connecting = false;
   if (status == SCSI_STATUS_GOOD)
     {
-      isc_logged_in (ip);
-      isc_update_poll (ip);
+      /* on_login sends commands of its own on this context and waits for
+       * them: not from inside iscsi_service.  Nothing is sent until then. */
+      ip->login_pending = true;
+      isc_defer (ip, isc_login_deferred);
       return;
     }
   qb_log (LOG_DEBUG, "iscsi: %s: login failed: %s", ip->safe_url,
@@ -625,7 +681,11 @@ isc_close (struct backend *bk)
     isc_part_done (ip->inflight, -EIO);
   iscsi_logout_sync (ip->ctx);
   iscsi_destroy_context (ip->ctx);
-  isc_priv_free (ip);
+  ip->ctx = NULL;
+  if (ip->deferred)
+    ip->closed = true;          /* the last deferred call frees it */
+  else
+    isc_priv_free (ip);
   free (bk->uri);
   free (bk);
 }
@@ -850,6 +910,7 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
     : 30000;
   ip->on_login = opts->on_login;
   ip->on_login_opaque = opts->on_login_opaque;
+  ip->on_fenced = opts->on_fenced;
   bk->ops = &isc_ops;
   bk->uri = strdup (ip->safe_url);
   bk->align = ip->block_size;

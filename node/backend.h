@@ -86,6 +86,9 @@ struct backend_opts
    * there: a registration belongs to the session). */
   void (*on_login) (struct backend *bk, void *opaque);
   void *on_login_opaque;
+  /* iSCSI: the target rejected a write with RESERVATION CONFLICT (this
+   * host was fenced); called once, from the main loop. */
+  void (*on_fenced) (struct backend *bk, void *opaque);
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is
@@ -94,6 +97,9 @@ struct backend_opts
 int backend_open (const char *uri, const struct backend_opts *opts,
                   struct backend **out, char *err, size_t errlen);
 void backend_close (struct backend *bk);
+/* The descriptor of a file or block device backend (-1 for others), for
+ * SG_IO on a block device. */
+int backend_file_fd (struct backend *bk);
 
 
 /* Per-type openers, called by backend_open. */

@@ -171,6 +171,17 @@ config_daemon_key (void *ud, const char *section, const char *name,
       cowd.log_level = (int) lvl;
       return 0;
     }
+  if (strcmp (section, "cowd") == 0 && strcmp (key, "fencing") == 0)
+    {
+      if (strcmp (value, "reservations") && strcmp (value, "manual"))
+        {
+          snprintf (err, errlen, "fencing: '%s' is neither reservations nor "
+                    "manual", value);
+          return -1;
+        }
+      cowd.fencing_manual = strcmp (value, "manual") == 0;
+      return 0;
+    }
   if (strcmp (section, "cowd") == 0 && strcmp (key, "standalone") == 0)
     {
       cowd.standalone = strcmp (value, "yes") == 0 || strcmp (value, "1") == 0

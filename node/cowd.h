@@ -30,6 +30,7 @@ struct vol_entry
   /* Cluster (own.c) */
   bool asked;                   /* an ACQUIRE of ours is under way */
   bool quorum_held;             /* held because quorum was lost */
+  bool incoming;                /* attached --incoming: take it when free */
   uint32_t handoff_to;
   uint64_t epoch;               /* the epoch we serve under, 0 = none */
   uint64_t t_request_ns, t_hold_ns; /* handoff timing */
@@ -52,6 +53,8 @@ struct cowd
   unsigned quorum_loss_timeout_ms;
   struct vol_entry *vols;
   bool clustered;               /* corosync group joined */
+  bool fencing_manual;          /* [cowd] fencing = manual */
+  bool fenced;                  /* this agent was fenced: until restart */
   /* Handoff timing samples (ms) for `cowctl handoff-times` and
    * tests/bench/handoff: on the new owner, from asking to serving; on the
    * old owner, from holding requests to sending HANDOFF. */
@@ -95,5 +98,18 @@ void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 void own_define (struct vol_entry *e);
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
+
+/* fencing.c: SCSI-3 registration on our sessions, fencing others from a
+ * worker thread, and stopping when we are fenced ourselves. */
+struct ctl_req;
+struct strbuf;
+int fencing_start (char *err, size_t errlen);
+void fencing_backend_opts (struct backend_opts *bo);
+void fencing_attach_blockdev (struct backend *bk, int fd);
+void fencing_kick (void);
+void fencing_self (const char *why);
+void fencing_on_fenced (uint32_t node, uint32_t by, bool storage);
+void fencing_manual (uint32_t node, struct ctl_req *req, bool json);
+void fencing_status (struct strbuf *sb, bool json);
 
 #endif

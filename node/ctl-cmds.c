@@ -578,19 +578,22 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
   if (argc == 2 && strcmp (argv[1], "status") == 0)
     {
       struct strbuf sb = STRBUF_INIT;
-      for (struct vol_entry *e = cowd.vols; e; e = e->next)
+      fencing_status (&sb, json);
+      for (struct vol_entry *e = cowd.vols; e && !json; e = e->next)
         {
           const struct cluster_vol *cv = cluster_lookup (e->name);
           if (cv && cv->state == CL_FENCING)
             sb_printf (&sb, "%s: waiting for node %u to be fenced\n",
                        e->name, cv->fenced_node);
         }
-      ctl_reply (req, 0, sb.len ? sb_str (&sb) : "no volume waits for "
-                 "fencing\n");
+      ctl_reply (req, 0, sb_str (&sb));
       sb_free (&sb);
       return;
     }
-  reply_fmt (req, CTL_EXIT_USAGE, "usage: fence status | fence confirm NODE");
+  if (argc == 2 && parse_node (argv[1], &node) == 0)
+    return fencing_manual (node, req, json);
+  reply_fmt (req, CTL_EXIT_USAGE, "usage: fence status | fence NODE | fence "
+             "confirm NODE");
 }
 
 static void
@@ -620,7 +623,7 @@ static const struct cmd cmds[] = {
 #ifdef HAVE_COROSYNC
   { "nodes", cmd_nodes, "nodes" },
   { "migrate", cmd_migrate, "migrate NAME --to NODE" },
-  { "fence", cmd_fence, "fence status | fence confirm NODE" },
+  { "fence", cmd_fence, "fence status | fence NODE | fence confirm NODE" },
   { "handoff-times", cmd_handoff_stats, "handoff-times" },
 #endif
   { "help", cmd_help, "help" },

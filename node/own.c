@@ -42,6 +42,8 @@ mono_ns (void)
   return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
+static void own_want_owner (void *ud, struct volume *v);
+
 static struct vol_entry *
 own_entry (const char *vol)
 {
@@ -85,6 +87,20 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
   if (!e)
     return;
   e->asked = false;
+  if (owner != cluster_nodeid () && e->epoch)
+    {
+      /* We served it and it went elsewhere without our handoff: the
+       * group fenced us or confirmed us down while we were cut off. */
+      fencing_self ("the group moved a volume it served without a "
+                    "handoff");
+      return;
+    }
+  if (owner == 0 && !cowd.fenced && vol_get_state (e->vol) ==
+      VOL_STATE_READONLY && (e->incoming || vol_has_waiters (e->vol)))
+    {
+      own_want_owner (e, e->vol);  /* released or fenced: take it now */
+      return;
+    }
   if (owner != cluster_nodeid ())
     {
       if (vol_get_state (e->vol) == VOL_STATE_ACTIVE)
@@ -159,8 +175,16 @@ static void
 own_on_fencing (void *ud, const char *vol, uint32_t node)
 {
   qb_log (LOG_WARNING, "cluster: %s: node %u left while owning it: fencing;"
-          " nobody writes it until node %u is fenced (cowctl fence confirm "
-          "%u)", vol, node, node, node);
+          " nobody writes it until node %u is fenced%s", vol, node, node,
+          cowd.fencing_manual ? " (fencing = manual: cowctl fence NODE or "
+          "cowctl fence confirm NODE)" : "");
+  fencing_kick ();
+}
+
+static void
+own_on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
+{
+  fencing_on_fenced (node, by, storage);
 }
 
 static void
@@ -175,12 +199,13 @@ own_on_quorum (void *ud, bool quorate)
           e->quorum_held = true;
           vol_hold (e->vol, NULL, NULL);
         }
-      else if (quorate && e->quorum_held)
+      else if (quorate && e->quorum_held && cluster_synced ())
         {
           e->quorum_held = false;
           vol_resume (e->vol);
         }
     }
+  fencing_kick ();
 }
 
 static void
@@ -192,9 +217,36 @@ own_on_error (void *ud, const char *vol, const char *sentence)
   qb_log (LOG_ERR, "cluster: %s", sentence);
 }
 
+/* After a merge: a volume we served that the table gives to someone else
+ * (or holds in fencing for us) means the quorate side fenced us; one that
+ * is still ours serves again. */
+static void
+own_reconcile (void)
+{
+  uint32_t me = cluster_nodeid ();
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (!e->vol || e->closing || !e->epoch)
+        continue;
+      const struct cluster_vol *cv = cluster_lookup (e->name);
+      if (!cv || cv->owner != me || cv->state == CL_FENCING)
+        {
+          fencing_self ("the quorate side took its volumes while it was "
+                        "cut off");
+          return;
+        }
+      if (e->quorum_held && cluster_quorate ())
+        {
+          e->quorum_held = false;
+          vol_resume (e->vol);
+        }
+    }
+}
+
 static void
 own_on_synced (void *ud)
 {
+  own_reconcile ();
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
    * serve again what was attached before this agent stopped. */
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
@@ -206,6 +258,7 @@ own_on_synced (void *ud)
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
         qb_log (LOG_ERR, "cowd: re-attaching after restart failed: %s", err);
     }
+  fencing_kick ();
 }
 
 static void
@@ -242,11 +295,18 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
   uint32_t me = cluster_nodeid ();
-  if (cv && cv->state == CL_FENCING)
+  if (cowd.fenced)
+    {
+      snprintf (err, errlen, "volume %s: this node was fenced; restart cowd "
+                "before it serves again", e->name);
+      return -1;
+    }
+  bool fencing = cv && cv->state == CL_FENCING;
+  if (fencing && !incoming)
     {
       snprintf (err, errlen, "volume %s waits for node %u to be fenced "
-                "(cowctl fence confirm %u)", e->name, cv->fenced_node,
-                cv->fenced_node);
+                "(attach --incoming waits for it; cowctl fence confirm %u "
+                "if it is down)", e->name, cv->fenced_node, cv->fenced_node);
       return -1;
     }
   if (cv && cv->owner && cv->owner != me && !incoming)
@@ -265,6 +325,9 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   if (voldb_attach (e, err, errlen) < 0)
     return -1;
   vol_set_want_owner_cb (e->vol, own_want_owner, e);
+  e->incoming = incoming;
+  if (fencing)
+    return 0;                   /* asks once the node is fenced */
   e->asked = true;
   e->t_request_ns = mono_ns ();
   if (cluster_acquire (e->name) < 0)
@@ -314,6 +377,7 @@ own_start (char *err, size_t errlen)
     .on_owner = own_on_owner,
     .on_handoff_request = own_on_handoff_request,
     .on_fencing = own_on_fencing,
+    .on_fenced = own_on_fenced,
     .on_quorum = own_on_quorum,
     .on_error = own_on_error,
     .on_synced = own_on_synced,
@@ -326,5 +390,5 @@ own_start (char *err, size_t errlen)
       return -1;
     }
   cowd.clustered = true;
-  return 0;
+  return fencing_start (err, errlen);
 }

@@ -208,13 +208,26 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     return 0;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered)
+    fencing_backend_opts (&bo);
+#endif
   struct vol_params p = { .name = e->name, .base_uri = e->base,
     .cow_uri = e->cow, .chunk_size = e->chunk_size, .commit = e->commit,
     .buffered = e->buffered };
   if (vol_open (&p, &bo, &e->vol, err, errlen) < 0)
     return -1;
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered)
+    {
+      struct backend *cow = vol_cow_backend (e->vol);
+      fencing_attach_blockdev (cow, backend_file_fd (cow));
+    }
+#endif
   char msg[256];
-  if (e->commit != DSCOW_COMMIT_NONE
+  if (cowd.clustered)
+    vol_set_state (e->vol, VOL_STATE_READONLY); /* until the group says */
+  else if (e->commit != DSCOW_COMMIT_NONE
       && vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, msg,
                        sizeof msg) < 0)
     {

@@ -9,7 +9,9 @@
  *             commit runs
  *   READONLY  this host is not the owner: every request waits, and asks
  *             the cluster for ownership (want_owner_cb)
- *   FENCED / DEGRADED  writes fail at once with EIO/EACCES
+ *   FENCED    this host was fenced: every request fails at once (writes
+ *             EACCES, reads EIO: another host may be writing now)
+ *   DEGRADED  writes fail at once with EIO
  *
  * Superblock writes (open, mark clean, takeover) are rare and short; they
  * use the backends' blocking variants.  The data path never blocks.
@@ -439,6 +441,19 @@ vol_set_state (struct volume *v, enum vol_state s)
 }
 
 void
+vol_fence (struct volume *v)
+{
+  v->state = VOL_STATE_FENCED;
+  vol_resume (v);               /* what waited fails now */
+}
+
+bool
+vol_has_waiters (const struct volume *v)
+{
+  return v->held_head != NULL;
+}
+
+void
 vol_set_want_owner_cb (struct volume *v,
                        void (*cb) (void *ud, struct volume *v), void *ud)
 {
@@ -608,10 +623,10 @@ static int
 vol_submit (struct volume *v, struct vreq *rq)
 {
   bool write = rq->type != VR_READ;
-  if (write && (v->state == VOL_STATE_FENCED
-                || v->state == VOL_STATE_DEGRADED))
+  if (v->state == VOL_STATE_FENCED
+      || (write && v->state == VOL_STATE_DEGRADED))
     {
-      int err = v->state == VOL_STATE_FENCED ? -EACCES : -EIO;
+      int err = v->state == VOL_STATE_FENCED && write ? -EACCES : -EIO;
       free (rq->alloc);
       vol_done_fn *done = rq->done;
       void *opaque = rq->opaque;
@@ -804,6 +819,8 @@ enum vol_state vol_get_state (const struct volume *v) { return v->state; }
 const struct dscow_super *vol_super (const struct volume *v) { return &v->sb; }
 uint64_t vol_cow_chunks (const struct volume *v) { return v->cow_chunks; }
 uint64_t vol_generation (const struct volume *v) { return v->generation; }
+
+struct backend *vol_cow_backend (struct volume *v) { return v->cow; }
 
 const char *
 vol_health (const struct volume *v)

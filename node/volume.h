@@ -103,6 +103,8 @@ uint32_t vol_chunk_size (const struct volume *v);
 bool vol_can_write (const struct volume *v);
 enum vol_state vol_get_state (const struct volume *v);
 const char *vol_state_name (enum vol_state s);
+/* The CoW device's backend (the one written). */
+struct backend *vol_cow_backend (struct volume *v);
 /* The worst health of the two backends: "healthy", "reconnecting",
  * "degraded" (a backend failed past its deadline) or "fenced". */
 const char *vol_health (const struct volume *v);
@@ -125,6 +127,10 @@ int vol_mark_clean (struct volume *v);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
 void vol_set_state (struct volume *v, enum vol_state s);
+/* This host was fenced: fail what waits and everything from now on. */
+void vol_fence (struct volume *v);
+/* Requests wait on the volume (held, or not the owner). */
+bool vol_has_waiters (const struct volume *v);
 /* Called for each request that arrives while the volume is READONLY
  * (this host is not the owner): the cluster asks for ownership. */
 void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,

@@ -6,8 +6,10 @@
 #    again; the client reconnects; fio verifies;
 #  - a node that joins late gets the table;
 #  - the owner's node goes down (corosync and cowd killed): the volume goes
-#    to `fencing` and nobody may take it until `cowctl fence confirm`;
-#    then a survivor takes over and every acknowledged write is there;
+#    to `fencing` and nobody may take it until `cowctl fence confirm` (the
+#    agents run with fencing = manual here; cluster-fencing.sh has the
+#    reservations); then a survivor takes over and every acknowledged
+#    write is there;
 #  - a node cut off from the other two loses quorum and holds writes.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
@@ -25,8 +27,9 @@ lab_lun 0 1 $iqn 2 "$LAB_DIR/cow2.lun"
 lab_lun 0 1 $iqn 3 "$LAB_DIR/cow3.lun"
 lab_corosync 1 2 3
 for n in 1 2; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
+printf '[cowd]\nfencing = manual\n' > "$LAB_DIR/cowd.conf"
 declare -A cowd_pid
-for n in 1 2; do cowd_pid[$n]=$(lab_cowd $n); done
+for n in 1 2; do cowd_pid[$n]=$(lab_cowd $n --config "$LAB_DIR/cowd.conf"); done
 
 sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 st() { lab_cowctl "$1" --json status "$2"; }
@@ -58,7 +61,7 @@ fio --name=b --ioengine=nbd --uri="$(sock 1 b)" --rw=randwrite --bs=4k --iodepth
     --size=32M --io_size=8M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
     --output-format=terse > "$LAB_DIR/fio1.out" 2>&1 && echo "   write pass verified"
 kill -9 "${cowd_pid[1]}"
-cowd_pid[1]=$(lab_cowd 1)
+cowd_pid[1]=$(lab_cowd 1 --config "$LAB_DIR/cowd.conf")
 wait_until 15 is 1 b '.owner == 1 and .state == "active"' || fail "restarted agent does not serve b: $(st 1 b)"
 fio --name=b --ioengine=nbd --uri="$(sock 1 b)" --rw=randwrite --bs=4k --iodepth=8 \
     --size=32M --io_size=8M --verify=crc32c --verify_only=1 --verify_fatal=1 \
@@ -67,7 +70,7 @@ fio --name=b --ioengine=nbd --uri="$(sock 1 b)" --rw=randwrite --bs=4k --iodepth
 echo "   verified after the restart; still owner, epoch $(st 1 b | jq .cluster_epoch)"
 
 echo "== a node that joins late gets the table"
-cowd_pid[3]=$(lab_cowd 3)
+cowd_pid[3]=$(lab_cowd 3 --config "$LAB_DIR/cowd.conf")
 wait_until 10 knows 3 b || fail "node 3 did not get the table"
 lab_cowctl 3 --json status b | jq -e '.owner == 1' >/dev/null || fail "node 3 has a wrong table"
 
@@ -76,14 +79,18 @@ qemu-io -f raw "$(sock 1 b)" -c "write -P 0x77 20M 64k" >/dev/null
 kill -9 "${cowd_pid[1]}"
 kill -9 "$(lab_corosync_pid 1)"
 wait_until 15 is 2 b '.cluster_state == "fencing"' || fail "b did not go to fencing: $(st 2 b)"
-lab_cowctl 2 attach b --incoming >/dev/null 2>&1 && fail "attach succeeded while fencing"
+lab_cowctl 2 attach b >/dev/null 2>&1 && fail "attach succeeded while fencing"
+lab_cowctl 2 attach b --incoming >/dev/null || fail "attach --incoming did not wait for the fence"
+is 2 b '.cluster_state == "fencing" and .state == "readonly"' || fail "b is served while fencing: $(st 2 b)"
 lab_cowctl 2 fence status
+qemu-io -f raw "$(sock 2 b)" -c "read -P 0x77 20M 64k" > "$LAB_DIR/waiting.out" 2>&1 & q=$!
+sleep 1
+kill -0 $q 2>/dev/null || fail "a read was served while fencing: $(cat "$LAB_DIR/waiting.out")"
 lab_cowctl 2 fence confirm 1
-wait_until 10 is 2 b '.cluster_state == "unowned"' || fail "confirm did not release b"
-lab_cowctl 2 attach b >/dev/null
-wait_until 10 is 2 b '.owner == 2 and .state == "active"' || fail "node 2 did not take over b"
-qemu-io -f raw "$(sock 2 b)" -c "read -P 0x77 20M 64k" | grep -q failed && fail "acknowledged write lost"
-echo "   node 2 took over; the last acknowledged write is there"
+wait_until 10 is 2 b '.owner == 2 and .state == "active"' || fail "node 2 did not take over b: $(st 2 b)"
+wait $q || fail "the waiting read failed: $(cat "$LAB_DIR/waiting.out")"
+grep -q failed "$LAB_DIR/waiting.out" && fail "acknowledged write lost"
+echo "   the waiting read was served once node 1 was confirmed down; the last acknowledged write is there"
 
 echo "== node 3 cut off from node 2 (two-node cluster left): quorum loss"
 lab_cowctl 3 attach a >/dev/null 2>&1 || true

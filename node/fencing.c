@@ -1,0 +1,828 @@
+/* fencing.c: cowd's side of SCSI-3 fencing (DESIGN.md, "Fencing"; the
+ * reservation logic itself is libcowfence's, fence/fence.h).
+ *
+ * Registration.  In a cluster every CoW LUN this agent opens over iSCSI
+ * carries this node's key, fence_key (cluster, nodeid), registered on the
+ * very session its writes use, and a WRITE EXCLUSIVE - REGISTRANTS ONLY
+ * reservation.  The backend calls fencing_on_login after every login,
+ * from the main loop and before it sends anything else on the session:
+ *   first login      REGISTER AND IGNORE EXISTING KEY, then RESERVE unless
+ *                    a type 5 reservation is there already;
+ *   re-login         READ KEYS first: our key still listed means nobody
+ *                    fenced us, so the new session registers too; our key
+ *                    gone means a survivor preempted it: this agent is
+ *                    fenced and must not register again;
+ *   agent fenced     never register (until cowd restarts and rejoins).
+ * Those commands are synchronous on the backend's context; a login is rare
+ * and they take a round trip or two.  Base LUNs are only read and carry no
+ * registration.  A block device (open-iscsi) is registered through SG_IO
+ * at attach; one that has no SG_IO (a loop device) cannot be fenced by
+ * reservations, which is logged, and needs fence-command or a confirm.
+ *
+ * Fencing others.  When a member leaves while owning volumes the table
+ * puts them in `fencing`.  The designated fencer (cluster_is_fencer: the
+ * lowest member of a quorate view) runs one job per victim on a worker
+ * thread, with iSCSI sessions or device handles of its own, so that the
+ * main loop goes on serving.  Per distinct CoW LUN of the victim's
+ * volumes: READ KEYS (if our own key was there before and is gone, we are
+ * the one fenced: stop), REGISTER AND IGNORE our key on the job's session,
+ * PREEMPT AND ABORT the victim's key (PREEMPT where the target refuses
+ * it), keeping the reservation.  The job's registration stays behind on
+ * the LUN under our own key, as fence_scsi's do.  Then the configured
+ * fence-command, if any, with the node id as $1.  The result comes back
+ * through a pipe on the main loop: FENCED(victim) is multicast, or the
+ * job is retried after 1, 2, 4 .. 10 s until it succeeds or an operator
+ * confirms.  `cowctl fence NODE` runs the same job at once for whatever
+ * NODE owns, also while it is still a member (a hung agent).
+ *
+ * Being fenced.  FENCED(this node), a write refused with RESERVATION
+ * CONFLICT, our key gone at a re-login, or a table in which a volume we
+ * served went to someone else without a handoff: fencing_self stops every
+ * volume (state fenced: every request fails), marks the cluster table
+ * stale, and the agent registers nowhere until it is restarted.
+ *
+ * Threads: the main loop owns everything here except a job while it runs
+ * on its worker thread; the job is handed over whole (the pipe carries its
+ * pointer back) and never shared.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBISCSI
+#include <iscsi/iscsi.h>
+#include "backend-iscsi.h"
+#else
+struct iscsi_context;
+#endif
+#include <qb/qblog.h>
+
+#include "cluster.h"
+#include "cowd.h"
+#include "ctl.h"
+#include "fence.h"
+#include "loop.h"
+
+#define FJ_MAX_LUNS 256
+#define FJ_MAX_KEYS 64
+#define FJ_RETRY_MAX_MS 10000
+#define FJ_HISTORY 32
+
+struct fjob_lun
+{
+  char *uri;
+  bool was_registered;          /* this agent registered there before */
+  bool done;                    /* fenced on this LUN */
+};
+
+struct fjob
+{
+  struct fjob *next;
+  uint32_t victim;
+  uint64_t my_key, victim_key;
+  struct fjob_lun luns[FJ_MAX_LUNS];
+  size_t nluns;
+  char *initiator, *chap_user, *chap_password, *command;
+  struct ctl_req *req;          /* manual: reply when done */
+  bool json;
+  /* Results, written by the worker */
+  int ok;
+  bool self_fenced;
+  char err[512];
+  uint64_t t_start_ns, t_end_ns;
+};
+
+struct fevent
+{
+  uint32_t node, by;
+  bool storage;
+  uint64_t at_ns;
+  double fence_ms;              /* the job's time, on the fencer */
+};
+
+static struct
+{
+  int pipe[2];
+  struct fjob *running;         /* jobs on worker threads */
+  uint32_t retry_node[CLUSTER_MAX_MEMBERS];
+  unsigned retry_ms[CLUSTER_MAX_MEMBERS];
+  uint64_t retry_at_ns[CLUSTER_MAX_MEMBERS];
+  char last_err[CLUSTER_MAX_MEMBERS][512];
+  size_t nretry;
+  qb_loop_timer_handle timer;
+  bool timer_armed;
+  char **registered;            /* LUNs this agent registered on */
+  size_t nregistered;
+  struct fevent history[FJ_HISTORY];
+  size_t nhistory;
+  double last_job_ms;
+} F = { .pipe = { -1, -1 } };
+
+static uint64_t
+mono_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static uint64_t
+my_key (void)
+{
+  return fence_key (cowd.cluster_name, cluster_nodeid ());
+}
+
+/* --- registration on our own sessions --- */
+
+static bool
+fencing_was_registered (const char *uri)
+{
+  for (size_t i = 0; i < F.nregistered; i++)
+    if (strcmp (F.registered[i], uri) == 0)
+      return true;
+  return false;
+}
+
+static void
+fencing_note_registered (const char *uri)
+{
+  if (fencing_was_registered (uri))
+    return;
+  char **n = realloc (F.registered, (F.nregistered + 1) * sizeof *n);
+  if (!n)
+    return;
+  F.registered = n;
+  if ((n[F.nregistered] = strdup (uri)))
+    F.nregistered++;
+}
+
+/* Is key listed on dev?  1 yes, 0 no, -1 the READ KEYS failed. */
+static int
+fencing_key_listed (struct fence_dev *dev, uint64_t key)
+{
+  uint64_t keys[FJ_MAX_KEYS];
+  size_t n = 0;
+  uint32_t gen;
+  if (fence_read_keys (dev, keys, FJ_MAX_KEYS, &n, &gen) < 0)
+    return -1;
+  for (size_t i = 0; i < n && i < FJ_MAX_KEYS; i++)
+    if (keys[i] == key)
+      return 1;
+  return 0;
+}
+
+/* Register (and reserve) dev for this node; bk tells the state. */
+static void
+fencing_register (struct backend *bk, struct fence_dev *dev, bool relogin)
+{
+  uint64_t key = my_key ();
+  if (cowd.fenced)
+    {
+      qb_log (LOG_WARNING, "fence: %s: this agent was fenced; it registers "
+              "again only after a restart", bk->uri);
+      bk->health = BK_FENCED;
+      return;
+    }
+  if (relogin && fencing_was_registered (bk->uri)
+      && fencing_key_listed (dev, key) == 0)
+    {
+      qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
+              "from the LUN: another node fenced it", bk->uri, key);
+      bk->health = BK_FENCED;
+      fencing_self ("its key was removed from a LUN");
+      return;
+    }
+  if (fence_register (dev, key) < 0 || fence_reserve (dev, key) < 0)
+    {
+      qb_log (LOG_WARNING, "%s; this volume cannot be fenced by "
+              "reservations", fence_last_error (dev));
+      return;
+    }
+  fencing_note_registered (bk->uri);
+  qb_log (LOG_INFO, "fence: %s: registered key %016" PRIx64 "%s", bk->uri,
+          key, relogin ? " on the new session" : "");
+}
+
+static void
+fencing_on_login (struct backend *bk, void *opaque)
+{
+#ifdef HAVE_LIBISCSI
+  if (!bk->writable || !cowd.clustered)
+    return;
+  struct iscsi_context *ctx = backend_iscsi_context (bk);
+  struct fence_dev *dev = fence_dev_iscsi (ctx, backend_iscsi_lun (bk),
+                                           bk->uri);
+  if (!dev)
+    return;
+  /* The open path logs in before it has told us anything: a backend we
+   * have registered on already is a re-login. */
+  fencing_register (bk, dev, fencing_was_registered (bk->uri));
+  fence_dev_free (dev);
+#endif
+}
+
+static void
+fencing_on_conflict (struct backend *bk, void *opaque)
+{
+  fencing_self ("a write came back RESERVATION CONFLICT");
+}
+
+void
+fencing_backend_opts (struct backend_opts *bo)
+{
+  bo->on_login = fencing_on_login;
+  bo->on_fenced = fencing_on_conflict;
+}
+
+/* A block device CoW (open-iscsi): register through SG_IO. */
+void
+fencing_attach_blockdev (struct backend *bk, int fd)
+{
+  if (!cowd.clustered || !bk->is_blockdev || fd < 0)
+    return;
+  char err[512];
+  struct fence_dev *dev = fence_dev_sg (fd, bk->uri, err, sizeof err);
+  if (!dev)
+    {
+      qb_log (LOG_WARNING, "fence: %s: %s; this volume cannot be fenced by "
+              "reservations (configure fence-command)", bk->uri, err);
+      return;
+    }
+  fencing_register (bk, dev, false);
+  fence_dev_free (dev);
+}
+
+/* --- being fenced --- */
+
+void
+fencing_self (const char *why)
+{
+  if (!cowd.fenced)
+    qb_log (LOG_CRIT, "fence: this node was fenced (%s): it stops serving "
+            "every volume and registers nowhere until cowd is restarted",
+            why);
+  cowd.fenced = true;
+  cluster_set_stale ();
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    if (e->vol && !e->closing && vol_get_state (e->vol) != VOL_STATE_FENCED)
+      {
+        qb_log (LOG_ERR, "fence: %s: fenced; requests fail from now on",
+                e->name);
+        e->epoch = 0;
+        vol_fence (e->vol);
+      }
+}
+
+/* --- the worker --- */
+
+static struct fence_dev *
+fj_open (struct fjob *j, struct fjob_lun *l, struct iscsi_context **ctx,
+         int *fd)
+{
+  *ctx = NULL;
+  *fd = -1;
+#ifdef HAVE_LIBISCSI
+  if (strncmp (l->uri, "iscsi://", 8) == 0)
+    {
+      *ctx = iscsi_create_context (j->initiator);
+      struct iscsi_url *u = *ctx ? iscsi_parse_full_url (*ctx, l->uri) : NULL;
+      if (!u)
+        {
+          snprintf (j->err, sizeof j->err, "%s: not a usable iSCSI URL",
+                    l->uri);
+          return NULL;
+        }
+      iscsi_set_targetname (*ctx, u->target);
+      iscsi_set_session_type (*ctx, ISCSI_SESSION_NORMAL);
+      iscsi_set_header_digest (*ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
+      iscsi_set_timeout (*ctx, 5);
+      if (j->chap_user && j->chap_password)
+        iscsi_set_initiator_username_pwd (*ctx, j->chap_user,
+                                          j->chap_password);
+      int lun = u->lun;
+      int r = iscsi_full_connect_sync (*ctx, u->portal, lun);
+      iscsi_destroy_url (u);
+      if (r != 0)
+        {
+          snprintf (j->err, sizeof j->err, "%s: cannot log in to fence: %s",
+                    l->uri, iscsi_get_error (*ctx));
+          return NULL;
+        }
+      return fence_dev_iscsi (*ctx, lun, l->uri);
+    }
+#endif
+  *fd = open (l->uri, O_RDWR | O_CLOEXEC);
+  if (*fd < 0)
+    {
+      snprintf (j->err, sizeof j->err, "%s: cannot open it to fence: %m",
+                l->uri);
+      return NULL;
+    }
+  char e[400];
+  struct fence_dev *dev = fence_dev_sg (*fd, l->uri, e, sizeof e);
+  if (!dev)
+    snprintf (j->err, sizeof j->err, "%s (not a SCSI device: configure "
+              "fence-command or confirm by hand)", e);
+  return dev;
+}
+
+static void
+fj_close (struct fence_dev *dev, struct iscsi_context *ctx, int fd)
+{
+  fence_dev_free (dev);
+#ifdef HAVE_LIBISCSI
+  if (ctx)
+    {
+      iscsi_logout_sync (ctx);
+      iscsi_destroy_context (ctx);
+    }
+#endif
+  if (fd >= 0)
+    close (fd);
+}
+
+/* Fence the victim on one LUN: 0, or -1 with j->err. */
+static int
+fj_lun (struct fjob *j, struct fjob_lun *l)
+{
+  struct iscsi_context *ctx;
+  int fd, r = -1;
+  struct fence_dev *dev = fj_open (j, l, &ctx, &fd);
+  if (!dev)
+    goto out;
+  int victim = fencing_key_listed (dev, j->victim_key);
+  int mine = fencing_key_listed (dev, j->my_key);
+  if (victim < 0 || mine < 0)
+    {
+      snprintf (j->err, sizeof j->err, "%s", fence_last_error (dev));
+      goto out;
+    }
+  if (!mine && l->was_registered)
+    {
+      j->self_fenced = true;
+      snprintf (j->err, sizeof j->err, "%s: this node's own key is gone: it "
+                "was fenced itself", l->uri);
+      goto out;
+    }
+  if (!victim)
+    {
+      r = 0;                    /* fenced already (by us, earlier) */
+      goto out;
+    }
+  if (fence_register (dev, j->my_key) < 0
+      || fence_preempt (dev, j->my_key, j->victim_key) < 0)
+    {
+      snprintf (j->err, sizeof j->err, "%s", fence_last_error (dev));
+      goto out;
+    }
+  r = 0;
+out:
+  fj_close (dev, ctx, fd);
+  return r;
+}
+
+static int
+fj_command (struct fjob *j)
+{
+  char node[16];
+  snprintf (node, sizeof node, "%" PRIu32, j->victim);
+  pid_t pid = fork ();
+  if (pid == 0)
+    {
+      execl ("/bin/sh", "sh", "-c", j->command, "cowd-fence", node,
+             (char *) NULL);
+      _exit (127);
+    }
+  int st;
+  if (pid < 0 || waitpid (pid, &st, 0) < 0)
+    {
+      snprintf (j->err, sizeof j->err, "cannot run fence-command: %m");
+      return -1;
+    }
+  if (WIFEXITED (st) && WEXITSTATUS (st) == 0)
+    return 0;
+  snprintf (j->err, sizeof j->err, "fence-command '%s %s' failed (%s %d)",
+            j->command, node, WIFEXITED (st) ? "exit status" : "signal",
+            WIFEXITED (st) ? WEXITSTATUS (st) : WTERMSIG (st));
+  return -1;
+}
+
+static void *
+fj_run (void *arg)
+{
+  struct fjob *j = arg;
+  bool unfenceable = false;
+  j->ok = 1;
+  for (size_t i = 0; i < j->nluns && !j->self_fenced; i++)
+    if (fj_lun (j, &j->luns[i]) == 0)
+      j->luns[i].done = true;
+    else
+      unfenceable = true;
+  if (j->self_fenced)
+    j->ok = 0;
+  else if (j->command && fj_command (j) < 0)
+    j->ok = 0;
+  else if (unfenceable && !j->command)
+    j->ok = 0;                  /* j->err names the LUN */
+  j->t_end_ns = mono_ns ();
+  if (write (F.pipe[1], &j, sizeof j) != sizeof j)
+    abort ();                   /* the main loop would wait forever */
+  return NULL;
+}
+
+/* --- jobs, on the main loop --- */
+
+struct fj_collect
+{
+  struct fjob *j;
+  bool manual;
+};
+
+static void
+fj_add_lun (struct fjob *j, const char *uri)
+{
+  for (size_t i = 0; i < j->nluns; i++)
+    if (strcmp (j->luns[i].uri, uri) == 0)
+      return;
+  if (j->nluns == FJ_MAX_LUNS)
+    return;
+  j->luns[j->nluns].uri = strdup (uri);
+  j->luns[j->nluns].was_registered = fencing_was_registered (uri);
+  j->nluns++;
+}
+
+static void
+fj_collect (void *ud, const struct cluster_vol *v)
+{
+  struct fj_collect *c = ud;
+  bool fencing = v->state == CL_FENCING && v->fenced_node == c->j->victim;
+  if (fencing || (c->manual && v->owner == c->j->victim))
+    fj_add_lun (c->j, v->def.cow);
+}
+
+static void
+fj_free (struct fjob *j)
+{
+  for (size_t i = 0; i < j->nluns; i++)
+    free (j->luns[i].uri);
+  free (j->initiator);
+  free (j->chap_user);
+  free (j->chap_password);
+  free (j->command);
+  free (j);
+}
+
+static struct fjob *
+fj_running (uint32_t victim)
+{
+  for (struct fjob *j = F.running; j; j = j->next)
+    if (j->victim == victim)
+      return j;
+  return NULL;
+}
+
+static char *
+dup_or_null (const char *s)
+{
+  return s ? strdup (s) : NULL;
+}
+
+static int
+fj_start (uint32_t victim, struct ctl_req *req, bool json)
+{
+  struct fjob *j = calloc (1, sizeof *j);
+  if (!j)
+    return -ENOMEM;
+  j->victim = victim;
+  j->my_key = my_key ();
+  j->victim_key = fence_key (cowd.cluster_name, victim);
+  j->req = req;
+  j->json = json;
+  struct fj_collect c = { j, req != NULL };
+  cluster_foreach (fj_collect, &c);
+  char iqn[256];
+  if (cowd.initiator_name)
+    snprintf (iqn, sizeof iqn, "%s", cowd.initiator_name);
+  else
+    {
+      char host[64];
+      gethostname (host, sizeof host);
+      host[sizeof host - 1] = '\0';
+      snprintf (iqn, sizeof iqn, "iqn.2024-01.org.cowherd:%s", host);
+    }
+  j->initiator = strdup (iqn);
+  j->chap_user = dup_or_null (cowd.chap_user);
+  j->chap_password = dup_or_null (cowd.chap_password);
+  j->command = dup_or_null (cowd.fence_command);
+  j->t_start_ns = mono_ns ();
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init (&a);
+  pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
+  int r = pthread_create (&t, &a, fj_run, j);
+  pthread_attr_destroy (&a);
+  if (r != 0)
+    {
+      fj_free (j);
+      return -r;
+    }
+  j->next = F.running;
+  F.running = j;
+  qb_log (LOG_WARNING, "fence: fencing node %" PRIu32 " on %zu LUN%s%s",
+          victim, j->nluns, j->nluns == 1 ? "" : "s",
+          j->command ? " and with fence-command" : "");
+  return 0;
+}
+
+static size_t
+fj_retry_slot (uint32_t node)
+{
+  for (size_t i = 0; i < F.nretry; i++)
+    if (F.retry_node[i] == node)
+      return i;
+  if (F.nretry == CLUSTER_MAX_MEMBERS)
+    return 0;
+  F.retry_node[F.nretry] = node;
+  F.retry_ms[F.nretry] = 0;
+  F.retry_at_ns[F.nretry] = 0;
+  F.last_err[F.nretry][0] = '\0';
+  return F.nretry++;
+}
+
+static void
+fj_retry_forget (uint32_t node)
+{
+  for (size_t i = 0; i < F.nretry; i++)
+    if (F.retry_node[i] == node)
+      {
+        F.nretry--;
+        F.retry_node[i] = F.retry_node[F.nretry];
+        F.retry_ms[i] = F.retry_ms[F.nretry];
+        F.retry_at_ns[i] = F.retry_at_ns[F.nretry];
+        memcpy (F.last_err[i], F.last_err[F.nretry], sizeof F.last_err[i]);
+        return;
+      }
+}
+
+static void fencing_timer (void *data);
+
+static void
+fj_arm_timer (void)
+{
+  if (F.timer_armed)
+    return;
+  F.timer_armed = true;
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 250000000ull, NULL,
+                     fencing_timer, &F.timer);
+}
+
+static void
+fj_reply (struct fjob *j)
+{
+  if (!j->req)
+    return;
+  char s[700];
+  if (j->ok)
+    snprintf (s, sizeof s, j->json ? "{\"node\":%" PRIu32 ",\"fenced\":true,"
+              "\"luns\":%zu}\n" : "node %" PRIu32 " fenced on %zu LUN(s)\n",
+              j->victim, j->nluns);
+  else
+    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": %s", j->victim,
+              j->err);
+  ctl_reply (j->req, j->ok ? 0 : CTL_EXIT_ERROR, s);
+}
+
+static void
+fj_done (struct fjob *j)
+{
+  for (struct fjob **p = &F.running; *p; p = &(*p)->next)
+    if (*p == j)
+      {
+        *p = j->next;
+        break;
+      }
+  double ms = (double) (j->t_end_ns - j->t_start_ns) / 1e6;
+  if (j->self_fenced)
+    fencing_self ("its own key was gone when it came to fence another node");
+  if (j->ok)
+    {
+      qb_log (LOG_WARNING, "fence: node %" PRIu32 " fenced on %zu LUN%s in "
+              "%.1f ms", j->victim, j->nluns, j->nluns == 1 ? "" : "s", ms);
+      F.last_job_ms = ms;
+      fj_retry_forget (j->victim);
+      if (cluster_fenced (j->victim) < 0)
+        qb_log (LOG_ERR, "fence: node %" PRIu32 " was fenced but this node "
+                "lost quorum before it could tell the group", j->victim);
+    }
+  else if (!j->self_fenced)
+    {
+      size_t i = fj_retry_slot (j->victim);
+      unsigned next = F.retry_ms[i] ? F.retry_ms[i] * 2 : 1000;
+      F.retry_ms[i] = next > FJ_RETRY_MAX_MS ? FJ_RETRY_MAX_MS : next;
+      F.retry_at_ns[i] = mono_ns () + (uint64_t) F.retry_ms[i] * 1000000ull;
+      snprintf (F.last_err[i], sizeof F.last_err[i], "%s", j->err);
+      qb_log (LOG_ERR, "fence: cannot fence node %" PRIu32 ": %s; retrying "
+              "in %u ms (or: cowctl fence confirm %" PRIu32 ")", j->victim,
+              j->err, F.retry_ms[i], j->victim);
+      fj_arm_timer ();
+    }
+  fj_reply (j);
+  fj_free (j);
+}
+
+static int
+fencing_pipe_dispatch (int fd, int revents, void *data)
+{
+  struct fjob *j;
+  while (read (F.pipe[0], &j, sizeof j) == sizeof j)
+    fj_done (j);
+  fencing_kick ();
+  return 0;
+}
+
+struct fj_victims
+{
+  uint32_t nodes[CLUSTER_MAX_MEMBERS];
+  size_t n;
+};
+
+static void
+fj_find_victims (void *ud, const struct cluster_vol *v)
+{
+  struct fj_victims *vs = ud;
+  if (v->state != CL_FENCING)
+    return;
+  for (size_t i = 0; i < vs->n; i++)
+    if (vs->nodes[i] == v->fenced_node)
+      return;
+  if (vs->n < CLUSTER_MAX_MEMBERS)
+    vs->nodes[vs->n++] = v->fenced_node;
+}
+
+/* Start a job for every node that waits to be fenced and has none. */
+void
+fencing_kick (void)
+{
+  if (!cowd.clustered || cowd.fencing_manual || cowd.fenced
+      || !cluster_is_fencer ())
+    return;
+  struct fj_victims vs = { .n = 0 };
+  cluster_foreach (fj_find_victims, &vs);
+  uint64_t now = mono_ns ();
+  for (size_t i = 0; i < vs.n; i++)
+    {
+      if (fj_running (vs.nodes[i]))
+        continue;
+      size_t k = fj_retry_slot (vs.nodes[i]);
+      if (F.retry_at_ns[k] > now)
+        {
+          fj_arm_timer ();
+          continue;
+        }
+      fj_start (vs.nodes[i], NULL, false);
+    }
+}
+
+static void
+fencing_timer (void *data)
+{
+  F.timer_armed = false;
+  fencing_kick ();
+}
+
+/* Membership changes that make this node the fencer come without a
+ * callback of their own: look twice a second. */
+static void
+fencing_tick (void *data)
+{
+  fencing_kick ();
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 500000000ull, NULL,
+                     fencing_tick, NULL);
+}
+
+int
+fencing_start (char *err, size_t errlen)
+{
+  fencing_tick (NULL);
+  if (pipe2 (F.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    {
+      snprintf (err, errlen, "cannot make the fencing pipe: %m");
+      return -1;
+    }
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, F.pipe[0], POLLIN, NULL,
+                    fencing_pipe_dispatch);
+  return 0;
+}
+
+/* cowctl fence NODE: fence whatever NODE owns, now. */
+void
+fencing_manual (uint32_t node, struct ctl_req *req, bool json)
+{
+  char s[200];
+  if (node == cluster_nodeid ())
+    snprintf (s, sizeof s, "node %" PRIu32 " is this node; fence it from "
+              "another one", node);
+  else if (!cluster_quorate ())
+    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node is not "
+              "quorate", node);
+  else if (cowd.fenced)
+    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node was "
+              "fenced itself", node);
+  else if (fj_running (node))
+    snprintf (s, sizeof s, "node %" PRIu32 " is being fenced already", node);
+  else if (fj_start (node, req, json) == 0)
+    return;
+  else
+    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": cannot start a "
+              "thread", node);
+  ctl_reply (req, CTL_EXIT_ERROR, s);
+}
+
+/* --- what the group says --- */
+
+void
+fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
+{
+  qb_log (LOG_WARNING, "cluster: node %" PRIu32 " %s by node %" PRIu32 "; "
+          "its volumes are unowned now", node,
+          storage ? "was fenced" : "was confirmed down", by);
+  size_t i = F.nhistory < FJ_HISTORY ? F.nhistory++ : FJ_HISTORY - 1;
+  if (i == FJ_HISTORY - 1)
+    memmove (F.history, F.history + 1, (FJ_HISTORY - 1) * sizeof *F.history);
+  F.history[i] = (struct fevent) { node, by, storage, mono_ns (),
+    by == cluster_nodeid () ? F.last_job_ms : 0 };
+  fj_retry_forget (node);
+  if (node == cluster_nodeid ())
+    fencing_self (storage ? "the group says so" : "an operator confirmed it "
+                  "down");
+}
+
+/* --- cowctl fence status --- */
+
+void
+fencing_status (struct strbuf *sb, bool json)
+{
+  uint64_t key = my_key ();
+  if (json)
+    sb_printf (sb, "{\"node\":%" PRIu32 ",\"key\":\"%016" PRIx64 "\","
+               "\"fenced\":%s,\"fencer\":%s,\"mode\":\"%s\",\"pending\":[",
+               cluster_nodeid (), key, cowd.fenced ? "true" : "false",
+               cluster_is_fencer () ? "true" : "false",
+               cowd.fencing_manual ? "manual" : "reservations");
+  else
+    sb_printf (sb, "this node:  %" PRIu32 " (key %016" PRIx64 ")%s\nfencer:     "
+               "%s\nmode:       %s\n", cluster_nodeid (), key,
+               cowd.fenced ? ", FENCED" : "",
+               cluster_is_fencer () ? "yes" : "no",
+               cowd.fencing_manual ? "manual" : "reservations");
+  struct fj_victims vs = { .n = 0 };
+  cluster_foreach (fj_find_victims, &vs);
+  for (size_t i = 0; i < vs.n; i++)
+    {
+      const char *e = "";
+      for (size_t k = 0; k < F.nretry; k++)
+        if (F.retry_node[k] == vs.nodes[i])
+          e = F.last_err[k];
+      if (json)
+        {
+          sb_printf (sb, "%s{\"node\":%" PRIu32 ",\"running\":%s,"
+                     "\"last_error\":", i ? "," : "", vs.nodes[i],
+                     fj_running (vs.nodes[i]) ? "true" : "false");
+          sb_json_str (sb, e);
+          sb_puts (sb, "}");
+        }
+      else
+        sb_printf (sb, "waiting:    node %" PRIu32 "%s%s%s\n", vs.nodes[i],
+                   fj_running (vs.nodes[i]) ? " (being fenced)" : "",
+                   *e ? ": " : "", e);
+    }
+  if (json)
+    sb_printf (sb, "],\"history\":[");
+  uint64_t now = mono_ns ();
+  for (size_t i = 0; i < F.nhistory; i++)
+    {
+      const struct fevent *h = &F.history[i];
+      double ago = (double) (now - h->at_ns) / 1e9;
+      if (json)
+        sb_printf (sb, "%s{\"node\":%" PRIu32 ",\"by\":%" PRIu32 ","
+                   "\"how\":\"%s\",\"seconds_ago\":%.3f,\"at_ns\":%" PRIu64
+                   ",\"fence_ms\":%.3f}", i ? "," : "", h->node, h->by,
+                   h->storage ? "reservation" : "confirmed", ago, h->at_ns,
+                   h->fence_ms);
+      else
+        sb_printf (sb, "fenced:     node %" PRIu32 " by node %" PRIu32 " (%s)"
+                   " %.1f s ago\n", h->node, h->by,
+                   h->storage ? "reservation" : "confirmed", ago);
+    }
+  if (json)
+    sb_printf (sb, "]}\n");
+}
