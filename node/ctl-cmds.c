@@ -592,8 +592,22 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
     }
   if (argc == 2 && parse_node (argv[1], &node) == 0)
     return fencing_manual (node, req, json);
+  if (argc == 3 && strcmp (argv[1], "probe") == 0)
+    {
+      struct vol_entry *e = find_or_reply (req, argv[2]);
+      char out[300];
+      if (!e)
+        return;
+      if (!e->vol)
+        return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is not attached",
+                          e->name);
+      if (fencing_probe (e, out, sizeof out) < 0)
+        return reply_fmt (req, CTL_EXIT_ERROR, "%s", out);
+      return reply_fmt (req, 0, json ? "{\"volume\":\"%s\",\"result\":"
+                        "\"%s\"}\n" : "%s: %s\n", e->name, out);
+    }
   reply_fmt (req, CTL_EXIT_USAGE, "usage: fence status | fence NODE | fence "
-             "confirm NODE");
+             "confirm NODE | fence probe NAME");
 }
 
 static void
@@ -623,7 +637,7 @@ static const struct cmd cmds[] = {
 #ifdef HAVE_COROSYNC
   { "nodes", cmd_nodes, "nodes" },
   { "migrate", cmd_migrate, "migrate NAME --to NODE" },
-  { "fence", cmd_fence, "fence status | fence NODE | fence confirm NODE" },
+  { "fence", cmd_fence, "fence status | fence NODE | fence confirm NODE | fence probe NAME" },
   { "handoff-times", cmd_handoff_stats, "handoff-times" },
 #endif
   { "help", cmd_help, "help" },

@@ -60,6 +60,7 @@
 
 #ifdef HAVE_LIBISCSI
 #include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
 #include "backend-iscsi.h"
 #else
 struct iscsi_context;
@@ -122,6 +123,8 @@ static struct
   bool timer_armed;
   char **registered;            /* LUNs this agent registered on */
   size_t nregistered;
+  uint32_t announced[CLUSTER_MAX_MEMBERS]; /* FENCED sent, not delivered */
+  size_t nannounced;
   struct fevent history[FJ_HISTORY];
   size_t nhistory;
   double last_job_ms;
@@ -619,6 +622,8 @@ fj_done (struct fjob *j)
               "%.1f ms", j->victim, j->nluns, j->nluns == 1 ? "" : "s", ms);
       F.last_job_ms = ms;
       fj_retry_forget (j->victim);
+      if (F.nannounced < CLUSTER_MAX_MEMBERS)
+        F.announced[F.nannounced++] = j->victim;
       if (cluster_fenced (j->victim) < 0)
         qb_log (LOG_ERR, "fence: node %" PRIu32 " was fenced but this node "
                 "lost quorum before it could tell the group", j->victim);
@@ -668,6 +673,15 @@ fj_find_victims (void *ud, const struct cluster_vol *v)
     vs->nodes[vs->n++] = v->fenced_node;
 }
 
+static bool
+fj_announced (uint32_t node)
+{
+  for (size_t i = 0; i < F.nannounced; i++)
+    if (F.announced[i] == node)
+      return true;
+  return false;
+}
+
 /* Start a job for every node that waits to be fenced and has none. */
 void
 fencing_kick (void)
@@ -680,7 +694,7 @@ fencing_kick (void)
   uint64_t now = mono_ns ();
   for (size_t i = 0; i < vs.n; i++)
     {
-      if (fj_running (vs.nodes[i]))
+      if (fj_running (vs.nodes[i]) || fj_announced (vs.nodes[i]))
         continue;
       size_t k = fj_retry_slot (vs.nodes[i]);
       if (F.retry_at_ns[k] > now)
@@ -761,9 +775,63 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
   F.history[i] = (struct fevent) { node, by, storage, mono_ns (),
     by == cluster_nodeid () ? F.last_job_ms : 0 };
   fj_retry_forget (node);
+  for (size_t k = 0; k < F.nannounced; k++)
+    if (F.announced[k] == node)
+      F.announced[k--] = F.announced[--F.nannounced];
   if (node == cluster_nodeid ())
     fencing_self (storage ? "the group says so" : "an operator confirmed it "
                   "down");
+}
+
+/* --- cowctl fence probe NAME --- */
+
+/* Can this host still write the volume's CoW LUN?  A WRITE(16) of zero
+ * blocks through the very session the volume writes on: it moves no data,
+ * but the target checks the reservation first.  A UNIT ATTENTION (e.g.
+ * 2A/03, reservations preempted) is read and the command sent again. */
+int
+fencing_probe (struct vol_entry *e, char *out, size_t outlen)
+{
+#ifdef HAVE_LIBISCSI
+  struct backend *bk = vol_cow_backend (e->vol);
+  if (strcmp (bk->ops->name, "iscsi") != 0)
+    {
+      snprintf (out, outlen, "volume %s: the probe needs an iSCSI CoW LUN",
+                e->name);
+      return -1;
+    }
+  struct iscsi_context *ctx = backend_iscsi_context (bk);
+  for (int tries = 0; tries < 4; tries++)
+    {
+      struct scsi_task *t = iscsi_write16_sync (ctx, backend_iscsi_lun (bk),
+                                                0, NULL, 0, (int) bk->align,
+                                                0, 0, 0, 0, 0);
+      int status = t ? t->status : -1;
+      bool ua = t && status == SCSI_STATUS_CHECK_CONDITION
+        && t->sense.key == SCSI_SENSE_UNIT_ATTENTION;
+      if (t)
+        scsi_free_scsi_task (t);
+      if (ua)
+        continue;
+      if (status == SCSI_STATUS_GOOD)
+        snprintf (out, outlen, "write allowed");
+      else if (status == SCSI_STATUS_RESERVATION_CONFLICT)
+        snprintf (out, outlen, "write rejected: RESERVATION CONFLICT");
+      else
+        {
+          snprintf (out, outlen, "volume %s: the probe failed: %s", e->name,
+                    iscsi_get_error (ctx));
+          return -1;
+        }
+      return 0;
+    }
+  snprintf (out, outlen, "volume %s: the probe kept getting UNIT ATTENTION",
+            e->name);
+  return -1;
+#else
+  snprintf (out, outlen, "volume %s: built without libiscsi", e->name);
+  return -1;
+#endif
 }
 
 /* --- cowctl fence status --- */

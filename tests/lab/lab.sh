@@ -19,6 +19,7 @@
 #   lab_iscsi_url N IQN LUN
 #   lab_corosync N...     corosync (knet, token 1000) on the listed hosts;
 #                         lab_corosync_pid N gives its pid
+#   lab_corosync_restart N  corosync again on host N (same configuration)
 #   lab_wait_quorate N SECS, lab_wait_members N COUNT SECS
 #   lab_cowd N [ARGS]     cowd --cluster ID in host N, run dir lab_dir N/run
 #   lab_cowctl N ARGS     cowctl against host N's cowd
@@ -142,6 +143,12 @@ CONF
 }
 
 lab_corosync_pid() { echo "${_lab_corosync_pid[$1]}"; }
+
+lab_corosync_restart() {
+  local n=$1
+  _lab_corosync_pid[$n]=$(lab_bg "$n" "$(lab_dir "$n")/log/corosync.out" \
+    corosync -f -c "$(lab_dir "$n")/corosync.conf")
+}
 
 lab_wait_quorate() {
   wait_until "${2:-20}" sh -c "nsenter -t ${_lab_init_pid[$1]} -n -m -- corosync-quorumtool -s | grep -q 'Quorate: *Yes'"
