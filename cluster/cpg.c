@@ -19,9 +19,17 @@
  * one, or the whole cluster restarting) starts from an empty table and
  * cowd defines its volumes again from its own state directory.
  *
- * Membership: a member whose node went down (CPG_REASON_NODEDOWN) has its volumes put in `fencing`; a member whose agent alone
- * stopped (PROCDOWN, LEAVE) keeps what it owns, so an agent restart or
- * upgrade disturbs nobody.
+ * Membership: a member whose node went down (CPG_REASON_NODEDOWN) has
+ * its volumes put in `fencing`; a member whose agent alone stopped
+ * (PROCDOWN, LEAVE) keeps what it owns, so an agent restart or upgrade
+ * disturbs nobody.
+ *
+ * Partitions: a node that loses quorum marks its table stale (so does an
+ * agent that finds itself fenced).  At the next merge a stale node acts as
+ * a joiner: it sends no mark and takes the table of the quorate side,
+ * which may have fenced it and given its volumes away meanwhile; if every
+ * side was stale, the lowest member sends its own table after a wait
+ * (stale_timeout).
  */
 #include <config.h>
 

@@ -11,8 +11,9 @@
 #    there is still exactly one owner, and the fenced agent, restarted,
 #    rejoins and serves another volume;
 #  - a hung agent (SIGSTOP) fenced by hand (cowctl fence NODE, as Pacemaker
-#    would after a failed monitor); after SIGCONT its late write is
-#    refused and the new owner's data stands.
+#    would after a failed monitor); after SIGCONT the request a client
+#    queued on it while it was stopped fails, a write through its own
+#    session is refused by the target, and the new owner's data stands.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io python3 tgtd jq cowd cowctl
@@ -124,7 +125,7 @@ kill -CONT "${cowd_pid[1]}"
 wait $late || true
 grep -q "wrote" "$LAB_DIR/late.out" && ! grep -qi "error\|failed" "$LAB_DIR/late.out" \
   && fail "the hung agent acknowledged its late write: $(cat "$LAB_DIR/late.out")"
-echo "   late write on node 1: $(tr '\n' ' ' < "$LAB_DIR/late.out")"
+echo "   the request queued on node 1 while it was stopped: $(tr '\n' ' ' < "$LAB_DIR/late.out")"
 out=$(lab_cowctl 1 fence probe c) || fail "probe failed: $out"
 [[ $out == *"RESERVATION CONFLICT"* ]] || fail "the target let fenced node 1 write: $out"
 qemu-io -f raw "$(sock 2 c)" -c "read -P 0x2c 0 64k" | grep -q failed && fail "the late write reached c"
