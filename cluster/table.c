@@ -184,7 +184,10 @@ apply_vol (struct cl_table *t, struct cluster_vol *v, uint32_t s,
       apply_acquire (v, s, m, fx);
       break;
     case CL_MSG_HANDOFF:
-      if (v->owner != s || v->state == CL_FENCING)
+      /* Only the handoff that was asked for: the requester may have left
+       * or been fenced meanwhile (the owner then asks for it back). */
+      if (v->owner != s || v->state != CL_HANDING_OFF
+          || v->requester != m->node)
         break;
       v->generation = m->generation;
       set_owner (v, m->node, m->generation, fx);

@@ -13,7 +13,9 @@
 
 struct seen
 {
-  unsigned owner_calls, handoff_requests, errors, fencing;
+  unsigned owner_calls, handoff_requests, errors, fencing, fenced;
+  uint32_t fenced_node, fenced_by;
+  bool fenced_storage;
   uint32_t last_owner, handoff_to;
   uint64_t last_gen;
   char last_error[256];
@@ -51,9 +53,19 @@ on_fencing (void *ud, const char *vol, uint32_t node)
   ((struct seen *) ud)->fencing++;
 }
 
+static void
+on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
+{
+  struct seen *s = ud;
+  s->fenced++;
+  s->fenced_node = node;
+  s->fenced_by = by;
+  s->fenced_storage = storage;
+}
+
 static const struct cluster_callbacks cbs = {
   .on_owner = on_owner, .on_handoff_request = on_handoff,
-  .on_error = on_error, .on_fencing = on_fencing,
+  .on_error = on_error, .on_fencing = on_fencing, .on_fenced = on_fenced,
 };
 
 static struct cl_msg
@@ -237,6 +249,59 @@ START_TEST (test_node_down_fencing)
 }
 END_TEST
 
+/* FENCED(n) from the fencer: volumes in fencing for n are released, and
+ * so is a volume n still owns as a live member (a hung agent fenced by
+ * hand); a handoff to n is called off.  Unknown future types are NOPs. */
+START_TEST (test_fenced)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  struct cl_effects fx = { &cbs, &s, 2 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  cl_table_member_left (&t, 1, true, &fx);
+  struct cluster_vol *v = cl_table_find (&t, "vm1");
+  ck_assert_int_eq (v->state, CL_FENCING);
+  struct cl_msg f = { .type = CL_MSG_FENCED, .node = 1 };
+  apply (&t, 2, f, &s, 2);
+  ck_assert_int_eq (v->state, CL_UNOWNED);
+  ck_assert_uint_eq (s.fenced, 1);
+  ck_assert_uint_eq (s.fenced_node, 1);
+  ck_assert_uint_eq (s.fenced_by, 2);
+  ck_assert (s.fenced_storage);
+  /* A live owner fenced by hand. */
+  apply (&t, 3, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_uint_eq (v->owner, 3);
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_int_eq (v->state, CL_HANDING_OFF);
+  f.node = 3;
+  apply (&t, 2, f, &s, 2);
+  ck_assert_int_eq (v->state, CL_UNOWNED);
+  ck_assert_uint_eq (v->owner, 0);
+  /* A handoff to a node that is fenced is called off. */
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  apply (&t, 4, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_int_eq (v->state, CL_HANDING_OFF);
+  f.node = 4;
+  apply (&t, 1, f, &s, 2);
+  ck_assert_int_eq (v->state, CL_OWNED);
+  ck_assert_uint_eq (v->owner, 2);
+  apply (&t, 2, msg (CL_MSG_HANDOFF, "vm1", 4, 7), &s, 2);
+  ck_assert_uint_eq (v->owner, 2);              /* not to the fenced node */
+  /* A type from a newer agent decodes as a no-op. */
+  uint8_t buf[CL_HDR_SIZE + 4] = { CL_MSG_VERSION, 0, 99, 0, sizeof buf };
+  struct cl_msg d;
+  ck_assert_int_eq (cl_msg_decode (buf, sizeof buf, &d), 0);
+  ck_assert_uint_eq (d.type, CL_MSG_NOP);
+  /* FENCED with a short body is malformed. */
+  size_t len;
+  void *enc = cl_msg_encode (&f, &len);
+  ck_assert_int_eq (cl_msg_decode (enc, len - 1, &d), -EINVAL);
+  free (enc);
+  cl_table_clear (&t);
+}
+END_TEST
+
 START_TEST (test_determinism)
 {
   struct cl_table a = { 0 }, b = { 0 };
@@ -281,6 +346,7 @@ main (void)
   tcase_add_test (tc, test_exclusive_and_migrate);
   tcase_add_test (tc, test_bounce);
   tcase_add_test (tc, test_node_down_fencing);
+  tcase_add_test (tc, test_fenced);
   tcase_add_test (tc, test_determinism);
   suite_add_tcase (s, tc);
   SRunner *sr = srunner_create (s);
