@@ -257,15 +257,21 @@ cpg_deliver_fn (cpg_handle_t h, const struct cpg_name *group,
  * lowest member that is quorate again sends its own table. */
 #define STALE_WAIT_MS 3000
 
+static uint32_t
+lowest_member (void)
+{
+  uint32_t lowest = UINT32_MAX;
+  for (size_t i = 0; i < C.nmembers; i++)
+    lowest = C.members[i] < lowest ? C.members[i] : lowest;
+  return lowest;
+}
+
 static void
 stale_timeout (void *data)
 {
   if (C.synced || !C.quorate || C.nmembers == 0)
     return;
-  uint32_t lowest = UINT32_MAX;
-  for (size_t i = 0; i < C.nmembers; i++)
-    lowest = C.members[i] < lowest ? C.members[i] : lowest;
-  if (lowest != C.nodeid)
+  if (lowest_member () != C.nodeid)
     return;
   qb_log (LOG_WARNING, "cluster: no quorate side sent a table after the "
           "merge; this node sends its own");
@@ -501,12 +507,8 @@ cluster_set_stale (void)
 bool
 cluster_is_fencer (void)
 {
-  if (!C.quorate || !C.synced || C.stale || C.nmembers == 0)
-    return false;
-  uint32_t lowest = UINT32_MAX;
-  for (size_t i = 0; i < C.nmembers; i++)
-    lowest = C.members[i] < lowest ? C.members[i] : lowest;
-  return lowest == C.nodeid;
+  return C.quorate && C.synced && !C.stale && C.nmembers
+    && lowest_member () == C.nodeid;
 }
 uint64_t cluster_ring_id (void) { return C.ring_id; }
 
@@ -582,20 +584,24 @@ cluster_migrate (const char *vol, uint32_t to)
   return send_vol (CL_MSG_MIGRATE, vol, to, 0);
 }
 
-int
-cluster_fence_confirm (uint32_t node)
+/* FENCE_CONFIRM and FENCED release volumes: only from a quorate view. */
+static int
+send_node (uint16_t type, uint32_t node)
 {
   if (!C.quorate)
     return -ENOTCONN;
-  struct cl_msg m = { .type = CL_MSG_FENCE_CONFIRM, .node = node };
+  struct cl_msg m = { .type = type, .node = node };
   return send_msg (&m);
+}
+
+int
+cluster_fence_confirm (uint32_t node)
+{
+  return send_node (CL_MSG_FENCE_CONFIRM, node);
 }
 
 int
 cluster_fenced (uint32_t node)
 {
-  if (!C.quorate)
-    return -ENOTCONN;
-  struct cl_msg m = { .type = CL_MSG_FENCED, .node = node };
-  return send_msg (&m);
+  return send_node (CL_MSG_FENCED, node);
 }

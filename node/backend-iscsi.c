@@ -133,6 +133,20 @@ backend_iscsi_context (struct backend *bk)
   return ((struct isc_priv *) bk->priv)->ctx;
 }
 
+void
+backend_iscsi_initiator (const char *configured, char *buf, size_t len)
+{
+  if (configured)
+    {
+      snprintf (buf, len, "%s", configured);
+      return;
+    }
+  char host[64];
+  gethostname (host, sizeof host);
+  host[sizeof host - 1] = '\0';
+  snprintf (buf, len, "iqn.2024-01.org.cowherd:%s", host);
+}
+
 int
 backend_iscsi_lun (struct backend *bk)
 {
@@ -848,7 +862,7 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
 {
   struct isc_priv *ip = calloc (1, sizeof *ip);
   struct backend *bk = calloc (1, sizeof *bk);
-  char *user = NULL, *password = NULL, host[64], iqn[256];
+  char *user = NULL, *password = NULL, iqn[256];
   int r = -ENOMEM;
   if (!ip || !bk)
     goto out_free;
@@ -856,14 +870,7 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   ip->bk = bk;
   if ((r = isc_parse_url (ip, url, &user, &password, err, errlen)) < 0)
     goto out_free;
-  if (opts->initiator_name)
-    snprintf (iqn, sizeof iqn, "%s", opts->initiator_name);
-  else
-    {
-      gethostname (host, sizeof host);
-      host[sizeof host - 1] = '\0';
-      snprintf (iqn, sizeof iqn, "iqn.2024-01.org.cowherd:%s", host);
-    }
+  backend_iscsi_initiator (opts->initiator_name, iqn, sizeof iqn);
   if (password)
     qb_log (LOG_WARNING, "iscsi: %s: the URL carries a CHAP password, which "
             "others can read in the process table; use [iscsi] chap-password "

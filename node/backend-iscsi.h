@@ -4,10 +4,16 @@
 #ifndef COWD_BACKEND_ISCSI_H
 #define COWD_BACKEND_ISCSI_H
 
+#include <stddef.h>
+
 struct backend;
 struct iscsi_context;
 
 struct iscsi_context *backend_iscsi_context (struct backend *bk);
 int backend_iscsi_lun (struct backend *bk);
+/* This host's initiator name: the configured one, else
+ * iqn.2024-01.org.cowherd:HOSTNAME. */
+void backend_iscsi_initiator (const char *configured, char *buf,
+                              size_t len);
 
 #endif

@@ -102,6 +102,14 @@ struct fjob
   uint64_t t_start_ns, t_end_ns;
 };
 
+struct fretry
+{
+  uint32_t node;
+  unsigned ms;                  /* the next wait */
+  uint64_t at_ns;               /* not before */
+  char err[512];                /* the last failure */
+};
+
 struct fevent
 {
   uint32_t node, by;
@@ -114,10 +122,7 @@ static struct
 {
   int pipe[2];
   struct fjob *running;         /* jobs on worker threads */
-  uint32_t retry_node[CLUSTER_MAX_MEMBERS];
-  unsigned retry_ms[CLUSTER_MAX_MEMBERS];
-  uint64_t retry_at_ns[CLUSTER_MAX_MEMBERS];
-  char last_err[CLUSTER_MAX_MEMBERS][512];
+  struct fretry retry[CLUSTER_MAX_MEMBERS]; /* failed fences, by victim */
   size_t nretry;
   qb_loop_timer_handle timer;
   bool timer_armed;
@@ -183,11 +188,13 @@ fencing_key_listed (struct fence_dev *dev, uint64_t key)
   return 0;
 }
 
-/* Register (and reserve) dev for this node; bk tells the state. */
+/* Register (and reserve) dev for this node.  A LUN this agent registered
+ * on before is a re-login (the open path logs in too): check our key. */
 static void
-fencing_register (struct backend *bk, struct fence_dev *dev, bool relogin)
+fencing_register (struct backend *bk, struct fence_dev *dev)
 {
   uint64_t key = my_key ();
+  bool relogin = fencing_was_registered (bk->uri);
   if (cowd.fenced)
     {
       qb_log (LOG_WARNING, "fence: %s: this agent was fenced; it registers "
@@ -195,8 +202,7 @@ fencing_register (struct backend *bk, struct fence_dev *dev, bool relogin)
       bk->health = BK_FENCED;
       return;
     }
-  if (relogin && fencing_was_registered (bk->uri)
-      && fencing_key_listed (dev, key) == 0)
+  if (relogin && fencing_key_listed (dev, key) == 0)
     {
       qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
               "from the LUN: another node fenced it", bk->uri, key);
@@ -226,9 +232,7 @@ fencing_on_login (struct backend *bk, void *opaque)
                                            bk->uri);
   if (!dev)
     return;
-  /* The open path logs in before it has told us anything: a backend we
-   * have registered on already is a re-login. */
-  fencing_register (bk, dev, fencing_was_registered (bk->uri));
+  fencing_register (bk, dev);
   fence_dev_free (dev);
 #endif
 }
@@ -260,7 +264,7 @@ fencing_attach_blockdev (struct backend *bk, int fd)
               "reservations (configure fence-command)", bk->uri, err);
       return;
     }
-  fencing_register (bk, dev, false);
+  fencing_register (bk, dev);
   fence_dev_free (dev);
 }
 
@@ -512,17 +516,11 @@ fj_start (uint32_t victim, struct ctl_req *req, bool json)
   j->json = json;
   struct fj_collect c = { j, req != NULL };
   cluster_foreach (fj_collect, &c);
+#ifdef HAVE_LIBISCSI
   char iqn[256];
-  if (cowd.initiator_name)
-    snprintf (iqn, sizeof iqn, "%s", cowd.initiator_name);
-  else
-    {
-      char host[64];
-      gethostname (host, sizeof host);
-      host[sizeof host - 1] = '\0';
-      snprintf (iqn, sizeof iqn, "iqn.2024-01.org.cowherd:%s", host);
-    }
+  backend_iscsi_initiator (cowd.initiator_name, iqn, sizeof iqn);
   j->initiator = strdup (iqn);
+#endif
   j->chap_user = dup_or_null (cowd.chap_user);
   j->chap_password = dup_or_null (cowd.chap_password);
   j->command = dup_or_null (cowd.fence_command);
@@ -546,34 +544,32 @@ fj_start (uint32_t victim, struct ctl_req *req, bool json)
   return 0;
 }
 
-static size_t
-fj_retry_slot (uint32_t node)
+static struct fretry *
+fj_retry_find (uint32_t node)
 {
   for (size_t i = 0; i < F.nretry; i++)
-    if (F.retry_node[i] == node)
-      return i;
-  if (F.nretry == CLUSTER_MAX_MEMBERS)
-    return 0;
-  F.retry_node[F.nretry] = node;
-  F.retry_ms[F.nretry] = 0;
-  F.retry_at_ns[F.nretry] = 0;
-  F.last_err[F.nretry][0] = '\0';
-  return F.nretry++;
+    if (F.retry[i].node == node)
+      return &F.retry[i];
+  return NULL;
+}
+
+static struct fretry *
+fj_retry_slot (uint32_t node)
+{
+  struct fretry *r = fj_retry_find (node);
+  if (r)
+    return r;
+  r = &F.retry[F.nretry < CLUSTER_MAX_MEMBERS ? F.nretry++ : 0];
+  *r = (struct fretry) { .node = node };
+  return r;
 }
 
 static void
 fj_retry_forget (uint32_t node)
 {
-  for (size_t i = 0; i < F.nretry; i++)
-    if (F.retry_node[i] == node)
-      {
-        F.nretry--;
-        F.retry_node[i] = F.retry_node[F.nretry];
-        F.retry_ms[i] = F.retry_ms[F.nretry];
-        F.retry_at_ns[i] = F.retry_at_ns[F.nretry];
-        memcpy (F.last_err[i], F.last_err[F.nretry], sizeof F.last_err[i]);
-        return;
-      }
+  struct fretry *r = fj_retry_find (node);
+  if (r)
+    *r = F.retry[--F.nretry];
 }
 
 static void fencing_timer (void *data);
@@ -630,14 +626,14 @@ fj_done (struct fjob *j)
     }
   else if (!j->self_fenced)
     {
-      size_t i = fj_retry_slot (j->victim);
-      unsigned next = F.retry_ms[i] ? F.retry_ms[i] * 2 : 1000;
-      F.retry_ms[i] = next > FJ_RETRY_MAX_MS ? FJ_RETRY_MAX_MS : next;
-      F.retry_at_ns[i] = mono_ns () + (uint64_t) F.retry_ms[i] * 1000000ull;
-      snprintf (F.last_err[i], sizeof F.last_err[i], "%s", j->err);
+      struct fretry *r = fj_retry_slot (j->victim);
+      unsigned next = r->ms ? r->ms * 2 : 1000;
+      r->ms = next > FJ_RETRY_MAX_MS ? FJ_RETRY_MAX_MS : next;
+      r->at_ns = mono_ns () + (uint64_t) r->ms * 1000000ull;
+      snprintf (r->err, sizeof r->err, "%s", j->err);
       qb_log (LOG_ERR, "fence: cannot fence node %" PRIu32 ": %s; retrying "
               "in %u ms (or: cowctl fence confirm %" PRIu32 ")", j->victim,
-              j->err, F.retry_ms[i], j->victim);
+              j->err, r->ms, j->victim);
       fj_arm_timer ();
     }
   fj_reply (j);
@@ -696,8 +692,8 @@ fencing_kick (void)
     {
       if (fj_running (vs.nodes[i]) || fj_announced (vs.nodes[i]))
         continue;
-      size_t k = fj_retry_slot (vs.nodes[i]);
-      if (F.retry_at_ns[k] > now)
+      struct fretry *r = fj_retry_find (vs.nodes[i]);
+      if (r && r->at_ns > now)
         {
           fj_arm_timer ();
           continue;
@@ -775,9 +771,11 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
   F.history[i] = (struct fevent) { node, by, storage, mono_ns (),
     by == cluster_nodeid () ? F.last_job_ms : 0 };
   fj_retry_forget (node);
-  for (size_t k = 0; k < F.nannounced; k++)
+  for (size_t k = 0; k < F.nannounced;)
     if (F.announced[k] == node)
-      F.announced[k--] = F.announced[--F.nannounced];
+      F.announced[k] = F.announced[--F.nannounced];
+    else
+      k++;
   if (node == cluster_nodeid ())
     fencing_self (storage ? "the group says so" : "an operator confirmed it "
                   "down");
@@ -856,10 +854,8 @@ fencing_status (struct strbuf *sb, bool json)
   cluster_foreach (fj_find_victims, &vs);
   for (size_t i = 0; i < vs.n; i++)
     {
-      const char *e = "";
-      for (size_t k = 0; k < F.nretry; k++)
-        if (F.retry_node[k] == vs.nodes[i])
-          e = F.last_err[k];
+      const struct fretry *r = fj_retry_find (vs.nodes[i]);
+      const char *e = r ? r->err : "";
       if (json)
         {
           sb_printf (sb, "%s{\"node\":%" PRIu32 ",\"running\":%s,"
