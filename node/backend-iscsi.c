@@ -50,6 +50,8 @@
 
 #define ISC_RETRIES 8
 #define ISC_TICK_MS 250
+#define ISC_LOGIN_TIMEOUT_MS 2000u
+#define ISC_LATER 2              /* isc_sense_error: send again later */
 
 enum isc_op
 {
@@ -78,6 +80,7 @@ struct isc_part
   uint32_t nblocks;
   bool fua;
   int retries;
+  bool later;                   /* the LUN was not ready: isc_tick resends */
   uint64_t start_ns;
   struct scsi_task *task;
   struct scsi_iovec iov;
@@ -96,6 +99,7 @@ struct isc_priv
   int events;
   bool logged_in;
   bool connecting;              /* an async login is under way */
+  uint64_t connect_ns;          /* when it started */
   bool login_pending;           /* logged in; isc_login_deferred runs next */
   bool closed;                  /* isc_close ran with deferred calls due */
   unsigned deferred;            /* isc_defer calls not yet run */
@@ -189,8 +193,9 @@ isc_sense_error (struct isc_part *p, struct scsi_task *t)
   struct isc_priv *ip = p->ip;
   switch (t->sense.key)
     {
-    case SCSI_SENSE_UNIT_ATTENTION:
     case SCSI_SENSE_NOT_READY:
+      return ISC_LATER;
+    case SCSI_SENSE_UNIT_ATTENTION:
       if (p->retries++ < ISC_RETRIES)
         {
           if (p->retries == 1)
@@ -201,6 +206,8 @@ isc_sense_error (struct isc_part *p, struct scsi_task *t)
         }
       return -EIO;
     case SCSI_SENSE_ILLEGAL_REQUEST:
+      if ((t->sense.ascq >> 8) == 0x25)
+        return ISC_LATER;       /* LUN not there (yet): a target restarting */
       if (p->op == ISC_UNMAP)
         {
           ip->unmap = false;
@@ -290,6 +297,11 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
       if (err == 0)
         return;
     }
+  if (err == ISC_LATER)
+    {
+      p->later = true;          /* within the deadline, from isc_tick */
+      return;
+    }
   isc_part_done (p, err);
 }
 
@@ -302,6 +314,7 @@ isc_send (struct isc_part *p)
   uint32_t bs = ip->block_size;
   if (ip->connecting || !ip->logged_in)
     return 0;                   /* sent when the session is back */
+  p->later = false;
   switch (p->op)
     {
     case ISC_READ:
@@ -466,7 +479,8 @@ isc_update_poll (struct isc_priv *ip)
     }
 }
 
-/* Fail the parts that waited longer than the deadline. */
+/* Fail the parts that waited longer than the deadline; send again those
+ * the LUN was not ready for. */
 static void
 isc_check_deadline (struct isc_priv *ip)
 {
@@ -477,7 +491,15 @@ isc_check_deadline (struct isc_priv *ip)
       next = p->next;
       uint64_t since = p->start_ns > ip->lost_at_ns ? p->start_ns
         : ip->lost_at_ns;
-      if (ip->logged_in || now - since < limit)
+      if (p->later && ip->logged_in && now - p->start_ns < limit)
+        {
+          if (isc_send (p) < 0)   /* the LUN was not ready: try again */
+            isc_part_done (p, -EIO);
+          continue;
+        }
+      if (ip->logged_in && !p->later)
+        continue;
+      if (now - since < limit)
         continue;
       expired = true;
       isc_part_done (p, -EIO);  /* no task: the session is gone */
@@ -499,6 +521,9 @@ isc_tick (void *data)
   else if (!ip->connecting && !ip->logged_in
            && now_ns () >= ip->retry_at_ns)
     isc_reset (ip, NULL);
+  else if (ip->connecting
+           && now_ns () - ip->connect_ns > ISC_LOGIN_TIMEOUT_MS * 1000000ull)
+    isc_reset (ip, NULL);       /* a login nobody answers: start over */
   else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset)
            && ip->logged_in)
     isc_reset (ip, iscsi_get_error (ip->ctx));
@@ -600,7 +625,7 @@ isc_reset (struct isc_priv *ip, const char *why)
   ip->ctx = isc_ctx_new (ip);
   if (ip->ctx && iscsi_full_connect_async (ip->ctx, ip->portal, ip->lun,
                                            isc_connect_cb, ip) == 0)
-    ip->connecting = true;
+    ip->connecting = true, ip->connect_ns = now_ns ();
   else
     ip->retry_at_ns = now_ns () + 1000000000ull;
   if (ip->ctx)

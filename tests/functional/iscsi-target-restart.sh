@@ -36,7 +36,7 @@ fio_pid=$!
 sleep 3
 echo "== SIGKILL tgtd mid-run, restart it 1 s later"
 tgt_kill; sleep 1; tgt_restart
-wait $fio_pid || { cat "$d/fio.out"; fail "fio failed or did not verify across the target restart"; }
+wait $fio_pid || { cat "$d/fio.out"; grep -E "iscsi|vol|error" "$d/run.log" | tail -20; fail "fio failed or did not verify across the target restart"; }
 c --json status v | jq -e '.state == "active"' >/dev/null || fail "volume not active after the restart"
 qemu-io -f raw "$uri" -c "write -P 0x6b 0 64k" >/dev/null
 
