@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -306,12 +307,14 @@ file_discard (struct backend *bk, uint64_t off, size_t len, bk_done_fn *done,
 
 static int
 file_rw_sync (struct backend *bk, void *buf, uint64_t off, size_t len,
-              bool write)
+              bool write, unsigned flags)
 {
   char *p = buf;
   while (len > 0)
     {
-      ssize_t r = write ? pwrite (file_fd (bk), p, len, (off_t) off)
+      struct iovec iov = { .iov_base = p, .iov_len = len };
+      ssize_t r = write ? pwritev2 (file_fd (bk), &iov, 1, (off_t) off,
+                                    flags & BK_FUA ? RWF_DSYNC : 0)
         : pread (file_fd (bk), p, len, (off_t) off);
       if (r < 0 && errno == EINTR)
         continue;
@@ -325,16 +328,16 @@ file_rw_sync (struct backend *bk, void *buf, uint64_t off, size_t len,
 static int
 file_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 {
-  return file_rw_sync (bk, buf, off, len, false);
+  return file_rw_sync (bk, buf, off, len, false, 0);
 }
 
 static int
 file_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
-                  size_t len)
+                  size_t len, unsigned flags)
 {
   if (!bk->writable)
     return -EROFS;
-  return file_rw_sync (bk, (void *) buf, off, len, true);
+  return file_rw_sync (bk, (void *) buf, off, len, true, flags);
 }
 
 static int

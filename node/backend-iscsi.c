@@ -668,7 +668,7 @@ isc_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 
 static int
 isc_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
-                 size_t len)
+                 size_t len, unsigned flags)
 {
   struct isc_priv *ip = bk->priv;
   for (size_t pos = 0; pos < len; pos += ip->max_xfer)
@@ -680,7 +680,8 @@ isc_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
                                                     (unsigned char *) buf
                                                     + pos, (uint32_t) n,
                                                     (int) ip->block_size, 0,
-                                                    0, 0, 0, 0));
+                                                    0, (flags & BK_FUA) != 0,
+                                                    0, 0));
       if (r < 0)
         return r;
     }

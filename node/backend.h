@@ -46,7 +46,7 @@ struct backend_ops
    * return 0 or -errno and never touch the main loop. */
   int (*pread_sync) (struct backend *bk, void *buf, uint64_t off, size_t len);
   int (*pwrite_sync) (struct backend *bk, const void *buf, uint64_t off,
-                      size_t len);
+                      size_t len, unsigned flags);      /* BK_FUA */
   int (*flush_sync) (struct backend *bk);
 };
 

@@ -8,11 +8,11 @@
  *
  * Handoff, on the owner (on_handoff_request):
  *   hold new requests -> drain those in flight and commit every bit ->
- *   mark the superblock clean (generation g) -> READONLY ->
- *   HANDOFF(vol, to, g)
+ *   flush the data and mark the superblock clean (generation g, FUA), both
+ *   at once -> READONLY -> HANDOFF(vol, to, g)
  * and on the new owner (on_owner with owner == us):
- *   re-read superblock and bitmap -> check generation g -> write the new
- *   epoch, dirty -> ACTIVE -> serve what was waiting.
+ *   re-read superblock and bitmap (one read) -> check generation g ->
+ *   write the new epoch, dirty (FUA) -> ACTIVE -> serve what was waiting.
  *
  * Quorum loss holds every volume this host owns at once (nothing more is
  * acknowledged) until quorum returns; the quorate side may then fence.
@@ -130,12 +130,9 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
 }
 
 static void
-own_drained (void *opaque, int res)
+own_cleaned (void *opaque, int r)
 {
   struct vol_entry *e = opaque;
-  if (!e->vol)
-    return;
-  int r = vol_mark_clean (e->vol);
   uint64_t gen = vol_generation (e->vol);
   vol_set_state (e->vol, VOL_STATE_READONLY);
   e->epoch = 0;
@@ -153,6 +150,14 @@ own_drained (void *opaque, int res)
   own_record (cowd.held_ms, &cowd.nheld, &e->t_hold_ns);
   /* Whatever waits now stays waiting and asks for ownership back. */
   vol_resume (e->vol);
+}
+
+static void
+own_drained (void *opaque, int res)
+{
+  struct vol_entry *e = opaque;
+  if (e->vol)
+    vol_mark_clean_async (e->vol, own_cleaned, e);
 }
 
 static void

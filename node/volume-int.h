@@ -127,7 +127,7 @@ void commit_cow_flush (struct vreq *rq);
 
 /* volume.c */
 void vol_check_drained (struct volume *v);
-int vol_write_super (struct volume *v);
+int vol_write_super (struct volume *v, bool flush_first);
 int vol_defer_done (vol_done_fn *done, void *opaque, int err);
 
 static inline uint64_t

@@ -122,26 +122,38 @@ vol_err (char *err, size_t errlen, const char *name, const char *dev,
   return -1;
 }
 
-/* Write the superblock into its slot (generation % 2), durably. */
-int
-vol_write_super (struct volume *v)
+/* The superblock encoded for its next slot (generation % 2): a buffer to
+ * free, its offset in *off. */
+static uint8_t *
+vol_super_next (struct volume *v, uint64_t *off)
 {
-  if (v->commit == DSCOW_COMMIT_NONE)
-    return 0;
   uint8_t *buf = vol_alloc_aligned (DSCOW_SUPER_SIZE);
   if (!buf)
-    return -ENOMEM;
+    return NULL;
   /* Consecutive superblock writes must alternate slots, so that a torn
    * write always leaves the previous superblock whole. */
   if (dscow_super_slot (v->generation) == dscow_super_slot (v->sb.generation))
     v->generation++;
   v->sb.generation = v->generation;
   dscow_super_encode (&v->sb, buf, DSCOW_SUPER_SIZE);
-  uint64_t off = (uint64_t) dscow_super_slot (v->sb.generation)
-    * DSCOW_SUPER_SIZE;
-  int r = v->cow->ops->pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE);
+  *off = (uint64_t) dscow_super_slot (v->sb.generation) * DSCOW_SUPER_SIZE;
+  return buf;
+}
+
+/* Write the superblock into its slot with FUA: durable when this returns.
+ * flush_first flushes the CoW device before (the data written until now). */
+int
+vol_write_super (struct volume *v, bool flush_first)
+{
+  if (v->commit == DSCOW_COMMIT_NONE)
+    return 0;
+  uint64_t off;
+  uint8_t *buf = vol_super_next (v, &off);
+  if (!buf)
+    return -ENOMEM;
+  int r = flush_first ? v->cow->ops->flush_sync (v->cow) : 0;
   if (r == 0)
-    r = v->cow->ops->flush_sync (v->cow);
+    r = v->cow->ops->pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE, BK_FUA);
   free (buf);
   if (r < 0)
     qb_log (LOG_ERR, "volume: %s: writing the superblock failed: %s",
@@ -178,15 +190,14 @@ vol_format_write (struct backend *cow, const struct dscow_super *sb)
     {
       size_t n = bm - off < 1024 * 1024 ? bm - off : 1024 * 1024;
       if ((r = cow->ops->pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off,
-                                      n)) < 0)
+                                      n, 0)) < 0)
         goto out;
     }
   /* Generation 1 belongs in slot 1 (B); slot A stays zero, so the first
    * superblock rewrite (generation 2, slot A) never touches this one. */
   dscow_super_encode (sb, buf + DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE);
-  if ((r = cow->ops->flush_sync (cow)) == 0
-      && (r = cow->ops->pwrite_sync (cow, buf, 0, len)) == 0)
-    r = cow->ops->flush_sync (cow);
+  if ((r = cow->ops->flush_sync (cow)) == 0)
+    r = cow->ops->pwrite_sync (cow, buf, 0, len, BK_FUA);
 out:
   free (buf);
   free (zero);
@@ -272,38 +283,63 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
   return r < 0 ? -1 : 0;
 }
 
-/* Read superblock and bitmap from the CoW device into v. */
+/* Read superblock and bitmap from the CoW device into v, whose geometry
+ * (v->sb, the maps) is known: they are adjacent, so one read fetches both
+ * (a takeover waits for this). */
 static int
 vol_load_meta (struct volume *v, char *err, size_t errlen)
 {
-  if (vol_read_super (v, err, errlen) < 0)
-    return -1;
-  int r = dscow_check_devices (&v->sb, v->cow->size, v->base->size,
-                           v->base->ident);
+  bool meta = v->commit != DSCOW_COMMIT_NONE;
+  uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
+  size_t len = DSCOW_BITMAP_OFFSET + (meta ? bm : 0);
+  uint8_t *buf = vol_alloc_aligned (len);
+  struct dscow_super sb;
+  unsigned slot;
+  int r = buf ? v->cow->ops->pread_sync (v->cow, buf, 0, len) : -ENOMEM;
   if (r < 0)
-    return vol_err (err, errlen, v->name, r == -DSCOW_ETOOSMALL
-                    ? v->cow->uri : v->base->uri, -r);
+    {
+      snprintf (err, errlen, "volume %s: reading the metadata of %s failed: "
+                "%s", v->name, v->cow->uri, strerror (-r));
+      goto fail;
+    }
+  if ((r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot)) < 0)
+    {
+      vol_err (err, errlen, v->name, v->cow->uri, -r);
+      goto fail;
+    }
+  if (sb.volume_size != v->sb.volume_size || sb.chunk_size != v->sb.chunk_size)
+    {
+      snprintf (err, errlen, "volume %s: the size or chunk size on %s "
+                "changed while the volume was open", v->name, v->cow->uri);
+      goto fail;
+    }
+  v->sb = sb;
+  if ((r = dscow_check_devices (&v->sb, v->cow->size, v->base->size,
+                                v->base->ident)) < 0)
+    {
+      vol_err (err, errlen, v->name, r == -DSCOW_ETOOSMALL
+               ? v->cow->uri : v->base->uri, -r);
+      goto fail;
+    }
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
       snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
                 "only read; refusing to write it", v->name, v->cow->uri);
-      return -1;
+      goto fail;
     }
-  uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
-  if (v->commit != DSCOW_COMMIT_NONE
-      && (r = v->cow->ops->pread_sync (v->cow, v->map, DSCOW_BITMAP_OFFSET,
-                                       bm)) < 0)
-    {
-      snprintf (err, errlen, "volume %s: reading the bitmap of %s failed: %s",
-                v->name, v->cow->uri, strerror (-r));
-      return -1;
-    }
-  if (v->commit == DSCOW_COMMIT_NONE)
+  if (meta)
+    memcpy (v->map, buf + DSCOW_BITMAP_OFFSET, bm);
+  else
     memset (v->map, 0, bm);     /* transient: reset on open */
+  free (buf);
   memcpy (v->dmap, v->map, bm);
   v->cow_chunks = dscow_bitmap_count (v->map, v->nchunks);
   v->generation = v->sb.generation;
   return 0;
+
+fail:
+  free (buf);
+  return -1;
 }
 
 static int
@@ -415,7 +451,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
   v->sb.owner_node = owner;
   v->sb.state = DSCOW_STATE_DIRTY;
   v->generation++;
-  int r = vol_write_super (v);
+  int r = vol_write_super (v, false);   /* nothing of ours to flush yet */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: writing the superblock failed: %s",
@@ -431,7 +467,74 @@ vol_mark_clean (struct volume *v)
 {
   v->sb.state = DSCOW_STATE_CLEAN;
   v->generation++;
-  return vol_write_super (v);
+  return vol_write_super (v, true);
+}
+
+struct clean_ctx
+{
+  struct volume *v;
+  uint8_t *buf;
+  int pending, err;
+  vol_done_fn *done;
+  void *opaque;
+};
+
+static void
+vol_clean_done (void *opaque, int res)
+{
+  struct clean_ctx *c = opaque;
+  struct volume *v = c->v;
+  if (res < 0 && c->err == 0)
+    c->err = res;
+  if (--c->pending > 0)
+    return;
+  if (c->err)
+    qb_log (LOG_ERR, "volume: %s: marking the superblock clean failed: %s",
+            v->name, strerror (-c->err));
+  free (c->buf);
+  c->done (c->opaque, c->err);
+  free (c);
+  v->in_flight--;
+  vol_check_drained (v);        /* a close may wait for this */
+}
+
+/* vol_mark_clean without blocking the loop, for a drained volume: every
+ * bit is durable already, so the clean superblock (FUA) and the flush of
+ * the data written before it go out together. */
+void
+vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
+{
+  if (v->commit == DSCOW_COMMIT_NONE)
+    {
+      done (opaque, 0);
+      return;
+    }
+  struct clean_ctx *c = calloc (1, sizeof *c);
+  uint64_t off;
+  if (!c)
+    {
+      done (opaque, -ENOMEM);
+      return;
+    }
+  v->sb.state = DSCOW_STATE_CLEAN;
+  v->generation++;
+  *c = (struct clean_ctx) { .v = v, .buf = vol_super_next (v, &off),
+    .pending = 1, .done = done, .opaque = opaque };
+  v->in_flight++;
+  if (!c->buf)
+    c->err = -ENOMEM;
+  else
+    {
+      c->pending += 2;
+      int r = v->cow->ops->flush (v->cow, vol_clean_done, c);
+      if (r < 0)
+        vol_clean_done (c, r);
+      r = v->cow->ops->write (v->cow, c->buf, off, DSCOW_SUPER_SIZE, BK_FUA,
+                              vol_clean_done, c);
+      if (r < 0)
+        vol_clean_done (c, r);
+    }
+  vol_clean_done (c, 0);
 }
 
 void

@@ -117,13 +117,17 @@ int vol_commit_parse (const char *s, enum dscow_commit *c);
 /* Ownership and handoff (cluster) support.  vol_hold stops new requests
  * (they queue) and calls drained once nothing is in flight and every bit
  * is durable; vol_resume serves the queue.  vol_mark_clean writes the
- * superblock clean with the current generation (the handoff point);
+ * superblock clean with the current generation (the handoff point), after
+ * a flush; vol_mark_clean_async does both at once without blocking, on a
+ * drained volume, and calls done (which must not close v) with 0 or -errno;
  * vol_takeover re-reads superblock and bitmap from the CoW device, checks
  * the generation (0 = don't check), writes the new epoch and owner and
  * marks the superblock dirty. */
 void vol_hold (struct volume *v, vol_done_fn *drained, void *opaque);
 void vol_resume (struct volume *v);
 int vol_mark_clean (struct volume *v);
+void vol_mark_clean_async (struct volume *v, vol_done_fn *done,
+                           void *opaque);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
 void vol_set_state (struct volume *v, enum vol_state s);
