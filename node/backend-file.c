@@ -98,6 +98,17 @@ backend_file_fd (struct backend *bk)
   return strcmp (bk->ops->name, "iscsi") == 0 ? -1 : file_fd (bk);
 }
 
+static void ring_submit (void);
+
+static void
+ring_submit_cb (void *data)
+{
+  ring_submit ();
+}
+
+/* Submitted at once (a request read from a client starts its IO before
+ * the next is read), except from ring_dispatch: what completions start
+ * goes out in one io_uring_enter at its end. */
 static void
 ring_schedule_submit (void)
 {
@@ -182,8 +193,9 @@ ring_submit (void)
   int r = io_uring_submit (&R.ring);
   if (r < 0 && r != -EAGAIN && r != -EBUSY)
     qb_log (LOG_ERR, "file: io_uring_submit failed: %s", strerror (-r));
-  if (r == -EAGAIN || r == -EBUSY)
-    ring_schedule_submit ();
+  if ((r == -EAGAIN || r == -EBUSY) && cowd_defer (ring_submit_cb, NULL) == 0)
+    R.submit_scheduled = true;  /* the kernel is short: next loop pass */
+
 }
 
 /* One CQE: finish the request or resubmit the remainder of a short one. */
@@ -218,6 +230,7 @@ ring_dispatch (int fd, int revents, void *data)
   if (read (R.efd, &n, sizeof n) < 0 && errno != EAGAIN)
     qb_log (LOG_ERR, "file: reading the io_uring eventfd failed: %m");
   /* Requests that completions start are submitted together at the end. */
+  cowd_batch_begin ();          /* the NBD replies of these completions */
   R.batching = true;
   for (;;)
     {
@@ -233,6 +246,7 @@ ring_dispatch (int fd, int revents, void *data)
   R.batching = false;
   if (R.submit_scheduled)
     ring_submit ();
+  cowd_batch_end ();
   return 0;
 }
 

@@ -439,7 +439,9 @@ static int
 isc_dispatch (int fd, int revents, void *data)
 {
   struct isc_priv *ip = data;
+  cowd_batch_begin ();          /* the replies of these completions */
   int r = iscsi_service (ip->ctx, revents);
+  cowd_batch_end ();
   if (ip->logged_in && (r < 0 || ip->need_reset
                         || (revents & (POLLHUP | POLLERR))))
     isc_reset (ip, iscsi_get_error (ip->ctx));

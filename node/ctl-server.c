@@ -210,9 +210,11 @@ ctl_server_start (const char *run_dir)
   int r = qb_ipcs_run (service);
   if (r < 0)
     {
-      qb_log (LOG_ERR, "ctl: cannot start the control service %s: %s", name,
-              strerror (-r));
-      qb_ipcs_destroy (service);
+      qb_log (LOG_ERR, "ctl: cannot start the control service %s for run "
+              "directory %s: %s%s", name, run_dir, strerror (-r),
+              r == -EADDRINUSE ? " (another cowd serves this run directory,"
+              " though its pid file is gone)" : "");
+      /* A failed qb_ipcs_run has released the service already. */
       service = NULL;
       return -1;
     }

@@ -37,6 +37,7 @@ defer_dispatch (int fd, int revents, void *data)
   /* Only what is queued now: callbacks may defer more, for next time. */
   struct deferred *list = head;
   head = tail = NULL;
+  cowd_batch_begin ();
   while (list)
     {
       struct deferred *d = list;
@@ -44,7 +45,62 @@ defer_dispatch (int fd, int revents, void *data)
       d->fn (d->data);
       free (d);
     }
+  cowd_batch_end ();
   return 0;
+}
+
+static unsigned batch_depth;
+static struct
+{
+  void (*fn) (void *data);
+  void *data;
+} *ends;
+static size_t nends, ends_cap;
+
+void
+cowd_batch_begin (void)
+{
+  batch_depth++;
+}
+
+void
+cowd_batch_end (void)
+{
+  if (batch_depth > 1)
+    {
+      batch_depth--;
+      return;
+    }
+  /* Still inside: what the callbacks queue runs in this same pass. */
+  for (size_t i = 0; i < nends; i++)
+    ends[i].fn (ends[i].data);
+  nends = 0;
+  batch_depth = 0;
+}
+
+void
+cowd_at_batch_end (void (*fn) (void *data), void *data)
+{
+  if (batch_depth == 0)
+    {
+      fn (data);
+      return;
+    }
+  if (nends == ends_cap)
+    {
+      size_t cap = ends_cap ? 2 * ends_cap : 64;
+      void *p = realloc (ends, cap * sizeof *ends);
+      if (!p)
+        {
+          fn (data);            /* no memory to wait: now, unbatched */
+          return;
+        }
+      ends = p;
+      ends_cap = cap;
+    }
+  ends[nends].fn = fn;
+  ends[nends].data = data;
+  nends++;
 }
 
 int

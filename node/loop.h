@@ -11,4 +11,13 @@ void cowd_loop_set (qb_loop_t *l);
  * the caller.  Returns 0 or -errno.  See defer.c. */
 int cowd_defer (void (*fn) (void *data), void *data);
 
+/* Batches: what one dispatch of the loop generates (io_uring submissions,
+ * NBD replies) goes out once, at its end, in one system call each.
+ * cowd_at_batch_end runs fn(data) when the outermost batch ends, or at
+ * once outside a batch; callers keep their own flag against queueing the
+ * same work twice.  Batches nest. */
+void cowd_batch_begin (void);
+void cowd_batch_end (void);
+void cowd_at_batch_end (void (*fn) (void *data), void *data);
+
 #endif

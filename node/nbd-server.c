@@ -9,10 +9,13 @@
  *   TRANSMIT    requests, many in flight, replies in completion order
  *   CLOSING     no more reading; closed once replies are flushed
  *
- * Input is read straight into where it belongs: headers into a small
- * buffer, write payloads into a 4096-aligned buffer the engine can hand to
- * O_DIRECT as is.  Output is a queue of replies written with writev; a
- * full socket turns on POLLOUT.  At most NBD_MAX_INFLIGHT requests (and
+ * Input is read in gulps of up to 4096 bytes (many request headers per
+ * read) and copied to where it belongs: headers into a small buffer, write
+ * payloads into a 4096-aligned buffer the engine can hand to O_DIRECT as
+ * is; a payload of 4096 bytes or more is read straight into its buffer.
+ * Output is a queue of replies; the replies of one loop dispatch go out
+ * together in one writev at its end (cowd_batch_*); a full socket turns
+ * on POLLOUT.  At most NBD_MAX_INFLIGHT requests (and
  * NBD_MAX_INFLIGHT_BYTES of buffers) per connection are in the engine;
  * past that the connection stops reading.
  *
@@ -82,9 +85,13 @@ struct nbd_conn
   uint8_t hdr[NBD_MAX_OPTION + 32];
   uint8_t *rtarget;
   size_t rpos, rneed;
+  uint8_t in[4096];             /* read ahead of rtarget */
+  size_t in_pos, in_len;
+  bool read_sched;              /* conn_read_cb is deferred */
   struct nbd_req *pending_write; /* header parsed, payload being read */
   /* Output */
   struct obuf *out_head, *out_tail;
+  bool send_sched;              /* a send waits for the batch's end */
   /* Flow control */
   unsigned inflight;
   size_t inflight_bytes;
@@ -111,6 +118,16 @@ struct nbd_export
 
 static int conn_dispatch (int fd, int revents, void *data);
 static void conn_close (struct nbd_conn *c, const char *why);
+static void conn_unref (struct nbd_conn *c);
+static void conn_kick (struct nbd_conn *c);
+
+/* Past this many requests or bytes in the engine, stop reading. */
+static bool
+conn_throttled (const struct nbd_conn *c)
+{
+  return c->inflight >= NBD_MAX_INFLIGHT
+    || c->inflight_bytes >= NBD_MAX_INFLIGHT_BYTES;
+}
 
 /* --- output --- */
 
@@ -120,11 +137,9 @@ conn_set_events (struct nbd_conn *c)
   if (c->dead)
     return;
   int32_t ev = 0;
-  bool throttled = c->inflight >= NBD_MAX_INFLIGHT
-    || c->inflight_bytes >= NBD_MAX_INFLIGHT_BYTES;
-  if (c->state != CLOSING && !throttled)
+  if (c->state != CLOSING && !conn_throttled (c))
     ev |= POLLIN;
-  if (c->out_head)
+  if (c->out_head && !c->send_sched)
     ev |= POLLOUT;
   if (ev != c->events)
     {
@@ -141,20 +156,25 @@ obuf_free (struct obuf *o)
   free (o);
 }
 
-/* Write as much of the queue as the socket takes. */
+/* Write as much of the queue as the socket takes, many replies per
+ * writev. */
 static int
 conn_flush_out (struct nbd_conn *c)
 {
+  enum { MAX_IOV = 64 };
   while (c->out_head)
     {
-      struct obuf *o = c->out_head;
-      struct iovec iov[2];
+      struct iovec iov[MAX_IOV];
       int n = 0;
-      if (o->pos < o->hlen)
-        iov[n++] = (struct iovec) { o->hdr + o->pos, o->hlen - o->pos };
-      size_t dpos = o->pos > o->hlen ? o->pos - o->hlen : 0;
-      if (o->dlen > dpos)
-        iov[n++] = (struct iovec) { (char *) o->data + dpos, o->dlen - dpos };
+      for (struct obuf *o = c->out_head; o && n + 2 <= MAX_IOV; o = o->next)
+        {
+          if (o->pos < o->hlen)
+            iov[n++] = (struct iovec) { o->hdr + o->pos, o->hlen - o->pos };
+          size_t dpos = o->pos > o->hlen ? o->pos - o->hlen : 0;
+          if (o->dlen > dpos)
+            iov[n++] = (struct iovec) { (char *) o->data + dpos,
+              o->dlen - dpos };
+        }
       ssize_t r = n ? writev (c->fd, iov, n) : 0;
       if (r < 0)
         {
@@ -162,15 +182,54 @@ conn_flush_out (struct nbd_conn *c)
             return 0;
           return -errno;
         }
-      o->pos += (size_t) r;
-      if (o->pos < o->hlen + o->dlen)
-        continue;
-      c->out_head = o->next;
-      if (!c->out_head)
-        c->out_tail = NULL;
-      obuf_free (o);
+      /* Retire what went out whole; the rest starts at its pos. */
+      size_t sent = (size_t) r;
+      while (c->out_head)
+        {
+          struct obuf *o = c->out_head;
+          size_t left = o->hlen + o->dlen - o->pos;
+          if (sent < left)
+            {
+              o->pos += sent;
+              break;
+            }
+          sent -= left;
+          c->out_head = o->next;
+          if (!c->out_head)
+            c->out_tail = NULL;
+          obuf_free (o);
+        }
+      if (n == 0)
+        break;
     }
   return 0;
+}
+
+/* Send what is queued; a CLOSING connection with nothing left closes. */
+static void
+conn_send (struct nbd_conn *c)
+{
+  if (conn_flush_out (c) < 0)
+    {
+      conn_close (c, "client went away");
+      return;
+    }
+  if (c->state == CLOSING && !c->out_head && c->inflight == 0)
+    {
+      conn_close (c, NULL);
+      return;
+    }
+  conn_set_events (c);
+}
+
+static void
+conn_send_cb (void *data)
+{
+  struct nbd_conn *c = data;
+  c->send_sched = false;
+  if (!c->dead)
+    conn_send (c);
+  conn_unref (c);
 }
 
 static void
@@ -187,17 +246,13 @@ conn_queue (struct nbd_conn *c, struct obuf *o)
   else
     c->out_head = o;
   c->out_tail = o;
-  if (conn_flush_out (c) < 0)
+  /* The replies of one loop dispatch go out together, at its end. */
+  if (!c->send_sched)
     {
-      conn_close (c, "client went away");
-      return;
+      c->send_sched = true;
+      c->refs++;
+      cowd_at_batch_end (conn_send_cb, c);
     }
-  if (c->state == CLOSING && !c->out_head && c->inflight == 0)
-    {
-      conn_close (c, NULL);
-      return;
-    }
-  conn_set_events (c);
 }
 
 static struct obuf *
@@ -360,6 +415,7 @@ req_done (void *opaque, int res)
   struct nbd_conn *c = r->conn;
   c->inflight--;
   c->inflight_bytes -= r->len;
+  conn_kick (c);
   if (!c->dead)
     {
       bool read = r->type == NBD_CMD_READ;
@@ -823,32 +879,81 @@ conn_input (struct nbd_conn *c)
   return 0;
 }
 
+static void conn_read (struct nbd_conn *c);
+
+static void
+conn_read_cb (void *data)
+{
+  struct nbd_conn *c = data;
+  c->read_sched = false;
+  if (!c->dead)
+    {
+      cowd_batch_begin ();
+      conn_read (c);
+      cowd_batch_end ();
+      if (!c->dead)
+        conn_set_events (c);
+    }
+  conn_unref (c);
+}
+
+/* Input already read waits for no poll: go on with it from the loop once
+ * the connection may take more requests. */
+static void
+conn_kick (struct nbd_conn *c)
+{
+  if (c->read_sched || c->dead || c->state == CLOSING
+      || c->in_pos >= c->in_len || conn_throttled (c))
+    return;
+  c->refs++;
+  if (cowd_defer (conn_read_cb, c) == 0)
+    c->read_sched = true;
+  else
+    c->refs--;
+}
+
 static void
 conn_read (struct nbd_conn *c)
 {
-  for (int rounds = 0; rounds < 64 && !c->dead && c->state != CLOSING;
-       rounds++)
+  for (int reads = 0; reads < 64 && !c->dead && c->state != CLOSING;)
     {
-      if (c->inflight >= NBD_MAX_INFLIGHT
-          || c->inflight_bytes >= NBD_MAX_INFLIGHT_BYTES)
+      if (conn_throttled (c))
         break;
-      ssize_t r = read (c->fd, c->rtarget + c->rpos, c->rneed - c->rpos);
-      if (r == 0)
+      size_t want = c->rneed - c->rpos;
+      if (c->in_pos < c->in_len)
         {
-          conn_close (c, c->state == TRANSMIT && (c->inflight
-                                                  || c->rpos
-                                                  || c->pending_write)
-                      ? "client disconnected mid-request" : NULL);
-          return;
+          size_t n = c->in_len - c->in_pos < want ? c->in_len - c->in_pos
+            : want;
+          memcpy (c->rtarget + c->rpos, c->in + c->in_pos, n);
+          c->in_pos += n;
+          c->rpos += n;
         }
-      if (r < 0)
+      else
         {
-          if (errno == EAGAIN || errno == EINTR)
-            break;
-          conn_close (c, "reading from the client failed");
-          return;
+          bool direct = want >= sizeof c->in;
+          ssize_t r = direct ? read (c->fd, c->rtarget + c->rpos, want)
+            : read (c->fd, c->in, sizeof c->in);
+          reads++;
+          if (r == 0)
+            {
+              conn_close (c, c->state == TRANSMIT && (c->inflight
+                                                      || c->rpos
+                                                      || c->pending_write)
+                          ? "client disconnected mid-request" : NULL);
+              return;
+            }
+          if (r < 0)
+            {
+              if (errno == EAGAIN || errno == EINTR)
+                break;
+              conn_close (c, "reading from the client failed");
+              return;
+            }
+          if (direct)
+            c->rpos += (size_t) r;
+          else
+            c->in_pos = 0, c->in_len = (size_t) r;
         }
-      c->rpos += (size_t) r;
       if (c->rpos < c->rneed)
         continue;
       int e = conn_input (c);
@@ -864,6 +969,7 @@ conn_read (struct nbd_conn *c)
           return;
         }
     }
+  conn_kick (c);
   conn_set_events (c);
 }
 
@@ -872,15 +978,12 @@ conn_dispatch (int fd, int revents, void *data)
 {
   struct nbd_conn *c = data;
   c->refs++;                    /* keep c alive across this dispatch */
+  cowd_batch_begin ();
   if (revents & POLLOUT)
-    {
-      if (conn_flush_out (c) < 0)
-        conn_close (c, "client went away");
-      else if (c->state == CLOSING && !c->out_head && c->inflight == 0)
-        conn_close (c, NULL);
-    }
+    conn_send (c);
   if (!c->dead && (revents & (POLLIN | POLLHUP | POLLERR)))
     conn_read (c);
+  cowd_batch_end ();
   if (!c->dead)
     conn_set_events (c);
   conn_unref (c);
