@@ -58,17 +58,20 @@ main (int argc, char **argv)
                           || strcmp (argv[i], "help") == 0))
         {
           fputs (usage_text, stdout);
+          free (args);
           return 0;
         }
       else if (n == 0 && strcmp (argv[i], "--version") == 0)
         {
           printf ("cowctl %s\n", PACKAGE_VERSION);
+          free (args);
           return 0;
         }
       else if (n == 0 && argv[i][0] == '-')
         {
           fprintf (stderr, "cowctl: unknown option '%s'\n%s", argv[i],
                    usage_text);
+          free (args);
           return CTL_EXIT_USAGE;
         }
       else
@@ -77,6 +80,7 @@ main (int argc, char **argv)
   if (n == 0)
     {
       fputs (usage_text, stderr);
+      free (args);
       return CTL_EXIT_USAGE;
     }
   if (!run_dir || !*run_dir)
@@ -90,6 +94,7 @@ main (int argc, char **argv)
     }
   char *out = NULL;
   int r = ctl_call (run_dir, flags, n, args, &out, timeout * 1000);
+  free (args);
   if (r < 0)
     {
       fprintf (stderr, "cowctl: cannot reach cowd at %s (is it running?): "
@@ -104,6 +109,5 @@ main (int argc, char **argv)
                out[strlen (out) - 1] == '\n' ? "" : "\n");
     }
   free (out);
-  free (args);
   return r;
 }
