@@ -88,7 +88,10 @@ int cluster_start (const char *cluster_name,
 void cluster_stop (void);
 bool cluster_running (void);
 uint32_t cluster_nodeid (void);
+/* Quorate as far as this node may act on it: votequorum says so and the
+ * lease holds (cluster_set_lease, before cluster_start; 0 = no lease). */
 bool cluster_quorate (void);
+void cluster_set_lease (unsigned ms);
 bool cluster_synced (void);
 
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this

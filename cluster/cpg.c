@@ -24,6 +24,15 @@
  * (PROCDOWN, LEAVE) keeps what it owns, so an agent restart or upgrade
  * disturbs nobody.
  *
+ * Lease: every quorum-loss-timeout-ms / 4 this node multicasts a NOP and
+ * notes when.  Its own NOP coming back in agreed order proves the group
+ * still had it as a member when it was sent, so the lease runs to that
+ * send time plus the timeout.  A lease that runs out (corosync hung or
+ * gone, the ring stalled or cut) counts as quorum lost: writes are held
+ * within the timeout, before the quorate side, which needs the longer
+ * token + consensus to notice, may fence this node.  The NOPs of others
+ * are ignored, as every unknown type is.
+ *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
  * a joiner: it sends no mark and takes the table of the quorate side,
@@ -61,7 +70,15 @@ static struct
   quorum_handle_t quorum;
   char group[CLUSTER_NAME_MAX + 16];
   uint32_t nodeid;
-  bool quorate;
+  bool quorate;                 /* as votequorum says */
+  bool held_quorate;            /* as last told to on_quorum */
+  /* Lease (see the top) */
+  unsigned lease_ms;            /* 0: none */
+  uint64_t lease_until_ns;
+  bool lease_lost;
+  uint64_t hb_sent[8];          /* send times of own NOPs in flight */
+  unsigned hb_n;
+  qb_loop_timer_handle hb_timer, lease_timer;
   uint64_t ring_id;
   uint32_t members[CLUSTER_MAX_MEMBERS];
   size_t nmembers;
@@ -87,6 +104,14 @@ static struct cl_effects
 fx (void)
 {
   return (struct cl_effects) { C.cb, C.ud, C.nodeid };
+}
+
+static uint64_t
+mono_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
 static uint64_t
@@ -207,6 +232,8 @@ adopt_sync (const struct cl_msg *m)
     C.cb->on_synced (C.ud);
 }
 
+static void lease_renew (uint64_t sent_ns);
+
 static void
 deliver (uint32_t sender, const void *buf, size_t len)
 {
@@ -216,6 +243,17 @@ deliver (uint32_t sender, const void *buf, size_t len)
     {
       qb_log (LOG_WARNING, "cluster: ignoring a malformed message from node "
               "%u (%zu bytes)", sender, len);
+      return;
+    }
+  if (m.type == CL_MSG_NOP)
+    {
+      if (sender == C.nodeid && C.hb_n > 0)
+        {
+          uint64_t sent = C.hb_sent[0];
+          memmove (C.hb_sent, C.hb_sent + 1, --C.hb_n * sizeof *C.hb_sent);
+          lease_renew (sent);
+        }
+      cl_msg_free (&m);
       return;
     }
   if (!C.synced)
@@ -372,15 +410,95 @@ cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
   memcpy (C.ring, list, C.nring * sizeof *list);
 }
 
+/* --- quorum and the lease --- */
+
+/* Tell the node when quorum as it may act on it (votequorum's, and the
+ * lease) changes. */
+static void
+quorum_update (void)
+{
+  bool q = C.quorate && !C.lease_lost;
+  if (q == C.held_quorate)
+    return;
+  C.held_quorate = q;
+  if (C.cb->on_quorum)
+    C.cb->on_quorum (C.ud, q);
+}
+
+static void
+lease_expired (void *data)
+{
+  if (C.lease_lost || !C.lease_ms || mono_ns () < C.lease_until_ns)
+    return;
+  C.lease_lost = true;
+  qb_log (LOG_WARNING, "cluster: corosync delivered no heartbeat of node %u "
+          "for %u ms (quorum-loss-timeout-ms): writes are held as if quorum "
+          "were lost", C.nodeid, C.lease_ms);
+  quorum_update ();
+}
+
+static void
+lease_arm (void)
+{
+  uint64_t now = mono_ns ();
+  qb_loop_timer_del (cowd_loop (), C.lease_timer);
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, C.lease_until_ns > now
+                     ? C.lease_until_ns - now : 0, NULL, lease_expired,
+                     &C.lease_timer);
+}
+
+static void
+lease_renew (uint64_t sent_ns)
+{
+  uint64_t until = sent_ns + (uint64_t) C.lease_ms * 1000000ull;
+  if (!C.lease_ms || until <= C.lease_until_ns)
+    return;
+  C.lease_until_ns = until;
+  lease_arm ();
+  if (C.lease_lost)
+    {
+      C.lease_lost = false;
+      qb_log (LOG_NOTICE, "cluster: corosync delivers this node's heartbeats "
+              "again");
+      quorum_update ();
+    }
+}
+
+static void
+heartbeat (void *data)
+{
+  if (!C.running || !C.lease_ms)
+    return;
+  uint64_t now = mono_ns ();
+  struct cl_msg m = { .type = CL_MSG_NOP };
+  if (C.hb_n < sizeof C.hb_sent / sizeof *C.hb_sent && send_msg (&m) == 0)
+    C.hb_sent[C.hb_n++] = now;
+  unsigned every = C.lease_ms / 4 > 20 ? C.lease_ms / 4 : 20;
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, (uint64_t) every * 1000000ull,
+                     NULL, heartbeat, &C.hb_timer);
+}
+
+/* corosync went away: nothing this node knows is current any more. */
+static void
+cluster_lost (int fd, const char *what)
+{
+  qb_loop_poll_del (cowd_loop (), fd);
+  qb_log (LOG_ERR, "cluster: lost the connection to corosync (%s): writes "
+          "are held; restart cowd once corosync runs again", what);
+  C.lease_lost = true;
+  C.quorate = false;
+  if (C.synced)
+    C.stale = true;
+  quorum_update ();
+}
+
 static int
 cpg_dispatch_fd (int fd, int revents, void *data)
 {
   if (cpg_dispatch (C.cpg, CS_DISPATCH_ALL) != CS_OK)
-    qb_log (LOG_ERR, "cluster: lost the connection to corosync (cpg)");
+    cluster_lost (fd, "cpg");
   return 0;
 }
-
-/* --- quorum --- */
 
 static void
 quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
@@ -394,15 +512,14 @@ quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
     C.stale = true;
   qb_log (q ? LOG_NOTICE : LOG_WARNING, "cluster: this node is %s",
           q ? "quorate" : "NOT quorate: writes are held");
-  if (C.cb->on_quorum)
-    C.cb->on_quorum (C.ud, q);
+  quorum_update ();
 }
 
 static int
 quorum_dispatch_fd (int fd, int revents, void *data)
 {
   if (quorum_dispatch (C.quorum, CS_DISPATCH_ALL) != CS_OK)
-    qb_log (LOG_ERR, "cluster: lost the connection to corosync (quorum)");
+    cluster_lost (fd, "quorum");
   return 0;
 }
 
@@ -472,6 +589,13 @@ cluster_start (const char *name, const struct cluster_callbacks *cb,
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
                     cpg_dispatch_fd);
   C.running = true;
+  C.held_quorate = C.quorate;
+  if (C.lease_ms)
+    {
+      C.lease_until_ns = mono_ns () + (uint64_t) C.lease_ms * 1000000ull;
+      lease_arm ();
+      heartbeat (NULL);
+    }
   qb_log (LOG_NOTICE, "cluster: node %u joined group %s (%s)", C.nodeid,
           C.group, C.quorate ? "quorate" : "not quorate");
   return 0;
@@ -489,12 +613,15 @@ cluster_stop (void)
   cpg_leave (C.cpg, &g);
   cpg_finalize (C.cpg);
   quorum_finalize (C.quorum);
+  qb_loop_timer_del (cowd_loop (), C.hb_timer);
+  qb_loop_timer_del (cowd_loop (), C.lease_timer);
   C.running = false;
 }
 
 bool cluster_running (void) { return C.running; }
 uint32_t cluster_nodeid (void) { return C.nodeid; }
-bool cluster_quorate (void) { return C.quorate; }
+bool cluster_quorate (void) { return C.quorate && !C.lease_lost; }
+void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
 bool cluster_stale (void) { return C.stale; }
 
@@ -507,7 +634,7 @@ cluster_set_stale (void)
 bool
 cluster_is_fencer (void)
 {
-  return C.quorate && C.synced && !C.stale && C.nmembers
+  return cluster_quorate () && C.synced && !C.stale && C.nmembers
     && lowest_member () == C.nodeid;
 }
 uint64_t cluster_ring_id (void) { return C.ring_id; }
@@ -559,7 +686,7 @@ cluster_undefine (const char *vol)
 int
 cluster_acquire (const char *vol)
 {
-  if (!C.quorate)
+  if (!cluster_quorate ())
     return -ENOTCONN;
   return send_vol (CL_MSG_ACQUIRE, vol, 0, 0);
 }
@@ -579,7 +706,7 @@ cluster_handoff (const char *vol, uint32_t to, uint64_t generation)
 int
 cluster_migrate (const char *vol, uint32_t to)
 {
-  if (!C.quorate)
+  if (!cluster_quorate ())
     return -ENOTCONN;
   return send_vol (CL_MSG_MIGRATE, vol, to, 0);
 }
@@ -588,7 +715,7 @@ cluster_migrate (const char *vol, uint32_t to)
 static int
 send_node (uint16_t type, uint32_t node)
 {
-  if (!C.quorate)
+  if (!cluster_quorate ())
     return -ENOTCONN;
   struct cl_msg m = { .type = type, .node = node };
   return send_msg (&m);

@@ -387,6 +387,7 @@ own_start (char *err, size_t errlen)
     .on_error = own_on_error,
     .on_synced = own_on_synced,
   };
+  cluster_set_lease (cowd.quorum_loss_timeout_ms);
   int r = cluster_start (cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {

@@ -11,16 +11,8 @@ source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io tgtd jq cowd cowctl
 
 lab_init "cw$(printf %04x $((RANDOM)))"
-lab_host 0
-for n in 1 2 3; do lab_host $n; done
-new_image "$LAB_DIR/base.lun" 32M random
-new_image "$LAB_DIR/cow.lun" 40M zero
-lab_storage 0
-iqn=iqn.2024-01.org.cowherd:lab
-lab_lun 0 1 $iqn 1 "$LAB_DIR/base.lun"
-lab_lun 0 1 $iqn 2 "$LAB_DIR/cow.lun"
-lab_corosync 1 2 3
-for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
+lab_small_cluster
+iqn=$LAB_IQN
 for n in 1 2 3; do lab_cowd $n >/dev/null; done
 knows() { lab_cowctl "$1" --json list | grep -q '"vm1"'; }
 owner_is() {                 # owner_is NODE OWNER: node sees OWNER, active there

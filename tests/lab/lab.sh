@@ -26,6 +26,11 @@
 #   lab_kill N PID        SIGKILL a process of host N (a crash)
 #   lab_teardown          stop everything by pid, delete namespaces and the
 #                         directory; safe twice and after a partial setup
+#   lab_small_cluster     the common setup: storage host 0 with target
+#                         $LAB_IQN, LUN 1 a 32 MiB base of random data and
+#                         LUN 2 a 40 MiB CoW; hosts 1-3 running corosync,
+#                         quorate
+LAB_IQN=iqn.2024-01.org.cowherd:lab
 LAB_ID=
 LAB_OCTET=
 LAB_DIR=
@@ -182,4 +187,16 @@ lab_teardown() {
   [ -n "$LAB_DIR" ] && rm -rf "$LAB_DIR"
   _lab_init_pid=()
   return 0
+}
+
+lab_small_cluster() {
+  local n
+  for n in 0 1 2 3; do lab_host $n; done
+  new_image "$LAB_DIR/base.lun" 32M random
+  new_image "$LAB_DIR/cow.lun" 40M zero
+  lab_storage 0
+  lab_lun 0 1 "$LAB_IQN" 1 "$LAB_DIR/base.lun"
+  lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
+  lab_corosync 1 2 3
+  for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The quorum lease on real corosync: corosync on the owner stops (SIGSTOP)
+# for a second, shorter than the token timeout, so the group itself sees
+# nothing.  cowd hears none of its own heartbeats back, holds writes within
+# quorum-loss-timeout-ms (400 ms here), and serves again once corosync
+# delivers them; a client writing all along loses nothing.  Then corosync
+# on the owner goes away for good: cowd holds writes and says so.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+source "$top_srcdir/tests/lab/lab.sh"
+requires python3 qemu-io tgtd jq cowd cowctl
+python3 -c "import nbd" 2>/dev/null || { echo "SKIP: python3-libnbd"; exit 77; }
+writer="$top_srcdir/tests/nbdwriter.py"
+
+lab_init "cl$(printf %04x $((RANDOM)))"
+lab_small_cluster
+iqn=$LAB_IQN
+printf '[cowd]\nfencing = manual\nquorum-loss-timeout-ms = 400\n' > "$LAB_DIR/cowd.conf"
+for n in 1 2; do lab_cowd $n --config "$LAB_DIR/cowd.conf" >/dev/null; done
+
+sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
+is() { lab_cowctl "$1" --json status "$2" | jq -e "$3" >/dev/null; }
+mono() { python3 -c 'import time; print(time.monotonic_ns())'; }
+log1=$(lab_dir 1)/log/cowd.log
+
+lab_cowctl 1 create v --base "$(lab_iscsi_url 0 $iqn 1)" --cow "$(lab_iscsi_url 0 $iqn 2)" >/dev/null
+lab_cowctl 1 attach v >/dev/null
+wait_until 10 is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not own v"
+
+echo "== corosync on the owner stops for 1 s"
+python3 "$writer" write "$LAB_DIR/v.log" 1000000 0 "$(sock 1 v)" 2>"$LAB_DIR/writer.err" & w=$!
+sleep 1
+cpid=$(lab_corosync_pid 1)
+t_stop=$(mono); kill -STOP "$cpid"
+sleep 1
+t_cont=$(mono); kill -CONT "$cpid"
+sleep 2
+kill "$w"; wait "$w" 2>/dev/null || true
+grep -q "writes are held as if quorum were lost" "$log1" \
+  || fail "cowd did not hold writes: $(grep cluster: "$log1" | tail -5)"
+grep -q "delivers this node's heartbeats again" "$log1" || fail "cowd did not resume"
+# Acknowledgements: none between stop + 400 ms (+ 300 ms for the write in
+# flight and the timer) and the restart; some after it.
+late=$(awk -v a=$((t_stop + 700000000)) -v b="$t_cont" '$2 > a && $2 < b' "$LAB_DIR/v.log" | wc -l)
+after=$(awk -v b="$t_cont" '$2 > b' "$LAB_DIR/v.log" | wc -l)
+before=$(awk -v a="$t_stop" '$2 < a' "$LAB_DIR/v.log" | wc -l)
+last=$(awk -v b="$t_cont" '$2 < b {t = $2} END {print t}' "$LAB_DIR/v.log")
+echo "   $before writes acknowledged before the stop; the last one while stopped came" \
+     "$(( (last - t_stop) / 1000000 )) ms after it; $after after corosync came back"
+[ "$late" -eq 0 ] || fail "$late writes were acknowledged more than 700 ms into the stop"
+[ "$before" -gt 0 ] && [ "$after" -gt 0 ] || fail "the writer did not write before and after"
+is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not serve v again"
+python3 "$writer" verify "$LAB_DIR/v.log" 0 "$(sock 1 v)" || fail "an acknowledged write was lost"
+
+echo "== corosync on the owner goes away"
+kill -9 "$cpid"
+wait_until 5 grep -q "lost the connection to corosync" "$log1" \
+  || fail "cowd did not notice corosync going away"
+if timeout 3 qemu-io -f raw "$(sock 1 v)" -c "write -P 0x88 0 4k" >/dev/null 2>&1; then
+  fail "node 1 acknowledged a write without corosync"
+fi
+lab_cowctl 1 nodes | grep -q "quorate:    NO" || fail "cowd on node 1 does not report quorum loss"
+echo "   writes are held and cowd says why"
+pass
