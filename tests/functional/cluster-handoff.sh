@@ -5,10 +5,11 @@
 # 2 after the Xen migration order (destination attaches --incoming, takes
 # over, source detaches), both sides agree on the bitmap generation; the
 # failed-migration path (destination detaches, the source's next IO takes
-# ownership back); cowctl migrate; two hosts asking at once get one owner.
+# ownership back); cowctl migrate; two consumers writing in turn are
+# stopped as bouncing with a clear error until cowctl migrate.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
-requires qemu-io tgtd jq cowd cowctl
+requires qemu-io tgtd jq cowd cowctl timeout
 
 lab_init "cw$(printf %04x $((RANDOM)))"
 lab_small_cluster
@@ -60,4 +61,33 @@ lab_cowctl 1 migrate vm1 --to n2
 wait_until 10 owner_is 2 2 || fail "migrate to node 2 failed"
 lab_cowctl 1 nodes
 lab_cowctl 2 status vm1 | grep -E "state|cluster|generation"
+
+echo "== two running consumers (nodes 2 and 3) write in turn: bouncing is stopped"
+# Each write on the node that does not own vm1 asks for it; more than six
+# moves between the same two nodes within 10 s stop the volume moving.
+moved=0 last=
+for i in $(seq 12); do
+  n=$(( i % 2 ? 3 : 2 ))
+  pat=$(printf '0x%02x' $((0x30 + i))) off=$((12 * 1048576 + i * 65536))
+  if ! timeout 5 qemu-io -f raw "$(sock $n)" -c "write -P $pat $off 4k" >/dev/null 2>&1; then
+    stuck=$n; break
+  fi
+  moved=$i last="$pat $off"
+done
+[ -n "${stuck:-}" ] || fail "12 writes in turn moved vm1 12 times: no bounce detection"
+echo "   $moved writes in turn were served; the next one, on node $stuck, waits" \
+     "(a write that waits is served once the volume comes, like any other)"
+status 2 | jq -e '.bouncing == true' >/dev/null || fail "status does not say bouncing: $(status 2)"
+lab_cowctl 2 status vm1 | grep -q BOUNCING || fail "the table of cowctl status does not say BOUNCING"
+grep -q "vm1 is bouncing between nodes" "$(lab_dir $stuck)/log/cowd.log" \
+  || fail "node $stuck logged no clear error"
+owner=$(status 2 | jq .owner)
+qemu-io -f raw "$(sock "$owner")" -c "read -P $last 4k" | grep -q failed \
+  && fail "the last acknowledged write is not on the owner"
+lab_cowctl 2 migrate vm1 --to "n$stuck"
+wait_until 10 owner_is "$stuck" "$stuck" || fail "migrate did not end the bounce: $(status 2)"
+status "$stuck" | jq -e '.bouncing == false' >/dev/null || fail "still bouncing after migrate"
+qemu-io -f raw "$(sock "$stuck")" -c "read -P $last 4k" | grep -q failed \
+  && fail "the last acknowledged write did not move with vm1"
+echo "   cowctl migrate moved vm1 to node $stuck and cleared the bounce; data intact"
 pass
