@@ -66,6 +66,7 @@ struct pending
 static struct
 {
   bool running;
+  bool lost;                    /* the connection to corosync is gone */
   cpg_handle_t cpg;
   quorum_handle_t quorum;
   char group[CLUSTER_NAME_MAX + 16];
@@ -168,7 +169,7 @@ send_flush (void)
 static int
 send_msg (struct cl_msg *m)
 {
-  if (!C.running)
+  if (!C.running || C.lost)
     return -ENOTCONN;
   m->time_ms = wall_ms ();
   struct pending *p = calloc (1, sizeof *p);
@@ -467,7 +468,7 @@ lease_renew (uint64_t sent_ns)
 static void
 heartbeat (void *data)
 {
-  if (!C.running || !C.lease_ms)
+  if (!C.running || !C.lease_ms || C.lost)
     return;
   uint64_t now = mono_ns ();
   struct cl_msg m = { .type = CL_MSG_NOP };
@@ -483,6 +484,9 @@ static void
 cluster_lost (int fd, const char *what)
 {
   qb_loop_poll_del (cowd_loop (), fd);
+  if (C.lost)
+    return;
+  C.lost = true;
   qb_log (LOG_ERR, "cluster: lost the connection to corosync (%s): writes "
           "are held; restart cowd once corosync runs again", what);
   C.lease_lost = true;
