@@ -108,14 +108,6 @@ fx (void)
 }
 
 static uint64_t
-mono_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
-static uint64_t
 wall_ms (void)
 {
   struct timespec ts;
@@ -418,7 +410,7 @@ cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
 static void
 quorum_update (void)
 {
-  bool q = C.quorate && !C.lease_lost;
+  bool q = cluster_quorate ();
   if (q == C.held_quorate)
     return;
   C.held_quorate = q;
@@ -429,7 +421,7 @@ quorum_update (void)
 static void
 lease_expired (void *data)
 {
-  if (C.lease_lost || !C.lease_ms || mono_ns () < C.lease_until_ns)
+  if (C.lease_lost || !C.lease_ms || cowd_now_ns () < C.lease_until_ns)
     return;
   C.lease_lost = true;
   qb_log (LOG_WARNING, "cluster: corosync delivered no heartbeat of node %u "
@@ -441,7 +433,7 @@ lease_expired (void *data)
 static void
 lease_arm (void)
 {
-  uint64_t now = mono_ns ();
+  uint64_t now = cowd_now_ns ();
   qb_loop_timer_del (cowd_loop (), C.lease_timer);
   qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, C.lease_until_ns > now
                      ? C.lease_until_ns - now : 0, NULL, lease_expired,
@@ -470,7 +462,7 @@ heartbeat (void *data)
 {
   if (!C.running || !C.lease_ms || C.lost)
     return;
-  uint64_t now = mono_ns ();
+  uint64_t now = cowd_now_ns ();
   struct cl_msg m = { .type = CL_MSG_NOP };
   if (C.hb_n < sizeof C.hb_sent / sizeof *C.hb_sent && send_msg (&m) == 0)
     C.hb_sent[C.hb_n++] = now;
@@ -478,6 +470,8 @@ heartbeat (void *data)
   qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, (uint64_t) every * 1000000ull,
                      NULL, heartbeat, &C.hb_timer);
 }
+
+static void quorum_set (bool q);
 
 /* corosync went away: nothing this node knows is current any more. */
 static void
@@ -490,10 +484,7 @@ cluster_lost (int fd, const char *what)
   qb_log (LOG_ERR, "cluster: lost the connection to corosync (%s): writes "
           "are held; restart cowd once corosync runs again", what);
   C.lease_lost = true;
-  C.quorate = false;
-  if (C.synced)
-    C.stale = true;
-  quorum_update ();
+  quorum_set (false);
 }
 
 static int
@@ -504,11 +495,10 @@ cpg_dispatch_fd (int fd, int revents, void *data)
   return 0;
 }
 
+/* votequorum's word (or corosync gone: false). */
 static void
-quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
-                  uint32_t n, uint32_t *view)
+quorum_set (bool q)
 {
-  bool q = quorate != 0;
   if (q == C.quorate)
     return;
   C.quorate = q;
@@ -517,6 +507,13 @@ quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
   qb_log (q ? LOG_NOTICE : LOG_WARNING, "cluster: this node is %s",
           q ? "quorate" : "NOT quorate: writes are held");
   quorum_update ();
+}
+
+static void
+quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
+                  uint32_t n, uint32_t *view)
+{
+  quorum_set (quorate != 0);
 }
 
 static int
@@ -596,7 +593,7 @@ cluster_start (const char *name, const struct cluster_callbacks *cb,
   C.held_quorate = C.quorate;
   if (C.lease_ms)
     {
-      C.lease_until_ns = mono_ns () + (uint64_t) C.lease_ms * 1000000ull;
+      C.lease_until_ns = cowd_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
       lease_arm ();
       heartbeat (NULL);
     }

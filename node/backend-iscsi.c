@@ -123,14 +123,6 @@ static void isc_priv_free (struct isc_priv *ip);
 static int isc_send (struct isc_part *p);
 static void isc_reset (struct isc_priv *ip, const char *why);
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
 struct iscsi_context *
 backend_iscsi_context (struct backend *bk)
 {
@@ -358,7 +350,7 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
     return -ENOMEM;
   *par = (struct isc_parent) { done, opaque, 1, 0 };
   uint64_t step = op == ISC_READ || op == ISC_WRITE ? ip->max_xfer : len;
-  uint64_t start = now_ns ();
+  uint64_t start = cowd_now_ns ();
   size_t pos = 0;
   do
     {
@@ -486,7 +478,7 @@ isc_update_poll (struct isc_priv *ip)
 static void
 isc_check_deadline (struct isc_priv *ip)
 {
-  uint64_t now = now_ns (), limit = (uint64_t) ip->deadline_ms * 1000000ull;
+  uint64_t now = cowd_now_ns (), limit = (uint64_t) ip->deadline_ms * 1000000ull;
   bool expired = false;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
@@ -521,10 +513,10 @@ isc_tick (void *data)
   if (ip->login_pending)
     ;                           /* isc_login_deferred is on its way */
   else if (!ip->connecting && !ip->logged_in
-           && now_ns () >= ip->retry_at_ns)
+           && cowd_now_ns () >= ip->retry_at_ns)
     isc_reset (ip, NULL);
   else if (ip->connecting
-           && now_ns () - ip->connect_ns > ISC_LOGIN_TIMEOUT_MS * 1000000ull)
+           && cowd_now_ns () - ip->connect_ns > ISC_LOGIN_TIMEOUT_MS * 1000000ull)
     isc_reset (ip, NULL);       /* a login nobody answers: start over */
   else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset)
            && ip->logged_in)
@@ -600,7 +592,7 @@ isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
     }
   qb_log (LOG_DEBUG, "iscsi: %s: login failed: %s", ip->safe_url,
           iscsi_get_error (ctx));
-  ip->retry_at_ns = now_ns () + (uint64_t) ip->backoff_ms * 1000000ull;
+  ip->retry_at_ns = cowd_now_ns () + (uint64_t) ip->backoff_ms * 1000000ull;
   ip->backoff_ms = ip->backoff_ms * 2 > 500 ? 500 : ip->backoff_ms * 2;
 }
 
@@ -615,7 +607,7 @@ isc_reset (struct isc_priv *ip, const char *why)
       ip->bk->health = BK_RECONNECTING;
     }
   if (ip->logged_in)
-    ip->lost_at_ns = now_ns ();
+    ip->lost_at_ns = cowd_now_ns ();
   ip->logged_in = false;
   ip->need_reset = false;
   if (ip->fd >= 0)
@@ -627,9 +619,9 @@ isc_reset (struct isc_priv *ip, const char *why)
   ip->ctx = isc_ctx_new (ip);
   if (ip->ctx && iscsi_full_connect_async (ip->ctx, ip->portal, ip->lun,
                                            isc_connect_cb, ip) == 0)
-    ip->connecting = true, ip->connect_ns = now_ns ();
+    ip->connecting = true, ip->connect_ns = cowd_now_ns ();
   else
-    ip->retry_at_ns = now_ns () + 1000000000ull;
+    ip->retry_at_ns = cowd_now_ns () + 1000000000ull;
   if (ip->ctx)
     isc_update_poll (ip);
 }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <qb/qblog.h>
@@ -47,6 +48,14 @@ defer_dispatch (int fd, int revents, void *data)
     }
   cowd_batch_end ();
   return 0;
+}
+
+uint64_t
+cowd_now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
 static unsigned batch_depth;

@@ -136,14 +136,6 @@ static struct
 } F = { .pipe = { -1, -1 } };
 
 static uint64_t
-mono_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
-static uint64_t
 my_key (void)
 {
   return fence_key (cowd.cluster_name, cluster_nodeid ());
@@ -440,7 +432,7 @@ fj_run (void *arg)
     j->ok = 0;
   else if (unfenceable && !j->command)
     j->ok = 0;                  /* j->err names the LUN */
-  j->t_end_ns = mono_ns ();
+  j->t_end_ns = cowd_now_ns ();
   if (write (F.pipe[1], &j, sizeof j) != sizeof j)
     abort ();                   /* the main loop would wait forever */
   return NULL;
@@ -524,7 +516,7 @@ fj_start (uint32_t victim, struct ctl_req *req, bool json)
   j->chap_user = dup_or_null (cowd.chap_user);
   j->chap_password = dup_or_null (cowd.chap_password);
   j->command = dup_or_null (cowd.fence_command);
-  j->t_start_ns = mono_ns ();
+  j->t_start_ns = cowd_now_ns ();
   pthread_t t;
   pthread_attr_t a;
   pthread_attr_init (&a);
@@ -629,7 +621,7 @@ fj_done (struct fjob *j)
       struct fretry *r = fj_retry_slot (j->victim);
       unsigned next = r->ms ? r->ms * 2 : 1000;
       r->ms = next > FJ_RETRY_MAX_MS ? FJ_RETRY_MAX_MS : next;
-      r->at_ns = mono_ns () + (uint64_t) r->ms * 1000000ull;
+      r->at_ns = cowd_now_ns () + (uint64_t) r->ms * 1000000ull;
       snprintf (r->err, sizeof r->err, "%s", j->err);
       qb_log (LOG_ERR, "fence: cannot fence node %" PRIu32 ": %s; retrying "
               "in %u ms (or: cowctl fence confirm %" PRIu32 ")", j->victim,
@@ -687,7 +679,7 @@ fencing_kick (void)
     return;
   struct fj_victims vs = { .n = 0 };
   cluster_foreach (fj_find_victims, &vs);
-  uint64_t now = mono_ns ();
+  uint64_t now = cowd_now_ns ();
   for (size_t i = 0; i < vs.n; i++)
     {
       if (fj_running (vs.nodes[i]) || fj_announced (vs.nodes[i]))
@@ -768,7 +760,7 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
   size_t i = F.nhistory < FJ_HISTORY ? F.nhistory++ : FJ_HISTORY - 1;
   if (i == FJ_HISTORY - 1)
     memmove (F.history, F.history + 1, (FJ_HISTORY - 1) * sizeof *F.history);
-  F.history[i] = (struct fevent) { node, by, storage, mono_ns (),
+  F.history[i] = (struct fevent) { node, by, storage, cowd_now_ns (),
     by == cluster_nodeid () ? F.last_job_ms : 0 };
   fj_retry_forget (node);
   for (size_t k = 0; k < F.nannounced;)
@@ -871,7 +863,7 @@ fencing_status (struct strbuf *sb, bool json)
     }
   if (json)
     sb_printf (sb, "],\"history\":[");
-  uint64_t now = mono_ns ();
+  uint64_t now = cowd_now_ns ();
   for (size_t i = 0; i < F.nhistory; i++)
     {
       const struct fevent *h = &F.history[i];

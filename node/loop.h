@@ -4,7 +4,12 @@
 
 #include <qb/qbloop.h>
 
+#include <stdint.h>
+
 qb_loop_t *cowd_loop (void);
+
+/* CLOCK_MONOTONIC in nanoseconds: deadlines, leases and latencies. */
+uint64_t cowd_now_ns (void);
 void cowd_loop_set (qb_loop_t *l);
 
 /* Call fn(data) from the main loop soon (next wakeup), never from inside

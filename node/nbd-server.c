@@ -879,21 +879,13 @@ conn_input (struct nbd_conn *c)
   return 0;
 }
 
-static void conn_read (struct nbd_conn *c);
-
 static void
 conn_read_cb (void *data)
 {
   struct nbd_conn *c = data;
   c->read_sched = false;
   if (!c->dead)
-    {
-      cowd_batch_begin ();
-      conn_read (c);
-      cowd_batch_end ();
-      if (!c->dead)
-        conn_set_events (c);
-    }
+    conn_dispatch (c->fd, POLLIN, c);
   conn_unref (c);
 }
 
@@ -969,8 +961,7 @@ conn_read (struct nbd_conn *c)
           return;
         }
     }
-  conn_kick (c);
-  conn_set_events (c);
+  conn_kick (c);                /* the caller sets the poll events */
 }
 
 static int

@@ -33,14 +33,7 @@
 
 #include "cluster.h"
 #include "cowd.h"
-
-static uint64_t
-mono_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
+#include "loop.h"
 
 static void own_want_owner (void *ud, struct volume *v);
 
@@ -75,7 +68,7 @@ static void
 own_record (double *samples, unsigned *n, uint64_t *since)
 {
   if (*since && *n < 1024)
-    samples[(*n)++] = (double) (mono_ns () - *since) / 1e6;
+    samples[(*n)++] = (double) (cowd_now_ns () - *since) / 1e6;
   *since = 0;
 }
 
@@ -172,7 +165,7 @@ own_on_handoff_request (void *ud, const char *vol, uint32_t to)
       return;
     }
   e->handoff_to = to;
-  e->t_hold_ns = mono_ns ();
+  e->t_hold_ns = cowd_now_ns ();
   vol_hold (e->vol, own_drained, e);
 }
 
@@ -273,7 +266,7 @@ own_want_owner (void *ud, struct volume *v)
   if (e->asked || !cluster_quorate ())
     return;
   e->asked = true;
-  e->t_request_ns = mono_ns ();
+  e->t_request_ns = cowd_now_ns ();
   if (cluster_acquire (e->name) < 0)
     e->asked = false;
 }
@@ -281,7 +274,7 @@ own_want_owner (void *ud, struct volume *v)
 void
 own_note_request (struct vol_entry *e)
 {
-  e->t_request_ns = mono_ns ();
+  e->t_request_ns = cowd_now_ns ();
 }
 
 void
@@ -334,7 +327,7 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   if (fencing)
     return 0;                   /* asks once the node is fenced */
   e->asked = true;
-  e->t_request_ns = mono_ns ();
+  e->t_request_ns = cowd_now_ns ();
   if (cluster_acquire (e->name) < 0)
     e->asked = false;
   return 0;

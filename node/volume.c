@@ -462,11 +462,19 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
   return 0;
 }
 
-int
-vol_mark_clean (struct volume *v)
+/* The handoff point: the superblock to write says clean, one generation
+ * on. */
+static void
+vol_set_clean (struct volume *v)
 {
   v->sb.state = DSCOW_STATE_CLEAN;
   v->generation++;
+}
+
+int
+vol_mark_clean (struct volume *v)
+{
+  vol_set_clean (v);
   return vol_write_super (v, true);
 }
 
@@ -516,8 +524,7 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
       done (opaque, -ENOMEM);
       return;
     }
-  v->sb.state = DSCOW_STATE_CLEAN;
-  v->generation++;
+  vol_set_clean (v);
   *c = (struct clean_ctx) { .v = v, .buf = vol_super_next (v, &off),
     .pending = 1, .done = done, .opaque = opaque };
   v->in_flight++;
