@@ -29,6 +29,7 @@ struct backend;
 typedef void bk_done_fn (void *opaque, int res);
 
 #define BK_FUA 0x1u             /* write: durable before completion */
+#define BK_NOCACHE 0x2u         /* write: around a page cache (O_DIRECT) */
 
 struct backend_ops
 {

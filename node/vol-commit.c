@@ -136,7 +136,7 @@ commit_write_blocks (struct volume *v)
       v->commit_pending++;
       int r = v->cow->ops->write (v->cow, v->staged[slot] + b,
                                   DSCOW_BITMAP_OFFSET + b, DSCOW_BITMAP_BLOCK,
-                                  0, commit_block_done, v);
+                                  BK_NOCACHE, commit_block_done, v);
       if (r < 0)
         {
           v->commit_pending--;

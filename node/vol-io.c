@@ -67,6 +67,15 @@ io_fail_submit (struct vreq *rq, struct vio *io, int r)
   rq->pending--;
 }
 
+/* Under `sync` a write that sets bits (a CoW fault) is flushed by the
+ * next commit, before its ack: a page-cache CoW writes it around the
+ * cache rather than copy 64 KiB into it only to write it back at once. */
+static unsigned
+io_fault_flags (struct volume *v, struct vio *io)
+{
+  return v->commit == DSCOW_COMMIT_SYNC && io->set_bits ? BK_NOCACHE : 0;
+}
+
 static void
 io_write_done (void *opaque, int res)
 {
@@ -106,8 +115,8 @@ io_copy_read_done (void *opaque, int res)
       return;
     }
   memcpy (io->bounce + io->merge_at, io->merge_src, io->merge_len);
-  int r = rq->v->cow->ops->write (rq->v->cow, io->bounce, io->to, io->len, 0,
-                                  io_write_done, io);
+  int r = rq->v->cow->ops->write (rq->v->cow, io->bounce, io->to, io->len,
+                                  io_fault_flags (rq->v, io), io_write_done, io);
   if (r < 0)
     io_write_done (io, r);      /* we are in a completion: safe */
 }
@@ -176,7 +185,7 @@ io_issue_direct (struct vreq *rq, uint64_t off, uint64_t len, bool set_bits)
   io->to = v->cow_base + off;
   rq->pending++;
   int r = v->cow->ops->write (v->cow, rq->buf + (off - rq->off), io->to, len,
-                              0, io_write_done, io);
+                              io_fault_flags (v, io), io_write_done, io);
   if (r < 0)
     io_fail_submit (rq, io, r);
 }

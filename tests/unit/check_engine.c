@@ -38,6 +38,7 @@ void cowd_loop_set (qb_loop_t *l) { loop = l; }
 static char dir[64];
 static uint8_t *model, *base_copy;
 static struct volume *vol;
+static bool buffered;           /* the CoW through the page cache */
 
 struct op
 {
@@ -167,7 +168,7 @@ open_volume (const char *name, enum dscow_commit commit, bool format)
   snprintf (base, sizeof base, "%s/base.img", dir);
   snprintf (cow, sizeof cow, "%s/cow-%s.img", dir, name);
   struct vol_params p = { .name = name, .base_uri = base, .cow_uri = cow,
-    .chunk_size = CHUNK, .commit = commit };
+    .chunk_size = CHUNK, .commit = commit, .buffered = buffered };
   struct backend_opts bo = { .direct = true };
   if (format)
     {
@@ -231,6 +232,7 @@ setup (void)
   write_file (base, base_copy, VOL_SIZE);
   srand (42);
   errors = 0;
+  buffered = false;
 }
 
 static void
@@ -289,6 +291,20 @@ START_TEST (test_flush) { engine_policy ("vflush", DSCOW_COMMIT_FLUSH); }
 END_TEST
 START_TEST (test_none) { engine_policy ("vnone", DSCOW_COMMIT_NONE); }
 END_TEST
+/* A buffered CoW: under `sync` faults and bitmap blocks go around the
+ * page cache while overwrites and read-modify-writes go through it. */
+START_TEST (test_sync_buffered)
+{
+  buffered = true;
+  engine_policy ("vsyncb", DSCOW_COMMIT_SYNC);
+}
+END_TEST
+START_TEST (test_flush_buffered)
+{
+  buffered = true;
+  engine_policy ("vflushb", DSCOW_COMMIT_FLUSH);
+}
+END_TEST
 
 START_TEST (test_out_of_range)
 {
@@ -313,6 +329,8 @@ engine_suite (void)
   tcase_add_test (tc, test_sync);
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_none);
+  tcase_add_test (tc, test_sync_buffered);
+  tcase_add_test (tc, test_flush_buffered);
   tcase_add_test (tc, test_out_of_range);
   suite_add_tcase (s, tc);
   return s;
