@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A full disk and IO errors from the backends: each gets one sentence in
+# cowd's log naming the volume and the cause, the client gets the error
+# (ENOSPC or EIO), the daemon keeps serving its other volumes, nothing
+# acknowledged is lost, and the volume works again once the cause is gone.
+#
+#   full disk   the CoW is a sparse file on a small tmpfs that fills up
+#   IO errors   base and CoW are files of qemu-storage-daemon FUSE exports
+#               of nbdkit with its error filter, which fails reads (base)
+#               or writes (CoW) while a trigger file exists
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+requires qemu-io nbdkit qemu-storage-daemon mount cowd cowctl
+requires_root
+
+d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
+c() { cowctl --run-dir "$d/run" "$@"; }
+uri() { echo "nbd+unix:///?socket=$d/run/$1.sock"; }
+log_has() { grep -q -- "$1" "$d/run.log" || fail "cowd's log has no line matching '$1'"; }
+# client_fails VOLUME ERROR QEMU-IO-COMMAND: the client gets ERROR.
+client_fails() {
+  local out; out=$(qemu-io -f raw "$(uri "$1")" -c "$3" 2>&1 || true)
+  echo "  $1: $3: $(echo "$out" | grep -m1 failed)"
+  echo "$out" | grep -q "$2" || fail "volume $1: '$3' did not fail with '$2': $out"
+}
+good_serves() {
+  qemu-io -f raw "$(uri good)" -c "read -P 0x42 0 1M" | grep -q "verification failed" \
+    && fail "the good volume lost data"
+  c status good | grep -q "state: *active" || fail "the good volume stopped serving"
+}
+
+new_image "$d/base.img" 16M random
+truncate -s 20M "$d/cow-good.img"
+start_cowd "$d/run"
+c create good --base "$d/base.img" --cow "$d/cow-good.img"
+c attach good >/dev/null
+qemu-io -f raw "$(uri good)" -c "write -P 0x42 0 1M" >/dev/null
+
+echo "== full disk: the CoW file's filesystem fills up"
+mkdir "$d/small"
+mount -t tmpfs -o size=6M tmpfs "$d/small"
+# Lazily: cowd, stopped later, still has the CoW file open.
+cleanup_fn umount -l "$d/small"
+truncate -s 20M "$d/small/cow.img"
+c create full --base "$d/base.img" --cow "$d/small/cow.img" --commit sync
+c attach full >/dev/null
+qemu-io -f raw "$(uri full)" -c "write -P 0xa1 0 2M" | grep -q "write failed" \
+  && fail "a write that fits failed"
+client_fails full "write failed: No space left on device" "write -P 0xa2 4M 8M"
+log_has "volume: full: write to the CoW device at offset [0-9]* failed: No space left on device"
+good_serves
+qemu-io -f raw "$(uri full)" -c "read -P 0xa1 0 2M" | grep -q "verification failed" \
+  && fail "the full volume lost acknowledged writes"
+# Room again: the same write now succeeds.
+mount -o remount,size=64M "$d/small"
+qemu-io -f raw "$(uri full)" -c "write -P 0xa2 4M 8M" | grep -q "write failed" \
+  && fail "the full volume does not write after space was freed"
+
+echo "== IO errors from the backends"
+nbdkit -U "$d/nb.sock" -P "$d/nb.pid" --filter=error file "$d/base.img" \
+  error=EIO error-pread-rate=100% error-pread-file="$d/fail-reads"
+wait_for_file "$d/nb.pid" && cleanup_fn kill_pid "$(cat "$d/nb.pid")"
+nbdkit -U "$d/nc.sock" -P "$d/nc.pid" --filter=error memory 20M \
+  error=EIO error-pwrite-rate=100% error-pwrite-file="$d/fail-writes"
+wait_for_file "$d/nc.pid" && cleanup_fn kill_pid "$(cat "$d/nc.pid")"
+touch "$d/ebase.img" "$d/ecow.img"
+qemu-storage-daemon \
+  --blockdev driver=nbd,node-name=b,server.type=unix,server.path="$d/nb.sock" \
+  --export type=fuse,id=eb,node-name=b,mountpoint="$d/ebase.img",writable=off \
+  --blockdev driver=nbd,node-name=w,server.type=unix,server.path="$d/nc.sock" \
+  --export type=fuse,id=ew,node-name=w,mountpoint="$d/ecow.img",writable=on \
+  --pidfile "$d/qsd.pid" >"$d/qsd.log" 2>&1 &
+qsd=$!
+cleanup_fn sh -c "umount -l '$d/ebase.img' '$d/ecow.img' 2>/dev/null || true"
+cleanup_fn kill_pid "$qsd"
+wait_for_file "$d/qsd.pid" 10 || fail "qemu-storage-daemon did not start"
+wait_until 10 sh -c "grep -q ' $d/ecow.img ' /proc/mounts" || fail "no FUSE export"
+c create eio --base "$d/ebase.img" --cow "$d/ecow.img" --commit sync
+c attach eio >/dev/null
+qemu-io -f raw "$(uri eio)" -c "write -P 0xb1 0 256k" | grep -q "write failed" \
+  && fail "a write failed before any error was injected"
+
+# The base fails reads: a read of the base and a CoW fault (which copies
+# from the base) fail; chunks in the CoW layer still read.
+touch "$d/fail-reads"
+client_fails eio "read failed: Input/output error" "read 8M 64k"
+log_has "volume: eio: read at offset [0-9]* failed: Input/output error"
+client_fails eio "write failed: Input/output error" "write -P 0xb2 9M 4k"
+log_has "volume: eio: reading offset [0-9]* of $d/ebase.img for a CoW copy failed: Input/output error"
+qemu-io -f raw "$(uri eio)" -c "read -P 0xb1 0 256k" | grep -q "failed" \
+  && fail "chunks in the CoW layer do not read while the base fails"
+rm "$d/fail-reads"
+
+# The CoW fails writes: a fault and an overwrite fail, nothing is acked.
+touch "$d/fail-writes"
+client_fails eio "write failed: Input/output error" "write -P 0xb3 10M 64k"
+log_has "volume: eio: write to the CoW device at offset [0-9]* failed: Input/output error"
+client_fails eio "write failed: Input/output error" "write -P 0xb4 0 4k"
+good_serves
+rm "$d/fail-writes"
+
+# Errors gone: the volume serves, and what was acknowledged is there; the
+# failed fault left no bit behind (its chunk still reads from the base).
+qemu-io -f raw "$(uri eio)" -c "write -P 0xb5 12M 64k" | grep -q "write failed" \
+  && fail "the volume does not write after the errors stopped"
+qemu-io -f raw "$(uri eio)" -c "read -P 0xb1 0 256k" -c "read -P 0xb5 12M 64k" \
+  | grep -q "failed" && fail "acknowledged writes were lost"
+nbdsh -u "$(uri eio)" -c "
+base = open('$d/base.img', 'rb').read()
+assert h.pread(65536, 10 << 20) == base[10 << 20:(10 << 20) + 65536], 'a failed fault changed the volume'
+"
+c status eio | grep -q "state: *active" || fail "the eio volume is not active"
+pass
