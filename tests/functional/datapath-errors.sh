@@ -8,6 +8,10 @@
 #   IO errors   base and CoW are files of qemu-storage-daemon FUSE exports
 #               of nbdkit with its error filter, which fails reads (base)
 #               or writes (CoW) while a trigger file exists
+#   commit errors  a CoW of nbdkit's eval plugin whose bitmap writes or
+#               flushes fail while a trigger file exists: the writes of
+#               that commit fail, nothing is acknowledged before its bit is
+#               durable, and the next commit writes the bitmap again
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires qemu-io nbdkit qemu-storage-daemon mount cowd cowctl
 requires_root
@@ -62,18 +66,30 @@ wait_for_file "$d/nb.pid" && cleanup_fn kill_pid "$(cat "$d/nb.pid")"
 nbdkit -U "$d/nc.sock" -P "$d/nc.pid" --filter=error memory 20M \
   error=EIO error-pwrite-rate=100% error-pwrite-file="$d/fail-writes"
 wait_for_file "$d/nc.pid" && cleanup_fn kill_pid "$(cat "$d/nc.pid")"
-touch "$d/ebase.img" "$d/ecow.img"
+# A CoW file through shell methods: the bitmap (writes below 1 MiB) and
+# flushes fail on demand.
+truncate -s 20M "$d/cow3.raw"
+nbdkit -U "$d/nm.sock" -P "$d/nm.pid" eval \
+  get_size='echo 20971520' \
+  pread="dd if=$d/cow3.raw iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
+  pwrite="if [ -e $d/fail-bitmap ] && [ \$4 -lt 1048576 ]; then echo 'EIO injected' >&2; exit 1; fi
+          dd of=$d/cow3.raw oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
+  flush="if [ -e $d/fail-flush ]; then echo 'EIO injected' >&2; exit 1; fi; sync $d/cow3.raw"
+wait_for_file "$d/nm.pid" && cleanup_fn kill_pid "$(cat "$d/nm.pid")"
+touch "$d/ebase.img" "$d/ecow.img" "$d/ecow3.img"
 qemu-storage-daemon \
   --blockdev driver=nbd,node-name=b,server.type=unix,server.path="$d/nb.sock" \
   --export type=fuse,id=eb,node-name=b,mountpoint="$d/ebase.img",writable=off \
   --blockdev driver=nbd,node-name=w,server.type=unix,server.path="$d/nc.sock" \
   --export type=fuse,id=ew,node-name=w,mountpoint="$d/ecow.img",writable=on \
+  --blockdev driver=nbd,node-name=m,server.type=unix,server.path="$d/nm.sock" \
+  --export type=fuse,id=em,node-name=m,mountpoint="$d/ecow3.img",writable=on \
   --pidfile "$d/qsd.pid" >"$d/qsd.log" 2>&1 &
 qsd=$!
-cleanup_fn sh -c "umount -l '$d/ebase.img' '$d/ecow.img' 2>/dev/null || true"
+cleanup_fn sh -c "umount -l '$d/ebase.img' '$d/ecow.img' '$d/ecow3.img' 2>/dev/null || true"
 cleanup_fn kill_pid "$qsd"
 wait_for_file "$d/qsd.pid" 10 || fail "qemu-storage-daemon did not start"
-wait_until 10 sh -c "grep -q ' $d/ecow.img ' /proc/mounts" || fail "no FUSE export"
+wait_until 10 sh -c "grep -q ' $d/ecow3.img ' /proc/mounts" || fail "no FUSE export"
 c create eio --base "$d/ebase.img" --cow "$d/ecow.img" --commit sync
 c attach eio >/dev/null
 qemu-io -f raw "$(uri eio)" -c "write -P 0xb1 0 256k" | grep -q "write failed" \
@@ -109,4 +125,30 @@ base = open('$d/base.img', 'rb').read()
 assert h.pread(65536, 10 << 20) == base[10 << 20:(10 << 20) + 65536], 'a failed fault changed the volume'
 "
 c status eio | grep -q "state: *active" || fail "the eio volume is not active"
+
+echo "== commit errors: the bitmap write or the flush fails"
+c create cmt --base "$d/base.img" --cow "$d/ecow3.img" --commit sync
+c attach cmt >/dev/null
+qemu-io -f raw "$(uri cmt)" -c "write -P 0xc1 0 128k" | grep -q "write failed" \
+  && fail "a write failed before any error was injected"
+touch "$d/fail-bitmap"
+client_fails cmt "write failed: Input/output error" "write -P 0xc2 1M 4k"
+log_has "volume: cmt: writing the bitmap failed: Input/output error"
+rm "$d/fail-bitmap"
+touch "$d/fail-flush"
+client_fails cmt "write failed: Input/output error" "write -P 0xc3 2M 4k"
+log_has "volume: cmt: flushing the CoW device failed: Input/output error"
+good_serves
+rm "$d/fail-flush"
+qemu-io -f raw "$(uri cmt)" -c "write -P 0xc4 3M 4k" | grep -q "write failed" \
+  && fail "the volume does not write after the commit errors stopped"
+# Every acknowledged write survives a crash; the chunks of the failed
+# commits were written again by a later one (their bits stayed dirty).
+kill -9 "$(cat "$d/run/cowd.pid")"
+wait_until 10 sh -c "! kill -0 $(cat "$d/run/cowd.pid") 2>/dev/null"
+start_cowd "$d/run"
+qemu-io -f raw "$(uri cmt)" -c "read -P 0xc1 0 128k" -c "read -P 0xc4 3M 4k" \
+  | grep -q "failed" && fail "an acknowledged write was lost after the commit errors"
+[ "$(c --json status cmt | jq .cow_chunks)" = 5 ] \
+  || fail "cmt has $(c --json status cmt | jq .cow_chunks) chunks in the CoW layer, want 5"
 pass
