@@ -26,18 +26,29 @@ client_fails() {
   echo "  $1: $3: $(echo "$out" | grep -m1 failed)"
   echo "$out" | grep -q "$2" || fail "volume $1: '$3' did not fail with '$2': $out"
 }
+# client_ok VOLUME WHY QEMU-IO-COMMAND...: every command succeeds (reads
+# with -P verify); otherwise the test fails saying WHY.
+client_ok() {
+  local v=$1 why=$2 a out args=(); shift 2
+  for a in "$@"; do args+=(-c "$a"); done
+  out=$(qemu-io -f raw "$(uri "$v")" "${args[@]}" 2>&1 || true)
+  if grep -q "failed" <<<"$out"; then fail "volume $v: $why: $out"; fi
+}
+# new_volume NAME COW [BASE]: create and attach over base.img, commit sync.
+new_volume() {
+  c create "$1" --base "${3:-$d/base.img}" --cow "$2" --commit sync
+  c attach "$1" >/dev/null
+}
 good_serves() {
-  qemu-io -f raw "$(uri good)" -c "read -P 0x42 0 1M" | grep -q "verification failed" \
-    && fail "the good volume lost data"
+  client_ok good "lost data" "read -P 0x42 0 1M"
   c status good | grep -q "state: *active" || fail "the good volume stopped serving"
 }
 
 new_image "$d/base.img" 16M random
 truncate -s 20M "$d/cow-good.img"
 start_cowd "$d/run"
-c create good --base "$d/base.img" --cow "$d/cow-good.img"
-c attach good >/dev/null
-qemu-io -f raw "$(uri good)" -c "write -P 0x42 0 1M" >/dev/null
+new_volume good "$d/cow-good.img"
+client_ok good "the first write failed" "write -P 0x42 0 1M"
 
 echo "== full disk: the CoW file's filesystem fills up"
 mkdir "$d/small"
@@ -45,19 +56,15 @@ mount -t tmpfs -o size=6M tmpfs "$d/small"
 # Lazily: cowd, stopped later, still has the CoW file open.
 cleanup_fn umount -l "$d/small"
 truncate -s 20M "$d/small/cow.img"
-c create full --base "$d/base.img" --cow "$d/small/cow.img" --commit sync
-c attach full >/dev/null
-qemu-io -f raw "$(uri full)" -c "write -P 0xa1 0 2M" | grep -q "write failed" \
-  && fail "a write that fits failed"
+new_volume full "$d/small/cow.img"
+client_ok full "a write that fits failed" "write -P 0xa1 0 2M"
 client_fails full "write failed: No space left on device" "write -P 0xa2 4M 8M"
 log_has "volume: full: write to the CoW device at offset [0-9]* failed: No space left on device"
 good_serves
-qemu-io -f raw "$(uri full)" -c "read -P 0xa1 0 2M" | grep -q "verification failed" \
-  && fail "the full volume lost acknowledged writes"
+client_ok full "the full volume lost acknowledged writes" "read -P 0xa1 0 2M"
 # Room again: the same write now succeeds.
 mount -o remount,size=64M "$d/small"
-qemu-io -f raw "$(uri full)" -c "write -P 0xa2 4M 8M" | grep -q "write failed" \
-  && fail "the full volume does not write after space was freed"
+client_ok full "the full volume does not write after space was freed" "write -P 0xa2 4M 8M"
 
 echo "== IO errors from the backends"
 nbdkit -U "$d/nb.sock" -P "$d/nb.pid" --filter=error file "$d/base.img" \
@@ -90,10 +97,8 @@ cleanup_fn sh -c "umount -l '$d/ebase.img' '$d/ecow.img' '$d/ecow3.img' 2>/dev/n
 cleanup_fn kill_pid "$qsd"
 wait_for_file "$d/qsd.pid" 10 || fail "qemu-storage-daemon did not start"
 wait_until 10 sh -c "grep -q ' $d/ecow3.img ' /proc/mounts" || fail "no FUSE export"
-c create eio --base "$d/ebase.img" --cow "$d/ecow.img" --commit sync
-c attach eio >/dev/null
-qemu-io -f raw "$(uri eio)" -c "write -P 0xb1 0 256k" | grep -q "write failed" \
-  && fail "a write failed before any error was injected"
+new_volume eio "$d/ecow.img" "$d/ebase.img"
+client_ok eio "a write failed before any error was injected" "write -P 0xb1 0 256k"
 
 # The base fails reads: a read of the base and a CoW fault (which copies
 # from the base) fail; chunks in the CoW layer still read.
@@ -102,8 +107,7 @@ client_fails eio "read failed: Input/output error" "read 8M 64k"
 log_has "volume: eio: read at offset [0-9]* failed: Input/output error"
 client_fails eio "write failed: Input/output error" "write -P 0xb2 9M 4k"
 log_has "volume: eio: reading offset [0-9]* of $d/ebase.img for a CoW copy failed: Input/output error"
-qemu-io -f raw "$(uri eio)" -c "read -P 0xb1 0 256k" | grep -q "failed" \
-  && fail "chunks in the CoW layer do not read while the base fails"
+client_ok eio "chunks in the CoW layer do not read while the base fails" "read -P 0xb1 0 256k"
 rm "$d/fail-reads"
 
 # The CoW fails writes: a fault and an overwrite fail, nothing is acked.
@@ -116,10 +120,8 @@ rm "$d/fail-writes"
 
 # Errors gone: the volume serves, and what was acknowledged is there; the
 # failed fault left no bit behind (its chunk still reads from the base).
-qemu-io -f raw "$(uri eio)" -c "write -P 0xb5 12M 64k" | grep -q "write failed" \
-  && fail "the volume does not write after the errors stopped"
-qemu-io -f raw "$(uri eio)" -c "read -P 0xb1 0 256k" -c "read -P 0xb5 12M 64k" \
-  | grep -q "failed" && fail "acknowledged writes were lost"
+client_ok eio "the volume does not write after the errors stopped" "write -P 0xb5 12M 64k"
+client_ok eio "acknowledged writes were lost" "read -P 0xb1 0 256k" "read -P 0xb5 12M 64k"
 nbdsh -u "$(uri eio)" -c "
 base = open('$d/base.img', 'rb').read()
 assert h.pread(65536, 10 << 20) == base[10 << 20:(10 << 20) + 65536], 'a failed fault changed the volume'
@@ -127,10 +129,8 @@ assert h.pread(65536, 10 << 20) == base[10 << 20:(10 << 20) + 65536], 'a failed 
 c status eio | grep -q "state: *active" || fail "the eio volume is not active"
 
 echo "== commit errors: the bitmap write or the flush fails"
-c create cmt --base "$d/base.img" --cow "$d/ecow3.img" --commit sync
-c attach cmt >/dev/null
-qemu-io -f raw "$(uri cmt)" -c "write -P 0xc1 0 128k" | grep -q "write failed" \
-  && fail "a write failed before any error was injected"
+new_volume cmt "$d/ecow3.img"
+client_ok cmt "a write failed before any error was injected" "write -P 0xc1 0 128k"
 touch "$d/fail-bitmap"
 client_fails cmt "write failed: Input/output error" "write -P 0xc2 1M 4k"
 log_has "volume: cmt: writing the bitmap failed: Input/output error"
@@ -140,15 +140,14 @@ client_fails cmt "write failed: Input/output error" "write -P 0xc3 2M 4k"
 log_has "volume: cmt: flushing the CoW device failed: Input/output error"
 good_serves
 rm "$d/fail-flush"
-qemu-io -f raw "$(uri cmt)" -c "write -P 0xc4 3M 4k" | grep -q "write failed" \
-  && fail "the volume does not write after the commit errors stopped"
+client_ok cmt "the volume does not write after the commit errors stopped" "write -P 0xc4 3M 4k"
 # Every acknowledged write survives a crash; the chunks of the failed
 # commits were written again by a later one (their bits stayed dirty).
 kill -9 "$(cat "$d/run/cowd.pid")"
 wait_until 10 sh -c "! kill -0 $(cat "$d/run/cowd.pid") 2>/dev/null"
 start_cowd "$d/run"
-qemu-io -f raw "$(uri cmt)" -c "read -P 0xc1 0 128k" -c "read -P 0xc4 3M 4k" \
-  | grep -q "failed" && fail "an acknowledged write was lost after the commit errors"
+client_ok cmt "an acknowledged write was lost after the commit errors" \
+  "read -P 0xc1 0 128k" "read -P 0xc4 3M 4k"
 [ "$(c --json status cmt | jq .cow_chunks)" = 5 ] \
   || fail "cmt has $(c --json status cmt | jq .cow_chunks) chunks in the CoW layer, want 5"
 pass
