@@ -31,7 +31,10 @@
  * gone, the ring stalled or cut) counts as quorum lost: writes are held
  * within the timeout, before the quorate side, which needs the longer
  * token + consensus to notice, may fence this node.  The NOPs of others
- * are ignored, as every unknown type is.
+ * are ignored, as every unknown type is.  At start the lease is set
+ * against corosync's own token + consensus: a lease that is not shorter
+ * lets a cut-off owner acknowledge writes after the others have formed a
+ * membership without it, and cowd warns.
  *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
@@ -48,6 +51,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <corosync/cmap.h>
 #include <corosync/corotypes.h>
 #include <corosync/cpg.h>
 #include <corosync/quorum.h>
@@ -542,6 +546,34 @@ quorum_start (void)
   return 0;
 }
 
+/* How the lease compares with the time the others need to form a new
+ * membership without this node (token + consensus, read from cmap). */
+static void
+lease_check_totem (void)
+{
+  cmap_handle_t h;
+  uint32_t token = 0, consensus = 0;
+  if (cmap_initialize (&h) != CS_OK)
+    return;
+  cs_error_t e1 = cmap_get_uint32 (h, "runtime.config.totem.token", &token);
+  cs_error_t e2 = cmap_get_uint32 (h, "runtime.config.totem.consensus",
+                                   &consensus);
+  cmap_finalize (h);
+  if (e1 != CS_OK || e2 != CS_OK)
+    return;
+  uint32_t decide = token + consensus;
+  if (C.lease_ms >= decide)
+    qb_log (LOG_WARNING, "cluster: node %u: quorum-loss-timeout-ms (%u) is "
+            "not shorter than corosync's token + consensus (%u + %u ms): an "
+            "owner cut off from the others could acknowledge writes after "
+            "they have formed a membership without it; set it below %u",
+            C.nodeid, C.lease_ms, token, consensus, decide);
+  else
+    qb_log (LOG_INFO, "cluster: node %u: lease %u ms, corosync decides a "
+            "new membership after token + consensus (%u + %u ms)", C.nodeid,
+            C.lease_ms, token, consensus);
+}
+
 /* --- API --- */
 
 int
@@ -593,6 +625,7 @@ cluster_start (const char *name, const struct cluster_callbacks *cb,
   C.held_quorate = C.quorate;
   if (C.lease_ms)
     {
+      lease_check_totem ();
       C.lease_until_ns = cowd_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
       lease_arm ();
       heartbeat (NULL);

@@ -4,7 +4,8 @@
 # nothing.  cowd hears none of its own heartbeats back, holds writes within
 # quorum-loss-timeout-ms (400 ms here), and serves again once corosync
 # delivers them; a client writing all along loses nothing.  Then corosync
-# on the owner goes away for good: cowd holds writes and says so.
+# on the owner goes away for good: cowd holds writes and says so.  And a
+# lease not shorter than corosync's token + consensus gets a warning.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires python3 qemu-io tgtd jq cowd cowctl
@@ -15,12 +16,21 @@ lab_init "cl$(printf %04x $((RANDOM)))"
 lab_small_cluster
 iqn=$LAB_IQN
 printf '[cowd]\nfencing = manual\nquorum-loss-timeout-ms = 400\n' > "$LAB_DIR/cowd.conf"
-for n in 1 2; do lab_cowd $n --config "$LAB_DIR/cowd.conf" >/dev/null; done
+printf '[cowd]\nfencing = manual\nquorum-loss-timeout-ms = 4000\n' > "$LAB_DIR/cowd-long.conf"
+lab_cowd 1 --config "$LAB_DIR/cowd.conf" >/dev/null
+lab_cowd 2 --config "$LAB_DIR/cowd-long.conf" >/dev/null
 
 sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 is() { lab_cowctl "$1" --json status "$2" | jq -e "$3" >/dev/null; }
 mono() { python3 -c 'import time; print(time.monotonic_ns())'; }
 log1=$(lab_dir 1)/log/cowd.log
+
+echo "== the lease against corosync's token + consensus"
+wait_until 10 grep -q "lease 400 ms, corosync decides a new membership after token + consensus" "$log1" \
+  || fail "node 1 did not compare its lease with token + consensus"
+wait_until 10 grep -q "quorum-loss-timeout-ms (4000) is not shorter than corosync's token + consensus" \
+  "$(lab_dir 2)/log/cowd.log" || fail "node 2 did not warn about a lease longer than token + consensus"
+grep -h "token + consensus" "$log1" "$(lab_dir 2)/log/cowd.log" | sed 's/^/  /'
 
 lab_cowctl 1 create v --base "$(lab_iscsi_url 0 $iqn 1)" --cow "$(lab_iscsi_url 0 $iqn 2)" >/dev/null
 lab_cowctl 1 attach v >/dev/null
