@@ -107,9 +107,6 @@ int cluster_fence_confirm (uint32_t node);
 int cluster_fenced (uint32_t node);
 /* The designated fencer: the lowest member of a quorate, synced view. */
 bool cluster_is_fencer (void);
-/* This node lost quorum since it last had a table from a quorate view:
- * at the next merge it takes the table of the quorate side. */
-bool cluster_stale (void);
 /* This agent was fenced: treat its table as stale until the next sync. */
 void cluster_set_stale (void);
 

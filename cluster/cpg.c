@@ -657,7 +657,6 @@ uint32_t cluster_nodeid (void) { return C.nodeid; }
 bool cluster_quorate (void) { return C.quorate && !C.lease_lost; }
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
-bool cluster_stale (void) { return C.stale; }
 
 void
 cluster_set_stale (void)

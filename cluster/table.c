@@ -245,6 +245,18 @@ apply_define (struct cl_table *t, const struct cl_msg *m,
  * fencing are released.  FENCED(n): the sender removed n's keys from the
  * storage; every volume n owned is released, also when n is still a
  * member (a hung agent fenced by hand), and n's pending requests end. */
+/* A handoff to node cannot happen any more (it is gone or fenced): the
+ * owner keeps the volume. */
+static void
+drop_request (struct cluster_vol *v, uint32_t node)
+{
+  if (v->state == CL_HANDING_OFF && v->requester == node)
+    {
+      v->state = CL_OWNED;
+      v->requester = 0;
+    }
+}
+
 static void
 apply_fenced (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
               const struct cl_effects *fx)
@@ -253,11 +265,8 @@ apply_fenced (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
   for (size_t i = 0; i < t->n; i++)
     {
       struct cluster_vol *v = &t->vols[i];
-      if (storage && v->state == CL_HANDING_OFF && v->requester == m->node)
-        {
-          v->state = CL_OWNED;
-          v->requester = 0;
-        }
+      if (storage)
+        drop_request (v, m->node);
       bool fencing = v->state == CL_FENCING && v->fenced_node == m->node;
       if (!fencing && !(storage && v->owner == m->node))
         continue;
@@ -296,11 +305,7 @@ cl_table_member_left (struct cl_table *t, uint32_t node, bool node_down,
   for (size_t i = 0; i < t->n; i++)
     {
       struct cluster_vol *v = &t->vols[i];
-      if (v->state == CL_HANDING_OFF && v->requester == node)
-        {
-          v->state = CL_OWNED;  /* the requester is gone: keep it */
-          v->requester = 0;
-        }
+      drop_request (v, node);
       if (!node_down || v->owner != node || v->state == CL_FENCING)
         continue;
       v->state = CL_FENCING;

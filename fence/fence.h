@@ -73,6 +73,8 @@ int fence_clear (struct fence_dev *dev, uint64_t key);
  * than max means the list was cut). */
 int fence_read_keys (struct fence_dev *dev, uint64_t *keys, size_t max,
                      size_t *n, uint32_t *generation);
+/* Is key registered on dev?  1 yes, 0 no, -1 the READ KEYS failed. */
+int fence_key_listed (struct fence_dev *dev, uint64_t key);
 /* *held false: no reservation (holder and type 0). */
 int fence_read_reservation (struct fence_dev *dev, uint64_t *holder, int *type,
                             bool *held);

@@ -347,9 +347,8 @@ fence_read_reservation (struct fence_dev *dev, uint64_t *holder, int *type,
   return 0;
 }
 
-/* Is key registered?  1 yes, 0 no, -1 error. */
-static int
-pr_key_listed (struct fence_dev *dev, uint64_t key)
+int
+fence_key_listed (struct fence_dev *dev, uint64_t key)
 {
   uint64_t keys[PR_MAX_KEYS];
   size_t n;
@@ -478,7 +477,7 @@ pr_preempt_checks (struct fence_dev *dev, uint64_t my_key, uint64_t victim_key)
       errno = EINVAL;
       return -1;
     }
-  if ((r = pr_key_listed (dev, my_key)) < 0)
+  if ((r = fence_key_listed (dev, my_key)) < 0)
     return -1;
   if (r == 0)
     {
@@ -489,7 +488,7 @@ pr_preempt_checks (struct fence_dev *dev, uint64_t my_key, uint64_t victim_key)
       errno = ENOENT;
       return -1;
     }
-  return pr_key_listed (dev, victim_key);
+  return fence_key_listed (dev, victim_key);
 }
 
 /* The PREEMPT AND ABORT, or the PREEMPT fallback. */
@@ -528,7 +527,7 @@ fence_preempt (struct fence_dev *dev, uint64_t my_key, uint64_t victim_key)
     return r; /* error, or the victim is already gone */
   if (pr_preempt_send (dev, my_key, victim_key) < 0)
     return -1;
-  if ((r = pr_key_listed (dev, victim_key)) < 0)
+  if ((r = fence_key_listed (dev, victim_key)) < 0)
     return -1;
   if (r == 1)
     {

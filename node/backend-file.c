@@ -103,14 +103,6 @@ req_fd (const struct fio_req *r)
     ? fp->dfd : fp->fd;
 }
 
-int
-backend_file_fd (struct backend *bk)
-{
-  return strcmp (bk->ops->name, "iscsi") == 0 ? -1 : file_fd (bk);
-}
-
-static void ring_submit (void);
-
 static void
 ring_submit_cb (void *data)
 {
@@ -206,7 +198,6 @@ ring_submit (void)
     qb_log (LOG_ERR, "file: io_uring_submit failed: %s", strerror (-r));
   if ((r == -EAGAIN || r == -EBUSY) && cowd_defer (ring_submit_cb, NULL) == 0)
     R.submit_scheduled = true;  /* the kernel is short: next loop pass */
-
 }
 
 /* One CQE: finish the request or resubmit the remainder of a short one. */
@@ -394,6 +385,12 @@ static const struct backend_ops file_ops = {
   .pwrite_sync = file_pwrite_sync,
   .flush_sync = file_flush_sync,
 };
+
+int
+backend_file_fd (struct backend *bk)
+{
+  return bk->ops == &file_ops ? file_fd (bk) : -1;
+}
 
 /* A stable identity for a block device from sysfs (WWN or serial), or
  * for anything else a digest of the size and of the first and last MiB:

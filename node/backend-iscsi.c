@@ -11,10 +11,12 @@
  * caller's buffer (an iovec, no copy).  Per part:
  *
  *   GOOD                        done
- *   UNIT ATTENTION, NOT READY   sent again (at most ISC_RETRIES times): a
- *                               reset (29/00), changed parameters (2A/xx)
- *                               or a preempted reservation (2A/03) is not
- *                               a data error
+ *   UNIT ATTENTION              sent again at once (at most ISC_RETRIES
+ *                               times): a reset (29/00), changed
+ *                               parameters (2A/xx) or a preempted
+ *                               reservation (2A/03) is not a data error
+ *   NOT READY, LUN not there    sent again from the tick until the
+ *   (ILLEGAL REQUEST 25/xx)     deadline (a target restarting)
  *   RESERVATION CONFLICT        -EACCES; the backend is FENCED
  *   ILLEGAL REQUEST             -EINVAL (UNMAP: disabled, -EOPNOTSUPP)
  *   anything else               -EIO

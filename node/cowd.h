@@ -105,7 +105,7 @@ struct ctl_req;
 struct strbuf;
 int fencing_start (char *err, size_t errlen);
 void fencing_backend_opts (struct backend_opts *bo);
-void fencing_attach_blockdev (struct backend *bk, int fd);
+void fencing_attach_blockdev (struct backend *bk);
 void fencing_kick (void);
 void fencing_self (const char *why);
 void fencing_on_fenced (uint32_t node, uint32_t by, bool storage);

@@ -74,7 +74,6 @@ struct iscsi_context;
 #include "loop.h"
 
 #define FJ_MAX_LUNS 256
-#define FJ_MAX_KEYS 64
 #define FJ_RETRY_MAX_MS 10000
 #define FJ_HISTORY 32
 
@@ -82,7 +81,6 @@ struct fjob_lun
 {
   char *uri;
   bool was_registered;          /* this agent registered there before */
-  bool done;                    /* fenced on this LUN */
 };
 
 struct fjob
@@ -165,21 +163,6 @@ fencing_note_registered (const char *uri)
     F.nregistered++;
 }
 
-/* Is key listed on dev?  1 yes, 0 no, -1 the READ KEYS failed. */
-static int
-fencing_key_listed (struct fence_dev *dev, uint64_t key)
-{
-  uint64_t keys[FJ_MAX_KEYS];
-  size_t n = 0;
-  uint32_t gen;
-  if (fence_read_keys (dev, keys, FJ_MAX_KEYS, &n, &gen) < 0)
-    return -1;
-  for (size_t i = 0; i < n && i < FJ_MAX_KEYS; i++)
-    if (keys[i] == key)
-      return 1;
-  return 0;
-}
-
 /* Register (and reserve) dev for this node.  A LUN this agent registered
  * on before is a re-login (the open path logs in too): check our key. */
 static void
@@ -194,7 +177,7 @@ fencing_register (struct backend *bk, struct fence_dev *dev)
       bk->health = BK_FENCED;
       return;
     }
-  if (relogin && fencing_key_listed (dev, key) == 0)
+  if (relogin && fence_key_listed (dev, key) == 0)
     {
       qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
               "from the LUN: another node fenced it", bk->uri, key);
@@ -244,8 +227,9 @@ fencing_backend_opts (struct backend_opts *bo)
 
 /* A block device CoW (open-iscsi): register through SG_IO. */
 void
-fencing_attach_blockdev (struct backend *bk, int fd)
+fencing_attach_blockdev (struct backend *bk)
 {
+  int fd = backend_file_fd (bk);
   if (!cowd.clustered || !bk->is_blockdev || fd < 0)
     return;
   char err[512];
@@ -358,8 +342,8 @@ fj_lun (struct fjob *j, struct fjob_lun *l)
   struct fence_dev *dev = fj_open (j, l, &ctx, &fd);
   if (!dev)
     goto out;
-  int victim = fencing_key_listed (dev, j->victim_key);
-  int mine = fencing_key_listed (dev, j->my_key);
+  int victim = fence_key_listed (dev, j->victim_key);
+  int mine = fence_key_listed (dev, j->my_key);
   if (victim < 0 || mine < 0)
     {
       snprintf (j->err, sizeof j->err, "%s", fence_last_error (dev));
@@ -422,9 +406,7 @@ fj_run (void *arg)
   bool unfenceable = false;
   j->ok = 1;
   for (size_t i = 0; i < j->nluns && !j->self_fenced; i++)
-    if (fj_lun (j, &j->luns[i]) == 0)
-      j->luns[i].done = true;
-    else
+    if (fj_lun (j, &j->luns[i]) < 0)
       unfenceable = true;
   if (j->self_fenced)
     j->ok = 0;

@@ -218,11 +218,7 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   if (vol_open (&p, &bo, &e->vol, err, errlen) < 0)
     return -1;
 #ifdef HAVE_COROSYNC
-  if (cowd.clustered)
-    {
-      struct backend *cow = vol_cow_backend (e->vol);
-      fencing_attach_blockdev (cow, backend_file_fd (cow));
-    }
+  fencing_attach_blockdev (vol_cow_backend (e->vol));
 #endif
   char msg[256];
   if (cowd.clustered)
