@@ -304,9 +304,7 @@ lowest_member (void)
 static void
 stale_timeout (void *data)
 {
-  if (C.synced || !C.quorate || C.nmembers == 0)
-    return;
-  if (lowest_member () != C.nodeid)
+  if (C.synced || !cluster_quorate () || lowest_member () != C.nodeid)
     return;
   qb_log (LOG_WARNING, "cluster: no quorate side sent a table after the "
           "merge; this node sends its own");
@@ -314,6 +312,9 @@ stale_timeout (void *data)
   C.stale = false;
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
   send_msg (&mark);
+  /* Its own table is the group's now: act on it, as after adopting one. */
+  if (C.cb->on_synced)
+    C.cb->on_synced (C.ud);
 }
 
 static void
@@ -323,6 +324,7 @@ stale_merge (void)
           "table of the quorate side");
   C.synced = false;
   C.seen_mark = false;
+  qb_loop_timer_del (cowd_loop (), C.stale_timer);      /* one wait at a time */
   qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
                      stale_timeout, &C.stale_timer);
@@ -649,6 +651,7 @@ cluster_stop (void)
   quorum_finalize (C.quorum);
   qb_loop_timer_del (cowd_loop (), C.hb_timer);
   qb_loop_timer_del (cowd_loop (), C.lease_timer);
+  qb_loop_timer_del (cowd_loop (), C.stale_timer);
   C.running = false;
 }
 

@@ -497,8 +497,10 @@ isc_check_deadline (struct isc_priv *ip)
         continue;
       if (now - since < limit)
         continue;
-      expired = true;
-      isc_part_done (p, -EIO);  /* no task: the session is gone */
+      /* Past the deadline: with the session up, the LUN stayed not
+       * ready (this part fails); without one, the backend degrades. */
+      expired |= !ip->logged_in;
+      isc_part_done (p, -EIO);
     }
   if (expired && ip->bk->health != BK_DEGRADED)
     {

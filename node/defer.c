@@ -132,8 +132,9 @@ cowd_defer (void (*fn) (void *data), void *data)
   else
     head = d;
   tail = d;
+  /* Queued: from here on it runs (0), whatever the wakeup does. */
   uint64_t one = 1;
   if (write (defer_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-    return -errno;
+    qb_log (LOG_ERR, "loop: waking the loop for deferred work failed: %m");
   return 0;
 }

@@ -696,7 +696,7 @@ fencing_tick (void *data)
 int
 fencing_start (char *err, size_t errlen)
 {
-  fencing_tick (NULL);
+  /* The pipe first: a job the first tick starts reports through it. */
   if (pipe2 (F.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
     {
       snprintf (err, errlen, "cannot make the fencing pipe: %m");
@@ -704,6 +704,7 @@ fencing_start (char *err, size_t errlen)
     }
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, F.pipe[0], POLLIN, NULL,
                     fencing_pipe_dispatch);
+  fencing_tick (NULL);
   return 0;
 }
 
@@ -739,10 +740,9 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
   qb_log (LOG_WARNING, "cluster: node %" PRIu32 " %s by node %" PRIu32 "; "
           "its volumes are unowned now", node,
           storage ? "was fenced" : "was confirmed down", by);
-  size_t i = F.nhistory < FJ_HISTORY ? F.nhistory++ : FJ_HISTORY - 1;
-  if (i == FJ_HISTORY - 1)
-    memmove (F.history, F.history + 1, (FJ_HISTORY - 1) * sizeof *F.history);
-  F.history[i] = (struct fevent) { node, by, storage, cowd_now_ns (),
+  if (F.nhistory == FJ_HISTORY)  /* full: the oldest goes */
+    memmove (F.history, F.history + 1, --F.nhistory * sizeof *F.history);
+  F.history[F.nhistory++] = (struct fevent) { node, by, storage, cowd_now_ns (),
     by == cluster_nodeid () ? F.last_job_ms : 0 };
   fj_retry_forget (node);
   for (size_t k = 0; k < F.nannounced;)

@@ -126,8 +126,6 @@ own_cleaned (void *opaque, int r)
 {
   struct vol_entry *e = opaque;
   uint64_t gen = vol_generation (e->vol);
-  vol_set_state (e->vol, VOL_STATE_READONLY);
-  e->epoch = 0;
   if (r < 0)
     {
       qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean; keeping "
@@ -136,6 +134,8 @@ own_cleaned (void *opaque, int r)
       vol_resume (e->vol);
       return;
     }
+  vol_set_state (e->vol, VOL_STATE_READONLY);
+  e->epoch = 0;
   qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
           PRIu64, e->name, e->handoff_to, gen);
   cluster_handoff (e->name, e->handoff_to, gen);
