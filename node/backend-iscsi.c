@@ -791,6 +791,26 @@ bad:
   return -EINVAL;
 }
 
+char *
+backend_iscsi_uri (const char *url)
+{
+  if (strncmp (url, "iscsi://", 8) != 0)
+    return NULL;
+  struct isc_priv ip = { 0 };
+  char *user, *password, err[256];
+  int r = isc_parse_url (&ip, url, &user, &password, err, sizeof err);
+  free (user);
+  free (password);
+  free (ip.portal);
+  free (ip.target);
+  if (r < 0)
+    {
+      free (ip.safe_url);
+      return NULL;
+    }
+  return ip.safe_url;
+}
+
 /* The LUN's stable identity from VPD 0x83 (NAA, then EUI-64, then T10),
  * else its unit serial number (0x80). */
 static void

@@ -11,6 +11,9 @@ struct iscsi_context;
 
 struct iscsi_context *backend_iscsi_context (struct backend *bk);
 int backend_iscsi_lun (struct backend *bk);
+/* url as an iSCSI backend names itself (bk->uri: the port filled in, no
+ * credentials), to free; NULL when it is not a valid iSCSI URL. */
+char *backend_iscsi_uri (const char *url);
 /* This host's initiator name: the configured one, else
  * iqn.2024-01.org.cowherd:HOSTNAME. */
 void backend_iscsi_initiator (const char *configured, char *buf,

@@ -437,7 +437,14 @@ fj_add_lun (struct fjob *j, const char *uri)
   if (j->nluns == FJ_MAX_LUNS)
     return;
   j->luns[j->nluns].uri = strdup (uri);
-  j->luns[j->nluns].was_registered = fencing_was_registered (uri);
+  /* Registrations are noted under the backend's own name for the LUN. */
+  char *bk_uri = NULL;
+#ifdef HAVE_LIBISCSI
+  bk_uri = backend_iscsi_uri (uri);
+#endif
+  j->luns[j->nluns].was_registered = fencing_was_registered (bk_uri ? bk_uri
+                                                             : uri);
+  free (bk_uri);
   j->nluns++;
 }
 

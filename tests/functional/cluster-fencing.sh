@@ -13,7 +13,10 @@
 #  - a hung agent (SIGSTOP) fenced by hand (cowctl fence NODE, as Pacemaker
 #    would after a failed monitor); after SIGCONT the request a client
 #    queued on it while it was stopped fails, a write through its own
-#    session is refused by the target, and the new owner's data stands.
+#    session is refused by the target, and the new owner's data stands;
+#  - a fencer whose own key was removed from a LUN it registered on (named
+#    without its port in the volume's definition) finds itself fenced
+#    there instead of registering again and fencing the owner.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io python3 tgtd jq cowd cowctl
@@ -25,11 +28,11 @@ lab_init "cf$(printf %04x $((RANDOM)))"
 lab_host 0
 for n in 1 2 3; do lab_host $n; done
 new_image "$LAB_DIR/base.lun" 32M random
-for i in 2 3 4; do new_image "$LAB_DIR/cow$i.lun" 40M zero; done
+for i in 2 3 4 5; do new_image "$LAB_DIR/cow$i.lun" 40M zero; done
 lab_storage 0
 iqn=iqn.2024-01.org.cowherd:fence
 lab_lun 0 1 $iqn 1 "$LAB_DIR/base.lun"
-for i in 2 3 4; do lab_lun 0 1 $iqn $i "$LAB_DIR/cow$i.lun"; done
+for i in 2 3 4 5; do lab_lun 0 1 $iqn $i "$LAB_DIR/cow$i.lun"; done
 lab_corosync 1 2 3
 for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
 declare -A cowd_pid
@@ -130,4 +133,23 @@ out=$(lab_cowctl 1 fence probe c) || fail "probe failed: $out"
 [[ $out == *"RESERVATION CONFLICT"* ]] || fail "the target let fenced node 1 write: $out"
 qemu-io -f raw "$(sock 2 c)" -c "read -P 0x2c 0 64k" | grep -q failed && fail "the late write reached c"
 echo "   node 1's session: $out; node 2's data stands"
+
+echo "== node 2's key removed from a LUN it registered on: fencing from there finds node 2 fenced"
+# Node 2 serves d first (it registers on LUN 5), node 3 takes it over.
+lab_cowctl 2 create d --base "$(url 1)" --cow "iscsi://$(lab_ip 0)/$iqn/5" >/dev/null
+lab_cowctl 2 attach d >/dev/null
+wait_until 10 is 2 d '.owner == 2 and .state == "active"' || fail "node 2 does not own d"
+wait_until 10 has_key 5 2 || fail "node 2 did not register on d's LUN"
+lab_cowctl 3 attach d --incoming >/dev/null
+wait_until 10 is 3 d '.owner == 3 and .state == "active"' || fail "node 3 did not take d over"
+key2=$(keys 5 | jq -r '.keys[] | select(.nodeid == 2) | .key' | head -1)
+printf 'register 0x4242\npreempt 0x4242 %s\n' "$key2" |
+  lab_exec 2 "$pr" --initiator iqn.2024-01.org.cowherd:probe "$(url 5)" - >/dev/null
+has_key 5 2 && fail "the probe did not remove node 2's key"
+lab_cowctl 2 fence 3 >/dev/null 2>&1 && fail "node 2 fenced node 3 with its own key gone"
+wait_until 10 grep -q "this node was fenced (its own key was gone when it came to fence" "$(lab_dir 2)/log/cowd.log" \
+  || fail "node 2 did not find itself fenced: $(grep fence: "$(lab_dir 2)/log/cowd.log" | tail -3)"
+has_key 5 2 && fail "node 2 registered again after it was fenced"
+has_key 5 3 || fail "node 3 was fenced by a fenced node"
+echo "   node 2: $(grep -o "this node was fenced (its own key[^)]*)" "$(lab_dir 2)/log/cowd.log" | tail -1)"
 pass
