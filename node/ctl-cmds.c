@@ -591,7 +591,7 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
       return;
     }
   if (argc == 2 && parse_node (argv[1], &node) == 0)
-    return fencing_manual (node, req, json);
+    return fencing_manual (node, req);
   if (argc == 3 && strcmp (argv[1], "probe") == 0)
     {
       struct vol_entry *e = find_or_reply (req, argv[2]);

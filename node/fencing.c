@@ -92,7 +92,6 @@ struct fjob
   size_t nluns;
   char *initiator, *chap_user, *chap_password, *command;
   struct ctl_req *req;          /* manual: reply when done */
-  bool json;
   /* Results, written by the worker */
   int ok;
   bool self_fenced;
@@ -485,7 +484,7 @@ dup_or_null (const char *s)
 }
 
 static int
-fj_start (uint32_t victim, struct ctl_req *req, bool json)
+fj_start (uint32_t victim, struct ctl_req *req)
 {
   struct fjob *j = calloc (1, sizeof *j);
   if (!j)
@@ -494,7 +493,6 @@ fj_start (uint32_t victim, struct ctl_req *req, bool json)
   j->my_key = my_key ();
   j->victim_key = fence_key (cowd.cluster_name, victim);
   j->req = req;
-  j->json = json;
   struct fj_collect c = { j, req != NULL };
   cluster_foreach (fj_collect, &c);
 #ifdef HAVE_LIBISCSI
@@ -572,7 +570,7 @@ fj_reply (struct fjob *j)
     return;
   char s[700];
   if (j->ok)
-    snprintf (s, sizeof s, j->json ? "{\"node\":%" PRIu32 ",\"fenced\":true,"
+    snprintf (s, sizeof s, ctl_req_flags (j->req) & CTL_F_JSON ? "{\"node\":%" PRIu32 ",\"fenced\":true,"
               "\"luns\":%zu}\n" : "node %" PRIu32 " fenced on %zu LUN(s)\n",
               j->victim, j->nluns);
   else
@@ -679,7 +677,7 @@ fencing_kick (void)
           fj_arm_timer ();
           continue;
         }
-      fj_start (vs.nodes[i], NULL, false);
+      fj_start (vs.nodes[i], NULL);
     }
 }
 
@@ -717,7 +715,7 @@ fencing_start (char *err, size_t errlen)
 
 /* cowctl fence NODE: fence whatever NODE owns, now. */
 void
-fencing_manual (uint32_t node, struct ctl_req *req, bool json)
+fencing_manual (uint32_t node, struct ctl_req *req)
 {
   char s[200];
   if (node == cluster_nodeid ())
@@ -731,7 +729,7 @@ fencing_manual (uint32_t node, struct ctl_req *req, bool json)
               "fenced itself", node);
   else if (fj_running (node))
     snprintf (s, sizeof s, "node %" PRIu32 " is being fenced already", node);
-  else if (fj_start (node, req, json) == 0)
+  else if (fj_start (node, req) == 0)
     return;
   else
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": cannot start a "

@@ -325,10 +325,8 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   e->incoming = incoming;
   if (fencing)
     return 0;                   /* asks once the node is fenced */
-  e->asked = true;
-  e->t_request_ns = cowd_now_ns ();
-  if (cluster_acquire (e->name) < 0)
-    e->asked = false;
+  e->asked = false;             /* a new attach asks again */
+  own_want_owner (e, e->vol);
   return 0;
 }
 
