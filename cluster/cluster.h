@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <qb/qbloop.h>
+
 #define CLUSTER_NAME_MAX 64
 #define CLUSTER_URI_MAX 256
 #define CLUSTER_MAX_MEMBERS 64
@@ -83,7 +85,7 @@ struct cluster_callbacks
   void (*on_synced) (void *ud);
 };
 
-int cluster_start (const char *cluster_name,
+int cluster_start (qb_loop_t *loop, const char *cluster_name,
                    const struct cluster_callbacks *cb, void *ud);
 void cluster_stop (void);
 bool cluster_running (void);

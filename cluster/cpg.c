@@ -58,7 +58,7 @@
 #include <qb/qblog.h>
 
 #include "cluster-int.h"
-#include "loop.h"
+#include "clock.h"
 
 struct pending
 {
@@ -69,6 +69,7 @@ struct pending
 
 static struct
 {
+  qb_loop_t *loop;              /* handed over by cluster_start */
   bool running;
   bool lost;                    /* the connection to corosync is gone */
   cpg_handle_t cpg;
@@ -143,7 +144,7 @@ send_flush (void)
           if (!C.retry_armed)
             {
               C.retry_armed = true;
-              qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH,
+              qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
                                  (uint64_t) C.backoff_ms * 1000000ull, NULL,
                                  send_retry, &C.retry_timer);
               C.backoff_ms = C.backoff_ms >= 50 ? 100 : C.backoff_ms * 2;
@@ -324,8 +325,8 @@ stale_merge (void)
           "table of the quorate side");
   C.synced = false;
   C.seen_mark = false;
-  qb_loop_timer_del (cowd_loop (), C.stale_timer);      /* one wait at a time */
-  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+  qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
+  qb_loop_timer_add (C.loop, QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
                      stale_timeout, &C.stale_timer);
 }
@@ -427,7 +428,7 @@ quorum_update (void)
 static void
 lease_expired (void *data)
 {
-  if (C.lease_lost || !C.lease_ms || cowd_now_ns () < C.lease_until_ns)
+  if (C.lease_lost || !C.lease_ms || clock_now_ns () < C.lease_until_ns)
     return;
   C.lease_lost = true;
   qb_log (LOG_WARNING, "cluster: corosync delivered no heartbeat of node %u "
@@ -439,9 +440,9 @@ lease_expired (void *data)
 static void
 lease_arm (void)
 {
-  uint64_t now = cowd_now_ns ();
-  qb_loop_timer_del (cowd_loop (), C.lease_timer);
-  qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, C.lease_until_ns > now
+  uint64_t now = clock_now_ns ();
+  qb_loop_timer_del (C.loop, C.lease_timer);
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, C.lease_until_ns > now
                      ? C.lease_until_ns - now : 0, NULL, lease_expired,
                      &C.lease_timer);
 }
@@ -468,12 +469,12 @@ heartbeat (void *data)
 {
   if (!C.running || !C.lease_ms || C.lost)
     return;
-  uint64_t now = cowd_now_ns ();
+  uint64_t now = clock_now_ns ();
   struct cl_msg m = { .type = CL_MSG_NOP };
   if (C.hb_n < sizeof C.hb_sent / sizeof *C.hb_sent && send_msg (&m) == 0)
     C.hb_sent[C.hb_n++] = now;
   unsigned every = C.lease_ms / 4 > 20 ? C.lease_ms / 4 : 20;
-  qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH, (uint64_t) every * 1000000ull,
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, (uint64_t) every * 1000000ull,
                      NULL, heartbeat, &C.hb_timer);
 }
 
@@ -483,7 +484,7 @@ static void quorum_set (bool q);
 static void
 cluster_lost (int fd, const char *what)
 {
-  qb_loop_poll_del (cowd_loop (), fd);
+  qb_loop_poll_del (C.loop, fd);
   if (C.lost)
     return;
   C.lost = true;
@@ -543,7 +544,7 @@ quorum_start (void)
   quorum_getquorate (C.quorum, &q);
   C.quorate = q != 0;
   quorum_trackstart (C.quorum, CS_TRACK_CHANGES);
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
+  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL,
                     quorum_dispatch_fd);
   return 0;
 }
@@ -579,8 +580,8 @@ lease_check_totem (void)
 /* --- API --- */
 
 int
-cluster_start (const char *name, const struct cluster_callbacks *cb,
-               void *ud)
+cluster_start (qb_loop_t *loop, const char *name,
+               const struct cluster_callbacks *cb, void *ud)
 {
   static cpg_model_v1_data_t model = {
     .cpg_deliver_fn = cpg_deliver_fn,
@@ -588,6 +589,7 @@ cluster_start (const char *name, const struct cluster_callbacks *cb,
     .cpg_totem_confchg_fn = cpg_totem_fn,
     .flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
   };
+  C.loop = loop;
   C.cb = cb;
   C.ud = ud;
   C.backoff_ms = 1;
@@ -621,14 +623,14 @@ cluster_start (const char *name, const struct cluster_callbacks *cb,
       quorum_finalize (C.quorum);
       return -ENOTCONN;
     }
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
+  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL,
                     cpg_dispatch_fd);
   C.running = true;
   C.held_quorate = C.quorate;
   if (C.lease_ms)
     {
       lease_check_totem ();
-      C.lease_until_ns = cowd_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
+      C.lease_until_ns = clock_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
       lease_arm ();
       heartbeat (NULL);
     }
@@ -649,9 +651,9 @@ cluster_stop (void)
   cpg_leave (C.cpg, &g);
   cpg_finalize (C.cpg);
   quorum_finalize (C.quorum);
-  qb_loop_timer_del (cowd_loop (), C.hb_timer);
-  qb_loop_timer_del (cowd_loop (), C.lease_timer);
-  qb_loop_timer_del (cowd_loop (), C.stale_timer);
+  qb_loop_timer_del (C.loop, C.hb_timer);
+  qb_loop_timer_del (C.loop, C.lease_timer);
+  qb_loop_timer_del (C.loop, C.stale_timer);
   C.running = false;
 }
 

@@ -24,37 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "cluster-int.h"
 
 #define DEF_SIZE (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12)
 #define VOL_SIZE (DEF_SIZE + 36)
-
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put64 (uint8_t *p, uint64_t v)
-{
-  put32 (p, (uint32_t) v);
-  put32 (p + 4, (uint32_t) (v >> 32));
-}
-
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
-}
-
-static uint64_t
-get64 (const uint8_t *p)
-{
-  return (uint64_t) get32 (p) | (uint64_t) get32 (p + 4) << 32;
-}
 
 static void
 put_str (uint8_t *p, const char *s, size_t field)
@@ -79,9 +53,9 @@ put_def (uint8_t *p, const struct cluster_voldef *d)
   put_str (p + CLUSTER_NAME_MAX, d->base, CLUSTER_URI_MAX);
   put_str (p + CLUSTER_NAME_MAX + CLUSTER_URI_MAX, d->cow, CLUSTER_URI_MAX);
   p += CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX;
-  put32 (p, d->chunk_size);
-  put32 (p + 4, d->commit);
-  put32 (p + 8, d->exclusive);
+  le32_put (p, d->chunk_size);
+  le32_put (p + 4, d->commit);
+  le32_put (p + 8, d->exclusive);
 }
 
 static int
@@ -93,9 +67,9 @@ get_def (struct cluster_voldef *d, const uint8_t *p)
                   CLUSTER_URI_MAX) < 0)
     return -EINVAL;
   p += CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX;
-  d->chunk_size = get32 (p);
-  d->commit = get32 (p + 4);
-  d->exclusive = get32 (p + 8) != 0;
+  d->chunk_size = le32_get (p);
+  d->commit = le32_get (p + 4);
+  d->exclusive = le32_get (p + 8) != 0;
   return 0;
 }
 
@@ -125,8 +99,8 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
   b[0] = CL_MSG_VERSION;
   b[2] = (uint8_t) m->type;
   b[3] = (uint8_t) (m->type >> 8);
-  put32 (b + 4, (uint32_t) n);
-  put64 (b + 8, m->time_ms);
+  le32_put (b + 4, (uint32_t) n);
+  le64_put (b + 8, m->time_ms);
   switch (m->type)
     {
     case CL_MSG_DEFINE:
@@ -137,36 +111,36 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
       break;
     case CL_MSG_HANDOFF:
       put_str (p, m->def.name, CLUSTER_NAME_MAX);
-      put32 (p + CLUSTER_NAME_MAX, m->node);
-      put64 (p + CLUSTER_NAME_MAX + 4, m->generation);
+      le32_put (p + CLUSTER_NAME_MAX, m->node);
+      le64_put (p + CLUSTER_NAME_MAX + 4, m->generation);
       break;
     case CL_MSG_RELEASE:
       put_str (p, m->def.name, CLUSTER_NAME_MAX);
-      put64 (p + CLUSTER_NAME_MAX, m->generation);
+      le64_put (p + CLUSTER_NAME_MAX, m->generation);
       break;
     case CL_MSG_MIGRATE:
       put_str (p, m->def.name, CLUSTER_NAME_MAX);
-      put32 (p + CLUSTER_NAME_MAX, m->node);
+      le32_put (p + CLUSTER_NAME_MAX, m->node);
       break;
     case CL_MSG_FENCE_CONFIRM:
     case CL_MSG_FENCED:
-      put32 (p, m->node);
+      le32_put (p, m->node);
       break;
     case CL_MSG_SYNC_DATA:
-      put32 (p, m->nvols);
+      le32_put (p, m->nvols);
       for (uint32_t i = 0; i < m->nvols; i++)
         {
           const struct cluster_vol *v = &m->vols[i];
           uint8_t *q = p + 4 + (size_t) i * VOL_SIZE;
           put_def (q, &v->def);
           q += DEF_SIZE;
-          put32 (q, v->state);
-          put32 (q + 4, v->owner);
-          put64 (q + 8, v->epoch);
-          put64 (q + 16, v->generation);
-          put32 (q + 24, v->requester);
-          put32 (q + 28, v->fenced_node);
-          put32 (q + 32, v->bouncing);
+          le32_put (q, v->state);
+          le32_put (q + 4, v->owner);
+          le64_put (q + 8, v->epoch);
+          le64_put (q + 16, v->generation);
+          le32_put (q + 24, v->requester);
+          le32_put (q + 28, v->fenced_node);
+          le32_put (q + 32, v->bouncing);
         }
       break;
     }
@@ -179,7 +153,7 @@ decode_sync (const uint8_t *p, size_t blen, struct cl_msg *m)
 {
   if (blen < 4)
     return -EINVAL;
-  uint32_t n = get32 (p);
+  uint32_t n = le32_get (p);
   if (n > (blen - 4) / VOL_SIZE || blen != 4 + (size_t) n * VOL_SIZE)
     return -EINVAL;
   m->vols = calloc (n ? n : 1, sizeof *m->vols);
@@ -190,16 +164,16 @@ decode_sync (const uint8_t *p, size_t blen, struct cl_msg *m)
     {
       struct cluster_vol *v = &m->vols[i];
       const uint8_t *q = p + 4 + (size_t) i * VOL_SIZE;
-      if (get_def (&v->def, q) < 0 || get32 (q + DEF_SIZE) > CL_FENCING)
+      if (get_def (&v->def, q) < 0 || le32_get (q + DEF_SIZE) > CL_FENCING)
         return -EINVAL;
       q += DEF_SIZE;
-      v->state = (enum cluster_vol_state) get32 (q);
-      v->owner = get32 (q + 4);
-      v->epoch = get64 (q + 8);
-      v->generation = get64 (q + 16);
-      v->requester = get32 (q + 24);
-      v->fenced_node = get32 (q + 28);
-      v->bouncing = get32 (q + 32) != 0;
+      v->state = (enum cluster_vol_state) le32_get (q);
+      v->owner = le32_get (q + 4);
+      v->epoch = le64_get (q + 8);
+      v->generation = le64_get (q + 16);
+      v->requester = le32_get (q + 24);
+      v->fenced_node = le32_get (q + 28);
+      v->bouncing = le32_get (q + 32) != 0;
     }
   return 0;
 }
@@ -209,12 +183,12 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
 {
   const uint8_t *b = buf, *p = b + CL_HDR_SIZE;
   memset (m, 0, sizeof *m);
-  if (len < CL_HDR_SIZE || get32 (b + 4) != len)
+  if (len < CL_HDR_SIZE || le32_get (b + 4) != len)
     return -EINVAL;
   if ((b[0] | b[1] << 8) != CL_MSG_VERSION)
     return -EPROTONOSUPPORT;
   m->type = (uint16_t) (b[2] | b[3] << 8);
-  m->time_ms = get64 (b + 8);
+  m->time_ms = le64_get (b + 8);
   size_t blen = len - CL_HDR_SIZE;
   if (m->type > CL_MSG_LAST)
     {
@@ -231,7 +205,7 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
       return get_def (&m->def, p);
     case CL_MSG_FENCE_CONFIRM:
     case CL_MSG_FENCED:
-      m->node = get32 (p);
+      m->node = le32_get (p);
       return 0;
     case CL_MSG_NOP: case CL_MSG_SYNC_MARK:
       return 0;
@@ -240,11 +214,11 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
         return -EINVAL;
       p += CLUSTER_NAME_MAX;
       if (m->type == CL_MSG_HANDOFF || m->type == CL_MSG_MIGRATE)
-        m->node = get32 (p);
+        m->node = le32_get (p);
       if (m->type == CL_MSG_HANDOFF)
-        m->generation = get64 (p + 4);
+        m->generation = le64_get (p + 4);
       if (m->type == CL_MSG_RELEASE)
-        m->generation = get64 (p);
+        m->generation = le64_get (p);
       return 0;
     }
 }

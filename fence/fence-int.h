@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "byteorder.h"
 #include "fence.h"
 
 /* PERSISTENT RESERVE OUT service actions (SPC-4 6.16.2). */
@@ -104,29 +105,5 @@ void fence_sg_prout_params (uint8_t params[FENCE_PROUT_PARAM_LEN],
 void fence_sg_prin_cdb (uint8_t cdb[FENCE_CDB_LEN], enum fence_prin_sa sa,
                         uint16_t alloc_len);
 bool fence_sense_parse (const uint8_t *sb, size_t len, struct fence_status *st);
-
-/* Big-endian helpers (SCSI is big-endian). */
-static inline void
-fence_put_be64 (uint8_t *p, uint64_t v)
-{
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = v & 0xff;
-}
-
-static inline uint64_t
-fence_get_be64 (const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v = (v << 8) | p[i];
-  return v;
-}
-
-static inline uint32_t
-fence_get_be32 (const uint8_t *p)
-{
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8
-         | p[3];
-}
 
 #endif /* COWHERD_FENCE_INT_H */

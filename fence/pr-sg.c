@@ -50,8 +50,8 @@ fence_sg_prout_params (uint8_t params[FENCE_PROUT_PARAM_LEN],
                        const struct fence_prout *p)
 {
   memset (params, 0, FENCE_PROUT_PARAM_LEN);
-  fence_put_be64 (params, p->key);
-  fence_put_be64 (params + 8, p->sa_key);
+  be64_put (params, p->key);
+  be64_put (params + 8, p->sa_key);
 }
 
 void

@@ -261,15 +261,15 @@ fence_parse_keys (const uint8_t *buf, size_t len, uint64_t *keys, size_t max,
 
   if (len < 8)
     return -1;
-  addl = fence_get_be32 (buf + 4);
+  addl = be32_get (buf + 4);
   if (addl % 8)
     return -1;
   if (generation)
-    *generation = fence_get_be32 (buf);
+    *generation = be32_get (buf);
   *n = addl / 8;
   avail = (len - 8) / 8;
   for (size_t i = 0; i < *n && i < avail && i < max; i++)
-    keys[i] = fence_get_be64 (buf + 8 + 8 * i);
+    keys[i] = be64_get (buf + 8 + 8 * i);
   return 0;
 }
 
@@ -281,7 +281,7 @@ fence_parse_reservation (const uint8_t *buf, size_t len, uint64_t *holder,
 
   if (len < 8)
     return -1;
-  addl = fence_get_be32 (buf + 4);
+  addl = be32_get (buf + 4);
   *held = false;
   *holder = 0;
   *type = 0;
@@ -290,7 +290,7 @@ fence_parse_reservation (const uint8_t *buf, size_t len, uint64_t *holder,
   if (addl < 16 || len < 24)
     return -1;
   *held = true;
-  *holder = fence_get_be64 (buf + 8);
+  *holder = be64_get (buf + 8);
   *type = buf[21] & 0x0f;
   return 0;
 }

@@ -1,48 +1,11 @@
-/* Private to libdscow: explicit little-endian field access. */
+/* Private to libdscow: the superblock's field offsets.  Fields are read
+ * and written with common/byteorder.h. */
 #ifndef DSCOW_INT_H
 #define DSCOW_INT_H
 
 #include <stdint.h>
 
-static inline void
-le16_put (uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t) v;
-  p[1] = (uint8_t) (v >> 8);
-}
-
-static inline void
-le32_put (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static inline void
-le64_put (uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static inline uint16_t
-le16_get (const uint8_t *p)
-{
-  return (uint16_t) (p[0] | (p[1] << 8));
-}
-
-static inline uint32_t
-le32_get (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
-}
-
-static inline uint64_t
-le64_get (const uint8_t *p)
-{
-  return (uint64_t) le32_get (p) | (uint64_t) le32_get (p + 4) << 32;
-}
+#include "byteorder.h"
 
 /* Byte offsets of the superblock fields; see dscow(5). */
 enum

@@ -13,7 +13,7 @@ export LC_ALL=C
 top_srcdir=${abs_top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 top_builddir=${abs_top_builddir:-$top_srcdir}
 # System tools first: nbdsh needs the python3 that has the nbd module.
-export PATH="$top_builddir/node:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+export PATH="$top_builddir/node/cowd:$top_builddir/node/cowctl:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 _cleanups=()
 cleanup_fn() { _cleanups+=("$(printf '%q ' "$@")"); }

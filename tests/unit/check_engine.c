@@ -31,9 +31,7 @@
 #define MAX_INFLIGHT 32
 #define MAX_LEN (96u * 1024)
 
-static qb_loop_t *loop;
-qb_loop_t *cowd_loop (void) { return loop; }
-void cowd_loop_set (qb_loop_t *l) { loop = l; }
+static qb_loop_t *loop;           /* handed to the engine: cowd_loop_set */
 
 static char dir[64];
 static uint8_t *model, *base_copy;
@@ -221,7 +219,10 @@ setup (void)
   snprintf (dir, sizeof dir, "/tmp/check_engine.XXXXXX");
   ck_assert_ptr_nonnull (mkdtemp (dir));
   if (!loop)
-    loop = qb_loop_create ();  /* the io_uring eventfd lives on it */
+    {
+      loop = qb_loop_create ();  /* the io_uring eventfd lives on it */
+      cowd_loop_set (loop);
+    }
   model = malloc (VOL_SIZE);
   base_copy = malloc (VOL_SIZE);
   for (size_t i = 0; i < VOL_SIZE; i++)

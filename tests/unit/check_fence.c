@@ -101,7 +101,7 @@ make_keys (uint8_t *buf, uint32_t gen, const uint64_t *keys, size_t n)
   buf[0] = gen >> 24, buf[1] = gen >> 16, buf[2] = gen >> 8, buf[3] = gen;
   buf[7] = n * 8;
   for (size_t i = 0; i < n; i++)
-    fence_put_be64 (buf + 8 + 8 * i, keys[i]);
+    be64_put (buf + 8 + 8 * i, keys[i]);
   return 8 + 8 * n;
 }
 
@@ -145,7 +145,7 @@ START_TEST (test_parse_reservation)
   int type;
   bool held;
 
-  fence_put_be64 (buf + 8, 0xed3e317400000003ull);
+  be64_put (buf + 8, 0xed3e317400000003ull);
   buf[21] = 0x05; /* scope 0, type 5 */
   ck_assert_int_eq (fence_parse_reservation (buf, 24, &holder, &type, &held),
                     0);
@@ -328,13 +328,13 @@ mock_prin (struct fence_dev *dev, enum fence_prin_sa sa, uint8_t *buf,
     {
       for (int i = 0; i < MOCK_MAX; i++)
         if (m.keys[i])
-          fence_put_be64 (out + 8 + 8 * n++, m.keys[i]);
+          be64_put (out + 8 + 8 * n++, m.keys[i]);
       out[7] = 8 * n;
     }
   else if (m.held)
     {
       out[7] = 16;
-      fence_put_be64 (out + 8, m.holder);
+      be64_put (out + 8, m.holder);
       out[21] = m.type;
       n = 2;
     }

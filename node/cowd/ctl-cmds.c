@@ -654,7 +654,7 @@ cmd_help (struct ctl_req *req, int argc, char **argv, bool json)
 }
 
 void
-ctl_dispatch (struct ctl_req *req)
+cmds_dispatch (struct ctl_req *req)
 {
   int argc = ctl_req_argc (req);
   char **argv = ctl_req_argv (req);

@@ -10,6 +10,7 @@
 
 #include <qb/qbipcc.h>
 
+#include "byteorder.h"
 #include "ctl.h"
 #include "dscow.h"
 
@@ -20,20 +21,6 @@ ctl_service_name (const char *run_dir, char *buf, size_t len)
   while (n > 1 && run_dir[n - 1] == '/')
     n--;
   snprintf (buf, len, "cowd-%08x", dscow_crc32c (0, run_dir, n));
-}
-
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
 }
 
 int
@@ -56,9 +43,9 @@ ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
     goto out;
   h.size = (int32_t) size;
   memcpy (msg, &h, sizeof h);
-  put32 (msg + sizeof h, CTL_VERSION);
-  put32 (msg + sizeof h + 4, flags);
-  put32 (msg + sizeof h + 8, (uint32_t) argc);
+  le32_put (msg + sizeof h, CTL_VERSION);
+  le32_put (msg + sizeof h + 4, flags);
+  le32_put (msg + sizeof h + 8, (uint32_t) argc);
   uint8_t *p = msg + sizeof h + 12;
   for (int i = 0; i < argc; i++)
     {
@@ -76,12 +63,12 @@ ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
     }
   memcpy (&rh, resp, sizeof rh);
   if ((size_t) r < sizeof rh + 9 || rh.size != r || resp[r - 1] != '\0'
-      || get32 (resp + sizeof rh) != CTL_VERSION)
+      || le32_get (resp + sizeof rh) != CTL_VERSION)
     {
       ret = -EPROTO;
       goto out;
     }
-  ret = (int) get32 (resp + sizeof rh + 4);
+  ret = (int) le32_get (resp + sizeof rh + 4);
   *out = strdup ((char *) resp + sizeof rh + 8);
 out:
   free (msg);

@@ -1,9 +1,10 @@
-/* ctl-server.c: cowd's end of the control channel (libqb IPC on the main
- * loop), the way pacemaker's daemons serve their tools.  See ctl.h for
- * the wire format.  Each request becomes a struct ctl_req for
- * ctl_dispatch; the reply may come later (a detach waits for its flush),
- * so the request holds a reference on its connection, and a reply to a
- * client that has gone away is dropped.  Only root may connect. */
+/* ctl-server.c: the daemon's end of the control channel (libqb IPC on the
+ * loop it is handed), the way pacemaker's daemons serve their tools.  See
+ * ctl.h for the wire format.  Each request becomes a struct ctl_req for
+ * the dispatch function the program handed to ctl_server_start; the reply
+ * may come later (a detach waits for its flush), so the request holds a
+ * reference on its connection, and a reply to a client that has gone away
+ * is dropped.  Only root may connect. */
 #include <config.h>
 
 #include <errno.h>
@@ -14,8 +15,8 @@
 #include <qb/qbipcs.h>
 #include <qb/qblog.h>
 
+#include "byteorder.h"
 #include "ctl.h"
-#include "loop.h"
 
 struct ctl_req
 {
@@ -27,24 +28,12 @@ struct ctl_req
 };
 
 static qb_ipcs_service_t *service;
+static qb_loop_t *loop;                 /* handed over by ctl_server_start */
+static ctl_dispatch_fn *dispatch;       /* the program's command table */
 
 int ctl_req_argc (const struct ctl_req *r) { return r->argc; }
 char **ctl_req_argv (const struct ctl_req *r) { return r->argv; }
 unsigned ctl_req_flags (const struct ctl_req *r) { return r->flags; }
-
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
-}
-
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
 
 void
 ctl_reply (struct ctl_req *req, int status, const char *text)
@@ -64,8 +53,8 @@ ctl_reply (struct ctl_req *req, int status, const char *text)
       struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
         .size = (int32_t) size, .error = 0 };
       memcpy (msg, &h, sizeof h);
-      put32 (msg + sizeof h, CTL_VERSION);
-      put32 (msg + sizeof h + 4, (uint32_t) status);
+      le32_put (msg + sizeof h, CTL_VERSION);
+      le32_put (msg + sizeof h + 4, (uint32_t) status);
       memcpy (msg + sizeof h + 8, text, tlen);
       ssize_t r = qb_ipcs_response_send (req->conn, msg, size);
       if (r < 0)
@@ -82,12 +71,12 @@ ctl_reply (struct ctl_req *req, int status, const char *text)
 static struct ctl_req *
 ctl_parse (const uint8_t *p, size_t len, const char **why)
 {
-  if (len < 12 || get32 (p) != CTL_VERSION)
+  if (len < 12 || le32_get (p) != CTL_VERSION)
     {
       *why = "unsupported control protocol version (cowctl and cowd differ)";
       return NULL;
     }
-  uint32_t argc = get32 (p + 8);
+  uint32_t argc = le32_get (p + 8);
   size_t slen = len - 12;
   if (argc == 0 || argc > 256 || slen == 0 || p[len - 1] != '\0')
     {
@@ -116,7 +105,7 @@ ctl_parse (const uint8_t *p, size_t len, const char **why)
       argv[i] = s + pos;
       pos += strlen (s + pos) + 1;
     }
-  r->flags = get32 (p + 4);
+  r->flags = le32_get (p + 4);
   r->argc = (int) argc;
   r->argv = argv;
   r->strings = s;
@@ -148,7 +137,7 @@ ctl_msg (qb_ipcs_connection_t *c, void *data, size_t size)
       return 0;
     }
   req->conn = c;
-  ctl_dispatch (req);
+  dispatch (req);
   return 0;
 }
 
@@ -161,31 +150,31 @@ ctl_accept (qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
 static int32_t
 ctl_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
 {
-  return qb_loop_job_add (cowd_loop (), p, data, fn);
+  return qb_loop_job_add (loop, p, data, fn);
 }
 
 static int32_t
 ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events,
               void *data, qb_ipcs_dispatch_fn_t fn)
 {
-  return qb_loop_poll_add (cowd_loop (), p, fd, events, data, fn);
+  return qb_loop_poll_add (loop, p, fd, events, data, fn);
 }
 
 static int32_t
 ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events,
               void *data, qb_ipcs_dispatch_fn_t fn)
 {
-  return qb_loop_poll_mod (cowd_loop (), p, fd, events, data, fn);
+  return qb_loop_poll_mod (loop, p, fd, events, data, fn);
 }
 
 static int32_t
 ctl_poll_del (int32_t fd)
 {
-  return qb_loop_poll_del (cowd_loop (), fd);
+  return qb_loop_poll_del (loop, fd);
 }
 
 int
-ctl_server_start (const char *run_dir)
+ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
 {
   static struct qb_ipcs_service_handlers sh = {
     .connection_accept = ctl_accept,
@@ -197,6 +186,8 @@ ctl_server_start (const char *run_dir)
     .dispatch_mod = ctl_poll_mod,
     .dispatch_del = ctl_poll_del,
   };
+  loop = l;
+  dispatch = fn;
   char name[64];
   ctl_service_name (run_dir, name, sizeof name);
   service = qb_ipcs_create (name, 0, QB_IPC_NATIVE, &sh);

@@ -79,6 +79,10 @@ struct vol_entry *voldb_find (const char *name);
 struct vol_entry *voldb_add (const char *name, const char *base,
                              const char *cow, uint32_t chunk_size,
                              enum dscow_commit commit);
+/* ctl-cmds.c: the command table cowd serves on the control channel. */
+struct ctl_req;
+void cmds_dispatch (struct ctl_req *req);
+
 void voldb_remove (struct vol_entry *e);
 int voldb_load (char *err, size_t errlen);
 int voldb_save (void);
@@ -101,7 +105,6 @@ void own_note_request (struct vol_entry *e);
 
 /* fencing.c: SCSI-3 registration on our sessions, fencing others from a
  * worker thread, and stopping when we are fenced ourselves. */
-struct ctl_req;
 struct strbuf;
 int fencing_start (char *err, size_t errlen);
 void fencing_backend_opts (struct backend_opts *bo);

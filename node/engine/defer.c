@@ -17,6 +17,7 @@
 
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "loop.h"
 
 struct deferred
@@ -53,9 +54,7 @@ defer_dispatch (int fd, int revents, void *data)
 uint64_t
 cowd_now_ns (void)
 {
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+  return clock_now_ns ();
 }
 
 static unsigned batch_depth;

@@ -1,4 +1,7 @@
-/* cowd's single event loop (libqb's qb_loop), shared by every subsystem. */
+/* loop.h: the engine's single event loop (libqb's qb_loop), its clock,
+ * deferred calls and batches.  The program creates the loop and hands it
+ * to the engine with cowd_loop_set() before anything is opened; see
+ * loop.c and defer.c. */
 #ifndef COWD_LOOP_H
 #define COWD_LOOP_H
 

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "byteorder.h"
+
 #define NBD_MAGIC 0x4e42444d41474943ull          /* "NBDMAGIC" */
 #define NBD_IHAVEOPT 0x49484156454F5054ull
 #define NBD_REP_MAGIC 0x3e889045565a9ull
@@ -86,45 +88,5 @@
 #define NBD_EOVERFLOW 75
 #define NBD_ENOTSUP 95
 #define NBD_ESHUTDOWN 108
-
-static inline void
-be16_put (uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t) (v >> 8);
-  p[1] = (uint8_t) v;
-}
-
-static inline void
-be32_put (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (24 - 8 * i));
-}
-
-static inline void
-be64_put (uint8_t *p, uint64_t v)
-{
-  be32_put (p, (uint32_t) (v >> 32));
-  be32_put (p + 4, (uint32_t) v);
-}
-
-static inline uint16_t
-be16_get (const uint8_t *p)
-{
-  return (uint16_t) (p[0] << 8 | p[1]);
-}
-
-static inline uint32_t
-be32_get (const uint8_t *p)
-{
-  return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8
-    | p[3];
-}
-
-static inline uint64_t
-be64_get (const uint8_t *p)
-{
-  return (uint64_t) be32_get (p) << 32 | be32_get (p + 4);
-}
 
 #endif /* COWD_NBD_PROTO_H */

@@ -41,21 +41,8 @@ struct cowd cowd = {
   .quorum_loss_timeout_ms = 3000,
 };
 
-static qb_loop_t *main_loop;
 static unsigned detaching;
 static int pid_fd = -1;
-
-qb_loop_t *
-cowd_loop (void)
-{
-  return main_loop;
-}
-
-void
-cowd_loop_set (qb_loop_t *l)
-{
-  main_loop = l;
-}
 
 static void
 usage (FILE *f)
@@ -237,7 +224,7 @@ static void
 stop_one_done (void *opaque, int res)
 {
   if (--detaching == 0)
-    qb_loop_stop (main_loop);
+    qb_loop_stop (cowd_loop ());
 }
 
 static int
@@ -284,16 +271,16 @@ main (int argc, char **argv)
     }
   if (take_pid_file () < 0)
     return 1;
-  main_loop = qb_loop_create ();
+  cowd_loop_set (qb_loop_create ());
   char err[512];
   if (voldb_load (err, sizeof err) < 0)
     {
       qb_log (LOG_ERR, "cowd: %s", err);
       return 1;
     }
-  qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGTERM, NULL, on_stop_signal,
+  qb_loop_signal_add (cowd_loop (), QB_LOOP_HIGH, SIGTERM, NULL, on_stop_signal,
                       NULL);
-  qb_loop_signal_add (main_loop, QB_LOOP_HIGH, SIGINT, NULL, on_stop_signal,
+  qb_loop_signal_add (cowd_loop (), QB_LOOP_HIGH, SIGINT, NULL, on_stop_signal,
                       NULL);
 #ifdef HAVE_COROSYNC
   if (!cowd.standalone && own_start (err, sizeof err) < 0)
@@ -311,11 +298,11 @@ main (int argc, char **argv)
 #endif
   if (cowd.standalone)
     attach_saved_volumes ();    /* in a cluster: once the table arrived */
-  if (ctl_server_start (cowd.run_dir) < 0)
+  if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
     return 1;
   qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
           cowd.run_dir);
-  qb_loop_run (main_loop);
+  qb_loop_run (cowd_loop ());
 #ifdef HAVE_COROSYNC
   cluster_stop ();
 #endif
@@ -323,7 +310,7 @@ main (int argc, char **argv)
   char path[PATH_MAX];
   snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);
   unlink (path);
-  qb_loop_destroy (main_loop);
+  qb_loop_destroy (cowd_loop ());
   qb_log_fini ();
   return 0;
 }

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include <qb/qbloop.h>
+
 #include "strbuf.h"
 
 #define CTL_VERSION 1u
@@ -38,14 +40,16 @@ struct ctl_req;
 void ctl_service_name (const char *run_dir, char *buf, size_t len);
 
 /* --- cowd side (ctl-server.c) --- */
-/* Start serving the control channel on the main loop. */
-int ctl_server_start (const char *run_dir);
-void ctl_server_stop (void);
+/* The program's handler of one request.  It must eventually call
+ * ctl_reply exactly once, at once or later (e.g. after a flush or a
+ * handoff completes). */
+typedef void ctl_dispatch_fn (struct ctl_req *req);
 
-/* Implemented by the daemon (ctl-cmds.c): handle one request.  The
- * handler must eventually call ctl_reply exactly once, at once or later
- * (e.g. after a flush or a handoff completes). */
-void ctl_dispatch (struct ctl_req *req);
+/* Start serving the control channel of run_dir on loop; every request
+ * goes to fn. */
+int ctl_server_start (qb_loop_t *loop, const char *run_dir,
+                      ctl_dispatch_fn *fn);
+void ctl_server_stop (void);
 
 int ctl_req_argc (const struct ctl_req *req);
 char **ctl_req_argv (const struct ctl_req *req);

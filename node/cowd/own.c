@@ -378,7 +378,7 @@ own_start (char *err, size_t errlen)
     .on_synced = own_on_synced,
   };
   cluster_set_lease (cowd.quorum_loss_timeout_ms);
-  int r = cluster_start (cowd.cluster_name, &cb, NULL);
+  int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {
       snprintf (err, errlen, "cannot join cluster %s through corosync: %s",
