@@ -137,9 +137,15 @@ bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to,
   return v->bouncing;
 }
 
+/* The handlers of the messages about one volume: the volume is found
+ * (and exists) before they run; s is the sender. */
+typedef void vol_handler (struct cl_table *t, struct cluster_vol *v,
+                          uint32_t s, const struct cl_msg *m,
+                          const struct cl_effects *fx);
+
 static void
-apply_acquire (struct cluster_vol *v, uint32_t s, const struct cl_msg *m,
-               const struct cl_effects *fx)
+apply_acquire (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+               const struct cl_msg *m, const struct cl_effects *fx)
 {
   const char *n = v->def.name;
   switch (v->state)
@@ -174,50 +180,53 @@ apply_acquire (struct cluster_vol *v, uint32_t s, const struct cl_msg *m,
     }
 }
 
+/* Only the handoff that was asked for: the requester may have left or
+ * been fenced meanwhile (the owner then asks for it back). */
 static void
-apply_vol (struct cl_table *t, struct cluster_vol *v, uint32_t s,
-           const struct cl_msg *m, const struct cl_effects *fx)
+apply_handoff (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+               const struct cl_msg *m, const struct cl_effects *fx)
 {
-  switch (m->type)
-    {
-    case CL_MSG_ACQUIRE:
-      apply_acquire (v, s, m, fx);
-      break;
-    case CL_MSG_HANDOFF:
-      /* Only the handoff that was asked for: the requester may have left
-       * or been fenced meanwhile (the owner then asks for it back). */
-      if (v->owner != s || v->state != CL_HANDING_OFF
-          || v->requester != m->node)
-        break;
-      v->generation = m->generation;
-      set_owner (v, m->node, m->generation, fx);
-      break;
-    case CL_MSG_RELEASE:
-      if (v->owner != s || v->state == CL_FENCING)
-        break;
-      v->generation = m->generation;
-      v->bouncing = false;
-      set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0,
-                 m->generation, fx);
-      break;
-    case CL_MSG_MIGRATE:
-      v->bouncing = false;
-      v->bounce_count = 0;
-      if (v->state == CL_UNOWNED)
-        set_owner (v, m->node, v->generation, fx);
-      else if (v->state != CL_FENCING && v->owner != m->node)
-        ask_owner (v, m->node, fx);
-      break;
-    case CL_MSG_UNDEFINE:
-      if (fx->cb->on_define)
-        fx->cb->on_define (fx->ud, &v->def, false);
-      *v = t->vols[--t->n];
-      break;
-    }
+  if (v->owner != s || v->state != CL_HANDING_OFF || v->requester != m->node)
+    return;
+  v->generation = m->generation;
+  set_owner (v, m->node, m->generation, fx);
 }
 
 static void
-apply_define (struct cl_table *t, const struct cl_msg *m,
+apply_release (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+               const struct cl_msg *m, const struct cl_effects *fx)
+{
+  if (v->owner != s || v->state == CL_FENCING)
+    return;
+  v->generation = m->generation;
+  v->bouncing = false;
+  set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0,
+             m->generation, fx);
+}
+
+static void
+apply_migrate (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+               const struct cl_msg *m, const struct cl_effects *fx)
+{
+  v->bouncing = false;
+  v->bounce_count = 0;
+  if (v->state == CL_UNOWNED)
+    set_owner (v, m->node, v->generation, fx);
+  else if (v->state != CL_FENCING && v->owner != m->node)
+    ask_owner (v, m->node, fx);
+}
+
+static void
+apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+                const struct cl_msg *m, const struct cl_effects *fx)
+{
+  if (fx->cb->on_define)
+    fx->cb->on_define (fx->ud, &v->def, false);
+  *v = t->vols[--t->n];
+}
+
+static void
+apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
               const struct cl_effects *fx)
 {
   struct cluster_vol *v = cl_table_find (t, m->def.name);
@@ -278,19 +287,44 @@ apply_fenced (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
     fx->cb->on_fenced (fx->ud, m->node, sender, storage);
 }
 
+/* Every message type has its row, so a new type cannot fall through
+ * unnoticed (the static assertion counts them); NOP and the state
+ * transfer are cpg.c's, not the table's, and have none.  Unknown types
+ * never reach here: cl_msg_decode refuses them. */
+static const struct
+{
+  void (*table) (struct cl_table *t, uint32_t s, const struct cl_msg *m,
+                 const struct cl_effects *fx);
+  vol_handler *vol;
+} apply[CL_MSG_LAST + 1] = {
+  [CL_MSG_NOP] = { NULL, NULL },
+  [CL_MSG_DEFINE] = { apply_define, NULL },
+  [CL_MSG_UNDEFINE] = { NULL, apply_undefine },
+  [CL_MSG_ACQUIRE] = { NULL, apply_acquire },
+  [CL_MSG_HANDOFF] = { NULL, apply_handoff },
+  [CL_MSG_RELEASE] = { NULL, apply_release },
+  [CL_MSG_MIGRATE] = { NULL, apply_migrate },
+  [CL_MSG_FENCE_CONFIRM] = { apply_fenced, NULL },
+  [CL_MSG_SYNC_MARK] = { NULL, NULL },
+  [CL_MSG_SYNC_DATA] = { NULL, NULL },
+  [CL_MSG_FENCED] = { apply_fenced, NULL },
+};
+_Static_assert (CL_MSG_LAST == CL_MSG_FENCED,
+                "a new message type needs its row in apply[]");
+
 void
 cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
                 const struct cl_effects *fx)
 {
-  if (m->type == CL_MSG_DEFINE)
-    return apply_define (t, m, fx);
-  if (m->type == CL_MSG_FENCE_CONFIRM || m->type == CL_MSG_FENCED)
-    return apply_fenced (t, sender, m, fx);
-  if (m->type < CL_MSG_UNDEFINE || m->type > CL_MSG_MIGRATE)
+  if (m->type > CL_MSG_LAST)
+    return;
+  if (apply[m->type].table)
+    return apply[m->type].table (t, sender, m, fx);
+  if (!apply[m->type].vol)
     return;
   struct cluster_vol *v = cl_table_find (t, m->def.name);
   if (v)
-    apply_vol (t, v, sender, m, fx);
+    apply[m->type].vol (t, v, sender, m, fx);
   else
     fx_error (fx, sender, m->def.name, "volume %s is not defined in the "
               "cluster", m->def.name);
