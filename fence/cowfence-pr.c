@@ -53,9 +53,8 @@ struct cli
   const char *initiator;
   uint64_t lba;
   char label[600];
-  struct iscsi_context *iscsi; /* an iscsi:// target */
+  struct iscsi_context *iscsi; /* an iscsi:// target's session (dev's) */
   int lun;
-  int fd;                /* a device path */
   struct fence_dev *dev; /* NULL: the device has no SG_IO */
   char dev_err[512];
 };
@@ -461,67 +460,32 @@ cli_script (struct cli *c)
   return r;
 }
 
-/* Opening the target */
+/* Opening the target: fence_dev_open logs in to an iscsi:// target (the
+ * session the reads and writes of read-test and write-test then use, so
+ * they run on the nexus that registered) or opens a device.  A device
+ * without SG_IO (a loop device) still takes read-test and write-test. */
 
 static int
-cli_open_iscsi (struct cli *c, const char *url)
+cli_open (struct cli *c, const char *name)
 {
-  struct iscsi_url *u;
-
-  c->iscsi = iscsi_create_context (c->initiator);
-  if (!c->iscsi)
+  struct fence_login login = { .initiator = c->initiator };
+  snprintf (c->label, sizeof c->label, "%s", name);
+  c->dev = fence_dev_open (name, &login, c->dev_err, sizeof c->dev_err);
+  if (c->dev)
     {
-      fprintf (stderr, "cowfence-pr: cannot create an iSCSI context\n");
-      return -1;
+      c->iscsi = fence_dev_iscsi_context (c->dev, &c->lun);
+      return 0;
     }
-  if (!(u = iscsi_parse_full_url (c->iscsi, url)))
-    {
-      fprintf (stderr, "cowfence-pr: %s: %s\n", url,
-               iscsi_get_error (c->iscsi));
-      return -1;
-    }
-  snprintf (c->label, sizeof c->label, "iscsi://%s/%s/%d", u->portal, u->target,
-            u->lun);
-  c->lun = u->lun;
-  iscsi_set_targetname (c->iscsi, u->target);
-  iscsi_set_session_type (c->iscsi, ISCSI_SESSION_NORMAL);
-  iscsi_set_header_digest (c->iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-  if (iscsi_full_connect_sync (c->iscsi, u->portal, u->lun) < 0)
-    {
-      fprintf (stderr, "cowfence-pr: %s: login failed: %s\n", c->label,
-               iscsi_get_error (c->iscsi));
-      iscsi_destroy_url (u);
-      return -1;
-    }
-  iscsi_destroy_url (u);
-  c->dev = fence_dev_iscsi (c->iscsi, c->lun, c->label);
-  return c->dev ? 0 : -1;
-}
-
-static int
-cli_open_device (struct cli *c, const char *path)
-{
-  snprintf (c->label, sizeof c->label, "%s", path);
-  if ((c->fd = open (path, O_RDWR)) < 0)
-    {
-      fprintf (stderr, "cowfence-pr: %s: %m\n", path);
-      return -1;
-    }
-  c->dev = fence_dev_sg (c->fd, path, c->dev_err, sizeof c->dev_err);
-  return 0;
+  if (errno == EOPNOTSUPP && strncmp (name, "iscsi://", 8) != 0)
+    return 0;                   /* no SG_IO: cli_dev says so when needed */
+  fprintf (stderr, "cowfence-pr: %s\n", c->dev_err);
+  return -1;
 }
 
 static void
 cli_close (struct cli *c)
 {
   fence_dev_free (c->dev);
-  if (c->iscsi)
-    {
-      iscsi_logout_sync (c->iscsi);
-      iscsi_destroy_context (c->iscsi);
-    }
-  if (c->fd >= 0)
-    close (c->fd);
 }
 
 static int
@@ -554,7 +518,7 @@ cli_options (struct cli *c, int argc, char **argv)
 int
 main (int argc, char **argv)
 {
-  struct cli c = { .initiator = CLI_DEFAULT_IQN, .fd = -1 };
+  struct cli c = { .initiator = CLI_DEFAULT_IQN };
   int i = cli_options (&c, argc, argv), r;
 
   if (argc - i < 2)
@@ -562,8 +526,7 @@ main (int argc, char **argv)
       cli_usage (stderr);
       return CLI_EXIT_USAGE;
     }
-  r = strncmp (argv[i], "iscsi://", 8) == 0 ? cli_open_iscsi (&c, argv[i])
-                                            : cli_open_device (&c, argv[i]);
+  r = cli_open (&c, argv[i]);
   if (r == 0)
     r = strcmp (argv[i + 1], "-") == 0
             ? cli_script (&c)

@@ -86,7 +86,11 @@ struct fence_dev
   struct iscsi_context *iscsi; /* pr-iscsi.c */
   int lun;
   int fd; /* pr-sg.c */
+  bool owned; /* made by fence_dev_open: its session / fd ends with it */
 };
+
+/* open.c: end the session or close the descriptor of an owned device. */
+void fence_dev_release (struct fence_dev *dev);
 
 /* pr.c */
 struct fence_dev *fence_dev_new (const struct fence_ops *ops,

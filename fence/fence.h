@@ -59,7 +59,24 @@ struct fence_dev *fence_dev_iscsi (struct iscsi_context *iscsi, int lun,
  * take SG_IO, e.g. a loop device. */
 struct fence_dev *fence_dev_sg (int fd, const char *label, char *err,
                                 size_t errlen);
+/* Open the LUN a volume names: iscsi://... logs in through libiscsi (with
+ * login's initiator name and CHAP credentials), anything else is opened as
+ * a SCSI block or sg device.  The device owns that session or descriptor
+ * and fence_dev_free ends it.  NULL with one sentence in err. */
+struct fence_login
+{
+  const char *initiator;        /* iSCSI initiator name */
+  const char *user, *password;  /* CHAP, or NULL */
+  int timeout_s;                /* per command; 0: 5 s */
+};
+struct fence_dev *fence_dev_open (const char *uri,
+                                  const struct fence_login *login,
+                                  char *err, size_t errlen);
 void fence_dev_free (struct fence_dev *dev);
+/* The libiscsi session and LUN of an iSCSI device (NULL for SG_IO), for a
+ * caller that must read or write on the nexus that registered. */
+struct iscsi_context *fence_dev_iscsi_context (const struct fence_dev *dev,
+                                              int *lun);
 const char *fence_dev_label (const struct fence_dev *dev);
 
 /* Operations; key is this node's key unless said otherwise. */
@@ -78,6 +95,22 @@ int fence_key_listed (struct fence_dev *dev, uint64_t key);
 /* *held false: no reservation (holder and type 0). */
 int fence_read_reservation (struct fence_dev *dev, uint64_t *holder, int *type,
                             bool *held);
+
+/* Fence the node whose key is victim_key on one LUN (procedure.c): read
+ * the keys; stop if our own key is gone though we registered here
+ * (was_registered: we were fenced ourselves); done if the victim's key is
+ * gone; else register and preempt.  On FENCE_LUN_ERROR and
+ * FENCE_LUN_SELF_FENCED, err has the sentence. */
+enum fence_lun_result
+{
+  FENCE_LUN_FENCED = 0,         /* preempted now */
+  FENCE_LUN_ALREADY,            /* the victim's key was gone already */
+  FENCE_LUN_SELF_FENCED,        /* our own key is gone */
+  FENCE_LUN_ERROR,
+};
+enum fence_lun_result fence_lun (struct fence_dev *dev, uint64_t my_key,
+                                 uint64_t victim_key, bool was_registered,
+                                 char *err, size_t errlen);
 
 const char *fence_last_error (const struct fence_dev *dev);
 const char *fence_type_name (int type);

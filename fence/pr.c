@@ -62,8 +62,17 @@ fence_dev_free (struct fence_dev *dev)
     return;
   if (dev->ops->free)
     dev->ops->free (dev);
+  if (dev->owned)
+    fence_dev_release (dev);
   free (dev->label);
   free (dev);
+}
+
+struct iscsi_context *
+fence_dev_iscsi_context (const struct fence_dev *dev, int *lun)
+{
+  *lun = dev->lun;
+  return dev->iscsi;
 }
 
 const char *

@@ -8,6 +8,7 @@
 #   kill_pid PID [SECS]    TERM, wait, then KILL: only ever by pid
 #   new_image FILE SIZE random|zero
 #   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
+#   qio_ok URI WHY CMD...  qemu-io runs every command and each succeeds
 set -euo pipefail
 export LC_ALL=C
 top_srcdir=${abs_top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -96,4 +97,21 @@ stop_cowd() {                # stop_cowd RUNDIR
   [ -n "$pid" ] || pid=$(cat "$run/cowd.pid" 2>/dev/null || true)
   [ -n "$pid" ] && kill_pid "$pid" 30
   wait_until 5 sh -c "! test -e '$run/cowd.pid'" || true
+}
+
+# qio_ok URI WHY QEMU-IO-COMMAND...: every command succeeds (reads with -P
+# verify their pattern): qemu-io exits 0, prints one "read N/N bytes" or
+# "wrote N/N bytes" line per command and no "failed".  A client that cannot
+# connect fails the test as well, never passes it.
+qio_ok() {
+  local uri=$1 why=$2 a out rc n args=(); shift 2
+  for a in "$@"; do args+=(-c "$a"); done
+  set +e
+  out=$(qemu-io -f raw "$uri" "${args[@]}" 2>&1)
+  rc=$?
+  set -e
+  n=$(grep -cE '^(read|wrote) ([0-9]+)/\2 bytes at offset' <<<"$out" || true)
+  if [ $rc -ne 0 ] || [ "$n" -ne $# ] || grep -q failed <<<"$out"; then
+    fail "$why (qemu-io exit $rc, $n of $# commands done): $out"
+  fi
 }

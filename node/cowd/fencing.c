@@ -266,110 +266,29 @@ fencing_self (const char *why)
 
 /* --- the worker --- */
 
-static struct fence_dev *
-fj_open (struct fjob *j, struct fjob_lun *l, struct iscsi_context **ctx,
-         int *fd)
-{
-  *ctx = NULL;
-  *fd = -1;
-#ifdef HAVE_LIBISCSI
-  if (strncmp (l->uri, "iscsi://", 8) == 0)
-    {
-      *ctx = iscsi_create_context (j->initiator);
-      struct iscsi_url *u = *ctx ? iscsi_parse_full_url (*ctx, l->uri) : NULL;
-      if (!u)
-        {
-          snprintf (j->err, sizeof j->err, "%s: not a usable iSCSI URL",
-                    l->uri);
-          return NULL;
-        }
-      iscsi_set_targetname (*ctx, u->target);
-      iscsi_set_session_type (*ctx, ISCSI_SESSION_NORMAL);
-      iscsi_set_header_digest (*ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-      iscsi_set_timeout (*ctx, 5);
-      if (j->chap_user && j->chap_password)
-        iscsi_set_initiator_username_pwd (*ctx, j->chap_user,
-                                          j->chap_password);
-      int lun = u->lun;
-      int r = iscsi_full_connect_sync (*ctx, u->portal, lun);
-      iscsi_destroy_url (u);
-      if (r != 0)
-        {
-          snprintf (j->err, sizeof j->err, "%s: cannot log in to fence: %s",
-                    l->uri, iscsi_get_error (*ctx));
-          return NULL;
-        }
-      return fence_dev_iscsi (*ctx, lun, l->uri);
-    }
-#endif
-  *fd = open (l->uri, O_RDWR | O_CLOEXEC);
-  if (*fd < 0)
-    {
-      snprintf (j->err, sizeof j->err, "%s: cannot open it to fence: %m",
-                l->uri);
-      return NULL;
-    }
-  char e[400];
-  struct fence_dev *dev = fence_dev_sg (*fd, l->uri, e, sizeof e);
-  if (!dev)
-    snprintf (j->err, sizeof j->err, "%s (not a SCSI device: configure "
-              "fence-command or confirm by hand)", e);
-  return dev;
-}
-
-static void
-fj_close (struct fence_dev *dev, struct iscsi_context *ctx, int fd)
-{
-  fence_dev_free (dev);
-#ifdef HAVE_LIBISCSI
-  if (ctx)
-    {
-      iscsi_logout_sync (ctx);
-      iscsi_destroy_context (ctx);
-    }
-#endif
-  if (fd >= 0)
-    close (fd);
-}
-
-/* Fence the victim on one LUN: 0, or -1 with j->err. */
+/* Fence the victim on one LUN through a session of its own (fence/):
+ * 0, or -1 with j->err (and j->self_fenced when our own key is gone). */
 static int
 fj_lun (struct fjob *j, struct fjob_lun *l)
 {
-  struct iscsi_context *ctx;
-  int fd, r = -1;
-  struct fence_dev *dev = fj_open (j, l, &ctx, &fd);
+  struct fence_login login = { j->initiator, j->chap_user, j->chap_password,
+    5 };
+  char err[400];
+  struct fence_dev *dev = fence_dev_open (l->uri, &login, err, sizeof err);
   if (!dev)
-    goto out;
-  int victim = fence_key_listed (dev, j->victim_key);
-  int mine = fence_key_listed (dev, j->my_key);
-  if (victim < 0 || mine < 0)
     {
-      snprintf (j->err, sizeof j->err, "%s", fence_last_error (dev));
-      goto out;
+      bool not_scsi = errno == EOPNOTSUPP && strncmp (l->uri, "iscsi://", 8);
+      snprintf (j->err, sizeof j->err, "%s%s", err, not_scsi
+                ? " (not a SCSI device: configure fence-command or confirm "
+                "by hand)" : "");
+      return -1;
     }
-  if (!mine && l->was_registered)
-    {
-      j->self_fenced = true;
-      snprintf (j->err, sizeof j->err, "%s: this node's own key is gone: it "
-                "was fenced itself", l->uri);
-      goto out;
-    }
-  if (!victim)
-    {
-      r = 0;                    /* fenced already (by us, earlier) */
-      goto out;
-    }
-  if (fence_register (dev, j->my_key) < 0
-      || fence_preempt (dev, j->my_key, j->victim_key) < 0)
-    {
-      snprintf (j->err, sizeof j->err, "%s", fence_last_error (dev));
-      goto out;
-    }
-  r = 0;
-out:
-  fj_close (dev, ctx, fd);
-  return r;
+  enum fence_lun_result r = fence_lun (dev, j->my_key, j->victim_key,
+                                       l->was_registered, j->err,
+                                       sizeof j->err);
+  fence_dev_free (dev);
+  j->self_fenced = r == FENCE_LUN_SELF_FENCED;
+  return r == FENCE_LUN_FENCED || r == FENCE_LUN_ALREADY ? 0 : -1;
 }
 
 static int

@@ -81,7 +81,7 @@ wait_until 15 is 1 a '.owner == 2' || fail "node 1 has a wrong table after rejoi
 echo "== partition: node 3 owns b and is cut off"
 lab_cowctl 3 attach b >/dev/null
 wait_until 10 is 3 b '.owner == 3 and .state == "active"' || fail "node 3 does not own b"
-qemu-io -f raw "$(sock 3 b)" -c "write -P 0x3b 1M 64k" | grep -q failed && fail "write on node 3 failed"
+qio_ok "$(sock 3 b)" "write on node 3 failed" "write -P 0x3b 1M 64k"
 lab_link_down 3
 wait_until 15 sh -c "! nsenter -t ${_lab_init_pid[3]} -n -m -- corosync-quorumtool -s | grep -q 'Quorate: *Yes'" \
   || fail "node 3 stayed quorate alone"
@@ -93,8 +93,8 @@ wait_until 20 is 1 b '.cluster_state == "unowned"' || fail "the majority did not
 has_key 3 3 && fail "node 3's key is still on b's LUN"
 lab_cowctl 2 attach b >/dev/null
 wait_until 15 is 2 b '.owner == 2 and .state == "active"' || fail "node 2 did not take over b: $(st 2 b)"
-qemu-io -f raw "$(sock 2 b)" -c "read -P 0x3b 1M 64k" | grep -q failed && fail "node 3's acknowledged write is lost"
-qemu-io -f raw "$(sock 2 b)" -c "write -P 0x2b 2M 64k" | grep -q failed && fail "node 2 cannot write b"
+qio_ok "$(sock 2 b)" "node 3's acknowledged write is lost" "read -P 0x3b 1M 64k"
+qio_ok "$(sock 2 b)" "node 2 cannot write b" "write -P 0x2b 2M 64k"
 lab_link_up 3
 lab_wait_members 3 3 30 || fail "node 3 did not rejoin the ring"
 wait_until 20 is 3 b '.owner == 2' || fail "node 3 still thinks it owns b: $(st 3 b)"
@@ -103,8 +103,8 @@ out=$(lab_cowctl 3 fence probe b) || fail "probe failed: $out"
 echo "   node 3's own session: $out"
 [[ $out == *"RESERVATION CONFLICT"* ]] || fail "the target let fenced node 3 write: $out"
 for n in 1 2 3; do is $n b '.owner == 2' || fail "node $n disagrees on b's owner: $(st $n b)"; done
-qemu-io -f raw "$(sock 2 b)" -c "read -P 0x2b 2M 64k" -c "read -P 0x3b 1M 64k" | grep -q failed \
-  && fail "b's data changed after node 3 came back"
+qio_ok "$(sock 2 b)" "b's data changed after node 3 came back" \
+  "read -P 0x2b 2M 64k" "read -P 0x3b 1M 64k"
 echo "   exactly one owner (node 2), data intact"
 kill "${cowd_pid[3]}"; wait_until 10 sh -c "! kill -0 ${cowd_pid[3]}" || true
 cowd_pid[3]=$(lab_cowd 3)
@@ -115,15 +115,15 @@ echo "   node 3's agent restarted and rejoined cleanly"
 echo "== a hung agent: node 1 owns c, SIGSTOP, fenced by hand from node 2"
 lab_cowctl 1 attach c >/dev/null
 wait_until 10 is 1 c '.owner == 1 and .state == "active"' || fail "node 1 does not own c"
-qemu-io -f raw "$(sock 1 c)" -c "write -P 0x1c 0 64k" | grep -q failed && fail "write on node 1 failed"
+qio_ok "$(sock 1 c)" "write on node 1 failed" "write -P 0x1c 0 64k"
 kill -STOP "${cowd_pid[1]}"
 timeout 20 qemu-io -f raw "$(sock 1 c)" -c "write -P 0xee 0 64k" > "$LAB_DIR/late.out" 2>&1 & late=$!
 lab_cowctl 2 fence 1 || fail "cowctl fence 1 failed"
 wait_until 10 is 2 c '.cluster_state == "unowned"' || fail "c was not released: $(st 2 c)"
 lab_cowctl 2 attach c >/dev/null
 wait_until 10 is 2 c '.owner == 2 and .state == "active"' || fail "node 2 did not take over c"
-qemu-io -f raw "$(sock 2 c)" -c "read -P 0x1c 0 64k" | grep -q failed && fail "c lost node 1's acknowledged write"
-qemu-io -f raw "$(sock 2 c)" -c "write -P 0x2c 0 64k" | grep -q failed && fail "node 2 cannot write c"
+qio_ok "$(sock 2 c)" "c lost node 1's acknowledged write" "read -P 0x1c 0 64k"
+qio_ok "$(sock 2 c)" "node 2 cannot write c" "write -P 0x2c 0 64k"
 kill -CONT "${cowd_pid[1]}"
 wait $late || true
 grep -q "wrote" "$LAB_DIR/late.out" && ! grep -qi "error\|failed" "$LAB_DIR/late.out" \
@@ -131,7 +131,7 @@ grep -q "wrote" "$LAB_DIR/late.out" && ! grep -qi "error\|failed" "$LAB_DIR/late
 echo "   the request queued on node 1 while it was stopped: $(tr '\n' ' ' < "$LAB_DIR/late.out")"
 out=$(lab_cowctl 1 fence probe c) || fail "probe failed: $out"
 [[ $out == *"RESERVATION CONFLICT"* ]] || fail "the target let fenced node 1 write: $out"
-qemu-io -f raw "$(sock 2 c)" -c "read -P 0x2c 0 64k" | grep -q failed && fail "the late write reached c"
+qio_ok "$(sock 2 c)" "the late write reached c" "read -P 0x2c 0 64k"
 echo "   node 1's session: $out; node 2's data stands"
 
 echo "== node 2's key removed from a LUN it registered on: fencing from there finds node 2 fenced"

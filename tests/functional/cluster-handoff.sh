@@ -41,7 +41,7 @@ echo "== Xen order: destination attaches --incoming, takes over, source detaches
 lab_cowctl 2 attach vm1 --incoming >/dev/null
 wait_until 10 owner_is 2 2 \
   || fail "node 2 did not take over: $(status 2)"
-qemu-io -f raw "$(sock 2)" -c "read -P 0x5c 0 1M" -c "read -P 0x5d 5M 12k" | grep -q failed && fail "data differs on node 2"
+qio_ok "$(sock 2)" "data differs on node 2" "read -P 0x5c 0 1M" "read -P 0x5d 5M 12k"
 g1=$(status 1 | jq .generation); g2=$(status 2 | jq .generation)
 echo "   generation on node 1 at handoff: $g1, on node 2 after takeover: $g2"
 [ "$g2" -eq $((g1 + 1)) ] || fail "generations disagree: node 1 $g1, node 2 $g2"
@@ -52,13 +52,13 @@ echo "== failed migration: destination (1) detaches, the source's (2) IO takes i
 lab_cowctl 1 attach vm1 --incoming >/dev/null
 wait_until 10 owner_is 1 1 || fail "node 1 did not take over"
 lab_cowctl 1 detach vm1
-qemu-io -f raw "$(sock 2)" -c "read -P 0x6e 8M 64k" -c "read -P 0x5c 0 1M" | grep -q failed && fail "data lost on the way back"
+qio_ok "$(sock 2)" "data lost on the way back" "read -P 0x6e 8M 64k" "read -P 0x5c 0 1M"
 status 2 | jq -e '.owner == 2 and .state == "active"' >/dev/null || fail "node 2 did not take it back: $(status 2)"
 
 echo "== cowctl migrate to node 3"
 lab_cowctl 3 attach vm1 --incoming >/dev/null
 wait_until 10 owner_is 3 3 || fail "node 3 did not take over"
-qemu-io -f raw "$(sock 3)" -c "read -P 0x6e 8M 64k" | grep -q failed && fail "data differs on node 3"
+qio_ok "$(sock 3)" "data differs on node 3" "read -P 0x6e 8M 64k"
 lab_cowctl 1 migrate vm1 --to n2
 wait_until 10 owner_is 2 2 || fail "migrate to node 2 failed"
 lab_cowctl 1 nodes
@@ -84,13 +84,11 @@ lab_cowctl 2 status vm1 | grep -q BOUNCING || fail "the table of cowctl status d
 grep -q "vm1 is bouncing between nodes" "$(lab_dir $stuck)/log/cowd.log" \
   || fail "node $stuck logged no clear error"
 owner=$(status 2 | jq .owner)
-qemu-io -f raw "$(sock "$owner")" -c "read -P $last 4k" | grep -q failed \
-  && fail "the last acknowledged write is not on the owner"
+qio_ok "$(sock "$owner")" "the last acknowledged write is not on the owner" "read -P $last 4k"
 lab_cowctl 2 migrate vm1 --to "n$stuck"
 wait_until 10 owner_is "$stuck" "$stuck" || fail "migrate did not end the bounce: $(status 2)"
 status "$stuck" | jq -e '.bouncing == false' >/dev/null || fail "still bouncing after migrate"
-qemu-io -f raw "$(sock "$stuck")" -c "read -P $last 4k" | grep -q failed \
-  && fail "the last acknowledged write did not move with vm1"
+qio_ok "$(sock "$stuck")" "the last acknowledged write did not move with vm1" "read -P $last 4k"
 echo "   cowctl migrate moved vm1 to node $stuck and cleared the bounce; data intact"
 
 echo "== the whole cluster restarts (every agent, every corosync)"
@@ -105,7 +103,7 @@ for n in 1 2 3; do wait_until 10 knows $n || fail "node $n lost vm1's definition
 served() { for n in 2 3; do owner_is $n $n && return 0; done; return 1; }
 wait_until 15 served || fail "nobody serves vm1 after the restart: $(status 2)"
 owner=$(status 2 | jq .owner)
-qemu-io -f raw "$(sock "$owner")" -c "read -P $last 4k" -c "read -P 0x6e 8M 64k" \
-  -c "read -P 0x5c 0 1M" | grep -q failed && fail "data lost across the cluster restart"
+qio_ok "$(sock "$owner")" "data lost across the cluster restart" \
+  "read -P $last 4k" "read -P 0x6e 8M 64k" "read -P 0x5c 0 1M"
 echo "   every node knows vm1 again; node $owner serves it, data intact"
 pass

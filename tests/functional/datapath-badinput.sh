@@ -89,6 +89,6 @@ for payload in (b"\0" * 100, None):
         s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 1, 0, 1 << 20) + b"x" * 1000)
     s.close()
 PY
-qemu-io -f raw "$good" -c "read -P 0x42 0 256k" | grep -q failed && fail "the good volume lost data"
+qio_ok "$good" "the good volume lost data" "read -P 0x42 0 256k"
 c status good | grep -q "state:       active" || fail "the good volume stopped serving"
 pass

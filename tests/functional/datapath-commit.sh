@@ -40,12 +40,12 @@ echo "== crash: SIGKILL cowd"
 kill -9 "$(cat "$d/run/cowd.pid")"
 wait_until 10 sh -c "! kill -0 $(cat "$d/run/cowd.pid") 2>/dev/null"
 start_cowd "$d/run"
-qemu-io -f raw "$(sock vsync)" -c "read -P 0xa1 4k 4k" -c "read -P 0xa2 1M 128k" \
-  -c "read -P 0xb7 5M 4k" | grep -q "verification failed" && fail "sync lost an acknowledged write"
-qemu-io -f raw "$(sock vflush)" -c "read -P 0xa1 4k 4k" -c "read -P 0xa2 1M 128k" \
-  | grep -q "verification failed" && fail "flush lost a flushed write"
-qemu-io -f raw "$(sock vsyncb)" -c "read -P 0xa1 4k 4k" -c "read -P 0xa2 1M 128k" \
-  | grep -q "verification failed" && fail "buffered sync lost an acknowledged write"
+qio_ok "$(sock vsync)" "sync lost an acknowledged write" \
+  "read -P 0xa1 4k 4k" "read -P 0xa2 1M 128k" "read -P 0xb7 5M 4k"
+qio_ok "$(sock vflush)" "flush lost a flushed write" \
+  "read -P 0xa1 4k 4k" "read -P 0xa2 1M 128k"
+qio_ok "$(sock vsyncb)" "buffered sync lost an acknowledged write" \
+  "read -P 0xa1 4k 4k" "read -P 0xa2 1M 128k"
 nbdsh -u "$(sock vsyncb)" -c "
 base = open('$d/base.img','rb').read()
 for i in range(64):

@@ -29,10 +29,8 @@ client_fails() {
 # client_ok VOLUME WHY QEMU-IO-COMMAND...: every command succeeds (reads
 # with -P verify); otherwise the test fails saying WHY.
 client_ok() {
-  local v=$1 why=$2 a out args=(); shift 2
-  for a in "$@"; do args+=(-c "$a"); done
-  out=$(qemu-io -f raw "$(uri "$v")" "${args[@]}" 2>&1 || true)
-  if grep -q "failed" <<<"$out"; then fail "volume $v: $why: $out"; fi
+  local v=$1 why=$2; shift 2
+  qio_ok "$(uri "$v")" "volume $v: $why" "$@"
 }
 # new_volume NAME COW [BASE]: create and attach over base.img, commit sync.
 new_volume() {

@@ -32,10 +32,9 @@ for w in "${writes[@]}"; do
   qemu-io -f raw "$uri" -c "$w" >/dev/null || fail "qemu-io $w failed"
   qemu-io -f raw "$d/ref.img" -c "$w" >/dev/null
 done
-qemu-io -f raw "$uri" -c "read -P 0x11 0 64k" -c "read -P 0x22 131072 4k" \
-  -c "read -P 0x33 200704 512" -c "read -P 0x66 1052672 4k" \
-  -c "read -P 0x77 33550336 4k" -c "read -P 0 8M 256k" | grep -q "Pattern verification failed" \
-  && fail "pattern read back wrong"
+qio_ok "$uri" "pattern read back wrong" "read -P 0x11 0 64k" \
+  "read -P 0x22 131072 4k" "read -P 0x33 200704 512" "read -P 0x66 1052672 4k" \
+  "read -P 0x77 33550336 4k" "read -P 0 8M 256k"
 qemu-img compare -f raw -F raw "$uri" "$d/ref.img" || fail "volume differs from the reference"
 [ "$(md5sum < "$d/base.img")" = "$sum_before" ] || fail "the base was written"
 

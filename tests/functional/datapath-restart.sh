@@ -22,7 +22,7 @@ start_cowd "$d/a"
 st=$(cowctl --run-dir "$d/a" --json status va)
 [ "$(echo "$st" | jq -r .uuid)" = "$uuid" ] || fail "volume changed across restart: $st"
 [ "$(echo "$st" | jq -r .state)" = active ] || fail "volume not re-attached after restart: $st"
-qemu-io -f raw "nbd+unix:///?socket=$d/a/va.sock" -c "read -P 0x5a 0 1M" | grep -q failed && fail "data lost across restart"
+qio_ok "nbd+unix:///?socket=$d/a/va.sock" "data lost across restart" "read -P 0x5a 0 1M"
 [ "$(cowctl --run-dir "$d/b" --json status vb | jq -r .state)" = detached ] || fail "vb should be detached"
 cowctl --run-dir "$d/a" detach va
 [ -e "$d/a/va.sock" ] && fail "socket left after detach"

@@ -46,6 +46,6 @@ expect_error "volume x: CoW device iscsi://127.0.0.1:$port/$iqn/3 is too small" 
   create x --base "$(tgt_url $iqn 1)" --cow "$(tgt_url $iqn 3)"
 expect_error "not an iSCSI URL" create x --base "iscsi://127.0.0.1/" --cow "$(tgt_url $iqn 3)"
 ! grep -q wrong-secret "$d/run.log" || fail "the CHAP password reached the log"
-qemu-io -f raw "$good" -c "read -P 0x42 0 256k" | grep -q failed && fail "the good volume lost data"
+qio_ok "$good" "the good volume lost data" "read -P 0x42 0 256k"
 c --json status good | jq -e '.state == "active"' >/dev/null || fail "the good volume stopped serving"
 pass

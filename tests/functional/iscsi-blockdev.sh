@@ -49,7 +49,7 @@ fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=1 \
     --output-format=terse >/dev/null || fail "fio verify failed"
 stop_cowd "$d/run"
 start_cowd "$d/run"
-qemu-io -f raw "$uri" -c "read -P 0x31 0 64k" -c "read -P 0x32 100k 12k" | grep -q failed && fail "data lost across restart"
+qio_ok "$uri" "data lost across restart" "read -P 0x31 0 64k" "read -P 0x32 100k 12k"
 cowctl --run-dir "$d/run" status v | grep -E "state|chunks"
 stop_cowd "$d/run"
 [ "$(md5sum < "$d/base.lun")" = "$sum" ] || fail "the base LUN was written"

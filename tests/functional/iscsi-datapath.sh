@@ -38,7 +38,7 @@ start_cowd "$d/run"
 fio --name=v --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 \
     --offset=8M --size=16M --io_size=8M --verify=crc32c --verify_state_save=0 --verify_only=1 \
     --verify_fatal=1 --output-format=terse >/dev/null || fail "data lost across restart"
-qemu-io -f raw "$uri" -c "read -P 0x11 0 64k" -c "read -P 0x77 33550336 4k" | grep -q failed && fail "patterns lost"
+qio_ok "$uri" "patterns lost" "read -P 0x11 0 64k" "read -P 0x77 33550336 4k"
 grep -q "naa\.\|t10\.\|serial\." "$d/run/state/volumes.conf" 2>/dev/null || true
 cowctl --run-dir "$d/run" status v
 stop_cowd "$d/run"

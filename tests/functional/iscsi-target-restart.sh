@@ -49,10 +49,10 @@ fi
 echo "  request failed after $((SECONDS - start)) s: $(grep -i error "$d/q.out" | head -1)"
 [ $((SECONDS - start)) -le 20 ] || fail "the deadline was not honoured"
 c --json status v | jq -e '.state == "degraded"' >/dev/null || fail "volume does not report degraded"
-qemu-io -f raw "$luri" -c "write -P 0x21 0 4k" -c "read -P 0x21 0 4k" | grep -q failed && fail "other volume stopped"
+qio_ok "$luri" "other volume stopped" "write -P 0x21 0 4k" "read -P 0x21 0 4k"
 tgt_restart
-wait_until 15 sh -c "qemu-io -f raw '$uri' -c 'read -P 0x6b 0 64k' | grep -qv failed" \
+wait_until 15 qemu-io -f raw "$uri" -c "read -P 0x6b 0 64k" \
   || fail "volume did not recover after the target came back"
-qemu-io -f raw "$uri" -c "read -P 0x6b 0 64k" | grep -q failed && fail "acknowledged data lost"
+qio_ok "$uri" "acknowledged data lost" "read -P 0x6b 0 64k"
 grep -E "iscsi: .*(session|degraded|re-established)" "$d/run.log" | head -5
 pass

@@ -497,6 +497,60 @@ START_TEST (test_clear_unsupported)
 }
 END_TEST
 
+/* The per-LUN procedure (procedure.c) on the fake target. */
+START_TEST (test_lun_fences_victim)
+{
+  char err[256] = "";
+  m.keys[1] = k1;                       /* the victim; we are not yet */
+  m.held = true, m.holder = k1, m.type = 5;
+  ck_assert_int_eq (fence_lun (dev, k2, k1, false, err, sizeof err),
+                    FENCE_LUN_FENCED);
+  ck_assert_uint_eq (m.keys[0], k2);    /* registered on the way */
+  ck_assert_uint_eq (m.keys[1], 0);     /* preempted */
+  ck_assert_uint_eq (m.holder, k2);
+  ck_assert_str_eq (err, "");
+}
+END_TEST
+
+START_TEST (test_lun_victim_gone_already)
+{
+  char err[256] = "";
+  m.keys[0] = k2;
+  ck_assert_int_eq (fence_lun (dev, k2, k1, true, err, sizeof err),
+                    FENCE_LUN_ALREADY);
+  ck_assert_int_eq (m.nlog, 0);         /* nothing sent */
+}
+END_TEST
+
+START_TEST (test_lun_self_fenced_stops)
+{
+  char err[256] = "";
+  m.keys[1] = k1;                       /* ours (k2) was preempted */
+  ck_assert_int_eq (fence_lun (dev, k2, k1, true, err, sizeof err),
+                    FENCE_LUN_SELF_FENCED);
+  ck_assert_int_eq (m.nlog, 0);         /* no REGISTER, no PREEMPT */
+  ck_assert_uint_eq (m.keys[1], k1);
+  ck_assert_str_eq (err, "mock://lun1: this node's own key is gone: it was "
+                    "fenced itself");
+}
+END_TEST
+
+START_TEST (test_lun_error_sentence)
+{
+  char err[256] = "";
+  m.keys[1] = k1;
+  m.ua_pending = 100;                   /* READ KEYS never gets through */
+  ck_assert_int_eq (fence_lun (dev, k2, k1, false, err, sizeof err),
+                    FENCE_LUN_ERROR);
+  ck_assert_str_eq (err, fence_last_error (dev));
+  ck_assert_str_eq (err, "fence: mock://lun1: PERSISTENT RESERVE IN READ "
+                    "KEYS failed: CHECK "
+                    "CONDITION, UNIT ATTENTION 2A/03 (reservations "
+                    "preempted)");
+  ck_assert_uint_eq (m.keys[1], k1);    /* nothing preempted */
+}
+END_TEST
+
 static Suite *
 fence_suite (void)
 {
@@ -527,6 +581,10 @@ fence_suite (void)
   tcase_add_test (tc, test_preempt_conflict_sentence);
   tcase_add_test (tc, test_unit_attention_retry);
   tcase_add_test (tc, test_clear_unsupported);
+  tcase_add_test (tc, test_lun_fences_victim);
+  tcase_add_test (tc, test_lun_victim_gone_already);
+  tcase_add_test (tc, test_lun_self_fenced_stops);
+  tcase_add_test (tc, test_lun_error_sentence);
   suite_add_tcase (s, tc);
   return s;
 }
