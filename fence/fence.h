@@ -1,5 +1,5 @@
 /* fence.h: SCSI-3 persistent-reservation fencing, as Pacemaker's fence_scsi
- * does it (DESIGN.md, "Fencing").
+ * does it (see FENCING in cowd(8)).
  *
  * Every node registers its own key on every shared LUN; the LUN carries a
  * WRITE EXCLUSIVE - REGISTRANTS ONLY reservation (type 5), so every

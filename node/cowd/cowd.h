@@ -33,6 +33,7 @@ struct vol_entry
   bool incoming;                /* attached --incoming: take it when free */
   uint32_t handoff_to;
   uint64_t epoch;               /* the epoch we serve under, 0 = none */
+  bool taking_over;             /* vol_takeover_async under way */
   uint64_t t_request_ns, t_hold_ns; /* handoff timing */
 };
 

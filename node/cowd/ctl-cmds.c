@@ -333,11 +333,12 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  ",\"read_cow_bytes\":%" PRIu64 ",\"cow_faults\":%" PRIu64
                  ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
-                 ",\"in_flight\":%" PRIu64 "}",
+                 ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f}",
                  st.reads, st.writes, st.flushes, st.trims, st.zeroes,
                  st.bytes_read, st.bytes_written, st.read_base_bytes,
                  st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
-                 st.commits, st.commit_faults, st.errors, st.in_flight);
+                 st.commits, st.commit_faults, st.errors, st.in_flight,
+                 (double) st.blocking_io_ns / 1e6);
     }
   sb_puts (sb, "}");
 }
@@ -444,11 +445,12 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
              " whole-chunk, no copy)\ncommits:     %" PRIu64 " covering %"
              PRIu64 " requests\nflushes:     %" PRIu64 "\ntrims:       %"
              PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
-             "\nin flight:   %" PRIu64 "\n", st.reads, st.bytes_read,
+             "\nin flight:   %" PRIu64 "\nblocking IO: %.3f ms (the loop "
+             "waited: open, standalone takeover, close)\n", st.reads, st.bytes_read,
              st.read_base_bytes, st.read_cow_bytes, st.writes,
              st.bytes_written, st.cow_faults, st.full_chunk_writes,
              st.commits, st.commit_faults, st.flushes, st.trims, st.zeroes,
-             st.errors, st.in_flight);
+             st.errors, st.in_flight, (double) st.blocking_io_ns / 1e6);
 }
 
 static void

@@ -1,4 +1,4 @@
-/* fencing.c: cowd's side of SCSI-3 fencing (DESIGN.md, "Fencing"; the
+/* fencing.c: cowd's side of SCSI-3 fencing (FENCING in cowd(8); the
  * reservation logic itself is libcowfence's, fence/fence.h).
  *
  * Registration.  In a cluster every CoW LUN this agent opens over iSCSI

@@ -35,6 +35,7 @@
 #include "loop.h"
 
 static void own_want_owner (void *ud, struct volume *v);
+static void own_taken (void *opaque, int res, const char *err);
 
 static struct vol_entry *
 own_entry (const char *vol)
@@ -104,21 +105,51 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
       e->epoch = 0;
       return;
     }
-  if (e->epoch == epoch && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
-    return;
-  char err[512];
-  if (vol_takeover (e->vol, epoch, owner, generation, err, sizeof err) < 0)
+  if ((e->epoch == epoch && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+      || e->taking_over)
+    return;                     /* a takeover under way ends in own_taken */
+  e->taking_over = true;
+  vol_takeover_async (e->vol, epoch, owner, generation, own_taken, e);
+}
+
+/* The takeover read superblock and bitmap and wrote our epoch (or
+ * failed).  The table may have moved on meanwhile (a fence, a handoff
+ * asked at once): serve only if it still names this node at this epoch. */
+static void
+own_taken (void *opaque, int res, const char *err)
+{
+  struct vol_entry *e = opaque;
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  uint64_t epoch = vol_super (e->vol)->epoch;
+  e->taking_over = false;
+  if (res < 0)
     {
-      qb_log (LOG_ERR, "cluster: %s: taking over at epoch %" PRIu64
-              " failed: %s", vol, epoch, err);
+      qb_log (LOG_ERR, "cluster: %s: taking over failed: %s", e->name, err);
+      return;
+    }
+  if (e->closing || cowd.fenced || !cv || cv->owner != cluster_nodeid ()
+      || cv->epoch != epoch)
+    {
+      qb_log (LOG_WARNING, "cluster: %s: ownership moved on during the "
+              "takeover at epoch %" PRIu64 "; not serving", e->name, epoch);
+      vol_set_state (e->vol, VOL_STATE_READONLY);
+      if (cv && cv->owner == cluster_nodeid () && !e->closing)
+        own_on_owner (NULL, e->name, cv->owner, cv->epoch, cv->generation);
       return;
     }
   e->epoch = epoch;
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
-          ", generation %" PRIu64, vol, epoch, vol_generation (e->vol));
+          ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
   own_record (cowd.handoff_ms, &cowd.nhandoff, &e->t_request_ns);
-  if (cluster_quorate ())
-    vol_resume (e->vol);
+  if (vol_is_held (e->vol))
+    return;                     /* a handoff asked meanwhile: it drains */
+  if (!cluster_quorate ())
+    {
+      e->quorum_held = true;    /* lost meanwhile: as own_on_quorum does */
+      vol_hold (e->vol, NULL, NULL);
+      return;
+    }
+  vol_resume (e->vol);
 }
 
 static void

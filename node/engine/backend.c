@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "clock.h"
 
 int
 backend_open (const char *uri, const struct backend_opts *opts,
@@ -37,4 +38,32 @@ backend_close (struct backend *bk)
 {
   if (bk)
     bk->ops->close (bk);
+}
+
+int
+backend_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
+{
+  uint64_t t0 = clock_now_ns ();
+  int r = bk->ops->pread_sync (bk, buf, off, len);
+  bk->sync_ns += clock_now_ns () - t0;
+  return r;
+}
+
+int
+backend_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
+                     size_t len, unsigned flags)
+{
+  uint64_t t0 = clock_now_ns ();
+  int r = bk->ops->pwrite_sync (bk, buf, off, len, flags);
+  bk->sync_ns += clock_now_ns () - t0;
+  return r;
+}
+
+int
+backend_flush_sync (struct backend *bk)
+{
+  uint64_t t0 = clock_now_ns ();
+  int r = bk->ops->flush_sync (bk);
+  bk->sync_ns += clock_now_ns () - t0;
+  return r;
 }

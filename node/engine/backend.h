@@ -70,6 +70,7 @@ struct backend
   char ident[128];              /* stable identity: "naa.6001...", "digest:...";
                                  * files fill it only for read-only opens */
   enum backend_health health;
+  uint64_t sync_ns;             /* time spent in the blocking calls */
   void *priv;                   /* the backend's own state */
 };
 
@@ -98,6 +99,13 @@ struct backend_opts
 int backend_open (const char *uri, const struct backend_opts *opts,
                   struct backend **out, char *err, size_t errlen);
 void backend_close (struct backend *bk);
+/* The blocking calls, timed into bk->sync_ns: everything the loop waited
+ * for on this device (format, open, the standalone takeover, close). */
+int backend_pread_sync (struct backend *bk, void *buf, uint64_t off,
+                        size_t len);
+int backend_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
+                         size_t len, unsigned flags);
+int backend_flush_sync (struct backend *bk);
 /* The descriptor of a file or block device backend (-1 for others), for
  * SG_IO on a block device. */
 int backend_file_fd (struct backend *bk);

@@ -13,8 +13,11 @@
  *             EACCES, reads EIO: another host may be writing now)
  *   DEGRADED  writes fail at once with EIO
  *
- * Superblock writes (open, mark clean, takeover) are rare and short; they
- * use the backends' blocking variants.  The data path never blocks.
+ * Format, open, the standalone takeover and close use the backends'
+ * blocking variants (timed into the volume's blocking_io statistic).  The
+ * data path never blocks, nor do the cluster's handoff steps: the clean
+ * mark (vol_mark_clean_async) and the takeover (vol_takeover_async) read
+ * and write through the asynchronous path.
  *
  * Completion is never delivered inside the call that submitted the
  * request: when a request fails at once, its ack is deferred to a loop
@@ -151,9 +154,9 @@ vol_write_super (struct volume *v, bool flush_first)
   uint8_t *buf = vol_super_next (v, &off);
   if (!buf)
     return -ENOMEM;
-  int r = flush_first ? v->cow->ops->flush_sync (v->cow) : 0;
+  int r = flush_first ? backend_flush_sync (v->cow) : 0;
   if (r == 0)
-    r = v->cow->ops->pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE, BK_FUA);
+    r = backend_pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE, BK_FUA);
   free (buf);
   if (r < 0)
     qb_log (LOG_ERR, "volume: %s: writing the superblock failed: %s",
@@ -169,7 +172,7 @@ vol_cow_formatted (struct backend *cow)
   struct dscow_super sb;
   unsigned slot;
   bool found = false;
-  if (buf && cow->ops->pread_sync (cow, buf, 0, 2 * DSCOW_SUPER_SIZE) == 0)
+  if (buf && backend_pread_sync (cow, buf, 0, 2 * DSCOW_SUPER_SIZE) == 0)
     found = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot) == 0
       || memcmp (buf, DSCOW_MAGIC, DSCOW_MAGIC_LEN) == 0;
   free (buf);
@@ -189,15 +192,15 @@ vol_format_write (struct backend *cow, const struct dscow_super *sb)
   for (uint64_t off = 0; off < bm; off += 1024 * 1024)
     {
       size_t n = bm - off < 1024 * 1024 ? bm - off : 1024 * 1024;
-      if ((r = cow->ops->pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off,
+      if ((r = backend_pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off,
                                       n, 0)) < 0)
         goto out;
     }
   /* Generation 1 belongs in slot 1 (B); slot A stays zero, so the first
    * superblock rewrite (generation 2, slot A) never touches this one. */
   dscow_super_encode (sb, buf + DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE);
-  if ((r = cow->ops->flush_sync (cow)) == 0)
-    r = cow->ops->pwrite_sync (cow, buf, 0, len, BK_FUA);
+  if ((r = backend_flush_sync (cow)) == 0)
+    r = backend_pwrite_sync (cow, buf, 0, len, BK_FUA);
 out:
   free (buf);
   free (zero);
@@ -268,7 +271,7 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
 {
   uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
   unsigned slot;
-  int r = buf ? v->cow->ops->pread_sync (v->cow, buf, 0,
+  int r = buf ? backend_pread_sync (v->cow, buf, 0,
                                          2 * DSCOW_SUPER_SIZE) : -ENOMEM;
   if (r == 0)
     {
@@ -283,35 +286,37 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
   return r < 0 ? -1 : 0;
 }
 
-/* Read superblock and bitmap from the CoW device into v, whose geometry
- * (v->sb, the maps) is known: they are adjacent, so one read fetches both
- * (a takeover waits for this). */
-static int
-vol_load_meta (struct volume *v, char *err, size_t errlen)
+/* Superblock and bitmap are adjacent at the start of the CoW device: one
+ * read of vol_meta_len bytes fetches both (a takeover waits for it). */
+static size_t
+vol_meta_len (const struct volume *v)
 {
   bool meta = v->commit != DSCOW_COMMIT_NONE;
   uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
-  size_t len = DSCOW_BITMAP_OFFSET + (meta ? bm : 0);
-  uint8_t *buf = vol_alloc_aligned (len);
+  return DSCOW_BITMAP_OFFSET + (meta ? bm : 0);
+}
+
+/* Check what that read brought against v's geometry (v->sb, the maps are
+ * known) and take superblock and bitmap into v.  buf stays the caller's. */
+static int
+vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
+                size_t errlen)
+{
+  bool meta = v->commit != DSCOW_COMMIT_NONE;
+  uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
   struct dscow_super sb;
   unsigned slot;
-  int r = buf ? v->cow->ops->pread_sync (v->cow, buf, 0, len) : -ENOMEM;
-  if (r < 0)
-    {
-      snprintf (err, errlen, "volume %s: reading the metadata of %s failed: "
-                "%s", v->name, v->cow->uri, strerror (-r));
-      goto fail;
-    }
+  int r;
   if ((r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot)) < 0)
     {
       vol_err (err, errlen, v->name, v->cow->uri, -r);
-      goto fail;
+      return -1;
     }
   if (sb.volume_size != v->sb.volume_size || sb.chunk_size != v->sb.chunk_size)
     {
       snprintf (err, errlen, "volume %s: the size or chunk size on %s "
                 "changed while the volume was open", v->name, v->cow->uri);
-      goto fail;
+      return -1;
     }
   v->sb = sb;
   if ((r = dscow_check_devices (&v->sb, v->cow->size, v->base->size,
@@ -319,27 +324,39 @@ vol_load_meta (struct volume *v, char *err, size_t errlen)
     {
       vol_err (err, errlen, v->name, r == -DSCOW_ETOOSMALL
                ? v->cow->uri : v->base->uri, -r);
-      goto fail;
+      return -1;
     }
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
       snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
                 "only read; refusing to write it", v->name, v->cow->uri);
-      goto fail;
+      return -1;
     }
   if (meta)
     memcpy (v->map, buf + DSCOW_BITMAP_OFFSET, bm);
   else
     memset (v->map, 0, bm);     /* transient: reset on open */
-  free (buf);
   memcpy (v->dmap, v->map, bm);
   v->cow_chunks = dscow_bitmap_count (v->map, v->nchunks);
   v->generation = v->sb.generation;
   return 0;
+}
 
-fail:
+/* Read superblock and bitmap from the CoW device into v, blocking (open,
+ * and the standalone attach). */
+static int
+vol_load_meta (struct volume *v, char *err, size_t errlen)
+{
+  size_t len = vol_meta_len (v);
+  uint8_t *buf = vol_alloc_aligned (len);
+  int r = buf ? backend_pread_sync (v->cow, buf, 0, len) : -ENOMEM;
+  if (r < 0)
+    snprintf (err, errlen, "volume %s: reading the metadata of %s failed: "
+              "%s", v->name, v->cow->uri, strerror (-r));
+  else
+    r = vol_meta_apply (v, buf, err, errlen);
   free (buf);
-  return -1;
+  return r < 0 ? -1 : 0;
 }
 
 static int
@@ -433,13 +450,13 @@ out_free:
   return -1;
 }
 
-/* Take the volume for writing: mark it dirty with our epoch. */
-int
-vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
-              uint64_t expect_generation, char *err, size_t errlen)
+/* Taking the volume for writing, once superblock and bitmap were read
+ * again: check the generation the handoff named (0: don't), and make the
+ * superblock to write say dirty, with our epoch and node. */
+static int
+vol_takeover_prepare (struct volume *v, uint64_t epoch, uint32_t owner,
+                      uint64_t expect_generation, char *err, size_t errlen)
 {
-  if (vol_load_meta (v, err, errlen) < 0)
-    return -1;
   if (expect_generation && v->sb.generation != expect_generation)
     {
       snprintf (err, errlen, "volume %s: bitmap generation on disk is %" PRIu64
@@ -451,6 +468,18 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
   v->sb.owner_node = owner;
   v->sb.state = DSCOW_STATE_DIRTY;
   v->generation++;
+  return 0;
+}
+
+/* Take the volume for writing, blocking: mark it dirty with our epoch. */
+int
+vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
+              uint64_t expect_generation, char *err, size_t errlen)
+{
+  if (vol_load_meta (v, err, errlen) < 0
+      || vol_takeover_prepare (v, epoch, owner, expect_generation, err,
+                               errlen) < 0)
+    return -1;
   int r = vol_write_super (v, false);   /* nothing of ours to flush yet */
   if (r < 0)
     {
@@ -460,6 +489,107 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
     }
   v->state = VOL_STATE_ACTIVE;
   return 0;
+}
+
+/* The same without blocking the loop, for the cluster's takeover: read
+ * superblock and bitmap (one read; 2 MiB of bitmap per TiB at 64 KiB
+ * chunks), then write the dirty superblock with FUA, each on the CoW
+ * backend's asynchronous path.  Other volumes, the lease heartbeat and the
+ * control channel run meanwhile; this volume stays as it was (requests
+ * wait) until done reports. */
+struct takeover_ctx
+{
+  struct volume *v;
+  uint8_t *buf;
+  uint64_t epoch, expect_generation;
+  uint32_t owner;
+  vol_takeover_fn *done;
+  void *opaque;
+  char err[512];
+};
+
+static void
+takeover_end (struct takeover_ctx *c, int res)
+{
+  struct volume *v = c->v;
+  if (res == 0)
+    v->state = VOL_STATE_ACTIVE;
+  else if (!c->err[0])
+    snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
+              c->buf ? "writing the superblock" : "reading the metadata",
+              strerror (-res));
+  c->done (c->opaque, res, res == 0 ? NULL : c->err);
+  free (c->buf);
+  free (c);
+  v->in_flight--;
+  vol_check_drained (v);        /* a close may wait for this */
+}
+
+static void
+takeover_written (void *opaque, int res)
+{
+  takeover_end (opaque, res);
+}
+
+static void
+takeover_read (void *opaque, int res)
+{
+  struct takeover_ctx *c = opaque;
+  struct volume *v = c->v;
+  uint64_t off;
+  if (res < 0)
+    {
+      snprintf (c->err, sizeof c->err, "volume %s: reading the metadata of "
+                "%s failed: %s", v->name, v->cow->uri, strerror (-res));
+      return takeover_end (c, res);
+    }
+  if (vol_meta_apply (v, c->buf, c->err, sizeof c->err) < 0
+      || vol_takeover_prepare (v, c->epoch, c->owner, c->expect_generation,
+                               c->err, sizeof c->err) < 0)
+    return takeover_end (c, -EINVAL);
+  free (c->buf);
+  if (v->commit == DSCOW_COMMIT_NONE)
+    {
+      c->buf = NULL;
+      return takeover_end (c, 0);
+    }
+  if (!(c->buf = vol_super_next (v, &off)))
+    {
+      snprintf (c->err, sizeof c->err, "volume %s: out of memory for the "
+                "superblock", v->name);
+      return takeover_end (c, -ENOMEM);
+    }
+  int r = v->cow->ops->write (v->cow, c->buf, off, DSCOW_SUPER_SIZE, BK_FUA,
+                              takeover_written, c);
+  if (r < 0)
+    takeover_end (c, r);
+}
+
+void
+vol_takeover_async (struct volume *v, uint64_t epoch, uint32_t owner,
+                    uint64_t expect_generation, vol_takeover_fn *done,
+                    void *opaque)
+{
+  struct takeover_ctx *c = calloc (1, sizeof *c);
+  size_t len = vol_meta_len (v);
+  if (c)
+    c->buf = vol_alloc_aligned (len);
+  if (!c || !c->buf)
+    {
+      free (c);
+      char err[256];
+      snprintf (err, sizeof err, "volume %s: out of memory for the takeover",
+                v->name);
+      done (opaque, -ENOMEM, err);
+      return;
+    }
+  *c = (struct takeover_ctx) { .v = v, .buf = c->buf, .epoch = epoch,
+    .expect_generation = expect_generation, .owner = owner, .done = done,
+    .opaque = opaque };
+  v->in_flight++;
+  int r = v->cow->ops->read (v->cow, c->buf, 0, len, takeover_read, c);
+  if (r < 0)
+    takeover_read (c, r);
 }
 
 /* The handoff point: the superblock to write says clean, one generation
@@ -626,6 +756,12 @@ vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
+
+bool
+vol_is_held (const struct volume *v)
+{
+  return v->held;
+}
 
 void
 vol_resume (struct volume *v)
@@ -953,4 +1089,5 @@ vol_get_stats (const struct volume *v, struct vol_stats *st)
 {
   *st = v->st;
   st->in_flight = v->in_flight;
+  st->blocking_io_ns = v->base->sync_ns + v->cow->sync_ns;
 }

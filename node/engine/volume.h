@@ -57,6 +57,7 @@ struct vol_stats
   uint64_t commit_faults;       /* CoW faults covered by those commits */
   uint64_t errors;
   uint64_t in_flight;
+  uint64_t blocking_io_ns;      /* the loop waited for this volume's devices */
 };
 
 struct vol_params
@@ -130,9 +131,18 @@ void vol_mark_clean_async (struct volume *v, vol_done_fn *done,
                            void *opaque);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
+/* vol_takeover without blocking the loop: done gets 0 (the volume is
+ * ACTIVE) or -errno and one sentence.  done runs from a completion, or at
+ * once when nothing could be sent; v must stay open until it has run. */
+typedef void vol_takeover_fn (void *opaque, int res, const char *err);
+void vol_takeover_async (struct volume *v, uint64_t epoch, uint32_t owner,
+                         uint64_t expect_generation, vol_takeover_fn *done,
+                         void *opaque);
 void vol_set_state (struct volume *v, enum vol_state s);
 /* This host was fenced: fail what waits and everything from now on. */
 void vol_fence (struct volume *v);
+/* vol_hold is in force (a handoff or a quorum loss), until vol_resume. */
+bool vol_is_held (const struct volume *v);
 /* Requests wait on the volume (held, or not the owner). */
 bool vol_has_waiters (const struct volume *v);
 /* Called for each request that arrives while the volume is READONLY
