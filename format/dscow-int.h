@@ -34,6 +34,12 @@ enum
   SB_COMMIT = 288,
   SB_OWNER_NODE = 292,
   SB_CREATE_TIME = 296,
+  /* minor 1: the base file's stamp */
+  SB_BASE_STAMP = 304,
+  SB_BASE_DEV = 312,
+  SB_BASE_INO = 320,
+  SB_BASE_MTIME = 328,
+  SB_BASE_CTIME = 336,
   SB_CRC = 4092,
 };
 

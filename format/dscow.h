@@ -36,7 +36,7 @@ extern "C" {
 #define DSCOW_MAGIC "DSCOW\0\r\n"          /* 8 bytes */
 #define DSCOW_MAGIC_LEN 8
 #define DSCOW_VERSION_MAJOR 1
-#define DSCOW_VERSION_MINOR 0
+#define DSCOW_VERSION_MINOR 1
 
 #define DSCOW_SUPER_SIZE 4096u          /* one slot */
 #define DSCOW_SUPER_SLOTS 2u
@@ -78,6 +78,25 @@ enum dscow_commit
   DSCOW_COMMIT_NONE = 3,        /* transient: metadata never written */
 };
 
+/* What a base file looked like when it was recorded (minor version 1):
+ * checked at every open, at no cost per IO.  kind DSCOW_STAMP_NONE means
+ * nothing is recorded (a LUN or block device, whose identity is base_id
+ * and base_size, or a superblock written by minor version 0). */
+enum dscow_stamp_kind
+{
+  DSCOW_STAMP_NONE = 0,
+  DSCOW_STAMP_FILE = 1,
+};
+
+struct dscow_base_stamp
+{
+  uint32_t kind;                /* enum dscow_stamp_kind */
+  uint64_t dev;                 /* st_dev of the file system */
+  uint64_t ino;                 /* st_ino */
+  uint64_t mtime_ns;            /* st_mtim, ns since the epoch */
+  uint64_t ctime_ns;            /* st_ctim, ns since the epoch */
+};
+
 /* The decoded superblock, in host byte order. */
 struct dscow_super
 {
@@ -101,6 +120,7 @@ struct dscow_super
   uint32_t commit;              /* enum dscow_commit */
   uint32_t owner_node;          /* cluster node id of the last owner, 0 = none */
   uint64_t create_time;         /* seconds since the epoch, informational */
+  struct dscow_base_stamp stamp; /* minor 1; zero when read from minor 0 */
 };
 
 /* Errors: distinct so an operator can tell each way a device is wrong
@@ -120,6 +140,7 @@ enum dscow_err
   DSCOW_ESHORT,                 /* buffer too short */
   DSCOW_EFORMATTED,             /* device already holds a dscow volume */
   DSCOW_ESTATE,                 /* state or commit field out of range */
+  DSCOW_EBASECHANGED,           /* base file changed since it was recorded */
   DSCOW_ERR_MAX
 };
 
@@ -170,6 +191,19 @@ unsigned dscow_super_slot (uint64_t generation);
 /* Checks an agent makes at open time against the real devices. */
 int dscow_check_devices (const struct dscow_super *sb, uint64_t cow_size,
                          uint64_t base_size, const char *base_id);
+
+/* Has the base changed since it was recorded in sb?  Compares the base's
+ * identity now (now_id, as base_id) and its file stamp now (either stamp
+ * of kind DSCOW_STAMP_NONE: not compared).  Returns 0 when they agree,
+ * else -DSCOW_EBASECHANGED with what differs, comma-separated, in what
+ * ("inode 12 -> 13, modification time ... -> ...").  A device number that
+ * differs while inode and times agree is no change (the number of a file
+ * system can move across a reboot); *dev_moved says so, for the caller to
+ * re-record.  The size is dscow_check_devices' business. */
+int dscow_base_changed (const struct dscow_super *sb,
+                        const struct dscow_base_stamp *now,
+                        const char *now_id, char *what, size_t len,
+                        bool *dev_moved);
 
 /* Bitmap helpers on an in-memory bitmap (LSB-first within each byte). */
 static inline bool

@@ -4,6 +4,11 @@
  * is wrong: length, magic, checksum, major version, incompatible
  * features, chunk size, name, state/commit ranges, geometry, size.  Each
  * has its own code (dscow.h) and sentence (dscow_strerror).
+ *
+ * Minor version 1 adds the base stamp at bytes 304-343 (bytes a minor 0
+ * writer leaves zero); it is decoded only from a minor >= 1 superblock, so
+ * a minor 0 one reads as "no stamp recorded".  A stamp of kind NONE is
+ * written as zeroes, so an encoder may keep an old superblock's minor.
  */
 #include <config.h>
 
@@ -35,6 +40,8 @@ static const char *const errors[DSCOW_ERR_MAX] = {
   [DSCOW_ESHORT] = "the superblock buffer is too short",
   [DSCOW_EFORMATTED] = "the device already holds a dscow volume",
   [DSCOW_ESTATE] = "the superblock state or commit policy is out of range",
+  [DSCOW_EBASECHANGED] = "the base file changed after the volume was "
+    "created (size, inode or times differ)",
 };
 
 const char *
@@ -159,6 +166,27 @@ dscow_super_init (struct dscow_super *sb, const char *name,
   return super_check (sb);
 }
 
+/* The base stamp (minor 1): kind, 4 bytes of zero, then four u64. */
+static void
+super_encode_stamp (const struct dscow_base_stamp *st, uint8_t *p)
+{
+  le32_put (p + SB_BASE_STAMP, st->kind);
+  le64_put (p + SB_BASE_DEV, st->dev);
+  le64_put (p + SB_BASE_INO, st->ino);
+  le64_put (p + SB_BASE_MTIME, st->mtime_ns);
+  le64_put (p + SB_BASE_CTIME, st->ctime_ns);
+}
+
+static void
+super_decode_stamp (const uint8_t *p, struct dscow_base_stamp *st)
+{
+  st->kind = le32_get (p + SB_BASE_STAMP);
+  st->dev = le64_get (p + SB_BASE_DEV);
+  st->ino = le64_get (p + SB_BASE_INO);
+  st->mtime_ns = le64_get (p + SB_BASE_MTIME);
+  st->ctime_ns = le64_get (p + SB_BASE_CTIME);
+}
+
 int
 dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
 {
@@ -191,6 +219,7 @@ dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
   le32_put (p + SB_COMMIT, sb->commit);
   le32_put (p + SB_OWNER_NODE, sb->owner_node);
   le64_put (p + SB_CREATE_TIME, sb->create_time);
+  super_encode_stamp (&sb->stamp, p);
   le32_put (p + SB_CRC, dscow_crc32c (0, p, SB_CRC));
   return 0;
 }
@@ -237,6 +266,8 @@ dscow_super_decode (const uint8_t *p, size_t len, struct dscow_super *sb)
   sb->commit = le32_get (p + SB_COMMIT);
   sb->owner_node = le32_get (p + SB_OWNER_NODE);
   sb->create_time = le64_get (p + SB_CREATE_TIME);
+  if (sb->version_minor >= 1)   /* reserved (zero) before minor 1 */
+    super_decode_stamp (p, &sb->stamp);
   int r = super_check (sb);
   if (r < 0)
     return r;

@@ -2,8 +2,9 @@
 """sbedit.py DEVICE SLOT FIELD VALUE: set one field of a dscow superblock
 slot and fix its crc32c, to make test devices that are wrong in exactly one
 way (an unknown incompat feature, a future major version).  FIELD is
-'incompat' (u64 at 24) or 'major' (u16 at 8); 'crc' with VALUE 'break'
-corrupts the checksum instead."""
+'incompat' (u64 at 24), 'major' (u16 at 8) or 'minor' (u16 at 10: minor 0
+makes the base stamp at 304-343 reserved bytes again); 'crc' with VALUE
+'break' corrupts the checksum instead."""
 import struct, sys
 
 def crc32c(data):
@@ -22,6 +23,8 @@ with open(dev, 'r+b') as f:
         struct.pack_into('<Q', sb, 24, int(value, 0))
     elif field == 'major':
         struct.pack_into('<H', sb, 8, int(value, 0))
+    elif field == 'minor':
+        struct.pack_into('<H', sb, 10, int(value, 0))
     if field == 'crc':
         sb[4092] ^= 0xff
     else:

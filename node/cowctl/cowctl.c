@@ -1,7 +1,9 @@
 /* cowctl: the cowherd admin CLI.  It parses only its global options and
  * sends the command with its arguments to cowd over the control channel
  * (ctl.h); cowd parses the command and formats the answer, a table or a
- * sentence, or JSON with --json.  `cowctl hydrate` polls for progress. */
+ * sentence, or JSON with --json.  `cowctl hydrate` polls for progress.
+ * The one argument it rewrites: create's relative --base and --cow paths,
+ * made absolute here, since cowd resolves nothing in its own directory. */
 #include <config.h>
 
 #include <errno.h>
@@ -19,7 +21,8 @@ static const char usage_text[] =
   "volumes:\n"
   "  create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
   "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]\n"
-  "  attach NAME [--incoming]     serve it; prints the NBD URI\n"
+  "  attach NAME [--incoming] [--accept-base-change]\n"
+  "                               serve it; prints the NBD URI\n"
   "  detach NAME                  drain, commit, mark clean, stop serving\n"
   "  delete NAME                  forget a detached volume (data untouched)\n"
   "  list                         every volume this agent knows\n"
@@ -32,6 +35,51 @@ static const char usage_text[] =
   "\n"
   "The run directory selects one cowd: --run-dir, else $COWHERD_RUN_DIR,\n"
   "else " RUNSTATEDIR "/cowherd.  See cowctl(8).\n";
+
+/* A path relative to cowctl's working directory, made absolute: cowd
+ * runs elsewhere (in / once it is a daemon) and keeps what it is given.
+ * URLs and absolute paths are left alone.  Returns a string to free, or
+ * NULL when arg needs no change. */
+static char *
+cowctl_absolute (const char *prefix, const char *path)
+{
+  char cwd[4096], *out;
+  while (path[0] == '.' && path[1] == '/')
+    path += 2;
+  if (path[0] == '/' || path[0] == '\0' || strstr (path, "://")
+      || !getcwd (cwd, sizeof cwd)
+      || asprintf (&out, "%s%s/%s", prefix, cwd, path) < 0)
+    return NULL;
+  return out;
+}
+
+/* create's --base and --cow (as "--base PATH" or "--base=PATH"). */
+static void
+cowctl_absolute_paths (char **args, int n)
+{
+  static const char *const opts[] = { "--base", "--cow" };
+  if (n == 0 || strcmp (args[0], "create") != 0)
+    return;
+  for (int i = 1; i < n; i++)
+    for (size_t k = 0; k < 2; k++)
+      {
+        size_t l = strlen (opts[k]);
+        char *abs = NULL;
+        if (strcmp (args[i], opts[k]) == 0 && i + 1 < n)
+          abs = cowctl_absolute ("", args[++i]);
+        else if (strncmp (args[i], opts[k], l) == 0 && args[i][l] == '=')
+          {
+            char prefix[16];
+            snprintf (prefix, sizeof prefix, "%s=", opts[k]);
+            abs = cowctl_absolute (prefix, args[i] + l + 1);
+          }
+        else
+          continue;
+        if (abs)
+          args[i] = abs;        /* lives until exit */
+        break;
+      }
+}
 
 int
 main (int argc, char **argv)
@@ -92,6 +140,7 @@ main (int argc, char **argv)
       snprintf (abs + l, sizeof abs - l, "/%s", run_dir);
       run_dir = abs;
     }
+  cowctl_absolute_paths (args, n);
   char *out = NULL;
   int r = ctl_call (run_dir, flags, n, args, &out, timeout * 1000);
   free (args);

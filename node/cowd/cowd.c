@@ -3,7 +3,9 @@
  * Start-up: parse the command line and configuration file, set up libqb
  * logging (stderr in the foreground, syslog otherwise), create the run
  * and state directories, take the pid file, load the volume definitions
- * and re-attach every volume that was attached when cowd last stopped,
+ * and re-attach every volume that was attached when cowd last stopped
+ * (one that cannot be says why: in the log, on stderr in the foreground,
+ * and in `cowctl status NAME`),
  * start the control channel, then run the qb_loop until SIGTERM/SIGINT.
  *
  * Stop: detach every volume (drain, commit, mark clean), then exit.  The
@@ -214,9 +216,9 @@ attach_saved_volumes (void)
 {
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      char err[512];
+      char err[1024];
       if (e->attached && voldb_attach (e, err, sizeof err) < 0)
-        qb_log (LOG_ERR, "cowd: re-attaching after restart failed: %s", err);
+        voldb_attach_failed (e, err);
     }
 }
 

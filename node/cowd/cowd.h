@@ -24,6 +24,8 @@ struct vol_entry
   bool buffered;                /* plain files: page cache on (one host) */
   bool attached;                /* serve it (again after a restart) */
   /* Runtime */
+  char *error;                  /* why the last attach failed, or NULL */
+  bool accept_base_change;      /* the attach under way records the base */
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
@@ -92,6 +94,20 @@ void voldb_backend_opts (struct backend_opts *bo);
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
 void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 char *voldb_socket_path (const struct vol_entry *e);
+/* Why e's last attach failed (NULL: it did not); `cowctl status` shows it. */
+void voldb_set_error (struct vol_entry *e, const char *sentence);
+/* A volume attached before a restart cannot be again: log why (stderr in
+ * the foreground) and keep it for status. */
+void voldb_attach_failed (struct vol_entry *e, const char *sentence);
+/* The volume other than `self` whose CoW device is the device `uri` names
+ * (backend_key), or NULL. */
+const char *voldb_cow_user_uri (const char *self, const char *uri);
+/* vol_params.cow_user, ud the name of the volume being opened. */
+const char *voldb_cow_user (void *ud, const struct backend *cow);
+/* A path must be absolute (cowd's working directory is no place to look
+ * things up): 0, or -1 with a sentence naming volume and path in err. */
+int voldb_check_path (const char *vol, const char *what, const char *uri,
+                      char *err, size_t errlen);
 
 /* own.c: cowd's side of the cluster. */
 int own_start (char *err, size_t errlen);

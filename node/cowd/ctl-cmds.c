@@ -90,7 +90,7 @@ entry_state (const struct vol_entry *e)
   if (e->closing)
     return "detaching";
   if (!e->vol)
-    return "detached";
+    return e->error ? "failed" : "detached";
   const char *h = vol_health (e->vol);
   if (strcmp (h, "healthy") != 0)
     return h;
@@ -150,7 +150,19 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
   if (voldb_find (p.name))
     return reply_fmt (req, CTL_EXIT_ERROR, "volume %s already exists",
                       p.name);
-  char err[512];
+  char err[1024];
+  if (voldb_check_path (p.name, "base", p.base_uri, err, sizeof err) < 0
+      || voldb_check_path (p.name, "CoW", p.cow_uri, err, sizeof err) < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  /* Before the format: --force never formats another volume's device. */
+  const char *user = voldb_cow_user_uri (p.name, p.cow_uri);
+  if (user)
+    {
+      vol_err_cow_taken (err, sizeof err, p.name, p.cow_uri, user);
+      return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+    }
+  p.cow_user = voldb_cow_user;
+  p.cow_user_ud = (void *) p.name;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
   if (vol_format (&p, &bo, err, sizeof err) < 0)
@@ -199,17 +211,26 @@ entry_uri (const struct vol_entry *e)
 static void
 cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
 {
-  if (argc < 2 || argc > 3 || (argc == 3 && strcmp (argv[2], "--incoming")))
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: attach NAME [--incoming]");
-  bool incoming = argc == 3;
+  bool incoming = false, accept = false;
+  for (int i = 2; i < argc; i++)
+    if (strcmp (argv[i], "--incoming") == 0)
+      incoming = true;
+    else if (strcmp (argv[i], "--accept-base-change") == 0)
+      accept = true;
+    else
+      argc = 0;
+  if (argc < 2)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: attach NAME [--incoming] "
+                      "[--accept-base-change]");
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
   if (e->closing)
     return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is being detached; try"
                       " again", e->name);
-  char err[512];
+  char err[1024];
   int r;
+  e->accept_base_change = accept;
 #ifdef HAVE_COROSYNC
   if (cowd.clustered)
     r = e->vol ? 0 : own_attach (e, incoming, err, sizeof err);
@@ -217,8 +238,12 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
 #endif
     r = voldb_attach (e, err, sizeof err);
   (void) incoming;
+  e->accept_base_change = false;
   if (r < 0)
-    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+    {
+      voldb_set_error (e, err);
+      return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+    }
   if (!e->attached)
     {
       e->attached = true;
@@ -257,6 +282,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
       e->attached = false;
       voldb_save ();
     }
+  voldb_set_error (e, NULL);
   if (!e->vol || e->closing)
     return ctl_reply (req, 0, json ? "{}\n" : "");
 #ifdef HAVE_COROSYNC
@@ -305,6 +331,11 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
   sb_json_str (sb, e->base);
   sb_puts (sb, ",\"cow\":");
   sb_json_str (sb, e->cow);
+  if (e->error)
+    {
+      sb_puts (sb, ",\"error\":");
+      sb_json_str (sb, e->error);
+    }
   if (e->vol)
     {
       const struct dscow_super *s = vol_super (e->vol);
@@ -416,6 +447,8 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                    cv->epoch, cv->def.exclusive ? ", exclusive" : "",
                    cv->bouncing ? ", BOUNCING" : "");
 #endif
+      if (e->error)
+        sb_printf (sb, "error:       %s\n", e->error);
       if (!e->vol)
         return;
       const struct dscow_super *s = vol_super (e->vol);
@@ -630,7 +663,7 @@ static void cmd_help (struct ctl_req *req, int argc, char **argv, bool json);
 static const struct cmd cmds[] = {
   { "create", cmd_create, "create NAME --base BASE --cow COW [--chunk-size "
     "SIZE] [--commit sync|flush|none] [--force] [--exclusive]" },
-  { "attach", cmd_attach, "attach NAME [--incoming]" },
+  { "attach", cmd_attach, "attach NAME [--incoming] [--accept-base-change]" },
   { "detach", cmd_detach, "detach NAME" },
   { "delete", cmd_delete, "delete NAME" },
   { "list", cmd_list, "list" },

@@ -282,9 +282,9 @@ own_on_synced (void *ud)
       own_define (e);
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      char err[512];
+      char err[1024];
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
-        qb_log (LOG_ERR, "cowd: re-attaching after restart failed: %s", err);
+        voldb_attach_failed (e, err);
     }
   fencing_kick ();
 }

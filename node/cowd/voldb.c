@@ -3,6 +3,11 @@
  * attached, survive a restart of cowd.  The file is rewritten whole and
  * atomically (temporary file, fsync, rename, fsync of the directory).
  *
+ * A CoW device belongs to one definition: create and attach refuse a
+ * device another volume names, however it is named (backend_key: the
+ * device and inode of a file, the device number of a block device, the
+ * normalised URL or VPD identity of a LUN).  Paths are absolute.
+ *
  * Attach opens the volume and starts its NBD export on
  * RUN_DIR/NAME.sock.  The socket path depends only on the run directory
  * and the name, so after a restart clients reconnect to the same path.
@@ -64,7 +69,79 @@ voldb_remove (struct vol_entry *e)
   free (e->name);
   free (e->base);
   free (e->cow);
+  free (e->error);
   free (e);
+}
+
+void
+voldb_set_error (struct vol_entry *e, const char *sentence)
+{
+  free (e->error);
+  e->error = sentence ? strdup (sentence) : NULL;
+}
+
+void
+voldb_attach_failed (struct vol_entry *e, const char *sentence)
+{
+  qb_log (LOG_ERR, "cowd: %s: not re-attached at start: %s", e->name,
+          sentence);
+  voldb_set_error (e, sentence);
+}
+
+int
+voldb_check_path (const char *vol, const char *what, const char *uri,
+                  char *err, size_t errlen)
+{
+  if (uri[0] == '/' || strstr (uri, "://"))
+    return 0;
+  snprintf (err, errlen, "volume %s: %s path '%s' is relative; cowd needs an "
+            "absolute path (cowctl makes the paths it is given absolute)",
+            vol, what, uri);
+  return -1;
+}
+
+/* Does e's CoW device name the device whose key is key (or, for a LUN,
+ * whose VPD identity is ident)? */
+static bool
+voldb_cow_is (const struct vol_entry *e, const char *key, const char *ident)
+{
+  char k[sizeof ((struct backend *) 0)->key];
+  if (e->vol)
+    {
+      const struct backend *c = vol_cow_backend (e->vol);
+      bool vpd = ident && ident[0] && strncmp (ident, "serial.", 7) != 0
+        && strncmp (ident, "digest:", 7) != 0;
+      if (strcmp (c->key, key) == 0 || (vpd && strcmp (c->ident, ident) == 0))
+        return true;
+    }
+  backend_key (e->cow, k, sizeof k);
+  return strcmp (k, key) == 0;
+}
+
+static const char *
+voldb_cow_user_key (const char *self, const char *key, const char *ident)
+{
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    if (strcmp (e->name, self) != 0 && e->cow[0]
+        && voldb_cow_is (e, key, ident))
+      return e->name;
+  return NULL;
+}
+
+const char *
+voldb_cow_user_uri (const char *self, const char *uri)
+{
+  char key[sizeof ((struct backend *) 0)->key];
+  backend_key (uri, key, sizeof key);
+  return voldb_cow_user_key (self, key, NULL);
+}
+
+/* vol_params.cow_user: the opened device, which for a LUN also has its
+ * VPD identity (two portals or names of one LUN). */
+const char *
+voldb_cow_user (void *ud, const struct backend *cow)
+{
+  return voldb_cow_user_key (ud, cow->key, cow->ident);
 }
 
 char *
@@ -214,7 +291,14 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
 #endif
   struct vol_params p = { .name = e->name, .base_uri = e->base,
     .cow_uri = e->cow, .chunk_size = e->chunk_size, .commit = e->commit,
-    .buffered = e->buffered };
+    .buffered = e->buffered, .accept_base_change = e->accept_base_change,
+    .cow_user = voldb_cow_user, .cow_user_ud = e->name };
+  if (voldb_check_path (e->name, "base", e->base, err, errlen) < 0
+      || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
+    return -1;
+  const char *user = voldb_cow_user_uri (e->name, e->cow);
+  if (user)
+    return vol_err_cow_taken (err, errlen, e->name, e->cow, user);
   if (vol_open (&p, &bo, &e->vol, err, errlen) < 0)
     return -1;
 #ifdef HAVE_COROSYNC
@@ -237,6 +321,7 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     goto out_close;
   qb_log (LOG_INFO, "cowd: %s: attached (commit %s)", e->name,
           vol_commit_name (e->commit));
+  voldb_set_error (e, NULL);
   return 0;
 
 out_close:

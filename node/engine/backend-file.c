@@ -17,6 +17,10 @@
  * never trusted).  A plain file may be opened buffered when the operator
  * asks for it (backend_opts.direct = false); that is stated in status.
  *
+ * A writable device is held exclusively while open (O_EXCL for a block
+ * device, an OFD lock for a file; backend.h), so a CoW device is written
+ * by one volume of one cowd on this host.
+ *
  * Short transfers (which O_DIRECT can return) are resubmitted for the
  * remainder; a zero-length read (end of file) completes with -EIO.
  */
@@ -453,6 +457,35 @@ file_size (struct backend *bk, int fd, struct stat *st)
   return 0;
 }
 
+/* A writable regular file is held with an OFD write lock on its whole
+ * length: it belongs to the open file description, so a second open in
+ * this process (another volume naming the same file) conflicts as a
+ * second cowd does, and it goes away with the descriptor. */
+static int
+file_lock (int fd)
+{
+  struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+  if (fcntl (fd, F_OFD_SETLK, &fl) == 0)
+    return 0;
+  return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+}
+
+void
+backend_file_stamp (struct backend *bk, struct dscow_base_stamp *stamp)
+{
+  struct stat st;
+  memset (stamp, 0, sizeof *stamp);
+  if (bk->ops != &file_ops || bk->is_blockdev
+      || fstat (file_fd (bk), &st) < 0 || !S_ISREG (st.st_mode))
+    return;
+  *stamp = (struct dscow_base_stamp) { .kind = DSCOW_STAMP_FILE,
+    .dev = (uint64_t) st.st_dev, .ino = (uint64_t) st.st_ino,
+    .mtime_ns = (uint64_t) st.st_mtim.tv_sec * 1000000000u
+      + (uint64_t) st.st_mtim.tv_nsec,
+    .ctime_ns = (uint64_t) st.st_ctim.tv_sec * 1000000000u
+      + (uint64_t) st.st_ctim.tv_nsec };
+}
+
 int
 backend_file_open (const char *path, const struct backend_opts *opts,
                    struct backend **out, char *err, size_t errlen)
@@ -463,14 +496,21 @@ backend_file_open (const char *path, const struct backend_opts *opts,
   int flags = (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   if (opts->direct)
     flags |= O_DIRECT;
+  struct stat st;
+  if (opts->writable && stat (path, &st) == 0 && S_ISBLK (st.st_mode))
+    flags |= O_EXCL;            /* held while open: see backend.h */
   int fd = open (path, flags);
   if (fd < 0)
     {
       r = -errno;
-      snprintf (err, errlen, "%s: cannot open: %s", path, strerror (-r));
+      if (r == -EBUSY)
+        snprintf (err, errlen, "%s: in use: it is open exclusively "
+                  "elsewhere (another volume, a second cowd, or a mounted "
+                  "file system)", path);
+      else
+        snprintf (err, errlen, "%s: cannot open: %s", path, strerror (-r));
       return r;
     }
-  struct stat st;
   struct backend *bk = calloc (1, sizeof *bk);
   struct file_priv *fp = calloc (1, sizeof *fp);
   if (!bk || !fp || fstat (fd, &st) < 0)
@@ -482,6 +522,16 @@ backend_file_open (const char *path, const struct backend_opts *opts,
   fp->fd = fd;
   *bk = (struct backend) { .ops = &file_ops, .uri = strdup (path),
     .writable = opts->writable, .priv = fp };
+  backend_key_stat (&st, bk->key, sizeof bk->key);
+  if (opts->writable && S_ISREG (st.st_mode) && (r = file_lock (fd)) < 0)
+    {
+      if (r == -EBUSY)
+        snprintf (err, errlen, "%s: in use: another volume or process holds "
+                  "its lock (a second cowd?)", path);
+      else
+        snprintf (err, errlen, "%s: cannot lock: %s", path, strerror (-r));
+      goto out_free;
+    }
   if ((r = file_size (bk, fd, &st)) < 0)
     {
       snprintf (err, errlen, "%s: not a regular file or block device", path);

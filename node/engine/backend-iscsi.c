@@ -964,6 +964,7 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   ip->on_fenced = opts->on_fenced;
   bk->ops = &isc_ops;
   bk->uri = strdup (ip->safe_url);
+  snprintf (bk->key, sizeof bk->key, "iscsi:%s", ip->safe_url);
   bk->align = ip->block_size;
   bk->writable = opts->writable;
   bk->priv = ip;

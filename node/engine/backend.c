@@ -4,11 +4,18 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "backend.h"
 #include "clock.h"
+#ifdef HAVE_ISCSI_BACKEND
+#include "backend-iscsi.h"
+#endif
 
 int
 backend_open (const char *uri, const struct backend_opts *opts,
@@ -66,4 +73,34 @@ backend_flush_sync (struct backend *bk)
   int r = bk->ops->flush_sync (bk);
   bk->sync_ns += clock_now_ns () - t0;
   return r;
+}
+
+void
+backend_key_stat (const struct stat *st, char *key, size_t len)
+{
+  if (S_ISBLK (st->st_mode))
+    snprintf (key, len, "blk:%u:%u", major (st->st_rdev),
+              minor (st->st_rdev));
+  else
+    snprintf (key, len, "file:%" PRIx64 ":%" PRIx64, (uint64_t) st->st_dev,
+              (uint64_t) st->st_ino);
+}
+
+void
+backend_key (const char *uri, char *key, size_t len)
+{
+  struct stat st;
+  if (strncmp (uri, "iscsi://", 8) == 0)
+    {
+      char *u = NULL;
+#ifdef HAVE_ISCSI_BACKEND
+      u = backend_iscsi_uri (uri);
+#endif
+      snprintf (key, len, "iscsi:%s", u ? u : uri);
+      free (u);
+    }
+  else if (stat (uri, &st) == 0)
+    backend_key_stat (&st, key, len);
+  else
+    snprintf (key, len, "path:%s", uri);
 }

@@ -24,7 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dscow.h"
+
 struct backend;
+struct stat;
 
 typedef void bk_done_fn (void *opaque, int res);
 
@@ -69,6 +72,7 @@ struct backend
   bool is_blockdev;
   char ident[128];              /* stable identity: "naa.6001...", "digest:...";
                                  * files fill it only for read-only opens */
+  char key[320];                /* the device however named (backend_key) */
   enum backend_health health;
   uint64_t sync_ns;             /* time spent in the blocking calls */
   void *priv;                   /* the backend's own state */
@@ -94,7 +98,11 @@ struct backend_opts
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is
- * a path.  On failure returns -errno and writes one sentence naming the
+ * a path.  A writable file or block device is held exclusively while it is
+ * open, so that no second volume, in this cowd or another, writes it: a
+ * block device is opened O_EXCL, a regular file takes an OFD write lock
+ * (fcntl F_OFD_SETLK) on its whole length; a device held already fails
+ * with -EBUSY.  On failure returns -errno and writes one sentence naming the
  * device and the cause into err. */
 int backend_open (const char *uri, const struct backend_opts *opts,
                   struct backend **out, char *err, size_t errlen);
@@ -106,6 +114,18 @@ int backend_pread_sync (struct backend *bk, void *buf, uint64_t off,
 int backend_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
                          size_t len, unsigned flags);
 int backend_flush_sync (struct backend *bk);
+/* What a device is, however it is named, as a string two names of one
+ * device share: "blk:MAJ:MIN" for a block device (symlinks and
+ * /dev/disk/by-* aliases followed), "file:DEV:INO" for a regular file,
+ * "iscsi:iscsi://HOST:PORT/IQN/LUN" for an iSCSI URL (the port filled in,
+ * credentials dropped), or "path:PATH" for a path that cannot be examined
+ * now.  No IO: a stat or a parse.  An open backend holds its own in
+ * bk->key. */
+void backend_key (const char *uri, char *key, size_t len);
+void backend_key_stat (const struct stat *st, char *key, size_t len);
+/* A regular file backend's stamp now (one fstat); kind DSCOW_STAMP_NONE
+ * for block devices and LUNs, whose identity is bk->ident and size. */
+void backend_file_stamp (struct backend *bk, struct dscow_base_stamp *st);
 /* The descriptor of a file or block device backend (-1 for others), for
  * SG_IO on a block device. */
 int backend_file_fd (struct backend *bk);

@@ -63,6 +63,7 @@ struct volume
   struct dscow_super sb;
   enum dscow_commit commit;
   enum vol_state state;
+  bool accept_base;             /* re-record a changed base, once */
   uint64_t nchunks;
   uint32_t cs;                  /* chunk size */
   uint64_t cow_base;            /* byte offset of chunk 0's data on the CoW */

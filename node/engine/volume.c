@@ -82,6 +82,16 @@ vol_alloc_aligned (size_t len)
   return p;
 }
 
+int
+vol_err_cow_taken (char *err, size_t errlen, const char *name,
+                   const char *cow, const char *user)
+{
+  snprintf (err, errlen, "volume %s: CoW device %s is the CoW device of "
+            "volume %s already; a CoW device belongs to one volume", name,
+            cow, user);
+  return -1;
+}
+
 static int
 vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
                    struct backend **base, struct backend **cow, char *err,
@@ -105,15 +115,26 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
       backend_close (*base);
       return r;
     }
+  const char *user = p->cow_user ? p->cow_user (p->cow_user_ud, *cow) : NULL;
+  if (user)
+    {
+      vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
+      r = -EBUSY;
+      goto out_close;
+    }
   if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
     {
       snprintf (err, errlen, "volume %s: devices with blocks larger than "
                 "%u bytes are not supported", p->name, VOL_ALIGN);
-      backend_close (*base);
-      backend_close (*cow);
-      return -EINVAL;
+      r = -EINVAL;
+      goto out_close;
     }
   return 0;
+
+out_close:
+  backend_close (*base);
+  backend_close (*cow);
+  return r;
 }
 
 static int
@@ -244,6 +265,7 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
       vol_err (err, errlen, p->name, cow->uri, -r);
       goto out;
     }
+  backend_file_stamp (base, &sb.stamp);
   if (!p->force && vol_cow_formatted (cow))
     {
       snprintf (err, errlen, "volume %s: CoW device %s already holds a dscow "
@@ -286,6 +308,53 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
   return r < 0 ? -1 : 0;
 }
 
+/* Is the base the one recorded in v->sb (size, identity, file stamp)?
+ * A change is refused, or with accept_base recorded in v->sb (written
+ * with the next superblock); a change of size never is.  A superblock
+ * without a stamp (minor version 0) gets one: it is recorded as found. */
+static int
+vol_check_base (struct volume *v, char *err, size_t errlen)
+{
+  struct backend *b = v->base;
+  struct dscow_super *sb = &v->sb;
+  struct dscow_base_stamp now;
+  char what[512];
+  bool moved;
+  if (b->size != sb->base_size || sb->volume_size != b->size)
+    {
+      snprintf (err, errlen, "volume %s: base %s has %" PRIu64 " bytes but "
+                "the volume was created on %" PRIu64 "; refusing to serve it",
+                v->name, b->uri, b->size, sb->base_size);
+      return -1;
+    }
+  backend_file_stamp (b, &now);
+  dscow_base_changed (sb, &now, b->ident, what, sizeof what, &moved);
+  if (what[0] && !v->accept_base)
+    {
+      snprintf (err, errlen, "volume %s: base %s changed since the volume "
+                "was created, or is another file (%s); refusing to serve it; "
+                "cowctl attach %s --accept-base-change records it as it is "
+                "now", v->name, b->uri, what, v->name);
+      return -1;
+    }
+  if (what[0])
+    qb_log (LOG_WARNING, "volume: %s: base %s changed (%s); recorded as it "
+            "is now, as the operator asked", v->name, b->uri, what);
+  else if (moved)
+    qb_log (LOG_NOTICE, "volume: %s: base %s: its file system's device "
+            "number changed (inode and times agree); recorded", v->name,
+            b->uri);
+  else if (sb->stamp.kind == DSCOW_STAMP_NONE && now.kind)
+    qb_log (LOG_INFO, "volume: %s: recording the stamp of base %s (none "
+            "was recorded)", v->name, b->uri);
+  sb->stamp = now;
+  memcpy (sb->base_id, b->ident, sizeof sb->base_id - 1);
+  sb->base_id[sizeof sb->base_id - 1] = '\0';
+  if (now.kind && sb->version_minor < 1)
+    sb->version_minor = 1;
+  return 0;
+}
+
 /* Superblock and bitmap are adjacent at the start of the CoW device: one
  * read of vol_meta_len bytes fetches both (a takeover waits for it). */
 static size_t
@@ -319,13 +388,13 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
       return -1;
     }
   v->sb = sb;
-  if ((r = dscow_check_devices (&v->sb, v->cow->size, v->base->size,
-                                v->base->ident)) < 0)
+  if (v->cow->size < dscow_cow_min_size (sb.volume_size, sb.chunk_size))
     {
-      vol_err (err, errlen, v->name, r == -DSCOW_ETOOSMALL
-               ? v->cow->uri : v->base->uri, -r);
+      vol_err (err, errlen, v->name, v->cow->uri, DSCOW_ETOOSMALL);
       return -1;
     }
+  if (vol_check_base (v, err, errlen) < 0)
+    return -1;
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
       snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
@@ -424,6 +493,14 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
     }
   if (vol_read_super (v, err, errlen) < 0)       /* geometry first */
     goto out_free;
+  if (strcmp (v->sb.name, p->name) != 0)
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s was formatted for "
+                "volume %s; refusing to attach it (it may hold %s's data)",
+                p->name, v->cow->uri, v->sb.name, v->sb.name);
+      goto out_free;
+    }
+  v->accept_base = p->accept_base_change;
   v->commit = p->commit ? p->commit : (enum dscow_commit) v->sb.commit;
   v->cs = v->sb.chunk_size;
   v->nchunks = dscow_nr_chunks (v->sb.volume_size, v->cs);
@@ -436,9 +513,6 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
     }
   if (vol_load_meta (v, err, errlen) < 0)
     goto out_free;
-  if (strcmp (v->sb.name, p->name) != 0)
-    qb_log (LOG_WARNING, "volume: %s: the CoW device was formatted for "
-            "volume %s", p->name, v->sb.name);
   if (v->sb.state == DSCOW_STATE_DIRTY && v->commit != DSCOW_COMMIT_NONE)
     qb_log (LOG_NOTICE, "volume: %s: was not closed cleanly; the bitmap is "
             "consistent as of its last commit", v->name);
@@ -487,6 +561,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                 v->name, strerror (-r));
       return -1;
     }
+  v->accept_base = false;       /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
   return 0;
 }
@@ -513,7 +588,10 @@ takeover_end (struct takeover_ctx *c, int res)
 {
   struct volume *v = c->v;
   if (res == 0)
-    v->state = VOL_STATE_ACTIVE;
+    {
+      v->accept_base = false;   /* the change is on disk now */
+      v->state = VOL_STATE_ACTIVE;
+    }
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
               c->buf ? "writing the superblock" : "reading the metadata",

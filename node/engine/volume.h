@@ -69,6 +69,13 @@ struct vol_params
   enum dscow_commit commit;     /* 0 = the superblock's */
   bool buffered;                /* plain files only: page cache on */
   bool force;                   /* format over an existing volume */
+  /* Open: the base changed on purpose; record it as it is now instead of
+   * refusing (a change of size is refused all the same). */
+  bool accept_base_change;
+  /* Format and open: the name of another volume whose CoW device is cow
+   * (compare cow->key, and cow->ident for a LUN), or NULL.  Optional. */
+  const char *(*cow_user) (void *ud, const struct backend *cow);
+  void *cow_user_ud;
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or -1 with one
@@ -76,7 +83,13 @@ struct vol_params
 int vol_format (const struct vol_params *p, const struct backend_opts *bo,
                 char *err, size_t errlen);
 
-/* Open an existing volume (superblock checked against the devices). */
+/* The sentence for a CoW device that volume user has already: -1. */
+int vol_err_cow_taken (char *err, size_t errlen, const char *name,
+                       const char *cow, const char *user);
+
+/* Open an existing volume.  Refused: a CoW device another volume uses
+ * (cow_user), a superblock formatted for another name, a base whose size,
+ * identity or stamp differ from the recorded ones (dscow(5)). */
 int vol_open (const struct vol_params *p, const struct backend_opts *bo,
               struct volume **out, char *err, size_t errlen);
 /* Flush, mark clean and close.  done is called when finished. */

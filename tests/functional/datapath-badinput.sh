@@ -39,7 +39,7 @@ c delete v
 sed_state() { sed -i "s#base = $d/other.img#base = $d/base.img#" "$d/run/state/volumes.conf"; }
 c create w --base "$d/other.img" --cow "$d/cow.img" --force
 stop_cowd "$d/run"; sed_state; start_cowd "$d/run"
-expect_error "volume w: .*base.img: the base device is not the one" attach w
+expect_error "^cowctl: volume w: base .*/base.img changed since the volume was created, or is another file \(inode .*identity digest:8388608:[0-9a-f]{8} -> digest:8388608:[0-9a-f]{8}\); refusing to serve it" attach w
 echo "== unknown incompatible feature"
 # Both slots hold the superblock (a fresh format has it in slot B only).
 dd if="$d/cow.img" of="$d/cow.img" bs=4096 skip=1 seek=0 count=1 conv=notrunc status=none
