@@ -15,6 +15,9 @@
  *   fencing(o) --FENCE_CONFIRM(o)----------------------> unowned
  *   fencing(o) or owned(o) --FENCED(o)-----------------> unowned
  *
+ * DEFINE of a name whose CoW device (as named) another volume has is
+ * refused on every member alike.
+ *
  * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
  * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
  * carried in the messages) set `bouncing`; further requests are refused
@@ -225,10 +228,31 @@ apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
   *v = t->vols[--t->n];
 }
 
+/* Another volume whose CoW device is named cow, or NULL. */
+static const struct cluster_vol *
+cow_user (const struct cl_table *t, const char *name, const char *cow)
+{
+  for (size_t i = 0; i < t->n; i++)
+    if (strcmp (t->vols[i].def.name, name) != 0
+        && strcmp (t->vols[i].def.cow, cow) == 0)
+      return &t->vols[i];
+  return NULL;
+}
+
+/* A definition whose CoW device another volume names is refused: two
+ * nodes that created volumes on one device at once both passed their
+ * local check (cowd compares devices however named), and the agreed
+ * order picks the first. */
 static void
 apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
               const struct cl_effects *fx)
 {
+  const struct cluster_vol *u = cow_user (t, m->def.name, m->def.cow);
+  if (u)
+    return fx_error (fx, sender, m->def.name, "volume %s: CoW device %s is "
+                     "the CoW device of volume %s already; a CoW device "
+                     "belongs to one volume", m->def.name, m->def.cow,
+                     u->def.name);
   struct cluster_vol *v = cl_table_find (t, m->def.name);
   if (!v)
     {

@@ -182,6 +182,33 @@ START_TEST (test_acquire_handoff_release)
 }
 END_TEST
 
+/* A second definition naming vm1's CoW device is refused everywhere,
+ * with the sentence on the node that sent it; vm1 is untouched. */
+START_TEST (test_define_same_cow)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
+  struct cl_msg m = msg (CL_MSG_DEFINE, "vm2", 0, 0);
+  strcpy (m.def.base, "iscsi://10.0.0.1/iqn.x/1");
+  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/2");
+  apply (&t, 2, m, &s, 2);
+  ck_assert_ptr_null (cl_table_find (&t, "vm2"));
+  ck_assert_uint_eq (s.errors, 1);
+  ck_assert_str_eq (s.last_error, "volume vm2: CoW device "
+                    "iscsi://10.0.0.1/iqn.x/2 is the CoW device of volume "
+                    "vm1 already; a CoW device belongs to one volume");
+  ck_assert_uint_eq (cl_table_find (&t, "vm1")->owner, 1);
+  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/3");        /* its own: fine */
+  apply (&t, 2, m, &s, 2);
+  ck_assert_ptr_nonnull (cl_table_find (&t, "vm2"));
+  define (&t, &s, false);       /* vm1 redefined as it is: fine */
+  ck_assert_uint_eq (s.errors, 1);
+  cl_table_clear (&t);
+}
+END_TEST
+
 START_TEST (test_exclusive_and_migrate)
 {
   struct cl_table t = { 0 };
@@ -348,6 +375,7 @@ main (void)
   tcase_add_test (tc, test_node_down_fencing);
   tcase_add_test (tc, test_fenced);
   tcase_add_test (tc, test_determinism);
+  tcase_add_test (tc, test_define_same_cow);
   suite_add_tcase (s, tc);
   SRunner *sr = srunner_create (s);
   srunner_run_all (sr, CK_NORMAL);

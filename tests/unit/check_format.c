@@ -12,7 +12,9 @@
  *     B all zero), a simulated sequence of alternating writes;
  *   - bitmap: bit order, count, and runs across 64-bit word boundaries and
  *     the max limit, plus a seeded comparison against a naive scan;
- *   - geometry helpers on known values, device checks, error sentences.
+ *   - geometry helpers on known values, device checks, error sentences;
+ *   - the base stamp (minor 1): its offsets, ignored in a minor 0
+ *     superblock, and what dscow_base_changed reports.
  *
  * The tests share one file-scope buffer (buf) and need no IO, so they run
  * the same with CK_FORK=no under valgrind.
@@ -183,6 +185,74 @@ START_TEST (test_roundtrip_every_field)
   static uint8_t again[DSCOW_SUPER_SIZE];
   ck_assert_int_eq (dscow_super_encode (&out, again, sizeof again), 0);
   ck_assert_int_eq (memcmp (buf, again, DSCOW_SUPER_SIZE), 0);
+}
+END_TEST
+
+/* Minor 1: the base stamp at 304-343, decoded only from minor >= 1. */
+START_TEST (test_base_stamp)
+{
+  struct dscow_super sb, out;
+  make_super (&sb);
+  ck_assert_uint_eq (sb.version_minor, 1);
+  sb.stamp = (struct dscow_base_stamp) { DSCOW_STAMP_FILE, 0x0801, 12,
+    978307200000000000ull, 978307200123456789ull };
+  ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
+  ck_assert_uint_eq (get_le (buf, 304, 4), DSCOW_STAMP_FILE);
+  ck_assert_uint_eq (get_le (buf, 308, 4), 0);
+  ck_assert_uint_eq (get_le (buf, 312, 8), 0x0801);
+  ck_assert_uint_eq (get_le (buf, 320, 8), 12);
+  ck_assert_uint_eq (get_le (buf, 328, 8), 978307200000000000ull);
+  ck_assert_uint_eq (get_le (buf, 336, 8), 978307200123456789ull);
+  for (size_t i = 344; i < 4092; i++)
+    ck_assert_uint_eq (buf[i], 0);
+  ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
+  ck_assert_int_eq (memcmp (&out.stamp, &sb.stamp, sizeof sb.stamp), 0);
+  poke (buf, 10, 0, 2);         /* minor 0: bytes 304+ are reserved */
+  ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
+  ck_assert_uint_eq (out.stamp.kind, DSCOW_STAMP_NONE);
+}
+END_TEST
+
+START_TEST (test_base_changed)
+{
+  struct dscow_super sb;
+  char what[512];
+  bool moved;
+  make_super (&sb);
+  sb.stamp = (struct dscow_base_stamp) { DSCOW_STAMP_FILE, 0x0801, 12,
+    978307200000000000ull, 978307200123456789ull };
+  struct dscow_base_stamp now = sb.stamp;
+  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
+                                        sizeof what, &moved), 0);
+  ck_assert_str_eq (what, "");
+  ck_assert (!moved);
+  now.dev = 0xfd03;             /* device number alone: re-record */
+  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
+                                        sizeof what, &moved), 0);
+  ck_assert (moved);
+  now.ino = 13;
+  now.mtime_ns += 1;
+  ck_assert_int_eq (dscow_base_changed (&sb, &now, "naa.6001405fffff", what,
+                                        sizeof what, &moved),
+                    -DSCOW_EBASECHANGED);
+  ck_assert_str_eq (what, "inode 12 -> 13, modification time 2001-01-01 "
+                    "00:00:00.000000000 UTC -> 2001-01-01 00:00:00.000000001 "
+                    "UTC, identity naa.6001405abcdef -> naa.6001405fffff");
+  ck_assert (!moved);
+  now = sb.stamp;
+  now.ctime_ns = 0;
+  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
+                                        sizeof what, &moved),
+                    -DSCOW_EBASECHANGED);
+  ck_assert_str_eq (what, "change time 2001-01-01 00:00:00.123456789 UTC -> "
+                    "1970-01-01 00:00:00.000000000 UTC");
+  /* Nothing recorded (a LUN, a minor 0 superblock): identity only. */
+  sb.stamp.kind = DSCOW_STAMP_NONE;
+  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
+                                        sizeof what, &moved), 0);
+  ck_assert_str_eq (dscow_strerror (DSCOW_EBASECHANGED), "the base file "
+                    "changed after the volume was created (size, inode or "
+                    "times differ)");
 }
 END_TEST
 
@@ -824,6 +894,8 @@ format_suite (void)
   tcase_add_test (tc, test_check_devices);
   tcase_add_test (tc, test_strerror);
   tcase_add_test (tc, test_uuid_format);
+  tcase_add_test (tc, test_base_stamp);
+  tcase_add_test (tc, test_base_changed);
   suite_add_tcase (s, tc);
   return s;
 }
