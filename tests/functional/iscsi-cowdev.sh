@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A LUN used as a CoW device belongs to one volume, however its URL names
+# it (issue 10, item 1): the same URL, and another portal name for the
+# same LUN (localhost for 127.0.0.1), which only the LUN's VPD identity
+# (page 0x83) tells apart, are refused with a sentence naming both
+# volumes, --force or not; the first volume's data reads back exactly.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+source "$top_srcdir/tests/tgtd.sh"
+requires_root
+requires qemu-io cowd cowctl
+
+d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
+new_image "$d/base.lun" 8M random
+new_image "$d/cow.lun" 10M zero
+new_image "$d/cow2.lun" 10M zero
+tgt_start
+iqn=iqn.2024-01.org.cowherd:cowdev
+tgt_lun 1 "$iqn" 1 "$d/base.lun"
+tgt_lun 1 "$iqn" 2 "$d/cow.lun"
+tgt_lun 1 "$iqn" 3 "$d/cow2.lun"
+start_cowd "$d/run"
+c() { cowctl --run-dir "$d/run" "$@"; }
+expect_exact() {
+  local want=$1 out rc=0; shift
+  out=$(c "$@" 2>&1) || rc=$?
+  [ $rc -eq 1 ] || fail "cowctl $* exited $rc (expected 1): $out"
+  [ "$out" = "cowctl: $want" ] || fail "cowctl $*: got '$out', expected 'cowctl: $want'"
+  echo "  $out"
+}
+taken="is the CoW device of volume a already; a CoW device belongs to one volume"
+base=$(tgt_url "$iqn" 1)
+cow=$(tgt_url "$iqn" 2)
+alias="iscsi://localhost:$TGT_PORT/$iqn/2"
+
+c create a --base "$base" --cow "$cow"
+c attach a >/dev/null
+qio_ok "nbd+unix:///?socket=$d/run/a.sock" "write a" "write -P 0xa1 0 64k"
+expect_exact "volume b: CoW device $cow $taken" create b --base "$base" --cow "$cow" --force
+expect_exact "volume b: CoW device $alias $taken" create b --base "$base" --cow "$alias" --force
+c create b --base "$base" --cow "$(tgt_url "$iqn" 3)"     # its own LUN: fine
+qio_ok "nbd+unix:///?socket=$d/run/a.sock" "a's data lost" "read -P 0xa1 0 64k"
+c detach a
+pass
