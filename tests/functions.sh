@@ -7,6 +7,7 @@
 #   wait_for_file PATH SECS, wait_for_socket PATH SECS, wait_until SECS CMD..
 #   kill_pid PID [SECS]    TERM, wait, then KILL: only ever by pid
 #   new_image FILE SIZE random|zero
+#   expect_error REGEX ARGS, expect_exact SENTENCE ARGS  (c is cowctl)
 #   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
 #   qio_ok URI WHY CMD...  qemu-io runs every command and each succeeds
 set -euo pipefail
@@ -77,6 +78,16 @@ expect_error() {
   [ $rc -ne 0 ] || fail "cowctl $* succeeded; expected an error"
   echo "  $out"
   [[ $out =~ $re ]] || fail "error for 'cowctl $*' does not match /$re/: $out"
+}
+
+# expect_exact SENTENCE ARGS...: c ARGS fails with exit 1 and prints exactly
+# "cowctl: SENTENCE".
+expect_exact() {
+  local want=$1 out rc=0; shift
+  out=$(c "$@" 2>&1) || rc=$?
+  [ $rc -eq 1 ] || fail "cowctl $* exited $rc (expected 1): $out"
+  [ "$out" = "cowctl: $want" ] || fail "cowctl $*: got '$out', expected 'cowctl: $want'"
+  echo "  $out"
 }
 
 # cowd instances, one per run directory; logs in RUNDIR.log.

@@ -16,14 +16,6 @@ new_image "$d/base.img" 8M random
 truncate -s 10M "$d/shared.img" "$d/x.img" "$d/c.img"
 start_cowd "$d/run"
 c() { cowctl --run-dir "$d/run" "$@"; }
-# expect_exact SENTENCE ARGS...: cowctl fails with exactly this stderr.
-expect_exact() {
-  local want=$1 out rc=0; shift
-  out=$(c "$@" 2>&1) || rc=$?
-  [ $rc -eq 1 ] || fail "cowctl $* exited $rc (expected 1): $out"
-  [ "$out" = "cowctl: $want" ] || fail "cowctl $*: got '$out', expected 'cowctl: $want'"
-  echo "  $out"
-}
 a_intact() { qio_ok "nbd+unix:///?socket=$d/run/a.sock" "a's data lost ($1)" "read -P 0xa1 0 64k"; }
 taken="is the CoW device of volume a already; a CoW device belongs to one volume"
 

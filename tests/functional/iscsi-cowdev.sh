@@ -20,13 +20,6 @@ tgt_lun 1 "$iqn" 2 "$d/cow.lun"
 tgt_lun 1 "$iqn" 3 "$d/cow2.lun"
 start_cowd "$d/run"
 c() { cowctl --run-dir "$d/run" "$@"; }
-expect_exact() {
-  local want=$1 out rc=0; shift
-  out=$(c "$@" 2>&1) || rc=$?
-  [ $rc -eq 1 ] || fail "cowctl $* exited $rc (expected 1): $out"
-  [ "$out" = "cowctl: $want" ] || fail "cowctl $*: got '$out', expected 'cowctl: $want'"
-  echo "  $out"
-}
 taken="is the CoW device of volume a already; a CoW device belongs to one volume"
 base=$(tgt_url "$iqn" 1)
 cow=$(tgt_url "$iqn" 2)
