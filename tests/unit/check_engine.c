@@ -320,6 +320,41 @@ START_TEST (test_out_of_range)
 }
 END_TEST
 
+/* backend_key: one device, however named, has one key. */
+START_TEST (test_backend_key)
+{
+  char a[320], b[320], kdir[] = "/tmp/check-key.XXXXXX", f[64], g[64], l[64],
+    h[64];
+  ck_assert_ptr_nonnull (mkdtemp (kdir));
+  snprintf (f, sizeof f, "%s/f", kdir);
+  snprintf (g, sizeof g, "%s/g", kdir);
+  snprintf (l, sizeof l, "%s/l", kdir);
+  snprintf (h, sizeof h, "%s/h", kdir);
+  close (open (f, O_CREAT | O_WRONLY, 0600));
+  close (open (g, O_CREAT | O_WRONLY, 0600));
+  ck_assert_int_eq (symlink ("f", l), 0);
+  ck_assert_int_eq (link (f, h), 0);
+  backend_key (f, a, sizeof a);
+  ck_assert_int_eq (strncmp (a, "file:", 5), 0);
+  backend_key (l, b, sizeof b);
+  ck_assert_str_eq (a, b);
+  backend_key (h, b, sizeof b);
+  ck_assert_str_eq (a, b);
+  backend_key (g, b, sizeof b);
+  ck_assert_str_ne (a, b);
+  backend_key ("/nonexistent/x", b, sizeof b);
+  ck_assert_str_eq (b, "path:/nonexistent/x");
+#ifdef HAVE_LIBISCSI
+  backend_key ("iscsi://10.0.0.5/iqn.2024-01.x:y/1", a, sizeof a);
+  ck_assert_str_eq (a, "iscsi:iscsi://10.0.0.5:3260/iqn.2024-01.x:y/1");
+  backend_key ("iscsi://u%secret@10.0.0.5:3260/iqn.2024-01.x:y/1", b,
+               sizeof b);
+  ck_assert_str_eq (a, b);
+#endif
+  unlink (f), unlink (g), unlink (l), unlink (h), rmdir (kdir);
+}
+END_TEST
+
 static Suite *
 engine_suite (void)
 {
@@ -333,6 +368,7 @@ engine_suite (void)
   tcase_add_test (tc, test_sync_buffered);
   tcase_add_test (tc, test_flush_buffered);
   tcase_add_test (tc, test_out_of_range);
+  tcase_add_test (tc, test_backend_key);
   suite_add_tcase (s, tc);
   return s;
 }
