@@ -34,12 +34,14 @@ good=$(c attach good)
 qemu-io -f raw "$good" -c "write -P 0x42 0 256k" >/dev/null
 
 port=$TGT_PORT
+# LUN 2 is good's CoW device, which no other definition may name: the bad
+# bases are tried with LUN 3 as CoW (the base is opened first).
 expect_error "volume x: base iscsi://127.0.0.1:9/$iqn/1: cannot reach the portal" \
-  create x --base "iscsi://127.0.0.1:9/$iqn/1" --cow "$(tgt_url $iqn 2)"
+  create x --base "iscsi://127.0.0.1:9/$iqn/1" --cow "$(tgt_url $iqn 3)"
 expect_error "volume x: base iscsi://127.0.0.1:$port/iqn.2024-01.org.cowherd:nosuch/1: login failed: no such target" \
-  create x --base "iscsi://127.0.0.1:$port/iqn.2024-01.org.cowherd:nosuch/1" --cow "$(tgt_url $iqn 2)"
+  create x --base "iscsi://127.0.0.1:$port/iqn.2024-01.org.cowherd:nosuch/1" --cow "$(tgt_url $iqn 3)"
 expect_error "volume x: base iscsi://127.0.0.1:$port/$iqn/7: the LUN does not exist" \
-  create x --base "$(tgt_url $iqn 7)" --cow "$(tgt_url $iqn 2)"
+  create x --base "$(tgt_url $iqn 7)" --cow "$(tgt_url $iqn 3)"
 expect_error "volume x: base iscsi://127.0.0.1:$port/$chap/1: login failed: CHAP authentication rejected" \
   create x --base "$(tgt_url $chap 1)" --cow "$(tgt_url $chap 2)"
 expect_error "volume x: CoW device iscsi://127.0.0.1:$port/$iqn/3 is too small" \
