@@ -42,8 +42,10 @@ INC="-I$build -I$src/common -I$src/format -I$src/cluster -I$src/node/ctl
 
 build_target() {
   local t=$1 out=$bin/fuzz_$1
-  if [ -x "$out" ] && [ -z "$(find "$src/tests/fuzz/fuzz_$t.c" \
-       ${SRCS[$t]} -newer "$out")" ]; then
+  # Up to date when no source (targets include files of the tree) is newer.
+  if [ -x "$out" ] && [ -z "$(find "$src/common" "$src/format" \
+       "$src/cluster" "$src/node" "$src/tests/fuzz" -name '*.[ch]' \
+       -newer "$out" | head -1)" ]; then
     return 0
   fi
   # shellcheck disable=SC2086
