@@ -41,6 +41,10 @@
  * Requests that overlap are never in flight together (their order would
  * be undefined); that is what makes a per-sector history exact.
  *
+ * --save LOG keeps the first workload's log (and its CoW device as
+ * LOG.cow); --replay LOG [--point N] [--tear] OUT rebuilds the device at
+ * point N (default: the whole log) into OUT, the replayer on its own.
+ *
  * Output: one line per policy with workloads, crash points and
  * violations; exit 1 on a violation (0 with --expect-violations, which the
  * build without the data flush before the bitmap write uses).
@@ -680,17 +684,70 @@ run_teardown (struct run *r, bool keep)
   rmdir (r->dir);
 }
 
+/* Copy a file (the log and the CoW device, for --save). */
+static void
+copy_file (const char *from, const char *to)
+{
+  char buf[65536];
+  ssize_t n;
+  int in = open (from, O_RDONLY), out = open (to, O_CREAT | O_TRUNC | O_WRONLY,
+                                               0600);
+  if (in < 0 || out < 0)
+    die ("cannot copy the log");
+  while ((n = read (in, buf, sizeof buf)) > 0)
+    if (write (out, buf, (size_t) n) != n)
+      die ("cannot copy the log");
+  close (in);
+  close (out);
+}
+
 static unsigned long
 one_workload (enum dscow_commit policy, unsigned seed, const char *tmp,
-              unsigned boundary_max, unsigned random_points, bool keep)
+              unsigned boundary_max, unsigned random_points, bool keep,
+              const char *save)
 {
   struct run r;
+  char path[512];
   run_setup (&r, policy, seed, tmp);
   run_workload (&r);
   wlog_free (r.wl);             /* flushes the log file */
+  if (save)
+    {
+      copy_file (r.log, save);
+      snprintf (path, sizeof path, "%s.cow", save);
+      copy_file (r.cow, path);
+    }
   unsigned long v = check_workload (&r, boundary_max, random_points);
   run_teardown (&r, keep && v > 0);
   return v;
+}
+
+/* --replay LOG --point N [--tear --seed S] OUT: the device at point N. */
+static int
+replay_cmd (const char *log, const char *point, bool tear, unsigned seed,
+            const char *out)
+{
+  char err[512];
+  struct wlog_file f;
+  if (wlog_load (log, &f, err, sizeof err) < 0)
+    {
+      fprintf (stderr, "crashcheck: %s\n", err);
+      return 1;
+    }
+  uint64_t pt = point ? strtoull (point, NULL, 10) : f.n;
+  int fd = open (out, O_CREAT | O_RDWR, 0600);
+  int r = fd < 0 ? -errno : wlog_replay (&f, pt, tear, &seed, fd);
+  if (fd >= 0)
+    close (fd);
+  if (r < 0)
+    fprintf (stderr, "crashcheck: replaying %s to record %llu into %s "
+             "failed: %s\n", log, (unsigned long long) pt, out,
+             strerror (-r));
+  else
+    printf ("crashcheck: %s: records 0 to %llu of %llu replayed into %s\n",
+            log, (unsigned long long) pt, (unsigned long long) f.n, out);
+  wlog_file_free (&f);
+  return r < 0;
 }
 
 static void
@@ -698,7 +755,10 @@ usage (void)
 {
   fprintf (stderr, "usage: crashcheck [--policy sync|flush|none] "
            "[--workloads N] [--boundary N] [--random N] [--seed S] "
-           "[--dir DIR] [--expect-violations] [--keep] [--verbose]\n");
+           "[--dir DIR] [--expect-violations] [--keep] [--save LOG] "
+           "[--verbose]\n"
+           "       crashcheck --replay LOG [--point N] [--tear] [--seed S] "
+           "OUT\n");
   exit (2);
 }
 
@@ -710,11 +770,14 @@ main (int argc, char **argv)
     { "boundary", 1, 0, 'b' }, { "random", 1, 0, 'r' },
     { "seed", 1, 0, 's' }, { "dir", 1, 0, 'd' },
     { "expect-violations", 0, 0, 'x' }, { "keep", 0, 0, 'k' },
-    { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 } };
+    { "verbose", 0, 0, 'v' }, { "save", 1, 0, 'S' },
+    { "replay", 1, 0, 'R' }, { "point", 1, 0, 'P' }, { "tear", 0, 0, 't' },
+    { 0, 0, 0, 0 } };
+  const char *save = NULL, *replay = NULL, *point = NULL;
   enum dscow_commit policy = DSCOW_COMMIT_SYNC;
   unsigned workloads = 2, boundary = 50, random_points = 50, seed = 1;
   const char *tmp = getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp";
-  bool expect = false, keep = false;
+  bool expect = false, keep = false, tear = false;
   int c;
   while ((c = getopt_long (argc, argv, "", lo, NULL)) != -1)
     switch (c)
@@ -728,14 +791,25 @@ main (int argc, char **argv)
       case 'x': expect = true; break;
       case 'k': keep = true; break;
       case 'v': verbose = true; break;
+      case 'S': save = optarg; break;
+      case 'R': replay = optarg; break;
+      case 'P': point = optarg; break;
+      case 't': tear = true; break;
       default: usage ();
       }
+  if (replay)
+    {
+      if (optind + 1 != argc)
+        usage ();
+      return replay_cmd (replay, point, tear, seed, argv[optind]);
+    }
   qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
                      "*", LOG_WARNING);
   cowd_loop_set (qb_loop_create ());
   for (unsigned w = 0; w < workloads; w++)
     violations_total += one_workload (policy, seed + w, tmp, boundary,
-                                      random_points, keep);
+                                      random_points, keep,
+                                      w == 0 ? save : NULL);
   printf ("crashcheck: policy %s: %u workloads, %lu crash points (%lu at "
           "flush/FUA boundaries, %lu random, torn or kept), %lu with "
           "violations\n", vol_commit_name (policy), workloads, points_total,

@@ -299,9 +299,10 @@ wlog_decode (const uint8_t *raw, size_t size, size_t *pos, uint64_t seq,
   le32_put (h + 44, 0);
   if (le32_get (h) != WLOG_REC_MAGIC || r->seq != seq)
     return wlog_err (err, errlen, path, "bad record magic or sequence", seq);
-  if (plen > size - *pos - WLOG_REC_SIZE
-      || plen != (r->type == WLOG_WRITE ? r->len : 0))
+  if (plen != (r->type == WLOG_WRITE ? r->len : 0))
     return wlog_err (err, errlen, path, "bad payload length", seq);
+  if (plen > size - *pos - WLOG_REC_SIZE)
+    return wlog_err (err, errlen, path, "truncated record", seq);
   if (crc != dscow_crc32c (dscow_crc32c (0, h, sizeof h), r->data, plen))
     return wlog_err (err, errlen, path, "record checksum mismatch", seq);
   if (r->type < WLOG_WRITE || r->type > WLOG_MARK)
