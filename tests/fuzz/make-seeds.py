@@ -4,7 +4,9 @@
 # wire format changes).  Each seed is a valid input that gets a target past
 # its magic numbers and length checks quickly: NBD sessions (fixed newstyle
 # haggling then requests), control requests, cluster message frames and
-# configuration files.
+# configuration files.  corpus/super is not made here: it holds the first
+# 8192 bytes of CoW devices the engine formatted and used
+# (tests/crash/crashcheck --save LOG, then head -c 8192 LOG.cow).
 import os
 import struct
 import sys
