@@ -164,18 +164,46 @@ vparams (struct run *r, struct vol_params *p, const char *cow)
     .buffered = true };
 }
 
+struct takeover
+{
+  bool done;
+  int res;
+};
+
+static void
+takeover_done (void *opaque, int res, const char *err)
+{
+  struct takeover *t = opaque;
+  if (res < 0)
+    fprintf (stderr, "crashcheck: %s\n", err);
+  t->done = true;
+  t->res = res;
+  qb_loop_stop (cowd_loop ());
+}
+
+/* Format (the first time) or open again, and take the volume over: at a
+ * reopen the way cowd's ownership does it, without blocking the loop. */
 static void
 run_open (struct run *r, bool format, uint64_t epoch)
 {
   char err[512];
   struct vol_params p;
   struct backend_opts bo = { .wrap = wlog_wrap, .wrap_opaque = r->wl };
+  struct takeover t = { 0 };
   vparams (r, &p, r->cow);
   if (format && vol_format (&p, &bo, err, sizeof err) < 0)
     die (err);
-  if (vol_open (&p, &bo, &r->vol, err, sizeof err) < 0
-      || vol_takeover (r->vol, epoch, 1, 0, err, sizeof err) < 0)
+  if (vol_open (&p, &bo, &r->vol, err, sizeof err) < 0)
     die (err);
+  if (format && vol_takeover (r->vol, epoch, 1, 0, err, sizeof err) < 0)
+    die (err);
+  if (format)
+    return;
+  vol_takeover_async (r->vol, epoch, 1, 0, takeover_done, &t);
+  if (!t.done)
+    qb_loop_run (cowd_loop ());
+  if (t.res < 0)
+    die ("the takeover after a reopen failed");
 }
 
 /* --- the workload --- */
