@@ -41,6 +41,11 @@
  * Requests that overlap are never in flight together (their order would
  * be undefined); that is what makes a per-sector history exact.
  *
+ * The workload's own events go into the log as MARK records: a request
+ * submitted (off, len, aux = kind << 32 | request number; len 0 for a
+ * flush, clean mark or close) and acknowledged (len 1, aux = request
+ * number); the checker keeps the same positions in its request table.
+ *
  * --save LOG keeps the first workload's log (and its CoW device as
  * LOG.cow); --replay LOG [--point N] [--tear] OUT rebuilds the device at
  * point N (default: the whole log) into OUT, the replayer on its own.
