@@ -17,9 +17,29 @@
 #include "backend-iscsi.h"
 #endif
 
+static int backend_open_uri (const char *uri, const struct backend_opts *opts,
+                             struct backend **out, char *err, size_t errlen);
+
 int
 backend_open (const char *uri, const struct backend_opts *opts,
               struct backend **out, char *err, size_t errlen)
+{
+  int r = backend_open_uri (uri, opts, out, err, errlen);
+  if (r < 0 || !opts->wrap || !opts->writable)
+    return r;
+  if ((r = opts->wrap (out, opts->wrap_opaque)) < 0)
+    {
+      snprintf (err, errlen, "%s: the layer under it failed: %s", uri,
+                strerror (-r));
+      backend_close (*out);
+      *out = NULL;
+    }
+  return r;
+}
+
+static int
+backend_open_uri (const char *uri, const struct backend_opts *opts,
+                  struct backend **out, char *err, size_t errlen)
 {
   *out = NULL;
   if (strncmp (uri, "iscsi://", 8) == 0)

@@ -95,6 +95,11 @@ struct backend_opts
   /* iSCSI: the target rejected a write with RESERVATION CONFLICT (this
    * host was fenced); called once, from the main loop. */
   void (*on_fenced) (struct backend *bk, void *opaque);
+  /* Tests only (NULL in cowd): called on every writable backend once it is
+   * open, to put a layer under the engine (tests/crash/wlog.c records
+   * every write and flush); returns 0 with *bk replaced, or -errno. */
+  int (*wrap) (struct backend **bk, void *opaque);
+  void *wrap_opaque;
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is

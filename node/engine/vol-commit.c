@@ -30,6 +30,7 @@
 
 #include <qb/qblog.h>
 
+#include "loop.h"
 #include "volume-int.h"
 
 static void commit_start (struct volume *v);
@@ -195,6 +196,14 @@ commit_flush_done (void *opaque, int res)
   commit_end (v);
 }
 
+#ifdef COWD_CRASH_BUG_NO_DATA_FLUSH
+static void
+commit_skip_flush (void *data)
+{
+  commit_flush_done (data, 0);
+}
+#endif
+
 static void
 commit_start (struct volume *v)
 {
@@ -216,6 +225,12 @@ commit_start (struct volume *v)
     }
   for (struct vreq *rq = v->batch; rq; rq = rq->next)
     v->st.commit_faults++;
+#ifdef COWD_CRASH_BUG_NO_DATA_FLUSH
+  /* Built this way only by tests/crash, to show its checker catches the
+   * dm-clone bug: the bitmap goes out before its data is durable. */
+  if (cowd_defer (commit_skip_flush, v) == 0)
+    return;
+#endif
   int r = v->cow->ops->flush (v->cow, commit_flush_done, v);
   if (r < 0)
     commit_flush_done (v, r);

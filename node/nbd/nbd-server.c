@@ -484,8 +484,8 @@ req_check (struct nbd_conn *c, struct nbd_req *r)
   uint64_t size = vol_size (v);
   bool write = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM
     || r->type == NBD_CMD_WRITE_ZEROES;
-  if (r->type == NBD_CMD_FLUSH)
-    return 0;
+  if (r->type == NBD_CMD_FLUSH)  /* offset and length must be zero */
+    return r->len || r->off ? -EINVAL : 0;
   if (r->len == 0 || r->off > size || r->len > size - r->off)
     return -EINVAL;
   if (write && !vol_can_write (v))
@@ -523,7 +523,6 @@ req_submit (struct nbd_conn *c, struct nbd_req *r)
           err = vol_write (v, r->buf, r->off, r->len, vflags, req_done, r);
           break;
         case NBD_CMD_FLUSH:
-          r->len = 0;
           err = vol_flush (v, req_done, r);
           break;
         case NBD_CMD_TRIM:

@@ -89,6 +89,31 @@ for payload in (b"\0" * 100, None):
         s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 1, 0, 1 << 20) + b"x" * 1000)
     s.close()
 PY
+echo "== FLUSH with a length: EINVAL, and the connection keeps serving"
+# (found by fuzz_nbd: the length was counted in the connection's budget and
+# never given back, so a 1 GiB one stopped the connection for good)
+python3 - "$d/run/good.sock" <<'PY' || fail "FLUSH with a length wedged the connection"
+import socket, struct, sys
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise SystemExit("server closed the connection")
+        b += c
+    return b
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+recvn(s, 18); s.sendall(struct.pack(">I", 3))         # no zeroes
+s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))  # EXPORT_NAME ""
+recvn(s, 8 + 2)
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 3, 7, 0, 0x3a000200))
+magic, err, cookie = struct.unpack(">IIQ", recvn(s, 16))
+assert (magic, err, cookie) == (0x67446698, 22, 7), (hex(magic), err, cookie)
+s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 8, 0, 4096))
+magic, err, cookie = struct.unpack(">IIQ", recvn(s, 16))
+assert (magic, err, cookie) == (0x67446698, 0, 8), (hex(magic), err, cookie)
+assert recvn(s, 4096) == b"\x42" * 4096
+print("  FLUSH with a length: EINVAL; the next READ served")
+PY
 qio_ok "$good" "the good volume lost data" "read -P 0x42 0 256k"
 c status good | grep -q "state:       active" || fail "the good volume stopped serving"
 pass

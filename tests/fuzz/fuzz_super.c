@@ -13,17 +13,10 @@
  *     8192 bytes): the result is one of the valid slots, with the higher
  *     generation, and when neither is valid it is slot A's error.
  *
- * Not built by `make`.  Build and run with clang's libFuzzer and ASan,
- * from the top of the source tree after ./configure (for config.h):
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iformat \
- *     tests/fuzz/fuzz_super.c format/super.c format/crc32c.c \
- *     format/bitmap.c -o fuzz_super -lpthread
- *   mkdir -p corpus && ./fuzz_super -max_len=8192 -max_total_time=60 corpus
- *
- * A seed corpus helps it past the magic and checksum quickly: copy the
- * first 8192 bytes of a CoW device made by `cowctl create` into corpus/.
- * A crash leaves crash-<sha1>; run ./fuzz_super crash-<sha1> to replay.
+ * Built and run by tests/fuzz/fuzz.sh (10 s in make check when clang has
+ * libFuzzer), from the seeds in tests/fuzz/corpus/super: superblock and
+ * bitmap of CoW devices the engine formatted.  A crash leaves its input
+ * in tests/fuzz/crash-super/; run tests/fuzz/bin/fuzz_super FILE to replay.
  */
 #include <config.h>
 
