@@ -91,6 +91,10 @@ struct backend_opts
   /* iSCSI: the target rejected a write with RESERVATION CONFLICT (this
    * host was fenced); called once, from the main loop. */
   void (*on_fenced) (struct backend *bk, void *opaque);
+  /* iSCSI: may this host write now (not fenced, its lease holds)?  Asked
+   * before a write is submitted and before the writes that waited for a
+   * lost session are sent again; NULL = always. */
+  bool (*may_write) (struct backend *bk, void *opaque);
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is
