@@ -278,6 +278,8 @@ own_on_quorum (void *ud, bool quorate)
     {
       if (!e->vol || e->closing)
         continue;
+      if (!quorate && e->epoch)
+        vol_drop_writes (e->vol);
       if (!quorate && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
         {
           e->quorum_held = true;

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -759,12 +760,35 @@ isc_close (struct backend *bk)
   free (bk);
 }
 
+/* Drop the session with a reset (SO_LINGER 0): data the kernel still
+ * holds for the target, such as a write sent while the network was cut,
+ * is discarded instead of delivered when the network comes back.  The
+ * parts are kept and go out on the next session, writes only if
+ * may_write allows them then. */
+static void
+isc_abort (struct backend *bk)
+{
+  struct isc_priv *ip = bk->priv;
+  bool writes = false;
+  for (struct isc_part *p = ip->inflight; p; p = p->next)
+    writes |= p->task && (p->op == ISC_WRITE || p->op == ISC_UNMAP);
+  int fd = iscsi_get_fd (ip->ctx);
+  if (!writes || !ip->logged_in || fd < 0)
+    return;
+  struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+  setsockopt (fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  qb_log (LOG_WARNING, "iscsi: %s: dropping the session with writes in "
+          "flight: this host may not write now", ip->safe_url);
+  isc_reset (ip, "aborted");
+}
+
 static const struct backend_ops isc_ops = {
   .name = "iscsi",
   .read = isc_read,
   .write = isc_write,
   .flush = isc_flush,
   .discard = isc_discard,
+  .abort = isc_abort,
   .close = isc_close,
   .pread_sync = isc_pread_sync,
   .pwrite_sync = isc_pwrite_sync,

@@ -42,6 +42,11 @@ struct backend_ops
   /* Optional (NULL when unsupported): deallocate a range. */
   int (*discard) (struct backend *bk, uint64_t off, size_t len,
                   bk_done_fn *done, void *opaque);
+  /* Optional: this host may not write now (fenced, lease out): drop the
+   * connection so that nothing already sent but not yet delivered reaches
+   * the device later; requests in flight stay and are sent again, or
+   * refused (backend_opts.may_write), on the next connection. */
+  void (*abort) (struct backend *bk);
   void (*close) (struct backend *bk);
   /* Blocking variants for setup paths only (format, open, close): they
    * return 0 or -errno and never touch the main loop. */

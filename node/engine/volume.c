@@ -750,9 +750,17 @@ vol_abandon (struct volume *v)
 }
 
 void
+vol_drop_writes (struct volume *v)
+{
+  if (v->cow->ops->abort)
+    v->cow->ops->abort (v->cow);
+}
+
+void
 vol_fence (struct volume *v)
 {
   v->state = VOL_STATE_FENCED;
+  vol_drop_writes (v);
   vol_abandon (v);
   vol_resubmit (v);             /* what waited fails now */
   vol_check_drained (v);

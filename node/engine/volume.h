@@ -154,6 +154,9 @@ bool vol_is_held (const struct volume *v);
 void vol_set_lease (struct volume *v, uint64_t (*deadline) (void *ud),
                     void *ud);
 void vol_confirm (struct volume *v);
+/* This host may not write now: writes the CoW device's connection still
+ * carries are dropped, not delivered later (backend abort). */
+void vol_drop_writes (struct volume *v);
 /* Requests may be answered now: neither fenced nor past the lease. */
 bool vol_serving (const struct volume *v);
 /* Requests wait on the volume (held, or not the owner). */
