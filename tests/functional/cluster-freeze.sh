@@ -29,6 +29,7 @@ dep_report
 [ "$DEP_LATE_TAKEOVER" -eq 0 ] || fail "node 1 acknowledged $DEP_LATE_TAKEOVER writes after node 2's first"
 failed=$(awk -v t="$DEP_T_FAULT" '$1 == "err" && $4 > t' "$DEP_LOG.a" | wc -l)
 [ "$failed" -gt 0 ] || fail "the write node 1 had in flight was not failed: $(tail -3 "$DEP_LOG.a")"
+dep_check_data || fail "data on node 2: $(cat "$DEP_LOG.check")"
 [ "$DEP_READS" -gt 0 ] || fail "no read was tried through node 1"
 [ "$DEP_STALE" -eq 0 ] || fail "node 1 answered $DEP_STALE of $DEP_READS reads after it was deposed"
 dep_log1 -q "cannot mark the volume clean; keeping it" && fail "node 1 kept v after it was fenced"
@@ -41,6 +42,8 @@ echo "== SIGTERM stops the fenced agent"
 dep_restart
 echo "   stopped in $DEP_STOP_MS ms"
 [ "$DEP_STOP_MS" -lt 1000 ] || fail "the fenced cowd took $DEP_STOP_MS ms to stop"
+dep_log1 -q "w: closed without marking it clean (this host was fenced)" \
+  || fail "the fenced cowd does not say it left w dirty: $(dep_log1 'volume: w' | tail -3)"
 n=$(dep_log1 -c "flushing the CoW device failed" || true)
 [ "$n" -le 1 ] || fail "node 1 logged the failing flush $n times"
 dep_log1 -q "closed clean at generation" && fail "the fenced cowd claims a clean close: $(dep_log1 'closed clean')"
