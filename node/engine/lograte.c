@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <qb/qblog.h>
 
@@ -29,7 +30,7 @@ lograte_log (struct lograte *lr, int priority, int code, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  bool same = lr->code == code && code != 0
+  bool same = lr->code == code && code != 0 && strcmp (msg, lr->msg) == 0
     && now - lr->since_ns < (uint64_t) LOGRATE_WINDOW_MS * 1000000ull;
   if (!same)
     {

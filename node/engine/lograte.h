@@ -2,11 +2,11 @@
  *
  * A failure that repeats at the rate of the loop (a fenced device refusing
  * every flush of a drain) must not flood the log.  A struct lograte sits
- * beside what fails (one per volume and kind of failure).  The first
- * occurrence of an error code is logged at once; the same code again within
- * LOGRATE_WINDOW_MS is only counted; the count is logged, with the message
- * of the last one, when another code comes, when the window has passed and
- * it happens again, or at lograte_flush (before whatever owns it is freed).
+ * beside what fails (one per volume).  The first occurrence of a message
+ * is logged at once; the same message with the same error code again within
+ * LOGRATE_WINDOW_MS is only counted; the count is logged, with the message,
+ * when another message comes, when the window has passed and it happens
+ * again, or at lograte_flush (before whatever owns it is freed).
  * Owned by the thread that owns the struct; no locks.
  */
 #ifndef COWD_LOGRATE_H
