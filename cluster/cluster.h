@@ -94,6 +94,10 @@ uint32_t cluster_nodeid (void);
  * lease holds (cluster_set_lease, before cluster_start; 0 = no lease). */
 bool cluster_quorate (void);
 void cluster_set_lease (unsigned ms);
+/* Until when (cowd_now_ns) this node may acknowledge anything on the
+ * volumes it owns: the lease's end, 0 when it ran out or quorum is lost,
+ * UINT64_MAX with no lease (or before cluster_start). */
+uint64_t cluster_lease_deadline_ns (void);
 bool cluster_synced (void);
 
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this

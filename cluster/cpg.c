@@ -27,14 +27,26 @@
  * Lease: every quorum-loss-timeout-ms / 4 this node multicasts a NOP and
  * notes when.  Its own NOP coming back in agreed order proves the group
  * still had it as a member when it was sent, so the lease runs to that
- * send time plus the timeout.  A lease that runs out (corosync hung or
- * gone, the ring stalled or cut) counts as quorum lost: writes are held
- * within the timeout, before the quorate side, which needs the longer
- * token + consensus to notice, may fence this node.  The NOPs of others
- * are ignored, as every unknown type is.  At start the lease is set
- * against corosync's own token + consensus: a lease that is not shorter
- * lets a cut-off owner acknowledge writes after the others have formed a
- * membership without it, and cowd warns.
+ * send time plus the timeout -- but only when the NOP was delivered in a
+ * ring that is quorate now: the ring CPG delivered it in (the last totem
+ * configuration) must be the very ring votequorum last called quorate.
+ * A node cut off from the others forms a one-node ring of its own and
+ * goes on delivering its NOPs there, while votequorum's "quorate" of the
+ * old ring may still be the last word it has; such a NOP renews nothing.
+ * A lease that runs out (corosync hung or gone, the ring stalled or cut,
+ * or this agent stopped) counts as quorum lost: writes are held within the
+ * timeout, before the quorate side, which needs the longer token +
+ * consensus to notice, may fence this node, and cluster_lease_deadline_ns
+ * tells the engine when to stop acknowledging what is in flight.  Only a
+ * NOP sent after the lease ran out and delivered in a quorate ring gives it
+ * back: by then every message the group ordered before it has been applied,
+ * so the table says whether this node still owns what it served.  A NOP
+ * whose renewal would end in the past renews nothing (the loop was stopped
+ * longer than the lease).  The NOPs of others are ignored, as every unknown
+ * type is.  At start the lease is set against corosync's own token +
+ * consensus: a lease that is not shorter lets a cut-off owner acknowledge
+ * writes after the others have formed a membership without it, and cowd
+ * warns.
  *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
@@ -46,6 +58,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,10 +95,12 @@ static struct
   unsigned lease_ms;            /* 0: none */
   uint64_t lease_until_ns;
   bool lease_lost;
+  bool ring_warned;             /* said once that a NOP renewed nothing */
   uint64_t hb_sent[8];          /* send times of own NOPs in flight */
   unsigned hb_n;
   qb_loop_timer_handle hb_timer, lease_timer;
-  uint64_t ring_id;
+  uint64_t ring_id;             /* the ring CPG delivers in now */
+  uint64_t quorum_ring;         /* the ring votequorum last spoke of */
   uint32_t members[CLUSTER_MAX_MEMBERS];
   size_t nmembers;
   uint32_t ring[CLUSTER_MAX_MEMBERS]; /* the totem ring's nodes */
@@ -447,19 +462,42 @@ lease_arm (void)
                      &C.lease_timer);
 }
 
+/* The ring CPG delivers in is the one votequorum called quorate. */
+static bool
+ring_quorate_now (void)
+{
+  return C.quorate && !C.lost && C.quorum_ring == C.ring_id;
+}
+
 static void
 lease_renew (uint64_t sent_ns)
 {
-  uint64_t until = sent_ns + (uint64_t) C.lease_ms * 1000000ull;
-  if (!C.lease_ms || until <= C.lease_until_ns)
+  if (!C.lease_ms)
     return;
+  uint64_t now = clock_now_ns ();
+  if (!C.lease_lost && C.lease_until_ns <= now)
+    lease_expired (NULL);       /* ran out unnoticed: the loop was stopped */
+  uint64_t until = sent_ns + (uint64_t) C.lease_ms * 1000000ull;
+  if (until <= C.lease_until_ns || until <= now)
+    return;
+  if (!ring_quorate_now ())
+    {
+      if (!C.ring_warned)
+        qb_log (LOG_WARNING, "cluster: node %u: a heartbeat was delivered in "
+                "ring %" PRIu64 ", which votequorum has not called quorate "
+                "(last quorate ring %" PRIu64 "): it renews no lease",
+                C.nodeid, C.ring_id, C.quorate ? C.quorum_ring : 0);
+      C.ring_warned = true;
+      return;
+    }
+  C.ring_warned = false;
   C.lease_until_ns = until;
   lease_arm ();
   if (C.lease_lost)
     {
       C.lease_lost = false;
       qb_log (LOG_NOTICE, "cluster: corosync delivers this node's heartbeats "
-              "again");
+              "again, in quorate ring %" PRIu64, C.ring_id);
       quorum_update ();
     }
 }
@@ -520,6 +558,9 @@ static void
 quorum_notify_fn (quorum_handle_t h, uint32_t quorate, uint64_t ring_seq,
                   uint32_t n, uint32_t *view)
 {
+  qb_log (LOG_DEBUG, "cluster: votequorum: ring %" PRIu64 " is %squorate",
+          ring_seq, quorate ? "" : "not ");
+  C.quorum_ring = ring_seq;
   quorum_set (quorate != 0);
 }
 
@@ -543,7 +584,7 @@ quorum_start (void)
   int q = 0;
   quorum_getquorate (C.quorum, &q);
   C.quorate = q != 0;
-  quorum_trackstart (C.quorum, CS_TRACK_CHANGES);
+  quorum_trackstart (C.quorum, CS_TRACK_CURRENT | CS_TRACK_CHANGES);
   qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL,
                     quorum_dispatch_fd);
   return 0;
@@ -660,6 +701,16 @@ cluster_stop (void)
 bool cluster_running (void) { return C.running; }
 uint32_t cluster_nodeid (void) { return C.nodeid; }
 bool cluster_quorate (void) { return C.quorate && !C.lease_lost; }
+
+uint64_t
+cluster_lease_deadline_ns (void)
+{
+  if (!C.running)
+    return UINT64_MAX;
+  if (!cluster_quorate () || C.lost)
+    return 0;
+  return C.lease_ms ? C.lease_until_ns : UINT64_MAX;
+}
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
 

@@ -84,6 +84,10 @@ find_or_reply (struct ctl_req *req, const char *name)
   return e;
 }
 
+/* The volume's own state; the backends' health shows only where the
+ * volume would otherwise look fine (an active volume whose session is
+ * reconnecting or degraded).  A backend that was fenced does not make a
+ * volume "fenced": only this host being fenced does. */
 static const char *
 entry_state (const struct vol_entry *e)
 {
@@ -91,10 +95,12 @@ entry_state (const struct vol_entry *e)
     return "detaching";
   if (!e->vol)
     return e->error ? "failed" : "detached";
+  enum vol_state st = vol_get_state (e->vol);
   const char *h = vol_health (e->vol);
-  if (strcmp (h, "healthy") != 0)
+  if (st == VOL_STATE_ACTIVE && (strcmp (h, "reconnecting") == 0
+                                 || strcmp (h, "degraded") == 0))
     return h;
-  return vol_state_name (vol_get_state (e->vol));
+  return vol_state_name (st);
 }
 
 /* --- create --- */
@@ -350,7 +356,8 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  vol_cow_chunks (e->vol), s->epoch, vol_generation (e->vol),
                  uuid);
       sb_json_str (sb, uri ? uri : "");
-      sb_printf (sb, ",\"connections\":%u", nbd_export_connections (e->exp));
+      sb_printf (sb, ",\"connections\":%u,\"health\":\"%s\"",
+                 nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
     }
   if (full && e->vol)
@@ -461,11 +468,11 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  "chunk size:  %s\nchunks:      %" PRIu64 " of %" PRIu64
                  " in the CoW layer (%.1f%%)\nepoch:       %" PRIu64
                  "\ngeneration:  %" PRIu64 "\nuri:         %s\n"
-                 "connections: %u\n", uuid, size, s->volume_size, chunk,
-                 vol_cow_chunks (e->vol), n,
+                 "connections: %u\nhealth:      %s\n", uuid, size,
+                 s->volume_size, chunk, vol_cow_chunks (e->vol), n,
                  100.0 * (double) vol_cow_chunks (e->vol) / (double) n,
                  s->epoch, vol_generation (e->vol), uri ? uri : "",
-                 nbd_export_connections (e->exp));
+                 nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
     }
   if (!e->vol)

@@ -217,11 +217,21 @@ fencing_on_conflict (struct backend *bk, void *opaque)
   fencing_self ("a write came back RESERVATION CONFLICT");
 }
 
+/* Writes reach a LUN only from an agent that was not fenced and whose
+ * lease holds (a write stuck while the session was down stays unsent). */
+static bool
+fencing_may_write (struct backend *bk, void *opaque)
+{
+  return !cowd.fenced && (!cowd.clustered
+                          || cowd_now_ns () < cluster_lease_deadline_ns ());
+}
+
 void
 fencing_backend_opts (struct backend_opts *bo)
 {
   bo->on_login = fencing_on_login;
   bo->on_fenced = fencing_on_conflict;
+  bo->may_write = fencing_may_write;
 }
 
 /* A block device CoW (open-iscsi): register through SG_IO. */
@@ -255,7 +265,7 @@ fencing_self (const char *why)
   cowd.fenced = true;
   cluster_set_stale ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    if (e->vol && !e->closing && vol_get_state (e->vol) != VOL_STATE_FENCED)
+    if (e->vol && vol_get_state (e->vol) != VOL_STATE_FENCED)
       {
         qb_log (LOG_ERR, "fence: %s: fenced; requests fail from now on",
                 e->name);

@@ -17,6 +17,18 @@
  * Quorum loss holds every volume this host owns at once (nothing more is
  * acknowledged) until quorum returns; the quorate side may then fence.
  *
+ * The lease gate (own_lease_deadline, handed to the engine): a volume
+ * acknowledges only while this node serves it under an epoch, is not held
+ * for quorum and the cluster's lease holds.  Whatever completes later is
+ * parked in the engine; it goes out (vol_confirm) only once quorum and the
+ * lease are back in a quorate ring and the table, with everything the group
+ * ordered before, still gives the volume to this node at the same epoch;
+ * otherwise this node was deposed: fencing_self, and the parked requests
+ * fail with EIO.
+ *
+ * Fenced is terminal for a volume here: no failed handoff, retry or late
+ * ownership message makes it active again (the engine refuses too).
+ *
  * Everything runs on the main loop; the entries' cluster fields belong to
  * it.
  */
@@ -36,6 +48,25 @@
 
 static void own_want_owner (void *ud, struct volume *v);
 static void own_taken (void *opaque, int res, const char *err);
+
+static uint64_t
+own_lease_deadline (void *ud)
+{
+  const struct vol_entry *e = ud;
+  if (cowd.fenced || !e->epoch || e->quorum_held)
+    return 0;
+  return cluster_lease_deadline_ns ();
+}
+
+/* The table, after everything the group ordered before this point, still
+ * gives e to this node at the epoch it serves under. */
+static bool
+own_confirmed (const struct vol_entry *e)
+{
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  return cv && cv->owner == cluster_nodeid () && cv->epoch == e->epoch
+    && cv->state != CL_FENCING;
+}
 
 static struct vol_entry *
 own_entry (const char *vol)
@@ -88,6 +119,8 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
                     "handoff");
       return;
     }
+  if (cowd.fenced)
+    return;                     /* terminal until cowd restarts */
   if (owner == 0 && !cowd.fenced && vol_get_state (e->vol) ==
       VOL_STATE_READONLY && (e->incoming || vol_has_waiters (e->vol)))
     {
@@ -141,6 +174,7 @@ own_taken (void *opaque, int res, const char *err)
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
   own_record (cowd.handoff_ms, &cowd.nhandoff, &e->t_request_ns);
+  e->quorum_held = false;
   if (vol_is_held (e->vol))
     return;                     /* a handoff asked meanwhile: it drains */
   if (!cluster_quorate ())
@@ -157,6 +191,12 @@ own_cleaned (void *opaque, int r)
 {
   struct vol_entry *e = opaque;
   uint64_t gen = vol_generation (e->vol);
+  if (r < 0 && (cowd.fenced || vol_get_state (e->vol) == VOL_STATE_FENCED))
+    {
+      qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean: this "
+              "node was fenced; it stays fenced", e->name);
+      return;
+    }
   if (r < 0)
     {
       qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean; keeping "
@@ -179,7 +219,11 @@ static void
 own_drained (void *opaque, int res)
 {
   struct vol_entry *e = opaque;
-  if (e->vol)
+  if (!e->vol)
+    return;
+  if (res < 0)
+    own_cleaned (e, res);       /* the drain could not commit every bit */
+  else
     vol_mark_clean_async (e->vol, own_cleaned, e);
 }
 
@@ -215,6 +259,18 @@ own_on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
   fencing_on_fenced (node, by, storage);
 }
 
+/* Quorum and the lease are back and the table confirmed e: serve what
+ * waited and send the replies parked past the lease. */
+static void
+own_serve_again (struct vol_entry *e)
+{
+  bool held = e->quorum_held;
+  e->quorum_held = false;
+  if (held)
+    vol_resume (e->vol);
+  vol_confirm (e->vol);
+}
+
 static void
 own_on_quorum (void *ud, bool quorate)
 {
@@ -222,15 +278,18 @@ own_on_quorum (void *ud, bool quorate)
     {
       if (!e->vol || e->closing)
         continue;
+      if (!quorate && e->epoch)
+        vol_drop_writes (e->vol);
       if (!quorate && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
         {
           e->quorum_held = true;
           vol_hold (e->vol, NULL, NULL);
         }
-      else if (quorate && e->quorum_held && cluster_synced ())
+      else if (quorate && cluster_synced () && e->epoch && own_confirmed (e))
         {
-          e->quorum_held = false;
-          vol_resume (e->vol);
+          /* The lease is back in a quorate ring, and nothing the group
+           * ordered before it took the volume away. */
+          own_serve_again (e);
         }
     }
   fencing_kick ();
@@ -257,16 +316,16 @@ own_reconcile (void)
       if (!e->vol || e->closing || !e->epoch)
         continue;
       const struct cluster_vol *cv = cluster_lookup (e->name);
-      if (!cv || cv->owner != me || cv->state == CL_FENCING)
+      if (!cv || cv->owner != me || cv->state == CL_FENCING
+          || cv->epoch != e->epoch)
         {
           fencing_self ("the quorate side took its volumes while it was "
                         "cut off");
           return;
         }
-      if (e->quorum_held && cluster_quorate ())
+      if (cluster_quorate ())
         {
-          e->quorum_held = false;
-          vol_resume (e->vol);
+          own_serve_again (e);
         }
     }
 }
@@ -353,6 +412,7 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   if (voldb_attach (e, err, errlen) < 0)
     return -1;
   vol_set_want_owner_cb (e->vol, own_want_owner, e);
+  vol_set_lease (e->vol, own_lease_deadline, e);
   e->incoming = incoming;
   if (fencing)
     return 0;                   /* asks once the node is fenced */
@@ -373,7 +433,7 @@ own_detach_drained (void *opaque, int res)
 {
   struct own_detach_ctx *c = opaque;
   struct vol_entry *e = c->e;
-  if (vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+  if (res == 0 && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
     {
       vol_mark_clean (e->vol);
       uint64_t gen = vol_generation (e->vol);

@@ -29,7 +29,10 @@
  * older than reconnect_deadline_ms fail with EIO and the backend is
  * DEGRADED until a login succeeds.  After every (re)login, on_login runs
  * before anything else is sent: fencing registers its key there, since a
- * registration belongs to the session.  (libiscsi's own reconnect is
+ * registration belongs to the session.  Then the parts that waited are
+ * sent again -- except writes (and unmaps) when the backend is FENCED or
+ * may_write says no (this host was fenced or its lease ran out while the
+ * session was down): those fail (EACCES / EIO) and never reach the LUN.  (libiscsi's own reconnect is
  * turned off: it gives no hook after the login.)
  */
 #include <config.h>
@@ -39,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +121,7 @@ struct isc_priv
   void (*on_login) (struct backend *bk, void *opaque);
   void *on_login_opaque;
   void (*on_fenced) (struct backend *bk, void *opaque);
+  bool (*may_write) (struct backend *bk, void *opaque);
   struct backend *bk;
 };
 
@@ -336,6 +341,17 @@ isc_send (struct isc_part *p)
   return 0;
 }
 
+/* Writes may not go out: -EACCES (fenced), -EIO (may_write says no), 0. */
+static int
+isc_write_refused (struct isc_priv *ip)
+{
+  if (ip->bk->health == BK_FENCED)
+    return -EACCES;
+  if (ip->may_write && !ip->may_write (ip->bk, ip->on_login_opaque))
+    return -EIO;
+  return 0;
+}
+
 static int
 isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
             size_t len, unsigned flags, bk_done_fn *done, void *opaque)
@@ -343,8 +359,10 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
   struct isc_priv *ip = bk->priv;
   if (bk->health == BK_DEGRADED)
     return -EIO;
-  if (op == ISC_WRITE && bk->health == BK_FENCED)
-    return -EACCES;
+  int refused = op == ISC_WRITE || op == ISC_UNMAP ? isc_write_refused (ip)
+    : 0;
+  if (refused)
+    return refused;
   if ((off | len) % ip->block_size)
     return -EINVAL;
   struct isc_parent *par = calloc (1, sizeof *par);
@@ -561,12 +579,26 @@ isc_logged_in (struct isc_priv *ip)
     }
   if (ip->on_login)
     ip->on_login (ip->bk, ip->on_login_opaque);
+  int refuse = isc_write_refused (ip);
+  unsigned dropped = 0;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
       next = p->next;
-      if (!p->task && isc_send (p) < 0)
+      bool write = p->op == ISC_WRITE || p->op == ISC_UNMAP;
+      if (p->task)
+        continue;
+      if (write && refuse)
+        {
+          dropped++;
+          isc_part_done (p, refuse);
+        }
+      else if (isc_send (p) < 0)
         isc_part_done (p, -EIO);
     }
+  if (dropped)
+    qb_log (LOG_WARNING, "iscsi: %s: %u write(s) that waited for the session "
+            "were not sent: %s", ip->safe_url, dropped, refuse == -EACCES
+            ? "this host was fenced" : "this host's lease ran out");
 }
 
 static void
@@ -728,12 +760,35 @@ isc_close (struct backend *bk)
   free (bk);
 }
 
+/* Drop the session with a reset (SO_LINGER 0): data the kernel still
+ * holds for the target, such as a write sent while the network was cut,
+ * is discarded instead of delivered when the network comes back.  The
+ * parts are kept and go out on the next session, writes only if
+ * may_write allows them then. */
+static void
+isc_abort (struct backend *bk)
+{
+  struct isc_priv *ip = bk->priv;
+  bool writes = false;
+  for (struct isc_part *p = ip->inflight; p; p = p->next)
+    writes |= p->task && (p->op == ISC_WRITE || p->op == ISC_UNMAP);
+  int fd = iscsi_get_fd (ip->ctx);
+  if (!writes || !ip->logged_in || fd < 0)
+    return;
+  struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+  setsockopt (fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  qb_log (LOG_WARNING, "iscsi: %s: dropping the session with writes in "
+          "flight: this host may not write now", ip->safe_url);
+  isc_reset (ip, "aborted");
+}
+
 static const struct backend_ops isc_ops = {
   .name = "iscsi",
   .read = isc_read,
   .write = isc_write,
   .flush = isc_flush,
   .discard = isc_discard,
+  .abort = isc_abort,
   .close = isc_close,
   .pread_sync = isc_pread_sync,
   .pwrite_sync = isc_pwrite_sync,
@@ -962,6 +1017,7 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   ip->on_login = opts->on_login;
   ip->on_login_opaque = opts->on_login_opaque;
   ip->on_fenced = opts->on_fenced;
+  ip->may_write = opts->may_write;
   bk->ops = &isc_ops;
   bk->uri = strdup (ip->safe_url);
   snprintf (bk->key, sizeof bk->key, "iscsi:%s", ip->safe_url);

@@ -45,6 +45,11 @@ struct backend_ops
   /* Optional (NULL when unsupported): deallocate a range. */
   int (*discard) (struct backend *bk, uint64_t off, size_t len,
                   bk_done_fn *done, void *opaque);
+  /* Optional: this host may not write now (fenced, lease out): drop the
+   * connection so that nothing already sent but not yet delivered reaches
+   * the device later; requests in flight stay and are sent again, or
+   * refused (backend_opts.may_write), on the next connection. */
+  void (*abort) (struct backend *bk);
   void (*close) (struct backend *bk);
   /* Blocking variants for setup paths only (format, open, close): they
    * return 0 or -errno and never touch the main loop. */
@@ -100,6 +105,10 @@ struct backend_opts
    * every write and flush); returns 0 with *bk replaced, or -errno. */
   int (*wrap) (struct backend **bk, void *opaque);
   void *wrap_opaque;
+  /* iSCSI: may this host write now (not fenced, its lease holds)?  Asked
+   * before a write is submitted and before the writes that waited for a
+   * lost session are sent again; NULL = always. */
+  bool (*may_write) (struct backend *bk, void *opaque);
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is

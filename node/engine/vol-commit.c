@@ -22,6 +22,13 @@
  * A failed write or flush fails the batches it covers with EIO; their
  * blocks are marked dirty again and the next commit writes them again.
  * Nothing is acked before its bits are durable, so nothing acked is lost.
+ * A failure that repeats (a fenced device refusing every flush) is logged
+ * once with a count (lograte.h).
+ *
+ * Past the lease (vol_lease_ok false) no commit starts: the volume may
+ * belong to another host by now, and a bitmap block written over its own
+ * would lose its bits.  Waiters stay queued until commit_kick (the lease
+ * was confirmed) or commit_fail_waiting (fenced, closing).
  */
 #include <config.h>
 
@@ -61,7 +68,13 @@ commit_enqueue (struct volume *v, struct vreq *rq)
 {
   rq->next = v->waiters;
   v->waiters = rq;
-  if (!v->committing)
+  commit_kick (v);
+}
+
+void
+commit_kick (struct volume *v)
+{
+  if (!v->committing && (v->waiters || v->prev) && vol_lease_ok (v))
     commit_start (v);
 }
 
@@ -92,10 +105,24 @@ static void
 commit_end (struct volume *v)
 {
   v->committing = false;
-  if (v->waiters || v->prev)
+  if ((v->waiters || v->prev) && vol_lease_ok (v))
     commit_start (v);
   else
     vol_check_drained (v);
+}
+
+void
+commit_fail_waiting (struct volume *v, int err)
+{
+  if (v->committing)
+    return;                     /* its completions fail them as they come */
+  struct vreq *prev = v->prev, *waiters = v->waiters;
+  v->prev = v->waiters = NULL;
+  if (v->prev_written)
+    commit_redirty (v, (v->seq % 2));
+  v->prev_written = false;
+  commit_ack (prev, err);
+  commit_ack (waiters, err);
 }
 
 static void
@@ -111,8 +138,9 @@ commit_block_done (void *opaque, int res)
   v->batch = NULL;
   if (v->commit_err)
     {
-      qb_log (LOG_ERR, "volume: %s: writing the bitmap failed: %s", v->name,
-              strerror (-v->commit_err));
+      lograte_log (&v->commit_lr, LOG_ERR, v->commit_err, "volume: %s: "
+                   "writing the bitmap failed: %s", v->name,
+                   strerror (-v->commit_err));
       commit_redirty (v, slot);
       commit_ack (batch, v->commit_err);
     }
@@ -157,8 +185,8 @@ commit_flush_done (void *opaque, int res)
   v->prev = NULL;
   if (res < 0)
     {
-      qb_log (LOG_ERR, "volume: %s: flushing the CoW device failed: %s",
-              v->name, strerror (-res));
+      lograte_log (&v->commit_lr, LOG_ERR, res, "volume: %s: flushing the "
+                   "CoW device failed: %s", v->name, strerror (-res));
       if (v->prev_written)
         commit_redirty (v, pslot);
       commit_redirty (v, slot);

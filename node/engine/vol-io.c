@@ -308,12 +308,7 @@ io_start (struct vreq *rq)
   struct volume *v = rq->v;
   if (!lock_try (v, rq))
     {
-      rq->next = NULL;
-      if (v->lock_wait_tail)
-        v->lock_wait_tail->next = rq;
-      else
-        v->lock_wait_head = rq;
-      v->lock_wait_tail = rq;
+      vreq_append (&v->lock_wait_head, &v->lock_wait_tail, rq);
       return;
     }
   rq->pending = 1;              /* held by io_start itself */
@@ -365,11 +360,20 @@ io_finish (struct vreq *rq)
     }
 }
 
-/* Ack the request to its caller and forget it. */
+/* Ack the request to its caller and forget it (or park it: volume.c). */
 void
 io_complete (struct vreq *rq)
 {
   struct volume *v = rq->v;
+  /* The lease gate (volume.c): a fenced host answers nothing; past the
+   * lease the reply waits for the cluster's word. */
+  if (rq->err == 0 && v->state == VOL_STATE_FENCED)
+    rq->err = -EIO;
+  else if (rq->err == 0 && !vol_lease_ok (v))
+    {
+      vol_park (rq);
+      return;
+    }
   if (rq->err)
     v->st.errors++;
   if (rq->ubuf && rq->err == 0)

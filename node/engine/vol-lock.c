@@ -87,15 +87,9 @@ lock_try (struct volume *v, struct vreq *rq)
 static void
 lock_wake (struct volume *v)
 {
-  struct vreq *list = v->lock_wait_head;
-  v->lock_wait_head = v->lock_wait_tail = NULL;
-  while (list)
-    {
-      struct vreq *rq = list;
-      list = rq->next;
-      rq->next = NULL;
-      io_start (rq);            /* re-queues itself if still blocked */
-    }
+  struct vreq *list = vreq_take (&v->lock_wait_head, &v->lock_wait_tail), *rq;
+  while ((rq = vreq_pop (&list)))
+    io_start (rq);              /* re-queues itself if still blocked */
 }
 
 void

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "lograte.h"
 #include "volume.h"
 
 /* The alignment of every IO the engine issues to a backend. */
@@ -45,6 +46,39 @@ struct vreq
   uint32_t ulen;
   char *alloc;                  /* our own buffer (bounce, zeroes), freed at ack */
 };
+
+/* FIFO lists of requests (hold, lock wait, parked): head and tail. */
+static inline void
+vreq_append (struct vreq **head, struct vreq **tail, struct vreq *rq)
+{
+  rq->next = NULL;
+  if (*tail)
+    (*tail)->next = rq;
+  else
+    *head = rq;
+  *tail = rq;
+}
+
+/* Empty a list; returns what it held, for vreq_pop. */
+static inline struct vreq *
+vreq_take (struct vreq **head, struct vreq **tail)
+{
+  struct vreq *list = *head;
+  *head = *tail = NULL;
+  return list;
+}
+
+static inline struct vreq *
+vreq_pop (struct vreq **list)
+{
+  struct vreq *rq = *list;
+  if (rq)
+    {
+      *list = rq->next;
+      rq->next = NULL;
+    }
+  return rq;
+}
 
 /* A chunk lock: shared for plain reads and writes, exclusive while a
  * chunk is copied from the base or read-modify-written. */
@@ -105,6 +139,15 @@ struct volume
   void (*want_owner_cb) (void *ud, struct volume *v);
   void *want_owner_ud;
 
+  /* The lease gate (vol_set_lease): past the deadline nothing is started,
+   * committed or acknowledged; completions wait on `parked` until
+   * vol_confirm (delivered) or vol_fence (failed). */
+  uint64_t (*lease_fn) (void *ud);
+  void *lease_ud;
+  struct vreq *parked_head, *parked_tail;
+  int drain_err;                /* a drain's commit failed: left dirty */
+  struct lograte commit_lr;     /* repeated commit failures */
+
   struct vol_stats st;
 };
 
@@ -124,10 +167,18 @@ void commit_enqueue (struct volume *v, struct vreq *rq);
 void commit_mark_dirty (struct volume *v, uint64_t chunk);
 bool commit_durable (struct volume *v, uint64_t c0, uint64_t c1);
 bool commit_idle (struct volume *v);
+/* Start a commit if requests wait for one and the lease holds. */
+void commit_kick (struct volume *v);
+/* Fail what waits for a commit that is not running (fenced, closing). */
+void commit_fail_waiting (struct volume *v, int err);
 void commit_cow_flush (struct vreq *rq);
 
 /* volume.c */
 void vol_check_drained (struct volume *v);
+/* The lease holds (or there is none) and the volume is not fenced: it may
+ * start, commit and acknowledge. */
+bool vol_lease_ok (const struct volume *v);
+void vol_park (struct vreq *rq);
 int vol_write_super (struct volume *v, bool flush_first);
 int vol_defer_done (vol_done_fn *done, void *opaque, int err);
 

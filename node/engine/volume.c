@@ -10,7 +10,10 @@
  *   READONLY  this host is not the owner: every request waits, and asks
  *             the cluster for ownership (want_owner_cb)
  *   FENCED    this host was fenced: every request fails at once (writes
- *             EACCES, reads EIO: another host may be writing now)
+ *             EACCES, reads EIO: another host may be writing now), and
+ *             what was in flight fails as it completes.  Terminal: nothing
+ *             (a failed handoff, a retry, a takeover) leaves it; only a
+ *             restarted agent serves the volume again
  *   DEGRADED  writes fail at once with EIO
  *
  * Format, open, the standalone takeover and close use the backends'
@@ -18,6 +21,18 @@
  * data path never blocks, nor do the cluster's handoff steps: the clean
  * mark (vol_mark_clean_async) and the takeover (vol_takeover_async) read
  * and write through the asynchronous path.
+ *
+ * The lease gate (cluster mode, vol_set_lease): a host may acknowledge
+ * only while its quorum lease holds.  Past the deadline (cowd_now_ns, so a
+ * host that was stopped and wakes up knows at once) new requests wait as if
+ * held, no commit starts, and a completion that would acknowledge a write
+ * or answer a read is parked instead.  The cluster layer then either
+ * confirms that this host still owns the volume at the same epoch
+ * (vol_confirm: the parked replies go out) or fences it (vol_fence: they
+ * fail with EIO).  Errors are never held back: failing is always safe.
+ * A drain or close past the lease or on a fenced volume writes nothing:
+ * the volume is left dirty for its next owner, which is correct, and the
+ * drain gives up at once instead of retrying a commit the device refuses.
  *
  * Completion is never delivered inside the call that submitted the
  * request: when a request fails at once, its ack is deferred to a loop
@@ -531,6 +546,12 @@ static int
 vol_takeover_prepare (struct volume *v, uint64_t epoch, uint32_t owner,
                       uint64_t expect_generation, char *err, size_t errlen)
 {
+  if (v->state == VOL_STATE_FENCED)
+    {
+      snprintf (err, errlen, "volume %s: this host was fenced; it serves "
+                "the volume again only after cowd is restarted", v->name);
+      return -1;
+    }
   if (expect_generation && v->sb.generation != expect_generation)
     {
       snprintf (err, errlen, "volume %s: bitmap generation on disk is %" PRIu64
@@ -682,6 +703,8 @@ vol_set_clean (struct volume *v)
 int
 vol_mark_clean (struct volume *v)
 {
+  if (!vol_lease_ok (v))
+    return -EACCES;             /* fenced or past the lease: write nothing */
   vol_set_clean (v);
   return vol_write_super (v, true);
 }
@@ -720,6 +743,11 @@ vol_clean_done (void *opaque, int res)
 void
 vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
 {
+  if (!vol_lease_ok (v))
+    {
+      done (opaque, -EACCES);   /* fenced or past the lease: write nothing */
+      return;
+    }
   if (v->commit == DSCOW_COMMIT_NONE)
     {
       done (opaque, 0);
@@ -755,14 +783,97 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
 void
 vol_set_state (struct volume *v, enum vol_state s)
 {
-  v->state = s;
+  if (v->state != VOL_STATE_FENCED)
+    v->state = s;
+}
+
+static int vol_submit (struct volume *v, struct vreq *rq);
+
+/* Submit again what waited on the hold list (it fails, waits again or
+ * starts, as vol_submit decides). */
+static void
+vol_resubmit (struct volume *v)
+{
+  struct vreq *list = vreq_take (&v->held_head, &v->held_tail), *rq;
+  while ((rq = vreq_pop (&list)))
+    vol_submit (v, rq);
+}
+
+/* Completions parked past the lease: acknowledged (the lease holds again)
+ * or failed with err. */
+static void
+vol_unpark (struct volume *v, int err)
+{
+  struct vreq *list = vreq_take (&v->parked_head, &v->parked_tail), *rq;
+  while ((rq = vreq_pop (&list)))
+    {
+      if (err && rq->err == 0)
+        rq->err = err;
+      io_complete (rq);
+    }
+}
+
+void
+vol_park (struct vreq *rq)
+{
+  vreq_append (&rq->v->parked_head, &rq->v->parked_tail, rq);
+}
+
+/* Nothing this host still holds back will ever be acknowledged. */
+static void
+vol_abandon (struct volume *v)
+{
+  vol_unpark (v, -EIO);
+  commit_fail_waiting (v, -EIO);
+}
+
+void
+vol_drop_writes (struct volume *v)
+{
+  if (v->cow->ops->abort)
+    v->cow->ops->abort (v->cow);
 }
 
 void
 vol_fence (struct volume *v)
 {
   v->state = VOL_STATE_FENCED;
-  vol_resume (v);               /* what waited fails now */
+  vol_drop_writes (v);
+  vol_abandon (v);
+  vol_resubmit (v);             /* what waited fails now */
+  vol_check_drained (v);
+}
+
+void
+vol_set_lease (struct volume *v, uint64_t (*deadline) (void *ud), void *ud)
+{
+  v->lease_fn = deadline;
+  v->lease_ud = ud;
+}
+
+bool
+vol_lease_ok (const struct volume *v)
+{
+  if (v->state == VOL_STATE_FENCED)
+    return false;
+  return !v->lease_fn || cowd_now_ns () < v->lease_fn (v->lease_ud);
+}
+
+bool
+vol_serving (const struct volume *v)
+{
+  return vol_lease_ok (v);
+}
+
+void
+vol_confirm (struct volume *v)
+{
+  if (!vol_lease_ok (v))
+    return;
+  vol_unpark (v, 0);
+  commit_kick (v);
+  if (!v->held && v->state == VOL_STATE_ACTIVE)
+    vol_resubmit (v);
 }
 
 bool
@@ -784,7 +895,10 @@ vol_set_want_owner_cb (struct volume *v,
 static void
 vol_drain_flushed (void *opaque, int err)
 {
-  vol_check_drained (opaque);
+  struct volume *v = opaque;
+  if (err < 0 && v->drain_err == 0)
+    v->drain_err = err;         /* give up: no commit in a loop */
+  vol_check_drained (v);
 }
 
 /* A commit of every dirty bit, not counted as a client request. */
@@ -808,8 +922,12 @@ vol_check_drained (struct volume *v)
 {
   if (!v->drained || v->in_flight || !commit_idle (v))
     return;
-  /* Under `flush` bits may still be dirty: a drain makes them durable. */
-  for (uint64_t b = 0; b < v->nblocks && v->commit != DSCOW_COMMIT_NONE; b++)
+  /* Under `flush` bits may still be dirty: a drain makes them durable,
+   * unless it may not write (fenced, past the lease) or its commit failed:
+   * then the volume stays dirty for its next owner. */
+  bool may_commit = v->commit != DSCOW_COMMIT_NONE && v->drain_err == 0
+    && vol_lease_ok (v);
+  for (uint64_t b = 0; b < v->nblocks && may_commit; b++)
     if (v->dirty[b])
       {
         if (vol_flush_internal (v) < 0)
@@ -820,8 +938,9 @@ vol_check_drained (struct volume *v)
    * able to finish touching v before `drained` may free it. */
   vol_done_fn *done = v->drained;
   v->drained = NULL;
-  if (vol_defer_done (done, v->drained_opaque, 0) != 0)
-    done (v->drained_opaque, 0);
+  int res = v->drain_err ? v->drain_err : vol_lease_ok (v) ? 0 : -EACCES;
+  if (vol_defer_done (done, v->drained_opaque, res) != 0)
+    done (v->drained_opaque, res);
 }
 
 void
@@ -846,14 +965,12 @@ vol_resume (struct volume *v)
 {
   v->held = false;
   v->drained = NULL;
-  struct vreq *list = v->held_head;
-  v->held_head = v->held_tail = NULL;
-  while (list)
+  v->drain_err = 0;
+  vol_resubmit (v);
+  if (vol_lease_ok (v))
     {
-      struct vreq *rq = list;
-      list = rq->next;
-      rq->next = NULL;
-      vol_submit (v, rq);
+      vol_unpark (v, 0);
+      commit_kick (v);
     }
 }
 
@@ -870,11 +987,20 @@ vol_close_drained (void *opaque, int res)
   struct close_ctx *cc = opaque;
   struct volume *v = cc->v;
   int r = 0;
-  if (v->state == VOL_STATE_ACTIVE || v->state == VOL_STATE_HELD)
+  bool owner = v->state == VOL_STATE_ACTIVE || v->state == VOL_STATE_HELD;
+  if (owner && res == 0)
     r = vol_mark_clean (v);
-  if (r == 0)
+  if (owner && res == 0 && r == 0)
     qb_log (LOG_INFO, "volume: %s: closed clean at generation %" PRIu64,
             v->name, v->generation);
+  else if (v->state == VOL_STATE_FENCED || (owner && res < 0))
+    qb_log (LOG_WARNING, "volume: %s: closed without marking it clean (%s): "
+            "its next owner takes it as the last commit left it", v->name,
+            v->state == VOL_STATE_FENCED ? "this host was fenced"
+            : res == -EACCES ? "the lease ran out" : strerror (-res));
+  else if (!owner)
+    qb_log (LOG_INFO, "volume: %s: closed (not the owner here)", v->name);
+  lograte_flush (&v->commit_lr);
   vol_free (v);
   if (cc->done)
     cc->done (cc->opaque, r);
@@ -888,6 +1014,8 @@ vol_close (struct volume *v, vol_done_fn *done, void *opaque)
   if (!cc)
     abort ();
   *cc = (struct close_ctx) { v, done, opaque };
+  if (!vol_lease_ok (v))
+    vol_abandon (v);            /* nothing held back will be acknowledged */
   vol_hold (v, vol_close_drained, cc);
 }
 
@@ -959,16 +1087,13 @@ vol_submit (struct volume *v, struct vreq *rq)
       return vol_defer_done (done, opaque, err);
     }
   /* Not the owner: even reads wait, since the owner may be changing the
-   * bitmap under us; the first request asks for ownership. */
-  bool must_wait = v->held || v->state == VOL_STATE_READONLY;
+   * bitmap under us; the first request asks for ownership.  Past the lease
+   * nothing starts either: the cluster may have given the volume away. */
+  bool must_wait = v->held || v->state == VOL_STATE_READONLY
+    || !vol_lease_ok (v);
   if (must_wait)
     {
-      rq->next = NULL;
-      if (v->held_tail)
-        v->held_tail->next = rq;
-      else
-        v->held_head = rq;
-      v->held_tail = rq;
+      vreq_append (&v->held_head, &v->held_tail, rq);
       if (v->state == VOL_STATE_READONLY && v->want_owner_cb)
         v->want_owner_cb (v->want_owner_ud, v);
       return 0;

@@ -151,11 +151,27 @@ typedef void vol_takeover_fn (void *opaque, int res, const char *err);
 void vol_takeover_async (struct volume *v, uint64_t epoch, uint32_t owner,
                          uint64_t expect_generation, vol_takeover_fn *done,
                          void *opaque);
+/* FENCED is terminal: vol_set_state and vol_takeover never leave it. */
 void vol_set_state (struct volume *v, enum vol_state s);
-/* This host was fenced: fail what waits and everything from now on. */
+/* This host was fenced: fail what waits (EIO), what is in flight when it
+ * completes, and everything from now on. */
 void vol_fence (struct volume *v);
 /* vol_hold is in force (a handoff or a quorum loss), until vol_resume. */
 bool vol_is_held (const struct volume *v);
+/* The lease (cluster): deadline(ud) says until when (cowd_now_ns) this
+ * host may acknowledge; 0 = no longer.  Past it the engine starts and
+ * commits nothing and parks every completion that would acknowledge or
+ * answer a read; vol_confirm delivers them once the cluster has confirmed
+ * this host still owns the volume at the same epoch (and the deadline is
+ * ahead again); vol_fence fails them. */
+void vol_set_lease (struct volume *v, uint64_t (*deadline) (void *ud),
+                    void *ud);
+void vol_confirm (struct volume *v);
+/* This host may not write now: writes the CoW device's connection still
+ * carries are dropped, not delivered later (backend abort). */
+void vol_drop_writes (struct volume *v);
+/* Requests may be answered now: neither fenced nor past the lease. */
+bool vol_serving (const struct volume *v);
 /* Requests wait on the volume (held, or not the owner). */
 bool vol_has_waiters (const struct volume *v);
 /* Called for each request that arrives while the volume is READONLY

@@ -503,6 +503,11 @@ req_submit (struct nbd_conn *c, struct nbd_req *r)
   struct volume *v = c->exp->vol;
   int err = req_check (c, r);
   unsigned vflags = r->flags & NBD_CMD_FLAG_FUA ? VOL_FUA : 0;
+  /* Block status is answered from the in-memory bitmap: not by a host
+   * that was fenced or whose lease ran out (it may be stale). */
+  if (err == 0 && r->type == NBD_CMD_BLOCK_STATUS && !vol_serving (v)
+      && vol_get_state (v) != VOL_STATE_READONLY)
+    err = -EIO;
   if (err == 0 && r->type == NBD_CMD_BLOCK_STATUS)
     {
       req_block_status (c, r);

@@ -355,6 +355,122 @@ START_TEST (test_backend_key)
 }
 END_TEST
 
+/* --- the lease gate and the fenced state (issue 15) --- */
+
+static uint64_t lease_deadline;
+static int lease_res[4];
+
+static uint64_t
+lease_fn (void *ud)
+{
+  return lease_deadline;
+}
+
+static void
+lease_done (void *opaque, int res)
+{
+  *(int *) opaque = res;
+}
+
+static void
+stop_cb (void *data)
+{
+  qb_loop_stop (loop);
+}
+
+/* Run the loop for ms milliseconds. */
+static void
+run_for (unsigned ms)
+{
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, (uint64_t) ms * 1000000, NULL,
+                     stop_cb, &t);
+  qb_loop_run (loop);
+}
+
+START_TEST (test_lease_gate)
+{
+  static char buf[3][4096] __attribute__ ((aligned (4096)));
+  char err[256];
+  open_volume ("vl", DSCOW_COMMIT_SYNC, true);
+  lease_deadline = UINT64_MAX;
+  vol_set_lease (vol, lease_fn, NULL);
+  memset (buf[0], 0xa1, 4096);
+  lease_res[0] = 1;
+  ck_assert_int_eq (vol_write (vol, buf[0], 0, 4096, 0, lease_done,
+                               &lease_res[0]), 0);
+  run_for (200);
+  ck_assert_int_eq (lease_res[0], 0);
+  /* Past the lease: nothing starts, nothing is answered. */
+  lease_deadline = 0;
+  ck_assert (!vol_serving (vol));
+  lease_res[1] = lease_res[2] = 1;
+  ck_assert_int_eq (vol_write (vol, buf[1], 2 * CHUNK, 4096, 0, lease_done,
+                               &lease_res[1]), 0);
+  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done,
+                              &lease_res[2]), 0);
+  run_for (200);
+  ck_assert_int_eq (lease_res[1], 1);
+  ck_assert_int_eq (lease_res[2], 1);
+  /* Confirmed: both go out. */
+  lease_deadline = UINT64_MAX;
+  vol_confirm (vol);
+  run_for (200);
+  ck_assert_int_eq (lease_res[1], 0);
+  ck_assert_int_eq (lease_res[2], 0);
+  ck_assert_int_eq (memcmp (buf[2], buf[0], 4096), 0);
+  /* A write in flight as the lease runs out is parked, then failed by
+   * the fence. */
+  lease_res[3] = 1;
+  ck_assert_int_eq (vol_write (vol, buf[1], 4 * CHUNK, 4096, 0, lease_done,
+                               &lease_res[3]), 0);
+  lease_deadline = 0;
+  run_for (200);
+  ck_assert_int_eq (lease_res[3], 1);
+  vol_fence (vol);
+  run_for (50);
+  ck_assert_int_eq (lease_res[3], -EIO);
+  /* Fenced is terminal; reads are refused. */
+  lease_deadline = UINT64_MAX;
+  vol_set_state (vol, VOL_STATE_ACTIVE);
+  ck_assert_int_eq (vol_get_state (vol), VOL_STATE_FENCED);
+  ck_assert_int_eq (vol_takeover (vol, 2, 1, 0, err, sizeof err), -1);
+  ck_assert_str_eq (err, "volume vl: this host was fenced; it serves the "
+                    "volume again only after cowd is restarted");
+  lease_res[2] = 1;
+  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done,
+                              &lease_res[2]), 0);
+  run_for (50);
+  ck_assert_int_eq (lease_res[2], -EIO);
+  ck_assert_int_eq (vol_mark_clean (vol), -EACCES);
+  vol_close (vol, closed, NULL);
+  qb_loop_run (loop);
+}
+END_TEST
+
+/* A fenced volume with a bit not yet committed (policy flush) closes at
+ * once without writing: the superblock stays dirty, the bit uncommitted. */
+START_TEST (test_fenced_close)
+{
+  static char buf[4096] __attribute__ ((aligned (4096)));
+  open_volume ("vf", DSCOW_COMMIT_FLUSH, true);
+  memset (buf, 0x5c, sizeof buf);
+  lease_res[0] = 1;
+  ck_assert_int_eq (vol_write (vol, buf, 3 * CHUNK, 4096, 0, lease_done,
+                               &lease_res[0]), 0);
+  run_for (200);
+  ck_assert_int_eq (lease_res[0], 0);
+  ck_assert_uint_eq (vol_cow_chunks (vol), 1);
+  vol_fence (vol);
+  vol_close (vol, closed, NULL);
+  qb_loop_run (loop);
+  open_volume ("vf", DSCOW_COMMIT_FLUSH, false);
+  ck_assert_uint_eq (vol_cow_chunks (vol), 0);
+  vol_close (vol, closed, NULL);
+  qb_loop_run (loop);
+}
+END_TEST
+
 static Suite *
 engine_suite (void)
 {
@@ -369,6 +485,8 @@ engine_suite (void)
   tcase_add_test (tc, test_flush_buffered);
   tcase_add_test (tc, test_out_of_range);
   tcase_add_test (tc, test_backend_key);
+  tcase_add_test (tc, test_lease_gate);
+  tcase_add_test (tc, test_fenced_close);
   suite_add_tcase (s, tc);
   return s;
 }
