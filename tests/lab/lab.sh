@@ -76,6 +76,7 @@ lab_host() {
     mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm &&
     mount --bind '$dir/lib' /var/lib/corosync && exec sleep infinity" &
   _lab_init_pid[$n]=$!
+  disown "$!"
   wait_until 5 sh -c "grep -q ' /var/lib/corosync ' /proc/${_lab_init_pid[$n]}/mounts" \
     || fail "host $n did not come up"
 }
