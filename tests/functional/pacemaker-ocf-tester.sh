@@ -4,7 +4,7 @@
 #  - ocf-tester (resource-agents) passes: meta-data valid against
 #    ra-api-1.dtd, validate-all, probes, start/stop twice, monitor;
 #  - the meta-data is valid with xmllint --dtdvalid, the agent passes
-#    shellcheck (when installed);
+#    ShellCheck finds nothing in the agents (when installed);
 #  - the exact OCF codes, each with the state that causes it: monitor 0
 #    while this node owns and serves the volume, 7 when it is detached, 7
 #    when the volume is not defined here, 7 when cowd is not running;
