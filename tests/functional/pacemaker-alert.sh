@@ -73,8 +73,11 @@ lab_exec $other stonith_admin --confirm "$victim" >/dev/null 2>&1 || fail "stoni
 wait_until 60 sh -c "nsenter -t ${_lab_init_pid[$other]} -n -m -u -p -- crm_resource --locate --resource vol 2>/dev/null | grep -q 'running on: n[0-9]'" \
   || fail "vol did not start on a survivor: $(lab_exec $other crm_mon -1)"
 survivor=$(where $other); s=${survivor#n}
-lab_cowctl $s --json status v | jq -e --argjson s $s '.owner == $s and .state == "active"' >/dev/null \
-  || fail "$survivor does not serve v: $(lab_cowctl $s --json status v)"
+# crm_resource --locate names the node while its start is still pending.
+owns() { lab_cowctl $s --json status v | jq -e --argjson s $s '.owner == $s and .state == "active"'; }
+wait_until 60 owns || fail "$survivor does not serve v: $(lab_cowctl $s --json status v)"
+wait_until 30 sh -c "nsenter -t ${_lab_init_pid[$s]} -n -m -u -p -- crm_mon -1 | grep -q 'vol.*Started $survivor'" \
+  || fail "Pacemaker's start on $survivor did not succeed: $(lab_exec $s crm_mon -1)"
 grep -q "operator confirmed node $v is down" "$(lab_dir $s)/log/cowd.log" "$(lab_dir $other)/log/cowd.log" \
   || fail "nobody confirmed node $v to cowd"
 lab_cowctl $s fence status | grep -q "node $v by node [0-9]* (confirmed)" \
