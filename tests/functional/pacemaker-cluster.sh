@@ -155,8 +155,10 @@ echo "== target-role=Stopped"
 lab_exec 1 crm_resource --resource vol --meta --set-parameter target-role --parameter-value Stopped >/dev/null 2>&1
 wait_until 60 sh -c "nsenter -t ${_lab_init_pid[1]} -n -m -u -p -- crm_resource --locate --resource vol 2>&1 | grep -q 'vol is NOT running'" \
   || fail "vol did not stop: $(lab_exec 1 crm_mon -1)"
+# (failed: detached, its re-attach at cowd's start refused, on the host that
+# came back.)
 for n in 1 2 3; do
-  lab_cowctl $n --json status v | jq -e '.state == "detached" and .cluster_state == "unowned" and .owner == 0' >/dev/null \
+  lab_cowctl $n --json status v | jq -e '(.state == "detached" or .state == "failed") and .cluster_state == "unowned" and .owner == 0' >/dev/null \
     || fail "after stop, node $n: $(lab_cowctl $n --json status v)"
 done
 grep -q "volume: v: closed clean at generation" "$(lab_dir "${survivor#n}")/log/cowd.log" \
