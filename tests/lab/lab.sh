@@ -26,6 +26,22 @@
 #   lab_kill N PID        SIGKILL a process of host N (a crash)
 #   lab_teardown          stop everything by pid, delete namespaces and the
 #                         directory; safe twice and after a partial setup
+#   lab_pcmk_host N       host N for Pacemaker: as lab_host, but the host
+#                         is also in its own PID and UTS namespace
+#                         (hostname nN; SIGKILL of its init powers it off),
+#                         with private /var/lib/pacemaker, /var/log/pacemaker
+#                         and /run/resource-agents, and the OCF providers
+#                         heartbeat, pacemaker, cowherd (deploy/ocf) and
+#                         cowherd-test (tests/pacemaker) under
+#                         /usr/lib/ocf/resource.d
+#   lab_pacemaker N...    seed each host's CIB (stonith-enabled=false,
+#                         dc-deadtime=2s, no-quorum-policy=stop) and start
+#                         pacemakerd -f (after lab_corosync); waits for a DC
+#   lab_pcmk_cowd N [ARGS]  cowd --cluster ID in Pacemaker host N with the
+#                         default run directory, the host's own /run/cowherd
+#                         (lab_cowctl follows)
+#   lab_poweroff N        SIGKILL host N's PID namespace: every process dies
+#   lab_poweron N         boot host N again (same network, same directories)
 #   lab_small_cluster     the common setup: storage host 0 with target
 #                         $LAB_IQN, LUN 1 a 32 MiB base of random data and
 #                         LUN 2 a 40 MiB CoW; hosts 1-3 running corosync,
@@ -34,7 +50,7 @@ LAB_IQN=iqn.2024-01.org.cowherd:lab
 LAB_ID=
 LAB_OCTET=
 LAB_DIR=
-declare -A _lab_init_pid _lab_corosync_pid
+declare -A _lab_init_pid _lab_corosync_pid _lab_nsflags _lab_unshare_pid _lab_run
 
 lab_init() {
   LAB_ID=$1
@@ -55,6 +71,18 @@ lab_dir() { echo "$LAB_DIR/h$1"; }
 
 lab_host() {
   local n=$1 ns=$LAB_ID-h$1 dir=$LAB_DIR/h$1
+  _lab_net "$n"
+  ip netns exec "$ns" unshare -m --propagation private sh -c "
+    mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm &&
+    mount --bind '$dir/lib' /var/lib/corosync && exec sleep infinity" &
+  _lab_init_pid[$n]=$!
+  disown "$!"
+  wait_until 5 sh -c "grep -q ' /var/lib/corosync ' /proc/${_lab_init_pid[$n]}/mounts" \
+    || fail "host $n did not come up"
+}
+
+_lab_net() {
+  local n=$1 ns=$LAB_ID-h$1 dir=$LAB_DIR/h$1
   mkdir -p "$dir/lib" "$dir/run" "$dir/log"
   ip netns add "$ns"
   ip link add "$LAB_ID-h$n" type veth peer name "eth0" netns "$ns"
@@ -63,20 +91,16 @@ lab_host() {
   ip -n "$ns" addr add "$(lab_ip "$n")/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
-  ip netns exec "$ns" unshare -m --propagation private sh -c "
-    mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm &&
-    mount --bind '$dir/lib' /var/lib/corosync && exec sleep infinity" &
-  _lab_init_pid[$n]=$!
-  wait_until 5 sh -c "grep -q ' /var/lib/corosync ' /proc/${_lab_init_pid[$n]}/mounts" \
-    || fail "host $n did not come up"
 }
 
-lab_exec() { local n=$1; shift; nsenter -t "${_lab_init_pid[$n]}" -n -m -- "$@"; }
+# shellcheck disable=SC2086
+lab_exec() { local n=$1; shift; nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "$@"; }
 
 lab_bg() {
   local n=$1 log=$2; shift 2
-  nsenter -t "${_lab_init_pid[$n]}" -n -m -- "$@" >>"$log" 2>&1 &
+  nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "$@" >>"$log" 2>&1 &
   local pid=$!
+  disown "$pid"
   echo "$pid" >> "$LAB_DIR/pids"   # a file: callers run this in $(...)
   echo "$pid"
 }
@@ -171,13 +195,14 @@ lab_cowd() {
   wait_until 15 lab_cowctl "$n" nodes || fail "cowd did not start in host $n"
 }
 
-lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "$(lab_dir "$n")/run" "$@"; }
+lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "${_lab_run[$n]:-$(lab_dir "$n")/run}" "$@"; }
 
 lab_teardown() {
   set +e
   local p n
   local pids=""
   [ -f "$LAB_DIR/pids" ] && pids=$(cat "$LAB_DIR/pids")
+  for n in "${!_lab_unshare_pid[@]}"; do lab_poweroff "$n"; done
   for p in $pids; do kill "$p" 2>/dev/null; done
   for p in $pids; do
     wait_until 5 sh -c "! kill -0 $p" 2>/dev/null || kill -9 "$p" 2>/dev/null
@@ -186,6 +211,7 @@ lab_teardown() {
   for n in $(ip netns list | awk '{print $1}' | grep "^$LAB_ID-"); do ip netns del "$n"; done
   [ -n "$LAB_DIR" ] && rm -rf "$LAB_DIR"
   _lab_init_pid=()
+  _lab_unshare_pid=()
   return 0
 }
 
@@ -199,4 +225,115 @@ lab_small_cluster() {
   lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
   lab_corosync 1 2 3
   for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
+}
+
+# --- Pacemaker ---
+
+lab_pcmk_host() {
+  local n=$1
+  requires pacemakerd crm_mon cibadmin
+  id hacluster >/dev/null 2>&1 || fail "no hacluster user (package pacemaker)"
+  _lab_net "$n"
+  lab_poweron "$n"
+}
+
+# The init of a Pacemaker host's PID namespace reaps the orphans (an agent's
+# daemon whose parent exited), as init does.
+_lab_reaper='import os, time
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        time.sleep(0.2)'
+
+lab_poweron() {
+  local n=$1 ns=$LAB_ID-h$1 dir=$LAB_DIR/h$1 p
+  mkdir -p "$dir/pcmk/cib" "$dir/pcmk/pengine" "$dir/pcmk/blackbox" \
+    "$dir/pcmk/cores" "$dir/pcmklog" "$dir/ocf/heartbeat" "$dir/ocf/pacemaker" \
+    "$dir/ocf/cowherd" "$dir/ocf/cowherd-test"
+  chown -R hacluster:haclient "$dir/pcmk" "$dir/pcmklog"
+  for p in cowherd/cowvol:deploy/ocf/cowvol \
+           cowherd-test/consumer:tests/pacemaker/consumer; do
+    install -m 755 "$top_srcdir/${p#*:}" "$dir/ocf/${p%%:*}"
+  done
+  ip netns exec "$ns" unshare -m -u -p --fork --kill-child --mount-proc \
+    --propagation private sh -c "
+    mount -t tmpfs tmpfs /run && mkdir -p /run/resource-agents &&
+    mount -t tmpfs tmpfs /dev/shm &&
+    mount --bind '$dir/lib' /var/lib/corosync &&
+    mount --bind '$dir/pcmk' /var/lib/pacemaker &&
+    mount --bind '$dir/pcmklog' /var/log/pacemaker &&
+    mount --bind /usr/lib/ocf/resource.d/heartbeat '$dir/ocf/heartbeat' &&
+    mount --bind /usr/lib/ocf/resource.d/pacemaker '$dir/ocf/pacemaker' &&
+    mount --bind '$dir/ocf' /usr/lib/ocf/resource.d &&
+    hostname n$n && exec python3 -c \"$_lab_reaper\"" &
+  _lab_unshare_pid[$n]=$!
+  disown "$!"    # no "Killed" job notice at power-off
+  wait_until 5 sh -c "pgrep -P ${_lab_unshare_pid[$n]} >/dev/null" \
+    || fail "host $n did not come up"
+  _lab_init_pid[$n]=$(pgrep -P "${_lab_unshare_pid[$n]}")
+  _lab_nsflags[$n]="-n -m -u -p"
+  wait_until 5 sh -c "grep -q ' /usr/lib/ocf/resource.d ' /proc/${_lab_init_pid[$n]}/mounts" \
+    || fail "host $n did not come up"
+}
+
+lab_poweroff() {
+  local n=$1 p=${_lab_unshare_pid[$1]:-}
+  [ -n "$p" ] || return 0
+  kill -9 "$p" 2>/dev/null || true
+  wait_until 10 sh -c "! kill -0 $p && ! kill -0 ${_lab_init_pid[$n]}" || true
+  unset "_lab_unshare_pid[$n]"
+}
+
+lab_pacemaker() {
+  local n
+  for n in "$@"; do
+    cat > "$(lab_dir "$n")/pcmk/cib/cib.xml" <<'CIB'
+<cib validate-with="pacemaker-3.0" epoch="1" num_updates="0" admin_epoch="0">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="opt-stonith-enabled" name="stonith-enabled" value="false"/>
+        <nvpair id="opt-dc-deadtime" name="dc-deadtime" value="2s"/>
+        <nvpair id="opt-no-quorum-policy" name="no-quorum-policy" value="stop"/>
+        <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes/>
+    <resources/>
+    <constraints/>
+  </configuration>
+  <status/>
+</cib>
+CIB
+    chown hacluster:haclient "$(lab_dir "$n")/pcmk/cib/cib.xml"
+    chmod 600 "$(lab_dir "$n")/pcmk/cib/cib.xml"
+    lab_bg "$n" "$(lab_dir "$n")/log/pacemakerd.out" env PCMK_logfacility=none \
+      PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd -f >/dev/null
+  done
+  for n in "$@"; do
+    wait_until 60 sh -c "nsenter -t ${_lab_init_pid[$n]} ${_lab_nsflags[$n]} -- crm_mon -1 2>/dev/null | grep -q 'Current DC: n[0-9]'" \
+      || fail "Pacemaker on host $n has no DC"
+  done
+}
+
+lab_pcmk_cowd() {
+  local n=$1; shift
+  local dir; dir=$(lab_dir "$n")
+  _lab_run[$n]=/run/cowherd
+  lab_bg "$n" "$dir/log/cowd.log" cowd -f --cluster "$LAB_ID" --run-dir /run/cowherd \
+    --state-dir "$dir/state" "$@"
+  wait_until 15 lab_cowctl "$n" nodes || fail "cowd did not start in host $n"
+}
+
+# lab_fast_cowctl: a cowctl for agents and samplers that call it often: the
+# built binary run directly, without libtool's wrapper script (which costs
+# a shell and a relink check per call); cowctl on PATH when there is none.
+lab_fast_cowctl() {
+  local bin=$top_builddir/node/cowctl/.libs/cowctl f=$LAB_DIR/cowctl libs
+  if [ ! -x "$bin" ]; then command -v cowctl; return; fi
+  libs=$(find "$top_builddir" -path '*/.libs/*.so' -printf '%h\n' | sort -u | paste -sd:)
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$libs" "$bin" > "$f"
+  chmod 755 "$f"
+  echo "$f"
 }
