@@ -11,7 +11,9 @@ requires dpkg-buildpackage dh dpkg-deb qemu-io jq
 d=$(mktemp -d /tmp/cowherd-deb.XXXXXX); cleanup_fn rm -rf "$d"
 ver=$(sed -n 's/^PACKAGE_VERSION = //p' "$top_builddir/Makefile")
 src=$d/cowherd-$ver
-make -s -C "$top_builddir" distdir distdir="$src" >/dev/null
+rm -rf "$top_builddir/cowherd-$ver"
+make -s -C "$top_builddir" distdir >/dev/null || fail "make distdir failed"
+mv "$top_builddir/cowherd-$ver" "$src"
 cp -r "$src/deploy/debian" "$src/debian"
 echo "== dpkg-buildpackage -us -uc -b in a clean tree"
 (cd "$src" && dpkg-buildpackage -us -uc -b) > "$d/build.log" 2>&1 ||
