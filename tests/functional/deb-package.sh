@@ -31,8 +31,9 @@ for f in ./usr/sbin/cowd ./usr/sbin/cowctl ./etc/xen/scripts/block-cow \
          ./usr/share/man/man5/dscow.5.gz; do
   grep -qx "$f" "$d/contents" || fail "cowherd.deb lacks $f"
 done
-dpkg-deb -c "$d/libdscow-dev_${ver}_$arch.deb" | grep -q '/usr/include/dscow.h$' || fail "libdscow-dev lacks dscow.h"
-dpkg-deb -f "$deb" Depends | grep -q 'libdscow0' || fail "cowherd does not depend on libdscow0"
+dev=$(dpkg-deb -c "$d/libdscow-dev_${ver}_$arch.deb")
+grep -q '/usr/include/dscow.h$' <<<"$dev" || fail "libdscow-dev lacks dscow.h"
+grep -q 'libdscow0' <<<"$(dpkg-deb -f "$deb" Depends)" || fail "cowherd does not depend on libdscow0"
 
 echo "== the packaged cowd and cowctl run a volume"
 root=$d/root
@@ -42,7 +43,7 @@ grep -q 'device_helper' "$root/etc/xen/scripts/block-cow" || fail "block-cow is 
 export LD_LIBRARY_PATH=$root/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 [ "$("$root/usr/sbin/cowd" --version)" = "cowd $ver" ] || fail "cowd --version: $("$root/usr/sbin/cowd" --version)"
 [ "$("$root/usr/sbin/cowctl" --version)" = "cowctl $ver" ] || fail "cowctl --version"
-ldd "$root/usr/sbin/cowd" | grep -q "$LD_LIBRARY_PATH/libdscow.so.0" || fail "cowd does not use the packaged libdscow"
+ldd "$root/usr/sbin/cowd" | grep -c "$LD_LIBRARY_PATH/libdscow.so.0" >/dev/null || fail "cowd does not use the packaged libdscow"
 "$root/usr/sbin/cowd" -f --standalone --run-dir "$d/run" --state-dir "$d/state" >"$d/cowd.log" 2>&1 &
 cleanup_fn kill_pid $!
 wait_until 10 "$root/usr/sbin/cowctl" --run-dir "$d/run" list || fail "the packaged cowd did not start"
