@@ -10,7 +10,10 @@
 #                                     domain's name and the vbd backend
 #                                     (params, mode, type, frontend, ...)
 #   xen_rename N DOMID NAME           xl renaming a domain (--incoming off)
-#   xen_hotplug N add|remove DOMID    run block-cow as libxl does (41 s cap);
+#   xen_hotplug N add|remove DOMID    run block-cow as libxl does (41 s cap,
+#                                     or $XEN_HOTPLUG_TIMEOUT; $BLOCK_COW_TIMEOUT
+#                                     passed on when set;
+#                                     stderr to $(lab_dir N)/log/block-cow.err);
 #                                     returns the script's exit status
 #   xen_read N DOMID KEY              a backend key ("" when absent)
 #   xen_gone N DOMID                  libxl deleting the backend and domain
@@ -70,7 +73,11 @@ xen_hotplug() {              # xen_hotplug N add|remove DOMID
     BLOCK_COW_CONF=/nonexistent COWCTL="$top_builddir/node/cowctl/cowctl" \
     COWHERD_RUN_DIR="$dir/run" BLOCK_COW_STATE_DIR="$dir/block-cow" \
     BLOCK_COW_DEVICE_HELPER="$top_srcdir/tests/xen/qsd-loop-device" QSD_LOOP_DIR="$dir/qsd" \
-    timeout 41 "$XEN_SCRIPTS/block-cow" "$2"
+    ${BLOCK_COW_TIMEOUT:+BLOCK_COW_TIMEOUT=$BLOCK_COW_TIMEOUT} \
+    timeout "${XEN_HOTPLUG_TIMEOUT:-41}" "$XEN_SCRIPTS/block-cow" "$2" 2>>"$dir/log/block-cow.err"
+  local rc=$?
+  [ $rc -eq 0 ] || echo "block-cow $2 (domain $3, host $n) exited $rc" >&2
+  return $rc
 }
 
 xen_read() { xs "$1" xenstore-read "backend/vbd/$2/$XEN_DEVID/$3" 2>/dev/null || true; }
