@@ -236,6 +236,7 @@ on_stop_signal (int sig, void *data)
   if (stopping)
     return 0;
   stopping = true;
+  notify_stopping ();
   qb_log (LOG_NOTICE, "cowd: signal %d: detaching volumes and stopping", sig);
   ctl_server_stop ();
   detaching = 1;
@@ -299,9 +300,16 @@ main (int argc, char **argv)
     }
 #endif
   if (cowd.standalone)
-    attach_saved_volumes ();    /* in a cluster: once the table arrived */
+    {
+      attach_saved_volumes ();  /* in a cluster: once the table arrived */
+      notify_ready_part (NOTIFY_VOLUMES);
+    }
+  else
+    notify_status ("waiting for the ownership table of cluster %s",
+                   cowd.cluster_name);
   if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
     return 1;
+  notify_ready_part (NOTIFY_CONTROL);
   qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
           cowd.run_dir);
   qb_loop_run (cowd_loop ());

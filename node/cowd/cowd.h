@@ -133,4 +133,17 @@ void fencing_manual (uint32_t node, struct ctl_req *req);
 void fencing_status (struct strbuf *sb, bool json);
 int fencing_probe (struct vol_entry *e, char *out, size_t outlen);
 
+/* notify.c: readiness for the service manager (sd_notify; no-ops without
+ * libsystemd or outside systemd).  READY=1 goes out once both parts are
+ * done: the control channel serves, and the volumes attached before the
+ * last stop are attached again (in a cluster: once the table arrived). */
+enum notify_part
+{
+  NOTIFY_CONTROL = 1,
+  NOTIFY_VOLUMES = 2,
+};
+void notify_ready_part (enum notify_part part);
+void notify_status (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void notify_stopping (void);
+
 #endif

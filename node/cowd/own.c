@@ -345,6 +345,7 @@ own_on_synced (void *ud)
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
     }
+  notify_ready_part (NOTIFY_VOLUMES);
   fencing_kick ();
 }
 
