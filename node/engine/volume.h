@@ -17,6 +17,7 @@
 
 #include "dscow.h"
 #include "backend.h"
+#include "errcode.h"
 
 struct volume;
 
@@ -78,8 +79,9 @@ struct vol_params
   void *cow_user_ud;
 };
 
-/* Format the CoW device for a new volume.  Returns 0, or -1 with one
- * sentence naming the volume and the cause in err. */
+/* Format the CoW device for a new volume.  Returns 0, or a negative
+ * code (-COW_E_*, or -errno: see errcode.h) with one sentence naming the
+ * volume and the cause in err (vol_open and vol_takeover likewise). */
 int vol_format (const struct vol_params *p, const struct backend_opts *bo,
                 char *err, size_t errlen);
 
