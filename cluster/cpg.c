@@ -601,7 +601,8 @@ cluster_start (qb_loop_t *loop, const char *name,
   if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1,
                             (cpg_model_data_t *) &model, NULL) != CS_OK)
     {
-      qb_log (LOG_ERR, "cluster: cannot connect to corosync (is it running?)");
+      /* The caller says it, with the cluster's name (-ENOTCONN). */
+      qb_log (LOG_DEBUG, "cluster: cannot connect to corosync");
       return -ENOTCONN;
     }
   cpg_local_get (C.cpg, &C.nodeid);

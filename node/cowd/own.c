@@ -413,8 +413,9 @@ own_start (char *err, size_t errlen)
   int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {
-      snprintf (err, errlen, "cannot join cluster %s through corosync: %s",
-                cowd.cluster_name, strerror (-r));
+      snprintf (err, errlen, "cannot join cluster %s: %s", cowd.cluster_name,
+                r == -ENOTCONN ? "corosync does not run on this host, or "
+                "refused the connection" : strerror (-r));
       return -1;
     }
   cowd.clustered = true;
