@@ -52,7 +52,7 @@ struct vol_stats
 {
   uint64_t reads, writes, flushes, trims, zeroes;
   uint64_t bytes_read, bytes_written;
-  uint64_t read_base_bytes, read_cow_bytes;
+  uint64_t read_base_bytes, read_cow_bytes; /* add up to bytes_read */
   uint64_t cow_faults, full_chunk_writes;
   uint64_t commits;             /* bitmap commits (group commits) */
   uint64_t commit_faults;       /* CoW faults covered by those commits */
