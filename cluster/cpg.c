@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cpg.c: the CPG group and votequorum on cowd's main loop, and the public
  * API of cluster.h.
  *

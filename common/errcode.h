@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* errcode.h: the named errors an operator (or a script) must tell apart.
  *
  * Every failure that reaches cowctl carries one of these codes as well as

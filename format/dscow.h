@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libdscow: the on-disk format of a cowherd copy-on-write volume.
  *
  * A dscow volume is a read-only base device plus a CoW device.  The CoW

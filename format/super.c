@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* super.c: the superblock: geometry, init, encode, decode and checks.
  *
  * Decoding checks, in this order, so the error names the first thing that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/functions.sh: shared helpers for cowherd's system tests (sourced).
 #
 #   requires CMD...        skip (exit 77) when a tool is missing

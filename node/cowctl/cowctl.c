@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowctl: the cowherd admin CLI.  It parses only its global options and
  * checks the command against the shared list (ctl-usage.c), then sends
  * the command with its arguments to cowd over the control channel

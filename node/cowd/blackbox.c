@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* blackbox.c: cowd's flight recorder, written where an operator reads it.
  *
  * libqb keeps the last MiB of log records, debug included, in a ring

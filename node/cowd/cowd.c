@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowd: the per-host cowherd agent.
  *
  * Start-up: parse the command line and configuration file, set up libqb

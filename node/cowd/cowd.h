@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowd's daemon-wide state: the configuration and the table of volume
  * definitions.  Owned by the main thread. */
 #ifndef COWD_COWD_H

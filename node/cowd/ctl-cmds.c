@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-cmds.c: the commands cowctl sends, as cowd carries them out.
  *
  * Each command parses its own arguments (argv[0] is the command) and

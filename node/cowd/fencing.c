@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fencing.c: cowd's side of SCSI-3 fencing (FENCING in cowd(8); the
  * reservation logic itself is libcowfence's, fence/fence.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* own.c: cowd's side of the cluster: volumes follow the ownership table.
  *
  * A volume attached on a host that does not own it is READONLY in the

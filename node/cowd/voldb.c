@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* voldb.c: the table of volume definitions this agent knows, persisted in
  * STATE_DIR/volumes.conf so that definitions, and which volumes are
  * attached, survive a restart of cowd.  The file is rewritten whole and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-client.c: cowctl's end of the control channel, and the service
  * name both ends derive from the run directory.  See ctl.h. */
 #include <config.h>

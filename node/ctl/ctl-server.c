@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-server.c: the daemon's end of the control channel (libqb IPC on the
  * loop it is handed), the way pacemaker's daemons serve their tools.  See
  * ctl.h for the wire format.  Each request becomes a struct ctl_req for

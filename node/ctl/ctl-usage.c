@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-usage.c: the one list of commands, shared by both ends.
  *
  * cowctl prints its help from this table and refuses a command that is

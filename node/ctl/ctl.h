@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The control channel between cowctl and cowd, over libqb IPC.
  *
  * Service name: ctl_service_name(run_dir), "cowd-XXXXXXXX" where the hex

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* strbuf: a growable, always NUL-terminated string.  Allocation failure
  * aborts: cowd cannot do anything useful without memory for a reply. */
 #include <config.h>

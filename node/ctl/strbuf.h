@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A growable string buffer, and JSON string quoting for --json output. */
 #ifndef COWD_STRBUF_H
 #define COWD_STRBUF_H

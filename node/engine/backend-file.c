@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* backend-file.c: regular files and block devices through io_uring.
  *
  * One io_uring serves every file backend of the process.  Its completion

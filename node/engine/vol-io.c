@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vol-io.c: the CoW data path.
  *
  * A request, once it holds its chunk locks (vol-lock.c), is cut into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* volume.c: a volume's life: format, open, hold/resume, takeover, close;
  * and the engine's entry points, which turn a client request into a
  * struct vreq for vol-io.c.

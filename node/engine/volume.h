@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The volume engine: a dscow volume served from a base and a CoW backend.
  *
  * Reads are split between base and CoW by the in-memory bitmap.  A write

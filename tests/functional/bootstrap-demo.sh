@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The README's first step, `./bootstrap demo` (issue 10 item 7): its
 # output is the demo's (the build's is hidden when it succeeds), "first
 # MiB identical to base" really prints, and the status it shows adds up

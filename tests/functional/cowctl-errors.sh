@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # cowctl's errors as scripts see them (cowctl(8) ERRORS): with --json
 # exactly one object {"error": {"code": CODE, "message": SENTENCE}} on
 # stdout, without it "cowctl: SENTENCE" on stderr; exit 0 ok, 1 error,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # cowd's start-up (issue 10 items 4 and 8): without -f, cowd returns only
 # once it serves (exit 0) or has failed (exit 1, the sentence on stderr,
 # no pid file left behind, the running cowd's pid file untouched); its
