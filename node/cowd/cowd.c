@@ -47,6 +47,8 @@
 #include "ctl.h"
 #include "loop.h"
 
+#define COWD_CONFIG_DEFAULT SYSCONFDIR "/cowherd/cowd.conf"
+
 struct cowd cowd = {
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
@@ -105,6 +107,9 @@ parse_args (int argc, char **argv)
       return -1;
     }
   char err[COW_ERRLEN];
+  /* Without --config, the default file if there is one. */
+  if (!cowd.config_file && access (COWD_CONFIG_DEFAULT, F_OK) == 0)
+    cowd.config_file = strdup (COWD_CONFIG_DEFAULT);
   if (cowd.config_file
       && config_load_daemon (cowd.config_file, err, sizeof err) < 0)
     {
