@@ -27,9 +27,10 @@ while IFS= read -r f; do
     bad=$((bad + 1))
   fi
 done < <(find "$src" \( -name .git -o -name autom4te.cache -o -name build-aux \
-           -o -name '_build' -o -name 'cowherd-*' \) -prune -o -type f \
+           -o -name _build -o -name _inst -o -path "$src/cowherd-*" \) -prune -o -type f \
            \( -name '*.c' -o -name '*.h' -o -name '*.sh' -o -name '*.py' \
            -o -name Makefile.am \) -print | grep -v '/config\.h$')
 echo "  $n files checked"
+[ $n -ge 50 ] || fail "only $n source files found under $src"
 [ $bad = 0 ] || fail "$bad files without their SPDX line"
 pass

@@ -19,7 +19,7 @@
  * working (it gets no code); a request of an unknown version gets a
  * version 1 answer, status 2 and a sentence saying the versions differ.
  * Every length is checked before it is read; a request that does not
- * parse gets status 2 and a sentence, never a crash.
+ * parse gets a version 1 answer, status 2 and a sentence, never a crash.
  */
 #ifndef COWD_CTL_H
 #define COWD_CTL_H
