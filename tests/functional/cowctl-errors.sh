@@ -64,7 +64,7 @@ jerr 2 usage "create: unknown option '-bad'" "${r[@]}" create -bad --base "$d/ba
 jerr 2 usage "create: option '--cow' needs a value" "${r[@]}" create x --base "$d/base.img" --cow
 jerr 2 usage "volume name 'a/b' is not valid: the volume name is empty, longer than 63 bytes or has characters other than letters, digits, '.', '_' and '-'" \
   "${r[@]}" create a/b --base "$d/base.img" --cow "$d/cow.img"
-jerr 2 usage "usage: cowctl attach NAME [--incoming]" "${r[@]}" attach
+jerr 2 usage "usage: cowctl attach NAME [--incoming] [--accept-base-change]" "${r[@]}" attach
 jerr 2 usage "usage: cowctl debug dump" "${r[@]}" debug
 
 echo "== errors (exit 1)"
@@ -85,7 +85,7 @@ jerr 1 bad-device "volume x: base $long/base.img: cannot open: No such file or d
   "${r[@]}" create x --base "$long/base.img" --cow "$d/cow.img"
 expect 0 "created volume v (chunk size 65536, commit sync)" "${r[@]}" create v --base "$d/base.img" --cow "$d/cow.img"
 jerr 1 exists "volume v already exists" "${r[@]}" create v --base "$d/base.img" --cow "$d/cow2.img"
-jerr 1 cow-in-use "volume w: CoW device $d/cow.img already holds a dscow volume; use --force to format it again" \
+jerr 1 cow-in-use "volume w: CoW device $d/cow.img is the CoW device of volume v already; a CoW device belongs to one volume" \
   "${r[@]}" create w --base "$d/base.img" --cow "$d/cow.img"
 expect 0 "nbd+unix:///?socket=$d/run/v.sock" "${r[@]}" attach v
 jerr 1 attached "volume v is attached; detach it first" "${r[@]}" delete v
