@@ -114,13 +114,12 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
     {
       snprintf (err, errlen, "volume %s: CoW device %s", p->name, e);
       backend_close (*base);
-      return r;
+      return r == -EBUSY ? -COW_E_COW_IN_USE : r;  /* locked by another */
     }
   const char *user = p->cow_user ? p->cow_user (p->cow_user_ud, *cow) : NULL;
   if (user)
     {
-      vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
-      r = -EBUSY;
+      r = vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
       goto out_close;
     }
   if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
@@ -541,6 +540,7 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
       snprintf (err, errlen, "volume %s: CoW device %s was formatted for "
                 "volume %s; refusing to attach it (it may hold %s's data)",
                 p->name, v->cow->uri, v->sb.name, v->sb.name);
+      r = -COW_E_COW_IN_USE;
       goto out_free;
     }
   v->accept_base = p->accept_base_change;
