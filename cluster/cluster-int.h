@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Private to cluster/: the wire messages and the table state machine. */
 #ifndef COWHERD_CLUSTER_INT_H
 #define COWHERD_CLUSTER_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cluster.h: cowherd's cluster layer: one corosync CPG group per cluster
  * and votequorum, on cowd's main loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cpg.c: the CPG group and votequorum on cowd's main loop, and the public
  * API of cluster.h.
  *
@@ -642,7 +643,8 @@ cluster_start (qb_loop_t *loop, const char *name,
   if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1,
                             (cpg_model_data_t *) &model, NULL) != CS_OK)
     {
-      qb_log (LOG_ERR, "cluster: cannot connect to corosync (is it running?)");
+      /* The caller says it, with the cluster's name (-ENOTCONN). */
+      qb_log (LOG_DEBUG, "cluster: cannot connect to corosync");
       return -ENOTCONN;
     }
   cpg_local_get (C.cpg, &C.nodeid);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* msg.c: the cluster messages on the wire.
  *
  * Header (16 bytes, little-endian): u16 version, u16 type, u32 total

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* table.c: the ownership table, a deterministic state machine.
  *
  * Everything here is a function of the table and the (sender, message) or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* common/byteorder.h: explicit fixed-width field access, header only.
  *
  * Every format of ours (dscow superblock, cluster messages, the control

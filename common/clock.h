@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* common/clock.h: the one clock for leases, timeouts and latency.
  *
  * CLOCK_MONOTONIC in nanoseconds, never the wall clock (a clock step must

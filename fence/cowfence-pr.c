@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowfence-pr: a diagnostic tool for SCSI-3 persistent reservations, on
  * libcowfence, for people and for the system tests.
  *

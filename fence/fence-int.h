@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fence-int.h: libcowfence's inside: the transport interface between the
  * logic in pr.c and the two transports (pr-iscsi.c, pr-sg.c), and the pure
  * encoders and decoders the unit test reaches without a device.

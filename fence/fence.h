@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fence.h: SCSI-3 persistent-reservation fencing, as Pacemaker's fence_scsi
  * does it (see FENCING in cowd(8)).
  *

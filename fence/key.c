@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* key.c: a node's registration key, derived from the cluster name and
  * the corosync node id, the way fence_scsi derives one (a hash of the
  * cluster name, then the node id), so that every node computes every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* open.c: the one way to reach a LUN for fencing.
  *
  * fence_dev_open takes the name a volume gives its LUN and returns a

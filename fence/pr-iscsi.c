@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* pr-iscsi.c: PERSISTENT RESERVE OUT / IN through libiscsi, on a session
  * the caller owns (cowd's iSCSI backend hands over its context, since a
  * registration belongs to the I_T nexus that made it).

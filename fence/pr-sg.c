@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* pr-sg.c: PERSISTENT RESERVE OUT / IN through the SG_IO ioctl on an open
  * SCSI block device (an open-iscsi /dev/disk/by-path/...-lun-N, /dev/sdX)
  * or /dev/sgN.  The commands are built by hand:

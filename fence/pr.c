@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* pr.c: the transport-independent fencing logic on top of one PERSISTENT
  * RESERVE OUT / IN command per transport call (fence-int.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* procedure.c: fencing one node on one LUN, the way every survivor does it.
  *
  *   1. READ KEYS: is the victim's key there, and ours?

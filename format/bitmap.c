@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bitmap.c: counting and run-length scans over an in-memory bitmap (one
  * bit per chunk, LSB first within each byte).  Word at a time: these run
  * over bitmaps of millions of bits on every status and block-status. */

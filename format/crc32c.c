@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* crc32c.c: CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, as
  * iSCSI and ext4 use it.  Slicing-by-8 tables, built once.  The caller
  * chains with crc = dscow_crc32c (crc, buf, len) starting from 0. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Private to libdscow: the superblock's field offsets.  Fields are read
  * and written with common/byteorder.h. */
 #ifndef DSCOW_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libdscow: the on-disk format of a cowherd copy-on-write volume.
  *
  * A dscow volume is a read-only base device plus a CoW device.  The CoW
@@ -150,6 +151,10 @@ const char *dscow_strerror (int err);
 
 /* crc32c (Castagnoli), as used by iSCSI and ext4: start with crc = 0. */
 uint32_t dscow_crc32c (uint32_t crc, const void *buf, size_t len);
+
+/* A volume name: 1 to DSCOW_NAME_MAX letters, digits, '.', '_' and '-',
+ * not starting with '.' or '-'. */
+bool dscow_name_valid (const char *name);
 
 /* Geometry */
 bool dscow_chunk_size_valid (uint32_t chunk_size);

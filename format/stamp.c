@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* stamp.c: has the base changed since the superblock recorded it?  Its
  * identity (base_id) and, for a file, its stamp (dscow.h, struct
  * dscow_base_stamp) are compared with what the agent finds now.

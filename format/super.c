@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* super.c: the superblock: geometry, init, encode, decode and checks.
  *
  * Decoding checks, in this order, so the error names the first thing that
@@ -100,8 +101,8 @@ dscow_super_slot (uint64_t generation)
   return (unsigned) (generation % DSCOW_SUPER_SLOTS);
 }
 
-static bool
-name_valid (const char *name)
+bool
+dscow_name_valid (const char *name)
 {
   size_t n = strnlen (name, DSCOW_NAME_MAX + 1);
   if (n == 0 || n > DSCOW_NAME_MAX || name[0] == '.' || name[0] == '-')
@@ -122,7 +123,7 @@ super_check (const struct dscow_super *sb)
 {
   if (!dscow_chunk_size_valid (sb->chunk_size))
     return -DSCOW_ECHUNK;
-  if (!name_valid (sb->name))
+  if (!dscow_name_valid (sb->name))
     return -DSCOW_ENAME;
   if (sb->state < DSCOW_STATE_CLEAN || sb->state > DSCOW_STATE_DIRTY
       || sb->commit < DSCOW_COMMIT_SYNC || sb->commit > DSCOW_COMMIT_NONE)

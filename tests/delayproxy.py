@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """delayproxy.py: a TCP proxy that makes a server slow, for tests.
 
   delayproxy.py LISTEN_PORT TARGET_HOST:TARGET_PORT DELAY_MS SWITCH_FILE

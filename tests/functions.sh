@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/functions.sh: shared helpers for cowherd's system tests (sourced).
 #
 #   requires CMD...        skip (exit 77) when a tool is missing
@@ -28,6 +29,18 @@ _run_cleanups() {
   _cleanups=()
   exit $rc
 }
+# The libqb blackbox rings (/dev/shm/qb-cowd-PID-blackbox-*) of the cowd
+# processes a test killed with SIGKILL: removed at the end, whatever the
+# test did (the rings of live cowd processes stay).
+_shm_clean() {
+  local f pid
+  for f in /dev/shm/qb-cowd-*-blackbox-*; do
+    [ -e "$f" ] || continue
+    pid=${f#/dev/shm/qb-cowd-}; pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null || rm -f "$f"
+  done
+}
+_cleanups=("_shm_clean")
 trap _run_cleanups EXIT
 trap 'exit 130' INT TERM
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # layering-selftest.sh: layering.sh fails when it should.  On copies, never
 # on the tree: an include of the daemon's header from the engine, and a
 # call of a daemon-only symbol compiled into the engine's archive.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # layering.sh: the rooms of the tree and the only directions their arrows
 # may run.  Two checks, both failing the test:
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """nbdprobe.py: open-loop latency of an NBD export, as a guest sees it.
 
   nbdprobe.py URI SECONDS INTERVAL_MS

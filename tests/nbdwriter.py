@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """nbdwriter.py: a client that records every write it had acknowledged,
 for the failover tests and benchmark (libnbd's Python binding).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """sbedit.py DEVICE SLOT FIELD VALUE: set one field of a dscow superblock
 slot and fix its crc32c, to make test devices that are wrong in exactly one
 way (an unknown incompat feature, a future major version).  FIELD is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/tgtd.sh: a tgtd on loopback for tests (sourced after functions.sh).
 #
 #   tgt_start                 start tgtd on 127.0.0.1:$TGT_PORT in a private

@@ -1,12 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowctl: the cowherd admin CLI.  It parses only its global options and
- * sends the command with its arguments to cowd over the control channel
+ * checks the command against the shared list (ctl-usage.c), then sends
+ * the command with its arguments to cowd over the control channel
  * (ctl.h); cowd parses the command and formats the answer, a table or a
- * sentence, or JSON with --json.  `cowctl hydrate` polls for progress.
- * The one argument it rewrites: create's relative --base and --cow paths,
- * made absolute here, since cowd resolves nothing in its own directory. */
+ * sentence, or JSON with --json.  The one argument it rewrites: create's
+ * relative --base and --cow paths, made absolute here, since cowd resolves
+ * nothing in its own directory.
+ *
+ * Errors: "cowctl: SENTENCE" on stderr, or with --json exactly one
+ * object on stdout, {"error": {"code": "CODE", "message": "SENTENCE"}},
+ * where CODE is a stable name (errcode.h, cowctl(8) ERRORS).  Exit
+ * status: 0 success, 1 error, 2 usage, 3 cowd unreachable.
+ */
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,27 +24,185 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "strbuf.h"
 
-static const char usage_text[] =
-  "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] COMMAND [ARGS]\n"
-  "\n"
-  "volumes:\n"
-  "  create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
-  "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]\n"
-  "  attach NAME [--incoming] [--accept-base-change]\n"
-  "                               serve it; prints the NBD URI\n"
-  "  detach NAME                  drain, commit, mark clean, stop serving\n"
-  "  delete NAME                  forget a detached volume (data untouched)\n"
-  "  list                         every volume this agent knows\n"
-  "  status NAME                  state, size, CoW chunks, epoch, statistics\n"
-  "  stats NAME                   IO statistics\n"
-  "cluster:\n"
-  "  nodes                        members, quorum, ring id\n"
-  "  migrate NAME --to NODE       hand ownership to another node\n"
-  "  fence status | fence NODE | fence confirm NODE\n"
-  "\n"
-  "The run directory selects one cowd: --run-dir, else $COWHERD_RUN_DIR,\n"
-  "else " RUNSTATEDIR "/cowherd.  See cowctl(8).\n";
+struct cli
+{
+  const char *run_dir;
+  unsigned flags;
+  int timeout;                  /* seconds */
+  int argc;                     /* the command and its arguments */
+  char **argv;
+  bool json;
+};
+
+static void
+cli_usage (FILE *f)
+{
+  struct strbuf sb = STRBUF_INIT;
+  ctl_usage (&sb);
+  fprintf (f, "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] "
+           "COMMAND [ARGS]\n\n%s\nThe run directory selects one cowd: "
+           "--run-dir, else $COWHERD_RUN_DIR,\nelse " RUNSTATEDIR
+           "/cowherd.  See cowctl(8).\n", sb_str (&sb));
+  sb_free (&sb);
+}
+
+/* Report an error as the contract says, and return its exit status. */
+static int
+cli_error (const struct cli *c, int code, const char *msg)
+{
+  int status = code == COW_E_USAGE ? CTL_EXIT_USAGE
+    : code == COW_E_UNREACHABLE ? CTL_EXIT_UNREACHABLE : CTL_EXIT_ERROR;
+  size_t n = strlen (msg);
+  while (n && msg[n - 1] == '\n')
+    n--;
+  if (!c->json)
+    {
+      fprintf (stderr, "cowctl: %.*s\n", (int) n, msg);
+      return status;
+    }
+  char *m = strndup (msg, n);
+  struct strbuf sb = STRBUF_INIT;
+  sb_printf (&sb, "{\"error\": {\"code\": \"%s\", \"message\": ",
+             cow_err_name (code));
+  sb_json_str (&sb, m ? m : "out of memory");
+  sb_puts (&sb, "}}\n");
+  fputs (sb_str (&sb), stdout);
+  sb_free (&sb);
+  free (m);
+  return status;
+}
+
+static int
+cli_errorf (const struct cli *c, int code, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static int
+cli_errorf (const struct cli *c, int code, const char *fmt, ...)
+{
+  struct strbuf sb = STRBUF_INIT;
+  va_list ap;
+  va_start (ap, fmt);
+  sb_vprintf (&sb, fmt, ap);
+  va_end (ap);
+  int r = cli_error (c, code, sb_str (&sb));
+  sb_free (&sb);
+  return r;
+}
+
+/* Seconds: a whole number from 1 to a day. */
+static int
+cli_parse_timeout (const char *s, int *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno || end == s || *end || v < 1 || v > 86400)
+    return -1;
+  *out = (int) v;
+  return 0;
+}
+
+/* Parse argv into c.  Returns -1 to go on, else an exit status. */
+static int
+cli_parse (struct cli *c, int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "--json") == 0)
+      c->json = true;
+  for (int i = 1; i < argc; i++)
+    {
+      const char *a = argv[i];
+      if (strcmp (a, "--json") == 0)
+        c->flags |= CTL_F_JSON;
+      else if (c->argc > 0)
+        c->argv[c->argc++] = argv[i];
+      else if (strcmp (a, "--run-dir") == 0 || strcmp (a, "--timeout") == 0)
+        {
+          if (i + 1 >= argc)
+            return cli_errorf (c, COW_E_USAGE, "option '%s' needs a value",
+                               a);
+          if (a[2] == 'r')
+            c->run_dir = argv[++i];
+          else if (cli_parse_timeout (argv[++i], &c->timeout) < 0)
+            return cli_errorf (c, COW_E_USAGE, "--timeout '%s' is not a "
+                               "whole number of seconds from 1 to 86400",
+                               argv[i]);
+        }
+      else if (strncmp (a, "--run-dir=", 10) == 0)
+        c->run_dir = a + 10;
+      else if (strcmp (a, "--help") == 0 || strcmp (a, "-h") == 0
+               || strcmp (a, "help") == 0)
+        {
+          cli_usage (stdout);
+          return 0;
+        }
+      else if (strcmp (a, "--version") == 0)
+        {
+          printf ("cowctl %s\n", PACKAGE_VERSION);
+          return 0;
+        }
+      else if (a[0] == '-')
+        return cli_errorf (c, COW_E_USAGE, "unknown option '%s' (see cowctl "
+                           "--help)", a);
+      else if (!ctl_command_find (a))
+        return cli_errorf (c, COW_E_USAGE, "unknown command '%s' (see "
+                           "cowctl help)", a);
+      else
+        c->argv[c->argc++] = argv[i];
+    }
+  if (c->argc == 0)
+    {
+      if (c->json)
+        return cli_error (c, COW_E_USAGE, "no command given (see cowctl "
+                          "help)");
+      cli_usage (stderr);
+      return CTL_EXIT_USAGE;
+    }
+  return -1;
+}
+
+/* cowd could not be asked: say why, with the exit status to use. */
+static int
+cli_unreachable (const struct cli *c, int r)
+{
+  if (r == -EPERM || r == -EACCES)
+    return cli_errorf (c, COW_E_UNREACHABLE, "cowd at %s refused the "
+                       "connection: permission denied (only root or the "
+                       "user cowd runs as may use it)", c->run_dir);
+  if (r == -ETIMEDOUT || r == -EAGAIN)
+    return cli_errorf (c, COW_E_TIMEOUT, "cowd at %s did not answer within "
+                       "%d seconds", c->run_dir, c->timeout);
+  if (r == -EPROTO)
+    return cli_errorf (c, COW_E_INTERNAL, "the answer of cowd at %s does "
+                       "not parse (are cowctl and cowd of one version?)",
+                       c->run_dir);
+  if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTCONN)
+    return cli_errorf (c, COW_E_UNREACHABLE, "no cowd serves run directory "
+                       "%s", c->run_dir);
+  return cli_errorf (c, COW_E_UNREACHABLE, "cannot reach cowd at %s: %s",
+                     c->run_dir, strerror (-r));
+}
+
+static int
+cli_answer (const struct cli *c, const struct ctl_answer *a)
+{
+  const char *out = a->text ? a->text : "";
+  if (a->status != 0)
+    {
+      int code = COW_E_INTERNAL;
+      for (int k = COW_E_FIRST; k < COW_E_END; k++)
+        if (strcmp (a->code, cow_err_name (k)) == 0)
+          code = k;
+      int st = cli_error (c, code, out);
+      /* A code this cowctl does not know keeps cowd's exit status. */
+      return code == COW_E_INTERNAL ? a->status : st;
+    }
+  if (*out)
+    fprintf (stdout, "%s%s", out, out[strlen (out) - 1] == '\n' ? "" : "\n");
+  return 0;
+}
 
 /* A path relative to cowctl's working directory, made absolute: cowd
  * runs elsewhere (in / once it is a daemon) and keeps what it is given.
@@ -84,79 +252,30 @@ cowctl_absolute_paths (char **args, int n)
 int
 main (int argc, char **argv)
 {
-  const char *run_dir = getenv ("COWHERD_RUN_DIR");
-  unsigned flags = 0;
-  int timeout = 120;
-  char **args = calloc ((size_t) argc + 1, sizeof *args);
-  int n = 0;
-  if (!args)
-    return 1;
-  for (int i = 1; i < argc; i++)
+  struct cli c = { .run_dir = getenv ("COWHERD_RUN_DIR"), .timeout = 120 };
+  c.argv = calloc ((size_t) argc + 1, sizeof *c.argv);
+  if (!c.argv)
+    return CTL_EXIT_ERROR;
+  int r = cli_parse (&c, argc, argv);
+  if (r >= 0)
     {
-      if (strcmp (argv[i], "--json") == 0)
-        flags |= CTL_F_JSON;
-      else if (n == 0 && strcmp (argv[i], "--run-dir") == 0 && i + 1 < argc)
-        run_dir = argv[++i];
-      else if (n == 0 && strncmp (argv[i], "--run-dir=", 10) == 0)
-        run_dir = argv[i] + 10;
-      else if (n == 0 && strcmp (argv[i], "--timeout") == 0 && i + 1 < argc)
-        timeout = atoi (argv[++i]);
-      else if (n == 0 && (strcmp (argv[i], "--help") == 0
-                          || strcmp (argv[i], "-h") == 0
-                          || strcmp (argv[i], "help") == 0))
-        {
-          fputs (usage_text, stdout);
-          free (args);
-          return 0;
-        }
-      else if (n == 0 && strcmp (argv[i], "--version") == 0)
-        {
-          printf ("cowctl %s\n", PACKAGE_VERSION);
-          free (args);
-          return 0;
-        }
-      else if (n == 0 && argv[i][0] == '-')
-        {
-          fprintf (stderr, "cowctl: unknown option '%s'\n%s", argv[i],
-                   usage_text);
-          free (args);
-          return CTL_EXIT_USAGE;
-        }
-      else
-        args[n++] = argv[i];
+      free (c.argv);
+      return r;
     }
-  if (n == 0)
-    {
-      fputs (usage_text, stderr);
-      free (args);
-      return CTL_EXIT_USAGE;
-    }
-  if (!run_dir || !*run_dir)
-    run_dir = RUNSTATEDIR "/cowherd";
-  char abs[4096];
-  if (run_dir[0] != '/' && getcwd (abs, sizeof abs))
+  if (!c.run_dir || !*c.run_dir)
+    c.run_dir = RUNSTATEDIR "/cowherd";
+  char abs[PATH_MAX + 1];
+  if (c.run_dir[0] != '/' && getcwd (abs, sizeof abs))
     {
       size_t l = strlen (abs);
-      snprintf (abs + l, sizeof abs - l, "/%s", run_dir);
-      run_dir = abs;
+      snprintf (abs + l, sizeof abs - l, "/%s", c.run_dir);
+      c.run_dir = abs;
     }
-  cowctl_absolute_paths (args, n);
-  char *out = NULL;
-  int r = ctl_call (run_dir, flags, n, args, &out, timeout * 1000);
-  free (args);
-  if (r < 0)
-    {
-      fprintf (stderr, "cowctl: cannot reach cowd at %s (is it running?): "
-               "%s\n", run_dir, strerror (-r));
-      return CTL_EXIT_ERROR;
-    }
-  if (out && *out)
-    {
-      FILE *f = r == 0 ? stdout : stderr;
-      bool sentence = r != 0 && out[0] != '{' && out[0] != '[';
-      fprintf (f, "%s%s%s", sentence ? "cowctl: " : "", out,
-               out[strlen (out) - 1] == '\n' ? "" : "\n");
-    }
-  free (out);
+  cowctl_absolute_paths (c.argv, c.argc);
+  struct ctl_answer a = { 0 };
+  r = ctl_call (c.run_dir, c.flags, c.argc, c.argv, &a, c.timeout * 1000);
+  r = r < 0 ? cli_unreachable (&c, r) : cli_answer (&c, &a);
+  free (a.text);
+  free (c.argv);
   return r;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* config.c: cowd's configuration file and the parser it shares with the
  * volume table (voldb.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowd: the per-host cowherd agent.
  *
  * Start-up: parse the command line and configuration file, set up libqb
@@ -7,6 +8,15 @@
  * (one that cannot be says why: in the log, on stderr in the foreground,
  * and in `cowctl status NAME`),
  * start the control channel, then run the qb_loop until SIGTERM/SIGINT.
+ *
+ * Without -f, cowd forks first and the parent waits on a pipe that is the
+ * child's stderr for the whole start-up: it copies to its own stderr the
+ * warnings and errors the child logs, and exits 0 when the child writes
+ * the one NUL byte that says "serving", or 1 when the pipe closes without
+ * it (the child failed and exited 1).  So a failed start says why on the
+ * terminal and exits 1, and the forked daemon is the process that holds
+ * the pid file, corosync's connections and the control channel.  A child
+ * that fails after taking the pid file removes it.
  *
  * Stop: detach every volume (drain, commit, mark clean), then exit.  The
  * definitions and the attached flags stay in the state directory, so a
@@ -37,6 +47,8 @@
 #include "ctl.h"
 #include "loop.h"
 
+#define COWD_CONFIG_DEFAULT SYSCONFDIR "/cowherd/cowd.conf"
+
 struct cowd cowd = {
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
@@ -45,6 +57,7 @@ struct cowd cowd = {
 
 static unsigned detaching;
 static int pid_fd = -1;
+static int start_pipe = -1;     /* the daemon's stderr until it serves */
 
 static void
 usage (FILE *f)
@@ -93,7 +106,10 @@ parse_args (int argc, char **argv)
       usage (stderr);
       return -1;
     }
-  char err[512];
+  char err[COW_ERRLEN];
+  /* Without --config, the default file if there is one. */
+  if (!cowd.config_file && access (COWD_CONFIG_DEFAULT, F_OK) == 0)
+    cowd.config_file = strdup (COWD_CONFIG_DEFAULT);
   if (cowd.config_file
       && config_load_daemon (cowd.config_file, err, sizeof err) < 0)
     {
@@ -182,6 +198,8 @@ take_pid_file (void)
     {
       qb_log (LOG_ERR, "cowd: another cowd already runs with run directory "
               "%s", cowd.run_dir);
+      close (pid_fd);
+      pid_fd = -1;
       return -1;
     }
   char buf[32];
@@ -195,20 +213,93 @@ static void
 setup_logging (void)
 {
   qb_log_init ("cowd", LOG_DAEMON, cowd.log_level);
-  qb_log_format_set (QB_LOG_STDERR, "%t %p: %b");
   if (cowd.foreground)
     {
+      qb_log_format_set (QB_LOG_STDERR, "%t %p: %b");
       qb_log_ctl (QB_LOG_SYSLOG, QB_LOG_CONF_ENABLED, QB_FALSE);
       qb_log_ctl (QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
       qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
                          "*", (uint8_t) cowd.log_level);
     }
+  else                          /* the start pipe: what went wrong */
+    {
+      qb_log_format_set (QB_LOG_STDERR, "%b");
+      qb_log_ctl (QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
+      qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
+                         "*", LOG_WARNING);
+    }
   qb_log_filter_ctl (QB_LOG_SYSLOG, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
                      "*", (uint8_t) cowd.log_level);
-  qb_log_ctl (QB_LOG_BLACKBOX, QB_LOG_CONF_SIZE, 1024 * 1024);
-  qb_log_ctl (QB_LOG_BLACKBOX, QB_LOG_CONF_ENABLED, QB_TRUE);
-  qb_log_filter_ctl (QB_LOG_BLACKBOX, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
-                     "*", LOG_DEBUG);
+}
+
+/* The parent of a starting daemon: copy the child's start-up messages to
+ * stderr until it says it serves (a NUL byte: exit 0) or the pipe closes
+ * (it failed: exit 1).  Never returns. */
+static void __attribute__ ((noreturn))
+start_wait (int fd)
+{
+  char buf[4096];
+  ssize_t n;
+  while ((n = read (fd, buf, sizeof buf)) != 0)
+    {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        break;
+      char *nul = memchr (buf, '\0', (size_t) n);
+      size_t len = nul ? (size_t) (nul - buf) : (size_t) n;
+      if (len && write (STDERR_FILENO, buf, len) < 0)
+        break;
+      if (nul)
+        _exit (0);
+    }
+  _exit (1);
+}
+
+/* Fork; the parent waits in start_wait.  The child goes on in its own
+ * session with stdin and stdout on /dev/null and stderr on the pipe. */
+static int
+start_fork (void)
+{
+  int p[2];
+  if (pipe2 (p, O_CLOEXEC) < 0)
+    return -1;
+  pid_t pid = fork ();
+  if (pid < 0)
+    return -1;
+  if (pid > 0)
+    {
+      close (p[1]);
+      start_wait (p[0]);
+    }
+  close (p[0]);
+  int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0 || setsid () < 0 || chdir ("/") < 0
+      || dup2 (null, STDIN_FILENO) < 0 || dup2 (null, STDOUT_FILENO) < 0
+      || dup2 (p[1], STDERR_FILENO) < 0)
+    return -1;
+  close (null);
+  start_pipe = p[1];
+  return 0;
+}
+
+/* Started: tell the parent, and stop writing to its stderr. */
+static void
+start_done (void)
+{
+  if (start_pipe < 0)
+    return;
+  qb_log_ctl (QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_FALSE);
+  if (write (start_pipe, "", 1) < 0)
+    qb_log (LOG_WARNING, "cowd: cannot report the start: %m");
+  int null = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null >= 0)
+    {
+      dup2 (null, STDERR_FILENO);
+      close (null);
+    }
+  close (start_pipe);
+  start_pipe = -1;
 }
 
 static void
@@ -216,7 +307,7 @@ attach_saved_volumes (void)
 {
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      char err[1024];
+      char err[COW_ERRLEN];
       if (e->attached && voldb_attach (e, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
     }
@@ -250,36 +341,27 @@ on_stop_signal (int sig, void *data)
   return 0;
 }
 
-int
-main (int argc, char **argv)
+/* Everything that can fail at start, in order; the caller exits 1. */
+static int
+cowd_start (void)
 {
-  if (parse_args (argc, argv) < 0)
-    return 2;
-  absolutize (&cowd.run_dir);
-  absolutize (&cowd.state_dir);
-  setup_logging ();
-  signal (SIGPIPE, SIG_IGN);
   int r;
   if ((r = make_dir (cowd.run_dir, 0700)) < 0
       || (r = make_dir (cowd.state_dir, 0700)) < 0)
     {
       qb_log (LOG_ERR, "cowd: cannot create %s or %s: %s", cowd.run_dir,
               cowd.state_dir, strerror (-r));
-      return 1;
+      return -1;
     }
-  if (!cowd.foreground && daemon (0, 0) < 0)
-    {
-      qb_log (LOG_ERR, "cowd: cannot become a daemon: %m");
-      return 1;
-    }
+  blackbox_start ();
   if (take_pid_file () < 0)
-    return 1;
+    return -1;
   cowd_loop_set (qb_loop_create ());
-  char err[512];
+  char err[COW_ERRLEN];
   if (voldb_load (err, sizeof err) < 0)
     {
       qb_log (LOG_ERR, "cowd: %s", err);
-      return 1;
+      return -1;
     }
   qb_loop_signal_add (cowd_loop (), QB_LOOP_HIGH, SIGTERM, NULL, on_stop_signal,
                       NULL);
@@ -289,14 +371,14 @@ main (int argc, char **argv)
   if (!cowd.standalone && own_start (err, sizeof err) < 0)
     {
       qb_log (LOG_ERR, "cowd: %s", err);
-      return 1;
+      return -1;
     }
 #else
   if (!cowd.standalone)
     {
       qb_log (LOG_ERR, "cowd: this cowd was built without corosync; run it "
               "with --standalone");
-      return 1;
+      return -1;
     }
 #endif
   if (cowd.standalone)
@@ -308,18 +390,49 @@ main (int argc, char **argv)
     notify_status ("waiting for the ownership table of cluster %s",
                    cowd.cluster_name);
   if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
-    return 1;
+    return -1;
   notify_ready_part (NOTIFY_CONTROL);
+  return 0;
+}
+
+static void
+remove_pid_file (void)
+{
+  char path[PATH_MAX];
+  snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);
+  unlink (path);
+}
+
+int
+main (int argc, char **argv)
+{
+  if (parse_args (argc, argv) < 0)
+    return 2;
+  absolutize (&cowd.run_dir);
+  absolutize (&cowd.state_dir);
+  if (!cowd.foreground && start_fork () < 0)
+    {
+      fprintf (stderr, "cowd: cannot become a daemon: %m\n");
+      return 1;
+    }
+  setup_logging ();
+  signal (SIGPIPE, SIG_IGN);
+  if (cowd_start () < 0)
+    {
+      if (pid_fd >= 0)
+        remove_pid_file ();     /* ours: no stale pid file */
+      qb_log_fini ();
+      return 1;
+    }
   qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
           cowd.run_dir);
+  start_done ();
   qb_loop_run (cowd_loop ());
 #ifdef HAVE_COROSYNC
   cluster_stop ();
 #endif
   qb_log (LOG_NOTICE, "cowd: stopped");
-  char path[PATH_MAX];
-  snprintf (path, sizeof path, "%s/cowd.pid", cowd.run_dir);
-  unlink (path);
+  remove_pid_file ();
   qb_loop_destroy (cowd_loop ());
   qb_log_fini ();
   return 0;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cowd's daemon-wide state: the configuration and the table of volume
  * definitions.  Owned by the main thread. */
 #ifndef COWD_COWD_H
@@ -76,6 +77,13 @@ typedef int config_fn (void *ud, const char *section, const char *name,
 int config_parse (const char *path, config_fn *fn, void *ud, char *err,
                   size_t errlen);
 int config_load_daemon (const char *path, char *err, size_t errlen);
+
+/* blackbox.c: libqb's blackbox, written out on a fatal signal and on
+ * request (cowctl debug dump) to STATE_DIR; stale /dev/shm rings of dead
+ * cowd processes removed at start. */
+void blackbox_start (void);
+/* Write it now; the file's name goes to path.  0 or -errno. */
+int blackbox_dump (char *path, size_t len);
 
 /* voldb.c: the definitions table and its file. */
 struct vol_entry *voldb_find (const char *name);

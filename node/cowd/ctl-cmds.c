@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-cmds.c: the commands cowctl sends, as cowd carries them out.
  *
  * Each command parses its own arguments (argv[0] is the command) and
@@ -25,26 +26,47 @@
 
 struct cmd
 {
-  const char *name;
+  const char *name;             /* as in ctl_commands (ctl-usage.c) */
   void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
-  const char *usage;
 };
 
 static void
-reply_fmt (struct ctl_req *req, int status, const char *fmt, ...)
+reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
+/* Answer with a sentence: success when code is 0, else an error with its
+ * code (COW_E_*, or a negative errno or code: errcode.h). */
 static void
-reply_fmt (struct ctl_req *req, int status, const char *fmt, ...)
+reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 {
-  char *s = NULL;
+  struct strbuf sb = STRBUF_INIT;
   va_list ap;
   va_start (ap, fmt);
-  if (vasprintf (&s, fmt, ap) < 0)
-    s = NULL;
+  sb_vprintf (&sb, fmt, ap);
   va_end (ap);
-  ctl_reply (req, status, s ? s : "out of memory");
-  free (s);
+  if (code == 0)
+    ctl_reply (req, 0, sb_str (&sb));
+  else
+    ctl_reply_error (req, code, sb_str (&sb));
+  sb_free (&sb);
+}
+
+/* A malformed command: its usage line from the shared list (ctl-usage.c),
+ * on one line. */
+static void
+reply_usage (struct ctl_req *req, const char *cmd)
+{
+  const struct ctl_command *c = ctl_command_find (cmd);
+  struct strbuf sb = STRBUF_INIT;
+  sb_puts (&sb, "usage: cowctl ");
+  for (const char *p = c ? c->usage : cmd; *p; p++)
+    if (*p == '\n')
+      while (p[1] == ' ')
+        p++;
+    else
+      sb_printf (&sb, "%c", *p);
+  ctl_reply_error (req, COW_E_USAGE, sb_str (&sb));
+  sb_free (&sb);
 }
 
 /* Parse sizes such as 65536, 64K, 1M (powers of 1024). */
@@ -80,7 +102,7 @@ find_or_reply (struct ctl_req *req, const char *name)
 {
   struct vol_entry *e = voldb_find (name);
   if (!e)
-    reply_fmt (req, CTL_EXIT_ERROR, "volume %s does not exist", name);
+    reply_fmt (req, COW_E_NO_SUCH_VOLUME, "volume %s does not exist", name);
   return e;
 }
 
@@ -105,6 +127,17 @@ entry_state (const struct vol_entry *e)
 
 /* --- create --- */
 
+/* The argument getopt stopped at: it names the short option of "-bad" by
+ * its letter and may have moved past it, so find the word itself. */
+static const char *
+cmd_bad_option (int argc, char **argv)
+{
+  for (int i = 1; i < argc && i <= optind; i++)
+    if (argv[i][0] == '-' && (i == optind || i == optind - 1))
+      return argv[i];
+  return optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+}
+
 static void
 cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -124,7 +157,7 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
   int c;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+  while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1)
     switch (c)
       {
       case 'b': p.base_uri = optarg; break;
@@ -132,56 +165,58 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
       case 's':
         if (parse_size (optarg, &cs) < 0 || cs > UINT32_MAX
             || !dscow_chunk_size_valid ((uint32_t) cs))
-          return reply_fmt (req, CTL_EXIT_USAGE, "chunk size '%s' is not a "
+          return reply_fmt (req, COW_E_USAGE, "chunk size '%s' is not a "
                             "power of two between 4K and 1M", optarg);
         break;
       case 'p':
         if (vol_commit_parse (optarg, &p.commit) < 0)
-          return reply_fmt (req, CTL_EXIT_USAGE, "commit policy '%s' is not "
+          return reply_fmt (req, COW_E_USAGE, "commit policy '%s' is not "
                             "one of sync, flush, none", optarg);
         break;
       case 'f': p.force = true; break;
       case 'x': exclusive = true; break;
       case 'B': p.buffered = true; break;
+      case ':':
+        return reply_fmt (req, COW_E_USAGE, "create: option '%s' needs a "
+                          "value", argv[optind - 1]);
       default:
-        return reply_fmt (req, CTL_EXIT_USAGE, "create: unknown option '%s'",
-                          argv[optind - 1]);
+        return reply_fmt (req, COW_E_USAGE, "create: unknown option '%s'",
+                          cmd_bad_option (argc, argv));
       }
   if (optind != argc - 1 || !p.base_uri || !p.cow_uri)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: create NAME --base BASE "
-                      "--cow COW [--chunk-size SIZE] [--commit sync|flush|"
-                      "none] [--force] [--exclusive]");
+    return reply_usage (req, argv[0]);
   p.name = argv[optind];
   p.chunk_size = (uint32_t) cs;
+  if (!dscow_name_valid (p.name))
+    return reply_fmt (req, COW_E_USAGE, "volume name '%s' is not valid: %s",
+                      p.name, dscow_strerror (DSCOW_ENAME));
   if (voldb_find (p.name))
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s already exists",
-                      p.name);
-  char err[1024];
+    return reply_fmt (req, COW_E_EXISTS, "volume %s already exists", p.name);
+  char err[COW_ERRLEN];
   if (voldb_check_path (p.name, "base", p.base_uri, err, sizeof err) < 0
       || voldb_check_path (p.name, "CoW", p.cow_uri, err, sizeof err) < 0)
-    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+    return reply_fmt (req, COW_E_BAD_DEVICE, "%s", err);
   /* Before the format: --force never formats another volume's device. */
   const char *user = voldb_cow_user_uri (p.name, p.cow_uri);
   if (user)
-    {
-      vol_err_cow_taken (err, sizeof err, p.name, p.cow_uri, user);
-      return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
-    }
+    return reply_fmt (req, vol_err_cow_taken (err, sizeof err, p.name,
+                                              p.cow_uri, user), "%s", err);
   p.cow_user = voldb_cow_user;
   p.cow_user_ud = (void *) p.name;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
-  if (vol_format (&p, &bo, err, sizeof err) < 0)
-    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  int r = vol_format (&p, &bo, err, sizeof err);
+  if (r < 0)
+    return reply_fmt (req, r, "%s", err);
   struct vol_entry *e = voldb_add (p.name, p.base_uri, p.cow_uri,
                                    p.chunk_size, p.commit);
   if (!e)
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: out of memory",
+    return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                       p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
   if (voldb_save () < 0)
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: formatted, but saving "
+    return reply_fmt (req, COW_E_IO, "volume %s: formatted, but saving "
                       "the definition in %s failed", p.name, cowd.state_dir);
 #ifdef HAVE_COROSYNC
   if (cowd.clustered)
@@ -226,15 +261,14 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
     else
       argc = 0;
   if (argc < 2)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: attach NAME [--incoming] "
-                      "[--accept-base-change]");
+    return reply_usage (req, "attach");
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
   if (e->closing)
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is being detached; try"
+    return reply_fmt (req, COW_E_BUSY, "volume %s is being detached; try"
                       " again", e->name);
-  char err[1024];
+  char err[COW_ERRLEN];
   int r;
   e->accept_base_change = accept;
 #ifdef HAVE_COROSYNC
@@ -248,7 +282,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (r < 0)
     {
       voldb_set_error (e, err);
-      return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+      return reply_fmt (req, r, "%s", err);
     }
   if (!e->attached)
     {
@@ -269,7 +303,7 @@ cmd_detach_done (void *opaque, int res)
 {
   struct ctl_req *req = opaque;
   if (res < 0)
-    reply_fmt (req, CTL_EXIT_ERROR, "volume detached, but marking it clean "
+    reply_fmt (req, res, "volume detached, but marking it clean "
                "failed: %s", strerror (-res));
   else
     ctl_reply (req, 0, ctl_req_flags (req) & CTL_F_JSON ? "{}\n" : "");
@@ -279,7 +313,7 @@ static void
 cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
 {
   if (argc != 2)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: detach NAME");
+    return reply_usage (req, argv[0]);
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
@@ -302,12 +336,12 @@ static void
 cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
 {
   if (argc != 2)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: delete NAME");
+    return reply_usage (req, argv[0]);
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
   if (e->vol || e->closing)
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is attached; detach it"
+    return reply_fmt (req, COW_E_ATTACHED, "volume %s is attached; detach it"
                       " first", e->name);
   voldb_remove (e);
   voldb_save ();
@@ -395,6 +429,8 @@ human_size (uint64_t n, char *buf, size_t len)
 static void
 cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
 {
+  if (argc != 1)
+    return reply_usage (req, argv[0]);
   struct strbuf sb = STRBUF_INIT;
   if (json)
     {
@@ -498,7 +534,7 @@ cmd_status_common (struct ctl_req *req, int argc, char **argv, bool json,
                    bool stats_only)
 {
   if (argc != 2)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: %s NAME", argv[0]);
+    return reply_usage (req, argv[0]);
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
@@ -546,7 +582,7 @@ need_cluster (struct ctl_req *req)
 {
   if (cowd.clustered)
     return true;
-  reply_fmt (req, CTL_EXIT_ERROR, "this cowd runs standalone; cluster "
+  reply_fmt (req, COW_E_NOT_CLUSTERED, "this cowd runs standalone; cluster "
              "commands need cowd --cluster NAME and corosync");
   return false;
 }
@@ -554,6 +590,8 @@ need_cluster (struct ctl_req *req)
 static void
 cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
 {
+  if (argc != 1)
+    return reply_usage (req, argv[0]);
   if (!need_cluster (req))
     return;
   uint32_t m[CLUSTER_MAX_MEMBERS];
@@ -582,22 +620,37 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   sb_free (&sb);
 }
 
+static bool
+cmd_is_member (uint32_t node)
+{
+  uint32_t m[CLUSTER_MAX_MEMBERS];
+  size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
+  for (size_t i = 0; i < n; i++)
+    if (m[i] == node)
+      return true;
+  return false;
+}
+
 static void
 cmd_migrate (struct ctl_req *req, int argc, char **argv, bool json)
 {
   uint32_t to;
   if (argc != 4 || strcmp (argv[2], "--to") || parse_node (argv[3], &to) < 0)
-    return reply_fmt (req, CTL_EXIT_USAGE, "usage: migrate NAME --to NODE");
+    return reply_usage (req, argv[0]);
   struct vol_entry *e;
   if (!need_cluster (req) || !(e = find_or_reply (req, argv[1])))
     return;
   if (to == cluster_nodeid () && e->vol)
     own_note_request (e);
+  if (!cmd_is_member (to))
+    return reply_fmt (req, COW_E_NO_SUCH_NODE, "volume %s: cannot migrate: "
+                      "node %u is not a member of cluster %s", argv[1], to,
+                      cowd.cluster_name);
   int r = cluster_migrate (argv[1], to);
   if (r < 0)
-    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: cannot migrate: %s",
-                      argv[1], r == -ENOTCONN ? "this node is not quorate"
-                      : strerror (-r));
+    return reply_fmt (req, r == -ENOTCONN ? COW_E_NO_QUORUM : r, "volume %s:"
+                      " cannot migrate: %s", argv[1], r == -ENOTCONN
+                      ? "this node is not quorate" : strerror (-r));
   ctl_reply (req, 0, json ? "{}\n" : "");
 }
 
@@ -611,8 +664,8 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
       && parse_node (argv[2], &node) == 0)
     {
       if (cluster_fence_confirm (node) < 0)
-        return reply_fmt (req, CTL_EXIT_ERROR, "cannot confirm node %u: this "
-                          "node is not quorate", node);
+        return reply_fmt (req, COW_E_NO_QUORUM, "cannot confirm node %u: "
+                          "this node is not quorate", node);
       qb_log (LOG_WARNING, "cluster: operator confirmed node %u is down",
               node);
       return ctl_reply (req, 0, json ? "{}\n" : "");
@@ -641,59 +694,101 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
       if (!e)
         return;
       if (!e->vol)
-        return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is not attached",
-                          e->name);
+        return reply_fmt (req, COW_E_NOT_ATTACHED, "volume %s is not "
+                          "attached", e->name);
       if (fencing_probe (e, out, sizeof out) < 0)
-        return reply_fmt (req, CTL_EXIT_ERROR, "%s", out);
+        return reply_fmt (req, COW_E_IO, "%s", out);
       return reply_fmt (req, 0, json ? "{\"volume\":\"%s\",\"result\":"
                         "\"%s\"}\n" : "%s: %s\n", e->name, out);
     }
-  reply_fmt (req, CTL_EXIT_USAGE, "usage: fence status | fence NODE | fence "
-             "confirm NODE | fence probe NAME");
+  reply_usage (req, argv[0]);
+}
+
+static void
+handoff_json (struct strbuf *sb, const char *key, const double *ms,
+              unsigned n)
+{
+  sb_printf (sb, "\"%s\":[", key);
+  for (unsigned i = 0; i < n; i++)
+    sb_printf (sb, "%s%.3f", i ? "," : "", ms[i]);
+  sb_puts (sb, "]");
 }
 
 static void
 cmd_handoff_stats (struct ctl_req *req, int argc, char **argv, bool json)
 {
+  if (argc != 1)
+    return reply_usage (req, argv[0]);
   struct strbuf sb = STRBUF_INIT;
-  for (unsigned i = 0; i < cowd.nhandoff; i++)
+  if (json)
+    {
+      sb_puts (&sb, "{");
+      handoff_json (&sb, "served", cowd.handoff_ms, cowd.nhandoff);
+      sb_puts (&sb, ",");
+      handoff_json (&sb, "held", cowd.held_ms, cowd.nheld);
+      sb_puts (&sb, "}\n");
+    }
+  for (unsigned i = 0; i < cowd.nhandoff && !json; i++)
     sb_printf (&sb, "served %.3f\n", cowd.handoff_ms[i]);
-  for (unsigned i = 0; i < cowd.nheld; i++)
+  for (unsigned i = 0; i < cowd.nheld && !json; i++)
     sb_printf (&sb, "held %.3f\n", cowd.held_ms[i]);
   ctl_reply (req, 0, sb_str (&sb));
   sb_free (&sb);
 }
 #endif
 
-static void cmd_help (struct ctl_req *req, int argc, char **argv, bool json);
-
-static const struct cmd cmds[] = {
-  { "create", cmd_create, "create NAME --base BASE --cow COW [--chunk-size "
-    "SIZE] [--commit sync|flush|none] [--force] [--exclusive]" },
-  { "attach", cmd_attach, "attach NAME [--incoming] [--accept-base-change]" },
-  { "detach", cmd_detach, "detach NAME" },
-  { "delete", cmd_delete, "delete NAME" },
-  { "list", cmd_list, "list" },
-  { "status", cmd_status, "status NAME" },
-  { "stats", cmd_stats, "stats NAME" },
-#ifdef HAVE_COROSYNC
-  { "nodes", cmd_nodes, "nodes" },
-  { "migrate", cmd_migrate, "migrate NAME --to NODE" },
-  { "fence", cmd_fence, "fence status | fence NODE | fence confirm NODE | fence probe NAME" },
-  { "handoff-times", cmd_handoff_stats, "handoff-times" },
-#endif
-  { "help", cmd_help, "help" },
-};
-
 static void
 cmd_help (struct ctl_req *req, int argc, char **argv, bool json)
 {
   struct strbuf sb = STRBUF_INIT;
-  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-    sb_printf (&sb, "  %s\n", cmds[i].usage);
+  ctl_usage (&sb);
   ctl_reply (req, 0, sb_str (&sb));
   sb_free (&sb);
 }
+
+/* cowctl debug dump: write the blackbox (cowd.c) where the operator
+ * reads it with qb-blackbox. */
+static void
+cmd_debug (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc != 2 || strcmp (argv[1], "dump") != 0)
+    return reply_usage (req, argv[0]);
+  char path[COW_ERRLEN / 2];
+  int r = blackbox_dump (path, sizeof path);
+  if (r < 0)
+    return reply_fmt (req, r, "cannot write the blackbox to %s: %s", path,
+                      strerror (-r));
+  struct strbuf sb = STRBUF_INIT;
+  if (json)
+    {
+      sb_puts (&sb, "{\"blackbox\":");
+      sb_json_str (&sb, path);
+      sb_puts (&sb, "}\n");
+    }
+  else
+    sb_printf (&sb, "%s\n", path);
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+/* The handlers of the commands in ctl-usage.c's list, by name. */
+static const struct cmd cmds[] = {
+  { "create", cmd_create },
+  { "attach", cmd_attach },
+  { "detach", cmd_detach },
+  { "delete", cmd_delete },
+  { "list", cmd_list },
+  { "status", cmd_status },
+  { "stats", cmd_stats },
+  { "debug", cmd_debug },
+  { "help", cmd_help },
+#ifdef HAVE_COROSYNC
+  { "nodes", cmd_nodes },
+  { "migrate", cmd_migrate },
+  { "fence", cmd_fence },
+  { "handoff-times", cmd_handoff_stats },
+#endif
+};
 
 void
 cmds_dispatch (struct ctl_req *req)
@@ -701,14 +796,15 @@ cmds_dispatch (struct ctl_req *req)
   int argc = ctl_req_argc (req);
   char **argv = ctl_req_argv (req);
   bool json = ctl_req_flags (req) & CTL_F_JSON;
+  const struct ctl_command *c = argc >= 1 ? ctl_command_find (argv[0]) : NULL;
   if (argc < 1)
-    return reply_fmt (req, CTL_EXIT_USAGE, "no command given");
+    return reply_fmt (req, COW_E_USAGE, "no command given");
+  if (!c)
+    return reply_fmt (req, COW_E_USAGE, "unknown command '%s' (see cowctl "
+                      "help)", argv[0]);
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp (argv[0], cmds[i].name) == 0)
-      {
-        cmds[i].fn (req, argc, argv, json);
-        return;
-      }
-  reply_fmt (req, CTL_EXIT_USAGE, "unknown command '%s' (try: cowctl help)",
-             argv[0]);
+      return cmds[i].fn (req, argc, argv, json);
+  reply_fmt (req, COW_E_NOT_CLUSTERED, "%s: this cowd was built without "
+             "corosync; cluster commands are not available", argv[0]);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fencing.c: cowd's side of SCSI-3 fencing (FENCING in cowd(8); the
  * reservation logic itself is libcowfence's, fence/fence.h).
  *
@@ -505,7 +506,10 @@ fj_reply (struct fjob *j)
   else
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": %s", j->victim,
               j->err);
-  ctl_reply (j->req, j->ok ? 0 : CTL_EXIT_ERROR, s);
+  if (j->ok)
+    ctl_reply (j->req, 0, s);
+  else
+    ctl_reply_error (j->req, j->self_fenced ? COW_E_FENCED : COW_E_IO, s);
 }
 
 static void
@@ -647,23 +651,25 @@ void
 fencing_manual (uint32_t node, struct ctl_req *req)
 {
   char s[200];
+  int code = COW_E_INTERNAL;
   if (node == cluster_nodeid ())
     snprintf (s, sizeof s, "node %" PRIu32 " is this node; fence it from "
-              "another one", node);
+              "another one", node), code = COW_E_USAGE;
   else if (!cluster_quorate ())
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node is not "
-              "quorate", node);
+              "quorate", node), code = COW_E_NO_QUORUM;
   else if (cowd.fenced)
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node was "
-              "fenced itself", node);
+              "fenced itself", node), code = COW_E_FENCED;
   else if (fj_running (node))
-    snprintf (s, sizeof s, "node %" PRIu32 " is being fenced already", node);
+    snprintf (s, sizeof s, "node %" PRIu32 " is being fenced already", node),
+      code = COW_E_BUSY;
   else if (fj_start (node, req) == 0)
     return;
   else
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": cannot start a "
               "thread", node);
-  ctl_reply (req, CTL_EXIT_ERROR, s);
+  ctl_reply_error (req, code, s);
 }
 
 /* --- what the group says --- */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* own.c: cowd's side of the cluster: volumes follow the ownership table.
  *
  * A volume attached on a host that does not own it is READONLY in the
@@ -341,7 +342,7 @@ own_on_synced (void *ud)
       own_define (e);
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      char err[1024];
+      char err[COW_ERRLEN];
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
     }
@@ -387,7 +388,7 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
     {
       snprintf (err, errlen, "volume %s: this node was fenced; restart cowd "
                 "before it serves again", e->name);
-      return -1;
+      return -COW_E_FENCED;
     }
   bool fencing = cv && cv->state == CL_FENCING;
   if (fencing && !incoming)
@@ -395,23 +396,24 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
       snprintf (err, errlen, "volume %s waits for node %u to be fenced "
                 "(attach --incoming waits for it; cowctl fence confirm %u "
                 "if it is down)", e->name, cv->fenced_node, cv->fenced_node);
-      return -1;
+      return -COW_E_HELD;
     }
   if (cv && cv->owner && cv->owner != me && !incoming)
     {
       snprintf (err, errlen, "volume %s is owned by node %u; attach it with "
                 "--incoming (live migration) or use cowctl migrate", e->name,
                 cv->owner);
-      return -1;
+      return -COW_E_NOT_OWNER;
     }
   if (!cluster_quorate ())
     {
       snprintf (err, errlen, "volume %s: this node is not quorate; it cannot "
                 "take ownership", e->name);
-      return -1;
+      return -COW_E_NO_QUORUM;
     }
-  if (voldb_attach (e, err, errlen) < 0)
-    return -1;
+  int r = voldb_attach (e, err, errlen);
+  if (r < 0)
+    return r;
   vol_set_want_owner_cb (e->vol, own_want_owner, e);
   vol_set_lease (e->vol, own_lease_deadline, e);
   e->incoming = incoming;
@@ -473,8 +475,9 @@ own_start (char *err, size_t errlen)
   int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {
-      snprintf (err, errlen, "cannot join cluster %s through corosync: %s",
-                cowd.cluster_name, strerror (-r));
+      snprintf (err, errlen, "cannot join cluster %s: %s", cowd.cluster_name,
+                r == -ENOTCONN ? "corosync does not run on this host, or "
+                "refused the connection" : strerror (-r));
       return -1;
     }
   cowd.clustered = true;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* voldb.c: the table of volume definitions this agent knows, persisted in
  * STATE_DIR/volumes.conf so that definitions, and which volumes are
  * attached, survive a restart of cowd.  The file is rewritten whole and
@@ -295,28 +296,26 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     .cow_user = voldb_cow_user, .cow_user_ud = e->name };
   if (voldb_check_path (e->name, "base", e->base, err, errlen) < 0
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
-    return -1;
+    return -COW_E_BAD_DEVICE;
   const char *user = voldb_cow_user_uri (e->name, e->cow);
   if (user)
     return vol_err_cow_taken (err, errlen, e->name, e->cow, user);
-  if (vol_open (&p, &bo, &e->vol, err, errlen) < 0)
-    return -1;
+  int r = vol_open (&p, &bo, &e->vol, err, errlen);
+  if (r < 0)
+    return r;
 #ifdef HAVE_COROSYNC
   fencing_attach_blockdev (vol_cow_backend (e->vol));
 #endif
-  char msg[256];
   if (cowd.clustered)
     vol_set_state (e->vol, VOL_STATE_READONLY); /* until the group says */
   else if (e->commit != DSCOW_COMMIT_NONE
-      && vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, msg,
-                       sizeof msg) < 0)
-    {
-      snprintf (err, errlen, "%s", msg);
-      goto out_close;
-    }
+      && (r = vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, err,
+                            errlen)) < 0)
+    goto out_close;
   char *sock = voldb_socket_path (e);
   e->exp = sock ? nbd_export_new (e->vol, sock, err, errlen) : NULL;
   free (sock);
+  r = -COW_E_INTERNAL;
   if (!e->exp)
     goto out_close;
   qb_log (LOG_INFO, "cowd: %s: attached (commit %s)", e->name,
@@ -327,7 +326,7 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
 out_close:
   vol_close (e->vol, NULL, NULL);
   e->vol = NULL;
-  return -1;
+  return r;
 }
 
 struct detach_ctx

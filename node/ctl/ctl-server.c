@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-server.c: the daemon's end of the control channel (libqb IPC on the
  * loop it is handed), the way pacemaker's daemons serve their tools.  See
  * ctl.h for the wire format.  Each request becomes a struct ctl_req for
@@ -21,6 +22,7 @@
 struct ctl_req
 {
   qb_ipcs_connection_t *conn;
+  uint32_t version;             /* the request's: the answer's too */
   unsigned flags;
   int argc;
   char **argv;
@@ -35,27 +37,35 @@ int ctl_req_argc (const struct ctl_req *r) { return r->argc; }
 char **ctl_req_argv (const struct ctl_req *r) { return r->argv; }
 unsigned ctl_req_flags (const struct ctl_req *r) { return r->flags; }
 
-void
-ctl_reply (struct ctl_req *req, int status, const char *text)
+/* Encode and send one answer in the request's version; free req. */
+static void
+ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
 {
+  size_t clen = req->version >= 2 ? strlen (code) : 0;
+  size_t head = sizeof (struct qb_ipc_response_header) + 8
+    + (req->version >= 2 ? 4 : 0);
   size_t tlen = strlen (text) + 1;
-  size_t size = sizeof (struct qb_ipc_response_header) + 8 + tlen;
-  if (size > CTL_MAX_MSG)
+  if (head + clen + tlen > CTL_MAX_MSG)
     {
       text = "the reply is too large for the control channel";
       tlen = strlen (text) + 1;
-      size = sizeof (struct qb_ipc_response_header) + 8 + tlen;
       status = CTL_EXIT_ERROR;
+      code = cow_err_name (COW_E_INTERNAL);
+      clen = req->version >= 2 ? strlen (code) : 0;
     }
+  size_t size = head + clen + tlen;
   uint8_t *msg = malloc (size);
   if (msg)
     {
       struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
         .size = (int32_t) size, .error = 0 };
       memcpy (msg, &h, sizeof h);
-      le32_put (msg + sizeof h, CTL_VERSION);
+      le32_put (msg + sizeof h, req->version);
       le32_put (msg + sizeof h + 4, (uint32_t) status);
-      memcpy (msg + sizeof h + 8, text, tlen);
+      if (req->version >= 2)
+        le32_put (msg + sizeof h + 8, (uint32_t) clen);
+      memcpy (msg + head, code, clen);
+      memcpy (msg + head + clen, text, tlen);
       ssize_t r = qb_ipcs_response_send (req->conn, msg, size);
       if (r < 0)
         qb_log (LOG_DEBUG, "ctl: reply dropped: %s", strerror ((int) -r));
@@ -67,11 +77,29 @@ ctl_reply (struct ctl_req *req, int status, const char *text)
   free (req);
 }
 
+void
+ctl_reply (struct ctl_req *req, int status, const char *text)
+{
+  if (status != 0)
+    return ctl_reply_error (req, status == CTL_EXIT_USAGE ? COW_E_USAGE
+                            : COW_E_INTERNAL, text);
+  ctl_send (req, 0, "", text);
+}
+
+void
+ctl_reply_error (struct ctl_req *req, int code, const char *text)
+{
+  code = cow_err_code (code);
+  ctl_send (req, code == COW_E_USAGE ? CTL_EXIT_USAGE : CTL_EXIT_ERROR,
+            cow_err_name (code), text);
+}
+
 /* Parse the body after the request header; NULL when malformed. */
 static struct ctl_req *
 ctl_parse (const uint8_t *p, size_t len, const char **why)
 {
-  if (len < 12 || le32_get (p) != CTL_VERSION)
+  uint32_t version = len >= 4 ? le32_get (p) : 0;
+  if (len < 12 || version < CTL_VERSION_MIN || version > CTL_VERSION)
     {
       *why = "unsupported control protocol version (cowctl and cowd differ)";
       return NULL;
@@ -105,6 +133,7 @@ ctl_parse (const uint8_t *p, size_t len, const char **why)
       argv[i] = s + pos;
       pos += strlen (s + pos) + 1;
     }
+  r->version = version;
   r->flags = le32_get (p + 4);
   r->argc = (int) argc;
   r->argv = argv;
@@ -128,12 +157,12 @@ ctl_msg (qb_ipcs_connection_t *c, void *data, size_t size)
   qb_ipcs_connection_ref (c);
   if (!req)
     {
-      struct ctl_req tmp = { .conn = c };
+      struct ctl_req tmp = { .conn = c, .version = CTL_VERSION_MIN };
       struct ctl_req *r = malloc (sizeof *r);
       if (!r)
         return 0;
       *r = tmp;
-      ctl_reply (r, CTL_EXIT_USAGE, why);
+      ctl_reply_error (r, COW_E_USAGE, why);
       return 0;
     }
   req->conn = c;

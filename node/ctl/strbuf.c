@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* strbuf: a growable, always NUL-terminated string.  Allocation failure
  * aborts: cowd cannot do anything useful without memory for a reply. */
 #include <config.h>
@@ -25,19 +26,26 @@ sb_grow (struct strbuf *sb, size_t need)
 }
 
 void
+sb_vprintf (struct strbuf *sb, const char *fmt, va_list ap)
+{
+  va_list ap2;
+  va_copy (ap2, ap);
+  int n = vsnprintf (NULL, 0, fmt, ap2);
+  va_end (ap2);
+  if (n < 0)
+    return;
+  sb_grow (sb, (size_t) n);
+  vsnprintf (sb->s + sb->len, (size_t) n + 1, fmt, ap);
+  sb->len += (size_t) n;
+}
+
+void
 sb_printf (struct strbuf *sb, const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
-  int n = vsnprintf (NULL, 0, fmt, ap);
+  sb_vprintf (sb, fmt, ap);
   va_end (ap);
-  if (n < 0)
-    return;
-  sb_grow (sb, (size_t) n);
-  va_start (ap, fmt);
-  vsnprintf (sb->s + sb->len, (size_t) n + 1, fmt, ap);
-  va_end (ap);
-  sb->len += (size_t) n;
 }
 
 void

@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* A growable string buffer, and JSON string quoting for --json output. */
 #ifndef COWD_STRBUF_H
 #define COWD_STRBUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 struct strbuf
@@ -14,6 +16,8 @@ struct strbuf
 
 void sb_printf (struct strbuf *sb, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
+void sb_vprintf (struct strbuf *sb, const char *fmt, va_list ap)
+  __attribute__ ((format (printf, 2, 0)));
 void sb_puts (struct strbuf *sb, const char *s);
 /* Append s as a JSON string literal, quotes included. */
 void sb_json_str (struct strbuf *sb, const char *s);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* backend-file.c: regular files and block devices through io_uring.
  *
  * One io_uring serves every file backend of the process.  Its completion
@@ -486,12 +487,27 @@ backend_file_stamp (struct backend *bk, struct dscow_base_stamp *stamp)
       + (uint64_t) st.st_ctim.tv_nsec };
 }
 
+/* A path that is not a regular file or block device (a directory,
+ * /dev/null), said before open() fails on it with a puzzling errno. */
+static int
+file_check_kind (const char *path, char *err, size_t errlen)
+{
+  struct stat st;
+  if (stat (path, &st) < 0 || S_ISREG (st.st_mode) || S_ISBLK (st.st_mode))
+    return 0;                   /* open() says what is wrong, if anything */
+  snprintf (err, errlen, "%s: is a %s, not a regular file or block device",
+            path, S_ISDIR (st.st_mode) ? "directory" : S_ISCHR (st.st_mode)
+            ? "character device" : S_ISFIFO (st.st_mode) ? "FIFO"
+            : S_ISSOCK (st.st_mode) ? "socket" : "special file");
+  return -ENODEV;
+}
+
 int
 backend_file_open (const char *path, const struct backend_opts *opts,
                    struct backend **out, char *err, size_t errlen)
 {
-  int r = ring_init (err, errlen);
-  if (r < 0)
+  int r = file_check_kind (path, err, errlen);
+  if (r < 0 || (r = ring_init (err, errlen)) < 0)
     return r;
   int flags = (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   if (opts->direct)

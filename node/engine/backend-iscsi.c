@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* backend-iscsi.c: an iSCSI LUN through libiscsi's asynchronous API, on
  * cowd's qb_loop, so a host needs no kernel initiator at all.
  *

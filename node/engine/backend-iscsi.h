@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* backend-iscsi.h: what the fencing code needs of an iSCSI backend: the
  * long-lived session its writes go through (a SCSI-3 registration belongs
  * to that session) and the LUN. */

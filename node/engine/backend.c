@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* backend.c: open a backend by URI.  "iscsi://" URLs go to libiscsi
  * (backend-iscsi.c); anything else is a path to a regular file or a block
  * device (backend-file.c).  See backend.h for the contract. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Backends: where a volume's base and CoW bytes live.
  *
  * A backend is an asynchronous block device: a regular file or block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* defer.c: run a function soon, from the main loop, outside the caller's
  * stack: used to complete a request that failed inside its own
  * submission, or to report a drain without freeing state under the feet

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* loop.c: the engine's one event loop.
  *
  * The engine (backends, volumes, defer and batches) and the NBD server run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* loop.h: the engine's single event loop (libqb's qb_loop), its clock,
  * deferred calls and batches.  The program creates the loop and hands it
  * to the engine with cowd_loop_set() before anything is opened; see

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vol-commit.c: making bits durable (group commit, pipelined).
  *
  * The ordering rule: a bit may become durable only after the data it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vol-io.c: the CoW data path.
  *
  * A request, once it holds its chunk locks (vol-lock.c), is cut into
@@ -224,8 +225,8 @@ io_issue_copy (struct vreq *rq, uint64_t c, uint64_t s, uint64_t e,
   io->merge_at = s - a0;
   io->merge_src = rq->buf + (s - rq->off);
   io->merge_len = e - s;
-  if (fault)
-    v->st.read_base_bytes += io->len;
+  /* A CoW fault's copy is not a read of the volume: read_base_bytes and
+   * read_cow_bytes add up to bytes_read. */
   int r = io->src_bk->ops->read (io->src_bk, io->bounce, io->from, io->len,
                                  io_copy_read_done, io);
   if (r < 0)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vol-lock.c: chunk locks.
  *
  * A request takes every chunk it covers at once, or none (single thread,

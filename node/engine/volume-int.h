@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Private to the volume engine (volume.c, vol-io.c, vol-commit.c,
  * vol-lock.c).  Everything here is owned by cowd's main thread: the engine
  * runs on the qb_loop and takes no locks other than its chunk locks, which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* volume.c: a volume's life: format, open, hold/resume, takeover, close;
  * and the engine's entry points, which turn a client request into a
  * struct vreq for vol-io.c.
@@ -104,7 +105,7 @@ vol_err_cow_taken (char *err, size_t errlen, const char *name,
   snprintf (err, errlen, "volume %s: CoW device %s is the CoW device of "
             "volume %s already; a CoW device belongs to one volume", name,
             cow, user);
-  return -1;
+  return -COW_E_COW_IN_USE;
 }
 
 static int
@@ -112,7 +113,7 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
                    struct backend **base, struct backend **cow, char *err,
                    size_t errlen)
 {
-  char e[256];
+  char e[COW_ERRLEN - 128];
   struct backend_opts o = *bo;
   o.writable = false;
   o.direct = !p->buffered;      /* block devices are O_DIRECT regardless */
@@ -128,20 +129,19 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
     {
       snprintf (err, errlen, "volume %s: CoW device %s", p->name, e);
       backend_close (*base);
-      return r;
+      return r == -EBUSY ? -COW_E_COW_IN_USE : r;  /* locked by another */
     }
   const char *user = p->cow_user ? p->cow_user (p->cow_user_ud, *cow) : NULL;
   if (user)
     {
-      vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
-      r = -EBUSY;
+      r = vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
       goto out_close;
     }
   if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
     {
       snprintf (err, errlen, "volume %s: devices with blocks larger than "
                 "%u bytes are not supported", p->name, VOL_ALIGN);
-      r = -EINVAL;
+      r = -COW_E_BAD_DEVICE;
       goto out_close;
     }
   return 0;
@@ -152,13 +152,28 @@ out_close:
   return r;
 }
 
+/* The named error for a libdscow error (positive DSCOW_E*). */
+static int
+vol_dscow_code (int code)
+{
+  switch (code)
+    {
+    case DSCOW_ETOOSMALL: return COW_E_COW_TOO_SMALL;
+    case DSCOW_EBASEMISMATCH: return COW_E_BASE_MISMATCH;
+    case DSCOW_EFORMATTED: return COW_E_COW_IN_USE;
+    case DSCOW_ENAME: case DSCOW_ECHUNK: return COW_E_USAGE;
+    default: return COW_E_BAD_SUPERBLOCK;
+    }
+}
+
+/* Report a libdscow error on dev; returns its negative named code. */
 static int
 vol_err (char *err, size_t errlen, const char *name, const char *dev,
          int code)
 {
   snprintf (err, errlen, "volume %s: %s: %s", name, dev,
             dscow_strerror (code));
-  return -1;
+  return -vol_dscow_code (code);
 }
 
 /* The superblock encoded for its next slot (generation % 2): a buffer to
@@ -248,12 +263,19 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
             char *err, size_t errlen)
 {
   struct backend *base, *cow;
-  if (vol_open_backends (p, bo, &base, &cow, err, errlen) < 0)
-    return -1;
-  int ret = -1;
+  int ret = vol_open_backends (p, bo, &base, &cow, err, errlen);
+  if (ret < 0)
+    return ret;
+  ret = -COW_E_BAD_DEVICE;
   uint8_t uuid[16];
   struct dscow_super sb;
   uuid_generate (uuid);
+  if (base->size == 0)
+    {
+      snprintf (err, errlen, "volume %s: base %s is empty (0 bytes)",
+                p->name, base->uri);
+      goto out;
+    }
   if (base->size % VOL_ALIGN)
     {
       snprintf (err, errlen, "volume %s: base %s: size %" PRIu64 " is not a "
@@ -273,11 +295,12 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
                 dscow_cow_min_size (base->size, sb.chunk_size
                                     ? sb.chunk_size : DSCOW_CHUNK_DEFAULT),
                 base->size);
+      ret = -COW_E_COW_TOO_SMALL;
       goto out;
     }
   if (r < 0)
     {
-      vol_err (err, errlen, p->name, cow->uri, -r);
+      ret = vol_err (err, errlen, p->name, cow->uri, -r);
       goto out;
     }
   backend_file_stamp (base, &sb.stamp);
@@ -285,12 +308,14 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
     {
       snprintf (err, errlen, "volume %s: CoW device %s already holds a dscow "
                 "volume; use --force to format it again", p->name, cow->uri);
+      ret = -COW_E_COW_IN_USE;
       goto out;
     }
   if ((r = vol_format_write (cow, &sb)) < 0)
     {
       snprintf (err, errlen, "volume %s: formatting CoW device %s failed: %s",
                 p->name, cow->uri, strerror (-r));
+      ret = r;
       goto out;
     }
   qb_log (LOG_INFO, "volume: %s: formatted %s over base %s (%s), chunk %u",
@@ -306,6 +331,14 @@ out:
 static int
 vol_read_super (struct volume *v, char *err, size_t errlen)
 {
+  if (v->cow->size < 2 * DSCOW_SUPER_SIZE)
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s holds no dscow volume:"
+                " it has %" PRIu64 " bytes, less than the %u of the "
+                "superblocks", v->name, v->cow->uri, v->cow->size,
+                2 * DSCOW_SUPER_SIZE);
+      return -COW_E_BAD_SUPERBLOCK;
+    }
   uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
   unsigned slot;
   int r = buf ? backend_pread_sync (v->cow, buf, 0,
@@ -314,13 +347,25 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
     {
       r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &v->sb, &slot);
       if (r < 0)
-        vol_err (err, errlen, v->name, v->cow->uri, -r);
+        r = vol_err (err, errlen, v->name, v->cow->uri, -r);
     }
   else
     snprintf (err, errlen, "volume %s: reading the superblock of %s failed: "
               "%s", v->name, v->cow->uri, strerror (-r));
   free (buf);
-  return r < 0 ? -1 : 0;
+  return r < 0 ? r : 0;
+}
+
+/* The CoW device found at open is smaller than its superblock needs. */
+static int
+vol_err_small (const struct volume *v, char *err, size_t errlen)
+{
+  snprintf (err, errlen, "volume %s: CoW device %s is too small: it has %"
+            PRIu64 " bytes and needs %" PRIu64 " (base %" PRIu64
+            " + metadata)", v->name, v->cow->uri, v->cow->size,
+            dscow_cow_min_size (v->sb.volume_size, v->sb.chunk_size),
+            v->sb.volume_size);
+  return -COW_E_COW_TOO_SMALL;
 }
 
 /* Is the base the one recorded in v->sb (size, identity, file stamp)?
@@ -340,7 +385,7 @@ vol_check_base (struct volume *v, char *err, size_t errlen)
       snprintf (err, errlen, "volume %s: base %s has %" PRIu64 " bytes but "
                 "the volume was created on %" PRIu64 "; refusing to serve it",
                 v->name, b->uri, b->size, sb->base_size);
-      return -1;
+      return -COW_E_BASE_MISMATCH;
     }
   backend_file_stamp (b, &now);
   dscow_base_changed (sb, &now, b->ident, what, sizeof what, &moved);
@@ -350,7 +395,7 @@ vol_check_base (struct volume *v, char *err, size_t errlen)
                 "was created, or is another file (%s); refusing to serve it; "
                 "cowctl attach %s --accept-base-change records it as it is "
                 "now", v->name, b->uri, what, v->name);
-      return -1;
+      return -COW_E_BASE_MISMATCH;
     }
   if (what[0])
     qb_log (LOG_WARNING, "volume: %s: base %s changed (%s); recorded as it "
@@ -392,29 +437,23 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
   unsigned slot;
   int r;
   if ((r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot)) < 0)
-    {
-      vol_err (err, errlen, v->name, v->cow->uri, -r);
-      return -1;
-    }
+    return vol_err (err, errlen, v->name, v->cow->uri, -r);
   if (sb.volume_size != v->sb.volume_size || sb.chunk_size != v->sb.chunk_size)
     {
       snprintf (err, errlen, "volume %s: the size or chunk size on %s "
                 "changed while the volume was open", v->name, v->cow->uri);
-      return -1;
+      return -COW_E_BAD_SUPERBLOCK;
     }
   v->sb = sb;
   if (v->cow->size < dscow_cow_min_size (sb.volume_size, sb.chunk_size))
-    {
-      vol_err (err, errlen, v->name, v->cow->uri, DSCOW_ETOOSMALL);
-      return -1;
-    }
-  if (vol_check_base (v, err, errlen) < 0)
-    return -1;
+    return vol_err_small (v, err, errlen);
+  if ((r = vol_check_base (v, err, errlen)) < 0)
+    return r;
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
       snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
                 "only read; refusing to write it", v->name, v->cow->uri);
-      return -1;
+      return -COW_E_BAD_SUPERBLOCK;
     }
   if (meta)
     memcpy (v->map, buf + DSCOW_BITMAP_OFFSET, bm);
@@ -432,6 +471,8 @@ static int
 vol_load_meta (struct volume *v, char *err, size_t errlen)
 {
   size_t len = vol_meta_len (v);
+  if (v->cow->size < len)
+    return vol_err_small (v, err, errlen);
   uint8_t *buf = vol_alloc_aligned (len);
   int r = buf ? backend_pread_sync (v->cow, buf, 0, len) : -ENOMEM;
   if (r < 0)
@@ -440,7 +481,7 @@ vol_load_meta (struct volume *v, char *err, size_t errlen)
   else
     r = vol_meta_apply (v, buf, err, errlen);
   free (buf);
-  return r < 0 ? -1 : 0;
+  return r;
 }
 
 static int
@@ -497,22 +538,24 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
   if (!v)
     {
       snprintf (err, errlen, "volume %s: out of memory", p->name);
-      return -1;
+      return -COW_E_INTERNAL;
     }
   v->name = strdup (p->name);
-  if (vol_open_backends (p, bo, &v->base, &v->cow, err, errlen) < 0)
+  int r = vol_open_backends (p, bo, &v->base, &v->cow, err, errlen);
+  if (r < 0)
     {
       free (v->name);
       free (v);
-      return -1;
+      return r;
     }
-  if (vol_read_super (v, err, errlen) < 0)       /* geometry first */
+  if ((r = vol_read_super (v, err, errlen)) < 0)       /* geometry first */
     goto out_free;
   if (strcmp (v->sb.name, p->name) != 0)
     {
       snprintf (err, errlen, "volume %s: CoW device %s was formatted for "
                 "volume %s; refusing to attach it (it may hold %s's data)",
                 p->name, v->cow->uri, v->sb.name, v->sb.name);
+      r = -COW_E_COW_IN_USE;
       goto out_free;
     }
   v->accept_base = p->accept_base_change;
@@ -520,13 +563,13 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
   v->cs = v->sb.chunk_size;
   v->nchunks = dscow_nr_chunks (v->sb.volume_size, v->cs);
   v->cow_base = (uint64_t) v->sb.meta_chunks * v->cs;
-  if (vol_alloc_maps (v) < 0)
+  if ((r = vol_alloc_maps (v)) < 0)
     {
       snprintf (err, errlen, "volume %s: out of memory for the bitmap",
                 p->name);
       goto out_free;
     }
-  if (vol_load_meta (v, err, errlen) < 0)
+  if ((r = vol_load_meta (v, err, errlen)) < 0)
     goto out_free;
   if (v->sb.state == DSCOW_STATE_DIRTY && v->commit != DSCOW_COMMIT_NONE)
     qb_log (LOG_NOTICE, "volume: %s: was not closed cleanly; the bitmap is "
@@ -536,7 +579,7 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
 
 out_free:
   vol_free (v);
-  return -1;
+  return r;
 }
 
 /* Taking the volume for writing, once superblock and bitmap were read
@@ -557,7 +600,7 @@ vol_takeover_prepare (struct volume *v, uint64_t epoch, uint32_t owner,
       snprintf (err, errlen, "volume %s: bitmap generation on disk is %" PRIu64
                 " but the handoff said %" PRIu64, v->name, v->sb.generation,
                 expect_generation);
-      return -1;
+      return -COW_E_HANDOFF_FAILED;
     }
   v->sb.epoch = epoch;
   v->sb.owner_node = owner;
@@ -571,16 +614,17 @@ int
 vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
               uint64_t expect_generation, char *err, size_t errlen)
 {
-  if (vol_load_meta (v, err, errlen) < 0
-      || vol_takeover_prepare (v, epoch, owner, expect_generation, err,
-                               errlen) < 0)
-    return -1;
-  int r = vol_write_super (v, false);   /* nothing of ours to flush yet */
+  int r = vol_load_meta (v, err, errlen);
+  if (r < 0
+      || (r = vol_takeover_prepare (v, epoch, owner, expect_generation, err,
+                                    errlen)) < 0)
+    return r;
+  r = vol_write_super (v, false);   /* nothing of ours to flush yet */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: writing the superblock failed: %s",
                 v->name, strerror (-r));
-      return -1;
+      return r;
     }
   v->accept_base = false;       /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
@@ -601,7 +645,7 @@ struct takeover_ctx
   uint32_t owner;
   vol_takeover_fn *done;
   void *opaque;
-  char err[512];
+  char err[COW_ERRLEN];
 };
 
 static void
@@ -642,10 +686,12 @@ takeover_read (void *opaque, int res)
                 "%s failed: %s", v->name, v->cow->uri, strerror (-res));
       return takeover_end (c, res);
     }
-  if (vol_meta_apply (v, c->buf, c->err, sizeof c->err) < 0
-      || vol_takeover_prepare (v, c->epoch, c->owner, c->expect_generation,
-                               c->err, sizeof c->err) < 0)
-    return takeover_end (c, -EINVAL);
+  int r;
+  if ((r = vol_meta_apply (v, c->buf, c->err, sizeof c->err)) < 0
+      || (r = vol_takeover_prepare (v, c->epoch, c->owner,
+                                    c->expect_generation, c->err,
+                                    sizeof c->err)) < 0)
+    return takeover_end (c, r);    /* a named code; c->err says it */
   free (c->buf);
   if (v->commit == DSCOW_COMMIT_NONE)
     {
@@ -658,8 +704,8 @@ takeover_read (void *opaque, int res)
                 "superblock", v->name);
       return takeover_end (c, -ENOMEM);
     }
-  int r = v->cow->ops->write (v->cow, c->buf, off, DSCOW_SUPER_SIZE, BK_FUA,
-                              takeover_written, c);
+  r = v->cow->ops->write (v->cow, c->buf, off, DSCOW_SUPER_SIZE, BK_FUA,
+                          takeover_written, c);
   if (r < 0)
     takeover_end (c, r);
 }

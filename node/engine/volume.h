@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The volume engine: a dscow volume served from a base and a CoW backend.
  *
  * Reads are split between base and CoW by the in-memory bitmap.  A write
@@ -17,6 +18,7 @@
 
 #include "dscow.h"
 #include "backend.h"
+#include "errcode.h"
 
 struct volume;
 
@@ -51,7 +53,7 @@ struct vol_stats
 {
   uint64_t reads, writes, flushes, trims, zeroes;
   uint64_t bytes_read, bytes_written;
-  uint64_t read_base_bytes, read_cow_bytes;
+  uint64_t read_base_bytes, read_cow_bytes; /* add up to bytes_read */
   uint64_t cow_faults, full_chunk_writes;
   uint64_t commits;             /* bitmap commits (group commits) */
   uint64_t commit_faults;       /* CoW faults covered by those commits */
@@ -78,8 +80,9 @@ struct vol_params
   void *cow_user_ud;
 };
 
-/* Format the CoW device for a new volume.  Returns 0, or -1 with one
- * sentence naming the volume and the cause in err. */
+/* Format the CoW device for a new volume.  Returns 0, or a negative
+ * code (-COW_E_*, or -errno: see errcode.h) with one sentence naming the
+ * volume and the cause in err (vol_open and vol_takeover likewise). */
 int vol_format (const struct vol_params *p, const struct backend_opts *bo,
                 char *err, size_t errlen);
 

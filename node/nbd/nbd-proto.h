@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* NBD protocol constants (see the NBD protocol document, proto.md) and
  * big-endian field helpers.  Everything on the wire is big-endian. */
 #ifndef COWD_NBD_PROTO_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbd-server.c: cowd's NBD server.
  *
  * One listening unix socket (mode 0600) per volume; every connection is a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* NBD server: one unix socket (mode 0600) per volume, newstyle fixed
  * handshake, structured replies, every connection on cowd's main loop.
  * See nbd-server.c and the NBD protocol document. */

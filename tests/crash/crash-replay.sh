@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # crash-replay.sh: the bounded crash replay of make check (issue 16).
 # Per policy, a few hundred crash points of the write log replayed and
 # checked with the real engine (crashcheck.c says what is checked); then

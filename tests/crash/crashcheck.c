@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* crashcheck.c: crash replay of the volume engine.
  *
  * For each workload (one seed): format a volume whose CoW device sits on a

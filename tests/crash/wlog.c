@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* wlog.c: the write log (see wlog.h for the format and its rules).
  *
  * Three parts: the writer (wlog_create, wlog_append), the layer that sits

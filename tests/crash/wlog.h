@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* wlog.h: a write log under a backend, like the kernel's dm-log-writes.
  *
  * The layer (wlog_wrap) forwards every request to the backend under it

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Cluster failures on real corosync, each checked with data:
 #  - two hosts ask for an unowned volume at the same moment: one owner;
 #  - the agent on the owner is killed and restarted under a verified fio

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Fencing in a two-node cluster (corosync two_node, which implies
 # wait_for_all): the survivor of an owner crash stays quorate, preempts
 # the dead node's key on the real tgtd LUN, takes the volume over, and a

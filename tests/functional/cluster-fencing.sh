@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Fencing with real SCSI-3 reservations on tgtd and real corosync, three
 # nodes, each step checked with data:
 #  - host crash: corosync and cowd of the owner SIGKILLed under a writing

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The cluster on real corosync: three node hosts and a storage host in
 # network namespaces, tgtd LUNs shared by all.  A volume created on node 1
 # is known on nodes 2 and 3; a pattern written on node 1 reads back on node

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The quorum lease on real corosync: corosync on the owner stops (SIGSTOP)
 # for a second, shorter than the token timeout, so the group itself sees
 # nothing.  cowd hears none of its own heartbeats back, holds writes within

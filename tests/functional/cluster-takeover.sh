@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A takeover does not stall the host's other volumes.  Volume "big" (1 TiB
 # at 64 KiB chunks: 2 MiB of bitmap) lives on tgtd LUNs reached through a
 # proxy that delays every answer of the target by 200 ms once switched on

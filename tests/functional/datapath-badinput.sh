@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Bad input gets one clear sentence naming the volume and the cause, the
 # daemon keeps serving its other volumes, and nothing is lost.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A base changed after create is refused at attach (issue 10, item 2).
 # The issue's case: 8 bytes written at 32 MiB of a 64 MiB base file, which
 # the old identity (a digest of the first and last MiB) did not see, so the

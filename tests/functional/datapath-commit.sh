@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The three commit policies across a crash (SIGKILL of cowd) and a clean
 # restart:
 #   sync   every acknowledged write survives a crash

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A CoW device belongs to one volume definition, however it is named
 # (issue 10, item 1).  The issue's scenario: volume a attached and written,
 # then `create b --force` over the same CoW device and b written: a's data

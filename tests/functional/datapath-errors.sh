@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A full disk and IO errors from the backends: each gets one sentence in
 # cowd's log naming the volume and the cause, the client gets the error
 # (ENOSPC or EIO), the daemon keeps serving its other volumes, nothing

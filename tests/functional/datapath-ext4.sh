@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A real ext4 on a volume: qemu-storage-daemon's FUSE export of the NBD
 # volume, a loop device, mkfs.ext4, mount, files, umount, e2fsck clean;
 # restart cowd; the filesystem checks clean again and the files are intact.

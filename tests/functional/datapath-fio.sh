@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # fio's nbd engine, QD16 random writes with crc32c verification, two jobs
 # on two connections at once (multi-conn consistency), then a verify pass
 # on a fresh connection after a restart of cowd.

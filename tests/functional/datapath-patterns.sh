@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Patterns through qemu-io at aligned, unaligned, partial-chunk and
 # cross-chunk offsets; qemu-img compare against a reference image that had
 # the same writes applied; the base is never written; block status shows

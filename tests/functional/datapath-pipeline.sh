@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Many NBD requests in one packet: cowd reads request headers in gulps and
 # sends the replies of one loop pass in one writev.  A raw client sends
 # more requests at once than a connection may have in the engine (so input

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Relative paths, and a volume that cannot re-attach at start (issue 10,
 # item 3).  cowd runs in another directory than cowctl (here /, as once it
 # is a daemon): `cowctl create rel --base base.img --cow cow.img` failed

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Volume definitions survive a restart of cowd; the socket path stays the
 # same, a client reconnects, and status reports the same volume.  Two
 # cowd instances run side by side with their own run directories.

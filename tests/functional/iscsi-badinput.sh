@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # iSCSI bad input: an unreachable portal, a wrong IQN, a wrong LUN, failed
 # CHAP, a LUN too small for the volume, a URL that is not one: one clear
 # sentence each from cowctl; a volume already attached keeps serving.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The open-iscsi path: LUNs as real block devices, the way
 # /dev/disk/by-path/ip-...-lun-N gives them to a host that logged in with
 # iscsiadm.  iscsiadm cannot log in here (no iscsi_tcp module), so

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A LUN used as a CoW device belongs to one volume, however its URL names
 # it (issue 10, item 1): the same URL, and another portal name for the
 # same LUN (localhost for 127.0.0.1), which only the LUN's VPD identity

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Base and CoW on tgtd LUNs reached through iscsi:// URLs (libiscsi inside
 # cowd, no kernel initiator): qemu-io patterns, qemu-img compare against a
 # reference, fio verify, block status, a restart of cowd; the base LUN is

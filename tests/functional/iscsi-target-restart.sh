@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tgtd is killed and restarted in the middle of a verified fio run: cowd's
 # iSCSI sessions reconnect, requests in flight are sent again, the run
 # completes and verifies, and the volume is active again.  Then the target

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # fuzz-short.sh: every libFuzzer target for 10 seconds (make check), when
 # clang with libFuzzer is installed; fuzz.sh does the work and fails on
 # any crash or sanitizer report.  Long runs: tests/fuzz/fuzz.sh SECONDS.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # fuzz.sh: build the libFuzzer targets with clang (ASan + UBSan) and run
 # each for SECONDS over a copy of its seed corpus (corpus/NAME, in the
 # tree).  Prints one line per target: runs, executions per second, corpus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fuzz_cluster.c: a libFuzzer target for the cluster messages (cluster/
  * msg.c) and the ownership table they drive (cluster/table.c).
  *

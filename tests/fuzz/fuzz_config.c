@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fuzz_config.c: a libFuzzer target for cowd's configuration parser
  * (node/cowd/config.c: config_parse and the [cowd]/[iscsi] keys of
  * config_load_daemon), which voldb.c shares for volumes.conf.

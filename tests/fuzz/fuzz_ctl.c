@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fuzz_ctl.c: a libFuzzer target for the control protocol's request
  * parser (ctl_parse in node/ctl/ctl-server.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fuzz_nbd.c: a libFuzzer target for cowd's NBD server (node/nbd/
  * nbd-server.c): the handshake, option haggling, requests and their
  * payloads, as a client sends them.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fuzz_super.c: a libFuzzer target for libdscow's superblock decoder.
  *
  * The superblock is the one structure cowd reads from a device it does

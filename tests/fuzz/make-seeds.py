@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # make-seeds.py: writes the seed corpora of the fuzz targets into
 # tests/fuzz/corpus/NAME/ (they are checked in; run this again after a
 # wire format changes).  Each seed is a valid input that gets a target past

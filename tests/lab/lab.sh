@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/lab/lab.sh: hosts in network namespaces for cluster tests.
 # Sourced after tests/functions.sh.  Interface:
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* check_cluster.c: the cluster message codec and the ownership table as a
  * state machine, without corosync: sequences of messages and membership
  * events, fed to two tables, must give the same result everywhere. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* check_engine.c: the volume engine against a model, on real files,
  * through io_uring, on a real qb_loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* check_fence.c: unit tests of libcowfence (fence/fence.h), without a
  * target.
  *

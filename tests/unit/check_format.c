@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* check_format.c: unit tests of libdscow (format/dscow.h).
  *
  * What is covered, and how:

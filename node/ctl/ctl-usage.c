@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* ctl-usage.c: the one list of commands, shared by both ends.
+ *
+ * cowctl prints its help from this table and refuses a command that is
+ * not in it before it looks for cowd (so `cowctl frobnicate` is a usage
+ * error even with no cowd running); cowd serves exactly these commands
+ * (ctl-cmds.c finds each handler by name, and a unit test checks that
+ * every name here has one) and answers a malformed one with the usage
+ * line below.  One list, so the help and the commands cannot drift.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+const struct ctl_command ctl_commands[] = {
+  { "create", "create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
+    "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]",
+    "format COW over BASE; record the volume", false },
+  { "attach", "attach NAME [--incoming] [--accept-base-change]",
+    "serve it; prints the NBD URI", false },
+  { "detach", "detach NAME", "drain, commit, mark clean, stop serving",
+    false },
+  { "delete", "delete NAME", "forget a detached volume (data untouched)",
+    false },
+  { "list", "list", "every volume this agent knows", false },
+  { "status", "status NAME", "state, size, CoW chunks, epoch, statistics",
+    false },
+  { "stats", "stats NAME", "IO statistics", false },
+  { "debug", "debug dump", "write cowd's blackbox log to a file", false },
+  { "help", "help", "this list", false },
+  { "nodes", "nodes", "members, quorum, ring id", true },
+  { "migrate", "migrate NAME --to NODE", "hand ownership to another node",
+    true },
+  { "fence", "fence status | fence NODE | fence confirm NODE\n"
+    "         | fence probe NAME", "fencing state; fence a node; confirm a "
+    "node is down;\n                               can this host write "
+    "NAME's CoW LUN", true },
+  { "handoff-times", "handoff-times", "ownership handoff times (ms)", true },
+  { NULL, NULL, NULL, false },
+};
+
+const struct ctl_command *
+ctl_command_find (const char *name)
+{
+  for (const struct ctl_command *c = ctl_commands; c->name; c++)
+    if (strcmp (c->name, name) == 0)
+      return c;
+  return NULL;
+}
+
+static void
+ctl_usage_section (struct strbuf *sb, bool cluster)
+{
+  for (const struct ctl_command *c = ctl_commands; c->name; c++)
+    {
+      if (c->cluster != cluster)
+        continue;
+      if (strlen (c->usage) <= 28)
+        sb_printf (sb, "  %-28s %s\n", c->usage, c->summary);
+      else
+        sb_printf (sb, "  %s\n  %-28s %s\n", c->usage, "", c->summary);
+    }
+}
+
+void
+ctl_usage (struct strbuf *sb)
+{
+  sb_puts (sb, "volumes:\n");
+  ctl_usage_section (sb, false);
+  sb_puts (sb, "cluster:\n");
+  ctl_usage_section (sb, true);
+}
