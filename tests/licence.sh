@@ -27,7 +27,7 @@ while IFS= read -r f; do
     bad=$((bad + 1))
   fi
 done < <(find "$src" \( -name .git -o -name autom4te.cache -o -name build-aux \
-           -o -name _build -o -name _inst -o -path "$src/cowherd-*" \) -prune -o -type f \
+           -o -name _build -o -name _inst -o -name sanitize-build -o -path "$src/cowherd-*" \) -prune -o -type f \
            \( -name '*.c' -o -name '*.h' -o -name '*.sh' -o -name '*.py' \
            -o -name Makefile.am \) -print | grep -v '/config\.h$')
 echo "  $n files checked"

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # notify-listen.py: a service manager's end of sd_notify, for the tests.
 #
 #   notify-listen.py SOCKET LOG CHECK-CMD...

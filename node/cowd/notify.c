@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* notify.c: cowd tells its service manager how far it is (sd_notify).
  *
  * cowd.service is Type=notify: systemd starts the units that need cowd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* lograte.c: a repeated failure logged once, with a count (lograte.h). */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* lograte.h: log a failure that repeats once, with a count.
  *
  * A failure that repeats at the rate of the loop (a fenced device refusing

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A frozen owner that was deposed goes silent on waking (issue 15, 2-4).
 # Node 1 owns v and a client writes to it at 200 writes/s.  tgtd stops for
 # 30 ms around the SIGSTOP of node 1's cowd, so that a write of node 1 is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A cut-off owner goes silent (issue 15, 1 and 4).  Node 1 owns v and a
 # client writes to it at 200 writes/s; node 1 is cut off from the other
 # nodes only (blackhole routes inside its namespace: the storage stays

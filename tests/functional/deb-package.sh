@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian packages build offline from a clean tree (make distdir, then
 # deploy/debian copied to debian/): dpkg-buildpackage -us -uc -b gives
 # cowherd, libdscow0 and libdscow-dev; cowherd holds cowd, cowctl, the man

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Fencing that Pacemaker and cowd agree on, with cowd's `fencing = manual`:
 # three Pacemaker hosts, the cowherd-alert agent in the CIB's alerts
 # (select fencing, recipient /run/cowherd, run as hacluster through sudo as

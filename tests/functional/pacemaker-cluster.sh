@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # ocf:cowherd:cowvol on a real Pacemaker 2.1 cluster: three hosts, each in
 # its own network, mount, UTS and PID namespace running corosync, cowd and
 # pacemakerd; base and CoW on tgtd LUNs in a storage host.  A cowvol

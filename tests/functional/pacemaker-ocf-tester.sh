@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # ocf:cowherd:cowvol against a real cowd (cluster mode, a one-node corosync
 # ring) in a lab host:
 #  - ocf-tester (resource-agents) passes: meta-data valid against

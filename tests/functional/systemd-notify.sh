@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # cowd's readiness for systemd (Type=notify): with $NOTIFY_SOCKET set, a
 # restarted cowd sends READY=1 only once cowctl works and the volume that
 # was attached when it stopped is attached again (a listener runs cowctl the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # block-cow, the Xen hotplug script, driven as libxl drives it (no Xen
 # here: tests/xen/xenlib.sh), in the cluster lab: corosync on three hosts,
 # cowd on hosts 1 and 2, tgtd LUNs shared by all, the test's device helper

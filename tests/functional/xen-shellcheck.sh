@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Xen hotplug script and the tests' Xen helpers pass shellcheck (no
 # finding at all, info level included).
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/lab/deposed.sh: a deposed or cut-off owner must go silent (issue
 # 15).  Rounds shared by functional/cluster-partition.sh,
 # functional/cluster-freeze.sh and bench/deposed.  Sourced after

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """consumer.py: the stand-in for a domain in the Pacemaker tests: a client
 of one cowherd volume that verifies, then writes numbered records.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # records.py: the "domain" of the Xen hotplug tests.  It writes numbered
 # 4 KiB records on a block device with O_DIRECT|O_DSYNC (a record counts
 # as acknowledged once its write returns) and verifies them later.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/xen/xenlib.sh: drive block-cow as libxl does, in lab hosts (sourced
 # after functions.sh and lab.sh).  No hypervisor: xenstore is the
 # directory-backed stand-in tests/xen/xenstore-fake, one store per host
