@@ -43,10 +43,10 @@ echo "== SIGTERM stops the fenced agent"
 dep_restart
 echo "   stopped in $DEP_STOP_MS ms"
 [ "$DEP_STOP_MS" -lt 1000 ] || fail "the fenced cowd took $DEP_STOP_MS ms to stop"
-dep_log1 -q "w: closed without marking it clean (this host was fenced)" \
+wait_until 5 dep_log1 -q "w: closed without marking it clean (this host was fenced)" \
   || fail "the fenced cowd does not say it left w dirty: $(dep_log1 'volume: w' | tail -3)"
 dep_log1 -q "closed clean at generation" && fail "the fenced cowd claims a clean close: $(dep_log1 'closed clean')"
-dep_log1 -q "v: closed without marking it clean (this host was fenced)" \
+wait_until 5 dep_log1 -q "v: closed without marking it clean (this host was fenced)" \
   || fail "the fenced cowd does not say it left v dirty: $(dep_log1 'volume: v' | tail -3)"
 echo "   node 1 serves v again after the restart"
 

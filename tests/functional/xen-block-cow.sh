@@ -142,5 +142,5 @@ expect_refusal 1 30 "volume vm1: this node is not quorate; it cannot take owners
 st 1 | jq -e '.state == "detached" or .state == "failed"' >/dev/null || fail "a refused add left vm1 attached on host 1: $(st 1)"
 [ ! -e "$(lab_dir 1)/block-cow/vol.vm1" ] || fail "host 1 records vm1 after a refusal"
 lab_link_up 1
-[ -z "$(ls "$(lab_dir 1)/qsd" "$(lab_dir 2)/qsd" 2>/dev/null)" ] || fail "a device helper state is left"
+[ -z "$(find "$(lab_dir 1)/qsd" "$(lab_dir 2)/qsd" -mindepth 1 2>/dev/null)" ] || fail "a device helper state is left: $(find "$(lab_dir 1)/qsd" "$(lab_dir 2)/qsd" -mindepth 1 2>/dev/null)"
 pass
