@@ -80,6 +80,10 @@ qemu-io -f raw "$(sock 1 b)" -c "write -P 0x77 20M 64k" >/dev/null
 kill -9 "${cowd_pid[1]}"
 kill -9 "$(lab_corosync_pid 1)"
 wait_until 15 is 2 b '.cluster_state == "fencing"' || fail "b did not go to fencing: $(st 2 b)"
+# The survivors' lease renews only in the new quorate ring (issue 15):
+# wait for node 2 to act as quorate before asking it to take b.
+quorate2() { lab_cowctl 2 --json nodes | jq -e '.quorate == true' >/dev/null; }
+wait_until 15 quorate2 || fail "node 2 is not quorate after node 1 went down: $(lab_cowctl 2 --json nodes)"
 lab_cowctl 2 attach b >/dev/null 2>&1 && fail "attach succeeded while fencing"
 lab_cowctl 2 attach b --incoming >/dev/null || fail "attach --incoming did not wait for the fence"
 is 2 b '.cluster_state == "fencing" and .state == "readonly"' || fail "b is served while fencing: $(st 2 b)"
