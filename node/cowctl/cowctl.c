@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "wait.h"
 
 static const char usage_text[] =
   "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] COMMAND [ARGS]\n"
@@ -28,6 +29,10 @@ static const char usage_text[] =
   "  list                         every volume this agent knows\n"
   "  status NAME                  state, size, CoW chunks, epoch, statistics\n"
   "  stats NAME                   IO statistics\n"
+  "  hydrate NAME [--rate MB/s] [--wait]\n"
+  "                               copy what is left of the base into the CoW\n"
+  "  hydrate --cancel NAME        stop copying\n"
+  "  unbase NAME                  forget the base of a hydrated volume\n"
   "cluster:\n"
   "  nodes                        members, quorum, ring id\n"
   "  migrate NAME --to NODE       hand ownership to another node\n"
@@ -79,6 +84,33 @@ cowctl_absolute_paths (char **args, int n)
           args[i] = abs;        /* lives until exit */
         break;
       }
+}
+
+/* `hydrate NAME ... --wait`: take --wait out of the command (cowd does
+ * not know it) and return the volume to wait for, else NULL. */
+static const char *
+hydrate_wait_arg (int *n, char **args)
+{
+  const char *name = NULL;
+  bool wait = false;
+  if (strcmp (args[0], "hydrate") != 0)
+    return NULL;
+  for (int i = 1; i < *n; i++)
+    {
+      if (strcmp (args[i], "--wait") == 0)
+        {
+          wait = true;
+          memmove (&args[i], &args[i + 1], (size_t) (*n - i) * sizeof *args);
+          (*n)--, i--;
+        }
+      else if (strcmp (args[i], "--rate") == 0)
+        i++;
+      else if (strcmp (args[i], "--cancel") == 0)
+        return NULL;
+      else if (args[i][0] != '-')
+        name = args[i];
+    }
+  return wait ? name : NULL;
 }
 
 int
@@ -141,6 +173,7 @@ main (int argc, char **argv)
       run_dir = abs;
     }
   cowctl_absolute_paths (args, n);
+  const char *wait_for = hydrate_wait_arg (&n, args);
   char *out = NULL;
   int r = ctl_call (run_dir, flags, n, args, &out, timeout * 1000);
   free (args);
@@ -158,5 +191,7 @@ main (int argc, char **argv)
                out[strlen (out) - 1] == '\n' ? "" : "\n");
     }
   free (out);
+  if (r == 0 && wait_for)
+    r = wait_hydrated (run_dir, wait_for);
   return r;
 }

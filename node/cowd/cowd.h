@@ -11,6 +11,9 @@
 
 struct nbd_export;
 
+/* The base of a volume whose base was dropped (cowctl unbase). */
+#define VOLDB_NO_BASE "none"
+
 /* A volume definition, persisted in STATE_DIR/volumes.conf. */
 struct vol_entry
 {

@@ -310,6 +310,57 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
 
 /* --- list / status / stats --- */
 
+/* --- hydration progress --- */
+
+static const char *
+hydration_state (const struct vol_hydrate *h)
+{
+  if (h->hydrated)
+    return "hydrated";
+  if (h->running)
+    return "running";
+  return h->wanted ? "waiting" : "off";
+}
+
+static void
+hydration_json (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_hydrate h;
+  vol_hydrate_info (v, &h);
+  sb_printf (sb, ",\"hydration\":{\"state\":\"%s\",\"percent\":%.1f,"
+             "\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"copied\":%"
+             PRIu64 ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
+             ",\"eta_s\":%.0f,\"error\":", hydration_state (&h),
+             100.0 * (double) h.done / (double) h.total, h.done, h.total,
+             h.copied, h.rate_mbs, h.limit_mbs, h.eta_s);
+  sb_json_str (sb, h.error ? strerror (-h.error) : "");
+  sb_puts (sb, "}");
+}
+
+static void
+hydration_text (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_hydrate h;
+  vol_hydrate_info (v, &h);
+  if (!h.wanted && !h.hydrated)
+    return;
+  sb_printf (sb, "hydration:   %s, %.1f%% (%" PRIu64 " of %" PRIu64
+             " chunks, %" PRIu64 " copied here)", hydration_state (&h),
+             100.0 * (double) h.done / (double) h.total, h.done, h.total,
+             h.copied);
+  if (h.running)
+    sb_printf (sb, ", %.1f MB/s", h.rate_mbs);
+  if (h.limit_mbs)
+    sb_printf (sb, " (limit %" PRIu32 " MB/s)", h.limit_mbs);
+  if (h.running && h.eta_s >= 0)
+    sb_printf (sb, ", ETA %.0f s", h.eta_s);
+  if (h.error)
+    sb_printf (sb, ", last copy failed: %s", strerror (-h.error));
+  if (!vol_has_base (v))
+    sb_puts (sb, ", no base");
+  sb_puts (sb, "\n");
+}
+
 static void
 entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
 {
@@ -353,6 +404,8 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
       sb_printf (sb, ",\"connections\":%u", nbd_export_connections (e->exp));
       free (uri);
     }
+  if (e->vol)
+    hydration_json (sb, e->vol);
   if (full && e->vol)
     {
       struct vol_stats st;
@@ -364,12 +417,13 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  ",\"read_cow_bytes\":%" PRIu64 ",\"cow_faults\":%" PRIu64
                  ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
-                 ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f}",
+                 ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f"
+                 ",\"hydrated_chunks\":%" PRIu64 "}",
                  st.reads, st.writes, st.flushes, st.trims, st.zeroes,
                  st.bytes_read, st.bytes_written, st.read_base_bytes,
                  st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
                  st.commits, st.commit_faults, st.errors, st.in_flight,
-                 (double) st.blocking_io_ns / 1e6);
+                 (double) st.blocking_io_ns / 1e6, st.hydrated_chunks);
     }
   sb_puts (sb, "}");
 }
@@ -467,6 +521,7 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  s->epoch, vol_generation (e->vol), uri ? uri : "",
                  nbd_export_connections (e->exp));
       free (uri);
+      hydration_text (sb, e->vol);
     }
   if (!e->vol)
     return;
@@ -479,11 +534,13 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
              PRIu64 " requests\nflushes:     %" PRIu64 "\ntrims:       %"
              PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
              "\nin flight:   %" PRIu64 "\nblocking IO: %.3f ms (the loop "
-             "waited: open, standalone takeover, close)\n", st.reads, st.bytes_read,
+             "waited: open, standalone takeover, close)\nhydrated:    %"
+             PRIu64 " chunks copied\n", st.reads, st.bytes_read,
              st.read_base_bytes, st.read_cow_bytes, st.writes,
              st.bytes_written, st.cow_faults, st.full_chunk_writes,
              st.commits, st.commit_faults, st.flushes, st.trims, st.zeroes,
-             st.errors, st.in_flight, (double) st.blocking_io_ns / 1e6);
+             st.errors, st.in_flight, (double) st.blocking_io_ns / 1e6,
+             st.hydrated_chunks);
 }
 
 static void
@@ -517,6 +574,108 @@ static void
 cmd_stats (struct ctl_req *req, int argc, char **argv, bool json)
 {
   cmd_status_common (req, argc, argv, json, true);
+}
+
+/* --- hydrate / unbase --- */
+
+static void
+cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  static const struct option opts[] = {
+    { "rate", required_argument, NULL, 'r' },
+    { "cancel", no_argument, NULL, 'c' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool cancel = false;
+  unsigned long rate = 0;
+  char *end;
+  int c;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+    switch (c)
+      {
+      case 'r':
+        errno = 0;
+        rate = strtoul (optarg, &end, 10);
+        if (errno || *end || end == optarg || rate > UINT32_MAX)
+          return reply_fmt (req, CTL_EXIT_USAGE, "rate '%s' is not a whole "
+                            "number of MB/s", optarg);
+        break;
+      case 'c': cancel = true; break;
+      default:
+        return reply_fmt (req, CTL_EXIT_USAGE, "hydrate: unknown option "
+                          "'%s'", argv[optind - 1]);
+      }
+  if (optind != argc - 1 || (cancel && rate))
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: hydrate NAME [--rate "
+                      "MB/s] [--wait] | hydrate --cancel NAME");
+  struct vol_entry *e = find_or_reply (req, argv[optind]);
+  if (!e)
+    return;
+  if (!e->vol)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s is not attached",
+                      e->name);
+  char err[512];
+  int r = cancel ? vol_hydrate_cancel (e->vol, err, sizeof err)
+    : vol_hydrate_start (e->vol, (uint32_t) rate, err, sizeof err);
+  if (r < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  if (json)
+    return cmd_status_common (req, 2, (char *[]) { "status", e->name },
+                              true, false);
+  reply_fmt (req, 0, "%s: hydration %s\n", e->name,
+             cancel ? "cancelled" : "started");
+}
+
+/* A detached volume opens without its base only when it is hydrated;
+ * it is closed again untouched (never taken: no superblock write). */
+static int
+unbase_check_detached (struct vol_entry *e, char *err, size_t errlen)
+{
+  struct backend_opts bo;
+  struct volume *v;
+  struct vol_params p = { .name = e->name, .cow_uri = e->cow,
+    .commit = e->commit, .buffered = e->buffered };
+  voldb_backend_opts (&bo);
+  if (vol_open (&p, &bo, &v, err, errlen) < 0)
+    return -1;
+  vol_set_state (v, VOL_STATE_READONLY);
+  vol_close (v, NULL, NULL);
+  return 0;
+}
+
+static void
+cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc != 2)
+    return reply_fmt (req, CTL_EXIT_USAGE, "usage: unbase NAME");
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  if (cowd.clustered)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: unbase is only "
+                      "supported on a standalone cowd", e->name);
+  char err[512];
+  if ((e->vol ? vol_drop_base (e->vol, err, sizeof err)
+       : unbase_check_detached (e, err, sizeof err)) < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "%s", err);
+  char *old = e->base;
+  if (!(e->base = strdup (VOLDB_NO_BASE)))
+    {
+      e->base = old;
+      return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: out of memory",
+                        e->name);
+    }
+  if (voldb_save () < 0)
+    return reply_fmt (req, CTL_EXIT_ERROR, "volume %s: the base is closed, "
+                      "but saving the definition in %s failed", e->name,
+                      cowd.state_dir);
+  qb_log (LOG_INFO, "cowd: %s: base %s dropped from the definition",
+          e->name, old);
+  reply_fmt (req, 0, json ? "{\"name\":\"%s\",\"base\":null}\n"
+             : "%s: the base is no longer used\n", e->name);
+  free (old);
 }
 
 #ifdef HAVE_COROSYNC
@@ -669,6 +828,9 @@ static const struct cmd cmds[] = {
   { "list", cmd_list, "list" },
   { "status", cmd_status, "status NAME" },
   { "stats", cmd_stats, "stats NAME" },
+  { "hydrate", cmd_hydrate, "hydrate NAME [--rate MB/s] [--wait] | hydrate "
+    "--cancel NAME" },
+  { "unbase", cmd_unbase, "unbase NAME" },
 #ifdef HAVE_COROSYNC
   { "nodes", cmd_nodes, "nodes" },
   { "migrate", cmd_migrate, "migrate NAME --to NODE" },

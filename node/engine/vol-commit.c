@@ -26,6 +26,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <qb/qblog.h>
@@ -63,6 +64,23 @@ commit_enqueue (struct volume *v, struct vreq *rq)
   v->waiters = rq;
   if (!v->committing)
     commit_start (v);
+}
+
+/* A commit of every dirty bit that is no client request (a drain, the
+ * end of a hydration); it counts as in flight until done is called. */
+int
+commit_internal (struct volume *v, vol_done_fn *done, void *opaque)
+{
+  struct vreq *rq = calloc (1, sizeof *rq);
+  if (!rq)
+    return -ENOMEM;
+  rq->v = v;
+  rq->type = VR_FLUSH;
+  rq->done = done;
+  rq->opaque = opaque;
+  v->in_flight++;
+  commit_enqueue (v, rq);
+  return 0;
 }
 
 static void

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <qb/qbloop.h>
+
 #include "backend.h"
 #include "volume.h"
 
@@ -22,6 +24,7 @@ enum vreq_type
   VR_WRITE,
   VR_FLUSH,
   VR_TRIM,
+  VR_HYDRATE,                   /* copy the clear chunks of c0..c1 */
 };
 
 /* One client request travelling through the engine. */
@@ -106,6 +109,20 @@ struct volume
   void *want_owner_ud;
 
   struct vol_stats st;
+
+  /* Hydration (vol-hydrate.c) */
+  struct
+  {
+    qb_loop_timer_handle timer;
+    bool timer_armed;
+    unsigned inflight;          /* VR_HYDRATE requests not yet acked */
+    uint64_t cursor;            /* next chunk to look at */
+    uint64_t next_ns;           /* throttle: no new copy before this */
+    uint64_t win_ns, win_chunks; /* rate window */
+    double rate;                /* bytes per second, last window */
+    int err;
+    bool finishing;             /* the last commit before the flag */
+  } hyd;
 };
 
 /* vol-lock.c */
@@ -124,7 +141,12 @@ void commit_enqueue (struct volume *v, struct vreq *rq);
 void commit_mark_dirty (struct volume *v, uint64_t chunk);
 bool commit_durable (struct volume *v, uint64_t c0, uint64_t c1);
 bool commit_idle (struct volume *v);
+int commit_internal (struct volume *v, vol_done_fn *done, void *opaque);
 void commit_cow_flush (struct vreq *rq);
+
+/* vol-hydrate.c */
+void hydrate_kick (struct volume *v);
+void hydrate_stop (struct volume *v);
 
 /* volume.c */
 void vol_check_drained (struct volume *v);

@@ -101,7 +101,8 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
   struct backend_opts o = *bo;
   o.writable = false;
   o.direct = !p->buffered;      /* block devices are O_DIRECT regardless */
-  int r = backend_open (p->base_uri, &o, base, e, sizeof e);
+  int r = p->base_uri ? backend_open (p->base_uri, &o, base, e, sizeof e)
+    : (*base = NULL, 0);        /* hydrated: no base (vol_load_meta checks) */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: base %s", p->name, e);
@@ -122,7 +123,7 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
       r = -EBUSY;
       goto out_close;
     }
-  if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
+  if ((*base && (*base)->align > VOL_ALIGN) || (*cow)->align > VOL_ALIGN)
     {
       snprintf (err, errlen, "volume %s: devices with blocks larger than "
                 "%u bytes are not supported", p->name, VOL_ALIGN);
@@ -388,12 +389,18 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
       return -1;
     }
   v->sb = sb;
+  if (!v->base && !(v->sb.flags & DSCOW_FLAG_HYDRATED))
+    {
+      snprintf (err, errlen, "volume %s: opened without a base, but %s is "
+                "not hydrated", v->name, v->cow->uri);
+      return -1;
+    }
   if (v->cow->size < dscow_cow_min_size (sb.volume_size, sb.chunk_size))
     {
       vol_err (err, errlen, v->name, v->cow->uri, DSCOW_ETOOSMALL);
       return -1;
     }
-  if (vol_check_base (v, err, errlen) < 0)
+  if (v->base && vol_check_base (v, err, errlen) < 0)
     return -1;
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
@@ -451,6 +458,7 @@ vol_free (struct volume *v)
 {
   if (!v)
     return;
+  hydrate_stop (v);
   /* Requests still waiting (for ownership) end here. */
   while (v->held_head)
     {
@@ -563,6 +571,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
     }
   v->accept_base = false;       /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
+  hydrate_kick (v);             /* a hydration asked for goes on here */
   return 0;
 }
 
@@ -591,6 +600,7 @@ takeover_end (struct takeover_ctx *c, int res)
     {
       v->accept_base = false;   /* the change is on disk now */
       v->state = VOL_STATE_ACTIVE;
+      hydrate_kick (v);         /* a hydration asked for goes on here */
     }
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
@@ -756,6 +766,8 @@ void
 vol_set_state (struct volume *v, enum vol_state s)
 {
   v->state = s;
+  if (s == VOL_STATE_ACTIVE)
+    hydrate_kick (v);
 }
 
 void
@@ -787,22 +799,6 @@ vol_drain_flushed (void *opaque, int err)
   vol_check_drained (opaque);
 }
 
-/* A commit of every dirty bit, not counted as a client request. */
-static int
-vol_flush_internal (struct volume *v)
-{
-  struct vreq *rq = calloc (1, sizeof *rq);
-  if (!rq)
-    return -ENOMEM;
-  rq->v = v;
-  rq->type = VR_FLUSH;
-  rq->done = vol_drain_flushed;
-  rq->opaque = v;
-  v->in_flight++;
-  commit_enqueue (v, rq);
-  return 0;
-}
-
 void
 vol_check_drained (struct volume *v)
 {
@@ -812,7 +808,7 @@ vol_check_drained (struct volume *v)
   for (uint64_t b = 0; b < v->nblocks && v->commit != DSCOW_COMMIT_NONE; b++)
     if (v->dirty[b])
       {
-        if (vol_flush_internal (v) < 0)
+        if (commit_internal (v, vol_drain_flushed, v) < 0)
           break;
         return;
       }
@@ -855,6 +851,7 @@ vol_resume (struct volume *v)
       rq->next = NULL;
       vol_submit (v, rq);
     }
+  hydrate_kick (v);
 }
 
 struct close_ctx
@@ -1149,8 +1146,8 @@ struct backend *vol_cow_backend (struct volume *v) { return v->cow; }
 const char *
 vol_health (const struct volume *v)
 {
-  enum backend_health h = v->base->health > v->cow->health ? v->base->health
-    : v->cow->health;
+  enum backend_health b = v->base ? v->base->health : BK_HEALTHY;
+  enum backend_health h = b > v->cow->health ? b : v->cow->health;
   static const char *names[] = { "healthy", "reconnecting", "degraded",
     "fenced" };
   return names[h];
@@ -1167,5 +1164,5 @@ vol_get_stats (const struct volume *v, struct vol_stats *st)
 {
   *st = v->st;
   st->in_flight = v->in_flight;
-  st->blocking_io_ns = v->base->sync_ns + v->cow->sync_ns;
+  st->blocking_io_ns = (v->base ? v->base->sync_ns : 0) + v->cow->sync_ns;
 }

@@ -58,6 +58,21 @@ struct vol_stats
   uint64_t errors;
   uint64_t in_flight;
   uint64_t blocking_io_ns;      /* the loop waited for this volume's devices */
+  uint64_t hydrated_chunks;     /* chunks copied by hydration, this open */
+};
+
+/* Hydration progress (vol_hydrate_info). */
+struct vol_hydrate
+{
+  bool wanted;                  /* the superblock asks for it */
+  bool running;                 /* copying here now (owner, not held) */
+  bool hydrated;                /* done: the superblock's hydrated flag */
+  uint32_t limit_mbs;           /* --rate, 0 = unlimited */
+  uint64_t done, total;         /* chunks in the CoW layer, chunks */
+  uint64_t copied;              /* chunks this agent copied since open */
+  double rate_mbs;              /* measured, recent */
+  double eta_s;                 /* < 0: unknown */
+  int error;                    /* last copy error (-errno), 0 = none */
 };
 
 struct vol_params
@@ -163,5 +178,20 @@ bool vol_has_waiters (const struct volume *v);
 void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,
                             struct volume *v), void *ud);
 void vol_get_stats (const struct volume *v, struct vol_stats *st);
+
+/* Background hydration (vol-hydrate.c): copy every chunk still on the
+ * base into the CoW layer while the volume serves, at most rate_mbs MB/s
+ * (0 = as fast as it yields to clients).  The wish is kept in the
+ * superblock (DSCOW_COMPAT_HYDRATING), so it resumes after a restart and
+ * continues on the next owner.  Start, change the rate and cancel need
+ * the volume active here; they return 0 or -1 with a sentence in err. */
+int vol_hydrate_start (struct volume *v, uint32_t rate_mbs, char *err,
+                       size_t errlen);
+int vol_hydrate_cancel (struct volume *v, char *err, size_t errlen);
+void vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi);
+/* A hydrated volume no longer needs its base: close it.  Opening with no
+ * base (vol_params.base_uri NULL) needs the hydrated flag too. */
+int vol_drop_base (struct volume *v, char *err, size_t errlen);
+bool vol_has_base (const struct volume *v);
 
 #endif /* COWD_VOLUME_H */
