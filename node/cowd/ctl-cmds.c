@@ -330,9 +330,10 @@ hydration_json (struct strbuf *sb, const struct volume *v)
   sb_printf (sb, ",\"hydration\":{\"state\":\"%s\",\"percent\":%.1f,"
              "\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"copied\":%"
              PRIu64 ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
-             ",\"eta_s\":%.0f,\"error\":", hydration_state (&h),
-             100.0 * (double) h.done / (double) h.total, h.done, h.total,
-             h.copied, h.rate_mbs, h.limit_mbs, h.eta_s);
+             ",\"eta_s\":%.0f,\"elapsed_s\":%.3f,\"error\":",
+             hydration_state (&h), 100.0 * (double) h.done / (double) h.total,
+             h.done, h.total, h.copied, h.rate_mbs, h.limit_mbs, h.eta_s,
+             h.elapsed_s);
   sb_json_str (sb, h.error ? strerror (-h.error) : "");
   sb_puts (sb, "}");
 }

@@ -18,9 +18,11 @@
  * are clear on disk and the next run copies them again (nothing else).
  *
  * Yielding: at most HYD_DEPTH copies of at most HYD_BYTES are in flight,
- * one while clients have requests in flight; the next copy is started
- * from a low-priority loop timer, after the client work of the current
- * dispatch, and no sooner than the --rate limit allows (a token bucket:
+ * one of at most HYD_BYTES_BUSY, HYD_BUSY_GAP_NS apart, while clients are
+ * busy (a request in flight or sent in the last HYD_BUSY_NS; a client read
+ * of a chunk being copied waits for that copy); the next copy
+ * is started from a low-priority loop timer, after the client work of the
+ * current dispatch, and no sooner than the --rate limit allows (a token bucket:
  * next_ns advances by each copy's length at the rate).
  *
  * When the scan finds no clear bit and every bit is durable, the
@@ -43,8 +45,11 @@
 #include "loop.h"
 #include "volume-int.h"
 
-#define HYD_BYTES (1024u * 1024u)       /* largest copy */
-#define HYD_DEPTH 2u                    /* copies in flight when idle */
+#define HYD_BYTES (4096u * 1024u)       /* largest copy */
+#define HYD_BYTES_BUSY (1024u * 1024u)  /* ... while clients have IO */
+#define HYD_BUSY_GAP_NS 20000000ull     /* and the pause after each */
+#define HYD_BUSY_NS 100000000ull        /* busy: a request this recent */
+#define HYD_DEPTH 16u                   /* copies in flight when idle */
 #define HYD_RETRY_NS 5000000000ull      /* after a failed copy */
 #define HYD_WINDOW_NS 1000000000ull     /* rate measurement */
 
@@ -98,6 +103,8 @@ hydrate_kick (struct volume *v)
     return;
   v->hyd.cursor = 0;
   v->hyd.win_ns = 0;
+  if (!v->hyd.start_ns)
+    v->hyd.start_ns = cowd_now_ns ();
   hyd_schedule (v, 0);
 }
 
@@ -120,6 +127,14 @@ hyd_measure (struct volume *v)
   v->hyd.win_chunks = v->st.hydrated_chunks;
 }
 
+/* Have clients sent requests lately? */
+static bool
+hyd_busy (const struct volume *v)
+{
+  return v->in_flight > v->hyd.inflight
+    || cowd_now_ns () - v->client_ns < HYD_BUSY_NS;
+}
+
 static void
 hyd_done (void *opaque, int res)
 {
@@ -137,7 +152,7 @@ hyd_done (void *opaque, int res)
     }
   v->hyd.err = 0;
   hyd_measure (v);
-  hyd_schedule (v, 0);
+  hyd_schedule (v, hyd_busy (v) ? HYD_BUSY_GAP_NS : 0);
 }
 
 /* The next chunk whose bit is clear, from the cursor on. */
@@ -202,6 +217,7 @@ hyd_flagged (struct volume *v)
       hyd_schedule (v, HYD_RETRY_NS);
       return;
     }
+  v->hyd.end_ns = cowd_now_ns ();
   qb_log (LOG_INFO, "volume: %s: hydrated: every chunk is in the CoW layer "
           "(%" PRIu64 " copied by this agent); the base is no longer needed",
           v->name, v->st.hydrated_chunks);
@@ -239,7 +255,18 @@ hyd_finish (struct volume *v)
 static unsigned
 hyd_depth (const struct volume *v)
 {
-  return v->in_flight > v->hyd.inflight ? 1 : HYD_DEPTH;
+  return hyd_busy (v) ? 1 : HYD_DEPTH;
+}
+
+/* The largest copy: HYD_BYTES, or a tenth of a second at the --rate
+ * limit (so a slow hydration goes in small, even steps); a chunk at least. */
+static uint64_t
+hyd_max_chunks (const struct volume *v)
+{
+  uint64_t bytes = hyd_busy (v) ? HYD_BYTES_BUSY : HYD_BYTES;
+  if (v->sb.hydrate_rate && v->sb.hydrate_rate * 100000ull < bytes)
+    bytes = v->sb.hydrate_rate * 100000ull;
+  return bytes / v->cs ? bytes / v->cs : 1;
 }
 
 static void
@@ -254,7 +281,7 @@ hyd_pump (struct volume *v)
             hyd_finish (v);
           return;
         }
-      uint64_t max = HYD_BYTES / v->cs ? HYD_BYTES / v->cs : 1;
+      uint64_t max = hyd_max_chunks (v);
       uint64_t n = dscow_bitmap_run (v->map, c0, v->nchunks - c0);
       if (n > max)
         n = max;
@@ -332,6 +359,7 @@ vol_hydrate_start (struct volume *v, uint32_t rate_mbs, char *err,
           v->name, v->nchunks - v->cow_chunks, v->nchunks, rate_mbs);
   v->hyd.err = 0;
   v->hyd.next_ns = 0;
+  v->hyd.start_ns = 0;
   hydrate_kick (v);
   return 0;
 }
@@ -370,6 +398,9 @@ vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi)
     .total = v->nchunks, .copied = v->st.hydrated_chunks,
     .rate_mbs = hyd_may_run (v) ? rate / 1e6 : 0, .eta_s = -1,
     .error = v->hyd.err };
+  if (v->hyd.start_ns)
+    hi->elapsed_s = (double) ((v->hyd.end_ns ? v->hyd.end_ns : now)
+                              - v->hyd.start_ns) / 1e9;
   if (hi->rate_mbs > 0)
     hi->eta_s = (double) (hi->total - hi->done) * v->cs / (rate ? rate : 1);
 }

@@ -104,6 +104,7 @@ struct volume
   vol_done_fn *drained;
   void *drained_opaque;
   uint64_t in_flight;           /* requests accepted and not yet acked */
+  uint64_t client_ns;           /* when the last client request came */
   unsigned submitting;          /* inside vol_submit: acks are deferred */
   void (*want_owner_cb) (void *ud, struct volume *v);
   void *want_owner_ud;
@@ -120,6 +121,7 @@ struct volume
     uint64_t next_ns;           /* throttle: no new copy before this */
     uint64_t win_ns, win_chunks; /* rate window */
     double rate;                /* bytes per second, last window */
+    uint64_t start_ns, end_ns;  /* this agent's run: started, hydrated */
     int err;
     bool finishing;             /* the last commit before the flag */
   } hyd;

@@ -972,6 +972,7 @@ vol_submit (struct volume *v, struct vreq *rq)
     }
   v->in_flight++;
   v->st.in_flight = v->in_flight;
+  v->client_ns = cowd_now_ns ();        /* hydration yields to this */
   v->submitting++;
   if (rq->type == VR_FLUSH)
     {

@@ -72,6 +72,8 @@ struct vol_hydrate
   uint64_t copied;              /* chunks this agent copied since open */
   double rate_mbs;              /* measured, recent */
   double eta_s;                 /* < 0: unknown */
+  double elapsed_s;             /* since it started (or resumed) here, until
+                                 * hydrated; 0 when it never ran here */
   int error;                    /* last copy error (-errno), 0 = none */
 };
 
