@@ -41,6 +41,7 @@ struct cowd cowd = {
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
   .quorum_loss_timeout_ms = 3000,
+  .metrics_interval_ms = 5000,
 };
 
 static unsigned detaching;
@@ -302,6 +303,7 @@ main (int argc, char **argv)
     attach_saved_volumes ();    /* in a cluster: once the table arrived */
   if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
     return 1;
+  metrics_start ();
   qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
           cowd.run_dir);
   qb_loop_run (cowd_loop ());

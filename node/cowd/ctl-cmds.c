@@ -419,12 +419,18 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
                  ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f"
-                 ",\"hydrated_chunks\":%" PRIu64 "}",
+                 ",\"hydrated_chunks\":%" PRIu64
+                 ",\"takeovers\":%" PRIu64 ",\"handoffs\":%" PRIu64
+                 ",\"commit_p50_s\":%.6f,\"commit_p99_s\":%.6f"
+                 ",\"commit_seconds_sum\":%.6f}",
                  st.reads, st.writes, st.flushes, st.trims, st.zeroes,
                  st.bytes_read, st.bytes_written, st.read_base_bytes,
                  st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
                  st.commits, st.commit_faults, st.errors, st.in_flight,
-                 (double) st.blocking_io_ns / 1e6, st.hydrated_chunks);
+                 (double) st.blocking_io_ns / 1e6,
+                 st.hydrated_chunks, st.takeovers, st.handoffs,
+                 vol_stats_quantile (&st, 0.5), vol_stats_quantile (&st, 0.99),
+                 (double) st.commit_ns_sum / 1e9);
     }
   sb_puts (sb, "}");
 }
@@ -532,16 +538,22 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
              " from base, %" PRIu64 " from CoW)\nwrites:      %" PRIu64
              " (%" PRIu64 " bytes)\ncow faults:  %" PRIu64 " (%" PRIu64
              " whole-chunk, no copy)\ncommits:     %" PRIu64 " covering %"
-             PRIu64 " requests\nflushes:     %" PRIu64 "\ntrims:       %"
+             PRIu64 " requests (%.1f per commit)\nflushes:     %" PRIu64
+             "\ntrims:       %"
              PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
              "\nin flight:   %" PRIu64 "\nblocking IO: %.3f ms (the loop "
              "waited: open, standalone takeover, close)\nhydrated:    %"
-             PRIu64 " chunks copied\n", st.reads, st.bytes_read,
+             PRIu64 " chunks copied\ncommit time: p50 < %.3f ms, p99 < %.3f ms\n"
+             "ownership:   taken %" PRIu64 " times, handed off %" PRIu64 "\n",
+             st.reads, st.bytes_read,
              st.read_base_bytes, st.read_cow_bytes, st.writes,
              st.bytes_written, st.cow_faults, st.full_chunk_writes,
-             st.commits, st.commit_faults, st.flushes, st.trims, st.zeroes,
-             st.errors, st.in_flight, (double) st.blocking_io_ns / 1e6,
-             st.hydrated_chunks);
+             st.commits, st.commit_faults, st.commits ? (double)
+             st.commit_faults / (double) st.commits : 0.0, st.flushes,
+             st.trims, st.zeroes, st.errors, st.in_flight,
+             (double) st.blocking_io_ns / 1e6, st.hydrated_chunks,
+             vol_stats_quantile (&st, 0.5) * 1e3,
+             vol_stats_quantile (&st, 0.99) * 1e3, st.takeovers, st.handoffs);
 }
 
 static void

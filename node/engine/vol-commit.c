@@ -166,6 +166,18 @@ commit_write_blocks (struct volume *v)
   commit_block_done (v, 0);
 }
 
+/* A batch is durable: how long since its commit started. */
+static void
+commit_note_latency (struct volume *v, unsigned slot)
+{
+  uint64_t ns = cowd_now_ns () - v->commit_t0[slot];
+  unsigned b = 0;
+  for (uint64_t us = ns / 1000; us && b < VOL_HIST_BUCKETS - 1; us >>= 1)
+    b++;
+  v->st.commit_hist[b]++;
+  v->st.commit_ns_sum += ns;
+}
+
 static void
 commit_flush_done (void *opaque, int res)
 {
@@ -201,6 +213,8 @@ commit_flush_done (void *opaque, int res)
       v->generation++;
       v->st.commits++;
     }
+  if (prev)
+    commit_note_latency (v, pslot);
   commit_ack (prev, 0);
   if (v->ncommit_blocks[slot] > 0)
     {
@@ -210,6 +224,8 @@ commit_flush_done (void *opaque, int res)
   /* Nothing of ours to write: our bits were durable or in prev. */
   struct vreq *batch = v->batch;
   v->batch = NULL;
+  if (batch)
+    commit_note_latency (v, slot);
   commit_ack (batch, 0);
   commit_end (v);
 }
@@ -228,6 +244,7 @@ commit_start (struct volume *v)
   v->committing = true;
   v->seq++;
   unsigned slot = v->seq % 2;
+  v->commit_t0[slot] = cowd_now_ns ();
   v->batch = v->waiters;
   v->waiters = NULL;
   v->ncommit_blocks[slot] = 0;

@@ -97,6 +97,7 @@ struct volume
   bool prev_written;            /* prev's blocks are written, not flushed */
   unsigned commit_pending;
   int commit_err;
+  uint64_t commit_t0[2];        /* when commit staged[i] started */
 
   /* Hold (handoff, quorum loss, close). */
   bool held;

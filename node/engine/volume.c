@@ -571,6 +571,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
     }
   v->accept_base = false;       /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
+  v->st.takeovers++;
   hydrate_kick (v);             /* a hydration asked for goes on here */
   return 0;
 }
@@ -600,6 +601,7 @@ takeover_end (struct takeover_ctx *c, int res)
     {
       v->accept_base = false;   /* the change is on disk now */
       v->state = VOL_STATE_ACTIVE;
+      v->st.takeovers++;
       hydrate_kick (v);         /* a hydration asked for goes on here */
     }
   else if (!c->err[0])
@@ -743,6 +745,7 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
       return;
     }
   vol_set_clean (v);
+  v->st.handoffs++;
   *c = (struct clean_ctx) { .v = v, .buf = vol_super_next (v, &off),
     .pending = 1, .done = done, .opaque = opaque };
   v->in_flight++;
@@ -1158,6 +1161,18 @@ bool
 vol_can_write (const struct volume *v)
 {
   return v->state != VOL_STATE_FENCED && v->state != VOL_STATE_DEGRADED;
+}
+
+double
+vol_stats_quantile (const struct vol_stats *st, double q)
+{
+  uint64_t n = 0, seen = 0;
+  for (unsigned b = 0; b < VOL_HIST_BUCKETS; b++)
+    n += st->commit_hist[b];
+  for (unsigned b = 0; b < VOL_HIST_BUCKETS && n; b++)
+    if ((seen += st->commit_hist[b]) >= q * (double) n)
+      return (double) (1ull << b) / 1e6;
+  return 0;
 }
 
 void

@@ -47,6 +47,8 @@ enum vol_state
   VOL_STATE_DEGRADED,           /* a backend failed past its deadline */
 };
 
+#define VOL_HIST_BUCKETS 32
+
 struct vol_stats
 {
   uint64_t reads, writes, flushes, trims, zeroes;
@@ -59,7 +61,18 @@ struct vol_stats
   uint64_t in_flight;
   uint64_t blocking_io_ns;      /* the loop waited for this volume's devices */
   uint64_t hydrated_chunks;     /* chunks copied by hydration, this open */
+  uint64_t takeovers;           /* times this agent took the volume */
+  uint64_t handoffs;            /* times it marked it clean to hand it off */
+  /* Commit latency, from a commit's start to its bits being durable:
+   * sum and count, and a histogram in powers of two of microseconds
+   * (bucket i: below 2^i us). */
+  uint64_t commit_ns_sum;
+  uint64_t commit_hist[VOL_HIST_BUCKETS];
 };
+
+/* The latency below which a fraction q (0..1) of the commits finished,
+ * in seconds (a bucket's upper bound), 0 when there was none. */
+double vol_stats_quantile (const struct vol_stats *st, double q);
 
 /* Hydration progress (vol_hydrate_info). */
 struct vol_hydrate
