@@ -295,7 +295,8 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     .cow_uri = e->cow, .chunk_size = e->chunk_size, .commit = e->commit,
     .buffered = e->buffered, .accept_base_change = e->accept_base_change,
     .cow_user = voldb_cow_user, .cow_user_ud = e->name };
-  if (voldb_check_path (e->name, "base", e->base, err, errlen) < 0
+  if ((!no_base && voldb_check_path (e->name, "base", e->base, err,
+                                     errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -1;
   const char *user = voldb_cow_user_uri (e->name, e->cow);
