@@ -41,6 +41,7 @@ enum
   SB_BASE_INO = 320,
   SB_BASE_MTIME = 328,
   SB_BASE_CTIME = 336,
+  SB_HYDRATE_RATE = 344,       /* minor 2 */
   SB_CRC = 4092,
 };
 

@@ -37,7 +37,7 @@ extern "C" {
 #define DSCOW_MAGIC "DSCOW\0\r\n"          /* 8 bytes */
 #define DSCOW_MAGIC_LEN 8
 #define DSCOW_VERSION_MAJOR 1
-#define DSCOW_VERSION_MINOR 1
+#define DSCOW_VERSION_MINOR 2
 
 #define DSCOW_SUPER_SIZE 4096u          /* one slot */
 #define DSCOW_SUPER_SLOTS 2u
@@ -57,7 +57,10 @@ extern "C" {
 #define DSCOW_COMPAT_NONE 0u
 #define DSCOW_INCOMPAT_NONE 0u
 #define DSCOW_RO_COMPAT_NONE 0u
-#define DSCOW_COMPAT_SUPPORTED 0ull
+/* minor 2: a background hydration is wanted; hydrate_rate is its limit.  An
+ * agent that does not know it simply does not hydrate. */
+#define DSCOW_COMPAT_HYDRATING 0x1ull
+#define DSCOW_COMPAT_SUPPORTED DSCOW_COMPAT_HYDRATING
 #define DSCOW_INCOMPAT_SUPPORTED 0ull
 #define DSCOW_RO_COMPAT_SUPPORTED 0ull
 
@@ -122,6 +125,7 @@ struct dscow_super
   uint32_t owner_node;          /* cluster node id of the last owner, 0 = none */
   uint64_t create_time;         /* seconds since the epoch, informational */
   struct dscow_base_stamp stamp; /* minor 1; zero when read from minor 0 */
+  uint32_t hydrate_rate;        /* MB/s, 0 = unlimited; with COMPAT_HYDRATING */
 };
 
 /* Errors: distinct so an operator can tell each way a device is wrong

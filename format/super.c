@@ -221,6 +221,7 @@ dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
   le32_put (p + SB_OWNER_NODE, sb->owner_node);
   le64_put (p + SB_CREATE_TIME, sb->create_time);
   super_encode_stamp (&sb->stamp, p);
+  le32_put (p + SB_HYDRATE_RATE, sb->hydrate_rate);
   le32_put (p + SB_CRC, dscow_crc32c (0, p, SB_CRC));
   return 0;
 }
@@ -269,6 +270,8 @@ dscow_super_decode (const uint8_t *p, size_t len, struct dscow_super *sb)
   sb->create_time = le64_get (p + SB_CREATE_TIME);
   if (sb->version_minor >= 1)   /* reserved (zero) before minor 1 */
     super_decode_stamp (p, &sb->stamp);
+  if (sb->version_minor >= 2)   /* reserved (zero) before minor 2 */
+    sb->hydrate_rate = le32_get (p + SB_HYDRATE_RATE);
   int r = super_check (sb);
   if (r < 0)
     return r;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "wait.h"
 #include "strbuf.h"
 
 struct cli
@@ -249,6 +250,33 @@ cowctl_absolute_paths (char **args, int n)
       }
 }
 
+/* `hydrate NAME ... --wait`: take --wait out of the command (cowd does
+ * not know it) and return the volume to wait for, else NULL. */
+static const char *
+hydrate_wait_arg (int *n, char **args)
+{
+  const char *name = NULL;
+  bool wait = false;
+  if (strcmp (args[0], "hydrate") != 0)
+    return NULL;
+  for (int i = 1; i < *n; i++)
+    {
+      if (strcmp (args[i], "--wait") == 0)
+        {
+          wait = true;
+          memmove (&args[i], &args[i + 1], (size_t) (*n - i) * sizeof *args);
+          (*n)--, i--;
+        }
+      else if (strcmp (args[i], "--rate") == 0)
+        i++;
+      else if (strcmp (args[i], "--cancel") == 0)
+        return NULL;
+      else if (args[i][0] != '-')
+        name = args[i];
+    }
+  return wait ? name : NULL;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -272,10 +300,13 @@ main (int argc, char **argv)
       c.run_dir = abs;
     }
   cowctl_absolute_paths (c.argv, c.argc);
+  const char *wait_for = hydrate_wait_arg (&c.argc, c.argv);
   struct ctl_answer a = { 0 };
   r = ctl_call (c.run_dir, c.flags, c.argc, c.argv, &a, c.timeout * 1000);
   r = r < 0 ? cli_unreachable (&c, r) : cli_answer (&c, &a);
   free (a.text);
+  if (r == 0 && wait_for)
+    r = wait_hydrated (c.run_dir, wait_for);
   free (c.argv);
   return r;
 }

@@ -149,6 +149,7 @@ config_daemon_key (void *ud, const char *section, const char *name,
     { "cowd", "cluster-name", &cowd.cluster_name },
     { "cowd", "initiator-name", &cowd.initiator_name },
     { "cowd", "fence-command", &cowd.fence_command },
+    { "cowd", "metrics-file", &cowd.metrics_file },
     { "iscsi", "initiator-name", &cowd.initiator_name },
     { "iscsi", "chap-user", &cowd.chap_user },
     { "iscsi", "chap-password", &cowd.chap_password },
@@ -159,6 +160,10 @@ config_daemon_key (void *ud, const char *section, const char *name,
       return config_set_str (strs[i].dst, value);
   if (strcmp (section, "cowd") == 0 && strcmp (key, "reconnect-deadline-ms") == 0)
     return config_set_uint (&cowd.reconnect_deadline_ms, key, value, err,
+                            errlen);
+  if (strcmp (section, "cowd") == 0
+      && strcmp (key, "metrics-interval-ms") == 0)
+    return config_set_uint (&cowd.metrics_interval_ms, key, value, err,
                             errlen);
   if (strcmp (section, "cowd") == 0
       && strcmp (key, "quorum-loss-timeout-ms") == 0)

@@ -53,6 +53,7 @@ struct cowd cowd = {
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
   .quorum_loss_timeout_ms = 3000,
+  .metrics_interval_ms = 5000,
 };
 
 static unsigned detaching;
@@ -391,6 +392,7 @@ cowd_start (void)
                    cowd.cluster_name);
   if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
     return -1;
+  metrics_start ();
   notify_ready_part (NOTIFY_CONTROL);
   return 0;
 }

@@ -12,6 +12,9 @@
 
 struct nbd_export;
 
+/* The base of a volume whose base was dropped (cowctl unbase). */
+#define VOLDB_NO_BASE "none"
+
 /* A volume definition, persisted in STATE_DIR/volumes.conf. */
 struct vol_entry
 {
@@ -50,6 +53,8 @@ struct cowd
   char *initiator_name;
   char *chap_user, *chap_password;
   char *fence_command;
+  char *metrics_file;           /* Prometheus textfile, NULL = none */
+  unsigned metrics_interval_ms;
   bool standalone;
   bool foreground;
   int log_level;
@@ -127,6 +132,9 @@ void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 void own_define (struct vol_entry *e);
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
+
+/* metrics.c: the Prometheus textfile, rewritten every interval. */
+void metrics_start (void);
 
 /* fencing.c: SCSI-3 registration on our sessions, fencing others from a
  * worker thread, and stopping when we are fenced ourselves. */

@@ -350,6 +350,58 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
 
 /* --- list / status / stats --- */
 
+/* --- hydration progress --- */
+
+static const char *
+hydration_state (const struct vol_hydrate *h)
+{
+  if (h->hydrated)
+    return "hydrated";
+  if (h->running)
+    return "running";
+  return h->wanted ? "waiting" : "off";
+}
+
+static void
+hydration_json (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_hydrate h;
+  vol_hydrate_info (v, &h);
+  sb_printf (sb, ",\"hydration\":{\"state\":\"%s\",\"percent\":%.1f,"
+             "\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"copied\":%"
+             PRIu64 ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
+             ",\"eta_s\":%.0f,\"elapsed_s\":%.3f,\"error\":",
+             hydration_state (&h), 100.0 * (double) h.done / (double) h.total,
+             h.done, h.total, h.copied, h.rate_mbs, h.limit_mbs, h.eta_s,
+             h.elapsed_s);
+  sb_json_str (sb, h.error ? strerror (-h.error) : "");
+  sb_puts (sb, "}");
+}
+
+static void
+hydration_text (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_hydrate h;
+  vol_hydrate_info (v, &h);
+  if (!h.wanted && !h.hydrated)
+    return;
+  sb_printf (sb, "hydration:   %s, %.1f%% (%" PRIu64 " of %" PRIu64
+             " chunks, %" PRIu64 " copied here)", hydration_state (&h),
+             100.0 * (double) h.done / (double) h.total, h.done, h.total,
+             h.copied);
+  if (h.running)
+    sb_printf (sb, ", %.1f MB/s", h.rate_mbs);
+  if (h.limit_mbs)
+    sb_printf (sb, " (limit %" PRIu32 " MB/s)", h.limit_mbs);
+  if (h.running && h.eta_s >= 0)
+    sb_printf (sb, ", ETA %.0f s", h.eta_s);
+  if (h.error)
+    sb_printf (sb, ", last copy failed: %s", strerror (-h.error));
+  if (!vol_has_base (v))
+    sb_puts (sb, ", no base");
+  sb_puts (sb, "\n");
+}
+
 static void
 entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
 {
@@ -394,6 +446,8 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
     }
+  if (e->vol)
+    hydration_json (sb, e->vol);
   if (full && e->vol)
     {
       struct vol_stats st;
@@ -405,12 +459,19 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  ",\"read_cow_bytes\":%" PRIu64 ",\"cow_faults\":%" PRIu64
                  ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
-                 ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f}",
+                 ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f"
+                 ",\"hydrated_chunks\":%" PRIu64
+                 ",\"takeovers\":%" PRIu64 ",\"handoffs\":%" PRIu64
+                 ",\"commit_p50_s\":%.6f,\"commit_p99_s\":%.6f"
+                 ",\"commit_seconds_sum\":%.6f}",
                  st.reads, st.writes, st.flushes, st.trims, st.zeroes,
                  st.bytes_read, st.bytes_written, st.read_base_bytes,
                  st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
                  st.commits, st.commit_faults, st.errors, st.in_flight,
-                 (double) st.blocking_io_ns / 1e6);
+                 (double) st.blocking_io_ns / 1e6,
+                 st.hydrated_chunks, st.takeovers, st.handoffs,
+                 vol_stats_quantile (&st, 0.5), vol_stats_quantile (&st, 0.99),
+                 (double) st.commit_ns_sum / 1e9);
     }
   sb_puts (sb, "}");
 }
@@ -510,6 +571,7 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  s->epoch, vol_generation (e->vol), uri ? uri : "",
                  nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
+      hydration_text (sb, e->vol);
     }
   if (!e->vol)
     return;
@@ -519,14 +581,22 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
              " from base, %" PRIu64 " from CoW)\nwrites:      %" PRIu64
              " (%" PRIu64 " bytes)\ncow faults:  %" PRIu64 " (%" PRIu64
              " whole-chunk, no copy)\ncommits:     %" PRIu64 " covering %"
-             PRIu64 " requests\nflushes:     %" PRIu64 "\ntrims:       %"
+             PRIu64 " requests (%.1f per commit)\nflushes:     %" PRIu64
+             "\ntrims:       %"
              PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
              "\nin flight:   %" PRIu64 "\nblocking IO: %.3f ms (the loop "
-             "waited: open, standalone takeover, close)\n", st.reads, st.bytes_read,
+             "waited: open, standalone takeover, close)\nhydrated:    %"
+             PRIu64 " chunks copied\ncommit time: p50 < %.3f ms, p99 < %.3f ms\n"
+             "ownership:   taken %" PRIu64 " times, handed off %" PRIu64 "\n",
+             st.reads, st.bytes_read,
              st.read_base_bytes, st.read_cow_bytes, st.writes,
              st.bytes_written, st.cow_faults, st.full_chunk_writes,
-             st.commits, st.commit_faults, st.flushes, st.trims, st.zeroes,
-             st.errors, st.in_flight, (double) st.blocking_io_ns / 1e6);
+             st.commits, st.commit_faults, st.commits ? (double)
+             st.commit_faults / (double) st.commits : 0.0, st.flushes,
+             st.trims, st.zeroes, st.errors, st.in_flight,
+             (double) st.blocking_io_ns / 1e6, st.hydrated_chunks,
+             vol_stats_quantile (&st, 0.5) * 1e3,
+             vol_stats_quantile (&st, 0.99) * 1e3, st.takeovers, st.handoffs);
 }
 
 static void
@@ -560,6 +630,107 @@ static void
 cmd_stats (struct ctl_req *req, int argc, char **argv, bool json)
 {
   cmd_status_common (req, argc, argv, json, true);
+}
+
+/* --- hydrate / unbase --- */
+
+static void
+cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  static const struct option opts[] = {
+    { "rate", required_argument, NULL, 'r' },
+    { "cancel", no_argument, NULL, 'c' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool cancel = false;
+  unsigned long rate = 0;
+  char *end;
+  int c;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+    switch (c)
+      {
+      case 'r':
+        errno = 0;
+        rate = strtoul (optarg, &end, 10);
+        if (errno || *end || end == optarg || rate > UINT32_MAX)
+          return reply_fmt (req, COW_E_USAGE, "rate '%s' is not a whole "
+                            "number of MB/s", optarg);
+        break;
+      case 'c': cancel = true; break;
+      default:
+        return reply_fmt (req, COW_E_USAGE, "hydrate: unknown option "
+                          "'%s'", argv[optind - 1]);
+      }
+  if (optind != argc - 1 || (cancel && rate))
+    return reply_usage (req, argv[0]);
+  struct vol_entry *e = find_or_reply (req, argv[optind]);
+  if (!e)
+    return;
+  if (!e->vol)
+    return reply_fmt (req, COW_E_NOT_ATTACHED, "volume %s is not attached",
+                      e->name);
+  char err[512];
+  int r = cancel ? vol_hydrate_cancel (e->vol, err, sizeof err)
+    : vol_hydrate_start (e->vol, (uint32_t) rate, err, sizeof err);
+  if (r < 0)
+    return reply_fmt (req, COW_E_IO, "%s", err);
+  if (json)
+    return cmd_status_common (req, 2, (char *[]) { "status", e->name },
+                              true, false);
+  reply_fmt (req, 0, "%s: hydration %s\n", e->name,
+             cancel ? "cancelled" : "started");
+}
+
+/* A detached volume opens without its base only when it is hydrated;
+ * it is closed again untouched (never taken: no superblock write). */
+static int
+unbase_check_detached (struct vol_entry *e, char *err, size_t errlen)
+{
+  struct backend_opts bo;
+  struct volume *v;
+  struct vol_params p = { .name = e->name, .cow_uri = e->cow,
+    .commit = e->commit, .buffered = e->buffered };
+  voldb_backend_opts (&bo);
+  if (vol_open (&p, &bo, &v, err, errlen) < 0)
+    return -1;
+  vol_set_state (v, VOL_STATE_READONLY);
+  vol_close (v, NULL, NULL);
+  return 0;
+}
+
+static void
+cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  if (argc != 2)
+    return reply_usage (req, argv[0]);
+  struct vol_entry *e = find_or_reply (req, argv[1]);
+  if (!e)
+    return;
+  if (cowd.clustered)
+    return reply_fmt (req, COW_E_USAGE, "volume %s: unbase is only "
+                      "supported on a standalone cowd", e->name);
+  char err[512];
+  if ((e->vol ? vol_drop_base (e->vol, err, sizeof err)
+       : unbase_check_detached (e, err, sizeof err)) < 0)
+    return reply_fmt (req, COW_E_IO, "%s", err);
+  char *old = e->base;
+  if (!(e->base = strdup (VOLDB_NO_BASE)))
+    {
+      e->base = old;
+      return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
+                        e->name);
+    }
+  if (voldb_save () < 0)
+    return reply_fmt (req, COW_E_IO, "volume %s: the base is closed, "
+                      "but saving the definition in %s failed", e->name,
+                      cowd.state_dir);
+  qb_log (LOG_INFO, "cowd: %s: base %s dropped from the definition",
+          e->name, old);
+  reply_fmt (req, 0, json ? "{\"name\":\"%s\",\"base\":null}\n"
+             : "%s: the base is no longer used\n", e->name);
+  free (old);
 }
 
 #ifdef HAVE_COROSYNC
@@ -780,6 +951,8 @@ static const struct cmd cmds[] = {
   { "list", cmd_list },
   { "status", cmd_status },
   { "stats", cmd_stats },
+  { "hydrate", cmd_hydrate },
+  { "unbase", cmd_unbase },
   { "debug", cmd_debug },
   { "help", cmd_help },
 #ifdef HAVE_COROSYNC

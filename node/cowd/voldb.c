@@ -290,11 +290,14 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   if (cowd.clustered)
     fencing_backend_opts (&bo);
 #endif
-  struct vol_params p = { .name = e->name, .base_uri = e->base,
+  bool no_base = strcmp (e->base, VOLDB_NO_BASE) == 0;
+  struct vol_params p = { .name = e->name,
+    .base_uri = no_base ? NULL : e->base,
     .cow_uri = e->cow, .chunk_size = e->chunk_size, .commit = e->commit,
     .buffered = e->buffered, .accept_base_change = e->accept_base_change,
     .cow_user = voldb_cow_user, .cow_user_ud = e->name };
-  if (voldb_check_path (e->name, "base", e->base, err, errlen) < 0
+  if ((!no_base && voldb_check_path (e->name, "base", e->base, err,
+                                     errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -COW_E_BAD_DEVICE;
   const char *user = voldb_cow_user_uri (e->name, e->cow);

@@ -29,6 +29,10 @@ const struct ctl_command ctl_commands[] = {
   { "status", "status NAME", "state, size, CoW chunks, epoch, statistics",
     false },
   { "stats", "stats NAME", "IO statistics", false },
+  { "hydrate", "hydrate NAME [--rate MB/s] [--wait] | hydrate --cancel NAME",
+    "copy what is left of the base into the CoW\n"
+    "                               device in the background; or stop", false },
+  { "unbase", "unbase NAME", "forget the base of a hydrated volume", false },
   { "debug", "debug dump", "write cowd's blackbox log to a file", false },
   { "help", "help", "this list", false },
   { "nodes", "nodes", "members, quorum, ring id", true },

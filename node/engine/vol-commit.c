@@ -34,6 +34,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <qb/qblog.h>
@@ -77,6 +78,23 @@ commit_kick (struct volume *v)
 {
   if (!v->committing && (v->waiters || v->prev) && vol_lease_ok (v))
     commit_start (v);
+}
+
+/* A commit of every dirty bit that is no client request (a drain, the
+ * end of a hydration); it counts as in flight until done is called. */
+int
+commit_internal (struct volume *v, vol_done_fn *done, void *opaque)
+{
+  struct vreq *rq = calloc (1, sizeof *rq);
+  if (!rq)
+    return -ENOMEM;
+  rq->v = v;
+  rq->type = VR_FLUSH;
+  rq->done = done;
+  rq->opaque = opaque;
+  v->in_flight++;
+  commit_enqueue (v, rq);
+  return 0;
 }
 
 static void
@@ -177,6 +195,18 @@ commit_write_blocks (struct volume *v)
   commit_block_done (v, 0);
 }
 
+/* A batch is durable: how long since its commit started. */
+static void
+commit_note_latency (struct volume *v, unsigned slot)
+{
+  uint64_t ns = cowd_now_ns () - v->commit_t0[slot];
+  unsigned b = 0;
+  for (uint64_t us = ns / 1000; us && b < VOL_HIST_BUCKETS - 1; us >>= 1)
+    b++;
+  v->st.commit_hist[b]++;
+  v->st.commit_ns_sum += ns;
+}
+
 static void
 commit_flush_done (void *opaque, int res)
 {
@@ -212,6 +242,8 @@ commit_flush_done (void *opaque, int res)
       v->generation++;
       v->st.commits++;
     }
+  if (prev)
+    commit_note_latency (v, pslot);
   commit_ack (prev, 0);
   if (v->ncommit_blocks[slot] > 0)
     {
@@ -221,6 +253,8 @@ commit_flush_done (void *opaque, int res)
   /* Nothing of ours to write: our bits were durable or in prev. */
   struct vreq *batch = v->batch;
   v->batch = NULL;
+  if (batch)
+    commit_note_latency (v, slot);
   commit_ack (batch, 0);
   commit_end (v);
 }
@@ -239,6 +273,7 @@ commit_start (struct volume *v)
   v->committing = true;
   v->seq++;
   unsigned slot = v->seq % 2;
+  v->commit_t0[slot] = cowd_now_ns ();
   v->batch = v->waiters;
   v->waiters = NULL;
   v->ncommit_blocks[slot] = 0;

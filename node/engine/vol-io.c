@@ -12,6 +12,8 @@
  *   write, bit clear, partial chunk  -> CoW fault: read the chunk from the
  *                                       base, merge, write it whole, set bit
  *   write, bit set, not aligned      -> read-modify-write of the blocks
+ *   hydrate, bit clear               -> copy from the base, set the bit
+ *   hydrate, bit set                 -> nothing (a client wrote it first)
  *
  * The mapping is the identity, so neighbouring direct segments are also
  * neighbours on the device and merge into one IO.  Bits are set in the
@@ -74,7 +76,9 @@ io_fail_submit (struct vreq *rq, struct vio *io, int r)
 static unsigned
 io_fault_flags (struct volume *v, struct vio *io)
 {
-  return v->commit == DSCOW_COMMIT_SYNC && io->set_bits ? BK_NOCACHE : 0;
+  bool fill = io->rq->type == VR_HYDRATE;
+  return (v->commit == DSCOW_COMMIT_SYNC || fill) && io->set_bits
+    ? BK_NOCACHE : 0;
 }
 
 static void
@@ -88,7 +92,10 @@ io_write_done (void *opaque, int res)
         {
           dscow_bit_set (v->map, c);
           v->cow_chunks++;
-          v->st.cow_faults++;
+          if (io->rq->type == VR_HYDRATE)
+            v->st.hydrated_chunks++;
+          else
+            v->st.cow_faults++;
           commit_mark_dirty (v, c);
         }
   if (res < 0)
@@ -115,7 +122,8 @@ io_copy_read_done (void *opaque, int res)
       io_write_done (io, res);
       return;
     }
-  memcpy (io->bounce + io->merge_at, io->merge_src, io->merge_len);
+  if (io->merge_len)
+    memcpy (io->bounce + io->merge_at, io->merge_src, io->merge_len);
   int r = rq->v->cow->ops->write (rq->v->cow, io->bounce, io->to, io->len,
                                   io_fault_flags (rq->v, io), io_write_done, io);
   if (r < 0)
@@ -191,6 +199,37 @@ io_issue_direct (struct vreq *rq, uint64_t off, uint64_t len, bool set_bits)
     io_fail_submit (rq, io, r);
 }
 
+/* A copy's bounce buffer of len bytes, counted in rq->pending; NULL when
+ * out of memory (then accounted as a failed sub-IO). */
+static struct vio *
+io_new_copy (struct vreq *rq, size_t len)
+{
+  struct vio *io = calloc (1, sizeof *io);
+  rq->pending++;
+  if (!io || posix_memalign ((void **) &io->bounce, VOL_ALIGN, len))
+    {
+      if (io)
+        io->bounce = NULL;
+      io_fail_submit (rq, io, -ENOMEM);
+      return NULL;
+    }
+  io->rq = rq;
+  io->len = len;
+  return io;
+}
+
+/* Read the copy's source; io_copy_read_done writes it to the CoW. */
+static void
+io_copy_start (struct vio *io)
+{
+  /* A CoW fault's copy is not a read of the volume: read_base_bytes and
+   * read_cow_bytes add up to bytes_read. */
+  int r = io->src_bk->ops->read (io->src_bk, io->bounce, io->from, io->len,
+                                 io_copy_read_done, io);
+  if (r < 0)
+    io_fail_submit (io->rq, io, r);
+}
+
 /* A copy: the aligned range [a0, a1) of chunk c is read from the base
  * (fault) or the CoW (RMW), merged with the request's bytes [s, e), and
  * written to the CoW. */
@@ -206,31 +245,18 @@ io_issue_copy (struct vreq *rq, uint64_t c, uint64_t s, uint64_t e,
       a0 = c * v->cs;
       a1 = a0 + vol_chunk_len (v, c);
     }
-  struct vio *io = calloc (1, sizeof *io);
-  rq->pending++;
-  if (!io || posix_memalign ((void **) &io->bounce, VOL_ALIGN, a1 - a0))
-    {
-      if (io)
-        io->bounce = NULL;
-      io_fail_submit (rq, io, -ENOMEM);
-      return;
-    }
-  io->rq = rq;
+  struct vio *io = io_new_copy (rq, a1 - a0);
+  if (!io)
+    return;
   io->c0 = io->c1 = c;
   io->set_bits = fault;
   io->src_bk = fault ? v->base : v->cow;
   io->from = fault ? a0 : v->cow_base + a0;
   io->to = v->cow_base + a0;
-  io->len = a1 - a0;
   io->merge_at = s - a0;
   io->merge_src = rq->buf + (s - rq->off);
   io->merge_len = e - s;
-  /* A CoW fault's copy is not a read of the volume: read_base_bytes and
-   * read_cow_bytes add up to bytes_read. */
-  int r = io->src_bk->ops->read (io->src_bk, io->bounce, io->from, io->len,
-                                 io_copy_read_done, io);
-  if (r < 0)
-    io_fail_submit (rq, io, r);
+  io_copy_start (io);
 }
 
 /* Writes: classify each chunk; merge neighbouring direct segments. */
@@ -270,6 +296,38 @@ io_start_write (struct vreq *rq)
     }
   if (d_end != 0)
     io_issue_direct (rq, d_start, d_end - d_start, d_bits);
+}
+
+/* Hydration: each run of chunks still clear is read from the base and
+ * written whole to the CoW, one IO each way, and its bits set. */
+static void
+io_issue_fill (struct vreq *rq, uint64_t c0, uint64_t c1)
+{
+  struct volume *v = rq->v;
+  uint64_t a0 = c0 * v->cs, a1 = c1 * v->cs + vol_chunk_len (v, c1);
+  struct vio *io = io_new_copy (rq, a1 - a0);
+  if (!io)
+    return;
+  io->c0 = c0;
+  io->c1 = c1;
+  io->set_bits = true;
+  io->src_bk = v->base;
+  io->from = a0;
+  io->to = v->cow_base + a0;
+  io_copy_start (io);
+}
+
+static void
+io_start_hydrate (struct volume *v, struct vreq *rq)
+{
+  uint64_t c = rq->c0;
+  while (c <= rq->c1)
+    {
+      uint64_t run = dscow_bitmap_run (v->map, c, rq->c1 - c + 1);
+      if (!dscow_bit_test (v->map, c))
+        io_issue_fill (rq, c, c + run - 1);
+      c += run;
+    }
 }
 
 static void
@@ -317,6 +375,8 @@ io_start (struct vreq *rq)
     io_start_read (rq);
   else if (rq->type == VR_WRITE)
     io_start_write (rq);
+  else if (rq->type == VR_HYDRATE)
+    io_start_hydrate (v, rq);
   else
     io_start_trim (rq);
   io_sub_done (rq, 0);
@@ -332,6 +392,15 @@ io_finish (struct vreq *rq)
   if (rq->err || rq->type == VR_READ)
     {
       io_complete (rq);
+      return;
+    }
+  if (rq->type == VR_HYDRATE)
+    {
+      /* Committed like a fault whatever the policy (never `none`). */
+      if (commit_durable (v, rq->c0, rq->c1))
+        io_complete (rq);
+      else
+        commit_enqueue (v, rq);
       return;
     }
   bool fua = rq->flags & VOL_FUA;

@@ -7,6 +7,9 @@
  * chunk is copied from the base or written whole for the first time) and
  * a read-modify-write of a partial block take it exclusive.  So nobody
  * ever reads a half-copied chunk, and two faults of one chunk never race.
+ * A hydration copy takes its chunks exclusive too: a client write waits
+ * for it (and then finds the bit set), and it waits for a client write
+ * (and then skips the chunk the write filled).
  *
  * A request that cannot get its locks waits on the volume's wait list and
  * is retried, in arrival order, whenever a lock is released.  Lock entries
@@ -35,7 +38,7 @@ lock_chunk_excl_needed (struct volume *v, struct vreq *rq, uint64_t c)
 {
   if (rq->type == VR_READ)
     return false;
-  if (rq->type == VR_TRIM)
+  if (rq->type == VR_TRIM || rq->type == VR_HYDRATE)
     return true;
   if (!dscow_bit_test (v->map, c))
     return true;

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <qb/qbloop.h>
+
 #include "backend.h"
 #include "lograte.h"
 #include "volume.h"
@@ -24,6 +26,7 @@ enum vreq_type
   VR_WRITE,
   VR_FLUSH,
   VR_TRIM,
+  VR_HYDRATE,                   /* copy the clear chunks of c0..c1 */
 };
 
 /* One client request travelling through the engine. */
@@ -129,6 +132,7 @@ struct volume
   bool prev_written;            /* prev's blocks are written, not flushed */
   unsigned commit_pending;
   int commit_err;
+  uint64_t commit_t0[2];        /* when commit staged[i] started */
 
   /* Hold (handoff, quorum loss, close). */
   bool held;
@@ -136,6 +140,7 @@ struct volume
   vol_done_fn *drained;
   void *drained_opaque;
   uint64_t in_flight;           /* requests accepted and not yet acked */
+  uint64_t client_ns;           /* when the last client request came */
   unsigned submitting;          /* inside vol_submit: acks are deferred */
   void (*want_owner_cb) (void *ud, struct volume *v);
   void *want_owner_ud;
@@ -150,6 +155,21 @@ struct volume
   struct lograte commit_lr;     /* repeated commit failures */
 
   struct vol_stats st;
+
+  /* Hydration (vol-hydrate.c) */
+  struct
+  {
+    qb_loop_timer_handle timer;
+    bool timer_armed;
+    unsigned inflight;          /* VR_HYDRATE requests not yet acked */
+    uint64_t cursor;            /* next chunk to look at */
+    uint64_t next_ns;           /* throttle: no new copy before this */
+    uint64_t win_ns, win_chunks; /* rate window */
+    double rate;                /* bytes per second, last window */
+    uint64_t start_ns, end_ns;  /* this agent's run: started, hydrated */
+    int err;
+    bool finishing;             /* the last commit before the flag */
+  } hyd;
 };
 
 /* vol-lock.c */
@@ -172,7 +192,12 @@ bool commit_idle (struct volume *v);
 void commit_kick (struct volume *v);
 /* Fail what waits for a commit that is not running (fenced, closing). */
 void commit_fail_waiting (struct volume *v, int err);
+int commit_internal (struct volume *v, vol_done_fn *done, void *opaque);
 void commit_cow_flush (struct vreq *rq);
+
+/* vol-hydrate.c */
+void hydrate_kick (struct volume *v);
+void hydrate_stop (struct volume *v);
 
 /* volume.c */
 void vol_check_drained (struct volume *v);

@@ -117,7 +117,8 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
   struct backend_opts o = *bo;
   o.writable = false;
   o.direct = !p->buffered;      /* block devices are O_DIRECT regardless */
-  int r = backend_open (p->base_uri, &o, base, e, sizeof e);
+  int r = p->base_uri ? backend_open (p->base_uri, &o, base, e, sizeof e)
+    : (*base = NULL, 0);        /* hydrated: no base (vol_load_meta checks) */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: base %s", p->name, e);
@@ -137,7 +138,7 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
       r = vol_err_cow_taken (err, errlen, p->name, (*cow)->uri, user);
       goto out_close;
     }
-  if ((*base)->align > VOL_ALIGN || (*cow)->align > VOL_ALIGN)
+  if ((*base && (*base)->align > VOL_ALIGN) || (*cow)->align > VOL_ALIGN)
     {
       snprintf (err, errlen, "volume %s: devices with blocks larger than "
                 "%u bytes are not supported", p->name, VOL_ALIGN);
@@ -445,9 +446,15 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
       return -COW_E_BAD_SUPERBLOCK;
     }
   v->sb = sb;
+  if (!v->base && !(v->sb.flags & DSCOW_FLAG_HYDRATED))
+    {
+      snprintf (err, errlen, "volume %s: opened without a base, but %s is "
+                "not hydrated", v->name, v->cow->uri);
+      return -COW_E_BASE_MISMATCH;
+    }
   if (v->cow->size < dscow_cow_min_size (sb.volume_size, sb.chunk_size))
     return vol_err_small (v, err, errlen);
-  if ((r = vol_check_base (v, err, errlen)) < 0)
+  if (v->base && (r = vol_check_base (v, err, errlen)) < 0)
     return r;
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
@@ -507,6 +514,7 @@ vol_free (struct volume *v)
 {
   if (!v)
     return;
+  hydrate_stop (v);
   /* Requests still waiting (for ownership) end here. */
   while (v->held_head)
     {
@@ -628,6 +636,8 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
     }
   v->accept_base = false;       /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
+  v->st.takeovers++;
+  hydrate_kick (v);             /* a hydration asked for goes on here */
   return 0;
 }
 
@@ -656,6 +666,8 @@ takeover_end (struct takeover_ctx *c, int res)
     {
       v->accept_base = false;   /* the change is on disk now */
       v->state = VOL_STATE_ACTIVE;
+      v->st.takeovers++;
+      hydrate_kick (v);         /* a hydration asked for goes on here */
     }
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
@@ -807,6 +819,7 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
       return;
     }
   vol_set_clean (v);
+  v->st.handoffs++;
   *c = (struct clean_ctx) { .v = v, .buf = vol_super_next (v, &off),
     .pending = 1, .done = done, .opaque = opaque };
   v->in_flight++;
@@ -829,8 +842,11 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
 void
 vol_set_state (struct volume *v, enum vol_state s)
 {
-  if (v->state != VOL_STATE_FENCED)
-    v->state = s;
+  if (v->state == VOL_STATE_FENCED)
+    return;
+  v->state = s;
+  if (s == VOL_STATE_ACTIVE)
+    hydrate_kick (v);
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
@@ -920,6 +936,7 @@ vol_confirm (struct volume *v)
   commit_kick (v);
   if (!v->held && v->state == VOL_STATE_ACTIVE)
     vol_resubmit (v);
+  hydrate_kick (v);
 }
 
 bool
@@ -947,22 +964,6 @@ vol_drain_flushed (void *opaque, int err)
   vol_check_drained (v);
 }
 
-/* A commit of every dirty bit, not counted as a client request. */
-static int
-vol_flush_internal (struct volume *v)
-{
-  struct vreq *rq = calloc (1, sizeof *rq);
-  if (!rq)
-    return -ENOMEM;
-  rq->v = v;
-  rq->type = VR_FLUSH;
-  rq->done = vol_drain_flushed;
-  rq->opaque = v;
-  v->in_flight++;
-  commit_enqueue (v, rq);
-  return 0;
-}
-
 void
 vol_check_drained (struct volume *v)
 {
@@ -976,7 +977,7 @@ vol_check_drained (struct volume *v)
   for (uint64_t b = 0; b < v->nblocks && may_commit; b++)
     if (v->dirty[b])
       {
-        if (vol_flush_internal (v) < 0)
+        if (commit_internal (v, vol_drain_flushed, v) < 0)
           break;
         return;
       }
@@ -1018,6 +1019,7 @@ vol_resume (struct volume *v)
       vol_unpark (v, 0);
       commit_kick (v);
     }
+  hydrate_kick (v);
 }
 
 struct close_ctx
@@ -1146,6 +1148,7 @@ vol_submit (struct volume *v, struct vreq *rq)
     }
   v->in_flight++;
   v->st.in_flight = v->in_flight;
+  v->client_ns = cowd_now_ns ();        /* hydration yields to this */
   v->submitting++;
   if (rq->type == VR_FLUSH)
     {
@@ -1320,8 +1323,8 @@ struct backend *vol_cow_backend (struct volume *v) { return v->cow; }
 const char *
 vol_health (const struct volume *v)
 {
-  enum backend_health h = v->base->health > v->cow->health ? v->base->health
-    : v->cow->health;
+  enum backend_health b = v->base ? v->base->health : BK_HEALTHY;
+  enum backend_health h = b > v->cow->health ? b : v->cow->health;
   static const char *names[] = { "healthy", "reconnecting", "degraded",
     "fenced" };
   return names[h];
@@ -1333,10 +1336,22 @@ vol_can_write (const struct volume *v)
   return v->state != VOL_STATE_FENCED && v->state != VOL_STATE_DEGRADED;
 }
 
+double
+vol_stats_quantile (const struct vol_stats *st, double q)
+{
+  uint64_t n = 0, seen = 0;
+  for (unsigned b = 0; b < VOL_HIST_BUCKETS; b++)
+    n += st->commit_hist[b];
+  for (unsigned b = 0; b < VOL_HIST_BUCKETS && n; b++)
+    if ((seen += st->commit_hist[b]) >= q * (double) n)
+      return (double) (1ull << b) / 1e6;
+  return 0;
+}
+
 void
 vol_get_stats (const struct volume *v, struct vol_stats *st)
 {
   *st = v->st;
   st->in_flight = v->in_flight;
-  st->blocking_io_ns = v->base->sync_ns + v->cow->sync_ns;
+  st->blocking_io_ns = (v->base ? v->base->sync_ns : 0) + v->cow->sync_ns;
 }

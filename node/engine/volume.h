@@ -49,6 +49,8 @@ enum vol_state
   VOL_STATE_DEGRADED,           /* a backend failed past its deadline */
 };
 
+#define VOL_HIST_BUCKETS 32
+
 struct vol_stats
 {
   uint64_t reads, writes, flushes, trims, zeroes;
@@ -60,6 +62,34 @@ struct vol_stats
   uint64_t errors;
   uint64_t in_flight;
   uint64_t blocking_io_ns;      /* the loop waited for this volume's devices */
+  uint64_t hydrated_chunks;     /* chunks copied by hydration, this open */
+  uint64_t takeovers;           /* times this agent took the volume */
+  uint64_t handoffs;            /* times it marked it clean to hand it off */
+  /* Commit latency, from a commit's start to its bits being durable:
+   * sum and count, and a histogram in powers of two of microseconds
+   * (bucket i: below 2^i us). */
+  uint64_t commit_ns_sum;
+  uint64_t commit_hist[VOL_HIST_BUCKETS];
+};
+
+/* The latency below which a fraction q (0..1) of the commits finished,
+ * in seconds (a bucket's upper bound), 0 when there was none. */
+double vol_stats_quantile (const struct vol_stats *st, double q);
+
+/* Hydration progress (vol_hydrate_info). */
+struct vol_hydrate
+{
+  bool wanted;                  /* the superblock asks for it */
+  bool running;                 /* copying here now (owner, not held) */
+  bool hydrated;                /* done: the superblock's hydrated flag */
+  uint32_t limit_mbs;           /* --rate, 0 = unlimited */
+  uint64_t done, total;         /* chunks in the CoW layer, chunks */
+  uint64_t copied;              /* chunks this agent copied since open */
+  double rate_mbs;              /* measured, recent */
+  double eta_s;                 /* < 0: unknown */
+  double elapsed_s;             /* since it started (or resumed) here, until
+                                 * hydrated; 0 when it never ran here */
+  int error;                    /* last copy error (-errno), 0 = none */
 };
 
 struct vol_params
@@ -182,5 +212,20 @@ bool vol_has_waiters (const struct volume *v);
 void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,
                             struct volume *v), void *ud);
 void vol_get_stats (const struct volume *v, struct vol_stats *st);
+
+/* Background hydration (vol-hydrate.c): copy every chunk still on the
+ * base into the CoW layer while the volume serves, at most rate_mbs MB/s
+ * (0 = as fast as it yields to clients).  The wish is kept in the
+ * superblock (DSCOW_COMPAT_HYDRATING), so it resumes after a restart and
+ * continues on the next owner.  Start, change the rate and cancel need
+ * the volume active here; they return 0 or -1 with a sentence in err. */
+int vol_hydrate_start (struct volume *v, uint32_t rate_mbs, char *err,
+                       size_t errlen);
+int vol_hydrate_cancel (struct volume *v, char *err, size_t errlen);
+void vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi);
+/* A hydrated volume no longer needs its base: close it.  Opening with no
+ * base (vol_params.base_uri NULL) needs the hydrated flag too. */
+int vol_drop_base (struct volume *v, char *err, size_t errlen);
+bool vol_has_base (const struct volume *v);
 
 #endif /* COWD_VOLUME_H */

@@ -287,6 +287,46 @@ engine_policy (const char *name, enum dscow_commit commit)
   reopen_and_verify (name, commit);
 }
 
+/* Hydration while the random clients run: a copy never overwrites what a
+ * client wrote, a read never sees a half-copied chunk (both checked by
+ * the model), and at the end every chunk is in the CoW layer, the
+ * superblock says hydrated, and the volume reads the same without its
+ * base. */
+static void
+hydrated_poll (void *data)
+{
+  struct vol_hydrate h;
+  vol_hydrate_info (vol, &h);
+  if (h.hydrated)
+    {
+      qb_loop_stop (loop);
+      return;
+    }
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 10000000, NULL, hydrated_poll, &t);
+}
+
+START_TEST (test_hydrate)
+{
+  char err[512];
+  open_volume ("vhyd", DSCOW_COMMIT_SYNC, true);
+  ck_assert_int_eq (vol_hydrate_start (vol, 0, err, sizeof err), 0);
+  run_random (4000);
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, hydrated_poll, &t);
+  qb_loop_run (loop);
+  verify_whole ();
+  struct vol_hydrate h;
+  vol_hydrate_info (vol, &h);
+  ck_assert_uint_eq (h.done, h.total);
+  ck_assert_uint_gt (h.copied, 0);
+  ck_assert (vol_super (vol)->flags & DSCOW_FLAG_HYDRATED);
+  ck_assert_int_eq (vol_drop_base (vol, err, sizeof err), 0);
+  verify_whole ();              /* served from the CoW alone */
+  reopen_and_verify ("vhyd", DSCOW_COMMIT_SYNC);
+}
+END_TEST
+
 START_TEST (test_sync) { engine_policy ("vsync", DSCOW_COMMIT_SYNC); }
 END_TEST
 START_TEST (test_flush) { engine_policy ("vflush", DSCOW_COMMIT_FLUSH); }
@@ -488,6 +528,7 @@ engine_suite (void)
   tcase_add_test (tc, test_backend_key);
   tcase_add_test (tc, test_lease_gate);
   tcase_add_test (tc, test_fenced_close);
+  tcase_add_test (tc, test_hydrate);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -194,7 +194,7 @@ START_TEST (test_base_stamp)
 {
   struct dscow_super sb, out;
   make_super (&sb);
-  ck_assert_uint_eq (sb.version_minor, 1);
+  ck_assert_uint_eq (sb.version_minor, DSCOW_VERSION_MINOR);
   sb.stamp = (struct dscow_base_stamp) { DSCOW_STAMP_FILE, 0x0801, 12,
     978307200000000000ull, 978307200123456789ull };
   ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
