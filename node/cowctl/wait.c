@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* wait.c: `cowctl hydrate NAME --wait`: after the command, poll cowd's
  * `status NAME` (JSON) once a second and show the hydration's progress
  * until the volume is hydrated.  On a terminal a bar redrawn in place;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* wait.h: cowctl's progress display for long work (wait.c). */
 #ifndef COWCTL_WAIT_H
 #define COWCTL_WAIT_H

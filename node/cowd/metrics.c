@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* metrics.c: the counters of `cowctl stats` for Prometheus, in the text
  * exposition format, in the file named by metrics-file in cowd.conf, for
  * node_exporter's textfile collector.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vol-hydrate.c: background hydration, the copy of every chunk still on
  * the base into the CoW layer, so that the volume becomes a linear image
  * and its base can be retired.

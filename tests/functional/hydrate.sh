@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Hydration (cowctl hydrate, unbase): the owner copies every chunk still
 # on the base into the CoW layer while the volume serves.
 #  - a client writing and reading at random offsets during the copy:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Statistics: cowctl stats (text and --json) counts exactly what a client
 # did (reads, writes, bytes, CoW faults, commits, faults per commit,
 # commit latency, chunks in the CoW layer, takeovers, errors), and the
