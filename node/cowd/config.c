@@ -158,17 +158,15 @@ config_daemon_key (void *ud, const char *section, const char *name,
     if (strcmp (section, strs[i].section) == 0
         && strcmp (key, strs[i].key) == 0)
       return config_set_str (strs[i].dst, value);
-  if (strcmp (section, "cowd") == 0 && strcmp (key, "reconnect-deadline-ms") == 0)
-    return config_set_uint (&cowd.reconnect_deadline_ms, key, value, err,
-                            errlen);
-  if (strcmp (section, "cowd") == 0
-      && strcmp (key, "metrics-interval-ms") == 0)
-    return config_set_uint (&cowd.metrics_interval_ms, key, value, err,
-                            errlen);
-  if (strcmp (section, "cowd") == 0
-      && strcmp (key, "quorum-loss-timeout-ms") == 0)
-    return config_set_uint (&cowd.quorum_loss_timeout_ms, key, value, err,
-                            errlen);
+  struct { const char *key; unsigned *dst; } ms[] = {
+    { "reconnect-deadline-ms", &cowd.reconnect_deadline_ms },
+    { "metrics-interval-ms", &cowd.metrics_interval_ms },
+    { "quorum-loss-timeout-ms", &cowd.quorum_loss_timeout_ms },
+    { "nbd-handshake-timeout-ms", &cowd.nbd_handshake_timeout_ms },
+  };
+  for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+    if (strcmp (section, "cowd") == 0 && strcmp (key, ms[i].key) == 0)
+      return config_set_uint (ms[i].dst, key, value, err, errlen);
   if (strcmp (section, "cowd") == 0 && strcmp (key, "log-level") == 0)
     {
       unsigned lvl;

@@ -46,6 +46,7 @@
 #endif
 #include "ctl.h"
 #include "loop.h"
+#include "nbd-server.h"
 
 #define COWD_CONFIG_DEFAULT SYSCONFDIR "/cowherd/cowd.conf"
 
@@ -392,6 +393,7 @@ cowd_start (void)
                    cowd.cluster_name);
   if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
     return -1;
+  nbd_set_handshake_timeout (cowd.nbd_handshake_timeout_ms);
   metrics_start ();
   notify_ready_part (NOTIFY_CONTROL);
   return 0;

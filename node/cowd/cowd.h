@@ -55,6 +55,7 @@ struct cowd
   char *fence_command;
   char *metrics_file;           /* Prometheus textfile, NULL = none */
   unsigned metrics_interval_ms;
+  unsigned nbd_handshake_timeout_ms; /* 0: the NBD server's default */
   bool standalone;
   bool foreground;
   int log_level;

@@ -1204,6 +1204,22 @@ vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
   return vol_submit (v, rq);
 }
 
+/* WRITE_ZEROES writes from one shared buffer of zeroes, never written
+ * and allocated once, in parts of at most VOL_ZERO_PART bytes (the buffer
+ * holds a part at any alignment phase): a request of any length costs no
+ * memory of its length.  (A read-only mapping of the zero page would not
+ * do: pinning it for O_DIRECT makes the kernel copy it.)  NULL if it
+ * cannot be allocated. */
+#define VOL_ZERO_PART (4u << 20)
+static const char *
+vol_zeroes (void)
+{
+  static char *zeroes;
+  if (!zeroes)
+    zeroes = vol_alloc_aligned (VOL_ZERO_PART + VOL_ALIGN);
+  return zeroes;
+}
+
 /* The engine writes aligned parts of a request straight from the
  * caller's buffer, so the buffer must have the same phase as the offset:
  * (buf - off) a multiple of VOL_ALIGN.  Otherwise (or for write zeroes)
@@ -1215,7 +1231,9 @@ vol_write_common (struct volume *v, const void *buf, uint64_t off,
 {
   char *b = (char *) buf, *alloc = NULL;
   size_t phase = off & (VOL_ALIGN - 1);
-  if (!buf || (((uintptr_t) buf - phase) & (VOL_ALIGN - 1)))
+  if (!buf && len <= VOL_ZERO_PART && (b = (char *) vol_zeroes ()))
+    b += phase;                 /* write zeroes: the shared buffer */
+  else if (!buf || (((uintptr_t) buf - phase) & (VOL_ALIGN - 1)))
     {
       if (!(alloc = vol_alloc_aligned (len + phase)))
         return -ENOMEM;
@@ -1245,6 +1263,28 @@ vol_write (struct volume *v, const void *buf, uint64_t off, uint32_t len,
   return vol_write_common (v, buf, off, len, flags, done, opaque);
 }
 
+/* The parts of one WRITE_ZEROES: done once every part is. */
+struct zero_parts
+{
+  vol_done_fn *done;
+  void *opaque;
+  unsigned left;                /* parts in the engine, + 1 while submitting */
+  int err;
+};
+
+static void
+vol_zero_part_done (void *opaque, int err)
+{
+  struct zero_parts *zp = opaque;
+  if (err && !zp->err)
+    zp->err = err;
+  if (--zp->left == 0)
+    {
+      zp->done (zp->opaque, zp->err);
+      free (zp);
+    }
+}
+
 int
 vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
                   unsigned flags, vol_done_fn *done, void *opaque)
@@ -1252,7 +1292,35 @@ vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
   if (vol_check_range (v, off, len) < 0)
     return -EINVAL;
   v->st.zeroes++;
-  return vol_write_common (v, NULL, off, len, flags, done, opaque);
+  if (len <= VOL_ZERO_PART)
+    return vol_write_common (v, NULL, off, len, flags, done, opaque);
+  struct zero_parts *zp = calloc (1, sizeof *zp);
+  if (!zp)
+    return -ENOMEM;
+  *zp = (struct zero_parts) { .done = done, .opaque = opaque, .left = 1 };
+  for (uint64_t pos = off, end = off + len; pos < end;)
+    {
+      /* Parts end on VOL_ZERO_PART boundaries of the volume. */
+      uint64_t n = VOL_ZERO_PART - pos % VOL_ZERO_PART;
+      if (n > end - pos)
+        n = end - pos;
+      int r = vol_write_common (v, NULL, pos, (uint32_t) n, flags,
+                                vol_zero_part_done, zp);
+      if (r < 0 && pos == off)
+        {
+          free (zp);
+          return r;             /* nothing started: the caller answers */
+        }
+      if (r < 0)
+        {
+          zp->err = r;
+          break;
+        }
+      zp->left++;
+      pos += n;
+    }
+  vol_zero_part_done (zp, 0);
+  return 0;
 }
 
 int

@@ -40,6 +40,7 @@
 
 #include <qb/qblog.h>
 
+#include "lograte.h"
 #include "loop.h"
 #include "nbd-proto.h"
 #include "nbd-server.h"
@@ -50,6 +51,8 @@
 #define NBD_MAX_INFLIGHT 64u
 #define NBD_MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
 #define NBD_MAX_EXTENTS 1024u
+#define NBD_HANDSHAKE_TIMEOUT_MS 30000u /* default; cowd.conf may set it */
+#define NBD_ACCEPT_BACKOFF_MS 100u
 #define CTX_ALLOCATION 1u
 #define CTX_COW 2u
 
@@ -87,15 +90,20 @@ struct nbd_conn
   uint8_t *rtarget;
   size_t rpos, rneed;
   uint8_t in[4096];             /* read ahead of rtarget */
+  uint32_t skip_opt;            /* bytes of a too long option still to skip */
   size_t in_pos, in_len;
   bool read_sched;              /* conn_read_cb is deferred */
   struct nbd_req *pending_write; /* header parsed, payload being read */
   /* Output */
   struct obuf *out_head, *out_tail;
   bool send_sched;              /* a send waits for the batch's end */
+  size_t out_bytes;             /* queued for the socket */
   /* Flow control */
   unsigned inflight;
   size_t inflight_bytes;
+  /* Handshake deadline (nbd_set_handshake_timeout), until transmission */
+  qb_loop_timer_handle hs_timer;
+  bool hs_timer_armed;
 };
 
 struct nbd_req
@@ -115,19 +123,32 @@ struct nbd_export
   int lfd;
   struct nbd_conn *conns;
   unsigned nconns;
+  /* Out of descriptors: the listener rests until the timer */
+  bool accept_paused;
+  qb_loop_timer_handle accept_timer;
+  struct lograte accept_lr;
 };
+
+static unsigned nbd_handshake_timeout_ms = NBD_HANDSHAKE_TIMEOUT_MS;
+
+void
+nbd_set_handshake_timeout (unsigned ms)
+{
+  nbd_handshake_timeout_ms = ms ? ms : NBD_HANDSHAKE_TIMEOUT_MS;
+}
 
 static int conn_dispatch (int fd, int revents, void *data);
 static void conn_close (struct nbd_conn *c, const char *why);
 static void conn_unref (struct nbd_conn *c);
 static void conn_kick (struct nbd_conn *c);
 
-/* Past this many requests or bytes in the engine, stop reading. */
+/* Past this many requests in the engine, or bytes in the engine and in
+ * replies the client has not read yet, stop reading its requests. */
 static bool
 conn_throttled (const struct nbd_conn *c)
 {
   return c->inflight >= NBD_MAX_INFLIGHT
-    || c->inflight_bytes >= NBD_MAX_INFLIGHT_BYTES;
+    || c->inflight_bytes + c->out_bytes >= NBD_MAX_INFLIGHT_BYTES;
 }
 
 /* --- output --- */
@@ -195,6 +216,7 @@ conn_flush_out (struct nbd_conn *c)
               break;
             }
           sent -= left;
+          c->out_bytes -= o->hlen + o->dlen;
           c->out_head = o->next;
           if (!c->out_head)
             c->out_tail = NULL;
@@ -220,6 +242,7 @@ conn_send (struct nbd_conn *c)
       conn_close (c, NULL);
       return;
     }
+  conn_kick (c);                /* replies left: requests read ahead go on */
   conn_set_events (c);
 }
 
@@ -242,6 +265,7 @@ conn_queue (struct nbd_conn *c, struct obuf *o)
       return;
     }
   o->next = NULL;
+  c->out_bytes += o->hlen + o->dlen;
   if (c->out_tail)
     c->out_tail->next = o;
   else
@@ -373,6 +397,25 @@ conn_unref (struct nbd_conn *c)
 }
 
 static void
+conn_handshake_timer_stop (struct nbd_conn *c)
+{
+  if (c->hs_timer_armed)
+    qb_loop_timer_del (cowd_loop (), c->hs_timer);
+  c->hs_timer_armed = false;
+}
+
+static void
+conn_handshake_expired (void *data)
+{
+  struct nbd_conn *c = data;
+  char why[96];
+  c->hs_timer_armed = false;
+  snprintf (why, sizeof why, "dropping the client: no export chosen "
+            "within %u ms of connecting", nbd_handshake_timeout_ms);
+  conn_close (c, why);
+}
+
+static void
 conn_close (struct nbd_conn *c, const char *why)
 {
   if (c->dead)
@@ -381,6 +424,7 @@ conn_close (struct nbd_conn *c, const char *why)
     qb_log (LOG_INFO, "nbd: %s: %s%s", vol_name (c->exp->vol), why,
             c->inflight ? " with requests in flight" : "");
   c->dead = true;
+  conn_handshake_timer_stop (c);
   qb_loop_poll_del (cowd_loop (), c->fd);
   close (c->fd);
   while (c->out_head)
@@ -390,6 +434,7 @@ conn_close (struct nbd_conn *c, const char *why)
       obuf_free (o);
     }
   c->out_tail = NULL;
+  c->out_bytes = 0;
   if (c->pending_write)
     {
       free (c->pending_write->buf);
@@ -477,6 +522,23 @@ req_block_status (struct nbd_conn *c, struct nbd_req *r)
   free (ext);
 }
 
+/* The flags a command may carry here: FUA on any (the spec lets a client
+ * set it on every command once SEND_FUA is advertised), DF on READ with
+ * structured replies, NO_HOLE on WRITE_ZEROES, REQ_ONE on BLOCK_STATUS.
+ * FAST_ZERO is not advertised.  Anything else gets EINVAL. */
+static uint16_t
+req_allowed_flags (const struct nbd_conn *c, uint16_t type)
+{
+  uint16_t ok = NBD_CMD_FLAG_FUA;
+  if (type == NBD_CMD_READ && c->structured)
+    ok |= NBD_CMD_FLAG_DF;
+  else if (type == NBD_CMD_WRITE_ZEROES)
+    ok |= NBD_CMD_FLAG_NO_HOLE;
+  else if (type == NBD_CMD_BLOCK_STATUS)
+    ok |= NBD_CMD_FLAG_REQ_ONE;
+  return ok;
+}
+
 /* Check a request; 0 or a negative errno for the error reply. */
 static int
 req_check (struct nbd_conn *c, struct nbd_req *r)
@@ -485,6 +547,8 @@ req_check (struct nbd_conn *c, struct nbd_req *r)
   uint64_t size = vol_size (v);
   bool write = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM
     || r->type == NBD_CMD_WRITE_ZEROES;
+  if (r->flags & ~req_allowed_flags (c, r->type))
+    return -EINVAL;
   if (r->type == NBD_CMD_FLUSH)  /* offset and length must be zero */
     return r->len || r->off ? -EINVAL : 0;
   if (r->len == 0 || r->off > size || r->len > size - r->off)
@@ -493,8 +557,6 @@ req_check (struct nbd_conn *c, struct nbd_req *r)
     return -EPERM;
   if (r->type == NBD_CMD_BLOCK_STATUS && (!c->structured || !c->contexts))
     return -EINVAL;
-  if (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO))
-    return -ENOTSUP;
   return 0;
 }
 
@@ -590,6 +652,8 @@ req_header (struct nbd_conn *c)
       conn_expect (c, c->hdr, 28);
       return 0;
     }
+  if (data_in && r->len == 0)
+    data_in = false;            /* no payload: EINVAL at once (req_check) */
   if ((data_in || data_out)
       && posix_memalign (&r->buf, 4096, r->len ? r->len : 1) != 0)
     {
@@ -633,6 +697,7 @@ static void
 enter_transmission (struct nbd_conn *c)
 {
   c->state = TRANSMIT;
+  conn_handshake_timer_stop (c);
   conn_expect (c, c->hdr, 28);
   qb_log (LOG_DEBUG, "nbd: %s: client connected%s", vol_name (c->exp->vol),
           c->structured ? " (structured replies)" : "");
@@ -829,6 +894,24 @@ opt_handle (struct nbd_conn *c)
     }
 }
 
+/* A piece of an option too long to hold has been read and dropped: read
+ * the next, or answer TOO_BIG once the whole option is gone (the client
+ * may go on with other options; the handshake deadline bounds it all). */
+static int
+opt_skip (struct nbd_conn *c)
+{
+  c->skip_opt -= (uint32_t) c->rneed;
+  if (c->skip_opt)
+    {
+      conn_expect (c, c->hdr + 16, c->skip_opt < NBD_MAX_OPTION
+                   ? c->skip_opt : NBD_MAX_OPTION);
+      return 0;
+    }
+  opt_reply (c, be32_get (c->hdr + 8), NBD_REP_ERR_TOO_BIG, NULL, 0);
+  conn_expect (c, c->hdr, 16);
+  return 0;
+}
+
 /* --- input --- */
 
 /* A complete piece of input (c->rneed bytes at c->rtarget) is here. */
@@ -848,13 +931,19 @@ conn_input (struct nbd_conn *c)
         return 0;
       }
     case OPTIONS:
+      if (c->skip_opt)
+        return opt_skip (c);
       if (c->rneed == 16)
         {
           if (be64_get (c->hdr) != NBD_IHAVEOPT)
             return -EPROTO;
           uint32_t len = be32_get (c->hdr + 12);
           if (len > NBD_MAX_OPTION)
-            return -EFBIG;
+            {
+              c->skip_opt = len;
+              conn_expect (c, c->hdr + 16, NBD_MAX_OPTION);
+              return 0;
+            }
           if (len > 0)
             {
               conn_expect (c, c->hdr, 16 + len);
@@ -1006,11 +1095,48 @@ conn_new (struct nbd_export *e, int fd)
   e->nconns++;
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, c,
                     conn_dispatch);
+  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                         (uint64_t) nbd_handshake_timeout_ms * 1000000, c,
+                         conn_handshake_expired, &c->hs_timer) == 0)
+    c->hs_timer_armed = true;
   struct obuf *o = obuf_new (18, NULL, 0);
   be64_put (o->hdr, NBD_MAGIC);
   be64_put (o->hdr + 8, NBD_IHAVEOPT);
   be16_put (o->hdr + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
   conn_queue (c, o);
+}
+
+static int export_accept (int fd, int revents, void *data);
+
+static void
+export_accept_resume (void *data)
+{
+  struct nbd_export *e = data;
+  e->accept_paused = false;
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, e->lfd, POLLIN, e,
+                    export_accept);
+}
+
+/* Out of descriptors or memory: a readable listener would make the loop
+ * spin on accept, so it rests (clients wait in the backlog) and is
+ * polled again after NBD_ACCEPT_BACKOFF_MS; the failure is logged once
+ * per window with a count (lograte). */
+static void
+export_accept_pause (struct nbd_export *e, int err)
+{
+  lograte_log (&e->accept_lr, LOG_ERR, err, "nbd: %s: cannot accept a "
+               "client on %s: %s; not accepting for %u ms",
+               vol_name (e->vol), e->path, strerror (err),
+               NBD_ACCEPT_BACKOFF_MS);
+  if (e->accept_paused)
+    return;
+  qb_loop_poll_del (cowd_loop (), e->lfd);
+  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                         NBD_ACCEPT_BACKOFF_MS * 1000000ull, e,
+                         export_accept_resume, &e->accept_timer) == 0)
+    e->accept_paused = true;
+  else
+    export_accept_resume (e);
 }
 
 static int
@@ -1022,7 +1148,10 @@ export_accept (int fd, int revents, void *data)
       int cfd = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (cfd < 0)
         {
-          if (errno != EAGAIN && errno != EINTR)
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
+              || errno == ENOMEM)
+            export_accept_pause (e, errno);
+          else if (errno != EAGAIN && errno != EINTR)
             qb_log (LOG_ERR, "nbd: %s: accept on %s failed: %m",
                     vol_name (e->vol), e->path);
           break;
@@ -1073,7 +1202,11 @@ nbd_export_free (struct nbd_export *e)
 {
   if (!e)
     return;
-  qb_loop_poll_del (cowd_loop (), e->lfd);
+  if (e->accept_paused)
+    qb_loop_timer_del (cowd_loop (), e->accept_timer);
+  else
+    qb_loop_poll_del (cowd_loop (), e->lfd);
+  lograte_flush (&e->accept_lr);
   close (e->lfd);
   unlink (e->path);
   /* Connections with requests in the engine outlive the export. */

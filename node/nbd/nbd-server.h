@@ -16,6 +16,9 @@ struct nbd_export *nbd_export_new (struct volume *v, const char *sock_path,
                                    char *err, size_t errlen);
 /* Stop listening, close every connection, unlink the socket. */
 void nbd_export_free (struct nbd_export *e);
+/* A client that has not chosen an export (NBD_OPT_GO / EXPORT_NAME) this
+ * many ms after connecting is dropped; 0 restores the default (30 s). */
+void nbd_set_handshake_timeout (unsigned ms);
 unsigned nbd_export_connections (const struct nbd_export *e);
 const char *nbd_export_socket (const struct nbd_export *e);
 
