@@ -49,6 +49,15 @@
  * writes after the others have formed a membership without it, and cowd
  * warns.
  *
+ * Losing corosync: when a dispatch fails (corosync stopped, restarted or
+ * dropped this client) the node holds writes (quorum and lease lost),
+ * closes both handles, forgets what it had queued to send, and tries to
+ * connect and join again every CLUSTER_RECONNECT_MS from the loop, never
+ * blocking it.  Back in the group it is a joiner with a stale table: the
+ * quorate side's table replaces it (or, alone, it is the first member),
+ * on_synced lets cowd reconcile, and quorum returns with its first NOP
+ * delivered in a quorate ring.  No operator action, no agent restart.
+ *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
  * a joiner: it sends no mark and takes the table of the quorate side,
@@ -74,6 +83,9 @@
 #include "cluster-int.h"
 #include "clock.h"
 
+/* After the connection to corosync is lost, how often to try again. */
+#define CLUSTER_RECONNECT_MS 1000u
+
 struct pending
 {
   struct pending *next;
@@ -88,6 +100,9 @@ static struct
   bool lost;                    /* the connection to corosync is gone */
   cpg_handle_t cpg;
   quorum_handle_t quorum;
+  int cpg_fd, quorum_fd;        /* polled while connected */
+  qb_loop_timer_handle reconnect_timer;
+  unsigned reconnects;          /* attempts since the connection was lost */
   char group[CLUSTER_NAME_MAX + 16];
   uint32_t nodeid;
   bool quorate;                 /* as votequorum says */
@@ -519,18 +534,56 @@ heartbeat (void *data)
 
 static void quorum_set (bool q);
 
-/* corosync went away: nothing this node knows is current any more. */
+static void cluster_reconnect (void *data);
+
+/* Forget what was queued for a membership this node is no longer in. */
+static void
+pending_free (struct pending **head, struct pending **tail)
+{
+  while (*head)
+    {
+      struct pending *p = *head;
+      *head = p->next;
+      free (p->buf);
+      free (p);
+    }
+  *tail = NULL;
+}
+
+/* corosync went away (stopped, restarted, or dropped this client): nothing
+ * this node knows is current any more.  Writes are held (quorum lost, the
+ * lease gone); the handles are closed and cluster_reconnect tries again
+ * every CLUSTER_RECONNECT_MS.  Back in the group, this node is a joiner
+ * with a stale table: it takes the table of the quorate side. */
 static void
 cluster_lost (int fd, const char *what)
 {
-  qb_loop_poll_del (C.loop, fd);
   if (C.lost)
     return;
   C.lost = true;
-  qb_log (LOG_ERR, "cluster: lost the connection to corosync (%s): writes "
-          "are held; restart cowd once corosync runs again", what);
+  qb_log (LOG_ERR, "cluster: node %u lost the connection to corosync (%s): "
+          "writes are held; reconnecting every %u ms", C.nodeid, what,
+          CLUSTER_RECONNECT_MS);
   C.lease_lost = true;
   quorum_set (false);
+  C.stale = true;
+  qb_loop_poll_del (C.loop, C.cpg_fd);
+  qb_loop_poll_del (C.loop, C.quorum_fd);
+  cpg_finalize (C.cpg);
+  quorum_finalize (C.quorum);
+  qb_loop_timer_del (C.loop, C.hb_timer);
+  qb_loop_timer_del (C.loop, C.stale_timer);
+  if (C.retry_armed)
+    qb_loop_timer_del (C.loop, C.retry_timer);
+  C.retry_armed = false;
+  pending_free (&C.out_head, &C.out_tail);
+  pending_free (&C.replay_head, &C.replay_tail);
+  C.hb_n = 0;
+  C.nmembers = 0;               /* no group while disconnected */
+  C.reconnects = 0;
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
+                     CLUSTER_RECONNECT_MS * 1000000ull, NULL,
+                     cluster_reconnect, &C.reconnect_timer);
 }
 
 static int
@@ -579,9 +632,14 @@ quorum_start (void)
   quorum_callbacks_t qcb = { .quorum_notify_fn = quorum_notify_fn };
   uint32_t type;
   int fd;
-  if (quorum_initialize (&C.quorum, &qcb, &type) != CS_OK
-      || quorum_fd_get (C.quorum, &fd) != CS_OK)
+  if (quorum_initialize (&C.quorum, &qcb, &type) != CS_OK)
     return -1;
+  if (quorum_fd_get (C.quorum, &fd) != CS_OK)
+    {
+      quorum_finalize (C.quorum);
+      return -1;
+    }
+  C.quorum_fd = fd;
   int q = 0;
   quorum_getquorate (C.quorum, &q);
   C.quorate = q != 0;
@@ -621,9 +679,11 @@ lease_check_totem (void)
 
 /* --- API --- */
 
-int
-cluster_start (qb_loop_t *loop, const char *name,
-               const struct cluster_callbacks *cb, void *ud)
+/* Connect to corosync, join the group and poll both handles.  At start a
+ * busy corosync (TRY_AGAIN) is waited for up to 2 s; a reconnection from
+ * the loop does not wait (its timer tries again).  0 or -ENOTCONN. */
+static int
+cluster_connect (bool wait)
 {
   static cpg_model_v1_data_t model = {
     .cpg_deliver_fn = cpg_deliver_fn,
@@ -631,15 +691,9 @@ cluster_start (qb_loop_t *loop, const char *name,
     .cpg_totem_confchg_fn = cpg_totem_fn,
     .flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
   };
-  C.loop = loop;
-  C.cb = cb;
-  C.ud = ud;
-  C.backoff_ms = 1;
-  snprintf (C.group, sizeof C.group, "cowherd:%s", name);
   struct cpg_name g;
   g.length = (uint32_t) strlen (C.group);
   memcpy (g.value, C.group, g.length);
-  int fd;
   if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1,
                             (cpg_model_data_t *) &model, NULL) != CS_OK)
     {
@@ -650,33 +704,92 @@ cluster_start (qb_loop_t *loop, const char *name,
   cpg_local_get (C.cpg, &C.nodeid);
   if (quorum_start () < 0)
     {
-      qb_log (LOG_ERR, "cluster: cannot connect to corosync's quorum service");
+      if (wait)
+        qb_log (LOG_ERR, "cluster: cannot connect to corosync's quorum "
+                "service");
       cpg_finalize (C.cpg);
       return -ENOTCONN;
     }
   cs_error_t e;
   for (unsigned ms = 1; (e = cpg_join (C.cpg, &g)) == CS_ERR_TRY_AGAIN
-       && ms < 2000; ms *= 2)
+       && wait && ms < 2000; ms *= 2)
     nanosleep (&(struct timespec) { 0, (long) ms * 1000000 }, NULL);
-  if (e != CS_OK || cpg_fd_get (C.cpg, &fd) != CS_OK)
+  if (e != CS_OK || cpg_fd_get (C.cpg, &C.cpg_fd) != CS_OK)
     {
-      qb_log (LOG_ERR, "cluster: cannot join group %s (corosync error %d)",
-              C.group, e);
+      if (wait)
+        qb_log (LOG_ERR, "cluster: cannot join group %s (corosync error "
+                "%d)", C.group, e);
+      qb_loop_poll_del (C.loop, C.quorum_fd);
       cpg_finalize (C.cpg);
       quorum_finalize (C.quorum);
       return -ENOTCONN;
     }
-  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL,
+  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, C.cpg_fd, POLLIN, NULL,
                     cpg_dispatch_fd);
+  return 0;
+}
+
+/* The lease's heartbeats, from a fresh start. */
+static void
+lease_start (void)
+{
+  if (!C.lease_ms)
+    return;
+  lease_check_totem ();
+  C.lease_until_ns = clock_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
+  lease_arm ();
+  heartbeat (NULL);
+}
+
+/* Try to get back into the group after the connection was lost.  Until a
+ * NOP of this node comes back in a quorate ring the lease stays lost, and
+ * until the quorate side's table arrives (SYNC_DATA after its mark) the
+ * table is not applied: cowd holds what it serves meanwhile. */
+static void
+cluster_reconnect (void *data)
+{
+  if (!C.running || !C.lost)
+    return;
+  C.reconnects++;
+  if (cluster_connect (false) < 0)
+    {
+      if (C.reconnects % 30 == 0)
+        qb_log (LOG_WARNING, "cluster: node %u: corosync still unreachable "
+                "after %u attempts; writes stay held", C.nodeid,
+                C.reconnects);
+      qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
+                         CLUSTER_RECONNECT_MS * 1000000ull, NULL,
+                         cluster_reconnect, &C.reconnect_timer);
+      return;
+    }
+  C.lost = false;
+  C.synced = false;             /* a joiner until the table arrives */
+  C.seen_mark = false;
+  C.backoff_ms = 1;
+  qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
+          "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
+          C.quorate ? "quorate" : "not quorate");
+  /* The old lease is gone: heartbeats again, but quorum comes back only
+   * with a NOP delivered in a quorate ring (lease_lost stays true). */
+  if (C.lease_ms)
+    heartbeat (NULL);
+}
+
+int
+cluster_start (qb_loop_t *loop, const char *name,
+               const struct cluster_callbacks *cb, void *ud)
+{
+  C.loop = loop;
+  C.cb = cb;
+  C.ud = ud;
+  C.backoff_ms = 1;
+  snprintf (C.group, sizeof C.group, "cowherd:%s", name);
+  int r = cluster_connect (true);
+  if (r < 0)
+    return r;
   C.running = true;
   C.held_quorate = C.quorate;
-  if (C.lease_ms)
-    {
-      lease_check_totem ();
-      C.lease_until_ns = clock_now_ns () + (uint64_t) C.lease_ms * 1000000ull;
-      lease_arm ();
-      heartbeat (NULL);
-    }
+  lease_start ();
   qb_log (LOG_NOTICE, "cluster: node %u joined group %s (%s)", C.nodeid,
           C.group, C.quorate ? "quorate" : "not quorate");
   return 0;
@@ -687,6 +800,12 @@ cluster_stop (void)
 {
   if (!C.running)
     return;
+  if (C.lost)
+    {
+      qb_loop_timer_del (C.loop, C.reconnect_timer);
+      C.running = false;
+      return;                   /* the handles are closed already */
+    }
   send_flush ();
   struct cpg_name g;
   g.length = (uint32_t) strlen (C.group);

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# corosync restarts under a running cowd (issue 16): cowd holds writes,
+# reconnects by itself once corosync is back, rejoins the group, takes the
+# table from the quorate side and serves again, with no operator action.
+#  - node 2 (owns nothing) loses corosync: node 1 keeps serving v; once
+#    node 2's corosync is back its cowd says it reconnected, is quorate and
+#    synced, and takes v over by handoff with the data intact;
+#  - node 2 (now the owner) loses corosync for longer than the token: it
+#    stops acknowledging writes, the others fence it and node 1 takes v; the
+#    same cowd on node 2 rejoins with the others' table (v owned by node 1)
+#    and exactly one node serves v.
+# Fails without reconnection: cowd stayed out of the group until restarted.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+source "$top_srcdir/tests/lab/lab.sh"
+requires qemu-io tgtd jq cowd cowctl
+
+lab_init "cr$(printf %04x $((RANDOM)))"
+lab_small_cluster
+declare -A cowd_pid
+for n in 1 2 3; do cowd_pid[$n]=$(lab_cowd $n); done
+url() { lab_iscsi_url 0 "$LAB_IQN" "$1"; }
+sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
+st() { lab_cowctl "$1" --json status "$2"; }
+is() { st "$1" "$2" | jq -e "$3" >/dev/null; }
+nodes_is() { lab_cowctl "$1" --json nodes | jq -e "$2" >/dev/null; }
+log_has() { grep -q "$2" "$(lab_dir "$1")/log/cowd.log"; }
+
+lab_cowctl 1 create v --base "$(url 1)" --cow "$(url 2)"
+lab_cowctl 1 attach v >/dev/null
+wait_until 10 is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not own v"
+qio_ok "$(sock 1 v)" "write on node 1 failed" "write -P 0x1a 0 64k"
+
+echo "== node 2's corosync stops and comes back"
+lab_kill 2 "$(lab_corosync_pid 2)"
+wait_until 10 log_has 2 "cluster: node 2 lost the connection to corosync (.*): writes are held; reconnecting every 1000 ms" \
+  || fail "node 2's cowd did not notice corosync going away"
+nodes_is 2 '.quorate == false' || fail "node 2 still says quorate without corosync"
+qio_ok "$(sock 1 v)" "node 1 stopped serving while node 2 lost corosync" "write -P 0x1b 64k 64k"
+sleep 2                                  # a few failed reconnection attempts
+lab_corosync_restart 2
+lab_wait_quorate 2 30 || fail "node 2's corosync did not rejoin"
+wait_until 20 log_has 2 "cluster: node 2 reconnected to corosync and rejoined group" \
+  || fail "node 2's cowd did not reconnect"
+wait_until 20 nodes_is 2 '.quorate and .synced and (.members | length == 3)' \
+  || fail "node 2 is not back in the group: $(lab_cowctl 2 --json nodes)"
+[ "$(cat /proc/${cowd_pid[2]}/stat 2>/dev/null | cut -d' ' -f1)" = "${cowd_pid[2]}" ] \
+  || fail "node 2's cowd is not the one started before"
+echo "   node 2's cowd (pid ${cowd_pid[2]}) reconnected: $(lab_cowctl 2 --json nodes)"
+wait_until 10 is 2 v '.owner == 1' || fail "node 2's table is wrong: $(st 2 v)"
+lab_cowctl 2 attach v --incoming >/dev/null || fail "node 2 cannot take v over"
+wait_until 15 is 2 v '.owner == 2 and .state == "active"' || fail "node 2 did not take v: $(st 2 v)"
+qio_ok "$(sock 2 v)" "v's data after the handoff" "read -P 0x1a 0 64k" "read -P 0x1b 64k 64k"
+qio_ok "$(sock 2 v)" "node 2 cannot write v" "write -P 0x2c 128k 64k"
+echo "   node 2 took v over by handoff; data intact"
+
+echo "== the owner's corosync stops for longer than the token"
+lab_kill 2 "$(lab_corosync_pid 2)"
+if timeout 5 qemu-io -f raw "$(sock 2 v)" -c "write -P 0x99 128k 4k" >/dev/null 2>&1; then
+  fail "node 2 acknowledged a write without corosync"
+fi
+wait_until 30 is 1 v '.cluster_state == "unowned" or .owner == 1' \
+  || fail "the others did not fence node 2: $(st 1 v)"
+# Node 1 still has v open read-only since the handoff: a client's write
+# there asks for the unowned volume and waits for it.
+qio_ok "$(sock 1 v)" "v's data after the takeover" "write -P 0x1c 256k 64k" \
+  "read -P 0x2c 128k 64k" "read -P 0x1a 0 64k"
+wait_until 20 is 1 v '.owner == 1 and .state == "active"' || fail "node 1 did not take v: $(st 1 v)"
+lab_corosync_restart 2
+lab_wait_quorate 2 30 || fail "node 2's corosync did not rejoin"
+wait_until 20 nodes_is 2 '.quorate and .synced and (.members | length == 3)' \
+  || fail "node 2 is not back in the group: $(lab_cowctl 2 --json nodes)"
+wait_until 15 is 2 v '.owner == 1' || fail "node 2 kept its own table: $(st 2 v)"
+for n in 1 2 3; do is $n v '.owner == 1' || fail "node $n disagrees on v's owner: $(st $n v)"; done
+if timeout 5 qemu-io -f raw "$(sock 2 v)" -c "read 0 4k" >/dev/null 2>&1; then
+  fail "node 2 still serves v"
+fi
+qio_ok "$(sock 1 v)" "node 1 cannot write v" "write -P 0x1d 192k 64k"
+echo "   node 2 rejoined with node 1 as v's owner; node 2 serves nothing"
+pass
