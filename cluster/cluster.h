@@ -84,6 +84,9 @@ struct cluster_callbacks
   void (*on_error) (void *ud, const char *vol, const char *sentence);
   /* The table arrived after joining. */
   void (*on_synced) (void *ud);
+  /* The group's membership changed (a node joined, left or went down),
+   * after the table applied what the change means. */
+  void (*on_members) (void *ud);
 };
 
 int cluster_start (qb_loop_t *loop, const char *cluster_name,

@@ -362,11 +362,29 @@ stale_merge (void)
                      stale_timeout, &C.stale_timer);
 }
 
+static void cpg_confchg_apply (const struct cpg_address *members,
+                               size_t nmembers,
+                               const struct cpg_address *left, size_t nleft,
+                               const struct cpg_address *joined,
+                               size_t njoined);
+
+/* A configuration change: applied, then told to the daemon (fencing starts
+ * from it, not from polling). */
 static void
 cpg_confchg_fn (cpg_handle_t h, const struct cpg_name *group,
                 const struct cpg_address *members, size_t nmembers,
                 const struct cpg_address *left, size_t nleft,
                 const struct cpg_address *joined, size_t njoined)
+{
+  cpg_confchg_apply (members, nmembers, left, nleft, joined, njoined);
+  if (C.cb->on_members)
+    C.cb->on_members (C.ud);
+}
+
+static void
+cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
+                   const struct cpg_address *left, size_t nleft,
+                   const struct cpg_address *joined, size_t njoined)
 {
   C.nmembers = 0;
   for (size_t i = 0; i < nmembers && i < CLUSTER_MAX_MEMBERS; i++)
@@ -439,6 +457,8 @@ cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
     }
   C.nring = n < CLUSTER_MAX_MEMBERS ? n : CLUSTER_MAX_MEMBERS;
   memcpy (C.ring, list, C.nring * sizeof *list);
+  if (C.cb->on_members)
+    C.cb->on_members (C.ud);
 }
 
 /* --- quorum and the lease --- */

@@ -113,7 +113,7 @@ start_cowd() {               # start_cowd RUNDIR [ARGS]
   local pid=$!
   _cowd_pid[$run]=$pid
   cleanup_fn kill_pid "$pid"
-  wait_until 10 cowctl --run-dir "$run" list \
+  wait_until 30 cowctl --run-dir "$run" list \
     || { cat "$run.log" >&2; fail "cowd did not start in $run"; }
 }
 stop_cowd() {                # stop_cowd RUNDIR

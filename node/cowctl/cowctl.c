@@ -222,9 +222,11 @@ cowctl_absolute (const char *prefix, const char *path)
   return out;
 }
 
-/* create's --base and --cow (as "--base PATH" or "--base=PATH"). */
+/* create's --base and --cow (as "--base PATH" or "--base=PATH"); the
+ * strings made are also put in made[] (NULL-terminated, at most n) for the
+ * caller to free. */
 static void
-cowctl_absolute_paths (char **args, int n)
+cowctl_absolute_paths (char **args, int n, char **made)
 {
   static const char *const opts[] = { "--base", "--cow" };
   if (n == 0 || strcmp (args[0], "create") != 0)
@@ -245,7 +247,7 @@ cowctl_absolute_paths (char **args, int n)
         else
           continue;
         if (abs)
-          args[i] = abs;        /* lives until exit */
+          args[i] = *made++ = abs;
         break;
       }
 }
@@ -299,7 +301,10 @@ main (int argc, char **argv)
       snprintf (abs + l, sizeof abs - l, "/%s", c.run_dir);
       c.run_dir = abs;
     }
-  cowctl_absolute_paths (c.argv, c.argc);
+  char **made = calloc ((size_t) c.argc + 1, sizeof *made);
+  if (!made)
+    return CTL_EXIT_ERROR;
+  cowctl_absolute_paths (c.argv, c.argc, made);
   const char *wait_for = hydrate_wait_arg (&c.argc, c.argv);
   struct ctl_answer a = { 0 };
   r = ctl_call (c.run_dir, c.flags, c.argc, c.argv, &a, c.timeout * 1000);
@@ -307,6 +312,9 @@ main (int argc, char **argv)
   free (a.text);
   if (r == 0 && wait_for)
     r = wait_hydrated (c.run_dir, wait_for);
+  for (char **m = made; *m; m++)
+    free (*m);
+  free (made);
   free (c.argv);
   return r;
 }

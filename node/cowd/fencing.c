@@ -621,20 +621,10 @@ fencing_timer (void *data)
   fencing_kick ();
 }
 
-/* Membership changes that make this node the fencer come without a
- * callback of their own: look twice a second. */
-static void
-fencing_tick (void *data)
-{
-  fencing_kick ();
-  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 500000000ull, NULL,
-                     fencing_tick, NULL);
-}
-
 int
 fencing_start (char *err, size_t errlen)
 {
-  /* The pipe first: a job the first tick starts reports through it. */
+  /* The pipe first: a job the first kick starts reports through it. */
   if (pipe2 (F.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
     {
       snprintf (err, errlen, "cannot make the fencing pipe: %m");
@@ -642,7 +632,11 @@ fencing_start (char *err, size_t errlen)
     }
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, F.pipe[0], POLLIN, NULL,
                     fencing_pipe_dispatch);
-  fencing_tick (NULL);
+  /* From now on fencing starts from the cluster's callbacks: membership
+   * changes (own_on_members), quorum (own_on_quorum), the table's arrival
+   * (own_on_synced), a node announced down (own_on_fencing); retries from
+   * fj_arm_timer.  No polling. */
+  fencing_kick ();
   return 0;
 }
 

@@ -172,6 +172,7 @@ own_taken (void *opaque, int res, const char *err)
       return;
     }
   e->epoch = epoch;
+  e->incoming = false;          /* the wish of attach --incoming is met */
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
   own_record (cowd.handoff_ms, &cowd.nhandoff, &e->t_request_ns);
@@ -292,6 +293,8 @@ own_on_quorum (void *ud, bool quorate)
            * ordered before it took the volume away. */
           own_serve_again (e);
         }
+      else if (quorate && cluster_synced () && e->incoming && !e->epoch)
+        own_want_owner (e, e->vol);     /* asked for while not quorate */
     }
   fencing_kick ();
 }
@@ -345,8 +348,18 @@ own_on_synced (void *ud)
       char err[COW_ERRLEN];
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
+      else if (e->vol && e->incoming && !e->epoch)
+        own_want_owner (e, e->vol);     /* asked for before the table came */
     }
   notify_ready_part (NOTIFY_VOLUMES);
+  fencing_kick ();
+}
+
+/* Membership changed: this node may have become the fencer, or a node
+ * may wait to be fenced now. */
+static void
+own_on_members (void *ud)
+{
   fencing_kick ();
 }
 
@@ -354,8 +367,8 @@ static void
 own_want_owner (void *ud, struct volume *v)
 {
   struct vol_entry *e = ud;
-  if (e->asked || !cluster_quorate ())
-    return;
+  if (e->asked || !cluster_quorate () || cowd.fenced)
+    return;                     /* a fenced node asks for nothing */
   e->asked = true;
   e->t_request_ns = cowd_now_ns ();
   if (cluster_acquire (e->name) < 0)
@@ -405,7 +418,9 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
                 cv->owner);
       return -COW_E_NOT_OWNER;
     }
-  if (!cluster_quorate ())
+  /* --incoming waits for the volume anyway: it waits for quorum too (the
+   * request goes out when quorum is back: own_on_quorum). */
+  if (!cluster_quorate () && !incoming)
     {
       snprintf (err, errlen, "volume %s: this node is not quorate; it cannot "
                 "take ownership", e->name);
@@ -470,6 +485,7 @@ own_start (char *err, size_t errlen)
     .on_quorum = own_on_quorum,
     .on_error = own_on_error,
     .on_synced = own_on_synced,
+    .on_members = own_on_members,
   };
   cluster_set_lease (cowd.quorum_loss_timeout_ms);
   int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
