@@ -28,25 +28,12 @@ moves=${MOVES:-3}   # MOVES=10 for the p50/p99 of the report
 
 lab_init "pc$(printf %04x $((RANDOM)))"
 [ -n "${KEEP_LOGS:-}" ] && cleanup_fn sh -c "rm -rf '$KEEP_LOGS'; mkdir -p '$KEEP_LOGS'; cp -r '$LAB_DIR'/h? '$LAB_DIR'/*.log '$LAB_DIR'/samples '$KEEP_LOGS'/ 2>/dev/null || true"
-lab_host 0
-for n in 1 2 3; do lab_pcmk_host $n; done
-new_image "$LAB_DIR/base.lun" 32M random
-new_image "$LAB_DIR/cow.lun" 40M zero
-lab_storage 0
-lab_lun 0 1 "$LAB_IQN" 1 "$LAB_DIR/base.lun"
-lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
-lab_corosync 1 2 3
-for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
-for n in 1 2 3; do lab_pcmk_cowd $n >/dev/null; done
-lab_cowctl 1 create v --base "$(lab_iscsi_url 0 "$LAB_IQN" 1)" \
-  --cow "$(lab_iscsi_url 0 "$LAB_IQN" 2)" >/dev/null
-knows() { lab_cowctl "$1" --json list | jq -e 'map(.name) | index("v") != null'; }
-for n in 2 3; do wait_until 10 knows $n || fail "node $n does not know v"; done
+lab_pcmk_cluster
 t=$SECONDS
 lab_pacemaker 1 2 3
 echo "== Pacemaker up on n1 n2 n3 in $((SECONDS - t)) s"
 
-ctl=$(lab_fast_cowctl)
+ctl=$(lab_fast_cowctl)   # the agent and the sampler name the run dir
 log=$LAB_DIR/records.log
 failf=$LAB_DIR/consumer.fail
 lab_exec 1 crm configure <<CRM || fail "crm configure failed"
@@ -79,7 +66,7 @@ sample() {
   local n out
   while [ ! -e "$LAB_DIR/sampler.stop" ]; do
     out=$(for n in 1 2 3; do
-      timeout 2 nsenter -t "${_lab_init_pid[$n]}" -n -m -u -p -- "$ctl" --timeout 1 --json status v 2>/dev/null || echo '{}'
+      timeout 2 nsenter -t "${_lab_init_pid[$n]}" -n -m -u -p -- "$ctl" --run-dir /run/cowherd --timeout 1 --json status v 2>/dev/null || echo '{}'
     done | jq -rs '[.[] | "\(.state // "-"):\(.owner // "-")"] | to_entries | map("\(.key + 1):\(.value)") | join(" ")' 2>/dev/null)
     echo "$(date +%s%N) $out" >> "$LAB_DIR/samples"
     sleep 0.1
@@ -139,8 +126,7 @@ lab_poweron "${victim#n}"
 lab_corosync_restart "${victim#n}"
 lab_wait_quorate "${victim#n}" 30 || fail "$victim did not rejoin"
 lab_pcmk_cowd "${victim#n}" >/dev/null
-lab_bg "${victim#n}" "$(lab_dir "${victim#n}")/log/pacemakerd.out" env PCMK_logfacility=none \
-  PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd -f >/dev/null
+lab_pcmk_start "${victim#n}"
 wait_until 60 sh -c "nsenter -t ${_lab_init_pid[$other]} -n -m -u -p -- crm_mon -1 | grep -q 'Online: \[ n1 n2 n3 \]'" \
   || fail "$victim did not come back online: $(lab_exec $other crm_mon -1)"
 sleep 3
@@ -174,7 +160,12 @@ bad=$(awk '{ s = 0; o = 0; for (i = 2; i <= NF; i++) { split($i, f, ":");
   if (f[2] == "active") s++; if (f[3] == f[1] && (f[2] == "active" || f[2] == "held")) o++ }
   if (s > 1 || o > 1) print }' "$LAB_DIR/samples")
 [ -z "$bad" ] || fail "two hosts served or owned v at once: $bad"
-echo "   $(wc -l < "$LAB_DIR/samples") samples of the three hosts: never two serving or owning"
+# The sampler saw something: a host serving v in most samples (a sampler
+# that cannot reach cowd sees "-" everywhere and would prove nothing).
+serving=$(grep -c ':active:' "$LAB_DIR/samples" || true)
+[ $((serving * 2)) -gt "$(wc -l < "$LAB_DIR/samples")" ] \
+  || fail "only $serving of $(wc -l < "$LAB_DIR/samples") samples saw a host serving v"
+echo "   $(wc -l < "$LAB_DIR/samples") samples of the three hosts ($serving with v served): never two serving or owning"
 
 # Every acknowledged record, read back through a fresh attach.
 lab_cowctl 2 attach v >/dev/null
