@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Hydration follows the volume in the cluster (issue 14): three nodes and a
 # storage host in the namespace lab, base and CoW on tgtd LUNs, volume v
-# (512 chunks of 64 KiB).  Clients write on each owner; the copy runs at
+# (512 chunks of 64 KiB).  Clients write on nodes 1 and 2; the copy runs at
 # --rate 1 so that each owner has time to copy part of it.
 #  - node 1 starts `cowctl hydrate`; node 2 takes v by `attach --incoming`
 #    (Xen's order): node 1 stops copying, node 2 continues by itself;

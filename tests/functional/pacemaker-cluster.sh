@@ -17,8 +17,9 @@
 #    serves, no record from it);
 #  - target-role=Stopped: the volume is detached and unowned on every host,
 #    closed clean;
-#  - throughout, sampled every 100 ms on every host: never two hosts serving
-#    the volume, never two hosts that each think they own it.
+#  - throughout, each host's view read again 100 ms after its last answer
+#    (one sampler per host): never two hosts serving the volume, never two
+#    hosts that each think they own it, over runs of answers in time.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io python3 tgtd jq cowd cowctl pacemakerd crm_resource crm_mon cibadmin crm
