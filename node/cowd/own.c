@@ -453,9 +453,15 @@ own_detach_drained (void *opaque, int res)
   struct vol_entry *e = c->e;
   if (res == 0 && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
     {
-      vol_mark_clean (e->vol);
-      uint64_t gen = vol_generation (e->vol);
-      vol_set_state (e->vol, VOL_STATE_READONLY);
+      /* A superblock that could not be marked clean is released without
+       * a generation: the next owner takes it as its last commit left it
+       * (every bit is durable after the drain), as after a failover. */
+      uint64_t gen = 0;
+      if (vol_release (e->vol) == 0)
+        gen = vol_generation (e->vol);
+      else
+        qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean at "
+                "detach; releasing it without a generation check", e->name);
       cluster_release (e->name, gen);
       e->epoch = 0;
     }

@@ -102,6 +102,7 @@ struct volume
   enum dscow_commit commit;
   enum vol_state state;
   bool accept_base;             /* re-record a changed base, once */
+  bool released_clean;          /* vol_release marked it clean */
   uint64_t nchunks;
   uint32_t cs;                  /* chunk size */
   uint64_t cow_base;            /* byte offset of chunk 0's data on the CoW */

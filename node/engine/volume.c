@@ -767,6 +767,15 @@ vol_mark_clean (struct volume *v)
   return vol_write_super (v, true);
 }
 
+int
+vol_release (struct volume *v)
+{
+  int r = vol_mark_clean (v);
+  vol_set_state (v, VOL_STATE_READONLY);
+  v->released_clean = r == 0;
+  return r;
+}
+
 struct clean_ctx
 {
   struct volume *v;
@@ -1038,7 +1047,7 @@ vol_close_drained (void *opaque, int res)
   bool owner = v->state == VOL_STATE_ACTIVE || v->state == VOL_STATE_HELD;
   if (owner && res == 0)
     r = vol_mark_clean (v);
-  if (owner && res == 0 && r == 0)
+  if ((owner && res == 0 && r == 0) || (!owner && v->released_clean))
     qb_log (LOG_INFO, "volume: %s: closed clean at generation %" PRIu64,
             v->name, v->generation);
   else if (v->state == VOL_STATE_FENCED || (owner && res < 0))

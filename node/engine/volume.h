@@ -173,6 +173,11 @@ int vol_commit_parse (const char *s, enum dscow_commit *c);
 void vol_hold (struct volume *v, vol_done_fn *drained, void *opaque);
 void vol_resume (struct volume *v);
 int vol_mark_clean (struct volume *v);
+/* The owner's detach in a cluster, on a drained volume: vol_mark_clean,
+ * then READONLY (nothing more is written) before the caller releases the
+ * volume at vol_generation; the close that follows logs "closed clean at
+ * generation N" when the mark succeeded (0 or -errno). */
+int vol_release (struct volume *v);
 void vol_mark_clean_async (struct volume *v, vol_done_fn *done,
                            void *opaque);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # crash-replay.sh: the bounded crash replay of make check (issue 16).
 # Per policy, a few hundred crash points of the write log replayed and
-# checked with the real engine (crashcheck.c says what is checked); then
+# checked with the real engine (crashcheck.c says what is checked), and
+# the same with a hydration running (--hydrate); then
 # the engine built without the data flush before the bitmap write must be
 # caught with violations under sync.  The long run is crash/long-run.
 source "$(dirname "$0")/../functions.sh"
@@ -38,6 +39,19 @@ for policy in sync flush none; do
     --random 90 --seed 1 --dir "$dir" | tee "$out"
   grep -Eq "crash points \(.*\), 0 with violations$" "$out" \
     || fail "crash replay under $policy found violations"
+done
+
+# Hydration (issue 14: kills at each step of it): the copy runs beside the
+# workload and to the end, crash points fall at each of its steps; some
+# points are taken over again and must finish copying exactly the chunks
+# clear on them.
+for policy in sync flush; do
+  "$bin/crashcheck" --policy "$policy" --workloads 2 --boundary 30 \
+    --random 30 --seed 1 --hydrate --dir "$dir" | tee "$out"
+  grep -Eq "crash points \(.*\), 0 with violations$" "$out" \
+    || fail "crash replay of a hydration under $policy found violations"
+  grep -Eq "^crashcheck: hydration: [1-9][0-9]* points resumed to the end$" "$out" \
+    || fail "no crash point of the hydration under $policy was resumed"
 done
 
 # The bug: bits durable before their data.  It must be seen.

@@ -47,6 +47,18 @@
  * flush, clean mark or close) and acknowledged (len 1, aux = request
  * number); the checker keeps the same positions in its request table.
  *
+ * With --hydrate the workload also hydrates the volume (vol-hydrate.c):
+ * the copy starts with the first phase, runs beside the client requests
+ * (and across the handoffs and reopens, from the superblock's wish) and
+ * is waited for after the last phase, so crash points fall at every step
+ * of it: the wish written, a copy's data, its flush, its bitmap block, the
+ * last commit and the hydrated flag.  A copy writes the base, so the model
+ * is unchanged, but every chunk is read back (a bit made durable before
+ * its copy reads as zeroes), a superblock that says hydrated must have
+ * every bit set, and at some points the replayed volume is taken over
+ * again and must finish the hydration by copying exactly the chunks whose
+ * bit is clear on it, then read back right again.
+ *
  * --save LOG keeps the first workload's log (and its CoW device as
  * LOG.cow); --replay LOG [--point N] [--tear] OUT rebuilds the device at
  * point N (default: the whole log) into OUT, the replayer on its own.
@@ -118,9 +130,11 @@ struct run
   uint64_t hot[HOT];
   uint64_t format_end;
   int errors;
+  bool hydrate;                 /* --hydrate */
 };
 
-static bool verbose;
+static bool verbose, hydrate;
+static unsigned long resumes_total;
 static unsigned long points_total, points_boundary, violations_total;
 
 /* The contents of version `id` at volume offset off (one sector):
@@ -413,11 +427,45 @@ between_phases (struct run *r, int phase)
     }
 }
 
+/* Run the loop until v is hydrated, looking every 5 ms, at most secs. */
+static void
+hydrate_tick (void *data)
+{
+  qb_loop_stop (cowd_loop ());
+}
+
+static bool
+hydrate_wait (struct volume *v, unsigned secs)
+{
+  struct vol_hydrate hi;
+  qb_loop_timer_handle t;
+  uint64_t t0 = cowd_now_ns ();
+  vol_hydrate_info (v, &hi);
+  while (!hi.hydrated && cowd_now_ns () - t0 < secs * 1000000000ull)
+    {
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 5000000, NULL,
+                         hydrate_tick, &t);
+      qb_loop_run (cowd_loop ());
+      vol_hydrate_info (v, &hi);
+    }
+  return hi.hydrated;
+}
+
+static void
+run_hydrate_start (struct run *r)
+{
+  char err[512];
+  if (vol_hydrate_start (r->vol, 0, err, sizeof err) < 0)
+    die (err);
+}
+
 static void
 run_workload (struct run *r)
 {
   run_open (r, true, 1);
   r->format_end = wlog_count (r->wl);
+  if (r->hydrate)
+    run_hydrate_start (r);
   for (int i = 0; i < HOT; i++)
     r->hot[i] = (r->win_off + rand_r (&r->seed) % r->win_len) / r->chunk;
   for (int phase = 0; phase < PHASES; phase++)
@@ -429,6 +477,8 @@ run_workload (struct run *r)
       if (phase + 1 < PHASES)
         between_phases (r, phase);
     }
+  if (r->hydrate && !hydrate_wait (r->vol, 60))
+    die ("the hydration did not finish in 60 s");
   int res;
   vol_close (r->vol, loop_done, &res);
   if (loop_wait (&res) != 0)
@@ -467,6 +517,8 @@ model_build (struct run *r, struct model *md)
   md->nchunks = (r->size + r->chunk - 1) / r->chunk;
   md->h = calloc (md->nsect, sizeof *md->h);
   md->touched = calloc (md->nchunks, sizeof *md->touched);
+  for (uint64_t c = 0; r->hydrate && c < md->nchunks; c++)
+    md->touched[c] = true;      /* every chunk may have been copied */
   for (uint32_t id = 0; id < r->nops; id++)
     {
       struct mop *m = &r->ops[id];
@@ -558,15 +610,23 @@ read_range (struct volume *v, uint8_t *buf, uint64_t off, uint64_t len)
 
 /* Open the replayed device and check every touched chunk.  Returns the
  * number of bad sectors (1 for a volume that does not open). */
+static unsigned long check_data (struct run *r, struct model *md,
+                                 struct volume *v, uint64_t pt,
+                                 uint64_t barrier, bool tear, uint8_t *buf);
+static unsigned long check_hydrated_flag (struct volume *v, uint64_t pt);
+static unsigned long check_resume (struct run *r, struct model *md,
+                                   struct volume *v, uint64_t pt,
+                                   uint64_t barrier, bool tear, uint8_t *buf);
+
 static unsigned long
 check_point (struct run *r, struct model *md, uint64_t pt, bool tear,
-             uint8_t *buf)
+             bool resume, uint8_t *buf)
 {
   char err[512];
   struct vol_params p;
   struct backend_opts bo = { 0 };
   struct volume *v;
-  unsigned long bad = 0;
+  unsigned long bad;
   uint64_t barrier = barrier_before (r, pt);
   vparams (r, &p, r->img);
   if (vol_open (&p, &bo, &v, err, sizeof err) < 0)
@@ -575,6 +635,23 @@ check_point (struct run *r, struct model *md, uint64_t pt, bool tear,
                (unsigned long long) pt, err);
       return 1;
     }
+  bad = check_data (r, md, v, pt, barrier, tear, buf);
+  if (r->hydrate)
+    bad += check_hydrated_flag (v, pt);
+  if (r->hydrate && !bad && resume)
+    bad += check_resume (r, md, v, pt, barrier, tear, buf);
+  int res;
+  vol_close (v, loop_done, &res);
+  loop_wait (&res);
+  return bad;
+}
+
+/* Read back every touched chunk: the number of bad sectors. */
+static unsigned long
+check_data (struct run *r, struct model *md, struct volume *v, uint64_t pt,
+            uint64_t barrier, bool tear, uint8_t *buf)
+{
+  unsigned long bad = 0;
   for (uint64_t c = 0; c < md->nchunks; c++)
     {
       uint64_t off = c * r->chunk, len = r->chunk;
@@ -599,22 +676,71 @@ check_point (struct run *r, struct model *md, uint64_t pt, bool tear,
             bad++;
           }
     }
-  int res;
-  vol_close (v, loop_done, &res);
-  loop_wait (&res);
   return bad;
+}
+
+/* A superblock that says hydrated has every bit set. */
+static unsigned long
+check_hydrated_flag (struct volume *v, uint64_t pt)
+{
+  struct vol_hydrate hi;
+  vol_hydrate_info (v, &hi);
+  if (!hi.hydrated || hi.done == hi.total)
+    return 0;
+  fprintf (stderr, "crashcheck: point %llu: the superblock says hydrated "
+           "with %llu of %llu bits set\n", (unsigned long long) pt,
+           (unsigned long long) hi.done, (unsigned long long) hi.total);
+  return 1;
+}
+
+/* Take the replayed volume over as a new owner would: a hydration whose
+ * wish is on disk goes on by itself, copies exactly the chunks whose bit
+ * is clear there, ends hydrated, and the data still reads right. */
+static unsigned long
+check_resume (struct run *r, struct model *md, struct volume *v, uint64_t pt,
+              uint64_t barrier, bool tear, uint8_t *buf)
+{
+  char err[512];
+  struct vol_hydrate hi;
+  vol_hydrate_info (v, &hi);
+  if (!hi.wanted)
+    return 0;                   /* not asked yet, or hydrated already */
+  uint64_t clear = hi.total - hi.done;
+  if (vol_takeover (v, 1000, 2, 0, err, sizeof err) < 0)
+    {
+      fprintf (stderr, "crashcheck: point %llu: %s\n",
+               (unsigned long long) pt, err);
+      return 1;
+    }
+  resumes_total++;
+  if (!hydrate_wait (v, 10))
+    {
+      fprintf (stderr, "crashcheck: point %llu: the resumed hydration did "
+               "not finish in 10 s\n", (unsigned long long) pt);
+      return 1;
+    }
+  vol_hydrate_info (v, &hi);
+  if (hi.copied != clear)
+    {
+      fprintf (stderr, "crashcheck: point %llu: the resumed hydration copied "
+               "%llu chunks; %llu were clear\n", (unsigned long long) pt,
+               (unsigned long long) hi.copied, (unsigned long long) clear);
+      return 1;
+    }
+  return check_data (r, md, v, pt, barrier, tear, buf);
 }
 
 static unsigned long
 replay_and_check (struct run *r, struct wlog_file *f, struct model *md,
                   uint64_t pt, bool tear, uint8_t *buf)
 {
+  bool resume = r->hydrate && rand_r (&r->seed) % 4 == 0;
   int fd = open (r->img, O_RDWR | O_CREAT, 0600);
   if (fd < 0 || wlog_replay (f, pt, tear, &r->seed, fd) < 0)
     die ("replaying the log failed");
   close (fd);
   points_total++;
-  return check_point (r, md, pt, tear, buf) ? 1 : 0;
+  return check_point (r, md, pt, tear, resume, buf) ? 1 : 0;
 }
 
 static unsigned long
@@ -681,6 +807,7 @@ run_setup (struct run *r, enum dscow_commit policy, unsigned seed,
   memset (r, 0, sizeof *r);
   r->policy = policy;
   r->seed = seed;
+  r->hydrate = hydrate && policy != DSCOW_COMMIT_NONE;
   if (seed % 2 == 0)            /* 64K chunks */
     r->chunk = 65536, r->size = 4 << 20, r->win_off = 0, r->win_len = r->size;
   else                          /* bitmap over two sectors; work across */
@@ -790,7 +917,7 @@ usage (void)
   fprintf (stderr, "usage: crashcheck [--policy sync|flush|none] "
            "[--workloads N] [--boundary N] [--random N] [--seed S] "
            "[--dir DIR] [--expect-violations] [--keep] [--save LOG] "
-           "[--verbose]\n"
+           "[--hydrate] [--verbose]\n"
            "       crashcheck --replay LOG [--point N] [--tear] [--seed S] "
            "OUT\n");
   exit (2);
@@ -806,6 +933,7 @@ main (int argc, char **argv)
     { "expect-violations", 0, 0, 'x' }, { "keep", 0, 0, 'k' },
     { "verbose", 0, 0, 'v' }, { "save", 1, 0, 'S' },
     { "replay", 1, 0, 'R' }, { "point", 1, 0, 'P' }, { "tear", 0, 0, 't' },
+    { "hydrate", 0, 0, 'H' },
     { 0, 0, 0, 0 } };
   const char *save = NULL, *replay = NULL, *point = NULL;
   enum dscow_commit policy = DSCOW_COMMIT_SYNC;
@@ -829,6 +957,7 @@ main (int argc, char **argv)
       case 'R': replay = optarg; break;
       case 'P': point = optarg; break;
       case 't': tear = true; break;
+      case 'H': hydrate = true; break;
       default: usage ();
       }
   if (replay)
@@ -848,6 +977,9 @@ main (int argc, char **argv)
           "flush/FUA boundaries, %lu random, torn or kept), %lu with "
           "violations\n", vol_commit_name (policy), workloads, points_total,
           points_boundary, points_total - points_boundary, violations_total);
+  if (hydrate)
+    printf ("crashcheck: hydration: %lu points resumed to the end\n",
+            resumes_total);
   if (expect)
     return violations_total > 0 ? 0 : 1;
   return violations_total > 0 ? 1 : 0;

@@ -21,27 +21,14 @@ su hacluster -s /bin/sh -c "test -x '$alert'" || { echo "SKIP: hacluster cannot 
 
 lab_init "pa$(printf %04x $((RANDOM)))"
 [ -n "${KEEP_LOGS:-}" ] && cleanup_fn sh -c "rm -rf '$KEEP_LOGS'; mkdir -p '$KEEP_LOGS'; cp -r '$LAB_DIR'/h? '$KEEP_LOGS'/ 2>/dev/null || true"
-lab_host 0
-for n in 1 2 3; do lab_pcmk_host $n; done
-new_image "$LAB_DIR/base.lun" 32M random
-new_image "$LAB_DIR/cow.lun" 40M zero
-lab_storage 0
-lab_lun 0 1 "$LAB_IQN" 1 "$LAB_DIR/base.lun"
-lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
 ctl=$(lab_fast_cowctl)
 printf '[cowd]\nfencing = manual\n' > "$LAB_DIR/cowd.conf"
 mkdir -p "$LAB_DIR/sudoers.d"
 echo "hacluster ALL=(root) NOPASSWD: $ctl --run-dir * --json fence confirm *" > "$LAB_DIR/sudoers.d/cowherd"
 chmod 440 "$LAB_DIR/sudoers.d/cowherd"
+lab_pcmk_cluster -c "$LAB_DIR/cowd.conf"
 for n in 1 2 3; do lab_exec $n mount --bind "$LAB_DIR/sudoers.d" /etc/sudoers.d; done
-lab_corosync 1 2 3
-for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
-for n in 1 2 3; do lab_pcmk_cowd $n -c "$LAB_DIR/cowd.conf" >/dev/null; done
 lab_cowctl 1 fence status | grep -q 'manual' || fail "cowd is not in manual fencing: $(lab_cowctl 1 fence status)"
-lab_cowctl 1 create v --base "$(lab_iscsi_url 0 "$LAB_IQN" 1)" \
-  --cow "$(lab_iscsi_url 0 "$LAB_IQN" 2)" >/dev/null
-knows() { lab_cowctl "$1" --json list | jq -e 'map(.name) | index("v") != null'; }
-for n in 2 3; do wait_until 10 knows $n || fail "node $n does not know v"; done
 lab_pacemaker 1 2 3
 lab_exec 1 crm configure <<CRM || fail "crm configure failed"
 alert cowherd "$alert" attributes COWHERD_COWCTL="$ctl" select fencing to /run/cowherd
@@ -62,7 +49,7 @@ echo "== vol runs on $victim; a write there, then $victim is powered off"
 lab_exec $v qemu-io -f raw "nbd+unix:///?socket=/run/cowherd/v.sock" -c "write -P 0x5a 1M 256k" \
   | grep -q "^wrote 262144/262144 bytes" || fail "cannot write v on $victim"
 lab_poweroff $v
-wait_until 40 sh -c "nsenter -t ${_lab_init_pid[$other]} -n -m -u -p -- $ctl --json status v | jq -e '.cluster_state == \"fencing\"'" \
+wait_until 40 sh -c "nsenter -t ${_lab_init_pid[$other]} -n -m -u -p -- $ctl --run-dir /run/cowherd --json status v | jq -e '.cluster_state == \"fencing\"'" \
   || fail "v is not waiting for $victim's fencing: $(lab_cowctl $other --json status v)"
 sleep 5
 lab_cowctl $other --json status v | jq -e '.cluster_state == "fencing"' >/dev/null \

@@ -43,10 +43,17 @@
 #                         (lab_cowctl follows)
 #   lab_poweroff N        SIGKILL host N's PID namespace: every process dies
 #   lab_poweron N         boot host N again (same network, same directories)
-#   lab_small_cluster     the common setup: storage host 0 with target
-#                         $LAB_IQN, LUN 1 a 32 MiB base of random data and
-#                         LUN 2 a 40 MiB CoW; hosts 1-3 running corosync,
-#                         quorate
+#   lab_small_storage     storage host 0 with target $LAB_IQN, LUN 1 a
+#                         32 MiB base of random data ($LAB_DIR/base.lun) and
+#                         LUN 2 a 40 MiB CoW ($LAB_DIR/cow.lun)
+#   lab_small_cluster     the common setup: lab_small_storage; hosts 1-3
+#                         running corosync, quorate
+#   lab_pcmk_cluster [ARGS]  the same with Pacemaker hosts 1-3 (lab_pcmk_host)
+#                         running cowd (lab_pcmk_cowd N ARGS) and volume v
+#                         defined on LUNs 1 and 2 and known to all three;
+#                         Pacemaker itself is started by lab_pacemaker
+#   lab_pcmk_start N      pacemakerd -f in Pacemaker host N (lab_pacemaker
+#                         and a host powered on again)
 LAB_IQN=iqn.2024-01.org.cowherd:lab
 LAB_ID=
 LAB_OCTET=
@@ -216,17 +223,41 @@ lab_teardown() {
   return 0
 }
 
-lab_small_cluster() {
-  local n
-  for n in 0 1 2 3; do lab_host $n; done
+lab_small_storage() {
+  lab_host 0
   new_image "$LAB_DIR/base.lun" 32M random
   new_image "$LAB_DIR/cow.lun" 40M zero
   lab_storage 0
   lab_lun 0 1 "$LAB_IQN" 1 "$LAB_DIR/base.lun"
   lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
+}
+
+_lab_small_ring() {
+  local n
+  lab_small_storage
   lab_corosync 1 2 3
   for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
 }
+
+lab_small_cluster() {
+  local n
+  for n in 1 2 3; do lab_host $n; done
+  _lab_small_ring
+}
+
+lab_pcmk_cluster() {
+  local n
+  for n in 1 2 3; do lab_pcmk_host $n; done
+  _lab_small_ring
+  for n in 1 2 3; do lab_pcmk_cowd $n "$@" >/dev/null; done
+  lab_cowctl 1 create v --base "$(lab_iscsi_url 0 "$LAB_IQN" 1)" \
+    --cow "$(lab_iscsi_url 0 "$LAB_IQN" 2)" >/dev/null
+  for n in 2 3; do
+    wait_until 10 _lab_knows "$n" v || fail "node $n does not know v: $(lab_cowctl "$n" list)"
+  done
+}
+
+_lab_knows() { lab_cowctl "$1" --json list | jq -e --arg v "$2" 'map(.name) | index($v) != null'; }
 
 # --- Pacemaker ---
 
@@ -309,13 +340,17 @@ lab_pacemaker() {
 CIB
     chown hacluster:haclient "$(lab_dir "$n")/pcmk/cib/cib.xml"
     chmod 600 "$(lab_dir "$n")/pcmk/cib/cib.xml"
-    lab_bg "$n" "$(lab_dir "$n")/log/pacemakerd.out" env PCMK_logfacility=none \
-      PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd -f >/dev/null
+    lab_pcmk_start "$n"
   done
   for n in "$@"; do
     wait_until 60 sh -c "nsenter -t ${_lab_init_pid[$n]} ${_lab_nsflags[$n]} -- crm_mon -1 2>/dev/null | grep -q 'Current DC: n[0-9]'" \
       || fail "Pacemaker on host $n has no DC"
   done
+}
+
+lab_pcmk_start() {
+  lab_bg "$1" "$(lab_dir "$1")/log/pacemakerd.out" env PCMK_logfacility=none \
+    PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd -f >/dev/null
 }
 
 lab_pcmk_cowd() {
