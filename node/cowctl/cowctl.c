@@ -166,8 +166,14 @@ cli_parse (struct cli *c, int argc, char **argv)
 
 /* cowd could not be asked: say why, with the exit status to use. */
 static int
-cli_unreachable (const struct cli *c, int r)
+cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a)
 {
+  if (r == -EPROTONOSUPPORT)
+    return cli_errorf (c, COW_E_UNREACHABLE, "%s at %s", a->why, c->run_dir);
+  if (r == -E2BIG)
+    return cli_errorf (c, COW_E_USAGE, "the command is too long for the "
+                       "control channel (at most %u arguments, %d bytes)",
+                       CTL_ARGC_MAX, CTL_MAX_MSG);
   if (r == -EPERM || r == -EACCES)
     return cli_errorf (c, COW_E_UNREACHABLE, "cowd at %s refused the "
                        "connection: permission denied (only root or the "
@@ -177,8 +183,7 @@ cli_unreachable (const struct cli *c, int r)
                        "%d seconds", c->run_dir, c->timeout);
   if (r == -EPROTO)
     return cli_errorf (c, COW_E_INTERNAL, "the answer of cowd at %s does "
-                       "not parse (are cowctl and cowd of one version?)",
-                       c->run_dir);
+                       "not parse: %s", c->run_dir, a->why);
   if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTCONN)
     return cli_errorf (c, COW_E_UNREACHABLE, "no cowd serves run directory "
                        "%s", c->run_dir);
@@ -308,7 +313,7 @@ main (int argc, char **argv)
   const char *wait_for = hydrate_wait_arg (&c.argc, c.argv);
   struct ctl_answer a = { 0 };
   r = ctl_call (c.run_dir, c.flags, c.argc, c.argv, &a, c.timeout * 1000);
-  r = r < 0 ? cli_unreachable (&c, r) : cli_answer (&c, &a);
+  r = r < 0 ? cli_unreachable (&c, r, &a) : cli_answer (&c, &a);
   free (a.text);
   if (r == 0 && wait_for)
     r = wait_hydrated (c.run_dir, wait_for);

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* ctl-client.c: cowctl's end of the control channel, and the service
- * name both ends derive from the run directory.  See ctl.h. */
+ * name both ends derive from the run directory.  See ctl.h.  A request
+ * is one message; the answer is read frame by frame (ctl-frame.c) until
+ * it is whole, within the caller's timeout in all. */
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <qb/qbipcc.h>
 
 #include "byteorder.h"
+#include "clock.h"
 #include "ctl.h"
 #include "dscow.h"
 
@@ -24,57 +28,21 @@ ctl_service_name (const char *run_dir, char *buf, size_t len)
   snprintf (buf, len, "cowd-%08x", dscow_crc32c (0, run_dir, n));
 }
 
-/* Decode an answer of r bytes into ans: 0, or -EPROTO. */
-static int
-ctl_decode (const uint8_t *resp, ssize_t r, struct ctl_answer *ans)
+/* The request message for argv; NULL when it does not fit. */
+static uint8_t *
+ctl_request (unsigned flags, int argc, char **argv, size_t *size)
 {
-  struct qb_ipc_response_header rh;
-  if ((size_t) r < sizeof rh + 9)
-    return -EPROTO;
-  memcpy (&rh, resp, sizeof rh);
-  uint32_t version = le32_get (resp + sizeof rh);
-  if (rh.size != r || resp[r - 1] != '\0' || version < CTL_VERSION_MIN
-      || version > CTL_VERSION)
-    return -EPROTO;
-  size_t pos = sizeof rh + 8, clen = 0;
-  if (version >= 2)
-    {
-      if ((size_t) r < pos + 4 + 1)
-        return -EPROTO;
-      clen = le32_get (resp + pos);
-      pos += 4;
-      if (clen > CTL_CODE_MAX || (size_t) r - pos < clen + 1)
-        return -EPROTO;
-    }
-  ans->status = (int) le32_get (resp + sizeof rh + 4);
-  memcpy (ans->code, resp + pos, clen);
-  ans->code[clen] = '\0';
-  if (ans->status != 0 && clen == 0)   /* a version 1 cowd */
-    snprintf (ans->code, sizeof ans->code, "%s", cow_err_name
-              (ans->status == CTL_EXIT_USAGE ? COW_E_USAGE : COW_E_INTERNAL));
-  ans->text = strdup ((const char *) resp + pos + clen);
-  return ans->text ? 0 : -ENOMEM;
-}
-
-int
-ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
-          struct ctl_answer *ans, int timeout_ms)
-{
-  char name[64];
-  ctl_service_name (run_dir, name, sizeof name);
-  qb_ipcc_connection_t *c = qb_ipcc_connect (name, CTL_MAX_MSG);
-  if (!c)
-    return errno ? -errno : -ECONNREFUSED;
   size_t slen = 0;
   for (int i = 0; i < argc; i++)
     slen += strlen (argv[i]) + 1;
   struct qb_ipc_request_header h = { .id = CTL_MSG_COMMAND };
-  size_t size = sizeof h + 12 + slen;
-  uint8_t *msg = malloc (size), *resp = malloc (CTL_MAX_MSG);
-  int ret = -ENOMEM;
-  if (!msg || !resp || size > CTL_MAX_MSG)
-    goto out;
-  h.size = (int32_t) size;
+  *size = sizeof h + 12 + slen;
+  if (*size > CTL_MAX_MSG || (unsigned) argc > CTL_ARGC_MAX)
+    return NULL;
+  uint8_t *msg = malloc (*size);
+  if (!msg)
+    return NULL;
+  h.size = (int32_t) *size;
   memcpy (msg, &h, sizeof h);
   le32_put (msg + sizeof h, CTL_VERSION);
   le32_put (msg + sizeof h + 4, flags);
@@ -86,12 +54,67 @@ ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
       memcpy (p, argv[i], n);
       p += n;
     }
-  struct iovec iov = { msg, size };
-  ssize_t r = qb_ipcc_sendv_recv (c, &iov, 1, resp, CTL_MAX_MSG, timeout_ms);
-  ret = r < 0 ? (int) r : ctl_decode (resp, r, ans);
-out:
-  free (msg);
+  return msg;
+}
+
+/* Read frames until the answer is whole, within timeout_ms in all. */
+static int
+ctl_receive (qb_ipcc_connection_t *c, struct ctl_answer *ans, int timeout_ms)
+{
+  struct ctl_unframe u = { .ans = ans };
+  uint8_t *resp = malloc (CTL_MAX_MSG);
+  uint64_t end = clock_now_ns () + (uint64_t) timeout_ms * 1000000;
+  int r = resp ? 0 : -ENOMEM;
+  while (r == 0)
+    {
+      uint64_t now = clock_now_ns ();
+      int left = now >= end ? 0 : (int) ((end - now + 999999) / 1000000);
+      ssize_t n = left ? qb_ipcc_recv (c, resp, CTL_MAX_MSG, left)
+        : -ETIMEDOUT;
+      r = n < 0 ? (int) n : ctl_unframe_feed (&u, resp, (size_t) n);
+    }
   free (resp);
+  if (r == -EPROTO)
+    snprintf (ans->why, sizeof ans->why, "%s", u.why);
+  return r < 0 ? r : 0;
+}
+
+/* A single older answer to our version 3 request: cowd is older. */
+static bool
+ctl_older_cowd (const struct ctl_answer *a)
+{
+  return a->version < 3 && a->status == CTL_EXIT_USAGE && a->text
+    && strncmp (a->text, "unsupported control protocol version", 37) == 0;
+}
+
+int
+ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
+          struct ctl_answer *ans, int timeout_ms)
+{
+  char name[64];
+  size_t size;
+  ctl_service_name (run_dir, name, sizeof name);
+  uint8_t *msg = ctl_request (flags, argc, argv, &size);
+  if (!msg)
+    return -E2BIG;
+  qb_ipcc_connection_t *c = qb_ipcc_connect (name, CTL_MAX_MSG);
+  if (!c)
+    {
+      int e = errno ? -errno : -ECONNREFUSED;
+      free (msg);
+      return e;
+    }
+  struct iovec iov = { msg, size };
+  ssize_t r = qb_ipcc_sendv (c, &iov, 1);
+  int ret = r < 0 ? (int) r : ctl_receive (c, ans, timeout_ms);
+  free (msg);
   qb_ipcc_disconnect (c);
+  if (ret == 0 && ctl_older_cowd (ans))
+    {
+      snprintf (ans->why, sizeof ans->why, "cowd is older than this cowctl"
+                " and does not speak control protocol version %u; use the "
+                "cowctl of cowd's release", CTL_VERSION);
+      return -EPROTONOSUPPORT;
+    }
   return ret;
 }

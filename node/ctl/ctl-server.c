@@ -5,7 +5,15 @@
  * the dispatch function the program handed to ctl_server_start; the reply
  * may come later (a detach waits for its flush), so the request holds a
  * reference on its connection, and a reply to a client that has gone away
- * is dropped.  Only root may connect. */
+ * is dropped.  Only root may connect.
+ *
+ * Answers to version 3 requests are streamed (ctl-frame.c): a struct
+ * ctl_out holds a copy of the text and writes frames from the loop while
+ * libqb's response channel takes them, at most CTL_PUMP_FRAMES in one
+ * callback; when the channel is full (-EAGAIN) it tries again after
+ * CTL_RETRY_MS, so a slow or stopped reader never blocks the loop.  A
+ * stream is dropped when its client goes away (connection_closed) or has
+ * taken nothing for CTL_STALL_MS. */
 #include <config.h>
 
 #include <errno.h>
@@ -17,7 +25,12 @@
 #include <qb/qblog.h>
 
 #include "byteorder.h"
+#include "clock.h"
 #include "ctl.h"
+
+#define CTL_PUMP_FRAMES 8
+#define CTL_RETRY_MS 1
+#define CTL_STALL_MS 60000
 
 struct ctl_req
 {
@@ -29,6 +42,20 @@ struct ctl_req
   char *strings;
 };
 
+/* An answer being streamed; owned by the loop. */
+struct ctl_out
+{
+  struct ctl_out *next;
+  qb_ipcs_connection_t *conn;   /* referenced until the stream ends */
+  struct ctl_stream st;
+  uint8_t *frame;               /* CTL_FRAME_MAX bytes */
+  size_t flen;                  /* a frame the channel has not taken yet */
+  bool closed;                  /* the client went away */
+  uint64_t progress_ns;         /* when a frame was last taken */
+  qb_loop_timer_handle timer;
+};
+
+static struct ctl_out *outs;            /* streams under way */
 static qb_ipcs_service_t *service;
 static qb_loop_t *loop;                 /* handed over by ctl_server_start */
 static ctl_dispatch_fn *dispatch;       /* the program's command table */
@@ -37,17 +64,32 @@ int ctl_req_argc (const struct ctl_req *r) { return r->argc; }
 char **ctl_req_argv (const struct ctl_req *r) { return r->argv; }
 unsigned ctl_req_flags (const struct ctl_req *r) { return r->flags; }
 
-/* Encode and send one answer in the request's version; free req. */
 static void
-ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
+ctl_req_free (struct ctl_req *req)
+{
+  free (req->argv);
+  free (req->strings);
+  free (req);
+}
+
+/* A version 1 or 2 answer in one message; one too large for it becomes
+ * an error that says so. */
+static void
+ctl_send_single (struct ctl_req *req, int status, const char *code,
+                 const char *text)
 {
   size_t clen = req->version >= 2 ? strlen (code) : 0;
   size_t head = sizeof (struct qb_ipc_response_header) + 8
     + (req->version >= 2 ? 4 : 0);
   size_t tlen = strlen (text) + 1;
+  char big[200];
   if (head + clen + tlen > CTL_MAX_MSG)
     {
-      text = "the reply is too large for the control channel";
+      snprintf (big, sizeof big, "the reply (%zu bytes) is too large for "
+                "a cowctl of control protocol version %u; use the cowctl "
+                "of this cowd's release (version %u streams it)", tlen - 1,
+                req->version, CTL_VERSION);
+      text = big;
       tlen = strlen (text) + 1;
       status = CTL_EXIT_ERROR;
       code = cow_err_name (COW_E_INTERNAL);
@@ -72,9 +114,104 @@ ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
       free (msg);
     }
   qb_ipcs_connection_unref (req->conn);
-  free (req->argv);
-  free (req->strings);
-  free (req);
+}
+
+static void
+ctl_out_end (struct ctl_out *o)
+{
+  for (struct ctl_out **pp = &outs; *pp; pp = &(*pp)->next)
+    if (*pp == o)
+      {
+        *pp = o->next;
+        break;
+      }
+  if (o->timer)
+    qb_loop_timer_del (loop, o->timer);
+  qb_ipcs_connection_unref (o->conn);
+  ctl_stream_free (&o->st);
+  free (o->frame);
+  free (o);
+}
+
+static void ctl_out_pump (void *data);
+
+/* Send the pending frame: 1 taken, 0 the channel is full, -1 gone. */
+static int
+ctl_out_send (struct ctl_out *o)
+{
+  ssize_t r = qb_ipcs_response_send (o->conn, o->frame, o->flen);
+  if (r == (ssize_t) o->flen)
+    {
+      o->flen = 0;
+      o->progress_ns = clock_now_ns ();
+      return 1;
+    }
+  if (r == -EAGAIN || r == -ENOBUFS || r == -ETIMEDOUT)
+    return 0;
+  qb_log (LOG_DEBUG, "ctl: streamed reply dropped: %s",
+          strerror ((int) (r < 0 ? -r : EIO)));
+  return -1;
+}
+
+static void
+ctl_out_pump (void *data)
+{
+  struct ctl_out *o = data;
+  o->timer = 0;
+  for (int i = 0; i < CTL_PUMP_FRAMES; i++)
+    {
+      if (o->closed)
+        return ctl_out_end (o);
+      if (o->flen == 0 && (o->flen = ctl_stream_next (&o->st, o->frame)) == 0)
+        return ctl_out_end (o);
+      int r = ctl_out_send (o);
+      if (r < 0 || (r == 0 && clock_now_ns () - o->progress_ns
+                    > (uint64_t) CTL_STALL_MS * 1000000))
+        return ctl_out_end (o);
+      if (r == 0)
+        {
+          qb_loop_timer_add (loop, QB_LOOP_LOW, CTL_RETRY_MS * 1000000ull, o,
+                             ctl_out_pump, &o->timer);
+          return;
+        }
+    }
+  qb_loop_job_add (loop, QB_LOOP_LOW, o, ctl_out_pump);
+}
+
+/* A version 3 answer: start streaming it (req's connection reference
+ * moves to the stream). */
+static void
+ctl_send_stream (struct ctl_req *req, int status, const char *code,
+                 const char *text)
+{
+  struct ctl_out *o = calloc (1, sizeof *o);
+  if (!o || !(o->frame = malloc (CTL_FRAME_MAX))
+      || ctl_stream_init (&o->st, status, code, text, strlen (text)) < 0)
+    {
+      qb_log (LOG_ERR, "ctl: out of memory for a reply of %zu bytes",
+              strlen (text));
+      if (o)
+        free (o->frame);
+      free (o);
+      qb_ipcs_connection_unref (req->conn);
+      return;
+    }
+  o->conn = req->conn;
+  o->progress_ns = clock_now_ns ();
+  o->next = outs;
+  outs = o;
+  ctl_out_pump (o);
+}
+
+/* Send one answer in the request's version; free req. */
+static void
+ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
+{
+  if (req->version >= 3)
+    ctl_send_stream (req, status, code, text);
+  else
+    ctl_send_single (req, status, code, text);
+  ctl_req_free (req);
 }
 
 void
@@ -96,7 +233,7 @@ ctl_reply_error (struct ctl_req *req, int code, const char *text)
 
 /* Parse the body after the request header; NULL when malformed. */
 static struct ctl_req *
-ctl_parse (const uint8_t *p, size_t len, const char **why)
+ctl_parse (const uint8_t *p, size_t len, uint32_t *vers, const char **why)
 {
   uint32_t version = len >= 4 ? le32_get (p) : 0;
   if (len < 12 || version < CTL_VERSION_MIN || version > CTL_VERSION)
@@ -104,9 +241,10 @@ ctl_parse (const uint8_t *p, size_t len, const char **why)
       *why = "unsupported control protocol version (cowctl and cowd differ)";
       return NULL;
     }
+  *vers = version;
   uint32_t argc = le32_get (p + 8);
   size_t slen = len - 12;
-  if (argc == 0 || argc > 256 || slen == 0 || p[len - 1] != '\0')
+  if (argc == 0 || argc > CTL_ARGC_MAX || slen == 0 || p[len - 1] != '\0')
     {
       *why = "malformed request";
       return NULL;
@@ -147,17 +285,18 @@ ctl_msg (qb_ipcs_connection_t *c, void *data, size_t size)
   const char *why = "malformed request";
   struct ctl_req *req = NULL;
   struct qb_ipc_request_header h;
+  uint32_t version = CTL_VERSION_MIN;
   if (size >= sizeof h)
     {
       memcpy (&h, data, sizeof h);
       if (h.id == CTL_MSG_COMMAND && (size_t) h.size == size)
         req = ctl_parse ((const uint8_t *) data + sizeof h, size - sizeof h,
-                         &why);
+                         &version, &why);
     }
   qb_ipcs_connection_ref (c);
   if (!req)
     {
-      struct ctl_req tmp = { .conn = c, .version = CTL_VERSION_MIN };
+      struct ctl_req tmp = { .conn = c, .version = version };
       struct ctl_req *r = malloc (sizeof *r);
       if (!r)
         return 0;
@@ -167,6 +306,16 @@ ctl_msg (qb_ipcs_connection_t *c, void *data, size_t size)
     }
   req->conn = c;
   dispatch (req);
+  return 0;
+}
+
+/* The client went away: its streams stop at their next step. */
+static int32_t
+ctl_closed (qb_ipcs_connection_t *c)
+{
+  for (struct ctl_out *o = outs; o; o = o->next)
+    if (o->conn == c)
+      o->closed = true;
   return 0;
 }
 
@@ -208,6 +357,7 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   static struct qb_ipcs_service_handlers sh = {
     .connection_accept = ctl_accept,
     .msg_process = ctl_msg,
+    .connection_closed = ctl_closed,
   };
   static struct qb_ipcs_poll_handlers ph = {
     .job_add = ctl_job_add,
@@ -245,6 +395,8 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
 void
 ctl_server_stop (void)
 {
+  while (outs)
+    ctl_out_end (outs);
   if (service)
     qb_ipcs_destroy (service);
   service = NULL;

@@ -7,19 +7,36 @@
  *
  * Wire format (little-endian, after libqb's request/response headers):
  *   request:  qb_ipc_request_header { id = CTL_MSG_COMMAND, size }
- *             u32 version (1 or 2) | u32 flags (CTL_F_*) | u32 argc
- *             argc NUL-terminated strings (argv[0] is the command, e.g.
- *             "status"; the rest are its arguments, unparsed)
- *   response: qb_ipc_response_header { id = CTL_MSG_COMMAND, size, error }
+ *             u32 version (1 to 3) | u32 flags (CTL_F_*) | u32 argc (at
+ *             most CTL_ARGC_MAX) | argc NUL-terminated strings (argv[0]
+ *             is the command, e.g. "status"; the rest are its arguments,
+ *             unparsed); the whole request fits in CTL_MAX_MSG
+ *   answer, version 1 and 2: one response message
+ *             qb_ipc_response_header { id = CTL_MSG_COMMAND, size, error }
  *             u32 version | i32 exit status (0 ok, 1 error, 2 usage)
  *             version 2 only: u32 code length (0 on success, at most
  *             CTL_CODE_MAX) | the error code's name (errcode.h), no NUL
  *             NUL-terminated text: a table, a sentence or JSON (CTL_F_JSON)
- * cowd answers in the version of the request, so a version 1 cowctl keeps
- * working (it gets no code); a request of an unknown version gets a
- * version 1 answer, status 2 and a sentence saying the versions differ.
+ *             The whole answer fits in CTL_MAX_MSG, or it is replaced by
+ *             an error saying the cowctl is too old for an answer that size.
+ *   answer, version 3: a stream of frames, each one response message of at
+ *             most CTL_FRAME_MAX bytes (ctl-frame.c):
+ *             qb_ipc_response_header | u32 version (3) | u32 kind
+ *             (CTL_FRAME_*) | u32 sequence number (0, 1, 2, ...) | u32
+ *             payload length | payload
+ *             HEAD payload: i32 status | u32 code length | code | u64 text
+ *               length (at most CTL_TEXT_MAX; the text has no NUL)
+ *             DATA payload: 1 to CTL_FRAME_DATA bytes of the text, in order
+ *             END payload:  u64 text length | u32 crc32c of the whole text
+ *             cowd writes the frames from its loop as the channel takes
+ *             them (ctl-server.c); cowctl reads to the END frame.
+ * cowd answers in the version of the request, so an older cowctl keeps
+ * working (version 1 gets no code; an answer too large for one message
+ * is an error naming the cause); a request of an unknown version gets a
+ * version 1 answer, status 2 and a sentence saying the versions differ,
+ * which a newer cowctl turns into "cowd is older than this cowctl".
  * Every length is checked before it is read; a request that does not
- * parse gets a version 1 answer, status 2 and a sentence, never a crash.
+ * parse gets status 2 and a sentence, never a crash.
  */
 #ifndef COWD_CTL_H
 #define COWD_CTL_H
@@ -33,11 +50,19 @@
 #include "strbuf.h"
 #include "errcode.h"
 
-#define CTL_VERSION 2u          /* 2: answers carry an error code */
+#define CTL_VERSION 3u          /* 2: answers carry an error code;
+                                   3: answers are streamed in frames */
 #define CTL_VERSION_MIN 1u
 #define CTL_CODE_MAX 64
 #define CTL_MSG_COMMAND 1
 #define CTL_MAX_MSG (1024 * 1024)
+#define CTL_ARGC_MAX 65536u
+#define CTL_FRAME_MAX (128 * 1024)
+#define CTL_FRAME_DATA (CTL_FRAME_MAX - 64)
+#define CTL_TEXT_MAX (1024u * 1024 * 1024)
+#define CTL_FRAME_HEAD 1u
+#define CTL_FRAME_DATA_KIND 2u
+#define CTL_FRAME_END 3u
 #define CTL_F_JSON 0x1u
 
 #define CTL_EXIT_OK 0
@@ -91,12 +116,45 @@ struct ctl_answer
 {
   int status;                   /* CTL_EXIT_* */
   char code[CTL_CODE_MAX + 1];  /* "" on success; a cow_err_name */
-  char *text;                   /* malloc'd */
+  char *text;                   /* malloc'd, NUL-terminated */
+  size_t len;                   /* strlen (text) */
+  uint32_t version;             /* the answer's protocol version */
+  char why[200];                /* why it did not parse (-EPROTO) */
 };
-/* Send argv to the cowd of run_dir and wait for the answer.  Returns 0,
- * or -errno when cowd is unreachable (or the answer does not parse:
- * -EPROTO). */
+/* Send argv to the cowd of run_dir and wait for the whole answer.
+ * Returns 0, or -errno when cowd is unreachable, -EPROTO when the answer
+ * does not parse (ans->why says why), -EPROTONOSUPPORT when cowd is
+ * older than this cowctl. */
 int ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
               struct ctl_answer *ans, int timeout_ms);
+
+/* --- framing of version 3 answers (ctl-frame.c) --- */
+struct ctl_stream
+{
+  int status;
+  char code[CTL_CODE_MAX + 1];
+  char *text;                   /* a copy */
+  size_t len, pos;
+  uint32_t seq, crc;
+  int stage;                    /* 0 head, 1 data, 2 end, 3 done */
+};
+int ctl_stream_init (struct ctl_stream *s, int status, const char *code,
+                     const char *text, size_t len);
+/* Write the next frame into buf (CTL_FRAME_MAX bytes): its size, or 0
+ * when the END frame was the last one written. */
+size_t ctl_stream_next (struct ctl_stream *s, uint8_t *buf);
+void ctl_stream_free (struct ctl_stream *s);
+
+struct ctl_unframe
+{
+  struct ctl_answer *ans;       /* filled as frames arrive */
+  int stage;                    /* 0 first, 1 data, 2 done, -1 failed */
+  uint32_t seq, crc;
+  uint64_t total;
+  char why[200];
+};
+/* Take one response message: 1 when the answer is complete, 0 when more
+ * frames must follow, -EPROTO with u->why set, -ENOMEM. */
+int ctl_unframe_feed (struct ctl_unframe *u, const uint8_t *msg, size_t len);
 
 #endif /* COWD_CTL_H */

@@ -7,13 +7,21 @@
  *   - through ctl_call (version 2): the code arrives with the sentence;
  *   - as a version 1 cowctl would (raw libqb IPC): the answer is version 1,
  *     status then text, no code field, so an old cowctl keeps working;
- *   - with version 3: a version 1 answer, status 2, the sentence that the
+ *   - with version 4: a version 1 answer, status 2, the sentence that the
  *     versions differ;
- *   - with a request whose argument count lies: status 2, no crash.
+ *   - with a request whose argument count lies: status 2, no crash;
+ *   - answers of 0 bytes, 1 byte and 10 MB streamed in version 3 frames
+ *     (through the server, and through the framing functions alone);
+ *   - a truncated frame, a lost frame, a frame of an unknown version and
+ *     a damaged text: each refused with its sentence;
+ *   - a version 2 cowctl asking for an answer too large for one message:
+ *     the sentence naming the cause.
  */
 #include <config.h>
 
 #include <check.h>
+#include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +38,30 @@
 static char run_dir[64];
 static pid_t server;
 
+/* n bytes of a text that shows where a byte went missing. */
+static char *
+big_text (size_t n)
+{
+  char *t = malloc (n + 1);
+  ck_assert_ptr_nonnull (t);
+  for (size_t i = 0; i < n; i++)
+    t[i] = (char) ((i % 61 == 60) ? '\n' : 'a' + (i * 7 + i / 61) % 26);
+  t[n] = '\0';
+  return t;
+}
+
 static void
 serve (struct ctl_req *req)
 {
   char **argv = ctl_req_argv (req);
   if (strcmp (argv[0], "ok") == 0)
     ctl_reply (req, 0, "fine\n");
+  else if (strcmp (argv[0], "big") == 0 && ctl_req_argc (req) == 2)
+    {
+      char *t = big_text (strtoul (argv[1], NULL, 10));
+      ctl_reply (req, 0, t);
+      free (t);
+    }
   else
     ctl_reply_error (req, COW_E_NO_SUCH_VOLUME, "volume x does not exist");
 }
@@ -145,16 +171,200 @@ END_TEST
 
 START_TEST (test_future_version)
 {
-  expect_v1 (3, 1, "ok", 3, CTL_EXIT_USAGE, "unsupported control protocol "
+  expect_v1 (4, 1, "ok", 3, CTL_EXIT_USAGE, "unsupported control protocol "
              "version (cowctl and cowd differ)");
 }
 END_TEST
 
 START_TEST (test_bad_argc)
 {
-  expect_v1 (2, 5, "ok", 3, CTL_EXIT_USAGE, "malformed request (argument "
+  expect_v1 (1, 5, "ok", 3, CTL_EXIT_USAGE, "malformed request (argument "
              "count)");
   expect_v2_code ();            /* and the server still answers */
+}
+END_TEST
+
+/* Through the server: the whole text arrives, of any size. */
+static void
+expect_big (size_t n)
+{
+  char num[32];
+  snprintf (num, sizeof num, "%zu", n);
+  char *argv[] = { (char *) "big", num };
+  struct ctl_answer a = { 0 };
+  ck_assert_int_eq (ctl_call (run_dir, 0, 2, argv, &a, 20000), 0);
+  ck_assert_int_eq (a.status, 0);
+  ck_assert_uint_eq (a.version, 3);
+  ck_assert_uint_eq (a.len, n);
+  char *t = big_text (n);
+  ck_assert_int_eq (memcmp (a.text, t, n + 1), 0);
+  free (t);
+  free (a.text);
+}
+
+START_TEST (test_stream_server)
+{
+  expect_big (0);
+  expect_big (1);
+  expect_big (10 * 1000 * 1000);
+  expect_v2_code ();            /* and the server still answers */
+}
+END_TEST
+
+/* A version 2 cowctl asks for more than one message holds. */
+START_TEST (test_v2_too_large)
+{
+  uint8_t *resp = malloc (CTL_MAX_MSG);
+  ssize_t r = raw_call (2, 2, "big\0" "2000000", 12, resp, CTL_MAX_MSG);
+  size_t h = sizeof (struct qb_ipc_response_header);
+  ck_assert_int_gt (r, (ssize_t) h + 12);
+  ck_assert_uint_eq (le32_get (resp + h), 2);
+  ck_assert_uint_eq (le32_get (resp + h + 4), CTL_EXIT_ERROR);
+  uint32_t clen = le32_get (resp + h + 8);
+  ck_assert_str_eq ((char *) resp + h + 12 + clen, "the reply (2000000 "
+                    "bytes) is too large for a cowctl of control protocol "
+                    "version 2; use the cowctl of this cowd's release "
+                    "(version 3 streams it)");
+  free (resp);
+}
+END_TEST
+
+/* Every frame of an answer of n bytes, one after the other, in frames
+ * (each CTL_FRAME_MAX bytes apart); returns how many. */
+static size_t
+encode_all (size_t n, const char *code, uint8_t **frames, size_t *lens)
+{
+  struct ctl_stream st;
+  char *t = big_text (n);
+  ck_assert_int_eq (ctl_stream_init (&st, code ? 1 : 0, code, t, n), 0);
+  free (t);
+  size_t k = 0, max = n / CTL_FRAME_DATA + 3;
+  *frames = malloc (max * CTL_FRAME_MAX);
+  while ((lens[k] = ctl_stream_next (&st, *frames + k * CTL_FRAME_MAX)))
+    {
+      ck_assert_uint_le (lens[k], CTL_FRAME_MAX);
+      k++;
+      ck_assert_uint_le (k, max);
+    }
+  ctl_stream_free (&st);
+  return k;
+}
+
+/* Feed frames[0..k) but skip frame `skip`; the last result. */
+static int
+decode_all (uint8_t *frames, size_t *lens, size_t k, size_t skip,
+            struct ctl_unframe *u)
+{
+  int r = 0;
+  for (size_t i = 0; i < k && r == 0; i++)
+    if (i != skip)
+      r = ctl_unframe_feed (u, frames + i * CTL_FRAME_MAX, lens[i]);
+  return r;
+}
+
+static void
+roundtrip (size_t n)
+{
+  static size_t lens[200];
+  uint8_t *f;
+  size_t k = encode_all (n, NULL, &f, lens);
+  ck_assert_uint_eq (k, n ? 2 + (n + CTL_FRAME_DATA - 1) / CTL_FRAME_DATA
+                     : 2);
+  struct ctl_answer a = { 0 };
+  struct ctl_unframe u = { .ans = &a };
+  ck_assert_int_eq (decode_all (f, lens, k, k, &u), 1);
+  char *t = big_text (n);
+  ck_assert_uint_eq (a.len, n);
+  ck_assert_int_eq (memcmp (a.text, t, n + 1), 0);
+  free (t);
+  free (a.text);
+  free (f);
+}
+
+START_TEST (test_frame_roundtrip)
+{
+  roundtrip (0);
+  roundtrip (1);
+  roundtrip (10 * 1000 * 1000);
+}
+END_TEST
+
+/* Frames of a 300000-byte answer with an error code, one spoiled by
+ * spoil(); the decoder refuses it with exactly `why`. */
+static void
+expect_refused (void (*spoil) (uint8_t *, size_t *), size_t which,
+                size_t skip, const char *why)
+{
+  size_t lens[8];
+  uint8_t *f;
+  size_t k = encode_all (300000, "io", &f, lens);
+  ck_assert_uint_eq (k, 5);
+  if (spoil)
+    spoil (f + which * CTL_FRAME_MAX, &lens[which]);
+  struct ctl_answer a = { 0 };
+  struct ctl_unframe u = { .ans = &a };
+  ck_assert_int_eq (decode_all (f, lens, k, skip, &u), -EPROTO);
+  ck_assert_str_eq (u.why, why);
+  free (a.text);
+  free (f);
+}
+
+static void
+cut_tail (uint8_t *fr, size_t *len)
+{
+  *len -= 100;                  /* the libqb size still says the whole */
+  (void) fr;
+}
+
+static void
+cut_and_resize (uint8_t *fr, size_t *len)
+{
+  struct qb_ipc_response_header h;
+  memcpy (&h, fr, sizeof h);
+  *len -= 100;
+  h.size = (int32_t) *len;
+  memcpy (fr, &h, sizeof h);
+}
+
+static void
+bump_version (uint8_t *fr, size_t *len)
+{
+  le32_put (fr + sizeof (struct qb_ipc_response_header), 4);
+  (void) len;
+}
+
+/* A DATA frame that is whole but 100 bytes short of what it was. */
+static void
+shrink_data (uint8_t *fr, size_t *len)
+{
+  cut_and_resize (fr, len);
+  le32_put (fr + sizeof (struct qb_ipc_response_header) + 12,
+            (uint32_t) (*len - sizeof (struct qb_ipc_response_header) - 16));
+}
+
+static void
+flip_byte (uint8_t *fr, size_t *len)
+{
+  fr[*len - 1] ^= 1;
+}
+
+START_TEST (test_frame_refused)
+{
+  char why[200];
+  size_t data = sizeof (struct qb_ipc_response_header) + 16 + CTL_FRAME_DATA;
+  snprintf (why, sizeof why, "a frame says %zu bytes but %zu arrived",
+            data, data - 100);
+  expect_refused (cut_tail, 1, 99, why);
+  snprintf (why, sizeof why, "frame 1 says %u bytes of payload but "
+            "carries %u", CTL_FRAME_DATA, CTL_FRAME_DATA - 100);
+  expect_refused (cut_and_resize, 1, 99, why);
+  expect_refused (NULL, 0, 2, "frame 3 arrived where frame 2 was expected");
+  expect_refused (bump_version, 2, 99, "cowd answered in control protocol "
+                  "version 4; this cowctl speaks versions 1 to 3");
+  expect_refused (flip_byte, 3, 99, "the answer's checksum does not match "
+                  "its 300000 bytes");
+  expect_refused (shrink_data, 2, 99, "the answer ended after 299900 of "
+                  "300000 bytes");
 }
 END_TEST
 
@@ -168,6 +378,11 @@ main (void)
   tcase_add_test (tc, test_v1_client);
   tcase_add_test (tc, test_future_version);
   tcase_add_test (tc, test_bad_argc);
+  tcase_add_test (tc, test_stream_server);
+  tcase_add_test (tc, test_v2_too_large);
+  tcase_add_test (tc, test_frame_roundtrip);
+  tcase_add_test (tc, test_frame_refused);
+  tcase_set_timeout (tc, 60);
   suite_add_tcase (s, tc);
   SRunner *sr = srunner_create (s);
   srunner_set_fork_status (sr, CK_NOFORK);
