@@ -5,7 +5,9 @@
  * (ctl.h); cowd parses the command and formats the answer, a table or a
  * sentence, or JSON with --json.  The one argument it rewrites: create's
  * relative --base and --cow paths, made absolute here, since cowd resolves
- * nothing in its own directory.
+ * nothing in its own directory.  Two commands are cowctl's own work over
+ * the channel: create --from FILE (batch.c) sends the file's definitions
+ * in batches, and top (top.c) samples cowd's counters each interval.
  *
  * Errors: "cowctl: SENTENCE" on stderr, or with --json exactly one
  * object on stdout, {"error": {"code": "CODE", "message": "SENTENCE"}},
@@ -24,18 +26,9 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "cli.h"
 #include "wait.h"
 #include "strbuf.h"
-
-struct cli
-{
-  const char *run_dir;
-  unsigned flags;
-  int timeout;                  /* seconds */
-  int argc;                     /* the command and its arguments */
-  char **argv;
-  bool json;
-};
 
 static void
 cli_usage (FILE *f)
@@ -50,7 +43,7 @@ cli_usage (FILE *f)
 }
 
 /* Report an error as the contract says, and return its exit status. */
-static int
+int
 cli_error (const struct cli *c, int code, const char *msg)
 {
   int status = code == COW_E_USAGE ? CTL_EXIT_USAGE
@@ -75,11 +68,7 @@ cli_error (const struct cli *c, int code, const char *msg)
   return status;
 }
 
-static int
-cli_errorf (const struct cli *c, int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
-
-static int
+int
 cli_errorf (const struct cli *c, int code, const char *fmt, ...)
 {
   struct strbuf sb = STRBUF_INIT;
@@ -165,7 +154,7 @@ cli_parse (struct cli *c, int argc, char **argv)
 }
 
 /* cowd could not be asked: say why, with the exit status to use. */
-static int
+int
 cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a)
 {
   if (r == -EPROTONOSUPPORT)
@@ -230,7 +219,7 @@ cowctl_absolute (const char *prefix, const char *path)
 /* create's --base and --cow (as "--base PATH" or "--base=PATH"); the
  * strings made are also put in made[] (NULL-terminated, at most n) for the
  * caller to free. */
-static void
+void
 cowctl_absolute_paths (char **args, int n, char **made)
 {
   static const char *const opts[] = { "--base", "--cow" };
@@ -305,6 +294,16 @@ main (int argc, char **argv)
       size_t l = strlen (abs);
       snprintf (abs + l, sizeof abs - l, "/%s", c.run_dir);
       c.run_dir = abs;
+    }
+  if (c.argc >= 2 && strcmp (c.argv[0], "create") == 0
+      && strcmp (c.argv[1], "--from") == 0)
+    r = batch_create (&c);
+  else if (strcmp (c.argv[0], "top") == 0)
+    r = top_run (&c);
+  if (r >= 0)
+    {
+      free (c.argv);
+      return r;
     }
   char **made = calloc ((size_t) c.argc + 1, sizeof *made);
   if (!made)

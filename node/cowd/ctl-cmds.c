@@ -9,6 +9,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +24,10 @@
 #include "cluster.h"
 #endif
 #include "nbd-server.h"
+#include "clock.h"
+#include "loop.h"
+
+#define CREATE_BATCH "--from-batch"
 
 struct cmd
 {
@@ -54,17 +59,23 @@ reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 /* A malformed command: its usage line from the shared list (ctl-usage.c),
  * on one line. */
 static void
-reply_usage (struct ctl_req *req, const char *cmd)
+usage_line (struct strbuf *sb, const char *cmd)
 {
   const struct ctl_command *c = ctl_command_find (cmd);
-  struct strbuf sb = STRBUF_INIT;
-  sb_puts (&sb, "usage: cowctl ");
+  sb_puts (sb, "usage: cowctl ");
   for (const char *p = c ? c->usage : cmd; *p; p++)
     if (*p == '\n')
       while (p[1] == ' ')
         p++;
     else
-      sb_printf (&sb, "%c", *p);
+      sb_printf (sb, "%c", *p);
+}
+
+static void
+reply_usage (struct ctl_req *req, const char *cmd)
+{
+  struct strbuf sb = STRBUF_INIT;
+  usage_line (&sb, cmd);
   ctl_reply_error (req, COW_E_USAGE, sb_str (&sb));
   sb_free (&sb);
 }
@@ -138,8 +149,36 @@ cmd_bad_option (int argc, char **argv)
   return optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 }
 
-static void
-cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
+static int create_errf (char *err, size_t errlen, int code,
+                        const char *fmt, ...)
+  __attribute__ ((format (printf, 4, 5)));
+
+static int
+create_errf (char *err, size_t errlen, int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (err, errlen, fmt, ap);
+  va_end (ap);
+  return code;
+}
+
+/* cmd's usage line into err; COW_E_USAGE. */
+static int
+usage_err (char *err, size_t errlen, const char *cmd)
+{
+  struct strbuf sb = STRBUF_INIT;
+  usage_line (&sb, cmd);
+  create_errf (err, errlen, COW_E_USAGE, "%s", sb_str (&sb));
+  sb_free (&sb);
+  return COW_E_USAGE;
+}
+
+/* One create's arguments (argv[0] is "create") into p and *exclusive:
+ * 0, or a code with its sentence in err. */
+static int
+create_parse (int argc, char **argv, struct vol_params *p, bool *exclusive,
+              char *err, size_t errlen)
 {
   static const struct option opts[] = {
     { "base", required_argument, NULL, 'b' },
@@ -151,77 +190,126 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
     { "buffered", no_argument, NULL, 'B' },
     { NULL, 0, NULL, 0 },
   };
-  struct vol_params p = { .commit = DSCOW_COMMIT_SYNC };
-  bool exclusive = false;
   uint64_t cs = DSCOW_CHUNK_DEFAULT;
   int c;
+  *p = (struct vol_params) { .commit = DSCOW_COMMIT_SYNC };
+  *exclusive = false;
   optind = 0;
   opterr = 0;
   while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1)
     switch (c)
       {
-      case 'b': p.base_uri = optarg; break;
-      case 'c': p.cow_uri = optarg; break;
+      case 'b': p->base_uri = optarg; break;
+      case 'c': p->cow_uri = optarg; break;
       case 's':
         if (parse_size (optarg, &cs) < 0 || cs > UINT32_MAX
             || !dscow_chunk_size_valid ((uint32_t) cs))
-          return reply_fmt (req, COW_E_USAGE, "chunk size '%s' is not a "
-                            "power of two between 4K and 1M", optarg);
+          return create_errf (err, errlen, COW_E_USAGE, "chunk size '%s' is "
+                              "not a power of two between 4K and 1M", optarg);
         break;
       case 'p':
-        if (vol_commit_parse (optarg, &p.commit) < 0)
-          return reply_fmt (req, COW_E_USAGE, "commit policy '%s' is not "
-                            "one of sync, flush, none", optarg);
+        if (vol_commit_parse (optarg, &p->commit) < 0)
+          return create_errf (err, errlen, COW_E_USAGE, "commit policy '%s' "
+                              "is not one of sync, flush, none", optarg);
         break;
-      case 'f': p.force = true; break;
-      case 'x': exclusive = true; break;
-      case 'B': p.buffered = true; break;
+      case 'f': p->force = true; break;
+      case 'x': *exclusive = true; break;
+      case 'B': p->buffered = true; break;
       case ':':
-        return reply_fmt (req, COW_E_USAGE, "create: option '%s' needs a "
-                          "value", argv[optind - 1]);
+        return create_errf (err, errlen, COW_E_USAGE, "create: option '%s' "
+                            "needs a value", argv[optind - 1]);
       default:
-        return reply_fmt (req, COW_E_USAGE, "create: unknown option '%s'",
-                          cmd_bad_option (argc, argv));
+        return create_errf (err, errlen, COW_E_USAGE, "create: unknown "
+                            "option '%s'", cmd_bad_option (argc, argv));
       }
-  if (optind != argc - 1 || !p.base_uri || !p.cow_uri)
-    return reply_usage (req, argv[0]);
-  p.name = argv[optind];
-  p.chunk_size = (uint32_t) cs;
+  if (optind != argc - 1 || !p->base_uri || !p->cow_uri)
+    return usage_err (err, errlen, "create");
+  p->name = argv[optind];
+  p->chunk_size = (uint32_t) cs;
+  return 0;
+}
+
+/* Where create's time goes, summed over the volumes created since the
+ * last create_times_reset (cowctl create --from reports it). */
+static struct create_times
+{
+  uint64_t check_ns, format_ns, store_ns, define_ns;
+} create_t;
+
+static uint64_t
+create_lap (uint64_t *acc, uint64_t since)
+{
+  uint64_t now = clock_now_ns ();
+  *acc += now - since;
+  return now;
+}
+
+/* The one function that creates a volume: check the definition, format
+ * its CoW device, record it, tell the cluster.  0, or a code with its
+ * sentence in err. */
+static int
+create_volume (const struct vol_params *pp, bool exclusive, char *err,
+               size_t errlen)
+{
+  struct vol_params p = *pp;
+  uint64_t t = clock_now_ns ();
   if (!dscow_name_valid (p.name))
-    return reply_fmt (req, COW_E_USAGE, "volume name '%s' is not valid: %s",
-                      p.name, dscow_strerror (DSCOW_ENAME));
+    return create_errf (err, errlen, COW_E_USAGE, "volume name '%s' is not "
+                        "valid: %s", p.name, dscow_strerror (DSCOW_ENAME));
   if (voldb_find (p.name))
-    return reply_fmt (req, COW_E_EXISTS, "volume %s already exists", p.name);
-  char err[COW_ERRLEN];
-  if (voldb_check_path (p.name, "base", p.base_uri, err, sizeof err) < 0
-      || voldb_check_path (p.name, "CoW", p.cow_uri, err, sizeof err) < 0)
-    return reply_fmt (req, COW_E_BAD_DEVICE, "%s", err);
+    return create_errf (err, errlen, COW_E_EXISTS, "volume %s already "
+                        "exists", p.name);
+  if (voldb_check_path (p.name, "base", p.base_uri, err, errlen) < 0
+      || voldb_check_path (p.name, "CoW", p.cow_uri, err, errlen) < 0)
+    return COW_E_BAD_DEVICE;
   /* Before the format: --force never formats another volume's device. */
   const char *user = voldb_cow_user_uri (p.name, p.cow_uri);
   if (user)
-    return reply_fmt (req, vol_err_cow_taken (err, sizeof err, p.name,
-                                              p.cow_uri, user), "%s", err);
+    return vol_err_cow_taken (err, errlen, p.name, p.cow_uri, user);
   p.cow_user = voldb_cow_user;
   p.cow_user_ud = (void *) p.name;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
-  int r = vol_format (&p, &bo, err, sizeof err);
+  t = create_lap (&create_t.check_ns, t);
+  int r = vol_format (&p, &bo, err, errlen);
   if (r < 0)
-    return reply_fmt (req, r, "%s", err);
+    return r;
+  t = create_lap (&create_t.format_ns, t);
   struct vol_entry *e = voldb_add (p.name, p.base_uri, p.cow_uri,
                                    p.chunk_size, p.commit);
   if (!e)
-    return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
-                      p.name);
+    return create_errf (err, errlen, COW_E_INTERNAL, "volume %s: out of "
+                        "memory", p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
   if (voldb_save () < 0)
-    return reply_fmt (req, COW_E_IO, "volume %s: formatted, but saving "
-                      "the definition in %s failed", p.name, cowd.state_dir);
+    return create_errf (err, errlen, COW_E_IO, "volume %s: formatted, but "
+                        "saving the definition in %s failed", p.name,
+                        cowd.state_dir);
+  t = create_lap (&create_t.store_ns, t);
 #ifdef HAVE_COROSYNC
   if (cowd.clustered)
     own_define (e);
 #endif
+  create_lap (&create_t.define_ns, t);
+  return 0;
+}
+
+static void cmd_create_batch (struct ctl_req *req, int argc, char **argv);
+
+static void
+cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  struct vol_params p;
+  bool exclusive;
+  char err[COW_ERRLEN];
+  if (argc >= 2 && strcmp (argv[1], CREATE_BATCH) == 0)
+    return cmd_create_batch (req, argc, argv);
+  int r = create_parse (argc, argv, &p, &exclusive, err, sizeof err);
+  if (r == 0)
+    r = create_volume (&p, exclusive, err, sizeof err);
+  if (r != 0)
+    return reply_fmt (req, r, "%s", err);
   if (json)
     {
       struct strbuf sb = STRBUF_INIT;
@@ -235,6 +323,113 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
     }
   reply_fmt (req, 0, "created volume %s (chunk size %u, commit %s)\n",
              p.name, p.chunk_size, vol_commit_name (p.commit));
+}
+
+/* --- create --from: several definitions in one request ---
+ *
+ * cowctl sends "create " CREATE_BATCH, then for each definition a word
+ * "--line=N" (its line in the operator's file) followed by the words of
+ * that line, the same arguments as create.  cowd creates them in order,
+ * each by create_volume, a few per loop callback (at most
+ * CREATE_SLICE_NS of work, at least one) so IO keeps flowing, and stops
+ * at the first that fails: those before it stay created, it and those
+ * after it are not created.  The answer, in lines cowctl formats (text
+ * or JSON):
+ *   created LINE NAME CHUNK-SIZE COMMIT     one per volume created
+ *   timing CHECK-NS FORMAT-NS STORE-NS DEFINE-NS
+ *   error LINE CODE SENTENCE                 at most one, last
+ */
+#define CREATE_SLICE_NS 2000000ull
+
+struct create_batch
+{
+  struct ctl_req *req;
+  int argc, pos;                /* the next definition's "--line=" word */
+  char **argv;
+  struct strbuf out;
+  qb_loop_timer_handle timer;
+};
+
+/* The definition at b->pos: its words (argv[0] = "create") in words. */
+static int
+create_batch_words (struct create_batch *b, char **words, unsigned *line)
+{
+  int n = 1;
+  *line = (unsigned) strtoul (b->argv[b->pos] + 7, NULL, 10);
+  words[0] = (char *) "create";
+  for (b->pos++; b->pos < b->argc
+       && strncmp (b->argv[b->pos], "--line=", 7) != 0; b->pos++)
+    words[n++] = b->argv[b->pos];
+  words[n] = NULL;
+  return n;
+}
+
+/* Create the definition at b->pos: 0, or -1 after an error line. */
+static int
+create_batch_one (struct create_batch *b, char **words)
+{
+  struct vol_params p;
+  bool exclusive;
+  unsigned line;
+  char err[COW_ERRLEN];
+  int n = create_batch_words (b, words, &line);
+  int r = create_parse (n, words, &p, &exclusive, err, sizeof err);
+  if (r == 0)
+    r = create_volume (&p, exclusive, err, sizeof err);
+  if (r != 0)
+    {
+      sb_printf (&b->out, "error %u %s %s\n", line,
+                 cow_err_name (cow_err_code (r)), err);
+      return -1;
+    }
+  sb_printf (&b->out, "created %u %s %u %s\n", line, p.name, p.chunk_size,
+             vol_commit_name (p.commit));
+  return 0;
+}
+
+static void
+create_batch_step (void *opaque)
+{
+  struct create_batch *b = opaque;
+  char **words = calloc ((size_t) b->argc + 1, sizeof *words);
+  uint64_t t0 = clock_now_ns ();
+  int r = words ? 0 : -1;
+  while (r == 0 && b->pos < b->argc && clock_now_ns () - t0 < CREATE_SLICE_NS)
+    r = create_batch_one (b, words);
+  free (words);
+  if (r == 0 && b->pos < b->argc)
+    {
+      /* A timer due now (not a job, which qb_loop may run only after a
+       * poll with a timeout): the next slice after the events waiting. */
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
+                         &b->timer);
+      return;
+    }
+  if (!words)
+    sb_puts (&b->out, "error 0 internal out of memory\n");
+  sb_printf (&b->out, "timing %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+             "\n", create_t.check_ns, create_t.format_ns, create_t.store_ns,
+             create_t.define_ns);
+  ctl_reply (b->req, 0, sb_str (&b->out));
+  sb_free (&b->out);
+  free (b);
+}
+
+static void
+cmd_create_batch (struct ctl_req *req, int argc, char **argv)
+{
+  struct create_batch *b = calloc (1, sizeof *b);
+  if (!b)
+    return reply_fmt (req, COW_E_INTERNAL, "out of memory");
+  if (argc < 3 || strncmp (argv[2], "--line=", 7) != 0)
+    {
+      free (b);
+      return reply_usage (req, "create");
+    }
+  *b = (struct create_batch) { .req = req, .argc = argc, .argv = argv,
+    .pos = 2, .out = STRBUF_INIT };
+  create_t = (struct create_times) { 0 };
+  create_batch_step (b);
 }
 
 /* --- attach / detach / delete --- */
@@ -487,47 +682,186 @@ human_size (uint64_t n, char *buf, size_t len)
   snprintf (buf, len, i ? "%.1f %s" : "%.0f %s", d, u[i]);
 }
 
+/* --- list --- 
+ *
+ * list [--owner NODE] [--state STATE] [--after NAME] [--limit N] [PATTERN]
+ * One pass over the table (sorted by name, voldb.c), constant work per
+ * volume: the filters are tested in order of cost, and paging goes by
+ * name (--after NAME: the volumes whose names sort after NAME, whether
+ * NAME still exists or not), so a page costs no lookup. */
+struct list_filter
+{
+  const char *pattern, *state, *after;
+  bool by_owner;
+  uint32_t owner;
+  unsigned long limit;          /* 0: no limit */
+};
+
+static const char *const list_states[] = { "active", "held", "readonly",
+  "fenced", "degraded", "reconnecting", "detached", "failed", "detaching",
+  NULL };
+
+static int
+list_parse_state (const char *s)
+{
+  for (int i = 0; list_states[i]; i++)
+    if (strcmp (s, list_states[i]) == 0)
+      return 0;
+  return -1;
+}
+
+#ifdef HAVE_COROSYNC
+static int parse_node (const char *s, uint32_t *node);
+#endif
+
+/* 0, or a code with its sentence in err. */
+static int
+list_parse (int argc, char **argv, struct list_filter *f, char *err,
+            size_t errlen)
+{
+  static const struct option opts[] = {
+    { "owner", required_argument, NULL, 'o' },
+    { "state", required_argument, NULL, 's' },
+    { "after", required_argument, NULL, 'a' },
+    { "limit", required_argument, NULL, 'l' },
+    { NULL, 0, NULL, 0 },
+  };
+  char *end;
+  int c;
+  *f = (struct list_filter) { NULL };
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1)
+    switch (c)
+      {
+      case 'o':
+#ifdef HAVE_COROSYNC
+        if (parse_node (optarg, &f->owner) < 0)
+          return create_errf (err, errlen, COW_E_USAGE, "list: owner '%s' "
+                              "is not a node id", optarg);
+#endif
+        if (!cowd.clustered)
+          return create_errf (err, errlen, COW_E_NOT_CLUSTERED, "list "
+                              "--owner: this cowd runs standalone; volumes "
+                              "have owners only in a cluster");
+        f->by_owner = true;
+        break;
+      case 's':
+        if (list_parse_state (optarg) < 0)
+          return create_errf (err, errlen, COW_E_USAGE, "list: state '%s' is"
+                              " not one of active, held, readonly, fenced, "
+                              "degraded, reconnecting, detached, failed, "
+                              "detaching", optarg);
+        f->state = optarg;
+        break;
+      case 'a': f->after = optarg; break;
+      case 'l':
+        errno = 0;
+        f->limit = strtoul (optarg, &end, 10);
+        if (errno || *end || end == optarg || optarg[0] == '-'
+            || f->limit == 0)
+          return create_errf (err, errlen, COW_E_USAGE, "list: limit '%s' "
+                              "is not a whole number above 0", optarg);
+        break;
+      case ':':
+        return create_errf (err, errlen, COW_E_USAGE, "list: option '%s' "
+                            "needs a value", argv[optind - 1]);
+      default:
+        return create_errf (err, errlen, COW_E_USAGE, "list: unknown option"
+                            " '%s'", cmd_bad_option (argc, argv));
+      }
+  if (optind < argc - 1)
+    return usage_err (err, errlen, "list");
+  f->pattern = optind == argc - 1 ? argv[optind] : NULL;
+  return 0;
+}
+
+static bool
+list_match (const struct list_filter *f, const struct vol_entry *e)
+{
+  if (f->after && strcmp (e->name, f->after) <= 0)
+    return false;
+  if (f->pattern && fnmatch (f->pattern, e->name, 0) != 0)
+    return false;
+  if (f->state && strcmp (entry_state (e), f->state) != 0)
+    return false;
+#ifdef HAVE_COROSYNC
+  if (f->by_owner)
+    {
+      const struct cluster_vol *cv = cluster_lookup (e->name);
+      return cv && cv->owner == f->owner;
+    }
+#endif
+  return true;
+}
+
+/* The OWNER column of a clustered cowd: the node, or "-". */
+static void
+list_owner (const struct vol_entry *e, char *buf, size_t len)
+{
+  snprintf (buf, len, "-");
+#ifdef HAVE_COROSYNC
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  if (cv && cv->owner)
+    snprintf (buf, len, "%u", cv->owner);
+#else
+  (void) e;
+#endif
+}
+
+static void
+list_text_row (struct strbuf *sb, const struct vol_entry *e)
+{
+  char size[32] = "-", chunk[32] = "-", pct[16] = "-", owner[16] = "";
+  char *uri = e->vol ? entry_uri (e) : NULL;
+  if (e->vol)
+    {
+      const struct dscow_super *s = vol_super (e->vol);
+      human_size (s->volume_size, size, sizeof size);
+      human_size (s->chunk_size, chunk, sizeof chunk);
+      snprintf (pct, sizeof pct, "%.1f", 100.0
+                * (double) vol_cow_chunks (e->vol)
+                / (double) dscow_nr_chunks (s->volume_size, s->chunk_size));
+    }
+  if (cowd.clustered)
+    list_owner (e, owner, sizeof owner);
+  sb_printf (sb, "%-20s %-10s %10s %7s %7s %-6s %s%s%s\n", e->name,
+             entry_state (e), size, chunk, pct, vol_commit_name (e->commit),
+             owner, *owner ? " " : "", uri ? uri : "-");
+  free (uri);
+}
+
 static void
 cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
 {
-  if (argc != 1)
-    return reply_usage (req, argv[0]);
+  struct list_filter f;
+  char err[COW_ERRLEN];
+  int r = list_parse (argc, argv, &f, err, sizeof err);
+  if (r != 0)
+    return reply_fmt (req, r, "%s", err);
   struct strbuf sb = STRBUF_INIT;
+  unsigned long n = 0;
   if (json)
-    {
-      sb_puts (&sb, "[");
-      for (struct vol_entry *e = cowd.vols; e; e = e->next)
-        {
-          entry_json (&sb, e, false);
-          if (e->next)
-            sb_puts (&sb, ",");
-        }
-      sb_puts (&sb, "]\n");
-    }
+    sb_puts (&sb, "[");
   else
+    sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s%s\n", "NAME", "STATE",
+               "SIZE", "CHUNK", "COW%", "COMMIT",
+               cowd.clustered ? "OWNER " : "", "URI");
+  for (struct vol_entry *e = cowd.vols; e && (!f.limit || n < f.limit);
+       e = e->next)
     {
-      sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s\n", "NAME", "STATE",
-                 "SIZE", "CHUNK", "COW%", "COMMIT", "URI");
-      for (struct vol_entry *e = cowd.vols; e; e = e->next)
-        {
-          char size[32] = "-", chunk[32] = "-", pct[16] = "-";
-          char *uri = e->vol ? entry_uri (e) : NULL;
-          if (e->vol)
-            {
-              const struct dscow_super *s = vol_super (e->vol);
-              human_size (s->volume_size, size, sizeof size);
-              human_size (s->chunk_size, chunk, sizeof chunk);
-              snprintf (pct, sizeof pct, "%.1f", 100.0
-                        * (double) vol_cow_chunks (e->vol)
-                        / (double) dscow_nr_chunks (s->volume_size,
-                                                    s->chunk_size));
-            }
-          sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s\n", e->name,
-                     entry_state (e), size, chunk, pct,
-                     vol_commit_name (e->commit), uri ? uri : "-");
-          free (uri);
-        }
+      if (!list_match (&f, e))
+        continue;
+      if (json && n)
+        sb_puts (&sb, ",");
+      if (json)
+        entry_json (&sb, e, false);
+      else
+        list_text_row (&sb, e);
+      n++;
     }
+  if (json)
+    sb_puts (&sb, "]\n");
   ctl_reply (req, 0, sb_str (&sb));
   sb_free (&sb);
 }
@@ -630,6 +964,39 @@ static void
 cmd_stats (struct ctl_req *req, int argc, char **argv, bool json)
 {
   cmd_status_common (req, argc, argv, json, true);
+}
+
+/* --- top: one sample of every open volume's counters ---
+ *
+ * cowctl top asks for a sample each interval and shows the differences.
+ * The sample is lines, whatever --json says (cowctl formats the rates):
+ *   sample 1 MONOTONIC-NS
+ *   NAME READS WRITES BYTES-READ BYTES-WRITTEN COW-FAULTS COMMITS
+ *        followed by the VOL_HIST_BUCKETS commit latency buckets
+ */
+static void
+cmd_top (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  (void) json;
+  if (argc != 1)
+    return reply_usage (req, argv[0]);
+  struct strbuf sb = STRBUF_INIT;
+  sb_printf (&sb, "sample 1 %" PRIu64 "\n", clock_now_ns ());
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (!e->vol)
+        continue;
+      struct vol_stats st;
+      vol_get_stats (e->vol, &st);
+      sb_printf (&sb, "%s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %"
+                 PRIu64 " %" PRIu64, e->name, st.reads, st.writes,
+                 st.bytes_read, st.bytes_written, st.cow_faults, st.commits);
+      for (int i = 0; i < VOL_HIST_BUCKETS; i++)
+        sb_printf (&sb, " %" PRIu64, st.commit_hist[i]);
+      sb_puts (&sb, "\n");
+    }
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
 }
 
 /* --- hydrate / unbase --- */
@@ -951,6 +1318,7 @@ static const struct cmd cmds[] = {
   { "list", cmd_list },
   { "status", cmd_status },
   { "stats", cmd_stats },
+  { "top", cmd_top },
   { "hydrate", cmd_hydrate },
   { "unbase", cmd_unbase },
   { "debug", cmd_debug },

@@ -175,7 +175,9 @@ ctl_out_pump (void *data)
           return;
         }
     }
-  qb_loop_job_add (loop, QB_LOOP_LOW, o, ctl_out_pump);
+  /* A timer due now, not a job: qb_loop may poll with a timeout before
+   * it runs a low priority job, a due timer makes it poll without. */
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, o, ctl_out_pump, &o->timer);
 }
 
 /* A version 3 answer: start streaming it (req's connection reference

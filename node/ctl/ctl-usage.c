@@ -17,18 +17,24 @@
 
 const struct ctl_command ctl_commands[] = {
   { "create", "create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
-    "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]",
-    "format COW over BASE; record the volume", false },
+    "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]"
+    "\n         | create --from FILE|-",
+    "format COW over BASE; record the volume;\n"
+    "                               or one volume per line of FILE", false },
   { "attach", "attach NAME [--incoming] [--accept-base-change]",
     "serve it; prints the NBD URI", false },
   { "detach", "detach NAME", "drain, commit, mark clean, stop serving",
     false },
   { "delete", "delete NAME", "forget a detached volume (data untouched)",
     false },
-  { "list", "list", "every volume this agent knows", false },
+  { "list", "list [--owner NODE] [--state STATE] [--after NAME]\n"
+    "         [--limit N] [PATTERN]", "the volumes this agent knows (all, or"
+    " those\n                               that match)", false },
   { "status", "status NAME", "state, size, CoW chunks, epoch, statistics",
     false },
   { "stats", "stats NAME", "IO statistics", false },
+  { "top", "top [--once] [-n ITERATIONS] [--interval SEC]",
+    "live IO rates of the volumes served here", false },
   { "hydrate", "hydrate NAME [--rate MB/s] [--wait] | hydrate --cancel NAME",
     "copy what is left of the base into the CoW\n"
     "                               device in the background; or stop", false },
