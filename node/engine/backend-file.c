@@ -32,6 +32,7 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,12 +398,67 @@ backend_file_fd (struct backend *bk)
   return bk->ops == &file_ops ? file_fd (bk) : -1;
 }
 
+/* The digests of the last few regular files whose identity was
+ * computed, by the stamp the engine already checks a base against (device,
+ * inode, size, modification and change times): a golden image that
+ * thousands of volumes are created over is read once, not 2 MiB per
+ * create.  A file whose stamp moved is read again.  Used on the loop
+ * thread only (backends are opened there). */
+#define FILE_IDENT_CACHE 8
+
+static struct file_ident_cached
+{
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime, ctime;
+  char ident[sizeof ((struct backend *) 0)->ident];
+} file_ident_cache[FILE_IDENT_CACHE];
+static unsigned file_ident_next;
+
+static bool
+file_ident_same (const struct file_ident_cached *c, const struct stat *st)
+{
+  return c->ident[0] && c->dev == st->st_dev && c->ino == st->st_ino
+    && c->size == st->st_size && c->mtime.tv_sec == st->st_mtim.tv_sec
+    && c->mtime.tv_nsec == st->st_mtim.tv_nsec
+    && c->ctime.tv_sec == st->st_ctim.tv_sec
+    && c->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* The cached identity of a regular file into bk: true when found. */
+static bool
+file_ident_lookup (struct backend *bk, const struct stat *st)
+{
+  for (int i = 0; i < FILE_IDENT_CACHE && S_ISREG (st->st_mode); i++)
+    if (file_ident_same (&file_ident_cache[i], st))
+      {
+        memcpy (bk->ident, file_ident_cache[i].ident, sizeof bk->ident);
+        return true;
+      }
+  return false;
+}
+
+static void
+file_ident_remember (const struct backend *bk, const struct stat *st)
+{
+  if (!S_ISREG (st->st_mode))
+    return;
+  struct file_ident_cached *c = &file_ident_cache[file_ident_next++
+                                                  % FILE_IDENT_CACHE];
+  *c = (struct file_ident_cached) { .dev = st->st_dev, .ino = st->st_ino,
+    .size = st->st_size, .mtime = st->st_mtim, .ctime = st->st_ctim };
+  memcpy (c->ident, bk->ident, sizeof c->ident);
+}
+
 /* A stable identity for a block device from sysfs (WWN or serial), or
  * for anything else a digest of the size and of the first and last MiB:
  * the base is read-only, so its content identifies it. */
 static void
 file_identity (struct backend *bk, struct stat *st)
 {
+  if (file_ident_lookup (bk, st))
+    return;
   if (bk->is_blockdev)
     {
       char path[128], id[96] = "";
@@ -434,6 +490,7 @@ file_identity (struct backend *bk, struct stat *st)
   free (buf);
   snprintf (bk->ident, sizeof bk->ident, "digest:%" PRIu64 ":%08x",
             bk->size, crc);
+  file_ident_remember (bk, st);
 }
 
 static int
