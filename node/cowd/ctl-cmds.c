@@ -57,7 +57,7 @@ reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 }
 
 /* A malformed command: its usage line from the shared list (ctl-usage.c),
- * on one line. */
+ * on one line (a line break and the indent after it become one space). */
 static void
 usage_line (struct strbuf *sb, const char *cmd)
 {
@@ -65,8 +65,11 @@ usage_line (struct strbuf *sb, const char *cmd)
   sb_puts (sb, "usage: cowctl ");
   for (const char *p = c ? c->usage : cmd; *p; p++)
     if (*p == '\n')
-      while (p[1] == ' ')
-        p++;
+      {
+        while (p[1] == ' ')
+          p++;
+        sb_puts (sb, " ");
+      }
     else
       sb_printf (sb, "%c", *p);
 }

@@ -83,8 +83,9 @@ ctl_receive (qb_ipcc_connection_t *c, struct ctl_answer *ans, int timeout_ms)
 static bool
 ctl_older_cowd (const struct ctl_answer *a)
 {
+  static const char older[] = "unsupported control protocol version";
   return a->version < 3 && a->status == CTL_EXIT_USAGE && a->text
-    && strncmp (a->text, "unsupported control protocol version", 37) == 0;
+    && strncmp (a->text, older, sizeof older - 1) == 0;
 }
 
 int

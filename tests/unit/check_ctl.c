@@ -15,7 +15,10 @@
  *   - a truncated frame, a lost frame, a frame of an unknown version and
  *     a damaged text: each refused with its sentence;
  *   - a version 2 cowctl asking for an answer too large for one message:
- *     the sentence naming the cause.
+ *     the sentence naming the cause;
+ *   - ctl_call against an older cowd (a raw libqb server answering as a
+ *     version 2 cowd answers a request of a version it does not know):
+ *     -EPROTONOSUPPORT and the sentence that cowd is older.
  */
 #include <config.h>
 
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #include <qb/qbipcc.h>
+#include <qb/qbipcs.h>
 #include <qb/qbloop.h>
 
 #include "byteorder.h"
@@ -66,21 +70,18 @@ serve (struct ctl_req *req)
     ctl_reply_error (req, COW_E_NO_SUCH_VOLUME, "volume x does not exist");
 }
 
-static void
-setup (void)
+/* Fork a server: start (in the child) returns its loop, or NULL. */
+static pid_t
+spawn (qb_loop_t *(*start) (const char *dir), const char *dir)
 {
-  strcpy (run_dir, "/tmp/check_ctl.XXXXXX");
-  ck_assert_ptr_nonnull (mkdtemp (run_dir));
   int p[2];
   ck_assert_int_eq (pipe (p), 0);
-  server = fork ();
-  ck_assert_int_ge (server, 0);
-  if (server == 0)
+  pid_t pid = fork ();
+  ck_assert_int_ge (pid, 0);
+  if (pid == 0)
     {
-      qb_loop_t *l = qb_loop_create ();
-      if (ctl_server_start (l, run_dir, serve) < 0)
-        _exit (1);
-      if (write (p[1], "", 1) != 1)
+      qb_loop_t *l = start (dir);
+      if (!l || write (p[1], "", 1) != 1)
         _exit (1);
       qb_loop_run (l);
       _exit (0);
@@ -89,6 +90,22 @@ setup (void)
   ck_assert_int_eq (read (p[0], &c, 1), 1);
   close (p[0]);
   close (p[1]);
+  return pid;
+}
+
+static qb_loop_t *
+serve_start (const char *dir)
+{
+  qb_loop_t *l = qb_loop_create ();
+  return ctl_server_start (l, dir, serve) < 0 ? NULL : l;
+}
+
+static void
+setup (void)
+{
+  strcpy (run_dir, "/tmp/check_ctl.XXXXXX");
+  ck_assert_ptr_nonnull (mkdtemp (run_dir));
+  server = spawn (serve_start, run_dir);
 }
 
 static void
@@ -368,6 +385,96 @@ START_TEST (test_frame_refused)
 }
 END_TEST
 
+/* --- an older cowd: every request gets the version 1 refusal --- */
+static int32_t
+old_msg (qb_ipcs_connection_t *c, void *data, size_t size)
+{
+  static const char text[] = "unsupported control protocol version "
+    "(cowctl and cowd differ)";
+  uint8_t msg[256];
+  struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
+    .size = (int32_t) (sizeof h + 8 + sizeof text) };
+  memcpy (msg, &h, sizeof h);
+  le32_put (msg + sizeof h, 1);
+  le32_put (msg + sizeof h + 4, CTL_EXIT_USAGE);
+  memcpy (msg + sizeof h + 8, text, sizeof text);
+  qb_ipcs_response_send (c, msg, (size_t) h.size);
+  (void) data, (void) size;
+  return 0;
+}
+
+static int32_t
+old_accept (qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
+{
+  (void) c, (void) uid, (void) gid;
+  return 0;
+}
+
+static qb_loop_t *old_loop;
+
+static int32_t
+old_poll_add (enum qb_loop_priority p, int32_t fd, int32_t ev, void *data,
+              qb_ipcs_dispatch_fn_t fn)
+{
+  return qb_loop_poll_add (old_loop, p, fd, ev, data, fn);
+}
+
+static int32_t
+old_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t ev, void *data,
+              qb_ipcs_dispatch_fn_t fn)
+{
+  return qb_loop_poll_mod (old_loop, p, fd, ev, data, fn);
+}
+
+static int32_t
+old_poll_del (int32_t fd)
+{
+  return qb_loop_poll_del (old_loop, fd);
+}
+
+static int32_t
+old_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
+{
+  return qb_loop_job_add (old_loop, p, data, fn);
+}
+
+/* Serve dir's name as an older cowd would. */
+static qb_loop_t *
+old_start (const char *dir)
+{
+  static struct qb_ipcs_service_handlers sh = {
+    .connection_accept = old_accept, .msg_process = old_msg };
+  static struct qb_ipcs_poll_handlers ph = { .job_add = old_job_add,
+    .dispatch_add = old_poll_add, .dispatch_mod = old_poll_mod,
+    .dispatch_del = old_poll_del };
+  char name[64];
+  ctl_service_name (dir, name, sizeof name);
+  old_loop = qb_loop_create ();
+  qb_ipcs_service_t *s = qb_ipcs_create (name, 0, QB_IPC_NATIVE, &sh);
+  qb_ipcs_poll_handlers_set (s, &ph);
+  return qb_ipcs_run (s) < 0 ? NULL : old_loop;
+}
+
+START_TEST (test_older_cowd)
+{
+  char dir[64];
+  strcpy (dir, "/tmp/check_ctl_old.XXXXXX");
+  ck_assert_ptr_nonnull (mkdtemp (dir));
+  pid_t pid = spawn (old_start, dir);
+  char *argv[] = { (char *) "list" };
+  struct ctl_answer a = { 0 };
+  int r = ctl_call (dir, 0, 1, argv, &a, 5000);
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  rmdir (dir);
+  ck_assert_int_eq (r, -EPROTONOSUPPORT);
+  ck_assert_str_eq (a.why, "cowd is older than this cowctl and does not "
+                    "speak control protocol version 3; use the cowctl of "
+                    "cowd's release");
+  free (a.text);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -382,6 +489,7 @@ main (void)
   tcase_add_test (tc, test_v2_too_large);
   tcase_add_test (tc, test_frame_roundtrip);
   tcase_add_test (tc, test_frame_refused);
+  tcase_add_test (tc, test_older_cowd);
   tcase_set_timeout (tc, 60);
   suite_add_tcase (s, tc);
   SRunner *sr = srunner_create (s);
