@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "cli.h"
 
@@ -268,9 +269,14 @@ top_run (const struct cli *c)
   int r = top_parse (c, &o);
   if (r == 0)
     r = top_sample (c, &s0);
+  uint64_t next = clock_now_ns ();
   for (long it = 0; r == 0 && (o.iterations == 0 || it < o.iterations); it++)
     {
-      usleep ((useconds_t) (o.interval * 1e6));
+      /* Sleep to a deadline, so slow answers do not add up. */
+      next += (uint64_t) (o.interval * 1e9);
+      uint64_t now = clock_now_ns ();
+      if (next > now)
+        usleep ((useconds_t) ((next - now) / 1000));
       if ((r = top_sample (c, &s1)) != 0)
         break;
       double dt = (double) (s1.ns - s0.ns) / 1e9;

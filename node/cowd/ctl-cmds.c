@@ -685,13 +685,14 @@ human_size (uint64_t n, char *buf, size_t len)
   snprintf (buf, len, i ? "%.1f %s" : "%.0f %s", d, u[i]);
 }
 
-/* --- list --- 
+/* --- list ---
  *
  * list [--owner NODE] [--state STATE] [--after NAME] [--limit N] [PATTERN]
  * One pass over the table (sorted by name, voldb.c), constant work per
  * volume: the filters are tested in order of cost, and paging goes by
  * name (--after NAME: the volumes whose names sort after NAME, whether
- * NAME still exists or not), so a page costs no lookup. */
+ * NAME still exists or not), so a page costs no lookup.  The pass is cut
+ * in slices (list_job, below). */
 struct list_filter
 {
   const char *pattern, *state, *after;
@@ -834,6 +835,81 @@ list_text_row (struct strbuf *sb, const struct vol_entry *e)
   free (uri);
 }
 
+/* A list being built in slices of LIST_SLICE_NS of work (checked every
+ * 64 volumes), one per loop callback, so a table of 100,000 holds up IO
+ * for no more than one slice.  Between slices a
+ * volume may be deleted: the job keeps the name and address of the last
+ * one it looked at, goes on from its successor when the name still finds
+ * that entry, else from the first name after it (the table is sorted by
+ * name), so no volume is listed twice or skipped for a deletion. */
+#define LIST_SLICE_NS 2000000ull
+
+struct list_job
+{
+  struct ctl_req *req;
+  struct list_filter f;
+  bool json;
+  char resume[DSCOW_NAME_MAX + 1];      /* "" before the first slice */
+  const struct vol_entry *last;
+  unsigned long n;
+  struct strbuf sb;
+  qb_loop_timer_handle timer;
+};
+
+static struct vol_entry *
+list_resume (const struct list_job *j)
+{
+  if (!j->resume[0])
+    return cowd.vols;
+  struct vol_entry *e = voldb_find (j->resume);
+  if (e && e == j->last)
+    return e->next;
+  for (e = cowd.vols; e && strcmp (e->name, j->resume) <= 0; e = e->next)
+    ;
+  return e;
+}
+
+static bool
+list_full (const struct list_job *j)
+{
+  return j->f.limit && j->n >= j->f.limit;
+}
+
+static void
+list_step (void *opaque)
+{
+  struct list_job *j = opaque;
+  struct vol_entry *e = list_resume (j);
+  uint64_t t0 = clock_now_ns ();
+  for (int k = 1; e && !list_full (j); k++, e = e->next)
+    {
+      if (k % 64 == 0 && clock_now_ns () - t0 > LIST_SLICE_NS)
+        break;
+      j->last = e;
+      if (!list_match (&j->f, e))
+        continue;
+      if (j->json && j->n)
+        sb_puts (&j->sb, ",");
+      if (j->json)
+        entry_json (&j->sb, e, false);
+      else
+        list_text_row (&j->sb, e);
+      j->n++;
+    }
+  if (e && !list_full (j))
+    {
+      snprintf (j->resume, sizeof j->resume, "%s", j->last->name);
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, j, list_step,
+                         &j->timer);
+      return;
+    }
+  if (j->json)
+    sb_puts (&j->sb, "]\n");
+  ctl_reply (j->req, 0, sb_str (&j->sb));
+  sb_free (&j->sb);
+  free (j);
+}
+
 static void
 cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -842,31 +918,18 @@ cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
   int r = list_parse (argc, argv, &f, err, sizeof err);
   if (r != 0)
     return reply_fmt (req, r, "%s", err);
-  struct strbuf sb = STRBUF_INIT;
-  unsigned long n = 0;
+  struct list_job *j = calloc (1, sizeof *j);
+  if (!j)
+    return reply_fmt (req, COW_E_INTERNAL, "out of memory");
+  *j = (struct list_job) { .req = req, .f = f, .json = json,
+    .sb = STRBUF_INIT };
   if (json)
-    sb_puts (&sb, "[");
+    sb_puts (&j->sb, "[");
   else
-    sb_printf (&sb, "%-20s %-10s %10s %7s %7s %-6s %s%s\n", "NAME", "STATE",
-               "SIZE", "CHUNK", "COW%", "COMMIT",
+    sb_printf (&j->sb, "%-20s %-10s %10s %7s %7s %-6s %s%s\n", "NAME",
+               "STATE", "SIZE", "CHUNK", "COW%", "COMMIT",
                cowd.clustered ? "OWNER " : "", "URI");
-  for (struct vol_entry *e = cowd.vols; e && (!f.limit || n < f.limit);
-       e = e->next)
-    {
-      if (!list_match (&f, e))
-        continue;
-      if (json && n)
-        sb_puts (&sb, ",");
-      if (json)
-        entry_json (&sb, e, false);
-      else
-        list_text_row (&sb, e);
-      n++;
-    }
-  if (json)
-    sb_puts (&sb, "]\n");
-  ctl_reply (req, 0, sb_str (&sb));
-  sb_free (&sb);
+  list_step (j);
 }
 
 static void

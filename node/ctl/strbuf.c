@@ -28,14 +28,25 @@ sb_grow (struct strbuf *sb, size_t need)
 void
 sb_vprintf (struct strbuf *sb, const char *fmt, va_list ap)
 {
+  /* Format once into the room there is; only what does not fit is
+   * formatted again, into a buffer grown for it (a list of 100,000
+   * volumes is mostly printf). */
   va_list ap2;
   va_copy (ap2, ap);
-  int n = vsnprintf (NULL, 0, fmt, ap2);
+  sb_grow (sb, 0);
+  size_t room = sb->cap - sb->len;
+  int n = vsnprintf (sb->s + sb->len, room, fmt, ap2);
   va_end (ap2);
   if (n < 0)
-    return;
-  sb_grow (sb, (size_t) n);
-  vsnprintf (sb->s + sb->len, (size_t) n + 1, fmt, ap);
+    {
+      sb->s[sb->len] = '\0';
+      return;
+    }
+  if ((size_t) n >= room)
+    {
+      sb_grow (sb, (size_t) n);
+      vsnprintf (sb->s + sb->len, (size_t) n + 1, fmt, ap);
+    }
   sb->len += (size_t) n;
 }
 
