@@ -59,7 +59,8 @@ echo "  $rc $out"
   || fail "non-root cowctl: $out"
 
 echo "== usage errors from cowd (exit 2)"
-jerr 2 usage "usage: cowctl list" "${r[@]}" list extra
+jerr 2 usage "usage: cowctl list [--owner NODE] [--state STATE] [--after NAME] [--limit N] [PATTERN]" \
+  "${r[@]}" list extra words
 jerr 2 usage "create: unknown option '-bad'" "${r[@]}" create -bad --base "$d/base.img" --cow "$d/cow.img"
 jerr 2 usage "create: option '--cow' needs a value" "${r[@]}" create x --base "$d/base.img" --cow
 jerr 2 usage "volume name 'a/b' is not valid: the volume name is empty, longer than 63 bytes or has characters other than letters, digits, '.', '_' and '-'" \
