@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cli.h: what cowctl's files share: the parsed command line, the error
  * contract (cowctl.c), create --from (batch.c) and top (top.c). */
 #ifndef COWCTL_CLI_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # cowctl create --from FILE|- (issue 17): one volume per line with create's
 # options, comments and blank lines skipped, relative paths taken from
 # cowctl's directory; a bad line is refused with its line number and

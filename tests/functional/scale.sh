@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Scale (issue 17): a few thousand volumes defined through cowctl create
 # --from on one standalone cowd, files on tmpfs so the test measures
 # cowd's own work, not the disk.  Fails if a definition costs more than

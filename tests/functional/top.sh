@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # cowctl top (issues 14 and 17): the rates of every volume served here,
 # from two samples of cowd's counters.  A known client sequence (4 writes
 # into 3 chunks, 3 CoW faults, 3 commits, 2 reads) between the samples of
