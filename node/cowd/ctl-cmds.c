@@ -30,13 +30,9 @@ struct cmd
   void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
 };
 
-static void
-reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
-
 /* Answer with a sentence: success when code is 0, else an error with its
  * code (COW_E_*, or a negative errno or code: errcode.h). */
-static void
+void
 reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 {
   struct strbuf sb = STRBUF_INIT;
@@ -53,7 +49,7 @@ reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 
 /* A malformed command: its usage line from the shared list (ctl-usage.c),
  * on one line. */
-static void
+void
 reply_usage (struct ctl_req *req, const char *cmd)
 {
   const struct ctl_command *c = ctl_command_find (cmd);
@@ -97,7 +93,7 @@ parse_size (const char *s, uint64_t *out)
   return 0;
 }
 
-static struct vol_entry *
+struct vol_entry *
 find_or_reply (struct ctl_req *req, const char *name)
 {
   struct vol_entry *e = voldb_find (name);
@@ -953,6 +949,10 @@ static const struct cmd cmds[] = {
   { "stats", cmd_stats },
   { "hydrate", cmd_hydrate },
   { "unbase", cmd_unbase },
+  { "snapshot", cmd_snapshot },
+  { "snapshots", cmd_snapshots },
+  { "rollback", cmd_rollback },
+  { "reset", cmd_reset },
   { "debug", cmd_debug },
   { "help", cmd_help },
 #ifdef HAVE_COROSYNC

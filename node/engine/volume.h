@@ -228,4 +228,30 @@ void vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi);
 int vol_drop_base (struct volume *v, char *err, size_t errlen);
 bool vol_has_base (const struct volume *v);
 
+/* Layer chains (vol-chain.c): snapshots, rollback, reset; dscow(5).
+ * Each needs the volume active here and drained: the caller holds it
+ * (vol_hold) and resumes it after.  They block on the devices, return 0
+ * or a negative code with one sentence in err, and leave the chain either
+ * as it was or as asked, on disk and in memory, whatever fails. */
+struct vol_layer_info
+{
+  const char *name;             /* the snapshot's name; NULL: the top */
+  const char *uri;              /* its device */
+  uint64_t chunks;              /* chunks it holds */
+  uint64_t created;             /* formatted, seconds since the epoch */
+  uint64_t frozen;              /* snapshot taken, 0 for the top */
+};
+/* The layers, bottom first, the top last; returns how many (<= max). */
+unsigned vol_layers (const struct volume *v, struct vol_layer_info *out,
+                     unsigned max);
+/* Freeze the top as snapshot `name` and continue on a new, empty layer on
+ * device uri (formatted here). */
+int vol_snapshot (struct volume *v, const char *uri, const char *name,
+                  const struct backend_opts *bo, char *err, size_t errlen);
+/* name: empty the layer above snapshot `name` and drop the layers above
+ * that; NULL (reset): empty the top.  freed (DSCOW_CHAIN_MAX entries) gets
+ * the dropped devices, strdup'ed, *nfreed how many. */
+int vol_rollback (struct volume *v, const char *name, char **freed,
+                  unsigned *nfreed, char *err, size_t errlen);
+
 #endif /* COWD_VOLUME_H */
