@@ -315,17 +315,26 @@ chain_find (const struct volume *v, const char *name)
 
 /* --- snapshot --- */
 
-/* Is bk one of the volume's devices already? */
+/* Is the device key names one of the volume's devices already? */
 static bool
-chain_uses (const struct volume *v, const struct backend *bk)
+chain_uses (const struct volume *v, const char *key)
 {
-  if ((v->base && strcmp (v->base->key, bk->key) == 0)
-      || strcmp (v->cow->key, bk->key) == 0)
+  if ((v->base && strcmp (v->base->key, key) == 0)
+      || strcmp (v->cow->key, key) == 0)
     return true;
   for (unsigned i = 0; i < v->nlower; i++)
-    if (strcmp (v->lower[i].bk->key, bk->key) == 0)
+    if (strcmp (v->lower[i].bk->key, key) == 0)
       return true;
   return false;
+}
+
+static int
+chain_err_used (const struct volume *v, const char *uri, char *err,
+                size_t errlen)
+{
+  snprintf (err, errlen, "volume %s: %s is a device of the volume's chain "
+            "already", v->name, uri);
+  return -COW_E_COW_IN_USE;
 }
 
 /* May the new layer's device be formatted?  Empty, or a layer of this
@@ -336,12 +345,8 @@ chain_check_new (struct volume *v, struct backend *nb, char *err,
                  size_t errlen)
 {
   struct dscow_super sb;
-  if (chain_uses (v, nb))
-    {
-      snprintf (err, errlen, "volume %s: %s is a device of the volume's "
-                "chain already", v->name, nb->uri);
-      return -COW_E_COW_IN_USE;
-    }
+  if (chain_uses (v, nb->key))
+    return chain_err_used (v, nb->uri, err, errlen);
   if (nb->size < dscow_cow_min_size (v->sb.volume_size, v->cs))
     {
       snprintf (err, errlen, "volume %s: %s is too small for a layer: it has "
@@ -369,7 +374,10 @@ chain_open_new (struct volume *v, const struct backend_opts *bo,
                 const char *uri, struct backend **nb, char *err,
                 size_t errlen)
 {
-  char e[COW_ERRLEN - 128];
+  char e[COW_ERRLEN - 128], key[sizeof ((struct backend *) 0)->key];
+  backend_key (uri, key, sizeof key);
+  if (chain_uses (v, key))      /* before its lock says "in use" */
+    return chain_err_used (v, uri, err, errlen);
   struct backend_opts o = *bo;
   o.writable = true;
   o.direct = v->direct;
@@ -477,7 +485,7 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
       snprintf (err, errlen, "volume %s: snapshot name '%s' is %s", v->name,
                 name, dscow_name_valid (name) ? "taken already"
                 : "not valid (1 to 63 letters, digits, '.', '_', '-')");
-      return -COW_E_USAGE;
+      return dscow_name_valid (name) ? -COW_E_EXISTS : -COW_E_USAGE;
     }
   if (!v->base)
     {
@@ -493,6 +501,7 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
                 v->nlower + 1);
       return -COW_E_USAGE;
     }
+  vol_crash_point ("snapshot-start");
   if ((r = chain_open_new (v, bo, uri, &nb, err, errlen)) < 0)
     return r;
   uint8_t *newmap = vol_alloc_aligned (bm);
@@ -593,7 +602,7 @@ chain_reset_to (struct volume *v, unsigned r, const char *what,
                 chain_bk (v, r)->uri, strerror (-ret));
       return ret;
     }
-  vol_crash_point ("reset-committed");
+  vol_crash_point (r < v->nlower ? "rollback-committed" : "reset-committed");
   chain_pop_to (v, r, freed, nfreed);
   if ((ret = chain_reset_finish (v, err, errlen)) < 0
       || (ret = vol_write_super (v, false)) < 0)
@@ -630,6 +639,7 @@ vol_rollback (struct volume *v, const char *name, char **freed,
                 v->name);
       return -COW_E_USAGE;
     }
+  vol_crash_point (name ? "rollback-start" : "reset-start");
   r = chain_reset_to (v, (unsigned) (k + 1), name ? "rollback" : "reset",
                       freed, nfreed, err, errlen);
   if (r == 0)
