@@ -86,6 +86,9 @@ enum dscow_state
 /* minor 3: a reset or rollback is committed: read the bitmap as all zero
  * until it is zeroed on disk and the flag cleared. */
 #define DSCOW_FLAG_RESETTING 0x2u
+/* minor 3, on a frozen layer: the layer above is being merged into it, so
+ * it no longer holds its snapshot (a rollback to it is refused). */
+#define DSCOW_FLAG_MERGING 0x4u
 
 /* Commit policies, recorded in the superblock as the volume's default */
 enum dscow_commit

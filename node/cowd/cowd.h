@@ -110,6 +110,11 @@ void cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_snapshots (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_rollback (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_reset (struct ctl_req *req, int argc, char **argv, bool json);
+void cmd_merge (struct ctl_req *req, int argc, char **argv, bool json);
+struct strbuf;
+/* status: the chain's part (layers, merge progress). */
+void chain_status_json (struct strbuf *sb, const struct volume *v);
+void chain_status_text (struct strbuf *sb, const struct volume *v);
 
 void voldb_remove (struct vol_entry *e);
 int voldb_load (char *err, size_t errlen);

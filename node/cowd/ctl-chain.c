@@ -221,6 +221,72 @@ cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json)
 }
 
 void
+cmd_merge (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  char err[COW_ERRLEN];
+  if (argc != 2)
+    return reply_usage (req, argv[0]);
+  struct vol_entry *e = chain_entry (req, "merge", argv[1], true);
+  if (!e)
+    return;
+  int r = vol_merge_start (e->vol, err, sizeof err);
+  if (r < 0)
+    return reply_fmt (req, r, "%s", err);
+  struct strbuf sb = STRBUF_INIT;
+  if (json)
+    {
+      sb_puts (&sb, "{\"name\":");
+      sb_json_str (&sb, e->name);
+      chain_status_json (&sb, e->vol);
+      sb_puts (&sb, "}\n");
+    }
+  else
+    sb_printf (&sb, "%s: merge started\n", e->name);
+  ctl_reply (req, 0, sb_str (&sb));
+  sb_free (&sb);
+}
+
+void
+chain_status_json (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_merge m;
+  struct vol_layer_info li[DSCOW_CHAIN_MAX];
+  vol_merge_info (v, &m);
+  sb_printf (sb, ",\"layers\":%u,\"merge\":{\"state\":\"%s\","
+             "\"percent\":%.1f,\"scanned\":%" PRIu64 ",\"chunks\":%" PRIu64
+             ",\"copied\":%" PRIu64 ",\"freed\":",
+             vol_layers (v, li, DSCOW_CHAIN_MAX),
+             m.running ? "running" : m.error ? "failed" : "off",
+             m.running ? 100.0 * (double) m.scanned / (double) m.chunks : 0.0,
+             m.scanned, m.chunks, m.copied);
+  if (m.freed)
+    sb_json_str (sb, m.freed);
+  else
+    sb_puts (sb, "null");
+  sb_puts (sb, ",\"error\":");
+  sb_json_str (sb, m.error ? strerror (-m.error) : "");
+  sb_puts (sb, "}");
+}
+
+void
+chain_status_text (struct strbuf *sb, const struct volume *v)
+{
+  struct vol_merge m;
+  struct vol_layer_info li[DSCOW_CHAIN_MAX];
+  unsigned n = vol_layers (v, li, DSCOW_CHAIN_MAX);
+  vol_merge_info (v, &m);
+  if (n > 1)
+    sb_printf (sb, "layers:      %u (%u snapshots; cowctl snapshots)\n", n,
+               n - 1);
+  if (m.running)
+    sb_printf (sb, "merge:       running, %.1f%% (%" PRIu64 " chunks "
+               "copied)\n", 100.0 * (double) m.scanned / (double) m.chunks,
+               m.copied);
+  else if (m.error)
+    sb_printf (sb, "merge:       failed: %s\n", strerror (-m.error));
+}
+
+void
 cmd_rollback (struct ctl_req *req, int argc, char **argv, bool json)
 {
   if (argc != 3)

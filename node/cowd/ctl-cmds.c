@@ -443,7 +443,10 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
       free (uri);
     }
   if (e->vol)
-    hydration_json (sb, e->vol);
+    {
+      hydration_json (sb, e->vol);
+      chain_status_json (sb, e->vol);
+    }
   if (full && e->vol)
     {
       struct vol_stats st;
@@ -568,6 +571,7 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
       hydration_text (sb, e->vol);
+      chain_status_text (sb, e->vol);
     }
   if (!e->vol)
     return;
@@ -953,6 +957,7 @@ static const struct cmd cmds[] = {
   { "snapshots", cmd_snapshots },
   { "rollback", cmd_rollback },
   { "reset", cmd_reset },
+  { "merge", cmd_merge },
   { "debug", cmd_debug },
   { "help", cmd_help },
 #ifdef HAVE_COROSYNC

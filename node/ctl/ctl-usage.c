@@ -42,6 +42,8 @@ const struct ctl_command ctl_commands[] = {
     "layers above", false },
   { "reset", "reset NAME", "empty the top layer: reads as what is below",
     false },
+  { "merge", "merge NAME", "merge the top layer into the snapshot below it,"
+    "\n                               online; progress in status", false },
   { "debug", "debug dump", "write cowd's blackbox log to a file", false },
   { "help", "help", "this list", false },
   { "nodes", "nodes", "members, quorum, ring id", true },

@@ -82,7 +82,7 @@ chain_read_super (struct backend *bk, struct dscow_super *sb, int *code)
 
 /* Write sb, one generation on (the other slot), durable, after a flush of
  * what was written before it. */
-static int
+int
 chain_put_super (struct backend *bk, struct dscow_super *sb)
 {
   uint8_t *buf = vol_alloc_aligned (DSCOW_SUPER_SIZE);
@@ -123,7 +123,7 @@ chain_sb (struct volume *v, unsigned i)
   return i < v->nlower ? &v->lower[i].sb : &v->sb;
 }
 
-static void
+void
 chain_unlink_up (struct dscow_super *sb)
 {
   sb->ro_compat &= ~DSCOW_RO_COMPAT_FROZEN;
@@ -487,6 +487,12 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
                 : "not valid (1 to 63 letters, digits, '.', '_', '-')");
       return dscow_name_valid (name) ? -COW_E_EXISTS : -COW_E_USAGE;
     }
+  if (v->mrg.active)
+    {
+      snprintf (err, errlen, "volume %s: no snapshot while a merge runs",
+                v->name);
+      return -COW_E_BUSY;
+    }
   if (!v->base)
     {
       snprintf (err, errlen, "volume %s: no snapshot: its base was dropped "
@@ -631,6 +637,20 @@ vol_rollback (struct volume *v, const char *name, char **freed,
       snprintf (err, errlen, "volume %s has no snapshot called %s", v->name,
                 name);
       return -COW_E_NO_SUCH_SNAPSHOT;
+    }
+  if (k >= 0 && (v->lower[k].sb.flags & DSCOW_FLAG_MERGING))
+    {
+      snprintf (err, errlen, "volume %s: snapshot %s is the target of a merge "
+                "(running, or interrupted): its layer no longer holds the "
+                "snapshot; run cowctl merge %s to finish it", v->name, name,
+                v->name);
+      return -COW_E_USAGE;
+    }
+  if (v->mrg.active)
+    {
+      snprintf (err, errlen, "volume %s: no %s while a merge runs", v->name,
+                name ? "rollback" : "reset");
+      return -COW_E_BUSY;
     }
   if (k < 0 && !v->base)
     {

@@ -100,6 +100,8 @@ io_write_done (void *opaque, int res)
             v->st.cow_faults++;
           commit_mark_dirty (v, c);
         }
+  if (res == 0)
+    merge_note_write (v, io->c0, io->c1);
   if (res < 0)
     qb_log (LOG_ERR, "volume: %s: write to the CoW device at offset %llu "
             "failed: %s", v->name, (unsigned long long) io->to,
@@ -371,6 +373,7 @@ io_start_trim (struct vreq *rq)
           || rq->off + rq->len < cstart + clen)
         continue;
       rq->pending++;
+      merge_note_write (v, c, c);
       int r = v->cow->ops->discard (v->cow, v->cow_base + cstart, clen,
                                     io_trim_done, rq);
       if (r < 0)

@@ -185,6 +185,19 @@ struct volume
     int err;
     bool finishing;             /* the last commit before the flag */
   } hyd;
+
+  /* Merge of the top into the layer below (vol-merge.c) */
+  struct
+  {
+    bool active, finishing;
+    qb_loop_timer_handle timer;
+    bool timer_armed;
+    uint64_t cursor;            /* next chunk of the top to look at */
+    uint64_t copied, total;     /* chunks copied, chunks of the top */
+    uint8_t *redo;              /* written again since copied: copy again */
+    int err;
+    char *freed;                /* the device the last merge freed */
+  } mrg;
 };
 
 /* vol-lock.c */
@@ -218,6 +231,15 @@ void chain_free (struct volume *v);
 /* A committed reset (DSCOW_FLAG_RESETTING) of the top is finished: its
  * bitmap zeroed on disk; the caller's next superblock clears the flag. */
 int chain_reset_finish (struct volume *v, char *err, size_t errlen);
+int chain_put_super (struct backend *bk, struct dscow_super *sb);
+void chain_unlink_up (struct dscow_super *sb);
+
+/* vol-merge.c */
+void merge_kick (struct volume *v);
+void merge_stop (struct volume *v);
+/* A write to the top's chunks c0..c1 (data, fill or trim) completed. */
+void merge_note_write (struct volume *v, uint64_t c0, uint64_t c1);
+
 /* The test hook: cowd exits at once when COWD_TEST_CRASH_AT names step. */
 void vol_crash_point (const char *step);
 

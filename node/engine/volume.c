@@ -530,6 +530,7 @@ vol_free (struct volume *v)
   if (!v)
     return;
   hydrate_stop (v);
+  merge_stop (v);
   chain_free (v);
   /* Requests still waiting (for ownership) end here. */
   while (v->held_head)
@@ -867,7 +868,10 @@ vol_set_state (struct volume *v, enum vol_state s)
     return;
   v->state = s;
   if (s == VOL_STATE_ACTIVE)
-    hydrate_kick (v);
+    {
+      hydrate_kick (v);
+      merge_kick (v);
+    }
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
@@ -958,6 +962,7 @@ vol_confirm (struct volume *v)
   if (!v->held && v->state == VOL_STATE_ACTIVE)
     vol_resubmit (v);
   hydrate_kick (v);
+  merge_kick (v);
 }
 
 bool
@@ -1041,6 +1046,7 @@ vol_resume (struct volume *v)
       commit_kick (v);
     }
   hydrate_kick (v);
+  merge_kick (v);
 }
 
 struct close_ctx

@@ -254,4 +254,18 @@ int vol_snapshot (struct volume *v, const char *uri, const char *name,
 int vol_rollback (struct volume *v, const char *name, char **freed,
                   unsigned *nfreed, char *err, size_t errlen);
 
+/* Merge (vol-merge.c): copy the top into the frozen layer below it while
+ * the volume serves, then make that layer the top and free the old one;
+ * started here, progress in vol_merge_info. */
+struct vol_merge
+{
+  bool running;
+  uint64_t scanned, chunks;     /* the copy's position, of chunks */
+  uint64_t copied;              /* chunks copied by this merge */
+  int error;                    /* the last merge failed: -errno */
+  const char *freed;            /* the device the last merge freed, or NULL */
+};
+int vol_merge_start (struct volume *v, char *err, size_t errlen);
+void vol_merge_info (const struct volume *v, struct vol_merge *mi);
+
 #endif /* COWD_VOLUME_H */
