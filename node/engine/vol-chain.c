@@ -644,7 +644,7 @@ vol_rollback (struct volume *v, const char *name, char **freed,
                 "(running, or interrupted): its layer no longer holds the "
                 "snapshot; run cowctl merge %s to finish it", v->name, name,
                 v->name);
-      return -COW_E_USAGE;
+      return -COW_E_BUSY;
     }
   if (v->mrg.active)
     {

@@ -286,7 +286,8 @@ vol_merge_start (struct volume *v, char *err, size_t errlen)
   if (why)
     {
       snprintf (err, errlen, "volume %s: no merge: %s", v->name, why);
-      return -COW_E_USAGE;
+      return v->nlower == 0 ? -COW_E_NO_SUCH_SNAPSHOT
+        : v->mrg.active ? -COW_E_BUSY : -COW_E_USAGE;
     }
   struct vol_layer *l = &v->lower[v->nlower - 1];
   uint64_t bm = (uint64_t) v->nblocks * DSCOW_BITMAP_BLOCK;

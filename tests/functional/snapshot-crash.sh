@@ -12,12 +12,19 @@
 #   reset-committed / rollback-committed: the superblock says "resetting",
 #                       the bitmap is not zeroed yet      -> new chain
 #   reset-zeroed        zeroed, the flag still set        -> new chain
+#   merge-start         the lower layer marked merging    -> old chain
+#   merge-copying       the first run copied               -> old chain
+#   merge-copied        held, every chunk copied           -> old chain
+#   merge-bitmap        the lower layer's bitmap written   -> old chain
+#   merge-committed     the lower layer is the top         -> new chain
+# After an interrupted merge the snapshot merged into is gone (a rollback
+# to it is refused) and `cowctl merge` finishes the job.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires nbdcopy qemu-io cowd cowctl jq
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
-c() { cowctl --run-dir "$d/run" "$@"; }
 uri="nbd+unix:///?socket=$d/run/v.sock"
+source "$top_srcdir/tests/functional/chain-lib.sh"
 new_image "$d/base.img" 8M random
 for i in 1 2 3; do truncate -s 9M "$d/cow$i.img"; done
 cp "$d/base.img" "$d/expect.img"
@@ -25,24 +32,18 @@ start_cowd "$d/run"
 c create v --base "$d/base.img" --cow "$d/cow1.img" >/dev/null
 c attach v >/dev/null
 
-w() {
-  qio_ok "$uri" "writing $3 bytes of $1 at $2" "write -P $1 $2 $3"
-  qemu-io -f raw -c "write -P $1 $2 $3" "$d/expect.img" >/dev/null
-}
-same() {
-  rm -f "$d/out.img"
-  nbdcopy "$uri" "$d/out.img" || fail "nbdcopy failed ($2)"
-  cmp "$d/out.img" "$1" || fail "the volume reads as neither chain: $2"
-}
-layers() { c --json snapshots v | jq -c '[.layers[] | [.snapshot, .chunks]]'; }
 
 # crash_at STEP CMD...: cowd runs CMD and exits at STEP; restarted.
+merged() {
+  wait_until 30 sh -c "[ \"\$(cowctl --run-dir $d/run --json status v | jq -r .merge.state)\" = off ]" \
+    || fail "the merge did not end: $(c status v)"
+}
 crash_at() {
   local step=$1 pid out; shift
   stop_cowd "$d/run"
   COWD_TEST_CRASH_AT=$step start_cowd "$d/run"
   pid=${_cowd_pid[$d/run]}
-  out=$(c "$@" 2>&1) && fail "cowctl $* succeeded although cowd exits at $step: $out"
+  out=$(c "$@" 2>&1) || true   # merge answers before its later steps
   wait_until 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "cowd did not exit at $step"
   grep -q "test hook: exiting at $step" "$d/run.log" || fail "cowd never reached $step"
   rm -f "$d/run/cowd.pid"
@@ -104,6 +105,33 @@ same "$d/e0.img" "rollback, reset-zeroed"
 # It takes writes, and they last across a clean restart.
 cp "$d/e0.img" "$d/expect.img"
 w 0x51 0 64k
+stop_cowd "$d/run"
+start_cowd "$d/run"
+same "$d/expect.img" "after a clean restart"
+
+# Merge: the data never changes; the chain does at the commit.
+c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
+w 0x61 65536 128k
+w 0x62 3145728 4096
+cp "$d/expect.img" "$d/e3.img"
+for step in merge-start merge-copying merge-copied; do
+  crash_at $step merge v
+  same "$d/e3.img" "$step"
+  [ "$(layers)" = '[["s1",2],["s2",1],[null,3]]' ] || fail "$step: chain $(layers)"
+done
+crash_at merge-bitmap merge v
+same "$d/e3.img" "merge-bitmap"
+[ "$(layers)" = '[["s1",2],["s2",4],[null,3]]' ] || fail "merge-bitmap: chain $(layers)"
+expect_exact "volume v: snapshot s2 is the target of a merge (running, or interrupted): its layer no longer holds the snapshot; run cowctl merge v to finish it" \
+  rollback v s2
+crash_at merge-committed merge v
+same "$d/e3.img" "merge-committed"
+[ "$(layers)" = '[["s1",2],[null,4]]' ] || fail "merge-committed: chain $(layers)"
+w 0x63 0 4096
+c merge v >/dev/null
+merged
+same "$d/expect.img" "after the last merge"
+[ "$(layers)" = '[[null,5]]' ] || fail "after the last merge: chain $(layers)"
 stop_cowd "$d/run"
 start_cowd "$d/run"
 same "$d/expect.img" "after the last restart"

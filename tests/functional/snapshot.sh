@@ -15,8 +15,8 @@ source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires nbdcopy qemu-io cowd cowctl jq
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
-c() { cowctl --run-dir "$d/run" "$@"; }
 uri="nbd+unix:///?socket=$d/run/v.sock"
+source "$top_srcdir/tests/functional/chain-lib.sh"
 new_image "$d/base.img" 8M random
 for i in 1 2 3 4; do truncate -s 9M "$d/cow$i.img"; done
 truncate -s 4M "$d/small.img"
@@ -26,16 +26,6 @@ c create v --base "$d/base.img" --cow "$d/cow1.img" >/dev/null
 c create w --base "$d/base.img" --cow "$d/cow4.img" >/dev/null
 c attach v >/dev/null
 
-# w PATTERN OFFSET LENGTH: write to the volume and to the expected image
-w() {
-  qio_ok "$uri" "writing $3 bytes of $1 at $2" "write -P $1 $2 $3"
-  qemu-io -f raw -c "write -P $1 $2 $3" "$d/expect.img" >/dev/null
-}
-same() {            # same IMAGE WHY: the whole volume reads as IMAGE
-  rm -f "$d/out.img"
-  nbdcopy "$uri" "$d/out.img" || fail "nbdcopy failed ($2)"
-  cmp "$d/out.img" "$1" || fail "the volume does not read as expected: $2"
-}
 
 w 0x11 0 64k               # chunk 0 whole
 w 0x12 1052672 4096        # part of chunk 16 (a fault from the base)
@@ -121,4 +111,66 @@ rm -f "$d/out.img"
 nbdcopy "nbd+unix:///?socket=$d/run/w.sock" "$d/out.img"
 cmp "$d/out.img" "$d/base.img" || fail "w does not read as its base after reset"
 [ "$(c --json status w | jq .cow_chunks)" = 0 ] || fail "w's bits are not clear"
+
+# Merge while a client writes and reads at random: m (4 KiB chunks, so
+# the copy takes many steps) is base <- s1 <- s2 <- top; the top is merged
+# into s2, then that into s1.  The client checks every read against the
+# expected image, which it keeps; at the end the volume reads as it.
+new_image "$d/mbase.img" 64M random
+for i in 1 2 3; do truncate -s 66M "$d/m$i.img"; done
+c create m --base "$d/mbase.img" --cow "$d/m1.img" --chunk-size 4096 >/dev/null
+c attach m >/dev/null
+uri="nbd+unix:///?socket=$d/run/m.sock"
+cp "$d/mbase.img" "$d/expect.img"
+w 0x71 0 24M
+c snapshot m --cow "$d/m2.img" --name s1 >/dev/null
+w 0x72 16M 24M
+c snapshot m --cow "$d/m3.img" --name s2 >/dev/null
+w 0x73 32M 24M
+client() {
+  EXPECT="$d/expect.img" nbdsh -u "$uri" -c '
+import os, random, time
+random.seed(int(os.environ["SEED"]))
+f = open(os.environ["EXPECT"], "r+b")
+size = h.get_size()
+end = time.time() + float(os.environ["SECS"])
+while time.time() < end:
+    n = random.randint(1, 20000)
+    off = random.randrange(0, size - n)
+    data = os.urandom(n)
+    h.pwrite(data, off)
+    f.seek(off); f.write(data); f.flush()
+    n = random.randint(1, 200000)
+    off = random.randrange(0, size - n)
+    f.seek(off)
+    if h.pread(n, off) != f.read(n):
+        raise SystemExit("read of %d bytes at %d differs" % (n, off))
+'
+}
+mstate() { c --json status m | jq -r .merge.state; }
+SEED=7 SECS=4 client &
+cpid=$!
+sleep 1
+[ "$(c --json merge m | jq -r '.merge.state, .layers' | tr '\n' ' ')" = "running 3 " ] \
+  || fail "merge --json did not say running"
+wait "$cpid" || fail "the client saw wrong data during the first merge"
+wait_until 30 sh -c "[ \"\$(cowctl --run-dir $d/run --json status m | jq -r .merge.state)\" = off ]" \
+  || fail "the merge did not end: $(c status m)"
+[ "$(c --json status m | jq -r .merge.freed)" = "$d/m3.img" ] || fail "merge: freed $(c --json status m)"
+[ "$(c --json snapshots m | jq -c '[.layers[] | [.snapshot, .device]]')" = \
+  "[[\"s1\",\"$d/m1.img\"],[null,\"$d/m2.img\"]]" ] || fail "chain after merge: $(c snapshots m)"
+same "$d/expect.img" "m after the first merge"
+SEED=8 SECS=3 client &
+cpid=$!
+sleep 0.5
+c merge m >/dev/null
+wait "$cpid" || fail "the client saw wrong data during the second merge"
+wait_until 30 sh -c "[ \"\$(cowctl --run-dir $d/run --json status m | jq -r .merge.state)\" = off ]" \
+  || fail "the second merge did not end: $(c status m)"
+[ "$(c --json status m | jq .layers)" = 1 ] || fail "m still has layers: $(c snapshots m)"
+same "$d/expect.img" "m after the second merge"
+expect_exact "volume m: no merge: it has no snapshot layer below its top" merge m
+stop_cowd "$d/run"
+start_cowd "$d/run"
+same "$d/expect.img" "m after a restart"
 pass

@@ -379,6 +379,21 @@ chain_rollback (const char *snap, unsigned want_freed)
   vol_resume (vol);
 }
 
+static void
+merged_poll (void *data)
+{
+  struct vol_merge m;
+  vol_merge_info (vol, &m);
+  ck_assert_int_eq (m.error, 0);
+  if (!m.running)
+    {
+      qb_loop_stop (loop);
+      return;
+    }
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 10000000, NULL, merged_poll, &t);
+}
+
 START_TEST (test_chain)
 {
   static const char *const snaps[] = { "s1", "s2", "s3" };
@@ -415,12 +430,28 @@ START_TEST (test_chain)
   memcpy (model, saved[1], VOL_SIZE);
   verify_whole ();
   run_random (500);
+  /* Merge the top into s2 while the clients run: nothing they read
+   * changes, and what they write during the copy is copied again. */
   char err[512];
-  ck_assert_int_eq (vol_hydrate_start (vol, 0, err, sizeof err), 0);
+  struct vol_stats st0, st1;
+  vol_get_stats (vol, &st0);
+  ck_assert_int_eq (vol_merge_start (vol, err, sizeof err), 0);
+  run_random (1500);
+  vol_get_stats (vol, &st1);
+  ck_assert_uint_gt (st1.writes, st0.writes);
   qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, merged_poll, &t);
+  qb_loop_run (loop);
+  verify_whole ();
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 2);
+  ck_assert_str_eq (li[0].name, "s1");
+  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);
+  open_volume ("vchain", DSCOW_COMMIT_SYNC, false);
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 2);
+  ck_assert_int_eq (vol_hydrate_start (vol, 0, err, sizeof err), 0);
   qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, hydrated_poll, &t);
   qb_loop_run (loop);
-  verify_whole ();              /* copied from s1 and s2, and the base */
+  verify_whole ();              /* copied from s1 and the base */
   reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);
   for (int i = 0; i < 3; i++)
     free (saved[i]);
