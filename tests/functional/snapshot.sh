@@ -127,26 +127,7 @@ c snapshot m --cow "$d/m2.img" --name s1 >/dev/null
 w 0x72 16M 24M
 c snapshot m --cow "$d/m3.img" --name s2 >/dev/null
 w 0x73 32M 24M
-client() {
-  EXPECT="$d/expect.img" nbdsh -u "$uri" -c '
-import os, random, time
-random.seed(int(os.environ["SEED"]))
-f = open(os.environ["EXPECT"], "r+b")
-size = h.get_size()
-end = time.time() + float(os.environ["SECS"])
-while time.time() < end:
-    n = random.randint(1, 20000)
-    off = random.randrange(0, size - n)
-    data = os.urandom(n)
-    h.pwrite(data, off)
-    f.seek(off); f.write(data); f.flush()
-    n = random.randint(1, 200000)
-    off = random.randrange(0, size - n)
-    f.seek(off)
-    if h.pread(n, off) != f.read(n):
-        raise SystemExit("read of %d bytes at %d differs" % (n, off))
-'
-}
+client() { python3 "$top_srcdir/tests/randclient.py" "$uri" "$d/expect.img" "$SEED" "${SECS}s"; }
 mstate() { c --json status m | jq -r .merge.state; }
 SEED=7 SECS=4 client &
 cpid=$!
