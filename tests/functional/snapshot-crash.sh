@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Crash safety of the layer chain: cowd is made to exit (COWD_TEST_CRASH_AT,
 # an _exit at a named step, as abrupt as SIGKILL) at each step of snapshot,
 # reset and rollback; after a restart the volume must read exactly as the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Layer chains (cowctl snapshot, snapshots, rollback, reset): a volume
 # becomes base <- s1 <- s2 <- top.  Every step is checked against an
 # expected image of the whole volume (nbdcopy + cmp) and with qemu-io
