@@ -67,7 +67,11 @@ extern "C" {
  * layer (lower_uuid, lower_uri), not over the base directly.  An agent
  * that does not know chains must not read it alone: incompatible. */
 #define DSCOW_INCOMPAT_LOWER 0x1ull
-#define DSCOW_INCOMPAT_SUPPORTED DSCOW_INCOMPAT_LOWER
+/* minor 3: set with FLAG_RESETTING, so that an agent that would read the
+ * bitmap as it is on disk refuses the volume until the reset is done. */
+#define DSCOW_INCOMPAT_RESETTING 0x2ull
+#define DSCOW_INCOMPAT_SUPPORTED (DSCOW_INCOMPAT_LOWER \
+                                  | DSCOW_INCOMPAT_RESETTING)
 /* minor 3: this layer is a frozen snapshot (snap_name, snap_time) with a
  * layer above it (upper_uuid, upper_uri); never written again except its
  * superblock (rollback, merge).  An older agent refuses to write it. */

@@ -15,6 +15,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,7 +119,10 @@ chain_drained (void *opaque, int res)
   unsigned nfreed = 0;
   struct backend_opts bo;
   int r = res;
-  if (r < 0)
+  if (r == -ECANCELED)
+    snprintf (err, sizeof err, "volume %s: cancelled: the volume is being "
+              "detached or handed over", c->e->name);
+  else if (r < 0)
     snprintf (err, sizeof err, "volume %s: draining it failed: %s",
               c->e->name, strerror (-r));
   else if (c->op == CHAIN_SNAPSHOT)
@@ -129,7 +133,7 @@ chain_drained (void *opaque, int res)
   else
     r = vol_rollback (v, c->op == CHAIN_ROLLBACK ? c->name : NULL, freed,
                       &nfreed, err, sizeof err);
-  vol_resume (v);
+  vol_resume_op (v);
   if (r < 0)
     reply_fmt (c->req, r, "%s", err);
   else if (c->op != CHAIN_SNAPSHOT)
@@ -162,7 +166,12 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
   c->e = e;
   c->op = op;
   c->json = json;
-  vol_hold (e->vol, chain_drained, c);
+  if (vol_hold_op (e->vol, chain_drained, c) < 0)
+    {
+      reply_fmt (req, COW_E_BUSY, "volume %s is held (another operation, a "
+                 "handoff or a detach is under way); try again", e->name);
+      chain_req_free (c);
+    }
 }
 
 /* A snapshot name that is free: snapN, N the number of layers on. */

@@ -280,6 +280,7 @@ chain_reset_finish (struct volume *v, char *err, size_t errlen)
     }
   vol_crash_point ("reset-zeroed");
   v->sb.flags &= ~DSCOW_FLAG_RESETTING;
+  v->sb.incompat &= ~DSCOW_INCOMPAT_RESETTING;
   qb_log (LOG_NOTICE, "volume: %s: the reset of %s is finished", v->name,
           v->cow->uri);
   return 0;
@@ -597,6 +598,7 @@ chain_reset_to (struct volume *v, unsigned r, const char *what,
     }
   rsb->state = DSCOW_STATE_DIRTY;
   rsb->flags |= DSCOW_FLAG_RESETTING;
+  rsb->incompat |= DSCOW_INCOMPAT_RESETTING;
   rsb->flags &= ~DSCOW_FLAG_HYDRATED;
   rsb->version_minor = DSCOW_VERSION_MINOR;
   int ret = chain_put (v, r);

@@ -172,7 +172,8 @@ mrg_pump (struct volume *v)
   if (n)
     return mrg_schedule (v);
   v->mrg.finishing = true;      /* every chunk copied once: finish */
-  vol_hold (v, mrg_finish, v);
+  if (vol_hold_op (v, mrg_finish, v) < 0)
+    v->mrg.finishing = false;   /* held by someone else: merge_kick */
 }
 
 /* Held: the chunks written again, then L's bitmap, flushed. */
@@ -257,7 +258,7 @@ mrg_finish (void *opaque, int res)
   if (r < 0)
     {
       mrg_fail (v, what, r);
-      vol_resume (v);
+      vol_resume_op (v);
       return;
     }
   vol_crash_point ("merge-committed");
@@ -268,7 +269,7 @@ mrg_finish (void *opaque, int res)
   free (v->mrg.redo);
   v->mrg.redo = NULL;
   v->mrg.active = v->mrg.finishing = false;
-  vol_resume (v);
+  vol_resume_op (v);
 }
 
 int

@@ -153,6 +153,9 @@ struct volume
   bool held;
   struct vreq *held_head, *held_tail;
   vol_done_fn *drained;
+  /* An operation's hold (vol_hold_op: snapshot, rollback, merge): it ran
+   * or waits; another hold came meanwhile and stands after it. */
+  bool drained_op, op_active, op_superseded;
   void *drained_opaque;
   uint64_t in_flight;           /* requests accepted and not yet acked */
   uint64_t client_ns;           /* when the last client request came */

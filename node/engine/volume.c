@@ -1016,13 +1016,50 @@ vol_check_drained (struct volume *v)
     done (v->drained_opaque, res);
 }
 
-void
-vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
+static void
+vol_hold_common (struct volume *v, vol_done_fn *drained, void *opaque,
+                 bool op)
 {
   v->held = true;
   v->drained = drained;
   v->drained_opaque = opaque;
+  v->drained_op = op;
   vol_check_drained (v);
+}
+
+/* A hold (handoff, quorum loss, close) wins over an operation's: the
+ * operation that still waits for its drain gets -ECANCELED, one that runs
+ * leaves the volume held when it ends (vol_resume_op). */
+void
+vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
+{
+  if (v->op_active)
+    v->op_superseded = true;
+  if (v->drained && v->drained_op
+      && vol_defer_done (v->drained, v->drained_opaque, -ECANCELED) != 0)
+    v->drained (v->drained_opaque, -ECANCELED);
+  vol_hold_common (v, drained, opaque, false);
+}
+
+int
+vol_hold_op (struct volume *v, vol_done_fn *drained, void *opaque)
+{
+  if (v->held || v->op_active)
+    return -EBUSY;
+  v->op_active = true;
+  v->op_superseded = false;
+  vol_hold_common (v, drained, opaque, true);
+  return 0;
+}
+
+void
+vol_resume_op (struct volume *v)
+{
+  v->op_active = false;
+  if (!v->op_superseded)
+    return vol_resume (v);
+  v->op_superseded = false;
+  vol_check_drained (v);        /* the other hold stands */
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);

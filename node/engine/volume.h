@@ -172,6 +172,13 @@ int vol_commit_parse (const char *s, enum dscow_commit *c);
  * marks the superblock dirty. */
 void vol_hold (struct volume *v, vol_done_fn *drained, void *opaque);
 void vol_resume (struct volume *v);
+/* The hold of an operation that changes the volume while it is drained
+ * (snapshot, rollback, merge): -EBUSY when held already.  Any vol_hold
+ * meanwhile wins: drained gets -ECANCELED if it has not run yet, and
+ * vol_resume_op (which ends the operation, whatever drained got) then
+ * leaves the volume held for it. */
+int vol_hold_op (struct volume *v, vol_done_fn *drained, void *opaque);
+void vol_resume_op (struct volume *v);
 int vol_mark_clean (struct volume *v);
 void vol_mark_clean_async (struct volume *v, vol_done_fn *done,
                            void *opaque);

@@ -481,7 +481,8 @@ START_TEST (test_decode_version_features)
   ck_assert_int_eq (decode_after_poke (8, 0xffff, 2), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (12, 512, 4), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (10, 9, 2), 0);   /* minor: fine */
-  ck_assert_int_eq (decode_after_poke (24, 2, 8), -DSCOW_EINCOMPAT);
+  ck_assert_int_eq (decode_after_poke (24, 4, 8), -DSCOW_EINCOMPAT);
+  ck_assert_int_eq (decode_after_poke (24, 2, 8), 0);   /* RESETTING */
   ck_assert_int_eq (decode_after_poke (24, 1ull << 63, 8), -DSCOW_EINCOMPAT);
   /* Known since minor 3: LOWER (and FROZEN) need their link. */
   ck_assert_int_eq (decode_after_poke (24, 1, 8), -DSCOW_ECHAIN);
