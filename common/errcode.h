@@ -46,7 +46,8 @@
   X (NO_SUCH_NODE, "no-such-node") \
   X (INTERNAL, "internal") \
   X (BAD_DEVICE, "bad-device") \
-  X (BUSY, "busy")
+  X (BUSY, "busy") \
+  X (NO_SUCH_SNAPSHOT, "no-such-snapshot")
 
 #define COW_E_FIRST 1000
 #define COW_ERR_ENUM(id, name) COW_E_##id,

@@ -37,7 +37,7 @@ extern "C" {
 #define DSCOW_MAGIC "DSCOW\0\r\n"          /* 8 bytes */
 #define DSCOW_MAGIC_LEN 8
 #define DSCOW_VERSION_MAJOR 1
-#define DSCOW_VERSION_MINOR 2
+#define DSCOW_VERSION_MINOR 3
 
 #define DSCOW_SUPER_SIZE 4096u          /* one slot */
 #define DSCOW_SUPER_SLOTS 2u
@@ -50,6 +50,8 @@ extern "C" {
 
 #define DSCOW_NAME_MAX 63               /* bytes, plus the terminating NUL */
 #define DSCOW_BASE_ID_MAX 95            /* bytes, plus the terminating NUL */
+#define DSCOW_URI_MAX 1023              /* a layer's device, plus the NUL */
+#define DSCOW_CHAIN_MAX 32              /* layers of one volume, at most */
 
 /* Feature flags.  An agent refuses to open a volume with an unknown
  * incompat bit, opens it read-only with an unknown ro_compat bit and
@@ -61,8 +63,20 @@ extern "C" {
  * agent that does not know it simply does not hydrate. */
 #define DSCOW_COMPAT_HYDRATING 0x1ull
 #define DSCOW_COMPAT_SUPPORTED DSCOW_COMPAT_HYDRATING
-#define DSCOW_INCOMPAT_SUPPORTED 0ull
-#define DSCOW_RO_COMPAT_SUPPORTED 0ull
+/* minor 3, layer chains (snapshots): this layer lies over another dscow
+ * layer (lower_uuid, lower_uri), not over the base directly.  An agent
+ * that does not know chains must not read it alone: incompatible. */
+#define DSCOW_INCOMPAT_LOWER 0x1ull
+/* minor 3: set with FLAG_RESETTING, so that an agent that would read the
+ * bitmap as it is on disk refuses the volume until the reset is done. */
+#define DSCOW_INCOMPAT_RESETTING 0x2ull
+#define DSCOW_INCOMPAT_SUPPORTED (DSCOW_INCOMPAT_LOWER \
+                                  | DSCOW_INCOMPAT_RESETTING)
+/* minor 3: this layer is a frozen snapshot (snap_name, snap_time) with a
+ * layer above it (upper_uuid, upper_uri); never written again except its
+ * superblock (rollback, merge).  An older agent refuses to write it. */
+#define DSCOW_RO_COMPAT_FROZEN 0x1ull
+#define DSCOW_RO_COMPAT_SUPPORTED DSCOW_RO_COMPAT_FROZEN
 
 /* Superblock state */
 enum dscow_state
@@ -73,6 +87,12 @@ enum dscow_state
 
 /* Superblock flags */
 #define DSCOW_FLAG_HYDRATED 0x1u        /* every chunk is in the CoW layer */
+/* minor 3: a reset or rollback is committed: read the bitmap as all zero
+ * until it is zeroed on disk and the flag cleared. */
+#define DSCOW_FLAG_RESETTING 0x2u
+/* minor 3, on a frozen layer: the layer above is being merged into it, so
+ * it no longer holds its snapshot (a rollback to it is refused). */
+#define DSCOW_FLAG_MERGING 0x4u
 
 /* Commit policies, recorded in the superblock as the volume's default */
 enum dscow_commit
@@ -126,6 +146,13 @@ struct dscow_super
   uint64_t create_time;         /* seconds since the epoch, informational */
   struct dscow_base_stamp stamp; /* minor 1; zero when read from minor 0 */
   uint32_t hydrate_rate;        /* MB/s, 0 = unlimited; with COMPAT_HYDRATING */
+  /* minor 3: the chain (zero / empty when the flags are not set) */
+  uint8_t lower_uuid[16];       /* with INCOMPAT_LOWER: the layer below */
+  char lower_uri[DSCOW_URI_MAX + 1];
+  uint8_t upper_uuid[16];       /* with RO_COMPAT_FROZEN: the layer above */
+  char upper_uri[DSCOW_URI_MAX + 1];
+  char snap_name[DSCOW_NAME_MAX + 1]; /* with RO_COMPAT_FROZEN */
+  uint64_t snap_time;           /* seconds since the epoch, when frozen */
 };
 
 /* Errors: distinct so an operator can tell each way a device is wrong
@@ -146,6 +173,7 @@ enum dscow_err
   DSCOW_EFORMATTED,             /* device already holds a dscow volume */
   DSCOW_ESTATE,                 /* state or commit field out of range */
   DSCOW_EBASECHANGED,           /* base file changed since it was recorded */
+  DSCOW_ECHAIN,                 /* layer chain fields inconsistent */
   DSCOW_ERR_MAX
 };
 

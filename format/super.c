@@ -10,6 +10,12 @@
  * writer leaves zero); it is decoded only from a minor >= 1 superblock, so
  * a minor 0 one reads as "no stamp recorded".  A stamp of kind NONE is
  * written as zeroes, so an encoder may keep an old superblock's minor.
+ *
+ * Minor version 3 adds the layer chain at bytes 352-2503, decoded only
+ * from a minor >= 3 superblock and checked only when its flag is set:
+ * with INCOMPAT_LOWER a lower uuid that is not zero and a lower URI that
+ * is not empty and ends inside its field; with RO_COMPAT_FROZEN the same
+ * of the upper link, and a valid snapshot name.  Otherwise -DSCOW_ECHAIN.
  */
 #include <config.h>
 
@@ -43,6 +49,9 @@ static const char *const errors[DSCOW_ERR_MAX] = {
   [DSCOW_ESTATE] = "the superblock state or commit policy is out of range",
   [DSCOW_EBASECHANGED] = "the base file changed after the volume was "
     "created (size, inode or times differ)",
+  [DSCOW_ECHAIN] = "the superblock's layer chain fields are inconsistent "
+    "(a lower or upper layer link without its device or uuid, or a frozen "
+    "layer without a snapshot name)",
 };
 
 const char *
@@ -188,6 +197,74 @@ super_decode_stamp (const uint8_t *p, struct dscow_base_stamp *st)
   st->ctime_ns = le64_get (p + SB_BASE_CTIME);
 }
 
+static void
+copy_str (char *dst, const uint8_t *src, size_t field)
+{
+  memcpy (dst, src, field - 1);
+  dst[field - 1] = '\0';
+}
+
+/* The chain (minor 3): the links, the snapshot name and time. */
+static void
+super_encode_chain (const struct dscow_super *sb, uint8_t *p)
+{
+  memcpy (p + SB_LOWER_UUID, sb->lower_uuid, 16);
+  memcpy (p + SB_UPPER_UUID, sb->upper_uuid, 16);
+  le64_put (p + SB_SNAP_TIME, sb->snap_time);
+  memcpy (p + SB_SNAP_NAME, sb->snap_name,
+          strnlen (sb->snap_name, SB_NAME_FIELD - 1));
+  memcpy (p + SB_LOWER_URI, sb->lower_uri,
+          strnlen (sb->lower_uri, SB_URI_FIELD - 1));
+  memcpy (p + SB_UPPER_URI, sb->upper_uri,
+          strnlen (sb->upper_uri, SB_URI_FIELD - 1));
+}
+
+static bool
+super_uuid_zero (const uint8_t u[16])
+{
+  for (int i = 0; i < 16; i++)
+    if (u[i])
+      return false;
+  return true;
+}
+
+/* A link: a uuid that is not zero and a URI that ends in its field. */
+static bool
+super_link_ok (const uint8_t *p, unsigned uuid_at, unsigned uri_at)
+{
+  return !super_uuid_zero (p + uuid_at) && p[uri_at] != '\0'
+    && memchr (p + uri_at, '\0', SB_URI_FIELD) != NULL;
+}
+
+static int
+super_decode_chain (const uint8_t *p, struct dscow_super *sb)
+{
+  bool lower = sb->incompat & DSCOW_INCOMPAT_LOWER;
+  bool frozen = sb->ro_compat & DSCOW_RO_COMPAT_FROZEN;
+  if ((lower || frozen) && sb->version_minor < 3)
+    return -DSCOW_ECHAIN;
+  if (sb->version_minor < 3)
+    return 0;
+  if ((lower && !super_link_ok (p, SB_LOWER_UUID, SB_LOWER_URI))
+      || (frozen && !super_link_ok (p, SB_UPPER_UUID, SB_UPPER_URI)))
+    return -DSCOW_ECHAIN;
+  if (lower)
+    {
+      memcpy (sb->lower_uuid, p + SB_LOWER_UUID, 16);
+      copy_str (sb->lower_uri, p + SB_LOWER_URI, SB_URI_FIELD);
+    }
+  if (frozen)
+    {
+      memcpy (sb->upper_uuid, p + SB_UPPER_UUID, 16);
+      copy_str (sb->upper_uri, p + SB_UPPER_URI, SB_URI_FIELD);
+      copy_str (sb->snap_name, p + SB_SNAP_NAME, SB_NAME_FIELD);
+      sb->snap_time = le64_get (p + SB_SNAP_TIME);
+      if (!dscow_name_valid (sb->snap_name))
+        return -DSCOW_ECHAIN;
+    }
+  return 0;
+}
+
 int
 dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
 {
@@ -222,15 +299,9 @@ dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
   le64_put (p + SB_CREATE_TIME, sb->create_time);
   super_encode_stamp (&sb->stamp, p);
   le32_put (p + SB_HYDRATE_RATE, sb->hydrate_rate);
+  super_encode_chain (sb, p);
   le32_put (p + SB_CRC, dscow_crc32c (0, p, SB_CRC));
   return 0;
-}
-
-static void
-copy_str (char *dst, const uint8_t *src, size_t field)
-{
-  memcpy (dst, src, field - 1);
-  dst[field - 1] = '\0';
 }
 
 int
@@ -272,7 +343,10 @@ dscow_super_decode (const uint8_t *p, size_t len, struct dscow_super *sb)
     super_decode_stamp (p, &sb->stamp);
   if (sb->version_minor >= 2)   /* reserved (zero) before minor 2 */
     sb->hydrate_rate = le32_get (p + SB_HYDRATE_RATE);
-  int r = super_check (sb);
+  int r = super_decode_chain (p, sb);
+  if (r < 0)
+    return r;
+  r = super_check (sb);
   if (r < 0)
     return r;
   if (le64_get (p + SB_BITMAP_OFFSET) != DSCOW_BITMAP_OFFSET

@@ -99,6 +99,22 @@ struct vol_entry *voldb_add (const char *name, const char *base,
 /* ctl-cmds.c: the command table cowd serves on the control channel. */
 struct ctl_req;
 void cmds_dispatch (struct ctl_req *req);
+/* Answers the command files share: a sentence with a code (0: success),
+ * the usage line of cmd, or the volume called name (else an answer). */
+void reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+void reply_usage (struct ctl_req *req, const char *cmd);
+struct vol_entry *find_or_reply (struct ctl_req *req, const char *name);
+/* ctl-chain.c: the layer-chain commands. */
+void cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json);
+void cmd_snapshots (struct ctl_req *req, int argc, char **argv, bool json);
+void cmd_rollback (struct ctl_req *req, int argc, char **argv, bool json);
+void cmd_reset (struct ctl_req *req, int argc, char **argv, bool json);
+void cmd_merge (struct ctl_req *req, int argc, char **argv, bool json);
+struct strbuf;
+/* status: the chain's part (layers, merge progress). */
+void chain_status_json (struct strbuf *sb, const struct volume *v);
+void chain_status_text (struct strbuf *sb, const struct volume *v);
 
 void voldb_remove (struct vol_entry *e);
 int voldb_load (char *err, size_t errlen);

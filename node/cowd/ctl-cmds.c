@@ -35,13 +35,9 @@ struct cmd
   void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
 };
 
-static void
-reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
-
 /* Answer with a sentence: success when code is 0, else an error with its
  * code (COW_E_*, or a negative errno or code: errcode.h). */
-static void
+void
 reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
 {
   struct strbuf sb = STRBUF_INIT;
@@ -74,7 +70,7 @@ usage_line (struct strbuf *sb, const char *cmd)
       sb_printf (sb, "%c", *p);
 }
 
-static void
+void
 reply_usage (struct ctl_req *req, const char *cmd)
 {
   struct strbuf sb = STRBUF_INIT;
@@ -111,7 +107,7 @@ parse_size (const char *s, uint64_t *out)
   return 0;
 }
 
-static struct vol_entry *
+struct vol_entry *
 find_or_reply (struct ctl_req *req, const char *name)
 {
   struct vol_entry *e = voldb_find (name);
@@ -645,7 +641,10 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
       free (uri);
     }
   if (e->vol)
-    hydration_json (sb, e->vol);
+    {
+      hydration_json (sb, e->vol);
+      chain_status_json (sb, e->vol);
+    }
   if (full && e->vol)
     {
       struct vol_stats st;
@@ -972,6 +971,7 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  nbd_export_connections (e->exp), vol_health (e->vol));
       free (uri);
       hydration_text (sb, e->vol);
+      chain_status_text (sb, e->vol);
     }
   if (!e->vol)
     return;
@@ -1387,6 +1387,11 @@ static const struct cmd cmds[] = {
   { "top", cmd_top },
   { "hydrate", cmd_hydrate },
   { "unbase", cmd_unbase },
+  { "snapshot", cmd_snapshot },
+  { "snapshots", cmd_snapshots },
+  { "rollback", cmd_rollback },
+  { "reset", cmd_reset },
+  { "merge", cmd_merge },
   { "debug", cmd_debug },
   { "help", cmd_help },
 #ifdef HAVE_COROSYNC

@@ -39,6 +39,17 @@ const struct ctl_command ctl_commands[] = {
     "copy what is left of the base into the CoW\n"
     "                               device in the background; or stop", false },
   { "unbase", "unbase NAME", "forget the base of a hydrated volume", false },
+  { "snapshot", "snapshot NAME --cow DEVICE [--name SNAP]",
+    "freeze the CoW layer as SNAP; continue on\n"
+    "                               DEVICE, a new empty layer", false },
+  { "snapshots", "snapshots NAME", "the layers: snapshots, chunks, times",
+    false },
+  { "rollback", "rollback NAME SNAP", "back to snapshot SNAP; frees the "
+    "layers above", false },
+  { "reset", "reset NAME", "empty the top layer: reads as what is below",
+    false },
+  { "merge", "merge NAME", "merge the top layer into the snapshot below it,"
+    "\n                               online; progress in status", false },
   { "debug", "debug dump", "write cowd's blackbox log to a file", false },
   { "help", "help", "this list", false },
   { "nodes", "nodes", "members, quorum, ring id", true },

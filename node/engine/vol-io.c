@@ -4,8 +4,10 @@
  * A request, once it holds its chunk locks (vol-lock.c), is cut into
  * per-chunk segments:
  *
- *   read, bit clear   -> read the base at the same offset
  *   read, bit set     -> read the CoW at cow_base + offset
+ *   read, bit clear   -> read the nearest frozen layer below that has the
+ *                        chunk (vol-chain.c), else the base at the same
+ *                        offset; "the base" below means that source
  *   write, bit set, aligned          -> write the CoW directly
  *   write, bit clear, whole chunk    -> write the CoW directly (no copy),
  *                                       then set the bit
@@ -98,6 +100,8 @@ io_write_done (void *opaque, int res)
             v->st.cow_faults++;
           commit_mark_dirty (v, c);
         }
+  if (res == 0)
+    merge_note_write (v, io->c0, io->c1);
   if (res < 0)
     qb_log (LOG_ERR, "volume: %s: write to the CoW device at offset %llu "
             "failed: %s", v->name, (unsigned long long) io->to,
@@ -141,12 +145,12 @@ io_read_done (void *opaque, int res)
 }
 
 static void
-io_issue_read (struct vreq *rq, bool cow, uint64_t off, uint64_t len)
+io_issue_read (struct vreq *rq, int src, uint64_t off, uint64_t len)
 {
   struct volume *v = rq->v;
-  struct backend *bk = cow ? v->cow : v->base;
-  uint64_t dev_off = cow ? v->cow_base + off : off;
-  if (cow)
+  struct backend *bk = vol_src_bk (v, src);
+  uint64_t dev_off = vol_src_off (v, src, off);
+  if (src >= 0)
     v->st.read_cow_bytes += len;
   else
     v->st.read_base_bytes += len;
@@ -155,6 +159,20 @@ io_issue_read (struct vreq *rq, bool cow, uint64_t off, uint64_t len)
                          io_read_done, rq);
   if (r < 0)
     io_fail_submit (rq, NULL, r);
+}
+
+/* The chunks from c on, up to c1, with the source of chunk c: how many;
+ * the source in *src. */
+static uint64_t
+io_src_run (const struct volume *v, uint64_t c, uint64_t c1, int *src)
+{
+  *src = vol_chunk_src (v, c);
+  if (v->nlower == 0)           /* the top or the base: the bitmap's run */
+    return dscow_bitmap_run (v->map, c, c1 - c + 1);
+  uint64_t n = 1;
+  while (c + n <= c1 && vol_chunk_src (v, c + n) == *src)
+    n++;
+  return n;
 }
 
 /* Reads: runs of chunks with the same source become one IO each. */
@@ -166,12 +184,12 @@ io_start_read (struct vreq *rq)
   while (pos < end)
     {
       uint64_t c = pos / v->cs;
-      bool cow = dscow_bit_test (v->map, c);
-      uint64_t run = dscow_bitmap_run (v->map, c, rq->c1 - c + 1);
+      int src;
+      uint64_t run = io_src_run (v, c, rq->c1, &src);
       uint64_t run_end = (c + run) * v->cs;
       if (run_end > end)
         run_end = end;
-      io_issue_read (rq, cow, pos, run_end - pos);
+      io_issue_read (rq, src, pos, run_end - pos);
       pos = run_end;
     }
 }
@@ -248,10 +266,11 @@ io_issue_copy (struct vreq *rq, uint64_t c, uint64_t s, uint64_t e,
   struct vio *io = io_new_copy (rq, a1 - a0);
   if (!io)
     return;
+  int src = fault ? vol_chunk_src (v, c) : (int) v->nlower;
   io->c0 = io->c1 = c;
   io->set_bits = fault;
-  io->src_bk = fault ? v->base : v->cow;
-  io->from = fault ? a0 : v->cow_base + a0;
+  io->src_bk = vol_src_bk (v, src);
+  io->from = vol_src_off (v, src, a0);
   io->to = v->cow_base + a0;
   io->merge_at = s - a0;
   io->merge_src = rq->buf + (s - rq->off);
@@ -298,10 +317,10 @@ io_start_write (struct vreq *rq)
     io_issue_direct (rq, d_start, d_end - d_start, d_bits);
 }
 
-/* Hydration: each run of chunks still clear is read from the base and
- * written whole to the CoW, one IO each way, and its bits set. */
+/* Hydration: each run of chunks still clear with one source is read from
+ * it and written whole to the CoW, one IO each way, and its bits set. */
 static void
-io_issue_fill (struct vreq *rq, uint64_t c0, uint64_t c1)
+io_issue_fill (struct vreq *rq, uint64_t c0, uint64_t c1, int src)
 {
   struct volume *v = rq->v;
   uint64_t a0 = c0 * v->cs, a1 = c1 * v->cs + vol_chunk_len (v, c1);
@@ -311,8 +330,8 @@ io_issue_fill (struct vreq *rq, uint64_t c0, uint64_t c1)
   io->c0 = c0;
   io->c1 = c1;
   io->set_bits = true;
-  io->src_bk = v->base;
-  io->from = a0;
+  io->src_bk = vol_src_bk (v, src);
+  io->from = vol_src_off (v, src, a0);
   io->to = v->cow_base + a0;
   io_copy_start (io);
 }
@@ -323,9 +342,10 @@ io_start_hydrate (struct volume *v, struct vreq *rq)
   uint64_t c = rq->c0;
   while (c <= rq->c1)
     {
-      uint64_t run = dscow_bitmap_run (v->map, c, rq->c1 - c + 1);
-      if (!dscow_bit_test (v->map, c))
-        io_issue_fill (rq, c, c + run - 1);
+      int src;
+      uint64_t run = io_src_run (v, c, rq->c1, &src);
+      if (src != (int) v->nlower)
+        io_issue_fill (rq, c, c + run - 1, src);
       c += run;
     }
 }
@@ -353,6 +373,7 @@ io_start_trim (struct vreq *rq)
           || rq->off + rq->len < cstart + clen)
         continue;
       rq->pending++;
+      merge_note_write (v, c, c);
       int r = v->cow->ops->discard (v->cow, v->cow_base + cstart, clen,
                                     io_trim_done, rq);
       if (r < 0)

@@ -94,11 +94,26 @@ struct chunk_lock
   bool excl;
 };
 
+/* A frozen layer below the top (vol-chain.c): its device, superblock and
+ * bitmap, read once at open; only rollback and merge write it. */
+struct vol_layer
+{
+  struct backend *bk;
+  struct dscow_super sb;
+  uint8_t *map;                 /* bitmap_bytes, as on disk */
+  uint64_t chunks;              /* bits set */
+};
+
 struct volume
 {
   char *name;
-  struct backend *base, *cow;
-  struct dscow_super sb;
+  struct backend *base, *cow;   /* cow: the top layer, the one written */
+  struct dscow_super sb;        /* the top layer's */
+  /* The frozen layers below the top, bottom first: lower[0] lies on the
+   * base, the top on lower[nlower - 1] (vol-chain.c). */
+  struct vol_layer lower[DSCOW_CHAIN_MAX];
+  unsigned nlower;
+  bool direct;                  /* O_DIRECT (not --buffered): new layers too */
   enum dscow_commit commit;
   enum vol_state state;
   bool accept_base;             /* re-record a changed base, once */
@@ -139,6 +154,9 @@ struct volume
   bool held;
   struct vreq *held_head, *held_tail;
   vol_done_fn *drained;
+  /* An operation's hold (vol_hold_op: snapshot, rollback, merge): it ran
+   * or waits; another hold came meanwhile and stands after it. */
+  bool drained_op, op_active, op_superseded;
   void *drained_opaque;
   uint64_t in_flight;           /* requests accepted and not yet acked */
   uint64_t client_ns;           /* when the last client request came */
@@ -171,6 +189,19 @@ struct volume
     int err;
     bool finishing;             /* the last commit before the flag */
   } hyd;
+
+  /* Merge of the top into the layer below (vol-merge.c) */
+  struct
+  {
+    bool active, finishing;
+    qb_loop_timer_handle timer;
+    bool timer_armed;
+    uint64_t cursor;            /* next chunk of the top to look at */
+    uint64_t copied, total;     /* chunks copied, chunks of the top */
+    uint8_t *redo;              /* written again since copied: copy again */
+    int err;
+    char *freed;                /* the device the last merge freed */
+  } mrg;
 };
 
 /* vol-lock.c */
@@ -196,6 +227,26 @@ void commit_fail_waiting (struct volume *v, int err);
 int commit_internal (struct volume *v, vol_done_fn *done, void *opaque);
 void commit_cow_flush (struct vreq *rq);
 
+/* vol-chain.c */
+int chain_open (struct volume *v, const struct vol_params *p,
+                const struct backend_opts *bo, char *err, size_t errlen);
+int chain_load_maps (struct volume *v, char *err, size_t errlen);
+void chain_free (struct volume *v);
+/* A committed reset (DSCOW_FLAG_RESETTING) of the top is finished: its
+ * bitmap zeroed on disk; the caller's next superblock clears the flag. */
+int chain_reset_finish (struct volume *v, char *err, size_t errlen);
+int chain_put_super (struct backend *bk, struct dscow_super *sb);
+void chain_unlink_up (struct dscow_super *sb);
+
+/* vol-merge.c */
+void merge_kick (struct volume *v);
+void merge_stop (struct volume *v);
+/* A write to the top's chunks c0..c1 (data, fill or trim) completed. */
+void merge_note_write (struct volume *v, uint64_t c0, uint64_t c1);
+
+/* The test hook: cowd exits at once when COWD_TEST_CRASH_AT names step. */
+void vol_crash_point (const char *step);
+
 /* vol-hydrate.c */
 void hydrate_kick (struct volume *v);
 void hydrate_stop (struct volume *v);
@@ -208,6 +259,10 @@ bool vol_lease_ok (const struct volume *v);
 void vol_park (struct vreq *rq);
 int vol_write_super (struct volume *v, bool flush_first);
 int vol_defer_done (vol_done_fn *done, void *opaque, int err);
+void *vol_alloc_aligned (size_t len);
+int vol_zero_bitmap (struct backend *cow, const struct dscow_super *sb);
+int vol_err (char *err, size_t errlen, const char *name, const char *dev,
+             int code);
 
 static inline uint64_t
 vol_chunk_len (const struct volume *v, uint64_t c)
@@ -215,6 +270,35 @@ vol_chunk_len (const struct volume *v, uint64_t c)
   uint64_t start = c * v->cs;
   uint64_t end = start + v->cs;
   return (end > v->sb.volume_size ? v->sb.volume_size : end) - start;
+}
+
+/* Where chunk c is read from: the top (v->nlower), a frozen layer
+ * (0 .. nlower - 1, the nearest to the top that has it) or the base (-1).
+ * Every layer maps chunk X to the same offset (one geometry). */
+static inline int
+vol_chunk_src (const struct volume *v, uint64_t c)
+{
+  if (dscow_bit_test (v->map, c))
+    return (int) v->nlower;
+  for (int i = (int) v->nlower - 1; i >= 0; i--)
+    if (dscow_bit_test (v->lower[i].map, c))
+      return i;
+  return -1;
+}
+
+static inline struct backend *
+vol_src_bk (const struct volume *v, int src)
+{
+  if (src < 0)
+    return v->base;
+  return src == (int) v->nlower ? v->cow : v->lower[src].bk;
+}
+
+/* The device offset of volume byte off in source src. */
+static inline uint64_t
+vol_src_off (const struct volume *v, int src, uint64_t off)
+{
+  return src < 0 ? off : v->cow_base + off;
 }
 
 #endif /* COWD_VOLUME_INT_H */

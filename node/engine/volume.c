@@ -88,7 +88,7 @@ vol_state_name (enum vol_state s)
   return s <= VOL_STATE_DEGRADED ? names[s] : "unknown";
 }
 
-static void *
+void *
 vol_alloc_aligned (size_t len)
 {
   void *p;
@@ -168,7 +168,7 @@ vol_dscow_code (int code)
 }
 
 /* Report a libdscow error on dev; returns its negative named code. */
-static int
+int
 vol_err (char *err, size_t errlen, const char *name, const char *dev,
          int code)
 {
@@ -231,28 +231,34 @@ vol_cow_formatted (struct backend *cow)
   return found;
 }
 
+/* Zero the bitmap of sb's geometry on cow (not flushed). */
+int
+vol_zero_bitmap (struct backend *cow, const struct dscow_super *sb)
+{
+  uint64_t bm = dscow_bitmap_bytes (sb->volume_size, sb->chunk_size);
+  /* Zeroes: no more than the bitmap needs (a small volume's bitmap is a
+   * few KiB; allocating and clearing 1 MiB was most of a create's CPU). */
+  size_t zlen = bm < 1024 * 1024 ? (size_t) bm : 1024 * 1024;
+  uint8_t *zero = vol_alloc_aligned ((zlen + VOL_ALIGN - 1)
+                                     & ~(size_t) (VOL_ALIGN - 1));
+  int r = zero ? 0 : -ENOMEM;
+  for (uint64_t off = 0; off < bm && r == 0; off += zlen)
+    {
+      size_t n = bm - off < zlen ? bm - off : zlen;
+      r = backend_pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off, n, 0);
+    }
+  free (zero);
+  return r;
+}
+
 static int
 vol_format_write (struct backend *cow, const struct dscow_super *sb)
 {
-  uint64_t bm = dscow_bitmap_bytes (sb->volume_size, sb->chunk_size);
   size_t len = 2 * DSCOW_SUPER_SIZE;
-  /* Zeroes for the bitmap: no more than it needs (a small volume's
-   * bitmap is a few KiB; allocating and clearing 1 MiB was most of the
-   * CPU a create took). */
-  size_t zlen = bm < 1024 * 1024 ? (size_t) bm : 1024 * 1024;
   uint8_t *buf = vol_alloc_aligned (len);
-  uint8_t *zero = vol_alloc_aligned ((zlen + VOL_ALIGN - 1) & ~(size_t)
-                                     (VOL_ALIGN - 1));
   int r = -ENOMEM;
-  if (!buf || !zero)
+  if (!buf || (r = vol_zero_bitmap (cow, sb)) < 0)
     goto out;
-  for (uint64_t off = 0; off < bm; off += zlen)
-    {
-      size_t n = bm - off < zlen ? bm - off : zlen;
-      if ((r = backend_pwrite_sync (cow, zero, DSCOW_BITMAP_OFFSET + off,
-                                      n, 0)) < 0)
-        goto out;
-    }
   /* Generation 1 belongs in slot 1 (B); slot A stays zero, so the first
    * superblock rewrite (generation 2, slot A) never touches this one. */
   dscow_super_encode (sb, buf + DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE);
@@ -260,7 +266,6 @@ vol_format_write (struct backend *cow, const struct dscow_super *sb)
     r = backend_pwrite_sync (cow, buf, 0, len, BK_FUA);
 out:
   free (buf);
-  free (zero);
   return r;
 }
 
@@ -461,16 +466,25 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
     return vol_err_small (v, err, errlen);
   if (v->base && (r = vol_check_base (v, err, errlen)) < 0)
     return r;
+  if (v->sb.ro_compat & DSCOW_RO_COMPAT_FROZEN)
+    {
+      snprintf (err, errlen, "volume %s: CoW device %s is frozen as snapshot "
+                "%s under %s; this agent's view of the layer chain is stale: "
+                "attach the volume again", v->name, v->cow->uri,
+                v->sb.snap_name, v->sb.upper_uri);
+      return -COW_E_BAD_SUPERBLOCK;
+    }
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
       snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
                 "only read; refusing to write it", v->name, v->cow->uri);
       return -COW_E_BAD_SUPERBLOCK;
     }
-  if (meta)
+  if (meta && !(v->sb.flags & DSCOW_FLAG_RESETTING))
     memcpy (v->map, buf + DSCOW_BITMAP_OFFSET, bm);
   else
-    memset (v->map, 0, bm);     /* transient: reset on open */
+    memset (v->map, 0, bm);     /* transient: reset on open; or a reset
+                                 * committed (chain_reset_finish) */
   memcpy (v->dmap, v->map, bm);
   v->cow_chunks = dscow_bitmap_count (v->map, v->nchunks);
   v->generation = v->sb.generation;
@@ -520,6 +534,8 @@ vol_free (struct volume *v)
   if (!v)
     return;
   hydrate_stop (v);
+  merge_stop (v);
+  chain_free (v);
   /* Requests still waiting (for ownership) end here. */
   while (v->held_head)
     {
@@ -571,6 +587,9 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
       r = -COW_E_COW_IN_USE;
       goto out_free;
     }
+  v->direct = !p->buffered;
+  if ((r = chain_open (v, p, bo, err, errlen)) < 0)      /* finds the top */
+    goto out_free;
   v->accept_base = p->accept_base_change;
   v->commit = p->commit ? p->commit : (enum dscow_commit) v->sb.commit;
   v->cs = v->sb.chunk_size;
@@ -582,7 +601,8 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
                 p->name);
       goto out_free;
     }
-  if ((r = vol_load_meta (v, err, errlen)) < 0)
+  if ((r = chain_load_maps (v, err, errlen)) < 0
+      || (r = vol_load_meta (v, err, errlen)) < 0)
     goto out_free;
   if (v->sb.state == DSCOW_STATE_DIRTY && v->commit != DSCOW_COMMIT_NONE)
     qb_log (LOG_NOTICE, "volume: %s: was not closed cleanly; the bitmap is "
@@ -628,7 +648,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
               uint64_t expect_generation, char *err, size_t errlen)
 {
   int r = vol_load_meta (v, err, errlen);
-  if (r < 0
+  if (r < 0 || (r = chain_reset_finish (v, err, errlen)) < 0
       || (r = vol_takeover_prepare (v, epoch, owner, expect_generation, err,
                                     errlen)) < 0)
     return r;
@@ -705,6 +725,7 @@ takeover_read (void *opaque, int res)
     }
   int r;
   if ((r = vol_meta_apply (v, c->buf, c->err, sizeof c->err)) < 0
+      || (r = chain_reset_finish (v, c->err, sizeof c->err)) < 0
       || (r = vol_takeover_prepare (v, c->epoch, c->owner,
                                     c->expect_generation, c->err,
                                     sizeof c->err)) < 0)
@@ -860,7 +881,10 @@ vol_set_state (struct volume *v, enum vol_state s)
     return;
   v->state = s;
   if (s == VOL_STATE_ACTIVE)
-    hydrate_kick (v);
+    {
+      hydrate_kick (v);
+      merge_kick (v);
+    }
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
@@ -951,6 +975,7 @@ vol_confirm (struct volume *v)
   if (!v->held && v->state == VOL_STATE_ACTIVE)
     vol_resubmit (v);
   hydrate_kick (v);
+  merge_kick (v);
 }
 
 bool
@@ -1004,13 +1029,50 @@ vol_check_drained (struct volume *v)
     done (v->drained_opaque, res);
 }
 
-void
-vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
+static void
+vol_hold_common (struct volume *v, vol_done_fn *drained, void *opaque,
+                 bool op)
 {
   v->held = true;
   v->drained = drained;
   v->drained_opaque = opaque;
+  v->drained_op = op;
   vol_check_drained (v);
+}
+
+/* A hold (handoff, quorum loss, close) wins over an operation's: the
+ * operation that still waits for its drain gets -ECANCELED, one that runs
+ * leaves the volume held when it ends (vol_resume_op). */
+void
+vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
+{
+  if (v->op_active)
+    v->op_superseded = true;
+  if (v->drained && v->drained_op
+      && vol_defer_done (v->drained, v->drained_opaque, -ECANCELED) != 0)
+    v->drained (v->drained_opaque, -ECANCELED);
+  vol_hold_common (v, drained, opaque, false);
+}
+
+int
+vol_hold_op (struct volume *v, vol_done_fn *drained, void *opaque)
+{
+  if (v->held || v->op_active)
+    return -EBUSY;
+  v->op_active = true;
+  v->op_superseded = false;
+  vol_hold_common (v, drained, opaque, true);
+  return 0;
+}
+
+void
+vol_resume_op (struct volume *v)
+{
+  v->op_active = false;
+  if (!v->op_superseded)
+    return vol_resume (v);
+  v->op_superseded = false;
+  vol_check_drained (v);        /* the other hold stands */
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
@@ -1034,6 +1096,7 @@ vol_resume (struct volume *v)
       commit_kick (v);
     }
   hydrate_kick (v);
+  merge_kick (v);
 }
 
 struct close_ctx

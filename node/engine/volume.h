@@ -172,6 +172,13 @@ int vol_commit_parse (const char *s, enum dscow_commit *c);
  * marks the superblock dirty. */
 void vol_hold (struct volume *v, vol_done_fn *drained, void *opaque);
 void vol_resume (struct volume *v);
+/* The hold of an operation that changes the volume while it is drained
+ * (snapshot, rollback, merge): -EBUSY when held already.  Any vol_hold
+ * meanwhile wins: drained gets -ECANCELED if it has not run yet, and
+ * vol_resume_op (which ends the operation, whatever drained got) then
+ * leaves the volume held for it. */
+int vol_hold_op (struct volume *v, vol_done_fn *drained, void *opaque);
+void vol_resume_op (struct volume *v);
 int vol_mark_clean (struct volume *v);
 /* The owner's detach in a cluster, on a drained volume: vol_mark_clean,
  * then READONLY (nothing more is written) before the caller releases the
@@ -232,5 +239,45 @@ void vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi);
  * base (vol_params.base_uri NULL) needs the hydrated flag too. */
 int vol_drop_base (struct volume *v, char *err, size_t errlen);
 bool vol_has_base (const struct volume *v);
+
+/* Layer chains (vol-chain.c): snapshots, rollback, reset; dscow(5).
+ * Each needs the volume active here and drained: the caller holds it
+ * (vol_hold) and resumes it after.  They block on the devices, return 0
+ * or a negative code with one sentence in err, and leave the chain either
+ * as it was or as asked, on disk and in memory, whatever fails. */
+struct vol_layer_info
+{
+  const char *name;             /* the snapshot's name; NULL: the top */
+  const char *uri;              /* its device */
+  uint64_t chunks;              /* chunks it holds */
+  uint64_t created;             /* formatted, seconds since the epoch */
+  uint64_t frozen;              /* snapshot taken, 0 for the top */
+};
+/* The layers, bottom first, the top last; returns how many (<= max). */
+unsigned vol_layers (const struct volume *v, struct vol_layer_info *out,
+                     unsigned max);
+/* Freeze the top as snapshot `name` and continue on a new, empty layer on
+ * device uri (formatted here). */
+int vol_snapshot (struct volume *v, const char *uri, const char *name,
+                  const struct backend_opts *bo, char *err, size_t errlen);
+/* name: empty the layer above snapshot `name` and drop the layers above
+ * that; NULL (reset): empty the top.  freed (DSCOW_CHAIN_MAX entries) gets
+ * the dropped devices, strdup'ed, *nfreed how many. */
+int vol_rollback (struct volume *v, const char *name, char **freed,
+                  unsigned *nfreed, char *err, size_t errlen);
+
+/* Merge (vol-merge.c): copy the top into the frozen layer below it while
+ * the volume serves, then make that layer the top and free the old one;
+ * started here, progress in vol_merge_info. */
+struct vol_merge
+{
+  bool running;
+  uint64_t scanned, chunks;     /* the copy's position, of chunks */
+  uint64_t copied;              /* chunks copied by this merge */
+  int error;                    /* the last merge failed: -errno */
+  const char *freed;            /* the device the last merge freed, or NULL */
+};
+int vol_merge_start (struct volume *v, char *err, size_t errlen);
+void vol_merge_info (const struct volume *v, struct vol_merge *mi);
 
 #endif /* COWD_VOLUME_H */

@@ -32,25 +32,7 @@ c attach w >/dev/null
 
 # A client that writes and reads at random while the copy runs; it keeps
 # the expected image up to date and checks each read against it.
-client() {
-  EXPECT="$d/expect.img" nbdsh -u "$uri" -c '
-import os, random
-random.seed(int(os.environ["SEED"]))
-f = open(os.environ["EXPECT"], "r+b")
-size = h.get_size()
-for i in range(int(os.environ["N"])):
-    n = random.randint(1, 12000)
-    off = random.randrange(0, size - n)
-    data = os.urandom(n)
-    h.pwrite(data, off)
-    f.seek(off); f.write(data); f.flush()
-    n = random.randint(1, 200000)
-    off = random.randrange(0, size - n)
-    f.seek(off)
-    if h.pread(n, off) != f.read(n):
-        raise SystemExit("read of %d bytes at %d differs from base + writes" % (n, off))
-'
-}
+client() { python3 "$top_srcdir/tests/randclient.py" "$uri" "$d/expect.img" "$SEED" "$N"; }
 
 t0=$(date +%s.%N)
 c hydrate v --rate 1 >/dev/null

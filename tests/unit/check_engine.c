@@ -10,7 +10,8 @@
  * overlapping requests are avoided in the generator (their order is
  * undefined), everything else may overlap in time.  Then the volume is
  * closed, opened again and compared with the model byte for byte, and the
- * base file is checked unchanged.
+ * base file is checked unchanged.  The same clients run over layer chains
+ * (snapshots, rollback, reset, hydration from the layers: test_chain).
  */
 #include <config.h>
 
@@ -327,6 +328,136 @@ START_TEST (test_hydrate)
 }
 END_TEST
 
+/* Layer chains: the random clients run over base <- s1 <- s2 <- s3 <-
+ * top, each snapshot taken between runs, so that reads come from every
+ * layer and faults copy from the nearest one.  The chain is found again
+ * at open; rollback and reset read as the snapshot's model; hydration
+ * copies from the nearest layer too. */
+static void
+drained_cb (void *opaque, int res)
+{
+  *(int *) opaque = res;
+  qb_loop_stop (loop);
+}
+
+static void
+chain_held (void)
+{
+  int res = 1;
+  vol_hold (vol, drained_cb, &res);
+  qb_loop_run (loop);
+  ck_assert_int_eq (res, 0);
+}
+
+static void
+chain_snapshot (const char *snap, const char *dev)
+{
+  char path[128], err[512];
+  struct backend_opts bo = { .direct = true };
+  snprintf (path, sizeof path, "%s/%s", dir, dev);
+  int fd = open (path, O_CREAT | O_RDWR, 0600);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (ftruncate (fd, VOL_SIZE + 1024 * 1024), 0);
+  close (fd);
+  chain_held ();
+  int r = vol_snapshot (vol, path, snap, &bo, err, sizeof err);
+  ck_assert_msg (r == 0, "snapshot %s: %s", snap, err);
+  vol_resume (vol);
+}
+
+static void
+chain_rollback (const char *snap, unsigned want_freed)
+{
+  char err[512], *freed[DSCOW_CHAIN_MAX];
+  unsigned n;
+  chain_held ();
+  int r = vol_rollback (vol, snap, freed, &n, err, sizeof err);
+  ck_assert_msg (r == 0, "rollback: %s", err);
+  ck_assert_uint_eq (n, want_freed);
+  for (unsigned i = 0; i < n; i++)
+    free (freed[i]);
+  vol_resume (vol);
+}
+
+static void
+merged_poll (void *data)
+{
+  struct vol_merge m;
+  vol_merge_info (vol, &m);
+  ck_assert_int_eq (m.error, 0);
+  if (!m.running)
+    {
+      qb_loop_stop (loop);
+      return;
+    }
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 10000000, NULL, merged_poll, &t);
+}
+
+START_TEST (test_chain)
+{
+  static const char *const snaps[] = { "s1", "s2", "s3" };
+  static const char *const devs[] = { "l1.img", "l2.img", "l3.img" };
+  uint8_t *saved[3];
+  struct vol_layer_info li[DSCOW_CHAIN_MAX];
+  open_volume ("vchain", DSCOW_COMMIT_SYNC, true);
+  for (int i = 0; i < 3; i++)
+    {
+      run_random (800);
+      saved[i] = malloc (VOL_SIZE);
+      memcpy (saved[i], model, VOL_SIZE);
+      chain_snapshot (snaps[i], devs[i]);
+      verify_whole ();
+    }
+  run_random (800);
+  verify_whole ();
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 4);
+  for (int i = 0; i < 3; i++)
+    {
+      ck_assert_str_eq (li[i].name, snaps[i]);
+      ck_assert_uint_gt (li[i].chunks, 0);
+    }
+  ck_assert_ptr_null (li[3].name);
+  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);      /* found at open */
+  open_volume ("vchain", DSCOW_COMMIT_SYNC, false);
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 4);
+  chain_rollback ("s2", 1);     /* s3's layer empty, the top freed */
+  memcpy (model, saved[1], VOL_SIZE);
+  verify_whole ();
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 3);
+  run_random (500);
+  chain_rollback (NULL, 0);     /* reset: reads as s2 again */
+  memcpy (model, saved[1], VOL_SIZE);
+  verify_whole ();
+  run_random (500);
+  /* Merge the top into s2 while the clients run: nothing they read
+   * changes, and what they write during the copy is copied again. */
+  char err[512];
+  struct vol_stats st0, st1;
+  vol_get_stats (vol, &st0);
+  ck_assert_int_eq (vol_merge_start (vol, err, sizeof err), 0);
+  run_random (1500);
+  vol_get_stats (vol, &st1);
+  ck_assert_uint_gt (st1.writes, st0.writes);
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, merged_poll, &t);
+  qb_loop_run (loop);
+  verify_whole ();
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 2);
+  ck_assert_str_eq (li[0].name, "s1");
+  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);
+  open_volume ("vchain", DSCOW_COMMIT_SYNC, false);
+  ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 2);
+  ck_assert_int_eq (vol_hydrate_start (vol, 0, err, sizeof err), 0);
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, hydrated_poll, &t);
+  qb_loop_run (loop);
+  verify_whole ();              /* copied from s1 and the base */
+  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);
+  for (int i = 0; i < 3; i++)
+    free (saved[i]);
+}
+END_TEST
+
 START_TEST (test_sync) { engine_policy ("vsync", DSCOW_COMMIT_SYNC); }
 END_TEST
 START_TEST (test_flush) { engine_policy ("vflush", DSCOW_COMMIT_FLUSH); }
@@ -529,6 +660,7 @@ engine_suite (void)
   tcase_add_test (tc, test_lease_gate);
   tcase_add_test (tc, test_fenced_close);
   tcase_add_test (tc, test_hydrate);
+  tcase_add_test (tc, test_chain);
   suite_add_tcase (s, tc);
   return s;
 }

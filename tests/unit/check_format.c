@@ -313,6 +313,113 @@ START_TEST (test_layout_offsets)
 }
 END_TEST
 
+/* Minor 3: the layer chain at 352-2503. */
+static void
+make_chain_super (struct dscow_super *sb)
+{
+  make_super (sb);
+  sb->incompat = DSCOW_INCOMPAT_LOWER;
+  sb->ro_compat = DSCOW_RO_COMPAT_FROZEN;
+  for (int i = 0; i < 16; i++)
+    {
+      sb->lower_uuid[i] = (uint8_t) (0x10 + i);
+      sb->upper_uuid[i] = (uint8_t) (0x80 + i);
+    }
+  memset (sb->lower_uri, 'l', DSCOW_URI_MAX);   /* the longest there is */
+  strcpy (sb->upper_uri, "iscsi://10.0.0.1/iqn.2026-11.test:t/3");
+  strcpy (sb->snap_name, "before-upgrade_1.2");
+  sb->snap_time = 0x0123456789abcdefull;
+}
+
+START_TEST (test_chain_fields)
+{
+  struct dscow_super sb, out;
+  make_chain_super (&sb);
+  ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
+  ck_assert_uint_eq (get_le (buf, 24, 8), 1);
+  ck_assert_uint_eq (get_le (buf, 32, 8), 1);
+  ck_assert_mem_eq (buf + 352, sb.lower_uuid, 16);
+  ck_assert_mem_eq (buf + 368, sb.upper_uuid, 16);
+  ck_assert_uint_eq (get_le (buf, 384, 8), 0x0123456789abcdefull);
+  ck_assert_mem_eq (buf + 392, "before-upgrade_1.2", 19);
+  ck_assert_mem_eq (buf + 456, sb.lower_uri, DSCOW_URI_MAX);
+  ck_assert_uint_eq (buf[456 + DSCOW_URI_MAX], 0);
+  ck_assert_str_eq ((const char *) buf + 1480, sb.upper_uri);
+  for (size_t i = 2504; i < 4092; i++)
+    ck_assert_uint_eq (buf[i], 0);                  /* reserved */
+  memset (&out, 0x55, sizeof out);
+  ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
+  ck_assert_mem_eq (out.lower_uuid, sb.lower_uuid, 16);
+  ck_assert_mem_eq (out.upper_uuid, sb.upper_uuid, 16);
+  ck_assert_str_eq (out.lower_uri, sb.lower_uri);
+  ck_assert_str_eq (out.upper_uri, sb.upper_uri);
+  ck_assert_str_eq (out.snap_name, sb.snap_name);
+  ck_assert_uint_eq (out.snap_time, sb.snap_time);
+  static uint8_t again[DSCOW_SUPER_SIZE];
+  ck_assert_int_eq (dscow_super_encode (&out, again, sizeof again), 0);
+  ck_assert_int_eq (memcmp (buf, again, DSCOW_SUPER_SIZE), 0);
+}
+END_TEST
+
+/* Each link checked when its flag is set, and only then. */
+static int
+chain_decode_with (void (*edit) (struct dscow_super *))
+{
+  struct dscow_super sb, out;
+  make_chain_super (&sb);
+  edit (&sb);
+  ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
+  return dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out);
+}
+
+static void ed_lower_uuid (struct dscow_super *sb) { memset (sb->lower_uuid, 0, 16); }
+static void ed_lower_uri (struct dscow_super *sb) { sb->lower_uri[0] = 0; }
+static void ed_upper_uuid (struct dscow_super *sb) { memset (sb->upper_uuid, 0, 16); }
+static void ed_upper_uri (struct dscow_super *sb) { sb->upper_uri[0] = 0; }
+static void ed_snap_name (struct dscow_super *sb) { strcpy (sb->snap_name, "a b"); }
+static void ed_snap_empty (struct dscow_super *sb) { sb->snap_name[0] = 0; }
+static void ed_minor2 (struct dscow_super *sb) { sb->version_minor = 2; }
+static void
+ed_no_flags (struct dscow_super *sb)
+{
+  sb->incompat = sb->ro_compat = 0;
+  memset (sb->lower_uuid, 0, 16);       /* links not checked without flags */
+  sb->upper_uri[0] = 0;
+}
+
+START_TEST (test_chain_errors)
+{
+  ck_assert_int_eq (chain_decode_with (ed_lower_uuid), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_lower_uri), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_upper_uuid), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_upper_uri), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_snap_name), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_snap_empty), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_minor2), -DSCOW_ECHAIN);
+  ck_assert_int_eq (chain_decode_with (ed_no_flags), 0);
+  /* A lower URI that fills its field with no NUL: refused. */
+  struct dscow_super sb, out;
+  make_chain_super (&sb);
+  ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
+  poke (buf, 456 + DSCOW_URI_MAX, 'l', 1);
+  ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
+                    -DSCOW_ECHAIN);
+  /* A minor 2 superblock: bytes 352 on are not read (reserved then). */
+  make_super (&sb);
+  sb.version_minor = 2;
+  ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
+  poke (buf, 456, 'x', 1);
+  poke (buf, 384, 77, 8);
+  ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
+  ck_assert_str_eq (out.lower_uri, "");
+  ck_assert_uint_eq (out.snap_time, 0);
+  ck_assert_str_eq (dscow_strerror (DSCOW_ECHAIN), "the superblock's layer "
+                    "chain fields are inconsistent (a lower or upper layer "
+                    "link without its device or uuid, or a frozen layer "
+                    "without a snapshot name)");
+}
+END_TEST
+
 START_TEST (test_init_defaults)
 {
   struct dscow_super sb;
@@ -374,10 +481,14 @@ START_TEST (test_decode_version_features)
   ck_assert_int_eq (decode_after_poke (8, 0xffff, 2), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (12, 512, 4), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (10, 9, 2), 0);   /* minor: fine */
-  ck_assert_int_eq (decode_after_poke (24, 1, 8), -DSCOW_EINCOMPAT);
+  ck_assert_int_eq (decode_after_poke (24, 4, 8), -DSCOW_EINCOMPAT);
+  ck_assert_int_eq (decode_after_poke (24, 2, 8), 0);   /* RESETTING */
   ck_assert_int_eq (decode_after_poke (24, 1ull << 63, 8), -DSCOW_EINCOMPAT);
+  /* Known since minor 3: LOWER (and FROZEN) need their link. */
+  ck_assert_int_eq (decode_after_poke (24, 1, 8), -DSCOW_ECHAIN);
+  ck_assert_int_eq (decode_after_poke (32, 1, 8), -DSCOW_ECHAIN);
   ck_assert_int_eq (decode_after_poke (16, ~0ull, 8), 0);      /* compat */
-  ck_assert_int_eq (decode_after_poke (32, ~0ull, 8), 0);      /* ro_compat */
+  ck_assert_int_eq (decode_after_poke (32, ~1ull, 8), 0);      /* ro_compat */
 }
 END_TEST
 
@@ -872,6 +983,8 @@ format_suite (void)
   tcase_add_test (tc, test_roundtrip_commit_policies);
   tcase_add_test (tc, test_layout_offsets);
   tcase_add_test (tc, test_init_defaults);
+  tcase_add_test (tc, test_chain_fields);
+  tcase_add_test (tc, test_chain_errors);
   tcase_add_test (tc, test_decode_short_magic_csum);
   tcase_add_test (tc, test_decode_version_features);
   tcase_add_test (tc, test_decode_chunk_name_state);

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Crash safety of the layer chain: cowd is made to exit (COWD_TEST_CRASH_AT,
+# an _exit at a named step, as abrupt as SIGKILL) at each step of snapshot,
+# reset and rollback; after a restart the volume must read exactly as the
+# old chain or exactly as the new one (nbdcopy + cmp against the expected
+# image), the chain listed must be that one, and the volume must take
+# writes again.
+#   snapshot-start      drained, nothing written          -> old chain
+#   snapshot-formatted  the new layer formatted, unlinked -> old chain
+#   snapshot-committed  the old top frozen and linked     -> new chain
+#   reset-start / rollback-start                          -> old chain
+#   reset-committed / rollback-committed: the superblock says "resetting",
+#                       the bitmap is not zeroed yet      -> new chain
+#   reset-zeroed        zeroed, the flag still set        -> new chain
+#   merge-start         the lower layer marked merging    -> old chain
+#   merge-copying       the first run copied               -> old chain
+#   merge-copied        held, every chunk copied           -> old chain
+#   merge-bitmap        the lower layer's bitmap written   -> old chain
+#   merge-committed     the lower layer is the top         -> new chain
+# After an interrupted merge the snapshot merged into is gone (a rollback
+# to it is refused) and `cowctl merge` finishes the job.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+requires nbdcopy qemu-io cowd cowctl jq
+
+d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
+uri="nbd+unix:///?socket=$d/run/v.sock"
+source "$top_srcdir/tests/functional/chain-lib.sh"
+new_image "$d/base.img" 8M random
+for i in 1 2 3; do truncate -s 9M "$d/cow$i.img"; done
+cp "$d/base.img" "$d/expect.img"
+start_cowd "$d/run"
+c create v --base "$d/base.img" --cow "$d/cow1.img" >/dev/null
+c attach v >/dev/null
+
+
+# crash_at STEP CMD...: cowd runs CMD and exits at STEP; restarted.
+merged() {
+  wait_until 30 sh -c "[ \"\$(cowctl --run-dir $d/run --json status v | jq -r .merge.state)\" = off ]" \
+    || fail "the merge did not end: $(c status v)"
+}
+crash_at() {
+  local step=$1 pid out; shift
+  stop_cowd "$d/run"
+  COWD_TEST_CRASH_AT=$step start_cowd "$d/run"
+  pid=${_cowd_pid[$d/run]}
+  out=$(c "$@" 2>&1) || true   # merge answers before its later steps
+  wait_until 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "cowd did not exit at $step"
+  grep -q "test hook: exiting at $step" "$d/run.log" || fail "cowd never reached $step"
+  rm -f "$d/run/cowd.pid"
+  start_cowd "$d/run"
+  echo "  killed at $step"
+}
+
+w 0x11 0 64k
+w 0x12 1052672 4096
+cp "$d/expect.img" "$d/e0.img"
+
+crash_at snapshot-start snapshot v --cow "$d/cow2.img" --name s1
+same "$d/e0.img" "snapshot-start"
+[ "$(layers)" = '[[null,2]]' ] || fail "snapshot-start: chain $(layers)"
+crash_at snapshot-formatted snapshot v --cow "$d/cow2.img" --name s1
+same "$d/e0.img" "snapshot-formatted"
+[ "$(layers)" = '[[null,2]]' ] || fail "snapshot-formatted: chain $(layers)"
+# cow2 holds an unlinked layer now; the retry formats it again.
+crash_at snapshot-committed snapshot v --cow "$d/cow2.img" --name s1
+same "$d/e0.img" "snapshot-committed"
+[ "$(layers)" = '[["s1",2],[null,0]]' ] || fail "snapshot-committed: chain $(layers)"
+w 0x21 65536 64k
+w 0x22 1056768 512
+cp "$d/expect.img" "$d/e1.img"
+c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
+w 0x31 131072 64k
+cp "$d/expect.img" "$d/e2.img"
+[ "$(layers)" = '[["s1",2],["s2",2],[null,1]]' ] || fail "chain $(layers)"
+
+crash_at reset-start reset v
+same "$d/e2.img" "reset-start"
+[ "$(layers)" = '[["s1",2],["s2",2],[null,1]]' ] || fail "reset-start: chain $(layers)"
+crash_at reset-committed reset v
+same "$d/e1.img" "reset-committed"
+[ "$(layers)" = '[["s1",2],["s2",2],[null,0]]' ] || fail "reset-committed: chain $(layers)"
+cp "$d/e1.img" "$d/expect.img"
+w 0x32 131072 4096
+crash_at reset-zeroed reset v
+same "$d/e1.img" "reset-zeroed"
+[ "$(layers)" = '[["s1",2],["s2",2],[null,0]]' ] || fail "reset-zeroed: chain $(layers)"
+cp "$d/e1.img" "$d/expect.img"
+w 0x33 131072 64k
+
+crash_at rollback-start rollback v s1
+cp "$d/e1.img" "$d/e2.img"
+qemu-io -f raw -c "write -P 0x33 131072 64k" "$d/e2.img" >/dev/null
+same "$d/e2.img" "rollback-start"
+[ "$(layers)" = '[["s1",2],["s2",2],[null,1]]' ] || fail "rollback-start: chain $(layers)"
+crash_at rollback-committed rollback v s1
+same "$d/e0.img" "rollback-committed"
+[ "$(layers)" = '[["s1",2],[null,0]]' ] || fail "rollback-committed: chain $(layers)"
+cp "$d/e0.img" "$d/expect.img"
+w 0x41 0 4096
+c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
+w 0x42 65536 4096
+crash_at reset-zeroed rollback v s1
+same "$d/e0.img" "rollback, reset-zeroed"
+[ "$(layers)" = '[["s1",2],[null,0]]' ] || fail "rollback reset-zeroed: chain $(layers)"
+# It takes writes, and they last across a clean restart.
+cp "$d/e0.img" "$d/expect.img"
+w 0x51 0 64k
+stop_cowd "$d/run"
+start_cowd "$d/run"
+same "$d/expect.img" "after a clean restart"
+
+# Merge: the data never changes; the chain does at the commit.
+c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
+w 0x61 65536 128k
+w 0x62 3145728 4096
+cp "$d/expect.img" "$d/e3.img"
+for step in merge-start merge-copying merge-copied; do
+  crash_at $step merge v
+  same "$d/e3.img" "$step"
+  [ "$(layers)" = '[["s1",2],["s2",1],[null,3]]' ] || fail "$step: chain $(layers)"
+done
+crash_at merge-bitmap merge v
+same "$d/e3.img" "merge-bitmap"
+[ "$(layers)" = '[["s1",2],["s2",4],[null,3]]' ] || fail "merge-bitmap: chain $(layers)"
+expect_exact "volume v: snapshot s2 is the target of a merge (running, or interrupted): its layer no longer holds the snapshot; run cowctl merge v to finish it" \
+  rollback v s2
+crash_at merge-committed merge v
+same "$d/e3.img" "merge-committed"
+[ "$(layers)" = '[["s1",2],[null,4]]' ] || fail "merge-committed: chain $(layers)"
+w 0x63 0 4096
+c merge v >/dev/null
+merged
+same "$d/expect.img" "after the last merge"
+[ "$(layers)" = '[[null,5]]' ] || fail "after the last merge: chain $(layers)"
+stop_cowd "$d/run"
+start_cowd "$d/run"
+same "$d/expect.img" "after the last restart"
+pass
