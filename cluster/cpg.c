@@ -13,10 +13,16 @@
  *
  * State transfer: on a configuration change with joiners, the lowest node
  * that was already a member multicasts SYNC_MARK; when SYNC_MARK is
- * delivered, that node multicasts the table as it stands at that point
- * (SYNC_DATA).  A joiner applies nothing until it has seen SYNC_MARK; it
- * queues what follows the mark and, when SYNC_DATA arrives, adopts the
- * table and replays the queue.  A node alone in a new group (the first
+ * delivered, that node encodes the table as it stands at that point into
+ * SYNC_PIECEs of at most CL_PIECE_MAX bytes (a few hundred volumes each)
+ * and multicasts them.  A joiner applies nothing until it has seen
+ * SYNC_MARK; it queues what follows the mark (messages, and members that
+ * leave), collects the pieces of the mark's sender in order into a table
+ * of its own, and after the last one adopts it: it defines the volumes
+ * through on_define in batches of at most ADOPT_BUDGET_NS from loop jobs
+ * (between on_batch begin/end: one store transaction each), so a table of
+ * 100,000 volumes never blocks the loop long; then it replays the queue
+ * and is synced (on_synced).  A node alone in a new group (the first
  * one, or the whole cluster restarting) starts from an empty table and
  * cowd defines its volumes again from its own state directory.
  *
@@ -91,6 +97,10 @@ struct pending
   struct pending *next;
   void *buf;
   size_t len;
+  bool nop;                     /* a heartbeat: may pass queued messages */
+  uint32_t sender;              /* replay: who sent it, or who left */
+  int left;                     /* replay: 0 a message, 1 an agent left,
+                                 * 2 a node went down */
 };
 
 static struct
@@ -129,7 +139,14 @@ static struct
   bool stale;                   /* lost quorum since the last sync */
   qb_loop_timer_handle stale_timer;
   bool seen_mark;               /* joiner: the mark has been delivered */
+  uint32_t sync_from;           /* joiner: who sent that mark */
+  struct cl_table incoming;     /* joiner: the pieces so far */
+  uint32_t next_piece;
+  bool adopting;                /* joiner: defining the table in batches */
+  size_t adopt_pos;
   struct pending *replay_head, *replay_tail;
+  uint32_t refused[CLUSTER_MAX_MEMBERS]; /* nodes of another version */
+  size_t nrefused;
   /* Send queue */
   struct pending *out_head, *out_tail;
   unsigned backoff_ms;
@@ -194,6 +211,25 @@ send_flush (void)
     }
 }
 
+/* A heartbeat goes before the messages waiting for corosync's flow
+ * control (after the heartbeats already waiting, which stay in order): it
+ * changes no table, and a state transfer of many pieces must not hold it
+ * back past the lease. */
+static void
+send_enqueue (struct pending *p)
+{
+  struct pending **at = &C.out_head;
+  if (p->nop)
+    while (*at && (*at)->nop)
+      at = &(*at)->next;
+  else
+    at = C.out_tail ? &C.out_tail->next : &C.out_head;
+  p->next = *at;
+  *at = p;
+  if (!p->next)
+    C.out_tail = p;
+}
+
 static int
 send_msg (struct cl_msg *m)
 {
@@ -206,11 +242,8 @@ send_msg (struct cl_msg *m)
       free (p);
       return -ENOMEM;
     }
-  if (C.out_tail)
-    C.out_tail->next = p;
-  else
-    C.out_head = p;
-  C.out_tail = p;
+  p->nop = m->type == CL_MSG_NOP;
+  send_enqueue (p);
   if (!C.retry_armed)
     send_flush ();
   return 0;
@@ -219,14 +252,8 @@ send_msg (struct cl_msg *m)
 /* --- receiving --- */
 
 static void
-replay_queue (const void *buf, size_t len, uint32_t sender)
+replay_add (struct pending *p)
 {
-  struct pending *p = calloc (1, sizeof *p);
-  if (!p || !(p->buf = malloc (len + 4)))
-    abort ();                   /* losing it would fork the table */
-  memcpy (p->buf, &sender, 4);
-  memcpy ((char *) p->buf + 4, buf, len);
-  p->len = len;
   if (C.replay_tail)
     C.replay_tail->next = p;
   else
@@ -234,31 +261,183 @@ replay_queue (const void *buf, size_t len, uint32_t sender)
   C.replay_tail = p;
 }
 
-static void deliver (uint32_t sender, const void *buf, size_t len);
+static void
+replay_queue (const void *buf, size_t len, uint32_t sender)
+{
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p || !(p->buf = malloc (len)))
+    abort ();                   /* losing it would fork the table */
+  memcpy (p->buf, buf, len);
+  p->len = len;
+  p->sender = sender;
+  replay_add (p);
+}
+
+/* A member left after the mark: the table sent as of the mark does not
+ * know it yet, so it is applied after the table, in its place. */
+static void
+replay_left (uint32_t node, bool down)
+{
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p)
+    abort ();
+  p->sender = node;
+  p->left = down ? 2 : 1;
+  replay_add (p);
+}
 
 static void
-adopt_sync (const struct cl_msg *m)
+replay_drop (void)
 {
-  cl_table_copy (&C.table, m->vols, m->nvols);
-  C.synced = true;
-  C.stale = false;
-  qb_log (LOG_INFO, "cluster: received the table (%u volumes)", m->nvols);
-  for (size_t i = 0; i < C.table.n; i++)
-    if (C.cb->on_define)
-      C.cb->on_define (C.ud, &C.table.vols[i].def, true);
   while (C.replay_head)
     {
       struct pending *p = C.replay_head;
       C.replay_head = p->next;
-      uint32_t sender;
-      memcpy (&sender, p->buf, 4);
-      deliver (sender, (char *) p->buf + 4, p->len);
       free (p->buf);
       free (p);
     }
   C.replay_tail = NULL;
+}
+
+static void deliver (uint32_t sender, const void *buf, size_t len);
+
+static void
+replay_run (void)
+{
+  struct cl_effects e = fx ();
+  while (C.replay_head)
+    {
+      struct pending *p = C.replay_head;
+      C.replay_head = p->next;
+      if (p->left)
+        cl_table_member_left (&C.table, p->sender, p->left == 2, &e);
+      else
+        deliver (p->sender, p->buf, p->len);
+      free (p->buf);
+      free (p);
+    }
+  C.replay_tail = NULL;
+}
+
+/* --- the state transfer --- */
+
+/* Our own mark came back: the table as it stands at this point of the
+ * agreed order, in pieces under CL_PIECE_MAX (encoded now, so later
+ * messages cannot change what the joiners receive). */
+static void
+sync_send_table (void)
+{
+  size_t n = C.table.n, i = 0;
+  uint32_t piece = 0;
+  do
+    {
+      size_t start = i, bytes = CL_PIECE_OVERHEAD;
+      while (i < n && bytes + cl_msg_piece_vol_size (&C.table.vols[i])
+             <= CL_PIECE_MAX)
+        bytes += cl_msg_piece_vol_size (&C.table.vols[i++]);
+      struct cl_msg d = { .type = CL_MSG_SYNC_PIECE,
+        .vols = C.table.vols + start, .nvols = (uint32_t) (i - start),
+        .piece = piece++, .total = (uint32_t) n, .last = i == n };
+      send_msg (&d);
+    }
+  while (i < n);
+  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces)",
+          n, piece);
+}
+
+/* Give up the transfer under way (its pieces made no sense): wait for
+ * the next mark. */
+static void
+sync_abandon (const char *why, uint32_t sender)
+{
+  qb_log (LOG_ERR, "cluster: the table from node %u: %s; waiting for "
+          "another state transfer", sender, why);
+  cl_table_clear (&C.incoming);
+  C.next_piece = 0;
+  C.seen_mark = false;
+  replay_drop ();
+}
+
+/* Defining 100,000 volumes takes longer than the loop may be blocked, so
+ * the joiner defines the adopted table in batches of at most this long
+ * (one store transaction each), from loop jobs; messages delivered
+ * meanwhile wait in the replay queue as before the table came. */
+#define ADOPT_BUDGET_NS (4 * 1000000ull)
+
+static void sync_adopt_batch (void *data);
+
+static void
+sync_adopt_done (void)
+{
+  C.adopting = false;
+  C.synced = true;
+  C.stale = false;
+  replay_run ();
+  qb_log (LOG_INFO, "cluster: synced (%zu volumes)", C.table.n);
   if (C.cb->on_synced)
     C.cb->on_synced (C.ud);
+}
+
+static void
+sync_adopt_batch (void *data)
+{
+  if (!C.adopting)
+    return;
+  uint64_t until = clock_now_ns () + ADOPT_BUDGET_NS;
+  if (C.cb->on_batch)
+    C.cb->on_batch (C.ud, true);
+  while (C.adopt_pos < C.table.n)
+    {
+      if (C.cb->on_define)
+        C.cb->on_define (C.ud, &C.table.vols[C.adopt_pos].def, true);
+      if ((++C.adopt_pos & 63) == 0 && clock_now_ns () >= until)
+        break;
+    }
+  if (C.cb->on_batch)
+    C.cb->on_batch (C.ud, false);
+  if (C.adopt_pos < C.table.n)
+    qb_loop_job_add (C.loop, QB_LOOP_LOW, NULL, sync_adopt_batch);
+  else
+    sync_adopt_done ();
+}
+
+static void
+sync_take_piece (const struct cl_msg *m, uint32_t sender)
+{
+  if (m->piece != C.next_piece)
+    return sync_abandon ("a piece came out of order", sender);
+  for (uint32_t i = 0; i < m->nvols; i++)
+    if (!cl_table_add (&C.incoming, &m->vols[i]))
+      return sync_abandon ("a volume came twice (or out of memory)", sender);
+  C.next_piece++;
+  if (!m->last)
+    return;
+  if (C.incoming.n != m->total)
+    return sync_abandon ("the pieces do not add up to the table", sender);
+  qb_log (LOG_INFO, "cluster: received the table (%zu volumes in %u "
+          "pieces)", C.incoming.n, C.next_piece);
+  cl_table_clear (&C.table);
+  C.table = C.incoming;
+  memset (&C.incoming, 0, sizeof C.incoming);
+  C.next_piece = 0;
+  C.adopting = true;
+  C.adopt_pos = 0;
+  sync_adopt_batch (NULL);
+}
+
+/* Another version of the protocol: said once per node, then ignored. */
+static void
+refuse_version (uint32_t sender)
+{
+  for (size_t i = 0; i < C.nrefused; i++)
+    if (C.refused[i] == sender)
+      return;
+  if (C.nrefused < CLUSTER_MAX_MEMBERS)
+    C.refused[C.nrefused++] = sender;
+  qb_log (LOG_ERR, "cluster: node %u speaks another version of the cowherd "
+          "cluster protocol than this node (version %d); its messages are "
+          "ignored: run one cowherd version on every node", sender,
+          CL_MSG_VERSION);
 }
 
 static void lease_renew (uint64_t sent_ns);
@@ -268,6 +447,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
 {
   struct cl_msg m;
   int r = cl_msg_decode (buf, len, &m);
+  if (r == -EPROTONOSUPPORT)
+    return refuse_version (sender);
   if (r < 0)
     {
       qb_log (LOG_WARNING, "cluster: ignoring a malformed message from node "
@@ -287,22 +468,22 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   if (!C.synced)
     {
-      if (m.type == CL_MSG_SYNC_DATA && C.seen_mark)
-        adopt_sync (&m);
-      else if (m.type == CL_MSG_SYNC_MARK)
-        C.seen_mark = true;
+      if (m.type == CL_MSG_SYNC_MARK && !C.seen_mark)
+        {
+          C.seen_mark = true;
+          C.sync_from = sender;
+        }
+      else if (m.type == CL_MSG_SYNC_PIECE && C.seen_mark && !C.adopting
+               && sender == C.sync_from)
+        sync_take_piece (&m, sender);
       else if (C.seen_mark)
         replay_queue (buf, len, sender);
       cl_msg_free (&m);
       return;
     }
   if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
-    {
-      struct cl_msg d = { .type = CL_MSG_SYNC_DATA, .vols = C.table.vols,
-        .nvols = (uint32_t) C.table.n };
-      send_msg (&d);
-    }
-  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_DATA)
+    sync_send_table ();
+  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE)
     {
       struct cl_effects e = fx ();
       cl_table_apply (&C.table, sender, &m, &e);
@@ -356,6 +537,8 @@ stale_merge (void)
           "table of the quorate side");
   C.synced = false;
   C.seen_mark = false;
+  C.next_piece = 0;
+  cl_table_clear (&C.incoming);
   qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
   qb_loop_timer_add (C.loop, QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
@@ -397,6 +580,8 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
               left[i].nodeid, down ? "node down" : "agent stopped");
       if (C.synced)
         cl_table_member_left (&C.table, left[i].nodeid, down, &e);
+      else if (C.seen_mark)
+        replay_left (left[i].nodeid, down);
     }
   bool me_joined = false;
   for (size_t i = 0; i < njoined; i++)
@@ -454,6 +639,8 @@ cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
           qb_log (LOG_NOTICE, "cluster: node %u left the ring", C.ring[i]);
           cl_table_member_left (&C.table, C.ring[i], true, &e);
         }
+      else if (!still && C.seen_mark)
+        replay_left (C.ring[i], true);
     }
   C.nring = n < CLUSTER_MAX_MEMBERS ? n : CLUSTER_MAX_MEMBERS;
   memcpy (C.ring, list, C.nring * sizeof *list);

@@ -15,10 +15,19 @@ struct nbd_export;
 /* The base of a volume whose base was dropped (cowctl unbase). */
 #define VOLDB_NO_BASE "none"
 
-/* A volume definition, persisted in STATE_DIR/volumes.conf. */
+/* The levels of voldb's skip list (4^16 entries before it degrades). */
+#define VOLDB_LEVELS 16
+
+/* A volume definition, persisted as one row of STATE_DIR/volumes.db
+ * (store.c).  Indexed by name, by CoW device and by LUN identity
+ * (voldb.c); cowd.vols lists them sorted by name. */
 struct vol_entry
 {
-  struct vol_entry *next;
+  struct vol_entry *next;       /* by name; level 0 of the skip list */
+  struct vol_entry **up;        /* levels 1..levels-1, or NULL */
+  uint8_t levels;
+  bool unresolved;              /* cow_key is "path:": device absent */
+  char *cow_key;                /* backend_key of cow when indexed */
   char *name;
   char *base;                   /* path or iscsi:// URL */
   char *cow;
@@ -101,8 +110,21 @@ struct ctl_req;
 void cmds_dispatch (struct ctl_req *req);
 
 void voldb_remove (struct vol_entry *e);
+/* Open the store, import an old volumes.conf, load every definition. */
 int voldb_load (char *err, size_t errlen);
-int voldb_save (void);
+/* voldb-import.c: volumes.conf into the store, then renamed *.imported. */
+struct store;
+int voldb_import (struct store *s, const char *dir, char *err,
+                  size_t errlen);
+/* Write e's row: durably (returns once it survives a power cut), or
+ * lazily (a definition the cluster can give back, the attached flag);
+ * remove it.  0 or -1 (logged). */
+int voldb_store (struct vol_entry *e);
+int voldb_store_lazy (struct vol_entry *e);
+int voldb_unstore (struct vol_entry *e);
+/* Several lazy writes in one transaction (a piece of a table received). */
+int voldb_batch_begin (void);
+int voldb_batch_end (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);

@@ -215,7 +215,7 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
                       p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  if (voldb_save () < 0)
+  if (voldb_store (e) < 0)
     return reply_fmt (req, COW_E_IO, "volume %s: formatted, but saving "
                       "the definition in %s failed", p.name, cowd.state_dir);
 #ifdef HAVE_COROSYNC
@@ -287,7 +287,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e->attached)
     {
       e->attached = true;
-      voldb_save ();
+      voldb_store_lazy (e);     /* no fsync on the way to serving */
     }
   char *uri = entry_uri (e);
   if (json)
@@ -320,7 +320,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->attached)
     {
       e->attached = false;
-      voldb_save ();
+      voldb_store (e);
     }
   voldb_set_error (e, NULL);
   if (!e->vol || e->closing)
@@ -343,8 +343,10 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->vol || e->closing)
     return reply_fmt (req, COW_E_ATTACHED, "volume %s is attached; detach it"
                       " first", e->name);
+  if (voldb_unstore (e) < 0)
+    return reply_fmt (req, COW_E_IO, "volume %s: removing the definition "
+                      "from %s failed", e->name, cowd.state_dir);
   voldb_remove (e);
-  voldb_save ();
   ctl_reply (req, 0, json ? "{}\n" : "");
 }
 
@@ -722,7 +724,7 @@ cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
       return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                         e->name);
     }
-  if (voldb_save () < 0)
+  if (voldb_store (e) < 0)
     return reply_fmt (req, COW_E_IO, "volume %s: the base is closed, "
                       "but saving the definition in %s failed", e->name,
                       cowd.state_dir);

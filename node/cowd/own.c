@@ -85,15 +85,28 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
       e = voldb_add (def->name, def->base, def->cow, def->chunk_size,
                      (enum dscow_commit) def->commit);
       if (e)
-        e->exclusive = def->exclusive;
-      voldb_save ();
-      qb_log (LOG_INFO, "cluster: %s: defined", def->name);
+        {
+          e->exclusive = def->exclusive;
+          voldb_store_lazy (e); /* in the batch's transaction, if any */
+        }
+      qb_log (LOG_DEBUG, "cluster: %s: defined", def->name);
     }
   else if (!defined && e && !e->vol)
     {
+      voldb_unstore (e);
       voldb_remove (e);
-      voldb_save ();
     }
+}
+
+/* A state transfer applies its definitions in batches: one transaction
+ * each, lazily synced (the cluster gives them back after a power cut). */
+static void
+own_on_batch (void *ud, bool begin)
+{
+  if (begin)
+    voldb_batch_begin ();
+  else
+    voldb_batch_end ();
 }
 
 static void
@@ -484,6 +497,7 @@ own_start (char *err, size_t errlen)
 {
   static const struct cluster_callbacks cb = {
     .on_define = own_on_define,
+    .on_batch = own_on_batch,
     .on_owner = own_on_owner,
     .on_handoff_request = own_on_handoff_request,
     .on_fencing = own_on_fencing,
