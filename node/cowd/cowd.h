@@ -156,6 +156,11 @@ void own_define (struct vol_entry *e);
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
 
+/* probe.c: the loop's longest gap between two turns, an upper bound of
+ * its longest block (ms), and how many gaps passed 10 ms. */
+void probe_start (void);
+void probe_get (double *max_gap_ms, uint64_t *slow);
+
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);
 

@@ -770,12 +770,17 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   uint32_t m[CLUSTER_MAX_MEMBERS];
   size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
   struct strbuf sb = STRBUF_INIT;
+  double gap;
+  uint64_t slow;
+  probe_get (&gap, &slow);
   if (json)
     {
       sb_printf (&sb, "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
-                 ",\"synced\":%s,\"members\":[", cluster_nodeid (),
-                 cluster_quorate () ? "true" : "false", cluster_ring_id (),
-                 cluster_synced () ? "true" : "false");
+                 ",\"synced\":%s,\"loop\":{\"max_gap_ms\":%.3f,"
+                 "\"gaps_over_10ms\":%" PRIu64 "},\"members\":[",
+                 cluster_nodeid (), cluster_quorate () ? "true" : "false",
+                 cluster_ring_id (), cluster_synced () ? "true" : "false",
+                 gap, slow);
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
       sb_puts (&sb, "]}\n");
