@@ -31,7 +31,7 @@ enum cl_msg_type
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message
  * into packets of the network's MTU and holds it whole until delivery). */
-#define CL_PIECE_MAX (60 * 1024)
+#define CL_PIECE_MAX (32 * 1024)
 
 /* A decoded message (host order).  Which fields matter depends on type. */
 struct cl_msg
@@ -54,6 +54,9 @@ struct cl_msg
 int cl_msg_decode (const void *buf, size_t len, struct cl_msg *m);
 void *cl_msg_encode (const struct cl_msg *m, size_t *len);
 void cl_msg_free (struct cl_msg *m);
+/* The type of a message of this version (its length checked), without
+ * decoding it; -1 otherwise. */
+int cl_msg_peek_type (const void *buf, size_t len);
 /* The bytes one volume takes in a SYNC_PIECE. */
 size_t cl_msg_piece_vol_size (const struct cluster_vol *v);
 #define CL_PIECE_OVERHEAD (CL_HDR_SIZE + 16 + 4)

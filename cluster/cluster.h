@@ -111,6 +111,9 @@ void cluster_set_lease (unsigned ms);
  * UINT64_MAX with no lease (or before cluster_start). */
 uint64_t cluster_lease_deadline_ns (void);
 bool cluster_synced (void);
+/* The most CPU one step of the joiner's state transfer took (ms): the
+ * longest the transfer kept the loop at a time (0 before any). */
+double cluster_sync_max_step_ms (void);
 
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this
  * node is not quorate, for those that grant ownership). */

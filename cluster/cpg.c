@@ -19,7 +19,7 @@
  * SYNC_MARK; it queues what follows the mark (messages, and members that
  * leave), collects the pieces of the mark's sender in order into a table
  * of its own, and after the last one adopts it: it defines the volumes
- * through on_define in batches of at most ADOPT_BUDGET_NS from loop jobs
+ * through on_define in batches of at most SYNC_BUDGET_NS from loop jobs
  * (between on_batch begin/end: one store transaction each), so a table of
  * 100,000 volumes never blocks the loop long; then it replays the queue
  * and is synced (on_synced).  A node alone in a new group (the first
@@ -142,6 +142,11 @@ static struct
   uint32_t sync_from;           /* joiner: who sent that mark */
   struct cl_table incoming;     /* joiner: the pieces so far */
   uint32_t next_piece;
+  struct pending *pieces_head, *pieces_tail; /* joiner: not decoded yet */
+  bool last_queued;             /* joiner: the last piece is among them */
+  bool job_armed;               /* sync_step is queued on the loop */
+  uint64_t sync_max_step_ns;    /* the CPU of the longest sync_step */
+  qb_loop_timer_handle sync_timer;
   bool adopting;                /* joiner: defining the table in batches */
   size_t adopt_pos;
   struct pending *replay_head, *replay_tail;
@@ -153,6 +158,15 @@ static struct
   bool retry_armed;
   qb_loop_timer_handle retry_timer;
 } C;
+
+/* CPU time of this (the loop's) thread: what a sync step cost. */
+static uint64_t
+thread_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
 
 static struct cl_effects
 fx (void)
@@ -261,8 +275,8 @@ replay_add (struct pending *p)
   C.replay_tail = p;
 }
 
-static void
-replay_queue (const void *buf, size_t len, uint32_t sender)
+static struct pending *
+pending_copy (const void *buf, size_t len, uint32_t sender)
 {
   struct pending *p = calloc (1, sizeof *p);
   if (!p || !(p->buf = malloc (len)))
@@ -270,7 +284,13 @@ replay_queue (const void *buf, size_t len, uint32_t sender)
   memcpy (p->buf, buf, len);
   p->len = len;
   p->sender = sender;
-  replay_add (p);
+  return p;
+}
+
+static void
+replay_queue (const void *buf, size_t len, uint32_t sender)
+{
+  replay_add (pending_copy (buf, len, sender));
 }
 
 /* A member left after the mark: the table sent as of the mark does not
@@ -287,16 +307,16 @@ replay_left (uint32_t node, bool down)
 }
 
 static void
-replay_drop (void)
+pending_drop (struct pending **head, struct pending **tail)
 {
-  while (C.replay_head)
+  while (*head)
     {
-      struct pending *p = C.replay_head;
-      C.replay_head = p->next;
+      struct pending *p = *head;
+      *head = p->next;
       free (p->buf);
       free (p);
     }
-  C.replay_tail = NULL;
+  *tail = NULL;
 }
 
 static void deliver (uint32_t sender, const void *buf, size_t len);
@@ -355,16 +375,33 @@ sync_abandon (const char *why, uint32_t sender)
   cl_table_clear (&C.incoming);
   C.next_piece = 0;
   C.seen_mark = false;
-  replay_drop ();
+  C.last_queued = false;
+  pending_drop (&C.pieces_head, &C.pieces_tail);
+  pending_drop (&C.replay_head, &C.replay_tail);
 }
 
-/* Defining 100,000 volumes takes longer than the loop may be blocked, so
- * the joiner defines the adopted table in batches of at most this long
- * (one store transaction each), from loop jobs; messages delivered
- * meanwhile wait in the replay queue as before the table came. */
-#define ADOPT_BUDGET_NS (4 * 1000000ull)
+/* The joiner's work runs from loop jobs of at most SYNC_BUDGET_NS each:
+ * decoding the queued pieces into a table (a 60 KiB piece is a few
+ * hundred volumes), then defining the adopted table's volumes (one
+ * on_batch transaction per job), so that a table of 100,000 volumes never
+ * keeps the loop (NBD, the lease's heartbeats) for long.  CPG delivers
+ * every queued message in one dispatch, so deliver() only copies pieces
+ * into C.pieces; messages that are not pieces wait in the replay queue,
+ * as before the table came. */
+#define SYNC_BUDGET_NS (3 * 1000000ull)
+#define SYNC_GAP_NS (1000000ull)
 
-static void sync_adopt_batch (void *data);
+static void sync_step (void *data);
+
+static void
+sync_kick (void)
+{
+  if (C.job_armed)
+    return;
+  C.job_armed = true;
+  qb_loop_timer_add (C.loop, QB_LOOP_LOW, SYNC_GAP_NS, NULL, sync_step,
+                     &C.sync_timer);
+}
 
 static void
 sync_adopt_done (void)
@@ -373,17 +410,16 @@ sync_adopt_done (void)
   C.synced = true;
   C.stale = false;
   replay_run ();
-  qb_log (LOG_INFO, "cluster: synced (%zu volumes)", C.table.n);
+  qb_log (LOG_INFO, "cluster: synced (%zu volumes; the longest step took "
+          "%.1f ms of CPU)", C.table.n, (double) C.sync_max_step_ns / 1e6);
   if (C.cb->on_synced)
     C.cb->on_synced (C.ud);
 }
 
+/* Define the adopted table's volumes until `until`, in one batch. */
 static void
-sync_adopt_batch (void *data)
+sync_adopt_batch (uint64_t until)
 {
-  if (!C.adopting)
-    return;
-  uint64_t until = clock_now_ns () + ADOPT_BUDGET_NS;
   if (C.cb->on_batch)
     C.cb->on_batch (C.ud, true);
   while (C.adopt_pos < C.table.n)
@@ -395,9 +431,7 @@ sync_adopt_batch (void *data)
     }
   if (C.cb->on_batch)
     C.cb->on_batch (C.ud, false);
-  if (C.adopt_pos < C.table.n)
-    qb_loop_job_add (C.loop, QB_LOOP_LOW, NULL, sync_adopt_batch);
-  else
+  if (C.adopt_pos == C.table.n)
     sync_adopt_done ();
 }
 
@@ -420,9 +454,60 @@ sync_take_piece (const struct cl_msg *m, uint32_t sender)
   C.table = C.incoming;
   memset (&C.incoming, 0, sizeof C.incoming);
   C.next_piece = 0;
+  C.last_queued = false;
   C.adopting = true;
   C.adopt_pos = 0;
-  sync_adopt_batch (NULL);
+}
+
+/* Decode and take the next queued piece. */
+static void
+sync_next_piece (void)
+{
+  struct pending *p = C.pieces_head;
+  struct cl_msg m;
+  if (!(C.pieces_head = p->next))
+    C.pieces_tail = NULL;
+  int r = cl_msg_decode (p->buf, p->len, &m);
+  if (r < 0)
+    sync_abandon (r == -EBADMSG ? "a piece has a bad checksum"
+                  : "a piece is malformed", p->sender);
+  else
+    sync_take_piece (&m, p->sender);
+  cl_msg_free (&m);
+  free (p->buf);
+  free (p);
+}
+
+static void
+sync_step (void *data)
+{
+  uint64_t until = clock_now_ns () + SYNC_BUDGET_NS, cpu = thread_cpu_ns ();
+  C.job_armed = false;
+  while (C.pieces_head && !C.adopting && clock_now_ns () < until)
+    sync_next_piece ();
+  if (C.adopting && clock_now_ns () < until)
+    sync_adopt_batch (until);
+  cpu = thread_cpu_ns () - cpu;
+  C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;
+  if (C.pieces_head || C.adopting)
+    sync_kick ();
+}
+
+/* deliver(), not synced yet, a piece of the transfer it follows: keep a
+ * copy for sync_step.  The flags word says whether it is the last; the
+ * checksum is checked when the piece is decoded. */
+static void
+sync_queue_piece (const uint8_t *buf, size_t len, uint32_t sender)
+{
+  struct pending *p = pending_copy (buf, len, sender);
+  if (C.pieces_tail)
+    C.pieces_tail->next = p;
+  else
+    C.pieces_head = p;
+  C.pieces_tail = p;
+  if (len >= CL_HDR_SIZE + 12 && (buf[CL_HDR_SIZE + 8] & 1))
+    C.last_queued = true;
+  sync_kick ();
 }
 
 /* Another version of the protocol: said once per node, then ignored. */
@@ -446,6 +531,17 @@ static void
 deliver (uint32_t sender, const void *buf, size_t len)
 {
   struct cl_msg m;
+  /* A piece is decoded only by a joiner that waits for it, and later. */
+  if (cl_msg_peek_type (buf, len) == CL_MSG_SYNC_PIECE)
+    {
+      if (C.synced || !C.seen_mark)
+        return;
+      if (sender == C.sync_from && !C.last_queued && !C.adopting)
+        sync_queue_piece (buf, len, sender);
+      else
+        replay_queue (buf, len, sender);
+      return;
+    }
   int r = cl_msg_decode (buf, len, &m);
   if (r == -EPROTONOSUPPORT)
     return refuse_version (sender);
@@ -473,9 +569,6 @@ deliver (uint32_t sender, const void *buf, size_t len)
           C.seen_mark = true;
           C.sync_from = sender;
         }
-      else if (m.type == CL_MSG_SYNC_PIECE && C.seen_mark && !C.adopting
-               && sender == C.sync_from)
-        sync_take_piece (&m, sender);
       else if (C.seen_mark)
         replay_queue (buf, len, sender);
       cl_msg_free (&m);
@@ -538,7 +631,9 @@ stale_merge (void)
   C.synced = false;
   C.seen_mark = false;
   C.next_piece = 0;
+  C.last_queued = false;
   cl_table_clear (&C.incoming);
+  pending_drop (&C.pieces_head, &C.pieces_tail);
   qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
   qb_loop_timer_add (C.loop, QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
@@ -1041,6 +1136,10 @@ cluster_lease_deadline_ns (void)
 }
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
+double cluster_sync_max_step_ms (void)
+{
+  return (double) C.sync_max_step_ns / 1e6;
+}
 
 void
 cluster_set_stale (void)

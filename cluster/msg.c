@@ -332,6 +332,16 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
     }
 }
 
+int
+cl_msg_peek_type (const void *buf, size_t len)
+{
+  const uint8_t *b = buf;
+  if (len < CL_HDR_SIZE || le32_get (b + 4) != len
+      || (b[0] | b[1] << 8) != CL_MSG_VERSION)
+    return -1;
+  return b[2] | b[3] << 8;
+}
+
 void
 cl_msg_free (struct cl_msg *m)
 {

@@ -157,9 +157,13 @@ void own_define (struct vol_entry *e);
 void own_note_request (struct vol_entry *e);
 
 /* probe.c: the loop's longest gap between two turns, an upper bound of
- * its longest block (ms), and how many gaps passed 10 ms. */
+ * its longest block (ms); the most CPU it used between two turns (ms);
+ * how many gaps passed 10 ms. */
 void probe_start (void);
-void probe_get (double *max_gap_ms, uint64_t *slow);
+void probe_get (double *max_gap_ms, double *max_busy_ms, uint64_t *slow);
+/* Keep the maxima as they are now (own.c, when synced), and read them. */
+void probe_mark_synced (void);
+void probe_synced (double *gap_ms, double *busy_ms);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

@@ -350,6 +350,7 @@ own_reconcile (void)
 static void
 own_on_synced (void *ud)
 {
+  probe_mark_synced ();
   own_reconcile ();
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
    * serve again what was attached before this agent stopped. */
