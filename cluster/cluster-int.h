@@ -31,7 +31,7 @@ enum cl_msg_type
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message
  * into packets of the network's MTU and holds it whole until delivery). */
-#define CL_PIECE_MAX (32 * 1024)
+#define CL_PIECE_MAX (16 * 1024)
 
 /* A decoded message (host order).  Which fields matter depends on type. */
 struct cl_msg
@@ -87,6 +87,9 @@ void cl_table_clear (struct cl_table *t);
  * of memory or the name or CoW device is there already. */
 struct cluster_vol *cl_table_add (struct cl_table *t,
                                   const struct cluster_vol *v);
+/* Room for n volumes: the array and the indexes grow once, not in
+ * doublings of O(n) each while a transfer arrives.  0 or -1. */
+int cl_table_reserve (struct cl_table *t, size_t n);
 
 #define CL_BOUNCE_LIMIT 6
 #define CL_BOUNCE_WINDOW_MS 10000

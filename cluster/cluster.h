@@ -114,6 +114,8 @@ bool cluster_synced (void);
 /* The most CPU one step of the joiner's state transfer took (ms): the
  * longest the transfer kept the loop at a time (0 before any). */
 double cluster_sync_max_step_ms (void);
+/* How many volumes the table holds. */
+size_t cluster_table_size (void);
 
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this
  * node is not quorate, for those that grant ownership). */

@@ -390,6 +390,8 @@ sync_abandon (const char *why, uint32_t sender)
  * as before the table came. */
 #define SYNC_BUDGET_NS (3 * 1000000ull)
 #define SYNC_GAP_NS (1000000ull)
+/* A table this large is not reserved for up front (a bad count). */
+#define SYNC_MAX_VOLUMES (16u << 20)
 
 static void sync_step (void *data);
 
@@ -440,6 +442,9 @@ sync_take_piece (const struct cl_msg *m, uint32_t sender)
 {
   if (m->piece != C.next_piece)
     return sync_abandon ("a piece came out of order", sender);
+  if (m->piece == 0 && m->total <= SYNC_MAX_VOLUMES
+      && cl_table_reserve (&C.incoming, m->total) < 0)
+    return sync_abandon ("out of memory for the table", sender);
   for (uint32_t i = 0; i < m->nvols; i++)
     if (!cl_table_add (&C.incoming, &m->vols[i]))
       return sync_abandon ("a volume came twice (or out of memory)", sender);
@@ -482,13 +487,19 @@ static void
 sync_step (void *data)
 {
   uint64_t until = clock_now_ns () + SYNC_BUDGET_NS, cpu = thread_cpu_ns ();
+  unsigned pieces = 0;
+  size_t defined = C.adopt_pos;
   C.job_armed = false;
   while (C.pieces_head && !C.adopting && clock_now_ns () < until)
-    sync_next_piece ();
+    sync_next_piece (), pieces++;
   if (C.adopting && clock_now_ns () < until)
     sync_adopt_batch (until);
   cpu = thread_cpu_ns () - cpu;
   C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;
+  if (cpu > 2 * SYNC_BUDGET_NS)
+    qb_log (LOG_NOTICE, "cluster: a step of the state transfer took %.1f ms "
+            "of CPU (%u pieces, %zu definitions)", (double) cpu / 1e6, pieces,
+            C.adopt_pos >= defined ? C.adopt_pos - defined : C.adopt_pos);
   if (C.pieces_head || C.adopting)
     sync_kick ();
 }
@@ -1136,6 +1147,7 @@ cluster_lease_deadline_ns (void)
 }
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
+size_t cluster_table_size (void) { return C.table.n; }
 double cluster_sync_max_step_ms (void)
 {
   return (double) C.sync_max_step_ns / 1e6;

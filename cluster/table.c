@@ -128,6 +128,22 @@ tbl_append (struct cl_table *t)
   return v;
 }
 
+int
+cl_table_reserve (struct cl_table *t, size_t n)
+{
+  tbl (t);
+  if (n > t->cap)
+    {
+      struct cluster_vol *nv = realloc (t->vols, n * sizeof *nv);
+      if (!nv)
+        return -1;
+      t->vols = nv;
+      t->cap = n;
+    }
+  return strmap_reserve (&t->by_name, n) < 0
+    || strmap_reserve (&t->by_cow, n) < 0 ? -1 : 0;
+}
+
 struct cluster_vol *
 cl_table_add (struct cl_table *t, const struct cluster_vol *v)
 {

@@ -62,10 +62,10 @@ strmap_get (const struct strmap *m, const char *key)
   return m->cap ? m->slot[strmap_probe (m, key)] : NULL;
 }
 
+/* Rehash into at least cap slots (a power of two). */
 static inline int
-strmap_grow (struct strmap *m)
+strmap_resize (struct strmap *m, size_t cap)
 {
-  size_t cap = m->cap ? 2 * m->cap : 64;
   void **old = m->slot;
   size_t ocap = m->cap;
   if (!(m->slot = calloc (cap, sizeof *m->slot)))
@@ -79,6 +79,23 @@ strmap_grow (struct strmap *m)
       m->slot[strmap_probe (m, m->key (old[i], m->ctx))] = old[i];
   free (old);
   return 0;
+}
+
+static inline int
+strmap_grow (struct strmap *m)
+{
+  return strmap_resize (m, m->cap ? 2 * m->cap : 64);
+}
+
+/* Room for n items without growing: one rehash now instead of several
+ * while they are added (a table of known size arriving in pieces). */
+static inline int
+strmap_reserve (struct strmap *m, size_t n)
+{
+  size_t cap = m->cap ? m->cap : 64;
+  while (cap < 2 * n)
+    cap *= 2;
+  return cap == m->cap ? 0 : strmap_resize (m, cap);
 }
 
 /* Add item under its key, replacing an item with the same key.  0 or -1

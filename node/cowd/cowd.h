@@ -110,6 +110,8 @@ struct ctl_req;
 void cmds_dispatch (struct ctl_req *req);
 
 void voldb_remove (struct vol_entry *e);
+/* Room for n definitions in the indexes (before a state transfer's). */
+int voldb_reserve (size_t n);
 /* Open the store, import an old volumes.conf, load every definition. */
 int voldb_load (char *err, size_t errlen);
 /* voldb-import.c: volumes.conf into the store, then renamed *.imported. */

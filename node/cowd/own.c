@@ -103,6 +103,9 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
 static void
 own_on_batch (void *ud, bool begin)
 {
+  static bool reserved;
+  if (begin && !reserved)
+    reserved = voldb_reserve (cluster_table_size ()) == 0;
   if (begin)
     voldb_batch_begin ();
   else

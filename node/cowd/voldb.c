@@ -194,6 +194,14 @@ voldb_free (struct vol_entry *e)
   free (e);
 }
 
+int
+voldb_reserve (size_t n)
+{
+  return strmap_reserve (&V.by_name, n) < 0
+    || strmap_reserve (&V.by_key, n) < 0
+    || strmap_reserve (&V.by_cow, n) < 0 ? -1 : 0;
+}
+
 struct vol_entry *
 voldb_add (const char *name, const char *base, const char *cow,
            uint32_t chunk_size, enum dscow_commit commit)

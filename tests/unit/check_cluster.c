@@ -243,7 +243,7 @@ START_TEST (test_piece_bound)
   memset (v.def.name, 'n', CLUSTER_NAME_MAX - 1);
   memset (v.def.base, 'b', CLUSTER_URI_MAX - 1);
   memset (v.def.cow, 'c', CLUSTER_URI_MAX - 1);
-  ck_assert_uint_le (CL_PIECE_OVERHEAD + 64 * cl_msg_piece_vol_size (&v),
+  ck_assert_uint_le (CL_PIECE_OVERHEAD + 24 * cl_msg_piece_vol_size (&v),
                      CL_PIECE_MAX);
 }
 END_TEST
