@@ -25,8 +25,9 @@ enum cl_msg_type
   CL_MSG_SYNC_DATA = 9,         /* retired in version 2: a no-op */
   CL_MSG_FENCED = 10,           /* u32 node: fenced by the sender */
   CL_MSG_SYNC_PIECE = 11,       /* a piece of the table for a joiner */
+  CL_MSG_DEFINE_MANY = 12,      /* many DEFINEs in the piece encoding */
 };
-#define CL_MSG_LAST CL_MSG_SYNC_PIECE
+#define CL_MSG_LAST CL_MSG_DEFINE_MANY
 
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message

@@ -120,6 +120,8 @@ size_t cluster_table_size (void);
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this
  * node is not quorate, for those that grant ownership). */
 int cluster_define (const struct cluster_voldef *def);
+/* Many definitions in few messages (each applies as a DEFINE). */
+int cluster_define_many (const struct cluster_voldef *defs, size_t n);
 int cluster_undefine (const char *vol);
 int cluster_acquire (const char *vol);
 int cluster_release (const char *vol, uint64_t generation);

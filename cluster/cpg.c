@@ -4,7 +4,7 @@
  *
  * Sending: every message goes through an ordered queue.  cpg_mcast_joined
  * answering CS_ERR_TRY_AGAIN (corosync's flow control) leaves the queue as
- * it is and retries from a qb_loop timer, 1 ms doubling to 100 ms: never a
+ * it is and retries from a qb_loop timer, 1 ms doubling to 4 ms: never a
  * busy loop, never a lost or reordered message.
  *
  * Receiving: CPG delivers messages and configuration changes in one agreed
@@ -78,7 +78,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <corosync/cmap.h>
 #include <corosync/corotypes.h>
@@ -145,6 +147,7 @@ static struct
   struct pending *pieces_head, *pieces_tail; /* joiner: not decoded yet */
   bool last_queued;             /* joiner: the last piece is among them */
   bool job_armed;               /* sync_step is queued on the loop */
+  int sync_fd;                  /* eventfd that runs sync_step, or -1 */
   uint64_t sync_max_step_ns;    /* the CPU of the longest sync_step */
   qb_loop_timer_handle sync_timer;
   bool adopting;                /* joiner: defining the table in batches */
@@ -186,6 +189,11 @@ wall_ms (void)
 
 static void send_flush (void);
 
+/* corosync's flow control clears as the ring delivers: a state transfer
+ * of hundreds of pieces waits on it many times, so the retry stays short
+ * (never a busy loop: at least 1 ms). */
+#define SEND_BACKOFF_MAX_MS 4
+
 static void
 send_retry (void *data)
 {
@@ -209,7 +217,8 @@ send_flush (void)
               qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
                                  (uint64_t) C.backoff_ms * 1000000ull, NULL,
                                  send_retry, &C.retry_timer);
-              C.backoff_ms = C.backoff_ms >= 50 ? 100 : C.backoff_ms * 2;
+              C.backoff_ms = C.backoff_ms >= SEND_BACKOFF_MAX_MS
+                ? SEND_BACKOFF_MAX_MS : C.backoff_ms * 2;
             }
           return;
         }
@@ -388,21 +397,44 @@ sync_abandon (const char *why, uint32_t sender)
  * every queued message in one dispatch, so deliver() only copies pieces
  * into C.pieces; messages that are not pieces wait in the replay queue,
  * as before the table came. */
-#define SYNC_BUDGET_NS (3 * 1000000ull)
-#define SYNC_GAP_NS (1000000ull)
+#define SYNC_BUDGET_NS (4 * 1000000ull)
 /* A table this large is not reserved for up front (a bad count). */
 #define SYNC_MAX_VOLUMES (16u << 20)
 
 static void sync_step (void *data);
+
+/* The next step runs once the loop has polled again: an eventfd made
+ * readable now wakes it at once, and whatever else is ready (NBD
+ * requests, CPG, the control channel) is served before the step runs.
+ * (A qb_loop job or zero timer added from a step may run within the same
+ * turn, and a timer of 1 ms waits for the clock on an idle loop.) */
+static int
+sync_wake (int fd, int revents, void *data)
+{
+  uint64_t n;
+  if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    qb_log (LOG_ERR, "cluster: reading the sync eventfd failed: %m");
+  sync_step (NULL);
+  return 0;
+}
 
 static void
 sync_kick (void)
 {
   if (C.job_armed)
     return;
+  if (C.sync_fd < 0)
+    {
+      C.sync_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (C.sync_fd < 0
+          || qb_loop_poll_add (C.loop, QB_LOOP_LOW, C.sync_fd, POLLIN, NULL,
+                               sync_wake) != 0)
+        abort ();               /* the transfer could never end */
+    }
   C.job_armed = true;
-  qb_loop_timer_add (C.loop, QB_LOOP_LOW, SYNC_GAP_NS, NULL, sync_step,
-                     &C.sync_timer);
+  uint64_t one = 1;
+  if (write (C.sync_fd, &one, sizeof one) < 0)
+    qb_log (LOG_ERR, "cluster: waking the loop for the transfer failed: %m");
 }
 
 static void
@@ -1093,6 +1125,7 @@ cluster_start (qb_loop_t *loop, const char *name,
                const struct cluster_callbacks *cb, void *ud)
 {
   C.loop = loop;
+  C.sync_fd = -1;
   C.cb = cb;
   C.ud = ud;
   C.backoff_ms = 1;
@@ -1203,6 +1236,35 @@ cluster_define (const struct cluster_voldef *def)
 {
   struct cl_msg m = { .type = CL_MSG_DEFINE, .def = *def };
   return send_msg (&m);
+}
+
+/* Up to CL_PIECE_MAX bytes of definitions a message. */
+int
+cluster_define_many (const struct cluster_voldef *defs, size_t n)
+{
+  enum { MAX = 256 };
+  static struct cluster_vol vols[MAX];
+  size_t i = 0;
+  int r = 0;
+  while (i < n && r == 0)
+    {
+      size_t k = 0, bytes = CL_PIECE_OVERHEAD;
+      while (i < n && k < MAX)
+        {
+          memset (&vols[k], 0, sizeof vols[k]);
+          vols[k].def = defs[i];
+          size_t sz = cl_msg_piece_vol_size (&vols[k]);
+          if (k > 0 && bytes + sz > CL_PIECE_MAX)
+            break;
+          bytes += sz;
+          k++;
+          i++;
+        }
+      struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols,
+        .nvols = (uint32_t) k, .total = (uint32_t) k, .last = true };
+      r = send_msg (&m);
+    }
+  return r;
 }
 
 int

@@ -27,8 +27,12 @@
  *                 byte before it, header included.  A piece stays under
  *                 CL_PIECE_MAX: a table of any size travels in pieces of
  *                 a few hundred volumes, never as one huge CPG message.
+ *   DEFINE_MANY   the SYNC_PIECE encoding, for definitions only (a node that
+ *                 defines many volumes at once: the first one of a whole
+ *                 cluster starting); each volume applies as a DEFINE, its
+ *                 state fields are ignored
  *
- * Version 2 (this one) added SYNC_PIECE; an agent of version 1 and one of
+ * Version 2 (this one) added SYNC_PIECE and DEFINE_MANY; an agent of version 1 and one of
  * version 2 refuse each other's messages (-EPROTONOSUPPORT, logged once
  * per node by cpg.c), so a mixed cluster never shares a table.
  */
@@ -231,7 +235,7 @@ body_size (const struct cl_msg *m)
     case CL_MSG_RELEASE: return CLUSTER_NAME_MAX + 8;
     case CL_MSG_MIGRATE: return CLUSTER_NAME_MAX + 4;
     case CL_MSG_FENCE_CONFIRM: case CL_MSG_FENCED: return 4;
-    case CL_MSG_SYNC_PIECE: return piece_size (m);
+    case CL_MSG_SYNC_PIECE: case CL_MSG_DEFINE_MANY: return piece_size (m);
     default: return 0;
     }
 }
@@ -274,6 +278,7 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
       le32_put (p, m->node);
       break;
     case CL_MSG_SYNC_PIECE:
+    case CL_MSG_DEFINE_MANY:
       put_piece (p, m);
       le32_put (b + n - 4, crc32c (0, b, n - 4));
       break;
@@ -304,7 +309,7 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
       m->type = CL_MSG_NOP;     /* retired: a version 1 table */
       return 0;
     }
-  if (m->type == CL_MSG_SYNC_PIECE)
+  if (m->type == CL_MSG_SYNC_PIECE || m->type == CL_MSG_DEFINE_MANY)
     return decode_piece (b, len, m);
   if (blen != body_size (m))
     return -EINVAL;

@@ -19,6 +19,11 @@
  * DEFINE of a name whose CoW device (as named) another volume has is
  * refused on every member alike.
  *
+ * The table is an array (UNDEFINE moves the last volume into the hole)
+ * with two hash indexes, by name and by CoW device as named, holding
+ * index + 1: a message about one volume costs O(1) however many there
+ * are; a state transfer appends with cl_table_add after cl_table_reserve.
+ *
  * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
  * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
  * carried in the messages) set `bouncing`; further requests are refused
@@ -365,6 +370,18 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
     fx->cb->on_define (fx->ud, &v->def, true);
 }
 
+static void
+apply_define_many (struct cl_table *t, uint32_t sender,
+                   const struct cl_msg *m, const struct cl_effects *fx)
+{
+  for (uint32_t i = 0; i < m->nvols; i++)
+    {
+      struct cl_msg d = { .type = CL_MSG_DEFINE, .time_ms = m->time_ms,
+        .def = m->vols[i].def };
+      apply_define (t, sender, &d, fx);
+    }
+}
+
 /* FENCE_CONFIRM(n): an operator says node n is down; its volumes in
  * fencing are released.  FENCED(n): the sender removed n's keys from the
  * storage; every volume n owned is released, also when n is still a
@@ -424,8 +441,9 @@ static const struct
   [CL_MSG_SYNC_DATA] = { NULL, NULL },
   [CL_MSG_FENCED] = { apply_fenced, NULL },
   [CL_MSG_SYNC_PIECE] = { NULL, NULL },
+  [CL_MSG_DEFINE_MANY] = { apply_define_many, NULL },
 };
-_Static_assert (CL_MSG_LAST == CL_MSG_SYNC_PIECE,
+_Static_assert (CL_MSG_LAST == CL_MSG_DEFINE_MANY,
                 "a new message type needs its row in apply[]");
 
 void

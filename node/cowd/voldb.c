@@ -1,8 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* voldb.c: the table of volume definitions this agent knows, persisted in
- * STATE_DIR/volumes.conf so that definitions, and which volumes are
- * attached, survive a restart of cowd.  The file is rewritten whole and
- * atomically (temporary file, fsync, rename, fsync of the directory).
+/* voldb.c: the table of volume definitions this agent knows, persisted
+ * one row per volume in STATE_DIR/volumes.db (store.c: SQLite, WAL), so
+ * that definitions, and which volumes are attached, survive a restart of
+ * cowd.  Every change writes its one row (voldb_store: durable, for what
+ * an operator is answered about; voldb_store_lazy: for what the cluster
+ * can give back and the attached mark), never the whole table; a state
+ * transfer's definitions go in one transaction per batch
+ * (voldb_batch_begin/end).  An old volumes.conf is imported at start
+ * (voldb-import.c).
+ *
+ * In memory: cowd.vols, sorted by name (list output is stable), is level
+ * 0 of a skip list, so adding or removing an entry costs O(log N); hash
+ * indexes (common/strmap.h) find an entry by name, by CoW device identity
+ * (backend_key, computed when the entry is added) and as named, and, for
+ * attached volumes, by a LUN's VPD identity: every lookup is O(1), so a
+ * definition costs the same with 100,000 volumes as with one.
  *
  * A CoW device belongs to one definition: create and attach refuse a
  * device another volume names, however it is named (backend_key: the

@@ -236,6 +236,38 @@ START_TEST (test_piece_codec)
 }
 END_TEST
 
+/* DEFINE_MANY applies each definition as a DEFINE would: a CoW device
+ * named twice is refused for the second volume only. */
+START_TEST (test_define_many)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  struct cluster_vol vols[3] = { 0 };
+  const char *cows[3] = { "/cow/a", "/cow/b", "/cow/a" };
+  for (int i = 0; i < 3; i++)
+    {
+      snprintf (vols[i].def.name, CLUSTER_NAME_MAX, "m%d", i);
+      strcpy (vols[i].def.cow, cows[i]);
+      vols[i].def.chunk_size = 4096u << i;
+      vols[i].state = CL_OWNED;         /* ignored: a definition only */
+      vols[i].owner = 3;
+    }
+  struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols, .nvols = 3,
+    .total = 3, .last = true, .time_ms = 1000 };
+  apply (&t, 1, m, &s, 1);
+  ck_assert_uint_eq (t.n, 2);
+  ck_assert_uint_eq (cl_table_find (&t, "m1")->def.chunk_size, 8192);
+  ck_assert_int_eq (cl_table_find (&t, "m0")->state, CL_UNOWNED);
+  ck_assert_uint_eq (cl_table_find (&t, "m0")->owner, 0);
+  ck_assert_ptr_null (cl_table_find (&t, "m2"));
+  ck_assert_uint_eq (s.errors, 1);
+  ck_assert_str_eq (s.last_error, "volume m2: CoW device /cow/a is the CoW "
+                    "device of volume m0 already; a CoW device belongs to "
+                    "one volume");
+  cl_table_clear (&t);
+}
+END_TEST
+
 /* The biggest volume a piece can carry leaves room for many. */
 START_TEST (test_piece_bound)
 {
@@ -511,6 +543,7 @@ main (void)
   tcase_add_test (tc, test_codec);
   tcase_add_test (tc, test_piece_codec);
   tcase_add_test (tc, test_piece_bound);
+  tcase_add_test (tc, test_define_many);
   tcase_add_test (tc, test_table_index);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
