@@ -315,8 +315,9 @@ replay_left (uint32_t node, bool down)
   replay_add (p);
 }
 
+/* Forget what was queued for a membership this node is no longer in. */
 static void
-pending_drop (struct pending **head, struct pending **tail)
+pending_free (struct pending **head, struct pending **tail)
 {
   while (*head)
     {
@@ -374,6 +375,18 @@ sync_send_table (void)
           n, piece);
 }
 
+/* No transfer under way any more: wait for the next mark. */
+static void
+sync_reset (void)
+{
+  cl_table_clear (&C.incoming);
+  C.next_piece = 0;
+  C.seen_mark = false;
+  C.last_queued = false;
+  C.adopting = false;
+  pending_free (&C.pieces_head, &C.pieces_tail);
+}
+
 /* Give up the transfer under way (its pieces made no sense): wait for
  * the next mark. */
 static void
@@ -381,12 +394,8 @@ sync_abandon (const char *why, uint32_t sender)
 {
   qb_log (LOG_ERR, "cluster: the table from node %u: %s; waiting for "
           "another state transfer", sender, why);
-  cl_table_clear (&C.incoming);
-  C.next_piece = 0;
-  C.seen_mark = false;
-  C.last_queued = false;
-  pending_drop (&C.pieces_head, &C.pieces_tail);
-  pending_drop (&C.replay_head, &C.replay_tail);
+  sync_reset ();
+  pending_free (&C.replay_head, &C.replay_tail);
 }
 
 /* The joiner's work runs from loop jobs of at most SYNC_BUDGET_NS each:
@@ -672,11 +681,7 @@ stale_merge (void)
   qb_log (LOG_NOTICE, "cluster: merging after losing quorum: taking the "
           "table of the quorate side");
   C.synced = false;
-  C.seen_mark = false;
-  C.next_piece = 0;
-  C.last_queued = false;
-  cl_table_clear (&C.incoming);
-  pending_drop (&C.pieces_head, &C.pieces_tail);
+  sync_reset ();
   qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
   qb_loop_timer_add (C.loop, QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
@@ -881,19 +886,6 @@ static void quorum_set (bool q);
 
 static void cluster_reconnect (void *data);
 
-/* Forget what was queued for a membership this node is no longer in. */
-static void
-pending_free (struct pending **head, struct pending **tail)
-{
-  while (*head)
-    {
-      struct pending *p = *head;
-      *head = p->next;
-      free (p->buf);
-      free (p);
-    }
-  *tail = NULL;
-}
 
 /* corosync went away (stopped, restarted, or dropped this client): nothing
  * this node knows is current any more.  Writes are held (quorum lost, the
@@ -923,6 +915,7 @@ cluster_lost (int fd, const char *what)
   C.retry_armed = false;
   pending_free (&C.out_head, &C.out_tail);
   pending_free (&C.replay_head, &C.replay_tail);
+  sync_reset ();
   C.hb_n = 0;
   C.nmembers = 0;               /* no group while disconnected */
   C.reconnects = 0;
@@ -1109,7 +1102,7 @@ cluster_reconnect (void *data)
     }
   C.lost = false;
   C.synced = false;             /* a joiner until the table arrives */
-  C.seen_mark = false;
+  sync_reset ();
   C.backoff_ms = 1;
   qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
           "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
