@@ -4,8 +4,10 @@
 #define COWHERD_CLUSTER_INT_H
 
 #include "cluster.h"
+#include "strmap.h"
 
-#define CL_MSG_VERSION 1
+/* 2: the table travels in SYNC_PIECEs (SYNC_DATA retired). */
+#define CL_MSG_VERSION 2
 #define CL_HDR_SIZE 16
 
 /* Message types: never renumbered or reused; a retired one stays a no-op. */
@@ -20,10 +22,17 @@ enum cl_msg_type
   CL_MSG_MIGRATE = 6,
   CL_MSG_FENCE_CONFIRM = 7,
   CL_MSG_SYNC_MARK = 8,
-  CL_MSG_SYNC_DATA = 9,
+  CL_MSG_SYNC_DATA = 9,         /* retired in version 2: a no-op */
   CL_MSG_FENCED = 10,           /* u32 node: fenced by the sender */
+  CL_MSG_SYNC_PIECE = 11,       /* a piece of the table for a joiner */
+  CL_MSG_DEFINE_MANY = 12,      /* many DEFINEs in the piece encoding */
 };
-#define CL_MSG_LAST CL_MSG_FENCED
+#define CL_MSG_LAST CL_MSG_DEFINE_MANY
+
+/* A SYNC_PIECE stays below this many bytes, header and checksum included:
+ * well inside what CPG is built for (corosync fragments every message
+ * into packets of the network's MTU and holds it whole until delivery). */
+#define CL_PIECE_MAX (16 * 1024)
 
 /* A decoded message (host order).  Which fields matter depends on type. */
 struct cl_msg
@@ -33,9 +42,12 @@ struct cl_msg
   struct cluster_voldef def;    /* DEFINE; def.name for the others */
   uint32_t node;                /* HANDOFF/MIGRATE: to; FENCE_CONFIRM, FENCED */
   uint64_t generation;
-  /* SYNC_DATA */
+  /* SYNC_PIECE: piece number `piece` (from 0) of a table of `total`
+   * volumes; `last` on the final one. */
   struct cluster_vol *vols;
   uint32_t nvols;
+  uint32_t piece, total;
+  bool last;
 };
 
 /* msg.c: 0 / -EINVAL (malformed) / -EPROTONOSUPPORT (other version);
@@ -43,12 +55,20 @@ struct cl_msg
 int cl_msg_decode (const void *buf, size_t len, struct cl_msg *m);
 void *cl_msg_encode (const struct cl_msg *m, size_t *len);
 void cl_msg_free (struct cl_msg *m);
+/* The type of a message of this version (its length checked), without
+ * decoding it; -1 otherwise. */
+int cl_msg_peek_type (const void *buf, size_t len);
+/* The bytes one volume takes in a SYNC_PIECE. */
+size_t cl_msg_piece_vol_size (const struct cluster_vol *v);
+#define CL_PIECE_OVERHEAD (CL_HDR_SIZE + 16 + 4)
 
 /* table.c: the deterministic state machine. */
 struct cl_table
 {
   struct cluster_vol *vols;
   size_t n, cap;
+  /* Indexes (index + 1 as the item): by name, by CoW device as named. */
+  struct strmap by_name, by_cow;
 };
 
 struct cl_effects
@@ -64,8 +84,13 @@ void cl_table_member_left (struct cl_table *t, uint32_t node, bool node_down,
                            const struct cl_effects *fx);
 struct cluster_vol *cl_table_find (struct cl_table *t, const char *name);
 void cl_table_clear (struct cl_table *t);
-int cl_table_copy (struct cl_table *dst, const struct cluster_vol *vols,
-                   size_t n);
+/* Append v (a name not in t yet, from a state transfer); NULL when out
+ * of memory or the name or CoW device is there already. */
+struct cluster_vol *cl_table_add (struct cl_table *t,
+                                  const struct cluster_vol *v);
+/* Room for n volumes: the array and the indexes grow once, not in
+ * doublings of O(n) each while a transfer arrives.  0 or -1. */
+int cl_table_reserve (struct cl_table *t, size_t n);
 
 #define CL_BOUNCE_LIMIT 6
 #define CL_BOUNCE_WINDOW_MS 10000

@@ -16,8 +16,13 @@
  *
  * A joining member adopts the table from a state transfer: the lowest
  * member of the old membership multicasts a SYNC marker; when that
- * marker is delivered it multicasts the table as of that point; the joiner
- * queues what it delivers after the marker and replays it on the table.
+ * marker is delivered it multicasts the table as of that point, in pieces
+ * well inside CPG's message size; the joiner queues what it delivers after
+ * the marker, defines the table's volumes in bounded batches from the
+ * loop, replays the queue, and only then is synced.
+ *
+ * Lookups by name and by CoW device go through hash indexes (table.c), so
+ * a message costs the same with 100,000 volumes as with one.
  */
 #ifndef COWHERD_CLUSTER_H
 #define COWHERD_CLUSTER_H
@@ -68,6 +73,9 @@ struct cluster_vol
 struct cluster_callbacks
 {
   void (*on_define) (void *ud, const struct cluster_voldef *def, bool defined);
+  /* Around each batch of on_define of a state transfer (begin true, then
+   * false): the node may make the batch one transaction. */
+  void (*on_batch) (void *ud, bool begin);
   /* Ownership changed (or was confirmed after a state transfer). */
   void (*on_owner) (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
                     uint64_t generation);
@@ -103,10 +111,17 @@ void cluster_set_lease (unsigned ms);
  * UINT64_MAX with no lease (or before cluster_start). */
 uint64_t cluster_lease_deadline_ns (void);
 bool cluster_synced (void);
+/* The most CPU one step of the joiner's state transfer took (ms): the
+ * longest the transfer kept the loop at a time (0 before any). */
+double cluster_sync_max_step_ms (void);
+/* How many volumes the table holds. */
+size_t cluster_table_size (void);
 
 /* Requests: multicast in agreed order; 0 or -errno (-ENOTCONN when this
  * node is not quorate, for those that grant ownership). */
 int cluster_define (const struct cluster_voldef *def);
+/* Many definitions in few messages (each applies as a DEFINE). */
+int cluster_define_many (const struct cluster_voldef *defs, size_t n);
 int cluster_undefine (const char *vol);
 int cluster_acquire (const char *vol);
 int cluster_release (const char *vol, uint64_t generation);

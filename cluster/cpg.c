@@ -4,7 +4,7 @@
  *
  * Sending: every message goes through an ordered queue.  cpg_mcast_joined
  * answering CS_ERR_TRY_AGAIN (corosync's flow control) leaves the queue as
- * it is and retries from a qb_loop timer, 1 ms doubling to 100 ms: never a
+ * it is and retries from a qb_loop timer, 1 ms doubling to 4 ms: never a
  * busy loop, never a lost or reordered message.
  *
  * Receiving: CPG delivers messages and configuration changes in one agreed
@@ -13,10 +13,16 @@
  *
  * State transfer: on a configuration change with joiners, the lowest node
  * that was already a member multicasts SYNC_MARK; when SYNC_MARK is
- * delivered, that node multicasts the table as it stands at that point
- * (SYNC_DATA).  A joiner applies nothing until it has seen SYNC_MARK; it
- * queues what follows the mark and, when SYNC_DATA arrives, adopts the
- * table and replays the queue.  A node alone in a new group (the first
+ * delivered, that node encodes the table as it stands at that point into
+ * SYNC_PIECEs of at most CL_PIECE_MAX bytes (a few hundred volumes each)
+ * and multicasts them.  A joiner applies nothing until it has seen
+ * SYNC_MARK; it queues what follows the mark (messages, and members that
+ * leave), collects the pieces of the mark's sender in order into a table
+ * of its own, and after the last one adopts it: it defines the volumes
+ * through on_define in batches of at most SYNC_BUDGET_NS from loop jobs
+ * (between on_batch begin/end: one store transaction each), so a table of
+ * 100,000 volumes never blocks the loop long; then it replays the queue
+ * and is synced (on_synced).  A node alone in a new group (the first
  * one, or the whole cluster restarting) starts from an empty table and
  * cowd defines its volumes again from its own state directory.
  *
@@ -72,7 +78,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <corosync/cmap.h>
 #include <corosync/corotypes.h>
@@ -91,6 +99,10 @@ struct pending
   struct pending *next;
   void *buf;
   size_t len;
+  bool nop;                     /* a heartbeat: may pass queued messages */
+  uint32_t sender;              /* replay: who sent it, or who left */
+  int left;                     /* replay: 0 a message, 1 an agent left,
+                                 * 2 a node went down */
 };
 
 static struct
@@ -129,13 +141,35 @@ static struct
   bool stale;                   /* lost quorum since the last sync */
   qb_loop_timer_handle stale_timer;
   bool seen_mark;               /* joiner: the mark has been delivered */
+  uint32_t sync_from;           /* joiner: who sent that mark */
+  struct cl_table incoming;     /* joiner: the pieces so far */
+  uint32_t next_piece;
+  struct pending *pieces_head, *pieces_tail; /* joiner: not decoded yet */
+  bool last_queued;             /* joiner: the last piece is among them */
+  bool job_armed;               /* sync_step is queued on the loop */
+  int sync_fd;                  /* eventfd that runs sync_step, or -1 */
+  uint64_t sync_max_step_ns;    /* the CPU of the longest sync_step */
+  qb_loop_timer_handle sync_timer;
+  bool adopting;                /* joiner: defining the table in batches */
+  size_t adopt_pos;
   struct pending *replay_head, *replay_tail;
+  uint32_t refused[CLUSTER_MAX_MEMBERS]; /* nodes of another version */
+  size_t nrefused;
   /* Send queue */
   struct pending *out_head, *out_tail;
   unsigned backoff_ms;
   bool retry_armed;
   qb_loop_timer_handle retry_timer;
 } C;
+
+/* CPU time of this (the loop's) thread: what a sync step cost. */
+static uint64_t
+thread_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
 
 static struct cl_effects
 fx (void)
@@ -154,6 +188,11 @@ wall_ms (void)
 /* --- sending --- */
 
 static void send_flush (void);
+
+/* corosync's flow control clears as the ring delivers: a state transfer
+ * of hundreds of pieces waits on it many times, so the retry stays short
+ * (never a busy loop: at least 1 ms). */
+#define SEND_BACKOFF_MAX_MS 4
 
 static void
 send_retry (void *data)
@@ -178,7 +217,8 @@ send_flush (void)
               qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
                                  (uint64_t) C.backoff_ms * 1000000ull, NULL,
                                  send_retry, &C.retry_timer);
-              C.backoff_ms = C.backoff_ms >= 50 ? 100 : C.backoff_ms * 2;
+              C.backoff_ms = C.backoff_ms >= SEND_BACKOFF_MAX_MS
+                ? SEND_BACKOFF_MAX_MS : C.backoff_ms * 2;
             }
           return;
         }
@@ -194,6 +234,25 @@ send_flush (void)
     }
 }
 
+/* A heartbeat goes before the messages waiting for corosync's flow
+ * control (after the heartbeats already waiting, which stay in order): it
+ * changes no table, and a state transfer of many pieces must not hold it
+ * back past the lease. */
+static void
+send_enqueue (struct pending *p)
+{
+  struct pending **at = &C.out_head;
+  if (p->nop)
+    while (*at && (*at)->nop)
+      at = &(*at)->next;
+  else
+    at = C.out_tail ? &C.out_tail->next : &C.out_head;
+  p->next = *at;
+  *at = p;
+  if (!p->next)
+    C.out_tail = p;
+}
+
 static int
 send_msg (struct cl_msg *m)
 {
@@ -206,11 +265,8 @@ send_msg (struct cl_msg *m)
       free (p);
       return -ENOMEM;
     }
-  if (C.out_tail)
-    C.out_tail->next = p;
-  else
-    C.out_head = p;
-  C.out_tail = p;
+  p->nop = m->type == CL_MSG_NOP;
+  send_enqueue (p);
   if (!C.retry_armed)
     send_flush ();
   return 0;
@@ -219,14 +275,8 @@ send_msg (struct cl_msg *m)
 /* --- receiving --- */
 
 static void
-replay_queue (const void *buf, size_t len, uint32_t sender)
+replay_add (struct pending *p)
 {
-  struct pending *p = calloc (1, sizeof *p);
-  if (!p || !(p->buf = malloc (len + 4)))
-    abort ();                   /* losing it would fork the table */
-  memcpy (p->buf, &sender, 4);
-  memcpy ((char *) p->buf + 4, buf, len);
-  p->len = len;
   if (C.replay_tail)
     C.replay_tail->next = p;
   else
@@ -234,31 +284,297 @@ replay_queue (const void *buf, size_t len, uint32_t sender)
   C.replay_tail = p;
 }
 
+static struct pending *
+pending_copy (const void *buf, size_t len, uint32_t sender)
+{
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p || !(p->buf = malloc (len)))
+    abort ();                   /* losing it would fork the table */
+  memcpy (p->buf, buf, len);
+  p->len = len;
+  p->sender = sender;
+  return p;
+}
+
+static void
+replay_queue (const void *buf, size_t len, uint32_t sender)
+{
+  replay_add (pending_copy (buf, len, sender));
+}
+
+/* A member left after the mark: the table sent as of the mark does not
+ * know it yet, so it is applied after the table, in its place. */
+static void
+replay_left (uint32_t node, bool down)
+{
+  struct pending *p = calloc (1, sizeof *p);
+  if (!p)
+    abort ();
+  p->sender = node;
+  p->left = down ? 2 : 1;
+  replay_add (p);
+}
+
+/* Forget what was queued for a membership this node is no longer in. */
+static void
+pending_free (struct pending **head, struct pending **tail)
+{
+  while (*head)
+    {
+      struct pending *p = *head;
+      *head = p->next;
+      free (p->buf);
+      free (p);
+    }
+  *tail = NULL;
+}
+
 static void deliver (uint32_t sender, const void *buf, size_t len);
 
 static void
-adopt_sync (const struct cl_msg *m)
+replay_run (void)
 {
-  cl_table_copy (&C.table, m->vols, m->nvols);
-  C.synced = true;
-  C.stale = false;
-  qb_log (LOG_INFO, "cluster: received the table (%u volumes)", m->nvols);
-  for (size_t i = 0; i < C.table.n; i++)
-    if (C.cb->on_define)
-      C.cb->on_define (C.ud, &C.table.vols[i].def, true);
+  struct cl_effects e = fx ();
   while (C.replay_head)
     {
       struct pending *p = C.replay_head;
       C.replay_head = p->next;
-      uint32_t sender;
-      memcpy (&sender, p->buf, 4);
-      deliver (sender, (char *) p->buf + 4, p->len);
+      if (p->left)
+        cl_table_member_left (&C.table, p->sender, p->left == 2, &e);
+      else
+        deliver (p->sender, p->buf, p->len);
       free (p->buf);
       free (p);
     }
   C.replay_tail = NULL;
+}
+
+/* --- the state transfer --- */
+
+/* Our own mark came back: the table as it stands at this point of the
+ * agreed order, in pieces under CL_PIECE_MAX (encoded now, so later
+ * messages cannot change what the joiners receive). */
+static void
+sync_send_table (void)
+{
+  size_t n = C.table.n, i = 0;
+  uint32_t piece = 0;
+  do
+    {
+      size_t start = i, bytes = CL_PIECE_OVERHEAD;
+      while (i < n && bytes + cl_msg_piece_vol_size (&C.table.vols[i])
+             <= CL_PIECE_MAX)
+        bytes += cl_msg_piece_vol_size (&C.table.vols[i++]);
+      struct cl_msg d = { .type = CL_MSG_SYNC_PIECE,
+        .vols = C.table.vols + start, .nvols = (uint32_t) (i - start),
+        .piece = piece++, .total = (uint32_t) n, .last = i == n };
+      send_msg (&d);
+    }
+  while (i < n);
+  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces)",
+          n, piece);
+}
+
+/* No transfer under way any more: wait for the next mark. */
+static void
+sync_reset (void)
+{
+  cl_table_clear (&C.incoming);
+  C.next_piece = 0;
+  C.seen_mark = false;
+  C.last_queued = false;
+  C.adopting = false;
+  pending_free (&C.pieces_head, &C.pieces_tail);
+}
+
+/* Give up the transfer under way (its pieces made no sense): wait for
+ * the next mark. */
+static void
+sync_abandon (const char *why, uint32_t sender)
+{
+  qb_log (LOG_ERR, "cluster: the table from node %u: %s; waiting for "
+          "another state transfer", sender, why);
+  sync_reset ();
+  pending_free (&C.replay_head, &C.replay_tail);
+}
+
+/* The joiner's work runs from loop jobs of at most SYNC_BUDGET_NS each:
+ * decoding the queued pieces into a table (a 60 KiB piece is a few
+ * hundred volumes), then defining the adopted table's volumes (one
+ * on_batch transaction per job), so that a table of 100,000 volumes never
+ * keeps the loop (NBD, the lease's heartbeats) for long.  CPG delivers
+ * every queued message in one dispatch, so deliver() only copies pieces
+ * into C.pieces; messages that are not pieces wait in the replay queue,
+ * as before the table came. */
+#define SYNC_BUDGET_NS (4 * 1000000ull)
+/* A table this large is not reserved for up front (a bad count). */
+#define SYNC_MAX_VOLUMES (16u << 20)
+
+static void sync_step (void *data);
+
+/* The next step runs once the loop has polled again: an eventfd made
+ * readable now wakes it at once, and whatever else is ready (NBD
+ * requests, CPG, the control channel) is served before the step runs.
+ * (A qb_loop job or zero timer added from a step may run within the same
+ * turn, and a timer of 1 ms waits for the clock on an idle loop.) */
+static int
+sync_wake (int fd, int revents, void *data)
+{
+  uint64_t n;
+  if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    qb_log (LOG_ERR, "cluster: reading the sync eventfd failed: %m");
+  sync_step (NULL);
+  return 0;
+}
+
+static void
+sync_kick (void)
+{
+  if (C.job_armed)
+    return;
+  if (C.sync_fd < 0)
+    {
+      C.sync_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (C.sync_fd < 0
+          || qb_loop_poll_add (C.loop, QB_LOOP_LOW, C.sync_fd, POLLIN, NULL,
+                               sync_wake) != 0)
+        abort ();               /* the transfer could never end */
+    }
+  C.job_armed = true;
+  uint64_t one = 1;
+  if (write (C.sync_fd, &one, sizeof one) < 0)
+    qb_log (LOG_ERR, "cluster: waking the loop for the transfer failed: %m");
+}
+
+static void
+sync_adopt_done (void)
+{
+  C.adopting = false;
+  C.synced = true;
+  C.stale = false;
+  replay_run ();
+  qb_log (LOG_INFO, "cluster: synced (%zu volumes; the longest step took "
+          "%.1f ms of CPU)", C.table.n, (double) C.sync_max_step_ns / 1e6);
   if (C.cb->on_synced)
     C.cb->on_synced (C.ud);
+}
+
+/* Define the adopted table's volumes until `until`, in one batch. */
+static void
+sync_adopt_batch (uint64_t until)
+{
+  if (C.cb->on_batch)
+    C.cb->on_batch (C.ud, true);
+  while (C.adopt_pos < C.table.n)
+    {
+      if (C.cb->on_define)
+        C.cb->on_define (C.ud, &C.table.vols[C.adopt_pos].def, true);
+      if ((++C.adopt_pos & 63) == 0 && clock_now_ns () >= until)
+        break;
+    }
+  if (C.cb->on_batch)
+    C.cb->on_batch (C.ud, false);
+  if (C.adopt_pos == C.table.n)
+    sync_adopt_done ();
+}
+
+static void
+sync_take_piece (const struct cl_msg *m, uint32_t sender)
+{
+  if (m->piece != C.next_piece)
+    return sync_abandon ("a piece came out of order", sender);
+  if (m->piece == 0 && m->total <= SYNC_MAX_VOLUMES
+      && cl_table_reserve (&C.incoming, m->total) < 0)
+    return sync_abandon ("out of memory for the table", sender);
+  for (uint32_t i = 0; i < m->nvols; i++)
+    if (!cl_table_add (&C.incoming, &m->vols[i]))
+      return sync_abandon ("a volume came twice (or out of memory)", sender);
+  C.next_piece++;
+  if (!m->last)
+    return;
+  if (C.incoming.n != m->total)
+    return sync_abandon ("the pieces do not add up to the table", sender);
+  qb_log (LOG_INFO, "cluster: received the table (%zu volumes in %u "
+          "pieces)", C.incoming.n, C.next_piece);
+  cl_table_clear (&C.table);
+  C.table = C.incoming;
+  memset (&C.incoming, 0, sizeof C.incoming);
+  C.next_piece = 0;
+  C.last_queued = false;
+  C.adopting = true;
+  C.adopt_pos = 0;
+}
+
+/* Decode and take the next queued piece. */
+static void
+sync_next_piece (void)
+{
+  struct pending *p = C.pieces_head;
+  struct cl_msg m;
+  if (!(C.pieces_head = p->next))
+    C.pieces_tail = NULL;
+  int r = cl_msg_decode (p->buf, p->len, &m);
+  if (r < 0)
+    sync_abandon (r == -EBADMSG ? "a piece has a bad checksum"
+                  : "a piece is malformed", p->sender);
+  else
+    sync_take_piece (&m, p->sender);
+  cl_msg_free (&m);
+  free (p->buf);
+  free (p);
+}
+
+static void
+sync_step (void *data)
+{
+  uint64_t until = clock_now_ns () + SYNC_BUDGET_NS, cpu = thread_cpu_ns ();
+  unsigned pieces = 0;
+  size_t defined = C.adopt_pos;
+  C.job_armed = false;
+  while (C.pieces_head && !C.adopting && clock_now_ns () < until)
+    sync_next_piece (), pieces++;
+  if (C.adopting && clock_now_ns () < until)
+    sync_adopt_batch (until);
+  cpu = thread_cpu_ns () - cpu;
+  C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;
+  if (cpu > 2 * SYNC_BUDGET_NS)
+    qb_log (LOG_NOTICE, "cluster: a step of the state transfer took %.1f ms "
+            "of CPU (%u pieces, %zu definitions)", (double) cpu / 1e6, pieces,
+            C.adopt_pos >= defined ? C.adopt_pos - defined : C.adopt_pos);
+  if (C.pieces_head || C.adopting)
+    sync_kick ();
+}
+
+/* deliver(), not synced yet, a piece of the transfer it follows: keep a
+ * copy for sync_step.  The flags word says whether it is the last; the
+ * checksum is checked when the piece is decoded. */
+static void
+sync_queue_piece (const uint8_t *buf, size_t len, uint32_t sender)
+{
+  struct pending *p = pending_copy (buf, len, sender);
+  if (C.pieces_tail)
+    C.pieces_tail->next = p;
+  else
+    C.pieces_head = p;
+  C.pieces_tail = p;
+  if (len >= CL_HDR_SIZE + 12 && (buf[CL_HDR_SIZE + 8] & 1))
+    C.last_queued = true;
+  sync_kick ();
+}
+
+/* Another version of the protocol: said once per node, then ignored. */
+static void
+refuse_version (uint32_t sender)
+{
+  for (size_t i = 0; i < C.nrefused; i++)
+    if (C.refused[i] == sender)
+      return;
+  if (C.nrefused < CLUSTER_MAX_MEMBERS)
+    C.refused[C.nrefused++] = sender;
+  qb_log (LOG_ERR, "cluster: node %u speaks another version of the cowherd "
+          "cluster protocol than this node (version %d); its messages are "
+          "ignored: run one cowherd version on every node", sender,
+          CL_MSG_VERSION);
 }
 
 static void lease_renew (uint64_t sent_ns);
@@ -267,7 +583,20 @@ static void
 deliver (uint32_t sender, const void *buf, size_t len)
 {
   struct cl_msg m;
+  /* A piece is decoded only by a joiner that waits for it, and later. */
+  if (cl_msg_peek_type (buf, len) == CL_MSG_SYNC_PIECE)
+    {
+      if (C.synced || !C.seen_mark)
+        return;
+      if (sender == C.sync_from && !C.last_queued && !C.adopting)
+        sync_queue_piece (buf, len, sender);
+      else
+        replay_queue (buf, len, sender);
+      return;
+    }
   int r = cl_msg_decode (buf, len, &m);
+  if (r == -EPROTONOSUPPORT)
+    return refuse_version (sender);
   if (r < 0)
     {
       qb_log (LOG_WARNING, "cluster: ignoring a malformed message from node "
@@ -287,22 +616,19 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   if (!C.synced)
     {
-      if (m.type == CL_MSG_SYNC_DATA && C.seen_mark)
-        adopt_sync (&m);
-      else if (m.type == CL_MSG_SYNC_MARK)
-        C.seen_mark = true;
+      if (m.type == CL_MSG_SYNC_MARK && !C.seen_mark)
+        {
+          C.seen_mark = true;
+          C.sync_from = sender;
+        }
       else if (C.seen_mark)
         replay_queue (buf, len, sender);
       cl_msg_free (&m);
       return;
     }
   if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
-    {
-      struct cl_msg d = { .type = CL_MSG_SYNC_DATA, .vols = C.table.vols,
-        .nvols = (uint32_t) C.table.n };
-      send_msg (&d);
-    }
-  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_DATA)
+    sync_send_table ();
+  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE)
     {
       struct cl_effects e = fx ();
       cl_table_apply (&C.table, sender, &m, &e);
@@ -355,7 +681,7 @@ stale_merge (void)
   qb_log (LOG_NOTICE, "cluster: merging after losing quorum: taking the "
           "table of the quorate side");
   C.synced = false;
-  C.seen_mark = false;
+  sync_reset ();
   qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
   qb_loop_timer_add (C.loop, QB_LOOP_LOW,
                      (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
@@ -397,6 +723,8 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
               left[i].nodeid, down ? "node down" : "agent stopped");
       if (C.synced)
         cl_table_member_left (&C.table, left[i].nodeid, down, &e);
+      else if (C.seen_mark)
+        replay_left (left[i].nodeid, down);
     }
   bool me_joined = false;
   for (size_t i = 0; i < njoined; i++)
@@ -454,6 +782,8 @@ cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
           qb_log (LOG_NOTICE, "cluster: node %u left the ring", C.ring[i]);
           cl_table_member_left (&C.table, C.ring[i], true, &e);
         }
+      else if (!still && C.seen_mark)
+        replay_left (C.ring[i], true);
     }
   C.nring = n < CLUSTER_MAX_MEMBERS ? n : CLUSTER_MAX_MEMBERS;
   memcpy (C.ring, list, C.nring * sizeof *list);
@@ -556,19 +886,6 @@ static void quorum_set (bool q);
 
 static void cluster_reconnect (void *data);
 
-/* Forget what was queued for a membership this node is no longer in. */
-static void
-pending_free (struct pending **head, struct pending **tail)
-{
-  while (*head)
-    {
-      struct pending *p = *head;
-      *head = p->next;
-      free (p->buf);
-      free (p);
-    }
-  *tail = NULL;
-}
 
 /* corosync went away (stopped, restarted, or dropped this client): nothing
  * this node knows is current any more.  Writes are held (quorum lost, the
@@ -598,6 +915,7 @@ cluster_lost (int fd, const char *what)
   C.retry_armed = false;
   pending_free (&C.out_head, &C.out_tail);
   pending_free (&C.replay_head, &C.replay_tail);
+  sync_reset ();
   C.hb_n = 0;
   C.nmembers = 0;               /* no group while disconnected */
   C.reconnects = 0;
@@ -784,7 +1102,7 @@ cluster_reconnect (void *data)
     }
   C.lost = false;
   C.synced = false;             /* a joiner until the table arrives */
-  C.seen_mark = false;
+  sync_reset ();
   C.backoff_ms = 1;
   qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
           "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
@@ -800,6 +1118,7 @@ cluster_start (qb_loop_t *loop, const char *name,
                const struct cluster_callbacks *cb, void *ud)
 {
   C.loop = loop;
+  C.sync_fd = -1;
   C.cb = cb;
   C.ud = ud;
   C.backoff_ms = 1;
@@ -854,6 +1173,11 @@ cluster_lease_deadline_ns (void)
 }
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
 bool cluster_synced (void) { return C.synced; }
+size_t cluster_table_size (void) { return C.table.n; }
+double cluster_sync_max_step_ms (void)
+{
+  return (double) C.sync_max_step_ns / 1e6;
+}
 
 void
 cluster_set_stale (void)
@@ -905,6 +1229,35 @@ cluster_define (const struct cluster_voldef *def)
 {
   struct cl_msg m = { .type = CL_MSG_DEFINE, .def = *def };
   return send_msg (&m);
+}
+
+/* Up to CL_PIECE_MAX bytes of definitions a message. */
+int
+cluster_define_many (const struct cluster_voldef *defs, size_t n)
+{
+  enum { MAX = 256 };
+  static struct cluster_vol vols[MAX];
+  size_t i = 0;
+  int r = 0;
+  while (i < n && r == 0)
+    {
+      size_t k = 0, bytes = CL_PIECE_OVERHEAD;
+      while (i < n && k < MAX)
+        {
+          memset (&vols[k], 0, sizeof vols[k]);
+          vols[k].def = defs[i];
+          size_t sz = cl_msg_piece_vol_size (&vols[k]);
+          if (k > 0 && bytes + sz > CL_PIECE_MAX)
+            break;
+          bytes += sz;
+          k++;
+          i++;
+        }
+      struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols,
+        .nvols = (uint32_t) k, .total = (uint32_t) k, .last = true };
+      r = send_msg (&m);
+    }
+  return r;
 }
 
 int

@@ -15,9 +15,26 @@
  *   FENCE_CONFIRM u32 node
  *   FENCED        u32 node (fenced by the sender, on the storage)
  *   SYNC_MARK     (empty)
- *   SYNC_DATA     u32 count, then per volume: the DEFINE body, u32 state,
- *                 u32 owner, u64 epoch, u64 generation, u32 requester,
- *                 u32 fenced_node, u32 bouncing
+ *   SYNC_DATA     retired with version 1 (the whole table in one message,
+ *                 624 bytes a volume): decodes as a NOP
+ *   SYNC_PIECE    u32 piece (0, 1, ...), u32 total volumes in the table,
+ *                 u32 flags (1 = the last piece), u32 count, then per
+ *                 volume: u16 length + name, u16 length + base, u16 length
+ *                 + cow (no NUL; shorter than the DEFINE fields), u32
+ *                 chunk, u32 commit, u32 flags (1 exclusive, 2 bouncing),
+ *                 u32 state, u32 owner, u64 epoch, u64 generation,
+ *                 u32 requester, u32 fenced_node; then u32 crc32c of every
+ *                 byte before it, header included.  A piece stays under
+ *                 CL_PIECE_MAX: a table of any size travels in pieces of
+ *                 a few hundred volumes, never as one huge CPG message.
+ *   DEFINE_MANY   the SYNC_PIECE encoding, for definitions only (a node that
+ *                 defines many volumes at once: the first one of a whole
+ *                 cluster starting); each volume applies as a DEFINE, its
+ *                 state fields are ignored
+ *
+ * Version 2 (this one) added SYNC_PIECE and DEFINE_MANY; an agent of version 1 and one of
+ * version 2 refuse each other's messages (-EPROTONOSUPPORT, logged once
+ * per node by cpg.c), so a mixed cluster never shares a table.
  */
 #include <config.h>
 
@@ -27,9 +44,9 @@
 
 #include "byteorder.h"
 #include "cluster-int.h"
+#include "crc32c.h"
 
 #define DEF_SIZE (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12)
-#define VOL_SIZE (DEF_SIZE + 36)
 
 static void
 put_str (uint8_t *p, const char *s, size_t field)
@@ -74,6 +91,139 @@ get_def (struct cluster_voldef *d, const uint8_t *p)
   return 0;
 }
 
+/* --- SYNC_PIECE --- */
+
+#define PIECE_VOL_FIXED (6 + 44)
+
+size_t
+cl_msg_piece_vol_size (const struct cluster_vol *v)
+{
+  return PIECE_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
+    + strnlen (v->def.base, CLUSTER_URI_MAX - 1)
+    + strnlen (v->def.cow, CLUSTER_URI_MAX - 1);
+}
+
+static size_t
+piece_size (const struct cl_msg *m)
+{
+  size_t n = 16 + 4;
+  for (uint32_t i = 0; i < m->nvols; i++)
+    n += cl_msg_piece_vol_size (&m->vols[i]);
+  return n;
+}
+
+static uint8_t *
+put_lstr (uint8_t *p, const char *s, size_t field)
+{
+  size_t n = strnlen (s, field - 1);
+  le16_put (p, (uint16_t) n);
+  memcpy (p + 2, s, n);
+  return p + 2 + n;
+}
+
+static uint8_t *
+put_piece_vol (uint8_t *p, const struct cluster_vol *v)
+{
+  p = put_lstr (p, v->def.name, CLUSTER_NAME_MAX);
+  p = put_lstr (p, v->def.base, CLUSTER_URI_MAX);
+  p = put_lstr (p, v->def.cow, CLUSTER_URI_MAX);
+  le32_put (p, v->def.chunk_size);
+  le32_put (p + 4, v->def.commit);
+  le32_put (p + 8, (v->def.exclusive ? 1u : 0) | (v->bouncing ? 2u : 0));
+  le32_put (p + 12, v->state);
+  le32_put (p + 16, v->owner);
+  le64_put (p + 20, v->epoch);
+  le64_put (p + 28, v->generation);
+  le32_put (p + 36, v->requester);
+  le32_put (p + 40, v->fenced_node);
+  return p + 44;
+}
+
+/* The piece's body after the header; the checksum goes in by the caller
+ * once the header is written. */
+static void
+put_piece (uint8_t *p, const struct cl_msg *m)
+{
+  le32_put (p, m->piece);
+  le32_put (p + 4, m->total);
+  le32_put (p + 8, m->last ? 1 : 0);
+  le32_put (p + 12, m->nvols);
+  p += 16;
+  for (uint32_t i = 0; i < m->nvols; i++)
+    p = put_piece_vol (p, &m->vols[i]);
+}
+
+/* A length-prefixed string of at most field - 1 bytes, without NUL,
+ * within [*p, end). */
+static int
+get_lstr (char *dst, const uint8_t **p, const uint8_t *end, size_t field)
+{
+  if (end - *p < 2)
+    return -EINVAL;
+  size_t n = le16_get (*p);
+  if (n >= field || (size_t) (end - *p - 2) < n || memchr (*p + 2, 0, n))
+    return -EINVAL;
+  memcpy (dst, *p + 2, n);
+  dst[n] = '\0';
+  *p += 2 + n;
+  return 0;
+}
+
+static int
+get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
+{
+  if (get_lstr (v->def.name, pp, end, CLUSTER_NAME_MAX) < 0
+      || !v->def.name[0]
+      || get_lstr (v->def.base, pp, end, CLUSTER_URI_MAX) < 0
+      || get_lstr (v->def.cow, pp, end, CLUSTER_URI_MAX) < 0
+      || end - *pp < 44)
+    return -EINVAL;
+  const uint8_t *p = *pp;
+  uint32_t flags = le32_get (p + 8);
+  if (le32_get (p + 12) > CL_FENCING || flags > 3)
+    return -EINVAL;
+  v->def.chunk_size = le32_get (p);
+  v->def.commit = le32_get (p + 4);
+  v->def.exclusive = flags & 1;
+  v->bouncing = (flags & 2) != 0;
+  v->state = (enum cluster_vol_state) le32_get (p + 12);
+  v->owner = le32_get (p + 16);
+  v->epoch = le64_get (p + 20);
+  v->generation = le64_get (p + 28);
+  v->requester = le32_get (p + 36);
+  v->fenced_node = le32_get (p + 40);
+  *pp = p + 44;
+  return 0;
+}
+
+/* b: the whole message (its checksum covers the header too). */
+static int
+decode_piece (const uint8_t *b, size_t len, struct cl_msg *m)
+{
+  const uint8_t *p = b + CL_HDR_SIZE, *end = b + len - 4;
+  if (len < CL_HDR_SIZE + 16 + 4)
+    return -EINVAL;
+  if (crc32c (0, b, len - 4) != le32_get (end))
+    return -EBADMSG;
+  uint32_t flags = le32_get (p + 8), n = le32_get (p + 12);
+  if (flags > 1 || n > (size_t) (end - p - 16) / PIECE_VOL_FIXED)
+    return -EINVAL;
+  m->piece = le32_get (p);
+  m->total = le32_get (p + 4);
+  m->last = flags & 1;
+  if (!(m->vols = calloc (n ? n : 1, sizeof *m->vols)))
+    return -ENOMEM;
+  m->nvols = n;
+  p += 16;
+  uint32_t i = 0;
+  while (i < n && get_piece_vol (&m->vols[i], &p, end) == 0)
+    i++;
+  if (i == n && p == end)
+    return 0;
+  cl_msg_free (m);
+  return -EINVAL;
+}
+
 static size_t
 body_size (const struct cl_msg *m)
 {
@@ -85,7 +235,7 @@ body_size (const struct cl_msg *m)
     case CL_MSG_RELEASE: return CLUSTER_NAME_MAX + 8;
     case CL_MSG_MIGRATE: return CLUSTER_NAME_MAX + 4;
     case CL_MSG_FENCE_CONFIRM: case CL_MSG_FENCED: return 4;
-    case CL_MSG_SYNC_DATA: return 4 + (size_t) m->nvols * VOL_SIZE;
+    case CL_MSG_SYNC_PIECE: case CL_MSG_DEFINE_MANY: return piece_size (m);
     default: return 0;
     }
 }
@@ -127,56 +277,14 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
     case CL_MSG_FENCED:
       le32_put (p, m->node);
       break;
-    case CL_MSG_SYNC_DATA:
-      le32_put (p, m->nvols);
-      for (uint32_t i = 0; i < m->nvols; i++)
-        {
-          const struct cluster_vol *v = &m->vols[i];
-          uint8_t *q = p + 4 + (size_t) i * VOL_SIZE;
-          put_def (q, &v->def);
-          q += DEF_SIZE;
-          le32_put (q, v->state);
-          le32_put (q + 4, v->owner);
-          le64_put (q + 8, v->epoch);
-          le64_put (q + 16, v->generation);
-          le32_put (q + 24, v->requester);
-          le32_put (q + 28, v->fenced_node);
-          le32_put (q + 32, v->bouncing);
-        }
+    case CL_MSG_SYNC_PIECE:
+    case CL_MSG_DEFINE_MANY:
+      put_piece (p, m);
+      le32_put (b + n - 4, crc32c (0, b, n - 4));
       break;
     }
   *len = n;
   return b;
-}
-
-static int
-decode_sync (const uint8_t *p, size_t blen, struct cl_msg *m)
-{
-  if (blen < 4)
-    return -EINVAL;
-  uint32_t n = le32_get (p);
-  if (n > (blen - 4) / VOL_SIZE || blen != 4 + (size_t) n * VOL_SIZE)
-    return -EINVAL;
-  m->vols = calloc (n ? n : 1, sizeof *m->vols);
-  if (!m->vols)
-    return -ENOMEM;
-  m->nvols = n;
-  for (uint32_t i = 0; i < n; i++)
-    {
-      struct cluster_vol *v = &m->vols[i];
-      const uint8_t *q = p + 4 + (size_t) i * VOL_SIZE;
-      if (get_def (&v->def, q) < 0 || le32_get (q + DEF_SIZE) > CL_FENCING)
-        return -EINVAL;
-      q += DEF_SIZE;
-      v->state = (enum cluster_vol_state) le32_get (q);
-      v->owner = le32_get (q + 4);
-      v->epoch = le64_get (q + 8);
-      v->generation = le64_get (q + 16);
-      v->requester = le32_get (q + 24);
-      v->fenced_node = le32_get (q + 28);
-      v->bouncing = le32_get (q + 32) != 0;
-    }
-  return 0;
 }
 
 int
@@ -197,7 +305,12 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
       return 0;
     }
   if (m->type == CL_MSG_SYNC_DATA)
-    return decode_sync (p, blen, m);
+    {
+      m->type = CL_MSG_NOP;     /* retired: a version 1 table */
+      return 0;
+    }
+  if (m->type == CL_MSG_SYNC_PIECE || m->type == CL_MSG_DEFINE_MANY)
+    return decode_piece (b, len, m);
   if (blen != body_size (m))
     return -EINVAL;
   switch (m->type)
@@ -222,6 +335,16 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
         m->generation = le64_get (p);
       return 0;
     }
+}
+
+int
+cl_msg_peek_type (const void *buf, size_t len)
+{
+  const uint8_t *b = buf;
+  if (len < CL_HDR_SIZE || le32_get (b + 4) != len
+      || (b[0] | b[1] << 8) != CL_MSG_VERSION)
+    return -1;
+  return b[2] | b[3] << 8;
 }
 
 void

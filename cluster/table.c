@@ -19,6 +19,11 @@
  * DEFINE of a name whose CoW device (as named) another volume has is
  * refused on every member alike.
  *
+ * The table is an array (UNDEFINE moves the last volume into the hole)
+ * with two hash indexes, by name and by CoW device as named, holding
+ * index + 1: a message about one volume costs O(1) however many there
+ * are; a state transfer appends with cl_table_add after cl_table_reserve.
+ *
  * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
  * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
  * carried in the messages) set `bouncing`; further requests are refused
@@ -27,6 +32,7 @@
 #include <config.h>
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,35 +47,125 @@ cluster_state_name (enum cluster_vol_state s)
   return s <= CL_FENCING ? names[s] : "unknown";
 }
 
+/* --- the indexes: name and CoW device (as named) to index + 1 --- */
+
+static const char *
+tbl_name_of (const void *item, const void *ctx)
+{
+  return ((const struct cl_table *) ctx)->vols[(uintptr_t) item - 1].def.name;
+}
+
+static const char *
+tbl_cow_of (const void *item, const void *ctx)
+{
+  return ((const struct cl_table *) ctx)->vols[(uintptr_t) item - 1].def.cow;
+}
+
+/* The maps ask the table for keys: point them at it (a table may be
+ * zero-initialised, or moved by the struct copy of an adoption). */
+static struct cl_table *
+tbl (struct cl_table *t)
+{
+  t->by_name.key = tbl_name_of;
+  t->by_cow.key = tbl_cow_of;
+  t->by_name.ctx = t->by_cow.ctx = t;
+  return t;
+}
+
+static void *
+tbl_item (const struct cl_table *t, const struct cluster_vol *v)
+{
+  return (void *) (uintptr_t) (v - t->vols + 1);
+}
+
+static int
+tbl_index (struct cl_table *t, struct cluster_vol *v)
+{
+  if (strmap_put (&t->by_name, tbl_item (t, v)) < 0)
+    return -1;
+  if (!v->def.cow[0] || strmap_get (&t->by_cow, v->def.cow))
+    return 0;
+  return strmap_put (&t->by_cow, tbl_item (t, v));
+}
+
+static void
+tbl_unindex (struct cl_table *t, struct cluster_vol *v)
+{
+  void *me = tbl_item (t, v);
+  if (strmap_get (&t->by_name, v->def.name) == me)
+    strmap_del (&t->by_name, v->def.name);
+  if (strmap_get (&t->by_cow, v->def.cow) == me)
+    strmap_del (&t->by_cow, v->def.cow);
+}
+
 struct cluster_vol *
 cl_table_find (struct cl_table *t, const char *name)
 {
-  for (size_t i = 0; i < t->n; i++)
-    if (strcmp (t->vols[i].def.name, name) == 0)
-      return &t->vols[i];
-  return NULL;
+  uintptr_t i = (uintptr_t) strmap_get (&tbl (t)->by_name, name);
+  return i ? &t->vols[i - 1] : NULL;
 }
 
 void
 cl_table_clear (struct cl_table *t)
 {
   free (t->vols);
+  strmap_free (&t->by_name);
+  strmap_free (&t->by_cow);
   t->vols = NULL;
   t->n = t->cap = 0;
 }
 
-int
-cl_table_copy (struct cl_table *dst, const struct cluster_vol *vols, size_t n)
+/* A new slot at the end, zeroed, not indexed yet. */
+static struct cluster_vol *
+tbl_append (struct cl_table *t)
 {
-  cl_table_clear (dst);
-  if (n == 0)
-    return 0;
-  dst->vols = malloc (n * sizeof *vols);
-  if (!dst->vols)
-    return -1;
-  memcpy (dst->vols, vols, n * sizeof *vols);
-  dst->n = dst->cap = n;
-  return 0;
+  if (t->n == t->cap)
+    {
+      size_t cap = t->cap ? 2 * t->cap : 16;
+      struct cluster_vol *nv = realloc (t->vols, cap * sizeof *nv);
+      if (!nv)
+        return NULL;
+      t->vols = nv;
+      t->cap = cap;
+    }
+  struct cluster_vol *v = &t->vols[t->n++];
+  memset (v, 0, sizeof *v);
+  return v;
+}
+
+int
+cl_table_reserve (struct cl_table *t, size_t n)
+{
+  tbl (t);
+  if (n > t->cap)
+    {
+      struct cluster_vol *nv = realloc (t->vols, n * sizeof *nv);
+      if (!nv)
+        return -1;
+      t->vols = nv;
+      t->cap = n;
+    }
+  return strmap_reserve (&t->by_name, n) < 0
+    || strmap_reserve (&t->by_cow, n) < 0 ? -1 : 0;
+}
+
+struct cluster_vol *
+cl_table_add (struct cl_table *t, const struct cluster_vol *v)
+{
+  tbl (t);
+  if (strmap_get (&t->by_name, v->def.name)
+      || (v->def.cow[0] && strmap_get (&t->by_cow, v->def.cow)))
+    return NULL;
+  struct cluster_vol *nv = tbl_append (t);
+  if (!nv)
+    return NULL;
+  *nv = *v;
+  if (tbl_index (t, nv) < 0)
+    {
+      t->n--;
+      return NULL;
+    }
+  return nv;
 }
 
 static void fx_error (const struct cl_effects *fx, uint32_t to,
@@ -226,18 +322,25 @@ apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
 {
   if (fx->cb->on_define)
     fx->cb->on_define (fx->ud, &v->def, false);
-  *v = t->vols[--t->n];
+  tbl_unindex (t, v);
+  struct cluster_vol *last = &t->vols[--t->n];
+  if (last != v)
+    {
+      tbl_unindex (t, last);
+      *v = *last;
+      if (tbl_index (t, v) < 0)
+        abort ();               /* the table must not diverge */
+    }
 }
 
 /* Another volume whose CoW device is named cow, or NULL. */
 static const struct cluster_vol *
-cow_user (const struct cl_table *t, const char *name, const char *cow)
+cow_user (struct cl_table *t, const char *name, const char *cow)
 {
-  for (size_t i = 0; i < t->n; i++)
-    if (strcmp (t->vols[i].def.name, name) != 0
-        && strcmp (t->vols[i].def.cow, cow) == 0)
-      return &t->vols[i];
-  return NULL;
+  uintptr_t i = (uintptr_t) strmap_get (&tbl (t)->by_cow, cow);
+  if (!i || strcmp (t->vols[i - 1].def.name, name) == 0)
+    return NULL;
+  return &t->vols[i - 1];
 }
 
 /* A definition whose CoW device another volume names is refused: two
@@ -255,24 +358,28 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
                      "belongs to one volume", m->def.name, m->def.cow,
                      u->def.name);
   struct cluster_vol *v = cl_table_find (t, m->def.name);
-  if (!v)
-    {
-      if (t->n == t->cap)
-        {
-          size_t cap = t->cap ? 2 * t->cap : 16;
-          struct cluster_vol *nv = realloc (t->vols, cap * sizeof *nv);
-          if (!nv)
-            abort ();           /* the table must not diverge */
-          t->vols = nv;
-          t->cap = cap;
-        }
-      v = &t->vols[t->n++];
-      memset (v, 0, sizeof *v);
-    }
+  if (v)
+    tbl_unindex (t, v);         /* a redefinition: the CoW may change */
+  else if (!(v = tbl_append (t)))
+    abort ();                   /* the table must not diverge */
   v->def = m->def;
   v->generation = 0;
+  if (tbl_index (t, v) < 0)
+    abort ();
   if (fx->cb->on_define)
     fx->cb->on_define (fx->ud, &v->def, true);
+}
+
+static void
+apply_define_many (struct cl_table *t, uint32_t sender,
+                   const struct cl_msg *m, const struct cl_effects *fx)
+{
+  for (uint32_t i = 0; i < m->nvols; i++)
+    {
+      struct cl_msg d = { .type = CL_MSG_DEFINE, .time_ms = m->time_ms,
+        .def = m->vols[i].def };
+      apply_define (t, sender, &d, fx);
+    }
 }
 
 /* FENCE_CONFIRM(n): an operator says node n is down; its volumes in
@@ -333,8 +440,10 @@ static const struct
   [CL_MSG_SYNC_MARK] = { NULL, NULL },
   [CL_MSG_SYNC_DATA] = { NULL, NULL },
   [CL_MSG_FENCED] = { apply_fenced, NULL },
+  [CL_MSG_SYNC_PIECE] = { NULL, NULL },
+  [CL_MSG_DEFINE_MANY] = { apply_define_many, NULL },
 };
-_Static_assert (CL_MSG_LAST == CL_MSG_FENCED,
+_Static_assert (CL_MSG_LAST == CL_MSG_DEFINE_MANY,
                 "a new message type needs its row in apply[]");
 
 void

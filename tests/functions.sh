@@ -66,6 +66,10 @@ wait_until() {               # wait_until SECS CMD...
 wait_for_file() { wait_until "${2:-10}" test -e "$1"; }
 wait_for_socket() { wait_until "${2:-10}" test -S "$1"; }
 
+# defs_sql STATE_DIR SQL: run SQL on cowd's definitions store there
+# (volumes.db, one row per volume: see cowd(8) VOLUMES).
+defs_sql() { sqlite3 -cmd '.timeout 2000' "$1/volumes.db" "$2"; }
+
 kill_pid() {                 # kill_pid PID [SECS]
   local pid=$1 secs=${2:-10}
   kill -0 "$pid" 2>/dev/null || return 0

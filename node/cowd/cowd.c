@@ -395,6 +395,7 @@ cowd_start (void)
     return -1;
   nbd_set_handshake_timeout (cowd.nbd_handshake_timeout_ms);
   metrics_start ();
+  probe_start ();
   notify_ready_part (NOTIFY_CONTROL);
   return 0;
 }

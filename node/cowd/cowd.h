@@ -15,10 +15,19 @@ struct nbd_export;
 /* The base of a volume whose base was dropped (cowctl unbase). */
 #define VOLDB_NO_BASE "none"
 
-/* A volume definition, persisted in STATE_DIR/volumes.conf. */
+/* The levels of voldb's skip list (4^16 entries before it degrades). */
+#define VOLDB_LEVELS 16
+
+/* A volume definition, persisted as one row of STATE_DIR/volumes.db
+ * (store.c).  Indexed by name, by CoW device and by LUN identity
+ * (voldb.c); cowd.vols lists them sorted by name. */
 struct vol_entry
 {
-  struct vol_entry *next;
+  struct vol_entry *next;       /* by name; level 0 of the skip list */
+  struct vol_entry **up;        /* levels 1..levels-1, or NULL */
+  uint8_t levels;
+  bool unresolved;              /* cow_key is "path:": device absent */
+  char *cow_key;                /* backend_key of cow when indexed */
   char *name;
   char *base;                   /* path or iscsi:// URL */
   char *cow;
@@ -117,8 +126,23 @@ void chain_status_json (struct strbuf *sb, const struct volume *v);
 void chain_status_text (struct strbuf *sb, const struct volume *v);
 
 void voldb_remove (struct vol_entry *e);
+/* Room for n definitions in the indexes (before a state transfer's). */
+int voldb_reserve (size_t n);
+/* Open the store, import an old volumes.conf, load every definition. */
 int voldb_load (char *err, size_t errlen);
-int voldb_save (void);
+/* voldb-import.c: volumes.conf into the store, then renamed *.imported. */
+struct store;
+int voldb_import (struct store *s, const char *dir, char *err,
+                  size_t errlen);
+/* Write e's row: durably (returns once it survives a power cut), or
+ * lazily (a definition the cluster can give back, the attached flag);
+ * remove it.  0 or -1 (logged). */
+int voldb_store (struct vol_entry *e);
+int voldb_store_lazy (struct vol_entry *e);
+int voldb_unstore (struct vol_entry *e);
+/* Several lazy writes in one transaction (a piece of a table received). */
+int voldb_batch_begin (void);
+int voldb_batch_end (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
@@ -149,6 +173,15 @@ void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 void own_define (struct vol_entry *e);
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
+
+/* probe.c: the loop's longest gap between two turns, an upper bound of
+ * its longest block (ms); the most CPU it used between two turns (ms);
+ * how many gaps passed 10 ms. */
+void probe_start (void);
+void probe_get (double *max_gap_ms, double *max_busy_ms, uint64_t *slow);
+/* Keep the maxima as they are now (own.c, when synced), and read them. */
+void probe_mark_synced (void);
+void probe_synced (double *gap_ms, double *busy_ms);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

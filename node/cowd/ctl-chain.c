@@ -6,7 +6,7 @@
  * volume (new requests queue), and once nothing is in flight and every
  * bit is durable runs the engine's blocking step, resumes the volume and
  * answers.  So a client sees a pause of one drain plus a few superblock
- * writes, never an error.  The definition (volumes.conf) is untouched: it
+ * writes, never an error.  The definition (the store) is untouched: it
  * names the first CoW device, and the chain above it is on disk.
  *
  * In a cluster the chain would have to change on every host that has the

@@ -281,7 +281,7 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
                         "memory", p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  if (voldb_save () < 0)
+  if (voldb_store (e) < 0)
     return create_errf (err, errlen, COW_E_IO, "volume %s: formatted, but "
                         "saving the definition in %s failed", p.name,
                         cowd.state_dir);
@@ -481,7 +481,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e->attached)
     {
       e->attached = true;
-      voldb_save ();
+      voldb_store_lazy (e);     /* no fsync on the way to serving */
     }
   char *uri = entry_uri (e);
   if (json)
@@ -514,7 +514,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->attached)
     {
       e->attached = false;
-      voldb_save ();
+      voldb_store (e);
     }
   voldb_set_error (e, NULL);
   if (!e->vol || e->closing)
@@ -537,8 +537,10 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->vol || e->closing)
     return reply_fmt (req, COW_E_ATTACHED, "volume %s is attached; detach it"
                       " first", e->name);
+  if (voldb_unstore (e) < 0)
+    return reply_fmt (req, COW_E_IO, "volume %s: removing the definition "
+                      "from %s failed", e->name, cowd.state_dir);
   voldb_remove (e);
-  voldb_save ();
   ctl_reply (req, 0, json ? "{}\n" : "");
 }
 
@@ -1155,7 +1157,7 @@ cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
       return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                         e->name);
     }
-  if (voldb_save () < 0)
+  if (voldb_store (e) < 0)
     return reply_fmt (req, COW_E_IO, "volume %s: the base is closed, "
                       "but saving the definition in %s failed", e->name,
                       cowd.state_dir);
@@ -1201,12 +1203,20 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   uint32_t m[CLUSTER_MAX_MEMBERS];
   size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
   struct strbuf sb = STRBUF_INIT;
+  double gap, busy, sgap, sbusy;
+  uint64_t slow;
+  probe_get (&gap, &busy, &slow);
+  probe_synced (&sgap, &sbusy);
   if (json)
     {
       sb_printf (&sb, "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
-                 ",\"synced\":%s,\"members\":[", cluster_nodeid (),
+                 ",\"synced\":%s,\"volumes\":%zu,\"loop\":{\"max_gap_ms\":%.3f,"
+                 "\"max_busy_ms\":%.3f,\"gaps_over_10ms\":%" PRIu64
+                 ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
+                 "\"sync_step_ms\":%.3f},\"members\":[", cluster_nodeid (),
                  cluster_quorate () ? "true" : "false", cluster_ring_id (),
-                 cluster_synced () ? "true" : "false");
+                 cluster_synced () ? "true" : "false", cluster_table_size (),
+                 gap, busy, slow, sgap, sbusy, cluster_sync_max_step_ms ());
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
       sb_puts (&sb, "]}\n");

@@ -48,6 +48,7 @@
 #include "loop.h"
 
 static void own_want_owner (void *ud, struct volume *v);
+static void own_announce (void);
 static void own_taken (void *opaque, int res, const char *err);
 
 static uint64_t
@@ -85,15 +86,31 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
       e = voldb_add (def->name, def->base, def->cow, def->chunk_size,
                      (enum dscow_commit) def->commit);
       if (e)
-        e->exclusive = def->exclusive;
-      voldb_save ();
-      qb_log (LOG_INFO, "cluster: %s: defined", def->name);
+        {
+          e->exclusive = def->exclusive;
+          voldb_store_lazy (e); /* in the batch's transaction, if any */
+        }
+      qb_log (LOG_DEBUG, "cluster: %s: defined", def->name);
     }
   else if (!defined && e && !e->vol)
     {
+      voldb_unstore (e);
       voldb_remove (e);
-      voldb_save ();
     }
+}
+
+/* A state transfer applies its definitions in batches: one transaction
+ * each, lazily synced (the cluster gives them back after a power cut). */
+static void
+own_on_batch (void *ud, bool begin)
+{
+  static bool reserved;
+  if (begin && !reserved)
+    reserved = voldb_reserve (cluster_table_size ()) == 0;
+  if (begin)
+    voldb_batch_begin ();
+  else
+    voldb_batch_end ();
 }
 
 static void
@@ -337,12 +354,11 @@ own_reconcile (void)
 static void
 own_on_synced (void *ud)
 {
+  probe_mark_synced ();
   own_reconcile ();
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
    * serve again what was attached before this agent stopped. */
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    if (!cluster_lookup (e->name))
-      own_define (e);
+  own_announce ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
       char err[COW_ERRLEN];
@@ -381,15 +397,52 @@ own_note_request (struct vol_entry *e)
   e->t_request_ns = cowd_now_ns ();
 }
 
+static void
+own_def (const struct vol_entry *e, struct cluster_voldef *d)
+{
+  *d = (struct cluster_voldef) { .chunk_size = e->chunk_size,
+    .commit = e->commit, .exclusive = e->exclusive };
+  snprintf (d->name, sizeof d->name, "%s", e->name);
+  snprintf (d->base, sizeof d->base, "%s", e->base);
+  snprintf (d->cow, sizeof d->cow, "%s", e->cow);
+}
+
 void
 own_define (struct vol_entry *e)
 {
-  struct cluster_voldef d = { .chunk_size = e->chunk_size,
-    .commit = e->commit, .exclusive = e->exclusive };
-  snprintf (d.name, sizeof d.name, "%s", e->name);
-  snprintf (d.base, sizeof d.base, "%s", e->base);
-  snprintf (d.cow, sizeof d.cow, "%s", e->cow);
+  struct cluster_voldef d;
+  own_def (e, &d);
   cluster_define (&d);
+}
+
+/* The definitions the table lacks, a few hundred to a message. */
+static void
+own_announce (void)
+{
+  enum { CHUNK = 512 };
+  struct cluster_voldef *defs = malloc (CHUNK * sizeof *defs);
+  size_t n = 0, total = 0;
+  if (!defs)
+    abort ();
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (cluster_lookup (e->name))
+        continue;
+      own_def (e, &defs[n++]);
+      if (n == CHUNK || !e->next)
+        {
+          cluster_define_many (defs, n);
+          total += n;
+          n = 0;
+        }
+    }
+  if (n)
+    cluster_define_many (defs, n);
+  total += n;
+  free (defs);
+  if (total)
+    qb_log (LOG_INFO, "cluster: defined %zu volumes of this node's store in "
+            "the group", total);
 }
 
 int
@@ -484,6 +537,7 @@ own_start (char *err, size_t errlen)
 {
   static const struct cluster_callbacks cb = {
     .on_define = own_on_define,
+    .on_batch = own_on_batch,
     .on_owner = own_on_owner,
     .on_handoff_request = own_on_handoff_request,
     .on_fencing = own_on_fencing,

@@ -1,8 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* voldb.c: the table of volume definitions this agent knows, persisted in
- * STATE_DIR/volumes.conf so that definitions, and which volumes are
- * attached, survive a restart of cowd.  The file is rewritten whole and
- * atomically (temporary file, fsync, rename, fsync of the directory).
+/* voldb.c: the table of volume definitions this agent knows, persisted
+ * one row per volume in STATE_DIR/volumes.db (store.c: SQLite, WAL), so
+ * that definitions, and which volumes are attached, survive a restart of
+ * cowd.  Every change writes its one row (voldb_store: durable, for what
+ * an operator is answered about; voldb_store_lazy: for what the cluster
+ * can give back and the attached mark), never the whole table; a state
+ * transfer's definitions go in one transaction per batch
+ * (voldb_batch_begin/end).  An old volumes.conf is imported at start
+ * (voldb-import.c).
+ *
+ * In memory: cowd.vols, sorted by name (list output is stable), is level
+ * 0 of a skip list, so adding or removing an entry costs O(log N); hash
+ * indexes (common/strmap.h) find an entry by name, by CoW device identity
+ * (backend_key, computed when the entry is added) and as named, and, for
+ * attached volumes, by a LUN's VPD identity: every lookup is O(1), so a
+ * definition costs the same with 100,000 volumes as with one.
  *
  * A CoW device belongs to one definition: create and attach refuse a
  * device another volume names, however it is named (backend_key: the
@@ -27,14 +39,179 @@
 
 #include "cowd.h"
 #include "nbd-server.h"
+#include "store.h"
+#include "strmap.h"
+
+/* --- the indexes --- */
+
+static const char *
+voldb_name_of (const void *item, const void *ctx)
+{
+  return ((const struct vol_entry *) item)->name;
+}
+
+static const char *
+voldb_key_of (const void *item, const void *ctx)
+{
+  return ((const struct vol_entry *) item)->cow_key;
+}
+
+static const char *
+voldb_cow_of (const void *item, const void *ctx)
+{
+  return ((const struct vol_entry *) item)->cow;
+}
+
+static const char *
+voldb_ident_of (const void *item, const void *ctx)
+{
+  return vol_cow_backend (((const struct vol_entry *) item)->vol)->ident;
+}
+
+static struct
+{
+  struct strmap by_name, by_key, by_ident;
+  struct strmap by_cow;         /* the CoW device as named */
+  struct vol_entry *head[VOLDB_LEVELS]; /* [0] unused: cowd.vols */
+  unsigned unresolved;          /* entries whose key is "path:" */
+  uint32_t rand;
+  struct store *store;
+} V = {
+  .by_name = { .key = voldb_name_of },
+  .by_key = { .key = voldb_key_of },
+  .by_ident = { .key = voldb_ident_of },
+  .by_cow = { .key = voldb_cow_of },
+  .rand = 2463534242u,
+};
 
 struct vol_entry *
 voldb_find (const char *name)
 {
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    if (strcmp (e->name, name) == 0)
-      return e;
-  return NULL;
+  return strmap_get (&V.by_name, name);
+}
+
+/* The skip list: level 0 is the sorted list cowd.vols (e->next); an entry
+ * of level L also sits on the lists 1..L-1 through e->up[]. */
+static struct vol_entry **
+voldb_link (struct vol_entry *x, unsigned lvl)
+{
+  if (!x)
+    return lvl ? &V.head[lvl] : &cowd.vols;
+  return lvl ? &x->up[lvl - 1] : &x->next;
+}
+
+/* The last entry before name on every level. */
+static void
+voldb_preds (const char *name, struct vol_entry **pred)
+{
+  struct vol_entry *x = NULL;
+  for (int lvl = VOLDB_LEVELS - 1; lvl >= 0; lvl--)
+    {
+      struct vol_entry *n;
+      while ((n = *voldb_link (x, (unsigned) lvl))
+             && strcmp (n->name, name) < 0)
+        x = n;
+      pred[lvl] = x;
+    }
+}
+
+/* A level with probability 4^-(L-1) (xorshift32). */
+static unsigned
+voldb_level (void)
+{
+  unsigned lvl = 1;
+  V.rand ^= V.rand << 13;
+  V.rand ^= V.rand >> 17;
+  V.rand ^= V.rand << 5;
+  for (uint32_t r = V.rand; (r & 3) == 0 && lvl < VOLDB_LEVELS; r >>= 2)
+    lvl++;
+  return lvl;
+}
+
+static int
+voldb_list_insert (struct vol_entry *e)
+{
+  struct vol_entry *pred[VOLDB_LEVELS];
+  e->levels = (uint8_t) voldb_level ();
+  if (e->levels > 1 && !(e->up = calloc (e->levels - 1u, sizeof *e->up)))
+    return -1;
+  voldb_preds (e->name, pred);
+  for (unsigned l = 0; l < e->levels; l++)
+    {
+      *voldb_link (e, l) = *voldb_link (pred[l], l);
+      *voldb_link (pred[l], l) = e;
+    }
+  return 0;
+}
+
+static void
+voldb_list_remove (struct vol_entry *e)
+{
+  struct vol_entry *pred[VOLDB_LEVELS];
+  voldb_preds (e->name, pred);
+  for (unsigned l = 0; l < e->levels; l++)
+    if (*voldb_link (pred[l], l) == e)
+      *voldb_link (pred[l], l) = *voldb_link (e, l);
+}
+
+/* Only the entry a map names under key leaves it (two definitions of
+ * one device from the cluster: the first keeps the index). */
+static void
+voldb_unindex (struct strmap *m, const char *key, struct vol_entry *e)
+{
+  if (key && strmap_get (m, key) == e)
+    strmap_del (m, key);
+}
+
+static int
+voldb_index (struct strmap *m, const char *key, struct vol_entry *e)
+{
+  return !key[0] || strmap_get (m, key) ? 0 : strmap_put (m, e);
+}
+
+static void
+voldb_unkey (struct vol_entry *e)
+{
+  voldb_unindex (&V.by_key, e->cow_key, e);
+  V.unresolved -= e->unresolved;
+  e->unresolved = false;
+}
+
+/* The CoW device's identity as this host sees it now (backend_key). */
+static int
+voldb_set_key (struct vol_entry *e)
+{
+  char k[sizeof ((struct backend *) 0)->key];
+  backend_key (e->cow, k, sizeof k);
+  if (e->cow_key && strcmp (e->cow_key, k) == 0)
+    return 0;
+  voldb_unkey (e);
+  free (e->cow_key);
+  if (!(e->cow_key = strdup (k)))
+    return -1;
+  e->unresolved = strncmp (k, "path:", 5) == 0;
+  V.unresolved += e->unresolved;
+  return e->cow[0] ? voldb_index (&V.by_key, k, e) : 0;
+}
+
+static void
+voldb_free (struct vol_entry *e)
+{
+  free (e->name);
+  free (e->base);
+  free (e->cow);
+  free (e->cow_key);
+  free (e->error);
+  free (e->up);
+  free (e);
+}
+
+int
+voldb_reserve (size_t n)
+{
+  return strmap_reserve (&V.by_name, n) < 0
+    || strmap_reserve (&V.by_key, n) < 0
+    || strmap_reserve (&V.by_cow, n) < 0 ? -1 : 0;
 }
 
 struct vol_entry *
@@ -49,29 +226,28 @@ voldb_add (const char *name, const char *base, const char *cow,
   e->cow = strdup (cow);
   e->chunk_size = chunk_size;
   e->commit = commit;
-  /* Keep the list sorted by name: list output is stable. */
-  struct vol_entry **p = &cowd.vols;
-  while (*p && strcmp ((*p)->name, name) < 0)
-    p = &(*p)->next;
-  e->next = *p;
-  *p = e;
+  if (!e->name || !e->base || !e->cow || voldb_list_insert (e) < 0)
+    {
+      voldb_free (e);
+      return NULL;
+    }
+  if (strmap_put (&V.by_name, e) < 0 || voldb_index (&V.by_cow, cow, e) < 0
+      || voldb_set_key (e) < 0)
+    {
+      voldb_remove (e);
+      return NULL;
+    }
   return e;
 }
 
 void
 voldb_remove (struct vol_entry *e)
 {
-  for (struct vol_entry **p = &cowd.vols; *p; p = &(*p)->next)
-    if (*p == e)
-      {
-        *p = e->next;
-        break;
-      }
-  free (e->name);
-  free (e->base);
-  free (e->cow);
-  free (e->error);
-  free (e);
+  voldb_unindex (&V.by_name, e->name, e);
+  voldb_unindex (&V.by_cow, e->cow, e);
+  voldb_unkey (e);
+  voldb_list_remove (e);
+  voldb_free (e);
 }
 
 void
@@ -101,32 +277,46 @@ voldb_check_path (const char *vol, const char *what, const char *uri,
   return -1;
 }
 
-/* Does e's CoW device name the device whose key is key (or, for a LUN,
- * whose VPD identity is ident)? */
+/* A LUN's VPD identity names it however it is reached (two portals or
+ * names of one LUN); a serial number or a digest may not be unique. */
 static bool
-voldb_cow_is (const struct vol_entry *e, const char *key, const char *ident)
+voldb_ident_vpd (const char *ident)
 {
-  char k[sizeof ((struct backend *) 0)->key];
-  if (e->vol)
-    {
-      const struct backend *c = vol_cow_backend (e->vol);
-      bool vpd = ident && ident[0] && strncmp (ident, "serial.", 7) != 0
-        && strncmp (ident, "digest:", 7) != 0;
-      if (strcmp (c->key, key) == 0 || (vpd && strcmp (c->ident, ident) == 0))
-        return true;
-    }
-  backend_key (e->cow, k, sizeof k);
-  return strcmp (k, key) == 0;
+  return ident && ident[0] && strncmp (ident, "serial.", 7) != 0
+    && strncmp (ident, "digest:", 7) != 0;
+}
+
+/* Definitions whose device was absent when they were added (defined on
+ * another host, the device not yet visible here) are looked at again:
+ * the device may exist now.  A scan, but only while some are absent. */
+static void
+voldb_resolve (void)
+{
+  for (struct vol_entry *e = cowd.vols; e && V.unresolved; e = e->next)
+    if (e->unresolved)
+      voldb_set_key (e);
 }
 
 static const char *
-voldb_cow_user_key (const char *self, const char *key, const char *ident)
+voldb_other (const struct vol_entry *e, const char *self)
 {
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    if (strcmp (e->name, self) != 0 && e->cow[0]
-        && voldb_cow_is (e, key, ident))
-      return e->name;
-  return NULL;
+  return e && strcmp (e->name, self) != 0 ? e->name : NULL;
+}
+
+/* The volume other than self whose CoW device is the device of key, or
+ * the LUN of VPD identity ident, or is named cow: three index lookups. */
+static const char *
+voldb_cow_user_key (const char *self, const char *key, const char *ident,
+                    const char *cow)
+{
+  const char *u;
+  voldb_resolve ();
+  if ((u = voldb_other (strmap_get (&V.by_key, key), self)))
+    return u;
+  if (voldb_ident_vpd (ident)
+      && (u = voldb_other (strmap_get (&V.by_ident, ident), self)))
+    return u;
+  return cow ? voldb_other (strmap_get (&V.by_cow, cow), self) : NULL;
 }
 
 const char *
@@ -134,7 +324,7 @@ voldb_cow_user_uri (const char *self, const char *uri)
 {
   char key[sizeof ((struct backend *) 0)->key];
   backend_key (uri, key, sizeof key);
-  return voldb_cow_user_key (self, key, NULL);
+  return voldb_cow_user_key (self, key, NULL, uri);
 }
 
 /* vol_params.cow_user: the opened device, which for a LUN also has its
@@ -142,7 +332,7 @@ voldb_cow_user_uri (const char *self, const char *uri)
 const char *
 voldb_cow_user (void *ud, const struct backend *cow)
 {
-  return voldb_cow_user_key (ud, cow->key, cow->ident);
+  return voldb_cow_user_key (ud, cow->key, cow->ident, NULL);
 }
 
 char *
@@ -166,117 +356,78 @@ voldb_backend_opts (struct backend_opts *bo)
   };
 }
 
-static bool
-voldb_yes (const char *v)
+/* --- the store --- */
+
+static struct store_def
+voldb_def (const struct vol_entry *e)
 {
-  return strcmp (v, "yes") == 0 || strcmp (v, "true") == 0
-    || strcmp (v, "1") == 0;
+  return (struct store_def) { .name = e->name, .base = e->base,
+    .cow = e->cow, .commit = vol_commit_name (e->commit),
+    .chunk_size = e->chunk_size, .exclusive = e->exclusive,
+    .buffered = e->buffered, .attached = e->attached };
+}
+
+int
+voldb_store (struct vol_entry *e)
+{
+  struct store_def d = voldb_def (e);
+  return store_put (V.store, &d);
+}
+
+int
+voldb_store_lazy (struct vol_entry *e)
+{
+  struct store_def d = voldb_def (e);
+  return store_put_lazy (V.store, &d);
+}
+
+int
+voldb_unstore (struct vol_entry *e)
+{
+  return store_delete (V.store, e->name);
+}
+
+int
+voldb_batch_begin (void)
+{
+  return store_begin (V.store, STORE_LAZY);
+}
+
+int
+voldb_batch_end (void)
+{
+  return store_commit (V.store);
 }
 
 static int
-voldb_key (void *ud, const char *section, const char *name, const char *key,
-           const char *value, char *err, size_t errlen)
+voldb_row (void *ud, const struct store_def *d)
 {
-  struct vol_entry **cur = ud;
-  if (strcmp (section, "volume") != 0 || name[0] == '\0')
-    {
-      snprintf (err, errlen, "expected [volume NAME] sections");
-      return -1;
-    }
-  if (!*cur || strcmp ((*cur)->name, name) != 0)
-    {
-      if (!(*cur = voldb_find (name))
-          && !(*cur = voldb_add (name, "", "", 0, DSCOW_COMMIT_SYNC)))
-        return -1;
-    }
-  struct vol_entry *e = *cur;
-  if (strcmp (key, "base") == 0)
-    return free (e->base), (e->base = strdup (value)) ? 0 : -1;
-  if (strcmp (key, "cow") == 0)
-    return free (e->cow), (e->cow = strdup (value)) ? 0 : -1;
-  if (strcmp (key, "chunk-size") == 0)
-    return e->chunk_size = (uint32_t) strtoul (value, NULL, 10), 0;
-  if (strcmp (key, "commit") == 0)
-    return vol_commit_parse (value, &e->commit);
-  if (strcmp (key, "exclusive") == 0)
-    return e->exclusive = voldb_yes (value), 0;
-  if (strcmp (key, "buffered") == 0)
-    return e->buffered = voldb_yes (value), 0;
-  if (strcmp (key, "attached") == 0)
-    return e->attached = voldb_yes (value), 0;
-  snprintf (err, errlen, "unknown key '%s' for volume %s", key, name);
-  return -1;
-}
-
-static char *
-voldb_path (const char *suffix)
-{
-  char *p;
-  if (asprintf (&p, "%s/volumes.conf%s", cowd.state_dir, suffix) < 0)
-    return NULL;
-  return p;
+  enum dscow_commit c = DSCOW_COMMIT_SYNC;
+  vol_commit_parse (d->commit, &c);
+  struct vol_entry *e = voldb_add (d->name, d->base, d->cow, d->chunk_size,
+                                   c);
+  if (!e)
+    return -1;
+  e->exclusive = d->exclusive;
+  e->buffered = d->buffered;
+  e->attached = d->attached;
+  return 0;
 }
 
 int
 voldb_load (char *err, size_t errlen)
 {
-  char *path = voldb_path ("");
-  struct vol_entry *cur = NULL;
-  if (!path)
-    return -ENOMEM;
-  int r = access (path, F_OK) == 0
-    ? config_parse (path, voldb_key, &cur, err, errlen) : 0;
-  free (path);
-  return r;
-}
-
-static int
-voldb_sync_dir (void)
-{
-  int fd = open (cowd.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  int r = fsync (fd) < 0 ? -errno : 0;
-  close (fd);
-  return r;
-}
-
-int
-voldb_save (void)
-{
-  char *path = voldb_path (""), *tmp = voldb_path (".tmp");
-  int r = -ENOMEM;
-  FILE *f = NULL;
-  if (!path || !tmp || !(f = fopen (tmp, "w")))
+  if (store_open (cowd.state_dir, &V.store, err, errlen) < 0)
+    return -1;
+  if (voldb_import (V.store, cowd.state_dir, err, errlen) < 0)
+    return -1;
+  if (store_foreach (V.store, voldb_row, NULL) < 0)
     {
-      r = -errno;
-      goto out;
+      snprintf (err, errlen, "cannot load the volume definitions from %s/%s",
+                cowd.state_dir, STORE_FILE);
+      return -1;
     }
-  fprintf (f, "# cowd volume definitions; rewritten by cowd, edit with "
-           "cowctl\n");
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    fprintf (f, "\n[volume %s]\nbase = %s\ncow = %s\nchunk-size = %" PRIu32
-             "\ncommit = %s\nexclusive = %s\nbuffered = %s\nattached = %s\n",
-             e->name, e->base, e->cow, e->chunk_size,
-             vol_commit_name (e->commit), e->exclusive ? "yes" : "no",
-             e->buffered ? "yes" : "no", e->attached ? "yes" : "no");
-  if (fflush (f) != 0 || fsync (fileno (f)) < 0)
-    r = -errno;
-  else
-    r = 0;
-  if (fclose (f) != 0 && r == 0)
-    r = -errno;
-  if (r == 0 && rename (tmp, path) < 0)
-    r = -errno;
-  if (r == 0)
-    r = voldb_sync_dir ();
-out:
-  if (r < 0)
-    qb_log (LOG_ERR, "cowd: saving the volume table in %s failed: %s",
-            cowd.state_dir, strerror (-r));
-  free (path);
-  free (tmp);
-  return r;
+  return 0;
 }
 
 int
@@ -321,6 +472,8 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   r = -COW_E_INTERNAL;
   if (!e->exp)
     goto out_close;
+  if (voldb_ident_vpd (vol_cow_backend (e->vol)->ident))
+    voldb_index (&V.by_ident, vol_cow_backend (e->vol)->ident, e);
   qb_log (LOG_INFO, "cowd: %s: attached (commit %s)", e->name,
           vol_commit_name (e->commit));
   voldb_set_error (e, NULL);
@@ -358,6 +511,7 @@ voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   if (!dc)
     abort ();
   *dc = (struct detach_ctx) { e, done, opaque };
+  voldb_unindex (&V.by_ident, vol_cow_backend (e->vol)->ident, e);
   e->closing = true;
   if (e->exp)
     nbd_export_free (e->exp);

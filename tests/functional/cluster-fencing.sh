@@ -62,6 +62,10 @@ wait_until 20 sh -c "[ \$(wc -l < '$LAB_DIR/a.log' 2>/dev/null || echo 0) -ge 30
 lab_kill 1 "${cowd_pid[1]}"; lab_kill 1 "$(lab_corosync_pid 1)"
 before=$(acked "$LAB_DIR/a.log")
 echo "   killed node 1 after $before acknowledged writes"
+# The survivors' lease renews only in the new quorate ring (issue 15), as
+# in cluster-failures.sh: wait for node 2 to act as quorate first.
+quorate2() { lab_cowctl 2 --json nodes | jq -e '.quorate == true' >/dev/null; }
+wait_until 15 quorate2 || fail "node 2 is not quorate after node 1 went down: $(lab_cowctl 2 --json nodes)"
 lab_cowctl 2 attach a --incoming >/dev/null || fail "node 2 cannot wait for a"
 wait_until 20 is 2 a '.cluster_state == "unowned" or .owner == 2' || fail "node 1 was not fenced: $(st 2 a)"
 has_key 2 1 && fail "node 1's key is still registered on a's LUN: $(keys 2)"

@@ -3,7 +3,7 @@
 # Bad input gets one clear sentence naming the volume and the cause, the
 # daemon keeps serving its other volumes, and nothing is lost.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
-requires qemu-io nbdsh python3 cowd cowctl
+requires qemu-io nbdsh python3 cowd cowctl sqlite3
 sbedit="python3 ${abs_top_srcdir:-$(dirname "$0")/../..}/tests/sbedit.py"
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
@@ -37,7 +37,7 @@ c delete v
 c create v --base "$d/other.img" --cow "$d/cow.img" --force
 c delete v
 # The definition now names base.img but the CoW was made over other.img.
-sed_state() { sed -i "s#base = $d/other.img#base = $d/base.img#" "$d/run/state/volumes.conf"; }
+sed_state() { defs_sql "$d/run/state" "UPDATE volumes SET base = '$d/base.img' WHERE base = '$d/other.img'"; }
 c create w --base "$d/other.img" --cow "$d/cow.img" --force
 stop_cowd "$d/run"; sed_state; start_cowd "$d/run"
 expect_error "^cowctl: volume w: base .*/base.img changed since the volume was created, or is another file \(inode .*identity digest:8388608:[0-9a-f]{8} -> digest:8388608:[0-9a-f]{8}\); refusing to serve it" attach w

@@ -12,7 +12,7 @@
 # a superblock of minor version 0 (no stamp) still opens and gets one.
 # The CoW data reads back exactly throughout.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
-requires qemu-io cowd cowctl jq python3
+requires qemu-io cowd cowctl jq python3 sqlite3
 sbedit="python3 ${abs_top_srcdir:-$(dirname "$0")/../..}/tests/sbedit.py"
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
@@ -48,11 +48,7 @@ c attach v --accept-base-change >/dev/null
 c detach v
 printf 'xxxxxxxx' | dd of="$d/base.img" bs=1 seek=$((32 << 20)) conv=notrunc status=none
 c attach v >/dev/null 2>&1 && fail "attach after a second change succeeded"
-python3 - "$d/run/state/volumes.conf" <<'PY'
-import sys
-p = sys.argv[1]; s = open(p).read()
-open(p, 'w').write(s.replace('attached = no', 'attached = yes'))
-PY
+defs_sql "$d/run/state" "UPDATE volumes SET attached = 1"
 stop_cowd "$d/run"
 start_cowd "$d/run"
 st=$(c --json status v)

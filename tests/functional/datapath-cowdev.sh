@@ -10,7 +10,7 @@
 # block device); a CoW device formatted for another name is refused at
 # attach.  After each attempt a's data reads back exactly.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
-requires qemu-io cowd cowctl losetup
+requires qemu-io cowd cowctl losetup sqlite3
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 new_image "$d/base.img" 8M random
@@ -63,7 +63,7 @@ c create x --base "$d/base.img" --cow "$d/x.img"
 c delete x
 c create cv --base "$d/base.img" --cow "$d/c.img"
 stop_cowd "$d/run"
-sed -i "s#cow = $d/c.img#cow = $d/x.img#" "$d/run/state/volumes.conf"
+defs_sql "$d/run/state" "UPDATE volumes SET cow = '$d/x.img' WHERE name = 'cv'"
 start_cowd "$d/run"
 expect_exact "volume cv: CoW device $d/x.img was formatted for volume x; refusing to attach it (it may hold x's data)" \
   attach cv

@@ -10,7 +10,7 @@
 # sentence, shown on stderr in the foreground, in the log and in `cowctl
 # status` (text and --json).
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
-requires qemu-io cowd cowctl jq python3
+requires qemu-io cowd cowctl jq python3 sqlite3
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 new_image "$d/base.img" 8M random
@@ -28,7 +28,8 @@ for v in rel rel2; do
 done
 [ "$(c --json status rel | jq -r .cow)" = "$d/cow.img" ] || fail "rel: cow not absolute"
 [ "$(c --json status rel2 | jq -r .cow)" = "$d/cow2.img" ] || fail "rel2: cow not absolute"
-grep -q "^cow = $d/cow.img$" "$d/run/state/volumes.conf" || fail "volumes.conf holds a relative path"
+[ "$(defs_sql "$d/run/state" "SELECT cow FROM volumes WHERE name = 'rel'")" = "$d/cow.img" ] \
+  || fail "the store holds a relative path"
 c attach rel >/dev/null
 qio_ok "nbd+unix:///?socket=$d/run/rel.sock" "write rel" "write -P 0x33 0 1M"
 
@@ -38,11 +39,11 @@ cd /; start_cowd "$d/run"; cd "$d"
 [ "$(c --json status rel | jq -r .state)" = active ] || fail "rel not re-attached: $(c --json status rel)"
 qio_ok "nbd+unix:///?socket=$d/run/rel.sock" "rel's data after the restart" "read -P 0x33 0 1M"
 
-echo "== a relative path in volumes.conf: refused at start, and said why"
+echo "== a relative path in a definition (an older cowd's): refused at start, and said why"
 c create old --base "$d/base.img" --cow "$d/cow3.img"
 c attach old >/dev/null
 stop_cowd "$d/run"
-sed -i "s#^cow = $d/cow3.img#cow = cow3.img#" "$d/run/state/volumes.conf"
+defs_sql "$d/run/state" "UPDATE volumes SET cow = 'cow3.img' WHERE name = 'old'"
 : > "$d/run.log"
 cd /; start_cowd "$d/run"; cd "$d"
 why="volume old: CoW path 'cow3.img' is relative; cowd needs an absolute path (cowctl makes the paths it is given absolute)"

@@ -13,7 +13,7 @@
 #    that is, and the volume then serves with the base file removed;
 #  - cancel stops it and a restart does not start it again.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
-requires nbdsh nbdcopy qemu-io cowd cowctl jq python3
+requires nbdsh nbdcopy qemu-io cowd cowctl jq python3 sqlite3
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 c() { cowctl --run-dir "$d/run" "$@"; }
@@ -78,7 +78,8 @@ expect_error '^cowctl: volume v is hydrated already$' hydrate v
 expect_error '^cowctl: volume w is not hydrated \(0 of 512 chunks in the CoW layer\); it still needs its base$' unbase w
 c detach v
 c unbase v | grep -qx 'v: the base is no longer used' || fail "unbase v"
-grep -q '^base = none$' "$d/run/state/volumes.conf" || fail "the definition keeps the base"
+[ "$(defs_sql "$d/run/state" "SELECT base FROM volumes WHERE name = 'v'")" = none ] \
+  || fail "the definition keeps the base"
 rm "$d/base.img"
 c attach v >/dev/null
 nbdcopy "$uri" "$d/out2.img"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cluster-int.h"
+#include "crc32c.h"
 
 struct seen
 {
@@ -119,7 +120,9 @@ START_TEST (test_codec)
   ck_assert_int_eq (cl_msg_decode (buf, 8, &d), -EINVAL);
   buf[0] = 9;
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
-  buf[0] = 1;
+  buf[0] = 1;                   /* version 1: refused since version 2 */
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
+  buf[0] = CL_MSG_VERSION;
   buf[2] = 200;                 /* a type from a newer agent */
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
   ck_assert_int_eq (d.type, CL_MSG_NOP);
@@ -130,29 +133,198 @@ START_TEST (test_codec)
 }
 END_TEST
 
-START_TEST (test_sync_codec)
+/* Set the header's length to len and the checksum over what precedes it,
+ * as an encoder would have: what is then refused is the body itself. */
+static void
+reseal (uint8_t *buf, size_t len)
 {
-  struct cluster_vol vols[2] = { 0 };
+  buf[4] = (uint8_t) len;
+  buf[5] = (uint8_t) (len >> 8);
+  buf[6] = (uint8_t) (len >> 16);
+  buf[7] = (uint8_t) (len >> 24);
+  uint32_t c = crc32c (0, buf, len - 4);
+  for (int i = 0; i < 4; i++)
+    buf[len - 4 + i] = (uint8_t) (c >> (8 * i));
+}
+
+START_TEST (test_piece_codec)
+{
+  struct cluster_vol vols[3] = { 0 };
   strcpy (vols[0].def.name, "a");
+  strcpy (vols[0].def.base, "/srv/base.img");
+  strcpy (vols[0].def.cow, "iscsi://10.0.0.1/iqn.x/2");
+  vols[0].def.chunk_size = 65536;
+  vols[0].def.commit = 2;
+  vols[0].def.exclusive = true;
   vols[0].state = CL_OWNED;
   vols[0].owner = 2;
   vols[0].epoch = 9;
+  vols[0].generation = 1ull << 40;
   strcpy (vols[1].def.name, "b");
   vols[1].state = CL_FENCING;
   vols[1].fenced_node = 3;
-  struct cl_msg m = { .type = CL_MSG_SYNC_DATA, .vols = vols, .nvols = 2 };
+  vols[1].bouncing = true;
+  memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1);   /* longest */
+  memset (vols[2].def.cow, 'c', CLUSTER_URI_MAX - 1);
+  vols[2].state = CL_HANDING_OFF;
+  vols[2].requester = 4;
+  struct cl_msg m = { .type = CL_MSG_SYNC_PIECE, .vols = vols, .nvols = 3,
+    .piece = 7, .total = 1000, .last = true };
   size_t len;
-  void *buf = cl_msg_encode (&m, &len);
+  uint8_t *buf = cl_msg_encode (&m, &len);
   struct cl_msg d;
+  ck_assert_uint_eq (len, CL_PIECE_OVERHEAD + cl_msg_piece_vol_size (&vols[0])
+                     + cl_msg_piece_vol_size (&vols[1])
+                     + cl_msg_piece_vol_size (&vols[2]));
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
-  ck_assert_uint_eq (d.nvols, 2);
+  ck_assert_int_eq (d.type, CL_MSG_SYNC_PIECE);
+  ck_assert_uint_eq (d.piece, 7);
+  ck_assert_uint_eq (d.total, 1000);
+  ck_assert (d.last);
+  ck_assert_uint_eq (d.nvols, 3);
+  ck_assert_mem_eq (&d.vols[0].def, &vols[0].def, sizeof vols[0].def);
   ck_assert_uint_eq (d.vols[0].owner, 2);
   ck_assert_uint_eq (d.vols[0].epoch, 9);
+  ck_assert_uint_eq (d.vols[0].generation, 1ull << 40);
   ck_assert_int_eq (d.vols[1].state, CL_FENCING);
   ck_assert_uint_eq (d.vols[1].fenced_node, 3);
+  ck_assert (d.vols[1].bouncing && !d.vols[0].bouncing);
+  ck_assert_str_eq (d.vols[2].def.name, vols[2].def.name);
+  ck_assert_str_eq (d.vols[2].def.cow, vols[2].def.cow);
+  ck_assert_uint_eq (d.vols[2].requester, 4);
   cl_msg_free (&d);
+
+  /* Truncated: by the header's length, and resealed (the body ends in
+   * the middle of a volume). */
   ck_assert_int_eq (cl_msg_decode (buf, len - 10, &d), -EINVAL);
+  uint8_t *cut = malloc (len);
+  memcpy (cut, buf, len);
+  reseal (cut, len - 10);
+  ck_assert_int_eq (cl_msg_decode (cut, len - 10, &d), -EINVAL);
+  /* A count larger than the volumes there. */
+  memcpy (cut, buf, len);
+  cut[CL_HDR_SIZE + 12] = 4;
+  reseal (cut, len);
+  ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
+  /* A string length past its field. */
+  memcpy (cut, buf, len);
+  cut[CL_HDR_SIZE + 16] = CLUSTER_NAME_MAX;
+  reseal (cut, len);
+  ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
+  free (cut);
+
+  /* One bit flipped anywhere: the checksum refuses it. */
+  buf[CL_HDR_SIZE + 20] ^= 1;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EBADMSG);
+  buf[CL_HDR_SIZE + 20] ^= 1;
+  buf[len - 1] ^= 0x80;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EBADMSG);
+  buf[len - 1] ^= 0x80;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  cl_msg_free (&d);
+
+  /* Another version. */
+  buf[0] = 1;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
   free (buf);
+
+  /* The retired SYNC_DATA of version 1 is a no-op. */
+  uint8_t old[CL_HDR_SIZE + 4] = { CL_MSG_VERSION, 0, CL_MSG_SYNC_DATA, 0,
+    CL_HDR_SIZE + 4 };
+  ck_assert_int_eq (cl_msg_decode (old, sizeof old, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_NOP);
+}
+END_TEST
+
+/* DEFINE_MANY applies each definition as a DEFINE would: a CoW device
+ * named twice is refused for the second volume only. */
+START_TEST (test_define_many)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  struct cluster_vol vols[3] = { 0 };
+  const char *cows[3] = { "/cow/a", "/cow/b", "/cow/a" };
+  for (int i = 0; i < 3; i++)
+    {
+      snprintf (vols[i].def.name, CLUSTER_NAME_MAX, "m%d", i);
+      strcpy (vols[i].def.cow, cows[i]);
+      vols[i].def.chunk_size = 4096u << i;
+      vols[i].state = CL_OWNED;         /* ignored: a definition only */
+      vols[i].owner = 3;
+    }
+  struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols, .nvols = 3,
+    .total = 3, .last = true, .time_ms = 1000 };
+  apply (&t, 1, m, &s, 1);
+  ck_assert_uint_eq (t.n, 2);
+  ck_assert_uint_eq (cl_table_find (&t, "m1")->def.chunk_size, 8192);
+  ck_assert_int_eq (cl_table_find (&t, "m0")->state, CL_UNOWNED);
+  ck_assert_uint_eq (cl_table_find (&t, "m0")->owner, 0);
+  ck_assert_ptr_null (cl_table_find (&t, "m2"));
+  ck_assert_uint_eq (s.errors, 1);
+  ck_assert_str_eq (s.last_error, "volume m2: CoW device /cow/a is the CoW "
+                    "device of volume m0 already; a CoW device belongs to "
+                    "one volume");
+  cl_table_clear (&t);
+}
+END_TEST
+
+/* The biggest volume a piece can carry leaves room for many. */
+START_TEST (test_piece_bound)
+{
+  struct cluster_vol v = { 0 };
+  memset (v.def.name, 'n', CLUSTER_NAME_MAX - 1);
+  memset (v.def.base, 'b', CLUSTER_URI_MAX - 1);
+  memset (v.def.cow, 'c', CLUSTER_URI_MAX - 1);
+  ck_assert_uint_le (CL_PIECE_OVERHEAD + 24 * cl_msg_piece_vol_size (&v),
+                     CL_PIECE_MAX);
+}
+END_TEST
+
+/* The indexes stay right through thousands of definitions and removals
+ * (UNDEFINE moves the last volume into the hole). */
+START_TEST (test_table_index)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  enum { N = 5000 };
+  for (int i = 0; i < N; i++)
+    {
+      struct cl_msg m = msg (CL_MSG_DEFINE, "", 0, 0);
+      snprintf (m.def.name, sizeof m.def.name, "vm%05d", i);
+      snprintf (m.def.cow, sizeof m.def.cow, "/cow/%05d", i);
+      apply (&t, 1, m, &s, 1);
+    }
+  for (int i = 0; i < N; i += 3)
+    {
+      char name[16];
+      snprintf (name, sizeof name, "vm%05d", i);
+      apply (&t, 1, msg (CL_MSG_UNDEFINE, name, 0, 0), &s, 1);
+    }
+  ck_assert_uint_eq (t.n, N - (N + 2) / 3);
+  for (int i = 0; i < N; i++)
+    {
+      char name[16], cow[16];
+      snprintf (name, sizeof name, "vm%05d", i);
+      snprintf (cow, sizeof cow, "/cow/%05d", i);
+      struct cluster_vol *v = cl_table_find (&t, name);
+      if (i % 3 == 0)
+        ck_assert_ptr_null (v);
+      else
+        {
+          ck_assert_ptr_nonnull (v);
+          ck_assert_str_eq (v->def.cow, cow);
+        }
+    }
+  /* The CoW index: a removed volume's device is free, a kept one not. */
+  struct cl_msg m = msg (CL_MSG_DEFINE, "new1", 0, 0);
+  strcpy (m.def.cow, "/cow/00000");
+  apply (&t, 1, m, &s, 1);
+  ck_assert_ptr_nonnull (cl_table_find (&t, "new1"));
+  m = msg (CL_MSG_DEFINE, "new2", 0, 0);
+  strcpy (m.def.cow, "/cow/00001");
+  apply (&t, 1, m, &s, 1);
+  ck_assert_ptr_null (cl_table_find (&t, "new2"));
+  cl_table_clear (&t);
 }
 END_TEST
 
@@ -369,7 +541,10 @@ main (void)
   Suite *s = suite_create ("cluster");
   TCase *tc = tcase_create ("table");
   tcase_add_test (tc, test_codec);
-  tcase_add_test (tc, test_sync_codec);
+  tcase_add_test (tc, test_piece_codec);
+  tcase_add_test (tc, test_piece_bound);
+  tcase_add_test (tc, test_define_many);
+  tcase_add_test (tc, test_table_index);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
   tcase_add_test (tc, test_bounce);

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* probe.c: how long cowd's loop goes without turning.
+ *
+ * Everything cowd does (NBD requests, CPG messages, control commands,
+ * applying a state transfer) runs on one qb_loop; work that keeps it for
+ * a long time delays every NBD request and may cost the cluster lease.
+ * A high-priority timer fires every PROBE_EVERY_MS; the time between two
+ * firings is at least as long as the longest stretch the loop spent in
+ * one piece of work in between, so the largest gap seen is an upper bound
+ * of the loop's worst block (plus the interval).  On a busy machine the
+ * gap also counts the time the thread waited for a CPU, so the probe
+ * reads the thread's CPU time too: the CPU the loop spent between two
+ * firings bounds the work done in one stretch, whoever else runs.  (A
+ * blocking system call, an fsync, shows in the gap, not in the CPU time.)
+ * `cowctl nodes --json` shows loop.max_gap_ms, loop.max_busy_ms and how
+ * many gaps passed 10 ms, and the two maxima as they were when this cowd
+ * last became synced with the cluster (sync_gap_ms, sync_busy_ms: what
+ * joining cost the loop, before anything else ran); a new largest gap
+ * over 10 ms is logged.
+ * Cost: one timer per interval.
+ */
+#include <config.h>
+
+#include <time.h>
+
+#include <qb/qblog.h>
+
+#include "cowd.h"
+#include "loop.h"
+
+#define PROBE_EVERY_MS 2
+#define PROBE_SLOW_MS 10
+
+static struct
+{
+  uint64_t last_ns;             /* the previous firing, 0 before the first */
+  uint64_t max_gap_ns;
+  uint64_t last_cpu_ns, max_busy_ns;
+  uint64_t synced_gap_ns, synced_busy_ns; /* the maxima when last synced */
+  uint64_t slow;                /* gaps over PROBE_SLOW_MS */
+  qb_loop_timer_handle timer;
+} P;
+
+static uint64_t
+probe_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+/* Count the stretch since the last firing (also when synced, so that
+ * the work of the sync itself counts). */
+static void
+probe_fire_stats (void)
+{
+  uint64_t now = cowd_now_ns (), cpu = probe_cpu_ns ();
+  if (P.last_ns && cpu - P.last_cpu_ns > P.max_busy_ns)
+    P.max_busy_ns = cpu - P.last_cpu_ns;
+  P.last_cpu_ns = cpu;
+  if (P.last_ns)
+    {
+      uint64_t gap = now - P.last_ns;
+      if (gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
+        P.slow++;
+      if (gap > P.max_gap_ns && gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
+        qb_log (LOG_NOTICE, "cowd: the loop did not turn for %.1f ms",
+                (double) gap / 1e6);
+      if (gap > P.max_gap_ns)
+        P.max_gap_ns = gap;
+    }
+  P.last_ns = now;
+}
+
+static void
+probe_fire (void *data)
+{
+  probe_fire_stats ();
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_HIGH,
+                     (uint64_t) PROBE_EVERY_MS * 1000000ull, NULL, probe_fire,
+                     &P.timer);
+}
+
+void
+probe_start (void)
+{
+  probe_fire (NULL);
+}
+
+void
+probe_mark_synced (void)
+{
+  probe_fire_stats ();
+  P.synced_gap_ns = P.max_gap_ns;
+  P.synced_busy_ns = P.max_busy_ns;
+}
+
+void
+probe_synced (double *gap_ms, double *busy_ms)
+{
+  *gap_ms = (double) P.synced_gap_ns / 1e6;
+  *busy_ms = (double) P.synced_busy_ns / 1e6;
+}
+
+void
+probe_get (double *max_gap_ms, double *max_busy_ms, uint64_t *slow)
+{
+  *max_gap_ms = (double) P.max_gap_ns / 1e6;
+  *max_busy_ms = (double) P.max_busy_ns / 1e6;
+  *slow = P.slow;
+}

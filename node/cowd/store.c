@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* store.c: the volume definitions on disk, one row per volume.
+ *
+ * Why SQLite: it gives atomic, crash-safe updates of one record at the
+ * cost of one log append and one fsync, a format every administrator can
+ * read (sqlite3 STATE_DIR/volumes.db .dump), and a library every
+ * distribution ships.  LMDB would do the same with less code under it but
+ * maps the whole file and needs its size chosen up front; an append-only
+ * journal of our own would need its own compaction, recovery and tests for
+ * exactly what SQLite has proven for twenty years.  The old volumes.conf,
+ * rewritten whole with two fsyncs per definition, cost O(N) per definition.
+ *
+ *   CREATE TABLE volumes (name TEXT PRIMARY KEY, base TEXT, cow TEXT,
+ *                         chunk_size INTEGER, commit_policy TEXT,
+ *                         exclusive INTEGER, buffered INTEGER,
+ *                         attached INTEGER)  -- WITHOUT ROWID
+ *   PRAGMA user_version = 1                  -- this schema
+ *
+ * Journal: WAL.  A commit appends the changed pages to volumes.db-wal;
+ * readers never block it; a checkpoint copies the log into the database
+ * now and then (SQLite's automatic one, every 1000 pages).
+ * Durability: synchronous=FULL for DURABLE transactions (the log is
+ * fsynced before the commit returns: `cowctl create` answers only after
+ * that, so a power cut loses no acknowledged definition), NORMAL for LAZY
+ * ones (written, not fsynced: a power cut may lose the last of them, but
+ * WAL never tears a transaction, and the database opens consistent).
+ * A crash of cowd itself (kill -9) loses nothing committed in either mode:
+ * the log is in the kernel's page cache.
+ *
+ * Owned by cowd's main thread; one connection.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qb/qblog.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+enum
+{
+  ST_PUT, ST_DEL, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_ALL, ST_FULL,
+  ST_NORMAL, ST__N
+};
+
+static const char *const store_sql[ST__N] = {
+  [ST_PUT] = "INSERT OR REPLACE INTO volumes VALUES (?,?,?,?,?,?,?,?)",
+  [ST_DEL] = "DELETE FROM volumes WHERE name = ?",
+  [ST_BEGIN] = "BEGIN IMMEDIATE",
+  [ST_COMMIT] = "COMMIT",
+  [ST_ROLLBACK] = "ROLLBACK",
+  [ST_ALL] = "SELECT name, base, cow, chunk_size, commit_policy, exclusive,"
+  " buffered, attached FROM volumes ORDER BY name",
+  [ST_FULL] = "PRAGMA synchronous = FULL",
+  [ST_NORMAL] = "PRAGMA synchronous = NORMAL",
+};
+
+struct store
+{
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__N];
+  bool in_txn;
+  enum store_sync sync;
+};
+
+static int
+store_fail (struct store *s, const char *what)
+{
+  qb_log (LOG_ERR, "cowd: the definitions store: %s failed: %s", what,
+          sqlite3_errmsg (s->db));
+  return -1;
+}
+
+/* Run a prepared statement that returns no rows. */
+static int
+store_step (struct store *s, int which)
+{
+  sqlite3_stmt *st = s->st[which];
+  int rc = sqlite3_step (st);
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return store_fail (s, store_sql[which]);
+  return 0;
+}
+
+static int
+store_schema (struct store *s, char *err, size_t errlen)
+{
+  static const char *setup =
+    "PRAGMA journal_mode = WAL;"
+    "PRAGMA synchronous = FULL;"
+    "CREATE TABLE IF NOT EXISTS volumes (name TEXT PRIMARY KEY NOT NULL,"
+    " base TEXT NOT NULL, cow TEXT NOT NULL, chunk_size INTEGER NOT NULL,"
+    " commit_policy TEXT NOT NULL, exclusive INTEGER NOT NULL,"
+    " buffered INTEGER NOT NULL, attached INTEGER NOT NULL) WITHOUT ROWID;";
+  char *msg = NULL;
+  sqlite3_stmt *v = NULL;
+  int version = -1;
+  if (sqlite3_exec (s->db, setup, NULL, NULL, &msg) != SQLITE_OK
+      || sqlite3_prepare_v2 (s->db, "PRAGMA user_version", -1, &v, NULL)
+      != SQLITE_OK)
+    goto out;
+  if (sqlite3_step (v) == SQLITE_ROW)
+    version = sqlite3_column_int (v, 0);
+  sqlite3_finalize (v);
+  if (version == 0 && sqlite3_exec (s->db, "PRAGMA user_version = 1", NULL,
+                                    NULL, &msg) == SQLITE_OK)
+    version = STORE_SCHEMA_VERSION;
+  if (version != STORE_SCHEMA_VERSION)
+    {
+      snprintf (err, errlen, "the definitions store has schema version %d; "
+                "this cowd knows version %d", version, STORE_SCHEMA_VERSION);
+      sqlite3_free (msg);
+      return -1;
+    }
+out:
+  if (msg || version < 0)
+    {
+      snprintf (err, errlen, "cannot set up the definitions store: %s",
+                msg ? msg : sqlite3_errmsg (s->db));
+      sqlite3_free (msg);
+      return -1;
+    }
+  return 0;
+}
+
+int
+store_open (const char *dir, struct store **out, char *err, size_t errlen)
+{
+  struct store *s = calloc (1, sizeof *s);
+  char *path = NULL;
+  if (!s || asprintf (&path, "%s/%s", dir, STORE_FILE) < 0)
+    {
+      free (s);
+      snprintf (err, errlen, "the definitions store: out of memory");
+      return -1;
+    }
+  int rc = sqlite3_open_v2 (path, &s->db, SQLITE_OPEN_READWRITE
+                            | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK)
+    snprintf (err, errlen, "cannot open the definitions store %s: %s", path,
+              s->db ? sqlite3_errmsg (s->db) : sqlite3_errstr (rc));
+  free (path);
+  if (rc != SQLITE_OK || store_schema (s, err, errlen) < 0)
+    goto out_close;
+  sqlite3_busy_timeout (s->db, 1000);
+  for (int i = 0; i < ST__N; i++)
+    if (sqlite3_prepare_v3 (s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                            &s->st[i], NULL) != SQLITE_OK)
+      {
+        snprintf (err, errlen, "the definitions store: cannot prepare %s: %s",
+                  store_sql[i], sqlite3_errmsg (s->db));
+        goto out_close;
+      }
+  *out = s;
+  return 0;
+
+out_close:
+  store_close (s);
+  return -1;
+}
+
+void
+store_close (struct store *s)
+{
+  if (!s)
+    return;
+  for (int i = 0; i < ST__N; i++)
+    sqlite3_finalize (s->st[i]);
+  sqlite3_close (s->db);
+  free (s);
+}
+
+int
+store_begin (struct store *s, enum store_sync sync)
+{
+  if (sync != STORE_DURABLE && store_step (s, ST_NORMAL) < 0)
+    return -1;
+  if (store_step (s, ST_BEGIN) < 0)
+    {
+      if (sync != STORE_DURABLE)
+        store_step (s, ST_FULL);
+      return -1;
+    }
+  s->in_txn = true;
+  s->sync = sync;
+  return 0;
+}
+
+static void
+store_end (struct store *s)
+{
+  s->in_txn = false;
+  if (s->sync != STORE_DURABLE)
+    store_step (s, ST_FULL);
+  s->sync = STORE_DURABLE;
+}
+
+int
+store_commit (struct store *s)
+{
+  int r = store_step (s, ST_COMMIT);
+  if (r < 0)
+    store_step (s, ST_ROLLBACK);
+  store_end (s);
+  return r;
+}
+
+void
+store_rollback (struct store *s)
+{
+  store_step (s, ST_ROLLBACK);
+  store_end (s);
+}
+
+static int
+store_bind_def (struct store *s, const struct store_def *d)
+{
+  sqlite3_stmt *st = s->st[ST_PUT];
+  const char *t[] = { d->name, d->base, d->cow };
+  for (int i = 0; i < 3; i++)
+    if (sqlite3_bind_text (st, i + 1, t[i], -1, SQLITE_STATIC) != SQLITE_OK)
+      return -1;
+  if (sqlite3_bind_int64 (st, 4, d->chunk_size) != SQLITE_OK
+      || sqlite3_bind_text (st, 5, d->commit, -1, SQLITE_STATIC) != SQLITE_OK
+      || sqlite3_bind_int (st, 6, d->exclusive) != SQLITE_OK
+      || sqlite3_bind_int (st, 7, d->buffered) != SQLITE_OK
+      || sqlite3_bind_int (st, 8, d->attached) != SQLITE_OK)
+    return -1;
+  return 0;
+}
+
+/* One statement, in the caller's transaction or in its own. */
+static int
+store_write (struct store *s, enum store_sync sync, int which,
+             const struct store_def *d, const char *name)
+{
+  bool own = !s->in_txn;
+  if (own && store_begin (s, sync) < 0)
+    return -1;
+  int r = d ? store_bind_def (s, d)
+    : (sqlite3_bind_text (s->st[ST_DEL], 1, name, -1, SQLITE_STATIC)
+       != SQLITE_OK ? -1 : 0);
+  if (r < 0)
+    {
+      store_fail (s, "binding a definition");
+      sqlite3_clear_bindings (s->st[which]);
+    }
+  else
+    r = store_step (s, which);
+  if (own && r < 0)
+    store_rollback (s);
+  else if (own)
+    r = store_commit (s);
+  return r;
+}
+
+int
+store_put (struct store *s, const struct store_def *d)
+{
+  return store_write (s, STORE_DURABLE, ST_PUT, d, NULL);
+}
+
+int
+store_put_lazy (struct store *s, const struct store_def *d)
+{
+  return store_write (s, STORE_LAZY, ST_PUT, d, NULL);
+}
+
+int
+store_delete (struct store *s, const char *name)
+{
+  return store_write (s, STORE_DURABLE, ST_DEL, NULL, name);
+}
+
+static const char *
+store_col (sqlite3_stmt *st, int i)
+{
+  const char *t = (const char *) sqlite3_column_text (st, i);
+  return t ? t : "";
+}
+
+int
+store_foreach (struct store *s, store_row_fn *fn, void *ud)
+{
+  sqlite3_stmt *st = s->st[ST_ALL];
+  int rc, r = 0;
+  while (r >= 0 && (rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      struct store_def d = { .name = store_col (st, 0),
+        .base = store_col (st, 1), .cow = store_col (st, 2),
+        .chunk_size = (uint32_t) sqlite3_column_int64 (st, 3),
+        .commit = store_col (st, 4),
+        .exclusive = sqlite3_column_int (st, 5) != 0,
+        .buffered = sqlite3_column_int (st, 6) != 0,
+        .attached = sqlite3_column_int (st, 7) != 0 };
+      r = fn (ud, &d);
+    }
+  if (r >= 0 && rc != SQLITE_DONE)
+    r = store_fail (s, "reading the definitions");
+  sqlite3_reset (st);
+  return r;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* store.h: the durable definitions store of cowd (store.c): one row per
+ * volume in STATE_DIR/volumes.db, SQLite in WAL mode.  Depends on nothing
+ * of cowd's, so tests/unit/check_store.c links it alone. */
+#ifndef COWD_STORE_H
+#define COWD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FILE "volumes.db"
+
+/* One definition as stored; commit is the policy's name (sync, flush,
+ * none).  The strings belong to the caller (put) or to the store for the
+ * duration of a foreach callback. */
+struct store_def
+{
+  const char *name, *base, *cow, *commit;
+  uint32_t chunk_size;
+  bool exclusive, buffered, attached;
+};
+
+/* How a transaction reaches the disk.  DURABLE: its commit returns once
+ * the write-ahead log is fsynced (an acknowledged create survives a power
+ * cut).  LAZY: the commit is written to the log but not fsynced; a power
+ * cut may lose it (never tear it), and the next DURABLE commit makes it
+ * durable too: for what the cluster can give back (definitions received
+ * from other hosts) and the attached flag. */
+enum store_sync
+{
+  STORE_DURABLE,
+  STORE_LAZY,
+};
+
+struct store;
+
+/* Open (creating) DIR/volumes.db.  0, or -1 with a sentence in err. */
+int store_open (const char *dir, struct store **out, char *err,
+                size_t errlen);
+void store_close (struct store *s);
+
+/* A transaction around several puts and deletes: one commit, one fsync
+ * (DURABLE) for all.  Outside one, each put or delete is its own DURABLE
+ * transaction.  0 or -1 (logged). */
+int store_begin (struct store *s, enum store_sync sync);
+int store_commit (struct store *s);
+void store_rollback (struct store *s);
+
+/* Insert or replace the row of d->name. */
+int store_put (struct store *s, const struct store_def *d);
+int store_put_lazy (struct store *s, const struct store_def *d);
+int store_delete (struct store *s, const char *name);
+
+/* Every row in name order; a callback returning < 0 stops with that. */
+typedef int store_row_fn (void *ud, const struct store_def *d);
+int store_foreach (struct store *s, store_row_fn *fn, void *ud);
+
+#endif
