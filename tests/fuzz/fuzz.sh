@@ -32,7 +32,7 @@ FMT="$src/format/super.c $src/format/crc32c.c $src/format/bitmap.c $src/format/s
 declare -A SRCS=(
   [super]="$FMT"
   [cluster]="$src/cluster/msg.c $src/cluster/table.c"
-  [ctl]="$src/node/ctl/ctl-client.c $src/node/ctl/strbuf.c $src/format/crc32c.c"
+  [ctl]="$src/node/ctl/ctl-client.c $src/node/ctl/ctl-frame.c $src/node/ctl/strbuf.c $src/format/crc32c.c"
   [config]=""
   [nbd]="$FMT $E/loop.c $E/defer.c $E/backend.c $E/backend-file.c $E/volume.c $E/vol-io.c $E/vol-lock.c $E/vol-commit.c $E/vol-hydrate.c $E/vol-chain.c $E/vol-merge.c $E/lograte.c"
 )

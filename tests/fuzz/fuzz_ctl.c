@@ -20,7 +20,8 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   const char *why = NULL;
-  struct ctl_req *r = ctl_parse (data, size, &why);
+  uint32_t vers = 0;
+  struct ctl_req *r = ctl_parse (data, size, &vers, &why);
   if (!r)
     {
       FUZZ_CHECK (why && *why);
