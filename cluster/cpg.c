@@ -162,15 +162,6 @@ static struct
   qb_loop_timer_handle retry_timer;
 } C;
 
-/* CPU time of this (the loop's) thread: what a sync step cost. */
-static uint64_t
-thread_cpu_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
 static struct cl_effects
 fx (void)
 {
@@ -527,7 +518,8 @@ sync_next_piece (void)
 static void
 sync_step (void *data)
 {
-  uint64_t until = clock_now_ns () + SYNC_BUDGET_NS, cpu = thread_cpu_ns ();
+  uint64_t until = clock_now_ns () + SYNC_BUDGET_NS;
+  uint64_t cpu = clock_thread_cpu_ns ();
   unsigned pieces = 0;
   size_t defined = C.adopt_pos;
   C.job_armed = false;
@@ -535,7 +527,7 @@ sync_step (void *data)
     sync_next_piece (), pieces++;
   if (C.adopting && clock_now_ns () < until)
     sync_adopt_batch (until);
-  cpu = thread_cpu_ns () - cpu;
+  cpu = clock_thread_cpu_ns () - cpu;
   C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;
   if (cpu > 2 * SYNC_BUDGET_NS)
     qb_log (LOG_NOTICE, "cluster: a step of the state transfer took %.1f ms "

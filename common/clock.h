@@ -19,4 +19,14 @@ clock_now_ns (void)
   return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
+/* CPU time of the calling thread (the loop's), in nanoseconds: what a
+ * stretch of work cost, whoever else ran meanwhile. */
+static inline uint64_t
+clock_thread_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
 #endif /* COWHERD_CLOCK_H */

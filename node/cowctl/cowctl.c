@@ -173,6 +173,11 @@ cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a)
   if (r == -EPROTO)
     return cli_errorf (c, COW_E_INTERNAL, "the answer of cowd at %s does "
                        "not parse: %s", c->run_dir, a->why);
+  if (r == -ECONNRESET)
+    return cli_errorf (c, COW_E_UNREACHABLE, "cowd at %s went away before "
+                       "it answered (it exited or was stopped); whether the "
+                       "command took effect is unknown: look with cowctl "
+                       "status", c->run_dir);
   if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTCONN)
     return cli_errorf (c, COW_E_UNREACHABLE, "no cowd serves run directory "
                        "%s", c->run_dir);

@@ -48,6 +48,15 @@
 #include "loop.h"
 
 static void own_want_owner (void *ud, struct volume *v);
+
+/* attach --incoming was accepted while this node could not ask (no
+ * quorum, or no table yet): ask now. */
+static void
+own_ask_pending (struct vol_entry *e)
+{
+  if (e->vol && e->incoming && !e->epoch)
+    own_want_owner (e, e->vol);
+}
 static void own_announce (void);
 static void own_taken (void *opaque, int res, const char *err);
 
@@ -310,8 +319,8 @@ own_on_quorum (void *ud, bool quorate)
            * ordered before it took the volume away. */
           own_serve_again (e);
         }
-      else if (quorate && cluster_synced () && e->incoming && !e->epoch)
-        own_want_owner (e, e->vol);     /* asked for while not quorate */
+      else if (quorate && cluster_synced ())
+        own_ask_pending (e);
     }
   fencing_kick ();
 }
@@ -364,8 +373,8 @@ own_on_synced (void *ud)
       char err[COW_ERRLEN];
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
-      else if (e->vol && e->incoming && !e->epoch)
-        own_want_owner (e, e->vol);     /* asked for before the table came */
+      else
+        own_ask_pending (e);
     }
   notify_ready_part (NOTIFY_VOLUMES);
   fencing_kick ();

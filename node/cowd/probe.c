@@ -25,6 +25,7 @@
 
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "cowd.h"
 #include "loop.h"
 
@@ -41,20 +42,12 @@ static struct
   qb_loop_timer_handle timer;
 } P;
 
-static uint64_t
-probe_cpu_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
 /* Count the stretch since the last firing (also when synced, so that
  * the work of the sync itself counts). */
 static void
 probe_fire_stats (void)
 {
-  uint64_t now = cowd_now_ns (), cpu = probe_cpu_ns ();
+  uint64_t now = cowd_now_ns (), cpu = clock_thread_cpu_ns ();
   if (P.last_ns && cpu - P.last_cpu_ns > P.max_busy_ns)
     P.max_busy_ns = cpu - P.last_cpu_ns;
   P.last_cpu_ns = cpu;

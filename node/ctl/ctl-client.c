@@ -57,7 +57,13 @@ ctl_request (unsigned flags, int argc, char **argv, size_t *size)
   return msg;
 }
 
-/* Read frames until the answer is whole, within timeout_ms in all. */
+/* A wait for the next frame is cut in slices this long: over shared
+ * memory, qb_ipcc_recv sleeps on a semaphore that a dead cowd never
+ * posts, and libqb looks at the connection only when a wait ends. */
+#define CTL_RECV_SLICE_MS 200
+
+/* Read frames until the answer is whole, within timeout_ms in all;
+ * -ECONNRESET when cowd goes away before it has answered. */
 static int
 ctl_receive (qb_ipcc_connection_t *c, struct ctl_answer *ans, int timeout_ms)
 {
@@ -69,8 +75,16 @@ ctl_receive (qb_ipcc_connection_t *c, struct ctl_answer *ans, int timeout_ms)
     {
       uint64_t now = clock_now_ns ();
       int left = now >= end ? 0 : (int) ((end - now + 999999) / 1000000);
-      ssize_t n = left ? qb_ipcc_recv (c, resp, CTL_MAX_MSG, left)
+      ssize_t n = left ? qb_ipcc_recv (c, resp, CTL_MAX_MSG,
+                                       left < CTL_RECV_SLICE_MS ? left
+                                       : CTL_RECV_SLICE_MS)
         : -ETIMEDOUT;
+      if (n == -ETIMEDOUT && left > CTL_RECV_SLICE_MS)
+        n = qb_ipcc_is_connected (c) ? 0 : -ECONNRESET;
+      else if (n == -ENOTCONN)
+        n = -ECONNRESET;
+      if (n == 0)
+        continue;
       r = n < 0 ? (int) n : ctl_unframe_feed (&u, resp, (size_t) n);
     }
   free (resp);

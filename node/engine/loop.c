@@ -27,3 +27,34 @@ cowd_loop_set (qb_loop_t *l)
 {
   engine_loop = l;
 }
+
+static void
+cowd_timer_fire (void *opaque)
+{
+  struct cowd_timer *t = opaque;
+  t->armed = false;
+  t->fn (t->data);
+}
+
+int
+cowd_timer_arm (struct cowd_timer *t, uint64_t delay_ns,
+                void (*fn) (void *data), void *data)
+{
+  if (t->armed)
+    return 0;
+  t->fn = fn;
+  t->data = data;
+  if (qb_loop_timer_add (engine_loop, QB_LOOP_LOW, delay_ns, t,
+                         cowd_timer_fire, &t->handle) != 0)
+    return -1;
+  t->armed = true;
+  return 0;
+}
+
+void
+cowd_timer_stop (struct cowd_timer *t)
+{
+  if (t->armed)
+    qb_loop_timer_del (engine_loop, t->handle);
+  t->armed = false;
+}

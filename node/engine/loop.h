@@ -8,6 +8,7 @@
 
 #include <qb/qbloop.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 
 qb_loop_t *cowd_loop (void);
@@ -28,5 +29,20 @@ int cowd_defer (void (*fn) (void *data), void *data);
 void cowd_batch_begin (void);
 void cowd_batch_end (void);
 void cowd_at_batch_end (void (*fn) (void *data), void *data);
+
+/* A one-shot timer of low priority that is pending at most once: arming a
+ * pending one does nothing, stopping is safe in any state, and fn(data)
+ * runs from the loop with the timer no longer pending (it may arm it
+ * again).  Zero-initialised is stopped.  Returns 0 or -1 (not armed). */
+struct cowd_timer
+{
+  qb_loop_timer_handle handle;
+  bool armed;
+  void (*fn) (void *data);
+  void *data;
+};
+int cowd_timer_arm (struct cowd_timer *t, uint64_t delay_ns,
+                    void (*fn) (void *data), void *data);
+void cowd_timer_stop (struct cowd_timer *t);
 
 #endif

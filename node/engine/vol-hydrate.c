@@ -74,27 +74,19 @@ hyd_may_run (const struct volume *v)
 static void
 hyd_timer_fn (void *data)
 {
-  struct volume *v = data;
-  v->hyd.timer_armed = false;
-  hyd_pump (v);
+  hyd_pump (data);
 }
 
 static void
 hyd_schedule (struct volume *v, uint64_t delay_ns)
 {
-  if (v->hyd.timer_armed)
-    return;
-  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, delay_ns, v,
-                         hyd_timer_fn, &v->hyd.timer) == 0)
-    v->hyd.timer_armed = true;
+  cowd_timer_arm (&v->hyd.timer, delay_ns, hyd_timer_fn, v);
 }
 
 void
 hydrate_stop (struct volume *v)
 {
-  if (v->hyd.timer_armed)
-    qb_loop_timer_del (cowd_loop (), v->hyd.timer);
-  v->hyd.timer_armed = false;
+  cowd_timer_stop (&v->hyd.timer);
 }
 
 /* Start (again) from the first chunk: after open, takeover, resume. */

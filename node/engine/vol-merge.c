@@ -49,27 +49,19 @@ static void mrg_pump (struct volume *v);
 static void
 mrg_timer_fn (void *data)
 {
-  struct volume *v = data;
-  v->mrg.timer_armed = false;
-  mrg_pump (v);
+  mrg_pump (data);
 }
 
 static void
 mrg_schedule (struct volume *v)
 {
-  if (v->mrg.timer_armed)
-    return;
-  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, v, mrg_timer_fn,
-                         &v->mrg.timer) == 0)
-    v->mrg.timer_armed = true;
+  cowd_timer_arm (&v->mrg.timer, 0, mrg_timer_fn, v);
 }
 
 void
 merge_stop (struct volume *v)
 {
-  if (v->mrg.timer_armed)
-    qb_loop_timer_del (cowd_loop (), v->mrg.timer);
-  v->mrg.timer_armed = false;
+  cowd_timer_stop (&v->mrg.timer);
   free (v->mrg.redo);
   v->mrg.redo = NULL;
   free (v->mrg.freed);

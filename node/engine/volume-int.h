@@ -12,6 +12,7 @@
 #include <qb/qbloop.h>
 
 #include "backend.h"
+#include "loop.h"
 #include "lograte.h"
 #include "volume.h"
 
@@ -178,8 +179,7 @@ struct volume
   /* Hydration (vol-hydrate.c) */
   struct
   {
-    qb_loop_timer_handle timer;
-    bool timer_armed;
+    struct cowd_timer timer;
     unsigned inflight;          /* VR_HYDRATE requests not yet acked */
     uint64_t cursor;            /* next chunk to look at */
     uint64_t next_ns;           /* throttle: no new copy before this */
@@ -194,8 +194,7 @@ struct volume
   struct
   {
     bool active, finishing;
-    qb_loop_timer_handle timer;
-    bool timer_armed;
+    struct cowd_timer timer;
     uint64_t cursor;            /* next chunk of the top to look at */
     uint64_t copied, total;     /* chunks copied, chunks of the top */
     uint8_t *redo;              /* written again since copied: copy again */

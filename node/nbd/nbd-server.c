@@ -102,8 +102,7 @@ struct nbd_conn
   unsigned inflight;
   size_t inflight_bytes;
   /* Handshake deadline (nbd_set_handshake_timeout), until transmission */
-  qb_loop_timer_handle hs_timer;
-  bool hs_timer_armed;
+  struct cowd_timer hs_timer;
 };
 
 struct nbd_req
@@ -124,8 +123,7 @@ struct nbd_export
   struct nbd_conn *conns;
   unsigned nconns;
   /* Out of descriptors: the listener rests until the timer */
-  bool accept_paused;
-  qb_loop_timer_handle accept_timer;
+  struct cowd_timer accept_timer; /* pending: the listener rests */
   struct lograte accept_lr;
 };
 
@@ -397,19 +395,10 @@ conn_unref (struct nbd_conn *c)
 }
 
 static void
-conn_handshake_timer_stop (struct nbd_conn *c)
-{
-  if (c->hs_timer_armed)
-    qb_loop_timer_del (cowd_loop (), c->hs_timer);
-  c->hs_timer_armed = false;
-}
-
-static void
 conn_handshake_expired (void *data)
 {
   struct nbd_conn *c = data;
   char why[96];
-  c->hs_timer_armed = false;
   snprintf (why, sizeof why, "dropping the client: no export chosen "
             "within %u ms of connecting", nbd_handshake_timeout_ms);
   conn_close (c, why);
@@ -424,7 +413,7 @@ conn_close (struct nbd_conn *c, const char *why)
     qb_log (LOG_INFO, "nbd: %s: %s%s", vol_name (c->exp->vol), why,
             c->inflight ? " with requests in flight" : "");
   c->dead = true;
-  conn_handshake_timer_stop (c);
+  cowd_timer_stop (&c->hs_timer);
   qb_loop_poll_del (cowd_loop (), c->fd);
   close (c->fd);
   while (c->out_head)
@@ -697,7 +686,7 @@ static void
 enter_transmission (struct nbd_conn *c)
 {
   c->state = TRANSMIT;
-  conn_handshake_timer_stop (c);
+  cowd_timer_stop (&c->hs_timer);
   conn_expect (c, c->hdr, 28);
   qb_log (LOG_DEBUG, "nbd: %s: client connected%s", vol_name (c->exp->vol),
           c->structured ? " (structured replies)" : "");
@@ -1095,10 +1084,8 @@ conn_new (struct nbd_export *e, int fd)
   e->nconns++;
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, c,
                     conn_dispatch);
-  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
-                         (uint64_t) nbd_handshake_timeout_ms * 1000000, c,
-                         conn_handshake_expired, &c->hs_timer) == 0)
-    c->hs_timer_armed = true;
+  cowd_timer_arm (&c->hs_timer, (uint64_t) nbd_handshake_timeout_ms * 1000000,
+                  conn_handshake_expired, c);
   struct obuf *o = obuf_new (18, NULL, 0);
   be64_put (o->hdr, NBD_MAGIC);
   be64_put (o->hdr + 8, NBD_IHAVEOPT);
@@ -1112,7 +1099,6 @@ static void
 export_accept_resume (void *data)
 {
   struct nbd_export *e = data;
-  e->accept_paused = false;
   qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, e->lfd, POLLIN, e,
                     export_accept);
 }
@@ -1128,14 +1114,11 @@ export_accept_pause (struct nbd_export *e, int err)
                "client on %s: %s; not accepting for %u ms",
                vol_name (e->vol), e->path, strerror (err),
                NBD_ACCEPT_BACKOFF_MS);
-  if (e->accept_paused)
+  if (e->accept_timer.armed)
     return;
   qb_loop_poll_del (cowd_loop (), e->lfd);
-  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
-                         NBD_ACCEPT_BACKOFF_MS * 1000000ull, e,
-                         export_accept_resume, &e->accept_timer) == 0)
-    e->accept_paused = true;
-  else
+  if (cowd_timer_arm (&e->accept_timer, NBD_ACCEPT_BACKOFF_MS * 1000000ull,
+                      export_accept_resume, e) < 0)
     export_accept_resume (e);
 }
 
@@ -1202,8 +1185,8 @@ nbd_export_free (struct nbd_export *e)
 {
   if (!e)
     return;
-  if (e->accept_paused)
-    qb_loop_timer_del (cowd_loop (), e->accept_timer);
+  if (e->accept_timer.armed)
+    cowd_timer_stop (&e->accept_timer);
   else
     qb_loop_poll_del (cowd_loop (), e->lfd);
   lograte_flush (&e->accept_lr);

@@ -44,7 +44,14 @@ crash_at() {
   stop_cowd "$d/run"
   COWD_TEST_CRASH_AT=$step start_cowd "$d/run"
   pid=${_cowd_pid[$d/run]}
-  out=$(c "$@" 2>&1) || true   # merge answers before its later steps
+  local t0=$SECONDS rc=0 gone
+  out=$(c "$@" 2>&1) || rc=$?   # merge answers before its later steps
+  # cowctl notices that cowd went away, at once and with this sentence.
+  [ $((SECONDS - t0)) -lt 10 ] \
+    || fail "cowctl $1 waited $((SECONDS - t0)) s for a cowd that exited at $step"
+  gone="cowctl: cowd at $d/run went away before it answered (it exited or was stopped); whether the command took effect is unknown: look with cowctl status"
+  [ $rc -eq 0 ] || { [ $rc -eq 3 ] && [ "$out" = "$gone" ]; } \
+    || fail "cowctl $1 at $step: exit $rc, '$out'"
   wait_until 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "cowd did not exit at $step"
   grep -q "test hook: exiting at $step" "$d/run.log" || fail "cowd never reached $step"
   rm -f "$d/run/cowd.pid"
