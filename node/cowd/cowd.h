@@ -173,6 +173,15 @@ void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 void own_define (struct vol_entry *e);
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
+/* Call done(opaque, 0, NULL) once this node owns and serves e (at once
+ * if it does), or done(opaque, -COW_E_*, sentence) when it cannot within
+ * timeout_s: detached, fenced, the takeover failed, or the time ran out.
+ * 0, or -ENOMEM (done is not called). */
+typedef void own_wait_fn (void *opaque, int res, const char *err);
+int own_wait_owned (struct vol_entry *e, unsigned timeout_s,
+                    own_wait_fn *done, void *opaque);
+/* This node was fenced: fail every wait of own_wait_owned. */
+void own_wake_fenced (void);
 
 /* probe.c: the loop's longest gap between two turns, an upper bound of
  * its longest block (ms); the most CPU it used between two turns (ms);

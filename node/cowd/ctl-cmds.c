@@ -443,15 +443,60 @@ entry_uri (const struct vol_entry *e)
   return uri;
 }
 
+/* The answer of a successful attach: the volume's URI; times is the
+ * JSON of an --wait-owned attach's timing, or "". */
+static void
+attach_reply (struct ctl_req *req, struct vol_entry *e, const char *times)
+{
+  char *uri = entry_uri (e);
+  if (ctl_req_flags (req) & CTL_F_JSON)
+    reply_fmt (req, 0, "{\"name\":\"%s\",\"uri\":\"%s\"%s}\n", e->name,
+               uri ? uri : "", times);
+  else
+    reply_fmt (req, 0, "%s\n", uri ? uri : "");
+  free (uri);
+}
+
+#ifdef HAVE_COROSYNC
+struct attach_wait
+{
+  struct ctl_req *req;
+  struct vol_entry *e;
+  uint64_t t0, t_open;          /* the command came; the devices were open */
+};
+
+static void
+attach_owned (void *opaque, int res, const char *err)
+{
+  struct attach_wait *w = opaque;
+  char times[80];
+  uint64_t now = cowd_now_ns ();
+  snprintf (times, sizeof times, ",\"open_ms\":%.1f,\"own_ms\":%.1f",
+            (double) (w->t_open - w->t0) / 1e6,
+            (double) (now - w->t_open) / 1e6);
+  if (res < 0)
+    reply_fmt (w->req, res, "%s", err);
+  else
+    attach_reply (w->req, w->e, times);
+  free (w);
+}
+#endif
+
 static void
 cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
 {
   bool incoming = false, accept = false;
+  unsigned wait_s = 0;
+  char *end;
   for (int i = 2; i < argc; i++)
     if (strcmp (argv[i], "--incoming") == 0)
       incoming = true;
     else if (strcmp (argv[i], "--accept-base-change") == 0)
       accept = true;
+    else if (strcmp (argv[i], "--wait-owned") == 0 && i + 1 < argc
+             && (wait_s = (unsigned) strtoul (argv[i + 1], &end, 10)) >= 1
+             && wait_s <= 3600 && *end == '\0' && argv[i + 1][0] != '-')
+      i++;
     else
       argc = 0;
   if (argc < 2)
@@ -464,6 +509,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
                       " again", e->name);
   char err[COW_ERRLEN];
   int r;
+  uint64_t t0 = cowd_now_ns ();
   e->accept_base_change = accept;
 #ifdef HAVE_COROSYNC
   if (cowd.clustered)
@@ -483,13 +529,26 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
       e->attached = true;
       voldb_store_lazy (e);     /* no fsync on the way to serving */
     }
-  char *uri = entry_uri (e);
-  if (json)
-    reply_fmt (req, 0, "{\"name\":\"%s\",\"uri\":\"%s\"}\n", e->name,
-               uri ? uri : "");
-  else
-    reply_fmt (req, 0, "%s\n", uri ? uri : "");
-  free (uri);
+#ifdef HAVE_COROSYNC
+  if (cowd.clustered && wait_s)
+    {
+      struct attach_wait *w = malloc (sizeof *w);
+      if (!w)
+        return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
+                          e->name);
+      *w = (struct attach_wait) { req, e, t0, cowd_now_ns () };
+      if (own_wait_owned (e, wait_s, attach_owned, w) < 0)
+        {
+          free (w);
+          return reply_fmt (req, COW_E_INTERNAL, "volume %s: cannot wait "
+                            "for ownership: out of memory", e->name);
+        }
+      return;
+    }
+#endif
+  (void) json;
+  (void) t0;
+  attach_reply (req, e, "");
 }
 
 static void
@@ -614,6 +673,8 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                "\"cluster_epoch\":%" PRIu64 ",\"requester\":%u,"
                "\"bouncing\":%s", cluster_state_name (cv->state), cv->owner,
                cv->epoch, cv->requester, cv->bouncing ? "true" : "false");
+  if (cv && full)
+    sb_printf (sb, ",\"local\":%u", cluster_nodeid ());
 #endif
   sb_puts (sb, ",\"base\":");
   sb_json_str (sb, e->base);

@@ -273,6 +273,7 @@ fencing_self (const char *why)
         e->epoch = 0;
         vol_fence (e->vol);
       }
+  own_wake_fenced ();
 }
 
 /* --- the worker --- */

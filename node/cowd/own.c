@@ -60,6 +60,122 @@ own_ask_pending (struct vol_entry *e)
 static void own_announce (void);
 static void own_taken (void *opaque, int res, const char *err);
 
+/* --- attach --wait-owned: answered when this node serves the volume --- */
+
+struct own_waiter
+{
+  struct own_waiter *next;
+  struct vol_entry *e;
+  unsigned timeout_s;
+  struct cowd_timer timer;
+  own_wait_fn *done;
+  void *opaque;
+};
+static struct own_waiter *own_waiters;
+
+/* This node owns e at the epoch it serves under and serves it now. */
+static bool
+own_serving (const struct vol_entry *e)
+{
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  return e->vol && !e->closing && !cowd.fenced && cv
+    && cv->owner == cluster_nodeid () && cv->state != CL_FENCING
+    && e->epoch && cv->epoch == e->epoch && !e->quorum_held
+    && vol_get_state (e->vol) == VOL_STATE_ACTIVE && !vol_is_held (e->vol);
+}
+
+static void
+own_waiter_end (struct own_waiter *w, int res, const char *err)
+{
+  for (struct own_waiter **p = &own_waiters; *p; p = &(*p)->next)
+    if (*p == w)
+      {
+        *p = w->next;
+        break;
+      }
+  cowd_timer_stop (&w->timer);
+  w->done (w->opaque, res, err);
+  free (w);
+}
+
+/* End the waits on e: served (res 0), or failed with res and err. */
+static void
+own_wake (struct vol_entry *e, int res, const char *err)
+{
+  struct own_waiter *w = own_waiters, *next;
+  for (; w; w = next)
+    {
+      next = w->next;
+      if (w->e == e && (res < 0 || own_serving (e)))
+        own_waiter_end (w, res, err);
+    }
+}
+
+/* This node was fenced: every wait fails. */
+void
+own_wake_fenced (void)
+{
+  while (own_waiters)
+    {
+      char why[COW_ERRLEN];
+      snprintf (why, sizeof why, "volume %s: this node was fenced; restart "
+                "cowd before it serves again", own_waiters->e->name);
+      own_waiter_end (own_waiters, -COW_E_FENCED, why);
+    }
+}
+
+static void
+own_waiter_expired (void *data)
+{
+  struct own_waiter *w = data;
+  struct vol_entry *e = w->e;
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  char err[COW_ERRLEN];
+  if (cv && cv->state == CL_FENCING)
+    snprintf (err, sizeof err, "volume %s: its owner, node %u, left the "
+              "cluster and was not fenced within %u s", e->name,
+              cv->fenced_node, w->timeout_s);
+  else if (!cluster_quorate ())
+    snprintf (err, sizeof err, "volume %s: this node was not quorate "
+              "within %u s, so it could not take ownership", e->name,
+              w->timeout_s);
+  else if (e->vol && vol_get_state (e->vol) == VOL_STATE_DEGRADED)
+    snprintf (err, sizeof err, "volume %s is degraded on this host (a "
+              "device failed past its deadline); it cannot serve it",
+              e->name);
+  else
+    snprintf (err, sizeof err, "volume %s: node %u did not hand it over "
+              "within %u s (cluster state %s, local state %s)", e->name,
+              cv ? cv->owner : 0, w->timeout_s,
+              cv ? cluster_state_name (cv->state) : "unknown",
+              e->vol ? vol_state_name (vol_get_state (e->vol)) : "closed");
+  own_waiter_end (w, -COW_E_TIMEOUT, err);
+}
+
+int
+own_wait_owned (struct vol_entry *e, unsigned timeout_s, own_wait_fn *done,
+                void *opaque)
+{
+  if (own_serving (e))
+    {
+      done (opaque, 0, NULL);
+      return 0;
+    }
+  struct own_waiter *w = calloc (1, sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  *w = (struct own_waiter) { .next = own_waiters, .e = e,
+    .timeout_s = timeout_s, .done = done, .opaque = opaque };
+  if (cowd_timer_arm (&w->timer, (uint64_t) timeout_s * 1000000000ULL,
+                      own_waiter_expired, w) < 0)
+    {
+      free (w);
+      return -ENOMEM;
+    }
+  own_waiters = w;
+  return 0;
+}
+
 static uint64_t
 own_lease_deadline (void *ud)
 {
@@ -185,6 +301,10 @@ own_taken (void *opaque, int res, const char *err)
   if (res < 0)
     {
       qb_log (LOG_ERR, "cluster: %s: taking over failed: %s", e->name, err);
+      char why[COW_ERRLEN];
+      snprintf (why, sizeof why, "volume %s: taking it over failed: %s",
+                e->name, err);
+      own_wake (e, -COW_E_HANDOFF_FAILED, why);
       return;
     }
   if (e->closing || cowd.fenced || !cv || cv->owner != cluster_nodeid ()
@@ -212,6 +332,7 @@ own_taken (void *opaque, int res, const char *err)
       return;
     }
   vol_resume (e->vol);
+  own_wake (e, 0, NULL);
 }
 
 static void
@@ -297,6 +418,7 @@ own_serve_again (struct vol_entry *e)
   if (held)
     vol_resume (e->vol);
   vol_confirm (e->vol);
+  own_wake (e, 0, NULL);
 }
 
 static void
@@ -538,6 +660,10 @@ own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   if (!c)
     abort ();
   *c = (struct own_detach_ctx) { e, done, opaque };
+  char why[COW_ERRLEN];
+  snprintf (why, sizeof why, "volume %s was detached while it waited for "
+            "ownership", e->name);
+  own_wake (e, -COW_E_NOT_ATTACHED, why);
   vol_hold (e->vol, own_detach_drained, c);
 }
 

@@ -21,7 +21,7 @@ const struct ctl_command ctl_commands[] = {
     "\n         | create --from FILE|-",
     "format COW over BASE; record the volume;\n"
     "                               or one volume per line of FILE", false },
-  { "attach", "attach NAME [--incoming] [--accept-base-change]",
+  { "attach", "attach NAME [--incoming] [--wait-owned SECS] [--accept-base-change]",
     "serve it; prints the NBD URI", false },
   { "detach", "detach NAME", "drain, commit, mark clean, stop serving",
     false },

@@ -56,14 +56,43 @@ lab_cowctl 1 detach vm1
 qio_ok "$(sock 2)" "data lost on the way back" "read -P 0x6e 8M 64k" "read -P 0x5c 0 1M"
 status 2 | jq -e '.owner == 2 and .state == "active"' >/dev/null || fail "node 2 did not take it back: $(status 2)"
 
-echo "== cowctl migrate to node 3"
-lab_cowctl 3 attach vm1 --incoming >/dev/null
-wait_until 10 owner_is 3 3 || fail "node 3 did not take over"
+echo "== cowctl migrate to node 3 (attach --incoming --wait-owned answers once node 3 serves)"
+lab_cowctl 3 attach vm1 --incoming --wait-owned 20 >/dev/null
+owner_is 3 3 || fail "attach --wait-owned answered before node 3 served vm1: $(status 3)"
 qio_ok "$(sock 3)" "data differs on node 3" "read -P 0x6e 8M 64k"
 lab_cowctl 1 migrate vm1 --to n2
 wait_until 10 owner_is 2 2 || fail "migrate to node 2 failed"
 lab_cowctl 1 nodes
 lab_cowctl 2 status vm1 | grep -E "state|cluster|generation"
+
+echo "== attach --wait-owned times out when the owner does not hand over (exclusive)"
+new_image "$LAB_DIR/base2.lun" 8M random
+new_image "$LAB_DIR/cow2.lun" 12M zero
+lab_lun 0 1 $iqn 3 "$LAB_DIR/base2.lun"
+lab_lun 0 1 $iqn 4 "$LAB_DIR/cow2.lun"
+lab_cowctl 1 create vm2 --exclusive --base "$(lab_iscsi_url 0 $iqn 3)" \
+  --cow "$(lab_iscsi_url 0 $iqn 4)" >/dev/null
+knows2() { lab_cowctl "$1" --json list | grep -q '"vm2"'; }
+wait_until 10 knows2 3 || fail "node 3 does not know vm2"
+lab_cowctl 1 --json attach vm2 --wait-owned 20 | jq -e '.name == "vm2"' >/dev/null \
+  || fail "attach vm2 --wait-owned on node 1 failed"
+lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/dev/null \
+  || fail "attach --wait-owned answered before node 1 served vm2: $(lab_cowctl 1 --json status vm2)"
+qemu-io -f raw "nbd+unix:///?socket=$(lab_dir 1)/run/vm2.sock" -c "write -P 0x7a 0 64k" >/dev/null
+t0=$SECONDS rc=0
+out=$(lab_cowctl 3 --json attach vm2 --incoming --wait-owned 2) || rc=$?
+[ $rc -eq 1 ] || fail "attach --wait-owned of an exclusive volume exited $rc: $out"
+echo "   $out (after $((SECONDS - t0)) s)"
+[ "$(jq -r .error.code <<<"$out")" = timeout ] || fail "wrong error code: $out"
+[ "$(jq -r .error.message <<<"$out")" = "volume vm2: node 1 did not hand it over within 2 s (cluster state owned, local state readonly)" ] \
+  || fail "wrong error sentence: $out"
+[ $((SECONDS - t0)) -le 6 ] || fail "the 2 s wait took $((SECONDS - t0)) s"
+lab_cowctl 3 detach vm2
+qio_ok "nbd+unix:///?socket=$(lab_dir 1)/run/vm2.sock" "node 1 lost vm2's data" "read -P 0x7a 0 64k"
+lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/dev/null \
+  || fail "node 1 no longer serves vm2 after the timed-out wait"
+lab_cowctl 1 detach vm2
+lab_cowctl 1 delete vm2
 
 echo "== two running consumers (nodes 2 and 3) write in turn: bouncing is stopped"
 # Each write on the node that does not own vm1 asks for it; more than six

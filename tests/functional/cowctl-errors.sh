@@ -65,7 +65,7 @@ jerr 2 usage "create: unknown option '-bad'" "${r[@]}" create -bad --base "$d/ba
 jerr 2 usage "create: option '--cow' needs a value" "${r[@]}" create x --base "$d/base.img" --cow
 jerr 2 usage "volume name 'a/b' is not valid: the volume name is empty, longer than 63 bytes or has characters other than letters, digits, '.', '_' and '-'" \
   "${r[@]}" create a/b --base "$d/base.img" --cow "$d/cow.img"
-jerr 2 usage "usage: cowctl attach NAME [--incoming] [--accept-base-change]" "${r[@]}" attach
+jerr 2 usage "usage: cowctl attach NAME [--incoming] [--wait-owned SECS] [--accept-base-change]" "${r[@]}" attach
 jerr 2 usage "usage: cowctl debug dump" "${r[@]}" debug
 
 echo "== errors (exit 1)"

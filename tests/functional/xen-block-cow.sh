@@ -17,7 +17,10 @@
 #   - a failed migration (destination add, then remove; the source resumes
 #     with no hotplug call): the source's next writes take the volume back
 #     and every record reads back;
-#   - a host without quorum: add fails with the sentence, holds nothing.
+#   - a host without quorum: add fails with the sentence, holds nothing;
+#   - the owner host crashes (cowd and corosync killed): add on the other
+#     host waits for the fence and takes over inside libxl's 40 s, and
+#     every record reads back there.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 source "$top_srcdir/tests/xen/xenlib.sh"
@@ -26,7 +29,8 @@ requires tgtd jq timeout
 lab_init "xb$(printf %04x $((RANDOM)))"
 lab_small_cluster
 xen_init
-for n in 1 2; do lab_cowd $n >/dev/null; done
+declare -A cowd_pid
+for n in 1 2; do cowd_pid[$n]=$(lab_cowd $n); done
 lab_cowctl 1 create vm1 --base "$(lab_iscsi_url 0 $LAB_IQN 1)" --cow "$(lab_iscsi_url 0 $LAB_IQN 2)"
 knows() { lab_cowctl 2 --json list | grep -q '"vm1"'; }
 wait_until 10 knows || fail "node 2 does not know vm1"
@@ -143,4 +147,27 @@ st 1 | jq -e '.state == "detached" or .state == "failed"' >/dev/null || fail "a 
 [ ! -e "$(lab_dir 1)/block-cow/vol.vm1" ] || fail "host 1 records vm1 after a refusal"
 lab_link_up 1
 [ -z "$(find "$(lab_dir 1)/qsd" "$(lab_dir 2)/qsd" -mindepth 1 2>/dev/null)" ] || fail "a device helper state is left: $(find "$(lab_dir 1)/qsd" "$(lab_dir 2)/qsd" -mindepth 1 2>/dev/null)"
+
+echo "== the owner host crashes: add on host 2 waits for the fence, inside 40 s"
+lab_wait_quorate 1 30 || fail "host 1 did not get quorum back"
+xen_domain 1 40 vm1 vm1
+xen_hotplug 1 add 40 || fail "add on host 1 failed: $(xen_read 1 40 hotplug-error)"
+dev=$(xen_dev 1 40) || fail "no device on host 1"
+python3 "$records" write "$dev" $nrec 10
+nrec=$((nrec + 10))
+lab_kill 1 "${cowd_pid[1]}"
+lab_kill 1 "$(lab_corosync_pid 1)"
+# The toolstack (or Pacemaker) restarts the domain once the cluster has
+# seen the host go; before that, node 1 is a live owner and add refuses.
+gone1() { lab_cowctl 2 --json nodes | jq -e '.members | index(1) == null'; }
+wait_until 20 gone1 || fail "host 2 still sees host 1 as a member"
+xen_domain 2 41 vm1 vm1
+t0=$SECONDS
+xen_hotplug 2 add 41 || fail "add on host 2 after host 1 crashed failed: $(xen_read 2 41 hotplug-error)"
+echo "   add on host 2 returned after $((SECONDS - t0)) s"
+[ $((SECONDS - t0)) -le 40 ] || fail "add after the owner's crash took $((SECONDS - t0)) s, past libxl's 40 s"
+st 2 | jq -e '.owner == 2 and .state == "active"' >/dev/null || fail "host 2 does not serve vm1: $(st 2)"
+dev=$(xen_dev 2 41) || fail "no device on host 2"
+python3 "$records" verify "$dev" $nrec || fail "records lost across the owner's crash"
+echo "   $nrec records read back on host 2"
 pass

@@ -67,11 +67,24 @@ xen_domain() {               # xen_domain N DOMID NAME VOL
 
 xen_rename() { xs "$1" xenstore-write "/local/domain/$2/name" "$3"; }
 
+# The cowctl the script runs: the built program itself when libtool made a
+# wrapper script for it (the wrapper costs four more processes a call,
+# which an installed host does not pay), with the build's libdscow.
+xen_cowctl_env() {
+  local real=$top_builddir/node/cowctl/.libs/cowctl
+  if [ -x "$real" ]; then
+    echo "COWCTL=$real LD_LIBRARY_PATH=$top_builddir/format/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    echo "COWCTL=$top_builddir/node/cowctl/cowctl"
+  fi
+}
+
 xen_hotplug() {              # xen_hotplug N add|remove DOMID
   local n=$1 dir; dir=$(lab_dir "$1")
+  # shellcheck disable=SC2046  # the words of xen_cowctl_env
   lab_exec "$n" env XENSTORE_FAKE_DIR="$dir/xs" PATH="$XEN_BIN:$PATH" \
     XENBUS_PATH="backend/vbd/$3/$XEN_DEVID" XENBUS_TYPE=vbd XENBUS_BASE_PATH=backend \
-    BLOCK_COW_CONF=/nonexistent COWCTL="$top_builddir/node/cowctl/cowctl" \
+    BLOCK_COW_CONF=/nonexistent $(xen_cowctl_env) \
     COWHERD_RUN_DIR="$dir/run" BLOCK_COW_STATE_DIR="$dir/block-cow" \
     BLOCK_COW_DEVICE_HELPER="$top_srcdir/tests/xen/qsd-loop-device" QSD_LOOP_DIR="$dir/qsd" \
     ${BLOCK_COW_TIMEOUT:+BLOCK_COW_TIMEOUT=$BLOCK_COW_TIMEOUT} \
