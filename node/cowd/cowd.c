@@ -41,9 +41,6 @@
 #include <qb/qbloop.h>
 
 #include "cowd.h"
-#ifdef HAVE_COROSYNC
-#include "cluster.h"
-#endif
 #include "ctl.h"
 #include "loop.h"
 #include "nbd-server.h"
@@ -51,6 +48,7 @@
 #define COWD_CONFIG_DEFAULT SYSCONFDIR "/cowherd/cowd.conf"
 
 struct cowd cowd = {
+  .own = &own_alone_ops,
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
   .quorum_loss_timeout_ms = 3000,
@@ -369,20 +367,11 @@ cowd_start (void)
                       NULL);
   qb_loop_signal_add (cowd_loop (), QB_LOOP_HIGH, SIGINT, NULL, on_stop_signal,
                       NULL);
-#ifdef HAVE_COROSYNC
   if (!cowd.standalone && own_start (err, sizeof err) < 0)
     {
       qb_log (LOG_ERR, "cowd: %s", err);
       return -1;
     }
-#else
-  if (!cowd.standalone)
-    {
-      qb_log (LOG_ERR, "cowd: this cowd was built without corosync; run it "
-              "with --standalone");
-      return -1;
-    }
-#endif
   if (cowd.standalone)
     {
       attach_saved_volumes ();  /* in a cluster: once the table arrived */
@@ -433,9 +422,7 @@ main (int argc, char **argv)
           cowd.run_dir);
   start_done ();
   qb_loop_run (cowd_loop ());
-#ifdef HAVE_COROSYNC
-  cluster_stop ();
-#endif
+  own_stop ();
   qb_log (LOG_NOTICE, "cowd: stopped");
   remove_pid_file ();
   qb_loop_destroy (cowd_loop ());

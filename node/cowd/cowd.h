@@ -74,11 +74,7 @@ struct cowd
   bool clustered;               /* corosync group joined */
   bool fencing_manual;          /* [cowd] fencing = manual */
   bool fenced;                  /* this agent was fenced: until restart */
-  /* Handoff timing samples (ms) for `cowctl handoff-times` and
-   * tests/bench/handoff: on the new owner, from asking to serving; on the
-   * old owner, from holding requests to sending HANDOFF. */
-  double handoff_ms[1024], held_ms[1024];
-  unsigned nhandoff, nheld;
+  const struct own_ops *own;    /* standalone or the cluster's */
 };
 
 extern struct cowd cowd;
@@ -163,25 +159,77 @@ const char *voldb_cow_user (void *ud, const struct backend *cow);
 int voldb_check_path (const char *vol, const char *what, const char *uri,
                       char *err, size_t errlen);
 
-/* own.c: cowd's side of the cluster. */
+/* Ownership: how this cowd comes to own the volumes it serves.  Two
+ * implementations behind one interface, and the commands go through it:
+ *   own-alone.c   standalone: a volume is this host's once it is attached
+ *   own.c         cluster mode: the group's table decides (handoffs,
+ *                 fencing, the lease), built only with corosync
+ * cowd.own is own_alone_ops until own_start joins a cluster. */
+typedef void own_wait_fn (void *opaque, int res, const char *err);
+struct own_facts                /* a volume as the cluster's table has it */
+{
+  const char *state;            /* unowned, owned, handing-off, fencing */
+  uint32_t owner, requester, fenced_node, local;
+  uint64_t epoch;
+  bool bouncing, exclusive;
+};
+struct own_ops
+{
+  /* Open e and serve it (incoming: the destination of a live migration,
+   * even from a live owner).  0, or -COW_E_* with a sentence in err. */
+  int (*attach) (struct vol_entry *e, bool incoming, char *err,
+                 size_t errlen);
+  /* Stop serving e, commit, and let go of it; done(opaque, res). */
+  void (*detach) (struct vol_entry *e, vol_done_fn *done, void *opaque);
+  /* A definition was created here: tell whoever must know. */
+  void (*defined) (struct vol_entry *e);
+  /* done(opaque, 0, NULL) once this node owns and serves e (at once if it
+   * does), or done(opaque, -COW_E_*, sentence) when it cannot within
+   * timeout_s (detached, fenced, the takeover failed, the time ran out).
+   * 0, or -ENOMEM (done is not called).  NULL: attached is served. */
+  int (*wait_owned) (struct vol_entry *e, unsigned timeout_s,
+                     own_wait_fn *done, void *opaque);
+  /* e's entry in the cluster's table into f; false when there is none. */
+  bool (*facts) (const struct vol_entry *e, struct own_facts *f);
+  /* The hooks of a volume's backends (fencing's), and a volume just
+   * opened (registered for fencing; not served until the table says). */
+  void (*backend_opts) (struct backend_opts *bo);
+  void (*opened) (struct vol_entry *e);
+};
+extern const struct own_ops own_alone_ops;
+/* Join cluster cowd.cluster_name (cowd.own becomes the cluster's); leave
+ * it.  own_start returns -1 with a sentence (a cowd built without
+ * corosync says so). */
 int own_start (char *err, size_t errlen);
-/* Attach in cluster mode: ask for ownership (incoming: even from a live
- * owner, which hands over).  Returns -1 with a sentence in err. */
-int own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen);
-/* Detach in cluster mode: release ownership after the final commit. */
-void own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
-void own_define (struct vol_entry *e);
+void own_stop (void);
+
+/* own.c: cowd's side of the cluster (see own_ops above). */
 /* Start the request-to-served clock (a migrate asked on the target). */
 void own_note_request (struct vol_entry *e);
-/* Call done(opaque, 0, NULL) once this node owns and serves e (at once
- * if it does), or done(opaque, -COW_E_*, sentence) when it cannot within
- * timeout_s: detached, fenced, the takeover failed, or the time ran out.
- * 0, or -ENOMEM (done is not called). */
-typedef void own_wait_fn (void *opaque, int res, const char *err);
-int own_wait_owned (struct vol_entry *e, unsigned timeout_s,
-                    own_wait_fn *done, void *opaque);
-/* This node was fenced: fail every wait of own_wait_owned. */
+/* This node was fenced: fail every wait of own_ops.wait_owned. */
 void own_wake_fenced (void);
+/* Handoff timing samples (ms) for `cowctl handoff-times` and
+ * tests/bench/handoff: on the new owner, from asking to serving
+ * (served); on the old owner, from holding requests to sending HANDOFF
+ * (held).  The first 1024 of each since cowd started. */
+struct own_times
+{
+  const double *served, *held;
+  unsigned nserved, nheld;
+};
+struct own_times own_handoff_times (void);
+
+/* ctl-cluster.c (with corosync; own-none.c has none): the cluster's
+ * commands, looked up after the table of ctl-cmds.c. */
+struct cmd
+{
+  const char *name;             /* as in ctl_commands (ctl-usage.c) */
+  void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
+};
+extern const struct cmd *const cluster_cmds;
+extern const size_t cluster_ncmds;
+/* ctl-cmds.c: a node id as "3" or "n3": 0, or -1. */
+int parse_node (const char *s, uint32_t *node);
 
 /* probe.c: the loop's longest gap between two turns, an upper bound of
  * its longest block (ms); the most CPU it used between two turns (ms);

@@ -20,20 +20,12 @@
 
 #include "cowd.h"
 #include "ctl.h"
-#ifdef HAVE_COROSYNC
-#include "cluster.h"
-#endif
 #include "nbd-server.h"
 #include "clock.h"
 #include "loop.h"
 
 #define CREATE_BATCH "--from-batch"
 
-struct cmd
-{
-  const char *name;             /* as in ctl_commands (ctl-usage.c) */
-  void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
-};
 
 /* Answer with a sentence: success when code is 0, else an error with its
  * code (COW_E_*, or a negative errno or code: errcode.h). */
@@ -286,10 +278,7 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
                         "saving the definition in %s failed", p.name,
                         cowd.state_dir);
   t = create_lap (&create_t.store_ns, t);
-#ifdef HAVE_COROSYNC
-  if (cowd.clustered)
-    own_define (e);
-#endif
+  cowd.own->defined (e);
   create_lap (&create_t.define_ns, t);
   return 0;
 }
@@ -457,7 +446,6 @@ attach_reply (struct ctl_req *req, struct vol_entry *e, const char *times)
   free (uri);
 }
 
-#ifdef HAVE_COROSYNC
 struct attach_wait
 {
   struct ctl_req *req;
@@ -480,7 +468,6 @@ attach_owned (void *opaque, int res, const char *err)
     attach_reply (w->req, w->e, times);
   free (w);
 }
-#endif
 
 static void
 cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
@@ -511,13 +498,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   int r;
   uint64_t t0 = cowd_now_ns ();
   e->accept_base_change = accept;
-#ifdef HAVE_COROSYNC
-  if (cowd.clustered)
-    r = e->vol ? 0 : own_attach (e, incoming, err, sizeof err);
-  else
-#endif
-    r = voldb_attach (e, err, sizeof err);
-  (void) incoming;
+  r = cowd.own->attach (e, incoming, err, sizeof err);
   e->accept_base_change = false;
   if (r < 0)
     {
@@ -529,15 +510,14 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
       e->attached = true;
       voldb_store_lazy (e);     /* no fsync on the way to serving */
     }
-#ifdef HAVE_COROSYNC
-  if (cowd.clustered && wait_s)
+  if (wait_s && cowd.own->wait_owned)
     {
       struct attach_wait *w = malloc (sizeof *w);
       if (!w)
         return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                           e->name);
       *w = (struct attach_wait) { req, e, t0, cowd_now_ns () };
-      if (own_wait_owned (e, wait_s, attach_owned, w) < 0)
+      if (cowd.own->wait_owned (e, wait_s, attach_owned, w) < 0)
         {
           free (w);
           return reply_fmt (req, COW_E_INTERNAL, "volume %s: cannot wait "
@@ -545,9 +525,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
         }
       return;
     }
-#endif
   (void) json;
-  (void) t0;
   attach_reply (req, e, "");
 }
 
@@ -578,11 +556,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   voldb_set_error (e, NULL);
   if (!e->vol || e->closing)
     return ctl_reply (req, 0, json ? "{}\n" : "");
-#ifdef HAVE_COROSYNC
-  if (cowd.clustered)
-    return own_detach (e, cmd_detach_done, req);
-#endif
-  voldb_detach (e, cmd_detach_done, req);
+  cowd.own->detach (e, cmd_detach_done, req);
 }
 
 static void
@@ -665,17 +639,15 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
   sb_printf (sb, ",\"state\":\"%s\",\"commit\":\"%s\",\"exclusive\":%s",
              entry_state (e), vol_commit_name (e->commit),
              e->exclusive ? "true" : "false");
-#ifdef HAVE_COROSYNC
-  const struct cluster_vol *cv = cowd.clustered ? cluster_lookup (e->name)
-    : NULL;
-  if (cv)
+  struct own_facts of;
+  bool in_table = cowd.own->facts (e, &of);
+  if (in_table)
     sb_printf (sb, ",\"cluster_state\":\"%s\",\"owner\":%u,"
                "\"cluster_epoch\":%" PRIu64 ",\"requester\":%u,"
-               "\"bouncing\":%s", cluster_state_name (cv->state), cv->owner,
-               cv->epoch, cv->requester, cv->bouncing ? "true" : "false");
-  if (cv && full)
-    sb_printf (sb, ",\"local\":%u", cluster_nodeid ());
-#endif
+               "\"bouncing\":%s", of.state, of.owner, of.epoch,
+               of.requester, of.bouncing ? "true" : "false");
+  if (in_table && full)
+    sb_printf (sb, ",\"local\":%u", of.local);
   sb_puts (sb, ",\"base\":");
   sb_json_str (sb, e->base);
   sb_puts (sb, ",\"cow\":");
@@ -776,9 +748,21 @@ list_parse_state (const char *s)
   return -1;
 }
 
-#ifdef HAVE_COROSYNC
-static int parse_node (const char *s, uint32_t *node);
-#endif
+/* A node id as "3" or "n3". */
+int
+parse_node (const char *s, uint32_t *node)
+{
+  const char *p = s;
+  while (*p && (*p < '0' || *p > '9'))
+    p++;
+  char *end;
+  unsigned long n = strtoul (p, &end, 10);
+  if (!*p || *end || n == 0 || n > UINT32_MAX)
+    return -1;
+  *node = (uint32_t) n;
+  return 0;
+}
+
 
 /* 0, or a code with its sentence in err. */
 static int
@@ -801,11 +785,9 @@ list_parse (int argc, char **argv, struct list_filter *f, char *err,
     switch (c)
       {
       case 'o':
-#ifdef HAVE_COROSYNC
         if (parse_node (optarg, &f->owner) < 0)
           return create_errf (err, errlen, COW_E_USAGE, "list: owner '%s' "
                               "is not a node id", optarg);
-#endif
         if (!cowd.clustered)
           return create_errf (err, errlen, COW_E_NOT_CLUSTERED, "list "
                               "--owner: this cowd runs standalone; volumes "
@@ -851,13 +833,9 @@ list_match (const struct list_filter *f, const struct vol_entry *e)
     return false;
   if (f->state && strcmp (entry_state (e), f->state) != 0)
     return false;
-#ifdef HAVE_COROSYNC
+  struct own_facts of;
   if (f->by_owner)
-    {
-      const struct cluster_vol *cv = cluster_lookup (e->name);
-      return cv && cv->owner == f->owner;
-    }
-#endif
+    return cowd.own->facts (e, &of) && of.owner == f->owner;
   return true;
 }
 
@@ -865,14 +843,10 @@ list_match (const struct list_filter *f, const struct vol_entry *e)
 static void
 list_owner (const struct vol_entry *e, char *buf, size_t len)
 {
+  struct own_facts of;
   snprintf (buf, len, "-");
-#ifdef HAVE_COROSYNC
-  const struct cluster_vol *cv = cluster_lookup (e->name);
-  if (cv && cv->owner)
-    snprintf (buf, len, "%u", cv->owner);
-#else
-  (void) e;
-#endif
+  if (cowd.own->facts (e, &of) && of.owner)
+    snprintf (buf, len, "%u", of.owner);
 }
 
 static void
@@ -1004,15 +978,12 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
                  entry_state (e), e->base, e->cow,
                  vol_commit_name (e->commit),
                  e->buffered ? " (buffered)" : " (O_DIRECT)");
-#ifdef HAVE_COROSYNC
-      const struct cluster_vol *cv = cowd.clustered
-        ? cluster_lookup (e->name) : NULL;
-      if (cv)
+      struct own_facts of;
+      if (cowd.own->facts (e, &of))
         sb_printf (sb, "cluster:     %s, owner node %u, epoch %" PRIu64
-                   "%s%s\n", cluster_state_name (cv->state), cv->owner,
-                   cv->epoch, cv->def.exclusive ? ", exclusive" : "",
-                   cv->bouncing ? ", BOUNCING" : "");
-#endif
+                   "%s%s\n", of.state, of.owner, of.epoch,
+                   of.exclusive ? ", exclusive" : "",
+                   of.bouncing ? ", BOUNCING" : "");
       if (e->error)
         sb_printf (sb, "error:       %s\n", e->error);
       if (!e->vol)
@@ -1229,189 +1200,6 @@ cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
   free (old);
 }
 
-#ifdef HAVE_COROSYNC
-static int
-parse_node (const char *s, uint32_t *node)
-{
-  const char *p = s;
-  while (*p && (*p < '0' || *p > '9'))
-    p++;
-  char *end;
-  unsigned long n = strtoul (p, &end, 10);
-  if (!*p || *end || n == 0 || n > UINT32_MAX)
-    return -1;
-  *node = (uint32_t) n;
-  return 0;
-}
-
-static bool
-need_cluster (struct ctl_req *req)
-{
-  if (cowd.clustered)
-    return true;
-  reply_fmt (req, COW_E_NOT_CLUSTERED, "this cowd runs standalone; cluster "
-             "commands need cowd --cluster NAME and corosync");
-  return false;
-}
-
-static void
-cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
-{
-  if (argc != 1)
-    return reply_usage (req, argv[0]);
-  if (!need_cluster (req))
-    return;
-  uint32_t m[CLUSTER_MAX_MEMBERS];
-  size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
-  struct strbuf sb = STRBUF_INIT;
-  double gap, busy, sgap, sbusy;
-  uint64_t slow;
-  probe_get (&gap, &busy, &slow);
-  probe_synced (&sgap, &sbusy);
-  if (json)
-    {
-      sb_printf (&sb, "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
-                 ",\"synced\":%s,\"volumes\":%zu,\"loop\":{\"max_gap_ms\":%.3f,"
-                 "\"max_busy_ms\":%.3f,\"gaps_over_10ms\":%" PRIu64
-                 ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
-                 "\"sync_step_ms\":%.3f},\"members\":[", cluster_nodeid (),
-                 cluster_quorate () ? "true" : "false", cluster_ring_id (),
-                 cluster_synced () ? "true" : "false", cluster_table_size (),
-                 gap, busy, slow, sgap, sbusy, cluster_sync_max_step_ms ());
-      for (size_t i = 0; i < n; i++)
-        sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
-      sb_puts (&sb, "]}\n");
-    }
-  else
-    {
-      sb_printf (&sb, "local node: %u\nquorate:    %s\nring id:    %" PRIu64
-                 "\nmembers:   ", cluster_nodeid (),
-                 cluster_quorate () ? "yes" : "NO", cluster_ring_id ());
-      for (size_t i = 0; i < n; i++)
-        sb_printf (&sb, " %u", m[i]);
-      sb_puts (&sb, "\n");
-    }
-  ctl_reply (req, 0, sb_str (&sb));
-  sb_free (&sb);
-}
-
-static bool
-cmd_is_member (uint32_t node)
-{
-  uint32_t m[CLUSTER_MAX_MEMBERS];
-  size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
-  for (size_t i = 0; i < n; i++)
-    if (m[i] == node)
-      return true;
-  return false;
-}
-
-static void
-cmd_migrate (struct ctl_req *req, int argc, char **argv, bool json)
-{
-  uint32_t to;
-  if (argc != 4 || strcmp (argv[2], "--to") || parse_node (argv[3], &to) < 0)
-    return reply_usage (req, argv[0]);
-  struct vol_entry *e;
-  if (!need_cluster (req) || !(e = find_or_reply (req, argv[1])))
-    return;
-  if (to == cluster_nodeid () && e->vol)
-    own_note_request (e);
-  if (!cmd_is_member (to))
-    return reply_fmt (req, COW_E_NO_SUCH_NODE, "volume %s: cannot migrate: "
-                      "node %u is not a member of cluster %s", argv[1], to,
-                      cowd.cluster_name);
-  int r = cluster_migrate (argv[1], to);
-  if (r < 0)
-    return reply_fmt (req, r == -ENOTCONN ? COW_E_NO_QUORUM : r, "volume %s:"
-                      " cannot migrate: %s", argv[1], r == -ENOTCONN
-                      ? "this node is not quorate" : strerror (-r));
-  ctl_reply (req, 0, json ? "{}\n" : "");
-}
-
-static void
-cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
-{
-  uint32_t node;
-  if (!need_cluster (req))
-    return;
-  if (argc == 3 && strcmp (argv[1], "confirm") == 0
-      && parse_node (argv[2], &node) == 0)
-    {
-      if (cluster_fence_confirm (node) < 0)
-        return reply_fmt (req, COW_E_NO_QUORUM, "cannot confirm node %u: "
-                          "this node is not quorate", node);
-      qb_log (LOG_WARNING, "cluster: operator confirmed node %u is down",
-              node);
-      return ctl_reply (req, 0, json ? "{}\n" : "");
-    }
-  if (argc == 2 && strcmp (argv[1], "status") == 0)
-    {
-      struct strbuf sb = STRBUF_INIT;
-      fencing_status (&sb, json);
-      for (struct vol_entry *e = cowd.vols; e && !json; e = e->next)
-        {
-          const struct cluster_vol *cv = cluster_lookup (e->name);
-          if (cv && cv->state == CL_FENCING)
-            sb_printf (&sb, "%s: waiting for node %u to be fenced\n",
-                       e->name, cv->fenced_node);
-        }
-      ctl_reply (req, 0, sb_str (&sb));
-      sb_free (&sb);
-      return;
-    }
-  if (argc == 2 && parse_node (argv[1], &node) == 0)
-    return fencing_manual (node, req);
-  if (argc == 3 && strcmp (argv[1], "probe") == 0)
-    {
-      struct vol_entry *e = find_or_reply (req, argv[2]);
-      char out[300];
-      if (!e)
-        return;
-      if (!e->vol)
-        return reply_fmt (req, COW_E_NOT_ATTACHED, "volume %s is not "
-                          "attached", e->name);
-      if (fencing_probe (e, out, sizeof out) < 0)
-        return reply_fmt (req, COW_E_IO, "%s", out);
-      return reply_fmt (req, 0, json ? "{\"volume\":\"%s\",\"result\":"
-                        "\"%s\"}\n" : "%s: %s\n", e->name, out);
-    }
-  reply_usage (req, argv[0]);
-}
-
-static void
-handoff_json (struct strbuf *sb, const char *key, const double *ms,
-              unsigned n)
-{
-  sb_printf (sb, "\"%s\":[", key);
-  for (unsigned i = 0; i < n; i++)
-    sb_printf (sb, "%s%.3f", i ? "," : "", ms[i]);
-  sb_puts (sb, "]");
-}
-
-static void
-cmd_handoff_stats (struct ctl_req *req, int argc, char **argv, bool json)
-{
-  if (argc != 1)
-    return reply_usage (req, argv[0]);
-  struct strbuf sb = STRBUF_INIT;
-  if (json)
-    {
-      sb_puts (&sb, "{");
-      handoff_json (&sb, "served", cowd.handoff_ms, cowd.nhandoff);
-      sb_puts (&sb, ",");
-      handoff_json (&sb, "held", cowd.held_ms, cowd.nheld);
-      sb_puts (&sb, "}\n");
-    }
-  for (unsigned i = 0; i < cowd.nhandoff && !json; i++)
-    sb_printf (&sb, "served %.3f\n", cowd.handoff_ms[i]);
-  for (unsigned i = 0; i < cowd.nheld && !json; i++)
-    sb_printf (&sb, "held %.3f\n", cowd.held_ms[i]);
-  ctl_reply (req, 0, sb_str (&sb));
-  sb_free (&sb);
-}
-#endif
-
 static void
 cmd_help (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -1465,12 +1253,6 @@ static const struct cmd cmds[] = {
   { "merge", cmd_merge },
   { "debug", cmd_debug },
   { "help", cmd_help },
-#ifdef HAVE_COROSYNC
-  { "nodes", cmd_nodes },
-  { "migrate", cmd_migrate },
-  { "fence", cmd_fence },
-  { "handoff-times", cmd_handoff_stats },
-#endif
 };
 
 void
@@ -1488,6 +1270,9 @@ cmds_dispatch (struct ctl_req *req)
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp (argv[0], cmds[i].name) == 0)
       return cmds[i].fn (req, argc, argv, json);
+  for (size_t i = 0; i < cluster_ncmds; i++)
+    if (strcmp (argv[0], cluster_cmds[i].name) == 0)
+      return cluster_cmds[i].fn (req, argc, argv, json);
   reply_fmt (req, COW_E_NOT_CLUSTERED, "%s: this cowd was built without "
              "corosync; cluster commands are not available", argv[0]);
 }

@@ -48,6 +48,8 @@
 #include "loop.h"
 
 static void own_want_owner (void *ud, struct volume *v);
+static int own_attach (struct vol_entry *e, bool incoming, char *err,
+                       size_t errlen);
 
 /* attach --incoming was accepted while this node could not ask (no
  * quorum, or no table yet): ask now. */
@@ -152,7 +154,7 @@ own_waiter_expired (void *data)
   own_waiter_end (w, -COW_E_TIMEOUT, err);
 }
 
-int
+static int
 own_wait_owned (struct vol_entry *e, unsigned timeout_s, own_wait_fn *done,
                 void *opaque)
 {
@@ -238,6 +240,16 @@ own_on_batch (void *ud, bool begin)
     voldb_batch_end ();
 }
 
+static double own_served_ms[1024], own_held_ms[1024];
+static unsigned own_nserved, own_nheld;
+
+struct own_times
+own_handoff_times (void)
+{
+  return (struct own_times) { own_served_ms, own_held_ms, own_nserved,
+    own_nheld };
+}
+
 static void
 own_record (double *samples, unsigned *n, uint64_t *since)
 {
@@ -321,7 +333,7 @@ own_taken (void *opaque, int res, const char *err)
   e->incoming = false;          /* the wish of attach --incoming is met */
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
-  own_record (cowd.handoff_ms, &cowd.nhandoff, &e->t_request_ns);
+  own_record (own_served_ms, &own_nserved, &e->t_request_ns);
   e->quorum_held = false;
   if (vol_is_held (e->vol))
     return;                     /* a handoff asked meanwhile: it drains */
@@ -359,7 +371,7 @@ own_cleaned (void *opaque, int r)
   qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
           PRIu64, e->name, e->handoff_to, gen);
   cluster_handoff (e->name, e->handoff_to, gen);
-  own_record (cowd.held_ms, &cowd.nheld, &e->t_hold_ns);
+  own_record (own_held_ms, &own_nheld, &e->t_hold_ns);
   /* Whatever waits now stays waiting and asks for ownership back. */
   vol_resume (e->vol);
 }
@@ -538,7 +550,7 @@ own_def (const struct vol_entry *e, struct cluster_voldef *d)
   snprintf (d->cow, sizeof d->cow, "%s", e->cow);
 }
 
-void
+static void
 own_define (struct vol_entry *e)
 {
   struct cluster_voldef d;
@@ -576,9 +588,11 @@ own_announce (void)
             "the group", total);
 }
 
-int
+static int
 own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
 {
+  if (e->vol)
+    return 0;                   /* attached: waits for the table, or serves */
   const struct cluster_vol *cv = cluster_lookup (e->name);
   uint32_t me = cluster_nodeid ();
   if (cowd.fenced)
@@ -653,7 +667,7 @@ own_detach_drained (void *opaque, int res)
   free (c);
 }
 
-void
+static void
 own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
 {
   struct own_detach_ctx *c = malloc (sizeof *c);
@@ -665,6 +679,43 @@ own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
             "ownership", e->name);
   own_wake (e, -COW_E_NOT_ATTACHED, why);
   vol_hold (e->vol, own_detach_drained, c);
+}
+
+static bool
+own_facts (const struct vol_entry *e, struct own_facts *f)
+{
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  if (!cv)
+    return false;
+  *f = (struct own_facts) { .state = cluster_state_name (cv->state),
+    .owner = cv->owner, .requester = cv->requester,
+    .fenced_node = cv->fenced_node, .local = cluster_nodeid (),
+    .epoch = cv->epoch, .bouncing = cv->bouncing,
+    .exclusive = cv->def.exclusive };
+  return true;
+}
+
+/* A CoW on a block device (open-iscsi) registers through SG_IO. */
+static void
+own_opened (struct vol_entry *e)
+{
+  fencing_attach_blockdev (vol_cow_backend (e->vol));
+}
+
+static const struct own_ops own_cluster_ops = {
+  .attach = own_attach,
+  .detach = own_detach,
+  .defined = own_define,
+  .wait_owned = own_wait_owned,
+  .facts = own_facts,
+  .backend_opts = fencing_backend_opts,
+  .opened = own_opened,
+};
+
+void
+own_stop (void)
+{
+  cluster_stop ();
 }
 
 int
@@ -692,5 +743,6 @@ own_start (char *err, size_t errlen)
       return -1;
     }
   cowd.clustered = true;
+  cowd.own = &own_cluster_ops;
   return fencing_start (err, errlen);
 }

@@ -437,10 +437,8 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     return 0;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
-#ifdef HAVE_COROSYNC
-  if (cowd.clustered)
-    fencing_backend_opts (&bo);
-#endif
+  if (cowd.own->backend_opts)
+    cowd.own->backend_opts (&bo);
   bool no_base = strcmp (e->base, VOLDB_NO_BASE) == 0;
   struct vol_params p = { .name = e->name,
     .base_uri = no_base ? NULL : e->base,
@@ -457,9 +455,8 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   int r = vol_open (&p, &bo, &e->vol, err, errlen);
   if (r < 0)
     return r;
-#ifdef HAVE_COROSYNC
-  fencing_attach_blockdev (vol_cow_backend (e->vol));
-#endif
+  if (cowd.own->opened)
+    cowd.own->opened (e);
   if (cowd.clustered)
     vol_set_state (e->vol, VOL_STATE_READONLY); /* until the group says */
   else if (e->commit != DSCOW_COMMIT_NONE
