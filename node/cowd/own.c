@@ -591,9 +591,22 @@ own_announce (void)
 static int
 own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
 {
-  if (e->vol)
-    return 0;                   /* attached: waits for the table, or serves */
   const struct cluster_vol *cv = cluster_lookup (e->name);
+  if (e->vol)
+    {
+      /* Attached already (a source whose domain came back, or a host
+       * that lost it): --incoming asks for it, as a first attach does. */
+      if (incoming && !e->epoch && !cowd.fenced && !e->closing)
+        {
+          e->incoming = true;
+          if (!cv || cv->state != CL_FENCING)
+            {
+              e->asked = false;
+              own_want_owner (e, e->vol);
+            }
+        }
+      return 0;
+    }
   uint32_t me = cluster_nodeid ();
   if (cowd.fenced)
     {

@@ -65,6 +65,16 @@ wait_until 10 owner_is 2 2 || fail "migrate to node 2 failed"
 lab_cowctl 1 nodes
 lab_cowctl 2 status vm1 | grep -E "state|cluster|generation"
 
+echo "== attach --incoming where vm1 is attached but not owned (node 3) asks for it"
+status 3 | jq -e '.owner == 2 and .state == "readonly"' >/dev/null \
+  || fail "node 3 should hold vm1 attached, not owned: $(status 3)"
+lab_cowctl 3 attach vm1 --incoming --wait-owned 20 >/dev/null \
+  || fail "attach --incoming of an attached volume did not take it"
+owner_is 3 3 || fail "node 3 does not serve vm1: $(status 3)"
+qio_ok "$(sock 3)" "data differs on node 3" "read -P 0x6e 8M 64k"
+lab_cowctl 1 migrate vm1 --to n2
+wait_until 10 owner_is 2 2 || fail "migrate back to node 2 failed"
+
 echo "== attach --wait-owned times out when the owner does not hand over (exclusive)"
 new_image "$LAB_DIR/base2.lun" 8M random
 new_image "$LAB_DIR/cow2.lun" 12M zero
