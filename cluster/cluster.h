@@ -110,6 +110,11 @@ void cluster_set_lease (unsigned ms);
  * volumes it owns: the lease's end, 0 when it ran out or quorum is lost,
  * UINT64_MAX with no lease (or before cluster_start). */
 uint64_t cluster_lease_deadline_ns (void);
+/* How many times this node stopped being quorate with a lease (quorum
+ * lost, the lease ran out, corosync lost).  While it has not changed, no
+ * other node can have fenced this one: the group fences only nodes that
+ * left its quorate membership, and leaving costs the lease first. */
+uint64_t cluster_standing_breaks (void);
 bool cluster_synced (void);
 /* The most CPU one step of the joiner's state transfer took (ms): the
  * longest the transfer kept the loop at a time (0 before any). */

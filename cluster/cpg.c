@@ -123,6 +123,7 @@ static struct
   unsigned lease_ms;            /* 0: none */
   uint64_t lease_until_ns;
   bool lease_lost;
+  uint64_t standing_breaks;     /* times quorum or the lease was lost */
   bool ring_warned;             /* said once that a NOP renewed nothing */
   uint64_t hb_sent[8];          /* send times of own NOPs in flight */
   unsigned hb_n;
@@ -794,6 +795,8 @@ quorum_update (void)
   if (q == C.held_quorate)
     return;
   C.held_quorate = q;
+  if (!q)
+    C.standing_breaks++;
   if (C.cb->on_quorum)
     C.cb->on_quorum (C.ud, q);
 }
@@ -1164,6 +1167,7 @@ cluster_lease_deadline_ns (void)
   return C.lease_ms ? C.lease_until_ns : UINT64_MAX;
 }
 void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
+uint64_t cluster_standing_breaks (void) { return C.standing_breaks; }
 bool cluster_synced (void) { return C.synced; }
 size_t cluster_table_size (void) { return C.table.n; }
 double cluster_sync_max_step_ms (void)

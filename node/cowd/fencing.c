@@ -68,6 +68,7 @@ struct iscsi_context;
 #endif
 #include <qb/qblog.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "cowd.h"
 #include "ctl.h"
@@ -125,6 +126,7 @@ static struct
   qb_loop_timer_handle timer;
   bool timer_armed;
   char **registered;            /* LUNs this agent registered on */
+  uint64_t *registered_breaks;  /* cluster_standing_breaks then */
   size_t nregistered;
   uint32_t announced[CLUSTER_MAX_MEMBERS]; /* FENCED sent, not delivered */
   size_t nannounced;
@@ -141,26 +143,92 @@ my_key (void)
 
 /* --- registration on our own sessions --- */
 
-static bool
-fencing_was_registered (const char *uri)
+/* The index of uri among the LUNs this agent registered on, or -1. */
+static ssize_t
+fencing_registered_at (const char *uri)
 {
   for (size_t i = 0; i < F.nregistered; i++)
     if (strcmp (F.registered[i], uri) == 0)
-      return true;
-  return false;
+      return (ssize_t) i;
+  return -1;
 }
 
+static bool
+fencing_was_registered (const char *uri)
+{
+  return fencing_registered_at (uri) >= 0;
+}
+
+/* Quorate with a lease now: cluster_standing_breaks, else UINT64_MAX. */
+static uint64_t
+fencing_standing (void)
+{
+  if (!cluster_quorate () || cluster_lease_deadline_ns () <= clock_now_ns ())
+    return UINT64_MAX;
+  return cluster_standing_breaks ();
+}
+
+/* Remember that we registered on uri, and the standing we had then
+ * (registered without quorum or lease: none, and a lost key later always
+ * reads as a fence). */
 static void
 fencing_note_registered (const char *uri)
 {
-  if (fencing_was_registered (uri))
-    return;
+  uint64_t breaks = fencing_standing ();
+  ssize_t i = fencing_registered_at (uri);
+  if (i >= 0)
+    {
+      F.registered_breaks[i] = breaks;
+      return;
+    }
   char **n = realloc (F.registered, (F.nregistered + 1) * sizeof *n);
-  if (!n)
+  if (n)
+    F.registered = n;
+  uint64_t *b = realloc (F.registered_breaks,
+                         (F.nregistered + 1) * sizeof *b);
+  if (b)
+    F.registered_breaks = b;
+  if (!n || !b || !(n[F.nregistered] = strdup (uri)))
     return;
-  F.registered = n;
-  if ((n[F.nregistered] = strdup (uri)))
-    F.nregistered++;
+  b[F.nregistered++] = breaks;
+}
+
+/* Our key is gone from a LUN we registered on.  Another node removed it
+ * (PREEMPT: we were fenced), or the target lost every registration (a
+ * restart that did not persist them: tgtd keeps them in memory).  The
+ * group fences only a node that left its quorate membership, and leaving
+ * costs this node its quorum and lease first: if it has held both without
+ * a break since it registered here, nobody fenced it, and it registers
+ * again.  Otherwise it stops as fenced (a frozen or cut-off agent that
+ * wakes on a restarted target included). */
+static bool
+fencing_target_lost_keys (struct backend *bk, struct fence_dev *dev,
+                          uint64_t key)
+{
+  uint64_t keys[8];
+  size_t n = 0;
+  uint32_t gen = 0;
+  ssize_t i = fencing_registered_at (bk->uri);
+  if (fence_read_keys (dev, keys, 8, &n, &gen) < 0)
+    n = 0, gen = 0;
+  bool standing = i >= 0 && F.registered_breaks[i] != UINT64_MAX
+    && F.registered_breaks[i] == fencing_standing ();
+  if (!standing)
+    {
+      qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
+              "from the LUN (%zu keys left, reservation generation %u), and "
+              "this node has not held quorum and its lease without a break "
+              "since it registered there: another node fenced it", bk->uri,
+              key, n, gen);
+      return false;
+    }
+  qb_log (LOG_WARNING, "fence: %s: this node's key %016" PRIx64 " is gone "
+          "from the LUN (%zu keys left, reservation generation %u), though "
+          "this node has held quorum and its lease without a break since it "
+          "registered there: the target lost its registrations (restarted "
+          "without persisting them); it registers again", bk->uri, key, n,
+          gen);
+  return true;
 }
 
 /* Register (and reserve) dev for this node.  A LUN this agent registered
@@ -177,10 +245,9 @@ fencing_register (struct backend *bk, struct fence_dev *dev)
       bk->health = BK_FENCED;
       return;
     }
-  if (relogin && fence_key_listed (dev, key) == 0)
+  if (relogin && fence_key_listed (dev, key) == 0
+      && !fencing_target_lost_keys (bk, dev, key))
     {
-      qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
-              "from the LUN: another node fenced it", bk->uri, key);
       bk->health = BK_FENCED;
       fencing_self ("its key was removed from a LUN");
       return;
