@@ -650,9 +650,10 @@ vol_rollback (struct volume *v, const char *name, char **freed,
     }
   if (v->mrg.active || export_running (v))
     {
-      snprintf (err, errlen, "volume %s: no %s while %s runs", v->name,
+      snprintf (err, errlen, "volume %s: no %s while %s runs%s", v->name,
                 name ? "rollback" : "reset", v->mrg.active ? "a merge"
-                : "an export (it would change what the export copies)");
+                : "an export", v->mrg.active ? "" : " (it would change what "
+                "the export copies)");
       return -COW_E_BUSY;
     }
   if (k < 0 && !v->base)

@@ -90,6 +90,7 @@ struct vol_exp
   uint64_t start_ns, end_ns, win_ns, win_done;
   double bps;                   /* bytes per second, last window */
   char *error;                  /* why it failed */
+  int code;                     /* and its COW_E_* code */
 };
 
 /* One copy: chunks c0..c1 read from the volume, written to the target. */
@@ -99,6 +100,8 @@ struct exp_copy
   uint64_t c0, c1;
   char *buf;
   size_t len;
+  unsigned pending;             /* target writes in flight (+1 issuing) */
+  int err;                      /* the first one's error */
 };
 
 static void exp_pump (struct volume *v);
@@ -141,16 +144,24 @@ exp_stop_timer (struct vol_exp *x)
   x->timer_armed = false;
 }
 
+static void
+exp_close_job (void *data)
+{
+  backend_close (data);
+}
+
 /* The target and the bitmaps go once the export ended and nothing is in
- * flight; the record (state, counts, error) stays for stats. */
+ * flight; the record (state, counts, error) stays for stats.  The target
+ * is closed from the loop, not inside its own completion. */
 static void
 exp_release_target (struct volume *v)
 {
   struct vol_exp *x = v->exp;
-  if (x->state == EXP_RUNNING || x->inflight)
+  if (x->state == EXP_RUNNING || x->inflight || !x->target)
     return;
   exp_stop_timer (x);
-  backend_close (x->target);
+  if (cowd_defer (exp_close_job, x->target) != 0)
+    backend_close (x->target);
   x->target = NULL;
   free (x->taken);
   free (x->done);
@@ -203,7 +214,7 @@ exp_release_waiters (struct volume *v)
 /* The export ends (not done): waiting writes go on, the target closes
  * when the copies in flight are back. */
 static void
-exp_end (struct volume *v, enum exp_state st, char *why)
+exp_end (struct volume *v, enum exp_state st, int code, char *why)
 {
   struct vol_exp *x = v->exp;
   if (x->state != EXP_RUNNING)
@@ -212,6 +223,7 @@ exp_end (struct volume *v, enum exp_state st, char *why)
       return;
     }
   x->state = st;
+  x->code = code;
   x->error = why;
   x->end_ns = cowd_now_ns ();
   exp_stop_timer (x);
@@ -230,7 +242,8 @@ exp_fail (struct volume *v, const char *what, int res)
                 v->exp->target_uri, v->exp->ndone, v->nchunks, what,
                 strerror (-res)) < 0)
     why = NULL;
-  exp_end (v, EXP_FAILED, why);
+  exp_end (v, EXP_FAILED, cow_err_code (res) == COW_E_INTERNAL ? COW_E_IO
+           : cow_err_code (res), why);
 }
 
 void
@@ -244,7 +257,7 @@ export_abort (struct volume *v)
                 "a handoff or a quorum loss", v->name, v->exp->target_uri,
                 v->exp->ndone, v->nchunks) < 0)
     why = NULL;
-  exp_end (v, EXP_FAILED, why);
+  exp_end (v, EXP_FAILED, COW_E_HELD, why);
 }
 
 static void
@@ -293,7 +306,11 @@ exp_copy_end (struct exp_copy *cp, int res, const char *what)
 static void
 exp_write_done (void *opaque, int res)
 {
-  exp_copy_end (opaque, res, "writing to the target");
+  struct exp_copy *cp = opaque;
+  if (res < 0 && cp->err == 0)
+    cp->err = res;
+  if (--cp->pending == 0)
+    exp_copy_end (cp, cp->err, "writing to the target");
 }
 
 static bool
@@ -303,6 +320,20 @@ exp_is_zero (const char *buf, size_t len)
 }
 
 static void
+exp_write (struct exp_copy *cp, size_t from, size_t to)
+{
+  struct volume *v = cp->v;
+  cp->pending++;
+  int r = v->exp->target->ops->write (v->exp->target, cp->buf + from,
+                                      cp->c0 * v->cs + from, to - from, 0,
+                                      exp_write_done, cp);
+  if (r < 0)
+    exp_write_done (cp, r);
+}
+
+/* The copy's data is read: write it, all of it, or to a target that
+ * reads as zeroes the runs of chunks that are not zero. */
+static void
 exp_read_done (void *opaque, int res)
 {
   struct exp_copy *cp = opaque;
@@ -310,15 +341,25 @@ exp_read_done (void *opaque, int res)
   struct vol_exp *x = v->exp;
   if (res < 0 || x->state != EXP_RUNNING)
     return exp_copy_end (cp, res, "reading the volume");
-  if (x->zeroed && exp_is_zero (cp->buf, cp->len))
+  cp->pending = 1;
+  size_t start = 0, pos = 0;
+  bool run = false;
+  for (; x->zeroed && pos < cp->len; pos += v->cs)
     {
-      x->skipped += cp->c1 - cp->c0 + 1;
-      return exp_copy_end (cp, 0, NULL);
+      size_t n = cp->len - pos < v->cs ? cp->len - pos : v->cs;
+      bool zero = exp_is_zero (cp->buf + pos, n);
+      x->skipped += zero;
+      if (run && zero)
+        exp_write (cp, start, pos);
+      else if (!run && !zero)
+        start = pos;
+      run = !zero;
     }
-  int r = x->target->ops->write (x->target, cp->buf, cp->c0 * v->cs,
-                                 cp->len, 0, exp_write_done, cp);
-  if (r < 0)
-    exp_copy_end (cp, r, "writing to the target");
+  if (!x->zeroed)
+    exp_write (cp, 0, cp->len);
+  else if (run)
+    exp_write (cp, start, cp->len);
+  exp_write_done (cp, 0);
 }
 
 /* Copy chunks c0..c1 (none taken yet): an engine read, then the target. */
@@ -527,7 +568,6 @@ exp_create_file (struct volume *v, const char *path, bool *created,
                  char *err, size_t errlen)
 {
   struct stat st;
-  *created = false;
   if (strncmp (path, "iscsi://", 8) == 0 || stat (path, &st) == 0
       || errno != ENOENT)
     return 0;
@@ -549,24 +589,34 @@ exp_create_file (struct volume *v, const char *path, bool *created,
   return 0;
 }
 
+/* Not a device of the volume (key: backend_key, before it is opened:
+ * the volume holds its CoW devices open). */
 static int
-exp_check_target (struct volume *v, struct backend *t, char *err,
-                  size_t errlen)
+exp_check_device (struct volume *v, const char *uri, const char *key,
+                  char *err, size_t errlen)
 {
   const char *what = NULL;
-  if (v->base && strcmp (v->base->key, t->key) == 0)
+  if (v->base && strcmp (v->base->key, key) == 0)
     what = "the volume's own base";
-  else if (chain_uses (v, t->key))
+  else if (chain_uses (v, key))
     what = "a CoW layer of the volume itself";
-  if (what)
-    return snprintf (err, errlen, "volume %s: the export target %s is %s",
-                     v->name, t->uri, what), -COW_E_BAD_DEVICE;
-  if (t->size < v->sb.volume_size)
-    return snprintf (err, errlen, "volume %s: the export target %s is too "
-                     "small: it has %" PRIu64 " bytes and the volume %"
-                     PRIu64, v->name, t->uri, t->size, v->sb.volume_size),
-      -COW_E_BAD_DEVICE;
-  return 0;
+  if (!what)
+    return 0;
+  snprintf (err, errlen, "volume %s: the export target %s is %s", v->name,
+            uri, what);
+  return -COW_E_BAD_DEVICE;
+}
+
+static int
+exp_check_size (struct volume *v, struct backend *t, char *err,
+                size_t errlen)
+{
+  if (t->size >= v->sb.volume_size)
+    return 0;
+  snprintf (err, errlen, "volume %s: the export target %s is too small: it "
+            "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes", v->name, t->uri,
+            t->size, v->sb.volume_size);
+  return -COW_E_BAD_DEVICE;
 }
 
 int
@@ -576,8 +626,12 @@ vol_export_open (struct volume *v, const char *uri,
 {
   char e[COW_ERRLEN - 256];
   struct backend_opts o = *bo;
+  char key[sizeof ((struct backend *) 0)->key];
   int r = exp_check_owner (v, err, errlen);
-  if (r < 0 || (r = exp_create_file (v, uri, created, err, errlen)) < 0)
+  *created = false;
+  backend_key (uri, key, sizeof key);
+  if (r < 0 || (r = exp_check_device (v, uri, key, err, errlen)) < 0
+      || (r = exp_create_file (v, uri, created, err, errlen)) < 0)
     return r;
   o.writable = true;
   o.direct = true;
@@ -591,7 +645,7 @@ vol_export_open (struct volume *v, const char *uri,
                 "%s", v->name, e);
       r = cow_err_code (r) == COW_E_INTERNAL ? -COW_E_BAD_DEVICE : r;
     }
-  else if ((r = exp_check_target (v, *out, err, errlen)) < 0)
+  else if ((r = exp_check_size (v, *out, err, errlen)) < 0)
     {
       backend_close (*out);
       *out = NULL;
@@ -653,7 +707,7 @@ vol_export_cancel (struct volume *v, char *err, size_t errlen)
                 v->exp->ndone, v->nchunks) < 0)
     why = NULL;
   qb_log (LOG_INFO, "%s", why ? why : "export cancelled");
-  exp_end (v, EXP_CANCELLED, why);
+  exp_end (v, EXP_CANCELLED, COW_E_NOT_RUNNING, why);
   return 0;
 }
 
@@ -676,7 +730,7 @@ vol_export_info (const struct volume *v, struct vol_export_info *xi)
     .skipped = x->skipped, .bytes = v->sb.volume_size,
     .limit_mbs = x->rate, .elapsed_s = (double) (t1 - x->start_ns) / 1e9,
     .rate_mbs = x->state == EXP_RUNNING ? bps / 1e6 : 0, .eta_s = -1,
-    .error = x->error ? x->error : "" };
+    .error = x->error ? x->error : "", .code = x->code };
   if (x->state == EXP_DONE && xi->elapsed_s > 0)
     xi->rate_mbs = (double) v->sb.volume_size / xi->elapsed_s / 1e6;
   if (x->state == EXP_RUNNING && bps > 0)

@@ -301,6 +301,7 @@ struct vol_export_info
   double rate_mbs;              /* recent; when done, the average */
   double elapsed_s, eta_s;      /* eta_s < 0: unknown */
   const char *error;            /* why it failed or stopped, or "" */
+  int code;                     /* its COW_E_* code (io, held, not-running) */
 };
 int vol_export_open (struct volume *v, const char *uri,
                      const struct backend_opts *bo, struct backend **out,
