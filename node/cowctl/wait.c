@@ -2,9 +2,9 @@
 /* wait.c: `cowctl hydrate NAME --wait`: after the command, poll cowd's
  * `status NAME` (JSON) once a second and show the hydration's progress
  * until the volume is hydrated (`cowctl export`, export.c, shows its
- * progress with the same poll and display).  On a terminal a bar redrawn in place;
- * otherwise one plain line each time the whole percent changes (and at
- * most one a second), so logs stay readable.  Exit 0 when hydrated, 1
+ * progress with the same poll and display).  On a terminal a bar redrawn
+ * in place; otherwise one plain line each time the whole percent changes
+ * (and at most one a second), so logs stay readable.  Exit 0 when hydrated, 1
  * when the hydration was cancelled or cowd cannot be reached.
  */
 #include <config.h>

@@ -60,7 +60,7 @@
 
 #define EXP_BYTES (4096u * 1024u)       /* largest background copy */
 #define EXP_DEPTH 8u                    /* copies in flight when idle */
-#define EXP_BUSY_NS 100000000ull        /* clients busy: a request this recent */
+#define EXP_BUSY_NS 100000000ull        /* busy: a client request this recent */
 #define EXP_WINDOW_NS 1000000000ull     /* rate measurement */
 
 enum exp_state
@@ -614,8 +614,8 @@ exp_check_size (struct volume *v, struct backend *t, char *err,
   if (t->size >= v->sb.volume_size)
     return 0;
   snprintf (err, errlen, "volume %s: the export target %s is too small: it "
-            "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes", v->name, t->uri,
-            t->size, v->sb.volume_size);
+            "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes", v->name,
+            t->uri, t->size, v->sb.volume_size);
   return -COW_E_BAD_DEVICE;
 }
 
