@@ -62,6 +62,7 @@
 #define EXP_DEPTH 8u                    /* copies in flight when idle */
 #define EXP_BUSY_NS 100000000ull        /* busy: a client request this recent */
 #define EXP_WINDOW_NS 1000000000ull     /* rate measurement */
+#define EXP_POOL EXP_DEPTH              /* copy buffers kept */
 
 enum exp_state
 {
@@ -87,6 +88,10 @@ struct vol_exp
   qb_loop_timer_handle timer;
   bool timer_armed;
   struct vreq *wait_head, *wait_tail;   /* writes waiting for copies */
+  /* Copy buffers of EXP_BYTES, kept for the next copy: a new 4 MiB
+   * buffer costs page faults each time. */
+  char *pool[EXP_POOL];
+  unsigned npool;
   uint64_t start_ns, end_ns, win_ns, win_done;
   double bps;                   /* bytes per second, last window */
   char *error;                  /* why it failed */
@@ -150,6 +155,31 @@ exp_close_job (void *data)
   backend_close (data);
 }
 
+static char *
+exp_buf_get (struct vol_exp *x)
+{
+  void *p;
+  if (x->npool)
+    return x->pool[--x->npool];
+  return posix_memalign (&p, VOL_ALIGN, EXP_BYTES) == 0 ? p : NULL;
+}
+
+static void
+exp_buf_put (struct vol_exp *x, char *buf)
+{
+  if (buf && x->npool < EXP_POOL)
+    x->pool[x->npool++] = buf;
+  else
+    free (buf);
+}
+
+static void
+exp_buf_drain (struct vol_exp *x)
+{
+  while (x->npool)
+    free (x->pool[--x->npool]);
+}
+
 /* The target and the bitmaps go once the export ended and nothing is in
  * flight; the record (state, counts, error) stays for stats.  The target
  * is closed from the loop, not inside its own completion. */
@@ -166,6 +196,7 @@ exp_release_target (struct volume *v)
   free (x->taken);
   free (x->done);
   x->taken = x->done = NULL;
+  exp_buf_drain (x);
 }
 
 void
@@ -174,6 +205,7 @@ export_free (struct volume *v)
   if (!v->exp)
     return;
   exp_stop_timer (v->exp);
+  exp_buf_drain (v->exp);
   backend_close (v->exp->target);
   free (v->exp->taken);
   free (v->exp->done);
@@ -289,7 +321,7 @@ exp_copy_end (struct exp_copy *cp, int res, const char *what)
     }
   else if (res < 0)
     exp_fail (v, what, res);
-  free (cp->buf);
+  exp_buf_put (x, cp->buf);
   free (cp);
   x->inflight--;
   exp_release_waiters (v);
@@ -372,7 +404,7 @@ exp_issue (struct volume *v, uint64_t c0, uint64_t c1)
   size_t len = (end - off + VOL_ALIGN - 1) & ~(uint64_t) (VOL_ALIGN - 1);
   struct exp_copy *cp = calloc (1, sizeof *cp);
   struct vreq *rq = calloc (1, sizeof *rq);
-  char *buf = vol_alloc_aligned (len);
+  char *buf = exp_buf_get (x);
   if (!cp || !rq || !buf)
     {
       free (cp);

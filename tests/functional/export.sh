@@ -14,7 +14,8 @@
 #     (a target too small, the volume's own base or CoW, another volume's
 #     devices, no such volume, an unreachable portal, a second export,
 #     --cancel with nothing to cancel, a cancel under a waiting cowctl,
-#     rollback during an export, a detach during one, a target that fills
+#     rollback during an export, a detach and a restart of cowd during
+#     one (no resume: the waiting cowctl fails), a target that fills
 #     up (ENOSPC on a small tmpfs) while the volume keeps serving);
 #  5. a chain volume (after a snapshot) exports its top view.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
@@ -132,6 +133,17 @@ rc=0; wait "$xpid" || rc=$?
 grep -Eqx "cowctl: volume v: (the export ended without a result: the volume was detached or cowd restarted \(an export does not survive either\)|the export to $d/det.img stopped at [0-9]+ of 256 chunks: the volume was held for a detach, a handoff or a quorum loss)" "$d/out5" \
   || fail "detached: $(cat "$d/out5")"
 c attach v >/dev/null
+# ... and one whose cowd restarts: no resume, a failure either way
+c export v --to "$d/rst.img" --rate 1 > "$d/out6" 2>&1 & xpid=$!
+wait_until 10 sh -c "[ \"\$(cowctl --run-dir $d/run --json stats v | jq -r .export.target)\" = $d/rst.img ]" || fail "export to rst.img did not start"
+stop_cowd "$d/run"
+start_cowd "$d/run"
+rc=0; wait "$xpid" || rc=$?
+grep -Eqx "cowctl: volume v: (the export ended without a result: (the volume was detached or cowd restarted \(an export does not survive either\)|cowd at $d/run went away \(an export does not survive a restart\))|the export to $d/rst.img stopped at [0-9]+ of 256 chunks: the volume was held for a detach, a handoff or a quorum loss)" "$d/out6" \
+  || fail "restarted: $(cat "$d/out6")"
+[ $rc = 1 ] || [ $rc = 3 ] || fail "the cowctl of an export whose cowd restarted exited $rc"
+[ "$(xp v state)" = null ] || fail "an export came back after a restart: $(c stats v)"
+echo "  restart: $(cat "$d/out6") (exit $rc)"
 nbdcopy "$uri" "$d/now.img"
 cmp "$d/ref2.img" "$d/now.img" || fail "the bad input changed the volume"
 # the target fills up: the export fails naming it, the volume serves on
