@@ -4,8 +4,8 @@
 # written as a raw image to a file or an iSCSI LUN while the volume serves.
 #  1. an idle volume with data in the CoW layer and on the base (and a
 #     zero region): the image is byte-identical to an nbdcopy of the
-#     volume, to a new file (created sparse: zero chunks skipped) and to
-#     an existing one (every chunk written);
+#     volume, to a new file (created sparse: zero chunks skipped), to an
+#     existing one and to a loop block device (every chunk written);
 #  2. point in time: during a slow export a client rewrites the whole
 #     volume (write, write-zeroes, trim): the image is the volume as it was
 #     at the start, byte for byte, and the volume reads the new data;
@@ -21,7 +21,7 @@
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
-requires nbdcopy qemu-io cowd cowctl jq
+requires nbdcopy qemu-io cowd cowctl jq losetup
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 c() { cowctl --run-dir "$d/run" "$@"; }
@@ -53,7 +53,12 @@ c --json export v --to "$d/old.img" > "$d/out1j" || fail "export --json: $(cat "
 [ "$(jq -r '.name + " " + .export.state + " " + (.export.done|tostring) + " " + (.export.skipped|tostring) + " " + (.export.percent|tostring)' "$d/out1j")" = "v done 256 0 100" ] \
   || fail "export --json: $(cat "$d/out1j")"
 cmp -n 16777216 "$d/ref.img" "$d/old.img" || fail "the export to an existing file differs from the volume"
-echo "  idle: new and existing file equal the volume"
+new_image "$d/blk.img" 16M random
+loop=$(losetup --find --show "$d/blk.img"); cleanup_fn losetup -d "$loop"
+c export v --to "$loop" >/dev/null || fail "export to block device $loop"
+cmp "$d/ref.img" "$loop" || fail "the block device differs from the volume"
+[ "$(xp v skipped)" = 0 ] || fail "a block device must get every chunk written"
+echo "  idle: a new file, an existing file and a block device equal the volume"
 
 # 2. point in time: writes during the export are not in it
 c export v --to "$d/pit.img" --rate 1 > "$d/out2" 2>&1 & xpid=$!
