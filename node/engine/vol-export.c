@@ -85,8 +85,7 @@ struct vol_exp
   bool flushing;
   uint32_t rate;                /* MB/s, 0 = unlimited */
   uint64_t next_ns;             /* throttle */
-  qb_loop_timer_handle timer;
-  bool timer_armed;
+  struct cowd_timer timer;
   struct vreq *wait_head, *wait_tail;   /* writes waiting for copies */
   /* Copy buffers of EXP_BYTES, kept for the next copy: a new 4 MiB
    * buffer costs page faults each time. */
@@ -125,28 +124,19 @@ export_running (const struct volume *v)
 static void
 exp_timer_fn (void *data)
 {
-  struct volume *v = data;
-  v->exp->timer_armed = false;
-  exp_pump (v);
+  exp_pump (data);
 }
 
 static void
 exp_schedule (struct volume *v, uint64_t delay_ns)
 {
-  struct vol_exp *x = v->exp;
-  if (x->timer_armed)
-    return;
-  if (qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, delay_ns, v,
-                         exp_timer_fn, &x->timer) == 0)
-    x->timer_armed = true;
+  cowd_timer_arm (&v->exp->timer, delay_ns, exp_timer_fn, v);
 }
 
 static void
 exp_stop_timer (struct vol_exp *x)
 {
-  if (x->timer_armed)
-    qb_loop_timer_del (cowd_loop (), x->timer);
-  x->timer_armed = false;
+  cowd_timer_stop (&x->timer);
 }
 
 static void
