@@ -564,6 +564,17 @@ export_kick (struct volume *v)
 /* --- the commands --- */
 
 static int
+exp_check_idle (struct volume *v, char *err, size_t errlen)
+{
+  if (!export_running (v))
+    return 0;
+  snprintf (err, errlen, "volume %s: an export to %s runs already; cancel "
+            "it first (cowctl export %s --cancel)", v->name,
+            v->exp->target_uri, v->name);
+  return -COW_E_BUSY;
+}
+
+static int
 exp_check_owner (struct volume *v, char *err, size_t errlen)
 {
   if (v->state != VOL_STATE_ACTIVE)
@@ -572,15 +583,8 @@ exp_check_owner (struct volume *v, char *err, size_t errlen)
   else if (v->held)
     snprintf (err, errlen, "volume %s is held (handoff or quorum loss); "
               "try again", v->name);
-  else if (export_running (v))
-    {
-      snprintf (err, errlen, "volume %s: an export to %s runs already; "
-                "cancel it first (cowctl export %s --cancel)", v->name,
-                v->exp->target_uri, v->name);
-      return -COW_E_BUSY;
-    }
   else
-    return 0;
+    return exp_check_idle (v, err, errlen);
   return -COW_E_NOT_OWNER;
 }
 
@@ -682,13 +686,9 @@ vol_export_begin (struct volume *v, struct backend *target, bool zeroed,
                   uint32_t rate_mbs, char *err, size_t errlen)
 {
   uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->cs);
-  if (export_running (v))
-    {
-      snprintf (err, errlen, "volume %s: an export to %s runs already; "
-                "cancel it first (cowctl export %s --cancel)", v->name,
-                v->exp->target_uri, v->name);
-      return -COW_E_BUSY;
-    }
+  int r = exp_check_idle (v, err, errlen);
+  if (r < 0)
+    return r;
   struct vol_exp *x = calloc (1, sizeof *x);
   if (!x || !(x->target_uri = strdup (target->uri))
       || !(x->taken = calloc (1, bm)) || !(x->done = calloc (1, bm)))
