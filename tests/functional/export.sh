@@ -21,7 +21,7 @@
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
-requires nbdcopy qemu-io cowd cowctl jq losetup
+requires nbdcopy qemu-io qemu-img cowd cowctl jq losetup
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 c() { cowctl --run-dir "$d/run" "$@"; }
@@ -41,7 +41,8 @@ c attach w >/dev/null
 qio_ok "$uri" "writing v" "write -P 0x11 0 1M" "write -P 0x22 5M 100k" \
   "write -P 0x33 12M 64k" "write -P 0x44 16711680 64k"
 
-# 1. idle: a new file (sparse, zero chunks skipped) and an existing one
+# 1. idle: a new file (sparse, zero chunks skipped), an existing one and a
+#    block device (every chunk written)
 nbdcopy "$uri" "$d/ref.img"
 c export v --to "$d/new.img" > "$d/out1" || fail "export to a new file: $(cat "$d/out1")"
 grep -qx "v: exported to $d/new.img: 16777216 bytes in [0-9.]* s ([0-9.]* MB/s)" "$d/out1" \
@@ -91,7 +92,9 @@ lun=$(tgt_url $iqn 1)
 c export v --to "$lun" > "$d/out3" || fail "export to a LUN: $(cat "$d/out3")"
 grep -qx "v: exported to $lun: 16777216 bytes in [0-9.]* s ([0-9.]* MB/s)" "$d/out3" \
   || fail "export to a LUN: $(cat "$d/out3")"
-cmp -n 16777216 "$d/ref2.img" "$d/x.lun" || fail "the LUN differs from the volume"
+cmp -n 16777216 "$d/ref2.img" "$d/x.lun" || fail "the LUN's file differs from the volume"
+qemu-img compare -q -f raw -F raw "$lun" "$d/ref2.img" \
+  || fail "the LUN read back over iSCSI differs from the volume (or its 4M tail is not zero)"
 [ "$(xp v skipped)" = 0 ] || fail "a LUN must get every chunk written"
 echo "  iSCSI LUN equals the volume"
 
