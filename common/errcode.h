@@ -47,7 +47,8 @@
   X (INTERNAL, "internal") \
   X (BAD_DEVICE, "bad-device") \
   X (BUSY, "busy") \
-  X (NO_SUCH_SNAPSHOT, "no-such-snapshot")
+  X (NO_SUCH_SNAPSHOT, "no-such-snapshot") \
+  X (NOT_RUNNING, "not-running")
 
 #define COW_E_FIRST 1000
 #define COW_ERR_ENUM(id, name) COW_E_##id,

@@ -21,6 +21,8 @@ struct cli
 int cli_error (const struct cli *c, int code, const char *msg);
 int cli_errorf (const struct cli *c, int code, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* cowd's answer, printed or said as an error: the exit status. */
+int cli_answer (const struct cli *c, const struct ctl_answer *a);
 /* A failed ctl_call, said as the contract says. */
 int cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a);
 /* Make create's relative --base and --cow paths in args absolute; the
@@ -31,5 +33,8 @@ void cowctl_absolute_paths (char **args, int n, char **made);
 int batch_create (const struct cli *c);
 /* cowctl top [--once] [-n N] [--interval SEC]. */
 int top_run (const struct cli *c);
+/* cowctl export NAME ...: follows the export to its end; -1 for the
+ * plain call (--cancel, --no-wait, which it takes out of c->argv). */
+int export_run (struct cli *c);
 
 #endif

@@ -185,7 +185,7 @@ cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a)
                      c->run_dir, strerror (-r));
 }
 
-static int
+int
 cli_answer (const struct cli *c, const struct ctl_answer *a)
 {
   const char *out = a->text ? a->text : "";
@@ -221,17 +221,23 @@ cowctl_absolute (const char *prefix, const char *path)
   return out;
 }
 
-/* create's --base and --cow (as "--base PATH" or "--base=PATH"); the
- * strings made are also put in made[] (NULL-terminated, at most n) for the
- * caller to free. */
+/* create's --base and --cow, export's --to (as "--base PATH" or
+ * "--base=PATH"); the strings made are also put in made[]
+ * (NULL-terminated, at most n) for the caller to free. */
 void
 cowctl_absolute_paths (char **args, int n, char **made)
 {
-  static const char *const opts[] = { "--base", "--cow" };
-  if (n == 0 || strcmp (args[0], "create") != 0)
+  static const char *const create_opts[] = { "--base", "--cow", NULL };
+  static const char *const export_opts[] = { "--to", NULL };
+  const char *const *opts = NULL;
+  if (n > 0 && strcmp (args[0], "create") == 0)
+    opts = create_opts;
+  else if (n > 0 && strcmp (args[0], "export") == 0)
+    opts = export_opts;
+  if (!opts)
     return;
   for (int i = 1; i < n; i++)
-    for (size_t k = 0; k < 2; k++)
+    for (size_t k = 0; opts[k]; k++)
       {
         size_t l = strlen (opts[k]);
         char *abs = NULL;
@@ -300,20 +306,25 @@ main (int argc, char **argv)
       snprintf (abs + l, sizeof abs - l, "/%s", c.run_dir);
       c.run_dir = abs;
     }
+  char **made = calloc ((size_t) c.argc + 1, sizeof *made);
+  if (!made)
+    return CTL_EXIT_ERROR;
+  cowctl_absolute_paths (c.argv, c.argc, made);
   if (c.argc >= 2 && strcmp (c.argv[0], "create") == 0
       && strcmp (c.argv[1], "--from") == 0)
     r = batch_create (&c);
   else if (strcmp (c.argv[0], "top") == 0)
     r = top_run (&c);
+  else if (strcmp (c.argv[0], "export") == 0)
+    r = export_run (&c);
   if (r >= 0)
     {
+      for (char **m = made; *m; m++)
+        free (*m);
+      free (made);
       free (c.argv);
       return r;
     }
-  char **made = calloc ((size_t) c.argc + 1, sizeof *made);
-  if (!made)
-    return CTL_EXIT_ERROR;
-  cowctl_absolute_paths (c.argv, c.argc, made);
   const char *wait_for = hydrate_wait_arg (&c.argc, c.argv);
   struct ctl_answer a = { 0 };
   r = ctl_call (c.run_dir, c.flags, c.argc, c.argv, &a, c.timeout * 1000);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* wait.c: `cowctl hydrate NAME --wait`: after the command, poll cowd's
  * `status NAME` (JSON) once a second and show the hydration's progress
- * until the volume is hydrated.  On a terminal a bar redrawn in place;
- * otherwise one plain line each time the whole percent changes (and at
- * most one a second), so logs stay readable.  Exit 0 when hydrated, 1
+ * until the volume is hydrated (`cowctl export`, export.c, shows its
+ * progress with the same poll and display).  On a terminal a bar redrawn
+ * in place; otherwise one plain line each time the whole percent changes
+ * (and at most one a second), so logs stay readable.  Exit 0 when hydrated, 1
  * when the hydration was cancelled or cowd cannot be reached.
  */
 #include <config.h>
@@ -19,16 +20,8 @@
 #include "ctl.h"
 #include "wait.h"
 
-struct progress
-{
-  char state[16];
-  double percent, rate, eta;
-  unsigned long long done, total;
-  char error[128];
-};
-
 /* The number after "key": inside the "hydration" object of a status. */
-static double
+double
 wait_num (const char *obj, const char *key)
 {
   char pat[40];
@@ -37,7 +30,7 @@ wait_num (const char *obj, const char *key)
   return p ? strtod (p + strlen (pat), NULL) : 0;
 }
 
-static void
+void
 wait_str (const char *obj, const char *key, char *out, size_t len)
 {
   char pat[40];
@@ -50,20 +43,52 @@ wait_str (const char *obj, const char *key, char *out, size_t len)
   out[n] = '\0';
 }
 
-static int
-wait_poll (const char *run_dir, const char *name, struct progress *pg)
+/* The object "key":{...} in a status answer, copied, or NULL. */
+static char *
+wait_object (const char *text, const char *key)
+{
+  char pat[40];
+  snprintf (pat, sizeof pat, "\"%s\":{", key);
+  const char *p = text ? strstr (text, pat) : NULL;
+  if (!p)
+    return NULL;
+  p += strlen (pat) - 1;
+  int depth = 0;
+  bool str = false;
+  for (const char *q = p; *q; q++)
+    if (str)
+      {
+        if (*q == '\\' && q[1])
+          q++;
+        else if (*q == '"')
+          str = false;
+      }
+    else if (*q == '"')
+      str = true;
+    else if (*q == '{')
+      depth++;
+    else if (*q == '}' && --depth == 0)
+      return strndup (p, (size_t) (q - p + 1));
+  return NULL;
+}
+
+int
+wait_poll (const char *run_dir, const char *name, const char *key,
+           struct progress *pg)
 {
   char *argv[] = { (char *) "status", (char *) name, NULL };
   struct ctl_answer a = { 0 };
   int r = ctl_call (run_dir, CTL_F_JSON, 2, argv, &a, 30000);
   char *out = a.text;
-  const char *h = out ? strstr (out, "\"hydration\":{") : NULL;
-  if (r != 0 || a.status != 0 || !h)
+  char *h = r == 0 && a.status == 0 ? wait_object (out, key) : NULL;
+  if (!h)
     {
-      fprintf (stderr, "cowctl: %s: cannot read the hydration progress%s%s",
-               name, out && r == 0 ? ": " : "\n", out && r == 0 ? out : "");
+      if (strcmp (key, "hydration") == 0)
+        fprintf (stderr, "cowctl: %s: cannot read the hydration progress%s%s",
+                 name, out && r == 0 ? ": " : "\n",
+                 out && r == 0 ? out : "");
       free (out);
-      return -1;
+      return r < 0 ? r : 1;
     }
   wait_str (h, "state", pg->state, sizeof pg->state);
   wait_str (h, "error", pg->error, sizeof pg->error);
@@ -72,11 +97,13 @@ wait_poll (const char *run_dir, const char *name, struct progress *pg)
   pg->total = (unsigned long long) wait_num (h, "total");
   pg->rate = wait_num (h, "rate_mbs");
   pg->eta = wait_num (h, "eta_s");
+  free (pg->obj);
+  pg->obj = h;
   free (out);
   return 0;
 }
 
-static void
+void
 wait_show (const char *name, const struct progress *pg, bool tty)
 {
   char eta[32] = "";
@@ -107,9 +134,10 @@ wait_hydrated (const char *run_dir, const char *name)
   int last = -1;
   for (;;)
     {
-      struct progress pg;
-      if (wait_poll (run_dir, name, &pg) < 0)
+      struct progress pg = { .obj = NULL };
+      if (wait_poll (run_dir, name, "hydration", &pg) != 0)
         return CTL_EXIT_ERROR;
+      free (pg.obj);
       bool end = strcmp (pg.state, "running") && strcmp (pg.state, "waiting");
       if (tty || (int) pg.percent != last || end)
         wait_show (name, &pg, tty);

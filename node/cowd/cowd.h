@@ -110,13 +110,21 @@ void reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 void reply_usage (struct ctl_req *req, const char *cmd);
 struct vol_entry *find_or_reply (struct ctl_req *req, const char *name);
+/* A --rate: a whole number of MB/s; 0 or -1. */
+int parse_rate (const char *s, uint32_t *rate);
 /* ctl-chain.c: the layer-chain commands. */
 void cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_snapshots (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_rollback (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_reset (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_merge (struct ctl_req *req, int argc, char **argv, bool json);
+/* The sentence for an operation whose drain (vol_hold_op) failed. */
+void chain_drain_err (char *err, size_t errlen, const char *name, int res);
 struct strbuf;
+/* ctl-export.c: export, and its part of status and stats. */
+void cmd_export (struct ctl_req *req, int argc, char **argv, bool json);
+void export_status_json (struct strbuf *sb, const struct volume *v);
+void export_status_text (struct strbuf *sb, const struct volume *v);
 /* status: the chain's part (layers, merge progress). */
 void chain_status_json (struct strbuf *sb, const struct volume *v);
 void chain_status_text (struct strbuf *sb, const struct volume *v);

@@ -109,6 +109,18 @@ chain_reply_freed (struct chain_req *c, char **freed, unsigned nfreed)
   sb_free (&sb);
 }
 
+/* The sentence for an operation whose drain failed (res < 0). */
+void
+chain_drain_err (char *err, size_t errlen, const char *name, int res)
+{
+  if (res == -ECANCELED)
+    snprintf (err, errlen, "volume %s: cancelled: the volume is being "
+              "detached or handed over", name);
+  else
+    snprintf (err, errlen, "volume %s: draining it failed: %s", name,
+              strerror (-res));
+}
+
 /* The drained volume: change the chain, resume, answer. */
 static void
 chain_drained (void *opaque, int res)
@@ -119,12 +131,8 @@ chain_drained (void *opaque, int res)
   unsigned nfreed = 0;
   struct backend_opts bo;
   int r = res;
-  if (r == -ECANCELED)
-    snprintf (err, sizeof err, "volume %s: cancelled: the volume is being "
-              "detached or handed over", c->e->name);
-  else if (r < 0)
-    snprintf (err, sizeof err, "volume %s: draining it failed: %s",
-              c->e->name, strerror (-r));
+  if (r < 0)
+    chain_drain_err (err, sizeof err, c->e->name, r);
   else if (c->op == CHAIN_SNAPSHOT)
     {
       voldb_backend_opts (&bo);

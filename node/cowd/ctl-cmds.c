@@ -679,6 +679,7 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
     {
       hydration_json (sb, e->vol);
       chain_status_json (sb, e->vol);
+      export_status_json (sb, e->vol);
     }
   if (full && e->vol)
     {
@@ -1009,6 +1010,7 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
     }
   if (!e->vol)
     return;
+  export_status_text (sb, e->vol);
   struct vol_stats st;
   vol_get_stats (e->vol, &st);
   sb_printf (sb, "reads:       %" PRIu64 " (%" PRIu64 " bytes: %" PRIu64
@@ -1101,6 +1103,19 @@ cmd_top (struct ctl_req *req, int argc, char **argv, bool json)
 
 /* --- hydrate / unbase --- */
 
+/* A --rate: a whole number of MB/s (hydrate, export). */
+int
+parse_rate (const char *s, uint32_t *rate)
+{
+  char *end;
+  errno = 0;
+  unsigned long r = strtoul (s, &end, 10);
+  if (errno || *end || end == s || r > UINT32_MAX || s[0] == '-')
+    return -1;
+  *rate = (uint32_t) r;
+  return 0;
+}
+
 static void
 cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -1110,8 +1125,7 @@ cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
     { NULL, 0, NULL, 0 },
   };
   bool cancel = false;
-  unsigned long rate = 0;
-  char *end;
+  uint32_t rate = 0;
   int c;
   optind = 0;
   opterr = 0;
@@ -1119,9 +1133,7 @@ cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
     switch (c)
       {
       case 'r':
-        errno = 0;
-        rate = strtoul (optarg, &end, 10);
-        if (errno || *end || end == optarg || rate > UINT32_MAX)
+        if (parse_rate (optarg, &rate) < 0)
           return reply_fmt (req, COW_E_USAGE, "rate '%s' is not a whole "
                             "number of MB/s", optarg);
         break;
@@ -1140,7 +1152,7 @@ cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
                       e->name);
   char err[512];
   int r = cancel ? vol_hydrate_cancel (e->vol, err, sizeof err)
-    : vol_hydrate_start (e->vol, (uint32_t) rate, err, sizeof err);
+    : vol_hydrate_start (e->vol, rate, err, sizeof err);
   if (r < 0)
     return reply_fmt (req, COW_E_IO, "%s", err);
   if (json)
@@ -1251,6 +1263,7 @@ static const struct cmd cmds[] = {
   { "rollback", cmd_rollback },
   { "reset", cmd_reset },
   { "merge", cmd_merge },
+  { "export", cmd_export },
   { "debug", cmd_debug },
   { "help", cmd_help },
 };

@@ -50,6 +50,12 @@ const struct ctl_command ctl_commands[] = {
     false },
   { "merge", "merge NAME", "merge the top layer into the snapshot below it,"
     "\n                               online; progress in status", false },
+  { "export", "export NAME --to DEVICE [--rate MB/s] [--no-wait]\n"
+    "         | export NAME --cancel",
+    "write the volume as it is now as a raw image\n"
+    "                               to DEVICE (a file, a block device, an\n"
+    "                               iscsi:// LUN) while it serves; or stop",
+    false },
   { "debug", "debug dump", "write cowd's blackbox log to a file", false },
   { "help", "help", "this list", false },
   { "nodes", "nodes", "members, quorum, ring id", true },

@@ -317,7 +317,7 @@ chain_find (const struct volume *v, const char *name)
 /* --- snapshot --- */
 
 /* Is the device key names one of the volume's devices already? */
-static bool
+bool
 chain_uses (const struct volume *v, const char *key)
 {
   if ((v->base && strcmp (v->base->key, key) == 0)
@@ -648,10 +648,12 @@ vol_rollback (struct volume *v, const char *name, char **freed,
                 v->name);
       return -COW_E_BUSY;
     }
-  if (v->mrg.active)
+  if (v->mrg.active || export_running (v))
     {
-      snprintf (err, errlen, "volume %s: no %s while a merge runs", v->name,
-                name ? "rollback" : "reset");
+      snprintf (err, errlen, "volume %s: no %s while %s runs%s", v->name,
+                name ? "rollback" : "reset", v->mrg.active ? "a merge"
+                : "an export", v->mrg.active ? "" : " (it would change what "
+                "the export copies)");
       return -COW_E_BUSY;
     }
   if (k < 0 && !v->base)

@@ -150,7 +150,9 @@ io_issue_read (struct vreq *rq, int src, uint64_t off, uint64_t len)
   struct volume *v = rq->v;
   struct backend *bk = vol_src_bk (v, src);
   uint64_t dev_off = vol_src_off (v, src, off);
-  if (src >= 0)
+  if (rq->internal)
+    ;                           /* read_*_bytes add up to bytes_read */
+  else if (src >= 0)
     v->st.read_cow_bytes += len;
   else
     v->st.read_base_bytes += len;

@@ -50,6 +50,8 @@ struct vreq
   uint64_t uoff;
   uint32_t ulen;
   char *alloc;                  /* our own buffer (bounce, zeroes), freed at ack */
+  bool internal;                /* an engine read (export): not counted as
+                                 * a client's */
 };
 
 /* FIFO lists of requests (hold, lock wait, parked): head and tail. */
@@ -201,6 +203,9 @@ struct volume
     int err;
     char *freed;                /* the device the last merge freed */
   } mrg;
+
+  /* The last export since open (vol-export.c), or NULL. */
+  struct vol_exp *exp;
 };
 
 /* vol-lock.c */
@@ -235,6 +240,8 @@ void chain_free (struct volume *v);
  * bitmap zeroed on disk; the caller's next superblock clears the flag. */
 int chain_reset_finish (struct volume *v, char *err, size_t errlen);
 int chain_put_super (struct backend *bk, struct dscow_super *sb);
+/* Is the device key names the base or a CoW layer of the volume? */
+bool chain_uses (const struct volume *v, const char *key);
 void chain_unlink_up (struct dscow_super *sb);
 
 /* vol-merge.c */
@@ -242,6 +249,16 @@ void merge_kick (struct volume *v);
 void merge_stop (struct volume *v);
 /* A write to the top's chunks c0..c1 (data, fill or trim) completed. */
 void merge_note_write (struct volume *v, uint64_t c0, uint64_t c1);
+
+/* vol-export.c */
+bool export_running (const struct volume *v);
+/* A write, write-zeroes or trim about to start: true when it waits for
+ * the export to copy its chunks first (export_divert starts it later). */
+bool export_divert (struct volume *v, struct vreq *rq);
+void export_kick (struct volume *v);
+/* A hold other than an operation's: the export fails. */
+void export_abort (struct volume *v);
+void export_free (struct volume *v);
 
 /* The test hook: cowd exits at once when COWD_TEST_CRASH_AT names step. */
 void vol_crash_point (const char *step);

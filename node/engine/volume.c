@@ -535,6 +535,7 @@ vol_free (struct volume *v)
     return;
   hydrate_stop (v);
   merge_stop (v);
+  export_free (v);
   chain_free (v);
   /* Requests still waiting (for ownership) end here. */
   while (v->held_head)
@@ -884,6 +885,7 @@ vol_set_state (struct volume *v, enum vol_state s)
     {
       hydrate_kick (v);
       merge_kick (v);
+      export_kick (v);
     }
 }
 
@@ -976,6 +978,7 @@ vol_confirm (struct volume *v)
     vol_resubmit (v);
   hydrate_kick (v);
   merge_kick (v);
+  export_kick (v);
 }
 
 bool
@@ -1048,6 +1051,7 @@ vol_hold (struct volume *v, vol_done_fn *drained, void *opaque)
 {
   if (v->op_active)
     v->op_superseded = true;
+  export_abort (v);
   if (v->drained && v->drained_op
       && vol_defer_done (v->drained, v->drained_opaque, -ECANCELED) != 0)
     v->drained (v->drained_opaque, -ECANCELED);
@@ -1097,6 +1101,7 @@ vol_resume (struct volume *v)
     }
   hydrate_kick (v);
   merge_kick (v);
+  export_kick (v);
 }
 
 struct close_ctx
@@ -1234,7 +1239,8 @@ vol_submit (struct volume *v, struct vreq *rq)
       else
         commit_cow_flush (rq);
     }
-  else
+  else if ((rq->type != VR_WRITE && rq->type != VR_TRIM)
+           || !export_divert (v, rq))
     io_start (rq);
   v->submitting--;
   return 0;

@@ -280,4 +280,35 @@ struct vol_merge
 int vol_merge_start (struct volume *v, char *err, size_t errlen);
 void vol_merge_info (const struct volume *v, struct vol_merge *mi);
 
+/* Export (vol-export.c): the volume's contents at the moment the export
+ * starts, written as a linear raw image to another device while the
+ * volume serves (copy-before-write).  vol_export_open opens the target
+ * (a path that does not exist is created, sparse, of the volume's size:
+ * *created) and checks it: not a device of the volume, at least its size.
+ * vol_export_begin takes the target and starts; the volume must be
+ * drained (vol_hold_op) and is resumed by the caller.  Each returns 0, or
+ * a negative code with one sentence in err. */
+struct vol_export_info
+{
+  uint64_t id;                  /* 0: no export since the volume opened */
+  const char *state;            /* running, done, failed, cancelled */
+  const char *target;
+  uint64_t done, total;         /* chunks on the target, chunks */
+  uint64_t ahead;               /* copied ahead of a client write */
+  uint64_t skipped;             /* zero, not written (a new target file) */
+  uint64_t bytes;               /* the volume's size */
+  uint32_t limit_mbs;           /* --rate, 0 = unlimited */
+  double rate_mbs;              /* recent; when done, the average */
+  double elapsed_s, eta_s;      /* eta_s < 0: unknown */
+  const char *error;            /* why it failed or stopped, or "" */
+  int code;                     /* its COW_E_* code (io, held, not-running) */
+};
+int vol_export_open (struct volume *v, const char *uri,
+                     const struct backend_opts *bo, struct backend **out,
+                     bool *created, char *err, size_t errlen);
+int vol_export_begin (struct volume *v, struct backend *target, bool zeroed,
+                      uint32_t rate_mbs, char *err, size_t errlen);
+int vol_export_cancel (struct volume *v, char *err, size_t errlen);
+void vol_export_info (const struct volume *v, struct vol_export_info *xi);
+
 #endif /* COWD_VOLUME_H */

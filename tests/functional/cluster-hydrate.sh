@@ -10,6 +10,8 @@
 #  - node 1's cowd and corosync are killed (SIGKILL) mid-copy; node 3
 #    takes v over (attach --incoming, after cowd's own fencing) and
 #    continues by itself until the superblock says hydrated.
+# An export started on node 1 ends as failed at the first handoff, and a
+# node that does not own v refuses to export it.
 # At each handoff the old owner stops copying (its counter stays) and the
 # new owner found on disk exactly the bits the earlier owners set (from
 # `cowctl --json status`: done less what it copied and faulted since), so
@@ -80,9 +82,17 @@ lab_cowctl 1 hydrate v --rate 1 >/dev/null
 wait_until 30 copying 1 40 || fail "node 1 does not copy: $(st 1)"
 writes 1 12
 
+lab_cowctl 1 export v --to "$LAB_DIR/exp1.img" --rate 1 --no-wait >/dev/null
+[ "$(st 1 | jq -r .export.state)" = running ] || fail "node 1's export does not run: $(st 1)"
+
 echo "== node 2 takes v by attach --incoming (Xen's order)"
 lab_cowctl 2 attach v --incoming >/dev/null
 wait_until 20 owner_is 2 || fail "node 2 did not take v: $(st 2)"
+# the handoff ended node 1's export (an export does not follow the volume)
+st 1 | jq -e '.export.state == "failed" and .export.code == "held"' >/dev/null \
+  || fail "node 1's export did not end at the handoff: $(st 1 | jq -c .export)"
+[[ "$(st 1 | jq -r .export.error)" =~ ^"volume v: the export to $LAB_DIR/exp1.img stopped at "[0-9]+" of 512 chunks: the volume was held for a detach, a handoff or a quorum loss"$ ]] \
+  || fail "node 1's export error: $(st 1 | jq -r .export.error)"
 s1=$(set_here 1); c1=$(copied 1); f1=$((s1 - c1))
 f2=$(found 2)
 [ "$f2" -eq "$s1" ] \
@@ -102,6 +112,11 @@ s2=$(set_here 2); c2=$(copied 2)
 f1b=$(found 1 "$c1" "$f1")
 [ "$f1b" -eq $((s1 + s2)) ] \
   || fail "node 1 found $f1b bits when it took v back; nodes 1 and 2 had set $s1 + $s2"
+# only the owner exports
+out=$(lab_cowctl 2 export v --to "$LAB_DIR/exp2.img" 2>&1) && fail "node 2 exported v without owning it"
+[ "$out" = "cowctl: volume v is readonly on this node; run the export on its owner" ] \
+  || fail "export on a node that does not own v: $out"
+[ ! -e "$LAB_DIR/exp2.img" ] || fail "a refused export created its target"
 lab_cowctl 2 detach v
 wait_until 30 copying 1 $((c1 + 20)) || fail "node 1 did not continue: $(st 1)"
 echo "   node 2 set $s2 bits ($c2 copied); node 1 found $f1b on disk and continues"

@@ -34,7 +34,7 @@ declare -A SRCS=(
   [cluster]="$src/cluster/msg.c $src/cluster/table.c"
   [ctl]="$src/node/ctl/ctl-client.c $src/node/ctl/ctl-frame.c $src/node/ctl/strbuf.c $src/format/crc32c.c"
   [config]=""
-  [nbd]="$FMT $E/loop.c $E/defer.c $E/backend.c $E/backend-file.c $E/volume.c $E/vol-io.c $E/vol-lock.c $E/vol-commit.c $E/vol-hydrate.c $E/vol-chain.c $E/vol-merge.c $E/lograte.c"
+  [nbd]="$FMT $E/loop.c $E/defer.c $E/backend.c $E/backend-file.c $E/volume.c $E/vol-io.c $E/vol-lock.c $E/vol-commit.c $E/vol-hydrate.c $E/vol-chain.c $E/vol-merge.c $E/vol-export.c $E/lograte.c"
 )
 declare -A MAXLEN=([super]=8192 [cluster]=4096 [ctl]=4096 [config]=4096
                    [nbd]=60000)
