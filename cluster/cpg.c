@@ -63,6 +63,11 @@
  * quorate side's table replaces it (or, alone, it is the first member),
  * on_synced lets cowd reconcile, and quorum returns with its first NOP
  * delivered in a quorate ring.  No operator action, no agent restart.
+ * libqb (2.0) leaves in /dev/shm the directory and rings of each IPC
+ * connection whose server died first (qb-SERVER-CLIENT-FD-RANDOM, 3 MiB
+ * each, two per corosync crash): back in the group, the node removes its
+ * own whose corosync is gone, so a corosync restart leaves nothing behind
+ * (found by tests/soak).
  *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
@@ -73,8 +78,11 @@
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -882,6 +890,68 @@ static void quorum_set (bool q);
 static void cluster_reconnect (void *data);
 
 
+/* Is process pid gone (no such process, or a zombie not reaped yet)? */
+static bool
+cluster_pid_gone (int pid)
+{
+  if (kill (pid, 0) < 0)
+    return errno == ESRCH;
+  char path[64], buf[256];
+  snprintf (path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen (path, "r");
+  if (!f)
+    return false;
+  size_t n = fread (buf, 1, sizeof buf - 1, f);
+  fclose (f);
+  buf[n] = '\0';
+  const char *p = strrchr (buf, ')');    /* after "pid (comm)" */
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Remove directory name of parent (the rings in it, then itself). */
+static int
+cluster_rmdir (int parent, const char *name)
+{
+  int fd = openat (parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  DIR *d = fd < 0 ? NULL : fdopendir (fd);
+  if (!d)
+    {
+      if (fd >= 0)
+        close (fd);
+      return -1;
+    }
+  struct dirent *de;
+  while ((de = readdir (d)))
+    if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
+      unlinkat (dirfd (d), de->d_name, 0);
+  closedir (d);
+  return unlinkat (parent, name, AT_REMOVEDIR);
+}
+
+/* Remove the IPC directories (and their 3 MiB of rings) libqb left for
+ * this process's connections to a corosync that is gone. */
+static void
+cluster_shm_sweep (void)
+{
+  DIR *d = opendir ("/dev/shm");
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      int server, client, fd, end = 0;
+      if (sscanf (de->d_name, "qb-%d-%d-%d-%n", &server, &client, &fd,
+                  &end) != 3 || end == 0 || client != (int) getpid ()
+          || server <= 0 || !cluster_pid_gone (server))
+        continue;
+      if (cluster_rmdir (dirfd (d), de->d_name) == 0)
+        qb_log (LOG_DEBUG, "cluster: removed /dev/shm/%s, left by a "
+                "connection to corosync process %d, which is gone",
+                de->d_name, server);
+    }
+  closedir (d);
+}
+
 /* corosync went away (stopped, restarted, or dropped this client): nothing
  * this node knows is current any more.  Writes are held (quorum lost, the
  * lease gone); the handles are closed and cluster_reconnect tries again
@@ -1099,6 +1169,7 @@ cluster_reconnect (void *data)
   C.synced = false;             /* a joiner until the table arrives */
   sync_reset ();
   C.backoff_ms = 1;
+  cluster_shm_sweep ();
   qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
           "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
           C.quorate ? "quorate" : "not quorate");
