@@ -34,9 +34,10 @@
 # cowd's VmRSS and descriptors are sampled every SOAK_SAMPLE_S (10) s after
 # SOAK_WARMUP_S (120) s of each cowd's life; a cowd started again (power-on,
 # fenced) begins a new series.  A series spanning SOAK_SERIES_MIN_S (240)
-# s is judged: the mean of its last three samples against the mean of its
-# first three must grow by less than 5% (RSS and descriptors); shorter
-# series are printed, not judged.  At the end every block of the ledgers
+# s is judged: the floor (minimum) of its last quarter against the floor
+# of its first quarter must grow by less than 5%, RSS and descriptors alike
+# (both swing with attaches and connections; a leak raises the floor);
+# shorter series are printed, not judged.  At the end every block of the ledgers
 # is read back from the volume's last owner (last acknowledged generation
 # or a later unacknowledged attempt, never older, never torn), every fio
 # slice whose last segment completed is re-verified and one more fio
@@ -486,7 +487,7 @@ for l in open(os.path.join(k, "cowds")):
     n, p, t = l.split()
     if p != "-":
         start[(int(n), int(p))] = int(t)
-print("cowd RSS (kB) and descriptors, samples after %d s of warm-up; judged when the series spans >= %d s" % (warm, minspan))
+print("cowd RSS (kB) and descriptors, samples after %d s of warm-up; growth = floor of the last quarter over floor of the first; judged when the series spans >= %d s" % (warm, minspan))
 print("%-4s %-8s %6s %7s %7s %7s %7s %6s %5s %5s %5s %6s %5s %s" % (
     "node", "pid", "span", "rss1st", "rsslast", "rssmax", "rss%", "fd1st", "fdlst", "fdmax", "fd%", "shm", "n", "verdict"))
 bad = 0
@@ -497,9 +498,12 @@ for (n, p), s in sorted(series.items(), key=lambda x: (x[0][0], x[1][0][0])):
     if len(s) < 2:
         continue
     span = s[-1][0] - s[0][0]
-    w = min(3, len(s) // 2)
-    r1 = statistics.mean(x[1] for x in s[:w]); r2 = statistics.mean(x[1] for x in s[-w:])
-    f1 = statistics.mean(x[2] for x in s[:w]); f2 = statistics.mean(x[2] for x in s[-w:])
+    # the floor of the first and of the last quarter (at least 3 samples):
+    # RSS and descriptors swing with attaches and connections; a leak
+    # raises the floor
+    w = max(3, len(s) // 4) if len(s) >= 6 else 1
+    r1 = min(x[1] for x in s[:w]); r2 = min(x[1] for x in s[-w:])
+    f1 = min(x[2] for x in s[:w]); f2 = min(x[2] for x in s[-w:])
     rg = 100.0 * (r2 - r1) / r1; fg = 100.0 * (f2 - f1) / f1
     verdict = "not judged (short)"
     if span >= minspan:
