@@ -74,7 +74,11 @@
  * a joiner: it sends no mark and takes the table of the quorate side,
  * which may have fenced it and given its volumes away meanwhile; if every
  * side was stale, the lowest member sends its own table after a wait
- * (stale_timeout).
+ * (stale_timeout).  The lowest old member at a join may be unable to send
+ * (stale, or a joiner of an earlier join that never got a table): the
+ * other synced members watch for the mark and send it themselves, one
+ * after the other (mark_watch; found by tests/soak, where joiners waited
+ * for ever).
  */
 #include <config.h>
 
@@ -149,6 +153,9 @@ static struct
   bool synced;
   bool stale;                   /* lost quorum since the last sync */
   qb_loop_timer_handle stale_timer;
+  uint64_t marks;               /* SYNC_MARKs delivered so far */
+  uint64_t watch_base;          /* marks at the last join (mark_watch) */
+  qb_loop_timer_handle watch_timer;
   bool seen_mark;               /* joiner: the mark has been delivered */
   uint32_t sync_from;           /* joiner: who sent that mark */
   struct cl_table incoming;     /* joiner: the pieces so far */
@@ -615,6 +622,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
       cl_msg_free (&m);
       return;
     }
+  if (m.type == CL_MSG_SYNC_MARK)
+    C.marks++;
   if (!C.synced)
     {
       if (m.type == CL_MSG_SYNC_MARK && !C.seen_mark)
@@ -689,6 +698,36 @@ stale_merge (void)
                      stale_timeout, &C.stale_timer);
 }
 
+/* A join whose chosen sender sends no mark: the lowest old member may be
+ * stale (it lost quorum, or its agent was fenced) or a joiner that never
+ * got a table itself, and the joiners would wait for ever.  Every other
+ * synced old member watches: the k-th lowest sends the mark after k *
+ * MARK_WATCH_MS if none was delivered since the join.  A second mark is
+ * harmless: a joiner takes the first one's table, the others ignore it. */
+#define MARK_WATCH_MS 3000
+
+static void
+mark_watch_timeout (void *data)
+{
+  if (!C.synced || C.stale || C.lost || C.marks != C.watch_base)
+    return;
+  qb_log (LOG_WARNING, "cluster: no member sent the table to the nodes that "
+          "joined (the lowest one that was there is stale or has no table "
+          "itself); node %u sends it", C.nodeid);
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  send_msg (&mark);
+}
+
+static void
+mark_watch (unsigned rank)
+{
+  qb_loop_timer_del (C.loop, C.watch_timer);
+  C.watch_base = C.marks;
+  qb_loop_timer_add (C.loop, QB_LOOP_LOW,
+                     (uint64_t) rank * MARK_WATCH_MS * 1000000ull, NULL,
+                     mark_watch_timeout, &C.watch_timer);
+}
+
 static void cpg_confchg_apply (const struct cpg_address *members,
                                size_t nmembers,
                                const struct cpg_address *left, size_t nleft,
@@ -748,21 +787,24 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       stale_merge ();
       return;
     }
-  /* The lowest member that was here before the join sends the mark. */
-  uint32_t lowest = UINT32_MAX;
+  /* The lowest member that was here before the join sends the mark; the
+   * others watch that one comes (mark_watch). */
+  unsigned rank = 0;            /* old members below this node */
   for (size_t i = 0; i < nmembers; i++)
     {
       bool is_joiner = false;
       for (size_t j = 0; j < njoined; j++)
         is_joiner |= joined[j].nodeid == members[i].nodeid;
-      if (!is_joiner && members[i].nodeid < lowest)
-        lowest = members[i].nodeid;
+      if (!is_joiner && members[i].nodeid < C.nodeid)
+        rank++;
     }
-  if (lowest == C.nodeid)
+  if (rank == 0)
     {
       struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
       send_msg (&mark);
     }
+  else
+    mark_watch (rank);
 }
 
 /* The totem ring: a node that drops out of it is down, even when its
@@ -975,6 +1017,7 @@ cluster_lost (int fd, const char *what)
   quorum_finalize (C.quorum);
   qb_loop_timer_del (C.loop, C.hb_timer);
   qb_loop_timer_del (C.loop, C.stale_timer);
+  qb_loop_timer_del (C.loop, C.watch_timer);
   if (C.retry_armed)
     qb_loop_timer_del (C.loop, C.retry_timer);
   C.retry_armed = false;
@@ -1221,6 +1264,7 @@ cluster_stop (void)
   qb_loop_timer_del (C.loop, C.hb_timer);
   qb_loop_timer_del (C.loop, C.lease_timer);
   qb_loop_timer_del (C.loop, C.stale_timer);
+  qb_loop_timer_del (C.loop, C.watch_timer);
   C.running = false;
 }
 

@@ -72,6 +72,7 @@ COROSYNC_S=${SOAK_COROSYNC_S:-180}
 SAMPLE_S=${SOAK_SAMPLE_S:-10}
 WARMUP_S=${SOAK_WARMUP_S:-120}
 SERIES_MIN_S=${SOAK_SERIES_MIN_S:-240}
+# shellcheck disable=SC2154  # top_srcdir, top_builddir: tests/functions.sh
 load=$top_srcdir/tests/soak/soakload.py
 blocks=$((BASE_MB * 256 / 2))
 slices=$((BASE_MB / 2))
@@ -224,9 +225,9 @@ restart_fenced() {
   return $r
 }
 reconcile() {
-  local why=$1 v n h o round fixed=0
+  local why=$1 v n h o fixed=0
   restart_fenced "$why" || true
-  for round in 1 2 3; do
+  for _ in 1 2 3; do
     local all=1
     for v in $(printf '%s\n' "${!hint[@]}" | sort); do
       h=${hint[$v]}
@@ -275,7 +276,7 @@ ev_poweroff() {
   local -a surv=()
   for s in 1 2 3; do [ "$s" != "$x" ] && surv+=("$s"); done
   for v in $vols; do set_hint "$v" "${surv[$((i++ % 2))]}"; done
-  log "power-off of node $x (owner of $(echo $vols))"
+  log "power-off of node $x (owner of $(echo "$vols" | paste -sd' '))"
   t0=$(ms)
   lab_poweroff $x; up[$x]=0
   echo "$x - $SECONDS" >> "$D/cowds"
@@ -318,7 +319,7 @@ ev_tgtd() {
 ev_corosync() {
   local n=$((RANDOM % 3 + 1)) rc=0 owned
   [ "${up[$n]}" = 1 ] || n=1
-  owned=$(echo $(owned_by $n))
+  owned=$(owned_by $n | sort | paste -sd' ')
   log "corosync restart on node $n (owner of ${owned:-nothing})"
   lab_kill $n "$(real_pid "$(lab_corosync_pid $n)")"
   # corosync's own blackbox of the killed process (corosync's, not cowd's)
@@ -431,7 +432,7 @@ cleanup_fn rm -rf "$K"
 echo "cowherd soak: $MINUTES min, $VOLS volumes, 3 nodes + storage, lab $LAB_ID ($(date -u +%FT%TZ))"
 echo "intervals: handoff ${HANDOFF_S}s, power-off ${POWEROFF_S}s, tgtd restart ${TGT_S}s, corosync restart ${COROSYNC_S}s; client $RATE writes/s per volume, fio segment every ${FIO_EVERY}s"
 echo "run took $((SECONDS - T0)) s in all"
-printf '%-22s %6s %6s\n' event done ok
+printf '%-22s %6s %6s\n' event 'done' ok
 for e in handoff poweroff tgtd corosync; do printf '%-22s %6d %6d\n' "$e" "${done_n[$e]}" "${ok_n[$e]}"; done
 echo "(an interval of 0 turns an event off: power-off ${SOAK_POWEROFF_S:-120}, tgtd ${SOAK_TGT_S:-300}, corosync ${SOAK_COROSYNC_S:-180})"
 python3 - "$K" "$WARMUP_S" "$SERIES_MIN_S" "$VOLS" <<'PY'
