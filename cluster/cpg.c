@@ -63,18 +63,30 @@
  * quorate side's table replaces it (or, alone, it is the first member),
  * on_synced lets cowd reconcile, and quorum returns with its first NOP
  * delivered in a quorate ring.  No operator action, no agent restart.
+ * libqb (2.0) leaves in /dev/shm the directory and rings of each IPC
+ * connection whose server died first (qb-SERVER-CLIENT-FD-RANDOM, 3 MiB
+ * each, two per corosync crash): back in the group, the node removes its
+ * own whose corosync is gone, so a corosync restart leaves nothing behind
+ * (found by tests/soak).
  *
  * Partitions: a node that loses quorum marks its table stale (so does an
  * agent that finds itself fenced).  At the next merge a stale node acts as
  * a joiner: it sends no mark and takes the table of the quorate side,
  * which may have fenced it and given its volumes away meanwhile; if every
  * side was stale, the lowest member sends its own table after a wait
- * (stale_timeout).
+ * (stale_timeout).  The lowest old member at a join may be unable to send
+ * (stale, or a joiner of an earlier join that never got a table): the
+ * other synced members watch for the mark and send it themselves, one
+ * after the other (mark_watch; found by tests/soak, where joiners waited
+ * for ever).
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +153,9 @@ static struct
   bool synced;
   bool stale;                   /* lost quorum since the last sync */
   qb_loop_timer_handle stale_timer;
+  uint64_t marks;               /* SYNC_MARKs delivered so far */
+  uint64_t watch_base;          /* marks at the last join (mark_watch) */
+  qb_loop_timer_handle watch_timer;
   bool seen_mark;               /* joiner: the mark has been delivered */
   uint32_t sync_from;           /* joiner: who sent that mark */
   struct cl_table incoming;     /* joiner: the pieces so far */
@@ -607,6 +622,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
       cl_msg_free (&m);
       return;
     }
+  if (m.type == CL_MSG_SYNC_MARK)
+    C.marks++;
   if (!C.synced)
     {
       if (m.type == CL_MSG_SYNC_MARK && !C.seen_mark)
@@ -681,6 +698,36 @@ stale_merge (void)
                      stale_timeout, &C.stale_timer);
 }
 
+/* A join whose chosen sender sends no mark: the lowest old member may be
+ * stale (it lost quorum, or its agent was fenced) or a joiner that never
+ * got a table itself, and the joiners would wait for ever.  Every other
+ * synced old member watches: the k-th lowest sends the mark after k *
+ * MARK_WATCH_MS if none was delivered since the join.  A second mark is
+ * harmless: a joiner takes the first one's table, the others ignore it. */
+#define MARK_WATCH_MS 3000
+
+static void
+mark_watch_timeout (void *data)
+{
+  if (!C.synced || C.stale || C.lost || C.marks != C.watch_base)
+    return;
+  qb_log (LOG_WARNING, "cluster: no member sent the table to the nodes that "
+          "joined (the lowest one that was there is stale or has no table "
+          "itself); node %u sends it", C.nodeid);
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  send_msg (&mark);
+}
+
+static void
+mark_watch (unsigned rank)
+{
+  qb_loop_timer_del (C.loop, C.watch_timer);
+  C.watch_base = C.marks;
+  qb_loop_timer_add (C.loop, QB_LOOP_LOW,
+                     (uint64_t) rank * MARK_WATCH_MS * 1000000ull, NULL,
+                     mark_watch_timeout, &C.watch_timer);
+}
+
 static void cpg_confchg_apply (const struct cpg_address *members,
                                size_t nmembers,
                                const struct cpg_address *left, size_t nleft,
@@ -740,21 +787,24 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       stale_merge ();
       return;
     }
-  /* The lowest member that was here before the join sends the mark. */
-  uint32_t lowest = UINT32_MAX;
+  /* The lowest member that was here before the join sends the mark; the
+   * others watch that one comes (mark_watch). */
+  unsigned rank = 0;            /* old members below this node */
   for (size_t i = 0; i < nmembers; i++)
     {
       bool is_joiner = false;
       for (size_t j = 0; j < njoined; j++)
         is_joiner |= joined[j].nodeid == members[i].nodeid;
-      if (!is_joiner && members[i].nodeid < lowest)
-        lowest = members[i].nodeid;
+      if (!is_joiner && members[i].nodeid < C.nodeid)
+        rank++;
     }
-  if (lowest == C.nodeid)
+  if (rank == 0)
     {
       struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
       send_msg (&mark);
     }
+  else
+    mark_watch (rank);
 }
 
 /* The totem ring: a node that drops out of it is down, even when its
@@ -882,6 +932,68 @@ static void quorum_set (bool q);
 static void cluster_reconnect (void *data);
 
 
+/* Is process pid gone (no such process, or a zombie not reaped yet)? */
+static bool
+cluster_pid_gone (int pid)
+{
+  if (kill (pid, 0) < 0)
+    return errno == ESRCH;
+  char path[64], buf[256];
+  snprintf (path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen (path, "r");
+  if (!f)
+    return false;
+  size_t n = fread (buf, 1, sizeof buf - 1, f);
+  fclose (f);
+  buf[n] = '\0';
+  const char *p = strrchr (buf, ')');    /* after "pid (comm)" */
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Remove directory name of parent (the rings in it, then itself). */
+static int
+cluster_rmdir (int parent, const char *name)
+{
+  int fd = openat (parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  DIR *d = fd < 0 ? NULL : fdopendir (fd);
+  if (!d)
+    {
+      if (fd >= 0)
+        close (fd);
+      return -1;
+    }
+  struct dirent *de;
+  while ((de = readdir (d)))
+    if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
+      unlinkat (dirfd (d), de->d_name, 0);
+  closedir (d);
+  return unlinkat (parent, name, AT_REMOVEDIR);
+}
+
+/* Remove the IPC directories (and their 3 MiB of rings) libqb left for
+ * this process's connections to a corosync that is gone. */
+static void
+cluster_shm_sweep (void)
+{
+  DIR *d = opendir ("/dev/shm");
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      int server, client, fd, end = 0;
+      if (sscanf (de->d_name, "qb-%d-%d-%d-%n", &server, &client, &fd,
+                  &end) != 3 || end == 0 || client != (int) getpid ()
+          || server <= 0 || !cluster_pid_gone (server))
+        continue;
+      if (cluster_rmdir (dirfd (d), de->d_name) == 0)
+        qb_log (LOG_DEBUG, "cluster: removed /dev/shm/%s, left by a "
+                "connection to corosync process %d, which is gone",
+                de->d_name, server);
+    }
+  closedir (d);
+}
+
 /* corosync went away (stopped, restarted, or dropped this client): nothing
  * this node knows is current any more.  Writes are held (quorum lost, the
  * lease gone); the handles are closed and cluster_reconnect tries again
@@ -905,6 +1017,7 @@ cluster_lost (int fd, const char *what)
   quorum_finalize (C.quorum);
   qb_loop_timer_del (C.loop, C.hb_timer);
   qb_loop_timer_del (C.loop, C.stale_timer);
+  qb_loop_timer_del (C.loop, C.watch_timer);
   if (C.retry_armed)
     qb_loop_timer_del (C.loop, C.retry_timer);
   C.retry_armed = false;
@@ -1099,6 +1212,7 @@ cluster_reconnect (void *data)
   C.synced = false;             /* a joiner until the table arrives */
   sync_reset ();
   C.backoff_ms = 1;
+  cluster_shm_sweep ();
   qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
           "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
           C.quorate ? "quorate" : "not quorate");
@@ -1150,6 +1264,7 @@ cluster_stop (void)
   qb_loop_timer_del (C.loop, C.hb_timer);
   qb_loop_timer_del (C.loop, C.lease_timer);
   qb_loop_timer_del (C.loop, C.stale_timer);
+  qb_loop_timer_del (C.loop, C.watch_timer);
   C.running = false;
 }
 

@@ -6,7 +6,8 @@
 #  - node 2 (owns nothing) loses corosync: node 1 keeps serving v; once
 #    node 2's corosync is back its cowd says it reconnected, is quorate and
 #    synced, and takes v over by handoff (asked with attach --incoming while
-#    it had no quorum) with the data intact;
+#    it had no quorum) with the data intact; the IPC directories of its
+#    connections to the killed corosync are gone from /dev/shm;
 #  - node 2 (now the owner) loses corosync for longer than the token: it
 #    stops acknowledging writes, the others fence it and node 1 takes v; the
 #    same cowd on node 2 rejoins with the others' table (v owned by node 1)
@@ -33,7 +34,8 @@ wait_until 10 is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does n
 qio_ok "$(sock 1 v)" "write on node 1 failed" "write -P 0x1a 0 64k"
 
 echo "== node 2's corosync stops and comes back"
-lab_kill 2 "$(lab_corosync_pid 2)"
+old_cs=$(lab_corosync_pid 2)
+lab_kill 2 "$old_cs"
 wait_until 10 log_has 2 "cluster: node 2 lost the connection to corosync (.*): writes are held; reconnecting every 1000 ms" \
   || fail "node 2's cowd did not notice corosync going away"
 nodes_is 2 '.quorate == false' || fail "node 2 still says quorate without corosync"
@@ -52,6 +54,10 @@ wait_until 20 nodes_is 2 '.quorate and .synced and (.members | length == 3)' \
 [ "$(cat /proc/${cowd_pid[2]}/stat 2>/dev/null | cut -d' ' -f1)" = "${cowd_pid[2]}" ] \
   || fail "node 2's cowd is not the one started before"
 echo "   node 2's cowd (pid ${cowd_pid[2]}) reconnected: $(lab_cowctl 2 --json nodes)"
+# libqb leaves the (emptied) directory of each IPC connection whose
+# server died; cowd removes its own once corosync is back
+left=$(lab_exec 2 ls -A /dev/shm | grep "^qb-$old_cs-" || true)
+[ -z "$left" ] || fail "node 2's /dev/shm still holds the IPC directories of cowd's connections to the killed corosync (pid $old_cs): $left"
 wait_until 15 is 2 v '.owner == 2 and .state == "active"' || fail "node 2 did not take v: $(st 2 v)"
 qio_ok "$(sock 2 v)" "v's data after the handoff" "read -P 0x1a 0 64k" "read -P 0x1b 64k 64k"
 qio_ok "$(sock 2 v)" "node 2 cannot write v" "write -P 0x2c 128k 64k"
