@@ -17,7 +17,7 @@ make -s -C "$top_builddir" distdir >/dev/null || fail "make distdir failed"
 mv "$top_builddir/cowherd-$ver" "$src"
 cp -r "$src/deploy/debian" "$src/debian"
 echo "== dpkg-buildpackage -us -uc -b in a clean tree"
-(cd "$src" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL DEB_BUILD_OPTIONS=nocheck \
+(cd "$src" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
    dpkg-buildpackage -us -uc -b) > "$d/build.log" 2>&1 ||
   { tail -30 "$d/build.log"; fail "dpkg-buildpackage failed"; }
 arch=$(dpkg --print-architecture)
