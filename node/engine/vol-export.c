@@ -577,15 +577,9 @@ exp_check_idle (struct volume *v, char *err, size_t errlen)
 static int
 exp_check_owner (struct volume *v, char *err, size_t errlen)
 {
-  if (v->state != VOL_STATE_ACTIVE)
-    snprintf (err, errlen, "volume %s is %s on this node; run the export "
-              "on its owner", v->name, vol_state_name (v->state));
-  else if (v->held)
-    snprintf (err, errlen, "volume %s is held (handoff or quorum loss); "
-              "try again", v->name);
-  else
-    return exp_check_idle (v, err, errlen);
-  return -COW_E_NOT_OWNER;
+  if (vol_check_serving (v, "the export", err, errlen) < 0)
+    return -COW_E_NOT_OWNER;
+  return exp_check_idle (v, err, errlen);
 }
 
 /* A path that does not exist yet: a new sparse file of the volume's size. */

@@ -294,17 +294,10 @@ hyd_pump (struct volume *v)
 static int
 hyd_check_owner (struct volume *v, char *err, size_t errlen)
 {
-  if (v->commit == DSCOW_COMMIT_NONE)
-    snprintf (err, errlen, "volume %s: a transient volume (commit none) "
-              "cannot be hydrated: its bitmap is never written", v->name);
-  else if (v->state != VOL_STATE_ACTIVE)
-    snprintf (err, errlen, "volume %s is %s on this node; run the command "
-              "on its owner", v->name, vol_state_name (v->state));
-  else if (v->held)
-    snprintf (err, errlen, "volume %s is held (handoff or quorum loss); "
-              "try again", v->name);
-  else
-    return 0;
+  if (v->commit != DSCOW_COMMIT_NONE)
+    return vol_check_serving (v, "the command", err, errlen);
+  snprintf (err, errlen, "volume %s: a transient volume (commit none) "
+            "cannot be hydrated: its bitmap is never written", v->name);
   return -1;
 }
 

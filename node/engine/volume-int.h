@@ -317,4 +317,11 @@ vol_src_off (const struct volume *v, int src, uint64_t off)
   return src < 0 ? off : v->cow_base + off;
 }
 
+/* volume.c: 0 when this node serves v now (active, not held), else -1
+ * with "volume V is STATE on this node; run WHAT on its owner" or "volume
+ * V is held (handoff or quorum loss); try again" in err.  For the
+ * background jobs that only the owner runs (hydration, export). */
+int vol_check_serving (const struct volume *v, const char *what, char *err,
+                       size_t errlen);
+
 #endif /* COWD_VOLUME_INT_H */

@@ -88,6 +88,21 @@ vol_state_name (enum vol_state s)
   return s <= VOL_STATE_DEGRADED ? names[s] : "unknown";
 }
 
+int
+vol_check_serving (const struct volume *v, const char *what, char *err,
+                   size_t errlen)
+{
+  if (v->state != VOL_STATE_ACTIVE)
+    snprintf (err, errlen, "volume %s is %s on this node; run %s on its "
+              "owner", v->name, vol_state_name (v->state), what);
+  else if (v->held)
+    snprintf (err, errlen, "volume %s is held (handoff or quorum loss); "
+              "try again", v->name);
+  else
+    return 0;
+  return -1;
+}
+
 void *
 vol_alloc_aligned (size_t len)
 {
