@@ -70,8 +70,11 @@ crash=$d/a/state/cowd-blackbox-$pid-crash
 [ -s "$crash" ] || fail "no $crash after SIGABRT"
 bb_has "$crash" "cowd: blackbox written to $out" \
   || fail "qb-blackbox does not show the start in $crash"
-ls /dev/shm/qb-cowd-"$pid"-blackbox-* >/dev/null 2>&1 \
-  || fail "expected the killed cowd's ring in /dev/shm (the next start removes it)"
+# make check runs two tests at once, and any cowd that starts on this host
+# removes the rings of dead cowds; so the dead cowd's ring may already be
+# gone.  A planted ring in its name makes the next check independent of that.
+cleanup_fn rm -f /dev/shm/qb-cowd-"$pid"-blackbox-planted
+: > /dev/shm/qb-cowd-"$pid"-blackbox-planted
 
 echo "== the next start removes the dead cowd's /dev/shm ring"
 start_daemon "$d/a" --standalone
