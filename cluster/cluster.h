@@ -135,8 +135,11 @@ int cluster_migrate (const char *vol, uint32_t to);
 int cluster_fence_confirm (uint32_t node);
 /* This node removed `node`'s keys from every LUN of its volumes. */
 int cluster_fenced (uint32_t node);
-/* The designated fencer: the lowest member of a quorate, synced view. */
+/* The designated fencer: the lowest member of a quorate, synced view
+ * that is not waiting to be fenced itself. */
 bool cluster_is_fencer (void);
+/* Does the table hold a volume of node in fencing? */
+bool cluster_fence_pending (uint32_t node);
 /* This agent was fenced: treat its table as stale until the next sync. */
 void cluster_set_stale (void);
 

@@ -1296,11 +1296,37 @@ cluster_set_stale (void)
   C.stale = true;
 }
 
+/* Does the table hold a volume in fencing for node? */
+static bool
+pending_victim (uint32_t node)
+{
+  for (size_t i = 0; i < C.table.n; i++)
+    if (C.table.vols[i].state == CL_FENCING
+        && C.table.vols[i].fenced_node == node)
+      return true;
+  return false;
+}
+
+/* The fencer is the lowest member that is not waiting to be fenced
+ * itself: a victim's restarted agent may rejoin before the fence is done
+ * (corosync restarted on its host, then cowd), and a node never fences
+ * itself. */
 bool
 cluster_is_fencer (void)
 {
-  return cluster_quorate () && C.synced && !C.stale && C.nmembers
-    && lowest_member () == C.nodeid;
+  if (!cluster_quorate () || !C.synced || C.stale || !C.nmembers
+      || pending_victim (C.nodeid))
+    return false;
+  for (size_t i = 0; i < C.nmembers; i++)
+    if (C.members[i] < C.nodeid && !pending_victim (C.members[i]))
+      return false;
+  return true;
+}
+
+bool
+cluster_fence_pending (uint32_t node)
+{
+  return pending_victim (node);
 }
 uint64_t cluster_ring_id (void) { return C.ring_id; }
 

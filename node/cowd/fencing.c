@@ -22,7 +22,7 @@
  *
  * Fencing others.  When a member leaves while owning volumes the table
  * puts them in `fencing`.  The designated fencer (cluster_is_fencer: the
- * lowest member of a quorate view) runs one job per victim on a worker
+ * lowest member of a quorate view that is not waiting to be fenced) runs one job per victim on a worker
  * thread, with iSCSI sessions or device handles of its own, so that the
  * main loop goes on serving.  Per distinct CoW LUN of the victim's
  * volumes: READ KEYS (if our own key was there before and is gone, we are
@@ -40,7 +40,10 @@
  * CONFLICT, our key gone at a re-login, or a table in which a volume we
  * served went to someone else without a handoff: fencing_self stops every
  * volume (state fenced: every request fails), marks the cluster table
- * stale, and the agent registers nowhere until it is restarted.
+ * stale, and the agent registers nowhere until it is restarted.  A
+ * restarted agent whose first table still holds its node in fencing waits
+ * for another member to fence the previous agent (whose key it shares),
+ * and then registers again rather than stopping.
  *
  * Threads: the main loop owns everything here except a job while it runs
  * on its worker thread; the job is handed over whole (the pipe carries its
@@ -133,6 +136,8 @@ static struct
   struct fevent history[FJ_HISTORY];
   size_t nhistory;
   double last_job_ms;
+  bool synced_once;             /* this process has had a table */
+  bool previous_victim;         /* ... and it held this node in fencing */
 } F = { .pipe = { -1, -1 } };
 
 static uint64_t
@@ -736,6 +741,44 @@ fencing_manual (uint32_t node, struct ctl_req *req)
 
 /* --- what the group says --- */
 
+/* The first table this process gets.  One that holds this node in
+ * fencing names the cowd that ran here before (this process owned
+ * nothing yet, and a node goes to fencing only when it leaves the group
+ * while owning): that agent is fenced by another member (never by this
+ * one, cluster_is_fencer), and this one registers again afterwards. */
+void
+fencing_on_synced (void)
+{
+  if (F.synced_once || !cowd.clustered)
+    return;
+  F.synced_once = true;
+  F.previous_victim = cluster_fence_pending (cluster_nodeid ());
+  if (F.previous_victim)
+    qb_log (LOG_WARNING, "fence: the group holds volumes of node %" PRIu32
+            "'s previous agent in fencing; this agent waits for another "
+            "node to fence it, then registers again", cluster_nodeid ());
+}
+
+/* The previous agent's key was this node's key too: the fence removed
+ * whatever this agent had registered.  Register on every session again. */
+static void
+fencing_register_again (void)
+{
+  for (size_t i = 0; i < F.nregistered; i++)
+    free (F.registered[i]);
+  F.nregistered = 0;
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (!e->vol)
+        continue;
+      struct backend *bk = vol_cow_backend (e->vol);
+      if (strcmp (bk->ops->name, "iscsi") == 0)
+        fencing_on_login (bk, NULL);
+      else
+        fencing_attach_blockdev (bk);
+    }
+}
+
 void
 fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
 {
@@ -752,7 +795,14 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
       F.announced[k] = F.announced[--F.nannounced];
     else
       k++;
-  if (node == cluster_nodeid ())
+  if (node == cluster_nodeid () && F.previous_victim)
+    {
+      F.previous_victim = false;
+      qb_log (LOG_WARNING, "fence: that was this node's previous agent; "
+              "this one was not fenced and registers again");
+      fencing_register_again ();
+    }
+  else if (node == cluster_nodeid ())
     fencing_self (storage ? "the group says so" : "an operator confirmed it "
                   "down");
 }

@@ -414,10 +414,28 @@ own_on_fencing (void *ud, const char *vol, uint32_t node)
   fencing_kick ();
 }
 
+/* Attach again what was attached before this agent stopped. */
+static void
+own_reattach (void)
+{
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      char err[COW_ERRLEN];
+      if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
+        voldb_attach_failed (e, err);
+      else
+        own_ask_pending (e);
+    }
+}
+
 static void
 own_on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
 {
   fencing_on_fenced (node, by, storage);
+  /* This node's previous agent was fenced, not this one: what it could
+   * not attach at start, waiting for that fence, it attaches now. */
+  if (node == cluster_nodeid () && !cowd.fenced)
+    own_reattach ();
 }
 
 /* Quorum and the lease are back and the table confirmed e: serve what
@@ -498,18 +516,12 @@ static void
 own_on_synced (void *ud)
 {
   probe_mark_synced ();
+  fencing_on_synced ();
   own_reconcile ();
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
    * serve again what was attached before this agent stopped. */
   own_announce ();
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
-    {
-      char err[COW_ERRLEN];
-      if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
-        voldb_attach_failed (e, err);
-      else
-        own_ask_pending (e);
-    }
+  own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
   fencing_kick ();
 }
