@@ -373,3 +373,11 @@ lab_fast_cowctl() {
   chmod 755 "$f"
   echo "$f"
 }
+
+# A volume on a host: its NBD URI, its status, a jq test on the status;
+# a jq test on the host's `cowctl nodes`; a line in the host's cowd log.
+lab_sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
+lab_status() { lab_cowctl "$1" --json status "$2"; }
+lab_vol_is() { lab_status "$1" "$2" | jq -e "$3" >/dev/null; }
+lab_nodes_is() { lab_cowctl "$1" --json nodes | jq -e "$2" >/dev/null; }
+lab_log_has() { grep -q "$2" "$(lab_dir "$1")/log/cowd.log"; }
