@@ -111,9 +111,11 @@ void cluster_set_lease (unsigned ms);
  * UINT64_MAX with no lease (or before cluster_start). */
 uint64_t cluster_lease_deadline_ns (void);
 /* How many times this node stopped being quorate with a lease (quorum
- * lost, the lease ran out, corosync lost).  While it has not changed, no
- * other node can have fenced this one: the group fences only nodes that
- * left its quorate membership, and leaving costs the lease first. */
+ * lost, the lease ran out, corosync lost) or saw nodes go away leaving no
+ * strict majority of its view (two_node: both halves stay quorate).
+ * While it has not changed, no other node can have fenced this one: the
+ * group fences only nodes that left its quorate membership, and leaving
+ * costs the lease first, or the majority. */
 uint64_t cluster_standing_breaks (void);
 bool cluster_synced (void);
 /* The most CPU one step of the joiner's state transfer took (ms): the

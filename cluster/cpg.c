@@ -135,7 +135,7 @@ static struct
   unsigned lease_ms;            /* 0: none */
   uint64_t lease_until_ns;
   bool lease_lost;
-  uint64_t standing_breaks;     /* times quorum or the lease was lost */
+  uint64_t standing_breaks;     /* quorum or lease lost, majority left */
   bool ring_warned;             /* said once that a NOP renewed nothing */
   uint64_t hb_sent[8];          /* send times of own NOPs in flight */
   unsigned hb_n;
@@ -756,6 +756,20 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
   for (size_t i = 0; i < nmembers && i < CLUSTER_MAX_MEMBERS; i++)
     C.members[C.nmembers++] = members[i].nodeid;
   struct cl_effects e = fx ();
+  /* Nodes went away and those left here are no strict majority of the
+   * view before: the other side may be quorate too (two_node, or a tie
+   * broken its way) and may fence this node, though this node kept its
+   * quorum and lease.  That breaks its standing (cluster_standing_breaks). */
+  size_t gone = 0;
+  for (size_t i = 0; i < nleft; i++)
+    gone += left[i].reason == CPG_REASON_NODEDOWN;
+  if (gone && 2 * nmembers <= nmembers + nleft)
+    {
+      C.standing_breaks++;
+      qb_log (LOG_NOTICE, "cluster: %zu of %zu members are left after nodes "
+              "went away, no majority: the others may be quorate and fence "
+              "this node", nmembers, nmembers + nleft);
+    }
   for (size_t i = 0; i < nleft; i++)
     {
       bool down = left[i].reason == CPG_REASON_NODEDOWN;

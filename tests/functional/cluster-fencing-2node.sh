@@ -12,18 +12,10 @@ pr="$top_builddir/fence/cowfence-pr"
 writer="$top_srcdir/tests/nbdwriter.py"
 
 lab_init "c2$(printf %04x $((RANDOM)))"
-for n in 0 1 2; do lab_host $n; done
-new_image "$LAB_DIR/base.lun" 16M random
-new_image "$LAB_DIR/cow.lun" 20M zero
-lab_storage 0
-iqn=iqn.2024-01.org.cowherd:two
-lab_lun 0 1 $iqn 1 "$LAB_DIR/base.lun"
-lab_lun 0 1 $iqn 2 "$LAB_DIR/cow.lun"
-lab_corosync 1 2
-grep -q "two_node: 1" "$(lab_dir 1)/corosync.conf" || fail "the lab did not make a two_node cluster"
-for n in 1 2; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
+lab_two_node_cluster
+iqn=$LAB_IQN
 declare -A cowd_pid
-for n in 1 2; do cowd_pid[$n]=$(lab_cowd $n); done
+for n in 1 2; do cowd_pid[$n]=${lab_cowd_pid[$n]}; done
 sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 st() { lab_cowctl "$1" --json status "$2"; }
 is() { st "$1" "$2" | jq -e "$3" >/dev/null; }

@@ -381,3 +381,22 @@ lab_status() { lab_cowctl "$1" --json status "$2"; }
 lab_vol_is() { lab_status "$1" "$2" | jq -e "$3" >/dev/null; }
 lab_nodes_is() { lab_cowctl "$1" --json nodes | jq -e "$2" >/dev/null; }
 lab_log_has() { grep -q "$2" "$(lab_dir "$1")/log/cowd.log"; }
+
+# A two_node cluster (corosync two_node, which implies wait_for_all) of
+# hosts 1 and 2 with cowd, and a storage host 0 with a base LUN 1 (16M)
+# and a CoW LUN 2 (20M) under $LAB_IQN; cowd's pids in lab_cowd_pid[].
+# Arguments go to cowd.
+declare -A lab_cowd_pid
+lab_two_node_cluster() {
+  local n
+  for n in 0 1 2; do lab_host $n; done
+  new_image "$LAB_DIR/base.lun" 16M random
+  new_image "$LAB_DIR/cow.lun" 20M zero
+  lab_storage 0
+  lab_lun 0 1 "$LAB_IQN" 1 "$LAB_DIR/base.lun"
+  lab_lun 0 1 "$LAB_IQN" 2 "$LAB_DIR/cow.lun"
+  lab_corosync 1 2
+  grep -q "two_node: 1" "$(lab_dir 1)/corosync.conf" || fail "the lab did not make a two_node cluster"
+  for n in 1 2; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
+  for n in 1 2; do lab_cowd_pid[$n]=$(lab_cowd $n "$@"); done
+}
