@@ -261,6 +261,7 @@ void fencing_kick (void);
 void fencing_self (const char *why);
 void fencing_on_fenced (uint32_t node, uint32_t by, bool storage);
 void fencing_on_synced (void);
+void fencing_on_standing (void);
 void fencing_manual (uint32_t node, struct ctl_req *req);
 void fencing_status (struct strbuf *sb, bool json);
 int fencing_probe (struct vol_entry *e, char *out, size_t outlen);

@@ -86,6 +86,7 @@ struct fjob_lun
 {
   char *uri;
   bool was_registered;          /* this agent registered there before */
+  int listed;                   /* confirm: our key there (1, 0, -1) */
 };
 
 struct fjob
@@ -97,6 +98,8 @@ struct fjob
   size_t nluns;
   char *initiator, *chap_user, *chap_password, *command;
   struct ctl_req *req;          /* manual: reply when done */
+  bool confirm;                 /* no victim: READ KEYS for our own key */
+  uint64_t standing;            /* confirm: fencing_standing () at start */
   /* Results, written by the worker */
   int ok;
   bool self_fenced;
@@ -131,6 +134,7 @@ static struct
   char **registered;            /* LUNs this agent registered on */
   uint64_t *registered_breaks;  /* cluster_standing_breaks then */
   size_t nregistered;
+  bool confirming;              /* a confirm job runs */
   uint32_t announced[CLUSTER_MAX_MEMBERS]; /* FENCED sent, not delivered */
   size_t nannounced;
   struct fevent history[FJ_HISTORY];
@@ -401,10 +405,36 @@ fj_command (struct fjob *j)
   return -1;
 }
 
+/* READ KEYS on each LUN through a session of the job's own: is our key
+ * still there? */
+static void
+fj_confirm (struct fjob *j)
+{
+  struct fence_login login = { j->initiator, j->chap_user, j->chap_password,
+    5 };
+  for (size_t i = 0; i < j->nluns; i++)
+    {
+      char err[400];
+      struct fence_dev *dev = fence_dev_open (j->luns[i].uri, &login, err,
+                                              sizeof err);
+      j->luns[i].listed = dev ? fence_key_listed (dev, j->my_key) : -1;
+      if (dev)
+        fence_dev_free (dev);
+    }
+}
+
 static void *
 fj_run (void *arg)
 {
   struct fjob *j = arg;
+  if (j->confirm)
+    {
+      fj_confirm (j);
+      j->t_end_ns = cowd_now_ns ();
+      if (write (F.pipe[1], &j, sizeof j) != sizeof j)
+        abort ();
+      return NULL;
+    }
   bool unfenceable = false;
   j->ok = 1;
   for (size_t i = 0; i < j->nluns && !j->self_fenced; i++)
@@ -486,18 +516,14 @@ dup_or_null (const char *s)
   return s ? strdup (s) : NULL;
 }
 
-static int
-fj_start (uint32_t victim, struct ctl_req *req)
+/* A job with this host's login settings; the caller adds the LUNs. */
+static struct fjob *
+fj_new (void)
 {
   struct fjob *j = calloc (1, sizeof *j);
   if (!j)
-    return -ENOMEM;
-  j->victim = victim;
+    return NULL;
   j->my_key = my_key ();
-  j->victim_key = fence_key (cowd.cluster_name, victim);
-  j->req = req;
-  struct fj_collect c = { j, req != NULL };
-  cluster_foreach (fj_collect, &c);
 #ifdef HAVE_LIBISCSI
   char iqn[256];
   backend_iscsi_initiator (cowd.initiator_name, iqn, sizeof iqn);
@@ -507,6 +533,13 @@ fj_start (uint32_t victim, struct ctl_req *req)
   j->chap_password = dup_or_null (cowd.chap_password);
   j->command = dup_or_null (cowd.fence_command);
   j->t_start_ns = cowd_now_ns ();
+  return j;
+}
+
+/* Run j on a worker thread of its own: 0, or -errno (j freed). */
+static int
+fj_launch (struct fjob *j)
+{
   pthread_t t;
   pthread_attr_t a;
   pthread_attr_init (&a);
@@ -514,16 +547,114 @@ fj_start (uint32_t victim, struct ctl_req *req)
   int r = pthread_create (&t, &a, fj_run, j);
   pthread_attr_destroy (&a);
   if (r != 0)
-    {
-      fj_free (j);
-      return -r;
-    }
+    fj_free (j);
+  return -r;
+}
+
+static int
+fj_start (uint32_t victim, struct ctl_req *req)
+{
+  struct fjob *j = fj_new ();
+  if (!j)
+    return -ENOMEM;
+  j->victim = victim;
+  j->victim_key = fence_key (cowd.cluster_name, victim);
+  j->req = req;
+  struct fj_collect c = { j, req != NULL };
+  cluster_foreach (fj_collect, &c);
+  int r = fj_launch (j);
+  if (r < 0)
+    return r;
   j->next = F.running;
   F.running = j;
   qb_log (LOG_WARNING, "fence: fencing node %" PRIu32 " on %zu LUN%s%s",
           victim, j->nluns, j->nluns == 1 ? "" : "s",
           j->command ? " and with fence-command" : "");
   return 0;
+}
+
+/* --- confirming our keys when quorum and the lease come back --- */
+
+/* A registration is trusted across a target that forgets its
+ * registrations only while this node has stood (quorum, lease, majority)
+ * without a break since it registered (fencing_target_lost_keys).  Every
+ * membership change breaks the lease for token + consensus, so a
+ * registration would soon be older than any standing.  When standing
+ * returns, READ KEYS (on a session of a worker's own) confirms the key on
+ * every LUN registered before the break, and the registration counts from
+ * the new standing.  A key gone is a fence, as at a re-login.  Only on a
+ * current table that holds no volume in fencing for this node (nobody is
+ * about to fence it), at the start and again at the end. */
+static bool
+fencing_may_confirm (void)
+{
+  return cowd.clustered && !cowd.fenced && cluster_synced ()
+    && !cluster_fence_pending (cluster_nodeid ());
+}
+
+void
+fencing_on_standing (void)
+{
+  uint64_t b = fencing_standing ();
+  if (!fencing_may_confirm () || F.confirming || b == UINT64_MAX)
+    return;
+  struct fjob *j = NULL;
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      if (!e->vol || e->closing)
+        continue;
+      struct backend *bk = vol_cow_backend (e->vol);
+      ssize_t i = fencing_registered_at (bk->uri);
+      if (i < 0 || F.registered_breaks[i] == b)
+        continue;
+      if (!j && !(j = fj_new ()))
+        return;
+      fj_add_lun (j, e->cow);
+    }
+  if (!j)
+    return;
+  j->confirm = true;
+  j->standing = b;
+  if (fj_launch (j) < 0)
+    return;
+  F.confirming = true;
+}
+
+static void
+fj_confirm_done (struct fjob *j)
+{
+  F.confirming = false;
+  bool still = fencing_standing () == j->standing && fencing_may_confirm ();
+  size_t confirmed = 0;
+  for (size_t k = 0; k < j->nluns; k++)
+    {
+      struct fjob_lun *l = &j->luns[k];
+      char *bk_uri = NULL;
+#ifdef HAVE_LIBISCSI
+      bk_uri = backend_iscsi_uri (l->uri);
+#endif
+      ssize_t i = fencing_registered_at (bk_uri ? bk_uri : l->uri);
+      if (i >= 0 && l->listed == 1 && still)
+        {
+          F.registered_breaks[i] = j->standing;
+          confirmed++;
+        }
+      else if (i >= 0 && l->listed == 0 && !cowd.fenced
+               && F.registered_breaks[i] != j->standing)
+        {
+          qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is "
+                  "gone from the LUN, and this node has not stood without "
+                  "a break since it registered there: another node fenced "
+                  "it", F.registered[i], j->my_key);
+          fencing_self ("its key was removed from a LUN");
+        }
+      free (bk_uri);
+    }
+  qb_log (LOG_INFO, "fence: key confirmed on %zu of %zu LUN%s now that "
+          "quorum and the lease are back", confirmed, j->nluns,
+          j->nluns == 1 ? "" : "s");
+  if (!still)
+    fencing_on_standing ();     /* another break meanwhile: again */
 }
 
 static struct fretry *
@@ -588,6 +719,12 @@ fj_reply (struct fjob *j)
 static void
 fj_done (struct fjob *j)
 {
+  if (j->confirm)
+    {
+      fj_confirm_done (j);
+      fj_free (j);
+      return;
+    }
   for (struct fjob **p = &F.running; *p; p = &(*p)->next)
     if (*p == j)
       {

@@ -474,6 +474,8 @@ own_on_quorum (void *ud, bool quorate)
       else if (quorate && cluster_synced ())
         own_ask_pending (e);
     }
+  if (quorate)
+    fencing_on_standing ();
   fencing_kick ();
 }
 
@@ -523,6 +525,7 @@ own_on_synced (void *ud)
   own_announce ();
   own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
+  fencing_on_standing ();
   fencing_kick ();
 }
 
