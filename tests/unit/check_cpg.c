@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* check_cpg.c: cluster/cpg.c against a scripted corosync (issue 16).
+ *
+ * The corosync client calls cpg.c makes (cpg_*, quorum_*, cmap_*) are
+ * defined here, so the test decides what corosync says and in which
+ * order: totem rings, CPG membership changes, votequorum's notifications,
+ * and the delivery of what cpg.c multicasts (its heartbeats).  The
+ * property: a node that lost quorum never counts as quorate on a synced
+ * table again before it has the quorate side's table, whichever of
+ * votequorum's "quorate" and CPG's merge comes first; a volume it held
+ * would resume on that table (own.c resumes on quorate and synced).
+ */
+#include <config.h>
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <corosync/cmap.h>
+#include <corosync/cpg.h>
+#include <corosync/quorum.h>
+#include <qb/qbloop.h>
+
+#include "cluster-int.h"
+
+/* --- the scripted corosync --- */
+
+#define ME 1
+#define LEASE_MS 200
+
+static cpg_model_v1_data_t model;
+static quorum_callbacks_t qcb;
+static int fds[2] = { -1, -1 };
+static struct cpg_name group;
+
+struct sent
+{
+  void *buf;
+  size_t len;
+};
+static struct sent sent[4096];
+static size_t nsent;
+
+cs_error_t
+cpg_model_initialize (cpg_handle_t *h, cpg_model_t m, cpg_model_data_t *d,
+                      void *ctx)
+{
+  model = *(cpg_model_v1_data_t *) d;
+  *h = 1;
+  return CS_OK;
+}
+
+cs_error_t
+cpg_local_get (cpg_handle_t h, unsigned int *node)
+{
+  *node = ME;
+  return CS_OK;
+}
+
+cs_error_t
+cpg_join (cpg_handle_t h, const struct cpg_name *g)
+{
+  group = *g;
+  return CS_OK;
+}
+
+cs_error_t
+cpg_leave (cpg_handle_t h, const struct cpg_name *g)
+{
+  return CS_OK;
+}
+
+cs_error_t
+cpg_fd_get (cpg_handle_t h, int *fd)
+{
+  *fd = fds[0];
+  return CS_OK;
+}
+
+cs_error_t
+cpg_dispatch (cpg_handle_t h, cs_dispatch_flags_t f)
+{
+  return CS_OK;
+}
+
+cs_error_t
+cpg_finalize (cpg_handle_t h)
+{
+  return CS_OK;
+}
+
+cs_error_t
+cpg_mcast_joined (cpg_handle_t h, cpg_guarantee_t g, const struct iovec *iov,
+                  unsigned int n)
+{
+  size_t len = 0;
+  for (unsigned i = 0; i < n; i++)
+    len += iov[i].iov_len;
+  ck_assert_uint_lt (nsent, sizeof sent / sizeof *sent);
+  char *buf = malloc (len), *p = buf;
+  for (unsigned i = 0; i < n; i++)
+    p = (char *) memcpy (p, iov[i].iov_base, iov[i].iov_len)
+      + iov[i].iov_len;
+  sent[nsent++] = (struct sent) { buf, len };
+  return CS_OK;
+}
+
+cs_error_t
+quorum_initialize (quorum_handle_t *h, quorum_callbacks_t *cb, uint32_t *type)
+{
+  qcb = *cb;
+  *h = 1;
+  *type = 1;
+  return CS_OK;
+}
+
+cs_error_t
+quorum_fd_get (quorum_handle_t h, int *fd)
+{
+  *fd = fds[0];
+  return CS_OK;
+}
+
+cs_error_t
+quorum_getquorate (quorum_handle_t h, int *q)
+{
+  *q = 0;
+  return CS_OK;
+}
+
+cs_error_t
+quorum_trackstart (quorum_handle_t h, unsigned int flags)
+{
+  return CS_OK;
+}
+
+cs_error_t
+quorum_dispatch (quorum_handle_t h, cs_dispatch_flags_t f)
+{
+  return CS_OK;
+}
+
+cs_error_t
+quorum_finalize (quorum_handle_t h)
+{
+  return CS_OK;
+}
+
+cs_error_t
+cmap_initialize (cmap_handle_t *h)
+{
+  return CS_ERR_LIBRARY;        /* no totem timings to compare with */
+}
+
+cs_error_t
+cmap_get_uint32 (cmap_handle_t h, const char *key, uint32_t *v)
+{
+  return CS_ERR_LIBRARY;
+}
+
+cs_error_t
+cmap_finalize (cmap_handle_t h)
+{
+  return CS_OK;
+}
+
+/* --- driving it --- */
+
+static qb_loop_t *loop;
+
+static void
+stop_loop (void *data)
+{
+  qb_loop_stop (loop);
+}
+
+/* Let cpg.c's timers run (heartbeats, the lease, the transfer). */
+static void
+run_ms (unsigned ms)
+{
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_HIGH, (uint64_t) ms * 1000000ull, NULL,
+                     stop_loop, &t);
+  qb_loop_run (loop);
+}
+
+/* CPG delivers what this node multicast since the last call. */
+static void
+deliver_mine (void)
+{
+  for (size_t i = 0; i < nsent; i++)
+    {
+      model.cpg_deliver_fn (1, &group, ME, getpid (), sent[i].buf,
+                            sent[i].len);
+      free (sent[i].buf);
+    }
+  nsent = 0;
+}
+
+/* Forget what this node multicast (at the end of a test). */
+static void
+drop_mine (void)
+{
+  for (size_t i = 0; i < nsent; i++)
+    free (sent[i].buf);
+  nsent = 0;
+}
+
+static void
+deliver_from (uint32_t node, const struct cl_msg *m)
+{
+  size_t len;
+  void *buf = cl_msg_encode (m, &len);
+  ck_assert_ptr_nonnull (buf);
+  model.cpg_deliver_fn (1, &group, node, 100 + node, buf, len);
+  free (buf);
+}
+
+static void
+totem (uint64_t seq, const uint32_t *nodes, uint32_t n)
+{
+  struct cpg_ring_id r = { .nodeid = nodes[0], .seq = seq };
+  model.cpg_totem_confchg_fn (1, r, n, nodes);
+}
+
+static void
+confchg (const uint32_t *members, size_t nm, const uint32_t *left, size_t nl,
+         const uint32_t *joined, size_t nj)
+{
+  struct cpg_address m[8], l[8], j[8];
+  for (size_t i = 0; i < nm; i++)
+    m[i] = (struct cpg_address) { members[i], 100 + members[i], 0 };
+  for (size_t i = 0; i < nl; i++)
+    l[i] = (struct cpg_address) { left[i], 100 + left[i],
+      CPG_REASON_NODEDOWN };
+  for (size_t i = 0; i < nj; i++)
+    j[i] = (struct cpg_address) { joined[i], 100 + joined[i],
+      CPG_REASON_JOIN };
+  model.cpg_confchg_fn (1, &group, m, nm, l, nl, j, nj);
+}
+
+static void
+votequorum (bool quorate, uint64_t seq, const uint32_t *nodes, uint32_t n)
+{
+  qcb.quorum_notify_fn (1, quorate, seq, n, (uint32_t *) nodes);
+}
+
+/* What cowd would do: resume held volumes when quorate on a synced
+ * table.  Every such moment before the quorate side's table came is a
+ * violation. */
+static bool stale_phase;
+static unsigned violations, quorate_calls, synced_calls;
+
+static void
+on_quorum (void *ud, bool q)
+{
+  if (q)
+    quorate_calls++;
+  if (q && stale_phase && cluster_synced ())
+    violations++;
+}
+
+static void
+on_synced (void *ud)
+{
+  synced_calls++;
+  if (cluster_quorate () && stale_phase)
+    violations++;               /* must be the quorate side's table */
+}
+
+static const struct cluster_callbacks cb = {
+  .on_quorum = on_quorum,
+  .on_synced = on_synced,
+};
+
+static const uint32_t both[] = { 1, 2 }, three[] = { 1, 2, 3 },
+  me_only[] = { 1 }, two[] = { 2 }, others[] = { 2, 3 };
+
+/* Node 1 and node 2 (with node 3 in corosync) quorate in ring 4, node 1
+ * alone in the group first; then node 1 is cut off (ring 8, not quorate)
+ * for longer than its lease. */
+static void
+setup_cut_off (void)
+{
+  ck_assert_int_eq (pipe (fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (LEASE_MS);
+  ck_assert_int_eq (cluster_start (loop, "t", &cb, NULL), 0);
+  totem (4, three, 3);
+  confchg (me_only, 1, NULL, 0, me_only, 1);    /* first: empty table */
+  ck_assert (cluster_synced ());
+  votequorum (true, 4, three, 3);
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (cluster_quorate ());
+  confchg (both, 2, NULL, 0, two, 1);           /* node 2's agent joins */
+  deliver_mine ();
+
+  /* The cut: no heartbeat is delivered while corosync forms the new
+   * ring (longer than the lease); then the ring without the others,
+   * votequorum's "not quorate", and the held heartbeats come in the new
+   * ring, which renews nothing. */
+  run_ms (LEASE_MS + 50);
+  ck_assert (!cluster_quorate ());
+  totem (8, me_only, 1);
+  confchg (me_only, 1, two, 1, NULL, 0);
+  votequorum (false, 8, me_only, 1);
+  deliver_mine ();
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (!cluster_quorate ());
+  stale_phase = true;
+  violations = quorate_calls = synced_calls = 0;
+}
+
+static void
+teardown (void)
+{
+  cluster_stop ();
+  drop_mine ();
+  qb_loop_destroy (loop);
+  close (fds[0]);
+  close (fds[1]);
+  stale_phase = false;
+}
+
+/* The quorate side sends its table: node 2 owns v, epoch 5. */
+static void
+table_from_node2 (void)
+{
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  deliver_from (2, &mark);
+  struct cluster_vol v = { .state = CL_OWNED, .owner = 2, .epoch = 5,
+    .generation = 9 };
+  snprintf (v.def.name, sizeof v.def.name, "v");
+  snprintf (v.def.base, sizeof v.def.base, "/b");
+  snprintf (v.def.cow, sizeof v.def.cow, "/c");
+  v.def.chunk_size = 65536;
+  struct cl_msg piece = { .type = CL_MSG_SYNC_PIECE, .vols = &v, .nvols = 1,
+    .piece = 0, .total = 1, .last = true };
+  deliver_from (2, &piece);
+  run_ms (50);                                  /* the transfer's steps */
+}
+
+static void
+heal_and_check (void)
+{
+  /* Heartbeats in the merged ring renew the lease, but the table is the
+   * old one until node 2's arrives. */
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (!cluster_synced ());
+  ck_assert_uint_eq (violations, 0);
+  stale_phase = false;
+  table_from_node2 ();
+  ck_assert (cluster_synced ());
+  ck_assert_uint_eq (synced_calls, 1);
+  const struct cluster_vol *v = cluster_lookup ("v");
+  ck_assert_ptr_nonnull (v);
+  ck_assert_uint_eq (v->owner, 2);
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (cluster_quorate ());
+}
+
+START_TEST (test_quorum_before_merge)
+{
+  setup_cut_off ();
+  /* The heal, votequorum first: ring 12 is quorate, but CPG has not
+   * delivered ring 12 nor the merge.  Heartbeats still come in ring 8. */
+  votequorum (true, 12, three, 3);
+  ck_assert (!cluster_quorate ());
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert_msg (!cluster_quorate (), "quorate on the stale table before "
+                 "CPG delivered the merge");
+  ck_assert_uint_eq (violations, 0);
+  /* Now CPG: ring 12 and node 2 (with node 3's corosync) back. */
+  totem (12, three, 3);
+  confchg (both, 2, NULL, 0, two, 1);
+  heal_and_check ();
+}
+END_TEST
+
+START_TEST (test_merge_before_quorum)
+{
+  setup_cut_off ();
+  /* The heal, CPG first: ring 12 and the merge; votequorum still says
+   * ring 8 is not quorate.  Heartbeats in ring 12 renew nothing. */
+  totem (12, three, 3);
+  confchg (both, 2, NULL, 0, two, 1);
+  ck_assert (!cluster_synced ());               /* a joiner again */
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (!cluster_quorate ());
+  votequorum (true, 12, three, 3);
+  heal_and_check ();
+}
+END_TEST
+
+/* The quorate side's table can come before votequorum's word too: then
+ * the node is synced first and quorate later, never on the old table. */
+START_TEST (test_table_before_quorum)
+{
+  setup_cut_off ();
+  totem (12, three, 3);
+  confchg (both, 2, NULL, 0, two, 1);
+  stale_phase = false;
+  table_from_node2 ();
+  ck_assert (cluster_synced ());
+  ck_assert (!cluster_quorate ());
+  ck_assert_uint_eq (cluster_lookup ("v")->owner, 2);
+  votequorum (true, 12, three, 3);
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (cluster_quorate ());
+  ck_assert_uint_eq (violations, 0);
+}
+END_TEST
+
+/* Node 1 stays in the quorate side (node 3 is cut off): its table stays
+ * current and it is quorate again once its heartbeats come through. */
+START_TEST (test_majority_side_resumes)
+{
+  ck_assert_int_eq (pipe (fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (LEASE_MS);
+  ck_assert_int_eq (cluster_start (loop, "t", &cb, NULL), 0);
+  totem (4, three, 3);
+  confchg (me_only, 1, NULL, 0, me_only, 1);
+  votequorum (true, 4, three, 3);
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (cluster_quorate ());
+  run_ms (LEASE_MS + 50);                       /* the ring forms anew */
+  ck_assert (!cluster_quorate ());
+  totem (8, both, 2);
+  votequorum (true, 8, both, 2);
+  deliver_mine ();                              /* held: too old to renew */
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert (cluster_quorate ());
+  ck_assert (cluster_synced ());
+  (void) others;
+}
+END_TEST
+
+static Suite *
+cpg_suite (void)
+{
+  Suite *s = suite_create ("cpg");
+  TCase *tc = tcase_create ("ordering");
+  tcase_add_checked_fixture (tc, NULL, teardown);
+  tcase_add_test (tc, test_quorum_before_merge);
+  tcase_add_test (tc, test_merge_before_quorum);
+  tcase_add_test (tc, test_table_before_quorum);
+  tcase_add_test (tc, test_majority_side_resumes);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (cpg_suite ());
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
