@@ -26,8 +26,9 @@ enum cl_msg_type
   CL_MSG_FENCED = 10,           /* u32 node: fenced by the sender */
   CL_MSG_SYNC_PIECE = 11,       /* a piece of the table for a joiner */
   CL_MSG_DEFINE_MANY = 12,      /* many DEFINEs in the piece encoding */
+  CL_MSG_SYNC_REQUEST = 13,     /* a member's table is stale: send it one */
 };
-#define CL_MSG_LAST CL_MSG_DEFINE_MANY
+#define CL_MSG_LAST CL_MSG_SYNC_REQUEST
 
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message

@@ -144,6 +144,9 @@ bool cluster_is_fencer (void);
 bool cluster_fence_pending (uint32_t node);
 /* This agent was fenced: treat its table as stale until the next sync. */
 void cluster_set_stale (void);
+/* ... and ask the group for its table now (SYNC_REQUEST); on_synced when
+ * it has arrived.  0 or -errno. */
+int cluster_resync (void);
 
 /* The table and the membership. */
 const struct cluster_vol *cluster_lookup (const char *vol);

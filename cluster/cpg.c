@@ -337,6 +337,7 @@ pending_free (struct pending **head, struct pending **tail)
 }
 
 static void deliver (uint32_t sender, const void *buf, size_t len);
+static void sync_offer (const uint32_t *skip, size_t nskip);
 
 static void
 replay_run (void)
@@ -638,6 +639,11 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
     sync_send_table ();
+  else if (m.type == CL_MSG_SYNC_REQUEST)
+    {
+      if (sender != C.nodeid && !C.stale)
+        sync_offer (&sender, 1);
+    }
   else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE)
     {
       struct cl_effects e = fx ();
@@ -728,6 +734,30 @@ mark_watch (unsigned rank)
                      mark_watch_timeout, &C.watch_timer);
 }
 
+/* Nodes need the table (they joined, or asked: skip lists them): the
+ * lowest other member sends the mark; the others watch that one comes
+ * (mark_watch). */
+static void
+sync_offer (const uint32_t *skip, size_t nskip)
+{
+  unsigned rank = 0;            /* old members below this node */
+  for (size_t i = 0; i < C.nmembers; i++)
+    {
+      bool skipped = false;
+      for (size_t j = 0; j < nskip; j++)
+        skipped |= skip[j] == C.members[i];
+      if (!skipped && C.members[i] < C.nodeid)
+        rank++;
+    }
+  if (rank == 0)
+    {
+      struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+      send_msg (&mark);
+    }
+  else
+    mark_watch (rank);
+}
+
 static void cpg_confchg_apply (const struct cpg_address *members,
                                size_t nmembers,
                                const struct cpg_address *left, size_t nleft,
@@ -801,24 +831,11 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       stale_merge ();
       return;
     }
-  /* The lowest member that was here before the join sends the mark; the
-   * others watch that one comes (mark_watch). */
-  unsigned rank = 0;            /* old members below this node */
-  for (size_t i = 0; i < nmembers; i++)
-    {
-      bool is_joiner = false;
-      for (size_t j = 0; j < njoined; j++)
-        is_joiner |= joined[j].nodeid == members[i].nodeid;
-      if (!is_joiner && members[i].nodeid < C.nodeid)
-        rank++;
-    }
-  if (rank == 0)
-    {
-      struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
-      send_msg (&mark);
-    }
-  else
-    mark_watch (rank);
+  uint32_t skip[CLUSTER_MAX_MEMBERS];
+  size_t nskip = 0;
+  for (size_t j = 0; j < njoined && nskip < CLUSTER_MAX_MEMBERS; j++)
+    skip[nskip++] = joined[j].nodeid;
+  sync_offer (skip, nskip);
 }
 
 /* The totem ring: a node that drops out of it is down, even when its
@@ -1308,6 +1325,22 @@ void
 cluster_set_stale (void)
 {
   C.stale = true;
+}
+
+/* This agent found itself fenced while in the group: no merge will bring
+ * it the group's table, so it asks for one and takes it like a joiner. */
+int
+cluster_resync (void)
+{
+  if (!C.running || C.lost || !C.synced)
+    return 0;                   /* a joiner already, or a reconnection */
+  qb_log (LOG_NOTICE, "cluster: node %u asks the group for its table",
+          C.nodeid);
+  C.stale = true;
+  C.synced = false;
+  sync_reset ();
+  struct cl_msg req = { .type = CL_MSG_SYNC_REQUEST };
+  return send_msg (&req);
 }
 
 /* Does the table hold a volume in fencing for node? */

@@ -31,6 +31,10 @@
  *                 defines many volumes at once: the first one of a whole
  *                 cluster starting); each volume applies as a DEFINE, its
  *                 state fields are ignored
+ *   SYNC_REQUEST  (empty) the sender's table is stale though it stays in
+ *                 the group (its agent found itself fenced): a synced
+ *                 member sends a SYNC_MARK and the table, as for a join.
+ *                 An agent that predates it takes it for a NOP.
  *
  * Version 2 (this one) added SYNC_PIECE and DEFINE_MANY; an agent of version 1 and one of
  * version 2 refuse each other's messages (-EPROTONOSUPPORT, logged once
@@ -321,7 +325,7 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
     case CL_MSG_FENCED:
       m->node = le32_get (p);
       return 0;
-    case CL_MSG_NOP: case CL_MSG_SYNC_MARK:
+    case CL_MSG_NOP: case CL_MSG_SYNC_MARK: case CL_MSG_SYNC_REQUEST:
       return 0;
     default:
       if (get_str (m->def.name, p, CLUSTER_NAME_MAX) < 0)

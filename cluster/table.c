@@ -442,8 +442,9 @@ static const struct
   [CL_MSG_FENCED] = { apply_fenced, NULL },
   [CL_MSG_SYNC_PIECE] = { NULL, NULL },
   [CL_MSG_DEFINE_MANY] = { apply_define_many, NULL },
+  [CL_MSG_SYNC_REQUEST] = { NULL, NULL },
 };
-_Static_assert (CL_MSG_LAST == CL_MSG_DEFINE_MANY,
+_Static_assert (CL_MSG_LAST == CL_MSG_SYNC_REQUEST,
                 "a new message type needs its row in apply[]");
 
 void

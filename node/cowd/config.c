@@ -186,6 +186,17 @@ config_daemon_key (void *ud, const char *section, const char *name,
       cowd.fencing_manual = strcmp (value, "manual") == 0;
       return 0;
     }
+  if (strcmp (section, "cowd") == 0 && strcmp (key, "after-fence") == 0)
+    {
+      if (strcmp (value, "rejoin") && strcmp (value, "stay"))
+        {
+          snprintf (err, errlen, "after-fence: '%s' is neither rejoin nor "
+                    "stay", value);
+          return -1;
+        }
+      cowd.fenced_stay = strcmp (value, "stay") == 0;
+      return 0;
+    }
   if (strcmp (section, "cowd") == 0 && strcmp (key, "standalone") == 0)
     {
       cowd.standalone = strcmp (value, "yes") == 0 || strcmp (value, "1") == 0

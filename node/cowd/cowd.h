@@ -73,6 +73,7 @@ struct cowd
   struct vol_entry *vols;
   bool clustered;               /* corosync group joined */
   bool fencing_manual;          /* [cowd] fencing = manual */
+  bool fenced_stay;             /* [cowd] after-fence = stay */
   bool fenced;                  /* this agent was fenced: until restart */
   const struct own_ops *own;    /* standalone or the cluster's */
 };
@@ -262,6 +263,7 @@ void fencing_self (const char *why);
 void fencing_on_fenced (uint32_t node, uint32_t by, bool storage);
 void fencing_on_synced (void);
 void fencing_on_standing (void);
+void fencing_forget_registrations (void);
 void fencing_manual (uint32_t node, struct ctl_req *req);
 void fencing_status (struct strbuf *sb, bool json);
 int fencing_probe (struct vol_entry *e, char *out, size_t outlen);

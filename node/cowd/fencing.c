@@ -337,8 +337,8 @@ fencing_self (const char *why)
 {
   if (!cowd.fenced)
     qb_log (LOG_CRIT, "fence: this node was fenced (%s): it stops serving "
-            "every volume and registers nowhere until cowd is restarted",
-            why);
+            "every volume and registers nowhere until it has the group's "
+            "table again (or cowd is restarted)", why);
   cowd.fenced = true;
   cluster_set_stale ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
@@ -896,14 +896,22 @@ fencing_on_synced (void)
             "node to fence it, then registers again", cluster_nodeid ());
 }
 
+/* Forget every LUN this agent registered on: the next login on each is
+ * a first one. */
+void
+fencing_forget_registrations (void)
+{
+  for (size_t i = 0; i < F.nregistered; i++)
+    free (F.registered[i]);
+  F.nregistered = 0;
+}
+
 /* The previous agent's key was this node's key too: the fence removed
  * whatever this agent had registered.  Register on every session again. */
 static void
 fencing_register_again (void)
 {
-  for (size_t i = 0; i < F.nregistered; i++)
-    free (F.registered[i]);
-  F.nregistered = 0;
+  fencing_forget_registrations ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
       if (!e->vol)

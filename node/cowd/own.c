@@ -113,17 +113,72 @@ own_wake (struct vol_entry *e, int res, const char *err)
     }
 }
 
-/* This node was fenced: every wait fails. */
+static bool own_in_sync;         /* in own_on_synced */
+
+/* This node was fenced: every wait fails, and the node asks the group for
+ * its table (unless it has just got it), after which it recovers
+ * (own_recover_fenced). */
 void
 own_wake_fenced (void)
 {
   while (own_waiters)
     {
       char why[COW_ERRLEN];
-      snprintf (why, sizeof why, "volume %s: this node was fenced; restart "
-                "cowd before it serves again", own_waiters->e->name);
+      snprintf (why, sizeof why, "volume %s: this node was fenced; it "
+                "serves again once it has the group's table (or cowd is "
+                "restarted)", own_waiters->e->name);
       own_waiter_end (own_waiters, -COW_E_FENCED, why);
     }
+  if (!own_in_sync && !cowd.fenced_stay && cluster_resync () < 0)
+    qb_log (LOG_ERR, "cluster: node %u cannot ask the group for its table; "
+            "it stays fenced until cowd is restarted or the membership "
+            "changes", cluster_nodeid ());
+}
+
+/* --- a fenced agent back on the group's table --- */
+
+static void own_reattach (void);
+static bool own_recovering;
+static unsigned own_recover_left;
+
+static void
+own_recover_closed (void *opaque, int res)
+{
+  if (--own_recover_left > 0)
+    return;
+  own_recovering = false;
+  cowd.fenced = false;
+  fencing_forget_registrations ();
+  qb_log (LOG_WARNING, "fence: node %u has the group's table again after it "
+          "was fenced: its volumes were closed, and it attaches them again "
+          "as a restarted agent would", cluster_nodeid ());
+  own_reattach ();
+  fencing_kick ();
+}
+
+/* Fenced, and now on a current table of a quorate group that holds
+ * nothing in fencing for this node (the group has done with it): close
+ * every volume, with its sessions and its clients, so that nothing of
+ * before the fence can reach a LUN, and start again like a restarted
+ * agent (new sessions register afresh).  In a two_node cluster this is how
+ * the loser of a fence race comes back without an operator. */
+static void
+own_recover_fenced (void)
+{
+  if (!cowd.fenced || cowd.fenced_stay || own_recovering || !cluster_synced ()
+      || !cluster_quorate () || cluster_fence_pending (cluster_nodeid ()))
+    return;
+  own_recovering = true;
+  own_recover_left = 1;         /* until every detach is started */
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    if (e->vol && !e->closing)
+      {
+        own_recover_left++;
+        e->epoch = 0;
+        e->quorum_held = false;
+        voldb_detach (e, own_recover_closed, NULL);
+      }
+  own_recover_closed (NULL, 0);
 }
 
 static void
@@ -418,6 +473,8 @@ own_on_fencing (void *ud, const char *vol, uint32_t node)
 static void
 own_reattach (void)
 {
+  if (cowd.fenced)
+    return;                     /* own_recover_fenced calls it again */
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
       char err[COW_ERRLEN];
@@ -436,6 +493,7 @@ own_on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
    * not attach at start, waiting for that fence, it attaches now. */
   if (node == cluster_nodeid () && !cowd.fenced)
     own_reattach ();
+  own_recover_fenced ();
 }
 
 /* Quorum and the lease are back and the table confirmed e: serve what
@@ -476,6 +534,7 @@ own_on_quorum (void *ud, bool quorate)
     }
   if (quorate)
     fencing_on_standing ();
+  own_recover_fenced ();
   fencing_kick ();
 }
 
@@ -519,13 +578,16 @@ own_on_synced (void *ud)
 {
   probe_mark_synced ();
   fencing_on_synced ();
+  own_in_sync = true;           /* a fence found here needs no new table */
   own_reconcile ();
+  own_in_sync = false;
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
    * serve again what was attached before this agent stopped. */
   own_announce ();
   own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
   fencing_on_standing ();
+  own_recover_fenced ();
   fencing_kick ();
 }
 

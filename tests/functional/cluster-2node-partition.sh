@@ -13,8 +13,14 @@
 #    it must take the lost key for a fence (not for a target that forgot
 #    its registrations), stop as fenced and not register again, and the
 #    client's write that waited must fail, never reach the LUN.
+#  - then node 1 comes back by itself (issue 16: the loser of a two_node
+#    fence race rejoins after the heal): it asks for the group's table,
+#    closes its volumes and attaches them again like a restarted agent
+#    (v, node 2's now, is left to the operator), and takes v back by
+#    handoff with node 2's data, same cowd process.
 # Failed before: node 1 took the lost key for a restarted target,
-# registered again and wrote its waiting block over node 2's.
+# registered again and wrote its waiting block over node 2's; and a
+# fenced agent stayed fenced (and on its own table) until restarted.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io tgtd jq ss cowd cowctl
@@ -75,4 +81,23 @@ lab_log_has 1 "cluster: 1 of 2 members are left after nodes went away, no majori
   || fail "node 1 did not note that it lost its majority"
 has_key 1 && fail "node 1 registered on v's LUN again: $(keys)"
 echo "   node 2's data stands; node 1 is fenced and not registered"
+
+echo "== node 1 comes back by itself: the group's table, new sessions, v by handoff"
+wait_until 30 lab_log_has 1 "fence: node 1 has the group's table again after it was fenced: its volumes were closed, and it attaches them again as a restarted agent would" \
+  || fail "node 1 did not recover: $(grep -E 'fence:|cluster:' "$(lab_dir 1)/log/cowd.log" | tail -6)"
+! fenced 1 || fail "node 1 still says it is fenced"
+lab_vol_is 1 v '.owner == 2' || fail "node 1 does not have node 2's table: $(lab_status 1 v)"
+# As after a restart: a volume another node owns now is not attached
+# again by itself (that would ask for it), the operator moves it back.
+wait_until 10 lab_vol_is 1 v '.state == "failed" and (.error | startswith("volume v is owned by node 2; attach it with --incoming"))' \
+  || fail "node 1 did not try v again as a restarted agent would: $(lab_status 1 v)"
+[ "$(cat /proc/${lab_cowd_pid[1]}/stat 2>/dev/null | cut -d' ' -f1)" = "${lab_cowd_pid[1]}" ] \
+  || fail "node 1's cowd is not the one started before"
+lab_cowctl 1 attach v --incoming --wait-owned 30 >/dev/null \
+  || fail "node 1 did not take v back by handoff: $(lab_status 1 v)"
+has_key 1 || fail "node 1 did not register again on its new session: $(keys)"
+qio_ok "$(lab_sock 1 v)" "node 1 after its recovery: v's data or a write" \
+  "read -P 0x2b 1M 64k" "read -P 0x1a 0 64k" "write -P 0x3c 2M 64k" "read -P 0x3c 2M 64k"
+for n in 1 2; do lab_vol_is $n v '.owner == 1' || fail "node $n disagrees on v's owner: $(lab_status $n v)"; done
+echo "   node 1 serves v again with node 2's data; its cowd was not restarted"
 pass

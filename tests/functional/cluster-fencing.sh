@@ -37,7 +37,11 @@ for i in 2 3 4 5; do lab_lun 0 1 $iqn $i "$LAB_DIR/cow$i.lun"; done
 lab_corosync 1 2 3
 for n in 1 2 3; do lab_wait_quorate $n 30 || fail "node $n not quorate"; done
 declare -A cowd_pid
-for n in 1 2 3; do cowd_pid[$n]=$(lab_cowd $n); done
+# The fenced agents are examined fenced (their own sessions refused by
+# the target): they stay fenced (after-fence = stay) rather than start over
+# (cluster-2node-partition.sh tests that).
+printf '[cowd]\nafter-fence = stay\n' > "$LAB_DIR/cowd.conf"
+for n in 1 2 3; do cowd_pid[$n]=$(lab_cowd $n --config "$LAB_DIR/cowd.conf"); done
 
 sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 st() { lab_cowctl "$1" --json status "$2"; }
@@ -80,7 +84,7 @@ echo "   the client reconnected to node 2: all $(acked "$LAB_DIR/a.log") acknowl
 echo "== node 1 restarts and rejoins"
 lab_corosync_restart 1
 lab_wait_quorate 1 30 || fail "node 1 did not rejoin"
-cowd_pid[1]=$(lab_cowd 1)
+cowd_pid[1]=$(lab_cowd 1 --config "$LAB_DIR/cowd.conf")
 wait_until 15 is 1 a '.owner == 2' || fail "node 1 has a wrong table after rejoining: $(st 1 a)"
 
 echo "== partition: node 3 owns b and is cut off"
@@ -112,7 +116,7 @@ qio_ok "$(sock 2 b)" "b's data changed after node 3 came back" \
   "read -P 0x2b 2M 64k" "read -P 0x3b 1M 64k"
 echo "   exactly one owner (node 2), data intact"
 kill "${cowd_pid[3]}"; wait_until 10 sh -c "! kill -0 ${cowd_pid[3]}" || true
-cowd_pid[3]=$(lab_cowd 3)
+cowd_pid[3]=$(lab_cowd 3 --config "$LAB_DIR/cowd.conf")
 wait_until 15 is 3 b '.owner == 2' || fail "restarted node 3 has a wrong table"
 lab_cowctl 3 fence status | grep -q FENCED && fail "restarted agent still fenced"
 echo "   node 3's agent restarted and rejoined cleanly"

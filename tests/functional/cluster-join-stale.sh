@@ -15,7 +15,9 @@ requires qemu-io tgtd jq cowd cowctl
 lab_init "cj$(printf %04x $((RANDOM)))"
 lab_small_cluster
 declare -A cowd_pid
-for n in 1 2 3; do cowd_pid[$n]=$(lab_cowd $n); done
+# A fenced agent that stays fenced (and stale) while it stays a member.
+printf '[cowd]\nafter-fence = stay\n' > "$LAB_DIR/cowd.conf"
+for n in 1 2 3; do cowd_pid[$n]=$(lab_cowd $n --config "$LAB_DIR/cowd.conf"); done
 st() { lab_cowctl "$1" --json status v; }
 is() { st "$1" | jq -e "$2" >/dev/null; }
 synced() { lab_cowctl "$1" --json nodes | jq -e '.synced and (.members | length == 3)' >/dev/null; }
@@ -34,7 +36,7 @@ wait_until 10 sh -c "grep -q 'crit: fence: this node was fenced' '$(lab_dir 2)/l
 
 echo "== node 1's cowd restarts: the lowest old member (node 2) is stale"
 kill_pid "${cowd_pid[1]}" 15
-cowd_pid[1]=$(lab_cowd 1)
+cowd_pid[1]=$(lab_cowd 1 --config "$LAB_DIR/cowd.conf")
 wait_until 20 synced 1 || fail "node 1 got no table after joining: $(lab_cowctl 1 --json nodes)"
 knows_v 1 || fail "node 1 is synced but does not know v"
 grep -q "no member sent the table to the nodes that joined" "$(lab_dir 3)/log/cowd.log" \
@@ -43,7 +45,7 @@ echo "   node 1 synced: $(grep -o 'cluster: no member sent the table[^;]*; node 
 
 echo "== node 2's cowd restarts too"
 kill_pid "${cowd_pid[2]}" 15
-cowd_pid[2]=$(lab_cowd 2)
+cowd_pid[2]=$(lab_cowd 2 --config "$LAB_DIR/cowd.conf")
 wait_until 20 synced 2 || fail "node 2 got no table after its restart: $(lab_cowctl 2 --json nodes)"
 lab_cowctl 1 attach v --incoming >/dev/null
 wait_until 20 is 1 '.owner == 1 and .state == "active"' || fail "node 1 cannot take v: $(st 1)"

@@ -55,6 +55,14 @@ start_daemon "$d/c" --standalone
   || fail "broken volumes.conf: stderr '$err'"
 [ ! -e "$d/c/cowd.pid" ] || fail "a failed start left $d/c/cowd.pid"
 
+echo "== 4: an after-fence value that is neither rejoin nor stay"
+printf '[cowd]\nafter-fence = maybe\n' > "$d/af.conf"
+start_daemon "$d/e" --standalone --config "$d/af.conf"
+[ $rc = 2 ] || fail "bad after-fence: exit $rc"
+[ "$err" = "cowd: $d/af.conf:2: after-fence: 'maybe' is neither rejoin nor stay" ] \
+  || fail "bad after-fence: stderr '$err'"
+[ ! -e "$d/e/cowd.pid" ] || fail "a failed start left $d/e/cowd.pid"
+
 echo "== the blackbox on request: cowctl debug dump"
 out=$(cowctl --run-dir "$d/a" debug dump)
 [ "$out" = "$(ls "$d/a/state/cowd-blackbox-$pid-"*)" ] || fail "debug dump said '$out'"

@@ -53,7 +53,9 @@ dep_is() { dep_st "$1" | jq -e "$2" >/dev/null; }
 dep_setup() {
   DEP_LEASE_MS=$1
   lab_small_cluster
-  printf '[cowd]\nquorum-loss-timeout-ms = %s\n' "$DEP_LEASE_MS" > "$LAB_DIR/cowd.conf"
+  # The deposed owner is examined fenced (reads refused, SIGTERM, writes
+  # not sent): it stays fenced rather than starting over.
+  printf '[cowd]\nquorum-loss-timeout-ms = %s\nafter-fence = stay\n' "$DEP_LEASE_MS" > "$LAB_DIR/cowd.conf"
   declare -gA dep_cowd
   local n
   for n in 1 2 3; do dep_cowd[$n]=$(lab_cowd $n --config "$LAB_DIR/cowd.conf"); done
