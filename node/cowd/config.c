@@ -175,28 +175,22 @@ config_daemon_key (void *ud, const char *section, const char *name,
       cowd.log_level = (int) lvl;
       return 0;
     }
-  if (strcmp (section, "cowd") == 0 && strcmp (key, "fencing") == 0)
-    {
-      if (strcmp (value, "reservations") && strcmp (value, "manual"))
-        {
-          snprintf (err, errlen, "fencing: '%s' is neither reservations nor "
-                    "manual", value);
-          return -1;
-        }
-      cowd.fencing_manual = strcmp (value, "manual") == 0;
-      return 0;
-    }
-  if (strcmp (section, "cowd") == 0 && strcmp (key, "after-fence") == 0)
-    {
-      if (strcmp (value, "rejoin") && strcmp (value, "stay"))
-        {
-          snprintf (err, errlen, "after-fence: '%s' is neither rejoin nor "
-                    "stay", value);
-          return -1;
-        }
-      cowd.fenced_stay = strcmp (value, "stay") == 0;
-      return 0;
-    }
+  struct { const char *key, *no, *yes; bool *dst; } choices[] = {
+    { "fencing", "reservations", "manual", &cowd.fencing_manual },
+    { "after-fence", "rejoin", "stay", &cowd.fenced_stay },
+  };
+  for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++)
+    if (strcmp (section, "cowd") == 0 && strcmp (key, choices[i].key) == 0)
+      {
+        if (strcmp (value, choices[i].no) && strcmp (value, choices[i].yes))
+          {
+            snprintf (err, errlen, "%s: '%s' is neither %s nor %s", key,
+                      value, choices[i].no, choices[i].yes);
+            return -1;
+          }
+        *choices[i].dst = strcmp (value, choices[i].yes) == 0;
+        return 0;
+      }
   if (strcmp (section, "cowd") == 0 && strcmp (key, "standalone") == 0)
     {
       cowd.standalone = strcmp (value, "yes") == 0 || strcmp (value, "1") == 0
