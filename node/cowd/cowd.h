@@ -264,6 +264,7 @@ void fencing_on_fenced (uint32_t node, uint32_t by, bool storage);
 void fencing_on_synced (void);
 void fencing_on_standing (void);
 void fencing_forget_registrations (void);
+void fencing_forget_lun (const char *uri);
 void fencing_manual (uint32_t node, struct ctl_req *req);
 void fencing_status (struct strbuf *sb, bool json);
 int fencing_probe (struct vol_entry *e, char *out, size_t outlen);

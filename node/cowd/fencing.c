@@ -896,6 +896,22 @@ fencing_on_synced (void)
             "node to fence it, then registers again", cluster_nodeid ());
 }
 
+/* A volume was detached: its LUN's next login (a later attach) is a
+ * first one.  A key gone by then is no news of a fence: the group fences
+ * a node only on the LUNs of volumes it owns, and an agent fenced while it
+ * had this one open found out then (or on the table after a merge). */
+void
+fencing_forget_lun (const char *uri)
+{
+  ssize_t i = fencing_registered_at (uri);
+  if (i < 0)
+    return;
+  free (F.registered[i]);
+  F.registered[i] = F.registered[F.nregistered - 1];
+  F.registered_breaks[i] = F.registered_breaks[F.nregistered - 1];
+  F.nregistered--;
+}
+
 /* Forget every LUN this agent registered on: the next login on each is
  * a first one. */
 void

@@ -753,6 +753,7 @@ own_detach_drained (void *opaque, int res)
       cluster_release (e->name, gen);
       e->epoch = 0;
     }
+  fencing_forget_lun (vol_cow_backend (e->vol)->uri);
   voldb_detach (e, c->done, c->opaque);
   free (c);
 }

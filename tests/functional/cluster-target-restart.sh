@@ -9,9 +9,11 @@
 # serving on its owner with its data, both nodes' keys are on the LUN, a
 # handoff works, and fencing a node that crashes still works afterwards.
 # Before the restart, node 3's corosync goes and comes back: the ring
-# changes break both nodes' leases, and each confirms its key (READ KEYS)
-# once quorum and the lease are back; without that they stopped as fenced
-# at the target restart (found by the soak, where a power-off came first).
+# changes break the leases, and node 1 confirms its key (READ KEYS) once
+# quorum and the lease are back; without that it stopped as fenced at the
+# target restart (found by the soak, where a power-off came first).  Node
+# 2 had v open before and detached it: it attaches v again afterwards
+# without taking its lost key for a fence (found by the soak too).
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io tgtd jq cowd cowctl
@@ -28,20 +30,24 @@ sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/v.sock"; }
 st() { lab_cowctl "$1" --json status v; }
 lab_cowctl 1 attach v --wait-owned 20 >/dev/null || fail "node 1 did not take v"
 qio_ok "$(sock 1)" "first write" "write -P 0x41 0 1M"
-# Node 2 registers too: it takes v, then hands it back and keeps it attached.
+# Node 2 registers too: it takes v, hands it back and detaches it; when it
+# attaches v again after the target restart its login is a first one (its
+# key gone then is no news of a fence: nobody fences a node on the LUN of
+# a volume it does not own).
 lab_cowctl 2 attach v --incoming --wait-owned 20 >/dev/null || fail "node 2 did not take v"
 lab_cowctl 2 migrate v --to n1
 lab_cowctl 1 attach v --wait-owned 20 >/dev/null || fail "node 1 did not take v back"
+lab_cowctl 2 detach v >/dev/null || fail "node 2 cannot detach v"
 fenced() { lab_cowctl "$1" --json fence status | jq -e '.fenced == true' >/dev/null; }
 
-echo "== node 3's corosync dies and comes back: nodes 1 and 2 lose their lease meanwhile"
+echo "== node 3's corosync dies and comes back: node 1 loses its lease meanwhile"
 # corosync forms the new ring after token + consensus, longer than the
 # lease: every membership change breaks the lease, and a registration made
 # before it is not trusted across a target restart unless the node
 # confirms its key once quorum and the lease are back.
 confirmed() { [ "$(grep -c "fence: key confirmed on 1 of 1 LUN now that quorum and the lease are back" "$(lab_dir "$1")/log/cowd.log")" -ge "$2" ]; }
 lab_kill 3 "$(lab_corosync_pid 3)"
-for n in 1 2; do
+for n in 1; do
   wait_until 20 lab_log_has $n "cluster: corosync delivered no heartbeat of node $n for" \
     || fail "node $n's lease did not break when node 3 went away"
   wait_until 20 confirmed $n 1 || fail "node $n did not confirm its key: $(grep 'fence:' "$(lab_dir $n)/log/cowd.log" | tail -3)"
@@ -50,7 +56,7 @@ lab_corosync_restart 3
 lab_wait_members 1 3 30 || fail "node 3's corosync did not come back"
 # A join may or may not break the lease: one confirmation per break.
 breaks() { grep -c "cluster: corosync delivered no heartbeat of node $1 for" "$(lab_dir "$1")/log/cowd.log"; }
-for n in 1 2; do
+for n in 1; do
   wait_until 20 lab_nodes_is $n '.quorate and (.members | length == 2)' || fail "node $n is not quorate again"
   wait_until 20 confirmed $n "$(breaks $n)" || fail "node $n did not confirm its key after its last lease break: $(grep 'fence:' "$(lab_dir $n)/log/cowd.log" | tail -3)"
   echo "   node $n: $(breaks $n) lease break(s), key confirmed after each"
