@@ -88,8 +88,10 @@ struct cluster_callbacks
    * unowned now.  Called on every member, the fenced one too. */
   void (*on_fenced) (void *ud, uint32_t node, uint32_t by, bool storage);
   void (*on_quorum) (void *ud, bool quorate);
-  /* A request of this node was refused: one sentence. */
-  void (*on_error) (void *ud, const char *vol, const char *sentence);
+  /* A request of this node was refused: a COW_E_* code (COW_E_HELD: it
+   * waits, as for a fence) and one sentence. */
+  void (*on_error) (void *ud, const char *vol, int code,
+                    const char *sentence);
   /* The table arrived after joining. */
   void (*on_synced) (void *ud);
   /* The group's membership changed (a node joined, left or went down),

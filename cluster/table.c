@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "cluster-int.h"
+#include "errcode.h"
 
 const char *
 cluster_state_name (enum cluster_vol_state s)
@@ -168,14 +169,14 @@ cl_table_add (struct cl_table *t, const struct cluster_vol *v)
   return nv;
 }
 
-static void fx_error (const struct cl_effects *fx, uint32_t to,
+static void fx_error (const struct cl_effects *fx, uint32_t to, int code,
                       const char *vol, const char *fmt, ...)
-  __attribute__ ((format (printf, 4, 5)));
+  __attribute__ ((format (printf, 5, 6)));
 
 /* A refusal, reported on the node that asked. */
 static void
-fx_error (const struct cl_effects *fx, uint32_t to, const char *vol,
-          const char *fmt, ...)
+fx_error (const struct cl_effects *fx, uint32_t to, int code,
+          const char *vol, const char *fmt, ...)
 {
   if (to != fx->local || !fx->cb->on_error)
     return;
@@ -184,7 +185,7 @@ fx_error (const struct cl_effects *fx, uint32_t to, const char *vol,
   va_start (ap, fmt);
   vsnprintf (s, sizeof s, fmt, ap);
   va_end (ap);
-  fx->cb->on_error (fx->ud, vol, s);
+  fx->cb->on_error (fx->ud, vol, code, s);
 }
 
 /* generation: the bitmap generation the new owner must find on disk
@@ -260,21 +261,24 @@ apply_acquire (struct cl_table *t, struct cluster_vol *v, uint32_t s,
           return;
         }
       if (v->def.exclusive)
-        return fx_error (fx, s, n, "volume %s is exclusive and owned by "
-                         "node %u; use cowctl migrate", n, v->owner);
+        return fx_error (fx, s, COW_E_BUSY, n, "volume %s is exclusive and "
+                         "owned by node %u; use cowctl migrate", n, v->owner);
       if (v->bouncing || bounce_note (v, v->owner, s, m->time_ms))
-        return fx_error (fx, s, n, "volume %s is bouncing between nodes %u "
-                         "and %u: two running consumers? (stopped; use "
-                         "cowctl migrate)", n, v->bounce_a, v->bounce_b);
+        return fx_error (fx, s, COW_E_BOUNCING, n, "volume %s is bouncing "
+                         "between nodes %u and %u: two running consumers? "
+                         "(stopped; use cowctl migrate)", n, v->bounce_a,
+                         v->bounce_b);
       ask_owner (v, s, fx);
       return;
     case CL_HANDING_OFF:
       if (v->requester != s)
-        fx_error (fx, s, n, "volume %s is being handed to node %u already",
+        fx_error (fx, s, COW_E_BUSY, n, "volume %s is being handed to "
+                  "node %u already",
                   n, v->requester);
       return;
     case CL_FENCING:
-      fx_error (fx, s, n, "volume %s waits for node %u to be fenced", n,
+      fx_error (fx, s, COW_E_HELD, n, "volume %s waits for node %u to be "
+                "fenced", n,
                 v->fenced_node);
       return;
     }
@@ -353,7 +357,8 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
 {
   const struct cluster_vol *u = cow_user (t, m->def.name, m->def.cow);
   if (u)
-    return fx_error (fx, sender, m->def.name, "volume %s: CoW device %s is "
+    return fx_error (fx, sender, COW_E_COW_IN_USE, m->def.name,
+                     "volume %s: CoW device %s is "
                      "the CoW device of volume %s already; a CoW device "
                      "belongs to one volume", m->def.name, m->def.cow,
                      u->def.name);
@@ -461,7 +466,8 @@ cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
   if (v)
     apply[m->type].vol (t, v, sender, m, fx);
   else
-    fx_error (fx, sender, m->def.name, "volume %s is not defined in the "
+    fx_error (fx, sender, COW_E_NO_SUCH_VOLUME, m->def.name, "volume %s "
+              "is not defined in the "
               "cluster", m->def.name);
 }
 

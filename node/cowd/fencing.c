@@ -24,7 +24,8 @@
  * puts them in `fencing`.  The designated fencer (cluster_is_fencer: the
  * lowest member of a quorate view that is not waiting to be fenced)
  * runs one job per victim on a worker thread, with iSCSI sessions or
- * device handles of its own, so that the main loop goes on serving.  Per distinct CoW LUN of the victim's
+ * device handles of its own, so that the main loop goes on serving.  Per
+ * distinct CoW LUN of the victim's
  * volumes: READ KEYS (if our own key was there before and is gone, we are
  * the one fenced: stop), REGISTER AND IGNORE our key on the job's session,
  * PREEMPT AND ABORT the victim's key (PREEMPT where the target refuses

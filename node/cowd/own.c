@@ -539,12 +539,16 @@ own_on_quorum (void *ud, bool quorate)
 }
 
 static void
-own_on_error (void *ud, const char *vol, const char *sentence)
+own_on_error (void *ud, const char *vol, int code, const char *sentence)
 {
   struct vol_entry *e = voldb_find (vol);
   if (e)
     e->asked = false;
   qb_log (LOG_ERR, "cluster: %s", sentence);
+  /* A wait for the volume (attach --wait-owned) ends with the refusal,
+   * except one that waits through a fence. */
+  if (e && code != COW_E_HELD)
+    own_wake (e, -code, sentence);
 }
 
 /* After a merge: a volume we served that the table gives to someone else

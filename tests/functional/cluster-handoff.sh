@@ -75,7 +75,7 @@ qio_ok "$(sock 3)" "data differs on node 3" "read -P 0x6e 8M 64k"
 lab_cowctl 1 migrate vm1 --to n2
 wait_until 10 owner_is 2 2 || fail "migrate back to node 2 failed"
 
-echo "== attach --wait-owned times out when the owner does not hand over (exclusive)"
+echo "== attach --wait-owned of an exclusive volume owned elsewhere: refused at once"
 new_image "$LAB_DIR/base2.lun" 8M random
 new_image "$LAB_DIR/cow2.lun" 12M zero
 lab_lun 0 1 $iqn 3 "$LAB_DIR/base2.lun"
@@ -89,14 +89,16 @@ lab_cowctl 1 --json attach vm2 --wait-owned 20 | jq -e '.name == "vm2"' >/dev/nu
 lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/dev/null \
   || fail "attach --wait-owned answered before node 1 served vm2: $(lab_cowctl 1 --json status vm2)"
 qemu-io -f raw "nbd+unix:///?socket=$(lab_dir 1)/run/vm2.sock" -c "write -P 0x7a 0 64k" >/dev/null
+# The group refuses to move an exclusive volume by request: the wait ends
+# at once with that refusal.
 t0=$SECONDS rc=0
-out=$(lab_cowctl 3 --json attach vm2 --incoming --wait-owned 2) || rc=$?
+out=$(lab_cowctl 3 --json attach vm2 --incoming --wait-owned 20) || rc=$?
 [ $rc -eq 1 ] || fail "attach --wait-owned of an exclusive volume exited $rc: $out"
 echo "   $out (after $((SECONDS - t0)) s)"
-[ "$(jq -r .error.code <<<"$out")" = timeout ] || fail "wrong error code: $out"
-[ "$(jq -r .error.message <<<"$out")" = "volume vm2: node 1 did not hand it over within 2 s (cluster state owned, local state readonly)" ] \
+[ "$(jq -r .error.code <<<"$out")" = busy ] || fail "wrong error code: $out"
+[ "$(jq -r .error.message <<<"$out")" = "volume vm2 is exclusive and owned by node 1; use cowctl migrate" ] \
   || fail "wrong error sentence: $out"
-[ $((SECONDS - t0)) -le 6 ] || fail "the 2 s wait took $((SECONDS - t0)) s"
+[ $((SECONDS - t0)) -le 5 ] || fail "the refusal took $((SECONDS - t0)) s"
 lab_cowctl 3 detach vm2
 qio_ok "nbd+unix:///?socket=$(lab_dir 1)/run/vm2.sock" "node 1 lost vm2's data" "read -P 0x7a 0 64k"
 lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/dev/null \
@@ -123,6 +125,16 @@ status 2 | jq -e '.bouncing == true' >/dev/null || fail "status does not say bou
 lab_cowctl 2 status vm1 | grep -q BOUNCING || fail "the table of cowctl status does not say BOUNCING"
 grep -q "vm1 is bouncing between nodes" "$(lab_dir $stuck)/log/cowd.log" \
   || fail "node $stuck logged no clear error"
+# A wait for the volume there ends at once with the refusal, not after
+# its timeout.
+t0=$(date +%s)
+if out=$(lab_cowctl "$stuck" attach vm1 --incoming --wait-owned 20 2>&1); then
+  fail "attach --wait-owned on the bouncing volume succeeded: $out"
+fi
+[ $(( $(date +%s) - t0 )) -lt 10 ] || fail "attach --wait-owned waited out its timeout on a bouncing volume"
+[[ $out == *"volume vm1 is bouncing between nodes"*"two running consumers? (stopped; use cowctl migrate)"* ]] \
+  || fail "attach --wait-owned on a bouncing volume said: $out"
+echo "   attach --wait-owned there: $out"
 owner=$(status 2 | jq .owner)
 qio_ok "$(sock "$owner")" "the last acknowledged write is not on the owner" "read -P $last 4k"
 lab_cowctl 2 migrate vm1 --to "n$stuck"

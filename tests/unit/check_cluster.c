@@ -42,7 +42,7 @@ on_handoff (void *ud, const char *vol, uint32_t to)
 }
 
 static void
-on_error (void *ud, const char *vol, const char *sentence)
+on_error (void *ud, const char *vol, int code, const char *sentence)
 {
   struct seen *s = ud;
   s->errors++;
