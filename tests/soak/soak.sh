@@ -27,8 +27,10 @@
 #   - every SOAK_TGT_S (300) s tgtd is SIGKILLed and started again with the
 #     same LUNs after SOAK_TGT_DOWN_S (1) s: cowd must ride through;
 #   - every SOAK_COROSYNC_S (180) s corosync is SIGKILLed on a random host
-#     and started again at once; a cowd the others fenced meanwhile is
-#     restarted (fenced is final for an agent) and its volumes moved.
+#     and started again at once; a cowd the others fenced meanwhile and
+#     that is still fenced when looked at (after-fence = rejoin: it starts
+#     over by itself once it has the group's table) is restarted and its
+#     volumes moved.
 # After every event but a handoff every volume must be served within 60 s
 # (a volume that is not is moved by hand and counted as a failure).
 # cowd's VmRSS and descriptors are sampled every SOAK_SAMPLE_S (10) s after
@@ -205,8 +207,8 @@ ev_handoff() {
 
 owned_by() { local v; for v in "${!hint[@]}"; do [ "${hint[$v]}" = "$1" ] && echo "$v"; done; }
 
-# After an event: a fenced cowd (fenced is final for an agent) is started
-# again, as an operator would, and counted; a volume its hinted host does
+# After an event: a cowd still fenced (it had not started over by itself)
+# is started again, as an operator would, and counted; a volume its hinted host does
 # not serve within 20 s is followed to the host that serves it, or asked
 # for there (attach --incoming), and counted.  Returns 1 when anything had
 # to be done.
