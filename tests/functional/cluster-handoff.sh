@@ -102,9 +102,36 @@ echo "   $out (after $((SECONDS - t0)) s)"
 lab_cowctl 3 detach vm2
 qio_ok "nbd+unix:///?socket=$(lab_dir 1)/run/vm2.sock" "node 1 lost vm2's data" "read -P 0x7a 0 64k"
 lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/dev/null \
-  || fail "node 1 no longer serves vm2 after the timed-out wait"
+  || fail "node 1 no longer serves vm2 after the refused wait"
 lab_cowctl 1 detach vm2
 lab_cowctl 1 delete vm2
+
+echo "== attach --wait-owned times out when the owner does not answer (its cowd stopped)"
+new_image "$LAB_DIR/cow3.lun" 12M zero
+lab_lun 0 1 $iqn 5 "$LAB_DIR/cow3.lun"
+lab_cowctl 1 create vm3 --base "$(lab_iscsi_url 0 $iqn 3)" --cow "$(lab_iscsi_url 0 $iqn 5)" >/dev/null
+knows3() { lab_cowctl "$1" --json list | grep -q '"vm3"'; }
+wait_until 10 knows3 3 || fail "node 3 does not know vm3"
+lab_cowctl 1 attach vm3 --wait-owned 20 >/dev/null || fail "node 1 did not take vm3"
+qio_ok "nbd+unix:///?socket=$(lab_dir 1)/run/vm3.sock" "write on vm3" "write -P 0x7b 0 64k"
+kill -STOP "${cowd_pid[1]}"
+cleanup_fn kill -CONT "${cowd_pid[1]}"
+t0=$SECONDS rc=0
+out=$(lab_cowctl 3 --json attach vm3 --incoming --wait-owned 2) || rc=$?
+kill -CONT "${cowd_pid[1]}"
+echo "   $out (after $((SECONDS - t0)) s)"
+[ $rc -eq 1 ] || fail "attach --wait-owned with the owner stopped exited $rc: $out"
+[ "$(jq -r .error.code <<<"$out")" = timeout ] || fail "wrong error code: $out"
+[ "$(jq -r .error.message <<<"$out")" = "volume vm3: node 1 did not hand it over within 2 s (cluster state handing-off, local state readonly)" ] \
+  || fail "wrong error sentence: $out"
+[ $((SECONDS - t0)) -le 6 ] || fail "the 2 s wait took $((SECONDS - t0)) s"
+# Node 1, running again, hands it over: node 3 asked and stays attached.
+owned3() { lab_cowctl 3 --json status vm3 | jq -e '.owner == 3 and .state == "active"' >/dev/null; }
+wait_until 20 owned3 || fail "node 3 did not get vm3 once node 1 ran again: $(lab_cowctl 3 --json status vm3)"
+qio_ok "nbd+unix:///?socket=$(lab_dir 3)/run/vm3.sock" "vm3's data on node 3" "read -P 0x7b 0 64k"
+lab_cowctl 1 detach vm3
+lab_cowctl 3 detach vm3
+lab_cowctl 3 delete vm3
 
 echo "== two running consumers (nodes 2 and 3) write in turn: bouncing is stopped"
 # Each write on the node that does not own vm1 asks for it; more than six
