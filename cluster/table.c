@@ -324,6 +324,11 @@ static void
 apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
                 const struct cl_msg *m, const struct cl_effects *fx)
 {
+  if (v->state != CL_UNOWNED)
+    return fx_error (fx, s, COW_E_ATTACHED, v->def.name, "volume %s is "
+                     "owned by node %u; detach it there before deleting it",
+                     v->def.name, v->state == CL_FENCING ? v->fenced_node
+                     : v->owner);
   if (fx->cb->on_define)
     fx->cb->on_define (fx->ud, &v->def, false);
   tbl_unindex (t, v);

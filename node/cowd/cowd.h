@@ -204,6 +204,9 @@ struct own_ops
    * opened (registered for fencing; not served until the table says). */
   void (*backend_opts) (struct backend_opts *bo);
   void (*opened) (struct vol_entry *e);
+  /* delete: forget e everywhere (0), or a COW_E_* code with a sentence
+   * (e stays).  NULL: only here. */
+  int (*undefine) (struct vol_entry *e, char *err, size_t errlen);
 };
 extern const struct own_ops own_alone_ops;
 /* Join cluster cowd.cluster_name (cowd.own becomes the cluster's); leave

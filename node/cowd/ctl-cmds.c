@@ -570,6 +570,10 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->vol || e->closing)
     return reply_fmt (req, COW_E_ATTACHED, "volume %s is attached; detach it"
                       " first", e->name);
+  char err[COW_ERRLEN];
+  int code = cowd.own->undefine ? cowd.own->undefine (e, err, sizeof err) : 0;
+  if (code)
+    return reply_fmt (req, code, "%s", err);
   if (voldb_unstore (e) < 0)
     return reply_fmt (req, COW_E_IO, "volume %s: removing the definition "
                       "from %s failed", e->name, cowd.state_dir);

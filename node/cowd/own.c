@@ -776,6 +776,34 @@ own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   vol_hold (e->vol, own_detach_drained, c);
 }
 
+/* delete in a cluster: the whole group forgets the volume (UNDEFINE; the
+ * others drop their definition in own_on_define), if nobody owns it. */
+static int
+own_undefine (struct vol_entry *e, char *err, size_t errlen)
+{
+  const struct cluster_vol *cv = cluster_lookup (e->name);
+  if (!cluster_quorate ())
+    {
+      snprintf (err, errlen, "volume %s: deleting it needs a quorate "
+                "partition (the others would keep it)", e->name);
+      return COW_E_NO_QUORUM;
+    }
+  if (cv && cv->state != CL_UNOWNED)
+    {
+      snprintf (err, errlen, "volume %s is owned by node %u; detach it there "
+                "before deleting it", e->name, cv->state == CL_FENCING
+                ? cv->fenced_node : cv->owner);
+      return COW_E_ATTACHED;
+    }
+  if (cv && cluster_undefine (e->name) < 0)
+    {
+      snprintf (err, errlen, "volume %s: cannot tell the group to delete it "
+                "(corosync)", e->name);
+      return COW_E_UNREACHABLE;
+    }
+  return 0;
+}
+
 static bool
 own_facts (const struct vol_entry *e, struct own_facts *f)
 {
@@ -804,6 +832,7 @@ static const struct own_ops own_cluster_ops = {
   .wait_owned = own_wait_owned,
   .facts = own_facts,
   .backend_opts = fencing_backend_opts,
+  .undefine = own_undefine,
   .opened = own_opened,
 };
 

@@ -105,6 +105,19 @@ lab_cowctl 1 --json status vm2 | jq -e '.owner == 1 and .state == "active"' >/de
   || fail "node 1 no longer serves vm2 after the refused wait"
 lab_cowctl 1 detach vm2
 lab_cowctl 1 delete vm2
+# delete is the group's: every node forgets vm2.
+forgot2() { ! knows2 "$1"; }
+for n in 2 3; do wait_until 10 forgot2 $n || fail "node $n still knows deleted vm2"; done
+# ... and refuses to delete a volume another node owns.
+vm1_owner=$(status 1 | jq .owner)
+for n in 1 2 3; do
+  [ "$n" != "$vm1_owner" ] && lab_cowctl $n --json status vm1 | jq -e '.state == "detached"' >/dev/null && break
+done
+rc=0; out=$(lab_cowctl $n delete vm1 2>&1) || rc=$?
+[ $rc -ne 0 ] && [ "$out" = "cowctl: volume vm1 is owned by node $vm1_owner; detach it there before deleting it" ] \
+  || fail "delete of vm1 (owned by node $vm1_owner) on node $n: exit $rc: $out"
+knows $n || fail "the refused delete removed vm1 on node $n"
+echo "   vm2 deleted on every node; deleting vm1 on node $n: $out"
 
 echo "== attach --wait-owned times out when the owner does not answer (its cowd stopped)"
 new_image "$LAB_DIR/cow3.lun" 12M zero

@@ -280,6 +280,27 @@ START_TEST (test_piece_bound)
 }
 END_TEST
 
+/* UNDEFINE (delete) of a volume a node owns is refused, on the node that
+ * asked, and the volume stays; once released it goes. */
+START_TEST (test_undefine_owned)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
+  ck_assert_uint_eq (cl_table_find (&t, "vm1")->owner, 1);
+  apply (&t, 2, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 2);
+  ck_assert_ptr_nonnull (cl_table_find (&t, "vm1"));
+  ck_assert_uint_eq (s.errors, 1);
+  ck_assert_str_eq (s.last_error, "volume vm1 is owned by node 1; detach it "
+                    "there before deleting it");
+  apply (&t, 1, msg (CL_MSG_RELEASE, "vm1", 0, 0), &s, 2);
+  apply (&t, 2, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 2);
+  ck_assert_ptr_null (cl_table_find (&t, "vm1"));
+  cl_table_clear (&t);
+}
+END_TEST
+
 /* The indexes stay right through thousands of definitions and removals
  * (UNDEFINE moves the last volume into the hole). */
 START_TEST (test_table_index)
@@ -545,6 +566,7 @@ main (void)
   tcase_add_test (tc, test_piece_bound);
   tcase_add_test (tc, test_define_many);
   tcase_add_test (tc, test_table_index);
+  tcase_add_test (tc, test_undefine_owned);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
   tcase_add_test (tc, test_bounce);
