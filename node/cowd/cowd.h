@@ -207,6 +207,10 @@ struct own_ops
   /* delete: forget e everywhere (0), or a COW_E_* code with a sentence
    * (e stays).  NULL: only here. */
   int (*undefine) (struct vol_entry *e, char *err, size_t errlen);
+  /* The hooks of the session that formats a CoW device (create): it
+   * registers this node's key, so that a reservation left on the device
+   * by a deleted volume's nodes does not refuse the format.  NULL: none. */
+  void (*format_opts) (struct backend_opts *bo);
 };
 extern const struct own_ops own_alone_ops;
 /* Join cluster cowd.cluster_name (cowd.own becomes the cluster's); leave
@@ -260,6 +264,7 @@ void metrics_start (void);
 struct strbuf;
 int fencing_start (char *err, size_t errlen);
 void fencing_backend_opts (struct backend_opts *bo);
+void fencing_format_opts (struct backend_opts *bo);
 void fencing_attach_blockdev (struct backend *bk);
 void fencing_kick (void);
 void fencing_self (const char *why);

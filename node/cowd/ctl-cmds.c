@@ -261,6 +261,8 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   p.cow_user_ud = (void *) p.name;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
+  if (cowd.own->format_opts)
+    cowd.own->format_opts (&bo);
   t = create_lap (&create_t.check_ns, t);
   int r = vol_format (&p, &bo, err, errlen);
   if (r < 0)

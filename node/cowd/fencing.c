@@ -304,6 +304,34 @@ fencing_may_write (struct backend *bk, void *opaque)
                           || cowd_now_ns () < cluster_lease_deadline_ns ());
 }
 
+/* The session that formats a CoW device: REGISTER AND IGNORE EXISTING
+ * KEY only.  With a reservation there (a deleted volume's), registrants
+ * may write; without one, anyone may.  Not noted among this agent's
+ * registrations: the session closes after the format, and the volume's
+ * own sessions register when it is attached. */
+static void
+fencing_on_format_login (struct backend *bk, void *opaque)
+{
+#ifdef HAVE_LIBISCSI
+  if (!bk->writable || !cowd.clustered || cowd.fenced)
+    return;
+  struct fence_dev *dev = fence_dev_iscsi (backend_iscsi_context (bk),
+                                           backend_iscsi_lun (bk), bk->uri);
+  if (!dev)
+    return;
+  if (fence_register (dev, my_key ()) < 0)
+    qb_log (LOG_WARNING, "%s; formatting without a registration",
+            fence_last_error (dev));
+  fence_dev_free (dev);
+#endif
+}
+
+void
+fencing_format_opts (struct backend_opts *bo)
+{
+  bo->on_login = fencing_on_format_login;
+}
+
 void
 fencing_backend_opts (struct backend_opts *bo)
 {

@@ -833,6 +833,7 @@ static const struct own_ops own_cluster_ops = {
   .facts = own_facts,
   .backend_opts = fencing_backend_opts,
   .undefine = own_undefine,
+  .format_opts = fencing_format_opts,
   .opened = own_opened,
 };
 

@@ -120,9 +120,11 @@ knows $n || fail "the refused delete removed vm1 on node $n"
 echo "   vm2 deleted on every node; deleting vm1 on node $n: $out"
 
 echo "== attach --wait-owned times out when the owner does not answer (its cowd stopped)"
-new_image "$LAB_DIR/cow3.lun" 12M zero
-lab_lun 0 1 $iqn 5 "$LAB_DIR/cow3.lun"
-lab_cowctl 1 create vm3 --base "$(lab_iscsi_url 0 $iqn 3)" --cow "$(lab_iscsi_url 0 $iqn 5)" >/dev/null
+# vm3 on deleted vm2's CoW device: vm2's nodes left their keys and a
+# reservation there; the format registers first (it was refused before:
+# "Permission denied").
+lab_cowctl 1 create vm3 --force --base "$(lab_iscsi_url 0 $iqn 3)" --cow "$(lab_iscsi_url 0 $iqn 4)" >/dev/null \
+  || fail "vm3 cannot be created on deleted vm2's CoW device"
 knows3() { lab_cowctl "$1" --json list | grep -q '"vm3"'; }
 wait_until 10 knows3 3 || fail "node 3 does not know vm3"
 lab_cowctl 1 attach vm3 --wait-owned 20 >/dev/null || fail "node 1 did not take vm3"
