@@ -1343,13 +1343,30 @@ cluster_resync (void)
   return send_msg (&req);
 }
 
-/* Does the table hold a volume in fencing for node? */
-static bool
-pending_victim (uint32_t node)
+/* The nodes the table holds volumes in fencing for, up to max. */
+static size_t
+fence_victims (uint32_t *nodes, size_t max)
 {
+  size_t n = 0;
   for (size_t i = 0; i < C.table.n; i++)
-    if (C.table.vols[i].state == CL_FENCING
-        && C.table.vols[i].fenced_node == node)
+    {
+      const struct cluster_vol *v = &C.table.vols[i];
+      if (v->state != CL_FENCING)
+        continue;
+      size_t k = 0;
+      while (k < n && nodes[k] != v->fenced_node)
+        k++;
+      if (k == n && n < max)
+        nodes[n++] = v->fenced_node;
+    }
+  return n;
+}
+
+static bool
+listed (const uint32_t *nodes, size_t n, uint32_t node)
+{
+  for (size_t i = 0; i < n; i++)
+    if (nodes[i] == node)
       return true;
   return false;
 }
@@ -1357,15 +1374,18 @@ pending_victim (uint32_t node)
 /* The fencer is the lowest member that is not waiting to be fenced
  * itself: a victim's restarted agent may rejoin before the fence is done
  * (corosync restarted on its host, then cowd), and a node never fences
- * itself. */
+ * itself.  One pass over the table. */
 bool
 cluster_is_fencer (void)
 {
-  if (!cluster_quorate () || !C.synced || C.stale || !C.nmembers
-      || pending_victim (C.nodeid))
+  if (!cluster_quorate () || !C.synced || C.stale || !C.nmembers)
+    return false;
+  uint32_t victims[CLUSTER_MAX_MEMBERS];
+  size_t nv = fence_victims (victims, CLUSTER_MAX_MEMBERS);
+  if (listed (victims, nv, C.nodeid))
     return false;
   for (size_t i = 0; i < C.nmembers; i++)
-    if (C.members[i] < C.nodeid && !pending_victim (C.members[i]))
+    if (C.members[i] < C.nodeid && !listed (victims, nv, C.members[i]))
       return false;
   return true;
 }
@@ -1373,7 +1393,11 @@ cluster_is_fencer (void)
 bool
 cluster_fence_pending (uint32_t node)
 {
-  return pending_victim (node);
+  for (size_t i = 0; i < C.table.n; i++)
+    if (C.table.vols[i].state == CL_FENCING
+        && C.table.vols[i].fenced_node == node)
+      return true;
+  return false;
 }
 uint64_t cluster_ring_id (void) { return C.ring_id; }
 
