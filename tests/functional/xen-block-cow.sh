@@ -150,6 +150,7 @@ lab_link_up 1
 
 echo "== the owner host crashes: add on host 2 waits for the fence, inside 40 s"
 lab_wait_quorate 1 30 || fail "host 1 did not get quorum back"
+lab_wait_cowd_quorate 1 30 || fail "cowd on host 1 did not get quorum back: $(lab_cowctl 1 --json nodes)"
 xen_domain 1 40 vm1 vm1
 xen_hotplug 1 add 40 || fail "add on host 1 failed: $(xen_read 1 40 hotplug-error)"
 dev=$(xen_dev 1 40) || fail "no device on host 1"

@@ -21,7 +21,8 @@
 #   lab_corosync N...     corosync (knet, token 1000) on the listed hosts;
 #                         lab_corosync_pid N gives its pid
 #   lab_corosync_restart N  corosync again on host N (same configuration)
-#   lab_wait_quorate N SECS, lab_wait_members N COUNT SECS
+#   lab_wait_quorate N SECS, lab_wait_cowd_quorate N SECS,
+#   lab_wait_members N COUNT SECS
 #   lab_cowd N [ARGS]     cowd --cluster ID in host N, run dir lab_dir N/run
 #   lab_cowctl N ARGS     cowctl against host N's cowd
 #   lab_kill N PID        SIGKILL a process of host N (a crash)
@@ -189,6 +190,13 @@ lab_corosync_restart() {
 
 lab_wait_quorate() {
   wait_until "${2:-20}" sh -c "nsenter -t ${_lab_init_pid[$1]} -n -m -- corosync-quorumtool -s | grep -q 'Quorate: *Yes'"
+}
+
+# lab_wait_cowd_quorate N SECS: node N's cowd sees quorum and holds its lease
+# (corosync's quorum comes back first; cowd renews its lease on the next
+# heartbeat after that, and refuses ownership until then).
+lab_wait_cowd_quorate() {
+  wait_until "${2:-20}" lab_nodes_is "$1" '.quorate == true'
 }
 
 lab_wait_members() {
