@@ -163,6 +163,9 @@ void voldb_attach_failed (struct vol_entry *e, const char *sentence);
 const char *voldb_cow_user_uri (const char *self, const char *uri);
 /* vol_params.cow_user, ud the name of the volume being opened. */
 const char *voldb_cow_user (void *ud, const struct backend *cow);
+/* vol_params.defined: is volume name defined (the cluster's table
+ * included)? */
+bool voldb_defined (void *ud, const char *name);
 /* A path must be absolute (cowd's working directory is no place to look
  * things up): 0, or -1 with a sentence naming volume and path in err. */
 int voldb_check_path (const char *vol, const char *what, const char *uri,

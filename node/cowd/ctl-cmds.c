@@ -259,6 +259,7 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
     return vol_err_cow_taken (err, errlen, p.name, p.cow_uri, user);
   p.cow_user = voldb_cow_user;
   p.cow_user_ud = (void *) p.name;
+  p.defined = voldb_defined;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
   if (cowd.own->format_opts)

@@ -335,6 +335,13 @@ voldb_cow_user (void *ud, const struct backend *cow)
   return voldb_cow_user_key (ud, cow->key, cow->ident, NULL);
 }
 
+bool
+voldb_defined (void *ud, const char *name)
+{
+  (void) ud;
+  return voldb_find (name) != NULL;
+}
+
 char *
 voldb_socket_path (const struct vol_entry *e)
 {

@@ -231,17 +231,26 @@ vol_write_super (struct volume *v, bool flush_first)
   return r;
 }
 
-/* Is there a dscow volume on the CoW device already? */
+/* Is there a dscow volume on the CoW device already?  Its name goes to
+ * name (empty when only the magic is left of it). */
 static bool
-vol_cow_formatted (struct backend *cow)
+vol_cow_formatted (struct backend *cow, char name[DSCOW_NAME_MAX + 1])
 {
   uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
   struct dscow_super sb;
   unsigned slot;
   bool found = false;
+  name[0] = '\0';
   if (buf && backend_pread_sync (cow, buf, 0, 2 * DSCOW_SUPER_SIZE) == 0)
-    found = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot) == 0
-      || memcmp (buf, DSCOW_MAGIC, DSCOW_MAGIC_LEN) == 0;
+    {
+      if (dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot) == 0)
+        {
+          found = true;
+          memcpy (name, sb.name, DSCOW_NAME_MAX + 1);
+        }
+      else
+        found = memcmp (buf, DSCOW_MAGIC, DSCOW_MAGIC_LEN) == 0;
+    }
   free (buf);
   return found;
 }
@@ -330,7 +339,15 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
       goto out;
     }
   backend_file_stamp (base, &sb.stamp);
-  if (!p->force && vol_cow_formatted (cow))
+  char sb_name[DSCOW_NAME_MAX + 1];
+  bool formatted = vol_cow_formatted (cow, sb_name);
+  if (formatted && sb_name[0] && strcmp (sb_name, p->name) != 0
+      && p->defined && p->defined (p->cow_user_ud, sb_name))
+    {
+      ret = vol_err_cow_taken (err, errlen, p->name, cow->uri, sb_name);
+      goto out;
+    }
+  if (!p->force && formatted)
     {
       snprintf (err, errlen, "volume %s: CoW device %s already holds a dscow "
                 "volume; use --force to format it again", p->name, cow->uri);

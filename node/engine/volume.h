@@ -108,6 +108,12 @@ struct vol_params
    * (compare cow->key, and cow->ident for a LUN), or NULL.  Optional. */
   const char *(*cow_user) (void *ud, const struct backend *cow);
   void *cow_user_ud;
+  /* Format: is a volume of this name defined (here, or in the cluster's
+   * table)?  A CoW device whose superblock names a defined volume other
+   * than p->name is refused even with --force: however the device is
+   * named (another portal, an alias), its superblock says whose it is.
+   * Optional; called with cow_user_ud. */
+  bool (*defined) (void *ud, const char *name);
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or a negative

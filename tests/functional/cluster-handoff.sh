@@ -8,7 +8,9 @@
 # failed-migration path (destination detaches, the source's next IO takes
 # ownership back); cowctl migrate; two consumers writing in turn are
 # stopped as bouncing with a clear error until cowctl migrate; the whole
-# cluster restarts and the definitions and data come back.
+# cluster restarts and the definitions and data come back.  A create with
+# --force on another node, naming vm1's CoW LUN through another portal, is
+# refused and vm1's data stays.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io tgtd jq cowd cowctl timeout
@@ -37,6 +39,22 @@ lab_cowctl 1 attach vm1 >/dev/null
 wait_until 10 owner_is 1 1 \
   || fail "node 1 did not take ownership: $(status 1)"
 qemu-io -f raw "$(sock 1)" -c "write -P 0x5c 0 1M" -c "write -P 0x5d 5M 12k" >/dev/null
+
+echo "== vm1's CoW LUN reached through a second portal of the storage host: refused on node 3, --force or not"
+# Another address of the target host is another URL for the same LUN; the
+# table compares URLs, node 3 has vm1 unattached, and only the superblock
+# (naming vm1, a defined volume) tells whose device it is.
+alt=10.213.$LAB_OCTET.200
+ip -n "$LAB_ID-h0" addr add "$alt/24" dev eth0
+lab_exec 0 tgtadm -C 0 --lld iscsi --op new --mode portal --param portal=$alt:3260 \
+  || fail "tgtd did not take a second portal"
+altcow=iscsi://$alt:3260/$iqn/2
+rc=0; out=$(lab_cowctl 3 create vmx --force --base "$(lab_iscsi_url 0 $iqn 1)" --cow "$altcow" 2>&1) || rc=$?
+[ $rc -eq 1 ] && [ "$out" = "cowctl: volume vmx: CoW device $altcow is the CoW device of volume vm1 already; a CoW device belongs to one volume" ] \
+  || fail "create over vm1's CoW device through $alt: exit $rc: $out"
+qio_ok "$(sock 1)" "vm1's data lost after the refused create" "read -P 0x5c 0 1M" "read -P 0x5d 5M 12k"
+! lab_cowctl 1 --json list | grep -q '"vmx"' || fail "the refused vmx is in the table"
+echo "   $out"
 
 echo "== Xen order: destination attaches --incoming, takes over, source detaches"
 lab_cowctl 2 attach vm1 --incoming >/dev/null

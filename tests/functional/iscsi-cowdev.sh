@@ -34,4 +34,13 @@ expect_exact "volume b: CoW device $alias $taken" create b --base "$base" --cow 
 c create b --base "$base" --cow "$(tgt_url "$iqn" 3)"     # its own LUN: fine
 qio_ok "nbd+unix:///?socket=$d/run/a.sock" "a's data lost" "read -P 0xa1 0 64k"
 c detach a
+# Detached, a is still defined: its superblock names it, however the
+# device is reached, and --force does not format over it.
+expect_exact "volume e: CoW device $alias $taken" create e --base "$base" --cow "$alias" --force
+c attach a >/dev/null
+qio_ok "nbd+unix:///?socket=$d/run/a.sock" "a's data lost after the refused create" "read -P 0xa1 0 64k"
+c detach a
+# Deleted, a's device is free for a new volume.
+c delete a
+c create e --base "$base" --cow "$alias" --force >/dev/null
 pass
