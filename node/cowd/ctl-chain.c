@@ -69,6 +69,10 @@ chain_entry (struct ctl_req *req, const char *cmd, const char *name,
                           "supported on a standalone cowd (the layer chain "
                           "does not follow ownership in a cluster yet)",
                           e->name, cmd), NULL;
+  if (change && vol_degraded (e->vol))
+    return reply_fmt (req, COW_E_DEGRADED, "volume %s is degraded on this "
+                          "host (a device failed past its deadline); no %s "
+                          "until it is back", e->name, cmd), NULL;
   if (change && vol_get_state (e->vol) != VOL_STATE_ACTIVE)
     return reply_fmt (req, COW_E_USAGE, "volume %s: no %s: it is %s, "
                           "not active", e->name, cmd,

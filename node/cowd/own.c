@@ -188,6 +188,7 @@ own_waiter_expired (void *data)
   struct vol_entry *e = w->e;
   const struct cluster_vol *cv = cluster_lookup (e->name);
   char err[COW_ERRLEN];
+  int code = -COW_E_TIMEOUT;
   if (cv && cv->state == CL_FENCING)
     snprintf (err, sizeof err, "volume %s: its owner, node %u, left the "
               "cluster and was not fenced within %u s", e->name,
@@ -196,17 +197,20 @@ own_waiter_expired (void *data)
     snprintf (err, sizeof err, "volume %s: this node was not quorate "
               "within %u s, so it could not take ownership", e->name,
               w->timeout_s);
-  else if (e->vol && vol_get_state (e->vol) == VOL_STATE_DEGRADED)
-    snprintf (err, sizeof err, "volume %s is degraded on this host (a "
-              "device failed past its deadline); it cannot serve it",
-              e->name);
+  else if (e->vol && vol_degraded (e->vol))
+    {
+      code = -COW_E_DEGRADED;
+      snprintf (err, sizeof err, "volume %s is degraded on this host (a "
+                "device failed past its deadline); it cannot serve it",
+                e->name);
+    }
   else
     snprintf (err, sizeof err, "volume %s: node %u did not hand it over "
               "within %u s (cluster state %s, local state %s)", e->name,
               cv ? cv->owner : 0, w->timeout_s,
               cv ? cluster_state_name (cv->state) : "unknown",
               e->vol ? vol_state_name (vol_get_state (e->vol)) : "closed");
-  own_waiter_end (w, -COW_E_TIMEOUT, err);
+  own_waiter_end (w, code, err);
 }
 
 static int

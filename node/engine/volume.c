@@ -1514,6 +1514,13 @@ vol_health (const struct volume *v)
 }
 
 bool
+vol_degraded (const struct volume *v)
+{
+  return (v->base && v->base->health == BK_DEGRADED)
+    || v->cow->health == BK_DEGRADED;
+}
+
+bool
 vol_can_write (const struct volume *v)
 {
   return v->state != VOL_STATE_FENCED && v->state != VOL_STATE_DEGRADED;

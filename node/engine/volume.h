@@ -161,6 +161,9 @@ struct backend *vol_cow_backend (struct volume *v);
 /* The worst health of the two backends: "healthy", "reconnecting",
  * "degraded" (a backend failed past its deadline) or "fenced". */
 const char *vol_health (const struct volume *v);
+/* A backend failed past its deadline: its requests fail with EIO until a
+ * login succeeds again. */
+bool vol_degraded (const struct volume *v);
 const struct dscow_super *vol_super (const struct volume *v);
 uint64_t vol_cow_chunks (const struct volume *v);
 uint64_t vol_generation (const struct volume *v);

@@ -5,7 +5,8 @@
 # completes and verifies, and the volume is active again.  Then the target
 # stays down past the reconnect deadline: requests fail with EIO, the
 # daemon keeps serving its other volume, and after the target is back the
-# data acknowledged before the outage is intact.
+# data acknowledged before the outage is intact; a snapshot of the
+# degraded volume is refused at once with code degraded.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
@@ -50,6 +51,11 @@ fi
 echo "  request failed after $((SECONDS - start)) s: $(grep -i error "$d/q.out" | head -1)"
 [ $((SECONDS - start)) -le 20 ] || fail "the deadline was not honoured"
 c --json status v | jq -e '.state == "degraded"' >/dev/null || fail "volume does not report degraded"
+rc=0; out=$(c --json snapshot v --cow "$d/layer.img") || rc=$?
+[ $rc -eq 1 ] && [ "$(jq -r .error.code <<<"$out")" = degraded ] \
+  && [ "$(jq -r .error.message <<<"$out")" = "volume v is degraded on this host (a device failed past its deadline); no snapshot until it is back" ] \
+  || fail "snapshot of a degraded volume: exit $rc: $out"
+[ ! -e "$d/layer.img" ] || fail "the refused snapshot touched $d/layer.img"
 qio_ok "$luri" "other volume stopped" "write -P 0x21 0 4k" "read -P 0x21 0 4k"
 tgt_restart
 wait_until 15 qemu-io -f raw "$uri" -c "read -P 0x6b 0 64k" \
