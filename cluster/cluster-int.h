@@ -6,8 +6,9 @@
 #include "cluster.h"
 #include "strmap.h"
 
-/* 2: the table travels in SYNC_PIECEs (SYNC_DATA retired). */
-#define CL_MSG_VERSION 2
+/* 2: the table travels in SYNC_PIECEs (SYNC_DATA retired).
+ * 3: definitions carry the CoW device's VPD identity. */
+#define CL_MSG_VERSION 3
 #define CL_HDR_SIZE 16
 
 /* Message types: never renumbered or reused; a retired one stays a no-op. */
@@ -69,7 +70,7 @@ struct cl_table
   struct cluster_vol *vols;
   size_t n, cap;
   /* Indexes (index + 1 as the item): by name, by CoW device as named. */
-  struct strmap by_name, by_cow;
+  struct strmap by_name, by_cow, by_ident;
 };
 
 struct cl_effects

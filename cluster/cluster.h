@@ -21,7 +21,8 @@
  * the marker, defines the table's volumes in bounded batches from the
  * loop, replays the queue, and only then is synced.
  *
- * Lookups by name and by CoW device go through hash indexes (table.c), so
+ * Lookups by name, by CoW device and by CoW identity go through hash
+ * indexes (table.c), so
  * a message costs the same with 100,000 volumes as with one.
  */
 #ifndef COWHERD_CLUSTER_H
@@ -35,6 +36,7 @@
 
 #define CLUSTER_NAME_MAX 64
 #define CLUSTER_URI_MAX 256
+#define CLUSTER_IDENT_MAX 128
 #define CLUSTER_MAX_MEMBERS 64
 
 struct cluster_voldef
@@ -42,6 +44,9 @@ struct cluster_voldef
   char name[CLUSTER_NAME_MAX];
   char base[CLUSTER_URI_MAX];
   char cow[CLUSTER_URI_MAX];
+  /* The CoW LUN's VPD identity (SCSI page 0x83), or empty: it names the
+   * device however it is reached, so two definitions cannot share it. */
+  char cow_ident[CLUSTER_IDENT_MAX];
   uint32_t chunk_size;
   uint32_t commit;
   bool exclusive;

@@ -8,6 +8,7 @@
  * message of another version is refused, an unknown type is a NOP.
  *
  *   DEFINE        name[64] base[256] cow[256] u32 chunk u32 commit u32 excl
+ *                 cow_ident[128] (the CoW LUN's VPD identity, or empty)
  *   UNDEFINE, ACQUIRE                        name[64]
  *   HANDOFF       name[64] u32 to u64 generation
  *   RELEASE       name[64] u64 generation
@@ -20,7 +21,8 @@
  *   SYNC_PIECE    u32 piece (0, 1, ...), u32 total volumes in the table,
  *                 u32 flags (1 = the last piece), u32 count, then per
  *                 volume: u16 length + name, u16 length + base, u16 length
- *                 + cow (no NUL; shorter than the DEFINE fields), u32
+ *                 + cow, u16 length + cow_ident (no NUL; shorter than the
+ *                 DEFINE fields), u32
  *                 chunk, u32 commit, u32 flags (1 exclusive, 2 bouncing),
  *                 u32 state, u32 owner, u64 epoch, u64 generation,
  *                 u32 requester, u32 fenced_node; then u32 crc32c of every
@@ -36,8 +38,9 @@
  *                 member sends a SYNC_MARK and the table, as for a join.
  *                 An agent that predates it takes it for a NOP.
  *
- * Version 2 (this one) added SYNC_PIECE and DEFINE_MANY; an agent of version 1 and one of
- * version 2 refuse each other's messages (-EPROTONOSUPPORT, logged once
+ * Version 2 added SYNC_PIECE and DEFINE_MANY; version 3 (this one) the
+ * cow_ident of DEFINE and of a piece's volumes.  Agents of different
+ * versions refuse each other's messages (-EPROTONOSUPPORT, logged once
  * per node by cpg.c), so a mixed cluster never shares a table.
  */
 #include <config.h>
@@ -50,7 +53,8 @@
 #include "cluster-int.h"
 #include "crc32c.h"
 
-#define DEF_SIZE (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12)
+#define DEF_SIZE (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12 \
+                  + CLUSTER_IDENT_MAX)
 
 static void
 put_str (uint8_t *p, const char *s, size_t field)
@@ -78,6 +82,7 @@ put_def (uint8_t *p, const struct cluster_voldef *d)
   le32_put (p, d->chunk_size);
   le32_put (p + 4, d->commit);
   le32_put (p + 8, d->exclusive);
+  put_str (p + 12, d->cow_ident, CLUSTER_IDENT_MAX);
 }
 
 static int
@@ -92,19 +97,20 @@ get_def (struct cluster_voldef *d, const uint8_t *p)
   d->chunk_size = le32_get (p);
   d->commit = le32_get (p + 4);
   d->exclusive = le32_get (p + 8) != 0;
-  return 0;
+  return get_str (d->cow_ident, p + 12, CLUSTER_IDENT_MAX);
 }
 
 /* --- SYNC_PIECE --- */
 
-#define PIECE_VOL_FIXED (6 + 44)
+#define PIECE_VOL_FIXED (8 + 44)
 
 size_t
 cl_msg_piece_vol_size (const struct cluster_vol *v)
 {
   return PIECE_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
     + strnlen (v->def.base, CLUSTER_URI_MAX - 1)
-    + strnlen (v->def.cow, CLUSTER_URI_MAX - 1);
+    + strnlen (v->def.cow, CLUSTER_URI_MAX - 1)
+    + strnlen (v->def.cow_ident, CLUSTER_IDENT_MAX - 1);
 }
 
 static size_t
@@ -131,6 +137,7 @@ put_piece_vol (uint8_t *p, const struct cluster_vol *v)
   p = put_lstr (p, v->def.name, CLUSTER_NAME_MAX);
   p = put_lstr (p, v->def.base, CLUSTER_URI_MAX);
   p = put_lstr (p, v->def.cow, CLUSTER_URI_MAX);
+  p = put_lstr (p, v->def.cow_ident, CLUSTER_IDENT_MAX);
   le32_put (p, v->def.chunk_size);
   le32_put (p + 4, v->def.commit);
   le32_put (p + 8, (v->def.exclusive ? 1u : 0) | (v->bouncing ? 2u : 0));
@@ -180,6 +187,7 @@ get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
       || !v->def.name[0]
       || get_lstr (v->def.base, pp, end, CLUSTER_URI_MAX) < 0
       || get_lstr (v->def.cow, pp, end, CLUSTER_URI_MAX) < 0
+      || get_lstr (v->def.cow_ident, pp, end, CLUSTER_IDENT_MAX) < 0
       || end - *pp < 44)
     return -EINVAL;
   const uint8_t *p = *pp;

@@ -62,6 +62,13 @@ tbl_cow_of (const void *item, const void *ctx)
   return ((const struct cl_table *) ctx)->vols[(uintptr_t) item - 1].def.cow;
 }
 
+static const char *
+tbl_ident_of (const void *item, const void *ctx)
+{
+  return ((const struct cl_table *) ctx)->vols[(uintptr_t) item - 1]
+    .def.cow_ident;
+}
+
 /* The maps ask the table for keys: point them at it (a table may be
  * zero-initialised, or moved by the struct copy of an adoption). */
 static struct cl_table *
@@ -69,7 +76,8 @@ tbl (struct cl_table *t)
 {
   t->by_name.key = tbl_name_of;
   t->by_cow.key = tbl_cow_of;
-  t->by_name.ctx = t->by_cow.ctx = t;
+  t->by_ident.key = tbl_ident_of;
+  t->by_name.ctx = t->by_cow.ctx = t->by_ident.ctx = t;
   return t;
 }
 
@@ -84,6 +92,9 @@ tbl_index (struct cl_table *t, struct cluster_vol *v)
 {
   if (strmap_put (&t->by_name, tbl_item (t, v)) < 0)
     return -1;
+  if (v->def.cow_ident[0] && !strmap_get (&t->by_ident, v->def.cow_ident)
+      && strmap_put (&t->by_ident, tbl_item (t, v)) < 0)
+    return -1;
   if (!v->def.cow[0] || strmap_get (&t->by_cow, v->def.cow))
     return 0;
   return strmap_put (&t->by_cow, tbl_item (t, v));
@@ -97,6 +108,8 @@ tbl_unindex (struct cl_table *t, struct cluster_vol *v)
     strmap_del (&t->by_name, v->def.name);
   if (strmap_get (&t->by_cow, v->def.cow) == me)
     strmap_del (&t->by_cow, v->def.cow);
+  if (v->def.cow_ident[0] && strmap_get (&t->by_ident, v->def.cow_ident) == me)
+    strmap_del (&t->by_ident, v->def.cow_ident);
 }
 
 struct cluster_vol *
@@ -112,6 +125,7 @@ cl_table_clear (struct cl_table *t)
   free (t->vols);
   strmap_free (&t->by_name);
   strmap_free (&t->by_cow);
+  strmap_free (&t->by_ident);
   t->vols = NULL;
   t->n = t->cap = 0;
 }
@@ -147,7 +161,8 @@ cl_table_reserve (struct cl_table *t, size_t n)
       t->cap = n;
     }
   return strmap_reserve (&t->by_name, n) < 0
-    || strmap_reserve (&t->by_cow, n) < 0 ? -1 : 0;
+    || strmap_reserve (&t->by_cow, n) < 0
+    || strmap_reserve (&t->by_ident, n) < 0 ? -1 : 0;
 }
 
 struct cluster_vol *
@@ -155,7 +170,8 @@ cl_table_add (struct cl_table *t, const struct cluster_vol *v)
 {
   tbl (t);
   if (strmap_get (&t->by_name, v->def.name)
-      || (v->def.cow[0] && strmap_get (&t->by_cow, v->def.cow)))
+      || (v->def.cow[0] && strmap_get (&t->by_cow, v->def.cow))
+      || (v->def.cow_ident[0] && strmap_get (&t->by_ident, v->def.cow_ident)))
     return NULL;
   struct cluster_vol *nv = tbl_append (t);
   if (!nv)
@@ -342,25 +358,30 @@ apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
     }
 }
 
-/* Another volume whose CoW device is named cow, or NULL. */
+/* Another volume than def's whose CoW device is named def->cow or has
+ * its VPD identity, or NULL. */
 static const struct cluster_vol *
-cow_user (struct cl_table *t, const char *name, const char *cow)
+cow_user (struct cl_table *t, const struct cluster_voldef *def)
 {
-  uintptr_t i = (uintptr_t) strmap_get (&tbl (t)->by_cow, cow);
-  if (!i || strcmp (t->vols[i - 1].def.name, name) == 0)
-    return NULL;
-  return &t->vols[i - 1];
+  uintptr_t i = (uintptr_t) strmap_get (&tbl (t)->by_cow, def->cow);
+  if (i && strcmp (t->vols[i - 1].def.name, def->name) != 0)
+    return &t->vols[i - 1];
+  i = def->cow_ident[0]
+    ? (uintptr_t) strmap_get (&t->by_ident, def->cow_ident) : 0;
+  if (i && strcmp (t->vols[i - 1].def.name, def->name) != 0)
+    return &t->vols[i - 1];
+  return NULL;
 }
 
-/* A definition whose CoW device another volume names is refused: two
- * nodes that created volumes on one device at once both passed their
- * local check (cowd compares devices however named), and the agreed
- * order picks the first. */
+/* A definition whose CoW device another volume names, or whose CoW LUN
+ * has another volume's VPD identity (another portal, another name), is
+ * refused: two nodes that created volumes on one device at once both
+ * passed their local check, and the agreed order picks the first. */
 static void
 apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
               const struct cl_effects *fx)
 {
-  const struct cluster_vol *u = cow_user (t, m->def.name, m->def.cow);
+  const struct cluster_vol *u = cow_user (t, &m->def);
   if (u)
     return fx_error (fx, sender, COW_E_COW_IN_USE, m->def.name,
                      "volume %s: CoW device %s is "

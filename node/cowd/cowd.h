@@ -31,6 +31,7 @@ struct vol_entry
   char *name;
   char *base;                   /* path or iscsi:// URL */
   char *cow;
+  char *cow_ident;              /* the CoW LUN's VPD identity, or NULL */
   uint32_t chunk_size;
   enum dscow_commit commit;
   bool exclusive;               /* hands over only on explicit migrate */
@@ -166,6 +167,9 @@ const char *voldb_cow_user (void *ud, const struct backend *cow);
 /* vol_params.defined: is volume name defined (the cluster's table
  * included)? */
 bool voldb_defined (void *ud, const char *name);
+/* Record the CoW LUN's VPD identity of e (ignored unless ident is one:
+ * not a serial number or a digest); indexed for voldb_cow_user. */
+int voldb_set_ident (struct vol_entry *e, const char *ident);
 /* A path must be absolute (cowd's working directory is no place to look
  * things up): 0, or -1 with a sentence naming volume and path in err. */
 int voldb_check_path (const char *vol, const char *what, const char *uri,

@@ -260,6 +260,8 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   p.cow_user = voldb_cow_user;
   p.cow_user_ud = (void *) p.name;
   p.defined = voldb_defined;
+  char ident[sizeof ((struct backend *) 0)->ident] = "";
+  p.cow_ident_out = ident;
   struct backend_opts bo;
   voldb_backend_opts (&bo);
   if (cowd.own->format_opts)
@@ -276,7 +278,7 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
                         "memory", p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  if (voldb_store (e) < 0)
+  if (voldb_set_ident (e, ident) < 0 || voldb_store (e) < 0)
     return create_errf (err, errlen, COW_E_IO, "volume %s: formatted, but "
                         "saving the definition in %s failed", p.name,
                         cowd.state_dir);

@@ -273,6 +273,7 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
                      (enum dscow_commit) def->commit);
       if (e)
         {
+          voldb_set_ident (e, def->cow_ident);
           e->exclusive = def->exclusive;
           voldb_store_lazy (e); /* in the batch's transaction, if any */
         }
@@ -633,6 +634,8 @@ own_def (const struct vol_entry *e, struct cluster_voldef *d)
   snprintf (d->name, sizeof d->name, "%s", e->name);
   snprintf (d->base, sizeof d->base, "%s", e->base);
   snprintf (d->cow, sizeof d->cow, "%s", e->cow);
+  snprintf (d->cow_ident, sizeof d->cow_ident, "%s",
+            e->cow_ident ? e->cow_ident : "");
 }
 
 static void

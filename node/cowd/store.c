@@ -13,8 +13,12 @@
  *   CREATE TABLE volumes (name TEXT PRIMARY KEY, base TEXT, cow TEXT,
  *                         chunk_size INTEGER, commit_policy TEXT,
  *                         exclusive INTEGER, buffered INTEGER,
- *                         attached INTEGER)  -- WITHOUT ROWID
- *   PRAGMA user_version = 1                  -- this schema
+ *                         attached INTEGER,
+ *                         cow_ident TEXT)    -- WITHOUT ROWID
+ *   PRAGMA user_version = 2                  -- this schema
+ *
+ * cow_ident is the CoW LUN's VPD identity, or '' (version 2; a store of
+ * version 1 gets the column, empty, when this cowd opens it).
  *
  * Journal: WAL.  A commit appends the changed pages to volumes.db-wal;
  * readers never block it; a checkpoint copies the log into the database
@@ -40,7 +44,7 @@
 
 #include "store.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum
 {
@@ -49,13 +53,13 @@ enum
 };
 
 static const char *const store_sql[ST__N] = {
-  [ST_PUT] = "INSERT OR REPLACE INTO volumes VALUES (?,?,?,?,?,?,?,?)",
+  [ST_PUT] = "INSERT OR REPLACE INTO volumes VALUES (?,?,?,?,?,?,?,?,?)",
   [ST_DEL] = "DELETE FROM volumes WHERE name = ?",
   [ST_BEGIN] = "BEGIN IMMEDIATE",
   [ST_COMMIT] = "COMMIT",
   [ST_ROLLBACK] = "ROLLBACK",
   [ST_ALL] = "SELECT name, base, cow, chunk_size, commit_policy, exclusive,"
-  " buffered, attached FROM volumes ORDER BY name",
+  " buffered, attached, cow_ident FROM volumes ORDER BY name",
   [ST_FULL] = "PRAGMA synchronous = FULL",
   [ST_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
@@ -98,7 +102,8 @@ store_schema (struct store *s, char *err, size_t errlen)
     "CREATE TABLE IF NOT EXISTS volumes (name TEXT PRIMARY KEY NOT NULL,"
     " base TEXT NOT NULL, cow TEXT NOT NULL, chunk_size INTEGER NOT NULL,"
     " commit_policy TEXT NOT NULL, exclusive INTEGER NOT NULL,"
-    " buffered INTEGER NOT NULL, attached INTEGER NOT NULL) WITHOUT ROWID;";
+    " buffered INTEGER NOT NULL, attached INTEGER NOT NULL,"
+    " cow_ident TEXT NOT NULL DEFAULT '') WITHOUT ROWID;";
   char *msg = NULL;
   sqlite3_stmt *v = NULL;
   int version = -1;
@@ -109,7 +114,12 @@ store_schema (struct store *s, char *err, size_t errlen)
   if (sqlite3_step (v) == SQLITE_ROW)
     version = sqlite3_column_int (v, 0);
   sqlite3_finalize (v);
-  if (version == 0 && sqlite3_exec (s->db, "PRAGMA user_version = 1", NULL,
+  /* 0: created just now, with every column; 1: no cow_ident yet. */
+  if (version == 1 && sqlite3_exec (s->db, "ALTER TABLE volumes ADD COLUMN "
+                                    "cow_ident TEXT NOT NULL DEFAULT ''",
+                                    NULL, NULL, &msg) == SQLITE_OK)
+    version = 0;
+  if (version == 0 && sqlite3_exec (s->db, "PRAGMA user_version = 2", NULL,
                                     NULL, &msg) == SQLITE_OK)
     version = STORE_SCHEMA_VERSION;
   if (version != STORE_SCHEMA_VERSION)
@@ -231,7 +241,9 @@ store_bind_def (struct store *s, const struct store_def *d)
       || sqlite3_bind_text (st, 5, d->commit, -1, SQLITE_STATIC) != SQLITE_OK
       || sqlite3_bind_int (st, 6, d->exclusive) != SQLITE_OK
       || sqlite3_bind_int (st, 7, d->buffered) != SQLITE_OK
-      || sqlite3_bind_int (st, 8, d->attached) != SQLITE_OK)
+      || sqlite3_bind_int (st, 8, d->attached) != SQLITE_OK
+      || sqlite3_bind_text (st, 9, d->cow_ident ? d->cow_ident : "", -1,
+                            SQLITE_STATIC) != SQLITE_OK)
     return -1;
   return 0;
 }
@@ -299,7 +311,8 @@ store_foreach (struct store *s, store_row_fn *fn, void *ud)
         .commit = store_col (st, 4),
         .exclusive = sqlite3_column_int (st, 5) != 0,
         .buffered = sqlite3_column_int (st, 6) != 0,
-        .attached = sqlite3_column_int (st, 7) != 0 };
+        .attached = sqlite3_column_int (st, 7) != 0,
+        .cow_ident = store_col (st, 8) };
       r = fn (ud, &d);
     }
   if (r >= 0 && rc != SQLITE_DONE)

@@ -17,6 +17,7 @@
 struct store_def
 {
   const char *name, *base, *cow, *commit;
+  const char *cow_ident;        /* the CoW LUN's VPD identity; NULL = "" */
   uint32_t chunk_size;
   bool exclusive, buffered, attached;
 };

@@ -65,7 +65,7 @@ voldb_cow_of (const void *item, const void *ctx)
 static const char *
 voldb_ident_of (const void *item, const void *ctx)
 {
-  return vol_cow_backend (((const struct vol_entry *) item)->vol)->ident;
+  return ((const struct vol_entry *) item)->cow_ident;
 }
 
 static struct
@@ -201,6 +201,7 @@ voldb_free (struct vol_entry *e)
   free (e->base);
   free (e->cow);
   free (e->cow_key);
+  free (e->cow_ident);
   free (e->error);
   free (e->up);
   free (e);
@@ -211,7 +212,8 @@ voldb_reserve (size_t n)
 {
   return strmap_reserve (&V.by_name, n) < 0
     || strmap_reserve (&V.by_key, n) < 0
-    || strmap_reserve (&V.by_cow, n) < 0 ? -1 : 0;
+    || strmap_reserve (&V.by_cow, n) < 0
+    || strmap_reserve (&V.by_ident, n) < 0 ? -1 : 0;
 }
 
 struct vol_entry *
@@ -245,6 +247,7 @@ voldb_remove (struct vol_entry *e)
 {
   voldb_unindex (&V.by_name, e->name, e);
   voldb_unindex (&V.by_cow, e->cow, e);
+  voldb_unindex (&V.by_ident, e->cow_ident, e);
   voldb_unkey (e);
   voldb_list_remove (e);
   voldb_free (e);
@@ -284,6 +287,21 @@ voldb_ident_vpd (const char *ident)
 {
   return ident && ident[0] && strncmp (ident, "serial.", 7) != 0
     && strncmp (ident, "digest:", 7) != 0;
+}
+
+int
+voldb_set_ident (struct vol_entry *e, const char *ident)
+{
+  if (!voldb_ident_vpd (ident)
+      || (e->cow_ident && strcmp (e->cow_ident, ident) == 0))
+    return 0;
+  char *s = strdup (ident);
+  if (!s)
+    return -1;
+  voldb_unindex (&V.by_ident, e->cow_ident, e);
+  free (e->cow_ident);
+  e->cow_ident = s;
+  return voldb_index (&V.by_ident, s, e);
 }
 
 /* Definitions whose device was absent when they were added (defined on
@@ -369,7 +387,8 @@ static struct store_def
 voldb_def (const struct vol_entry *e)
 {
   return (struct store_def) { .name = e->name, .base = e->base,
-    .cow = e->cow, .commit = vol_commit_name (e->commit),
+    .cow = e->cow, .cow_ident = e->cow_ident ? e->cow_ident : "",
+    .commit = vol_commit_name (e->commit),
     .chunk_size = e->chunk_size, .exclusive = e->exclusive,
     .buffered = e->buffered, .attached = e->attached };
 }
@@ -418,7 +437,7 @@ voldb_row (void *ud, const struct store_def *d)
   e->exclusive = d->exclusive;
   e->buffered = d->buffered;
   e->attached = d->attached;
-  return 0;
+  return voldb_set_ident (e, d->cow_ident);
 }
 
 int
@@ -476,8 +495,10 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   r = -COW_E_INTERNAL;
   if (!e->exp)
     goto out_close;
-  if (voldb_ident_vpd (vol_cow_backend (e->vol)->ident))
-    voldb_index (&V.by_ident, vol_cow_backend (e->vol)->ident, e);
+  /* A definition made before identities were recorded learns it here. */
+  if (!e->cow_ident && voldb_ident_vpd (vol_cow_backend (e->vol)->ident)
+      && voldb_set_ident (e, vol_cow_backend (e->vol)->ident) == 0)
+    voldb_store_lazy (e);
   qb_log (LOG_INFO, "cowd: %s: attached (commit %s)", e->name,
           vol_commit_name (e->commit));
   voldb_set_error (e, NULL);
@@ -515,7 +536,6 @@ voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   if (!dc)
     abort ();
   *dc = (struct detach_ctx) { e, done, opaque };
-  voldb_unindex (&V.by_ident, vol_cow_backend (e->vol)->ident, e);
   e->closing = true;
   if (e->exp)
     nbd_export_free (e->exp);

@@ -339,6 +339,8 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
       goto out;
     }
   backend_file_stamp (base, &sb.stamp);
+  if (p->cow_ident_out)
+    memcpy (p->cow_ident_out, cow->ident, sizeof cow->ident);
   char sb_name[DSCOW_NAME_MAX + 1];
   bool formatted = vol_cow_formatted (cow, sb_name);
   if (formatted && sb_name[0] && strcmp (sb_name, p->name) != 0

@@ -114,6 +114,9 @@ struct vol_params
    * named (another portal, an alias), its superblock says whose it is.
    * Optional; called with cow_user_ud. */
   bool (*defined) (void *ud, const char *name);
+  /* Format: where the CoW device's identity goes (backend.ident's size:
+   * a LUN's "naa.6001...", a file's "digest:..."), or NULL. */
+  char *cow_ident_out;
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or a negative

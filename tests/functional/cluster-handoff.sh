@@ -54,6 +54,10 @@ rc=0; out=$(lab_cowctl 3 create vmx --force --base "$(lab_iscsi_url 0 $iqn 1)" -
   || fail "create over vm1's CoW device through $alt: exit $rc: $out"
 qio_ok "$(sock 1)" "vm1's data lost after the refused create" "read -P 0x5c 0 1M" "read -P 0x5d 5M 12k"
 ! lab_cowctl 1 --json list | grep -q '"vmx"' || fail "the refused vmx is in the table"
+# The LUN's VPD identity travelled with vm1's definition to every node.
+ident() { defs_sql "$(lab_dir "$1")/state" "SELECT cow_ident FROM volumes WHERE name = 'vm1'"; }
+[[ $(ident 1) == naa.* ]] && [ "$(ident 2)" = "$(ident 1)" ] && [ "$(ident 3)" = "$(ident 1)" ] \
+  || fail "vm1's CoW identity: node 1 '$(ident 1)', node 2 '$(ident 2)', node 3 '$(ident 3)'"
 echo "   $out"
 
 echo "== Xen order: destination attaches --incoming, takes over, source detaches"

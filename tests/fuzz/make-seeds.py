@@ -83,7 +83,7 @@ put("ctl", "attach", ctl([b"attach", b"vm1", b"--incoming"]))
 
 # --- cluster messages, framed: u8 sender, u16 LE length, message ---
 # Header (cluster/msg.c): u16 version, u16 type, u32 length, u64 time_ms.
-def clmsg(typ, body, version=1):
+def clmsg(typ, body, version=3):
     return struct.pack("<HHIQ", version, typ, 16 + len(body), 0) + body
 
 
@@ -98,7 +98,8 @@ def name(s, size=64):
 
 define = frame(2, clmsg(1, name("vm1") + name("/dev/sdb", 256)
                         + name("/dev/sdc", 256) + struct.pack("<III", 65536,
-                                                              1, 0)))
+                                                              1, 0)
+                        + name("naa.60000000000000000e00000000010002", 128)))
 acquire = clmsg(3, name("vm1"))
 put("cluster", "acquire-release",
     define + frame(2, acquire) + frame(3, acquire)

@@ -100,6 +100,7 @@ define (struct cl_table *t, struct seen *s, bool exclusive)
   struct cl_msg m = msg (CL_MSG_DEFINE, "vm1", 0, 0);
   strcpy (m.def.base, "iscsi://10.0.0.1/iqn.x/1");
   strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/2");
+  strcpy (m.def.cow_ident, "naa.60000000000000000e00000000010002");
   m.def.chunk_size = 65536;
   m.def.commit = 1;
   m.def.exclusive = exclusive;
@@ -153,6 +154,7 @@ START_TEST (test_piece_codec)
   strcpy (vols[0].def.name, "a");
   strcpy (vols[0].def.base, "/srv/base.img");
   strcpy (vols[0].def.cow, "iscsi://10.0.0.1/iqn.x/2");
+  strcpy (vols[0].def.cow_ident, "naa.60000000000000000e00000000010002");
   vols[0].def.chunk_size = 65536;
   vols[0].def.commit = 2;
   vols[0].def.exclusive = true;
@@ -166,6 +168,7 @@ START_TEST (test_piece_codec)
   vols[1].bouncing = true;
   memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1);   /* longest */
   memset (vols[2].def.cow, 'c', CLUSTER_URI_MAX - 1);
+  memset (vols[2].def.cow_ident, 'i', CLUSTER_IDENT_MAX - 1);
   vols[2].state = CL_HANDING_OFF;
   vols[2].requester = 4;
   struct cl_msg m = { .type = CL_MSG_SYNC_PIECE, .vols = vols, .nvols = 3,
@@ -191,6 +194,7 @@ START_TEST (test_piece_codec)
   ck_assert (d.vols[1].bouncing && !d.vols[0].bouncing);
   ck_assert_str_eq (d.vols[2].def.name, vols[2].def.name);
   ck_assert_str_eq (d.vols[2].def.cow, vols[2].def.cow);
+  ck_assert_str_eq (d.vols[2].def.cow_ident, vols[2].def.cow_ident);
   ck_assert_uint_eq (d.vols[2].requester, 4);
   cl_msg_free (&d);
 
@@ -376,29 +380,61 @@ START_TEST (test_acquire_handoff_release)
 }
 END_TEST
 
+/* A DEFINE of vol from sender with this CoW device and identity. */
+static struct cl_msg
+define_msg (const char *vol, const char *cow, const char *ident)
+{
+  struct cl_msg m = msg (CL_MSG_DEFINE, vol, 0, 0);
+  strcpy (m.def.base, "iscsi://10.0.0.1/iqn.x/1");
+  strcpy (m.def.cow, cow);
+  strcpy (m.def.cow_ident, ident);
+  return m;
+}
+
+/* m is refused as naming vm1's CoW device (the error count goes to
+ * errors); vm1 keeps owner 1. */
+static void
+refused_as_vm1s (struct cl_table *t, struct seen *s, const struct cl_msg *m,
+                 uint32_t sender, unsigned errors)
+{
+  char want[1024];
+  apply (t, sender, *m, s, sender);
+  ck_assert_ptr_null (cl_table_find (t, m->def.name));
+  ck_assert_uint_eq (s->errors, errors);
+  snprintf (want, sizeof want, "volume %s: CoW device %s is the CoW device "
+            "of volume vm1 already; a CoW device belongs to one volume",
+            m->def.name, m->def.cow);
+  ck_assert_str_eq (s->last_error, want);
+  ck_assert_uint_eq (cl_table_find (t, "vm1")->owner, 1);
+}
+
 /* A second definition naming vm1's CoW device is refused everywhere,
- * with the sentence on the node that sent it; vm1 is untouched. */
+ * with the sentence on the node that sent it; vm1 is untouched.  So is
+ * one naming vm1's LUN through another portal (another URL, the same VPD
+ * identity), until vm1 is deleted. */
 START_TEST (test_define_same_cow)
 {
   struct cl_table t = { 0 };
   struct seen s = { 0 };
   define (&t, &s, false);
   apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
-  struct cl_msg m = msg (CL_MSG_DEFINE, "vm2", 0, 0);
-  strcpy (m.def.base, "iscsi://10.0.0.1/iqn.x/1");
-  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/2");
-  apply (&t, 2, m, &s, 2);
-  ck_assert_ptr_null (cl_table_find (&t, "vm2"));
-  ck_assert_uint_eq (s.errors, 1);
-  ck_assert_str_eq (s.last_error, "volume vm2: CoW device "
-                    "iscsi://10.0.0.1/iqn.x/2 is the CoW device of volume "
-                    "vm1 already; a CoW device belongs to one volume");
-  ck_assert_uint_eq (cl_table_find (&t, "vm1")->owner, 1);
+  struct cl_msg m = define_msg ("vm2", "iscsi://10.0.0.1/iqn.x/2", "");
+  refused_as_vm1s (&t, &s, &m, 2, 1);
   strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/3");        /* its own: fine */
   apply (&t, 2, m, &s, 2);
   ck_assert_ptr_nonnull (cl_table_find (&t, "vm2"));
   define (&t, &s, false);       /* vm1 redefined as it is: fine */
   ck_assert_uint_eq (s.errors, 1);
+  m = define_msg ("vm3", "iscsi://10.0.9.9/iqn.x/2",
+                  "naa.60000000000000000e00000000010002");
+  refused_as_vm1s (&t, &s, &m, 3, 2);
+  apply (&t, 1, msg (CL_MSG_RELEASE, "vm1", 0,
+                     cl_table_find (&t, "vm1")->generation), &s, 1);
+  apply (&t, 1, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 1);
+  ck_assert_ptr_null (cl_table_find (&t, "vm1"));
+  apply (&t, 3, m, &s, 3);
+  ck_assert_ptr_nonnull (cl_table_find (&t, "vm3"));
+  ck_assert_uint_eq (s.errors, 2);
   cl_table_clear (&t);
 }
 END_TEST

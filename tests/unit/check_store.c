@@ -62,8 +62,9 @@ dump_row (void *ud, const struct store_def *d)
 {
   struct dump *dp = ud;
   size_t l = strlen (dp->s);
-  snprintf (dp->s + l, sizeof dp->s - l, "%s %s %s %s %u %d%d%d;", d->name,
-            d->base, d->cow, d->commit, d->chunk_size, d->exclusive,
+  snprintf (dp->s + l, sizeof dp->s - l, "%s %s %s%s%s %s %u %d%d%d;",
+            d->name, d->base, d->cow, d->cow_ident[0] ? " " : "",
+            d->cow_ident, d->commit, d->chunk_size, d->exclusive,
             d->buffered, d->attached);
   dp->n++;
   return 0;
@@ -189,7 +190,35 @@ START_TEST (test_schema_version)
     return;                     /* no sqlite3 CLI: nothing to check */
   ck_assert_int_eq (store_open (dir, &s, err, sizeof err), -1);
   ck_assert_str_eq (err, "the definitions store has schema version 7; this "
-                    "cowd knows version 1");
+                    "cowd knows version 2");
+}
+END_TEST
+
+/* A store of schema version 1 (no cow_ident) opens: the column is added,
+ * empty, and the rows stay; an identity is then stored and read back. */
+START_TEST (test_schema_upgrade)
+{
+  char cmd[1024];
+  snprintf (cmd, sizeof cmd, "sqlite3 %s/%s \"CREATE TABLE volumes (name TEXT "
+            "PRIMARY KEY NOT NULL, base TEXT NOT NULL, cow TEXT NOT NULL, "
+            "chunk_size INTEGER NOT NULL, commit_policy TEXT NOT NULL, "
+            "exclusive INTEGER NOT NULL, buffered INTEGER NOT NULL, attached "
+            "INTEGER NOT NULL) WITHOUT ROWID; INSERT INTO volumes VALUES "
+            "('old', '/srv/base.img', '/cow/0', 65536, 'sync', 0, 0, 1); "
+            "PRAGMA user_version = 1\"", dir, STORE_FILE);
+  if (system (cmd) != 0)
+    return;                     /* no sqlite3 CLI: nothing to check */
+  struct store *s = open_store ();
+  ck_assert_str_eq (dump (s).s, "old /srv/base.img /cow/0 sync 65536 001;");
+  struct store_def a = def ("vm1", "iscsi://t:3260/iqn.x/2");
+  a.cow_ident = "naa.60000000000000000e00000000010002";
+  ck_assert_int_eq (store_put (s, &a), 0);
+  store_close (s);
+  s = open_store ();
+  ck_assert_str_eq (dump (s).s, "old /srv/base.img /cow/0 sync 65536 001;"
+                    "vm1 /srv/base.img iscsi://t:3260/iqn.x/2 "
+                    "naa.60000000000000000e00000000010002 flush 65536 100;");
+  store_close (s);
 }
 END_TEST
 
@@ -204,6 +233,7 @@ main (void)
   tcase_add_test (tc, test_batch_rollback);
   tcase_add_test (tc, test_killed_mid_transaction);
   tcase_add_test (tc, test_schema_version);
+  tcase_add_test (tc, test_schema_upgrade);
   suite_add_tcase (su, tc);
   SRunner *sr = srunner_create (su);
   srunner_run_all (sr, CK_NORMAL);
