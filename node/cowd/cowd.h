@@ -43,14 +43,7 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  /* Cluster (own.c) */
-  bool asked;                   /* an ACQUIRE of ours is under way */
-  bool quorum_held;             /* held because quorum was lost */
-  bool incoming;                /* attached --incoming: take it when free */
-  uint32_t handoff_to;
-  uint64_t epoch;               /* the epoch we serve under, 0 = none */
-  bool taking_over;             /* vol_takeover_async under way */
-  uint64_t t_request_ns, t_hold_ns; /* handoff timing */
+  struct own_vol *own;          /* own.c's ownership state, or NULL */
 };
 
 struct cowd
@@ -231,6 +224,8 @@ void own_stop (void);
 void own_note_request (struct vol_entry *e);
 /* This node was fenced: fail every wait of own_ops.wait_owned. */
 void own_wake_fenced (void);
+/* This node serves e under no epoch any more (it was fenced). */
+void own_forget_epoch (struct vol_entry *e);
 /* Handoff timing samples (ms) for `cowctl handoff-times` and
  * tests/bench/handoff: on the new owner, from asking to serving
  * (served); on the old owner, from holding requests to sending HANDOFF

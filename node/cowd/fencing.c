@@ -375,7 +375,7 @@ fencing_self (const char *why)
       {
         qb_log (LOG_ERR, "fence: %s: fenced; requests fail from now on",
                 e->name);
-        e->epoch = 0;
+        own_forget_epoch (e);
         vol_fence (e->vol);
       }
   own_wake_fenced ();

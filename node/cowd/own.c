@@ -47,6 +47,30 @@
 #include "cowd.h"
 #include "loop.h"
 
+/* This node's part in the ownership of one volume: kept here, off the
+ * definition (struct vol_entry is configuration; e->own points here). */
+struct own_vol
+{
+  bool asked;                   /* an ACQUIRE of ours is under way */
+  bool quorum_held;             /* held because quorum was lost */
+  bool incoming;                /* attached --incoming: take it when free */
+  uint32_t handoff_to;
+  uint64_t epoch;               /* the epoch we serve under, 0 = none */
+  bool taking_over;             /* vol_takeover_async under way */
+  uint64_t t_request_ns, t_hold_ns; /* handoff timing */
+};
+
+/* e's ownership state, made (all zero) on first use: a definition
+ * nobody attached here has none.  voldb frees it with the entry. */
+static struct own_vol *
+own_vol (const struct vol_entry *e)
+{
+  struct vol_entry *me = (struct vol_entry *) e;
+  if (!me->own && !(me->own = calloc (1, sizeof *me->own)))
+    abort ();
+  return me->own;
+}
+
 static void own_want_owner (void *ud, struct volume *v);
 static int own_attach (struct vol_entry *e, bool incoming, char *err,
                        size_t errlen);
@@ -56,7 +80,7 @@ static int own_attach (struct vol_entry *e, bool incoming, char *err,
 static void
 own_ask_pending (struct vol_entry *e)
 {
-  if (e->vol && e->incoming && !e->epoch)
+  if (e->vol && own_vol (e)->incoming && !own_vol (e)->epoch)
     own_want_owner (e, e->vol);
 }
 static void own_announce (void);
@@ -82,7 +106,8 @@ own_serving (const struct vol_entry *e)
   const struct cluster_vol *cv = cluster_lookup (e->name);
   return e->vol && !e->closing && !cowd.fenced && cv
     && cv->owner == cluster_nodeid () && cv->state != CL_FENCING
-    && e->epoch && cv->epoch == e->epoch && !e->quorum_held
+    && own_vol (e)->epoch && cv->epoch == own_vol (e)->epoch
+    && !own_vol (e)->quorum_held
     && vol_get_state (e->vol) == VOL_STATE_ACTIVE && !vol_is_held (e->vol);
 }
 
@@ -118,6 +143,13 @@ static bool own_in_sync;         /* in own_on_synced */
 /* This node was fenced: every wait fails, and the node asks the group for
  * its table (unless it has just got it), after which it recovers
  * (own_recover_fenced). */
+void
+own_forget_epoch (struct vol_entry *e)
+{
+  if (e->own)
+    e->own->epoch = 0;
+}
+
 void
 own_wake_fenced (void)
 {
@@ -174,8 +206,8 @@ own_recover_fenced (void)
     if (e->vol && !e->closing)
       {
         own_recover_left++;
-        e->epoch = 0;
-        e->quorum_held = false;
+        own_vol (e)->epoch = 0;
+        own_vol (e)->quorum_held = false;
         voldb_detach (e, own_recover_closed, NULL);
       }
   own_recover_closed (NULL, 0);
@@ -241,7 +273,7 @@ static uint64_t
 own_lease_deadline (void *ud)
 {
   const struct vol_entry *e = ud;
-  if (cowd.fenced || !e->epoch || e->quorum_held)
+  if (cowd.fenced || !own_vol (e)->epoch || own_vol (e)->quorum_held)
     return 0;
   return cluster_lease_deadline_ns ();
 }
@@ -252,7 +284,7 @@ static bool
 own_confirmed (const struct vol_entry *e)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
-  return cv && cv->owner == cluster_nodeid () && cv->epoch == e->epoch
+  return cv && cv->owner == cluster_nodeid () && cv->epoch == own_vol (e)->epoch
     && cv->state != CL_FENCING;
 }
 
@@ -325,8 +357,8 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
   struct vol_entry *e = own_entry (vol);
   if (!e)
     return;
-  e->asked = false;
-  if (owner != cluster_nodeid () && e->epoch)
+  own_vol (e)->asked = false;
+  if (owner != cluster_nodeid () && own_vol (e)->epoch)
     {
       /* We served it and it went elsewhere without our handoff: the
        * group fenced us or confirmed us down while we were cut off. */
@@ -337,7 +369,7 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
   if (cowd.fenced)
     return;                     /* terminal until cowd restarts */
   if (owner == 0 && !cowd.fenced && vol_get_state (e->vol) ==
-      VOL_STATE_READONLY && (e->incoming || vol_has_waiters (e->vol)))
+      VOL_STATE_READONLY && (own_vol (e)->incoming || vol_has_waiters (e->vol)))
     {
       own_want_owner (e, e->vol);  /* released or fenced: take it now */
       return;
@@ -350,13 +382,14 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
                   "stops writing", vol, owner);
           vol_set_state (e->vol, VOL_STATE_READONLY);
         }
-      e->epoch = 0;
+      own_vol (e)->epoch = 0;
       return;
     }
-  if ((e->epoch == epoch && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
-      || e->taking_over)
+  if ((own_vol (e)->epoch == epoch
+       && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
+      || own_vol (e)->taking_over)
     return;                     /* a takeover under way ends in own_taken */
-  e->taking_over = true;
+  own_vol (e)->taking_over = true;
   vol_takeover_async (e->vol, epoch, owner, generation, own_taken, e);
 }
 
@@ -369,7 +402,7 @@ own_taken (void *opaque, int res, const char *err)
   struct vol_entry *e = opaque;
   const struct cluster_vol *cv = cluster_lookup (e->name);
   uint64_t epoch = vol_super (e->vol)->epoch;
-  e->taking_over = false;
+  own_vol (e)->taking_over = false;
   if (res < 0)
     {
       qb_log (LOG_ERR, "cluster: %s: taking over failed: %s", e->name, err);
@@ -389,17 +422,18 @@ own_taken (void *opaque, int res, const char *err)
         own_on_owner (NULL, e->name, cv->owner, cv->epoch, cv->generation);
       return;
     }
-  e->epoch = epoch;
-  e->incoming = false;          /* the wish of attach --incoming is met */
+  own_vol (e)->epoch = epoch;
+  own_vol (e)->incoming = false;        /* attach --incoming's wish is met */
   qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
-  own_record (own_served_ms, &own_nserved, &e->t_request_ns);
-  e->quorum_held = false;
+  own_record (own_served_ms, &own_nserved, &own_vol (e)->t_request_ns);
+  own_vol (e)->quorum_held = false;
   if (vol_is_held (e->vol))
     return;                     /* a handoff asked meanwhile: it drains */
   if (!cluster_quorate ())
     {
-      e->quorum_held = true;    /* lost meanwhile: as own_on_quorum does */
+      /* lost meanwhile: as own_on_quorum does */
+      own_vol (e)->quorum_held = true;
       vol_hold (e->vol, NULL, NULL);
       return;
     }
@@ -427,11 +461,11 @@ own_cleaned (void *opaque, int r)
       return;
     }
   vol_set_state (e->vol, VOL_STATE_READONLY);
-  e->epoch = 0;
+  own_vol (e)->epoch = 0;
   qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
-          PRIu64, e->name, e->handoff_to, gen);
-  cluster_handoff (e->name, e->handoff_to, gen);
-  own_record (own_held_ms, &own_nheld, &e->t_hold_ns);
+          PRIu64, e->name, own_vol (e)->handoff_to, gen);
+  cluster_handoff (e->name, own_vol (e)->handoff_to, gen);
+  own_record (own_held_ms, &own_nheld, &own_vol (e)->t_hold_ns);
   /* Whatever waits now stays waiting and asks for ownership back. */
   vol_resume (e->vol);
 }
@@ -459,8 +493,8 @@ own_on_handoff_request (void *ud, const char *vol, uint32_t to)
       cluster_handoff (vol, to, 0);
       return;
     }
-  e->handoff_to = to;
-  e->t_hold_ns = cowd_now_ns ();
+  own_vol (e)->handoff_to = to;
+  own_vol (e)->t_hold_ns = cowd_now_ns ();
   vol_hold (e->vol, own_drained, e);
 }
 
@@ -506,8 +540,8 @@ own_on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
 static void
 own_serve_again (struct vol_entry *e)
 {
-  bool held = e->quorum_held;
-  e->quorum_held = false;
+  bool held = own_vol (e)->quorum_held;
+  own_vol (e)->quorum_held = false;
   if (held)
     vol_resume (e->vol);
   vol_confirm (e->vol);
@@ -521,14 +555,15 @@ own_on_quorum (void *ud, bool quorate)
     {
       if (!e->vol || e->closing)
         continue;
-      if (!quorate && e->epoch)
+      if (!quorate && own_vol (e)->epoch)
         vol_drop_writes (e->vol);
       if (!quorate && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
         {
-          e->quorum_held = true;
+          own_vol (e)->quorum_held = true;
           vol_hold (e->vol, NULL, NULL);
         }
-      else if (quorate && cluster_synced () && e->epoch && own_confirmed (e))
+      else if (quorate && cluster_synced () && own_vol (e)->epoch
+               && own_confirmed (e))
         {
           /* The lease is back in a quorate ring, and nothing the group
            * ordered before it took the volume away. */
@@ -548,7 +583,7 @@ own_on_error (void *ud, const char *vol, int code, const char *sentence)
 {
   struct vol_entry *e = voldb_find (vol);
   if (e)
-    e->asked = false;
+    own_vol (e)->asked = false;
   qb_log (LOG_ERR, "cluster: %s", sentence);
   /* A wait for the volume (attach --wait-owned) ends with the refusal,
    * except one that waits through a fence. */
@@ -565,11 +600,11 @@ own_reconcile (void)
   uint32_t me = cluster_nodeid ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      if (!e->vol || e->closing || !e->epoch)
+      if (!e->vol || e->closing || !own_vol (e)->epoch)
         continue;
       const struct cluster_vol *cv = cluster_lookup (e->name);
       if (!cv || cv->owner != me || cv->state == CL_FENCING
-          || cv->epoch != e->epoch)
+          || cv->epoch != own_vol (e)->epoch)
         {
           fencing_self ("the quorate side took its volumes while it was "
                         "cut off");
@@ -612,18 +647,18 @@ static void
 own_want_owner (void *ud, struct volume *v)
 {
   struct vol_entry *e = ud;
-  if (e->asked || !cluster_quorate () || cowd.fenced)
+  if (own_vol (e)->asked || !cluster_quorate () || cowd.fenced)
     return;                     /* a fenced node asks for nothing */
-  e->asked = true;
-  e->t_request_ns = cowd_now_ns ();
+  own_vol (e)->asked = true;
+  own_vol (e)->t_request_ns = cowd_now_ns ();
   if (cluster_acquire (e->name) < 0)
-    e->asked = false;
+    own_vol (e)->asked = false;
 }
 
 void
 own_note_request (struct vol_entry *e)
 {
-  e->t_request_ns = cowd_now_ns ();
+  own_vol (e)->t_request_ns = cowd_now_ns ();
 }
 
 static void
@@ -684,12 +719,12 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
     {
       /* Attached already (a source whose domain came back, or a host
        * that lost it): --incoming asks for it, as a first attach does. */
-      if (incoming && !e->epoch && !cowd.fenced && !e->closing)
+      if (incoming && !own_vol (e)->epoch && !cowd.fenced && !e->closing)
         {
-          e->incoming = true;
+          own_vol (e)->incoming = true;
           if (!cv || cv->state != CL_FENCING)
             {
-              e->asked = false;
+              own_vol (e)->asked = false;
               own_want_owner (e, e->vol);
             }
         }
@@ -730,10 +765,10 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
     return r;
   vol_set_want_owner_cb (e->vol, own_want_owner, e);
   vol_set_lease (e->vol, own_lease_deadline, e);
-  e->incoming = incoming;
+  own_vol (e)->incoming = incoming;
   if (fencing)
     return 0;                   /* asks once the node is fenced */
-  e->asked = false;             /* a new attach asks again */
+  own_vol (e)->asked = false;   /* a new attach asks again */
   own_want_owner (e, e->vol);
   return 0;
 }
@@ -762,7 +797,7 @@ own_detach_drained (void *opaque, int res)
         qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean at "
                 "detach; releasing it without a generation check", e->name);
       cluster_release (e->name, gen);
-      e->epoch = 0;
+      own_vol (e)->epoch = 0;
     }
   fencing_forget_lun (vol_cow_backend (e->vol)->uri);
   voldb_detach (e, c->done, c->opaque);

@@ -202,6 +202,7 @@ voldb_free (struct vol_entry *e)
   free (e->cow);
   free (e->cow_key);
   free (e->cow_ident);
+  free (e->own);
   free (e->error);
   free (e->up);
   free (e);
