@@ -342,6 +342,22 @@ ev_corosync() {
   count corosync $rc
 }
 
+# The kinds of a process's descriptors: "sockets files anon pipes", so a
+# descriptor series that grows says what grew.
+fd_kinds() {
+  local f s=0 r=0 a=0 o=0 t
+  for f in /proc/"$1"/fd/*; do
+    t=$(readlink "$f" 2>/dev/null) || continue
+    case $t in
+      socket:*) s=$((s + 1)) ;;
+      /*) r=$((r + 1)) ;;
+      anon_inode:*) a=$((a + 1)) ;;
+      *) o=$((o + 1)) ;;
+    esac
+  done
+  echo "$s $r $a $o"
+}
+
 sample() {
   local n p rss fds shm
   for n in 1 2 3; do
@@ -350,7 +366,7 @@ sample() {
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
     fds=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
     shm=$(lab_exec $n ls /dev/shm | wc -l)
-    echo "$SECONDS $n $p $rss $fds $shm" >> "$D/samples"
+    echo "$SECONDS $n $p $rss $fds $shm $(fd_kinds "$p")" >> "$D/samples"
   done
 }
 
@@ -483,8 +499,8 @@ print("total: %d writes acknowledged, %d blocks verified, fio %d segments (%d ok
 # RSS / descriptors: one series per cowd process
 series = {}
 for l in open(os.path.join(k, "samples")):
-    t, n, p, rss, fds, shm = map(int, l.split())
-    series.setdefault((n, p), []).append((t, rss, fds, shm))
+    t, n, p, rss, fds, shm, so, fi, an, ot = map(int, l.split())
+    series.setdefault((n, p), []).append((t, rss, fds, shm, (so, fi, an, ot)))
 start = {}
 for l in open(os.path.join(k, "cowds")):
     n, p, t = l.split()
@@ -516,6 +532,9 @@ for (n, p), s in sorted(series.items(), key=lambda x: (x[0][0], x[1][0][0])):
     print("%-4d %-8d %5ds %7d %7d %7d %6.1f%% %6d %5d %5d %4.1f%% %2d-%-3d %5d %s" % (
         n, p, span, s[0][1], s[-1][1], max(x[1] for x in s), rg, s[0][2], s[-1][2],
         max(x[2] for x in s), fg, min(x[3] for x in s), max(x[3] for x in s), len(s), verdict))
+    if fg >= 5:
+        a = min(s[:w], key=lambda x: x[2])[4]; b = min(s[-w:], key=lambda x: x[2])[4]
+        print("     descriptors at the two floors, sockets/files/anon/other: %d/%d/%d/%d -> %d/%d/%d/%d" % (a + b))
 print("series judged: %d, growing: %d" % (judged, bad))
 open(os.path.join(k, "verdict"), "w").write("%d %d %d\n" % (viol, bad, judged))
 PY
