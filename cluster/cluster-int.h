@@ -23,11 +23,11 @@ enum cl_msg_type
   CL_MSG_MIGRATE = 6,
   CL_MSG_FENCE_CONFIRM = 7,
   CL_MSG_SYNC_MARK = 8,
-  CL_MSG_SYNC_DATA = 9,         /* retired in version 2: a no-op */
-  CL_MSG_FENCED = 10,           /* u32 node: fenced by the sender */
-  CL_MSG_SYNC_PIECE = 11,       /* a piece of the table for a joiner */
-  CL_MSG_DEFINE_MANY = 12,      /* many DEFINEs in the piece encoding */
-  CL_MSG_SYNC_REQUEST = 13,     /* a member's table is stale: send it one */
+  CL_MSG_SYNC_DATA = 9,     /* retired in version 2: a no-op */
+  CL_MSG_FENCED = 10,       /* u32 node: fenced by the sender */
+  CL_MSG_SYNC_PIECE = 11,   /* a piece of the table for a joiner */
+  CL_MSG_DEFINE_MANY = 12,  /* many DEFINEs in the piece encoding */
+  CL_MSG_SYNC_REQUEST = 13, /* a member's table is stale: send it one */
 };
 #define CL_MSG_LAST CL_MSG_SYNC_REQUEST
 
@@ -40,9 +40,9 @@ enum cl_msg_type
 struct cl_msg
 {
   uint16_t type;
-  uint64_t time_ms;             /* sender's wall clock, for bounce windows */
-  struct cluster_voldef def;    /* DEFINE; def.name for the others */
-  uint32_t node;                /* HANDOFF/MIGRATE: to; FENCE_CONFIRM, FENCED */
+  uint64_t time_ms;          /* sender's wall clock, for bounce windows */
+  struct cluster_voldef def; /* DEFINE; def.name for the others */
+  uint32_t node;             /* HANDOFF/MIGRATE: to; FENCE_CONFIRM, FENCED */
   uint64_t generation;
   /* SYNC_PIECE: piece number `piece` (from 0) of a table of `total`
    * volumes; `last` on the final one. */
@@ -77,7 +77,7 @@ struct cl_effects
 {
   const struct cluster_callbacks *cb;
   void *ud;
-  uint32_t local;               /* this node, to route callbacks */
+  uint32_t local; /* this node, to route callbacks */
 };
 
 void cl_table_apply (struct cl_table *t, uint32_t sender,

@@ -64,11 +64,11 @@ struct cluster_vol
 {
   struct cluster_voldef def;
   enum cluster_vol_state state;
-  uint32_t owner;               /* 0 = nobody */
+  uint32_t owner; /* 0 = nobody */
   uint64_t epoch;
-  uint64_t generation;          /* bitmap generation at the last handoff */
-  uint32_t requester;           /* handing-off: to whom */
-  uint32_t fenced_node;         /* fencing: the node that left */
+  uint64_t generation;  /* bitmap generation at the last handoff */
+  uint32_t requester;   /* handing-off: to whom */
+  uint32_t fenced_node; /* fencing: the node that left */
   /* Bounce detection: moves by request between the same two nodes. */
   uint32_t bounce_a, bounce_b, bounce_count;
   uint64_t bounce_since_ms;
@@ -95,8 +95,7 @@ struct cluster_callbacks
   void (*on_quorum) (void *ud, bool quorate);
   /* A request of this node was refused: a COW_E_* code (COW_E_HELD: it
    * waits, as for a fence) and one sentence. */
-  void (*on_error) (void *ud, const char *vol, int code,
-                    const char *sentence);
+  void (*on_error) (void *ud, const char *vol, int code, const char *sentence);
   /* The table arrived after joining. */
   void (*on_synced) (void *ud);
   /* The group's membership changed (a node joined, left or went down),

@@ -111,37 +111,37 @@ struct pending
   struct pending *next;
   void *buf;
   size_t len;
-  bool nop;                     /* a heartbeat: may pass queued messages */
-  uint32_t sender;              /* replay: who sent it, or who left */
-  int left;                     /* replay: 0 a message, 1 an agent left,
-                                 * 2 a node went down */
+  bool nop;        /* a heartbeat: may pass queued messages */
+  uint32_t sender; /* replay: who sent it, or who left */
+  int left;        /* replay: 0 a message, 1 an agent left,
+                    * 2 a node went down */
 };
 
 static struct
 {
-  qb_loop_t *loop;              /* handed over by cluster_start */
+  qb_loop_t *loop; /* handed over by cluster_start */
   bool running;
-  bool lost;                    /* the connection to corosync is gone */
+  bool lost; /* the connection to corosync is gone */
   cpg_handle_t cpg;
   quorum_handle_t quorum;
-  int cpg_fd, quorum_fd;        /* polled while connected */
+  int cpg_fd, quorum_fd; /* polled while connected */
   qb_loop_timer_handle reconnect_timer;
-  unsigned reconnects;          /* attempts since the connection was lost */
+  unsigned reconnects; /* attempts since the connection was lost */
   char group[CLUSTER_NAME_MAX + 16];
   uint32_t nodeid;
-  bool quorate;                 /* as votequorum says */
-  bool held_quorate;            /* as last told to on_quorum */
+  bool quorate;      /* as votequorum says */
+  bool held_quorate; /* as last told to on_quorum */
   /* Lease (see the top) */
-  unsigned lease_ms;            /* 0: none */
+  unsigned lease_ms; /* 0: none */
   uint64_t lease_until_ns;
   bool lease_lost;
-  uint64_t standing_breaks;     /* quorum or lease lost, majority left */
-  bool ring_warned;             /* said once that a NOP renewed nothing */
-  uint64_t hb_sent[8];          /* send times of own NOPs in flight */
+  uint64_t standing_breaks; /* quorum or lease lost, majority left */
+  bool ring_warned;         /* said once that a NOP renewed nothing */
+  uint64_t hb_sent[8];      /* send times of own NOPs in flight */
   unsigned hb_n;
   qb_loop_timer_handle hb_timer, lease_timer;
-  uint64_t ring_id;             /* the ring CPG delivers in now */
-  uint64_t quorum_ring;         /* the ring votequorum last spoke of */
+  uint64_t ring_id;     /* the ring CPG delivers in now */
+  uint64_t quorum_ring; /* the ring votequorum last spoke of */
   uint32_t members[CLUSTER_MAX_MEMBERS];
   size_t nmembers;
   uint32_t ring[CLUSTER_MAX_MEMBERS]; /* the totem ring's nodes */
@@ -151,22 +151,22 @@ static struct
   void *ud;
   /* State transfer */
   bool synced;
-  bool stale;                   /* lost quorum since the last sync */
+  bool stale; /* lost quorum since the last sync */
   qb_loop_timer_handle stale_timer;
-  uint64_t marks;               /* SYNC_MARKs delivered so far */
-  uint64_t watch_base;          /* marks at the last join (mark_watch) */
+  uint64_t marks;      /* SYNC_MARKs delivered so far */
+  uint64_t watch_base; /* marks at the last join (mark_watch) */
   qb_loop_timer_handle watch_timer;
-  bool seen_mark;               /* joiner: the mark has been delivered */
-  uint32_t sync_from;           /* joiner: who sent that mark */
-  struct cl_table incoming;     /* joiner: the pieces so far */
+  bool seen_mark;           /* joiner: the mark has been delivered */
+  uint32_t sync_from;       /* joiner: who sent that mark */
+  struct cl_table incoming; /* joiner: the pieces so far */
   uint32_t next_piece;
   struct pending *pieces_head, *pieces_tail; /* joiner: not decoded yet */
-  bool last_queued;             /* joiner: the last piece is among them */
-  bool job_armed;               /* sync_step is queued on the loop */
-  int sync_fd;                  /* eventfd that runs sync_step, or -1 */
-  uint64_t sync_max_step_ns;    /* the CPU of the longest sync_step */
+  bool last_queued;          /* joiner: the last piece is among them */
+  bool job_armed;            /* sync_step is queued on the loop */
+  int sync_fd;               /* eventfd that runs sync_step, or -1 */
+  uint64_t sync_max_step_ns; /* the CPU of the longest sync_step */
   qb_loop_timer_handle sync_timer;
-  bool adopting;                /* joiner: defining the table in batches */
+  bool adopting; /* joiner: defining the table in batches */
   size_t adopt_pos;
   struct pending *replay_head, *replay_tail;
   uint32_t refused[CLUSTER_MAX_MEMBERS]; /* nodes of another version */
@@ -181,7 +181,7 @@ static struct
 static struct cl_effects
 fx (void)
 {
-  return (struct cl_effects) { C.cb, C.ud, C.nodeid };
+  return (struct cl_effects){ C.cb, C.ud, C.nodeid };
 }
 
 static uint64_t
@@ -225,13 +225,16 @@ send_flush (void)
                                  (uint64_t) C.backoff_ms * 1000000ull, NULL,
                                  send_retry, &C.retry_timer);
               C.backoff_ms = C.backoff_ms >= SEND_BACKOFF_MAX_MS
-                ? SEND_BACKOFF_MAX_MS : C.backoff_ms * 2;
+                                 ? SEND_BACKOFF_MAX_MS
+                                 : C.backoff_ms * 2;
             }
           return;
         }
       if (e != CS_OK)
-        qb_log (LOG_ERR, "cluster: sending a message to group %s failed "
-                "(corosync error %d); dropping it", C.group, e);
+        qb_log (LOG_ERR,
+                "cluster: sending a message to group %s failed "
+                "(corosync error %d); dropping it",
+                C.group, e);
       C.backoff_ms = 1;
       C.out_head = p->next;
       if (!C.out_head)
@@ -296,7 +299,7 @@ pending_copy (const void *buf, size_t len, uint32_t sender)
 {
   struct pending *p = calloc (1, sizeof *p);
   if (!p || !(p->buf = malloc (len)))
-    abort ();                   /* losing it would fork the table */
+    abort (); /* losing it would fork the table */
   memcpy (p->buf, buf, len);
   p->len = len;
   p->sender = sender;
@@ -370,17 +373,21 @@ sync_send_table (void)
   do
     {
       size_t start = i, bytes = CL_PIECE_OVERHEAD;
-      while (i < n && bytes + cl_msg_piece_vol_size (&C.table.vols[i])
-             <= CL_PIECE_MAX)
+      while (i < n
+             && bytes + cl_msg_piece_vol_size (&C.table.vols[i])
+                    <= CL_PIECE_MAX)
         bytes += cl_msg_piece_vol_size (&C.table.vols[i++]);
       struct cl_msg d = { .type = CL_MSG_SYNC_PIECE,
-        .vols = C.table.vols + start, .nvols = (uint32_t) (i - start),
-        .piece = piece++, .total = (uint32_t) n, .last = i == n };
+                          .vols = C.table.vols + start,
+                          .nvols = (uint32_t) (i - start),
+                          .piece = piece++,
+                          .total = (uint32_t) n,
+                          .last = i == n };
       send_msg (&d);
     }
   while (i < n);
-  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces)",
-          n, piece);
+  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces)", n,
+          piece);
 }
 
 /* No transfer under way any more: wait for the next mark. */
@@ -400,8 +407,10 @@ sync_reset (void)
 static void
 sync_abandon (const char *why, uint32_t sender)
 {
-  qb_log (LOG_ERR, "cluster: the table from node %u: %s; waiting for "
-          "another state transfer", sender, why);
+  qb_log (LOG_ERR,
+          "cluster: the table from node %u: %s; waiting for "
+          "another state transfer",
+          sender, why);
   sync_reset ();
   pending_free (&C.replay_head, &C.replay_tail);
 }
@@ -445,8 +454,9 @@ sync_kick (void)
       C.sync_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (C.sync_fd < 0
           || qb_loop_poll_add (C.loop, QB_LOOP_LOW, C.sync_fd, POLLIN, NULL,
-                               sync_wake) != 0)
-        abort ();               /* the transfer could never end */
+                               sync_wake)
+                 != 0)
+        abort (); /* the transfer could never end */
     }
   C.job_armed = true;
   uint64_t one = 1;
@@ -461,8 +471,10 @@ sync_adopt_done (void)
   C.synced = true;
   C.stale = false;
   replay_run ();
-  qb_log (LOG_INFO, "cluster: synced (%zu volumes; the longest step took "
-          "%.1f ms of CPU)", C.table.n, (double) C.sync_max_step_ns / 1e6);
+  qb_log (LOG_INFO,
+          "cluster: synced (%zu volumes; the longest step took "
+          "%.1f ms of CPU)",
+          C.table.n, (double) C.sync_max_step_ns / 1e6);
   if (C.cb->on_synced)
     C.cb->on_synced (C.ud);
 }
@@ -502,8 +514,10 @@ sync_take_piece (const struct cl_msg *m, uint32_t sender)
     return;
   if (C.incoming.n != m->total)
     return sync_abandon ("the pieces do not add up to the table", sender);
-  qb_log (LOG_INFO, "cluster: received the table (%zu volumes in %u "
-          "pieces)", C.incoming.n, C.next_piece);
+  qb_log (LOG_INFO,
+          "cluster: received the table (%zu volumes in %u "
+          "pieces)",
+          C.incoming.n, C.next_piece);
   cl_table_clear (&C.table);
   C.table = C.incoming;
   memset (&C.incoming, 0, sizeof C.incoming);
@@ -524,7 +538,8 @@ sync_next_piece (void)
   int r = cl_msg_decode (p->buf, p->len, &m);
   if (r < 0)
     sync_abandon (r == -EBADMSG ? "a piece has a bad checksum"
-                  : "a piece is malformed", p->sender);
+                                : "a piece is malformed",
+                  p->sender);
   else
     sync_take_piece (&m, p->sender);
   cl_msg_free (&m);
@@ -547,8 +562,10 @@ sync_step (void *data)
   cpu = clock_thread_cpu_ns () - cpu;
   C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;
   if (cpu > 2 * SYNC_BUDGET_NS)
-    qb_log (LOG_NOTICE, "cluster: a step of the state transfer took %.1f ms "
-            "of CPU (%u pieces, %zu definitions)", (double) cpu / 1e6, pieces,
+    qb_log (LOG_NOTICE,
+            "cluster: a step of the state transfer took %.1f ms "
+            "of CPU (%u pieces, %zu definitions)",
+            (double) cpu / 1e6, pieces,
             C.adopt_pos >= defined ? C.adopt_pos - defined : C.adopt_pos);
   if (C.pieces_head || C.adopting)
     sync_kick ();
@@ -580,10 +597,11 @@ refuse_version (uint32_t sender)
       return;
   if (C.nrefused < CLUSTER_MAX_MEMBERS)
     C.refused[C.nrefused++] = sender;
-  qb_log (LOG_ERR, "cluster: node %u speaks another version of the cowherd "
+  qb_log (LOG_ERR,
+          "cluster: node %u speaks another version of the cowherd "
           "cluster protocol than this node (version %d); its messages are "
-          "ignored: run one cowherd version on every node", sender,
-          CL_MSG_VERSION);
+          "ignored: run one cowherd version on every node",
+          sender, CL_MSG_VERSION);
 }
 
 static void lease_renew (uint64_t sent_ns);
@@ -608,8 +626,10 @@ deliver (uint32_t sender, const void *buf, size_t len)
     return refuse_version (sender);
   if (r < 0)
     {
-      qb_log (LOG_WARNING, "cluster: ignoring a malformed message from node "
-              "%u (%zu bytes)", sender, len);
+      qb_log (LOG_WARNING,
+              "cluster: ignoring a malformed message from node "
+              "%u (%zu bytes)",
+              sender, len);
       return;
     }
   if (m.type == CL_MSG_NOP)
@@ -653,8 +673,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
 }
 
 static void
-cpg_deliver_fn (cpg_handle_t h, const struct cpg_name *group,
-                uint32_t nodeid, uint32_t pid, void *msg, size_t len)
+cpg_deliver_fn (cpg_handle_t h, const struct cpg_name *group, uint32_t nodeid,
+                uint32_t pid, void *msg, size_t len)
 {
   deliver (nodeid, msg, len);
 }
@@ -681,7 +701,7 @@ stale_timeout (void *data)
   if (C.synced || !cluster_quorate () || lowest_member () != C.nodeid)
     return;
   qb_log (LOG_WARNING, "cluster: no quorate side sent a table after the "
-          "merge; this node sends its own");
+                       "merge; this node sends its own");
   C.synced = true;
   C.stale = false;
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
@@ -695,13 +715,12 @@ static void
 stale_merge (void)
 {
   qb_log (LOG_NOTICE, "cluster: merging after losing quorum: taking the "
-          "table of the quorate side");
+                      "table of the quorate side");
   C.synced = false;
   sync_reset ();
-  qb_loop_timer_del (C.loop, C.stale_timer);      /* one wait at a time */
-  qb_loop_timer_add (C.loop, QB_LOOP_LOW,
-                     (uint64_t) STALE_WAIT_MS * 1000000ull, NULL,
-                     stale_timeout, &C.stale_timer);
+  qb_loop_timer_del (C.loop, C.stale_timer); /* one wait at a time */
+  qb_loop_timer_add (C.loop, QB_LOOP_LOW, (uint64_t) STALE_WAIT_MS * 1000000ull,
+                     NULL, stale_timeout, &C.stale_timer);
 }
 
 /* A join whose chosen sender sends no mark: the lowest old member may be
@@ -717,9 +736,11 @@ mark_watch_timeout (void *data)
 {
   if (!C.synced || C.stale || C.lost || C.marks != C.watch_base)
     return;
-  qb_log (LOG_WARNING, "cluster: no member sent the table to the nodes that "
+  qb_log (LOG_WARNING,
+          "cluster: no member sent the table to the nodes that "
           "joined (the lowest one that was there is stale or has no table "
-          "itself); node %u sends it", C.nodeid);
+          "itself); node %u sends it",
+          C.nodeid);
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
   send_msg (&mark);
 }
@@ -740,7 +761,7 @@ mark_watch (unsigned rank)
 static void
 sync_offer (const uint32_t *skip, size_t nskip)
 {
-  unsigned rank = 0;            /* old members below this node */
+  unsigned rank = 0; /* old members below this node */
   for (size_t i = 0; i < C.nmembers; i++)
     {
       bool skipped = false;
@@ -759,9 +780,8 @@ sync_offer (const uint32_t *skip, size_t nskip)
 }
 
 static void cpg_confchg_apply (const struct cpg_address *members,
-                               size_t nmembers,
-                               const struct cpg_address *left, size_t nleft,
-                               const struct cpg_address *joined,
+                               size_t nmembers, const struct cpg_address *left,
+                               size_t nleft, const struct cpg_address *joined,
                                size_t njoined);
 
 /* A configuration change: applied, then told to the daemon (fencing starts
@@ -796,9 +816,11 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
   if (gone && 2 * nmembers <= nmembers + nleft)
     {
       C.standing_breaks++;
-      qb_log (LOG_NOTICE, "cluster: %zu of %zu members are left after nodes "
+      qb_log (LOG_NOTICE,
+              "cluster: %zu of %zu members are left after nodes "
               "went away, no majority: the others may be quorate and fence "
-              "this node", nmembers, nmembers + nleft);
+              "this node",
+              nmembers, nmembers + nleft);
     }
   for (size_t i = 0; i < nleft; i++)
     {
@@ -817,7 +839,7 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
     {
       if (nmembers == njoined)
         {
-          C.synced = true;      /* first in the group: empty table */
+          C.synced = true; /* first in the group: empty table */
           qb_log (LOG_INFO, "cluster: first member of group %s", C.group);
           if (C.cb->on_synced)
             C.cb->on_synced (C.ud);
@@ -841,8 +863,8 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
 /* The totem ring: a node that drops out of it is down, even when its
  * agent had left the group before (then CPG reports no NODEDOWN for it). */
 static void
-cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id,
-              uint32_t n, const uint32_t *list)
+cpg_totem_fn (cpg_handle_t h, struct cpg_ring_id ring_id, uint32_t n,
+              const uint32_t *list)
 {
   C.ring_id = ring_id.seq;
   struct cl_effects e = fx ();
@@ -888,9 +910,11 @@ lease_expired (void *data)
   if (C.lease_lost || !C.lease_ms || clock_now_ns () < C.lease_until_ns)
     return;
   C.lease_lost = true;
-  qb_log (LOG_WARNING, "cluster: corosync delivered no heartbeat of node %u "
+  qb_log (LOG_WARNING,
+          "cluster: corosync delivered no heartbeat of node %u "
           "for %u ms (quorum-loss-timeout-ms): writes are held as if quorum "
-          "were lost", C.nodeid, C.lease_ms);
+          "were lost",
+          C.nodeid, C.lease_ms);
   quorum_update ();
 }
 
@@ -899,9 +923,9 @@ lease_arm (void)
 {
   uint64_t now = clock_now_ns ();
   qb_loop_timer_del (C.loop, C.lease_timer);
-  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, C.lease_until_ns > now
-                     ? C.lease_until_ns - now : 0, NULL, lease_expired,
-                     &C.lease_timer);
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
+                     C.lease_until_ns > now ? C.lease_until_ns - now : 0, NULL,
+                     lease_expired, &C.lease_timer);
 }
 
 /* The ring CPG delivers in is the one votequorum called quorate. */
@@ -918,14 +942,15 @@ lease_renew (uint64_t sent_ns)
     return;
   uint64_t now = clock_now_ns ();
   if (!C.lease_lost && C.lease_until_ns <= now)
-    lease_expired (NULL);       /* ran out unnoticed: the loop was stopped */
+    lease_expired (NULL); /* ran out unnoticed: the loop was stopped */
   uint64_t until = sent_ns + (uint64_t) C.lease_ms * 1000000ull;
   if (until <= C.lease_until_ns || until <= now)
     return;
   if (!ring_quorate_now ())
     {
       if (!C.ring_warned)
-        qb_log (LOG_WARNING, "cluster: node %u: a heartbeat was delivered in "
+        qb_log (LOG_WARNING,
+                "cluster: node %u: a heartbeat was delivered in "
                 "ring %" PRIu64 ", which votequorum has not called quorate "
                 "(last quorate ring %" PRIu64 "): it renews no lease",
                 C.nodeid, C.ring_id, C.quorate ? C.quorum_ring : 0);
@@ -938,8 +963,10 @@ lease_renew (uint64_t sent_ns)
   if (C.lease_lost)
     {
       C.lease_lost = false;
-      qb_log (LOG_NOTICE, "cluster: corosync delivers this node's heartbeats "
-              "again, in quorate ring %" PRIu64, C.ring_id);
+      qb_log (LOG_NOTICE,
+              "cluster: corosync delivers this node's heartbeats "
+              "again, in quorate ring %" PRIu64,
+              C.ring_id);
       quorum_update ();
     }
 }
@@ -954,14 +981,13 @@ heartbeat (void *data)
   if (C.hb_n < sizeof C.hb_sent / sizeof *C.hb_sent && send_msg (&m) == 0)
     C.hb_sent[C.hb_n++] = now;
   unsigned every = C.lease_ms / 4 > 20 ? C.lease_ms / 4 : 20;
-  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, (uint64_t) every * 1000000ull,
-                     NULL, heartbeat, &C.hb_timer);
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, (uint64_t) every * 1000000ull, NULL,
+                     heartbeat, &C.hb_timer);
 }
 
 static void quorum_set (bool q);
 
 static void cluster_reconnect (void *data);
-
 
 /* Is process pid gone (no such process, or a zombie not reaped yet)? */
 static bool
@@ -977,7 +1003,7 @@ cluster_pid_gone (int pid)
   size_t n = fread (buf, 1, sizeof buf - 1, f);
   fclose (f);
   buf[n] = '\0';
-  const char *p = strrchr (buf, ')');    /* after "pid (comm)" */
+  const char *p = strrchr (buf, ')'); /* after "pid (comm)" */
   return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
@@ -1013,12 +1039,14 @@ cluster_shm_sweep (void)
   while ((de = readdir (d)))
     {
       int server, client, fd, end = 0;
-      if (sscanf (de->d_name, "qb-%d-%d-%d-%n", &server, &client, &fd,
-                  &end) != 3 || end == 0 || client != (int) getpid ()
-          || server <= 0 || !cluster_pid_gone (server))
+      if (sscanf (de->d_name, "qb-%d-%d-%d-%n", &server, &client, &fd, &end)
+              != 3
+          || end == 0 || client != (int) getpid () || server <= 0
+          || !cluster_pid_gone (server))
         continue;
       if (cluster_rmdir (dirfd (d), de->d_name) == 0)
-        qb_log (LOG_DEBUG, "cluster: removed /dev/shm/%s, left by a "
+        qb_log (LOG_DEBUG,
+                "cluster: removed /dev/shm/%s, left by a "
                 "connection to corosync process %d, which is gone",
                 de->d_name, server);
     }
@@ -1036,9 +1064,10 @@ cluster_lost (int fd, const char *what)
   if (C.lost)
     return;
   C.lost = true;
-  qb_log (LOG_ERR, "cluster: node %u lost the connection to corosync (%s): "
-          "writes are held; reconnecting every %u ms", C.nodeid, what,
-          CLUSTER_RECONNECT_MS);
+  qb_log (LOG_ERR,
+          "cluster: node %u lost the connection to corosync (%s): "
+          "writes are held; reconnecting every %u ms",
+          C.nodeid, what, CLUSTER_RECONNECT_MS);
   C.lease_lost = true;
   quorum_set (false);
   C.stale = true;
@@ -1056,11 +1085,10 @@ cluster_lost (int fd, const char *what)
   pending_free (&C.replay_head, &C.replay_tail);
   sync_reset ();
   C.hb_n = 0;
-  C.nmembers = 0;               /* no group while disconnected */
+  C.nmembers = 0; /* no group while disconnected */
   C.reconnects = 0;
-  qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
-                     CLUSTER_RECONNECT_MS * 1000000ull, NULL,
-                     cluster_reconnect, &C.reconnect_timer);
+  qb_loop_timer_add (C.loop, QB_LOOP_HIGH, CLUSTER_RECONNECT_MS * 1000000ull,
+                     NULL, cluster_reconnect, &C.reconnect_timer);
 }
 
 static int
@@ -1121,8 +1149,7 @@ quorum_start (void)
   quorum_getquorate (C.quorum, &q);
   C.quorate = q != 0;
   quorum_trackstart (C.quorum, CS_TRACK_CURRENT | CS_TRACK_CHANGES);
-  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL,
-                    quorum_dispatch_fd);
+  qb_loop_poll_add (C.loop, QB_LOOP_HIGH, fd, POLLIN, NULL, quorum_dispatch_fd);
   return 0;
 }
 
@@ -1136,22 +1163,24 @@ lease_check_totem (void)
   if (cmap_initialize (&h) != CS_OK)
     return;
   cs_error_t e1 = cmap_get_uint32 (h, "runtime.config.totem.token", &token);
-  cs_error_t e2 = cmap_get_uint32 (h, "runtime.config.totem.consensus",
-                                   &consensus);
+  cs_error_t e2
+      = cmap_get_uint32 (h, "runtime.config.totem.consensus", &consensus);
   cmap_finalize (h);
   if (e1 != CS_OK || e2 != CS_OK)
     return;
   uint32_t decide = token + consensus;
   if (C.lease_ms >= decide)
-    qb_log (LOG_WARNING, "cluster: node %u: quorum-loss-timeout-ms (%u) is "
+    qb_log (LOG_WARNING,
+            "cluster: node %u: quorum-loss-timeout-ms (%u) is "
             "not shorter than corosync's token + consensus (%u + %u ms): an "
             "owner cut off from the others could acknowledge writes after "
             "they have formed a membership without it; set it below %u",
             C.nodeid, C.lease_ms, token, consensus, decide);
   else
-    qb_log (LOG_INFO, "cluster: node %u: lease %u ms, corosync decides a "
-            "new membership after token + consensus (%u + %u ms)", C.nodeid,
-            C.lease_ms, token, consensus);
+    qb_log (LOG_INFO,
+            "cluster: node %u: lease %u ms, corosync decides a "
+            "new membership after token + consensus (%u + %u ms)",
+            C.nodeid, C.lease_ms, token, consensus);
 }
 
 /* --- API --- */
@@ -1171,8 +1200,9 @@ cluster_connect (bool wait)
   struct cpg_name g;
   g.length = (uint32_t) strlen (C.group);
   memcpy (g.value, C.group, g.length);
-  if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1,
-                            (cpg_model_data_t *) &model, NULL) != CS_OK)
+  if (cpg_model_initialize (&C.cpg, CPG_MODEL_V1, (cpg_model_data_t *) &model,
+                            NULL)
+      != CS_OK)
     {
       /* The caller says it, with the cluster's name (-ENOTCONN). */
       qb_log (LOG_DEBUG, "cluster: cannot connect to corosync");
@@ -1183,19 +1213,22 @@ cluster_connect (bool wait)
     {
       if (wait)
         qb_log (LOG_ERR, "cluster: cannot connect to corosync's quorum "
-                "service");
+                         "service");
       cpg_finalize (C.cpg);
       return -ENOTCONN;
     }
   cs_error_t e;
-  for (unsigned ms = 1; (e = cpg_join (C.cpg, &g)) == CS_ERR_TRY_AGAIN
-       && wait && ms < 2000; ms *= 2)
-    nanosleep (&(struct timespec) { 0, (long) ms * 1000000 }, NULL);
+  for (unsigned ms = 1;
+       (e = cpg_join (C.cpg, &g)) == CS_ERR_TRY_AGAIN && wait && ms < 2000;
+       ms *= 2)
+    nanosleep (&(struct timespec){ 0, (long) ms * 1000000 }, NULL);
   if (e != CS_OK || cpg_fd_get (C.cpg, &C.cpg_fd) != CS_OK)
     {
       if (wait)
-        qb_log (LOG_ERR, "cluster: cannot join group %s (corosync error "
-                "%d)", C.group, e);
+        qb_log (LOG_ERR,
+                "cluster: cannot join group %s (corosync error "
+                "%d)",
+                C.group, e);
       qb_loop_poll_del (C.loop, C.quorum_fd);
       cpg_finalize (C.cpg);
       quorum_finalize (C.quorum);
@@ -1231,22 +1264,24 @@ cluster_reconnect (void *data)
   if (cluster_connect (false) < 0)
     {
       if (C.reconnects % 30 == 0)
-        qb_log (LOG_WARNING, "cluster: node %u: corosync still unreachable "
-                "after %u attempts; writes stay held", C.nodeid,
-                C.reconnects);
+        qb_log (LOG_WARNING,
+                "cluster: node %u: corosync still unreachable "
+                "after %u attempts; writes stay held",
+                C.nodeid, C.reconnects);
       qb_loop_timer_add (C.loop, QB_LOOP_HIGH,
                          CLUSTER_RECONNECT_MS * 1000000ull, NULL,
                          cluster_reconnect, &C.reconnect_timer);
       return;
     }
   C.lost = false;
-  C.synced = false;             /* a joiner until the table arrives */
+  C.synced = false; /* a joiner until the table arrives */
   sync_reset ();
   C.backoff_ms = 1;
   cluster_shm_sweep ();
-  qb_log (LOG_NOTICE, "cluster: node %u reconnected to corosync and "
-          "rejoined group %s (%s); waiting for the table", C.nodeid, C.group,
-          C.quorate ? "quorate" : "not quorate");
+  qb_log (LOG_NOTICE,
+          "cluster: node %u reconnected to corosync and "
+          "rejoined group %s (%s); waiting for the table",
+          C.nodeid, C.group, C.quorate ? "quorate" : "not quorate");
   /* The old lease is gone: heartbeats again, but quorum comes back only
    * with a NOP delivered in a quorate ring (lease_lost stays true). */
   if (C.lease_ms)
@@ -1283,7 +1318,7 @@ cluster_stop (void)
     {
       qb_loop_timer_del (C.loop, C.reconnect_timer);
       C.running = false;
-      return;                   /* the handles are closed already */
+      return; /* the handles are closed already */
     }
   send_flush ();
   struct cpg_name g;
@@ -1299,9 +1334,21 @@ cluster_stop (void)
   C.running = false;
 }
 
-bool cluster_running (void) { return C.running; }
-uint32_t cluster_nodeid (void) { return C.nodeid; }
-bool cluster_quorate (void) { return C.quorate && !C.lease_lost; }
+bool
+cluster_running (void)
+{
+  return C.running;
+}
+uint32_t
+cluster_nodeid (void)
+{
+  return C.nodeid;
+}
+bool
+cluster_quorate (void)
+{
+  return C.quorate && !C.lease_lost;
+}
 
 uint64_t
 cluster_lease_deadline_ns (void)
@@ -1312,11 +1359,28 @@ cluster_lease_deadline_ns (void)
     return 0;
   return C.lease_ms ? C.lease_until_ns : UINT64_MAX;
 }
-void cluster_set_lease (unsigned ms) { C.lease_ms = ms; }
-uint64_t cluster_standing_breaks (void) { return C.standing_breaks; }
-bool cluster_synced (void) { return C.synced; }
-size_t cluster_table_size (void) { return C.table.n; }
-double cluster_sync_max_step_ms (void)
+void
+cluster_set_lease (unsigned ms)
+{
+  C.lease_ms = ms;
+}
+uint64_t
+cluster_standing_breaks (void)
+{
+  return C.standing_breaks;
+}
+bool
+cluster_synced (void)
+{
+  return C.synced;
+}
+size_t
+cluster_table_size (void)
+{
+  return C.table.n;
+}
+double
+cluster_sync_max_step_ms (void)
 {
   return (double) C.sync_max_step_ns / 1e6;
 }
@@ -1333,7 +1397,7 @@ int
 cluster_resync (void)
 {
   if (!C.running || C.lost || !C.synced)
-    return 0;                   /* a joiner already, or a reconnection */
+    return 0; /* a joiner already, or a reconnection */
   qb_log (LOG_NOTICE, "cluster: node %u asks the group for its table",
           C.nodeid);
   C.stale = true;
@@ -1399,7 +1463,11 @@ cluster_fence_pending (uint32_t node)
       return true;
   return false;
 }
-uint64_t cluster_ring_id (void) { return C.ring_id; }
+uint64_t
+cluster_ring_id (void)
+{
+  return C.ring_id;
+}
 
 size_t
 cluster_members (uint32_t *nodes, size_t max)
@@ -1443,7 +1511,10 @@ cluster_define (const struct cluster_voldef *def)
 int
 cluster_define_many (const struct cluster_voldef *defs, size_t n)
 {
-  enum { MAX = 256 };
+  enum
+  {
+    MAX = 256
+  };
   static struct cluster_vol vols[MAX];
   size_t i = 0;
   int r = 0;
@@ -1461,8 +1532,11 @@ cluster_define_many (const struct cluster_voldef *defs, size_t n)
           k++;
           i++;
         }
-      struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols,
-        .nvols = (uint32_t) k, .total = (uint32_t) k, .last = true };
+      struct cl_msg m = { .type = CL_MSG_DEFINE_MANY,
+                          .vols = vols,
+                          .nvols = (uint32_t) k,
+                          .total = (uint32_t) k,
+                          .last = true };
       r = send_msg (&m);
     }
   return r;

@@ -53,8 +53,8 @@
 #include "cluster-int.h"
 #include "crc32c.h"
 
-#define DEF_SIZE (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12 \
-                  + CLUSTER_IDENT_MAX)
+#define DEF_SIZE                                                               \
+  (CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX + 12 + CLUSTER_IDENT_MAX)
 
 static void
 put_str (uint8_t *p, const char *s, size_t field)
@@ -91,7 +91,8 @@ get_def (struct cluster_voldef *d, const uint8_t *p)
   if (get_str (d->name, p, CLUSTER_NAME_MAX) < 0
       || get_str (d->base, p + CLUSTER_NAME_MAX, CLUSTER_URI_MAX) < 0
       || get_str (d->cow, p + CLUSTER_NAME_MAX + CLUSTER_URI_MAX,
-                  CLUSTER_URI_MAX) < 0)
+                  CLUSTER_URI_MAX)
+             < 0)
     return -EINVAL;
   p += CLUSTER_NAME_MAX + 2 * CLUSTER_URI_MAX;
   d->chunk_size = le32_get (p);
@@ -108,9 +109,9 @@ size_t
 cl_msg_piece_vol_size (const struct cluster_vol *v)
 {
   return PIECE_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
-    + strnlen (v->def.base, CLUSTER_URI_MAX - 1)
-    + strnlen (v->def.cow, CLUSTER_URI_MAX - 1)
-    + strnlen (v->def.cow_ident, CLUSTER_IDENT_MAX - 1);
+         + strnlen (v->def.base, CLUSTER_URI_MAX - 1)
+         + strnlen (v->def.cow, CLUSTER_URI_MAX - 1)
+         + strnlen (v->def.cow_ident, CLUSTER_IDENT_MAX - 1);
 }
 
 static size_t
@@ -183,8 +184,7 @@ get_lstr (char *dst, const uint8_t **p, const uint8_t *end, size_t field)
 static int
 get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
 {
-  if (get_lstr (v->def.name, pp, end, CLUSTER_NAME_MAX) < 0
-      || !v->def.name[0]
+  if (get_lstr (v->def.name, pp, end, CLUSTER_NAME_MAX) < 0 || !v->def.name[0]
       || get_lstr (v->def.base, pp, end, CLUSTER_URI_MAX) < 0
       || get_lstr (v->def.cow, pp, end, CLUSTER_URI_MAX) < 0
       || get_lstr (v->def.cow_ident, pp, end, CLUSTER_IDENT_MAX) < 0
@@ -241,14 +241,25 @@ body_size (const struct cl_msg *m)
 {
   switch (m->type)
     {
-    case CL_MSG_DEFINE: return DEF_SIZE;
-    case CL_MSG_UNDEFINE: case CL_MSG_ACQUIRE: return CLUSTER_NAME_MAX;
-    case CL_MSG_HANDOFF: return CLUSTER_NAME_MAX + 12;
-    case CL_MSG_RELEASE: return CLUSTER_NAME_MAX + 8;
-    case CL_MSG_MIGRATE: return CLUSTER_NAME_MAX + 4;
-    case CL_MSG_FENCE_CONFIRM: case CL_MSG_FENCED: return 4;
-    case CL_MSG_SYNC_PIECE: case CL_MSG_DEFINE_MANY: return piece_size (m);
-    default: return 0;
+    case CL_MSG_DEFINE:
+      return DEF_SIZE;
+    case CL_MSG_UNDEFINE:
+    case CL_MSG_ACQUIRE:
+      return CLUSTER_NAME_MAX;
+    case CL_MSG_HANDOFF:
+      return CLUSTER_NAME_MAX + 12;
+    case CL_MSG_RELEASE:
+      return CLUSTER_NAME_MAX + 8;
+    case CL_MSG_MIGRATE:
+      return CLUSTER_NAME_MAX + 4;
+    case CL_MSG_FENCE_CONFIRM:
+    case CL_MSG_FENCED:
+      return 4;
+    case CL_MSG_SYNC_PIECE:
+    case CL_MSG_DEFINE_MANY:
+      return piece_size (m);
+    default:
+      return 0;
     }
 }
 
@@ -269,7 +280,8 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
     case CL_MSG_DEFINE:
       put_def (p, &m->def);
       break;
-    case CL_MSG_UNDEFINE: case CL_MSG_ACQUIRE:
+    case CL_MSG_UNDEFINE:
+    case CL_MSG_ACQUIRE:
       put_str (p, m->def.name, CLUSTER_NAME_MAX);
       break;
     case CL_MSG_HANDOFF:
@@ -313,12 +325,12 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
   size_t blen = len - CL_HDR_SIZE;
   if (m->type > CL_MSG_LAST)
     {
-      m->type = CL_MSG_NOP;     /* a newer agent's message: ignore it */
+      m->type = CL_MSG_NOP; /* a newer agent's message: ignore it */
       return 0;
     }
   if (m->type == CL_MSG_SYNC_DATA)
     {
-      m->type = CL_MSG_NOP;     /* retired: a version 1 table */
+      m->type = CL_MSG_NOP; /* retired: a version 1 table */
       return 0;
     }
   if (m->type == CL_MSG_SYNC_PIECE || m->type == CL_MSG_DEFINE_MANY)
@@ -333,7 +345,9 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
     case CL_MSG_FENCED:
       m->node = le32_get (p);
       return 0;
-    case CL_MSG_NOP: case CL_MSG_SYNC_MARK: case CL_MSG_SYNC_REQUEST:
+    case CL_MSG_NOP:
+    case CL_MSG_SYNC_MARK:
+    case CL_MSG_SYNC_REQUEST:
       return 0;
     default:
       if (get_str (m->def.name, p, CLUSTER_NAME_MAX) < 0)

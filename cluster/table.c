@@ -43,8 +43,7 @@
 const char *
 cluster_state_name (enum cluster_vol_state s)
 {
-  static const char *names[] = { "unowned", "owned", "handing-off",
-    "fencing" };
+  static const char *names[] = { "unowned", "owned", "handing-off", "fencing" };
   return s <= CL_FENCING ? names[s] : "unknown";
 }
 
@@ -65,8 +64,9 @@ tbl_cow_of (const void *item, const void *ctx)
 static const char *
 tbl_ident_of (const void *item, const void *ctx)
 {
-  return ((const struct cl_table *) ctx)->vols[(uintptr_t) item - 1]
-    .def.cow_ident;
+  return ((const struct cl_table *) ctx)
+      ->vols[(uintptr_t) item - 1]
+      .def.cow_ident;
 }
 
 /* The maps ask the table for keys: point them at it (a table may be
@@ -161,8 +161,10 @@ cl_table_reserve (struct cl_table *t, size_t n)
       t->cap = n;
     }
   return strmap_reserve (&t->by_name, n) < 0
-    || strmap_reserve (&t->by_cow, n) < 0
-    || strmap_reserve (&t->by_ident, n) < 0 ? -1 : 0;
+                 || strmap_reserve (&t->by_cow, n) < 0
+                 || strmap_reserve (&t->by_ident, n) < 0
+             ? -1
+             : 0;
 }
 
 struct cluster_vol *
@@ -187,12 +189,12 @@ cl_table_add (struct cl_table *t, const struct cluster_vol *v)
 
 static void fx_error (const struct cl_effects *fx, uint32_t to, int code,
                       const char *vol, const char *fmt, ...)
-  __attribute__ ((format (printf, 5, 6)));
+    __attribute__ ((format (printf, 5, 6)));
 
 /* A refusal, reported on the node that asked. */
 static void
-fx_error (const struct cl_effects *fx, uint32_t to, int code,
-          const char *vol, const char *fmt, ...)
+fx_error (const struct cl_effects *fx, uint32_t to, int code, const char *vol,
+          const char *fmt, ...)
 {
   if (to != fx->local || !fx->cb->on_error)
     return;
@@ -237,11 +239,10 @@ ask_owner (struct cluster_vol *v, uint32_t to, const struct cl_effects *fx)
 
 /* Count a move by request; true when the volume is now bouncing. */
 static bool
-bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to,
-             uint64_t now_ms)
+bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to, uint64_t now_ms)
 {
   bool same = (v->bounce_a == from && v->bounce_b == to)
-    || (v->bounce_a == to && v->bounce_b == from);
+              || (v->bounce_a == to && v->bounce_b == from);
   if (!same || now_ms - v->bounce_since_ms > CL_BOUNCE_WINDOW_MS)
     {
       v->bounce_a = from;
@@ -256,9 +257,8 @@ bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to,
 
 /* The handlers of the messages about one volume: the volume is found
  * (and exists) before they run; s is the sender. */
-typedef void vol_handler (struct cl_table *t, struct cluster_vol *v,
-                          uint32_t s, const struct cl_msg *m,
-                          const struct cl_effects *fx);
+typedef void vol_handler (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+                          const struct cl_msg *m, const struct cl_effects *fx);
 
 static void
 apply_acquire (struct cl_table *t, struct cluster_vol *v, uint32_t s,
@@ -273,29 +273,34 @@ apply_acquire (struct cl_table *t, struct cluster_vol *v, uint32_t s,
     case CL_OWNED:
       if (v->owner == s)
         {
-          fx_owner (fx, v, 0);  /* already its: say so again */
+          fx_owner (fx, v, 0); /* already its: say so again */
           return;
         }
       if (v->def.exclusive)
-        return fx_error (fx, s, COW_E_BUSY, n, "volume %s is exclusive and "
-                         "owned by node %u; use cowctl migrate", n, v->owner);
+        return fx_error (fx, s, COW_E_BUSY, n,
+                         "volume %s is exclusive and "
+                         "owned by node %u; use cowctl migrate",
+                         n, v->owner);
       if (v->bouncing || bounce_note (v, v->owner, s, m->time_ms))
-        return fx_error (fx, s, COW_E_BOUNCING, n, "volume %s is bouncing "
+        return fx_error (fx, s, COW_E_BOUNCING, n,
+                         "volume %s is bouncing "
                          "between nodes %u and %u: two running consumers? "
-                         "(stopped; use cowctl migrate)", n, v->bounce_a,
-                         v->bounce_b);
+                         "(stopped; use cowctl migrate)",
+                         n, v->bounce_a, v->bounce_b);
       ask_owner (v, s, fx);
       return;
     case CL_HANDING_OFF:
       if (v->requester != s)
-        fx_error (fx, s, COW_E_BUSY, n, "volume %s is being handed to "
+        fx_error (fx, s, COW_E_BUSY, n,
+                  "volume %s is being handed to "
                   "node %u already",
                   n, v->requester);
       return;
     case CL_FENCING:
-      fx_error (fx, s, COW_E_HELD, n, "volume %s waits for node %u to be "
-                "fenced", n,
-                v->fenced_node);
+      fx_error (fx, s, COW_E_HELD, n,
+                "volume %s waits for node %u to be "
+                "fenced",
+                n, v->fenced_node);
       return;
     }
 }
@@ -320,8 +325,8 @@ apply_release (struct cl_table *t, struct cluster_vol *v, uint32_t s,
     return;
   v->generation = m->generation;
   v->bouncing = false;
-  set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0,
-             m->generation, fx);
+  set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0, m->generation,
+             fx);
 }
 
 static void
@@ -341,10 +346,11 @@ apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
                 const struct cl_msg *m, const struct cl_effects *fx)
 {
   if (v->state != CL_UNOWNED)
-    return fx_error (fx, s, COW_E_ATTACHED, v->def.name, "volume %s is "
+    return fx_error (fx, s, COW_E_ATTACHED, v->def.name,
+                     "volume %s is "
                      "owned by node %u; detach it there before deleting it",
-                     v->def.name, v->state == CL_FENCING ? v->fenced_node
-                     : v->owner);
+                     v->def.name,
+                     v->state == CL_FENCING ? v->fenced_node : v->owner);
   if (fx->cb->on_define)
     fx->cb->on_define (fx->ud, &v->def, false);
   tbl_unindex (t, v);
@@ -354,7 +360,7 @@ apply_undefine (struct cl_table *t, struct cluster_vol *v, uint32_t s,
       tbl_unindex (t, last);
       *v = *last;
       if (tbl_index (t, v) < 0)
-        abort ();               /* the table must not diverge */
+        abort (); /* the table must not diverge */
     }
 }
 
@@ -366,8 +372,8 @@ cow_user (struct cl_table *t, const struct cluster_voldef *def)
   uintptr_t i = (uintptr_t) strmap_get (&tbl (t)->by_cow, def->cow);
   if (i && strcmp (t->vols[i - 1].def.name, def->name) != 0)
     return &t->vols[i - 1];
-  i = def->cow_ident[0]
-    ? (uintptr_t) strmap_get (&t->by_ident, def->cow_ident) : 0;
+  i = def->cow_ident[0] ? (uintptr_t) strmap_get (&t->by_ident, def->cow_ident)
+                        : 0;
   if (i && strcmp (t->vols[i - 1].def.name, def->name) != 0)
     return &t->vols[i - 1];
   return NULL;
@@ -386,13 +392,13 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
     return fx_error (fx, sender, COW_E_COW_IN_USE, m->def.name,
                      "volume %s: CoW device %s is "
                      "the CoW device of volume %s already; a CoW device "
-                     "belongs to one volume", m->def.name, m->def.cow,
-                     u->def.name);
+                     "belongs to one volume",
+                     m->def.name, m->def.cow, u->def.name);
   struct cluster_vol *v = cl_table_find (t, m->def.name);
   if (v)
-    tbl_unindex (t, v);         /* a redefinition: the CoW may change */
+    tbl_unindex (t, v); /* a redefinition: the CoW may change */
   else if (!(v = tbl_append (t)))
-    abort ();                   /* the table must not diverge */
+    abort (); /* the table must not diverge */
   v->def = m->def;
   v->generation = 0;
   if (tbl_index (t, v) < 0)
@@ -402,13 +408,14 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
 }
 
 static void
-apply_define_many (struct cl_table *t, uint32_t sender,
-                   const struct cl_msg *m, const struct cl_effects *fx)
+apply_define_many (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
+                   const struct cl_effects *fx)
 {
   for (uint32_t i = 0; i < m->nvols; i++)
     {
-      struct cl_msg d = { .type = CL_MSG_DEFINE, .time_ms = m->time_ms,
-        .def = m->vols[i].def };
+      struct cl_msg d = { .type = CL_MSG_DEFINE,
+                          .time_ms = m->time_ms,
+                          .def = m->vols[i].def };
       apply_define (t, sender, &d, fx);
     }
 }
@@ -443,7 +450,7 @@ apply_fenced (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
       if (!fencing && !(storage && v->owner == m->node))
         continue;
       v->fenced_node = 0;
-      v->generation = 0;        /* unknown after a crash */
+      v->generation = 0; /* unknown after a crash */
       set_owner (v, 0, 0, fx);
     }
   if (fx->cb->on_fenced)
@@ -475,8 +482,8 @@ static const struct
   [CL_MSG_DEFINE_MANY] = { apply_define_many, NULL },
   [CL_MSG_SYNC_REQUEST] = { NULL, NULL },
 };
-_Static_assert (CL_MSG_LAST == CL_MSG_SYNC_REQUEST,
-                "a new message type needs its row in apply[]");
+_Static_assert(CL_MSG_LAST == CL_MSG_SYNC_REQUEST,
+               "a new message type needs its row in apply[]");
 
 void
 cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
@@ -492,9 +499,11 @@ cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
   if (v)
     apply[m->type].vol (t, v, sender, m, fx);
   else
-    fx_error (fx, sender, COW_E_NO_SUCH_VOLUME, m->def.name, "volume %s "
+    fx_error (fx, sender, COW_E_NO_SUCH_VOLUME, m->def.name,
+              "volume %s "
               "is not defined in the "
-              "cluster", m->def.name);
+              "cluster",
+              m->def.name);
 }
 
 /* A member left.  node_down: the node itself is gone (fence it); else

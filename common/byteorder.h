@@ -44,7 +44,7 @@ static inline uint32_t
 le32_get (const uint8_t *p)
 {
   return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
+         | (uint32_t) p[3] << 24;
 }
 
 static inline uint64_t
@@ -84,7 +84,7 @@ static inline uint32_t
 be32_get (const uint8_t *p)
 {
   return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8
-    | p[3];
+         | p[3];
 }
 
 static inline uint64_t

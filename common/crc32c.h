@@ -28,7 +28,7 @@ crc32c_init (void)
   for (uint32_t i = 0; i < 256; i++)
     for (int t = 1; t < 8; t++)
       crc32c_table[t][i] = (crc32c_table[t - 1][i] >> 8)
-        ^ crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
+                           ^ crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
 }
 
 static inline uint32_t
@@ -40,10 +40,12 @@ crc32c (uint32_t crc, const void *buf, size_t len)
   crc = ~crc;
   while (len >= 8)
     {
-      uint32_t lo = crc ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8
-                           | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24);
+      uint32_t lo = crc
+                    ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8
+                       | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24);
       crc = T[7][lo & 0xff] ^ T[6][(lo >> 8) & 0xff] ^ T[5][(lo >> 16) & 0xff]
-        ^ T[4][lo >> 24] ^ T[3][p[4]] ^ T[2][p[5]] ^ T[1][p[6]] ^ T[0][p[7]];
+            ^ T[4][lo >> 24] ^ T[3][p[4]] ^ T[2][p[5]] ^ T[1][p[6]]
+            ^ T[0][p[7]];
       p += 8;
       len -= 8;
     }

@@ -22,32 +22,32 @@
 /* Room for one sentence with two full paths in it. */
 #define COW_ERRLEN 8192
 
-#define COW_ERRORS(X) \
-  X (USAGE, "usage") \
-  X (UNREACHABLE, "unreachable") \
-  X (NO_SUCH_VOLUME, "no-such-volume") \
-  X (EXISTS, "exists") \
-  X (ATTACHED, "attached") \
-  X (NOT_ATTACHED, "not-attached") \
-  X (NOT_OWNER, "not-owner") \
-  X (NO_QUORUM, "no-quorum") \
-  X (FENCED, "fenced") \
-  X (DEGRADED, "degraded") \
-  X (HELD, "held") \
-  X (BOUNCING, "bouncing") \
-  X (HANDOFF_FAILED, "handoff-failed") \
-  X (BASE_MISMATCH, "base-mismatch") \
-  X (COW_IN_USE, "cow-in-use") \
-  X (COW_TOO_SMALL, "cow-too-small") \
-  X (BAD_SUPERBLOCK, "bad-superblock") \
-  X (IO, "io") \
-  X (TIMEOUT, "timeout") \
-  X (NOT_CLUSTERED, "not-clustered") \
-  X (NO_SUCH_NODE, "no-such-node") \
-  X (INTERNAL, "internal") \
-  X (BAD_DEVICE, "bad-device") \
-  X (BUSY, "busy") \
-  X (NO_SUCH_SNAPSHOT, "no-such-snapshot") \
+#define COW_ERRORS(X)                                                          \
+  X (USAGE, "usage")                                                           \
+  X (UNREACHABLE, "unreachable")                                               \
+  X (NO_SUCH_VOLUME, "no-such-volume")                                         \
+  X (EXISTS, "exists")                                                         \
+  X (ATTACHED, "attached")                                                     \
+  X (NOT_ATTACHED, "not-attached")                                             \
+  X (NOT_OWNER, "not-owner")                                                   \
+  X (NO_QUORUM, "no-quorum")                                                   \
+  X (FENCED, "fenced")                                                         \
+  X (DEGRADED, "degraded")                                                     \
+  X (HELD, "held")                                                             \
+  X (BOUNCING, "bouncing")                                                     \
+  X (HANDOFF_FAILED, "handoff-failed")                                         \
+  X (BASE_MISMATCH, "base-mismatch")                                           \
+  X (COW_IN_USE, "cow-in-use")                                                 \
+  X (COW_TOO_SMALL, "cow-too-small")                                           \
+  X (BAD_SUPERBLOCK, "bad-superblock")                                         \
+  X (IO, "io")                                                                 \
+  X (TIMEOUT, "timeout")                                                       \
+  X (NOT_CLUSTERED, "not-clustered")                                           \
+  X (NO_SUCH_NODE, "no-such-node")                                             \
+  X (INTERNAL, "internal")                                                     \
+  X (BAD_DEVICE, "bad-device")                                                 \
+  X (BUSY, "busy")                                                             \
+  X (NO_SUCH_SNAPSHOT, "no-such-snapshot")                                     \
   X (NOT_RUNNING, "not-running")
 
 #define COW_E_FIRST 1000
@@ -55,8 +55,7 @@
 enum cow_err
 {
   COW_E_BEFORE_FIRST = COW_E_FIRST - 1,
-  COW_ERRORS (COW_ERR_ENUM)
-  COW_E_END
+  COW_ERRORS (COW_ERR_ENUM) COW_E_END
 };
 #undef COW_ERR_ENUM
 
@@ -81,13 +80,23 @@ cow_err_code (int r)
     return e;
   switch (e)
     {
-    case EIO: case EREMOTEIO: case ENOLINK: case ECONNRESET:
-    case ENOSPC: case EROFS:
+    case EIO:
+    case EREMOTEIO:
+    case ENOLINK:
+    case ECONNRESET:
+    case ENOSPC:
+    case EROFS:
       return COW_E_IO;
     case ETIMEDOUT:
       return COW_E_TIMEOUT;
-    case ENOENT: case ENOTDIR: case EACCES: case EPERM: case EISDIR:
-    case ENODEV: case ENXIO: case ENOTBLK:
+    case ENOENT:
+    case ENOTDIR:
+    case EACCES:
+    case EPERM:
+    case EISDIR:
+    case ENODEV:
+    case ENXIO:
+    case ENOTBLK:
       return COW_E_BAD_DEVICE;
     case EBUSY:
       return COW_E_BUSY;

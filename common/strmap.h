@@ -25,10 +25,10 @@ typedef const char *strmap_key_fn (const void *item, const void *ctx);
 
 struct strmap
 {
-  void **slot;                  /* NULL = empty */
-  size_t cap, n;                /* cap: 0 or a power of two */
+  void **slot;   /* NULL = empty */
+  size_t cap, n; /* cap: 0 or a power of two */
   strmap_key_fn *key;
-  const void *ctx;              /* handed to key */
+  const void *ctx; /* handed to key */
 };
 
 static inline uint64_t

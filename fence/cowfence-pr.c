@@ -92,8 +92,8 @@ cli_key (const char *s, uint64_t *key)
     *key = v;
   else
     {
-      snprintf (cluster, sizeof cluster, "%.*s", (int)(colon - s), s);
-      *key = fence_key (cluster, (uint32_t)v);
+      snprintf (cluster, sizeof cluster, "%.*s", (int) (colon - s), s);
+      *key = fence_key (cluster, (uint32_t) v);
     }
   return 0;
 }
@@ -122,7 +122,7 @@ cli_read_keys (struct cli *c, char **argv)
   uint32_t gen;
   size_t n;
 
-  (void)argv;
+  (void) argv;
   if (fence_read_keys (c->dev, keys, CLI_MAX_KEYS, &n, &gen) < 0)
     return cli_fail (c);
   if (n > CLI_MAX_KEYS)
@@ -150,7 +150,7 @@ cli_read_reservation (struct cli *c, char **argv)
   int type;
   bool held;
 
-  (void)argv;
+  (void) argv;
   if (fence_read_reservation (c->dev, &holder, &type, &held) < 0)
     return cli_fail (c);
   if (c->json && held)
@@ -247,7 +247,7 @@ static int
 cli_isc_failed (struct cli *c, struct scsi_task *t, const char *what)
 {
   fprintf (stderr, "cowfence-pr: %s: %s failed: status 0x%x: %s\n", c->label,
-           what, t ? (unsigned)t->status : 0u, iscsi_get_error (c->iscsi));
+           what, t ? (unsigned) t->status : 0u, iscsi_get_error (c->iscsi));
   if (t)
     scsi_free_scsi_task (t);
   return CLI_EXIT_FAIL;
@@ -280,7 +280,7 @@ cli_isc_read (struct cli *c, unsigned char *buf, uint32_t bs)
   do
     t = iscsi_read16_sync (c->iscsi, c->lun, c->lba, bs, bs, 0, 0, 0, 0, 0);
   while (cli_isc_ua (c, &t, "READ(16)") && ++i < CLI_UA_RETRIES);
-  if (!t || t->status != SCSI_STATUS_GOOD || t->datain.size < (int)bs)
+  if (!t || t->status != SCSI_STATUS_GOOD || t->datain.size < (int) bs)
     return cli_isc_failed (c, t, "READ(16)");
   memcpy (buf, t->datain.data, bs);
   scsi_free_scsi_task (t);
@@ -383,14 +383,14 @@ cli_write_test_dev (struct cli *c, bool write)
 static int
 cli_write_test (struct cli *c, char **argv)
 {
-  (void)argv;
+  (void) argv;
   return c->iscsi ? cli_write_test_iscsi (c) : cli_write_test_dev (c, true);
 }
 
 static int
 cli_read_test (struct cli *c, char **argv)
 {
-  (void)argv;
+  (void) argv;
   return c->iscsi ? cli_read_test_iscsi (c) : cli_write_test_dev (c, false);
 }
 
@@ -478,7 +478,7 @@ cli_open (struct cli *c, const char *name)
       return 0;
     }
   if (errno == EOPNOTSUPP && strncmp (name, "iscsi://", 8) != 0)
-    return 0;                   /* no SG_IO: cli_dev says so when needed */
+    return 0; /* no SG_IO: cli_dev says so when needed */
   fprintf (stderr, "cowfence-pr: %s\n", c->dev_err);
   return -1;
 }

@@ -86,7 +86,7 @@ struct fence_dev
   char err[512];
   struct iscsi_context *iscsi; /* pr-iscsi.c */
   int lun;
-  int fd; /* pr-sg.c */
+  int fd;     /* pr-sg.c */
   bool owned; /* made by fence_dev_open: its session / fd ends with it */
 };
 

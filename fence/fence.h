@@ -66,18 +66,18 @@ struct fence_dev *fence_dev_sg (int fd, const char *label, char *err,
  * and fence_dev_free ends it.  NULL with one sentence in err. */
 struct fence_login
 {
-  const char *initiator;        /* iSCSI initiator name */
-  const char *user, *password;  /* CHAP, or NULL */
-  int timeout_s;                /* per command; 0: 5 s */
+  const char *initiator;       /* iSCSI initiator name */
+  const char *user, *password; /* CHAP, or NULL */
+  int timeout_s;               /* per command; 0: 5 s */
 };
 struct fence_dev *fence_dev_open (const char *uri,
-                                  const struct fence_login *login,
-                                  char *err, size_t errlen);
+                                  const struct fence_login *login, char *err,
+                                  size_t errlen);
 void fence_dev_free (struct fence_dev *dev);
 /* The libiscsi session and LUN of an iSCSI device (NULL for SG_IO), for a
  * caller that must read or write on the nexus that registered. */
 struct iscsi_context *fence_dev_iscsi_context (const struct fence_dev *dev,
-                                              int *lun);
+                                               int *lun);
 const char *fence_dev_label (const struct fence_dev *dev);
 
 /* Operations; key is this node's key unless said otherwise. */
@@ -104,9 +104,9 @@ int fence_read_reservation (struct fence_dev *dev, uint64_t *holder, int *type,
  * FENCE_LUN_SELF_FENCED, err has the sentence. */
 enum fence_lun_result
 {
-  FENCE_LUN_FENCED = 0,         /* preempted now */
-  FENCE_LUN_ALREADY,            /* the victim's key was gone already */
-  FENCE_LUN_SELF_FENCED,        /* our own key is gone */
+  FENCE_LUN_FENCED = 0,  /* preempted now */
+  FENCE_LUN_ALREADY,     /* the victim's key was gone already */
+  FENCE_LUN_SELF_FENCED, /* our own key is gone */
   FENCE_LUN_ERROR,
 };
 enum fence_lun_result fence_lun (struct fence_dev *dev, uint64_t my_key,

@@ -32,7 +32,7 @@ key_hash (const char *s)
 
   for (; *s; s++)
     {
-      h ^= (unsigned char)*s;
+      h ^= (unsigned char) *s;
       h *= KEY_FNV_PRIME;
     }
   return h;
@@ -43,7 +43,7 @@ fence_key (const char *cluster_name, uint32_t nodeid)
 {
   if (nodeid == 0)
     return 0;
-  return (uint64_t)key_hash (cluster_name) << 32 | nodeid;
+  return (uint64_t) key_hash (cluster_name) << 32 | nodeid;
 }
 
 uint32_t

@@ -91,7 +91,7 @@ pri_prin (struct fence_dev *dev, enum fence_prin_sa sa, uint8_t *buf,
   r = pri_status (dev, t, st);
   if (r == 0 && t->datain.data && t->datain.size > 0)
     {
-      n = (size_t)t->datain.size < len ? (size_t)t->datain.size : len;
+      n = (size_t) t->datain.size < len ? (size_t) t->datain.size : len;
       memcpy (buf, t->datain.data, n);
       *got = n;
     }
@@ -122,9 +122,9 @@ fence_dev_iscsi (struct iscsi_context *iscsi, int lun, const char *label)
 struct fence_dev *
 fence_dev_iscsi (struct iscsi_context *iscsi, int lun, const char *label)
 {
-  (void)iscsi;
-  (void)lun;
-  (void)label;
+  (void) iscsi;
+  (void) lun;
+  (void) label;
   errno = ENOTSUP;
   return NULL;
 }

@@ -120,7 +120,7 @@ sg_exec (struct fence_dev *dev, const uint8_t *cdb, int dir, void *buf,
     .mx_sb_len = sizeof sense,
     .dxfer_len = len,
     .dxferp = buf,
-    .cmdp = (unsigned char *)cdb,
+    .cmdp = (unsigned char *) cdb,
     .sbp = sense,
     .timeout = SG_TIMEOUT_MS,
   };
@@ -152,7 +152,7 @@ sg_exec (struct fence_dev *dev, const uint8_t *cdb, int dir, void *buf,
   if (io.status == FENCE_STATUS_CHECK_CONDITION)
     fence_sense_parse (sense, io.sb_len_wr, st);
   if (got)
-    *got = io.resid > 0 && (size_t)io.resid <= len ? len - io.resid : len;
+    *got = io.resid > 0 && (size_t) io.resid <= len ? len - io.resid : len;
   return 0;
 }
 

@@ -30,8 +30,10 @@ fence_lun (struct fence_dev *dev, uint64_t my_key, uint64_t victim_key,
     goto failed;
   if (!mine && was_registered)
     {
-      snprintf (err, errlen, "%s: this node's own key is gone: it was "
-                "fenced itself", fence_dev_label (dev));
+      snprintf (err, errlen,
+                "%s: this node's own key is gone: it was "
+                "fenced itself",
+                fence_dev_label (dev));
       return FENCE_LUN_SELF_FENCED;
     }
   if (!victim)

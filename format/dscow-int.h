@@ -41,14 +41,14 @@ enum
   SB_BASE_INO = 320,
   SB_BASE_MTIME = 328,
   SB_BASE_CTIME = 336,
-  SB_HYDRATE_RATE = 344,       /* minor 2 */
+  SB_HYDRATE_RATE = 344, /* minor 2 */
   /* minor 3: the layer chain */
   SB_LOWER_UUID = 352,
   SB_UPPER_UUID = 368,
   SB_SNAP_TIME = 384,
   SB_SNAP_NAME = 392,
   SB_LOWER_URI = 456,
-  SB_UPPER_URI = 1480,         /* ends at 2504 */
+  SB_UPPER_URI = 1480, /* ends at 2504 */
   SB_CRC = 4092,
 };
 

@@ -30,26 +30,27 @@ static const char *const errors[DSCOW_ERR_MAX] = {
   [DSCOW_OK] = "no error",
   [DSCOW_EMAGIC] = "the device has no dscow superblock (bad magic)",
   [DSCOW_ECSUM] = "the superblock checksum does not match (corrupt or torn "
-    "superblock)",
+                  "superblock)",
   [DSCOW_EVERSION] = "the superblock has an unsupported major version",
   [DSCOW_EINCOMPAT] = "the volume needs a feature this agent does not "
-    "support (unknown incompatible feature flag)",
+                      "support (unknown incompatible feature flag)",
   [DSCOW_ECHUNK] = "the chunk size is not a power of two between 4 KiB and "
-    "1 MiB",
+                   "1 MiB",
   [DSCOW_EGEOMETRY] = "the superblock geometry is inconsistent (sizes, "
-    "metadata chunks or bitmap do not agree)",
+                      "metadata chunks or bitmap do not agree)",
   [DSCOW_ETOOSMALL] = "the CoW device is smaller than the base plus the "
-    "metadata",
+                      "metadata",
   [DSCOW_EBASEMISMATCH] = "the base device is not the one this volume was "
-    "created on (identity or size differ)",
+                          "created on (identity or size differ)",
   [DSCOW_ENAME] = "the volume name is empty, longer than 63 bytes or has "
-    "characters other than letters, digits, '.', '_' and '-'",
+                  "characters other than letters, digits, '.', '_' and '-'",
   [DSCOW_ESHORT] = "the superblock buffer is too short",
   [DSCOW_EFORMATTED] = "the device already holds a dscow volume",
   [DSCOW_ESTATE] = "the superblock state or commit policy is out of range",
   [DSCOW_EBASECHANGED] = "the base file changed after the volume was "
-    "created (size, inode or times differ)",
-  [DSCOW_ECHAIN] = "the superblock's layer chain fields are inconsistent "
+                         "created (size, inode or times differ)",
+  [DSCOW_ECHAIN]
+  = "the superblock's layer chain fields are inconsistent "
     "(a lower or upper layer link without its device or uuid, or a frozen "
     "layer without a snapshot name)",
 };
@@ -81,21 +82,23 @@ dscow_bitmap_bytes (uint64_t volume_size, uint32_t cs)
 {
   uint64_t bytes = (dscow_nr_chunks (volume_size, cs) + 7) / 8;
   return (bytes + DSCOW_BITMAP_BLOCK - 1) / DSCOW_BITMAP_BLOCK
-    * DSCOW_BITMAP_BLOCK;
+         * DSCOW_BITMAP_BLOCK;
 }
 
 uint32_t
 dscow_meta_chunks (uint64_t volume_size, uint32_t cs)
 {
   return (uint32_t) ((DSCOW_BITMAP_OFFSET + dscow_bitmap_bytes (volume_size, cs)
-                      + cs - 1) / cs);
+                      + cs - 1)
+                     / cs);
 }
 
 uint64_t
 dscow_cow_min_size (uint64_t volume_size, uint32_t cs)
 {
   return ((uint64_t) dscow_meta_chunks (volume_size, cs)
-          + dscow_nr_chunks (volume_size, cs)) * cs;
+          + dscow_nr_chunks (volume_size, cs))
+         * cs;
 }
 
 uint64_t
@@ -138,8 +141,7 @@ super_check (const struct dscow_super *sb)
       || sb->commit < DSCOW_COMMIT_SYNC || sb->commit > DSCOW_COMMIT_NONE)
     return -DSCOW_ESTATE;
   if (sb->volume_size == 0 || sb->volume_size % 512
-      || sb->meta_chunks != dscow_meta_chunks (sb->volume_size,
-                                               sb->chunk_size))
+      || sb->meta_chunks != dscow_meta_chunks (sb->volume_size, sb->chunk_size))
     return -DSCOW_EGEOMETRY;
   if (sb->cow_size < dscow_cow_min_size (sb->volume_size, sb->chunk_size))
     return -DSCOW_ETOOSMALL;
@@ -233,7 +235,7 @@ static bool
 super_link_ok (const uint8_t *p, unsigned uuid_at, unsigned uri_at)
 {
   return !super_uuid_zero (p + uuid_at) && p[uri_at] != '\0'
-    && memchr (p + uri_at, '\0', SB_URI_FIELD) != NULL;
+         && memchr (p + uri_at, '\0', SB_URI_FIELD) != NULL;
 }
 
 static int
@@ -284,8 +286,8 @@ dscow_super_encode (const struct dscow_super *sb, uint8_t *p, size_t len)
   le32_put (p + SB_CHUNK_SIZE, sb->chunk_size);
   le32_put (p + SB_META_CHUNKS, sb->meta_chunks);
   le64_put (p + SB_BITMAP_OFFSET, DSCOW_BITMAP_OFFSET);
-  le64_put (p + SB_BITMAP_BYTES, dscow_bitmap_bytes (sb->volume_size,
-                                                     sb->chunk_size));
+  le64_put (p + SB_BITMAP_BYTES,
+            dscow_bitmap_bytes (sb->volume_size, sb->chunk_size));
   le64_put (p + SB_COW_SIZE, sb->cow_size);
   le64_put (p + SB_BASE_SIZE, sb->base_size);
   memcpy (p + SB_BASE_ID, sb->base_id,
@@ -339,9 +341,9 @@ dscow_super_decode (const uint8_t *p, size_t len, struct dscow_super *sb)
   sb->commit = le32_get (p + SB_COMMIT);
   sb->owner_node = le32_get (p + SB_OWNER_NODE);
   sb->create_time = le64_get (p + SB_CREATE_TIME);
-  if (sb->version_minor >= 1)   /* reserved (zero) before minor 1 */
+  if (sb->version_minor >= 1) /* reserved (zero) before minor 1 */
     super_decode_stamp (p, &sb->stamp);
-  if (sb->version_minor >= 2)   /* reserved (zero) before minor 2 */
+  if (sb->version_minor >= 2) /* reserved (zero) before minor 2 */
     sb->hydrate_rate = le32_get (p + SB_HYDRATE_RATE);
   int r = super_decode_chain (p, sb);
   if (r < 0)
@@ -351,7 +353,7 @@ dscow_super_decode (const uint8_t *p, size_t len, struct dscow_super *sb)
     return r;
   if (le64_get (p + SB_BITMAP_OFFSET) != DSCOW_BITMAP_OFFSET
       || le64_get (p + SB_BITMAP_BYTES)
-      != dscow_bitmap_bytes (sb->volume_size, sb->chunk_size))
+             != dscow_bitmap_bytes (sb->volume_size, sb->chunk_size))
     return -DSCOW_EGEOMETRY;
   return 0;
 }

@@ -6,9 +6,9 @@
  * --base BASE --cow COW [options]), words separated by blanks; a word
  * starting with '#' starts a comment to the end of the line; blank lines
  * are skipped.  cowctl reads the file as it goes, makes relative paths
- * absolute as for create, and sends the definitions in order as requests of at most BATCH_DEFS
- * definitions and BATCH_BYTES bytes, each definition led by "--line=N"
- * (ctl-cmds.c, create --from-batch).  cowd creates them in order and
+ * absolute as for create, and sends the definitions in order as requests of at
+ * most BATCH_DEFS definitions and BATCH_BYTES bytes, each definition led by
+ * "--line=N" (ctl-cmds.c, create --from-batch).  cowd creates them in order and
  * stops at the first that fails: the lines before it stay created, it
  * and the lines after it are not created; cowctl sends no further batch.
  *
@@ -35,13 +35,13 @@ struct batch
 {
   const struct cli *c;
   const char *file;
-  char **words;                 /* every word of the request under way */
+  char **words; /* every word of the request under way */
   int nwords, cap;
   size_t bytes;
   int defs;
   unsigned long created;
-  uint64_t ns[4];               /* check, format, store, define */
-  struct strbuf json;           /* the per-volume results */
+  uint64_t ns[4];     /* check, format, store, define */
+  struct strbuf json; /* the per-volume results */
   unsigned err_line;
   char err_code[CTL_CODE_MAX + 1];
   char *err_msg;
@@ -77,12 +77,12 @@ batch_line (struct batch *b, char *line)
       sb_printf (&b->json, "%s{\"line\":%u,\"name\":", b->created ? "," : "",
                  l);
       sb_json_str (&b->json, name);
-      sb_printf (&b->json, ",\"chunk_size\":%u,\"commit\":\"%s\"}", cs,
-                 commit);
+      sb_printf (&b->json, ",\"chunk_size\":%u,\"commit\":\"%s\"}", cs, commit);
       b->created++;
     }
-  else if (sscanf (line, "timing %" SCNu64 " %" SCNu64 " %" SCNu64 " %"
-                   SCNu64, &t[0], &t[1], &t[2], &t[3]) == 4)
+  else if (sscanf (line, "timing %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+                   &t[0], &t[1], &t[2], &t[3])
+           == 4)
     for (int i = 0; i < 4; i++)
       b->ns[i] += t[i];
   else if (sscanf (line, "error %u %64s %n", &l, b->err_code, &off) == 2
@@ -176,14 +176,18 @@ batch_report (struct batch *b, double secs)
   struct strbuf sb = STRBUF_INIT;
   if (b->c->json)
     {
-      sb_printf (&sb, "{\"created\":%lu,\"seconds\":%.3f,\"per_second\":%.1f,"
-                 "\"cowd_seconds\":{", b->created, secs, rate);
+      sb_printf (&sb,
+                 "{\"created\":%lu,\"seconds\":%.3f,\"per_second\":%.1f,"
+                 "\"cowd_seconds\":{",
+                 b->created, secs, rate);
       batch_times (b, &sb);
       sb_printf (&sb, "},\"volumes\":[%s]", sb_str (&b->json));
       if (b->err_msg)
         {
-          sb_printf (&sb, ",\"error\":{\"code\":\"%s\",\"line\":%u,"
-                     "\"message\":", b->err_code, b->err_line);
+          sb_printf (&sb,
+                     ",\"error\":{\"code\":\"%s\",\"line\":%u,"
+                     "\"message\":",
+                     b->err_code, b->err_line);
           sb_json_str (&sb, b->err_msg);
           sb_puts (&sb, "}");
         }
@@ -193,10 +197,12 @@ batch_report (struct batch *b, double secs)
     {
       printf ("created %lu volumes from %s in %.3f s (%.1f per second); in "
               "cowd: check %.3f s, format %.3f s, store %.3f s, cluster "
-              "%.3f s\n", b->created, b->file, secs, rate, b->ns[0] / 1e9,
-              b->ns[1] / 1e9, b->ns[2] / 1e9, b->ns[3] / 1e9);
+              "%.3f s\n",
+              b->created, b->file, secs, rate, b->ns[0] / 1e9, b->ns[1] / 1e9,
+              b->ns[2] / 1e9, b->ns[3] / 1e9);
       if (b->err_msg)
-        fprintf (stderr, "cowctl: %s line %u: %s (the %lu volumes before it "
+        fprintf (stderr,
+                 "cowctl: %s line %u: %s (the %lu volumes before it "
                  "are created; it and the lines after it are not)\n",
                  b->file, b->err_line, b->err_msg, b->created);
     }
@@ -209,8 +215,7 @@ batch_open (const struct cli *c, const char *file)
 {
   FILE *f = strcmp (file, "-") == 0 ? stdin : fopen (file, "r");
   if (!f)
-    cli_errorf (c, COW_E_USAGE, "cannot read %s: %s", file,
-                strerror (errno));
+    cli_errorf (c, COW_E_USAGE, "cannot read %s: %s", file, strerror (errno));
   return f;
 }
 
@@ -242,8 +247,9 @@ batch_create (const struct cli *c)
     return CTL_EXIT_USAGE;
   uint64_t t0 = clock_now_ns ();
   int r = batch_push (&b, (char *) "create") < 0
-    || batch_push (&b, (char *) "--from-batch") < 0
-    ? cli_error (c, COW_E_INTERNAL, "out of memory") : batch_read (&b, f);
+                  || batch_push (&b, (char *) "--from-batch") < 0
+              ? cli_error (c, COW_E_INTERNAL, "out of memory")
+              : batch_read (&b, f);
   if (f != stdin)
     fclose (f);
   if (r == 0 || b.err_msg)

@@ -10,8 +10,8 @@ struct cli
 {
   const char *run_dir;
   unsigned flags;
-  int timeout;                  /* seconds */
-  int argc;                     /* the command and its arguments */
+  int timeout; /* seconds */
+  int argc;    /* the command and its arguments */
   char **argv;
   bool json;
 };
@@ -20,7 +20,7 @@ struct cli
  * stderr, or the JSON error object on stdout; returns the exit status. */
 int cli_error (const struct cli *c, int code, const char *msg);
 int cli_errorf (const struct cli *c, int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
+    __attribute__ ((format (printf, 3, 4)));
 /* cowd's answer, printed or said as an error: the exit status. */
 int cli_answer (const struct cli *c, const struct ctl_answer *a);
 /* A failed ctl_call, said as the contract says. */

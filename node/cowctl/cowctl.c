@@ -35,10 +35,12 @@ cli_usage (FILE *f)
 {
   struct strbuf sb = STRBUF_INIT;
   ctl_usage (&sb);
-  fprintf (f, "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] "
+  fprintf (f,
+           "usage: cowctl [--run-dir DIR] [--json] [--timeout SEC] "
            "COMMAND [ARGS]\n\n%s\nThe run directory selects one cowd: "
            "--run-dir, else $COWHERD_RUN_DIR,\nelse " RUNSTATEDIR
-           "/cowherd.  See cowctl(8).\n", sb_str (&sb));
+           "/cowherd.  See cowctl(8).\n",
+           sb_str (&sb));
   sb_free (&sb);
 }
 
@@ -46,8 +48,9 @@ cli_usage (FILE *f)
 int
 cli_error (const struct cli *c, int code, const char *msg)
 {
-  int status = code == COW_E_USAGE ? CTL_EXIT_USAGE
-    : code == COW_E_UNREACHABLE ? CTL_EXIT_UNREACHABLE : CTL_EXIT_ERROR;
+  int status = code == COW_E_USAGE         ? CTL_EXIT_USAGE
+               : code == COW_E_UNREACHABLE ? CTL_EXIT_UNREACHABLE
+                                           : CTL_EXIT_ERROR;
   size_t n = strlen (msg);
   while (n && msg[n - 1] == '\n')
     n--;
@@ -58,8 +61,8 @@ cli_error (const struct cli *c, int code, const char *msg)
     }
   char *m = strndup (msg, n);
   struct strbuf sb = STRBUF_INIT;
-  sb_printf (&sb, "{\"error\": {\"code\": \"%s\", \"message\": ",
-             cow_err_name (code));
+  sb_printf (
+      &sb, "{\"error\": {\"code\": \"%s\", \"message\": ", cow_err_name (code));
   sb_json_str (&sb, m ? m : "out of memory");
   sb_puts (&sb, "}}\n");
   fputs (sb_str (&sb), stdout);
@@ -111,12 +114,12 @@ cli_parse (struct cli *c, int argc, char **argv)
       else if (strcmp (a, "--run-dir") == 0 || strcmp (a, "--timeout") == 0)
         {
           if (i + 1 >= argc)
-            return cli_errorf (c, COW_E_USAGE, "option '%s' needs a value",
-                               a);
+            return cli_errorf (c, COW_E_USAGE, "option '%s' needs a value", a);
           if (a[2] == 'r')
             c->run_dir = argv[++i];
           else if (cli_parse_timeout (argv[++i], &c->timeout) < 0)
-            return cli_errorf (c, COW_E_USAGE, "--timeout '%s' is not a "
+            return cli_errorf (c, COW_E_USAGE,
+                               "--timeout '%s' is not a "
                                "whole number of seconds from 1 to 86400",
                                argv[i]);
         }
@@ -134,18 +137,23 @@ cli_parse (struct cli *c, int argc, char **argv)
           return 0;
         }
       else if (a[0] == '-')
-        return cli_errorf (c, COW_E_USAGE, "unknown option '%s' (see cowctl "
-                           "--help)", a);
+        return cli_errorf (c, COW_E_USAGE,
+                           "unknown option '%s' (see cowctl "
+                           "--help)",
+                           a);
       else if (!ctl_command_find (a))
-        return cli_errorf (c, COW_E_USAGE, "unknown command '%s' (see "
-                           "cowctl help)", a);
+        return cli_errorf (c, COW_E_USAGE,
+                           "unknown command '%s' (see "
+                           "cowctl help)",
+                           a);
       else
         c->argv[c->argc++] = argv[i];
     }
   if (c->argc == 0)
     {
       if (c->json)
-        return cli_error (c, COW_E_USAGE, "no command given (see cowctl "
+        return cli_error (c, COW_E_USAGE,
+                          "no command given (see cowctl "
                           "help)");
       cli_usage (stderr);
       return CTL_EXIT_USAGE;
@@ -160,27 +168,38 @@ cli_unreachable (const struct cli *c, int r, const struct ctl_answer *a)
   if (r == -EPROTONOSUPPORT)
     return cli_errorf (c, COW_E_UNREACHABLE, "%s at %s", a->why, c->run_dir);
   if (r == -E2BIG)
-    return cli_errorf (c, COW_E_USAGE, "the command is too long for the "
+    return cli_errorf (c, COW_E_USAGE,
+                       "the command is too long for the "
                        "control channel (at most %u arguments, %d bytes)",
                        CTL_ARGC_MAX, CTL_MAX_MSG);
   if (r == -EPERM || r == -EACCES)
-    return cli_errorf (c, COW_E_UNREACHABLE, "cowd at %s refused the "
+    return cli_errorf (c, COW_E_UNREACHABLE,
+                       "cowd at %s refused the "
                        "connection: permission denied (only root or the "
-                       "user cowd runs as may use it)", c->run_dir);
+                       "user cowd runs as may use it)",
+                       c->run_dir);
   if (r == -ETIMEDOUT || r == -EAGAIN)
-    return cli_errorf (c, COW_E_TIMEOUT, "cowd at %s did not answer within "
-                       "%d seconds", c->run_dir, c->timeout);
+    return cli_errorf (c, COW_E_TIMEOUT,
+                       "cowd at %s did not answer within "
+                       "%d seconds",
+                       c->run_dir, c->timeout);
   if (r == -EPROTO)
-    return cli_errorf (c, COW_E_INTERNAL, "the answer of cowd at %s does "
-                       "not parse: %s", c->run_dir, a->why);
+    return cli_errorf (c, COW_E_INTERNAL,
+                       "the answer of cowd at %s does "
+                       "not parse: %s",
+                       c->run_dir, a->why);
   if (r == -ECONNRESET)
-    return cli_errorf (c, COW_E_UNREACHABLE, "cowd at %s went away before "
+    return cli_errorf (c, COW_E_UNREACHABLE,
+                       "cowd at %s went away before "
                        "it answered (it exited or was stopped); whether the "
                        "command took effect is unknown: look with cowctl "
-                       "status", c->run_dir);
+                       "status",
+                       c->run_dir);
   if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTCONN)
-    return cli_errorf (c, COW_E_UNREACHABLE, "no cowd serves run directory "
-                       "%s", c->run_dir);
+    return cli_errorf (c, COW_E_UNREACHABLE,
+                       "no cowd serves run directory "
+                       "%s",
+                       c->run_dir);
   return cli_errorf (c, COW_E_UNREACHABLE, "cannot reach cowd at %s: %s",
                      c->run_dir, strerror (-r));
 }

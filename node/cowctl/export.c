@@ -120,19 +120,23 @@ export_follow (const struct cli *c, const char *name, unsigned long long id)
     }
   free (pg.obj);
   if (r < 0)
-    return cli_errorf (c, COW_E_UNREACHABLE, "volume %s: the export ended "
+    return cli_errorf (c, COW_E_UNREACHABLE,
+                       "volume %s: the export ended "
                        "without a result: cowd at %s went away (an export "
-                       "does not survive a restart)", name, c->run_dir);
-  return cli_errorf (c, COW_E_HELD, "volume %s: the export ended without a "
+                       "does not survive a restart)",
+                       name, c->run_dir);
+  return cli_errorf (c, COW_E_HELD,
+                     "volume %s: the export ended without a "
                      "result: the volume was detached or cowd restarted (an "
-                     "export does not survive either)", name);
+                     "export does not survive either)",
+                     name);
 }
 
 int
 export_run (struct cli *c)
 {
   if (export_plain (c))
-    return -1;                  /* the plain call, as main makes it */
+    return -1; /* the plain call, as main makes it */
   struct ctl_answer a = { 0 };
   int r = ctl_call (c->run_dir, c->flags | CTL_F_JSON, c->argc, c->argv, &a,
                     c->timeout * 1000);

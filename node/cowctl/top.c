@@ -32,12 +32,12 @@
 #include "ctl.h"
 #include "cli.h"
 
-#define TOP_HIST 32             /* VOL_HIST_BUCKETS of the engine */
+#define TOP_HIST 32 /* VOL_HIST_BUCKETS of the engine */
 
 struct top_vol
 {
   char name[256];
-  uint64_t c[6];                /* reads writes rbytes wbytes faults commits */
+  uint64_t c[6]; /* reads writes rbytes wbytes faults commits */
   uint64_t hist[TOP_HIST];
 };
 
@@ -52,16 +52,19 @@ struct top_row
 {
   const char *name;
   uint64_t d[6];
-  double p99_ms;                /* -1: no commit */
+  double p99_ms; /* -1: no commit */
 };
 
 static int
 top_parse_line (struct top_vol *v, const char *line)
 {
   int off = 0;
-  if (sscanf (line, "%255s %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-              " %" SCNu64 " %" SCNu64 "%n", v->name, &v->c[0], &v->c[1],
-              &v->c[2], &v->c[3], &v->c[4], &v->c[5], &off) != 7)
+  if (sscanf (line,
+              "%255s %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+              " %" SCNu64 "%n",
+              v->name, &v->c[0], &v->c[1], &v->c[2], &v->c[3], &v->c[4],
+              &v->c[5], &off)
+      != 7)
     return -1;
   for (int i = 0; i < TOP_HIST; i++)
     {
@@ -99,7 +102,8 @@ top_sample (const struct cli *c, struct top_sample *s)
     r = top_parse_line (&s->v[s->n++], l);
   free (a.text);
   if (r < 0)
-    return cli_error (c, COW_E_INTERNAL, "cowd's sample of its counters "
+    return cli_error (c, COW_E_INTERNAL,
+                      "cowd's sample of its counters "
                       "does not parse (are cowctl and cowd of one "
                       "release?)");
   return 0;
@@ -161,8 +165,8 @@ top_rows (const struct top_sample *s0, const struct top_sample *s1)
       const struct top_vol *o = top_find (s0, s1->v[i].name, &hint);
       rows[i].name = s1->v[i].name;
       for (int k = 0; k < 6; k++)
-        rows[i].d[k] = s1->v[i].c[k] - (o && o->c[k] <= s1->v[i].c[k]
-                                        ? o->c[k] : 0);
+        rows[i].d[k]
+            = s1->v[i].c[k] - (o && o->c[k] <= s1->v[i].c[k] ? o->c[k] : 0);
       rows[i].p99_ms = top_p99 (s1->v[i].hist, o ? o->hist : NULL);
     }
   if (rows)
@@ -179,7 +183,8 @@ top_json (const struct top_row *r, size_t n, double dt)
     {
       sb_printf (&sb, "%s{\"name\":", i ? "," : "");
       sb_json_str (&sb, r[i].name);
-      sb_printf (&sb, ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+      sb_printf (&sb,
+                 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
                  ",\"bytes_read\":%" PRIu64 ",\"bytes_written\":%" PRIu64
                  ",\"cow_faults\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"reads_s\":%.3f,\"writes_s\":%.3f,\"mb_s\":%.6f,"
@@ -206,16 +211,18 @@ top_text (const struct top_row *r, size_t n, double dt, bool tty)
   if (tty)
     fputs ("\033[H\033[2J", stdout);
   printf ("cowctl top %s: %zu volumes, interval %.1f s\n%-20s %9s %9s %9s "
-          "%9s %9s %11s\n", stamp, n, dt, "NAME", "READS/s", "WRITES/s",
-          "MB/s", "FAULTS/s", "COMMITS/s", "COMMIT-P99");
+          "%9s %9s %11s\n",
+          stamp, n, dt, "NAME", "READS/s", "WRITES/s", "MB/s", "FAULTS/s",
+          "COMMITS/s", "COMMIT-P99");
   for (size_t i = 0; i < n; i++)
     {
       char p99[24] = "-";
       if (r[i].p99_ms >= 0)
         snprintf (p99, sizeof p99, "<%.3f ms", r[i].p99_ms);
       printf ("%-20s %9.1f %9.1f %9.2f %9.1f %9.1f %11s\n", r[i].name,
-              r[i].d[0] / dt, r[i].d[1] / dt, (r[i].d[2] + r[i].d[3]) / dt
-              / 1e6, r[i].d[4] / dt, r[i].d[5] / dt, p99);
+              r[i].d[0] / dt, r[i].d[1] / dt,
+              (r[i].d[2] + r[i].d[3]) / dt / 1e6, r[i].d[4] / dt,
+              r[i].d[5] / dt, p99);
     }
   if (!tty)
     putchar ('\n');
@@ -223,30 +230,32 @@ top_text (const struct top_row *r, size_t n, double dt, bool tty)
 
 struct top_opts
 {
-  long iterations;              /* 0: until interrupted */
-  double interval;              /* seconds */
+  long iterations; /* 0: until interrupted */
+  double interval; /* seconds */
 };
 
 /* 0, or an exit status (reported). */
 static int
 top_parse (const struct cli *c, struct top_opts *o)
 {
-  *o = (struct top_opts) { .iterations = 0, .interval = 1.0 };
+  *o = (struct top_opts){ .iterations = 0, .interval = 1.0 };
   for (int i = 1; i < c->argc; i++)
     {
       const char *a = c->argv[i], *v = i + 1 < c->argc ? c->argv[i + 1] : "";
       char *end;
       if (strcmp (a, "--once") == 0)
         o->iterations = 1;
-      else if (strcmp (a, "-n") == 0 && (o->iterations = strtol (v, &end, 10),
-                                         *v && !*end && o->iterations > 0))
+      else if (strcmp (a, "-n") == 0
+               && (o->iterations = strtol (v, &end, 10),
+                   *v && !*end && o->iterations > 0))
         i++;
       else if (strcmp (a, "--interval") == 0
-               && (o->interval = strtod (v, &end), *v && !*end
-                   && o->interval >= 0.1 && o->interval <= 3600))
+               && (o->interval = strtod (v, &end),
+                   *v && !*end && o->interval >= 0.1 && o->interval <= 3600))
         i++;
       else
-        return cli_errorf (c, COW_E_USAGE, "usage: cowctl top [--once] [-n "
+        return cli_errorf (c, COW_E_USAGE,
+                           "usage: cowctl top [--once] [-n "
                            "ITERATIONS] [--interval SEC] (ITERATIONS a whole "
                            "number above 0, SEC from 0.1 to 3600)");
     }
@@ -291,7 +300,7 @@ top_run (const struct cli *c)
       free (rows);
       top_free (&s0);
       s0 = s1;
-      s1 = (struct top_sample) { 0 };
+      s1 = (struct top_sample){ 0 };
     }
   top_free (&s0);
   top_free (&s1);

@@ -85,8 +85,7 @@ wait_poll (const char *run_dir, const char *name, const char *key,
     {
       if (strcmp (key, "hydration") == 0)
         fprintf (stderr, "cowctl: %s: cannot read the hydration progress%s%s",
-                 name, out && r == 0 ? ": " : "\n",
-                 out && r == 0 ? out : "");
+                 name, out && r == 0 ? ": " : "\n", out && r == 0 ? out : "");
       free (out);
       return r < 0 ? r : 1;
     }
@@ -112,8 +111,8 @@ wait_show (const char *name, const struct progress *pg, bool tty)
               (int) pg->eta % 60);
   if (!tty)
     {
-      printf ("%s: %s %.1f%% (%llu/%llu chunks) %.1f MB/s%s\n", name,
-              pg->state, pg->percent, pg->done, pg->total, pg->rate, eta);
+      printf ("%s: %s %.1f%% (%llu/%llu chunks) %.1f MB/s%s\n", name, pg->state,
+              pg->percent, pg->done, pg->total, pg->rate, eta);
       fflush (stdout);
       return;
     }
@@ -122,8 +121,8 @@ wait_show (const char *name, const struct progress *pg, bool tty)
   for (int i = 0; i < 40; i++)
     bar[i] = i < fill ? '#' : '.';
   bar[40] = '\0';
-  printf ("\r%s [%s] %5.1f%% %llu/%llu %.1f MB/s%s   ", name, bar,
-          pg->percent, pg->done, pg->total, pg->rate, eta);
+  printf ("\r%s [%s] %5.1f%% %llu/%llu %.1f MB/s%s   ", name, bar, pg->percent,
+          pg->done, pg->total, pg->rate, eta);
   fflush (stdout);
 }
 
@@ -148,8 +147,10 @@ wait_hydrated (const char *run_dir, const char *name)
             putchar ('\n');
           if (strcmp (pg.state, "hydrated") == 0)
             return 0;
-          fprintf (stderr, "cowctl: %s: the hydration stopped before the "
-                   "end (cancelled)\n", name);
+          fprintf (stderr,
+                   "cowctl: %s: the hydration stopped before the "
+                   "end (cancelled)\n",
+                   name);
           return CTL_EXIT_ERROR;
         }
       usleep (tty ? 500000 : 1000000);

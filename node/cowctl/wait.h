@@ -18,7 +18,7 @@ struct progress
   double percent, rate, eta;
   unsigned long long done, total;
   char error[128];
-  char *obj;                    /* the object's text, malloc'd */
+  char *obj; /* the object's text, malloc'd */
 };
 int wait_poll (const char *run_dir, const char *name, const char *key,
                struct progress *pg);

@@ -45,8 +45,8 @@ blackbox_clean_stale (void)
     {
       int pid, end = 0;
       if (sscanf (de->d_name, "qb-cowd-%d-blackbox-%n", &pid, &end) != 1
-          || end == 0 || pid <= 0 || pid == getpid ()
-          || kill (pid, 0) == 0 || errno != ESRCH)
+          || end == 0 || pid <= 0 || pid == getpid () || kill (pid, 0) == 0
+          || errno != ESRCH)
         continue;
       if (unlinkat (dirfd (d), de->d_name, 0) == 0)
         qb_log (LOG_DEBUG, "cowd: removed %s/%s of a cowd that is gone",
@@ -59,7 +59,7 @@ static void
 blackbox_on_fatal (int sig)
 {
   qb_log_blackbox_write_to_file (crash_path);
-  raise (sig);                  /* the handler was reset: SA_RESETHAND */
+  raise (sig); /* the handler was reset: SA_RESETHAND */
 }
 
 void
@@ -72,8 +72,8 @@ blackbox_start (void)
                      "*", LOG_DEBUG);
   snprintf (crash_path, sizeof crash_path, "%s/cowd-blackbox-%d-crash",
             cowd.state_dir, (int) getpid ());
-  struct sigaction sa = { .sa_handler = blackbox_on_fatal,
-    .sa_flags = (int) SA_RESETHAND };
+  struct sigaction sa
+      = { .sa_handler = blackbox_on_fatal, .sa_flags = (int) SA_RESETHAND };
   sigemptyset (&sa.sa_mask);
   static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
   for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)

@@ -36,8 +36,7 @@ config_trim (char *s)
 
 /* Parse "[section name]" into section/name (in place). */
 static int
-config_section (char *line, char *section, size_t slen, char *name,
-                size_t nlen)
+config_section (char *line, char *section, size_t slen, char *name, size_t nlen)
 {
   char *end = strchr (line, ']');
   if (!end || end[1] != '\0')
@@ -82,8 +81,8 @@ config_parse (const char *path, config_fn *fn, void *ud, char *err,
         continue;
       if (*s == '[')
         {
-          if (config_section (s, section, sizeof section, name,
-                              sizeof name) < 0)
+          if (config_section (s, section, sizeof section, name, sizeof name)
+              < 0)
             {
               snprintf (err, errlen, "%s:%d: malformed section header", path,
                         lineno);
@@ -94,15 +93,18 @@ config_parse (const char *path, config_fn *fn, void *ud, char *err,
       char *eq = strchr (s, '=');
       if (!eq || section[0] == '\0')
         {
-          snprintf (err, errlen, "%s:%d: expected 'key = value' inside a "
-                    "[section]", path, lineno);
+          snprintf (err, errlen,
+                    "%s:%d: expected 'key = value' inside a "
+                    "[section]",
+                    path, lineno);
           r = -EINVAL;
           continue;
         }
       *eq = '\0';
       char e2[256] = "";
       if (fn (ud, section, name, config_trim (s), config_trim (eq + 1), e2,
-              sizeof e2) < 0)
+              sizeof e2)
+          < 0)
         {
           snprintf (err, errlen, "%s:%d: %s", path, lineno, e2);
           r = -EINVAL;
@@ -139,10 +141,13 @@ config_set_uint (unsigned *dst, const char *key, const char *value, char *err,
 
 static int
 config_daemon_key (void *ud, const char *section, const char *name,
-                   const char *key, const char *value, char *err,
-                   size_t errlen)
+                   const char *key, const char *value, char *err, size_t errlen)
 {
-  struct { const char *section, *key; char **dst; } strs[] = {
+  struct
+  {
+    const char *section, *key;
+    char **dst;
+  } strs[] = {
     { "cowd", "run-dir", &cowd.run_dir },
     { "cowd", "state-dir", &cowd.state_dir },
     { "cowd", "node-name", &cowd.node_name },
@@ -158,7 +163,11 @@ config_daemon_key (void *ud, const char *section, const char *name,
     if (strcmp (section, strs[i].section) == 0
         && strcmp (key, strs[i].key) == 0)
       return config_set_str (strs[i].dst, value);
-  struct { const char *key; unsigned *dst; } ms[] = {
+  struct
+  {
+    const char *key;
+    unsigned *dst;
+  } ms[] = {
     { "reconnect-deadline-ms", &cowd.reconnect_deadline_ms },
     { "metrics-interval-ms", &cowd.metrics_interval_ms },
     { "quorum-loss-timeout-ms", &cowd.quorum_loss_timeout_ms },
@@ -175,7 +184,11 @@ config_daemon_key (void *ud, const char *section, const char *name,
       cowd.log_level = (int) lvl;
       return 0;
     }
-  struct { const char *key, *no, *yes; bool *dst; } choices[] = {
+  struct
+  {
+    const char *key, *no, *yes;
+    bool *dst;
+  } choices[] = {
     { "fencing", "reservations", "manual", &cowd.fencing_manual },
     { "after-fence", "rejoin", "stay", &cowd.fenced_stay },
   };
@@ -184,8 +197,8 @@ config_daemon_key (void *ud, const char *section, const char *name,
       {
         if (strcmp (value, choices[i].no) && strcmp (value, choices[i].yes))
           {
-            snprintf (err, errlen, "%s: '%s' is neither %s nor %s", key,
-                      value, choices[i].no, choices[i].yes);
+            snprintf (err, errlen, "%s: '%s' is neither %s nor %s", key, value,
+                      choices[i].no, choices[i].yes);
             return -1;
           }
         *choices[i].dst = strcmp (value, choices[i].yes) == 0;
@@ -194,7 +207,7 @@ config_daemon_key (void *ud, const char *section, const char *name,
   if (strcmp (section, "cowd") == 0 && strcmp (key, "standalone") == 0)
     {
       cowd.standalone = strcmp (value, "yes") == 0 || strcmp (value, "1") == 0
-        || strcmp (value, "true") == 0;
+                        || strcmp (value, "true") == 0;
       return 0;
     }
   snprintf (err, errlen, "unknown key '%s' in section [%s]", key, section);

@@ -57,14 +57,14 @@ struct cowd cowd = {
 
 static unsigned detaching;
 static int pid_fd = -1;
-static int start_pipe = -1;     /* the daemon's stderr until it serves */
+static int start_pipe = -1; /* the daemon's stderr until it serves */
 
 static void
 usage (FILE *f)
 {
   fprintf (f, "usage: cowd [-f] [--standalone | --cluster NAME] [--config "
-           "FILE] [--run-dir DIR]\n            [--state-dir DIR] "
-           "[--node-name NAME] [-v] [--version]\n");
+              "FILE] [--run-dir DIR]\n            [--state-dir DIR] "
+              "[--node-name NAME] [-v] [--version]\n");
 }
 
 static int
@@ -89,17 +89,39 @@ parse_args (int argc, char **argv)
   while ((c = getopt_long (argc, argv, "fc:vh", opts, NULL)) != -1)
     switch (c)
       {
-      case 'f': cowd.foreground = true; break;
-      case 's': standalone = true; break;
-      case 'c': cowd.config_file = strdup (optarg); break;
-      case 'r': run_dir = optarg; break;
-      case 'S': state_dir = optarg; break;
-      case 'n': node = optarg; break;
-      case 'C': cluster = optarg; break;
-      case 'v': verbose = true; break;
-      case 'V': printf ("cowd %s\n", PACKAGE_VERSION); exit (0);
-      case 'h': usage (stdout); exit (0);
-      default: usage (stderr); return -1;
+      case 'f':
+        cowd.foreground = true;
+        break;
+      case 's':
+        standalone = true;
+        break;
+      case 'c':
+        cowd.config_file = strdup (optarg);
+        break;
+      case 'r':
+        run_dir = optarg;
+        break;
+      case 'S':
+        state_dir = optarg;
+        break;
+      case 'n':
+        node = optarg;
+        break;
+      case 'C':
+        cluster = optarg;
+        break;
+      case 'v':
+        verbose = true;
+        break;
+      case 'V':
+        printf ("cowd %s\n", PACKAGE_VERSION);
+        exit (0);
+      case 'h':
+        usage (stdout);
+        exit (0);
+      default:
+        usage (stderr);
+        return -1;
       }
   if (optind != argc)
     {
@@ -196,8 +218,10 @@ take_pid_file (void)
     }
   if (flock (pid_fd, LOCK_EX | LOCK_NB) < 0)
     {
-      qb_log (LOG_ERR, "cowd: another cowd already runs with run directory "
-              "%s", cowd.run_dir);
+      qb_log (LOG_ERR,
+              "cowd: another cowd already runs with run directory "
+              "%s",
+              cowd.run_dir);
       close (pid_fd);
       pid_fd = -1;
       return -1;
@@ -221,22 +245,21 @@ setup_logging (void)
       qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
                          "*", (uint8_t) cowd.log_level);
     }
-  else                          /* the start pipe: what went wrong */
+  else /* the start pipe: what went wrong */
     {
       qb_log_format_set (QB_LOG_STDERR, "%b");
       qb_log_ctl (QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
       qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
                          "*", LOG_WARNING);
     }
-  qb_log_filter_ctl (QB_LOG_SYSLOG, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
-                     "*", (uint8_t) cowd.log_level);
+  qb_log_filter_ctl (QB_LOG_SYSLOG, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*",
+                     (uint8_t) cowd.log_level);
 }
 
 /* The parent of a starting daemon: copy the child's start-up messages to
  * stderr until it says it serves (a NUL byte: exit 0) or the pipe closes
  * (it failed: exit 1).  Never returns. */
-static void __attribute__ ((noreturn))
-start_wait (int fd)
+static void __attribute__ ((noreturn)) start_wait (int fd)
 {
   char buf[4096];
   ssize_t n;
@@ -374,7 +397,7 @@ cowd_start (void)
     }
   if (cowd.standalone)
     {
-      attach_saved_volumes ();  /* in a cluster: once the table arrived */
+      attach_saved_volumes (); /* in a cluster: once the table arrived */
       notify_ready_part (NOTIFY_VOLUMES);
     }
   else
@@ -414,7 +437,7 @@ main (int argc, char **argv)
   if (cowd_start () < 0)
     {
       if (pid_fd >= 0)
-        remove_pid_file ();     /* ours: no stale pid file */
+        remove_pid_file (); /* ours: no stale pid file */
       qb_log_fini ();
       return 1;
     }

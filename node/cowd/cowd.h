@@ -23,27 +23,27 @@ struct nbd_export;
  * (voldb.c); cowd.vols lists them sorted by name. */
 struct vol_entry
 {
-  struct vol_entry *next;       /* by name; level 0 of the skip list */
-  struct vol_entry **up;        /* levels 1..levels-1, or NULL */
+  struct vol_entry *next; /* by name; level 0 of the skip list */
+  struct vol_entry **up;  /* levels 1..levels-1, or NULL */
   uint8_t levels;
-  bool unresolved;              /* cow_key is "path:": device absent */
-  char *cow_key;                /* backend_key of cow when indexed */
+  bool unresolved; /* cow_key is "path:": device absent */
+  char *cow_key;   /* backend_key of cow when indexed */
   char *name;
-  char *base;                   /* path or iscsi:// URL */
+  char *base; /* path or iscsi:// URL */
   char *cow;
-  char *cow_ident;              /* the CoW LUN's VPD identity, or NULL */
+  char *cow_ident; /* the CoW LUN's VPD identity, or NULL */
   uint32_t chunk_size;
   enum dscow_commit commit;
-  bool exclusive;               /* hands over only on explicit migrate */
-  bool buffered;                /* plain files: page cache on (one host) */
-  bool attached;                /* serve it (again after a restart) */
+  bool exclusive; /* hands over only on explicit migrate */
+  bool buffered;  /* plain files: page cache on (one host) */
+  bool attached;  /* serve it (again after a restart) */
   /* Runtime */
-  char *error;                  /* why the last attach failed, or NULL */
-  bool accept_base_change;      /* the attach under way records the base */
+  char *error;             /* why the last attach failed, or NULL */
+  bool accept_base_change; /* the attach under way records the base */
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  struct own_vol *own;          /* own.c's ownership state, or NULL */
+  struct own_vol *own; /* own.c's ownership state, or NULL */
 };
 
 struct cowd
@@ -56,7 +56,7 @@ struct cowd
   char *initiator_name;
   char *chap_user, *chap_password;
   char *fence_command;
-  char *metrics_file;           /* Prometheus textfile, NULL = none */
+  char *metrics_file; /* Prometheus textfile, NULL = none */
   unsigned metrics_interval_ms;
   unsigned nbd_handshake_timeout_ms; /* 0: the NBD server's default */
   bool standalone;
@@ -65,11 +65,11 @@ struct cowd
   unsigned reconnect_deadline_ms;
   unsigned quorum_loss_timeout_ms;
   struct vol_entry *vols;
-  bool clustered;               /* corosync group joined */
-  bool fencing_manual;          /* [cowd] fencing = manual */
-  bool fenced_stay;             /* [cowd] after-fence = stay */
-  bool fenced;                  /* this agent was fenced: until restart */
-  const struct own_ops *own;    /* standalone or the cluster's */
+  bool clustered;            /* corosync group joined */
+  bool fencing_manual;       /* [cowd] fencing = manual */
+  bool fenced_stay;          /* [cowd] after-fence = stay */
+  bool fenced;               /* this agent was fenced: until restart */
+  const struct own_ops *own; /* standalone or the cluster's */
 };
 
 extern struct cowd cowd;
@@ -102,7 +102,7 @@ void cmds_dispatch (struct ctl_req *req);
 /* Answers the command files share: a sentence with a code (0: success),
  * the usage line of cmd, or the volume called name (else an answer). */
 void reply_fmt (struct ctl_req *req, int code, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
+    __attribute__ ((format (printf, 3, 4)));
 void reply_usage (struct ctl_req *req, const char *cmd);
 struct vol_entry *find_or_reply (struct ctl_req *req, const char *name);
 /* A --rate: a whole number of MB/s; 0 or -1. */
@@ -131,8 +131,7 @@ int voldb_reserve (size_t n);
 int voldb_load (char *err, size_t errlen);
 /* voldb-import.c: volumes.conf into the store, then renamed *.imported. */
 struct store;
-int voldb_import (struct store *s, const char *dir, char *err,
-                  size_t errlen);
+int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);
 /* Write e's row: durably (returns once it survives a power cut), or
  * lazily (a definition the cluster can give back, the attached flag);
  * remove it.  0 or -1 (logged). */
@@ -175,9 +174,9 @@ int voldb_check_path (const char *vol, const char *what, const char *uri,
  *                 fencing, the lease), built only with corosync
  * cowd.own is own_alone_ops until own_start joins a cluster. */
 typedef void own_wait_fn (void *opaque, int res, const char *err);
-struct own_facts                /* a volume as the cluster's table has it */
+struct own_facts /* a volume as the cluster's table has it */
 {
-  const char *state;            /* unowned, owned, handing-off, fencing */
+  const char *state; /* unowned, owned, handing-off, fencing */
   uint32_t owner, requester, fenced_node, local;
   uint64_t epoch;
   bool bouncing, exclusive;
@@ -186,8 +185,7 @@ struct own_ops
 {
   /* Open e and serve it (incoming: the destination of a live migration,
    * even from a live owner).  0, or -COW_E_* with a sentence in err. */
-  int (*attach) (struct vol_entry *e, bool incoming, char *err,
-                 size_t errlen);
+  int (*attach) (struct vol_entry *e, bool incoming, char *err, size_t errlen);
   /* Stop serving e, commit, and let go of it; done(opaque, res). */
   void (*detach) (struct vol_entry *e, vol_done_fn *done, void *opaque);
   /* A definition was created here: tell whoever must know. */
@@ -196,8 +194,8 @@ struct own_ops
    * does), or done(opaque, -COW_E_*, sentence) when it cannot within
    * timeout_s (detached, fenced, the takeover failed, the time ran out).
    * 0, or -ENOMEM (done is not called).  NULL: attached is served. */
-  int (*wait_owned) (struct vol_entry *e, unsigned timeout_s,
-                     own_wait_fn *done, void *opaque);
+  int (*wait_owned) (struct vol_entry *e, unsigned timeout_s, own_wait_fn *done,
+                     void *opaque);
   /* e's entry in the cluster's table into f; false when there is none. */
   bool (*facts) (const struct vol_entry *e, struct own_facts *f);
   /* The hooks of a volume's backends (fencing's), and a volume just
@@ -241,7 +239,7 @@ struct own_times own_handoff_times (void);
  * commands, looked up after the table of ctl-cmds.c. */
 struct cmd
 {
-  const char *name;             /* as in ctl_commands (ctl-usage.c) */
+  const char *name; /* as in ctl_commands (ctl-usage.c) */
   void (*fn) (struct ctl_req *req, int argc, char **argv, bool json);
 };
 extern const struct cmd *const cluster_cmds;
@@ -289,7 +287,8 @@ enum notify_part
   NOTIFY_VOLUMES = 2,
 };
 void notify_ready_part (enum notify_part part);
-void notify_status (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void notify_status (const char *fmt, ...)
+    __attribute__ ((format (printf, 1, 2)));
 void notify_stopping (void);
 
 #endif

@@ -62,21 +62,31 @@ chain_entry (struct ctl_req *req, const char *cmd, const char *name,
   if (!e)
     return NULL;
   if (!e->vol || e->closing)
-    return reply_fmt (req, COW_E_NOT_ATTACHED, "volume %s is not "
-                          "attached", e->name), NULL;
+    return reply_fmt (req, COW_E_NOT_ATTACHED,
+                      "volume %s is not "
+                      "attached",
+                      e->name),
+           NULL;
   if (change && cowd.clustered)
-    return reply_fmt (req, COW_E_USAGE, "volume %s: %s is only "
-                          "supported on a standalone cowd (the layer chain "
-                          "does not follow ownership in a cluster yet)",
-                          e->name, cmd), NULL;
+    return reply_fmt (req, COW_E_USAGE,
+                      "volume %s: %s is only "
+                      "supported on a standalone cowd (the layer chain "
+                      "does not follow ownership in a cluster yet)",
+                      e->name, cmd),
+           NULL;
   if (change && vol_degraded (e->vol))
-    return reply_fmt (req, COW_E_DEGRADED, "volume %s is degraded on this "
-                          "host (a device failed past its deadline); no %s "
-                          "until it is back", e->name, cmd), NULL;
+    return reply_fmt (req, COW_E_DEGRADED,
+                      "volume %s is degraded on this "
+                      "host (a device failed past its deadline); no %s "
+                      "until it is back",
+                      e->name, cmd),
+           NULL;
   if (change && vol_get_state (e->vol) != VOL_STATE_ACTIVE)
-    return reply_fmt (req, COW_E_USAGE, "volume %s: no %s: it is %s, "
-                          "not active", e->name, cmd,
-                          vol_state_name (vol_get_state (e->vol))), NULL;
+    return reply_fmt (req, COW_E_USAGE,
+                      "volume %s: no %s: it is %s, "
+                      "not active",
+                      e->name, cmd, vol_state_name (vol_get_state (e->vol))),
+           NULL;
   return e;
 }
 
@@ -104,8 +114,7 @@ chain_reply_freed (struct chain_req *c, char **freed, unsigned nfreed)
     }
   else
     {
-      sb_printf (&sb, "%s: %s%s\n", c->e->name, what,
-                 c->name ? c->name : "");
+      sb_printf (&sb, "%s: %s%s\n", c->e->name, what, c->name ? c->name : "");
       for (unsigned i = 0; i < nfreed; i++)
         sb_printf (&sb, "freed: %s\n", freed[i]);
     }
@@ -118,8 +127,10 @@ void
 chain_drain_err (char *err, size_t errlen, const char *name, int res)
 {
   if (res == -ECANCELED)
-    snprintf (err, errlen, "volume %s: cancelled: the volume is being "
-              "detached or handed over", name);
+    snprintf (err, errlen,
+              "volume %s: cancelled: the volume is being "
+              "detached or handed over",
+              name);
   else
     snprintf (err, errlen, "volume %s: draining it failed: %s", name,
               strerror (-res));
@@ -151,11 +162,13 @@ chain_drained (void *opaque, int res)
   else if (c->op != CHAIN_SNAPSHOT)
     chain_reply_freed (c, freed, nfreed);
   else if (c->json)
-    reply_fmt (c->req, 0, "{\"name\":\"%s\",\"snapshot\":\"%s\","
-                   "\"top\":\"%s\"}\n", c->e->name, c->name, c->uri);
+    reply_fmt (c->req, 0,
+               "{\"name\":\"%s\",\"snapshot\":\"%s\","
+               "\"top\":\"%s\"}\n",
+               c->e->name, c->name, c->uri);
   else
     reply_fmt (c->req, 0, "%s: snapshot %s taken; writes go to %s\n",
-                   c->e->name, c->name, c->uri);
+               c->e->name, c->name, c->uri);
   for (unsigned i = 0; i < nfreed; i++)
     free (freed[i]);
   chain_req_free (c);
@@ -172,7 +185,7 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
       if (c)
         chain_req_free (c);
       return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
-                            e->name);
+                        e->name);
     }
   c->req = req;
   c->e = e;
@@ -180,8 +193,10 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
   c->json = json;
   if (vol_hold_op (e->vol, chain_drained, c) < 0)
     {
-      reply_fmt (req, COW_E_BUSY, "volume %s is held (another operation, a "
-                 "handoff or a detach is under way); try again", e->name);
+      reply_fmt (req, COW_E_BUSY,
+                 "volume %s is held (another operation, a "
+                 "handoff or a detach is under way); try again",
+                 e->name);
       chain_req_free (c);
     }
 }
@@ -219,11 +234,17 @@ cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json)
   while ((ch = getopt_long (argc, argv, "", opts, NULL)) != -1)
     switch (ch)
       {
-      case 'c': cow = optarg; break;
-      case 'n': name = optarg; break;
+      case 'c':
+        cow = optarg;
+        break;
+      case 'n':
+        name = optarg;
+        break;
       default:
-        return reply_fmt (req, COW_E_USAGE, "snapshot: unknown option "
-                              "'%s'", argv[optind - 1]);
+        return reply_fmt (req, COW_E_USAGE,
+                          "snapshot: unknown option "
+                          "'%s'",
+                          argv[optind - 1]);
       }
   if (optind != argc - 1 || !cow)
     return reply_usage (req, argv[0]);
@@ -234,8 +255,9 @@ cmd_snapshot (struct ctl_req *req, int argc, char **argv, bool json)
     return reply_fmt (req, COW_E_BAD_DEVICE, "%s", err);
   const char *user = voldb_cow_user_uri (e->name, cow);
   if (user)
-    return reply_fmt (req, -vol_err_cow_taken (err, sizeof err, e->name,
-                                                   cow, user), "%s", err);
+    return reply_fmt (req,
+                      -vol_err_cow_taken (err, sizeof err, e->name, cow, user),
+                      "%s", err);
   if (!name)
     chain_default_name (e->vol, def, sizeof def);
   chain_start (req, e, CHAIN_SNAPSHOT, cow, name ? name : def, json);
@@ -273,11 +295,14 @@ chain_status_json (struct strbuf *sb, const struct volume *v)
   struct vol_merge m;
   struct vol_layer_info li[DSCOW_CHAIN_MAX];
   vol_merge_info (v, &m);
-  sb_printf (sb, ",\"layers\":%u,\"merge\":{\"state\":\"%s\","
+  sb_printf (sb,
+             ",\"layers\":%u,\"merge\":{\"state\":\"%s\","
              "\"percent\":%.1f,\"scanned\":%" PRIu64 ",\"chunks\":%" PRIu64
              ",\"copied\":%" PRIu64 ",\"freed\":",
              vol_layers (v, li, DSCOW_CHAIN_MAX),
-             m.running ? "running" : m.error ? "failed" : "off",
+             m.running ? "running"
+             : m.error ? "failed"
+                       : "off",
              m.running ? 100.0 * (double) m.scanned / (double) m.chunks : 0.0,
              m.scanned, m.chunks, m.copied);
   if (m.freed)
@@ -300,9 +325,10 @@ chain_status_text (struct strbuf *sb, const struct volume *v)
     sb_printf (sb, "layers:      %u (%u snapshots; cowctl snapshots)\n", n,
                n - 1);
   if (m.running)
-    sb_printf (sb, "merge:       running, %.1f%% (%" PRIu64 " chunks "
-               "copied)\n", 100.0 * (double) m.scanned / (double) m.chunks,
-               m.copied);
+    sb_printf (sb,
+               "merge:       running, %.1f%% (%" PRIu64 " chunks "
+               "copied)\n",
+               100.0 * (double) m.scanned / (double) m.chunks, m.copied);
   else if (m.error)
     sb_printf (sb, "merge:       failed: %s\n", strerror (-m.error));
 }
@@ -354,9 +380,11 @@ chain_layers_json (struct strbuf *sb, const struct vol_entry *e,
         sb_puts (sb, "null");
       sb_puts (sb, ",\"device\":");
       sb_json_str (sb, li[i].uri);
-      sb_printf (sb, ",\"chunks\":%" PRIu64 ",\"created\":%" PRIu64
-                 ",\"taken\":%" PRIu64 ",\"top\":%s}", li[i].chunks,
-                 li[i].created, li[i].frozen, i + 1 == n ? "true" : "false");
+      sb_printf (sb,
+                 ",\"chunks\":%" PRIu64 ",\"created\":%" PRIu64
+                 ",\"taken\":%" PRIu64 ",\"top\":%s}",
+                 li[i].chunks, li[i].created, li[i].frozen,
+                 i + 1 == n ? "true" : "false");
     }
   sb_puts (sb, "]}\n");
 }
@@ -384,8 +412,7 @@ cmd_snapshots (struct ctl_req *req, int argc, char **argv, bool json)
           chain_time (li[i].frozen, t, sizeof t);
           snprintf (idx, sizeof idx, i + 1 == n ? "top" : "%u", i);
           sb_printf (&sb, "%-5s %-20s %10" PRIu64 " %-20s %s\n", idx,
-                     li[i].name ? li[i].name : "-", li[i].chunks, t,
-                     li[i].uri);
+                     li[i].name ? li[i].name : "-", li[i].chunks, t, li[i].uri);
         }
     }
   ctl_reply (req, 0, sb_str (&sb));

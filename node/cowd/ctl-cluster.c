@@ -24,7 +24,8 @@ need_cluster (struct ctl_req *req)
 {
   if (cowd.clustered)
     return true;
-  reply_fmt (req, COW_E_NOT_CLUSTERED, "this cowd runs standalone; cluster "
+  reply_fmt (req, COW_E_NOT_CLUSTERED,
+             "this cowd runs standalone; cluster "
              "commands need cowd --cluster NAME and corosync");
   return false;
 }
@@ -45,23 +46,27 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   probe_synced (&sgap, &sbusy);
   if (json)
     {
-      sb_printf (&sb, "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
+      sb_printf (&sb,
+                 "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
                  ",\"synced\":%s,\"volumes\":%zu,\"loop\":{\"max_gap_ms\":%.3f,"
                  "\"max_busy_ms\":%.3f,\"gaps_over_10ms\":%" PRIu64
                  ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
-                 "\"sync_step_ms\":%.3f},\"members\":[", cluster_nodeid (),
-                 cluster_quorate () ? "true" : "false", cluster_ring_id (),
-                 cluster_synced () ? "true" : "false", cluster_table_size (),
-                 gap, busy, slow, sgap, sbusy, cluster_sync_max_step_ms ());
+                 "\"sync_step_ms\":%.3f},\"members\":[",
+                 cluster_nodeid (), cluster_quorate () ? "true" : "false",
+                 cluster_ring_id (), cluster_synced () ? "true" : "false",
+                 cluster_table_size (), gap, busy, slow, sgap, sbusy,
+                 cluster_sync_max_step_ms ());
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
       sb_puts (&sb, "]}\n");
     }
   else
     {
-      sb_printf (&sb, "local node: %u\nquorate:    %s\nring id:    %" PRIu64
-                 "\nmembers:   ", cluster_nodeid (),
-                 cluster_quorate () ? "yes" : "NO", cluster_ring_id ());
+      sb_printf (&sb,
+                 "local node: %u\nquorate:    %s\nring id:    %" PRIu64
+                 "\nmembers:   ",
+                 cluster_nodeid (), cluster_quorate () ? "yes" : "NO",
+                 cluster_ring_id ());
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, " %u", m[i]);
       sb_puts (&sb, "\n");
@@ -93,14 +98,17 @@ cmd_migrate (struct ctl_req *req, int argc, char **argv, bool json)
   if (to == cluster_nodeid () && e->vol)
     own_note_request (e);
   if (!cmd_is_member (to))
-    return reply_fmt (req, COW_E_NO_SUCH_NODE, "volume %s: cannot migrate: "
-                      "node %u is not a member of cluster %s", argv[1], to,
-                      cowd.cluster_name);
+    return reply_fmt (req, COW_E_NO_SUCH_NODE,
+                      "volume %s: cannot migrate: "
+                      "node %u is not a member of cluster %s",
+                      argv[1], to, cowd.cluster_name);
   int r = cluster_migrate (argv[1], to);
   if (r < 0)
-    return reply_fmt (req, r == -ENOTCONN ? COW_E_NO_QUORUM : r, "volume %s:"
-                      " cannot migrate: %s", argv[1], r == -ENOTCONN
-                      ? "this node is not quorate" : strerror (-r));
+    return reply_fmt (
+        req, r == -ENOTCONN ? COW_E_NO_QUORUM : r,
+        "volume %s:"
+        " cannot migrate: %s",
+        argv[1], r == -ENOTCONN ? "this node is not quorate" : strerror (-r));
   ctl_reply (req, 0, json ? "{}\n" : "");
 }
 
@@ -114,10 +122,11 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
       && parse_node (argv[2], &node) == 0)
     {
       if (cluster_fence_confirm (node) < 0)
-        return reply_fmt (req, COW_E_NO_QUORUM, "cannot confirm node %u: "
-                          "this node is not quorate", node);
-      qb_log (LOG_WARNING, "cluster: operator confirmed node %u is down",
-              node);
+        return reply_fmt (req, COW_E_NO_QUORUM,
+                          "cannot confirm node %u: "
+                          "this node is not quorate",
+                          node);
+      qb_log (LOG_WARNING, "cluster: operator confirmed node %u is down", node);
       return ctl_reply (req, 0, json ? "{}\n" : "");
     }
   if (argc == 2 && strcmp (argv[1], "status") == 0)
@@ -128,8 +137,8 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
         {
           const struct cluster_vol *cv = cluster_lookup (e->name);
           if (cv && cv->state == CL_FENCING)
-            sb_printf (&sb, "%s: waiting for node %u to be fenced\n",
-                       e->name, cv->fenced_node);
+            sb_printf (&sb, "%s: waiting for node %u to be fenced\n", e->name,
+                       cv->fenced_node);
         }
       ctl_reply (req, 0, sb_str (&sb));
       sb_free (&sb);
@@ -144,19 +153,23 @@ cmd_fence (struct ctl_req *req, int argc, char **argv, bool json)
       if (!e)
         return;
       if (!e->vol)
-        return reply_fmt (req, COW_E_NOT_ATTACHED, "volume %s is not "
-                          "attached", e->name);
+        return reply_fmt (req, COW_E_NOT_ATTACHED,
+                          "volume %s is not "
+                          "attached",
+                          e->name);
       if (fencing_probe (e, out, sizeof out) < 0)
         return reply_fmt (req, COW_E_IO, "%s", out);
-      return reply_fmt (req, 0, json ? "{\"volume\":\"%s\",\"result\":"
-                        "\"%s\"}\n" : "%s: %s\n", e->name, out);
+      return reply_fmt (req, 0,
+                        json ? "{\"volume\":\"%s\",\"result\":"
+                               "\"%s\"}\n"
+                             : "%s: %s\n",
+                        e->name, out);
     }
   reply_usage (req, argv[0]);
 }
 
 static void
-handoff_json (struct strbuf *sb, const char *key, const double *ms,
-              unsigned n)
+handoff_json (struct strbuf *sb, const char *key, const double *ms, unsigned n)
 {
   sb_printf (sb, "\"%s\":[", key);
   for (unsigned i = 0; i < n; i++)

@@ -26,7 +26,6 @@
 
 #define CREATE_BATCH "--from-batch"
 
-
 /* Answer with a sentence: success when code is 0, else an error with its
  * code (COW_E_*, or a negative errno or code: errcode.h). */
 void
@@ -83,11 +82,25 @@ parse_size (const char *s, uint64_t *out)
   int shift = 0;
   switch (*end)
     {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case '\0': break;
-    default: return -1;
+    case 'k':
+    case 'K':
+      shift = 10;
+      end++;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      end++;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      end++;
+      break;
+    case '\0':
+      break;
+    default:
+      return -1;
     }
   if (*end == 'i' && end[1] == 'B')
     end += 2;
@@ -121,8 +134,8 @@ entry_state (const struct vol_entry *e)
     return e->error ? "failed" : "detached";
   enum vol_state st = vol_get_state (e->vol);
   const char *h = vol_health (e->vol);
-  if (st == VOL_STATE_ACTIVE && (strcmp (h, "reconnecting") == 0
-                                 || strcmp (h, "degraded") == 0))
+  if (st == VOL_STATE_ACTIVE
+      && (strcmp (h, "reconnecting") == 0 || strcmp (h, "degraded") == 0))
     return h;
   return vol_state_name (st);
 }
@@ -140,9 +153,8 @@ cmd_bad_option (int argc, char **argv)
   return optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 }
 
-static int create_errf (char *err, size_t errlen, int code,
-                        const char *fmt, ...)
-  __attribute__ ((format (printf, 4, 5)));
+static int create_errf (char *err, size_t errlen, int code, const char *fmt,
+                        ...) __attribute__ ((format (printf, 4, 5)));
 
 static int
 create_errf (char *err, size_t errlen, int code, const char *fmt, ...)
@@ -183,35 +195,53 @@ create_parse (int argc, char **argv, struct vol_params *p, bool *exclusive,
   };
   uint64_t cs = DSCOW_CHUNK_DEFAULT;
   int c;
-  *p = (struct vol_params) { .commit = DSCOW_COMMIT_SYNC };
+  *p = (struct vol_params){ .commit = DSCOW_COMMIT_SYNC };
   *exclusive = false;
   optind = 0;
   opterr = 0;
   while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1)
     switch (c)
       {
-      case 'b': p->base_uri = optarg; break;
-      case 'c': p->cow_uri = optarg; break;
+      case 'b':
+        p->base_uri = optarg;
+        break;
+      case 'c':
+        p->cow_uri = optarg;
+        break;
       case 's':
         if (parse_size (optarg, &cs) < 0 || cs > UINT32_MAX
             || !dscow_chunk_size_valid ((uint32_t) cs))
-          return create_errf (err, errlen, COW_E_USAGE, "chunk size '%s' is "
-                              "not a power of two between 4K and 1M", optarg);
+          return create_errf (err, errlen, COW_E_USAGE,
+                              "chunk size '%s' is "
+                              "not a power of two between 4K and 1M",
+                              optarg);
         break;
       case 'p':
         if (vol_commit_parse (optarg, &p->commit) < 0)
-          return create_errf (err, errlen, COW_E_USAGE, "commit policy '%s' "
-                              "is not one of sync, flush, none", optarg);
+          return create_errf (err, errlen, COW_E_USAGE,
+                              "commit policy '%s' "
+                              "is not one of sync, flush, none",
+                              optarg);
         break;
-      case 'f': p->force = true; break;
-      case 'x': *exclusive = true; break;
-      case 'B': p->buffered = true; break;
+      case 'f':
+        p->force = true;
+        break;
+      case 'x':
+        *exclusive = true;
+        break;
+      case 'B':
+        p->buffered = true;
+        break;
       case ':':
-        return create_errf (err, errlen, COW_E_USAGE, "create: option '%s' "
-                            "needs a value", argv[optind - 1]);
+        return create_errf (err, errlen, COW_E_USAGE,
+                            "create: option '%s' "
+                            "needs a value",
+                            argv[optind - 1]);
       default:
-        return create_errf (err, errlen, COW_E_USAGE, "create: unknown "
-                            "option '%s'", cmd_bad_option (argc, argv));
+        return create_errf (err, errlen, COW_E_USAGE,
+                            "create: unknown "
+                            "option '%s'",
+                            cmd_bad_option (argc, argv));
       }
   if (optind != argc - 1 || !p->base_uri || !p->cow_uri)
     return usage_err (err, errlen, "create");
@@ -245,11 +275,15 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   struct vol_params p = *pp;
   uint64_t t = clock_now_ns ();
   if (!dscow_name_valid (p.name))
-    return create_errf (err, errlen, COW_E_USAGE, "volume name '%s' is not "
-                        "valid: %s", p.name, dscow_strerror (DSCOW_ENAME));
+    return create_errf (err, errlen, COW_E_USAGE,
+                        "volume name '%s' is not "
+                        "valid: %s",
+                        p.name, dscow_strerror (DSCOW_ENAME));
   if (voldb_find (p.name))
-    return create_errf (err, errlen, COW_E_EXISTS, "volume %s already "
-                        "exists", p.name);
+    return create_errf (err, errlen, COW_E_EXISTS,
+                        "volume %s already "
+                        "exists",
+                        p.name);
   if (voldb_check_path (p.name, "base", p.base_uri, err, errlen) < 0
       || voldb_check_path (p.name, "CoW", p.cow_uri, err, errlen) < 0)
     return COW_E_BAD_DEVICE;
@@ -271,17 +305,20 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   if (r < 0)
     return r;
   t = create_lap (&create_t.format_ns, t);
-  struct vol_entry *e = voldb_add (p.name, p.base_uri, p.cow_uri,
-                                   p.chunk_size, p.commit);
+  struct vol_entry *e
+      = voldb_add (p.name, p.base_uri, p.cow_uri, p.chunk_size, p.commit);
   if (!e)
-    return create_errf (err, errlen, COW_E_INTERNAL, "volume %s: out of "
-                        "memory", p.name);
+    return create_errf (err, errlen, COW_E_INTERNAL,
+                        "volume %s: out of "
+                        "memory",
+                        p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
   if (voldb_set_ident (e, ident) < 0 || voldb_store (e) < 0)
-    return create_errf (err, errlen, COW_E_IO, "volume %s: formatted, but "
-                        "saving the definition in %s failed", p.name,
-                        cowd.state_dir);
+    return create_errf (err, errlen, COW_E_IO,
+                        "volume %s: formatted, but "
+                        "saving the definition in %s failed",
+                        p.name, cowd.state_dir);
   t = create_lap (&create_t.store_ns, t);
   cowd.own->defined (e);
   create_lap (&create_t.define_ns, t);
@@ -314,8 +351,8 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
       sb_free (&sb);
       return;
     }
-  reply_fmt (req, 0, "created volume %s (chunk size %u, commit %s)\n",
-             p.name, p.chunk_size, vol_commit_name (p.commit));
+  reply_fmt (req, 0, "created volume %s (chunk size %u, commit %s)\n", p.name,
+             p.chunk_size, vol_commit_name (p.commit));
 }
 
 /* --- create --from: several definitions in one request ---
@@ -337,7 +374,7 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
 struct create_batch
 {
   struct ctl_req *req;
-  int argc, pos;                /* the next definition's "--line=" word */
+  int argc, pos; /* the next definition's "--line=" word */
   char **argv;
   struct strbuf out;
   qb_loop_timer_handle timer;
@@ -350,8 +387,9 @@ create_batch_words (struct create_batch *b, char **words, unsigned *line)
   int n = 1;
   *line = (unsigned) strtoul (b->argv[b->pos] + 7, NULL, 10);
   words[0] = (char *) "create";
-  for (b->pos++; b->pos < b->argc
-       && strncmp (b->argv[b->pos], "--line=", 7) != 0; b->pos++)
+  for (b->pos++;
+       b->pos < b->argc && strncmp (b->argv[b->pos], "--line=", 7) != 0;
+       b->pos++)
     words[n++] = b->argv[b->pos];
   words[n] = NULL;
   return n;
@@ -400,8 +438,9 @@ create_batch_step (void *opaque)
     }
   if (!words)
     sb_puts (&b->out, "error 0 internal out of memory\n");
-  sb_printf (&b->out, "timing %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-             "\n", create_t.check_ns, create_t.format_ns, create_t.store_ns,
+  sb_printf (&b->out,
+             "timing %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+             create_t.check_ns, create_t.format_ns, create_t.store_ns,
              create_t.define_ns);
   ctl_reply (b->req, 0, sb_str (&b->out));
   sb_free (&b->out);
@@ -419,9 +458,10 @@ cmd_create_batch (struct ctl_req *req, int argc, char **argv)
       free (b);
       return reply_usage (req, "create");
     }
-  *b = (struct create_batch) { .req = req, .argc = argc, .argv = argv,
-    .pos = 2, .out = STRBUF_INIT };
-  create_t = (struct create_times) { 0 };
+  *b = (struct create_batch){
+    .req = req, .argc = argc, .argv = argv, .pos = 2, .out = STRBUF_INIT
+  };
+  create_t = (struct create_times){ 0 };
   create_batch_step (b);
 }
 
@@ -455,7 +495,7 @@ struct attach_wait
 {
   struct ctl_req *req;
   struct vol_entry *e;
-  uint64_t t0, t_open;          /* the command came; the devices were open */
+  uint64_t t0, t_open; /* the command came; the devices were open */
 };
 
 static void
@@ -497,8 +537,10 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e)
     return;
   if (e->closing)
-    return reply_fmt (req, COW_E_BUSY, "volume %s is being detached; try"
-                      " again", e->name);
+    return reply_fmt (req, COW_E_BUSY,
+                      "volume %s is being detached; try"
+                      " again",
+                      e->name);
   char err[COW_ERRLEN];
   int r;
   uint64_t t0 = cowd_now_ns ();
@@ -513,7 +555,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e->attached)
     {
       e->attached = true;
-      voldb_store_lazy (e);     /* no fsync on the way to serving */
+      voldb_store_lazy (e); /* no fsync on the way to serving */
     }
   if (wait_s && cowd.own->wait_owned)
     {
@@ -521,12 +563,14 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
       if (!w)
         return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                           e->name);
-      *w = (struct attach_wait) { req, e, t0, cowd_now_ns () };
+      *w = (struct attach_wait){ req, e, t0, cowd_now_ns () };
       if (cowd.own->wait_owned (e, wait_s, attach_owned, w) < 0)
         {
           free (w);
-          return reply_fmt (req, COW_E_INTERNAL, "volume %s: cannot wait "
-                            "for ownership: out of memory", e->name);
+          return reply_fmt (req, COW_E_INTERNAL,
+                            "volume %s: cannot wait "
+                            "for ownership: out of memory",
+                            e->name);
         }
       return;
     }
@@ -539,8 +583,10 @@ cmd_detach_done (void *opaque, int res)
 {
   struct ctl_req *req = opaque;
   if (res < 0)
-    reply_fmt (req, res, "volume detached, but marking it clean "
-               "failed: %s", strerror (-res));
+    reply_fmt (req, res,
+               "volume detached, but marking it clean "
+               "failed: %s",
+               strerror (-res));
   else
     ctl_reply (req, 0, ctl_req_flags (req) & CTL_F_JSON ? "{}\n" : "");
 }
@@ -573,15 +619,19 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e)
     return;
   if (e->vol || e->closing)
-    return reply_fmt (req, COW_E_ATTACHED, "volume %s is attached; detach it"
-                      " first", e->name);
+    return reply_fmt (req, COW_E_ATTACHED,
+                      "volume %s is attached; detach it"
+                      " first",
+                      e->name);
   char err[COW_ERRLEN];
   int code = cowd.own->undefine ? cowd.own->undefine (e, err, sizeof err) : 0;
   if (code)
     return reply_fmt (req, code, "%s", err);
   if (voldb_unstore (e) < 0)
-    return reply_fmt (req, COW_E_IO, "volume %s: removing the definition "
-                      "from %s failed", e->name, cowd.state_dir);
+    return reply_fmt (req, COW_E_IO,
+                      "volume %s: removing the definition "
+                      "from %s failed",
+                      e->name, cowd.state_dir);
   voldb_remove (e);
   ctl_reply (req, 0, json ? "{}\n" : "");
 }
@@ -605,9 +655,10 @@ hydration_json (struct strbuf *sb, const struct volume *v)
 {
   struct vol_hydrate h;
   vol_hydrate_info (v, &h);
-  sb_printf (sb, ",\"hydration\":{\"state\":\"%s\",\"percent\":%.1f,"
-             "\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"copied\":%"
-             PRIu64 ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
+  sb_printf (sb,
+             ",\"hydration\":{\"state\":\"%s\",\"percent\":%.1f,"
+             "\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"copied\":%" PRIu64
+             ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
              ",\"eta_s\":%.0f,\"elapsed_s\":%.3f,\"error\":",
              hydration_state (&h), 100.0 * (double) h.done / (double) h.total,
              h.done, h.total, h.copied, h.rate_mbs, h.limit_mbs, h.eta_s,
@@ -623,10 +674,11 @@ hydration_text (struct strbuf *sb, const struct volume *v)
   vol_hydrate_info (v, &h);
   if (!h.wanted && !h.hydrated)
     return;
-  sb_printf (sb, "hydration:   %s, %.1f%% (%" PRIu64 " of %" PRIu64
-             " chunks, %" PRIu64 " copied here)", hydration_state (&h),
-             100.0 * (double) h.done / (double) h.total, h.done, h.total,
-             h.copied);
+  sb_printf (sb,
+             "hydration:   %s, %.1f%% (%" PRIu64 " of %" PRIu64
+             " chunks, %" PRIu64 " copied here)",
+             hydration_state (&h), 100.0 * (double) h.done / (double) h.total,
+             h.done, h.total, h.copied);
   if (h.running)
     sb_printf (sb, ", %.1f MB/s", h.rate_mbs);
   if (h.limit_mbs)
@@ -651,10 +703,12 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
   struct own_facts of;
   bool in_table = cowd.own->facts (e, &of);
   if (in_table)
-    sb_printf (sb, ",\"cluster_state\":\"%s\",\"owner\":%u,"
+    sb_printf (sb,
+               ",\"cluster_state\":\"%s\",\"owner\":%u,"
                "\"cluster_epoch\":%" PRIu64 ",\"requester\":%u,"
-               "\"bouncing\":%s", of.state, of.owner, of.epoch,
-               of.requester, of.bouncing ? "true" : "false");
+               "\"bouncing\":%s",
+               of.state, of.owner, of.epoch, of.requester,
+               of.bouncing ? "true" : "false");
   if (in_table && full)
     sb_printf (sb, ",\"local\":%u", of.local);
   sb_puts (sb, ",\"base\":");
@@ -672,8 +726,9 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
       char *uri = entry_uri (e);
       char uuid[37];
       dscow_uuid_format (s->uuid, uuid);
-      sb_printf (sb, ",\"size\":%" PRIu64 ",\"chunk_size\":%u,\"chunks\":%"
-                 PRIu64 ",\"cow_chunks\":%" PRIu64 ",\"epoch\":%" PRIu64
+      sb_printf (sb,
+                 ",\"size\":%" PRIu64 ",\"chunk_size\":%u,\"chunks\":%" PRIu64
+                 ",\"cow_chunks\":%" PRIu64 ",\"epoch\":%" PRIu64
                  ",\"generation\":%" PRIu64 ",\"uuid\":\"%s\",\"uri\":",
                  s->volume_size, s->chunk_size,
                  dscow_nr_chunks (s->volume_size, s->chunk_size),
@@ -694,7 +749,8 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
     {
       struct vol_stats st;
       vol_get_stats (e->vol, &st);
-      sb_printf (sb, ",\"stats\":{\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+      sb_printf (sb,
+                 ",\"stats\":{\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
                  ",\"flushes\":%" PRIu64 ",\"trims\":%" PRIu64
                  ",\"write_zeroes\":%" PRIu64 ",\"bytes_read\":%" PRIu64
                  ",\"bytes_written\":%" PRIu64 ",\"read_base_bytes\":%" PRIu64
@@ -702,17 +758,17 @@ entry_json (struct strbuf *sb, const struct vol_entry *e, bool full)
                  ",\"full_chunk_writes\":%" PRIu64 ",\"commits\":%" PRIu64
                  ",\"committed_requests\":%" PRIu64 ",\"errors\":%" PRIu64
                  ",\"in_flight\":%" PRIu64 ",\"blocking_io_ms\":%.3f"
-                 ",\"hydrated_chunks\":%" PRIu64
-                 ",\"takeovers\":%" PRIu64 ",\"handoffs\":%" PRIu64
+                 ",\"hydrated_chunks\":%" PRIu64 ",\"takeovers\":%" PRIu64
+                 ",\"handoffs\":%" PRIu64
                  ",\"commit_p50_s\":%.6f,\"commit_p99_s\":%.6f"
                  ",\"commit_seconds_sum\":%.6f}",
                  st.reads, st.writes, st.flushes, st.trims, st.zeroes,
                  st.bytes_read, st.bytes_written, st.read_base_bytes,
                  st.read_cow_bytes, st.cow_faults, st.full_chunk_writes,
                  st.commits, st.commit_faults, st.errors, st.in_flight,
-                 (double) st.blocking_io_ns / 1e6,
-                 st.hydrated_chunks, st.takeovers, st.handoffs,
-                 vol_stats_quantile (&st, 0.5), vol_stats_quantile (&st, 0.99),
+                 (double) st.blocking_io_ns / 1e6, st.hydrated_chunks,
+                 st.takeovers, st.handoffs, vol_stats_quantile (&st, 0.5),
+                 vol_stats_quantile (&st, 0.99),
                  (double) st.commit_ns_sum / 1e9);
     }
   sb_puts (sb, "}");
@@ -742,12 +798,12 @@ struct list_filter
   const char *pattern, *state, *after;
   bool by_owner;
   uint32_t owner;
-  unsigned long limit;          /* 0: no limit */
+  unsigned long limit; /* 0: no limit */
 };
 
-static const char *const list_states[] = { "active", "held", "readonly",
-  "fenced", "degraded", "reconnecting", "detached", "failed", "detaching",
-  NULL };
+static const char *const list_states[]
+    = { "active",       "held",     "readonly", "fenced",    "degraded",
+        "reconnecting", "detached", "failed",   "detaching", NULL };
 
 static int
 list_parse_state (const char *s)
@@ -773,7 +829,6 @@ parse_node (const char *s, uint32_t *node)
   return 0;
 }
 
-
 /* 0, or a code with its sentence in err. */
 static int
 list_parse (int argc, char **argv, struct list_filter *f, char *err,
@@ -788,7 +843,7 @@ list_parse (int argc, char **argv, struct list_filter *f, char *err,
   };
   char *end;
   int c;
-  *f = (struct list_filter) { NULL };
+  *f = (struct list_filter){ NULL };
   optind = 0;
   opterr = 0;
   while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1)
@@ -796,37 +851,49 @@ list_parse (int argc, char **argv, struct list_filter *f, char *err,
       {
       case 'o':
         if (parse_node (optarg, &f->owner) < 0)
-          return create_errf (err, errlen, COW_E_USAGE, "list: owner '%s' "
-                              "is not a node id", optarg);
+          return create_errf (err, errlen, COW_E_USAGE,
+                              "list: owner '%s' "
+                              "is not a node id",
+                              optarg);
         if (!cowd.clustered)
-          return create_errf (err, errlen, COW_E_NOT_CLUSTERED, "list "
+          return create_errf (err, errlen, COW_E_NOT_CLUSTERED,
+                              "list "
                               "--owner: this cowd runs standalone; volumes "
                               "have owners only in a cluster");
         f->by_owner = true;
         break;
       case 's':
         if (list_parse_state (optarg) < 0)
-          return create_errf (err, errlen, COW_E_USAGE, "list: state '%s' is"
+          return create_errf (err, errlen, COW_E_USAGE,
+                              "list: state '%s' is"
                               " not one of active, held, readonly, fenced, "
                               "degraded, reconnecting, detached, failed, "
-                              "detaching", optarg);
+                              "detaching",
+                              optarg);
         f->state = optarg;
         break;
-      case 'a': f->after = optarg; break;
+      case 'a':
+        f->after = optarg;
+        break;
       case 'l':
         errno = 0;
         f->limit = strtoul (optarg, &end, 10);
-        if (errno || *end || end == optarg || optarg[0] == '-'
-            || f->limit == 0)
-          return create_errf (err, errlen, COW_E_USAGE, "list: limit '%s' "
-                              "is not a whole number above 0", optarg);
+        if (errno || *end || end == optarg || optarg[0] == '-' || f->limit == 0)
+          return create_errf (err, errlen, COW_E_USAGE,
+                              "list: limit '%s' "
+                              "is not a whole number above 0",
+                              optarg);
         break;
       case ':':
-        return create_errf (err, errlen, COW_E_USAGE, "list: option '%s' "
-                            "needs a value", argv[optind - 1]);
+        return create_errf (err, errlen, COW_E_USAGE,
+                            "list: option '%s' "
+                            "needs a value",
+                            argv[optind - 1]);
       default:
-        return create_errf (err, errlen, COW_E_USAGE, "list: unknown option"
-                            " '%s'", cmd_bad_option (argc, argv));
+        return create_errf (err, errlen, COW_E_USAGE,
+                            "list: unknown option"
+                            " '%s'",
+                            cmd_bad_option (argc, argv));
       }
   if (optind < argc - 1)
     return usage_err (err, errlen, "list");
@@ -869,9 +936,9 @@ list_text_row (struct strbuf *sb, const struct vol_entry *e)
       const struct dscow_super *s = vol_super (e->vol);
       human_size (s->volume_size, size, sizeof size);
       human_size (s->chunk_size, chunk, sizeof chunk);
-      snprintf (pct, sizeof pct, "%.1f", 100.0
-                * (double) vol_cow_chunks (e->vol)
-                / (double) dscow_nr_chunks (s->volume_size, s->chunk_size));
+      snprintf (pct, sizeof pct, "%.1f",
+                100.0 * (double) vol_cow_chunks (e->vol)
+                    / (double) dscow_nr_chunks (s->volume_size, s->chunk_size));
     }
   if (cowd.clustered)
     list_owner (e, owner, sizeof owner);
@@ -895,7 +962,7 @@ struct list_job
   struct ctl_req *req;
   struct list_filter f;
   bool json;
-  char resume[DSCOW_NAME_MAX + 1];      /* "" before the first slice */
+  char resume[DSCOW_NAME_MAX + 1]; /* "" before the first slice */
   const struct vol_entry *last;
   unsigned long n;
   struct strbuf sb;
@@ -945,8 +1012,7 @@ list_step (void *opaque)
   if (e && !list_full (j))
     {
       snprintf (j->resume, sizeof j->resume, "%s", j->last->name);
-      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, j, list_step,
-                         &j->timer);
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, j, list_step, &j->timer);
       return;
     }
   if (j->json)
@@ -967,13 +1033,12 @@ cmd_list (struct ctl_req *req, int argc, char **argv, bool json)
   struct list_job *j = calloc (1, sizeof *j);
   if (!j)
     return reply_fmt (req, COW_E_INTERNAL, "out of memory");
-  *j = (struct list_job) { .req = req, .f = f, .json = json,
-    .sb = STRBUF_INIT };
+  *j = (struct list_job){ .req = req, .f = f, .json = json, .sb = STRBUF_INIT };
   if (json)
     sb_puts (&j->sb, "[");
   else
-    sb_printf (&j->sb, "%-20s %-10s %10s %7s %7s %-6s %s%s\n", "NAME",
-               "STATE", "SIZE", "CHUNK", "COW%", "COMMIT",
+    sb_printf (&j->sb, "%-20s %-10s %10s %7s %7s %-6s %s%s\n", "NAME", "STATE",
+               "SIZE", "CHUNK", "COW%", "COMMIT",
                cowd.clustered ? "OWNER " : "", "URI");
   list_step (j);
 }
@@ -983,17 +1048,18 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
 {
   if (!stats_only)
     {
-      sb_printf (sb, "name:        %s\nstate:       %s\nbase:        %s\n"
-                 "cow:         %s\ncommit:      %s%s\n", e->name,
-                 entry_state (e), e->base, e->cow,
+      sb_printf (sb,
+                 "name:        %s\nstate:       %s\nbase:        %s\n"
+                 "cow:         %s\ncommit:      %s%s\n",
+                 e->name, entry_state (e), e->base, e->cow,
                  vol_commit_name (e->commit),
                  e->buffered ? " (buffered)" : " (O_DIRECT)");
       struct own_facts of;
       if (cowd.own->facts (e, &of))
-        sb_printf (sb, "cluster:     %s, owner node %u, epoch %" PRIu64
-                   "%s%s\n", of.state, of.owner, of.epoch,
-                   of.exclusive ? ", exclusive" : "",
-                   of.bouncing ? ", BOUNCING" : "");
+        sb_printf (
+            sb, "cluster:     %s, owner node %u, epoch %" PRIu64 "%s%s\n",
+            of.state, of.owner, of.epoch, of.exclusive ? ", exclusive" : "",
+            of.bouncing ? ", BOUNCING" : "");
       if (e->error)
         sb_printf (sb, "error:       %s\n", e->error);
       if (!e->vol)
@@ -1004,12 +1070,13 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
       human_size (s->volume_size, size, sizeof size);
       human_size (s->chunk_size, chunk, sizeof chunk);
       dscow_uuid_format (s->uuid, uuid);
-      sb_printf (sb, "uuid:        %s\nsize:        %s (%" PRIu64 " bytes)\n"
+      sb_printf (sb,
+                 "uuid:        %s\nsize:        %s (%" PRIu64 " bytes)\n"
                  "chunk size:  %s\nchunks:      %" PRIu64 " of %" PRIu64
                  " in the CoW layer (%.1f%%)\nepoch:       %" PRIu64
                  "\ngeneration:  %" PRIu64 "\nuri:         %s\n"
-                 "connections: %u\nhealth:      %s\n", uuid, size,
-                 s->volume_size, chunk, vol_cow_chunks (e->vol), n,
+                 "connections: %u\nhealth:      %s\n",
+                 uuid, size, s->volume_size, chunk, vol_cow_chunks (e->vol), n,
                  100.0 * (double) vol_cow_chunks (e->vol) / (double) n,
                  s->epoch, vol_generation (e->vol), uri ? uri : "",
                  nbd_export_connections (e->exp), vol_health (e->vol));
@@ -1022,23 +1089,24 @@ status_text (struct strbuf *sb, const struct vol_entry *e, bool stats_only)
   export_status_text (sb, e->vol);
   struct vol_stats st;
   vol_get_stats (e->vol, &st);
-  sb_printf (sb, "reads:       %" PRIu64 " (%" PRIu64 " bytes: %" PRIu64
+  sb_printf (sb,
+             "reads:       %" PRIu64 " (%" PRIu64 " bytes: %" PRIu64
              " from base, %" PRIu64 " from CoW)\nwrites:      %" PRIu64
              " (%" PRIu64 " bytes)\ncow faults:  %" PRIu64 " (%" PRIu64
-             " whole-chunk, no copy)\ncommits:     %" PRIu64 " covering %"
-             PRIu64 " requests (%.1f per commit)\nflushes:     %" PRIu64
-             "\ntrims:       %"
-             PRIu64 "\nzeroes:      %" PRIu64 "\nerrors:      %" PRIu64
-             "\nin flight:   %" PRIu64 "\nblocking IO: %.3f ms (the loop "
-             "waited: open, standalone takeover, close)\nhydrated:    %"
-             PRIu64 " chunks copied\ncommit time: p50 < %.3f ms, p99 < %.3f ms\n"
+             " whole-chunk, no copy)\ncommits:     %" PRIu64
+             " covering %" PRIu64
+             " requests (%.1f per commit)\nflushes:     %" PRIu64
+             "\ntrims:       %" PRIu64 "\nzeroes:      %" PRIu64
+             "\nerrors:      %" PRIu64 "\nin flight:   %" PRIu64
+             "\nblocking IO: %.3f ms (the loop "
+             "waited: open, standalone takeover, close)\nhydrated:    %" PRIu64
+             " chunks copied\ncommit time: p50 < %.3f ms, p99 < %.3f ms\n"
              "ownership:   taken %" PRIu64 " times, handed off %" PRIu64 "\n",
-             st.reads, st.bytes_read,
-             st.read_base_bytes, st.read_cow_bytes, st.writes,
-             st.bytes_written, st.cow_faults, st.full_chunk_writes,
-             st.commits, st.commit_faults, st.commits ? (double)
-             st.commit_faults / (double) st.commits : 0.0, st.flushes,
-             st.trims, st.zeroes, st.errors, st.in_flight,
+             st.reads, st.bytes_read, st.read_base_bytes, st.read_cow_bytes,
+             st.writes, st.bytes_written, st.cow_faults, st.full_chunk_writes,
+             st.commits, st.commit_faults,
+             st.commits ? (double) st.commit_faults / (double) st.commits : 0.0,
+             st.flushes, st.trims, st.zeroes, st.errors, st.in_flight,
              (double) st.blocking_io_ns / 1e6, st.hydrated_chunks,
              vol_stats_quantile (&st, 0.5) * 1e3,
              vol_stats_quantile (&st, 0.99) * 1e3, st.takeovers, st.handoffs);
@@ -1099,9 +1167,11 @@ cmd_top (struct ctl_req *req, int argc, char **argv, bool json)
         continue;
       struct vol_stats st;
       vol_get_stats (e->vol, &st);
-      sb_printf (&sb, "%s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %"
-                 PRIu64 " %" PRIu64, e->name, st.reads, st.writes,
-                 st.bytes_read, st.bytes_written, st.cow_faults, st.commits);
+      sb_printf (&sb,
+                 "%s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+                 " %" PRIu64,
+                 e->name, st.reads, st.writes, st.bytes_read, st.bytes_written,
+                 st.cow_faults, st.commits);
       for (int i = 0; i < VOL_HIST_BUCKETS; i++)
         sb_printf (&sb, " %" PRIu64, st.commit_hist[i]);
       sb_puts (&sb, "\n");
@@ -1143,13 +1213,19 @@ cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
       {
       case 'r':
         if (parse_rate (optarg, &rate) < 0)
-          return reply_fmt (req, COW_E_USAGE, "rate '%s' is not a whole "
-                            "number of MB/s", optarg);
+          return reply_fmt (req, COW_E_USAGE,
+                            "rate '%s' is not a whole "
+                            "number of MB/s",
+                            optarg);
         break;
-      case 'c': cancel = true; break;
+      case 'c':
+        cancel = true;
+        break;
       default:
-        return reply_fmt (req, COW_E_USAGE, "hydrate: unknown option "
-                          "'%s'", argv[optind - 1]);
+        return reply_fmt (req, COW_E_USAGE,
+                          "hydrate: unknown option "
+                          "'%s'",
+                          argv[optind - 1]);
       }
   if (optind != argc - 1 || (cancel && rate))
     return reply_usage (req, argv[0]);
@@ -1161,12 +1237,12 @@ cmd_hydrate (struct ctl_req *req, int argc, char **argv, bool json)
                       e->name);
   char err[512];
   int r = cancel ? vol_hydrate_cancel (e->vol, err, sizeof err)
-    : vol_hydrate_start (e->vol, rate, err, sizeof err);
+                 : vol_hydrate_start (e->vol, rate, err, sizeof err);
   if (r < 0)
     return reply_fmt (req, COW_E_IO, "%s", err);
   if (json)
-    return cmd_status_common (req, 2, (char *[]) { "status", e->name },
-                              true, false);
+    return cmd_status_common (req, 2, (char *[]){ "status", e->name }, true,
+                              false);
   reply_fmt (req, 0, "%s: hydration %s\n", e->name,
              cancel ? "cancelled" : "started");
 }
@@ -1178,8 +1254,10 @@ unbase_check_detached (struct vol_entry *e, char *err, size_t errlen)
 {
   struct backend_opts bo;
   struct volume *v;
-  struct vol_params p = { .name = e->name, .cow_uri = e->cow,
-    .commit = e->commit, .buffered = e->buffered };
+  struct vol_params p = { .name = e->name,
+                          .cow_uri = e->cow,
+                          .commit = e->commit,
+                          .buffered = e->buffered };
   voldb_backend_opts (&bo);
   if (vol_open (&p, &bo, &v, err, errlen) < 0)
     return -1;
@@ -1197,11 +1275,14 @@ cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e)
     return;
   if (cowd.clustered)
-    return reply_fmt (req, COW_E_USAGE, "volume %s: unbase is only "
-                      "supported on a standalone cowd", e->name);
+    return reply_fmt (req, COW_E_USAGE,
+                      "volume %s: unbase is only "
+                      "supported on a standalone cowd",
+                      e->name);
   char err[512];
   if ((e->vol ? vol_drop_base (e->vol, err, sizeof err)
-       : unbase_check_detached (e, err, sizeof err)) < 0)
+              : unbase_check_detached (e, err, sizeof err))
+      < 0)
     return reply_fmt (req, COW_E_IO, "%s", err);
   char *old = e->base;
   if (!(e->base = strdup (VOLDB_NO_BASE)))
@@ -1211,13 +1292,16 @@ cmd_unbase (struct ctl_req *req, int argc, char **argv, bool json)
                         e->name);
     }
   if (voldb_store (e) < 0)
-    return reply_fmt (req, COW_E_IO, "volume %s: the base is closed, "
-                      "but saving the definition in %s failed", e->name,
-                      cowd.state_dir);
-  qb_log (LOG_INFO, "cowd: %s: base %s dropped from the definition",
-          e->name, old);
-  reply_fmt (req, 0, json ? "{\"name\":\"%s\",\"base\":null}\n"
-             : "%s: the base is no longer used\n", e->name);
+    return reply_fmt (req, COW_E_IO,
+                      "volume %s: the base is closed, "
+                      "but saving the definition in %s failed",
+                      e->name, cowd.state_dir);
+  qb_log (LOG_INFO, "cowd: %s: base %s dropped from the definition", e->name,
+          old);
+  reply_fmt (req, 0,
+             json ? "{\"name\":\"%s\",\"base\":null}\n"
+                  : "%s: the base is no longer used\n",
+             e->name);
   free (old);
 }
 
@@ -1257,24 +1341,15 @@ cmd_debug (struct ctl_req *req, int argc, char **argv, bool json)
 
 /* The handlers of the commands in ctl-usage.c's list, by name. */
 static const struct cmd cmds[] = {
-  { "create", cmd_create },
-  { "attach", cmd_attach },
-  { "detach", cmd_detach },
-  { "delete", cmd_delete },
-  { "list", cmd_list },
-  { "status", cmd_status },
-  { "stats", cmd_stats },
-  { "top", cmd_top },
-  { "hydrate", cmd_hydrate },
-  { "unbase", cmd_unbase },
-  { "snapshot", cmd_snapshot },
-  { "snapshots", cmd_snapshots },
-  { "rollback", cmd_rollback },
-  { "reset", cmd_reset },
-  { "merge", cmd_merge },
-  { "export", cmd_export },
-  { "debug", cmd_debug },
-  { "help", cmd_help },
+  { "create", cmd_create },     { "attach", cmd_attach },
+  { "detach", cmd_detach },     { "delete", cmd_delete },
+  { "list", cmd_list },         { "status", cmd_status },
+  { "stats", cmd_stats },       { "top", cmd_top },
+  { "hydrate", cmd_hydrate },   { "unbase", cmd_unbase },
+  { "snapshot", cmd_snapshot }, { "snapshots", cmd_snapshots },
+  { "rollback", cmd_rollback }, { "reset", cmd_reset },
+  { "merge", cmd_merge },       { "export", cmd_export },
+  { "debug", cmd_debug },       { "help", cmd_help },
 };
 
 void
@@ -1287,14 +1362,18 @@ cmds_dispatch (struct ctl_req *req)
   if (argc < 1)
     return reply_fmt (req, COW_E_USAGE, "no command given");
   if (!c)
-    return reply_fmt (req, COW_E_USAGE, "unknown command '%s' (see cowctl "
-                      "help)", argv[0]);
+    return reply_fmt (req, COW_E_USAGE,
+                      "unknown command '%s' (see cowctl "
+                      "help)",
+                      argv[0]);
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp (argv[0], cmds[i].name) == 0)
       return cmds[i].fn (req, argc, argv, json);
   for (size_t i = 0; i < cluster_ncmds; i++)
     if (strcmp (argv[0], cluster_cmds[i].name) == 0)
       return cluster_cmds[i].fn (req, argc, argv, json);
-  reply_fmt (req, COW_E_NOT_CLUSTERED, "%s: this cowd was built without "
-             "corosync; cluster commands are not available", argv[0]);
+  reply_fmt (req, COW_E_NOT_CLUSTERED,
+             "%s: this cowd was built without "
+             "corosync; cluster commands are not available",
+             argv[0]);
 }

@@ -59,12 +59,15 @@ export_status_json (struct strbuf *sb, const struct volume *v)
   vol_export_info (v, &xi);
   if (!xi.id)
     return sb_puts (sb, ",\"export\":null");
-  sb_printf (sb, ",\"export\":{\"id\":%" PRIu64 ",\"state\":\"%s\","
-             "\"target\":", xi.id, xi.state);
+  sb_printf (sb,
+             ",\"export\":{\"id\":%" PRIu64 ",\"state\":\"%s\","
+             "\"target\":",
+             xi.id, xi.state);
   sb_json_str (sb, xi.target);
-  sb_printf (sb, ",\"percent\":%.1f,\"done\":%" PRIu64 ",\"total\":%" PRIu64
-             ",\"ahead\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"bytes\":%"
-             PRIu64 ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
+  sb_printf (sb,
+             ",\"percent\":%.1f,\"done\":%" PRIu64 ",\"total\":%" PRIu64
+             ",\"ahead\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"bytes\":%" PRIu64
+             ",\"rate_mbs\":%.1f,\"limit_mbs\":%" PRIu32
              ",\"elapsed_s\":%.3f,\"eta_s\":%.0f,\"code\":",
              100.0 * (double) xi.done / (double) xi.total, xi.done, xi.total,
              xi.ahead, xi.skipped, xi.bytes, xi.rate_mbs, xi.limit_mbs,
@@ -85,9 +88,10 @@ export_status_text (struct strbuf *sb, const struct volume *v)
   vol_export_info (v, &xi);
   if (!xi.id)
     return;
-  sb_printf (sb, "export:      %s to %s, %.1f%% (%" PRIu64 " of %" PRIu64
-             " chunks, %" PRIu64 " copied ahead of writes)", xi.state,
-             xi.target, 100.0 * (double) xi.done / (double) xi.total,
+  sb_printf (sb,
+             "export:      %s to %s, %.1f%% (%" PRIu64 " of %" PRIu64
+             " chunks, %" PRIu64 " copied ahead of writes)",
+             xi.state, xi.target, 100.0 * (double) xi.done / (double) xi.total,
              xi.done, xi.total, xi.ahead);
   if (strcmp (xi.state, "failed") && strcmp (xi.state, "cancelled"))
     sb_printf (sb, ", %.1f MB/s", xi.rate_mbs);
@@ -112,8 +116,10 @@ export_reply_started (struct export_req *x)
       sb_puts (&sb, "}\n");
     }
   else
-    sb_printf (&sb, "%s: export to %s started; writes from now on are not "
-               "in it\n", x->e->name, x->uri);
+    sb_printf (&sb,
+               "%s: export to %s started; writes from now on are not "
+               "in it\n",
+               x->e->name, x->uri);
   ctl_reply (x->req, 0, sb_str (&sb));
   sb_free (&sb);
 }
@@ -129,8 +135,7 @@ export_drained (void *opaque, int res)
   if (r < 0)
     chain_drain_err (err, sizeof err, x->e->name, r);
   else
-    r = vol_export_begin (v, x->target, x->created, x->rate, err,
-                          sizeof err);
+    r = vol_export_begin (v, x->target, x->created, x->rate, err, sizeof err);
   vol_resume_op (v);
   if (r < 0)
     {
@@ -138,7 +143,7 @@ export_drained (void *opaque, int res)
       return export_req_free (x, true);
     }
   export_reply_started (x);
-  export_req_free (x, false);   /* the engine has the target now */
+  export_req_free (x, false); /* the engine has the target now */
 }
 
 /* The target is no device of another volume (the engine checks the
@@ -154,8 +159,8 @@ export_check_others (struct ctl_req *req, struct vol_entry *self,
   for (struct vol_entry *e = cowd.vols; e && !user; e = e->next)
     {
       struct vol_layer_info li[DSCOW_CHAIN_MAX];
-      unsigned n = e->vol && e != self
-        ? vol_layers (e->vol, li, DSCOW_CHAIN_MAX) : 0;
+      unsigned n
+          = e->vol && e != self ? vol_layers (e->vol, li, DSCOW_CHAIN_MAX) : 0;
       backend_key (e->base, k2, sizeof k2);
       if (e != self && strcmp (key, k2) == 0)
         user = e->name, what = "the base";
@@ -168,8 +173,10 @@ export_check_others (struct ctl_req *req, struct vol_entry *self,
     }
   if (!user)
     return 0;
-  reply_fmt (req, COW_E_BAD_DEVICE, "volume %s: the export target %s is %s "
-             "of volume %s", self->name, uri, what, user);
+  reply_fmt (req, COW_E_BAD_DEVICE,
+             "volume %s: the export target %s is %s "
+             "of volume %s",
+             self->name, uri, what, user);
   return -1;
 }
 
@@ -188,8 +195,9 @@ export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
       return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
                         e->name);
     }
-  *x = (struct export_req) { .req = req, .e = e, .uri = u, .rate = rate,
-    .json = json };
+  *x = (struct export_req){
+    .req = req, .e = e, .uri = u, .rate = rate, .json = json
+  };
   voldb_backend_opts (&bo);
   int r = vol_export_open (e->vol, uri, &bo, &x->target, &x->created, err,
                            sizeof err);
@@ -200,8 +208,10 @@ export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
     }
   if (vol_hold_op (e->vol, export_drained, x) < 0)
     {
-      reply_fmt (req, COW_E_BUSY, "volume %s is held (another operation, a "
-                 "handoff or a detach is under way); try again", e->name);
+      reply_fmt (req, COW_E_BUSY,
+                 "volume %s is held (another operation, a "
+                 "handoff or a detach is under way); try again",
+                 e->name);
       export_req_free (x, true);
     }
 }
@@ -225,13 +235,19 @@ cmd_export (struct ctl_req *req, int argc, char **argv, bool json)
   while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
     switch (c)
       {
-      case 't': to = optarg; break;
-      case 'c': cancel = true; break;
+      case 't':
+        to = optarg;
+        break;
+      case 'c':
+        cancel = true;
+        break;
       case 'r':
         rate_given = true;
         if (parse_rate (optarg, &rate) < 0)
-          return reply_fmt (req, COW_E_USAGE, "rate '%s' is not a whole "
-                            "number of MB/s", optarg);
+          return reply_fmt (req, COW_E_USAGE,
+                            "rate '%s' is not a whole "
+                            "number of MB/s",
+                            optarg);
         break;
       default:
         return reply_fmt (req, COW_E_USAGE, "export: unknown option '%s'",
@@ -249,8 +265,10 @@ cmd_export (struct ctl_req *req, int argc, char **argv, bool json)
     {
       int r = vol_export_cancel (e->vol, err, sizeof err);
       return r < 0 ? reply_fmt (req, r, "%s", err)
-        : reply_fmt (req, 0, json ? "{\"name\":\"%s\",\"cancelled\":true}\n"
-                     : "%s: export cancelled\n", e->name);
+                   : reply_fmt (req, 0,
+                                json ? "{\"name\":\"%s\",\"cancelled\":true}\n"
+                                     : "%s: export cancelled\n",
+                                e->name);
     }
   if (voldb_check_path (e->name, "export target", to, err, sizeof err) < 0)
     return reply_fmt (req, COW_E_BAD_DEVICE, "%s", err);

@@ -86,8 +86,8 @@ struct iscsi_context;
 struct fjob_lun
 {
   char *uri;
-  bool was_registered;          /* this agent registered there before */
-  int listed;                   /* confirm: our key there (1, 0, -1) */
+  bool was_registered; /* this agent registered there before */
+  int listed;          /* confirm: our key there (1, 0, -1) */
 };
 
 struct fjob
@@ -98,9 +98,9 @@ struct fjob
   struct fjob_lun luns[FJ_MAX_LUNS];
   size_t nluns;
   char *initiator, *chap_user, *chap_password, *command;
-  struct ctl_req *req;          /* manual: reply when done */
-  bool confirm;                 /* no victim: READ KEYS for our own key */
-  uint64_t standing;            /* confirm: fencing_standing () at start */
+  struct ctl_req *req; /* manual: reply when done */
+  bool confirm;        /* no victim: READ KEYS for our own key */
+  uint64_t standing;   /* confirm: fencing_standing () at start */
   /* Results, written by the worker */
   int ok;
   bool self_fenced;
@@ -111,9 +111,9 @@ struct fjob
 struct fretry
 {
   uint32_t node;
-  unsigned ms;                  /* the next wait */
-  uint64_t at_ns;               /* not before */
-  char err[512];                /* the last failure */
+  unsigned ms;    /* the next wait */
+  uint64_t at_ns; /* not before */
+  char err[512];  /* the last failure */
 };
 
 struct fevent
@@ -121,28 +121,28 @@ struct fevent
   uint32_t node, by;
   bool storage;
   uint64_t at_ns;
-  double fence_ms;              /* the job's time, on the fencer */
+  double fence_ms; /* the job's time, on the fencer */
 };
 
 static struct
 {
   int pipe[2];
-  struct fjob *running;         /* jobs on worker threads */
+  struct fjob *running;                     /* jobs on worker threads */
   struct fretry retry[CLUSTER_MAX_MEMBERS]; /* failed fences, by victim */
   size_t nretry;
   qb_loop_timer_handle timer;
   bool timer_armed;
-  char **registered;            /* LUNs this agent registered on */
-  uint64_t *registered_breaks;  /* cluster_standing_breaks then */
+  char **registered;           /* LUNs this agent registered on */
+  uint64_t *registered_breaks; /* cluster_standing_breaks then */
   size_t nregistered;
-  bool confirming;              /* a confirm job runs */
+  bool confirming;                         /* a confirm job runs */
   uint32_t announced[CLUSTER_MAX_MEMBERS]; /* FENCED sent, not delivered */
   size_t nannounced;
   struct fevent history[FJ_HISTORY];
   size_t nhistory;
   double last_job_ms;
-  bool synced_once;             /* this process has had a table */
-  bool previous_victim;         /* ... and it held this node in fencing */
+  bool synced_once;     /* this process has had a table */
+  bool previous_victim; /* ... and it held this node in fencing */
 } F = { .pipe = { -1, -1 } };
 
 static uint64_t
@@ -194,8 +194,7 @@ fencing_note_registered (const char *uri)
   char **n = realloc (F.registered, (F.nregistered + 1) * sizeof *n);
   if (n)
     F.registered = n;
-  uint64_t *b = realloc (F.registered_breaks,
-                         (F.nregistered + 1) * sizeof *b);
+  uint64_t *b = realloc (F.registered_breaks, (F.nregistered + 1) * sizeof *b);
   if (b)
     F.registered_breaks = b;
   if (!n || !b || !(n[F.nregistered] = strdup (uri)))
@@ -222,22 +221,24 @@ fencing_target_lost_keys (struct backend *bk, struct fence_dev *dev,
   if (fence_read_keys (dev, keys, 8, &n, &gen) < 0)
     n = 0, gen = 0;
   bool standing = i >= 0 && F.registered_breaks[i] != UINT64_MAX
-    && F.registered_breaks[i] == fencing_standing ();
+                  && F.registered_breaks[i] == fencing_standing ();
   if (!standing)
     {
-      qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is gone "
+      qb_log (LOG_ERR,
+              "fence: %s: this node's key %016" PRIx64 " is gone "
               "from the LUN (%zu keys left, reservation generation %u), and "
               "this node has not held quorum and its lease without a break "
-              "since it registered there: another node fenced it", bk->uri,
-              key, n, gen);
+              "since it registered there: another node fenced it",
+              bk->uri, key, n, gen);
       return false;
     }
-  qb_log (LOG_WARNING, "fence: %s: this node's key %016" PRIx64 " is gone "
+  qb_log (LOG_WARNING,
+          "fence: %s: this node's key %016" PRIx64 " is gone "
           "from the LUN (%zu keys left, reservation generation %u), though "
           "this node has held quorum and its lease without a break since it "
           "registered there: the target lost its registrations (restarted "
-          "without persisting them); it registers again", bk->uri, key, n,
-          gen);
+          "without persisting them); it registers again",
+          bk->uri, key, n, gen);
   return true;
 }
 
@@ -250,8 +251,10 @@ fencing_register (struct backend *bk, struct fence_dev *dev)
   bool relogin = fencing_was_registered (bk->uri);
   if (cowd.fenced)
     {
-      qb_log (LOG_WARNING, "fence: %s: this agent was fenced; it registers "
-              "again only after a restart", bk->uri);
+      qb_log (LOG_WARNING,
+              "fence: %s: this agent was fenced; it registers "
+              "again only after a restart",
+              bk->uri);
       bk->health = BK_FENCED;
       return;
     }
@@ -264,13 +267,15 @@ fencing_register (struct backend *bk, struct fence_dev *dev)
     }
   if (fence_register (dev, key) < 0 || fence_reserve (dev, key) < 0)
     {
-      qb_log (LOG_WARNING, "%s; this volume cannot be fenced by "
-              "reservations", fence_last_error (dev));
+      qb_log (LOG_WARNING,
+              "%s; this volume cannot be fenced by "
+              "reservations",
+              fence_last_error (dev));
       return;
     }
   fencing_note_registered (bk->uri);
-  qb_log (LOG_INFO, "fence: %s: registered key %016" PRIx64 "%s", bk->uri,
-          key, relogin ? " on the new session" : "");
+  qb_log (LOG_INFO, "fence: %s: registered key %016" PRIx64 "%s", bk->uri, key,
+          relogin ? " on the new session" : "");
 }
 
 static void
@@ -280,8 +285,8 @@ fencing_on_login (struct backend *bk, void *opaque)
   if (!bk->writable || !cowd.clustered)
     return;
   struct iscsi_context *ctx = backend_iscsi_context (bk);
-  struct fence_dev *dev = fence_dev_iscsi (ctx, backend_iscsi_lun (bk),
-                                           bk->uri);
+  struct fence_dev *dev
+      = fence_dev_iscsi (ctx, backend_iscsi_lun (bk), bk->uri);
   if (!dev)
     return;
   fencing_register (bk, dev);
@@ -300,8 +305,8 @@ fencing_on_conflict (struct backend *bk, void *opaque)
 static bool
 fencing_may_write (struct backend *bk, void *opaque)
 {
-  return !cowd.fenced && (!cowd.clustered
-                          || cowd_now_ns () < cluster_lease_deadline_ns ());
+  return !cowd.fenced
+         && (!cowd.clustered || cowd_now_ns () < cluster_lease_deadline_ns ());
 }
 
 /* The session that formats a CoW device: REGISTER AND IGNORE EXISTING
@@ -351,8 +356,10 @@ fencing_attach_blockdev (struct backend *bk)
   struct fence_dev *dev = fence_dev_sg (fd, bk->uri, err, sizeof err);
   if (!dev)
     {
-      qb_log (LOG_WARNING, "fence: %s: %s; this volume cannot be fenced by "
-              "reservations (configure fence-command)", bk->uri, err);
+      qb_log (LOG_WARNING,
+              "fence: %s: %s; this volume cannot be fenced by "
+              "reservations (configure fence-command)",
+              bk->uri, err);
       return;
     }
   fencing_register (bk, dev);
@@ -365,9 +372,11 @@ void
 fencing_self (const char *why)
 {
   if (!cowd.fenced)
-    qb_log (LOG_CRIT, "fence: this node was fenced (%s): it stops serving "
+    qb_log (LOG_CRIT,
+            "fence: this node was fenced (%s): it stops serving "
             "every volume and registers nowhere until it has the group's "
-            "table again (or cowd is restarted)", why);
+            "table again (or cowd is restarted)",
+            why);
   cowd.fenced = true;
   cluster_set_stale ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
@@ -388,21 +397,22 @@ fencing_self (const char *why)
 static int
 fj_lun (struct fjob *j, struct fjob_lun *l)
 {
-  struct fence_login login = { j->initiator, j->chap_user, j->chap_password,
-    5 };
+  struct fence_login login
+      = { j->initiator, j->chap_user, j->chap_password, 5 };
   char err[400];
   struct fence_dev *dev = fence_dev_open (l->uri, &login, err, sizeof err);
   if (!dev)
     {
       bool not_scsi = errno == EOPNOTSUPP && strncmp (l->uri, "iscsi://", 8);
-      snprintf (j->err, sizeof j->err, "%s%s", err, not_scsi
-                ? " (not a SCSI device: configure fence-command or confirm "
-                "by hand)" : "");
+      snprintf (j->err, sizeof j->err, "%s%s", err,
+                not_scsi
+                    ? " (not a SCSI device: configure fence-command or confirm "
+                      "by hand)"
+                    : "");
       return -1;
     }
-  enum fence_lun_result r = fence_lun (dev, j->my_key, j->victim_key,
-                                       l->was_registered, j->err,
-                                       sizeof j->err);
+  enum fence_lun_result r = fence_lun (
+      dev, j->my_key, j->victim_key, l->was_registered, j->err, sizeof j->err);
   fence_dev_free (dev);
   j->self_fenced = r == FENCE_LUN_SELF_FENCED;
   return r == FENCE_LUN_FENCED || r == FENCE_LUN_ALREADY ? 0 : -1;
@@ -439,13 +449,13 @@ fj_command (struct fjob *j)
 static void
 fj_confirm (struct fjob *j)
 {
-  struct fence_login login = { j->initiator, j->chap_user, j->chap_password,
-    5 };
+  struct fence_login login
+      = { j->initiator, j->chap_user, j->chap_password, 5 };
   for (size_t i = 0; i < j->nluns; i++)
     {
       char err[400];
-      struct fence_dev *dev = fence_dev_open (j->luns[i].uri, &login, err,
-                                              sizeof err);
+      struct fence_dev *dev
+          = fence_dev_open (j->luns[i].uri, &login, err, sizeof err);
       j->luns[i].listed = dev ? fence_key_listed (dev, j->my_key) : -1;
       if (dev)
         fence_dev_free (dev);
@@ -474,10 +484,10 @@ fj_run (void *arg)
   else if (j->command && fj_command (j) < 0)
     j->ok = 0;
   else if (unfenceable && !j->command)
-    j->ok = 0;                  /* j->err names the LUN */
+    j->ok = 0; /* j->err names the LUN */
   j->t_end_ns = cowd_now_ns ();
   if (write (F.pipe[1], &j, sizeof j) != sizeof j)
-    abort ();                   /* the main loop would wait forever */
+    abort (); /* the main loop would wait forever */
   return NULL;
 }
 
@@ -503,8 +513,8 @@ fj_add_lun (struct fjob *j, const char *uri)
 #ifdef HAVE_LIBISCSI
   bk_uri = backend_iscsi_uri (uri);
 #endif
-  j->luns[j->nluns].was_registered = fencing_was_registered (bk_uri ? bk_uri
-                                                             : uri);
+  j->luns[j->nluns].was_registered
+      = fencing_was_registered (bk_uri ? bk_uri : uri);
   free (bk_uri);
   j->nluns++;
 }
@@ -596,8 +606,8 @@ fj_start (uint32_t victim, struct ctl_req *req)
     return r;
   j->next = F.running;
   F.running = j;
-  qb_log (LOG_WARNING, "fence: fencing node %" PRIu32 " on %zu LUN%s%s",
-          victim, j->nluns, j->nluns == 1 ? "" : "s",
+  qb_log (LOG_WARNING, "fence: fencing node %" PRIu32 " on %zu LUN%s%s", victim,
+          j->nluns, j->nluns == 1 ? "" : "s",
           j->command ? " and with fence-command" : "");
   return 0;
 }
@@ -618,7 +628,7 @@ static bool
 fencing_may_confirm (void)
 {
   return cowd.clustered && !cowd.fenced && cluster_synced ()
-    && !cluster_fence_pending (cluster_nodeid ());
+         && !cluster_fence_pending (cluster_nodeid ());
 }
 
 void
@@ -671,19 +681,22 @@ fj_confirm_done (struct fjob *j)
       else if (i >= 0 && l->listed == 0 && !cowd.fenced
                && F.registered_breaks[i] != j->standing)
         {
-          qb_log (LOG_ERR, "fence: %s: this node's key %016" PRIx64 " is "
+          qb_log (LOG_ERR,
+                  "fence: %s: this node's key %016" PRIx64 " is "
                   "gone from the LUN, and this node has not stood without "
                   "a break since it registered there: another node fenced "
-                  "it", F.registered[i], j->my_key);
+                  "it",
+                  F.registered[i], j->my_key);
           fencing_self ("its key was removed from a LUN");
         }
       free (bk_uri);
     }
-  qb_log (LOG_INFO, "fence: key confirmed on %zu of %zu LUN%s now that "
-          "quorum and the lease are back", confirmed, j->nluns,
-          j->nluns == 1 ? "" : "s");
+  qb_log (LOG_INFO,
+          "fence: key confirmed on %zu of %zu LUN%s now that "
+          "quorum and the lease are back",
+          confirmed, j->nluns, j->nluns == 1 ? "" : "s");
   if (!still)
-    fencing_on_standing ();     /* another break meanwhile: again */
+    fencing_on_standing (); /* another break meanwhile: again */
 }
 
 static struct fretry *
@@ -702,7 +715,7 @@ fj_retry_slot (uint32_t node)
   if (r)
     return r;
   r = &F.retry[F.nretry < CLUSTER_MAX_MEMBERS ? F.nretry++ : 0];
-  *r = (struct fretry) { .node = node };
+  *r = (struct fretry){ .node = node };
   return r;
 }
 
@@ -733,8 +746,11 @@ fj_reply (struct fjob *j)
     return;
   char s[700];
   if (j->ok)
-    snprintf (s, sizeof s, ctl_req_flags (j->req) & CTL_F_JSON ? "{\"node\":%" PRIu32 ",\"fenced\":true,"
-              "\"luns\":%zu}\n" : "node %" PRIu32 " fenced on %zu LUN(s)\n",
+    snprintf (s, sizeof s,
+              ctl_req_flags (j->req) & CTL_F_JSON
+                  ? "{\"node\":%" PRIu32 ",\"fenced\":true,"
+                    "\"luns\":%zu}\n"
+                  : "node %" PRIu32 " fenced on %zu LUN(s)\n",
               j->victim, j->nluns);
   else
     snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": %s", j->victim,
@@ -765,15 +781,19 @@ fj_done (struct fjob *j)
     fencing_self ("its own key was gone when it came to fence another node");
   if (j->ok)
     {
-      qb_log (LOG_WARNING, "fence: node %" PRIu32 " fenced on %zu LUN%s in "
-              "%.1f ms", j->victim, j->nluns, j->nluns == 1 ? "" : "s", ms);
+      qb_log (LOG_WARNING,
+              "fence: node %" PRIu32 " fenced on %zu LUN%s in "
+              "%.1f ms",
+              j->victim, j->nluns, j->nluns == 1 ? "" : "s", ms);
       F.last_job_ms = ms;
       fj_retry_forget (j->victim);
       if (F.nannounced < CLUSTER_MAX_MEMBERS)
         F.announced[F.nannounced++] = j->victim;
       if (cluster_fenced (j->victim) < 0)
-        qb_log (LOG_ERR, "fence: node %" PRIu32 " was fenced but this node "
-                "lost quorum before it could tell the group", j->victim);
+        qb_log (LOG_ERR,
+                "fence: node %" PRIu32 " was fenced but this node "
+                "lost quorum before it could tell the group",
+                j->victim);
     }
   else if (!j->self_fenced)
     {
@@ -782,9 +802,10 @@ fj_done (struct fjob *j)
       r->ms = next > FJ_RETRY_MAX_MS ? FJ_RETRY_MAX_MS : next;
       r->at_ns = cowd_now_ns () + (uint64_t) r->ms * 1000000ull;
       snprintf (r->err, sizeof r->err, "%s", j->err);
-      qb_log (LOG_ERR, "fence: cannot fence node %" PRIu32 ": %s; retrying "
-              "in %u ms (or: cowctl fence confirm %" PRIu32 ")", j->victim,
-              j->err, r->ms, j->victim);
+      qb_log (LOG_ERR,
+              "fence: cannot fence node %" PRIu32 ": %s; retrying "
+              "in %u ms (or: cowctl fence confirm %" PRIu32 ")",
+              j->victim, j->err, r->ms, j->victim);
       fj_arm_timer ();
     }
   fj_reply (j);
@@ -886,22 +907,33 @@ fencing_manual (uint32_t node, struct ctl_req *req)
   char s[200];
   int code = COW_E_INTERNAL;
   if (node == cluster_nodeid ())
-    snprintf (s, sizeof s, "node %" PRIu32 " is this node; fence it from "
-              "another one", node), code = COW_E_USAGE;
+    snprintf (s, sizeof s,
+              "node %" PRIu32 " is this node; fence it from "
+              "another one",
+              node),
+        code = COW_E_USAGE;
   else if (!cluster_quorate ())
-    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node is not "
-              "quorate", node), code = COW_E_NO_QUORUM;
+    snprintf (s, sizeof s,
+              "cannot fence node %" PRIu32 ": this node is not "
+              "quorate",
+              node),
+        code = COW_E_NO_QUORUM;
   else if (cowd.fenced)
-    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": this node was "
-              "fenced itself", node), code = COW_E_FENCED;
+    snprintf (s, sizeof s,
+              "cannot fence node %" PRIu32 ": this node was "
+              "fenced itself",
+              node),
+        code = COW_E_FENCED;
   else if (fj_running (node))
     snprintf (s, sizeof s, "node %" PRIu32 " is being fenced already", node),
-      code = COW_E_BUSY;
+        code = COW_E_BUSY;
   else if (fj_start (node, req) == 0)
     return;
   else
-    snprintf (s, sizeof s, "cannot fence node %" PRIu32 ": cannot start a "
-              "thread", node);
+    snprintf (s, sizeof s,
+              "cannot fence node %" PRIu32 ": cannot start a "
+              "thread",
+              node);
   ctl_reply_error (req, code, s);
 }
 
@@ -920,9 +952,11 @@ fencing_on_synced (void)
   F.synced_once = true;
   F.previous_victim = cluster_fence_pending (cluster_nodeid ());
   if (F.previous_victim)
-    qb_log (LOG_WARNING, "fence: the group holds volumes of node %" PRIu32
+    qb_log (LOG_WARNING,
+            "fence: the group holds volumes of node %" PRIu32
             "'s previous agent in fencing; this agent waits for another "
-            "node to fence it, then registers again", cluster_nodeid ());
+            "node to fence it, then registers again",
+            cluster_nodeid ());
 }
 
 /* A volume was detached: its LUN's next login (a later attach) is a
@@ -972,13 +1006,15 @@ fencing_register_again (void)
 void
 fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
 {
-  qb_log (LOG_WARNING, "cluster: node %" PRIu32 " %s by node %" PRIu32 "; "
-          "its volumes are unowned now", node,
-          storage ? "was fenced" : "was confirmed down", by);
-  if (F.nhistory == FJ_HISTORY)  /* full: the oldest goes */
+  qb_log (LOG_WARNING,
+          "cluster: node %" PRIu32 " %s by node %" PRIu32 "; "
+          "its volumes are unowned now",
+          node, storage ? "was fenced" : "was confirmed down", by);
+  if (F.nhistory == FJ_HISTORY) /* full: the oldest goes */
     memmove (F.history, F.history + 1, --F.nhistory * sizeof *F.history);
-  F.history[F.nhistory++] = (struct fevent) { node, by, storage, cowd_now_ns (),
-    by == cluster_nodeid () ? F.last_job_ms : 0 };
+  F.history[F.nhistory++]
+      = (struct fevent){ node, by, storage, cowd_now_ns (),
+                         by == cluster_nodeid () ? F.last_job_ms : 0 };
   fj_retry_forget (node);
   for (size_t k = 0; k < F.nannounced;)
     if (F.announced[k] == node)
@@ -989,12 +1025,13 @@ fencing_on_fenced (uint32_t node, uint32_t by, bool storage)
     {
       F.previous_victim = false;
       qb_log (LOG_WARNING, "fence: that was this node's previous agent; "
-              "this one was not fenced and registers again");
+                           "this one was not fenced and registers again");
       fencing_register_again ();
     }
   else if (node == cluster_nodeid ())
-    fencing_self (storage ? "the group says so" : "an operator confirmed it "
-                  "down");
+    fencing_self (storage ? "the group says so"
+                          : "an operator confirmed it "
+                            "down");
 }
 
 /* --- cowctl fence probe NAME --- */
@@ -1017,12 +1054,12 @@ fencing_probe (struct vol_entry *e, char *out, size_t outlen)
   struct iscsi_context *ctx = backend_iscsi_context (bk);
   for (int tries = 0; tries < 4; tries++)
     {
-      struct scsi_task *t = iscsi_write16_sync (ctx, backend_iscsi_lun (bk),
-                                                0, NULL, 0, (int) bk->align,
-                                                0, 0, 0, 0, 0);
+      struct scsi_task *t
+          = iscsi_write16_sync (ctx, backend_iscsi_lun (bk), 0, NULL, 0,
+                                (int) bk->align, 0, 0, 0, 0, 0);
       int status = t ? t->status : -1;
       bool ua = t && status == SCSI_STATUS_CHECK_CONDITION
-        && t->sense.key == SCSI_SENSE_UNIT_ATTENTION;
+                && t->sense.key == SCSI_SENSE_UNIT_ATTENTION;
       if (t)
         scsi_free_scsi_task (t);
       if (ua)
@@ -1055,15 +1092,17 @@ fencing_status (struct strbuf *sb, bool json)
 {
   uint64_t key = my_key ();
   if (json)
-    sb_printf (sb, "{\"node\":%" PRIu32 ",\"key\":\"%016" PRIx64 "\","
+    sb_printf (sb,
+               "{\"node\":%" PRIu32 ",\"key\":\"%016" PRIx64 "\","
                "\"fenced\":%s,\"fencer\":%s,\"mode\":\"%s\",\"pending\":[",
                cluster_nodeid (), key, cowd.fenced ? "true" : "false",
                cluster_is_fencer () ? "true" : "false",
                cowd.fencing_manual ? "manual" : "reservations");
   else
-    sb_printf (sb, "this node:  %" PRIu32 " (key %016" PRIx64 ")%s\nfencer:     "
-               "%s\nmode:       %s\n", cluster_nodeid (), key,
-               cowd.fenced ? ", FENCED" : "",
+    sb_printf (sb,
+               "this node:  %" PRIu32 " (key %016" PRIx64 ")%s\nfencer:     "
+               "%s\nmode:       %s\n",
+               cluster_nodeid (), key, cowd.fenced ? ", FENCED" : "",
                cluster_is_fencer () ? "yes" : "no",
                cowd.fencing_manual ? "manual" : "reservations");
   struct fj_victims vs = { .n = 0 };
@@ -1074,8 +1113,10 @@ fencing_status (struct strbuf *sb, bool json)
       const char *e = r ? r->err : "";
       if (json)
         {
-          sb_printf (sb, "%s{\"node\":%" PRIu32 ",\"running\":%s,"
-                     "\"last_error\":", i ? "," : "", vs.nodes[i],
+          sb_printf (sb,
+                     "%s{\"node\":%" PRIu32 ",\"running\":%s,"
+                     "\"last_error\":",
+                     i ? "," : "", vs.nodes[i],
                      fj_running (vs.nodes[i]) ? "true" : "false");
           sb_json_str (sb, e);
           sb_puts (sb, "}");
@@ -1093,15 +1134,19 @@ fencing_status (struct strbuf *sb, bool json)
       const struct fevent *h = &F.history[i];
       double ago = (double) (now - h->at_ns) / 1e9;
       if (json)
-        sb_printf (sb, "%s{\"node\":%" PRIu32 ",\"by\":%" PRIu32 ","
+        sb_printf (sb,
+                   "%s{\"node\":%" PRIu32 ",\"by\":%" PRIu32 ","
                    "\"how\":\"%s\",\"seconds_ago\":%.3f,\"at_ns\":%" PRIu64
-                   ",\"fence_ms\":%.3f}", i ? "," : "", h->node, h->by,
+                   ",\"fence_ms\":%.3f}",
+                   i ? "," : "", h->node, h->by,
                    h->storage ? "reservation" : "confirmed", ago, h->at_ns,
                    h->fence_ms);
       else
-        sb_printf (sb, "fenced:     node %" PRIu32 " by node %" PRIu32 " (%s)"
-                   " %.1f s ago\n", h->node, h->by,
-                   h->storage ? "reservation" : "confirmed", ago);
+        sb_printf (sb,
+                   "fenced:     node %" PRIu32 " by node %" PRIu32 " (%s)"
+                   " %.1f s ago\n",
+                   h->node, h->by, h->storage ? "reservation" : "confirmed",
+                   ago);
     }
   if (json)
     sb_printf (sb, "]}\n");

@@ -28,11 +28,13 @@
 struct metric
 {
   const char *name, *type, *help;
-  size_t off;                   /* of a uint64_t in struct vol_stats */
+  size_t off; /* of a uint64_t in struct vol_stats */
 };
 
-#define M(n, f, h) { "cowherd_volume_" n, "counter", h, \
-    offsetof (struct vol_stats, f) }
+#define M(n, f, h)                                                             \
+  {                                                                            \
+    "cowherd_volume_" n, "counter", h, offsetof (struct vol_stats, f)          \
+  }
 static const struct metric counters[] = {
   M ("reads_total", reads, "Read requests."),
   M ("writes_total", writes, "Write requests."),
@@ -42,13 +44,16 @@ static const struct metric counters[] = {
   M ("read_bytes_total", bytes_read, "Bytes read by clients."),
   M ("written_bytes_total", bytes_written, "Bytes written by clients."),
   M ("base_read_bytes_total", read_base_bytes, "Bytes read from the base."),
-  M ("cow_faults_total", cow_faults, "Chunks moved into the CoW layer by "
+  M ("cow_faults_total", cow_faults,
+     "Chunks moved into the CoW layer by "
      "client writes."),
   M ("commits_total", commits, "Bitmap commits (group commits)."),
-  M ("committed_requests_total", commit_faults, "Requests covered by "
+  M ("committed_requests_total", commit_faults,
+     "Requests covered by "
      "bitmap commits."),
   M ("errors_total", errors, "Requests that failed."),
-  M ("hydrated_chunks_total", hydrated_chunks, "Chunks copied by "
+  M ("hydrated_chunks_total", hydrated_chunks,
+     "Chunks copied by "
      "hydration."),
   M ("takeovers_total", takeovers, "Times this node took the volume."),
   M ("handoffs_total", handoffs, "Times this node handed the volume off."),
@@ -84,10 +89,12 @@ metrics_counters (FILE *f)
 static void
 metrics_gauges (FILE *f)
 {
-  static const char *names[] = { "cowherd_volume_cow_chunks",
-    "cowherd_volume_chunks", "cowherd_volume_in_flight" };
-  static const char *helps[] = { "Chunks in the CoW layer.",
-    "Chunks of the volume.", "Requests in flight." };
+  static const char *names[]
+      = { "cowherd_volume_cow_chunks", "cowherd_volume_chunks",
+          "cowherd_volume_in_flight" };
+  static const char *helps[]
+      = { "Chunks in the CoW layer.", "Chunks of the volume.",
+          "Requests in flight." };
   for (int i = 0; i < 3; i++)
     {
       metrics_family (f, names[i], "gauge", helps[i]);
@@ -110,7 +117,8 @@ static void
 metrics_latency (FILE *f)
 {
   const char *n = "cowherd_volume_commit_duration_seconds";
-  metrics_family (f, n, "summary", "Time from a bitmap commit's start to "
+  metrics_family (f, n, "summary",
+                  "Time from a bitmap commit's start to "
                   "its bits being durable (quantiles: upper bounds).");
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
@@ -121,10 +129,12 @@ metrics_latency (FILE *f)
       uint64_t count = 0;
       for (unsigned b = 0; b < VOL_HIST_BUCKETS; b++)
         count += st.commit_hist[b];
-      fprintf (f, "%s{volume=\"%s\",quantile=\"0.5\"} %g\n"
+      fprintf (f,
+               "%s{volume=\"%s\",quantile=\"0.5\"} %g\n"
                "%s{volume=\"%s\",quantile=\"0.99\"} %g\n"
                "%s_sum{volume=\"%s\"} %g\n%s_count{volume=\"%s\"} %" PRIu64
-               "\n", n, e->name, vol_stats_quantile (&st, 0.5), n, e->name,
+               "\n",
+               n, e->name, vol_stats_quantile (&st, 0.5), n, e->name,
                vol_stats_quantile (&st, 0.99), n, e->name,
                (double) st.commit_ns_sum / 1e9, n, e->name, count);
     }
@@ -163,9 +173,10 @@ metrics_tick (void *data)
   last_err = r;
   qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
                      (uint64_t) (cowd.metrics_interval_ms > 100
-                                 ? cowd.metrics_interval_ms : 100) * 1000000ull,
-                     NULL,
-                     metrics_tick, &metrics_timer);
+                                     ? cowd.metrics_interval_ms
+                                     : 100)
+                         * 1000000ull,
+                     NULL, metrics_tick, &metrics_timer);
 }
 
 void

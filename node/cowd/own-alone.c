@@ -8,10 +8,9 @@
 #include "cowd.h"
 
 static int
-own_alone_attach (struct vol_entry *e, bool incoming, char *err,
-                  size_t errlen)
+own_alone_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
 {
-  (void) incoming;              /* nobody to hand it over */
+  (void) incoming; /* nobody to hand it over */
   return voldb_attach (e, err, errlen);
 }
 

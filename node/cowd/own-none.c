@@ -12,7 +12,8 @@
 int
 own_start (char *err, size_t errlen)
 {
-  snprintf (err, errlen, "this cowd was built without corosync; run it "
+  snprintf (err, errlen,
+            "this cowd was built without corosync; run it "
             "with --standalone");
   return -1;
 }

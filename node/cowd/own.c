@@ -51,12 +51,12 @@
  * definition (struct vol_entry is configuration; e->own points here). */
 struct own_vol
 {
-  bool asked;                   /* an ACQUIRE of ours is under way */
-  bool quorum_held;             /* held because quorum was lost */
-  bool incoming;                /* attached --incoming: take it when free */
+  bool asked;       /* an ACQUIRE of ours is under way */
+  bool quorum_held; /* held because quorum was lost */
+  bool incoming;    /* attached --incoming: take it when free */
   uint32_t handoff_to;
-  uint64_t epoch;               /* the epoch we serve under, 0 = none */
-  bool taking_over;             /* vol_takeover_async under way */
+  uint64_t epoch;                   /* the epoch we serve under, 0 = none */
+  bool taking_over;                 /* vol_takeover_async under way */
   uint64_t t_request_ns, t_hold_ns; /* handoff timing */
 };
 
@@ -105,10 +105,10 @@ own_serving (const struct vol_entry *e)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
   return e->vol && !e->closing && !cowd.fenced && cv
-    && cv->owner == cluster_nodeid () && cv->state != CL_FENCING
-    && own_vol (e)->epoch && cv->epoch == own_vol (e)->epoch
-    && !own_vol (e)->quorum_held
-    && vol_get_state (e->vol) == VOL_STATE_ACTIVE && !vol_is_held (e->vol);
+         && cv->owner == cluster_nodeid () && cv->state != CL_FENCING
+         && own_vol (e)->epoch && cv->epoch == own_vol (e)->epoch
+         && !own_vol (e)->quorum_held
+         && vol_get_state (e->vol) == VOL_STATE_ACTIVE && !vol_is_held (e->vol);
 }
 
 static void
@@ -138,7 +138,7 @@ own_wake (struct vol_entry *e, int res, const char *err)
     }
 }
 
-static bool own_in_sync;         /* in own_on_synced */
+static bool own_in_sync; /* in own_on_synced */
 
 /* This node was fenced: every wait fails, and the node asks the group for
  * its table (unless it has just got it), after which it recovers
@@ -156,15 +156,19 @@ own_wake_fenced (void)
   while (own_waiters)
     {
       char why[COW_ERRLEN];
-      snprintf (why, sizeof why, "volume %s: this node was fenced; it "
+      snprintf (why, sizeof why,
+                "volume %s: this node was fenced; it "
                 "serves again once it has the group's table (or cowd is "
-                "restarted)", own_waiters->e->name);
+                "restarted)",
+                own_waiters->e->name);
       own_waiter_end (own_waiters, -COW_E_FENCED, why);
     }
   if (!own_in_sync && !cowd.fenced_stay && cluster_resync () < 0)
-    qb_log (LOG_ERR, "cluster: node %u cannot ask the group for its table; "
+    qb_log (LOG_ERR,
+            "cluster: node %u cannot ask the group for its table; "
             "it stays fenced until cowd is restarted or the membership "
-            "changes", cluster_nodeid ());
+            "changes",
+            cluster_nodeid ());
 }
 
 /* --- a fenced agent back on the group's table --- */
@@ -181,9 +185,11 @@ own_recover_closed (void *opaque, int res)
   own_recovering = false;
   cowd.fenced = false;
   fencing_forget_registrations ();
-  qb_log (LOG_WARNING, "fence: node %u has the group's table again after it "
+  qb_log (LOG_WARNING,
+          "fence: node %u has the group's table again after it "
           "was fenced: its volumes were closed, and it attaches them again "
-          "as a restarted agent would", cluster_nodeid ());
+          "as a restarted agent would",
+          cluster_nodeid ());
   own_reattach ();
   fencing_kick ();
 }
@@ -201,7 +207,7 @@ own_recover_fenced (void)
       || !cluster_quorate () || cluster_fence_pending (cluster_nodeid ()))
     return;
   own_recovering = true;
-  own_recover_left = 1;         /* until every detach is started */
+  own_recover_left = 1; /* until every detach is started */
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     if (e->vol && !e->closing)
       {
@@ -222,24 +228,28 @@ own_waiter_expired (void *data)
   char err[COW_ERRLEN];
   int code = -COW_E_TIMEOUT;
   if (cv && cv->state == CL_FENCING)
-    snprintf (err, sizeof err, "volume %s: its owner, node %u, left the "
-              "cluster and was not fenced within %u s", e->name,
-              cv->fenced_node, w->timeout_s);
+    snprintf (err, sizeof err,
+              "volume %s: its owner, node %u, left the "
+              "cluster and was not fenced within %u s",
+              e->name, cv->fenced_node, w->timeout_s);
   else if (!cluster_quorate ())
-    snprintf (err, sizeof err, "volume %s: this node was not quorate "
-              "within %u s, so it could not take ownership", e->name,
-              w->timeout_s);
+    snprintf (err, sizeof err,
+              "volume %s: this node was not quorate "
+              "within %u s, so it could not take ownership",
+              e->name, w->timeout_s);
   else if (e->vol && vol_degraded (e->vol))
     {
       code = -COW_E_DEGRADED;
-      snprintf (err, sizeof err, "volume %s is degraded on this host (a "
+      snprintf (err, sizeof err,
+                "volume %s is degraded on this host (a "
                 "device failed past its deadline); it cannot serve it",
                 e->name);
     }
   else
-    snprintf (err, sizeof err, "volume %s: node %u did not hand it over "
-              "within %u s (cluster state %s, local state %s)", e->name,
-              cv ? cv->owner : 0, w->timeout_s,
+    snprintf (err, sizeof err,
+              "volume %s: node %u did not hand it over "
+              "within %u s (cluster state %s, local state %s)",
+              e->name, cv ? cv->owner : 0, w->timeout_s,
               cv ? cluster_state_name (cv->state) : "unknown",
               e->vol ? vol_state_name (vol_get_state (e->vol)) : "closed");
   own_waiter_end (w, code, err);
@@ -257,10 +267,14 @@ own_wait_owned (struct vol_entry *e, unsigned timeout_s, own_wait_fn *done,
   struct own_waiter *w = calloc (1, sizeof *w);
   if (!w)
     return -ENOMEM;
-  *w = (struct own_waiter) { .next = own_waiters, .e = e,
-    .timeout_s = timeout_s, .done = done, .opaque = opaque };
+  *w = (struct own_waiter){ .next = own_waiters,
+                            .e = e,
+                            .timeout_s = timeout_s,
+                            .done = done,
+                            .opaque = opaque };
   if (cowd_timer_arm (&w->timer, (uint64_t) timeout_s * 1000000000ULL,
-                      own_waiter_expired, w) < 0)
+                      own_waiter_expired, w)
+      < 0)
     {
       free (w);
       return -ENOMEM;
@@ -285,7 +299,7 @@ own_confirmed (const struct vol_entry *e)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
   return cv && cv->owner == cluster_nodeid () && cv->epoch == own_vol (e)->epoch
-    && cv->state != CL_FENCING;
+         && cv->state != CL_FENCING;
 }
 
 static struct vol_entry *
@@ -338,8 +352,8 @@ static unsigned own_nserved, own_nheld;
 struct own_times
 own_handoff_times (void)
 {
-  return (struct own_times) { own_served_ms, own_held_ms, own_nserved,
-    own_nheld };
+  return (struct own_times){ own_served_ms, own_held_ms, own_nserved,
+                             own_nheld };
 }
 
 static void
@@ -367,19 +381,21 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
       return;
     }
   if (cowd.fenced)
-    return;                     /* terminal until cowd restarts */
-  if (owner == 0 && !cowd.fenced && vol_get_state (e->vol) ==
-      VOL_STATE_READONLY && (own_vol (e)->incoming || vol_has_waiters (e->vol)))
+    return; /* terminal until cowd restarts */
+  if (owner == 0 && !cowd.fenced && vol_get_state (e->vol) == VOL_STATE_READONLY
+      && (own_vol (e)->incoming || vol_has_waiters (e->vol)))
     {
-      own_want_owner (e, e->vol);  /* released or fenced: take it now */
+      own_want_owner (e, e->vol); /* released or fenced: take it now */
       return;
     }
   if (owner != cluster_nodeid ())
     {
       if (vol_get_state (e->vol) == VOL_STATE_ACTIVE)
         {
-          qb_log (LOG_WARNING, "cluster: %s: node %u owns it now; this node "
-                  "stops writing", vol, owner);
+          qb_log (LOG_WARNING,
+                  "cluster: %s: node %u owns it now; this node "
+                  "stops writing",
+                  vol, owner);
           vol_set_state (e->vol, VOL_STATE_READONLY);
         }
       own_vol (e)->epoch = 0;
@@ -388,7 +404,7 @@ own_on_owner (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
   if ((own_vol (e)->epoch == epoch
        && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
       || own_vol (e)->taking_over)
-    return;                     /* a takeover under way ends in own_taken */
+    return; /* a takeover under way ends in own_taken */
   own_vol (e)->taking_over = true;
   vol_takeover_async (e->vol, epoch, owner, generation, own_taken, e);
 }
@@ -415,21 +431,25 @@ own_taken (void *opaque, int res, const char *err)
   if (e->closing || cowd.fenced || !cv || cv->owner != cluster_nodeid ()
       || cv->epoch != epoch)
     {
-      qb_log (LOG_WARNING, "cluster: %s: ownership moved on during the "
-              "takeover at epoch %" PRIu64 "; not serving", e->name, epoch);
+      qb_log (LOG_WARNING,
+              "cluster: %s: ownership moved on during the "
+              "takeover at epoch %" PRIu64 "; not serving",
+              e->name, epoch);
       vol_set_state (e->vol, VOL_STATE_READONLY);
       if (cv && cv->owner == cluster_nodeid () && !e->closing)
         own_on_owner (NULL, e->name, cv->owner, cv->epoch, cv->generation);
       return;
     }
   own_vol (e)->epoch = epoch;
-  own_vol (e)->incoming = false;        /* attach --incoming's wish is met */
-  qb_log (LOG_INFO, "cluster: %s: owned by this node, epoch %" PRIu64
-          ", generation %" PRIu64, e->name, epoch, vol_generation (e->vol));
+  own_vol (e)->incoming = false; /* attach --incoming's wish is met */
+  qb_log (LOG_INFO,
+          "cluster: %s: owned by this node, epoch %" PRIu64
+          ", generation %" PRIu64,
+          e->name, epoch, vol_generation (e->vol));
   own_record (own_served_ms, &own_nserved, &own_vol (e)->t_request_ns);
   own_vol (e)->quorum_held = false;
   if (vol_is_held (e->vol))
-    return;                     /* a handoff asked meanwhile: it drains */
+    return; /* a handoff asked meanwhile: it drains */
   if (!cluster_quorate ())
     {
       /* lost meanwhile: as own_on_quorum does */
@@ -448,22 +468,27 @@ own_cleaned (void *opaque, int r)
   uint64_t gen = vol_generation (e->vol);
   if (r < 0 && (cowd.fenced || vol_get_state (e->vol) == VOL_STATE_FENCED))
     {
-      qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean: this "
-              "node was fenced; it stays fenced", e->name);
+      qb_log (LOG_ERR,
+              "cluster: %s: cannot mark the volume clean: this "
+              "node was fenced; it stays fenced",
+              e->name);
       return;
     }
   if (r < 0)
     {
-      qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean; keeping "
-              "it", e->name);
+      qb_log (LOG_ERR,
+              "cluster: %s: cannot mark the volume clean; keeping "
+              "it",
+              e->name);
       vol_set_state (e->vol, VOL_STATE_ACTIVE);
       vol_resume (e->vol);
       return;
     }
   vol_set_state (e->vol, VOL_STATE_READONLY);
   own_vol (e)->epoch = 0;
-  qb_log (LOG_INFO, "cluster: %s: handing off to node %u at generation %"
-          PRIu64, e->name, own_vol (e)->handoff_to, gen);
+  qb_log (LOG_INFO,
+          "cluster: %s: handing off to node %u at generation %" PRIu64, e->name,
+          own_vol (e)->handoff_to, gen);
   cluster_handoff (e->name, own_vol (e)->handoff_to, gen);
   own_record (own_held_ms, &own_nheld, &own_vol (e)->t_hold_ns);
   /* Whatever waits now stays waiting and asks for ownership back. */
@@ -477,7 +502,7 @@ own_drained (void *opaque, int res)
   if (!e->vol)
     return;
   if (res < 0)
-    own_cleaned (e, res);       /* the drain could not commit every bit */
+    own_cleaned (e, res); /* the drain could not commit every bit */
   else
     vol_mark_clean_async (e->vol, own_cleaned, e);
 }
@@ -501,10 +526,13 @@ own_on_handoff_request (void *ud, const char *vol, uint32_t to)
 static void
 own_on_fencing (void *ud, const char *vol, uint32_t node)
 {
-  qb_log (LOG_WARNING, "cluster: %s: node %u left while owning it: fencing;"
-          " nobody writes it until node %u is fenced%s", vol, node, node,
+  qb_log (LOG_WARNING,
+          "cluster: %s: node %u left while owning it: fencing;"
+          " nobody writes it until node %u is fenced%s",
+          vol, node, node,
           cowd.fencing_manual ? " (fencing = manual: cowctl fence NODE or "
-          "cowctl fence confirm NODE)" : "");
+                                "cowctl fence confirm NODE)"
+                              : "");
   fencing_kick ();
 }
 
@@ -513,7 +541,7 @@ static void
 own_reattach (void)
 {
   if (cowd.fenced)
-    return;                     /* own_recover_fenced calls it again */
+    return; /* own_recover_fenced calls it again */
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
       char err[COW_ERRLEN];
@@ -622,7 +650,7 @@ own_on_synced (void *ud)
 {
   probe_mark_synced ();
   fencing_on_synced ();
-  own_in_sync = true;           /* a fence found here needs no new table */
+  own_in_sync = true; /* a fence found here needs no new table */
   own_reconcile ();
   own_in_sync = false;
   /* Re-announce our volumes (a whole-cluster restart starts empty), then
@@ -648,7 +676,7 @@ own_want_owner (void *ud, struct volume *v)
 {
   struct vol_entry *e = ud;
   if (own_vol (e)->asked || !cluster_quorate () || cowd.fenced)
-    return;                     /* a fenced node asks for nothing */
+    return; /* a fenced node asks for nothing */
   own_vol (e)->asked = true;
   own_vol (e)->t_request_ns = cowd_now_ns ();
   if (cluster_acquire (e->name) < 0)
@@ -664,8 +692,9 @@ own_note_request (struct vol_entry *e)
 static void
 own_def (const struct vol_entry *e, struct cluster_voldef *d)
 {
-  *d = (struct cluster_voldef) { .chunk_size = e->chunk_size,
-    .commit = e->commit, .exclusive = e->exclusive };
+  *d = (struct cluster_voldef){ .chunk_size = e->chunk_size,
+                                .commit = e->commit,
+                                .exclusive = e->exclusive };
   snprintf (d->name, sizeof d->name, "%s", e->name);
   snprintf (d->base, sizeof d->base, "%s", e->base);
   snprintf (d->cow, sizeof d->cow, "%s", e->cow);
@@ -685,7 +714,10 @@ own_define (struct vol_entry *e)
 static void
 own_announce (void)
 {
-  enum { CHUNK = 512 };
+  enum
+  {
+    CHUNK = 512
+  };
   struct cluster_voldef *defs = malloc (CHUNK * sizeof *defs);
   size_t n = 0, total = 0;
   if (!defs)
@@ -707,8 +739,10 @@ own_announce (void)
   total += n;
   free (defs);
   if (total)
-    qb_log (LOG_INFO, "cluster: defined %zu volumes of this node's store in "
-            "the group", total);
+    qb_log (LOG_INFO,
+            "cluster: defined %zu volumes of this node's store in "
+            "the group",
+            total);
 }
 
 static int
@@ -733,31 +767,38 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   uint32_t me = cluster_nodeid ();
   if (cowd.fenced)
     {
-      snprintf (err, errlen, "volume %s: this node was fenced; restart cowd "
-                "before it serves again", e->name);
+      snprintf (err, errlen,
+                "volume %s: this node was fenced; restart cowd "
+                "before it serves again",
+                e->name);
       return -COW_E_FENCED;
     }
   bool fencing = cv && cv->state == CL_FENCING;
   if (fencing && !incoming)
     {
-      snprintf (err, errlen, "volume %s waits for node %u to be fenced "
+      snprintf (err, errlen,
+                "volume %s waits for node %u to be fenced "
                 "(attach --incoming waits for it; cowctl fence confirm %u "
-                "if it is down)", e->name, cv->fenced_node, cv->fenced_node);
+                "if it is down)",
+                e->name, cv->fenced_node, cv->fenced_node);
       return -COW_E_HELD;
     }
   if (cv && cv->owner && cv->owner != me && !incoming)
     {
-      snprintf (err, errlen, "volume %s is owned by node %u; attach it with "
-                "--incoming (live migration) or use cowctl migrate", e->name,
-                cv->owner);
+      snprintf (err, errlen,
+                "volume %s is owned by node %u; attach it with "
+                "--incoming (live migration) or use cowctl migrate",
+                e->name, cv->owner);
       return -COW_E_NOT_OWNER;
     }
   /* --incoming waits for the volume anyway: it waits for quorum too (the
    * request goes out when quorum is back: own_on_quorum). */
   if (!cluster_quorate () && !incoming)
     {
-      snprintf (err, errlen, "volume %s: this node is not quorate; it cannot "
-                "take ownership", e->name);
+      snprintf (err, errlen,
+                "volume %s: this node is not quorate; it cannot "
+                "take ownership",
+                e->name);
       return -COW_E_NO_QUORUM;
     }
   int r = voldb_attach (e, err, errlen);
@@ -767,8 +808,8 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
   vol_set_lease (e->vol, own_lease_deadline, e);
   own_vol (e)->incoming = incoming;
   if (fencing)
-    return 0;                   /* asks once the node is fenced */
-  own_vol (e)->asked = false;   /* a new attach asks again */
+    return 0;                 /* asks once the node is fenced */
+  own_vol (e)->asked = false; /* a new attach asks again */
   own_want_owner (e, e->vol);
   return 0;
 }
@@ -794,8 +835,10 @@ own_detach_drained (void *opaque, int res)
       if (vol_release (e->vol) == 0)
         gen = vol_generation (e->vol);
       else
-        qb_log (LOG_ERR, "cluster: %s: cannot mark the volume clean at "
-                "detach; releasing it without a generation check", e->name);
+        qb_log (LOG_ERR,
+                "cluster: %s: cannot mark the volume clean at "
+                "detach; releasing it without a generation check",
+                e->name);
       cluster_release (e->name, gen);
       own_vol (e)->epoch = 0;
     }
@@ -810,10 +853,12 @@ own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   struct own_detach_ctx *c = malloc (sizeof *c);
   if (!c)
     abort ();
-  *c = (struct own_detach_ctx) { e, done, opaque };
+  *c = (struct own_detach_ctx){ e, done, opaque };
   char why[COW_ERRLEN];
-  snprintf (why, sizeof why, "volume %s was detached while it waited for "
-            "ownership", e->name);
+  snprintf (why, sizeof why,
+            "volume %s was detached while it waited for "
+            "ownership",
+            e->name);
   own_wake (e, -COW_E_NOT_ATTACHED, why);
   vol_hold (e->vol, own_detach_drained, c);
 }
@@ -826,21 +871,26 @@ own_undefine (struct vol_entry *e, char *err, size_t errlen)
   const struct cluster_vol *cv = cluster_lookup (e->name);
   if (!cluster_quorate ())
     {
-      snprintf (err, errlen, "volume %s: deleting it needs a quorate "
-                "partition (the others would keep it)", e->name);
+      snprintf (err, errlen,
+                "volume %s: deleting it needs a quorate "
+                "partition (the others would keep it)",
+                e->name);
       return COW_E_NO_QUORUM;
     }
   if (cv && cv->state != CL_UNOWNED)
     {
-      snprintf (err, errlen, "volume %s is owned by node %u; detach it there "
-                "before deleting it", e->name, cv->state == CL_FENCING
-                ? cv->fenced_node : cv->owner);
+      snprintf (err, errlen,
+                "volume %s is owned by node %u; detach it there "
+                "before deleting it",
+                e->name, cv->state == CL_FENCING ? cv->fenced_node : cv->owner);
       return COW_E_ATTACHED;
     }
   if (cv && cluster_undefine (e->name) < 0)
     {
-      snprintf (err, errlen, "volume %s: cannot tell the group to delete it "
-                "(corosync)", e->name);
+      snprintf (err, errlen,
+                "volume %s: cannot tell the group to delete it "
+                "(corosync)",
+                e->name);
       return COW_E_UNREACHABLE;
     }
   return 0;
@@ -852,11 +902,14 @@ own_facts (const struct vol_entry *e, struct own_facts *f)
   const struct cluster_vol *cv = cluster_lookup (e->name);
   if (!cv)
     return false;
-  *f = (struct own_facts) { .state = cluster_state_name (cv->state),
-    .owner = cv->owner, .requester = cv->requester,
-    .fenced_node = cv->fenced_node, .local = cluster_nodeid (),
-    .epoch = cv->epoch, .bouncing = cv->bouncing,
-    .exclusive = cv->def.exclusive };
+  *f = (struct own_facts){ .state = cluster_state_name (cv->state),
+                           .owner = cv->owner,
+                           .requester = cv->requester,
+                           .fenced_node = cv->fenced_node,
+                           .local = cluster_nodeid (),
+                           .epoch = cv->epoch,
+                           .bouncing = cv->bouncing,
+                           .exclusive = cv->def.exclusive };
   return true;
 }
 
@@ -906,7 +959,8 @@ own_start (char *err, size_t errlen)
     {
       snprintf (err, errlen, "cannot join cluster %s: %s", cowd.cluster_name,
                 r == -ENOTCONN ? "corosync does not run on this host, or "
-                "refused the connection" : strerror (-r));
+                                 "refused the connection"
+                               : strerror (-r));
       return -1;
     }
   cowd.clustered = true;

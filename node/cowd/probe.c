@@ -7,9 +7,9 @@
  * A high-priority timer fires every PROBE_EVERY_MS (50 ms: every 2 ms
  * cost an idle cowd 20% of a CPU); how late a firing is bounds the longest
  * stretch the loop spent in one piece of work since the one before, so
- * the largest lateness seen (the "gap") bounds the loop's worst block.  On a busy machine the
- * gap also counts the time the thread waited for a CPU, so the probe
- * reads the thread's CPU time too: the CPU the loop spent between two
+ * the largest lateness seen (the "gap") bounds the loop's worst block.  On a
+ * busy machine the gap also counts the time the thread waited for a CPU, so the
+ * probe reads the thread's CPU time too: the CPU the loop spent between two
  * firings bounds the work done in one stretch, whoever else runs.  (A
  * blocking system call, an fsync, shows in the gap, not in the CPU time.)
  * `cowctl nodes --json` shows loop.max_gap_ms, loop.max_busy_ms and how
@@ -34,11 +34,11 @@
 
 static struct
 {
-  uint64_t last_ns;             /* the previous firing, 0 before the first */
+  uint64_t last_ns; /* the previous firing, 0 before the first */
   uint64_t max_gap_ns;
   uint64_t last_cpu_ns, max_busy_ns;
   uint64_t synced_gap_ns, synced_busy_ns; /* the maxima when last synced */
-  uint64_t slow;                /* gaps over PROBE_SLOW_MS */
+  uint64_t slow;                          /* gaps over PROBE_SLOW_MS */
   qb_loop_timer_handle timer;
 } P;
 

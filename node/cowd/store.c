@@ -48,8 +48,15 @@
 
 enum
 {
-  ST_PUT, ST_DEL, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_ALL, ST_FULL,
-  ST_NORMAL, ST__N
+  ST_PUT,
+  ST_DEL,
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_ALL,
+  ST_FULL,
+  ST_NORMAL,
+  ST__N
 };
 
 static const char *const store_sql[ST__N] = {
@@ -59,7 +66,7 @@ static const char *const store_sql[ST__N] = {
   [ST_COMMIT] = "COMMIT",
   [ST_ROLLBACK] = "ROLLBACK",
   [ST_ALL] = "SELECT name, base, cow, chunk_size, commit_policy, exclusive,"
-  " buffered, attached, cow_ident FROM volumes ORDER BY name",
+             " buffered, attached, cow_ident FROM volumes ORDER BY name",
   [ST_FULL] = "PRAGMA synchronous = FULL",
   [ST_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
@@ -96,36 +103,42 @@ store_step (struct store *s, int which)
 static int
 store_schema (struct store *s, char *err, size_t errlen)
 {
-  static const char *setup =
-    "PRAGMA journal_mode = WAL;"
-    "PRAGMA synchronous = FULL;"
-    "CREATE TABLE IF NOT EXISTS volumes (name TEXT PRIMARY KEY NOT NULL,"
-    " base TEXT NOT NULL, cow TEXT NOT NULL, chunk_size INTEGER NOT NULL,"
-    " commit_policy TEXT NOT NULL, exclusive INTEGER NOT NULL,"
-    " buffered INTEGER NOT NULL, attached INTEGER NOT NULL,"
-    " cow_ident TEXT NOT NULL DEFAULT '') WITHOUT ROWID;";
+  static const char *setup
+      = "PRAGMA journal_mode = WAL;"
+        "PRAGMA synchronous = FULL;"
+        "CREATE TABLE IF NOT EXISTS volumes (name TEXT PRIMARY KEY NOT NULL,"
+        " base TEXT NOT NULL, cow TEXT NOT NULL, chunk_size INTEGER NOT NULL,"
+        " commit_policy TEXT NOT NULL, exclusive INTEGER NOT NULL,"
+        " buffered INTEGER NOT NULL, attached INTEGER NOT NULL,"
+        " cow_ident TEXT NOT NULL DEFAULT '') WITHOUT ROWID;";
   char *msg = NULL;
   sqlite3_stmt *v = NULL;
   int version = -1;
   if (sqlite3_exec (s->db, setup, NULL, NULL, &msg) != SQLITE_OK
       || sqlite3_prepare_v2 (s->db, "PRAGMA user_version", -1, &v, NULL)
-      != SQLITE_OK)
+             != SQLITE_OK)
     goto out;
   if (sqlite3_step (v) == SQLITE_ROW)
     version = sqlite3_column_int (v, 0);
   sqlite3_finalize (v);
   /* 0: created just now, with every column; 1: no cow_ident yet. */
-  if (version == 1 && sqlite3_exec (s->db, "ALTER TABLE volumes ADD COLUMN "
-                                    "cow_ident TEXT NOT NULL DEFAULT ''",
-                                    NULL, NULL, &msg) == SQLITE_OK)
+  if (version == 1
+      && sqlite3_exec (s->db,
+                       "ALTER TABLE volumes ADD COLUMN "
+                       "cow_ident TEXT NOT NULL DEFAULT ''",
+                       NULL, NULL, &msg)
+             == SQLITE_OK)
     version = 0;
-  if (version == 0 && sqlite3_exec (s->db, "PRAGMA user_version = 2", NULL,
-                                    NULL, &msg) == SQLITE_OK)
+  if (version == 0
+      && sqlite3_exec (s->db, "PRAGMA user_version = 2", NULL, NULL, &msg)
+             == SQLITE_OK)
     version = STORE_SCHEMA_VERSION;
   if (version != STORE_SCHEMA_VERSION)
     {
-      snprintf (err, errlen, "the definitions store has schema version %d; "
-                "this cowd knows version %d", version, STORE_SCHEMA_VERSION);
+      snprintf (err, errlen,
+                "the definitions store has schema version %d; "
+                "this cowd knows version %d",
+                version, STORE_SCHEMA_VERSION);
       sqlite3_free (msg);
       return -1;
     }
@@ -151,8 +164,9 @@ store_open (const char *dir, struct store **out, char *err, size_t errlen)
       snprintf (err, errlen, "the definitions store: out of memory");
       return -1;
     }
-  int rc = sqlite3_open_v2 (path, &s->db, SQLITE_OPEN_READWRITE
-                            | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = sqlite3_open_v2 (
+      path, &s->db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK)
     snprintf (err, errlen, "cannot open the definitions store %s: %s", path,
               s->db ? sqlite3_errmsg (s->db) : sqlite3_errstr (rc));
@@ -162,7 +176,8 @@ store_open (const char *dir, struct store **out, char *err, size_t errlen)
   sqlite3_busy_timeout (s->db, 1000);
   for (int i = 0; i < ST__N; i++)
     if (sqlite3_prepare_v3 (s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                            &s->st[i], NULL) != SQLITE_OK)
+                            &s->st[i], NULL)
+        != SQLITE_OK)
       {
         snprintf (err, errlen, "the definitions store: cannot prepare %s: %s",
                   store_sql[i], sqlite3_errmsg (s->db));
@@ -243,7 +258,8 @@ store_bind_def (struct store *s, const struct store_def *d)
       || sqlite3_bind_int (st, 7, d->buffered) != SQLITE_OK
       || sqlite3_bind_int (st, 8, d->attached) != SQLITE_OK
       || sqlite3_bind_text (st, 9, d->cow_ident ? d->cow_ident : "", -1,
-                            SQLITE_STATIC) != SQLITE_OK)
+                            SQLITE_STATIC)
+             != SQLITE_OK)
     return -1;
   return 0;
 }
@@ -257,8 +273,10 @@ store_write (struct store *s, enum store_sync sync, int which,
   if (own && store_begin (s, sync) < 0)
     return -1;
   int r = d ? store_bind_def (s, d)
-    : (sqlite3_bind_text (s->st[ST_DEL], 1, name, -1, SQLITE_STATIC)
-       != SQLITE_OK ? -1 : 0);
+            : (sqlite3_bind_text (s->st[ST_DEL], 1, name, -1, SQLITE_STATIC)
+                       != SQLITE_OK
+                   ? -1
+                   : 0);
   if (r < 0)
     {
       store_fail (s, "binding a definition");
@@ -305,14 +323,16 @@ store_foreach (struct store *s, store_row_fn *fn, void *ud)
   int rc, r = 0;
   while (r >= 0 && (rc = sqlite3_step (st)) == SQLITE_ROW)
     {
-      struct store_def d = { .name = store_col (st, 0),
-        .base = store_col (st, 1), .cow = store_col (st, 2),
-        .chunk_size = (uint32_t) sqlite3_column_int64 (st, 3),
-        .commit = store_col (st, 4),
-        .exclusive = sqlite3_column_int (st, 5) != 0,
-        .buffered = sqlite3_column_int (st, 6) != 0,
-        .attached = sqlite3_column_int (st, 7) != 0,
-        .cow_ident = store_col (st, 8) };
+      struct store_def d
+          = { .name = store_col (st, 0),
+              .base = store_col (st, 1),
+              .cow = store_col (st, 2),
+              .chunk_size = (uint32_t) sqlite3_column_int64 (st, 3),
+              .commit = store_col (st, 4),
+              .exclusive = sqlite3_column_int (st, 5) != 0,
+              .buffered = sqlite3_column_int (st, 6) != 0,
+              .attached = sqlite3_column_int (st, 7) != 0,
+              .cow_ident = store_col (st, 8) };
       r = fn (ud, &d);
     }
   if (r >= 0 && rc != SQLITE_DONE)

@@ -17,7 +17,7 @@
 struct store_def
 {
   const char *name, *base, *cow, *commit;
-  const char *cow_ident;        /* the CoW LUN's VPD identity; NULL = "" */
+  const char *cow_ident; /* the CoW LUN's VPD identity; NULL = "" */
   uint32_t chunk_size;
   bool exclusive, buffered, attached;
 };
@@ -37,8 +37,7 @@ enum store_sync
 struct store;
 
 /* Open (creating) DIR/volumes.db.  0, or -1 with a sentence in err. */
-int store_open (const char *dir, struct store **out, char *err,
-                size_t errlen);
+int store_open (const char *dir, struct store **out, char *err, size_t errlen);
 void store_close (struct store *s);
 
 /* A transaction around several puts and deletes: one commit, one fsync

@@ -49,7 +49,7 @@ static bool
 imp_yes (const char *v)
 {
   return strcmp (v, "yes") == 0 || strcmp (v, "true") == 0
-    || strcmp (v, "1") == 0;
+         || strcmp (v, "1") == 0;
 }
 
 static struct imp_vol *
@@ -69,7 +69,7 @@ imp_vol (struct imp *im, const char *name)
     }
   if (!(v = calloc (1, sizeof *v)))
     return NULL;
-  im->v[im->n++] = v;           /* freed with the rest, however far it got */
+  im->v[im->n++] = v; /* freed with the rest, however far it got */
   if (!(v->name = strdup (name)) || !(v->base = strdup (""))
       || !(v->cow = strdup ("")) || !(v->commit = strdup ("sync")))
     return NULL;
@@ -104,8 +104,7 @@ imp_key (void *ud, const char *section, const char *name, const char *key,
   if (strcmp (key, "chunk-size") == 0)
     return v->chunk_size = (uint32_t) strtoul (value, NULL, 10), 0;
   if (strcmp (key, "commit") == 0)
-    return vol_commit_parse (value, &c) < 0 ? -1 : imp_str (&v->commit,
-                                                           value);
+    return vol_commit_parse (value, &c) < 0 ? -1 : imp_str (&v->commit, value);
   if (strcmp (key, "exclusive") == 0)
     return v->exclusive = imp_yes (value), 0;
   if (strcmp (key, "buffered") == 0)
@@ -139,10 +138,14 @@ imp_write (struct store *s, const struct imp *im)
   for (size_t i = 0; i < im->n; i++)
     {
       const struct imp_vol *v = im->v[i];
-      struct store_def d = { .name = v->name, .base = v->base, .cow = v->cow,
-        .commit = v->commit, .chunk_size = v->chunk_size,
-        .exclusive = v->exclusive, .buffered = v->buffered,
-        .attached = v->attached };
+      struct store_def d = { .name = v->name,
+                             .base = v->base,
+                             .cow = v->cow,
+                             .commit = v->commit,
+                             .chunk_size = v->chunk_size,
+                             .exclusive = v->exclusive,
+                             .buffered = v->buffered,
+                             .attached = v->attached };
       if (store_put (s, &d) < 0)
         {
           store_rollback (s);
@@ -182,16 +185,19 @@ voldb_import (struct store *s, const char *dir, char *err, size_t errlen)
   if (asprintf (&path, "%s/volumes.conf", dir) < 0)
     return snprintf (err, errlen, "out of memory"), -1;
   if (access (path, F_OK) < 0)
-    r = 0;                      /* nothing to import */
+    r = 0; /* nothing to import */
   else if (config_parse (path, imp_key, &im, err, errlen) < 0)
-    ;                           /* err names the file and line */
+    ; /* err names the file and line */
   else if (imp_write (s, &im) < 0)
-    snprintf (err, errlen, "cannot import %s into the definitions store "
-              "%s/%s", path, dir, STORE_FILE);
+    snprintf (err, errlen,
+              "cannot import %s into the definitions store "
+              "%s/%s",
+              path, dir, STORE_FILE);
   else if ((r = imp_rename (dir, path, err, errlen)) == 0)
-    qb_log (LOG_NOTICE, "cowd: imported %zu volume definitions from %s "
-            "into %s/%s (the file is now %s.imported)", im.n, path, dir,
-            STORE_FILE, path);
+    qb_log (LOG_NOTICE,
+            "cowd: imported %zu volume definitions from %s "
+            "into %s/%s (the file is now %s.imported)",
+            im.n, path, dir, STORE_FILE, path);
   imp_free (&im);
   free (path);
   return r;

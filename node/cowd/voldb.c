@@ -71,9 +71,9 @@ voldb_ident_of (const void *item, const void *ctx)
 static struct
 {
   struct strmap by_name, by_key, by_ident;
-  struct strmap by_cow;         /* the CoW device as named */
+  struct strmap by_cow;                 /* the CoW device as named */
   struct vol_entry *head[VOLDB_LEVELS]; /* [0] unused: cowd.vols */
-  unsigned unresolved;          /* entries whose key is "path:" */
+  unsigned unresolved;                  /* entries whose key is "path:" */
   uint32_t rand;
   struct store *store;
 } V = {
@@ -211,10 +211,11 @@ voldb_free (struct vol_entry *e)
 int
 voldb_reserve (size_t n)
 {
-  return strmap_reserve (&V.by_name, n) < 0
-    || strmap_reserve (&V.by_key, n) < 0
-    || strmap_reserve (&V.by_cow, n) < 0
-    || strmap_reserve (&V.by_ident, n) < 0 ? -1 : 0;
+  return strmap_reserve (&V.by_name, n) < 0 || strmap_reserve (&V.by_key, n) < 0
+                 || strmap_reserve (&V.by_cow, n) < 0
+                 || strmap_reserve (&V.by_ident, n) < 0
+             ? -1
+             : 0;
 }
 
 struct vol_entry *
@@ -264,18 +265,18 @@ voldb_set_error (struct vol_entry *e, const char *sentence)
 void
 voldb_attach_failed (struct vol_entry *e, const char *sentence)
 {
-  qb_log (LOG_ERR, "cowd: %s: not re-attached at start: %s", e->name,
-          sentence);
+  qb_log (LOG_ERR, "cowd: %s: not re-attached at start: %s", e->name, sentence);
   voldb_set_error (e, sentence);
 }
 
 int
-voldb_check_path (const char *vol, const char *what, const char *uri,
-                  char *err, size_t errlen)
+voldb_check_path (const char *vol, const char *what, const char *uri, char *err,
+                  size_t errlen)
 {
   if (uri[0] == '/' || strstr (uri, "://"))
     return 0;
-  snprintf (err, errlen, "volume %s: %s path '%s' is relative; cowd needs an "
+  snprintf (err, errlen,
+            "volume %s: %s path '%s' is relative; cowd needs an "
             "absolute path (cowctl makes the paths it is given absolute)",
             vol, what, uri);
   return -1;
@@ -287,7 +288,7 @@ static bool
 voldb_ident_vpd (const char *ident)
 {
   return ident && ident[0] && strncmp (ident, "serial.", 7) != 0
-    && strncmp (ident, "digest:", 7) != 0;
+         && strncmp (ident, "digest:", 7) != 0;
 }
 
 int
@@ -373,7 +374,7 @@ voldb_socket_path (const struct vol_entry *e)
 void
 voldb_backend_opts (struct backend_opts *bo)
 {
-  *bo = (struct backend_opts) {
+  *bo = (struct backend_opts){
     .direct = true,
     .initiator_name = cowd.initiator_name,
     .chap_user = cowd.chap_user,
@@ -387,11 +388,15 @@ voldb_backend_opts (struct backend_opts *bo)
 static struct store_def
 voldb_def (const struct vol_entry *e)
 {
-  return (struct store_def) { .name = e->name, .base = e->base,
-    .cow = e->cow, .cow_ident = e->cow_ident ? e->cow_ident : "",
-    .commit = vol_commit_name (e->commit),
-    .chunk_size = e->chunk_size, .exclusive = e->exclusive,
-    .buffered = e->buffered, .attached = e->attached };
+  return (struct store_def){ .name = e->name,
+                             .base = e->base,
+                             .cow = e->cow,
+                             .cow_ident = e->cow_ident ? e->cow_ident : "",
+                             .commit = vol_commit_name (e->commit),
+                             .chunk_size = e->chunk_size,
+                             .exclusive = e->exclusive,
+                             .buffered = e->buffered,
+                             .attached = e->attached };
 }
 
 int
@@ -431,8 +436,7 @@ voldb_row (void *ud, const struct store_def *d)
 {
   enum dscow_commit c = DSCOW_COMMIT_SYNC;
   vol_commit_parse (d->commit, &c);
-  struct vol_entry *e = voldb_add (d->name, d->base, d->cow, d->chunk_size,
-                                   c);
+  struct vol_entry *e = voldb_add (d->name, d->base, d->cow, d->chunk_size, c);
   if (!e)
     return -1;
   e->exclusive = d->exclusive;
@@ -468,12 +472,15 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
     cowd.own->backend_opts (&bo);
   bool no_base = strcmp (e->base, VOLDB_NO_BASE) == 0;
   struct vol_params p = { .name = e->name,
-    .base_uri = no_base ? NULL : e->base,
-    .cow_uri = e->cow, .chunk_size = e->chunk_size, .commit = e->commit,
-    .buffered = e->buffered, .accept_base_change = e->accept_base_change,
-    .cow_user = voldb_cow_user, .cow_user_ud = e->name };
-  if ((!no_base && voldb_check_path (e->name, "base", e->base, err,
-                                     errlen) < 0)
+                          .base_uri = no_base ? NULL : e->base,
+                          .cow_uri = e->cow,
+                          .chunk_size = e->chunk_size,
+                          .commit = e->commit,
+                          .buffered = e->buffered,
+                          .accept_base_change = e->accept_base_change,
+                          .cow_user = voldb_cow_user,
+                          .cow_user_ud = e->name };
+  if ((!no_base && voldb_check_path (e->name, "base", e->base, err, errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -COW_E_BAD_DEVICE;
   const char *user = voldb_cow_user_uri (e->name, e->cow);
@@ -487,8 +494,9 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   if (cowd.clustered)
     vol_set_state (e->vol, VOL_STATE_READONLY); /* until the group says */
   else if (e->commit != DSCOW_COMMIT_NONE
-      && (r = vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, err,
-                            errlen)) < 0)
+           && (r = vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, err,
+                                 errlen))
+                  < 0)
     goto out_close;
   char *sock = voldb_socket_path (e);
   e->exp = sock ? nbd_export_new (e->vol, sock, err, errlen) : NULL;
@@ -536,7 +544,7 @@ voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
   struct detach_ctx *dc = malloc (sizeof *dc);
   if (!dc)
     abort ();
-  *dc = (struct detach_ctx) { e, done, opaque };
+  *dc = (struct detach_ctx){ e, done, opaque };
   e->closing = true;
   if (e->exp)
     nbd_export_free (e->exp);

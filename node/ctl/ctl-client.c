@@ -75,10 +75,10 @@ ctl_receive (qb_ipcc_connection_t *c, struct ctl_answer *ans, int timeout_ms)
     {
       uint64_t now = clock_now_ns ();
       int left = now >= end ? 0 : (int) ((end - now + 999999) / 1000000);
-      ssize_t n = left ? qb_ipcc_recv (c, resp, CTL_MAX_MSG,
-                                       left < CTL_RECV_SLICE_MS ? left
-                                       : CTL_RECV_SLICE_MS)
-        : -ETIMEDOUT;
+      ssize_t n = left ? qb_ipcc_recv (
+                      c, resp, CTL_MAX_MSG,
+                      left < CTL_RECV_SLICE_MS ? left : CTL_RECV_SLICE_MS)
+                       : -ETIMEDOUT;
       if (n == -ETIMEDOUT && left > CTL_RECV_SLICE_MS)
         n = qb_ipcc_is_connected (c) ? 0 : -ECONNRESET;
       else if (n == -ENOTCONN)
@@ -99,7 +99,7 @@ ctl_older_cowd (const struct ctl_answer *a)
 {
   static const char older[] = "unsupported control protocol version";
   return a->version < 3 && a->status == CTL_EXIT_USAGE && a->text
-    && strncmp (a->text, older, sizeof older - 1) == 0;
+         && strncmp (a->text, older, sizeof older - 1) == 0;
 }
 
 int
@@ -126,9 +126,11 @@ ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
   qb_ipcc_disconnect (c);
   if (ret == 0 && ctl_older_cowd (ans))
     {
-      snprintf (ans->why, sizeof ans->why, "cowd is older than this cowctl"
+      snprintf (ans->why, sizeof ans->why,
+                "cowd is older than this cowctl"
                 " and does not speak control protocol version %u; use the "
-                "cowctl of cowd's release", CTL_VERSION);
+                "cowctl of cowd's release",
+                CTL_VERSION);
       return -EPROTONOSUPPORT;
     }
   return ret;

@@ -60,7 +60,8 @@ static size_t
 ctl_frame_wrap (uint8_t *buf, uint32_t kind, uint32_t seq, size_t plen)
 {
   struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
-    .size = (int32_t) (FRAME_HEAD + plen), .error = 0 };
+                                      .size = (int32_t) (FRAME_HEAD + plen),
+                                      .error = 0 };
   memcpy (buf, &h, sizeof h);
   le32_put (buf + sizeof h, CTL_VERSION);
   le32_put (buf + sizeof h + 4, kind);
@@ -76,14 +77,14 @@ ctl_stream_next (struct ctl_stream *s, uint8_t *buf)
   size_t clen = strlen (s->code), n;
   switch (s->stage)
     {
-    case 0:                     /* HEAD */
+    case 0: /* HEAD */
       le32_put (p, (uint32_t) s->status);
       le32_put (p + 4, (uint32_t) clen);
       memcpy (p + 8, s->code, clen);
       le64_put (p + 8 + clen, s->len);
       s->stage = s->len ? 1 : 2;
       return ctl_frame_wrap (buf, CTL_FRAME_HEAD, s->seq++, 16 + clen);
-    case 1:                     /* DATA */
+    case 1: /* DATA */
       n = s->len - s->pos;
       if (n > CTL_FRAME_DATA)
         n = CTL_FRAME_DATA;
@@ -93,7 +94,7 @@ ctl_stream_next (struct ctl_stream *s, uint8_t *buf)
       if (s->pos == s->len)
         s->stage = 2;
       return ctl_frame_wrap (buf, CTL_FRAME_DATA_KIND, s->seq++, n);
-    case 2:                     /* END */
+    case 2: /* END */
       le64_put (p, s->len);
       le32_put (p + 8, s->crc);
       s->stage = 3;
@@ -105,9 +106,8 @@ ctl_stream_next (struct ctl_stream *s, uint8_t *buf)
 
 /* --- decoder --- */
 
-static int
-ctl_unframe_fail (struct ctl_unframe *u, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3)));
+static int ctl_unframe_fail (struct ctl_unframe *u, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 static int
 ctl_unframe_fail (struct ctl_unframe *u, const char *fmt, ...)
@@ -132,28 +132,31 @@ ctl_answer_head (struct ctl_answer *a, uint32_t version, uint32_t status,
 
 /* A whole version 1 or 2 answer in one message. */
 static int
-ctl_unframe_single (struct ctl_unframe *u, uint32_t version,
-                    const uint8_t *m, size_t len)
+ctl_unframe_single (struct ctl_unframe *u, uint32_t version, const uint8_t *m,
+                    size_t len)
 {
   size_t pos = sizeof (struct qb_ipc_response_header) + 8, clen = 0;
   struct ctl_answer *a = u->ans;
   if (len < pos + 1 || m[len - 1] != '\0')
-    return ctl_unframe_fail (u, "a version %u answer of %zu bytes is "
-                             "truncated", version, len);
+    return ctl_unframe_fail (u,
+                             "a version %u answer of %zu bytes is "
+                             "truncated",
+                             version, len);
   if (version >= 2)
     {
       clen = len >= pos + 5 ? le32_get (m + pos) : CTL_CODE_MAX + 1;
       pos += 4;
       if (clen > CTL_CODE_MAX || len - pos < clen + 1)
         return ctl_unframe_fail (u, "a version 2 answer has a bad error "
-                                 "code length");
+                                    "code length");
     }
-  ctl_answer_head (a, version, le32_get (m + sizeof (struct
-                                                    qb_ipc_response_header)
-                                        + 4), m + pos, clen);
-  if (a->status != 0 && clen == 0)      /* a version 1 cowd */
-    snprintf (a->code, sizeof a->code, "%s", cow_err_name
-              (a->status == CTL_EXIT_USAGE ? COW_E_USAGE : COW_E_INTERNAL));
+  ctl_answer_head (a, version,
+                   le32_get (m + sizeof (struct qb_ipc_response_header) + 4),
+                   m + pos, clen);
+  if (a->status != 0 && clen == 0) /* a version 1 cowd */
+    snprintf (a->code, sizeof a->code, "%s",
+              cow_err_name (a->status == CTL_EXIT_USAGE ? COW_E_USAGE
+                                                        : COW_E_INTERNAL));
   a->text = strdup ((const char *) m + pos + clen);
   if (!a->text)
     return -ENOMEM;
@@ -168,11 +171,14 @@ ctl_unframe_head (struct ctl_unframe *u, const uint8_t *p, size_t plen)
   struct ctl_answer *a = u->ans;
   size_t clen = plen >= 8 ? le32_get (p + 4) : 0;
   if (plen < 16 || clen > CTL_CODE_MAX || plen != 16 + clen)
-    return ctl_unframe_fail (u, "the first frame of the answer has a bad "
-                             "length (%zu bytes)", plen);
+    return ctl_unframe_fail (u,
+                             "the first frame of the answer has a bad "
+                             "length (%zu bytes)",
+                             plen);
   u->total = le64_get (p + 8 + clen);
   if (u->total > CTL_TEXT_MAX)
-    return ctl_unframe_fail (u, "the answer announces %llu bytes, more "
+    return ctl_unframe_fail (u,
+                             "the answer announces %llu bytes, more "
                              "than the %u a cowctl accepts",
                              (unsigned long long) u->total, CTL_TEXT_MAX);
   ctl_answer_head (a, CTL_VERSION, le32_get (p), p + 8, clen);
@@ -189,9 +195,10 @@ ctl_unframe_data (struct ctl_unframe *u, const uint8_t *p, size_t plen)
 {
   struct ctl_answer *a = u->ans;
   if (plen == 0 || plen > u->total - a->len)
-    return ctl_unframe_fail (u, "a frame carries %zu bytes past the %llu "
-                             "the answer announced", plen,
-                             (unsigned long long) u->total);
+    return ctl_unframe_fail (u,
+                             "a frame carries %zu bytes past the %llu "
+                             "the answer announced",
+                             plen, (unsigned long long) u->total);
   memcpy (a->text + a->len, p, plen);
   a->len += plen;
   a->text[a->len] = '\0';
@@ -207,8 +214,10 @@ ctl_unframe_end (struct ctl_unframe *u, const uint8_t *p, size_t plen)
     return ctl_unframe_fail (u, "the answer ended after %zu of %llu bytes",
                              a->len, (unsigned long long) u->total);
   if (le32_get (p + 8) != u->crc)
-    return ctl_unframe_fail (u, "the answer's checksum does not match "
-                             "its %zu bytes", a->len);
+    return ctl_unframe_fail (u,
+                             "the answer's checksum does not match "
+                             "its %zu bytes",
+                             a->len);
   u->stage = 2;
   return 1;
 }
@@ -224,27 +233,35 @@ ctl_unframe_feed (struct ctl_unframe *u, const uint8_t *m, size_t len)
   memcpy (&h, m, sizeof h);
   uint32_t version = le32_get (m + sizeof h);
   if ((size_t) h.size != len)
-    return ctl_unframe_fail (u, "a frame says %d bytes but %zu arrived",
-                             h.size, len);
+    return ctl_unframe_fail (u, "a frame says %d bytes but %zu arrived", h.size,
+                             len);
   if (version < CTL_VERSION_MIN || version > CTL_VERSION)
-    return ctl_unframe_fail (u, "cowd answered in control protocol version "
+    return ctl_unframe_fail (u,
+                             "cowd answered in control protocol version "
                              "%u; this cowctl speaks versions %u to %u",
                              version, CTL_VERSION_MIN, CTL_VERSION);
   if (version < 3)
-    return u->stage == 0 ? ctl_unframe_single (u, version, m, len)
-      : ctl_unframe_fail (u, "a version %u message inside a version 3 "
-                          "answer", version);
+    return u->stage == 0
+               ? ctl_unframe_single (u, version, m, len)
+               : ctl_unframe_fail (u,
+                                   "a version %u message inside a version 3 "
+                                   "answer",
+                                   version);
   if (len < FRAME_HEAD)
     return ctl_unframe_fail (u, "a frame of %zu bytes is truncated", len);
-  uint32_t kind = le32_get (m + sizeof h + 4), seq = le32_get (m + sizeof h
-                                                               + 8);
+  uint32_t kind = le32_get (m + sizeof h + 4),
+           seq = le32_get (m + sizeof h + 8);
   size_t plen = le32_get (m + sizeof h + 12);
   if (plen != len - FRAME_HEAD)
-    return ctl_unframe_fail (u, "frame %u says %zu bytes of payload but "
-                             "carries %zu", seq, plen, len - FRAME_HEAD);
+    return ctl_unframe_fail (u,
+                             "frame %u says %zu bytes of payload but "
+                             "carries %zu",
+                             seq, plen, len - FRAME_HEAD);
   if (seq != u->seq)
-    return ctl_unframe_fail (u, "frame %u arrived where frame %u was "
-                             "expected", seq, u->seq);
+    return ctl_unframe_fail (u,
+                             "frame %u arrived where frame %u was "
+                             "expected",
+                             seq, u->seq);
   u->seq++;
   const uint8_t *p = m + FRAME_HEAD;
   if (u->stage == 0 && kind == CTL_FRAME_HEAD)
@@ -253,6 +270,6 @@ ctl_unframe_feed (struct ctl_unframe *u, const uint8_t *m, size_t len)
     return ctl_unframe_data (u, p, plen);
   if (u->stage == 1 && kind == CTL_FRAME_END)
     return ctl_unframe_end (u, p, plen);
-  return ctl_unframe_fail (u, "frame %u is of kind %u, unexpected here",
-                           seq, kind);
+  return ctl_unframe_fail (u, "frame %u is of kind %u, unexpected here", seq,
+                           kind);
 }

@@ -35,7 +35,7 @@
 struct ctl_req
 {
   qb_ipcs_connection_t *conn;
-  uint32_t version;             /* the request's: the answer's too */
+  uint32_t version; /* the request's: the answer's too */
   unsigned flags;
   int argc;
   char **argv;
@@ -46,23 +46,35 @@ struct ctl_req
 struct ctl_out
 {
   struct ctl_out *next;
-  qb_ipcs_connection_t *conn;   /* referenced until the stream ends */
+  qb_ipcs_connection_t *conn; /* referenced until the stream ends */
   struct ctl_stream st;
-  uint8_t *frame;               /* CTL_FRAME_MAX bytes */
-  size_t flen;                  /* a frame the channel has not taken yet */
-  bool closed;                  /* the client went away */
-  uint64_t progress_ns;         /* when a frame was last taken */
+  uint8_t *frame;       /* CTL_FRAME_MAX bytes */
+  size_t flen;          /* a frame the channel has not taken yet */
+  bool closed;          /* the client went away */
+  uint64_t progress_ns; /* when a frame was last taken */
   qb_loop_timer_handle timer;
 };
 
-static struct ctl_out *outs;            /* streams under way */
+static struct ctl_out *outs; /* streams under way */
 static qb_ipcs_service_t *service;
-static qb_loop_t *loop;                 /* handed over by ctl_server_start */
-static ctl_dispatch_fn *dispatch;       /* the program's command table */
+static qb_loop_t *loop;           /* handed over by ctl_server_start */
+static ctl_dispatch_fn *dispatch; /* the program's command table */
 
-int ctl_req_argc (const struct ctl_req *r) { return r->argc; }
-char **ctl_req_argv (const struct ctl_req *r) { return r->argv; }
-unsigned ctl_req_flags (const struct ctl_req *r) { return r->flags; }
+int
+ctl_req_argc (const struct ctl_req *r)
+{
+  return r->argc;
+}
+char **
+ctl_req_argv (const struct ctl_req *r)
+{
+  return r->argv;
+}
+unsigned
+ctl_req_flags (const struct ctl_req *r)
+{
+  return r->flags;
+}
 
 static void
 ctl_req_free (struct ctl_req *req)
@@ -80,15 +92,16 @@ ctl_send_single (struct ctl_req *req, int status, const char *code,
 {
   size_t clen = req->version >= 2 ? strlen (code) : 0;
   size_t head = sizeof (struct qb_ipc_response_header) + 8
-    + (req->version >= 2 ? 4 : 0);
+                + (req->version >= 2 ? 4 : 0);
   size_t tlen = strlen (text) + 1;
   char big[200];
   if (head + clen + tlen > CTL_MAX_MSG)
     {
-      snprintf (big, sizeof big, "the reply (%zu bytes) is too large for "
+      snprintf (big, sizeof big,
+                "the reply (%zu bytes) is too large for "
                 "a cowctl of control protocol version %u; use the cowctl "
-                "of this cowd's release (version %u streams it)", tlen - 1,
-                req->version, CTL_VERSION);
+                "of this cowd's release (version %u streams it)",
+                tlen - 1, req->version, CTL_VERSION);
       text = big;
       tlen = strlen (text) + 1;
       status = CTL_EXIT_ERROR;
@@ -99,8 +112,8 @@ ctl_send_single (struct ctl_req *req, int status, const char *code,
   uint8_t *msg = malloc (size);
   if (msg)
     {
-      struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
-        .size = (int32_t) size, .error = 0 };
+      struct qb_ipc_response_header h
+          = { .id = CTL_MSG_COMMAND, .size = (int32_t) size, .error = 0 };
       memcpy (msg, &h, sizeof h);
       le32_put (msg + sizeof h, req->version);
       le32_put (msg + sizeof h + 4, (uint32_t) status);
@@ -165,8 +178,10 @@ ctl_out_pump (void *data)
       if (o->flen == 0 && (o->flen = ctl_stream_next (&o->st, o->frame)) == 0)
         return ctl_out_end (o);
       int r = ctl_out_send (o);
-      if (r < 0 || (r == 0 && clock_now_ns () - o->progress_ns
-                    > (uint64_t) CTL_STALL_MS * 1000000))
+      if (r < 0
+          || (r == 0
+              && clock_now_ns () - o->progress_ns
+                     > (uint64_t) CTL_STALL_MS * 1000000))
         return ctl_out_end (o);
       if (r == 0)
         {
@@ -220,8 +235,8 @@ void
 ctl_reply (struct ctl_req *req, int status, const char *text)
 {
   if (status != 0)
-    return ctl_reply_error (req, status == CTL_EXIT_USAGE ? COW_E_USAGE
-                            : COW_E_INTERNAL, text);
+    return ctl_reply_error (
+        req, status == CTL_EXIT_USAGE ? COW_E_USAGE : COW_E_INTERNAL, text);
   ctl_send (req, 0, "", text);
 }
 
@@ -334,15 +349,15 @@ ctl_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
 }
 
 static int32_t
-ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events,
-              void *data, qb_ipcs_dispatch_fn_t fn)
+ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
+              qb_ipcs_dispatch_fn_t fn)
 {
   return qb_loop_poll_add (loop, p, fd, events, data, fn);
 }
 
 static int32_t
-ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events,
-              void *data, qb_ipcs_dispatch_fn_t fn)
+ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
+              qb_ipcs_dispatch_fn_t fn)
 {
   return qb_loop_poll_mod (loop, p, fd, events, data, fn);
 }
@@ -382,10 +397,13 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   int r = qb_ipcs_run (service);
   if (r < 0)
     {
-      qb_log (LOG_ERR, "ctl: cannot start the control service %s for run "
-              "directory %s: %s%s", name, run_dir, strerror (-r),
+      qb_log (LOG_ERR,
+              "ctl: cannot start the control service %s for run "
+              "directory %s: %s%s",
+              name, run_dir, strerror (-r),
               r == -EADDRINUSE ? " (another cowd serves this run directory,"
-              " though its pid file is gone)" : "");
+                                 " though its pid file is gone)"
+                               : "");
       /* A failed qb_ipcs_run has released the service already. */
       service = NULL;
       return -1;

@@ -16,20 +16,25 @@
 #include "ctl.h"
 
 const struct ctl_command ctl_commands[] = {
-  { "create", "create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
+  { "create",
+    "create NAME --base BASE --cow COW [--chunk-size SIZE]\n"
     "         [--commit sync|flush|none] [--force] [--exclusive] [--buffered]"
     "\n         | create --from FILE|-",
     "format COW over BASE; record the volume;\n"
-    "                               or one volume per line of FILE", false },
-  { "attach", "attach NAME [--incoming] [--wait-owned SECS] [--accept-base-change]",
-    "serve it; prints the NBD URI", false },
-  { "detach", "detach NAME", "drain, commit, mark clean, stop serving",
+    "                               or one volume per line of FILE",
     false },
+  { "attach",
+    "attach NAME [--incoming] [--wait-owned SECS] [--accept-base-change]",
+    "serve it; prints the NBD URI", false },
+  { "detach", "detach NAME", "drain, commit, mark clean, stop serving", false },
   { "delete", "delete NAME", "forget a detached volume (data untouched)",
     false },
-  { "list", "list [--owner NODE] [--state STATE] [--after NAME]\n"
-    "         [--limit N] [PATTERN]", "the volumes this agent knows (all, or"
-    " those\n                               that match)", false },
+  { "list",
+    "list [--owner NODE] [--state STATE] [--after NAME]\n"
+    "         [--limit N] [PATTERN]",
+    "the volumes this agent knows (all, or"
+    " those\n                               that match)",
+    false },
   { "status", "status NAME", "state, size, CoW chunks, epoch, statistics",
     false },
   { "stats", "stats NAME", "IO statistics", false },
@@ -37,20 +42,27 @@ const struct ctl_command ctl_commands[] = {
     "live IO rates of the volumes served here", false },
   { "hydrate", "hydrate NAME [--rate MB/s] [--wait] | hydrate --cancel NAME",
     "copy what is left of the base into the CoW\n"
-    "                               device in the background; or stop", false },
+    "                               device in the background; or stop",
+    false },
   { "unbase", "unbase NAME", "forget the base of a hydrated volume", false },
   { "snapshot", "snapshot NAME --cow DEVICE [--name SNAP]",
     "freeze the CoW layer as SNAP; continue on\n"
-    "                               DEVICE, a new empty layer", false },
+    "                               DEVICE, a new empty layer",
+    false },
   { "snapshots", "snapshots NAME", "the layers: snapshots, chunks, times",
     false },
-  { "rollback", "rollback NAME SNAP", "back to snapshot SNAP; frees the "
-    "layers above", false },
+  { "rollback", "rollback NAME SNAP",
+    "back to snapshot SNAP; frees the "
+    "layers above",
+    false },
   { "reset", "reset NAME", "empty the top layer: reads as what is below",
     false },
-  { "merge", "merge NAME", "merge the top layer into the snapshot below it,"
-    "\n                               online; progress in status", false },
-  { "export", "export NAME --to DEVICE [--rate MB/s] [--no-wait]\n"
+  { "merge", "merge NAME",
+    "merge the top layer into the snapshot below it,"
+    "\n                               online; progress in status",
+    false },
+  { "export",
+    "export NAME --to DEVICE [--rate MB/s] [--no-wait]\n"
     "         | export NAME --cancel",
     "write the volume as it is now as a raw image\n"
     "                               to DEVICE (a file, a block device, an\n"
@@ -61,10 +73,13 @@ const struct ctl_command ctl_commands[] = {
   { "nodes", "nodes", "members, quorum, ring id", true },
   { "migrate", "migrate NAME --to NODE", "hand ownership to another node",
     true },
-  { "fence", "fence status | fence NODE | fence confirm NODE\n"
-    "         | fence probe NAME", "fencing state; fence a node; confirm a "
+  { "fence",
+    "fence status | fence NODE | fence confirm NODE\n"
+    "         | fence probe NAME",
+    "fencing state; fence a node; confirm a "
     "node is down;\n                               can this host write "
-    "NAME's CoW LUN", true },
+    "NAME's CoW LUN",
+    true },
   { "handoff-times", "handoff-times", "ownership handoff times (ms)", true },
   { NULL, NULL, NULL, false },
 };

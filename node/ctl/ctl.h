@@ -50,8 +50,8 @@
 #include "strbuf.h"
 #include "errcode.h"
 
-#define CTL_VERSION 3u          /* 2: answers carry an error code;
-                                   3: answers are streamed in frames */
+/* 2: answers carry an error code; 3: answers are streamed in frames. */
+#define CTL_VERSION 3u
 #define CTL_VERSION_MIN 1u
 #define CTL_CODE_MAX 64
 #define CTL_MSG_COMMAND 1
@@ -68,19 +68,19 @@
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_ERROR 1
 #define CTL_EXIT_USAGE 2
-#define CTL_EXIT_UNREACHABLE 3  /* cowctl only: no cowd, or not allowed */
+#define CTL_EXIT_UNREACHABLE 3 /* cowctl only: no cowd, or not allowed */
 
 struct ctl_req;
 
 /* --- both ends (ctl-usage.c): the commands cowd serves --- */
 struct ctl_command
 {
-  const char *name;             /* argv[0] */
-  const char *usage;            /* "attach NAME [--incoming]" */
-  const char *summary;          /* one line for help */
-  bool cluster;                 /* a cluster command */
+  const char *name;    /* argv[0] */
+  const char *usage;   /* "attach NAME [--incoming]" */
+  const char *summary; /* one line for help */
+  bool cluster;        /* a cluster command */
 };
-extern const struct ctl_command ctl_commands[];  /* ends with name NULL */
+extern const struct ctl_command ctl_commands[]; /* ends with name NULL */
 const struct ctl_command *ctl_command_find (const char *name);
 /* Append the list of commands, in two sections, to sb. */
 void ctl_usage (struct strbuf *sb);
@@ -114,12 +114,12 @@ void ctl_reply_error (struct ctl_req *req, int code, const char *text);
 /* --- cowctl side (ctl-client.c) --- */
 struct ctl_answer
 {
-  int status;                   /* CTL_EXIT_* */
-  char code[CTL_CODE_MAX + 1];  /* "" on success; a cow_err_name */
-  char *text;                   /* malloc'd, NUL-terminated */
-  size_t len;                   /* strlen (text) */
-  uint32_t version;             /* the answer's protocol version */
-  char why[200];                /* why it did not parse (-EPROTO) */
+  int status;                  /* CTL_EXIT_* */
+  char code[CTL_CODE_MAX + 1]; /* "" on success; a cow_err_name */
+  char *text;                  /* malloc'd, NUL-terminated */
+  size_t len;                  /* strlen (text) */
+  uint32_t version;            /* the answer's protocol version */
+  char why[200];               /* why it did not parse (-EPROTO) */
 };
 /* Send argv to the cowd of run_dir and wait for the whole answer.
  * Returns 0, or -errno when cowd is unreachable, -EPROTO when the answer
@@ -133,10 +133,10 @@ struct ctl_stream
 {
   int status;
   char code[CTL_CODE_MAX + 1];
-  char *text;                   /* a copy */
+  char *text; /* a copy */
   size_t len, pos;
   uint32_t seq, crc;
-  int stage;                    /* 0 head, 1 data, 2 end, 3 done */
+  int stage; /* 0 head, 1 data, 2 end, 3 done */
 };
 int ctl_stream_init (struct ctl_stream *s, int status, const char *code,
                      const char *text, size_t len);
@@ -147,8 +147,8 @@ void ctl_stream_free (struct ctl_stream *s);
 
 struct ctl_unframe
 {
-  struct ctl_answer *ans;       /* filled as frames arrive */
-  int stage;                    /* 0 first, 1 data, 2 done, -1 failed */
+  struct ctl_answer *ans; /* filled as frames arrive */
+  int stage;              /* 0 first, 1 data, 2 done, -1 failed */
   uint32_t seq, crc;
   uint64_t total;
   char why[200];

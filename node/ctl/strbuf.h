@@ -8,16 +8,19 @@
 
 struct strbuf
 {
-  char *s;                      /* always NUL-terminated once used */
+  char *s; /* always NUL-terminated once used */
   size_t len, cap;
 };
 
-#define STRBUF_INIT { NULL, 0, 0 }
+#define STRBUF_INIT                                                            \
+  {                                                                            \
+    NULL, 0, 0                                                                 \
+  }
 
 void sb_printf (struct strbuf *sb, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3)));
+    __attribute__ ((format (printf, 2, 3)));
 void sb_vprintf (struct strbuf *sb, const char *fmt, va_list ap)
-  __attribute__ ((format (printf, 2, 0)));
+    __attribute__ ((format (printf, 2, 0)));
 void sb_puts (struct strbuf *sb, const char *s);
 /* Append s as a JSON string literal, quotes included. */
 void sb_json_str (struct strbuf *sb, const char *s);

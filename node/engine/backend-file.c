@@ -62,12 +62,12 @@ enum fio_op
 
 struct fio_req
 {
-  struct fio_req *next;         /* overflow list */
+  struct fio_req *next; /* overflow list */
   struct backend *bk;
   enum fio_op op;
   char *buf;
   uint64_t off;
-  size_t len;                   /* bytes left */
+  size_t len; /* bytes left */
   unsigned flags;
   bk_done_fn *done;
   void *opaque;
@@ -76,8 +76,8 @@ struct fio_req
 struct file_priv
 {
   int fd;
-  int dfd;                      /* a buffered writable file: the same file
-                                 * O_DIRECT for BK_NOCACHE writes, or -1 */
+  int dfd; /* a buffered writable file: the same file
+            * O_DIRECT for BK_NOCACHE writes, or -1 */
 };
 
 /* The process-wide ring; main thread only. */
@@ -86,9 +86,9 @@ static struct
   bool init;
   struct io_uring ring;
   int efd;
-  unsigned in_ring;             /* requests holding an SQE/CQE */
+  unsigned in_ring; /* requests holding an SQE/CQE */
   bool submit_scheduled;
-  bool batching;                /* inside ring_dispatch */
+  bool batching; /* inside ring_dispatch */
   struct fio_req *ovf_head, *ovf_tail;
 } R;
 
@@ -105,8 +105,8 @@ static int
 req_fd (const struct fio_req *r)
 {
   const struct file_priv *fp = r->bk->priv;
-  return r->op == FIO_WRITE && (r->flags & BK_NOCACHE) && fp->dfd >= 0
-    ? fp->dfd : fp->fd;
+  return r->op == FIO_WRITE && (r->flags & BK_NOCACHE) && fp->dfd >= 0 ? fp->dfd
+                                                                       : fp->fd;
 }
 
 static void
@@ -125,7 +125,7 @@ ring_schedule_submit (void)
     return;
   R.submit_scheduled = true;
   if (R.batching)
-    return;                     /* ring_dispatch submits when it is done */
+    return; /* ring_dispatch submits when it is done */
   ring_submit ();
 }
 
@@ -147,9 +147,8 @@ ring_prep (struct io_uring_sqe *sqe, struct fio_req *r)
       io_uring_prep_fsync (sqe, fd, IORING_FSYNC_DATASYNC);
       break;
     case FIO_DISCARD:
-      io_uring_prep_fallocate (sqe, fd,
-                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                               r->off, r->len);
+      io_uring_prep_fallocate (
+          sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->off, r->len);
       break;
     }
   io_uring_sqe_set_data (sqe, r);
@@ -203,7 +202,7 @@ ring_submit (void)
   if (r < 0 && r != -EAGAIN && r != -EBUSY)
     qb_log (LOG_ERR, "file: io_uring_submit failed: %s", strerror (-r));
   if ((r == -EAGAIN || r == -EBUSY) && cowd_defer (ring_submit_cb, NULL) == 0)
-    R.submit_scheduled = true;  /* the kernel is short: next loop pass */
+    R.submit_scheduled = true; /* the kernel is short: next loop pass */
 }
 
 /* One CQE: finish the request or resubmit the remainder of a short one. */
@@ -215,7 +214,7 @@ ring_complete (struct fio_req *r, int res)
       && (size_t) res < r->len)
     {
       if (res == 0)
-        res = -EIO;             /* end of device inside a request */
+        res = -EIO; /* end of device inside a request */
       else
         {
           r->buf += res;
@@ -238,7 +237,7 @@ ring_dispatch (int fd, int revents, void *data)
   if (read (R.efd, &n, sizeof n) < 0 && errno != EAGAIN)
     qb_log (LOG_ERR, "file: reading the io_uring eventfd failed: %m");
   /* Requests that completions start are submitted together at the end. */
-  cowd_batch_begin ();          /* the NBD replies of these completions */
+  cowd_batch_begin (); /* the NBD replies of these completions */
   R.batching = true;
   for (;;)
     {
@@ -289,8 +288,14 @@ file_submit (struct backend *bk, enum fio_op op, void *buf, uint64_t off,
   struct fio_req *r = malloc (sizeof *r);
   if (!r)
     return -ENOMEM;
-  *r = (struct fio_req) { .bk = bk, .op = op, .buf = buf, .off = off,
-    .len = len, .flags = flags, .done = done, .opaque = opaque };
+  *r = (struct fio_req){ .bk = bk,
+                         .op = op,
+                         .buf = buf,
+                         .off = off,
+                         .len = len,
+                         .flags = flags,
+                         .done = done,
+                         .opaque = opaque };
   ring_queue (r);
   return 0;
 }
@@ -337,7 +342,7 @@ file_rw_sync (struct backend *bk, void *buf, uint64_t off, size_t len,
       struct iovec iov = { .iov_base = p, .iov_len = len };
       ssize_t r = write ? pwritev2 (file_fd (bk), &iov, 1, (off_t) off,
                                     flags & BK_FUA ? RWF_DSYNC : 0)
-        : pread (file_fd (bk), p, len, (off_t) off);
+                        : pread (file_fd (bk), p, len, (off_t) off);
       if (r < 0 && errno == EINTR)
         continue;
       if (r <= 0)
@@ -354,8 +359,8 @@ file_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 }
 
 static int
-file_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
-                  size_t len, unsigned flags)
+file_pwrite_sync (struct backend *bk, const void *buf, uint64_t off, size_t len,
+                  unsigned flags)
 {
   if (!bk->writable)
     return -EROFS;
@@ -420,10 +425,10 @@ static bool
 file_ident_same (const struct file_ident_cached *c, const struct stat *st)
 {
   return c->ident[0] && c->dev == st->st_dev && c->ino == st->st_ino
-    && c->size == st->st_size && c->mtime.tv_sec == st->st_mtim.tv_sec
-    && c->mtime.tv_nsec == st->st_mtim.tv_nsec
-    && c->ctime.tv_sec == st->st_ctim.tv_sec
-    && c->ctime.tv_nsec == st->st_ctim.tv_nsec;
+         && c->size == st->st_size && c->mtime.tv_sec == st->st_mtim.tv_sec
+         && c->mtime.tv_nsec == st->st_mtim.tv_nsec
+         && c->ctime.tv_sec == st->st_ctim.tv_sec
+         && c->ctime.tv_nsec == st->st_ctim.tv_nsec;
 }
 
 /* The cached identity of a regular file into bk: true when found. */
@@ -444,10 +449,13 @@ file_ident_remember (const struct backend *bk, const struct stat *st)
 {
   if (!S_ISREG (st->st_mode))
     return;
-  struct file_ident_cached *c = &file_ident_cache[file_ident_next++
-                                                  % FILE_IDENT_CACHE];
-  *c = (struct file_ident_cached) { .dev = st->st_dev, .ino = st->st_ino,
-    .size = st->st_size, .mtime = st->st_mtim, .ctime = st->st_ctim };
+  struct file_ident_cached *c
+      = &file_ident_cache[file_ident_next++ % FILE_IDENT_CACHE];
+  *c = (struct file_ident_cached){ .dev = st->st_dev,
+                                   .ino = st->st_ino,
+                                   .size = st->st_size,
+                                   .mtime = st->st_mtim,
+                                   .ctime = st->st_ctim };
   memcpy (c->ident, bk->ident, sizeof c->ident);
 }
 
@@ -488,8 +496,8 @@ file_identity (struct backend *bk, struct stat *st)
         crc = dscow_crc32c (crc, buf, len);
     }
   free (buf);
-  snprintf (bk->ident, sizeof bk->ident, "digest:%" PRIu64 ":%08x",
-            bk->size, crc);
+  snprintf (bk->ident, sizeof bk->ident, "digest:%" PRIu64 ":%08x", bk->size,
+            crc);
   file_ident_remember (bk, st);
 }
 
@@ -533,15 +541,18 @@ backend_file_stamp (struct backend *bk, struct dscow_base_stamp *stamp)
 {
   struct stat st;
   memset (stamp, 0, sizeof *stamp);
-  if (bk->ops != &file_ops || bk->is_blockdev
-      || fstat (file_fd (bk), &st) < 0 || !S_ISREG (st.st_mode))
+  if (bk->ops != &file_ops || bk->is_blockdev || fstat (file_fd (bk), &st) < 0
+      || !S_ISREG (st.st_mode))
     return;
-  *stamp = (struct dscow_base_stamp) { .kind = DSCOW_STAMP_FILE,
-    .dev = (uint64_t) st.st_dev, .ino = (uint64_t) st.st_ino,
+  *stamp = (struct dscow_base_stamp){
+    .kind = DSCOW_STAMP_FILE,
+    .dev = (uint64_t) st.st_dev,
+    .ino = (uint64_t) st.st_ino,
     .mtime_ns = (uint64_t) st.st_mtim.tv_sec * 1000000000u
-      + (uint64_t) st.st_mtim.tv_nsec,
-    .ctime_ns = (uint64_t) st.st_ctim.tv_sec * 1000000000u
-      + (uint64_t) st.st_ctim.tv_nsec };
+                + (uint64_t) st.st_mtim.tv_nsec,
+    .ctime_ns
+    = (uint64_t) st.st_ctim.tv_sec * 1000000000u + (uint64_t) st.st_ctim.tv_nsec
+  };
 }
 
 /* A path that is not a regular file or block device (a directory,
@@ -551,11 +562,14 @@ file_check_kind (const char *path, char *err, size_t errlen)
 {
   struct stat st;
   if (stat (path, &st) < 0 || S_ISREG (st.st_mode) || S_ISBLK (st.st_mode))
-    return 0;                   /* open() says what is wrong, if anything */
+    return 0; /* open() says what is wrong, if anything */
   snprintf (err, errlen, "%s: is a %s, not a regular file or block device",
-            path, S_ISDIR (st.st_mode) ? "directory" : S_ISCHR (st.st_mode)
-            ? "character device" : S_ISFIFO (st.st_mode) ? "FIFO"
-            : S_ISSOCK (st.st_mode) ? "socket" : "special file");
+            path,
+            S_ISDIR (st.st_mode)    ? "directory"
+            : S_ISCHR (st.st_mode)  ? "character device"
+            : S_ISFIFO (st.st_mode) ? "FIFO"
+            : S_ISSOCK (st.st_mode) ? "socket"
+                                    : "special file");
   return -ENODEV;
 }
 
@@ -571,15 +585,17 @@ backend_file_open (const char *path, const struct backend_opts *opts,
     flags |= O_DIRECT;
   struct stat st;
   if (opts->writable && stat (path, &st) == 0 && S_ISBLK (st.st_mode))
-    flags |= O_EXCL;            /* held while open: see backend.h */
+    flags |= O_EXCL; /* held while open: see backend.h */
   int fd = open (path, flags);
   if (fd < 0)
     {
       r = -errno;
       if (r == -EBUSY)
-        snprintf (err, errlen, "%s: in use: it is open exclusively "
+        snprintf (err, errlen,
+                  "%s: in use: it is open exclusively "
                   "elsewhere (another volume, a second cowd, or a mounted "
-                  "file system)", path);
+                  "file system)",
+                  path);
       else
         snprintf (err, errlen, "%s: cannot open: %s", path, strerror (-r));
       return r;
@@ -593,14 +609,18 @@ backend_file_open (const char *path, const struct backend_opts *opts,
       goto out_free;
     }
   fp->fd = fd;
-  *bk = (struct backend) { .ops = &file_ops, .uri = strdup (path),
-    .writable = opts->writable, .priv = fp };
+  *bk = (struct backend){ .ops = &file_ops,
+                          .uri = strdup (path),
+                          .writable = opts->writable,
+                          .priv = fp };
   backend_key_stat (&st, bk->key, sizeof bk->key);
   if (opts->writable && S_ISREG (st.st_mode) && (r = file_lock (fd)) < 0)
     {
       if (r == -EBUSY)
-        snprintf (err, errlen, "%s: in use: another volume or process holds "
-                  "its lock (a second cowd?)", path);
+        snprintf (err, errlen,
+                  "%s: in use: another volume or process holds "
+                  "its lock (a second cowd?)",
+                  path);
       else
         snprintf (err, errlen, "%s: cannot lock: %s", path, strerror (-r));
       goto out_free;

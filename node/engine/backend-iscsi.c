@@ -33,8 +33,8 @@
  * registration belongs to the session.  Then the parts that waited are
  * sent again -- except writes (and unmaps) when the backend is FENCED or
  * may_write says no (this host was fenced or its lease ran out while the
- * session was down): those fail (EACCES / EIO) and never reach the LUN.  (libiscsi's own reconnect is
- * turned off: it gives no hook after the login.)
+ * session was down): those fail (EACCES / EIO) and never reach the LUN.
+ * (libiscsi's own reconnect is turned off: it gives no hook after the login.)
  */
 #include <config.h>
 
@@ -58,7 +58,7 @@
 #define ISC_RETRIES 8
 #define ISC_TICK_MS 250
 #define ISC_LOGIN_TIMEOUT_MS 2000u
-#define ISC_LATER 2              /* isc_sense_error: send again later */
+#define ISC_LATER 2 /* isc_sense_error: send again later */
 
 enum isc_op
 {
@@ -87,7 +87,7 @@ struct isc_part
   uint32_t nblocks;
   bool fua;
   int retries;
-  bool later;                   /* the LUN was not ready: isc_tick resends */
+  bool later; /* the LUN was not ready: isc_tick resends */
   uint64_t start_ns;
   struct scsi_task *task;
   struct scsi_iovec iov;
@@ -100,21 +100,21 @@ struct isc_priv
   char *portal, *target, *safe_url;
   int lun;
   uint32_t block_size;
-  uint32_t max_xfer;            /* bytes per task */
+  uint32_t max_xfer; /* bytes per task */
   bool unmap;
-  int fd;                       /* registered on the loop, or -1 */
+  int fd; /* registered on the loop, or -1 */
   int events;
   bool logged_in;
-  bool connecting;              /* an async login is under way */
-  uint64_t connect_ns;          /* when it started */
-  bool login_pending;           /* logged in; isc_login_deferred runs next */
-  bool closed;                  /* isc_close ran with deferred calls due */
-  unsigned deferred;            /* isc_defer calls not yet run */
-  bool resetting;               /* destroying a context: keep the parts */
-  bool need_reset;              /* a task saw the session fail */
+  bool connecting;     /* an async login is under way */
+  uint64_t connect_ns; /* when it started */
+  bool login_pending;  /* logged in; isc_login_deferred runs next */
+  bool closed;         /* isc_close ran with deferred calls due */
+  unsigned deferred;   /* isc_defer calls not yet run */
+  bool resetting;      /* destroying a context: keep the parts */
+  bool need_reset;     /* a task saw the session fail */
   unsigned backoff_ms;
   uint64_t retry_at_ns;
-  uint64_t lost_at_ns;          /* when the session went away */
+  uint64_t lost_at_ns; /* when the session went away */
   char *initiator, *chap_user, *chap_password;
   qb_loop_timer_handle timer;
   struct isc_part *inflight;
@@ -199,15 +199,15 @@ isc_sense_error (struct isc_part *p, struct scsi_task *t)
       if (p->retries++ < ISC_RETRIES)
         {
           if (p->retries == 1)
-            qb_log (LOG_INFO, "iscsi: %s: %s (%s), retrying",
-                    ip->safe_url, scsi_sense_key_str (t->sense.key),
+            qb_log (LOG_INFO, "iscsi: %s: %s (%s), retrying", ip->safe_url,
+                    scsi_sense_key_str (t->sense.key),
                     scsi_sense_ascq_str (t->sense.ascq));
           return 1;
         }
       return -EIO;
     case SCSI_SENSE_ILLEGAL_REQUEST:
       if ((t->sense.ascq >> 8) == 0x25)
-        return ISC_LATER;       /* LUN not there (yet): a target restarting */
+        return ISC_LATER; /* LUN not there (yet): a target restarting */
       if (p->op == ISC_UNMAP)
         {
           ip->unmap = false;
@@ -260,7 +260,8 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
   int err = 0;
   p->task = NULL;
   bool transport = status == SCSI_STATUS_ERROR
-    || status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_TIMEOUT;
+                   || status == SCSI_STATUS_CANCELLED
+                   || status == SCSI_STATUS_TIMEOUT;
   if (ip->resetting || transport)
     {
       /* The session failed, not the command: keep the part for the next
@@ -279,8 +280,10 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
     {
       if (ip->bk->health != BK_FENCED)
         {
-          qb_log (LOG_ERR, "iscsi: %s: write rejected: reservation conflict "
-                  "(this host was fenced)", ip->safe_url);
+          qb_log (LOG_ERR,
+                  "iscsi: %s: write rejected: reservation conflict "
+                  "(this host was fenced)",
+                  ip->safe_url);
           if (ip->on_fenced)
             isc_defer (ip, isc_fenced_deferred);
         }
@@ -288,7 +291,7 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
       err = -EACCES;
     }
   else
-    err = -EIO;                 /* cancelled, timed out, session error */
+    err = -EIO; /* cancelled, timed out, session error */
   if (t)
     scsi_free_scsi_task (t);
   if (err == 1)
@@ -299,7 +302,7 @@ isc_task_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
     }
   if (err == ISC_LATER)
     {
-      p->later = true;          /* within the deadline, from isc_tick */
+      p->later = true; /* within the deadline, from isc_tick */
       return;
     }
   isc_part_done (p, err);
@@ -313,7 +316,7 @@ isc_send (struct isc_part *p)
   struct scsi_task *t = NULL;
   uint32_t bs = ip->block_size;
   if (ip->connecting || !ip->logged_in)
-    return 0;                   /* sent when the session is back */
+    return 0; /* sent when the session is back */
   p->later = false;
   switch (p->op)
     {
@@ -324,8 +327,8 @@ isc_send (struct isc_part *p)
       break;
     case ISC_WRITE:
       t = iscsi_write16_iov_task (ip->ctx, ip->lun, p->lba, NULL,
-                                  p->nblocks * bs, (int) bs, 0, 0, p->fua, 0,
-                                  0, isc_task_cb, p, &p->iov, 1);
+                                  p->nblocks * bs, (int) bs, 0, 0, p->fua, 0, 0,
+                                  isc_task_cb, p, &p->iov, 1);
       break;
     case ISC_FLUSH:
       t = iscsi_synchronizecache16_task (ip->ctx, ip->lun, 0, 0, 0, 0,
@@ -360,8 +363,7 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
   struct isc_priv *ip = bk->priv;
   if (bk->health == BK_DEGRADED)
     return -EIO;
-  int refused = op == ISC_WRITE || op == ISC_UNMAP ? isc_write_refused (ip)
-    : 0;
+  int refused = op == ISC_WRITE || op == ISC_UNMAP ? isc_write_refused (ip) : 0;
   if (refused)
     return refused;
   if ((off | len) % ip->block_size)
@@ -369,7 +371,7 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
   struct isc_parent *par = calloc (1, sizeof *par);
   if (!par)
     return -ENOMEM;
-  *par = (struct isc_parent) { done, opaque, 1, 0 };
+  *par = (struct isc_parent){ done, opaque, 1, 0 };
   uint64_t step = op == ISC_READ || op == ISC_WRITE ? ip->max_xfer : len;
   uint64_t start = cowd_now_ns ();
   size_t pos = 0;
@@ -379,13 +381,16 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
       struct isc_part *p = calloc (1, sizeof *p);
       if (!p)
         break;
-      *p = (struct isc_part) { .ip = ip, .parent = par, .op = op,
-        .buf = (unsigned char *) buf + pos,
-        .lba = (off + pos) / ip->block_size,
-        .nblocks = (uint32_t) (n / ip->block_size),
-        .fua = flags & BK_FUA, .start_ns = start };
-      p->iov = (struct scsi_iovec) { .iov_base = p->buf, .iov_len = n };
-      p->ul = (struct unmap_list) { p->lba, p->nblocks };
+      *p = (struct isc_part){ .ip = ip,
+                              .parent = par,
+                              .op = op,
+                              .buf = (unsigned char *) buf + pos,
+                              .lba = (off + pos) / ip->block_size,
+                              .nblocks = (uint32_t) (n / ip->block_size),
+                              .fua = flags & BK_FUA,
+                              .start_ns = start };
+      p->iov = (struct scsi_iovec){ .iov_base = p->buf, .iov_len = n };
+      p->ul = (struct unmap_list){ p->lba, p->nblocks };
       p->next = ip->inflight;
       if (ip->inflight)
         ip->inflight->prev = p;
@@ -452,11 +457,11 @@ static int
 isc_dispatch (int fd, int revents, void *data)
 {
   struct isc_priv *ip = data;
-  cowd_batch_begin ();          /* the replies of these completions */
+  cowd_batch_begin (); /* the replies of these completions */
   int r = iscsi_service (ip->ctx, revents);
   cowd_batch_end ();
-  if (ip->logged_in && (r < 0 || ip->need_reset
-                        || (revents & (POLLHUP | POLLERR))))
+  if (ip->logged_in
+      && (r < 0 || ip->need_reset || (revents & (POLLHUP | POLLERR))))
     isc_reset (ip, iscsi_get_error (ip->ctx));
   else if (!ip->connecting && !ip->logged_in && !ip->login_pending
            && ip->fd >= 0)
@@ -482,14 +487,15 @@ isc_update_poll (struct isc_priv *ip)
       if (ip->fd >= 0)
         qb_loop_poll_del (cowd_loop (), ip->fd);
       ip->fd = -1;
-      if (fd >= 0 && qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, ev,
-                                       ip, isc_dispatch) == 0)
+      if (fd >= 0
+          && qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip,
+                               isc_dispatch)
+                 == 0)
         ip->fd = fd, ip->events = ev;
     }
   else if (fd >= 0 && ev != ip->events)
     {
-      qb_loop_poll_mod (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip,
-                        isc_dispatch);
+      qb_loop_poll_mod (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip, isc_dispatch);
       ip->events = ev;
     }
 }
@@ -499,16 +505,17 @@ isc_update_poll (struct isc_priv *ip)
 static void
 isc_check_deadline (struct isc_priv *ip)
 {
-  uint64_t now = cowd_now_ns (), limit = (uint64_t) ip->deadline_ms * 1000000ull;
+  uint64_t now = cowd_now_ns (),
+           limit = (uint64_t) ip->deadline_ms * 1000000ull;
   bool expired = false;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
       next = p->next;
-      uint64_t since = p->start_ns > ip->lost_at_ns ? p->start_ns
-        : ip->lost_at_ns;
+      uint64_t since
+          = p->start_ns > ip->lost_at_ns ? p->start_ns : ip->lost_at_ns;
       if (p->later && ip->logged_in && now - p->start_ns < limit)
         {
-          if (isc_send (p) < 0)   /* the LUN was not ready: try again */
+          if (isc_send (p) < 0) /* the LUN was not ready: try again */
             isc_part_done (p, -EIO);
           continue;
         }
@@ -523,8 +530,10 @@ isc_check_deadline (struct isc_priv *ip)
     }
   if (expired && ip->bk->health != BK_DEGRADED)
     {
-      qb_log (LOG_ERR, "iscsi: %s: no session for %u ms: failing requests "
-              "with EIO (volume degraded)", ip->safe_url, ip->deadline_ms);
+      qb_log (LOG_ERR,
+              "iscsi: %s: no session for %u ms: failing requests "
+              "with EIO (volume degraded)",
+              ip->safe_url, ip->deadline_ms);
       ip->bk->health = BK_DEGRADED;
     }
 }
@@ -534,15 +543,15 @@ isc_tick (void *data)
 {
   struct isc_priv *ip = data;
   if (ip->login_pending)
-    ;                           /* isc_login_deferred is on its way */
+    ; /* isc_login_deferred is on its way */
   else if (!ip->connecting && !ip->logged_in
            && cowd_now_ns () >= ip->retry_at_ns)
     isc_reset (ip, NULL);
   else if (ip->connecting
-           && cowd_now_ns () - ip->connect_ns > ISC_LOGIN_TIMEOUT_MS * 1000000ull)
-    isc_reset (ip, NULL);       /* a login nobody answers: start over */
-  else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset)
-           && ip->logged_in)
+           && cowd_now_ns () - ip->connect_ns
+                  > ISC_LOGIN_TIMEOUT_MS * 1000000ull)
+    isc_reset (ip, NULL); /* a login nobody answers: start over */
+  else if ((iscsi_service (ip->ctx, 0) < 0 || ip->need_reset) && ip->logged_in)
     isc_reset (ip, iscsi_get_error (ip->ctx));
   else
     isc_update_poll (ip);
@@ -597,9 +606,12 @@ isc_logged_in (struct isc_priv *ip)
         isc_part_done (p, -EIO);
     }
   if (dropped)
-    qb_log (LOG_WARNING, "iscsi: %s: %u write(s) that waited for the session "
-            "were not sent: %s", ip->safe_url, dropped, refuse == -EACCES
-            ? "this host was fenced" : "this host's lease ran out");
+    qb_log (LOG_WARNING,
+            "iscsi: %s: %u write(s) that waited for the session "
+            "were not sent: %s",
+            ip->safe_url, dropped,
+            refuse == -EACCES ? "this host was fenced"
+                              : "this host's lease ran out");
 }
 
 static void
@@ -614,8 +626,7 @@ isc_login_deferred (void *data)
 }
 
 static void
-isc_connect_cb (struct iscsi_context *ctx, int status, void *data,
-                void *opaque)
+isc_connect_cb (struct iscsi_context *ctx, int status, void *data, void *opaque)
 {
   struct isc_priv *ip = opaque;
   ip->connecting = false;
@@ -654,8 +665,10 @@ isc_reset (struct isc_priv *ip, const char *why)
   iscsi_destroy_context (ip->ctx);
   ip->resetting = false;
   ip->ctx = isc_ctx_new (ip);
-  if (ip->ctx && iscsi_full_connect_async (ip->ctx, ip->portal, ip->lun,
-                                           isc_connect_cb, ip) == 0)
+  if (ip->ctx
+      && iscsi_full_connect_async (ip->ctx, ip->portal, ip->lun, isc_connect_cb,
+                                   ip)
+             == 0)
     ip->connecting = true, ip->connect_ns = cowd_now_ns ();
   else
     ip->retry_at_ns = cowd_now_ns () + 1000000000ull;
@@ -670,8 +683,9 @@ isc_status_errno (struct scsi_task *t)
 {
   if (!t)
     return -EIO;
-  int r = t->status == SCSI_STATUS_GOOD ? 0
-    : t->status == SCSI_STATUS_RESERVATION_CONFLICT ? -EACCES : -EIO;
+  int r = t->status == SCSI_STATUS_GOOD                   ? 0
+          : t->status == SCSI_STATUS_RESERVATION_CONFLICT ? -EACCES
+                                                          : -EIO;
   scsi_free_scsi_task (t);
   return r;
 }
@@ -683,11 +697,9 @@ isc_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
   for (size_t pos = 0; pos < len; pos += ip->max_xfer)
     {
       size_t n = len - pos < ip->max_xfer ? len - pos : ip->max_xfer;
-      struct scsi_task *t = iscsi_read16_sync (ip->ctx, ip->lun,
-                                               (off + pos) / ip->block_size,
-                                               (uint32_t) n,
-                                               (int) ip->block_size, 0, 0, 0,
-                                               0, 0);
+      struct scsi_task *t = iscsi_read16_sync (
+          ip->ctx, ip->lun, (off + pos) / ip->block_size, (uint32_t) n,
+          (int) ip->block_size, 0, 0, 0, 0, 0);
       if (t && t->status == SCSI_STATUS_GOOD)
         memcpy ((char *) buf + pos, t->datain.data, n);
       int r = isc_status_errno (t);
@@ -698,21 +710,17 @@ isc_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 }
 
 static int
-isc_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
-                 size_t len, unsigned flags)
+isc_pwrite_sync (struct backend *bk, const void *buf, uint64_t off, size_t len,
+                 unsigned flags)
 {
   struct isc_priv *ip = bk->priv;
   for (size_t pos = 0; pos < len; pos += ip->max_xfer)
     {
       size_t n = len - pos < ip->max_xfer ? len - pos : ip->max_xfer;
-      int r = isc_status_errno (iscsi_write16_sync (ip->ctx, ip->lun,
-                                                    (off + pos)
-                                                    / ip->block_size,
-                                                    (unsigned char *) buf
-                                                    + pos, (uint32_t) n,
-                                                    (int) ip->block_size, 0,
-                                                    0, (flags & BK_FUA) != 0,
-                                                    0, 0));
+      int r = isc_status_errno (iscsi_write16_sync (
+          ip->ctx, ip->lun, (off + pos) / ip->block_size,
+          (unsigned char *) buf + pos, (uint32_t) n, (int) ip->block_size, 0, 0,
+          (flags & BK_FUA) != 0, 0, 0));
       if (r < 0)
         return r;
     }
@@ -723,8 +731,8 @@ static int
 isc_flush_sync (struct backend *bk)
 {
   struct isc_priv *ip = bk->priv;
-  return isc_status_errno (iscsi_synchronizecache16_sync (ip->ctx, ip->lun,
-                                                          0, 0, 0, 0));
+  return isc_status_errno (
+      iscsi_synchronizecache16_sync (ip->ctx, ip->lun, 0, 0, 0, 0));
 }
 
 static void
@@ -754,7 +762,7 @@ isc_close (struct backend *bk)
   iscsi_destroy_context (ip->ctx);
   ip->ctx = NULL;
   if (ip->deferred)
-    ip->closed = true;          /* the last deferred call frees it */
+    ip->closed = true; /* the last deferred call frees it */
   else
     isc_priv_free (ip);
   free (bk->uri);
@@ -778,8 +786,10 @@ isc_abort (struct backend *bk)
     return;
   struct linger lg = { .l_onoff = 1, .l_linger = 0 };
   setsockopt (fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  qb_log (LOG_WARNING, "iscsi: %s: dropping the session with writes in "
-          "flight: this host may not write now", ip->safe_url);
+  qb_log (LOG_WARNING,
+          "iscsi: %s: dropping the session with writes in "
+          "flight: this host may not write now",
+          ip->safe_url);
   isc_reset (ip, "aborted");
 }
 
@@ -838,12 +848,15 @@ isc_parse_url (struct isc_priv *ip, const char *url, char **user,
       ip->portal = pp;
     }
   if (asprintf (&ip->safe_url, "iscsi://%s/%s/%d", ip->portal, ip->target,
-                ip->lun) < 0)
+                ip->lun)
+      < 0)
     return -ENOMEM;
   return 0;
 bad:
-  snprintf (err, errlen, "%s: not an iSCSI URL of the form "
-            "iscsi://host[:port]/target-iqn/lun", url);
+  snprintf (err, errlen,
+            "%s: not an iSCSI URL of the form "
+            "iscsi://host[:port]/target-iqn/lun",
+            url);
   return -EINVAL;
 }
 
@@ -872,12 +885,15 @@ backend_iscsi_uri (const char *url)
 static void
 isc_identity (struct isc_priv *ip, struct backend *bk)
 {
-  struct scsi_task *t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
-                                            SCSI_INQUIRY_PAGECODE_DEVICE_IDENTIFICATION,
-                                            255);
-  struct scsi_inquiry_device_identification *di =
-    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
-  static const struct { int type; const char *prefix; } pref[] = {
+  struct scsi_task *t = iscsi_inquiry_sync (
+      ip->ctx, ip->lun, 1, SCSI_INQUIRY_PAGECODE_DEVICE_IDENTIFICATION, 255);
+  struct scsi_inquiry_device_identification *di
+      = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  static const struct
+  {
+    int type;
+    const char *prefix;
+  } pref[] = {
     { SCSI_DESIGNATOR_TYPE_NAA, "naa." },
     { SCSI_DESIGNATOR_TYPE_EUI_64, "eui." },
     { SCSI_DESIGNATOR_TYPE_T10_VENDORT_ID, "t10." },
@@ -892,10 +908,11 @@ isc_identity (struct isc_priv *ip, struct backend *bk)
         int n = snprintf (bk->ident, sizeof bk->ident, "%s", pref[k].prefix);
         for (int i = 0; i < d->designator_length && n < 120; i++)
           n += d->code_set == SCSI_CODESET_BINARY
-            ? snprintf (bk->ident + n, sizeof bk->ident - (size_t) n, "%02x",
-                        (unsigned char) d->designator[i])
-            : snprintf (bk->ident + n, sizeof bk->ident - (size_t) n, "%c",
-                        d->designator[i] == ' ' ? '_' : d->designator[i]);
+                   ? snprintf (bk->ident + n, sizeof bk->ident - (size_t) n,
+                               "%02x", (unsigned char) d->designator[i])
+                   : snprintf (
+                       bk->ident + n, sizeof bk->ident - (size_t) n, "%c",
+                       d->designator[i] == ' ' ? '_' : d->designator[i]);
         break;
       }
   if (t)
@@ -904,8 +921,8 @@ isc_identity (struct isc_priv *ip, struct backend *bk)
     return;
   t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
                           SCSI_INQUIRY_PAGECODE_UNIT_SERIAL_NUMBER, 255);
-  struct scsi_inquiry_unit_serial_number *sn =
-    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  struct scsi_inquiry_unit_serial_number *sn
+      = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
   snprintf (bk->ident, sizeof bk->ident, "serial.%s",
             sn && sn->usn ? sn->usn : "unknown");
   if (t)
@@ -916,11 +933,10 @@ static void
 isc_limits (struct isc_priv *ip)
 {
   ip->max_xfer = 1024 * 1024;
-  struct scsi_task *t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
-                                            SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS,
-                                            255);
-  struct scsi_inquiry_block_limits *bl =
-    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  struct scsi_task *t = iscsi_inquiry_sync (
+      ip->ctx, ip->lun, 1, SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS, 255);
+  struct scsi_inquiry_block_limits *bl
+      = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
   if (bl && bl->max_xfer_len
       && (uint64_t) bl->max_xfer_len * ip->block_size < ip->max_xfer)
     ip->max_xfer = bl->max_xfer_len * ip->block_size;
@@ -929,8 +945,8 @@ isc_limits (struct isc_priv *ip)
   t = iscsi_inquiry_sync (ip->ctx, ip->lun, 1,
                           SCSI_INQUIRY_PAGECODE_LOGICAL_BLOCK_PROVISIONING,
                           255);
-  struct scsi_inquiry_logical_block_provisioning *lbp =
-    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  struct scsi_inquiry_logical_block_provisioning *lbp
+      = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
   ip->unmap = lbp && lbp->lbpu;
   if (t)
     scsi_free_scsi_task (t);
@@ -972,14 +988,16 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
     goto out_free;
   backend_iscsi_initiator (opts->initiator_name, iqn, sizeof iqn);
   if (password)
-    qb_log (LOG_WARNING, "iscsi: %s: the URL carries a CHAP password, which "
+    qb_log (LOG_WARNING,
+            "iscsi: %s: the URL carries a CHAP password, which "
             "others can read in the process table; use [iscsi] chap-password "
-            "in the configuration file", ip->safe_url);
+            "in the configuration file",
+            ip->safe_url);
   ip->initiator = strdup (iqn);
-  ip->chap_user = strdup (user ? user : opts->chap_user ? opts->chap_user
-                          : "");
-  ip->chap_password = strdup (password ? password : opts->chap_password
-                              ? opts->chap_password : "");
+  ip->chap_user = strdup (user ? user : opts->chap_user ? opts->chap_user : "");
+  ip->chap_password = strdup (password              ? password
+                              : opts->chap_password ? opts->chap_password
+                                                    : "");
   if (!*ip->chap_user || !*ip->chap_password)
     {
       free (ip->chap_user);
@@ -997,12 +1015,14 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
       goto out_ctx;
     }
   struct scsi_task *t = iscsi_readcapacity16_sync (ip->ctx, ip->lun);
-  struct scsi_readcapacity16 *rc =
-    t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
+  struct scsi_readcapacity16 *rc
+      = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall (t) : NULL;
   if (!rc || rc->block_length < 512 || rc->block_length > 4096)
     {
-      snprintf (err, errlen, "%s: READ CAPACITY(16) failed or reported an "
-                "unsupported block size", ip->safe_url);
+      snprintf (err, errlen,
+                "%s: READ CAPACITY(16) failed or reported an "
+                "unsupported block size",
+                ip->safe_url);
       if (t)
         scsi_free_scsi_task (t);
       r = -EIO;
@@ -1013,8 +1033,8 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   scsi_free_scsi_task (t);
   isc_limits (ip);
   isc_identity (ip, bk);
-  ip->deadline_ms = opts->reconnect_deadline_ms ? opts->reconnect_deadline_ms
-    : 30000;
+  ip->deadline_ms
+      = opts->reconnect_deadline_ms ? opts->reconnect_deadline_ms : 30000;
   ip->on_login = opts->on_login;
   ip->on_login_opaque = opts->on_login_opaque;
   ip->on_fenced = opts->on_fenced;
@@ -1030,9 +1050,11 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
                      (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
                      &ip->timer);
-  qb_log (LOG_INFO, "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %s, "
-          "max transfer %u, unmap %s", ip->safe_url, bk->size, ip->block_size,
-          bk->ident, ip->max_xfer, ip->unmap ? "yes" : "no");
+  qb_log (LOG_INFO,
+          "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %s, "
+          "max transfer %u, unmap %s",
+          ip->safe_url, bk->size, ip->block_size, bk->ident, ip->max_xfer,
+          ip->unmap ? "yes" : "no");
   free (user);
   free (password);
   *out = bk;

@@ -17,7 +17,6 @@ int backend_iscsi_lun (struct backend *bk);
 char *backend_iscsi_uri (const char *url);
 /* This host's initiator name: the configured one, else
  * iqn.2024-01.org.cowherd:HOSTNAME. */
-void backend_iscsi_initiator (const char *configured, char *buf,
-                              size_t len);
+void backend_iscsi_initiator (const char *configured, char *buf, size_t len);
 
 #endif

@@ -54,8 +54,8 @@ backend_open_uri (const char *uri, const struct backend_opts *opts,
     }
   if (strstr (uri, "://"))
     {
-      snprintf (err, errlen, "%s: unsupported URL scheme (use a path or iscsi://)",
-                uri);
+      snprintf (err, errlen,
+                "%s: unsupported URL scheme (use a path or iscsi://)", uri);
       return -EINVAL;
     }
   return backend_file_open (uri, opts, out, err, errlen);
@@ -100,8 +100,7 @@ void
 backend_key_stat (const struct stat *st, char *key, size_t len)
 {
   if (S_ISBLK (st->st_mode))
-    snprintf (key, len, "blk:%u:%u", major (st->st_rdev),
-              minor (st->st_rdev));
+    snprintf (key, len, "blk:%u:%u", major (st->st_rdev), minor (st->st_rdev));
   else
     snprintf (key, len, "file:%" PRIx64 ":%" PRIx64, (uint64_t) st->st_dev,
               (uint64_t) st->st_ino);

@@ -32,16 +32,16 @@ struct stat;
 
 typedef void bk_done_fn (void *opaque, int res);
 
-#define BK_FUA 0x1u             /* write: durable before completion */
-#define BK_NOCACHE 0x2u         /* write: around a page cache (O_DIRECT) */
+#define BK_FUA 0x1u     /* write: durable before completion */
+#define BK_NOCACHE 0x2u /* write: around a page cache (O_DIRECT) */
 
 struct backend_ops
 {
-  const char *name;             /* "file", "iscsi" */
+  const char *name; /* "file", "iscsi" */
   int (*read) (struct backend *bk, void *buf, uint64_t off, size_t len,
                bk_done_fn *done, void *opaque);
-  int (*write) (struct backend *bk, const void *buf, uint64_t off,
-                size_t len, unsigned flags, bk_done_fn *done, void *opaque);
+  int (*write) (struct backend *bk, const void *buf, uint64_t off, size_t len,
+                unsigned flags, bk_done_fn *done, void *opaque);
   int (*flush) (struct backend *bk, bk_done_fn *done, void *opaque);
   /* Optional (NULL when unsupported): deallocate a range. */
   int (*discard) (struct backend *bk, uint64_t off, size_t len,
@@ -56,41 +56,41 @@ struct backend_ops
    * return 0 or -errno and never touch the main loop. */
   int (*pread_sync) (struct backend *bk, void *buf, uint64_t off, size_t len);
   int (*pwrite_sync) (struct backend *bk, const void *buf, uint64_t off,
-                      size_t len, unsigned flags);      /* BK_FUA */
+                      size_t len, unsigned flags); /* BK_FUA */
   int (*flush_sync) (struct backend *bk);
 };
 
 enum backend_health
 {
   BK_HEALTHY = 0,
-  BK_RECONNECTING,              /* session lost, retrying within deadline */
-  BK_DEGRADED,                  /* deadline passed: requests fail with EIO */
-  BK_FENCED,                    /* writes rejected: reservation conflict */
+  BK_RECONNECTING, /* session lost, retrying within deadline */
+  BK_DEGRADED,     /* deadline passed: requests fail with EIO */
+  BK_FENCED,       /* writes rejected: reservation conflict */
 };
 
 struct backend
 {
   const struct backend_ops *ops;
-  char *uri;                    /* what the operator gave: path or iscsi:// */
-  uint64_t size;                /* bytes */
-  uint32_t align;               /* buffer, offset and length alignment */
+  char *uri;      /* what the operator gave: path or iscsi:// */
+  uint64_t size;  /* bytes */
+  uint32_t align; /* buffer, offset and length alignment */
   bool writable;
   bool is_blockdev;
-  char ident[128];              /* stable identity: "naa.6001...", "digest:...";
-                                 * files fill it only for read-only opens */
-  char key[320];                /* the device however named (backend_key) */
+  char ident[128]; /* stable identity: "naa.6001...", "digest:...";
+                    * files fill it only for read-only opens */
+  char key[320];   /* the device however named (backend_key) */
   enum backend_health health;
-  uint64_t sync_ns;             /* time spent in the blocking calls */
-  void *priv;                   /* the backend's own state */
+  uint64_t sync_ns; /* time spent in the blocking calls */
+  void *priv;       /* the backend's own state */
 };
 
 /* Options from the volume definition and cowd's configuration. */
 struct backend_opts
 {
   bool writable;
-  bool direct;                  /* O_DIRECT for files; always for shared LUNs */
-  const char *initiator_name;   /* iSCSI initiator IQN of this host */
-  const char *chap_user;        /* from the config file, never argv */
+  bool direct;                /* O_DIRECT for files; always for shared LUNs */
+  const char *initiator_name; /* iSCSI initiator IQN of this host */
+  const char *chap_user;      /* from the config file, never argv */
   const char *chap_password;
   unsigned reconnect_deadline_ms; /* iSCSI: fail requests after this */
   /* iSCSI: called after the first login and after every re-login, before
@@ -144,7 +144,6 @@ void backend_file_stamp (struct backend *bk, struct dscow_base_stamp *st);
 /* The descriptor of a file or block device backend (-1 for others), for
  * SG_IO on a block device. */
 int backend_file_fd (struct backend *bk);
-
 
 /* Per-type openers, called by backend_open. */
 int backend_file_open (const char *path, const struct backend_opts *opts,

@@ -63,7 +63,7 @@ static struct
 {
   void (*fn) (void *data);
   void *data;
-} *ends;
+} * ends;
 static size_t nends, ends_cap;
 
 void
@@ -101,7 +101,7 @@ cowd_at_batch_end (void (*fn) (void *data), void *data)
       void *p = realloc (ends, cap * sizeof *ends);
       if (!p)
         {
-          fn (data);            /* no memory to wait: now, unbatched */
+          fn (data); /* no memory to wait: now, unbatched */
           return;
         }
       ends = p;
@@ -126,7 +126,7 @@ cowd_defer (void (*fn) (void *data), void *data)
   struct deferred *d = malloc (sizeof *d);
   if (!d)
     return -ENOMEM;
-  *d = (struct deferred) { NULL, fn, data };
+  *d = (struct deferred){ NULL, fn, data };
   if (tail)
     tail->next = d;
   else

@@ -32,7 +32,7 @@ lograte_log (struct lograte *lr, int priority, int code, const char *fmt, ...)
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
   bool same = lr->code == code && code != 0 && strcmp (msg, lr->msg) == 0
-    && now - lr->since_ns < (uint64_t) LOGRATE_WINDOW_MS * 1000000ull;
+              && now - lr->since_ns < (uint64_t) LOGRATE_WINDOW_MS * 1000000ull;
   if (!same)
     {
       lograte_flush (lr);

@@ -20,18 +20,17 @@
 
 struct lograte
 {
-  int code;                     /* errno of the first occurrence, 0 = none */
+  int code; /* errno of the first occurrence, 0 = none */
   int priority;
-  uint64_t since_ns;            /* first occurrence in this window */
-  unsigned repeats;             /* counted, not logged */
-  char msg[LOGRATE_MSG];        /* the last message counted */
+  uint64_t since_ns;     /* first occurrence in this window */
+  unsigned repeats;      /* counted, not logged */
+  char msg[LOGRATE_MSG]; /* the last message counted */
 };
 
 /* Log (or count) one failure: priority as syslog's, code a distinct errno
  * (negative or positive), a printf format. */
-void lograte_log (struct lograte *lr, int priority, int code,
-                  const char *fmt, ...)
-  __attribute__ ((format (printf, 4, 5)));
+void lograte_log (struct lograte *lr, int priority, int code, const char *fmt,
+                  ...) __attribute__ ((format (printf, 4, 5)));
 /* Log the count of what was only counted, and forget it. */
 void lograte_flush (struct lograte *lr);
 

@@ -14,7 +14,7 @@
 
 #include "loop.h"
 
-static qb_loop_t *engine_loop;      /* set once, before any open */
+static qb_loop_t *engine_loop; /* set once, before any open */
 
 qb_loop_t *
 cowd_loop (void)
@@ -44,8 +44,9 @@ cowd_timer_arm (struct cowd_timer *t, uint64_t delay_ns,
     return 0;
   t->fn = fn;
   t->data = data;
-  if (qb_loop_timer_add (engine_loop, QB_LOOP_LOW, delay_ns, t,
-                         cowd_timer_fire, &t->handle) != 0)
+  if (qb_loop_timer_add (engine_loop, QB_LOOP_LOW, delay_ns, t, cowd_timer_fire,
+                         &t->handle)
+      != 0)
     return -1;
   t->armed = true;
   return 0;

@@ -70,11 +70,11 @@ chain_read_super (struct backend *bk, struct dscow_super *sb, int *code)
 {
   uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
   unsigned slot;
-  int r = buf ? backend_pread_sync (bk, buf, 0, 2 * DSCOW_SUPER_SIZE)
-    : -ENOMEM;
+  int r = buf ? backend_pread_sync (bk, buf, 0, 2 * DSCOW_SUPER_SIZE) : -ENOMEM;
   *code = 0;
-  if (r == 0 && (*code = -dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, sb,
-                                            &slot)) != 0)
+  if (r == 0
+      && (*code = -dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, sb, &slot))
+             != 0)
     r = -1;
   free (buf);
   return r;
@@ -92,8 +92,9 @@ chain_put_super (struct backend *bk, struct dscow_super *sb)
   dscow_super_encode (sb, buf, DSCOW_SUPER_SIZE);
   int r = backend_flush_sync (bk);
   if (r == 0)
-    r = backend_pwrite_sync (bk, buf, (uint64_t) dscow_super_slot
-                             (sb->generation) * DSCOW_SUPER_SIZE,
+    r = backend_pwrite_sync (bk, buf,
+                             (uint64_t) dscow_super_slot (sb->generation)
+                                 * DSCOW_SUPER_SIZE,
                              DSCOW_SUPER_SIZE, BK_FUA);
   free (buf);
   if (r < 0)
@@ -154,8 +155,10 @@ chain_check_link (struct volume *v, const struct dscow_super *cur,
     why = "its size or chunk size differ";
   if (!why)
     return 0;
-  snprintf (err, errlen, "volume %s: layer %s above snapshot %s is not the "
-            "one recorded: %s", v->name, uri, cur->snap_name, why);
+  snprintf (err, errlen,
+            "volume %s: layer %s above snapshot %s is not the "
+            "one recorded: %s",
+            v->name, uri, cur->snap_name, why);
   return -COW_E_BAD_SUPERBLOCK;
 }
 
@@ -173,8 +176,10 @@ chain_step_up (struct volume *v, const struct backend_opts *bo,
   o.direct = !p->buffered;
   if (v->nlower + 1 >= DSCOW_CHAIN_MAX)
     {
-      snprintf (err, errlen, "volume %s: the layer chain is longer than %u "
-                "layers", v->name, DSCOW_CHAIN_MAX);
+      snprintf (err, errlen,
+                "volume %s: the layer chain is longer than %u "
+                "layers",
+                v->name, DSCOW_CHAIN_MAX);
       return -COW_E_BAD_SUPERBLOCK;
     }
   int r = backend_open (v->sb.upper_uri, &o, &up, e, sizeof e);
@@ -188,8 +193,10 @@ chain_step_up (struct volume *v, const struct backend_opts *bo,
   if ((r = chain_read_super (up, &usb, &code)) == -1)
     r = vol_err (err, errlen, v->name, up->uri, code);
   else if (r < 0)
-    snprintf (err, errlen, "volume %s: reading the superblock of %s "
-              "failed: %s", v->name, up->uri, strerror (-r));
+    snprintf (err, errlen,
+              "volume %s: reading the superblock of %s "
+              "failed: %s",
+              v->name, up->uri, strerror (-r));
   else
     r = chain_check_link (v, &v->sb, &usb, up->uri, err, errlen);
   if (r < 0)
@@ -197,7 +204,7 @@ chain_step_up (struct volume *v, const struct backend_opts *bo,
       backend_close (up);
       return r;
     }
-  v->lower[v->nlower++] = (struct vol_layer) { .bk = v->cow, .sb = v->sb };
+  v->lower[v->nlower++] = (struct vol_layer){ .bk = v->cow, .sb = v->sb };
   v->cow = up;
   v->sb = usb;
   return 0;
@@ -209,7 +216,8 @@ chain_open (struct volume *v, const struct vol_params *p,
 {
   if (v->sb.incompat & DSCOW_INCOMPAT_LOWER)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s is an upper layer of "
+      snprintf (err, errlen,
+                "volume %s: CoW device %s is an upper layer of "
                 "a chain (over %s), not the volume's first CoW device",
                 v->name, v->cow->uri, v->sb.lower_uri);
       return -COW_E_BAD_SUPERBLOCK;
@@ -238,8 +246,10 @@ chain_load_maps (struct volume *v, char *err, size_t errlen)
         r = backend_pread_sync (l->bk, l->map, DSCOW_BITMAP_OFFSET, bm);
       if (r < 0)
         {
-          snprintf (err, errlen, "volume %s: reading the bitmap of layer %s "
-                    "failed: %s", v->name, l->bk->uri, strerror (-r));
+          snprintf (err, errlen,
+                    "volume %s: reading the bitmap of layer %s "
+                    "failed: %s",
+                    v->name, l->bk->uri, strerror (-r));
           return r;
         }
       l->chunks = dscow_bitmap_count (l->map, v->nchunks);
@@ -252,7 +262,7 @@ chain_drop (struct vol_layer *l)
 {
   backend_close (l->bk);
   free (l->map);
-  *l = (struct vol_layer) { 0 };
+  *l = (struct vol_layer){ 0 };
 }
 
 void
@@ -266,16 +276,17 @@ chain_free (struct volume *v)
 int
 chain_reset_finish (struct volume *v, char *err, size_t errlen)
 {
-  if (!(v->sb.flags & DSCOW_FLAG_RESETTING)
-      || v->commit == DSCOW_COMMIT_NONE)
+  if (!(v->sb.flags & DSCOW_FLAG_RESETTING) || v->commit == DSCOW_COMMIT_NONE)
     return 0;
   int r = vol_zero_bitmap (v->cow, &v->sb);
   if (r == 0)
     r = backend_flush_sync (v->cow);
   if (r < 0)
     {
-      snprintf (err, errlen, "volume %s: zeroing the bitmap of %s for a "
-                "reset failed: %s", v->name, v->cow->uri, strerror (-r));
+      snprintf (err, errlen,
+                "volume %s: zeroing the bitmap of %s for a "
+                "reset failed: %s",
+                v->name, v->cow->uri, strerror (-r));
       return r;
     }
   vol_crash_point ("reset-zeroed");
@@ -296,10 +307,13 @@ vol_layers (const struct volume *v, struct vol_layer_info *out, unsigned max)
     {
       const struct dscow_super *sb = i < v->nlower ? &v->lower[i].sb : &v->sb;
       const struct backend *bk = i < v->nlower ? v->lower[i].bk : v->cow;
-      out[n] = (struct vol_layer_info) { .name = i < v->nlower
-        ? sb->snap_name : NULL, .uri = bk->uri,
+      out[n] = (struct vol_layer_info){
+        .name = i < v->nlower ? sb->snap_name : NULL,
+        .uri = bk->uri,
         .chunks = i < v->nlower ? v->lower[i].chunks : v->cow_chunks,
-        .created = sb->create_time, .frozen = sb->snap_time };
+        .created = sb->create_time,
+        .frozen = sb->snap_time
+      };
     }
   return n;
 }
@@ -333,8 +347,10 @@ static int
 chain_err_used (const struct volume *v, const char *uri, char *err,
                 size_t errlen)
 {
-  snprintf (err, errlen, "volume %s: %s is a device of the volume's chain "
-            "already", v->name, uri);
+  snprintf (err, errlen,
+            "volume %s: %s is a device of the volume's chain "
+            "already",
+            v->name, uri);
   return -COW_E_COW_IN_USE;
 }
 
@@ -342,42 +358,42 @@ chain_err_used (const struct volume *v, const char *uri, char *err,
  * volume that is no longer in its chain (an interrupted snapshot, a
  * rolled-back layer). */
 static int
-chain_check_new (struct volume *v, struct backend *nb, char *err,
-                 size_t errlen)
+chain_check_new (struct volume *v, struct backend *nb, char *err, size_t errlen)
 {
   struct dscow_super sb;
   if (chain_uses (v, nb->key))
     return chain_err_used (v, nb->uri, err, errlen);
   if (nb->size < dscow_cow_min_size (v->sb.volume_size, v->cs))
     {
-      snprintf (err, errlen, "volume %s: %s is too small for a layer: it has "
-                "%" PRIu64 " bytes and needs %" PRIu64, v->name, nb->uri,
-                nb->size, dscow_cow_min_size (v->sb.volume_size, v->cs));
+      snprintf (err, errlen,
+                "volume %s: %s is too small for a layer: it has "
+                "%" PRIu64 " bytes and needs %" PRIu64,
+                v->name, nb->uri, nb->size,
+                dscow_cow_min_size (v->sb.volume_size, v->cs));
       return -COW_E_COW_TOO_SMALL;
     }
   uint8_t magic[4096] __attribute__ ((aligned (4096)));
   int r = backend_pread_sync (nb, magic, 0, sizeof magic);
   if (r < 0 || memcmp (magic, DSCOW_MAGIC, DSCOW_MAGIC_LEN) != 0)
-    return 0;   /* unreadable: the format's write says; no magic: free */
+    return 0; /* unreadable: the format's write says; no magic: free */
   int code;
   memset (&sb, 0, sizeof sb);
-  if (chain_read_super (nb, &sb, &code) == 0
-      && strcmp (sb.name, v->name) == 0)
+  if (chain_read_super (nb, &sb, &code) == 0 && strcmp (sb.name, v->name) == 0)
     return 0;
-  snprintf (err, errlen, "volume %s: %s holds another dscow volume (%s); "
-            "refusing to format it as a layer", v->name, nb->uri,
-            sb.name[0] ? sb.name : "unreadable superblock");
+  snprintf (err, errlen,
+            "volume %s: %s holds another dscow volume (%s); "
+            "refusing to format it as a layer",
+            v->name, nb->uri, sb.name[0] ? sb.name : "unreadable superblock");
   return -COW_E_COW_IN_USE;
 }
 
 static int
 chain_open_new (struct volume *v, const struct backend_opts *bo,
-                const char *uri, struct backend **nb, char *err,
-                size_t errlen)
+                const char *uri, struct backend **nb, char *err, size_t errlen)
 {
   char e[COW_ERRLEN - 128], key[sizeof ((struct backend *) 0)->key];
   backend_key (uri, key, sizeof key);
-  if (chain_uses (v, key))      /* before its lock says "in use" */
+  if (chain_uses (v, key)) /* before its lock says "in use" */
     return chain_err_used (v, uri, err, errlen);
   struct backend_opts o = *bo;
   o.writable = true;
@@ -429,12 +445,13 @@ chain_format_layer (struct volume *v, struct backend *nb,
 /* The committed snapshot in memory: the top joins the frozen layers, nb
  * is the new, empty top. */
 static void
-chain_push (struct volume *v, struct backend *nb,
-            const struct dscow_super *nsb, uint8_t *newmap)
+chain_push (struct volume *v, struct backend *nb, const struct dscow_super *nsb,
+            uint8_t *newmap)
 {
   uint64_t bm = (uint64_t) v->nblocks * DSCOW_BITMAP_BLOCK;
-  v->lower[v->nlower++] = (struct vol_layer) { .bk = v->cow, .sb = v->sb,
-    .map = v->map, .chunks = v->cow_chunks };
+  v->lower[v->nlower++] = (struct vol_layer){
+    .bk = v->cow, .sb = v->sb, .map = v->map, .chunks = v->cow_chunks
+  };
   v->cow = nb;
   v->sb = *nsb;
   v->map = newmap;
@@ -455,8 +472,7 @@ chain_take_top (struct volume *v, uint64_t epoch, uint32_t owner)
 }
 
 static int
-chain_check_ready (struct volume *v, const char *what, char *err,
-                   size_t errlen)
+chain_check_ready (struct volume *v, const char *what, char *err, size_t errlen)
 {
   const char *why = NULL;
   if (v->state != VOL_STATE_ACTIVE && v->state != VOL_STATE_HELD)
@@ -484,8 +500,10 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
   if (!dscow_name_valid (name) || chain_find (v, name) >= 0)
     {
       snprintf (err, errlen, "volume %s: snapshot name '%s' is %s", v->name,
-                name, dscow_name_valid (name) ? "taken already"
-                : "not valid (1 to 63 letters, digits, '.', '_', '-')");
+                name,
+                dscow_name_valid (name)
+                    ? "taken already"
+                    : "not valid (1 to 63 letters, digits, '.', '_', '-')");
       return dscow_name_valid (name) ? -COW_E_EXISTS : -COW_E_USAGE;
     }
   if (v->mrg.active)
@@ -496,16 +514,18 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
     }
   if (!v->base)
     {
-      snprintf (err, errlen, "volume %s: no snapshot: its base was dropped "
+      snprintf (err, errlen,
+                "volume %s: no snapshot: its base was dropped "
                 "(unbase); a snapshot layer needs the chain down to a base",
                 v->name);
       return -COW_E_USAGE;
     }
   if (v->nlower + 2 > DSCOW_CHAIN_MAX)
     {
-      snprintf (err, errlen, "volume %s: the chain has %u layers, the most "
-                "there may be; merge or roll back first", v->name,
-                v->nlower + 1);
+      snprintf (err, errlen,
+                "volume %s: the chain has %u layers, the most "
+                "there may be; merge or roll back first",
+                v->name, v->nlower + 1);
       return -COW_E_USAGE;
     }
   vol_crash_point ("snapshot-start");
@@ -515,8 +535,10 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
   if (!newmap || (r = chain_format_layer (v, nb, &nsb)) < 0)
     {
       r = newmap ? r : -ENOMEM;
-      snprintf (err, errlen, "volume %s: formatting the new layer %s "
-                "failed: %s", v->name, nb->uri, strerror (-r));
+      snprintf (err, errlen,
+                "volume %s: formatting the new layer %s "
+                "failed: %s",
+                v->name, nb->uri, strerror (-r));
       goto out_close;
     }
   vol_crash_point ("snapshot-formatted");
@@ -532,9 +554,10 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
     {
       /* Not durable, or maybe it is: the next open says which. */
       v->sb = old;
-      snprintf (err, errlen, "volume %s: freezing layer %s failed: %s; the "
-                "volume keeps its chain as it was", v->name, v->cow->uri,
-                strerror (-r));
+      snprintf (err, errlen,
+                "volume %s: freezing layer %s failed: %s; the "
+                "volume keeps its chain as it was",
+                v->name, v->cow->uri, strerror (-r));
       goto out_close;
     }
   vol_crash_point ("snapshot-committed");
@@ -542,9 +565,10 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
   qb_log (LOG_INFO, "volume: %s: snapshot %s: layer %s frozen, new top %s",
           v->name, name, v->lower[v->nlower - 1].bk->uri, nb->uri);
   if ((r = chain_take_top (v, old.epoch, old.owner_node)) < 0)
-    snprintf (err, errlen, "volume %s: snapshot %s is taken, but marking "
-              "the new top %s in use failed: %s", v->name, name, nb->uri,
-              strerror (-r));
+    snprintf (err, errlen,
+              "volume %s: snapshot %s is taken, but marking "
+              "the new top %s in use failed: %s",
+              v->name, name, nb->uri, strerror (-r));
   return r;
 
 out_close:
@@ -573,7 +597,7 @@ chain_pop_to (struct volume *v, unsigned r, char **freed, unsigned *nfreed)
       v->cow = v->lower[r].bk;
       v->sb = v->lower[r].sb;
       free (v->lower[r].map);
-      v->lower[r] = (struct vol_layer) { 0 };
+      v->lower[r] = (struct vol_layer){ 0 };
       v->nlower = r;
       v->generation = v->sb.generation;
     }
@@ -585,8 +609,8 @@ chain_pop_to (struct volume *v, unsigned r, char **freed, unsigned *nfreed)
 
 /* Empty layer r and drop the layers above it: see the design above. */
 static int
-chain_reset_to (struct volume *v, unsigned r, const char *what,
-                char **freed, unsigned *nfreed, char *err, size_t errlen)
+chain_reset_to (struct volume *v, unsigned r, const char *what, char **freed,
+                unsigned *nfreed, char *err, size_t errlen)
 {
   struct dscow_super *rsb = chain_sb (v, r), old = *rsb;
   if (r < v->nlower)
@@ -605,9 +629,10 @@ chain_reset_to (struct volume *v, unsigned r, const char *what,
   if (ret < 0)
     {
       *rsb = old;
-      snprintf (err, errlen, "volume %s: %s: writing the superblock of %s "
-                "failed: %s; the chain is as it was", v->name, what,
-                chain_bk (v, r)->uri, strerror (-ret));
+      snprintf (err, errlen,
+                "volume %s: %s: writing the superblock of %s "
+                "failed: %s; the chain is as it was",
+                v->name, what, chain_bk (v, r)->uri, strerror (-ret));
       return ret;
     }
   vol_crash_point (r < v->nlower ? "rollback-committed" : "reset-committed");
@@ -616,7 +641,8 @@ chain_reset_to (struct volume *v, unsigned r, const char *what,
       || (ret = vol_write_super (v, false)) < 0)
     {
       if (!err[0])
-        snprintf (err, errlen, "volume %s: %s is committed, but finishing "
+        snprintf (err, errlen,
+                  "volume %s: %s is committed, but finishing "
                   "it on %s failed: %s; it finishes at the next attach",
                   v->name, what, v->cow->uri, strerror (-ret));
       return ret;
@@ -642,30 +668,34 @@ vol_rollback (struct volume *v, const char *name, char **freed,
     }
   if (k >= 0 && (v->lower[k].sb.flags & DSCOW_FLAG_MERGING))
     {
-      snprintf (err, errlen, "volume %s: snapshot %s is the target of a merge "
+      snprintf (err, errlen,
+                "volume %s: snapshot %s is the target of a merge "
                 "(running, or interrupted): its layer no longer holds the "
-                "snapshot; run cowctl merge %s to finish it", v->name, name,
-                v->name);
+                "snapshot; run cowctl merge %s to finish it",
+                v->name, name, v->name);
       return -COW_E_BUSY;
     }
   if (v->mrg.active || export_running (v))
     {
       snprintf (err, errlen, "volume %s: no %s while %s runs%s", v->name,
-                name ? "rollback" : "reset", v->mrg.active ? "a merge"
-                : "an export", v->mrg.active ? "" : " (it would change what "
-                "the export copies)");
+                name ? "rollback" : "reset",
+                v->mrg.active ? "a merge" : "an export",
+                v->mrg.active ? ""
+                              : " (it would change what "
+                                "the export copies)");
       return -COW_E_BUSY;
     }
   if (k < 0 && !v->base)
     {
-      snprintf (err, errlen, "volume %s: no reset: its base was dropped "
+      snprintf (err, errlen,
+                "volume %s: no reset: its base was dropped "
                 "(unbase), so the volume has nothing below its CoW layer",
                 v->name);
       return -COW_E_USAGE;
     }
   vol_crash_point (name ? "rollback-start" : "reset-start");
-  r = chain_reset_to (v, (unsigned) (k + 1), name ? "rollback" : "reset",
-                      freed, nfreed, err, errlen);
+  r = chain_reset_to (v, (unsigned) (k + 1), name ? "rollback" : "reset", freed,
+                      nfreed, err, errlen);
   if (r == 0)
     qb_log (LOG_INFO, "volume: %s: %s%s: top %s is empty, %u layers freed",
             v->name, name ? "rolled back to " : "reset", name ? name : "",

@@ -134,7 +134,7 @@ void
 commit_fail_waiting (struct volume *v, int err)
 {
   if (v->committing)
-    return;                     /* its completions fail them as they come */
+    return; /* its completions fail them as they come */
   struct vreq *prev = v->prev, *waiters = v->waiters;
   v->prev = v->waiters = NULL;
   if (v->prev_written)
@@ -157,15 +157,16 @@ commit_block_done (void *opaque, int res)
   v->batch = NULL;
   if (v->commit_err)
     {
-      lograte_log (&v->commit_lr, LOG_ERR, v->commit_err, "volume: %s: "
-                   "writing the bitmap failed: %s", v->name,
-                   strerror (-v->commit_err));
+      lograte_log (&v->commit_lr, LOG_ERR, v->commit_err,
+                   "volume: %s: "
+                   "writing the bitmap failed: %s",
+                   v->name, strerror (-v->commit_err));
       commit_redirty (v, slot);
       commit_ack (batch, v->commit_err);
     }
   else
     {
-      v->prev = batch;          /* acked by the next flush */
+      v->prev = batch; /* acked by the next flush */
       v->prev_written = true;
     }
   commit_end (v);
@@ -216,8 +217,10 @@ commit_flush_done (void *opaque, int res)
   v->prev = NULL;
   if (res < 0)
     {
-      lograte_log (&v->commit_lr, LOG_ERR, res, "volume: %s: flushing the "
-                   "CoW device failed: %s", v->name, strerror (-res));
+      lograte_log (&v->commit_lr, LOG_ERR, res,
+                   "volume: %s: flushing the "
+                   "CoW device failed: %s",
+                   v->name, strerror (-res));
       if (v->prev_written)
         commit_redirty (v, pslot);
       commit_redirty (v, slot);

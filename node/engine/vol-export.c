@@ -58,11 +58,11 @@
 #include "loop.h"
 #include "volume-int.h"
 
-#define EXP_BYTES (4096u * 1024u)       /* largest background copy */
-#define EXP_DEPTH 8u                    /* copies in flight when idle */
-#define EXP_BUSY_NS 100000000ull        /* busy: a client request this recent */
-#define EXP_WINDOW_NS 1000000000ull     /* rate measurement */
-#define EXP_POOL EXP_DEPTH              /* copy buffers kept */
+#define EXP_BYTES (4096u * 1024u)   /* largest background copy */
+#define EXP_DEPTH 8u                /* copies in flight when idle */
+#define EXP_BUSY_NS 100000000ull    /* busy: a client request this recent */
+#define EXP_WINDOW_NS 1000000000ull /* rate measurement */
+#define EXP_POOL EXP_DEPTH          /* copy buffers kept */
 
 enum exp_state
 {
@@ -76,25 +76,25 @@ struct vol_exp
 {
   enum exp_state state;
   uint64_t id;
-  struct backend *target;       /* open until no copy is in flight */
+  struct backend *target; /* open until no copy is in flight */
   char *target_uri;
-  bool zeroed;                  /* target created here: reads as zeroes */
-  uint8_t *taken, *done;        /* bitmaps, see above */
+  bool zeroed;           /* target created here: reads as zeroes */
+  uint8_t *taken, *done; /* bitmaps, see above */
   uint64_t cursor, ndone, ahead, skipped;
-  unsigned inflight;            /* copies (and the flush) in flight */
+  unsigned inflight; /* copies (and the flush) in flight */
   bool flushing;
-  uint32_t rate;                /* MB/s, 0 = unlimited */
-  uint64_t next_ns;             /* throttle */
+  uint32_t rate;    /* MB/s, 0 = unlimited */
+  uint64_t next_ns; /* throttle */
   struct cowd_timer timer;
-  struct vreq *wait_head, *wait_tail;   /* writes waiting for copies */
+  struct vreq *wait_head, *wait_tail; /* writes waiting for copies */
   /* Copy buffers of EXP_BYTES, kept for the next copy: a new 4 MiB
    * buffer costs page faults each time. */
   char *pool[EXP_POOL];
   unsigned npool;
   uint64_t start_ns, end_ns, win_ns, win_done;
-  double bps;                   /* bytes per second, last window */
-  char *error;                  /* why it failed */
-  int code;                     /* and its COW_E_* code */
+  double bps;  /* bytes per second, last window */
+  char *error; /* why it failed */
+  int code;    /* and its COW_E_* code */
 };
 
 /* One copy: chunks c0..c1 read from the volume, written to the target. */
@@ -104,15 +104,17 @@ struct exp_copy
   uint64_t c0, c1;
   char *buf;
   size_t len;
-  unsigned pending;             /* target writes in flight (+1 issuing) */
-  int err;                      /* the first one's error */
+  unsigned pending; /* target writes in flight (+1 issuing) */
+  int err;          /* the first one's error */
 };
 
 static void exp_pump (struct volume *v);
 
 static const char *const exp_state_names[] = {
-  [EXP_RUNNING] = "running", [EXP_DONE] = "done",
-  [EXP_FAILED] = "failed", [EXP_CANCELLED] = "cancelled",
+  [EXP_RUNNING] = "running",
+  [EXP_DONE] = "done",
+  [EXP_FAILED] = "failed",
+  [EXP_CANCELLED] = "cancelled",
 };
 
 bool
@@ -222,7 +224,7 @@ exp_release_waiters (struct volume *v)
 {
   struct vol_exp *x = v->exp;
   struct vreq *list = vreq_take (&x->wait_head, &x->wait_tail), *rq;
-  v->submitting++;              /* early failures ack from the loop */
+  v->submitting++; /* early failures ack from the loop */
   while ((rq = vreq_pop (&list)))
     {
       if (x->state != EXP_RUNNING || exp_all_done (x, rq->c0, rq->c1))
@@ -259,13 +261,16 @@ static void
 exp_fail (struct volume *v, const char *what, int res)
 {
   char *why = NULL;
-  if (asprintf (&why, "volume %s: the export to %s failed at %" PRIu64
-                " of %" PRIu64 " chunks: %s: %s", v->name,
-                v->exp->target_uri, v->exp->ndone, v->nchunks, what,
-                strerror (-res)) < 0)
+  if (asprintf (&why,
+                "volume %s: the export to %s failed at %" PRIu64 " of %" PRIu64
+                " chunks: %s: %s",
+                v->name, v->exp->target_uri, v->exp->ndone, v->nchunks, what,
+                strerror (-res))
+      < 0)
     why = NULL;
-  exp_end (v, EXP_FAILED, cow_err_code (res) == COW_E_INTERNAL ? COW_E_IO
-           : cow_err_code (res), why);
+  exp_end (v, EXP_FAILED,
+           cow_err_code (res) == COW_E_INTERNAL ? COW_E_IO : cow_err_code (res),
+           why);
 }
 
 void
@@ -274,10 +279,12 @@ export_abort (struct volume *v)
   if (!export_running (v))
     return;
   char *why = NULL;
-  if (asprintf (&why, "volume %s: the export to %s stopped at %" PRIu64
-                " of %" PRIu64 " chunks: the volume was held for a detach, "
-                "a handoff or a quorum loss", v->name, v->exp->target_uri,
-                v->exp->ndone, v->nchunks) < 0)
+  if (asprintf (&why,
+                "volume %s: the export to %s stopped at %" PRIu64 " of %" PRIu64
+                " chunks: the volume was held for a detach, "
+                "a handoff or a quorum loss",
+                v->name, v->exp->target_uri, v->exp->ndone, v->nchunks)
+      < 0)
     why = NULL;
   exp_end (v, EXP_FAILED, COW_E_HELD, why);
 }
@@ -290,7 +297,7 @@ exp_measure (struct vol_exp *x, uint32_t cs)
     {
       if (x->win_ns)
         x->bps = (double) (x->ndone - x->win_done) * cs * 1e9
-          / (double) (now - x->win_ns);
+                 / (double) (now - x->win_ns);
       x->win_ns = now;
       x->win_done = x->ndone;
     }
@@ -316,7 +323,7 @@ exp_copy_end (struct exp_copy *cp, int res, const char *what)
   x->inflight--;
   exp_release_waiters (v);
   if (x->state == EXP_RUNNING && x->ndone == v->nchunks)
-    exp_stop_timer (x);         /* not a throttle's delay: finish now */
+    exp_stop_timer (x); /* not a throttle's delay: finish now */
   if (x->state == EXP_RUNNING)
     exp_schedule (v, 0);
   exp_release_target (v);
@@ -404,14 +411,20 @@ exp_issue (struct volume *v, uint64_t c0, uint64_t c1)
     }
   for (uint64_t c = c0; c <= c1; c++)
     dscow_bit_set (x->taken, c);
-  *cp = (struct exp_copy) { .v = v, .c0 = c0, .c1 = c1, .buf = buf,
-    .len = len };
-  *rq = (struct vreq) { .v = v, .type = VR_READ, .internal = true,
-    .buf = buf, .off = off, .len = (uint32_t) len, .c0 = c0, .c1 = c1,
-    .done = exp_read_done, .opaque = cp };
+  *cp = (struct exp_copy){ .v = v, .c0 = c0, .c1 = c1, .buf = buf, .len = len };
+  *rq = (struct vreq){ .v = v,
+                       .type = VR_READ,
+                       .internal = true,
+                       .buf = buf,
+                       .off = off,
+                       .len = (uint32_t) len,
+                       .c0 = c0,
+                       .c1 = c1,
+                       .done = exp_read_done,
+                       .opaque = cp };
   x->inflight++;
-  v->in_flight += 2;            /* the copy (exp_copy_end gives it back) and
-                                 * its read (io_complete) */
+  v->in_flight += 2; /* the copy (exp_copy_end gives it back) and
+                      * its read (io_complete) */
   v->st.in_flight = v->in_flight;
   v->submitting++;
   io_start (rq);
@@ -439,7 +452,7 @@ export_divert (struct volume *v, struct vreq *rq)
         x->next_ns += n * v->cs * 1000ull / x->rate;
       exp_issue (v, c, c + n - 1);
       if (!export_running (v))
-        break;                  /* the copy failed at once */
+        break; /* the copy failed at once */
       c += n - 1;
     }
   return true;
@@ -456,8 +469,8 @@ exp_busy (const struct volume *v)
 static bool
 exp_may_run (const struct volume *v)
 {
-  return export_running (v) && !v->exp->flushing
-    && v->state == VOL_STATE_ACTIVE && !v->held && vol_lease_ok (v);
+  return export_running (v) && !v->exp->flushing && v->state == VOL_STATE_ACTIVE
+         && !v->held && vol_lease_ok (v);
 }
 
 /* May a copy of len bytes start now?  If not, come back when it may. */
@@ -474,8 +487,8 @@ exp_throttle (struct volume *v, uint64_t len)
       return false;
     }
   if (x->next_ns + EXP_WINDOW_NS < now)
-    x->next_ns = now;           /* no credit saved up from idle time */
-  x->next_ns += len * 1000ull / x->rate;        /* MB/s = bytes per us */
+    x->next_ns = now;                    /* no credit saved up from idle time */
+  x->next_ns += len * 1000ull / x->rate; /* MB/s = bytes per us */
   return true;
 }
 
@@ -501,10 +514,12 @@ exp_flush_done (void *opaque, int res)
     {
       x->state = EXP_DONE;
       x->end_ns = cowd_now_ns ();
-      qb_log (LOG_INFO, "volume: %s: exported to %s: %" PRIu64 " chunks "
+      qb_log (LOG_INFO,
+              "volume: %s: exported to %s: %" PRIu64 " chunks "
               "(%" PRIu64 " copied ahead of a write, %" PRIu64 " zero and "
-              "skipped) in %.3f s", v->name, x->target_uri, x->ndone,
-              x->ahead, x->skipped, (double) (x->end_ns - x->start_ns) / 1e9);
+              "skipped) in %.3f s",
+              v->name, x->target_uri, x->ndone, x->ahead, x->skipped,
+              (double) (x->end_ns - x->start_ns) / 1e9);
     }
   exp_release_target (v);
   v->in_flight--;
@@ -540,12 +555,12 @@ exp_pump (struct volume *v)
       if (x->ndone == v->nchunks)
         return exp_finish (v);
       while (x->cursor < v->nchunks && dscow_bit_test (x->taken, x->cursor))
-        x->cursor += dscow_bitmap_run (x->taken, x->cursor,
-                                       v->nchunks - x->cursor);
+        x->cursor
+            += dscow_bitmap_run (x->taken, x->cursor, v->nchunks - x->cursor);
       if (x->cursor >= v->nchunks)
-        return;                 /* copies in flight: their end comes back */
-      uint64_t n = dscow_bitmap_run (x->taken, x->cursor,
-                                     v->nchunks - x->cursor);
+        return; /* copies in flight: their end comes back */
+      uint64_t n
+          = dscow_bitmap_run (x->taken, x->cursor, v->nchunks - x->cursor);
       if (n > exp_max_chunks (v))
         n = exp_max_chunks (v);
       if (!exp_throttle (v, n * v->cs))
@@ -568,9 +583,10 @@ exp_check_idle (struct volume *v, char *err, size_t errlen)
 {
   if (!export_running (v))
     return 0;
-  snprintf (err, errlen, "volume %s: an export to %s runs already; cancel "
-            "it first (cowctl export %s --cancel)", v->name,
-            v->exp->target_uri, v->name);
+  snprintf (err, errlen,
+            "volume %s: an export to %s runs already; cancel "
+            "it first (cowctl export %s --cancel)",
+            v->name, v->exp->target_uri, v->name);
   return -COW_E_BUSY;
 }
 
@@ -584,8 +600,8 @@ exp_check_owner (struct volume *v, char *err, size_t errlen)
 
 /* A path that does not exist yet: a new sparse file of the volume's size. */
 static int
-exp_create_file (struct volume *v, const char *path, bool *created,
-                 char *err, size_t errlen)
+exp_create_file (struct volume *v, const char *path, bool *created, char *err,
+                 size_t errlen)
 {
   struct stat st;
   if (strncmp (path, "iscsi://", 8) == 0 || stat (path, &st) == 0
@@ -595,8 +611,10 @@ exp_create_file (struct volume *v, const char *path, bool *created,
   if (fd < 0 || ftruncate (fd, (off_t) v->sb.volume_size) < 0)
     {
       int e = errno;
-      snprintf (err, errlen, "volume %s: creating the export target %s "
-                "failed: %s", v->name, path, strerror (e));
+      snprintf (err, errlen,
+                "volume %s: creating the export target %s "
+                "failed: %s",
+                v->name, path, strerror (e));
       if (fd >= 0)
         {
           close (fd);
@@ -612,8 +630,8 @@ exp_create_file (struct volume *v, const char *path, bool *created,
 /* Not a device of the volume (key: backend_key, before it is opened:
  * the volume holds its CoW devices open). */
 static int
-exp_check_device (struct volume *v, const char *uri, const char *key,
-                  char *err, size_t errlen)
+exp_check_device (struct volume *v, const char *uri, const char *key, char *err,
+                  size_t errlen)
 {
   const char *what = NULL;
   if (v->base && strcmp (v->base->key, key) == 0)
@@ -622,20 +640,20 @@ exp_check_device (struct volume *v, const char *uri, const char *key,
     what = "a CoW layer of the volume itself";
   if (!what)
     return 0;
-  snprintf (err, errlen, "volume %s: the export target %s is %s", v->name,
-            uri, what);
+  snprintf (err, errlen, "volume %s: the export target %s is %s", v->name, uri,
+            what);
   return -COW_E_BAD_DEVICE;
 }
 
 static int
-exp_check_size (struct volume *v, struct backend *t, char *err,
-                size_t errlen)
+exp_check_size (struct volume *v, struct backend *t, char *err, size_t errlen)
 {
   if (t->size >= v->sb.volume_size)
     return 0;
-  snprintf (err, errlen, "volume %s: the export target %s is too small: it "
-            "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes", v->name,
-            t->uri, t->size, v->sb.volume_size);
+  snprintf (err, errlen,
+            "volume %s: the export target %s is too small: it "
+            "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes",
+            v->name, t->uri, t->size, v->sb.volume_size);
   return -COW_E_BAD_DEVICE;
 }
 
@@ -661,8 +679,10 @@ vol_export_open (struct volume *v, const char *uri,
   o.wrap = NULL;
   if ((r = backend_open (uri, &o, out, e, sizeof e)) < 0)
     {
-      snprintf (err, errlen, "volume %s: the export target cannot be used: "
-                "%s", v->name, e);
+      snprintf (err, errlen,
+                "volume %s: the export target cannot be used: "
+                "%s",
+                v->name, e);
       r = cow_err_code (r) == COW_E_INTERNAL ? -COW_E_BAD_DEVICE : r;
     }
   else if ((r = exp_check_size (v, *out, err, errlen)) < 0)
@@ -703,9 +723,11 @@ vol_export_begin (struct volume *v, struct backend *target, bool zeroed,
   x->rate = rate_mbs;
   x->start_ns = x->id = cowd_now_ns ();
   v->exp = x;
-  qb_log (LOG_INFO, "volume: %s: export to %s started (%" PRIu64 " chunks, "
+  qb_log (LOG_INFO,
+          "volume: %s: export to %s started (%" PRIu64 " chunks, "
           "at most %" PRIu32 " MB/s, 0 = unlimited); writes from now on "
-          "are not in it", v->name, x->target_uri, v->nchunks, rate_mbs);
+          "are not in it",
+          v->name, x->target_uri, v->nchunks, rate_mbs);
   return 0;
 }
 
@@ -718,9 +740,11 @@ vol_export_cancel (struct volume *v, char *err, size_t errlen)
       return -COW_E_NOT_RUNNING;
     }
   char *why = NULL;
-  if (asprintf (&why, "volume %s: the export to %s was cancelled at %"
-                PRIu64 " of %" PRIu64 " chunks", v->name, v->exp->target_uri,
-                v->exp->ndone, v->nchunks) < 0)
+  if (asprintf (&why,
+                "volume %s: the export to %s was cancelled at %" PRIu64
+                " of %" PRIu64 " chunks",
+                v->name, v->exp->target_uri, v->exp->ndone, v->nchunks)
+      < 0)
     why = NULL;
   qb_log (LOG_INFO, "%s", why ? why : "export cancelled");
   exp_end (v, EXP_CANCELLED, COW_E_NOT_RUNNING, why);
@@ -731,22 +755,31 @@ void
 vol_export_info (const struct volume *v, struct vol_export_info *xi)
 {
   const struct vol_exp *x = v->exp;
-  *xi = (struct vol_export_info) { .eta_s = -1 };
+  *xi = (struct vol_export_info){ .eta_s = -1 };
   if (!x)
     return;
   uint64_t now = cowd_now_ns ();
   double bps = x->bps;
   if (x->state == EXP_RUNNING && x->win_ns && now - x->win_ns > EXP_WINDOW_NS)
     bps = (double) (x->ndone - x->win_done) * v->cs * 1e9
-      / (double) (now - x->win_ns);
+          / (double) (now - x->win_ns);
   uint64_t t1 = x->end_ns ? x->end_ns : now;
-  *xi = (struct vol_export_info) { .id = x->id,
-    .state = exp_state_names[x->state], .target = x->target_uri,
-    .done = x->ndone, .total = v->nchunks, .ahead = x->ahead,
-    .skipped = x->skipped, .bytes = v->sb.volume_size,
-    .limit_mbs = x->rate, .elapsed_s = (double) (t1 - x->start_ns) / 1e9,
-    .rate_mbs = x->state == EXP_RUNNING ? bps / 1e6 : 0, .eta_s = -1,
-    .error = x->error ? x->error : "", .code = x->code };
+  *xi = (struct vol_export_info){ .id = x->id,
+                                  .state = exp_state_names[x->state],
+                                  .target = x->target_uri,
+                                  .done = x->ndone,
+                                  .total = v->nchunks,
+                                  .ahead = x->ahead,
+                                  .skipped = x->skipped,
+                                  .bytes = v->sb.volume_size,
+                                  .limit_mbs = x->rate,
+                                  .elapsed_s
+                                  = (double) (t1 - x->start_ns) / 1e9,
+                                  .rate_mbs
+                                  = x->state == EXP_RUNNING ? bps / 1e6 : 0,
+                                  .eta_s = -1,
+                                  .error = x->error ? x->error : "",
+                                  .code = x->code };
   if (x->state == EXP_DONE && xi->elapsed_s > 0)
     xi->rate_mbs = (double) v->sb.volume_size / xi->elapsed_s / 1e6;
   if (x->state == EXP_RUNNING && bps > 0)

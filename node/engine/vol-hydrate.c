@@ -46,13 +46,13 @@
 #include "loop.h"
 #include "volume-int.h"
 
-#define HYD_BYTES (4096u * 1024u)       /* largest copy */
-#define HYD_BYTES_BUSY (1024u * 1024u)  /* ... while clients have IO */
-#define HYD_BUSY_GAP_NS 20000000ull     /* and the pause after each */
-#define HYD_BUSY_NS 100000000ull        /* busy: a request this recent */
-#define HYD_DEPTH 16u                   /* copies in flight when idle */
-#define HYD_RETRY_NS 5000000000ull      /* after a failed copy */
-#define HYD_WINDOW_NS 1000000000ull     /* rate measurement */
+#define HYD_BYTES (4096u * 1024u)      /* largest copy */
+#define HYD_BYTES_BUSY (1024u * 1024u) /* ... while clients have IO */
+#define HYD_BUSY_GAP_NS 20000000ull    /* and the pause after each */
+#define HYD_BUSY_NS 100000000ull       /* busy: a request this recent */
+#define HYD_DEPTH 16u                  /* copies in flight when idle */
+#define HYD_RETRY_NS 5000000000ull     /* after a failed copy */
+#define HYD_WINDOW_NS 1000000000ull    /* rate measurement */
 
 static void hyd_pump (struct volume *v);
 
@@ -60,15 +60,15 @@ static bool
 hyd_wanted (const struct volume *v)
 {
   return (v->sb.compat & DSCOW_COMPAT_HYDRATING)
-    && !(v->sb.flags & DSCOW_FLAG_HYDRATED);
+         && !(v->sb.flags & DSCOW_FLAG_HYDRATED);
 }
 
 static bool
 hyd_may_run (const struct volume *v)
 {
   return hyd_wanted (v) && v->state == VOL_STATE_ACTIVE && !v->held
-    && vol_lease_ok (v)
-    && v->commit != DSCOW_COMMIT_NONE && v->base && !v->hyd.finishing;
+         && vol_lease_ok (v) && v->commit != DSCOW_COMMIT_NONE && v->base
+         && !v->hyd.finishing;
 }
 
 static void
@@ -115,8 +115,8 @@ hyd_measure (struct volume *v)
   uint64_t dt = now - v->hyd.win_ns;
   if (dt < HYD_WINDOW_NS)
     return;
-  v->hyd.rate = (double) (v->st.hydrated_chunks - v->hyd.win_chunks)
-    * v->cs * 1e9 / (double) dt;
+  v->hyd.rate = (double) (v->st.hydrated_chunks - v->hyd.win_chunks) * v->cs
+                * 1e9 / (double) dt;
   v->hyd.win_ns = now;
   v->hyd.win_chunks = v->st.hydrated_chunks;
 }
@@ -126,7 +126,7 @@ static bool
 hyd_busy (const struct volume *v)
 {
   return v->in_flight > v->hyd.inflight
-    || cowd_now_ns () - v->client_ns < HYD_BUSY_NS;
+         || cowd_now_ns () - v->client_ns < HYD_BUSY_NS;
 }
 
 static void
@@ -137,9 +137,10 @@ hyd_done (void *opaque, int res)
   if (res < 0)
     {
       if (v->hyd.err == 0)
-        qb_log (LOG_ERR, "volume: %s: hydration: a copy failed: %s; "
-                "retrying every %llu s", v->name, strerror (-res),
-                HYD_RETRY_NS / 1000000000ull);
+        qb_log (LOG_ERR,
+                "volume: %s: hydration: a copy failed: %s; "
+                "retrying every %llu s",
+                v->name, strerror (-res), HYD_RETRY_NS / 1000000000ull);
       v->hyd.err = res;
       hyd_schedule (v, HYD_RETRY_NS);
       return;
@@ -173,8 +174,8 @@ hyd_throttle (struct volume *v, uint64_t len)
       return false;
     }
   if (v->hyd.next_ns + HYD_WINDOW_NS < now)
-    v->hyd.next_ns = now;       /* no credit saved up from idle time */
-  v->hyd.next_ns += len * 1000ull / limit;      /* MB/s = bytes per us */
+    v->hyd.next_ns = now; /* no credit saved up from idle time */
+  v->hyd.next_ns += len * 1000ull / limit; /* MB/s = bytes per us */
   return true;
 }
 
@@ -185,14 +186,20 @@ hyd_issue (struct volume *v, uint64_t c0, uint64_t c1)
   if (!rq)
     return -ENOMEM;
   uint64_t off = c0 * v->cs;
-  *rq = (struct vreq) { .v = v, .type = VR_HYDRATE, .off = off,
-    .len = (uint32_t) (c1 * v->cs + vol_chunk_len (v, c1) - off),
-    .c0 = c0, .c1 = c1, .done = hyd_done, .opaque = v };
+  *rq = (struct vreq){ .v = v,
+                       .type = VR_HYDRATE,
+                       .off = off,
+                       .len
+                       = (uint32_t) (c1 * v->cs + vol_chunk_len (v, c1) - off),
+                       .c0 = c0,
+                       .c1 = c1,
+                       .done = hyd_done,
+                       .opaque = v };
   v->hyd.cursor = c1 + 1;
   v->hyd.inflight++;
   v->in_flight++;
   v->st.in_flight = v->in_flight;
-  v->submitting++;              /* an early failure acks from the loop */
+  v->submitting++; /* an early failure acks from the loop */
   io_start (rq);
   v->submitting--;
   return 0;
@@ -203,7 +210,7 @@ hyd_flagged (struct volume *v)
 {
   v->sb.flags |= DSCOW_FLAG_HYDRATED;
   v->sb.compat &= ~DSCOW_COMPAT_HYDRATING;
-  int r = vol_write_super (v, false);   /* every bit is durable */
+  int r = vol_write_super (v, false); /* every bit is durable */
   if (r < 0)
     {
       v->sb.flags &= ~DSCOW_FLAG_HYDRATED;
@@ -212,7 +219,8 @@ hyd_flagged (struct volume *v)
       return;
     }
   v->hyd.end_ns = cowd_now_ns ();
-  qb_log (LOG_INFO, "volume: %s: hydrated: every chunk is in the CoW layer "
+  qb_log (LOG_INFO,
+          "volume: %s: hydrated: every chunk is in the CoW layer "
           "(%" PRIu64 " copied by this agent); the base is no longer needed",
           v->name, v->st.hydrated_chunks);
 }
@@ -232,7 +240,7 @@ hyd_finish (struct volume *v)
   v->hyd.cursor = 0;
   if (v->cow_chunks < v->nchunks)
     {
-      hyd_schedule (v, 0);      /* a copy failed: go round again */
+      hyd_schedule (v, 0); /* a copy failed: go round again */
       return;
     }
   if (!commit_durable (v, 0, v->nchunks - 1))
@@ -296,8 +304,10 @@ hyd_check_owner (struct volume *v, char *err, size_t errlen)
 {
   if (v->commit != DSCOW_COMMIT_NONE)
     return vol_check_serving (v, "the command", err, errlen);
-  snprintf (err, errlen, "volume %s: a transient volume (commit none) "
-            "cannot be hydrated: its bitmap is never written", v->name);
+  snprintf (err, errlen,
+            "volume %s: a transient volume (commit none) "
+            "cannot be hydrated: its bitmap is never written",
+            v->name);
   return -1;
 }
 
@@ -315,8 +325,10 @@ hyd_write_wish (struct volume *v, uint64_t compat, uint32_t rate, char *err,
     return 0;
   v->sb.compat = old_compat;
   v->sb.hydrate_rate = old_rate;
-  snprintf (err, errlen, "volume %s: writing the superblock of %s failed: "
-            "%s", v->name, v->cow->uri, strerror (-r));
+  snprintf (err, errlen,
+            "volume %s: writing the superblock of %s failed: "
+            "%s",
+            v->name, v->cow->uri, strerror (-r));
   return -1;
 }
 
@@ -337,11 +349,13 @@ vol_hydrate_start (struct volume *v, uint32_t rate_mbs, char *err,
   if (hyd_check_owner (v, err, errlen) < 0)
     return -1;
   if (v->sb.version_minor < 2)
-    v->sb.version_minor = 2;    /* hydrate_rate is read from minor 2 on */
-  if (hyd_write_wish (v, v->sb.compat | DSCOW_COMPAT_HYDRATING, rate_mbs,
-                      err, errlen) < 0)
+    v->sb.version_minor = 2; /* hydrate_rate is read from minor 2 on */
+  if (hyd_write_wish (v, v->sb.compat | DSCOW_COMPAT_HYDRATING, rate_mbs, err,
+                      errlen)
+      < 0)
     return -1;
-  qb_log (LOG_INFO, "volume: %s: hydration started (%" PRIu64 " of %" PRIu64
+  qb_log (LOG_INFO,
+          "volume: %s: hydration started (%" PRIu64 " of %" PRIu64
           " chunks to copy, at most %" PRIu32 " MB/s, 0 = unlimited)",
           v->name, v->nchunks - v->cow_chunks, v->nchunks, rate_mbs);
   v->hyd.err = 0;
@@ -361,12 +375,14 @@ vol_hydrate_cancel (struct volume *v, char *err, size_t errlen)
     }
   if (hyd_check_owner (v, err, errlen) < 0
       || hyd_write_wish (v, v->sb.compat & ~DSCOW_COMPAT_HYDRATING, 0, err,
-                         errlen) < 0)
+                         errlen)
+             < 0)
     return -1;
   hydrate_stop (v);
-  qb_log (LOG_INFO, "volume: %s: hydration cancelled with %" PRIu64 " of %"
-          PRIu64 " chunks in the CoW layer", v->name, v->cow_chunks,
-          v->nchunks);
+  qb_log (LOG_INFO,
+          "volume: %s: hydration cancelled with %" PRIu64 " of %" PRIu64
+          " chunks in the CoW layer",
+          v->name, v->cow_chunks, v->nchunks);
   return 0;
 }
 
@@ -376,18 +392,22 @@ vol_hydrate_info (const struct volume *v, struct vol_hydrate *hi)
   double rate = v->hyd.rate;
   uint64_t now = cowd_now_ns ();
   if (v->hyd.win_ns && now - v->hyd.win_ns > HYD_WINDOW_NS)
-    rate = (double) (v->st.hydrated_chunks - v->hyd.win_chunks) * v->cs
-      * 1e9 / (double) (now - v->hyd.win_ns);
-  *hi = (struct vol_hydrate) {
-    .wanted = hyd_wanted (v), .running = hyd_may_run (v),
-    .hydrated = v->sb.flags & DSCOW_FLAG_HYDRATED,
-    .limit_mbs = v->sb.hydrate_rate, .done = v->cow_chunks,
-    .total = v->nchunks, .copied = v->st.hydrated_chunks,
-    .rate_mbs = hyd_may_run (v) ? rate / 1e6 : 0, .eta_s = -1,
-    .error = v->hyd.err };
+    rate = (double) (v->st.hydrated_chunks - v->hyd.win_chunks) * v->cs * 1e9
+           / (double) (now - v->hyd.win_ns);
+  *hi = (struct vol_hydrate){ .wanted = hyd_wanted (v),
+                              .running = hyd_may_run (v),
+                              .hydrated = v->sb.flags & DSCOW_FLAG_HYDRATED,
+                              .limit_mbs = v->sb.hydrate_rate,
+                              .done = v->cow_chunks,
+                              .total = v->nchunks,
+                              .copied = v->st.hydrated_chunks,
+                              .rate_mbs = hyd_may_run (v) ? rate / 1e6 : 0,
+                              .eta_s = -1,
+                              .error = v->hyd.err };
   if (v->hyd.start_ns)
-    hi->elapsed_s = (double) ((v->hyd.end_ns ? v->hyd.end_ns : now)
-                              - v->hyd.start_ns) / 1e9;
+    hi->elapsed_s
+        = (double) ((v->hyd.end_ns ? v->hyd.end_ns : now) - v->hyd.start_ns)
+          / 1e9;
   if (hi->rate_mbs > 0)
     hi->eta_s = (double) (hi->total - hi->done) * v->cs / (rate ? rate : 1);
 }
@@ -397,8 +417,9 @@ vol_drop_base (struct volume *v, char *err, size_t errlen)
 {
   if (!(v->sb.flags & DSCOW_FLAG_HYDRATED))
     {
-      snprintf (err, errlen, "volume %s is not hydrated (%" PRIu64 " of %"
-                PRIu64 " chunks in the CoW layer); it still needs its base",
+      snprintf (err, errlen,
+                "volume %s is not hydrated (%" PRIu64 " of %" PRIu64
+                " chunks in the CoW layer); it still needs its base",
                 v->name, v->cow_chunks, v->nchunks);
       return -1;
     }

@@ -38,15 +38,15 @@
 struct vio
 {
   struct vreq *rq;
-  uint64_t c0, c1;              /* chunks this IO covers */
-  bool set_bits;                /* set c0..c1 when the write completes */
+  uint64_t c0, c1; /* chunks this IO covers */
+  bool set_bits;   /* set c0..c1 when the write completes */
   /* Copy (fault / RMW): read `len` bytes at `from` of `src_bk` into
    * bounce, merge the caller's bytes, write to the CoW at `to`. */
   struct backend *src_bk;
   char *bounce;
   uint64_t from, to;
   size_t len;
-  size_t merge_at;              /* offset in bounce of the caller's bytes */
+  size_t merge_at; /* offset in bounce of the caller's bytes */
   const char *merge_src;
   size_t merge_len;
 };
@@ -79,8 +79,8 @@ static unsigned
 io_fault_flags (struct volume *v, struct vio *io)
 {
   bool fill = io->rq->type == VR_HYDRATE;
-  return (v->commit == DSCOW_COMMIT_SYNC || fill) && io->set_bits
-    ? BK_NOCACHE : 0;
+  return (v->commit == DSCOW_COMMIT_SYNC || fill) && io->set_bits ? BK_NOCACHE
+                                                                  : 0;
 }
 
 static void
@@ -103,9 +103,10 @@ io_write_done (void *opaque, int res)
   if (res == 0)
     merge_note_write (v, io->c0, io->c1);
   if (res < 0)
-    qb_log (LOG_ERR, "volume: %s: write to the CoW device at offset %llu "
-            "failed: %s", v->name, (unsigned long long) io->to,
-            strerror (-res));
+    qb_log (LOG_ERR,
+            "volume: %s: write to the CoW device at offset %llu "
+            "failed: %s",
+            v->name, (unsigned long long) io->to, strerror (-res));
   struct vreq *rq = io->rq;
   free (io->bounce);
   free (io);
@@ -119,19 +120,21 @@ io_copy_read_done (void *opaque, int res)
   struct vreq *rq = io->rq;
   if (res < 0)
     {
-      qb_log (LOG_ERR, "volume: %s: reading offset %llu of %s for a "
-              "CoW copy failed: %s", rq->v->name,
-              (unsigned long long) io->from, io->src_bk->uri,
+      qb_log (LOG_ERR,
+              "volume: %s: reading offset %llu of %s for a "
+              "CoW copy failed: %s",
+              rq->v->name, (unsigned long long) io->from, io->src_bk->uri,
               strerror (-res));
       io_write_done (io, res);
       return;
     }
   if (io->merge_len)
     memcpy (io->bounce + io->merge_at, io->merge_src, io->merge_len);
-  int r = rq->v->cow->ops->write (rq->v->cow, io->bounce, io->to, io->len,
-                                  io_fault_flags (rq->v, io), io_write_done, io);
+  int r
+      = rq->v->cow->ops->write (rq->v->cow, io->bounce, io->to, io->len,
+                                io_fault_flags (rq->v, io), io_write_done, io);
   if (r < 0)
-    io_write_done (io, r);      /* we are in a completion: safe */
+    io_write_done (io, r); /* we are in a completion: safe */
 }
 
 static void
@@ -139,8 +142,8 @@ io_read_done (void *opaque, int res)
 {
   struct vreq *rq = opaque;
   if (res < 0)
-    qb_log (LOG_ERR, "volume: %s: read at offset %llu failed: %s",
-            rq->v->name, (unsigned long long) rq->off, strerror (-res));
+    qb_log (LOG_ERR, "volume: %s: read at offset %llu failed: %s", rq->v->name,
+            (unsigned long long) rq->off, strerror (-res));
   io_sub_done (rq, res);
 }
 
@@ -151,7 +154,7 @@ io_issue_read (struct vreq *rq, int src, uint64_t off, uint64_t len)
   struct backend *bk = vol_src_bk (v, src);
   uint64_t dev_off = vol_src_off (v, src, off);
   if (rq->internal)
-    ;                           /* read_*_bytes add up to bytes_read */
+    ; /* read_*_bytes add up to bytes_read */
   else if (src >= 0)
     v->st.read_cow_bytes += len;
   else
@@ -169,7 +172,7 @@ static uint64_t
 io_src_run (const struct volume *v, uint64_t c, uint64_t c1, int *src)
 {
   *src = vol_chunk_src (v, c);
-  if (v->nlower == 0)           /* the top or the base: the bitmap's run */
+  if (v->nlower == 0) /* the top or the base: the bitmap's run */
     return dscow_bitmap_run (v->map, c, c1 - c + 1);
   uint64_t n = 1;
   while (c + n <= c1 && vol_chunk_src (v, c + n) == *src)
@@ -254,8 +257,7 @@ io_copy_start (struct vio *io)
  * (fault) or the CoW (RMW), merged with the request's bytes [s, e), and
  * written to the CoW. */
 static void
-io_issue_copy (struct vreq *rq, uint64_t c, uint64_t s, uint64_t e,
-               bool fault)
+io_issue_copy (struct vreq *rq, uint64_t c, uint64_t s, uint64_t e, bool fault)
 {
   struct volume *v = rq->v;
   uint64_t a0 = s & ~(uint64_t) (VOL_ALIGN - 1);
@@ -286,7 +288,7 @@ io_start_write (struct vreq *rq)
 {
   struct volume *v = rq->v;
   uint64_t end = rq->off + rq->len;
-  uint64_t d_start = 0, d_end = 0;      /* pending direct run */
+  uint64_t d_start = 0, d_end = 0; /* pending direct run */
   bool d_bits = false;
   for (uint64_t c = rq->c0; c <= rq->c1; c++)
     {
@@ -393,7 +395,7 @@ io_start (struct vreq *rq)
       vreq_append (&v->lock_wait_head, &v->lock_wait_tail, rq);
       return;
     }
-  rq->pending = 1;              /* held by io_start itself */
+  rq->pending = 1; /* held by io_start itself */
   if (rq->type == VR_READ)
     io_start_read (rq);
   else if (rq->type == VR_WRITE)

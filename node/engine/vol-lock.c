@@ -93,7 +93,7 @@ lock_wake (struct volume *v)
 {
   struct vreq *list = vreq_take (&v->lock_wait_head, &v->lock_wait_tail), *rq;
   while ((rq = vreq_pop (&list)))
-    io_start (rq);              /* re-queues itself if still blocked */
+    io_start (rq); /* re-queues itself if still blocked */
 }
 
 void

@@ -42,7 +42,7 @@
 #include "loop.h"
 #include "volume-int.h"
 
-#define MRG_BYTES (1024u * 1024u)       /* one copy step at most */
+#define MRG_BYTES (1024u * 1024u) /* one copy step at most */
 
 static void mrg_pump (struct volume *v);
 
@@ -88,8 +88,10 @@ merge_note_write (struct volume *v, uint64_t c0, uint64_t c1)
 static void
 mrg_fail (struct volume *v, const char *what, int r)
 {
-  qb_log (LOG_ERR, "volume: %s: merge: %s failed: %s; the chain is as it "
-          "was; cowctl merge starts it again", v->name, what, strerror (-r));
+  qb_log (LOG_ERR,
+          "volume: %s: merge: %s failed: %s; the chain is as it "
+          "was; cowctl merge starts it again",
+          v->name, what, strerror (-r));
   v->mrg.err = r;
   v->mrg.active = v->mrg.finishing = false;
   free (v->mrg.redo);
@@ -123,8 +125,7 @@ mrg_copy (struct volume *v, uint64_t c, uint64_t n, char *buf)
 /* The next run, from *c on, of chunks marked in sel that the top has, at
  * most max long: its length (0: none left); *c moves to its start. */
 static uint64_t
-mrg_next_run (struct volume *v, const uint8_t *sel, uint64_t *c,
-              uint64_t max)
+mrg_next_run (struct volume *v, const uint8_t *sel, uint64_t *c, uint64_t max)
 {
   while (*c < v->nchunks)
     {
@@ -149,7 +150,7 @@ mrg_pump (struct volume *v)
 {
   if (!v->mrg.active || v->mrg.finishing || v->held
       || v->state != VOL_STATE_ACTIVE || !vol_lease_ok (v))
-    return;                     /* merge_kick starts it again */
+    return; /* merge_kick starts it again */
   char *buf = vol_alloc_aligned (MRG_BYTES);
   uint64_t n = mrg_next_run (v, v->map, &v->mrg.cursor, MRG_BYTES / v->cs);
   int r = buf ? 0 : -ENOMEM;
@@ -163,9 +164,9 @@ mrg_pump (struct volume *v)
     vol_crash_point ("merge-copying");
   if (n)
     return mrg_schedule (v);
-  v->mrg.finishing = true;      /* every chunk copied once: finish */
+  v->mrg.finishing = true; /* every chunk copied once: finish */
   if (vol_hold_op (v, mrg_finish, v) < 0)
-    v->mrg.finishing = false;   /* held by someone else: merge_kick */
+    v->mrg.finishing = false; /* held by someone else: merge_kick */
 }
 
 /* Held: the chunks written again, then L's bitmap, flushed. */
@@ -177,16 +178,16 @@ mrg_final_copy (struct volume *v, const char **what)
   char *buf = vol_alloc_aligned (MRG_BYTES);
   int r = buf ? 0 : -ENOMEM;
   *what = "copying the chunks written meanwhile";
-  while (r == 0 && (n = mrg_next_run (v, v->mrg.redo, &c,
-                                      MRG_BYTES / v->cs)))
+  while (r == 0 && (n = mrg_next_run (v, v->mrg.redo, &c, MRG_BYTES / v->cs)))
     {
       r = mrg_copy (v, c, n, buf);
       c += n;
     }
   free (buf);
   vol_crash_point ("merge-copied");
-  if (r == 0 && (*what = "flushing the lower layer",
-                 r = backend_flush_sync (l->bk)) == 0)
+  if (r == 0
+      && (*what = "flushing the lower layer", r = backend_flush_sync (l->bk))
+             == 0)
     {
       *what = "writing the lower layer's bitmap";
       r = backend_pwrite_sync (l->bk, l->map, DSCOW_BITMAP_OFFSET, bm, 0);
@@ -233,7 +234,7 @@ mrg_pop (struct volume *v)
   memset (v->dirty, 0, v->nblocks * sizeof *v->dirty);
   v->cow_chunks = l->chunks;
   v->generation = v->sb.generation;
-  *l = (struct vol_layer) { 0 };
+  *l = (struct vol_layer){ 0 };
 }
 
 static void
@@ -255,9 +256,11 @@ mrg_finish (void *opaque, int res)
     }
   vol_crash_point ("merge-committed");
   mrg_pop (v);
-  qb_log (LOG_INFO, "volume: %s: merge done: %" PRIu64 " chunks copied; "
-          "the top is %s now, %s is freed", v->name, v->mrg.copied,
-          v->cow->uri, v->mrg.freed ? v->mrg.freed : "?");
+  qb_log (LOG_INFO,
+          "volume: %s: merge done: %" PRIu64 " chunks copied; "
+          "the top is %s now, %s is freed",
+          v->name, v->mrg.copied, v->cow->uri,
+          v->mrg.freed ? v->mrg.freed : "?");
   free (v->mrg.redo);
   v->mrg.redo = NULL;
   v->mrg.active = v->mrg.finishing = false;
@@ -279,22 +282,25 @@ vol_merge_start (struct volume *v, char *err, size_t errlen)
   if (why)
     {
       snprintf (err, errlen, "volume %s: no merge: %s", v->name, why);
-      return v->nlower == 0 ? -COW_E_NO_SUCH_SNAPSHOT
-        : v->mrg.active ? -COW_E_BUSY : -COW_E_USAGE;
+      return v->nlower == 0  ? -COW_E_NO_SUCH_SNAPSHOT
+             : v->mrg.active ? -COW_E_BUSY
+                             : -COW_E_USAGE;
     }
   struct vol_layer *l = &v->lower[v->nlower - 1];
   uint64_t bm = (uint64_t) v->nblocks * DSCOW_BITMAP_BLOCK;
   if (!(v->mrg.redo = vol_alloc_aligned (bm)))
     return snprintf (err, errlen, "volume %s: out of memory", v->name),
-      -COW_E_INTERNAL;
+           -COW_E_INTERNAL;
   l->sb.flags |= DSCOW_FLAG_MERGING;
   int r = chain_put_super (l->bk, &l->sb);
   if (r < 0)
     {
       free (v->mrg.redo);
       v->mrg.redo = NULL;
-      snprintf (err, errlen, "volume %s: no merge: writing the superblock of "
-                "%s failed: %s", v->name, l->bk->uri, strerror (-r));
+      snprintf (err, errlen,
+                "volume %s: no merge: writing the superblock of "
+                "%s failed: %s",
+                v->name, l->bk->uri, strerror (-r));
       return r;
     }
   vol_crash_point ("merge-start");
@@ -302,9 +308,10 @@ vol_merge_start (struct volume *v, char *err, size_t errlen)
   v->mrg.cursor = v->mrg.copied = 0;
   v->mrg.total = v->cow_chunks;
   v->mrg.err = 0;
-  qb_log (LOG_INFO, "volume: %s: merging %s (%" PRIu64 " chunks) into "
-          "snapshot %s on %s", v->name, v->cow->uri, v->cow_chunks,
-          l->sb.snap_name, l->bk->uri);
+  qb_log (LOG_INFO,
+          "volume: %s: merging %s (%" PRIu64 " chunks) into "
+          "snapshot %s on %s",
+          v->name, v->cow->uri, v->cow_chunks, l->sb.snap_name, l->bk->uri);
   mrg_schedule (v);
   return 0;
 }
@@ -312,7 +319,10 @@ vol_merge_start (struct volume *v, char *err, size_t errlen)
 void
 vol_merge_info (const struct volume *v, struct vol_merge *mi)
 {
-  *mi = (struct vol_merge) { .running = v->mrg.active,
-    .scanned = v->mrg.active ? v->mrg.cursor : 0, .chunks = v->nchunks,
-    .copied = v->mrg.copied, .error = v->mrg.err, .freed = v->mrg.freed };
+  *mi = (struct vol_merge){ .running = v->mrg.active,
+                            .scanned = v->mrg.active ? v->mrg.cursor : 0,
+                            .chunks = v->nchunks,
+                            .copied = v->mrg.copied,
+                            .error = v->mrg.err,
+                            .freed = v->mrg.freed };
 }

@@ -27,31 +27,31 @@ enum vreq_type
   VR_WRITE,
   VR_FLUSH,
   VR_TRIM,
-  VR_HYDRATE,                   /* copy the clear chunks of c0..c1 */
+  VR_HYDRATE, /* copy the clear chunks of c0..c1 */
 };
 
 /* One client request travelling through the engine. */
 struct vreq
 {
-  struct vreq *next;            /* whichever list the request is on */
+  struct vreq *next; /* whichever list the request is on */
   struct volume *v;
   enum vreq_type type;
-  char *buf;                    /* aligned request range (maybe a bounce) */
+  char *buf; /* aligned request range (maybe a bounce) */
   uint64_t off;
   uint32_t len;
   unsigned flags;
   vol_done_fn *done;
   void *opaque;
-  int err;                      /* first error of any sub-IO */
-  unsigned pending;             /* sub-IOs outstanding */
-  uint64_t c0, c1;              /* chunks covered, inclusive */
+  int err;          /* first error of any sub-IO */
+  unsigned pending; /* sub-IOs outstanding */
+  uint64_t c0, c1;  /* chunks covered, inclusive */
   bool locked;
-  char *ubuf;                   /* unaligned read: the caller's buffer */
+  char *ubuf; /* unaligned read: the caller's buffer */
   uint64_t uoff;
   uint32_t ulen;
-  char *alloc;                  /* our own buffer (bounce, zeroes), freed at ack */
-  bool internal;                /* an engine read (export): not counted as
-                                 * a client's */
+  char *alloc;   /* our own buffer (bounce, zeroes), freed at ack */
+  bool internal; /* an engine read (export): not counted as
+                  * a client's */
 };
 
 /* FIFO lists of requests (hold, lock wait, parked): head and tail. */
@@ -103,27 +103,27 @@ struct vol_layer
 {
   struct backend *bk;
   struct dscow_super sb;
-  uint8_t *map;                 /* bitmap_bytes, as on disk */
-  uint64_t chunks;              /* bits set */
+  uint8_t *map;    /* bitmap_bytes, as on disk */
+  uint64_t chunks; /* bits set */
 };
 
 struct volume
 {
   char *name;
-  struct backend *base, *cow;   /* cow: the top layer, the one written */
-  struct dscow_super sb;        /* the top layer's */
+  struct backend *base, *cow; /* cow: the top layer, the one written */
+  struct dscow_super sb;      /* the top layer's */
   /* The frozen layers below the top, bottom first: lower[0] lies on the
    * base, the top on lower[nlower - 1] (vol-chain.c). */
   struct vol_layer lower[DSCOW_CHAIN_MAX];
   unsigned nlower;
-  bool direct;                  /* O_DIRECT (not --buffered): new layers too */
+  bool direct; /* O_DIRECT (not --buffered): new layers too */
   enum dscow_commit commit;
   enum vol_state state;
-  bool accept_base;             /* re-record a changed base, once */
-  bool released_clean;          /* vol_release marked it clean */
+  bool accept_base;    /* re-record a changed base, once */
+  bool released_clean; /* vol_release marked it clean */
   uint64_t nchunks;
-  uint32_t cs;                  /* chunk size */
-  uint64_t cow_base;            /* byte offset of chunk 0's data on the CoW */
+  uint32_t cs;       /* chunk size */
+  uint64_t cow_base; /* byte offset of chunk 0's data on the CoW */
 
   /* Bitmaps (bitmap_bytes each, VOL_ALIGN-aligned):
    *  map:    bits whose chunk data is written (maybe not yet durable);
@@ -131,10 +131,10 @@ struct volume
    *  staged[2]: the blocks written by the last two commits (alternating):
    *          one is being written, the other waits for the next flush. */
   uint8_t *map, *dmap, *staged[2];
-  bool *dirty;                  /* per bitmap block: map differs from disk */
+  bool *dirty; /* per bitmap block: map differs from disk */
   uint64_t nblocks;
-  uint64_t cow_chunks;          /* bits set in map */
-  uint64_t generation;          /* bumped at every commit */
+  uint64_t cow_chunks; /* bits set in map */
+  uint64_t generation; /* bumped at every commit */
 
   /* Chunk locks and the requests waiting for one. */
   struct chunk_lock *locks[LOCK_BUCKETS];
@@ -147,11 +147,11 @@ struct volume
   struct vreq *waiters, *batch, *prev;
   uint64_t *commit_blocks[2];
   uint64_t ncommit_blocks[2];
-  unsigned seq;                 /* commit number: staged[seq % 2] is ours */
-  bool prev_written;            /* prev's blocks are written, not flushed */
+  unsigned seq;      /* commit number: staged[seq % 2] is ours */
+  bool prev_written; /* prev's blocks are written, not flushed */
   unsigned commit_pending;
   int commit_err;
-  uint64_t commit_t0[2];        /* when commit staged[i] started */
+  uint64_t commit_t0[2]; /* when commit staged[i] started */
 
   /* Hold (handoff, quorum loss, close). */
   bool held;
@@ -161,9 +161,9 @@ struct volume
    * or waits; another hold came meanwhile and stands after it. */
   bool drained_op, op_active, op_superseded;
   void *drained_opaque;
-  uint64_t in_flight;           /* requests accepted and not yet acked */
-  uint64_t client_ns;           /* when the last client request came */
-  unsigned submitting;          /* inside vol_submit: acks are deferred */
+  uint64_t in_flight;  /* requests accepted and not yet acked */
+  uint64_t client_ns;  /* when the last client request came */
+  unsigned submitting; /* inside vol_submit: acks are deferred */
   void (*want_owner_cb) (void *ud, struct volume *v);
   void *want_owner_ud;
 
@@ -173,8 +173,8 @@ struct volume
   uint64_t (*lease_fn) (void *ud);
   void *lease_ud;
   struct vreq *parked_head, *parked_tail;
-  int drain_err;                /* a drain's commit failed: left dirty */
-  struct lograte commit_lr;     /* repeated commit failures */
+  int drain_err;            /* a drain's commit failed: left dirty */
+  struct lograte commit_lr; /* repeated commit failures */
 
   struct vol_stats st;
 
@@ -182,14 +182,14 @@ struct volume
   struct
   {
     struct cowd_timer timer;
-    unsigned inflight;          /* VR_HYDRATE requests not yet acked */
-    uint64_t cursor;            /* next chunk to look at */
-    uint64_t next_ns;           /* throttle: no new copy before this */
+    unsigned inflight;           /* VR_HYDRATE requests not yet acked */
+    uint64_t cursor;             /* next chunk to look at */
+    uint64_t next_ns;            /* throttle: no new copy before this */
     uint64_t win_ns, win_chunks; /* rate window */
-    double rate;                /* bytes per second, last window */
-    uint64_t start_ns, end_ns;  /* this agent's run: started, hydrated */
+    double rate;                 /* bytes per second, last window */
+    uint64_t start_ns, end_ns;   /* this agent's run: started, hydrated */
     int err;
-    bool finishing;             /* the last commit before the flag */
+    bool finishing; /* the last commit before the flag */
   } hyd;
 
   /* Merge of the top into the layer below (vol-merge.c) */
@@ -197,11 +197,11 @@ struct volume
   {
     bool active, finishing;
     struct cowd_timer timer;
-    uint64_t cursor;            /* next chunk of the top to look at */
-    uint64_t copied, total;     /* chunks copied, chunks of the top */
-    uint8_t *redo;              /* written again since copied: copy again */
+    uint64_t cursor;        /* next chunk of the top to look at */
+    uint64_t copied, total; /* chunks copied, chunks of the top */
+    uint8_t *redo;          /* written again since copied: copy again */
     int err;
-    char *freed;                /* the device the last merge freed */
+    char *freed; /* the device the last merge freed */
   } mrg;
 
   /* The last export since open (vol-export.c), or NULL. */
@@ -211,8 +211,7 @@ struct volume
 /* vol-lock.c */
 bool lock_try (struct volume *v, struct vreq *rq);
 void lock_release (struct volume *v, struct vreq *rq);
-bool lock_chunk_excl_needed (struct volume *v, struct vreq *rq,
-                             uint64_t chunk);
+bool lock_chunk_excl_needed (struct volume *v, struct vreq *rq, uint64_t chunk);
 
 /* vol-io.c */
 void io_start (struct vreq *rq);

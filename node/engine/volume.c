@@ -59,9 +59,12 @@ vol_commit_name (enum dscow_commit c)
 {
   switch (c)
     {
-    case DSCOW_COMMIT_SYNC: return "sync";
-    case DSCOW_COMMIT_FLUSH: return "flush";
-    case DSCOW_COMMIT_NONE: return "none";
+    case DSCOW_COMMIT_SYNC:
+      return "sync";
+    case DSCOW_COMMIT_FLUSH:
+      return "flush";
+    case DSCOW_COMMIT_NONE:
+      return "none";
     }
   return "unknown";
 }
@@ -83,8 +86,8 @@ vol_commit_parse (const char *s, enum dscow_commit *c)
 const char *
 vol_state_name (enum vol_state s)
 {
-  static const char *names[] = { "active", "held", "readonly", "fenced",
-    "degraded" };
+  static const char *names[]
+      = { "active", "held", "readonly", "fenced", "degraded" };
   return s <= VOL_STATE_DEGRADED ? names[s] : "unknown";
 }
 
@@ -93,11 +96,15 @@ vol_check_serving (const struct volume *v, const char *what, char *err,
                    size_t errlen)
 {
   if (v->state != VOL_STATE_ACTIVE)
-    snprintf (err, errlen, "volume %s is %s on this node; run %s on its "
-              "owner", v->name, vol_state_name (v->state), what);
+    snprintf (err, errlen,
+              "volume %s is %s on this node; run %s on its "
+              "owner",
+              v->name, vol_state_name (v->state), what);
   else if (v->held)
-    snprintf (err, errlen, "volume %s is held (handoff or quorum loss); "
-              "try again", v->name);
+    snprintf (err, errlen,
+              "volume %s is held (handoff or quorum loss); "
+              "try again",
+              v->name);
   else
     return 0;
   return -1;
@@ -114,12 +121,13 @@ vol_alloc_aligned (size_t len)
 }
 
 int
-vol_err_cow_taken (char *err, size_t errlen, const char *name,
-                   const char *cow, const char *user)
+vol_err_cow_taken (char *err, size_t errlen, const char *name, const char *cow,
+                   const char *user)
 {
-  snprintf (err, errlen, "volume %s: CoW device %s is the CoW device of "
-            "volume %s already; a CoW device belongs to one volume", name,
-            cow, user);
+  snprintf (err, errlen,
+            "volume %s: CoW device %s is the CoW device of "
+            "volume %s already; a CoW device belongs to one volume",
+            name, cow, user);
   return -COW_E_COW_IN_USE;
 }
 
@@ -131,9 +139,10 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
   char e[COW_ERRLEN - 128];
   struct backend_opts o = *bo;
   o.writable = false;
-  o.direct = !p->buffered;      /* block devices are O_DIRECT regardless */
+  o.direct = !p->buffered; /* block devices are O_DIRECT regardless */
   int r = p->base_uri ? backend_open (p->base_uri, &o, base, e, sizeof e)
-    : (*base = NULL, 0);        /* hydrated: no base (vol_load_meta checks) */
+                      : (*base = NULL,
+                         0); /* hydrated: no base (vol_load_meta checks) */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: base %s", p->name, e);
@@ -145,7 +154,7 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
     {
       snprintf (err, errlen, "volume %s: CoW device %s", p->name, e);
       backend_close (*base);
-      return r == -EBUSY ? -COW_E_COW_IN_USE : r;  /* locked by another */
+      return r == -EBUSY ? -COW_E_COW_IN_USE : r; /* locked by another */
     }
   const char *user = p->cow_user ? p->cow_user (p->cow_user_ud, *cow) : NULL;
   if (user)
@@ -155,8 +164,10 @@ vol_open_backends (const struct vol_params *p, const struct backend_opts *bo,
     }
   if ((*base && (*base)->align > VOL_ALIGN) || (*cow)->align > VOL_ALIGN)
     {
-      snprintf (err, errlen, "volume %s: devices with blocks larger than "
-                "%u bytes are not supported", p->name, VOL_ALIGN);
+      snprintf (err, errlen,
+                "volume %s: devices with blocks larger than "
+                "%u bytes are not supported",
+                p->name, VOL_ALIGN);
       r = -COW_E_BAD_DEVICE;
       goto out_close;
     }
@@ -174,21 +185,25 @@ vol_dscow_code (int code)
 {
   switch (code)
     {
-    case DSCOW_ETOOSMALL: return COW_E_COW_TOO_SMALL;
-    case DSCOW_EBASEMISMATCH: return COW_E_BASE_MISMATCH;
-    case DSCOW_EFORMATTED: return COW_E_COW_IN_USE;
-    case DSCOW_ENAME: case DSCOW_ECHUNK: return COW_E_USAGE;
-    default: return COW_E_BAD_SUPERBLOCK;
+    case DSCOW_ETOOSMALL:
+      return COW_E_COW_TOO_SMALL;
+    case DSCOW_EBASEMISMATCH:
+      return COW_E_BASE_MISMATCH;
+    case DSCOW_EFORMATTED:
+      return COW_E_COW_IN_USE;
+    case DSCOW_ENAME:
+    case DSCOW_ECHUNK:
+      return COW_E_USAGE;
+    default:
+      return COW_E_BAD_SUPERBLOCK;
     }
 }
 
 /* Report a libdscow error on dev; returns its negative named code. */
 int
-vol_err (char *err, size_t errlen, const char *name, const char *dev,
-         int code)
+vol_err (char *err, size_t errlen, const char *name, const char *dev, int code)
 {
-  snprintf (err, errlen, "volume %s: %s: %s", name, dev,
-            dscow_strerror (code));
+  snprintf (err, errlen, "volume %s: %s: %s", name, dev, dscow_strerror (code));
   return -vol_dscow_code (code);
 }
 
@@ -226,8 +241,8 @@ vol_write_super (struct volume *v, bool flush_first)
     r = backend_pwrite_sync (v->cow, buf, off, DSCOW_SUPER_SIZE, BK_FUA);
   free (buf);
   if (r < 0)
-    qb_log (LOG_ERR, "volume: %s: writing the superblock failed: %s",
-            v->name, strerror (-r));
+    qb_log (LOG_ERR, "volume: %s: writing the superblock failed: %s", v->name,
+            strerror (-r));
   return r;
 }
 
@@ -263,8 +278,8 @@ vol_zero_bitmap (struct backend *cow, const struct dscow_super *sb)
   /* Zeroes: no more than the bitmap needs (a small volume's bitmap is a
    * few KiB; allocating and clearing 1 MiB was most of a create's CPU). */
   size_t zlen = bm < 1024 * 1024 ? (size_t) bm : 1024 * 1024;
-  uint8_t *zero = vol_alloc_aligned ((zlen + VOL_ALIGN - 1)
-                                     & ~(size_t) (VOL_ALIGN - 1));
+  uint8_t *zero
+      = vol_alloc_aligned ((zlen + VOL_ALIGN - 1) & ~(size_t) (VOL_ALIGN - 1));
   int r = zero ? 0 : -ENOMEM;
   for (uint64_t off = 0; off < bm && r == 0; off += zlen)
     {
@@ -307,28 +322,32 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
   uuid_generate (uuid);
   if (base->size == 0)
     {
-      snprintf (err, errlen, "volume %s: base %s is empty (0 bytes)",
-                p->name, base->uri);
+      snprintf (err, errlen, "volume %s: base %s is empty (0 bytes)", p->name,
+                base->uri);
       goto out;
     }
   if (base->size % VOL_ALIGN)
     {
-      snprintf (err, errlen, "volume %s: base %s: size %" PRIu64 " is not a "
-                "multiple of 4096 bytes", p->name, base->uri, base->size);
+      snprintf (err, errlen,
+                "volume %s: base %s: size %" PRIu64 " is not a "
+                "multiple of 4096 bytes",
+                p->name, base->uri, base->size);
       goto out;
     }
   int r = dscow_super_init (&sb, p->name, uuid, base->size,
-                            p->chunk_size ? p->chunk_size
-                            : DSCOW_CHUNK_DEFAULT, cow->size, base->size,
-                            base->ident,
+                            p->chunk_size ? p->chunk_size : DSCOW_CHUNK_DEFAULT,
+                            cow->size, base->size, base->ident,
                             p->commit ? p->commit : DSCOW_COMMIT_SYNC);
   if (r == -DSCOW_ETOOSMALL)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s is too small: it has "
+      snprintf (err, errlen,
+                "volume %s: CoW device %s is too small: it has "
                 "%" PRIu64 " bytes and needs %" PRIu64 " (base %" PRIu64
-                " + metadata)", p->name, cow->uri, cow->size,
+                " + metadata)",
+                p->name, cow->uri, cow->size,
                 dscow_cow_min_size (base->size, sb.chunk_size
-                                    ? sb.chunk_size : DSCOW_CHUNK_DEFAULT),
+                                                    ? sb.chunk_size
+                                                    : DSCOW_CHUNK_DEFAULT),
                 base->size);
       ret = -COW_E_COW_TOO_SMALL;
       goto out;
@@ -343,16 +362,18 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
     memcpy (p->cow_ident_out, cow->ident, sizeof cow->ident);
   char sb_name[DSCOW_NAME_MAX + 1];
   bool formatted = vol_cow_formatted (cow, sb_name);
-  if (formatted && sb_name[0] && strcmp (sb_name, p->name) != 0
-      && p->defined && p->defined (p->cow_user_ud, sb_name))
+  if (formatted && sb_name[0] && strcmp (sb_name, p->name) != 0 && p->defined
+      && p->defined (p->cow_user_ud, sb_name))
     {
       ret = vol_err_cow_taken (err, errlen, p->name, cow->uri, sb_name);
       goto out;
     }
   if (!p->force && formatted)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s already holds a dscow "
-                "volume; use --force to format it again", p->name, cow->uri);
+      snprintf (err, errlen,
+                "volume %s: CoW device %s already holds a dscow "
+                "volume; use --force to format it again",
+                p->name, cow->uri);
       ret = -COW_E_COW_IN_USE;
       goto out;
     }
@@ -378,16 +399,17 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
 {
   if (v->cow->size < 2 * DSCOW_SUPER_SIZE)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s holds no dscow volume:"
+      snprintf (err, errlen,
+                "volume %s: CoW device %s holds no dscow volume:"
                 " it has %" PRIu64 " bytes, less than the %u of the "
-                "superblocks", v->name, v->cow->uri, v->cow->size,
-                2 * DSCOW_SUPER_SIZE);
+                "superblocks",
+                v->name, v->cow->uri, v->cow->size, 2 * DSCOW_SUPER_SIZE);
       return -COW_E_BAD_SUPERBLOCK;
     }
   uint8_t *buf = vol_alloc_aligned (2 * DSCOW_SUPER_SIZE);
   unsigned slot;
-  int r = buf ? backend_pread_sync (v->cow, buf, 0,
-                                         2 * DSCOW_SUPER_SIZE) : -ENOMEM;
+  int r = buf ? backend_pread_sync (v->cow, buf, 0, 2 * DSCOW_SUPER_SIZE)
+              : -ENOMEM;
   if (r == 0)
     {
       r = dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &v->sb, &slot);
@@ -395,8 +417,10 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
         r = vol_err (err, errlen, v->name, v->cow->uri, -r);
     }
   else
-    snprintf (err, errlen, "volume %s: reading the superblock of %s failed: "
-              "%s", v->name, v->cow->uri, strerror (-r));
+    snprintf (err, errlen,
+              "volume %s: reading the superblock of %s failed: "
+              "%s",
+              v->name, v->cow->uri, strerror (-r));
   free (buf);
   return r < 0 ? r : 0;
 }
@@ -405,9 +429,10 @@ vol_read_super (struct volume *v, char *err, size_t errlen)
 static int
 vol_err_small (const struct volume *v, char *err, size_t errlen)
 {
-  snprintf (err, errlen, "volume %s: CoW device %s is too small: it has %"
-            PRIu64 " bytes and needs %" PRIu64 " (base %" PRIu64
-            " + metadata)", v->name, v->cow->uri, v->cow->size,
+  snprintf (err, errlen,
+            "volume %s: CoW device %s is too small: it has %" PRIu64
+            " bytes and needs %" PRIu64 " (base %" PRIu64 " + metadata)",
+            v->name, v->cow->uri, v->cow->size,
             dscow_cow_min_size (v->sb.volume_size, v->sb.chunk_size),
             v->sb.volume_size);
   return -COW_E_COW_TOO_SMALL;
@@ -427,7 +452,8 @@ vol_check_base (struct volume *v, char *err, size_t errlen)
   bool moved;
   if (b->size != sb->base_size || sb->volume_size != b->size)
     {
-      snprintf (err, errlen, "volume %s: base %s has %" PRIu64 " bytes but "
+      snprintf (err, errlen,
+                "volume %s: base %s has %" PRIu64 " bytes but "
                 "the volume was created on %" PRIu64 "; refusing to serve it",
                 v->name, b->uri, b->size, sb->base_size);
       return -COW_E_BASE_MISMATCH;
@@ -436,22 +462,29 @@ vol_check_base (struct volume *v, char *err, size_t errlen)
   dscow_base_changed (sb, &now, b->ident, what, sizeof what, &moved);
   if (what[0] && !v->accept_base)
     {
-      snprintf (err, errlen, "volume %s: base %s changed since the volume "
+      snprintf (err, errlen,
+                "volume %s: base %s changed since the volume "
                 "was created, or is another file (%s); refusing to serve it; "
                 "cowctl attach %s --accept-base-change records it as it is "
-                "now", v->name, b->uri, what, v->name);
+                "now",
+                v->name, b->uri, what, v->name);
       return -COW_E_BASE_MISMATCH;
     }
   if (what[0])
-    qb_log (LOG_WARNING, "volume: %s: base %s changed (%s); recorded as it "
-            "is now, as the operator asked", v->name, b->uri, what);
+    qb_log (LOG_WARNING,
+            "volume: %s: base %s changed (%s); recorded as it "
+            "is now, as the operator asked",
+            v->name, b->uri, what);
   else if (moved)
-    qb_log (LOG_NOTICE, "volume: %s: base %s: its file system's device "
-            "number changed (inode and times agree); recorded", v->name,
-            b->uri);
+    qb_log (LOG_NOTICE,
+            "volume: %s: base %s: its file system's device "
+            "number changed (inode and times agree); recorded",
+            v->name, b->uri);
   else if (sb->stamp.kind == DSCOW_STAMP_NONE && now.kind)
-    qb_log (LOG_INFO, "volume: %s: recording the stamp of base %s (none "
-            "was recorded)", v->name, b->uri);
+    qb_log (LOG_INFO,
+            "volume: %s: recording the stamp of base %s (none "
+            "was recorded)",
+            v->name, b->uri);
   sb->stamp = now;
   memcpy (sb->base_id, b->ident, sizeof sb->base_id - 1);
   sb->base_id[sizeof sb->base_id - 1] = '\0';
@@ -473,8 +506,7 @@ vol_meta_len (const struct volume *v)
 /* Check what that read brought against v's geometry (v->sb, the maps are
  * known) and take superblock and bitmap into v.  buf stays the caller's. */
 static int
-vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
-                size_t errlen)
+vol_meta_apply (struct volume *v, const uint8_t *buf, char *err, size_t errlen)
 {
   bool meta = v->commit != DSCOW_COMMIT_NONE;
   uint64_t bm = dscow_bitmap_bytes (v->sb.volume_size, v->sb.chunk_size);
@@ -485,15 +517,19 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
     return vol_err (err, errlen, v->name, v->cow->uri, -r);
   if (sb.volume_size != v->sb.volume_size || sb.chunk_size != v->sb.chunk_size)
     {
-      snprintf (err, errlen, "volume %s: the size or chunk size on %s "
-                "changed while the volume was open", v->name, v->cow->uri);
+      snprintf (err, errlen,
+                "volume %s: the size or chunk size on %s "
+                "changed while the volume was open",
+                v->name, v->cow->uri);
       return -COW_E_BAD_SUPERBLOCK;
     }
   v->sb = sb;
   if (!v->base && !(v->sb.flags & DSCOW_FLAG_HYDRATED))
     {
-      snprintf (err, errlen, "volume %s: opened without a base, but %s is "
-                "not hydrated", v->name, v->cow->uri);
+      snprintf (err, errlen,
+                "volume %s: opened without a base, but %s is "
+                "not hydrated",
+                v->name, v->cow->uri);
       return -COW_E_BASE_MISMATCH;
     }
   if (v->cow->size < dscow_cow_min_size (sb.volume_size, sb.chunk_size))
@@ -502,23 +538,26 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err,
     return r;
   if (v->sb.ro_compat & DSCOW_RO_COMPAT_FROZEN)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s is frozen as snapshot "
+      snprintf (err, errlen,
+                "volume %s: CoW device %s is frozen as snapshot "
                 "%s under %s; this agent's view of the layer chain is stale: "
-                "attach the volume again", v->name, v->cow->uri,
-                v->sb.snap_name, v->sb.upper_uri);
+                "attach the volume again",
+                v->name, v->cow->uri, v->sb.snap_name, v->sb.upper_uri);
       return -COW_E_BAD_SUPERBLOCK;
     }
   if (v->sb.ro_compat & ~DSCOW_RO_COMPAT_SUPPORTED)
     {
-      snprintf (err, errlen, "volume %s: %s uses a feature this agent can "
-                "only read; refusing to write it", v->name, v->cow->uri);
+      snprintf (err, errlen,
+                "volume %s: %s uses a feature this agent can "
+                "only read; refusing to write it",
+                v->name, v->cow->uri);
       return -COW_E_BAD_SUPERBLOCK;
     }
   if (meta && !(v->sb.flags & DSCOW_FLAG_RESETTING))
     memcpy (v->map, buf + DSCOW_BITMAP_OFFSET, bm);
   else
-    memset (v->map, 0, bm);     /* transient: reset on open; or a reset
-                                 * committed (chain_reset_finish) */
+    memset (v->map, 0, bm); /* transient: reset on open; or a reset
+                             * committed (chain_reset_finish) */
   memcpy (v->dmap, v->map, bm);
   v->cow_chunks = dscow_bitmap_count (v->map, v->nchunks);
   v->generation = v->sb.generation;
@@ -536,8 +575,10 @@ vol_load_meta (struct volume *v, char *err, size_t errlen)
   uint8_t *buf = vol_alloc_aligned (len);
   int r = buf ? backend_pread_sync (v->cow, buf, 0, len) : -ENOMEM;
   if (r < 0)
-    snprintf (err, errlen, "volume %s: reading the metadata of %s failed: "
-              "%s", v->name, v->cow->uri, strerror (-r));
+    snprintf (err, errlen,
+              "volume %s: reading the metadata of %s failed: "
+              "%s",
+              v->name, v->cow->uri, strerror (-r));
   else
     r = vol_meta_apply (v, buf, err, errlen);
   free (buf);
@@ -612,18 +653,19 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
       free (v);
       return r;
     }
-  if ((r = vol_read_super (v, err, errlen)) < 0)       /* geometry first */
+  if ((r = vol_read_super (v, err, errlen)) < 0) /* geometry first */
     goto out_free;
   if (strcmp (v->sb.name, p->name) != 0)
     {
-      snprintf (err, errlen, "volume %s: CoW device %s was formatted for "
+      snprintf (err, errlen,
+                "volume %s: CoW device %s was formatted for "
                 "volume %s; refusing to attach it (it may hold %s's data)",
                 p->name, v->cow->uri, v->sb.name, v->sb.name);
       r = -COW_E_COW_IN_USE;
       goto out_free;
     }
   v->direct = !p->buffered;
-  if ((r = chain_open (v, p, bo, err, errlen)) < 0)      /* finds the top */
+  if ((r = chain_open (v, p, bo, err, errlen)) < 0) /* finds the top */
     goto out_free;
   v->accept_base = p->accept_base_change;
   v->commit = p->commit ? p->commit : (enum dscow_commit) v->sb.commit;
@@ -640,8 +682,10 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
       || (r = vol_load_meta (v, err, errlen)) < 0)
     goto out_free;
   if (v->sb.state == DSCOW_STATE_DIRTY && v->commit != DSCOW_COMMIT_NONE)
-    qb_log (LOG_NOTICE, "volume: %s: was not closed cleanly; the bitmap is "
-            "consistent as of its last commit", v->name);
+    qb_log (LOG_NOTICE,
+            "volume: %s: was not closed cleanly; the bitmap is "
+            "consistent as of its last commit",
+            v->name);
   *out = v;
   return 0;
 
@@ -659,15 +703,18 @@ vol_takeover_prepare (struct volume *v, uint64_t epoch, uint32_t owner,
 {
   if (v->state == VOL_STATE_FENCED)
     {
-      snprintf (err, errlen, "volume %s: this host was fenced; it serves "
-                "the volume again only after cowd is restarted", v->name);
+      snprintf (err, errlen,
+                "volume %s: this host was fenced; it serves "
+                "the volume again only after cowd is restarted",
+                v->name);
       return -1;
     }
   if (expect_generation && v->sb.generation != expect_generation)
     {
-      snprintf (err, errlen, "volume %s: bitmap generation on disk is %" PRIu64
-                " but the handoff said %" PRIu64, v->name, v->sb.generation,
-                expect_generation);
+      snprintf (err, errlen,
+                "volume %s: bitmap generation on disk is %" PRIu64
+                " but the handoff said %" PRIu64,
+                v->name, v->sb.generation, expect_generation);
       return -COW_E_HANDOFF_FAILED;
     }
   v->sb.epoch = epoch;
@@ -685,19 +732,20 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
   int r = vol_load_meta (v, err, errlen);
   if (r < 0 || (r = chain_reset_finish (v, err, errlen)) < 0
       || (r = vol_takeover_prepare (v, epoch, owner, expect_generation, err,
-                                    errlen)) < 0)
+                                    errlen))
+             < 0)
     return r;
-  r = vol_write_super (v, false);   /* nothing of ours to flush yet */
+  r = vol_write_super (v, false); /* nothing of ours to flush yet */
   if (r < 0)
     {
       snprintf (err, errlen, "volume %s: writing the superblock failed: %s",
                 v->name, strerror (-r));
       return r;
     }
-  v->accept_base = false;       /* the change is on disk now */
+  v->accept_base = false; /* the change is on disk now */
   v->state = VOL_STATE_ACTIVE;
   v->st.takeovers++;
-  hydrate_kick (v);             /* a hydration asked for goes on here */
+  hydrate_kick (v); /* a hydration asked for goes on here */
   return 0;
 }
 
@@ -724,10 +772,10 @@ takeover_end (struct takeover_ctx *c, int res)
   struct volume *v = c->v;
   if (res == 0)
     {
-      v->accept_base = false;   /* the change is on disk now */
+      v->accept_base = false; /* the change is on disk now */
       v->state = VOL_STATE_ACTIVE;
       v->st.takeovers++;
-      hydrate_kick (v);         /* a hydration asked for goes on here */
+      hydrate_kick (v); /* a hydration asked for goes on here */
     }
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
@@ -737,7 +785,7 @@ takeover_end (struct takeover_ctx *c, int res)
   free (c->buf);
   free (c);
   v->in_flight--;
-  vol_check_drained (v);        /* a close may wait for this */
+  vol_check_drained (v); /* a close may wait for this */
 }
 
 static void
@@ -754,17 +802,19 @@ takeover_read (void *opaque, int res)
   uint64_t off;
   if (res < 0)
     {
-      snprintf (c->err, sizeof c->err, "volume %s: reading the metadata of "
-                "%s failed: %s", v->name, v->cow->uri, strerror (-res));
+      snprintf (c->err, sizeof c->err,
+                "volume %s: reading the metadata of "
+                "%s failed: %s",
+                v->name, v->cow->uri, strerror (-res));
       return takeover_end (c, res);
     }
   int r;
   if ((r = vol_meta_apply (v, c->buf, c->err, sizeof c->err)) < 0
       || (r = chain_reset_finish (v, c->err, sizeof c->err)) < 0
-      || (r = vol_takeover_prepare (v, c->epoch, c->owner,
-                                    c->expect_generation, c->err,
-                                    sizeof c->err)) < 0)
-    return takeover_end (c, r);    /* a named code; c->err says it */
+      || (r = vol_takeover_prepare (v, c->epoch, c->owner, c->expect_generation,
+                                    c->err, sizeof c->err))
+             < 0)
+    return takeover_end (c, r); /* a named code; c->err says it */
   free (c->buf);
   if (v->commit == DSCOW_COMMIT_NONE)
     {
@@ -773,8 +823,10 @@ takeover_read (void *opaque, int res)
     }
   if (!(c->buf = vol_super_next (v, &off)))
     {
-      snprintf (c->err, sizeof c->err, "volume %s: out of memory for the "
-                "superblock", v->name);
+      snprintf (c->err, sizeof c->err,
+                "volume %s: out of memory for the "
+                "superblock",
+                v->name);
       return takeover_end (c, -ENOMEM);
     }
   r = v->cow->ops->write (v->cow, c->buf, off, DSCOW_SUPER_SIZE, BK_FUA,
@@ -801,9 +853,13 @@ vol_takeover_async (struct volume *v, uint64_t epoch, uint32_t owner,
       done (opaque, -ENOMEM, err);
       return;
     }
-  *c = (struct takeover_ctx) { .v = v, .buf = c->buf, .epoch = epoch,
-    .expect_generation = expect_generation, .owner = owner, .done = done,
-    .opaque = opaque };
+  *c = (struct takeover_ctx){ .v = v,
+                              .buf = c->buf,
+                              .epoch = epoch,
+                              .expect_generation = expect_generation,
+                              .owner = owner,
+                              .done = done,
+                              .opaque = opaque };
   v->in_flight++;
   int r = v->cow->ops->read (v->cow, c->buf, 0, len, takeover_read, c);
   if (r < 0)
@@ -823,7 +879,7 @@ int
 vol_mark_clean (struct volume *v)
 {
   if (!vol_lease_ok (v))
-    return -EACCES;             /* fenced or past the lease: write nothing */
+    return -EACCES; /* fenced or past the lease: write nothing */
   vol_set_clean (v);
   return vol_write_super (v, true);
 }
@@ -862,7 +918,7 @@ vol_clean_done (void *opaque, int res)
   c->done (c->opaque, c->err);
   free (c);
   v->in_flight--;
-  vol_check_drained (v);        /* a close may wait for this */
+  vol_check_drained (v); /* a close may wait for this */
 }
 
 /* vol_mark_clean without blocking the loop, for a drained volume: every
@@ -873,7 +929,7 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
 {
   if (!vol_lease_ok (v))
     {
-      done (opaque, -EACCES);   /* fenced or past the lease: write nothing */
+      done (opaque, -EACCES); /* fenced or past the lease: write nothing */
       return;
     }
   if (v->commit == DSCOW_COMMIT_NONE)
@@ -890,8 +946,11 @@ vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
     }
   vol_set_clean (v);
   v->st.handoffs++;
-  *c = (struct clean_ctx) { .v = v, .buf = vol_super_next (v, &off),
-    .pending = 1, .done = done, .opaque = opaque };
+  *c = (struct clean_ctx){ .v = v,
+                           .buf = vol_super_next (v, &off),
+                           .pending = 1,
+                           .done = done,
+                           .opaque = opaque };
   v->in_flight++;
   if (!c->buf)
     c->err = -ENOMEM;
@@ -976,7 +1035,7 @@ vol_fence (struct volume *v)
   v->state = VOL_STATE_FENCED;
   vol_drop_writes (v);
   vol_abandon (v);
-  vol_resubmit (v);             /* what waited fails now */
+  vol_resubmit (v); /* what waited fails now */
   vol_check_drained (v);
 }
 
@@ -1036,7 +1095,7 @@ vol_drain_flushed (void *opaque, int err)
 {
   struct volume *v = opaque;
   if (err < 0 && v->drain_err == 0)
-    v->drain_err = err;         /* give up: no commit in a loop */
+    v->drain_err = err; /* give up: no commit in a loop */
   vol_check_drained (v);
 }
 
@@ -1048,8 +1107,8 @@ vol_check_drained (struct volume *v)
   /* Under `flush` bits may still be dirty: a drain makes them durable,
    * unless it may not write (fenced, past the lease) or its commit failed:
    * then the volume stays dirty for its next owner. */
-  bool may_commit = v->commit != DSCOW_COMMIT_NONE && v->drain_err == 0
-    && vol_lease_ok (v);
+  bool may_commit
+      = v->commit != DSCOW_COMMIT_NONE && v->drain_err == 0 && vol_lease_ok (v);
   for (uint64_t b = 0; b < v->nblocks && may_commit; b++)
     if (v->dirty[b])
       {
@@ -1067,8 +1126,7 @@ vol_check_drained (struct volume *v)
 }
 
 static void
-vol_hold_common (struct volume *v, vol_done_fn *drained, void *opaque,
-                 bool op)
+vol_hold_common (struct volume *v, vol_done_fn *drained, void *opaque, bool op)
 {
   v->held = true;
   v->drained = drained;
@@ -1110,7 +1168,7 @@ vol_resume_op (struct volume *v)
   if (!v->op_superseded)
     return vol_resume (v);
   v->op_superseded = false;
-  vol_check_drained (v);        /* the other hold stands */
+  vol_check_drained (v); /* the other hold stands */
 }
 
 static int vol_submit (struct volume *v, struct vreq *rq);
@@ -1158,10 +1216,13 @@ vol_close_drained (void *opaque, int res)
     qb_log (LOG_INFO, "volume: %s: closed clean at generation %" PRIu64,
             v->name, v->generation);
   else if (v->state == VOL_STATE_FENCED || (owner && res < 0))
-    qb_log (LOG_WARNING, "volume: %s: closed without marking it clean (%s): "
-            "its next owner takes it as the last commit left it", v->name,
+    qb_log (LOG_WARNING,
+            "volume: %s: closed without marking it clean (%s): "
+            "its next owner takes it as the last commit left it",
+            v->name,
             v->state == VOL_STATE_FENCED ? "this host was fenced"
-            : res == -EACCES ? "the lease ran out" : strerror (-res));
+            : res == -EACCES             ? "the lease ran out"
+                                         : strerror (-res));
   else if (!owner)
     qb_log (LOG_INFO, "volume: %s: closed (not the owner here)", v->name);
   lograte_flush (&v->commit_lr);
@@ -1177,9 +1238,9 @@ vol_close (struct volume *v, vol_done_fn *done, void *opaque)
   struct close_ctx *cc = malloc (sizeof *cc);
   if (!cc)
     abort ();
-  *cc = (struct close_ctx) { v, done, opaque };
+  *cc = (struct close_ctx){ v, done, opaque };
   if (!vol_lease_ok (v))
-    vol_abandon (v);            /* nothing held back will be acknowledged */
+    vol_abandon (v); /* nothing held back will be acknowledged */
   vol_hold (v, vol_close_drained, cc);
 }
 
@@ -1208,7 +1269,7 @@ vol_defer_done (vol_done_fn *done, void *opaque, int err)
   struct deferred *d = malloc (sizeof *d);
   if (!d)
     return -ENOMEM;
-  *d = (struct deferred) { done, opaque, err };
+  *d = (struct deferred){ done, opaque, err };
   if (cowd_defer (vol_deferred_job, d) != 0)
     {
       free (d);
@@ -1224,8 +1285,14 @@ vol_new_req (struct volume *v, enum vreq_type type, void *buf, uint64_t off,
   struct vreq *rq = calloc (1, sizeof *rq);
   if (!rq)
     return NULL;
-  *rq = (struct vreq) { .v = v, .type = type, .buf = buf, .off = off,
-    .len = len, .flags = flags, .done = done, .opaque = opaque };
+  *rq = (struct vreq){ .v = v,
+                       .type = type,
+                       .buf = buf,
+                       .off = off,
+                       .len = len,
+                       .flags = flags,
+                       .done = done,
+                       .opaque = opaque };
   if (len)
     {
       rq->c0 = off / v->cs;
@@ -1239,8 +1306,7 @@ static int
 vol_submit (struct volume *v, struct vreq *rq)
 {
   bool write = rq->type != VR_READ;
-  if (v->state == VOL_STATE_FENCED
-      || (write && v->state == VOL_STATE_DEGRADED))
+  if (v->state == VOL_STATE_FENCED || (write && v->state == VOL_STATE_DEGRADED))
     {
       int err = v->state == VOL_STATE_FENCED && write ? -EACCES : -EIO;
       free (rq->alloc);
@@ -1253,8 +1319,8 @@ vol_submit (struct volume *v, struct vreq *rq)
   /* Not the owner: even reads wait, since the owner may be changing the
    * bitmap under us; the first request asks for ownership.  Past the lease
    * nothing starts either: the cluster may have given the volume away. */
-  bool must_wait = v->held || v->state == VOL_STATE_READONLY
-    || !vol_lease_ok (v);
+  bool must_wait
+      = v->held || v->state == VOL_STATE_READONLY || !vol_lease_ok (v);
   if (must_wait)
     {
       vreq_append (&v->held_head, &v->held_tail, rq);
@@ -1264,7 +1330,7 @@ vol_submit (struct volume *v, struct vreq *rq)
     }
   v->in_flight++;
   v->st.in_flight = v->in_flight;
-  v->client_ns = cowd_now_ns ();        /* hydration yields to this */
+  v->client_ns = cowd_now_ns (); /* hydration yields to this */
   v->submitting++;
   if (rq->type == VR_FLUSH)
     {
@@ -1299,12 +1365,12 @@ vol_read (struct volume *v, void *buf, uint64_t off, uint32_t len,
   uint64_t a0 = off & ~(uint64_t) (VOL_ALIGN - 1);
   uint64_t a1 = (off + len + VOL_ALIGN - 1) & ~(uint64_t) (VOL_ALIGN - 1);
   bool aligned = a0 == off && a1 == off + len
-    && ((uintptr_t) buf & (VOL_ALIGN - 1)) == 0;
+                 && ((uintptr_t) buf & (VOL_ALIGN - 1)) == 0;
   char *b = buf;
   if (!aligned && !(b = vol_alloc_aligned (a1 - a0)))
     return -ENOMEM;
-  struct vreq *rq = vol_new_req (v, VR_READ, b, a0, (uint32_t) (a1 - a0), 0,
-                                 done, opaque);
+  struct vreq *rq
+      = vol_new_req (v, VR_READ, b, a0, (uint32_t) (a1 - a0), 0, done, opaque);
   if (!rq)
     {
       if (!aligned)
@@ -1342,14 +1408,13 @@ vol_zeroes (void)
  * (buf - off) a multiple of VOL_ALIGN.  Otherwise (or for write zeroes)
  * it gets its own buffer with that phase. */
 static int
-vol_write_common (struct volume *v, const void *buf, uint64_t off,
-                  uint32_t len, unsigned flags, vol_done_fn *done,
-                  void *opaque)
+vol_write_common (struct volume *v, const void *buf, uint64_t off, uint32_t len,
+                  unsigned flags, vol_done_fn *done, void *opaque)
 {
   char *b = (char *) buf, *alloc = NULL;
   size_t phase = off & (VOL_ALIGN - 1);
   if (!buf && len <= VOL_ZERO_PART && (b = (char *) vol_zeroes ()))
-    b += phase;                 /* write zeroes: the shared buffer */
+    b += phase; /* write zeroes: the shared buffer */
   else if (!buf || (((uintptr_t) buf - phase) & (VOL_ALIGN - 1)))
     {
       if (!(alloc = vol_alloc_aligned (len + phase)))
@@ -1358,8 +1423,7 @@ vol_write_common (struct volume *v, const void *buf, uint64_t off,
       if (buf)
         memcpy (b, buf, len);
     }
-  struct vreq *rq = vol_new_req (v, VR_WRITE, b, off, len, flags, done,
-                                 opaque);
+  struct vreq *rq = vol_new_req (v, VR_WRITE, b, off, len, flags, done, opaque);
   if (!rq)
     {
       free (alloc);
@@ -1385,7 +1449,7 @@ struct zero_parts
 {
   vol_done_fn *done;
   void *opaque;
-  unsigned left;                /* parts in the engine, + 1 while submitting */
+  unsigned left; /* parts in the engine, + 1 while submitting */
   int err;
 };
 
@@ -1403,8 +1467,8 @@ vol_zero_part_done (void *opaque, int err)
 }
 
 int
-vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
-                  unsigned flags, vol_done_fn *done, void *opaque)
+vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len, unsigned flags,
+                  vol_done_fn *done, void *opaque)
 {
   if (vol_check_range (v, off, len) < 0)
     return -EINVAL;
@@ -1414,7 +1478,7 @@ vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
   struct zero_parts *zp = calloc (1, sizeof *zp);
   if (!zp)
     return -ENOMEM;
-  *zp = (struct zero_parts) { .done = done, .opaque = opaque, .left = 1 };
+  *zp = (struct zero_parts){ .done = done, .opaque = opaque, .left = 1 };
   for (uint64_t pos = off, end = off + len; pos < end;)
     {
       /* Parts end on VOL_ZERO_PART boundaries of the volume. */
@@ -1426,7 +1490,7 @@ vol_write_zeroes (struct volume *v, uint64_t off, uint32_t len,
       if (r < 0 && pos == off)
         {
           free (zp);
-          return r;             /* nothing started: the caller answers */
+          return r; /* nothing started: the caller answers */
         }
       if (r < 0)
         {
@@ -1457,8 +1521,8 @@ vol_trim (struct volume *v, uint64_t off, uint32_t len, unsigned flags,
   if (vol_check_range (v, off, len) < 0)
     return -EINVAL;
   v->st.trims++;
-  struct vreq *rq = vol_new_req (v, VR_TRIM, NULL, off, len, flags, done,
-                                 opaque);
+  struct vreq *rq
+      = vol_new_req (v, VR_TRIM, NULL, off, len, flags, done, opaque);
   if (!rq)
     return -ENOMEM;
   return vol_submit (v, rq);
@@ -1475,7 +1539,7 @@ vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
     len = v->sb.volume_size - off;
   if (ctx == VOL_CTX_ALLOCATION)
     {
-      ext[0] = (struct vol_extent) { .length = len, .flags = 0 };
+      ext[0] = (struct vol_extent){ .length = len, .flags = 0 };
       return 1;
     }
   uint64_t pos = off, end = off + len;
@@ -1486,8 +1550,9 @@ vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
       uint64_t run_end = (c + run) * v->cs;
       if (run_end > end)
         run_end = end;
-      ext[n++] = (struct vol_extent) { .length = run_end - pos,
-        .flags = dscow_bit_test (v->map, c) ? 1u : 0u };
+      ext[n++] = (struct vol_extent){ .length = run_end - pos,
+                                      .flags
+                                      = dscow_bit_test (v->map, c) ? 1u : 0u };
       pos = run_end;
     }
   return n;
@@ -1495,23 +1560,55 @@ vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
 
 /* --- introspection --- */
 
-const char *vol_name (const struct volume *v) { return v->name; }
-uint64_t vol_size (const struct volume *v) { return v->sb.volume_size; }
-uint32_t vol_chunk_size (const struct volume *v) { return v->cs; }
-enum vol_state vol_get_state (const struct volume *v) { return v->state; }
-const struct dscow_super *vol_super (const struct volume *v) { return &v->sb; }
-uint64_t vol_cow_chunks (const struct volume *v) { return v->cow_chunks; }
-uint64_t vol_generation (const struct volume *v) { return v->generation; }
+const char *
+vol_name (const struct volume *v)
+{
+  return v->name;
+}
+uint64_t
+vol_size (const struct volume *v)
+{
+  return v->sb.volume_size;
+}
+uint32_t
+vol_chunk_size (const struct volume *v)
+{
+  return v->cs;
+}
+enum vol_state
+vol_get_state (const struct volume *v)
+{
+  return v->state;
+}
+const struct dscow_super *
+vol_super (const struct volume *v)
+{
+  return &v->sb;
+}
+uint64_t
+vol_cow_chunks (const struct volume *v)
+{
+  return v->cow_chunks;
+}
+uint64_t
+vol_generation (const struct volume *v)
+{
+  return v->generation;
+}
 
-struct backend *vol_cow_backend (struct volume *v) { return v->cow; }
+struct backend *
+vol_cow_backend (struct volume *v)
+{
+  return v->cow;
+}
 
 const char *
 vol_health (const struct volume *v)
 {
   enum backend_health b = v->base ? v->base->health : BK_HEALTHY;
   enum backend_health h = b > v->cow->health ? b : v->cow->health;
-  static const char *names[] = { "healthy", "reconnecting", "degraded",
-    "fenced" };
+  static const char *names[]
+      = { "healthy", "reconnecting", "degraded", "fenced" };
   return names[h];
 }
 
@@ -1519,7 +1616,7 @@ bool
 vol_degraded (const struct volume *v)
 {
   return (v->base && v->base->health == BK_DEGRADED)
-    || v->cow->health == BK_DEGRADED;
+         || v->cow->health == BK_DEGRADED;
 }
 
 bool

@@ -24,29 +24,29 @@ struct volume;
 
 typedef void vol_done_fn (void *opaque, int res); /* res: 0 or -errno */
 
-#define VOL_FUA 0x1u            /* write durable (data and bit) before ack */
-#define VOL_NO_HOLE 0x2u        /* write_zeroes: do not punch */
+#define VOL_FUA 0x1u     /* write durable (data and bit) before ack */
+#define VOL_NO_HOLE 0x2u /* write_zeroes: do not punch */
 
 /* Block status contexts */
 enum vol_ctx
 {
-  VOL_CTX_ALLOCATION = 0,       /* base:allocation: everything allocated */
-  VOL_CTX_COW = 1,              /* cowherd:cow: which extents are in CoW */
+  VOL_CTX_ALLOCATION = 0, /* base:allocation: everything allocated */
+  VOL_CTX_COW = 1,        /* cowherd:cow: which extents are in CoW */
 };
 
 struct vol_extent
 {
   uint64_t length;
-  uint32_t flags;               /* for VOL_CTX_COW: 1 = in CoW layer */
+  uint32_t flags; /* for VOL_CTX_COW: 1 = in CoW layer */
 };
 
 enum vol_state
 {
-  VOL_STATE_ACTIVE = 0,         /* serving reads and writes */
-  VOL_STATE_HELD,               /* new requests held (handoff / no quorum) */
-  VOL_STATE_READONLY,           /* not the owner: requests wait for it */
-  VOL_STATE_FENCED,             /* writes rejected by the storage */
-  VOL_STATE_DEGRADED,           /* a backend failed past its deadline */
+  VOL_STATE_ACTIVE = 0, /* serving reads and writes */
+  VOL_STATE_HELD,       /* new requests held (handoff / no quorum) */
+  VOL_STATE_READONLY,   /* not the owner: requests wait for it */
+  VOL_STATE_FENCED,     /* writes rejected by the storage */
+  VOL_STATE_DEGRADED,   /* a backend failed past its deadline */
 };
 
 #define VOL_HIST_BUCKETS 32
@@ -57,14 +57,14 @@ struct vol_stats
   uint64_t bytes_read, bytes_written;
   uint64_t read_base_bytes, read_cow_bytes; /* add up to bytes_read */
   uint64_t cow_faults, full_chunk_writes;
-  uint64_t commits;             /* bitmap commits (group commits) */
-  uint64_t commit_faults;       /* CoW faults covered by those commits */
+  uint64_t commits;       /* bitmap commits (group commits) */
+  uint64_t commit_faults; /* CoW faults covered by those commits */
   uint64_t errors;
   uint64_t in_flight;
-  uint64_t blocking_io_ns;      /* the loop waited for this volume's devices */
-  uint64_t hydrated_chunks;     /* chunks copied by hydration, this open */
-  uint64_t takeovers;           /* times this agent took the volume */
-  uint64_t handoffs;            /* times it marked it clean to hand it off */
+  uint64_t blocking_io_ns;  /* the loop waited for this volume's devices */
+  uint64_t hydrated_chunks; /* chunks copied by hydration, this open */
+  uint64_t takeovers;       /* times this agent took the volume */
+  uint64_t handoffs;        /* times it marked it clean to hand it off */
   /* Commit latency, from a commit's start to its bits being durable:
    * sum and count, and a histogram in powers of two of microseconds
    * (bucket i: below 2^i us). */
@@ -79,17 +79,17 @@ double vol_stats_quantile (const struct vol_stats *st, double q);
 /* Hydration progress (vol_hydrate_info). */
 struct vol_hydrate
 {
-  bool wanted;                  /* the superblock asks for it */
-  bool running;                 /* copying here now (owner, not held) */
-  bool hydrated;                /* done: the superblock's hydrated flag */
-  uint32_t limit_mbs;           /* --rate, 0 = unlimited */
-  uint64_t done, total;         /* chunks in the CoW layer, chunks */
-  uint64_t copied;              /* chunks this agent copied since open */
-  double rate_mbs;              /* measured, recent */
-  double eta_s;                 /* < 0: unknown */
-  double elapsed_s;             /* since it started (or resumed) here, until
-                                 * hydrated; 0 when it never ran here */
-  int error;                    /* last copy error (-errno), 0 = none */
+  bool wanted;          /* the superblock asks for it */
+  bool running;         /* copying here now (owner, not held) */
+  bool hydrated;        /* done: the superblock's hydrated flag */
+  uint32_t limit_mbs;   /* --rate, 0 = unlimited */
+  uint64_t done, total; /* chunks in the CoW layer, chunks */
+  uint64_t copied;      /* chunks this agent copied since open */
+  double rate_mbs;      /* measured, recent */
+  double eta_s;         /* < 0: unknown */
+  double elapsed_s;     /* since it started (or resumed) here, until
+                         * hydrated; 0 when it never ran here */
+  int error;            /* last copy error (-errno), 0 = none */
 };
 
 struct vol_params
@@ -97,10 +97,10 @@ struct vol_params
   const char *name;
   const char *base_uri;
   const char *cow_uri;
-  uint32_t chunk_size;          /* 0 = default */
-  enum dscow_commit commit;     /* 0 = the superblock's */
-  bool buffered;                /* plain files only: page cache on */
-  bool force;                   /* format over an existing volume */
+  uint32_t chunk_size;      /* 0 = default */
+  enum dscow_commit commit; /* 0 = the superblock's */
+  bool buffered;            /* plain files only: page cache on */
+  bool force;               /* format over an existing volume */
   /* Open: the base changed on purpose; record it as it is now instead of
    * refusing (a change of size is refused all the same). */
   bool accept_base_change;
@@ -197,8 +197,7 @@ int vol_mark_clean (struct volume *v);
  * volume at vol_generation; the close that follows logs "closed clean at
  * generation N" when the mark succeeded (0 or -errno). */
 int vol_release (struct volume *v);
-void vol_mark_clean_async (struct volume *v, vol_done_fn *done,
-                           void *opaque);
+void vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
 /* vol_takeover without blocking the loop: done gets 0 (the volume is
@@ -233,8 +232,8 @@ bool vol_serving (const struct volume *v);
 bool vol_has_waiters (const struct volume *v);
 /* Called for each request that arrives while the volume is READONLY
  * (this host is not the owner): the cluster asks for ownership. */
-void vol_set_want_owner_cb (struct volume *v, void (*cb) (void *ud,
-                            struct volume *v), void *ud);
+void vol_set_want_owner_cb (struct volume *v,
+                            void (*cb) (void *ud, struct volume *v), void *ud);
 void vol_get_stats (const struct volume *v, struct vol_stats *st);
 
 /* Background hydration (vol-hydrate.c): copy every chunk still on the
@@ -259,11 +258,11 @@ bool vol_has_base (const struct volume *v);
  * as it was or as asked, on disk and in memory, whatever fails. */
 struct vol_layer_info
 {
-  const char *name;             /* the snapshot's name; NULL: the top */
-  const char *uri;              /* its device */
-  uint64_t chunks;              /* chunks it holds */
-  uint64_t created;             /* formatted, seconds since the epoch */
-  uint64_t frozen;              /* snapshot taken, 0 for the top */
+  const char *name; /* the snapshot's name; NULL: the top */
+  const char *uri;  /* its device */
+  uint64_t chunks;  /* chunks it holds */
+  uint64_t created; /* formatted, seconds since the epoch */
+  uint64_t frozen;  /* snapshot taken, 0 for the top */
 };
 /* The layers, bottom first, the top last; returns how many (<= max). */
 unsigned vol_layers (const struct volume *v, struct vol_layer_info *out,
@@ -284,10 +283,10 @@ int vol_rollback (struct volume *v, const char *name, char **freed,
 struct vol_merge
 {
   bool running;
-  uint64_t scanned, chunks;     /* the copy's position, of chunks */
-  uint64_t copied;              /* chunks copied by this merge */
-  int error;                    /* the last merge failed: -errno */
-  const char *freed;            /* the device the last merge freed, or NULL */
+  uint64_t scanned, chunks; /* the copy's position, of chunks */
+  uint64_t copied;          /* chunks copied by this merge */
+  int error;                /* the last merge failed: -errno */
+  const char *freed;        /* the device the last merge freed, or NULL */
 };
 int vol_merge_start (struct volume *v, char *err, size_t errlen);
 void vol_merge_info (const struct volume *v, struct vol_merge *mi);
@@ -302,18 +301,18 @@ void vol_merge_info (const struct volume *v, struct vol_merge *mi);
  * a negative code with one sentence in err. */
 struct vol_export_info
 {
-  uint64_t id;                  /* 0: no export since the volume opened */
-  const char *state;            /* running, done, failed, cancelled */
+  uint64_t id;       /* 0: no export since the volume opened */
+  const char *state; /* running, done, failed, cancelled */
   const char *target;
-  uint64_t done, total;         /* chunks on the target, chunks */
-  uint64_t ahead;               /* copied ahead of a client write */
-  uint64_t skipped;             /* zero, not written (a new target file) */
-  uint64_t bytes;               /* the volume's size */
-  uint32_t limit_mbs;           /* --rate, 0 = unlimited */
-  double rate_mbs;              /* recent; when done, the average */
-  double elapsed_s, eta_s;      /* eta_s < 0: unknown */
-  const char *error;            /* why it failed or stopped, or "" */
-  int code;                     /* its COW_E_* code (io, held, not-running) */
+  uint64_t done, total;    /* chunks on the target, chunks */
+  uint64_t ahead;          /* copied ahead of a client write */
+  uint64_t skipped;        /* zero, not written (a new target file) */
+  uint64_t bytes;          /* the volume's size */
+  uint32_t limit_mbs;      /* --rate, 0 = unlimited */
+  double rate_mbs;         /* recent; when done, the average */
+  double elapsed_s, eta_s; /* eta_s < 0: unknown */
+  const char *error;       /* why it failed or stopped, or "" */
+  int code;                /* its COW_E_* code (io, held, not-running) */
 };
 int vol_export_open (struct volume *v, const char *uri,
                      const struct backend_opts *bo, struct backend **out,

@@ -8,7 +8,7 @@
 
 #include "byteorder.h"
 
-#define NBD_MAGIC 0x4e42444d41474943ull          /* "NBDMAGIC" */
+#define NBD_MAGIC 0x4e42444d41474943ull /* "NBDMAGIC" */
 #define NBD_IHAVEOPT 0x49484156454F5054ull
 #define NBD_REP_MAGIC 0x3e889045565a9ull
 #define NBD_REQUEST_MAGIC 0x25609513u

@@ -69,9 +69,9 @@ struct obuf
   struct obuf *next;
   uint8_t hdr[32];
   size_t hlen;
-  void *data;                   /* freed once sent */
+  void *data; /* freed once sent */
   size_t dlen;
-  size_t pos;                   /* bytes of hdr + data already sent */
+  size_t pos; /* bytes of hdr + data already sent */
 };
 
 struct nbd_conn
@@ -81,23 +81,23 @@ struct nbd_conn
   int fd;
   enum conn_state state;
   unsigned refs;
-  bool dead;                    /* socket closed; waiting for the engine */
+  bool dead; /* socket closed; waiting for the engine */
   bool no_zeroes, structured;
-  uint32_t contexts;            /* CTX_* selected by SET_META_CONTEXT */
-  int32_t events;               /* what we poll for now */
+  uint32_t contexts; /* CTX_* selected by SET_META_CONTEXT */
+  int32_t events;    /* what we poll for now */
   /* Input */
   uint8_t hdr[NBD_MAX_OPTION + 32];
   uint8_t *rtarget;
   size_t rpos, rneed;
-  uint8_t in[4096];             /* read ahead of rtarget */
-  uint32_t skip_opt;            /* bytes of a too long option still to skip */
+  uint8_t in[4096];  /* read ahead of rtarget */
+  uint32_t skip_opt; /* bytes of a too long option still to skip */
   size_t in_pos, in_len;
-  bool read_sched;              /* conn_read_cb is deferred */
+  bool read_sched;               /* conn_read_cb is deferred */
   struct nbd_req *pending_write; /* header parsed, payload being read */
   /* Output */
   struct obuf *out_head, *out_tail;
-  bool send_sched;              /* a send waits for the batch's end */
-  size_t out_bytes;             /* queued for the socket */
+  bool send_sched;  /* a send waits for the batch's end */
+  size_t out_bytes; /* queued for the socket */
   /* Flow control */
   unsigned inflight;
   size_t inflight_bytes;
@@ -146,7 +146,7 @@ static bool
 conn_throttled (const struct nbd_conn *c)
 {
   return c->inflight >= NBD_MAX_INFLIGHT
-    || c->inflight_bytes + c->out_bytes >= NBD_MAX_INFLIGHT_BYTES;
+         || c->inflight_bytes + c->out_bytes >= NBD_MAX_INFLIGHT_BYTES;
 }
 
 /* --- output --- */
@@ -181,7 +181,10 @@ obuf_free (struct obuf *o)
 static int
 conn_flush_out (struct nbd_conn *c)
 {
-  enum { MAX_IOV = 64 };
+  enum
+  {
+    MAX_IOV = 64
+  };
   while (c->out_head)
     {
       struct iovec iov[MAX_IOV];
@@ -189,11 +192,11 @@ conn_flush_out (struct nbd_conn *c)
       for (struct obuf *o = c->out_head; o && n + 2 <= MAX_IOV; o = o->next)
         {
           if (o->pos < o->hlen)
-            iov[n++] = (struct iovec) { o->hdr + o->pos, o->hlen - o->pos };
+            iov[n++] = (struct iovec){ o->hdr + o->pos, o->hlen - o->pos };
           size_t dpos = o->pos > o->hlen ? o->pos - o->hlen : 0;
           if (o->dlen > dpos)
-            iov[n++] = (struct iovec) { (char *) o->data + dpos,
-              o->dlen - dpos };
+            iov[n++]
+                = (struct iovec){ (char *) o->data + dpos, o->dlen - dpos };
         }
       ssize_t r = n ? writev (c->fd, iov, n) : 0;
       if (r < 0)
@@ -240,7 +243,7 @@ conn_send (struct nbd_conn *c)
       conn_close (c, NULL);
       return;
     }
-  conn_kick (c);                /* replies left: requests read ahead go on */
+  conn_kick (c); /* replies left: requests read ahead go on */
   conn_set_events (c);
 }
 
@@ -313,14 +316,25 @@ nbd_errno (int err)
 {
   switch (-err)
     {
-    case EPERM: case EROFS: return NBD_EPERM;
-    case ENOMEM: return NBD_ENOMEM;
-    case EINVAL: return NBD_EINVAL;
-    case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
-    case EOVERFLOW: return NBD_EOVERFLOW;
-    case ENOTSUP: return NBD_ENOTSUP;
-    case ESHUTDOWN: return NBD_ESHUTDOWN;
-    default: return NBD_EIO;
+    case EPERM:
+    case EROFS:
+      return NBD_EPERM;
+    case ENOMEM:
+      return NBD_ENOMEM;
+    case EINVAL:
+      return NBD_EINVAL;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return NBD_ENOSPC;
+    case EOVERFLOW:
+      return NBD_EOVERFLOW;
+    case ENOTSUP:
+      return NBD_ENOTSUP;
+    case ESHUTDOWN:
+      return NBD_ESHUTDOWN;
+    default:
+      return NBD_EIO;
     }
 }
 
@@ -399,8 +413,10 @@ conn_handshake_expired (void *data)
 {
   struct nbd_conn *c = data;
   char why[96];
-  snprintf (why, sizeof why, "dropping the client: no export chosen "
-            "within %u ms of connecting", nbd_handshake_timeout_ms);
+  snprintf (why, sizeof why,
+            "dropping the client: no export chosen "
+            "within %u ms of connecting",
+            nbd_handshake_timeout_ms);
   conn_close (c, why);
 }
 
@@ -486,9 +502,9 @@ req_block_status (struct nbd_conn *c, struct nbd_req *r)
       if (!(c->contexts & ids[i]))
         continue;
       size_t max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_MAX_EXTENTS;
-      size_t n = vol_block_status (v, ids[i] == CTX_COW ? VOL_CTX_COW
-                                   : VOL_CTX_ALLOCATION, r->off, r->len, ext,
-                                   max);
+      size_t n = vol_block_status (
+          v, ids[i] == CTX_COW ? VOL_CTX_COW : VOL_CTX_ALLOCATION, r->off,
+          r->len, ext, max);
       uint8_t *p = malloc (4 + 8 * n);
       if (!p)
         abort ();
@@ -535,10 +551,10 @@ req_check (struct nbd_conn *c, struct nbd_req *r)
   struct volume *v = c->exp->vol;
   uint64_t size = vol_size (v);
   bool write = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM
-    || r->type == NBD_CMD_WRITE_ZEROES;
+               || r->type == NBD_CMD_WRITE_ZEROES;
   if (r->flags & ~req_allowed_flags (c, r->type))
     return -EINVAL;
-  if (r->type == NBD_CMD_FLUSH)  /* offset and length must be zero */
+  if (r->type == NBD_CMD_FLUSH) /* offset and length must be zero */
     return r->len || r->off ? -EINVAL : 0;
   if (r->len == 0 || r->off > size || r->len > size - r->off)
     return -EINVAL;
@@ -586,9 +602,10 @@ req_submit (struct nbd_conn *c, struct nbd_req *r)
           err = vol_trim (v, r->off, r->len, vflags, req_done, r);
           break;
         case NBD_CMD_WRITE_ZEROES:
-          err = vol_write_zeroes (v, r->off, r->len, vflags
-                                  | (r->flags & NBD_CMD_FLAG_NO_HOLE
-                                     ? VOL_NO_HOLE : 0), req_done, r);
+          err = vol_write_zeroes (
+              v, r->off, r->len,
+              vflags | (r->flags & NBD_CMD_FLAG_NO_HOLE ? VOL_NO_HOLE : 0),
+              req_done, r);
           break;
         default:
           err = -EINVAL;
@@ -634,7 +651,7 @@ req_header (struct nbd_conn *c)
       if (data_in)
         {
           free (r);
-          return -EFBIG;         /* cannot skip the payload safely */
+          return -EFBIG; /* cannot skip the payload safely */
         }
       req_reply (c, r->cookie, r->off, -EOVERFLOW, NULL, 0);
       free (r);
@@ -642,7 +659,7 @@ req_header (struct nbd_conn *c)
       return 0;
     }
   if (data_in && r->len == 0)
-    data_in = false;            /* no payload: EINVAL at once (req_check) */
+    data_in = false; /* no payload: EINVAL at once (req_check) */
   if ((data_in || data_out)
       && posix_memalign (&r->buf, 4096, r->len ? r->len : 1) != 0)
     {
@@ -666,8 +683,8 @@ static uint16_t
 export_flags (struct nbd_conn *c)
 {
   uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA
-    | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
-    | NBD_FLAG_CAN_MULTI_CONN;
+               | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
+               | NBD_FLAG_CAN_MULTI_CONN;
   if (c->structured)
     f |= NBD_FLAG_SEND_DF;
   if (!vol_can_write (c->exp->vol))
@@ -696,7 +713,7 @@ static int
 opt_export_name (struct nbd_conn *c, const uint8_t *d, uint32_t len)
 {
   if (!name_ok (c, d, len))
-    return -ENOENT;             /* the protocol says: just disconnect */
+    return -ENOENT; /* the protocol says: just disconnect */
   size_t n = c->no_zeroes ? 10 : 134;
   uint8_t *p = calloc (1, n);
   if (!p)
@@ -732,7 +749,8 @@ info_reply (struct nbd_conn *c, uint32_t opt, uint16_t type)
     case NBD_INFO_BLOCK_SIZE:
       be32_put (buf + 2, 1);
       be32_put (buf + 6, vol_chunk_size (c->exp->vol) < 4096
-                ? 4096 : vol_chunk_size (c->exp->vol));
+                             ? 4096
+                             : vol_chunk_size (c->exp->vol));
       be32_put (buf + 10, NBD_MAX_REQUEST);
       n = 14;
       break;
@@ -784,7 +802,11 @@ meta_reply (struct nbd_conn *c, uint32_t opt, uint32_t id, const char *name)
 static uint32_t
 meta_match (const uint8_t *q, uint32_t qlen, bool list)
 {
-  static const struct { const char *name, *ns; uint32_t id; } ctx[] = {
+  static const struct
+  {
+    const char *name, *ns;
+    uint32_t id;
+  } ctx[] = {
     { "base:allocation", "base:", CTX_ALLOCATION },
     { "cowherd:cow", "cowherd:", CTX_COW },
   };
@@ -892,8 +914,8 @@ opt_skip (struct nbd_conn *c)
   c->skip_opt -= (uint32_t) c->rneed;
   if (c->skip_opt)
     {
-      conn_expect (c, c->hdr + 16, c->skip_opt < NBD_MAX_OPTION
-                   ? c->skip_opt : NBD_MAX_OPTION);
+      conn_expect (c, c->hdr + 16,
+                   c->skip_opt < NBD_MAX_OPTION ? c->skip_opt : NBD_MAX_OPTION);
       return 0;
     }
   opt_reply (c, be32_get (c->hdr + 8), NBD_REP_ERR_TOO_BIG, NULL, 0);
@@ -977,8 +999,8 @@ conn_read_cb (void *data)
 static void
 conn_kick (struct nbd_conn *c)
 {
-  if (c->read_sched || c->dead || c->state == CLOSING
-      || c->in_pos >= c->in_len || conn_throttled (c))
+  if (c->read_sched || c->dead || c->state == CLOSING || c->in_pos >= c->in_len
+      || conn_throttled (c))
     return;
   c->refs++;
   if (cowd_defer (conn_read_cb, c) == 0)
@@ -997,8 +1019,8 @@ conn_read (struct nbd_conn *c)
       size_t want = c->rneed - c->rpos;
       if (c->in_pos < c->in_len)
         {
-          size_t n = c->in_len - c->in_pos < want ? c->in_len - c->in_pos
-            : want;
+          size_t n
+              = c->in_len - c->in_pos < want ? c->in_len - c->in_pos : want;
           memcpy (c->rtarget + c->rpos, c->in + c->in_pos, n);
           c->in_pos += n;
           c->rpos += n;
@@ -1007,14 +1029,15 @@ conn_read (struct nbd_conn *c)
         {
           bool direct = want >= sizeof c->in;
           ssize_t r = direct ? read (c->fd, c->rtarget + c->rpos, want)
-            : read (c->fd, c->in, sizeof c->in);
+                             : read (c->fd, c->in, sizeof c->in);
           reads++;
           if (r == 0)
             {
-              conn_close (c, c->state == TRANSMIT && (c->inflight
-                                                      || c->rpos
-                                                      || c->pending_write)
-                          ? "client disconnected mid-request" : NULL);
+              conn_close (
+                  c, c->state == TRANSMIT
+                             && (c->inflight || c->rpos || c->pending_write)
+                         ? "client disconnected mid-request"
+                         : NULL);
               return;
             }
           if (r < 0)
@@ -1036,22 +1059,22 @@ conn_read (struct nbd_conn *c)
         {
           char why[128];
           snprintf (why, sizeof why, "dropping the client: %s",
-                    e == -EPROTO ? "protocol violation (bad magic or flags)"
-                    : e == -EFBIG ? "request or option too large"
+                    e == -EPROTO   ? "protocol violation (bad magic or flags)"
+                    : e == -EFBIG  ? "request or option too large"
                     : e == -ENOENT ? "unknown export name"
-                    : strerror (-e));
+                                   : strerror (-e));
           conn_close (c, why);
           return;
         }
     }
-  conn_kick (c);                /* the caller sets the poll events */
+  conn_kick (c); /* the caller sets the poll events */
 }
 
 static int
 conn_dispatch (int fd, int revents, void *data)
 {
   struct nbd_conn *c = data;
-  c->refs++;                    /* keep c alive across this dispatch */
+  c->refs++; /* keep c alive across this dispatch */
   cowd_batch_begin ();
   if (revents & POLLOUT)
     conn_send (c);
@@ -1082,8 +1105,7 @@ conn_new (struct nbd_export *e, int fd)
   c->next = e->conns;
   e->conns = c;
   e->nconns++;
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, c,
-                    conn_dispatch);
+  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, c, conn_dispatch);
   cowd_timer_arm (&c->hs_timer, (uint64_t) nbd_handshake_timeout_ms * 1000000,
                   conn_handshake_expired, c);
   struct obuf *o = obuf_new (18, NULL, 0);
@@ -1110,7 +1132,8 @@ export_accept_resume (void *data)
 static void
 export_accept_pause (struct nbd_export *e, int err)
 {
-  lograte_log (&e->accept_lr, LOG_ERR, err, "nbd: %s: cannot accept a "
+  lograte_log (&e->accept_lr, LOG_ERR, err,
+               "nbd: %s: cannot accept a "
                "client on %s: %s; not accepting for %u ms",
                vol_name (e->vol), e->path, strerror (err),
                NBD_ACCEPT_BACKOFF_MS);
@@ -1118,7 +1141,8 @@ export_accept_pause (struct nbd_export *e, int err)
     return;
   qb_loop_poll_del (cowd_loop (), e->lfd);
   if (cowd_timer_arm (&e->accept_timer, NBD_ACCEPT_BACKOFF_MS * 1000000ull,
-                      export_accept_resume, e) < 0)
+                      export_accept_resume, e)
+      < 0)
     export_accept_resume (e);
 }
 
@@ -1167,8 +1191,8 @@ nbd_export_new (struct volume *v, const char *path, char *err, size_t errlen)
   umask (old);
   if (r < 0 || chmod (path, 0600) < 0 || listen (e->lfd, 64) < 0)
     {
-      snprintf (err, errlen, "volume %s: cannot listen on %s: %s",
-                vol_name (v), path, strerror (errno));
+      snprintf (err, errlen, "volume %s: cannot listen on %s: %s", vol_name (v),
+                path, strerror (errno));
       if (e->lfd >= 0)
         close (e->lfd);
       free (e->path);

@@ -92,7 +92,12 @@
 
 enum mkind
 {
-  M_WRITE, M_ZERO, M_TRIM, M_FLUSH, M_CLEAN, M_CLOSE,
+  M_WRITE,
+  M_ZERO,
+  M_TRIM,
+  M_FLUSH,
+  M_CLEAN,
+  M_CLOSE,
 };
 
 /* One request of the workload (also the barriers: flush, clean, close). */
@@ -102,7 +107,7 @@ struct mop
   uint64_t off;
   uint32_t len;
   bool fua, fault;
-  uint64_t sub, ack;            /* log positions of its submit / ack */
+  uint64_t sub, ack; /* log positions of its submit / ack */
 };
 
 /* The versions of one sector: the requests that wrote it, in order. */
@@ -117,7 +122,7 @@ struct run
   enum dscow_commit policy;
   uint32_t chunk;
   uint64_t size;
-  uint64_t win_off, win_len;    /* where hot chunks are picked */
+  uint64_t win_off, win_len; /* where hot chunks are picked */
   char dir[64], base[96], cow[96], log[96], img[96];
   struct wlog *wl;
   struct volume *vol;
@@ -130,7 +135,7 @@ struct run
   uint64_t hot[HOT];
   uint64_t format_end;
   int errors;
-  bool hydrate;                 /* --hydrate */
+  bool hydrate; /* --hydrate */
 };
 
 static bool verbose, hydrate;
@@ -179,9 +184,12 @@ loop_wait (int *res)
 static void
 vparams (struct run *r, struct vol_params *p, const char *cow)
 {
-  *p = (struct vol_params) { .name = "crash", .base_uri = r->base,
-    .cow_uri = cow, .chunk_size = r->chunk, .commit = r->policy,
-    .buffered = true };
+  *p = (struct vol_params){ .name = "crash",
+                            .base_uri = r->base,
+                            .cow_uri = cow,
+                            .chunk_size = r->chunk,
+                            .commit = r->policy,
+                            .buffered = true };
 }
 
 struct takeover
@@ -239,8 +247,7 @@ mop_new (struct run *r, enum mkind kind, uint64_t off, uint32_t len)
         die ("out of memory");
     }
   struct mop *m = &r->ops[r->nops++];
-  *m = (struct mop) { .kind = kind, .off = off, .len = len,
-    .ack = UINT64_MAX };
+  *m = (struct mop){ .kind = kind, .off = off, .len = len, .ack = UINT64_MAX };
   m->sub = wlog_count (r->wl);
   wlog_mark (r->wl, off, len, (uint64_t) kind << 32 | (r->nops - 1));
   return m;
@@ -270,17 +277,17 @@ static void
 pick_range (struct run *r, int style, uint64_t *off, uint32_t *len)
 {
   uint64_t c = rand_r (&r->seed) % 10 < 8
-    ? r->hot[rand_r (&r->seed) % HOT]
-    : (r->win_off + rand_r (&r->seed) % r->win_len) / r->chunk;
+                   ? r->hot[rand_r (&r->seed) % HOT]
+                   : (r->win_off + rand_r (&r->seed) % r->win_len) / r->chunk;
   *off = c * r->chunk;
-  if (style == 0)               /* whole chunks: no copy from the base */
+  if (style == 0) /* whole chunks: no copy from the base */
     *len = r->chunk * (1 + rand_r (&r->seed) % 2);
-  else if (style == 1)          /* sectors, maybe across a chunk edge */
+  else if (style == 1) /* sectors, maybe across a chunk edge */
     {
       *off += rand_r (&r->seed) % (r->chunk / SECTOR) * SECTOR;
       *len = SECTOR * (1 + rand_r (&r->seed) % 16);
     }
-  else                          /* 4K pieces */
+  else /* 4K pieces */
     {
       *off += rand_r (&r->seed) % (r->chunk / 4096) * 4096;
       *len = 4096 * (1 + rand_r (&r->seed) % 8);
@@ -331,9 +338,8 @@ faults (struct run *r, uint64_t off, uint32_t len)
   for (uint64_t c = off / r->chunk; c <= (off + len - 1) / r->chunk; c++)
     {
       struct vol_extent ext;
-      if (vol_block_status (r->vol, VOL_CTX_COW, c * r->chunk, 1, &ext, 1)
-          == 1 && !(ext.flags & 1) && !busy_overlap (r, c * r->chunk,
-                                                       r->chunk))
+      if (vol_block_status (r->vol, VOL_CTX_COW, c * r->chunk, 1, &ext, 1) == 1
+          && !(ext.flags & 1) && !busy_overlap (r, c * r->chunk, r->chunk))
         return true;
     }
   return false;
@@ -349,8 +355,8 @@ submit (struct run *r, struct opctx *c, struct mop *m)
         die ("out of memory");
       for (uint32_t s = 0; s < m->len; s += SECTOR)
         pattern (c->id + 1, m->off + s, (uint8_t *) c->buf + s, SECTOR);
-      return vol_write (r->vol, c->buf, m->off, m->len,
-                        m->fua ? VOL_FUA : 0, op_done, c);
+      return vol_write (r->vol, c->buf, m->off, m->len, m->fua ? VOL_FUA : 0,
+                        op_done, c);
     case M_ZERO:
       return vol_write_zeroes (r->vol, m->off, m->len, m->fua ? VOL_FUA : 0,
                                op_done, c);
@@ -364,9 +370,10 @@ submit (struct run *r, struct opctx *c, struct mop *m)
 static void
 issue (struct run *r)
 {
-  static const enum mkind kinds[20] = { M_WRITE, M_WRITE, M_WRITE, M_WRITE,
-    M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE,
-    M_WRITE, M_ZERO, M_ZERO, M_TRIM, M_TRIM, M_FLUSH, M_WRITE, M_WRITE };
+  static const enum mkind kinds[20]
+      = { M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE,
+          M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_WRITE, M_ZERO,
+          M_ZERO,  M_TRIM,  M_TRIM,  M_FLUSH, M_WRITE, M_WRITE };
   enum mkind kind = kinds[rand_r (&r->seed) % 20];
   uint64_t off = 0;
   uint32_t len = 0;
@@ -380,7 +387,7 @@ issue (struct run *r)
   m->fault = fault;
   m->fua = kind != M_TRIM && kind != M_FLUSH && rand_r (&r->seed) % 8 == 0;
   struct opctx *c = calloc (1, sizeof *c);
-  *c = (struct opctx) { .r = r, .id = r->nops - 1 };
+  *c = (struct opctx){ .r = r, .id = r->nops - 1 };
   r->inflight[r->ninflight++] = c->id;
   r->issued++;
   if (submit (r, c, m) != 0)
@@ -443,8 +450,8 @@ hydrate_wait (struct volume *v, unsigned secs)
   vol_hydrate_info (v, &hi);
   while (!hi.hydrated && cowd_now_ns () - t0 < secs * 1000000000ull)
     {
-      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 5000000, NULL,
-                         hydrate_tick, &t);
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 5000000, NULL, hydrate_tick,
+                         &t);
       qb_loop_run (cowd_loop ());
       vol_hydrate_info (v, &hi);
     }
@@ -491,9 +498,9 @@ run_workload (struct run *r)
 
 struct model
 {
-  struct hist *h;               /* per sector */
+  struct hist *h; /* per sector */
   uint64_t nsect;
-  bool *touched;                /* per chunk */
+  bool *touched; /* per chunk */
   uint64_t nchunks;
 };
 
@@ -518,7 +525,7 @@ model_build (struct run *r, struct model *md)
   md->h = calloc (md->nsect, sizeof *md->h);
   md->touched = calloc (md->nchunks, sizeof *md->touched);
   for (uint64_t c = 0; r->hydrate && c < md->nchunks; c++)
-    md->touched[c] = true;      /* every chunk may have been copied */
+    md->touched[c] = true; /* every chunk may have been copied */
   for (uint32_t id = 0; id < r->nops; id++)
     {
       struct mop *m = &r->ops[id];
@@ -584,7 +591,7 @@ sector_ok (struct run *r, const struct hist *h, uint64_t s, const uint8_t *got,
   if (r->policy == DSCOW_COMMIT_NONE)
     hi = -1;
   while (lo >= 0 && r->ops[h->ids[lo]].kind == M_TRIM)
-    lo--;                       /* a trim may have kept what it trimmed */
+    lo--; /* a trim may have kept what it trimmed */
   for (long i = lo; i <= hi; i++)
     {
       if (i < 0)
@@ -631,8 +638,8 @@ check_point (struct run *r, struct model *md, uint64_t pt, bool tear,
   vparams (r, &p, r->img);
   if (vol_open (&p, &bo, &v, err, sizeof err) < 0)
     {
-      fprintf (stderr, "crashcheck: point %llu: %s\n",
-               (unsigned long long) pt, err);
+      fprintf (stderr, "crashcheck: point %llu: %s\n", (unsigned long long) pt,
+               err);
       return 1;
     }
   bad = check_data (r, md, v, pt, barrier, tear, buf);
@@ -665,11 +672,12 @@ check_data (struct run *r, struct model *md, struct volume *v, uint64_t pt,
           continue;
         }
       for (uint64_t s = off / SECTOR; s < (off + len) / SECTOR; s++)
-        if (!sector_ok (r, &md->h[s], s, buf + (s * SECTOR - off), pt,
-                        barrier, tear))
+        if (!sector_ok (r, &md->h[s], s, buf + (s * SECTOR - off), pt, barrier,
+                        tear))
           {
             if (verbose || bad == 0)
-              fprintf (stderr, "crashcheck: point %llu (%s): sector %llu "
+              fprintf (stderr,
+                       "crashcheck: point %llu (%s): sector %llu "
                        "(chunk %llu) holds data the policy does not allow\n",
                        (unsigned long long) pt, tear ? "torn" : "kept",
                        (unsigned long long) s, (unsigned long long) c);
@@ -687,9 +695,11 @@ check_hydrated_flag (struct volume *v, uint64_t pt)
   vol_hydrate_info (v, &hi);
   if (!hi.hydrated || hi.done == hi.total)
     return 0;
-  fprintf (stderr, "crashcheck: point %llu: the superblock says hydrated "
-           "with %llu of %llu bits set\n", (unsigned long long) pt,
-           (unsigned long long) hi.done, (unsigned long long) hi.total);
+  fprintf (stderr,
+           "crashcheck: point %llu: the superblock says hydrated "
+           "with %llu of %llu bits set\n",
+           (unsigned long long) pt, (unsigned long long) hi.done,
+           (unsigned long long) hi.total);
   return 1;
 }
 
@@ -704,27 +714,31 @@ check_resume (struct run *r, struct model *md, struct volume *v, uint64_t pt,
   struct vol_hydrate hi;
   vol_hydrate_info (v, &hi);
   if (!hi.wanted)
-    return 0;                   /* not asked yet, or hydrated already */
+    return 0; /* not asked yet, or hydrated already */
   uint64_t clear = hi.total - hi.done;
   if (vol_takeover (v, 1000, 2, 0, err, sizeof err) < 0)
     {
-      fprintf (stderr, "crashcheck: point %llu: %s\n",
-               (unsigned long long) pt, err);
+      fprintf (stderr, "crashcheck: point %llu: %s\n", (unsigned long long) pt,
+               err);
       return 1;
     }
   resumes_total++;
   if (!hydrate_wait (v, 10))
     {
-      fprintf (stderr, "crashcheck: point %llu: the resumed hydration did "
-               "not finish in 10 s\n", (unsigned long long) pt);
+      fprintf (stderr,
+               "crashcheck: point %llu: the resumed hydration did "
+               "not finish in 10 s\n",
+               (unsigned long long) pt);
       return 1;
     }
   vol_hydrate_info (v, &hi);
   if (hi.copied != clear)
     {
-      fprintf (stderr, "crashcheck: point %llu: the resumed hydration copied "
-               "%llu chunks; %llu were clear\n", (unsigned long long) pt,
-               (unsigned long long) hi.copied, (unsigned long long) clear);
+      fprintf (stderr,
+               "crashcheck: point %llu: the resumed hydration copied "
+               "%llu chunks; %llu were clear\n",
+               (unsigned long long) pt, (unsigned long long) hi.copied,
+               (unsigned long long) clear);
       return 1;
     }
   return check_data (r, md, v, pt, barrier, tear, buf);
@@ -771,9 +785,9 @@ check_workload (struct run *r, unsigned boundary_max, unsigned random_points)
   for (unsigned k = 0; k < random_points; k++)
     {
       uint64_t pt = r->format_end + 1
-        + (uint64_t) rand_r (&r->seed) % (f.n - r->format_end);
-      viol += replay_and_check (r, &f, &md, pt, rand_r (&r->seed) % 4 != 0,
-                                buf);
+                    + (uint64_t) rand_r (&r->seed) % (f.n - r->format_end);
+      viol
+          += replay_and_check (r, &f, &md, pt, rand_r (&r->seed) % 4 != 0, buf);
     }
   model_free (&md);
   free (buf);
@@ -808,11 +822,11 @@ run_setup (struct run *r, enum dscow_commit policy, unsigned seed,
   r->policy = policy;
   r->seed = seed;
   r->hydrate = hydrate && policy != DSCOW_COMMIT_NONE;
-  if (seed % 2 == 0)            /* 64K chunks */
+  if (seed % 2 == 0) /* 64K chunks */
     r->chunk = 65536, r->size = 4 << 20, r->win_off = 0, r->win_len = r->size;
-  else                          /* bitmap over two sectors; work across */
+  else /* bitmap over two sectors; work across */
     r->chunk = 4096, r->size = 20 << 20, r->win_off = (16 << 20) - (256 << 10),
-      r->win_len = 512 << 10;
+    r->win_len = 512 << 10;
   snprintf (r->dir, sizeof r->dir, "%s/crashcheck.XXXXXX", tmp);
   if (!mkdtemp (r->dir))
     die ("cannot make a temporary folder");
@@ -851,8 +865,8 @@ copy_file (const char *from, const char *to)
 {
   char buf[65536];
   ssize_t n;
-  int in = open (from, O_RDONLY), out = open (to, O_CREAT | O_TRUNC | O_WRONLY,
-                                               0600);
+  int in = open (from, O_RDONLY),
+      out = open (to, O_CREAT | O_TRUNC | O_WRONLY, 0600);
   if (in < 0 || out < 0)
     die ("cannot copy the log");
   while ((n = read (in, buf, sizeof buf)) > 0)
@@ -871,7 +885,7 @@ one_workload (enum dscow_commit policy, unsigned seed, const char *tmp,
   char path[512];
   run_setup (&r, policy, seed, tmp);
   run_workload (&r);
-  wlog_free (r.wl);             /* flushes the log file */
+  wlog_free (r.wl); /* flushes the log file */
   if (save)
     {
       copy_file (r.log, save);
@@ -901,12 +915,13 @@ replay_cmd (const char *log, const char *point, bool tear, unsigned seed,
   if (fd >= 0)
     close (fd);
   if (r < 0)
-    fprintf (stderr, "crashcheck: replaying %s to record %llu into %s "
-             "failed: %s\n", log, (unsigned long long) pt, out,
-             strerror (-r));
+    fprintf (stderr,
+             "crashcheck: replaying %s to record %llu into %s "
+             "failed: %s\n",
+             log, (unsigned long long) pt, out, strerror (-r));
   else
-    printf ("crashcheck: %s: records 0 to %llu of %llu replayed into %s\n",
-            log, (unsigned long long) pt, (unsigned long long) f.n, out);
+    printf ("crashcheck: %s: records 0 to %llu of %llu replayed into %s\n", log,
+            (unsigned long long) pt, (unsigned long long) f.n, out);
   wlog_file_free (&f);
   return r < 0;
 }
@@ -914,7 +929,8 @@ replay_cmd (const char *log, const char *point, bool tear, unsigned seed,
 static void
 usage (void)
 {
-  fprintf (stderr, "usage: crashcheck [--policy sync|flush|none] "
+  fprintf (stderr,
+           "usage: crashcheck [--policy sync|flush|none] "
            "[--workloads N] [--boundary N] [--random N] [--seed S] "
            "[--dir DIR] [--expect-violations] [--keep] [--save LOG] "
            "[--hydrate] [--verbose]\n"
@@ -926,15 +942,21 @@ usage (void)
 int
 main (int argc, char **argv)
 {
-  static const struct option lo[] = {
-    { "policy", 1, 0, 'p' }, { "workloads", 1, 0, 'w' },
-    { "boundary", 1, 0, 'b' }, { "random", 1, 0, 'r' },
-    { "seed", 1, 0, 's' }, { "dir", 1, 0, 'd' },
-    { "expect-violations", 0, 0, 'x' }, { "keep", 0, 0, 'k' },
-    { "verbose", 0, 0, 'v' }, { "save", 1, 0, 'S' },
-    { "replay", 1, 0, 'R' }, { "point", 1, 0, 'P' }, { "tear", 0, 0, 't' },
-    { "hydrate", 0, 0, 'H' },
-    { 0, 0, 0, 0 } };
+  static const struct option lo[] = { { "policy", 1, 0, 'p' },
+                                      { "workloads", 1, 0, 'w' },
+                                      { "boundary", 1, 0, 'b' },
+                                      { "random", 1, 0, 'r' },
+                                      { "seed", 1, 0, 's' },
+                                      { "dir", 1, 0, 'd' },
+                                      { "expect-violations", 0, 0, 'x' },
+                                      { "keep", 0, 0, 'k' },
+                                      { "verbose", 0, 0, 'v' },
+                                      { "save", 1, 0, 'S' },
+                                      { "replay", 1, 0, 'R' },
+                                      { "point", 1, 0, 'P' },
+                                      { "tear", 0, 0, 't' },
+                                      { "hydrate", 0, 0, 'H' },
+                                      { 0, 0, 0, 0 } };
   const char *save = NULL, *replay = NULL, *point = NULL;
   enum dscow_commit policy = DSCOW_COMMIT_SYNC;
   unsigned workloads = 2, boundary = 50, random_points = 50, seed = 1;
@@ -944,21 +966,51 @@ main (int argc, char **argv)
   while ((c = getopt_long (argc, argv, "", lo, NULL)) != -1)
     switch (c)
       {
-      case 'p': if (vol_commit_parse (optarg, &policy) < 0) usage (); break;
-      case 'w': workloads = (unsigned) atoi (optarg); break;
-      case 'b': boundary = (unsigned) atoi (optarg); break;
-      case 'r': random_points = (unsigned) atoi (optarg); break;
-      case 's': seed = (unsigned) atoi (optarg); break;
-      case 'd': tmp = optarg; break;
-      case 'x': expect = true; break;
-      case 'k': keep = true; break;
-      case 'v': verbose = true; break;
-      case 'S': save = optarg; break;
-      case 'R': replay = optarg; break;
-      case 'P': point = optarg; break;
-      case 't': tear = true; break;
-      case 'H': hydrate = true; break;
-      default: usage ();
+      case 'p':
+        if (vol_commit_parse (optarg, &policy) < 0)
+          usage ();
+        break;
+      case 'w':
+        workloads = (unsigned) atoi (optarg);
+        break;
+      case 'b':
+        boundary = (unsigned) atoi (optarg);
+        break;
+      case 'r':
+        random_points = (unsigned) atoi (optarg);
+        break;
+      case 's':
+        seed = (unsigned) atoi (optarg);
+        break;
+      case 'd':
+        tmp = optarg;
+        break;
+      case 'x':
+        expect = true;
+        break;
+      case 'k':
+        keep = true;
+        break;
+      case 'v':
+        verbose = true;
+        break;
+      case 'S':
+        save = optarg;
+        break;
+      case 'R':
+        replay = optarg;
+        break;
+      case 'P':
+        point = optarg;
+        break;
+      case 't':
+        tear = true;
+        break;
+      case 'H':
+        hydrate = true;
+        break;
+      default:
+        usage ();
       }
   if (replay)
     {
@@ -966,17 +1018,18 @@ main (int argc, char **argv)
         usage ();
       return replay_cmd (replay, point, tear, seed, argv[optind]);
     }
-  qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
-                     "*", LOG_WARNING);
+  qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*",
+                     LOG_WARNING);
   cowd_loop_set (qb_loop_create ());
   for (unsigned w = 0; w < workloads; w++)
-    violations_total += one_workload (policy, seed + w, tmp, boundary,
-                                      random_points, keep,
-                                      w == 0 ? save : NULL);
+    violations_total
+        += one_workload (policy, seed + w, tmp, boundary, random_points, keep,
+                         w == 0 ? save : NULL);
   printf ("crashcheck: policy %s: %u workloads, %lu crash points (%lu at "
           "flush/FUA boundaries, %lu random, torn or kept), %lu with "
-          "violations\n", vol_commit_name (policy), workloads, points_total,
-          points_boundary, points_total - points_boundary, violations_total);
+          "violations\n",
+          vol_commit_name (policy), workloads, points_total, points_boundary,
+          points_total - points_boundary, violations_total);
   if (hydrate)
     printf ("crashcheck: hydration: %lu points resumed to the end\n",
             resumes_total);

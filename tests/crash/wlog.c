@@ -19,7 +19,7 @@
 #include "dscow.h"
 #include "wlog.h"
 
-#define WLOG_MAGIC "CWHWLOG"    /* 8 bytes with its NUL */
+#define WLOG_MAGIC "CWHWLOG" /* 8 bytes with its NUL */
 #define WLOG_REC_MAGIC 0x474f4c57u
 
 struct wlog
@@ -93,8 +93,7 @@ wlog_append (struct wlog *log, const struct wlog_rec *r)
 int
 wlog_mark (struct wlog *log, uint64_t off, uint64_t len, uint64_t aux)
 {
-  struct wlog_rec r = { .type = WLOG_MARK, .off = off, .len = len,
-    .aux = aux };
+  struct wlog_rec r = { .type = WLOG_MARK, .off = off, .len = len, .aux = aux };
   return wlog_append (log, &r);
 }
 
@@ -102,7 +101,7 @@ wlog_mark (struct wlog *log, uint64_t off, uint64_t len, uint64_t aux)
 
 struct wl_bk
 {
-  struct backend pub;           /* first: the engine sees this */
+  struct backend pub; /* first: the engine sees this */
   struct backend *inner;
   struct wlog *log;
 };
@@ -138,8 +137,9 @@ wl_submit (struct backend *bk, const struct wlog_rec *rec, bk_done_fn *done,
   struct wl_io *io = malloc (sizeof *io);
   if (!io)
     return -ENOMEM;
-  *io = (struct wl_io) { .w = wl_of (bk), .rec = *rec, .done = done,
-    .opaque = opaque };
+  *io = (struct wl_io){
+    .w = wl_of (bk), .rec = *rec, .done = done, .opaque = opaque
+  };
   *out = io;
   return 0;
 }
@@ -157,12 +157,15 @@ wl_write (struct backend *bk, const void *buf, uint64_t off, size_t len,
           unsigned flags, bk_done_fn *done, void *opaque)
 {
   struct backend *in = wl_of (bk)->inner;
-  struct wlog_rec rec = { .type = WLOG_WRITE, .off = off, .len = len,
-    .flags = flags & BK_FUA ? WLOG_F_FUA : 0, .data = buf };
+  struct wlog_rec rec = { .type = WLOG_WRITE,
+                          .off = off,
+                          .len = len,
+                          .flags = flags & BK_FUA ? WLOG_F_FUA : 0,
+                          .data = buf };
   struct wl_io *io;
   int r = wl_submit (bk, &rec, done, opaque, &io);
-  if (r == 0 && (r = in->ops->write (in, buf, off, len, flags, wl_io_done,
-                                     io)) < 0)
+  if (r == 0
+      && (r = in->ops->write (in, buf, off, len, flags, wl_io_done, io)) < 0)
     free (io);
   return r;
 }
@@ -210,12 +213,15 @@ wl_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 }
 
 static int
-wl_pwrite_sync (struct backend *bk, const void *buf, uint64_t off,
-                size_t len, unsigned flags)
+wl_pwrite_sync (struct backend *bk, const void *buf, uint64_t off, size_t len,
+                unsigned flags)
 {
   struct wl_bk *w = wl_of (bk);
-  struct wlog_rec rec = { .type = WLOG_WRITE, .off = off, .len = len,
-    .flags = flags & BK_FUA ? WLOG_F_FUA : 0, .data = buf };
+  struct wlog_rec rec = { .type = WLOG_WRITE,
+                          .off = off,
+                          .len = len,
+                          .flags = flags & BK_FUA ? WLOG_F_FUA : 0,
+                          .data = buf };
   int r = w->inner->ops->pwrite_sync (w->inner, buf, off, len, flags);
   return r < 0 ? r : wlog_append (w->log, &rec);
 }
@@ -247,7 +253,7 @@ wlog_wrap (struct backend **bk, void *opaque)
   struct wl_bk *w = calloc (1, sizeof *w);
   if (!w)
     return -ENOMEM;
-  w->pub = **bk;                /* size, align, uri, ident, health */
+  w->pub = **bk; /* size, align, uri, ident, health */
   w->pub.ops = &wl_ops;
   w->pub.priv = w;
   w->inner = *bk;
@@ -293,10 +299,13 @@ wlog_decode (const uint8_t *raw, size_t size, size_t *pos, uint64_t seq,
     return wlog_err (err, errlen, path, "truncated record", seq);
   memcpy (h, raw + *pos, sizeof h);
   uint32_t plen = le32_get (h + 40), crc = le32_get (h + 44);
-  *r = (struct wlog_rec) { .type = le16_get (h + 4), .flags = le16_get (h + 6),
-    .seq = le64_get (h + 8), .off = le64_get (h + 16),
-    .len = le64_get (h + 24), .aux = le64_get (h + 32),
-    .data = raw + *pos + WLOG_REC_SIZE };
+  *r = (struct wlog_rec){ .type = le16_get (h + 4),
+                          .flags = le16_get (h + 6),
+                          .seq = le64_get (h + 8),
+                          .off = le64_get (h + 16),
+                          .len = le64_get (h + 24),
+                          .aux = le64_get (h + 32),
+                          .data = raw + *pos + WLOG_REC_SIZE };
   le32_put (h + 44, 0);
   if (le32_get (h) != WLOG_REC_MAGIC || r->seq != seq)
     return wlog_err (err, errlen, path, "bad record magic or sequence", seq);
@@ -349,8 +358,10 @@ wlog_load (const char *path, struct wlog_file *f, char *err, size_t errlen)
     {
       if (f->n == cap)
         f->recs = realloc (f->recs, (cap *= 2) * sizeof *f->recs);
-      if (f->recs && wlog_decode (f->raw, size, &pos, f->n, &f->recs[f->n],
-                                  path, err, errlen) < 0)
+      if (f->recs
+          && wlog_decode (f->raw, size, &pos, f->n, &f->recs[f->n], path, err,
+                          errlen)
+                 < 0)
         goto fail;
       f->n++;
     }
@@ -402,10 +413,10 @@ wlog_apply_volatile (int fd, const struct wlog_rec *r, unsigned *seed)
     return wlog_apply (fd, r, 0, r->len);
   if (fate < 6 || ns < 2)
     return 0;
-  if (fate < 8)                 /* the first k sectors, 0 < k < ns */
+  if (fate < 8) /* the first k sectors, 0 < k < ns */
     return wlog_apply (fd, r, 0,
                        (1 + (uint64_t) rand_r (seed) % (ns - 1)) * WLOG_SECTOR);
-  for (uint64_t s = 0; s < ns; s++)     /* any subset of sectors */
+  for (uint64_t s = 0; s < ns; s++) /* any subset of sectors */
     if (rand_r (seed) % 2)
       {
         int e = wlog_apply (fd, r, s * WLOG_SECTOR, WLOG_SECTOR);
@@ -419,7 +430,7 @@ int
 wlog_replay (const struct wlog_file *f, uint64_t point, bool tear,
              unsigned *seed, int fd)
 {
-  uint64_t durable = 0;         /* records below this are flushed */
+  uint64_t durable = 0; /* records below this are flushed */
   if (point > f->n)
     return -EINVAL;
   for (uint64_t i = 0; i < point; i++)

@@ -52,7 +52,7 @@ struct wlog_rec
 {
   uint16_t type, flags;
   uint64_t seq, off, len, aux;
-  const uint8_t *data;          /* WRITE: len bytes (in the loaded log) */
+  const uint8_t *data; /* WRITE: len bytes (in the loaded log) */
 };
 
 /* Writing: one log, appended to by every layer put on it. */
@@ -74,8 +74,7 @@ struct wlog_file
   uint8_t *raw;
 };
 /* Returns 0, or -1 with one sentence naming the file and the cause. */
-int wlog_load (const char *path, struct wlog_file *f, char *err,
-               size_t errlen);
+int wlog_load (const char *path, struct wlog_file *f, char *err, size_t errlen);
 void wlog_file_free (struct wlog_file *f);
 
 /* Replay: the device as it was after records [0, point).  With tear ==

@@ -21,10 +21,7 @@
 #include <string.h>
 
 #include "cluster-int.h"
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond) do { if (!(cond)) abort (); } while (0)
+#include "fuzz.h"
 
 static void
 fuzz_roundtrip (const struct cl_msg *m)

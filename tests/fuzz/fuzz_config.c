@@ -16,19 +16,17 @@
 
 #include <sys/mman.h>
 #include <unistd.h>
+#include "fuzz.h"
 
 struct cowd cowd;
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond) do { if (!(cond)) abort (); } while (0)
 
 static void
 fuzz_reset (void)
 {
-  char **strs[] = { &cowd.run_dir, &cowd.state_dir, &cowd.node_name,
-    &cowd.cluster_name, &cowd.initiator_name, &cowd.fence_command,
-    &cowd.chap_user, &cowd.chap_password };
+  char **strs[]
+      = { &cowd.run_dir,      &cowd.state_dir,      &cowd.node_name,
+          &cowd.cluster_name, &cowd.initiator_name, &cowd.fence_command,
+          &cowd.chap_user,    &cowd.chap_password };
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     {
       free (*strs[i]);

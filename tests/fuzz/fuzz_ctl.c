@@ -11,10 +11,7 @@
  * argv[argc] is NULL.  Build and run: see tests/fuzz/fuzz.sh.
  */
 #include "../../node/ctl/ctl-server.c"
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond) do { if (!(cond)) abort (); } while (0)
+#include "fuzz.h"
 
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
@@ -31,8 +28,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   FUZZ_CHECK (r->argc > 0 && r->argv[r->argc] == NULL);
   for (int i = 0; i < r->argc; i++)
     {
-      FUZZ_CHECK (r->argv[i] >= r->strings
-                  && r->argv[i] < r->strings + slen);
+      FUZZ_CHECK (r->argv[i] >= r->strings && r->argv[i] < r->strings + slen);
       FUZZ_CHECK (r->argv[i] + strlen (r->argv[i]) < r->strings + slen);
     }
   free (r->argv);

@@ -18,10 +18,8 @@
 #include "../../node/nbd/nbd-server.c"
 
 #include <fcntl.h>
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond) do { if (!(cond)) abort (); } while (0)
 #define FUZZ_VOL (1u << 20)
 
 static struct nbd_export *fz_exp;
@@ -43,8 +41,7 @@ fuzz_cleanup (void)
 }
 
 static void
-fuzz_file (const char *name, size_t size, bool pattern, char *path,
-           size_t plen)
+fuzz_file (const char *name, size_t size, bool pattern, char *path, size_t plen)
 {
   snprintf (path, plen, "%s/%s", fz_dir, name);
   int fd = open (path, O_CREAT | O_RDWR | O_TRUNC, 0600);
@@ -66,14 +63,18 @@ fuzz_setup (void)
   snprintf (fz_dir, sizeof fz_dir, "%s/fuzz_nbd.XXXXXX", tmp);
   FUZZ_CHECK (mkdtemp (fz_dir) != NULL);
   atexit (fuzz_cleanup);
-  qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE,
-                     "*", LOG_EMERG);
+  qb_log_filter_ctl (QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*",
+                     LOG_EMERG);
   cowd_loop_set (qb_loop_create ());
   fuzz_file ("base", FUZZ_VOL, true, base, sizeof base);
   fuzz_file ("cow", 2 * FUZZ_VOL, false, cow, sizeof cow);
   snprintf (sock, sizeof sock, "%s/sock", fz_dir);
-  struct vol_params p = { .name = "fuzz", .base_uri = base, .cow_uri = cow,
-    .chunk_size = 65536, .commit = DSCOW_COMMIT_SYNC, .buffered = true };
+  struct vol_params p = { .name = "fuzz",
+                          .base_uri = base,
+                          .cow_uri = cow,
+                          .chunk_size = 65536,
+                          .commit = DSCOW_COMMIT_SYNC,
+                          .buffered = true };
   struct backend_opts bo = { 0 };
   FUZZ_CHECK (vol_format (&p, &bo, err, sizeof err) == 0);
   FUZZ_CHECK (vol_open (&p, &bo, &fz_vol, err, sizeof err) == 0);
@@ -117,8 +118,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     fuzz_setup ();
   if (size > 60000)
     size = 60000;
-  FUZZ_CHECK (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK
-                          | SOCK_CLOEXEC, 0, sv) == 0);
+  FUZZ_CHECK (
+      socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)
+      == 0);
   int sndbuf = 1 << 20;
   setsockopt (sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   FUZZ_CHECK (size == 0 || write (sv[1], data, size) == (ssize_t) size);

@@ -26,10 +26,7 @@
 #include <string.h>
 
 #include "dscow.h"
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond) do { if (!(cond)) abort (); } while (0)
+#include "fuzz.h"
 
 static void
 fuzz_check_fields (const struct dscow_super *sb)
@@ -39,15 +36,14 @@ fuzz_check_fields (const struct dscow_super *sb)
   FUZZ_CHECK (dscow_chunk_size_valid (sb->chunk_size));
   FUZZ_CHECK (sb->name[0] != '\0' && strlen (sb->name) <= DSCOW_NAME_MAX);
   FUZZ_CHECK (strlen (sb->base_id) <= DSCOW_BASE_ID_MAX);
-  FUZZ_CHECK (sb->state == DSCOW_STATE_CLEAN
-              || sb->state == DSCOW_STATE_DIRTY);
+  FUZZ_CHECK (sb->state == DSCOW_STATE_CLEAN || sb->state == DSCOW_STATE_DIRTY);
   FUZZ_CHECK (sb->commit >= DSCOW_COMMIT_SYNC
               && sb->commit <= DSCOW_COMMIT_NONE);
   FUZZ_CHECK (sb->volume_size > 0 && sb->volume_size % 512 == 0);
-  FUZZ_CHECK (sb->meta_chunks == dscow_meta_chunks (sb->volume_size,
-                                                    sb->chunk_size));
-  FUZZ_CHECK (sb->cow_size >= dscow_cow_min_size (sb->volume_size,
-                                                  sb->chunk_size));
+  FUZZ_CHECK (sb->meta_chunks
+              == dscow_meta_chunks (sb->volume_size, sb->chunk_size));
+  FUZZ_CHECK (sb->cow_size
+              >= dscow_cow_min_size (sb->volume_size, sb->chunk_size));
 }
 
 /* Field by field: padding and the bytes after a string's NUL may differ. */
@@ -55,16 +51,16 @@ static int
 fuzz_super_cmp (const struct dscow_super *x, const struct dscow_super *y)
 {
   return x->version_major != y->version_major
-    || x->version_minor != y->version_minor || x->compat != y->compat
-    || x->incompat != y->incompat || x->ro_compat != y->ro_compat
-    || memcmp (x->uuid, y->uuid, 16) != 0 || strcmp (x->name, y->name) != 0
-    || x->volume_size != y->volume_size || x->chunk_size != y->chunk_size
-    || x->meta_chunks != y->meta_chunks || x->cow_size != y->cow_size
-    || x->base_size != y->base_size || strcmp (x->base_id, y->base_id) != 0
-    || x->epoch != y->epoch || x->generation != y->generation
-    || x->state != y->state || x->flags != y->flags
-    || x->commit != y->commit || x->owner_node != y->owner_node
-    || x->create_time != y->create_time;
+         || x->version_minor != y->version_minor || x->compat != y->compat
+         || x->incompat != y->incompat || x->ro_compat != y->ro_compat
+         || memcmp (x->uuid, y->uuid, 16) != 0 || strcmp (x->name, y->name) != 0
+         || x->volume_size != y->volume_size || x->chunk_size != y->chunk_size
+         || x->meta_chunks != y->meta_chunks || x->cow_size != y->cow_size
+         || x->base_size != y->base_size || strcmp (x->base_id, y->base_id) != 0
+         || x->epoch != y->epoch || x->generation != y->generation
+         || x->state != y->state || x->flags != y->flags
+         || x->commit != y->commit || x->owner_node != y->owner_node
+         || x->create_time != y->create_time;
 }
 
 /* A decoded superblock re-encodes to a buffer that decodes to itself. */
@@ -120,7 +116,7 @@ fuzz_two_slots (const uint8_t *data, size_t size)
   FUZZ_CHECK (fuzz_super_cmp (&sb, want) == 0);
   if (ra == 0 && rb == 0)
     FUZZ_CHECK (slot == 0 ? a.generation >= b.generation
-                : b.generation > a.generation);
+                          : b.generation > a.generation);
 }
 
 int

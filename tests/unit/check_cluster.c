@@ -66,23 +66,26 @@ on_fenced (void *ud, uint32_t node, uint32_t by, bool storage)
 }
 
 static const struct cluster_callbacks cbs = {
-  .on_owner = on_owner, .on_handoff_request = on_handoff,
-  .on_error = on_error, .on_fencing = on_fencing, .on_fenced = on_fenced,
+  .on_owner = on_owner,
+  .on_handoff_request = on_handoff,
+  .on_error = on_error,
+  .on_fencing = on_fencing,
+  .on_fenced = on_fenced,
 };
 
 static struct cl_msg
 msg (uint16_t type, const char *vol, uint32_t node, uint64_t gen)
 {
-  struct cl_msg m = { .type = type, .node = node, .generation = gen,
-    .time_ms = 1000 };
+  struct cl_msg m
+      = { .type = type, .node = node, .generation = gen, .time_ms = 1000 };
   snprintf (m.def.name, sizeof m.def.name, "%s", vol);
   return m;
 }
 
 /* Apply through the codec, as the wire would. */
 static void
-apply (struct cl_table *t, uint32_t sender, struct cl_msg m,
-       struct seen *s, uint32_t local)
+apply (struct cl_table *t, uint32_t sender, struct cl_msg m, struct seen *s,
+       uint32_t local)
 {
   size_t len;
   void *buf = cl_msg_encode (&m, &len);
@@ -121,14 +124,14 @@ START_TEST (test_codec)
   ck_assert_int_eq (cl_msg_decode (buf, 8, &d), -EINVAL);
   buf[0] = 9;
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
-  buf[0] = 1;                   /* version 1: refused since version 2 */
+  buf[0] = 1; /* version 1: refused since version 2 */
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EPROTONOSUPPORT);
   buf[0] = CL_MSG_VERSION;
-  buf[2] = 200;                 /* a type from a newer agent */
+  buf[2] = 200; /* a type from a newer agent */
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
   ck_assert_int_eq (d.type, CL_MSG_NOP);
   buf[2] = CL_MSG_HANDOFF;
-  memset (buf + CL_HDR_SIZE, 'x', CLUSTER_NAME_MAX);   /* no NUL */
+  memset (buf + CL_HDR_SIZE, 'x', CLUSTER_NAME_MAX); /* no NUL */
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EINVAL);
   free (buf);
 }
@@ -166,19 +169,23 @@ START_TEST (test_piece_codec)
   vols[1].state = CL_FENCING;
   vols[1].fenced_node = 3;
   vols[1].bouncing = true;
-  memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1);   /* longest */
+  memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1); /* longest */
   memset (vols[2].def.cow, 'c', CLUSTER_URI_MAX - 1);
   memset (vols[2].def.cow_ident, 'i', CLUSTER_IDENT_MAX - 1);
   vols[2].state = CL_HANDING_OFF;
   vols[2].requester = 4;
-  struct cl_msg m = { .type = CL_MSG_SYNC_PIECE, .vols = vols, .nvols = 3,
-    .piece = 7, .total = 1000, .last = true };
+  struct cl_msg m = { .type = CL_MSG_SYNC_PIECE,
+                      .vols = vols,
+                      .nvols = 3,
+                      .piece = 7,
+                      .total = 1000,
+                      .last = true };
   size_t len;
   uint8_t *buf = cl_msg_encode (&m, &len);
   struct cl_msg d;
   ck_assert_uint_eq (len, CL_PIECE_OVERHEAD + cl_msg_piece_vol_size (&vols[0])
-                     + cl_msg_piece_vol_size (&vols[1])
-                     + cl_msg_piece_vol_size (&vols[2]));
+                              + cl_msg_piece_vol_size (&vols[1])
+                              + cl_msg_piece_vol_size (&vols[2]));
   ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
   ck_assert_int_eq (d.type, CL_MSG_SYNC_PIECE);
   ck_assert_uint_eq (d.piece, 7);
@@ -233,8 +240,8 @@ START_TEST (test_piece_codec)
   free (buf);
 
   /* The retired SYNC_DATA of version 1 is a no-op. */
-  uint8_t old[CL_HDR_SIZE + 4] = { CL_MSG_VERSION, 0, CL_MSG_SYNC_DATA, 0,
-    CL_HDR_SIZE + 4 };
+  uint8_t old[CL_HDR_SIZE + 4]
+      = { CL_MSG_VERSION, 0, CL_MSG_SYNC_DATA, 0, CL_HDR_SIZE + 4 };
   ck_assert_int_eq (cl_msg_decode (old, sizeof old, &d), 0);
   ck_assert_int_eq (d.type, CL_MSG_NOP);
 }
@@ -253,11 +260,15 @@ START_TEST (test_define_many)
       snprintf (vols[i].def.name, CLUSTER_NAME_MAX, "m%d", i);
       strcpy (vols[i].def.cow, cows[i]);
       vols[i].def.chunk_size = 4096u << i;
-      vols[i].state = CL_OWNED;         /* ignored: a definition only */
+      vols[i].state = CL_OWNED; /* ignored: a definition only */
       vols[i].owner = 3;
     }
-  struct cl_msg m = { .type = CL_MSG_DEFINE_MANY, .vols = vols, .nvols = 3,
-    .total = 3, .last = true, .time_ms = 1000 };
+  struct cl_msg m = { .type = CL_MSG_DEFINE_MANY,
+                      .vols = vols,
+                      .nvols = 3,
+                      .total = 3,
+                      .last = true,
+                      .time_ms = 1000 };
   apply (&t, 1, m, &s, 1);
   ck_assert_uint_eq (t.n, 2);
   ck_assert_uint_eq (cl_table_find (&t, "m1")->def.chunk_size, 8192);
@@ -265,7 +276,8 @@ START_TEST (test_define_many)
   ck_assert_uint_eq (cl_table_find (&t, "m0")->owner, 0);
   ck_assert_ptr_null (cl_table_find (&t, "m2"));
   ck_assert_uint_eq (s.errors, 1);
-  ck_assert_str_eq (s.last_error, "volume m2: CoW device /cow/a is the CoW "
+  ck_assert_str_eq (s.last_error,
+                    "volume m2: CoW device /cow/a is the CoW "
                     "device of volume m0 already; a CoW device belongs to "
                     "one volume");
   cl_table_clear (&t);
@@ -297,7 +309,7 @@ START_TEST (test_undefine_owned)
   ck_assert_ptr_nonnull (cl_table_find (&t, "vm1"));
   ck_assert_uint_eq (s.errors, 1);
   ck_assert_str_eq (s.last_error, "volume vm1 is owned by node 1; detach it "
-                    "there before deleting it");
+                                  "there before deleting it");
   apply (&t, 1, msg (CL_MSG_RELEASE, "vm1", 0, 0), &s, 2);
   apply (&t, 2, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 2);
   ck_assert_ptr_null (cl_table_find (&t, "vm1"));
@@ -311,7 +323,10 @@ START_TEST (test_table_index)
 {
   struct cl_table t = { 0 };
   struct seen s = { 0 };
-  enum { N = 5000 };
+  enum
+  {
+    N = 5000
+  };
   for (int i = 0; i < N; i++)
     {
       struct cl_msg m = msg (CL_MSG_DEFINE, "", 0, 0);
@@ -365,9 +380,9 @@ START_TEST (test_acquire_handoff_release)
   ck_assert_uint_eq (v->epoch, 1);
   apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s1, 1);
   ck_assert_int_eq (v->state, CL_HANDING_OFF);
-  ck_assert_uint_eq (s1.handoff_requests, 1);   /* node 1 is asked */
+  ck_assert_uint_eq (s1.handoff_requests, 1); /* node 1 is asked */
   ck_assert_uint_eq (s1.handoff_to, 2);
-  apply (&t, 3, msg (CL_MSG_HANDOFF, "vm1", 3, 5), &s1, 1);    /* not owner */
+  apply (&t, 3, msg (CL_MSG_HANDOFF, "vm1", 3, 5), &s1, 1); /* not owner */
   ck_assert_uint_eq (v->owner, 1);
   apply (&t, 1, msg (CL_MSG_HANDOFF, "vm1", 2, 5), &s1, 1);
   ck_assert_uint_eq (v->owner, 2);
@@ -401,7 +416,8 @@ refused_as_vm1s (struct cl_table *t, struct seen *s, const struct cl_msg *m,
   apply (t, sender, *m, s, sender);
   ck_assert_ptr_null (cl_table_find (t, m->def.name));
   ck_assert_uint_eq (s->errors, errors);
-  snprintf (want, sizeof want, "volume %s: CoW device %s is the CoW device "
+  snprintf (want, sizeof want,
+            "volume %s: CoW device %s is the CoW device "
             "of volume vm1 already; a CoW device belongs to one volume",
             m->def.name, m->def.cow);
   ck_assert_str_eq (s->last_error, want);
@@ -420,16 +436,17 @@ START_TEST (test_define_same_cow)
   apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
   struct cl_msg m = define_msg ("vm2", "iscsi://10.0.0.1/iqn.x/2", "");
   refused_as_vm1s (&t, &s, &m, 2, 1);
-  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/3");        /* its own: fine */
+  strcpy (m.def.cow, "iscsi://10.0.0.1/iqn.x/3"); /* its own: fine */
   apply (&t, 2, m, &s, 2);
   ck_assert_ptr_nonnull (cl_table_find (&t, "vm2"));
-  define (&t, &s, false);       /* vm1 redefined as it is: fine */
+  define (&t, &s, false); /* vm1 redefined as it is: fine */
   ck_assert_uint_eq (s.errors, 1);
   m = define_msg ("vm3", "iscsi://10.0.9.9/iqn.x/2",
                   "naa.60000000000000000e00000000010002");
   refused_as_vm1s (&t, &s, &m, 3, 2);
-  apply (&t, 1, msg (CL_MSG_RELEASE, "vm1", 0,
-                     cl_table_find (&t, "vm1")->generation), &s, 1);
+  apply (&t, 1,
+         msg (CL_MSG_RELEASE, "vm1", 0, cl_table_find (&t, "vm1")->generation),
+         &s, 1);
   apply (&t, 1, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 1);
   ck_assert_ptr_null (cl_table_find (&t, "vm1"));
   apply (&t, 3, m, &s, 3);
@@ -486,14 +503,14 @@ START_TEST (test_node_down_fencing)
   struct cl_effects fx = { &cbs, &s, 2 };
   define (&t, &s, false);
   apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
-  cl_table_member_left (&t, 1, false, &fx);     /* agent restart: kept */
+  cl_table_member_left (&t, 1, false, &fx); /* agent restart: kept */
   ck_assert_int_eq (cl_table_find (&t, "vm1")->state, CL_OWNED);
-  cl_table_member_left (&t, 1, true, &fx);      /* node down */
+  cl_table_member_left (&t, 1, true, &fx); /* node down */
   struct cluster_vol *v = cl_table_find (&t, "vm1");
   ck_assert_int_eq (v->state, CL_FENCING);
   ck_assert_uint_eq (s.fencing, 1);
   apply (&t, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 2);
-  ck_assert_int_eq (v->state, CL_FENCING);      /* refused */
+  ck_assert_int_eq (v->state, CL_FENCING); /* refused */
   ck_assert_ptr_nonnull (strstr (s.last_error, "fenced"));
   struct cl_msg c = { .type = CL_MSG_FENCE_CONFIRM, .node = 1 };
   apply (&t, 2, c, &s, 2);
@@ -544,7 +561,7 @@ START_TEST (test_fenced)
   ck_assert_int_eq (v->state, CL_OWNED);
   ck_assert_uint_eq (v->owner, 2);
   apply (&t, 2, msg (CL_MSG_HANDOFF, "vm1", 4, 7), &s, 2);
-  ck_assert_uint_eq (v->owner, 2);              /* not to the fenced node */
+  ck_assert_uint_eq (v->owner, 2); /* not to the fenced node */
   /* A type from a newer agent decodes as a no-op. */
   uint8_t buf[CL_HDR_SIZE + 4] = { CL_MSG_VERSION, 0, 99, 0, sizeof buf };
   struct cl_msg d;
@@ -570,11 +587,11 @@ START_TEST (test_determinism)
   for (int i = 0; i < 500; i++)
     {
       uint16_t types[] = { CL_MSG_ACQUIRE, CL_MSG_HANDOFF, CL_MSG_RELEASE,
-        CL_MSG_MIGRATE, CL_MSG_FENCE_CONFIRM };
+                           CL_MSG_MIGRATE, CL_MSG_FENCE_CONFIRM };
       uint32_t sender = 1 + (uint32_t) (rand () % 3);
-      struct cl_msg m = msg (types[rand () % 5], "vm1",
-                             1 + (uint32_t) (rand () % 3),
-                             (uint64_t) (rand () % 9));
+      struct cl_msg m
+          = msg (types[rand () % 5], "vm1", 1 + (uint32_t) (rand () % 3),
+                 (uint64_t) (rand () % 9));
       m.time_ms = (uint64_t) i * 700;
       apply (&a, sender, m, &sa, 1);
       apply (&b, sender, m, &sb, 2);

@@ -102,9 +102,8 @@ cpg_mcast_joined (cpg_handle_t h, cpg_guarantee_t g, const struct iovec *iov,
   ck_assert_uint_lt (nsent, sizeof sent / sizeof *sent);
   char *buf = malloc (len), *p = buf;
   for (unsigned i = 0; i < n; i++)
-    p = (char *) memcpy (p, iov[i].iov_base, iov[i].iov_len)
-      + iov[i].iov_len;
-  sent[nsent++] = (struct sent) { buf, len };
+    p = (char *) memcpy (p, iov[i].iov_base, iov[i].iov_len) + iov[i].iov_len;
+  sent[nsent++] = (struct sent){ buf, len };
   return CS_OK;
 }
 
@@ -152,7 +151,7 @@ quorum_finalize (quorum_handle_t h)
 cs_error_t
 cmap_initialize (cmap_handle_t *h)
 {
-  return CS_ERR_LIBRARY;        /* no totem timings to compare with */
+  return CS_ERR_LIBRARY; /* no totem timings to compare with */
 }
 
 cs_error_t
@@ -193,8 +192,7 @@ deliver_mine (void)
 {
   for (size_t i = 0; i < nsent; i++)
     {
-      model.cpg_deliver_fn (1, &group, ME, getpid (), sent[i].buf,
-                            sent[i].len);
+      model.cpg_deliver_fn (1, &group, ME, getpid (), sent[i].buf, sent[i].len);
       free (sent[i].buf);
     }
   nsent = 0;
@@ -232,13 +230,11 @@ confchg (const uint32_t *members, size_t nm, const uint32_t *left, size_t nl,
 {
   struct cpg_address m[8], l[8], j[8];
   for (size_t i = 0; i < nm; i++)
-    m[i] = (struct cpg_address) { members[i], 100 + members[i], 0 };
+    m[i] = (struct cpg_address){ members[i], 100 + members[i], 0 };
   for (size_t i = 0; i < nl; i++)
-    l[i] = (struct cpg_address) { left[i], 100 + left[i],
-      CPG_REASON_NODEDOWN };
+    l[i] = (struct cpg_address){ left[i], 100 + left[i], CPG_REASON_NODEDOWN };
   for (size_t i = 0; i < nj; i++)
-    j[i] = (struct cpg_address) { joined[i], 100 + joined[i],
-      CPG_REASON_JOIN };
+    j[i] = (struct cpg_address){ joined[i], 100 + joined[i], CPG_REASON_JOIN };
   model.cpg_confchg_fn (1, &group, m, nm, l, nl, j, nj);
 }
 
@@ -268,7 +264,7 @@ on_synced (void *ud)
 {
   synced_calls++;
   if (cluster_quorate () && stale_phase)
-    violations++;               /* must be the quorate side's table */
+    violations++; /* must be the quorate side's table */
 }
 
 static const struct cluster_callbacks cb = {
@@ -277,7 +273,7 @@ static const struct cluster_callbacks cb = {
 };
 
 static const uint32_t both[] = { 1, 2 }, three[] = { 1, 2, 3 },
-  me_only[] = { 1 }, two[] = { 2 }, others[] = { 2, 3 };
+                      me_only[] = { 1 }, two[] = { 2 }, others[] = { 2, 3 };
 
 /* Node 1 and node 2 (with node 3 in corosync) quorate in ring 4, node 1
  * alone in the group first; then node 1 is cut off (ring 8, not quorate)
@@ -290,13 +286,13 @@ setup_cut_off (void)
   cluster_set_lease (LEASE_MS);
   ck_assert_int_eq (cluster_start (loop, "t", &cb, NULL), 0);
   totem (4, three, 3);
-  confchg (me_only, 1, NULL, 0, me_only, 1);    /* first: empty table */
+  confchg (me_only, 1, NULL, 0, me_only, 1); /* first: empty table */
   ck_assert (cluster_synced ());
   votequorum (true, 4, three, 3);
   run_ms (LEASE_MS / 2);
   deliver_mine ();
   ck_assert (cluster_quorate ());
-  confchg (both, 2, NULL, 0, two, 1);           /* node 2's agent joins */
+  confchg (both, 2, NULL, 0, two, 1); /* node 2's agent joins */
   deliver_mine ();
 
   /* The cut: no heartbeat is delivered while corosync forms the new
@@ -333,16 +329,20 @@ table_from_node2 (void)
 {
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
   deliver_from (2, &mark);
-  struct cluster_vol v = { .state = CL_OWNED, .owner = 2, .epoch = 5,
-    .generation = 9 };
+  struct cluster_vol v
+      = { .state = CL_OWNED, .owner = 2, .epoch = 5, .generation = 9 };
   snprintf (v.def.name, sizeof v.def.name, "v");
   snprintf (v.def.base, sizeof v.def.base, "/b");
   snprintf (v.def.cow, sizeof v.def.cow, "/c");
   v.def.chunk_size = 65536;
-  struct cl_msg piece = { .type = CL_MSG_SYNC_PIECE, .vols = &v, .nvols = 1,
-    .piece = 0, .total = 1, .last = true };
+  struct cl_msg piece = { .type = CL_MSG_SYNC_PIECE,
+                          .vols = &v,
+                          .nvols = 1,
+                          .piece = 0,
+                          .total = 1,
+                          .last = true };
   deliver_from (2, &piece);
-  run_ms (50);                                  /* the transfer's steps */
+  run_ms (50); /* the transfer's steps */
 }
 
 static void
@@ -376,7 +376,7 @@ START_TEST (test_quorum_before_merge)
   run_ms (LEASE_MS / 2);
   deliver_mine ();
   ck_assert_msg (!cluster_quorate (), "quorate on the stale table before "
-                 "CPG delivered the merge");
+                                      "CPG delivered the merge");
   ck_assert_uint_eq (violations, 0);
   /* Now CPG: ring 12 and node 2 (with node 3's corosync) back. */
   totem (12, three, 3);
@@ -392,7 +392,7 @@ START_TEST (test_merge_before_quorum)
    * ring 8 is not quorate.  Heartbeats in ring 12 renew nothing. */
   totem (12, three, 3);
   confchg (both, 2, NULL, 0, two, 1);
-  ck_assert (!cluster_synced ());               /* a joiner again */
+  ck_assert (!cluster_synced ()); /* a joiner again */
   run_ms (LEASE_MS / 2);
   deliver_mine ();
   ck_assert (!cluster_quorate ());
@@ -435,11 +435,11 @@ START_TEST (test_majority_side_resumes)
   run_ms (LEASE_MS / 2);
   deliver_mine ();
   ck_assert (cluster_quorate ());
-  run_ms (LEASE_MS + 50);                       /* the ring forms anew */
+  run_ms (LEASE_MS + 50); /* the ring forms anew */
   ck_assert (!cluster_quorate ());
   totem (8, both, 2);
   votequorum (true, 8, both, 2);
-  deliver_mine ();                              /* held: too old to renew */
+  deliver_mine (); /* held: too old to renew */
   run_ms (LEASE_MS / 2);
   deliver_mine ();
   ck_assert (cluster_quorate ());

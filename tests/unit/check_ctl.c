@@ -160,16 +160,13 @@ expect_v2_code (void)
   free (b.text);
 }
 
-START_TEST (test_v2_code)
-{
-  expect_v2_code ();
-}
+START_TEST (test_v2_code) { expect_v2_code (); }
 END_TEST
 
 /* A raw request answered in version 1 with status and exactly text. */
 static void
-expect_v1 (uint32_t version, uint32_t argc, const char *strings,
-           size_t slen, int status, const char *text)
+expect_v1 (uint32_t version, uint32_t argc, const char *strings, size_t slen,
+           int status, const char *text)
 {
   uint8_t resp[4096];
   ssize_t r = raw_call (version, argc, strings, slen, resp, sizeof resp);
@@ -188,16 +185,18 @@ END_TEST
 
 START_TEST (test_future_version)
 {
-  expect_v1 (4, 1, "ok", 3, CTL_EXIT_USAGE, "unsupported control protocol "
+  expect_v1 (4, 1, "ok", 3, CTL_EXIT_USAGE,
+             "unsupported control protocol "
              "version (cowctl and cowd differ)");
 }
 END_TEST
 
 START_TEST (test_bad_argc)
 {
-  expect_v1 (1, 5, "ok", 3, CTL_EXIT_USAGE, "malformed request (argument "
+  expect_v1 (1, 5, "ok", 3, CTL_EXIT_USAGE,
+             "malformed request (argument "
              "count)");
-  expect_v2_code ();            /* and the server still answers */
+  expect_v2_code (); /* and the server still answers */
 }
 END_TEST
 
@@ -224,7 +223,7 @@ START_TEST (test_stream_server)
   expect_big (0);
   expect_big (1);
   expect_big (10 * 1000 * 1000);
-  expect_v2_code ();            /* and the server still answers */
+  expect_v2_code (); /* and the server still answers */
 }
 END_TEST
 
@@ -232,13 +231,17 @@ END_TEST
 START_TEST (test_v2_too_large)
 {
   uint8_t *resp = malloc (CTL_MAX_MSG);
-  ssize_t r = raw_call (2, 2, "big\0" "2000000", 12, resp, CTL_MAX_MSG);
+  ssize_t r = raw_call (2, 2,
+                        "big\0"
+                        "2000000",
+                        12, resp, CTL_MAX_MSG);
   size_t h = sizeof (struct qb_ipc_response_header);
   ck_assert_int_gt (r, (ssize_t) h + 12);
   ck_assert_uint_eq (le32_get (resp + h), 2);
   ck_assert_uint_eq (le32_get (resp + h + 4), CTL_EXIT_ERROR);
   uint32_t clen = le32_get (resp + h + 8);
-  ck_assert_str_eq ((char *) resp + h + 12 + clen, "the reply (2000000 "
+  ck_assert_str_eq ((char *) resp + h + 12 + clen,
+                    "the reply (2000000 "
                     "bytes) is too large for a cowctl of control protocol "
                     "version 2; use the cowctl of this cowd's release "
                     "(version 3 streams it)");
@@ -285,8 +288,7 @@ roundtrip (size_t n)
   static size_t lens[200];
   uint8_t *f;
   size_t k = encode_all (n, NULL, &f, lens);
-  ck_assert_uint_eq (k, n ? 2 + (n + CTL_FRAME_DATA - 1) / CTL_FRAME_DATA
-                     : 2);
+  ck_assert_uint_eq (k, n ? 2 + (n + CTL_FRAME_DATA - 1) / CTL_FRAME_DATA : 2);
   struct ctl_answer a = { 0 };
   struct ctl_unframe u = { .ans = &a };
   ck_assert_int_eq (decode_all (f, lens, k, k, &u), 1);
@@ -309,8 +311,8 @@ END_TEST
 /* Frames of a 300000-byte answer with an error code, one spoiled by
  * spoil(); the decoder refuses it with exactly `why`. */
 static void
-expect_refused (void (*spoil) (uint8_t *, size_t *), size_t which,
-                size_t skip, const char *why)
+expect_refused (void (*spoil) (uint8_t *, size_t *), size_t which, size_t skip,
+                const char *why)
 {
   size_t lens[8];
   uint8_t *f;
@@ -329,7 +331,7 @@ expect_refused (void (*spoil) (uint8_t *, size_t *), size_t which,
 static void
 cut_tail (uint8_t *fr, size_t *len)
 {
-  *len -= 100;                  /* the libqb size still says the whole */
+  *len -= 100; /* the libqb size still says the whole */
   (void) fr;
 }
 
@@ -369,18 +371,23 @@ START_TEST (test_frame_refused)
 {
   char why[200];
   size_t data = sizeof (struct qb_ipc_response_header) + 16 + CTL_FRAME_DATA;
-  snprintf (why, sizeof why, "a frame says %zu bytes but %zu arrived",
-            data, data - 100);
+  snprintf (why, sizeof why, "a frame says %zu bytes but %zu arrived", data,
+            data - 100);
   expect_refused (cut_tail, 1, 99, why);
-  snprintf (why, sizeof why, "frame 1 says %u bytes of payload but "
-            "carries %u", CTL_FRAME_DATA, CTL_FRAME_DATA - 100);
+  snprintf (why, sizeof why,
+            "frame 1 says %u bytes of payload but "
+            "carries %u",
+            CTL_FRAME_DATA, CTL_FRAME_DATA - 100);
   expect_refused (cut_and_resize, 1, 99, why);
   expect_refused (NULL, 0, 2, "frame 3 arrived where frame 2 was expected");
-  expect_refused (bump_version, 2, 99, "cowd answered in control protocol "
+  expect_refused (bump_version, 2, 99,
+                  "cowd answered in control protocol "
                   "version 4; this cowctl speaks versions 1 to 3");
-  expect_refused (flip_byte, 3, 99, "the answer's checksum does not match "
+  expect_refused (flip_byte, 3, 99,
+                  "the answer's checksum does not match "
                   "its 300000 bytes");
-  expect_refused (shrink_data, 2, 99, "the answer ended after 299900 of "
+  expect_refused (shrink_data, 2, 99,
+                  "the answer ended after 299900 of "
                   "300000 bytes");
 }
 END_TEST
@@ -390,10 +397,11 @@ static int32_t
 old_msg (qb_ipcs_connection_t *c, void *data, size_t size)
 {
   static const char text[] = "unsupported control protocol version "
-    "(cowctl and cowd differ)";
+                             "(cowctl and cowd differ)";
   uint8_t msg[256];
-  struct qb_ipc_response_header h = { .id = CTL_MSG_COMMAND,
-    .size = (int32_t) (sizeof h + 8 + sizeof text) };
+  struct qb_ipc_response_header h
+      = { .id = CTL_MSG_COMMAND,
+          .size = (int32_t) (sizeof h + 8 + sizeof text) };
   memcpy (msg, &h, sizeof h);
   le32_put (msg + sizeof h, 1);
   le32_put (msg + sizeof h + 4, CTL_EXIT_USAGE);
@@ -442,11 +450,12 @@ old_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
 static qb_loop_t *
 old_start (const char *dir)
 {
-  static struct qb_ipcs_service_handlers sh = {
-    .connection_accept = old_accept, .msg_process = old_msg };
+  static struct qb_ipcs_service_handlers sh
+      = { .connection_accept = old_accept, .msg_process = old_msg };
   static struct qb_ipcs_poll_handlers ph = { .job_add = old_job_add,
-    .dispatch_add = old_poll_add, .dispatch_mod = old_poll_mod,
-    .dispatch_del = old_poll_del };
+                                             .dispatch_add = old_poll_add,
+                                             .dispatch_mod = old_poll_mod,
+                                             .dispatch_del = old_poll_del };
   char name[64];
   ctl_service_name (dir, name, sizeof name);
   old_loop = qb_loop_create ();
@@ -468,7 +477,8 @@ START_TEST (test_older_cowd)
   waitpid (pid, NULL, 0);
   rmdir (dir);
   ck_assert_int_eq (r, -EPROTONOSUPPORT);
-  ck_assert_str_eq (a.why, "cowd is older than this cowctl and does not "
+  ck_assert_str_eq (a.why,
+                    "cowd is older than this cowctl and does not "
                     "speak control protocol version 3; use the cowctl of "
                     "cowd's release");
   free (a.text);

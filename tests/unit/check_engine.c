@@ -33,16 +33,16 @@
 #define MAX_INFLIGHT 32
 #define MAX_LEN (96u * 1024)
 
-static qb_loop_t *loop;           /* handed to the engine: cowd_loop_set */
+static qb_loop_t *loop; /* handed to the engine: cowd_loop_set */
 
 static char dir[64];
 static uint8_t *model, *base_copy;
 static struct volume *vol;
-static bool buffered;           /* the CoW through the page cache */
+static bool buffered; /* the CoW through the page cache */
 
 struct op
 {
-  int kind;                     /* 0 read, 1 write, 2 zeroes, 3 flush */
+  int kind; /* 0 read, 1 write, 2 zeroes, 3 flush */
   uint64_t off;
   uint32_t len;
   void *buf;
@@ -117,7 +117,8 @@ issue (struct op *o)
       if (style == 0)
         off += (uint64_t) (rand () % 8) * 512, len = 512 * (1 + rand () % 16);
       else if (style == 1)
-        off += (uint64_t) (rand () % 4096), len = 1 + (uint32_t) (rand () % 9000);
+        off += (uint64_t) (rand () % 4096),
+            len = 1 + (uint32_t) (rand () % 9000);
       if (off + len > VOL_SIZE)
         len = (uint32_t) (VOL_SIZE - off);
     }
@@ -127,10 +128,12 @@ issue (struct op *o)
   o->busy = true;
   o->off = off;
   o->len = len;
-  o->kind = rand () % 10 < 4 ? 0 : rand () % 10 == 0 ? 2 : rand () % 20 == 0
-    ? 3 : 1;
+  o->kind = rand () % 10 < 4    ? 0
+            : rand () % 10 == 0 ? 2
+            : rand () % 20 == 0 ? 3
+                                : 1;
   ck_assert_int_eq (posix_memalign (&o->buf, 4096, len), 0);
-  memset (o->buf, 0, len);      /* valgrind cannot see io_uring fill it */
+  memset (o->buf, 0, len); /* valgrind cannot see io_uring fill it */
   int r;
   switch (o->kind)
     {
@@ -167,8 +170,12 @@ open_volume (const char *name, enum dscow_commit commit, bool format)
   char base[128], cow[128], err[512];
   snprintf (base, sizeof base, "%s/base.img", dir);
   snprintf (cow, sizeof cow, "%s/cow-%s.img", dir, name);
-  struct vol_params p = { .name = name, .base_uri = base, .cow_uri = cow,
-    .chunk_size = CHUNK, .commit = commit, .buffered = buffered };
+  struct vol_params p = { .name = name,
+                          .base_uri = base,
+                          .cow_uri = cow,
+                          .chunk_size = CHUNK,
+                          .commit = commit,
+                          .buffered = buffered };
   struct backend_opts bo = { .direct = true };
   if (format)
     {
@@ -227,7 +234,7 @@ setup (void)
   ck_assert_ptr_nonnull (mkdtemp (dir));
   if (!loop)
     {
-      loop = qb_loop_create ();  /* the io_uring eventfd lives on it */
+      loop = qb_loop_create (); /* the io_uring eventfd lives on it */
       cowd_loop_set (loop);
     }
   model = malloc (VOL_SIZE);
@@ -260,7 +267,7 @@ reopen_and_verify (const char *name, enum dscow_commit commit)
   qb_loop_run (loop);
   open_volume (name, commit, false);
   if (commit == DSCOW_COMMIT_NONE)
-    memcpy (model, base_copy, VOL_SIZE);        /* transient: reset */
+    memcpy (model, base_copy, VOL_SIZE); /* transient: reset */
   verify_whole ();
   vol_close (vol, closed, NULL);
   qb_loop_run (loop);
@@ -328,7 +335,7 @@ START_TEST (test_hydrate)
   ck_assert_uint_gt (h.copied, 0);
   ck_assert (vol_super (vol)->flags & DSCOW_FLAG_HYDRATED);
   ck_assert_int_eq (vol_drop_base (vol, err, sizeof err), 0);
-  verify_whole ();              /* served from the CoW alone */
+  verify_whole (); /* served from the CoW alone */
   reopen_and_verify ("vhyd", DSCOW_COMMIT_SYNC);
 }
 END_TEST
@@ -423,15 +430,15 @@ START_TEST (test_chain)
       ck_assert_uint_gt (li[i].chunks, 0);
     }
   ck_assert_ptr_null (li[3].name);
-  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);      /* found at open */
+  reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC); /* found at open */
   open_volume ("vchain", DSCOW_COMMIT_SYNC, false);
   ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 4);
-  chain_rollback ("s2", 1);     /* s3's layer empty, the top freed */
+  chain_rollback ("s2", 1); /* s3's layer empty, the top freed */
   memcpy (model, saved[1], VOL_SIZE);
   verify_whole ();
   ck_assert_uint_eq (vol_layers (vol, li, DSCOW_CHAIN_MAX), 3);
   run_random (500);
-  chain_rollback (NULL, 0);     /* reset: reads as s2 again */
+  chain_rollback (NULL, 0); /* reset: reads as s2 again */
   memcpy (model, saved[1], VOL_SIZE);
   verify_whole ();
   run_random (500);
@@ -456,7 +463,7 @@ START_TEST (test_chain)
   ck_assert_int_eq (vol_hydrate_start (vol, 0, err, sizeof err), 0);
   qb_loop_timer_add (loop, QB_LOOP_LOW, 0, NULL, hydrated_poll, &t);
   qb_loop_run (loop);
-  verify_whole ();              /* copied from s1 and the base */
+  verify_whole (); /* copied from s1 and the base */
   reopen_and_verify ("vchain", DSCOW_COMMIT_SYNC);
   for (int i = 0; i < 3; i++)
     free (saved[i]);
@@ -501,7 +508,7 @@ END_TEST
 START_TEST (test_backend_key)
 {
   char a[320], b[320], kdir[] = "/tmp/check-key.XXXXXX", f[64], g[64], l[64],
-    h[64];
+                       h[64];
   ck_assert_ptr_nonnull (mkdtemp (kdir));
   snprintf (f, sizeof f, "%s/f", kdir);
   snprintf (g, sizeof g, "%s/g", kdir);
@@ -524,8 +531,7 @@ START_TEST (test_backend_key)
 #ifdef HAVE_LIBISCSI
   backend_key ("iscsi://10.0.0.5/iqn.2024-01.x:y/1", a, sizeof a);
   ck_assert_str_eq (a, "iscsi:iscsi://10.0.0.5:3260/iqn.2024-01.x:y/1");
-  backend_key ("iscsi://u%secret@10.0.0.5:3260/iqn.2024-01.x:y/1", b,
-               sizeof b);
+  backend_key ("iscsi://u%secret@10.0.0.5:3260/iqn.2024-01.x:y/1", b, sizeof b);
   ck_assert_str_eq (a, b);
 #endif
   unlink (f), unlink (g), unlink (l), unlink (h), rmdir (kdir);
@@ -560,8 +566,8 @@ static void
 run_for (unsigned ms)
 {
   qb_loop_timer_handle t;
-  qb_loop_timer_add (loop, QB_LOOP_LOW, (uint64_t) ms * 1000000, NULL,
-                     stop_cb, &t);
+  qb_loop_timer_add (loop, QB_LOOP_LOW, (uint64_t) ms * 1000000, NULL, stop_cb,
+                     &t);
   qb_loop_run (loop);
 }
 
@@ -574,18 +580,19 @@ START_TEST (test_lease_gate)
   vol_set_lease (vol, lease_fn, NULL);
   memset (buf[0], 0xa1, 4096);
   lease_res[0] = 1;
-  ck_assert_int_eq (vol_write (vol, buf[0], 0, 4096, 0, lease_done,
-                               &lease_res[0]), 0);
+  ck_assert_int_eq (
+      vol_write (vol, buf[0], 0, 4096, 0, lease_done, &lease_res[0]), 0);
   run_for (200);
   ck_assert_int_eq (lease_res[0], 0);
   /* Past the lease: nothing starts, nothing is answered. */
   lease_deadline = 0;
   ck_assert (!vol_serving (vol));
   lease_res[1] = lease_res[2] = 1;
-  ck_assert_int_eq (vol_write (vol, buf[1], 2 * CHUNK, 4096, 0, lease_done,
-                               &lease_res[1]), 0);
-  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done,
-                              &lease_res[2]), 0);
+  ck_assert_int_eq (
+      vol_write (vol, buf[1], 2 * CHUNK, 4096, 0, lease_done, &lease_res[1]),
+      0);
+  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done, &lease_res[2]),
+                    0);
   run_for (200);
   ck_assert_int_eq (lease_res[1], 1);
   ck_assert_int_eq (lease_res[2], 1);
@@ -599,8 +606,9 @@ START_TEST (test_lease_gate)
   /* A write in flight as the lease runs out is parked, then failed by
    * the fence. */
   lease_res[3] = 1;
-  ck_assert_int_eq (vol_write (vol, buf[1], 4 * CHUNK, 4096, 0, lease_done,
-                               &lease_res[3]), 0);
+  ck_assert_int_eq (
+      vol_write (vol, buf[1], 4 * CHUNK, 4096, 0, lease_done, &lease_res[3]),
+      0);
   lease_deadline = 0;
   run_for (200);
   ck_assert_int_eq (lease_res[3], 1);
@@ -613,10 +621,10 @@ START_TEST (test_lease_gate)
   ck_assert_int_eq (vol_get_state (vol), VOL_STATE_FENCED);
   ck_assert_int_eq (vol_takeover (vol, 2, 1, 0, err, sizeof err), -1);
   ck_assert_str_eq (err, "volume vl: this host was fenced; it serves the "
-                    "volume again only after cowd is restarted");
+                         "volume again only after cowd is restarted");
   lease_res[2] = 1;
-  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done,
-                              &lease_res[2]), 0);
+  ck_assert_int_eq (vol_read (vol, buf[2], 0, 4096, lease_done, &lease_res[2]),
+                    0);
   run_for (50);
   ck_assert_int_eq (lease_res[2], -EIO);
   ck_assert_int_eq (vol_mark_clean (vol), -EACCES);
@@ -633,8 +641,8 @@ START_TEST (test_fenced_close)
   open_volume ("vf", DSCOW_COMMIT_FLUSH, true);
   memset (buf, 0x5c, sizeof buf);
   lease_res[0] = 1;
-  ck_assert_int_eq (vol_write (vol, buf, 3 * CHUNK, 4096, 0, lease_done,
-                               &lease_res[0]), 0);
+  ck_assert_int_eq (
+      vol_write (vol, buf, 3 * CHUNK, 4096, 0, lease_done, &lease_res[0]), 0);
   run_for (200);
   ck_assert_int_eq (lease_res[0], 0);
   ck_assert_uint_eq (vol_cow_chunks (vol), 1);

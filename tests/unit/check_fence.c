@@ -299,7 +299,7 @@ static int
 mock_prout (struct fence_dev *dev, const struct fence_prout *p,
             struct fence_status *st)
 {
-  (void)dev;
+  (void) dev;
   m.log[m.nlog++] = p->sa;
   if (mock_ua (st))
     return 0;
@@ -322,7 +322,7 @@ mock_prin (struct fence_dev *dev, enum fence_prin_sa sa, uint8_t *buf,
   uint8_t out[8 + 8 * MOCK_MAX] = { 0 };
   size_t n = 0;
 
-  (void)dev;
+  (void) dev;
   if (mock_ua (st))
     return 0;
   if (sa == FENCE_SA_READ_KEYS)
@@ -502,12 +502,12 @@ END_TEST
 START_TEST (test_lun_fences_victim)
 {
   char err[256] = "";
-  m.keys[1] = k1;                       /* the victim; we are not yet */
+  m.keys[1] = k1; /* the victim; we are not yet */
   m.held = true, m.holder = k1, m.type = 5;
   ck_assert_int_eq (fence_lun (dev, k2, k1, false, err, sizeof err),
                     FENCE_LUN_FENCED);
-  ck_assert_uint_eq (m.keys[0], k2);    /* registered on the way */
-  ck_assert_uint_eq (m.keys[1], 0);     /* preempted */
+  ck_assert_uint_eq (m.keys[0], k2); /* registered on the way */
+  ck_assert_uint_eq (m.keys[1], 0);  /* preempted */
   ck_assert_uint_eq (m.holder, k2);
   ck_assert_str_eq (err, "");
 }
@@ -519,20 +519,20 @@ START_TEST (test_lun_victim_gone_already)
   m.keys[0] = k2;
   ck_assert_int_eq (fence_lun (dev, k2, k1, true, err, sizeof err),
                     FENCE_LUN_ALREADY);
-  ck_assert_int_eq (m.nlog, 0);         /* nothing sent */
+  ck_assert_int_eq (m.nlog, 0); /* nothing sent */
 }
 END_TEST
 
 START_TEST (test_lun_self_fenced_stops)
 {
   char err[256] = "";
-  m.keys[1] = k1;                       /* ours (k2) was preempted */
+  m.keys[1] = k1; /* ours (k2) was preempted */
   ck_assert_int_eq (fence_lun (dev, k2, k1, true, err, sizeof err),
                     FENCE_LUN_SELF_FENCED);
-  ck_assert_int_eq (m.nlog, 0);         /* no REGISTER, no PREEMPT */
+  ck_assert_int_eq (m.nlog, 0); /* no REGISTER, no PREEMPT */
   ck_assert_uint_eq (m.keys[1], k1);
   ck_assert_str_eq (err, "mock://lun1: this node's own key is gone: it was "
-                    "fenced itself");
+                         "fenced itself");
 }
 END_TEST
 
@@ -540,15 +540,15 @@ START_TEST (test_lun_error_sentence)
 {
   char err[256] = "";
   m.keys[1] = k1;
-  m.ua_pending = 100;                   /* READ KEYS never gets through */
+  m.ua_pending = 100; /* READ KEYS never gets through */
   ck_assert_int_eq (fence_lun (dev, k2, k1, false, err, sizeof err),
                     FENCE_LUN_ERROR);
   ck_assert_str_eq (err, fence_last_error (dev));
   ck_assert_str_eq (err, "fence: mock://lun1: PERSISTENT RESERVE IN READ "
-                    "KEYS failed: CHECK "
-                    "CONDITION, UNIT ATTENTION 2A/03 (reservations "
-                    "preempted)");
-  ck_assert_uint_eq (m.keys[1], k1);    /* nothing preempted */
+                         "KEYS failed: CHECK "
+                         "CONDITION, UNIT ATTENTION 2A/03 (reservations "
+                         "preempted)");
+  ck_assert_uint_eq (m.keys[1], k1); /* nothing preempted */
 }
 END_TEST
 

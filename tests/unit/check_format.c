@@ -30,8 +30,8 @@
 
 #define GIB (1024ull * 1024 * 1024)
 
-static const uint8_t uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-  14, 15, 16 };
+static const uint8_t uuid[16]
+    = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 static const char base_id[] = "naa.6001405abcdef";
 static uint8_t buf[2 * DSCOW_SUPER_SIZE];
 
@@ -41,7 +41,8 @@ make_super (struct dscow_super *sb)
 {
   ck_assert_int_eq (dscow_super_init (sb, "vm-1.disk_0", uuid, GIB, 65536,
                                       dscow_cow_min_size (GIB, 65536), GIB,
-                                      base_id, DSCOW_COMMIT_SYNC), 0);
+                                      base_id, DSCOW_COMMIT_SYNC),
+                    0);
 }
 
 static uint64_t
@@ -102,8 +103,7 @@ START_TEST (test_crc32c_chaining)
   for (size_t k = 0; k <= 9; k++)
     {
       uint32_t a = dscow_crc32c (0, "123456789", k);
-      ck_assert_uint_eq (dscow_crc32c (a, "123456789" + k, 9 - k),
-                         0xE3069283u);
+      ck_assert_uint_eq (dscow_crc32c (a, "123456789" + k, 9 - k), 0xE3069283u);
     }
   /* A longer, unaligned buffer through the 8-byte path, in odd pieces. */
   uint8_t big[1000];
@@ -130,8 +130,8 @@ END_TEST
 static void
 fill_every_field (struct dscow_super *sb)
 {
-  static const char long_name[] =
-    "a23456789012345678901234567890123456789012345678901234567890123";
+  static const char long_name[]
+      = "a23456789012345678901234567890123456789012345678901234567890123";
   char long_id[DSCOW_BASE_ID_MAX + 1];
   memset (long_id, 'x', DSCOW_BASE_ID_MAX);
   long_id[DSCOW_BASE_ID_MAX] = '\0';
@@ -141,10 +141,11 @@ fill_every_field (struct dscow_super *sb)
   ck_assert_uint_eq (strlen (long_name), DSCOW_NAME_MAX);
   ck_assert_int_eq (dscow_super_init (sb, long_name, u, 3 * GIB + 512, 4096,
                                       1ull << 40, 3 * GIB + 512, long_id,
-                                      DSCOW_COMMIT_FLUSH), 0);
+                                      DSCOW_COMMIT_FLUSH),
+                    0);
   sb->version_minor = 7;
   sb->compat = 0x8000000000000001ull;
-  sb->ro_compat = 0x4000000000000002ull;        /* decodes; cowd refuses */
+  sb->ro_compat = 0x4000000000000002ull; /* decodes; cowd refuses */
   sb->epoch = 0x8123456789abcdefull;
   sb->generation = 0xfedcba9876543210ull;
   sb->state = DSCOW_STATE_DIRTY;
@@ -195,8 +196,9 @@ START_TEST (test_base_stamp)
   struct dscow_super sb, out;
   make_super (&sb);
   ck_assert_uint_eq (sb.version_minor, DSCOW_VERSION_MINOR);
-  sb.stamp = (struct dscow_base_stamp) { DSCOW_STAMP_FILE, 0x0801, 12,
-    978307200000000000ull, 978307200123456789ull };
+  sb.stamp = (struct dscow_base_stamp){ DSCOW_STAMP_FILE, 0x0801, 12,
+                                        978307200000000000ull,
+                                        978307200123456789ull };
   ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
   ck_assert_uint_eq (get_le (buf, 304, 4), DSCOW_STAMP_FILE);
   ck_assert_uint_eq (get_le (buf, 308, 4), 0);
@@ -208,7 +210,7 @@ START_TEST (test_base_stamp)
     ck_assert_uint_eq (buf[i], 0);
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
   ck_assert_int_eq (memcmp (&out.stamp, &sb.stamp, sizeof sb.stamp), 0);
-  poke (buf, 10, 0, 2);         /* minor 0: bytes 304+ are reserved */
+  poke (buf, 10, 0, 2); /* minor 0: bytes 304+ are reserved */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
   ck_assert_uint_eq (out.stamp.kind, DSCOW_STAMP_NONE);
 }
@@ -220,38 +222,41 @@ START_TEST (test_base_changed)
   char what[512];
   bool moved;
   make_super (&sb);
-  sb.stamp = (struct dscow_base_stamp) { DSCOW_STAMP_FILE, 0x0801, 12,
-    978307200000000000ull, 978307200123456789ull };
+  sb.stamp = (struct dscow_base_stamp){ DSCOW_STAMP_FILE, 0x0801, 12,
+                                        978307200000000000ull,
+                                        978307200123456789ull };
   struct dscow_base_stamp now = sb.stamp;
-  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
-                                        sizeof what, &moved), 0);
+  ck_assert_int_eq (
+      dscow_base_changed (&sb, &now, base_id, what, sizeof what, &moved), 0);
   ck_assert_str_eq (what, "");
   ck_assert (!moved);
-  now.dev = 0xfd03;             /* device number alone: re-record */
-  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
-                                        sizeof what, &moved), 0);
+  now.dev = 0xfd03; /* device number alone: re-record */
+  ck_assert_int_eq (
+      dscow_base_changed (&sb, &now, base_id, what, sizeof what, &moved), 0);
   ck_assert (moved);
   now.ino = 13;
   now.mtime_ns += 1;
   ck_assert_int_eq (dscow_base_changed (&sb, &now, "naa.6001405fffff", what,
                                         sizeof what, &moved),
                     -DSCOW_EBASECHANGED);
-  ck_assert_str_eq (what, "inode 12 -> 13, modification time 2001-01-01 "
+  ck_assert_str_eq (what,
+                    "inode 12 -> 13, modification time 2001-01-01 "
                     "00:00:00.000000000 UTC -> 2001-01-01 00:00:00.000000001 "
                     "UTC, identity naa.6001405abcdef -> naa.6001405fffff");
   ck_assert (!moved);
   now = sb.stamp;
   now.ctime_ns = 0;
-  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
-                                        sizeof what, &moved),
-                    -DSCOW_EBASECHANGED);
+  ck_assert_int_eq (
+      dscow_base_changed (&sb, &now, base_id, what, sizeof what, &moved),
+      -DSCOW_EBASECHANGED);
   ck_assert_str_eq (what, "change time 2001-01-01 00:00:00.123456789 UTC -> "
-                    "1970-01-01 00:00:00.000000000 UTC");
+                          "1970-01-01 00:00:00.000000000 UTC");
   /* Nothing recorded (a LUN, a minor 0 superblock): identity only. */
   sb.stamp.kind = DSCOW_STAMP_NONE;
-  ck_assert_int_eq (dscow_base_changed (&sb, &now, base_id, what,
-                                        sizeof what, &moved), 0);
-  ck_assert_str_eq (dscow_strerror (DSCOW_EBASECHANGED), "the base file "
+  ck_assert_int_eq (
+      dscow_base_changed (&sb, &now, base_id, what, sizeof what, &moved), 0);
+  ck_assert_str_eq (dscow_strerror (DSCOW_EBASECHANGED),
+                    "the base file "
                     "changed after the volume was created (size, inode or "
                     "times differ)");
 }
@@ -259,13 +264,14 @@ END_TEST
 
 START_TEST (test_roundtrip_commit_policies)
 {
-  static const enum dscow_commit c[] = { DSCOW_COMMIT_SYNC,
-    DSCOW_COMMIT_FLUSH, DSCOW_COMMIT_NONE };
+  static const enum dscow_commit c[]
+      = { DSCOW_COMMIT_SYNC, DSCOW_COMMIT_FLUSH, DSCOW_COMMIT_NONE };
   for (size_t i = 0; i < 3; i++)
     {
       struct dscow_super sb, out;
       ck_assert_int_eq (dscow_super_init (&sb, "v", uuid, 1 << 20, 4096,
-                                          1 << 22, 1 << 20, "", c[i]), 0);
+                                          1 << 22, 1 << 20, "", c[i]),
+                        0);
       ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
       ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
       ck_assert_uint_eq (out.commit, c[i]);
@@ -308,7 +314,7 @@ START_TEST (test_layout_offsets)
   ck_assert_uint_eq (get_le (buf, 292, 4), sb.owner_node);
   ck_assert_uint_eq (get_le (buf, 296, 8), sb.create_time);
   for (size_t i = 304; i < 4092; i++)
-    ck_assert_uint_eq (buf[i], 0);                  /* reserved */
+    ck_assert_uint_eq (buf[i], 0); /* reserved */
   ck_assert_uint_eq (get_le (buf, 4092, 4), dscow_crc32c (0, buf, 4092));
 }
 END_TEST
@@ -325,7 +331,7 @@ make_chain_super (struct dscow_super *sb)
       sb->lower_uuid[i] = (uint8_t) (0x10 + i);
       sb->upper_uuid[i] = (uint8_t) (0x80 + i);
     }
-  memset (sb->lower_uri, 'l', DSCOW_URI_MAX);   /* the longest there is */
+  memset (sb->lower_uri, 'l', DSCOW_URI_MAX); /* the longest there is */
   strcpy (sb->upper_uri, "iscsi://10.0.0.1/iqn.2026-11.test:t/3");
   strcpy (sb->snap_name, "before-upgrade_1.2");
   sb->snap_time = 0x0123456789abcdefull;
@@ -346,7 +352,7 @@ START_TEST (test_chain_fields)
   ck_assert_uint_eq (buf[456 + DSCOW_URI_MAX], 0);
   ck_assert_str_eq ((const char *) buf + 1480, sb.upper_uri);
   for (size_t i = 2504; i < 4092; i++)
-    ck_assert_uint_eq (buf[i], 0);                  /* reserved */
+    ck_assert_uint_eq (buf[i], 0); /* reserved */
   memset (&out, 0x55, sizeof out);
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
   ck_assert_mem_eq (out.lower_uuid, sb.lower_uuid, 16);
@@ -372,18 +378,46 @@ chain_decode_with (void (*edit) (struct dscow_super *))
   return dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out);
 }
 
-static void ed_lower_uuid (struct dscow_super *sb) { memset (sb->lower_uuid, 0, 16); }
-static void ed_lower_uri (struct dscow_super *sb) { sb->lower_uri[0] = 0; }
-static void ed_upper_uuid (struct dscow_super *sb) { memset (sb->upper_uuid, 0, 16); }
-static void ed_upper_uri (struct dscow_super *sb) { sb->upper_uri[0] = 0; }
-static void ed_snap_name (struct dscow_super *sb) { strcpy (sb->snap_name, "a b"); }
-static void ed_snap_empty (struct dscow_super *sb) { sb->snap_name[0] = 0; }
-static void ed_minor2 (struct dscow_super *sb) { sb->version_minor = 2; }
+static void
+ed_lower_uuid (struct dscow_super *sb)
+{
+  memset (sb->lower_uuid, 0, 16);
+}
+static void
+ed_lower_uri (struct dscow_super *sb)
+{
+  sb->lower_uri[0] = 0;
+}
+static void
+ed_upper_uuid (struct dscow_super *sb)
+{
+  memset (sb->upper_uuid, 0, 16);
+}
+static void
+ed_upper_uri (struct dscow_super *sb)
+{
+  sb->upper_uri[0] = 0;
+}
+static void
+ed_snap_name (struct dscow_super *sb)
+{
+  strcpy (sb->snap_name, "a b");
+}
+static void
+ed_snap_empty (struct dscow_super *sb)
+{
+  sb->snap_name[0] = 0;
+}
+static void
+ed_minor2 (struct dscow_super *sb)
+{
+  sb->version_minor = 2;
+}
 static void
 ed_no_flags (struct dscow_super *sb)
 {
   sb->incompat = sb->ro_compat = 0;
-  memset (sb->lower_uuid, 0, 16);       /* links not checked without flags */
+  memset (sb->lower_uuid, 0, 16); /* links not checked without flags */
   sb->upper_uri[0] = 0;
 }
 
@@ -413,7 +447,8 @@ START_TEST (test_chain_errors)
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
   ck_assert_str_eq (out.lower_uri, "");
   ck_assert_uint_eq (out.snap_time, 0);
-  ck_assert_str_eq (dscow_strerror (DSCOW_ECHAIN), "the superblock's layer "
+  ck_assert_str_eq (dscow_strerror (DSCOW_ECHAIN),
+                    "the superblock's layer "
                     "chain fields are inconsistent (a lower or upper layer "
                     "link without its device or uuid, or a frozen layer "
                     "without a snapshot name)");
@@ -432,7 +467,7 @@ START_TEST (test_init_defaults)
   ck_assert_uint_eq (sb.flags, 0);
   ck_assert_uint_eq (sb.owner_node, 0);
   ck_assert_uint_eq (sb.compat | sb.incompat | sb.ro_compat, 0);
-  ck_assert_uint_eq (sb.meta_chunks, 1);       /* 8K + 4K bitmap block */
+  ck_assert_uint_eq (sb.meta_chunks, 1); /* 8K + 4K bitmap block */
   ck_assert_uint_ne (sb.create_time, 0);
   ck_assert_str_eq (sb.base_id, base_id);
 }
@@ -452,8 +487,7 @@ START_TEST (test_decode_short_magic_csum)
                     -DSCOW_ESHORT);
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out), 0);
   /* One flipped byte anywhere covered by the checksum, or in it. */
-  static const size_t at[] = { 8, 100, 280, 303, 304, 2000, 4091, 4092,
-    4095 };
+  static const size_t at[] = { 8, 100, 280, 303, 304, 2000, 4091, 4092, 4095 };
   for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
     {
       buf[at[i]] ^= 0x20;
@@ -480,26 +514,25 @@ START_TEST (test_decode_version_features)
   ck_assert_int_eq (decode_after_poke (8, 0, 2), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (8, 0xffff, 2), -DSCOW_EVERSION);
   ck_assert_int_eq (decode_after_poke (12, 512, 4), -DSCOW_EVERSION);
-  ck_assert_int_eq (decode_after_poke (10, 9, 2), 0);   /* minor: fine */
+  ck_assert_int_eq (decode_after_poke (10, 9, 2), 0); /* minor: fine */
   ck_assert_int_eq (decode_after_poke (24, 4, 8), -DSCOW_EINCOMPAT);
-  ck_assert_int_eq (decode_after_poke (24, 2, 8), 0);   /* RESETTING */
+  ck_assert_int_eq (decode_after_poke (24, 2, 8), 0); /* RESETTING */
   ck_assert_int_eq (decode_after_poke (24, 1ull << 63, 8), -DSCOW_EINCOMPAT);
   /* Known since minor 3: LOWER (and FROZEN) need their link. */
   ck_assert_int_eq (decode_after_poke (24, 1, 8), -DSCOW_ECHAIN);
   ck_assert_int_eq (decode_after_poke (32, 1, 8), -DSCOW_ECHAIN);
-  ck_assert_int_eq (decode_after_poke (16, ~0ull, 8), 0);      /* compat */
-  ck_assert_int_eq (decode_after_poke (32, ~1ull, 8), 0);      /* ro_compat */
+  ck_assert_int_eq (decode_after_poke (16, ~0ull, 8), 0); /* compat */
+  ck_assert_int_eq (decode_after_poke (32, ~1ull, 8), 0); /* ro_compat */
 }
 END_TEST
 
 START_TEST (test_decode_chunk_name_state)
 {
-  static const uint32_t bad_chunks[] = { 0, 512, 2048, 12288, 65535, 65537,
-    2u << 20, 0x80000000u };
+  static const uint32_t bad_chunks[]
+      = { 0, 512, 2048, 12288, 65535, 65537, 2u << 20, 0x80000000u };
   for (size_t i = 0; i < sizeof bad_chunks / sizeof bad_chunks[0]; i++)
-    ck_assert_int_eq (decode_after_poke (128, bad_chunks[i], 4),
-                      -DSCOW_ECHUNK);
-  ck_assert_int_eq (decode_after_poke (56, 0, 1), -DSCOW_ENAME);   /* empty */
+    ck_assert_int_eq (decode_after_poke (128, bad_chunks[i], 4), -DSCOW_ECHUNK);
+  ck_assert_int_eq (decode_after_poke (56, 0, 1), -DSCOW_ENAME); /* empty */
   ck_assert_int_eq (decode_after_poke (56, '.', 1), -DSCOW_ENAME);
   ck_assert_int_eq (decode_after_poke (56, '-', 1), -DSCOW_ENAME);
   ck_assert_int_eq (decode_after_poke (58, '/', 1), -DSCOW_ENAME);
@@ -522,12 +555,13 @@ START_TEST (test_decode_geometry_size)
   ck_assert_int_eq (decode_after_poke (132, 0, 4), -DSCOW_EGEOMETRY);
   ck_assert_int_eq (decode_after_poke (120, 0, 8), -DSCOW_EGEOMETRY);
   ck_assert_int_eq (decode_after_poke (120, GIB + 1000, 8), -DSCOW_EGEOMETRY);
-  ck_assert_int_eq (decode_after_poke (120, GIB - 512, 8), 0);  /* same meta */
+  ck_assert_int_eq (decode_after_poke (120, GIB - 512, 8), 0); /* same meta */
   ck_assert_int_eq (decode_after_poke (144, 8192, 8), -DSCOW_EGEOMETRY);
   ck_assert_int_eq (decode_after_poke (136, 4096, 8), -DSCOW_EGEOMETRY);
   ck_assert_int_eq (decode_after_poke (152, 4096, 8), -DSCOW_ETOOSMALL);
-  ck_assert_int_eq (decode_after_poke (152, dscow_cow_min_size (GIB, 65536)
-                                       - 1, 8), -DSCOW_ETOOSMALL);
+  ck_assert_int_eq (
+      decode_after_poke (152, dscow_cow_min_size (GIB, 65536) - 1, 8),
+      -DSCOW_ETOOSMALL);
   ck_assert_int_eq (decode_after_poke (152, ~0ull, 8), 0);
 }
 END_TEST
@@ -538,29 +572,29 @@ START_TEST (test_decode_order)
   struct dscow_super sb, out;
   make_super (&sb);
   ck_assert_int_eq (dscow_super_encode (&sb, buf, DSCOW_SUPER_SIZE), 0);
-  poke (buf, 152, 0, 8);                        /* too small */
-  poke (buf, 132, 9, 4);                        /* geometry */
+  poke (buf, 152, 0, 8); /* too small */
+  poke (buf, 132, 9, 4); /* geometry */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_EGEOMETRY);
-  poke (buf, 280, 0, 4);                        /* state */
+  poke (buf, 280, 0, 4); /* state */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_ESTATE);
-  poke (buf, 56, 0, 1);                         /* name */
+  poke (buf, 56, 0, 1); /* name */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_ENAME);
-  poke (buf, 128, 3, 4);                        /* chunk */
+  poke (buf, 128, 3, 4); /* chunk */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_ECHUNK);
-  poke (buf, 24, 4, 8);                         /* incompat */
+  poke (buf, 24, 4, 8); /* incompat */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_EINCOMPAT);
-  poke (buf, 8, 2, 2);                          /* version */
+  poke (buf, 8, 2, 2); /* version */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_EVERSION);
-  buf[200] ^= 1;                                /* checksum */
+  buf[200] ^= 1; /* checksum */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_ECSUM);
-  buf[1] = 'x';                                 /* magic */
+  buf[1] = 'x'; /* magic */
   ck_assert_int_eq (dscow_super_decode (buf, DSCOW_SUPER_SIZE, &out),
                     -DSCOW_EMAGIC);
 }
@@ -581,34 +615,43 @@ START_TEST (test_init_errors)
   n64[64] = '\0';
   memset (id96, 'i', 96);
   id96[96] = '\0';
-  ck_assert_int_eq (init_with ("v", 1 << 20, 3000, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ECHUNK);
-  ck_assert_int_eq (init_with ("v", 1 << 20, 2 << 20, 1 << 24, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ECHUNK);
-  ck_assert_int_eq (init_with ("bad name", 1 << 20, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ENAME);
-  ck_assert_int_eq (init_with ("", 1 << 20, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ENAME);
-  ck_assert_int_eq (init_with (n64, 1 << 20, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ENAME);
-  ck_assert_int_eq (init_with (n64 + 1, 1 << 20, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), 0);
-  ck_assert_int_eq (init_with (".hidden", 1 << 20, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ENAME);
+  ck_assert_int_eq (
+      init_with ("v", 1 << 20, 3000, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ECHUNK);
+  ck_assert_int_eq (
+      init_with ("v", 1 << 20, 2 << 20, 1 << 24, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ECHUNK);
+  ck_assert_int_eq (
+      init_with ("bad name", 1 << 20, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ENAME);
+  ck_assert_int_eq (
+      init_with ("", 1 << 20, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ENAME);
+  ck_assert_int_eq (
+      init_with (n64, 1 << 20, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ENAME);
+  ck_assert_int_eq (
+      init_with (n64 + 1, 1 << 20, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC), 0);
+  ck_assert_int_eq (
+      init_with (".hidden", 1 << 20, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ENAME);
   ck_assert_int_eq (init_with ("v", 1 << 20, 4096, 1 << 22, "x", 0),
                     -DSCOW_ESTATE);
   ck_assert_int_eq (init_with ("v", 1 << 20, 4096, 1 << 22, "x", 4),
                     -DSCOW_ESTATE);
-  ck_assert_int_eq (init_with ("v", 1 << 20, 4096, 1 << 20, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_ETOOSMALL);
-  ck_assert_int_eq (init_with ("v", 1000, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_EGEOMETRY);
-  ck_assert_int_eq (init_with ("v", 0, 4096, 1 << 22, "x",
-                               DSCOW_COMMIT_SYNC), -DSCOW_EGEOMETRY);
-  ck_assert_int_eq (init_with ("v", 1 << 20, 4096, 1 << 22, id96,
-                               DSCOW_COMMIT_SYNC), -DSCOW_EGEOMETRY);
-  ck_assert_int_eq (init_with ("v", 1 << 20, 4096, 1 << 22, id96 + 1,
-                               DSCOW_COMMIT_SYNC), 0);
+  ck_assert_int_eq (
+      init_with ("v", 1 << 20, 4096, 1 << 20, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_ETOOSMALL);
+  ck_assert_int_eq (
+      init_with ("v", 1000, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+      -DSCOW_EGEOMETRY);
+  ck_assert_int_eq (init_with ("v", 0, 4096, 1 << 22, "x", DSCOW_COMMIT_SYNC),
+                    -DSCOW_EGEOMETRY);
+  ck_assert_int_eq (
+      init_with ("v", 1 << 20, 4096, 1 << 22, id96, DSCOW_COMMIT_SYNC),
+      -DSCOW_EGEOMETRY);
+  ck_assert_int_eq (
+      init_with ("v", 1 << 20, 4096, 1 << 22, id96 + 1, DSCOW_COMMIT_SYNC), 0);
 }
 END_TEST
 
@@ -618,8 +661,9 @@ static void
 encode_gen (struct dscow_super *sb, uint64_t gen, unsigned slot)
 {
   sb->generation = gen;
-  ck_assert_int_eq (dscow_super_encode (sb, buf + slot * DSCOW_SUPER_SIZE,
-                                        DSCOW_SUPER_SIZE), 0);
+  ck_assert_int_eq (
+      dscow_super_encode (sb, buf + slot * DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE),
+      0);
 }
 
 static int
@@ -647,10 +691,10 @@ START_TEST (test_pick_generation_order)
   ck_assert_int_eq (pick (&g, &slot), 0);
   ck_assert_uint_eq (g, 12);
   ck_assert_uint_eq (slot, 0);
-  encode_gen (&sb, 12, 1);                      /* equal: slot A */
+  encode_gen (&sb, 12, 1); /* equal: slot A */
   ck_assert_int_eq (pick (&g, &slot), 0);
   ck_assert_uint_eq (slot, 0);
-  encode_gen (&sb, 1ull << 40, 1);              /* 64-bit compare */
+  encode_gen (&sb, 1ull << 40, 1); /* 64-bit compare */
   encode_gen (&sb, 0xffffffffull, 0);
   ck_assert_int_eq (pick (&g, &slot), 0);
   ck_assert_uint_eq (g, 1ull << 40);
@@ -669,12 +713,12 @@ START_TEST (test_pick_torn)
   make_super (&sb);
   encode_gen (&sb, 10, 0);
   encode_gen (&sb, 11, 1);
-  buf[DSCOW_SUPER_SIZE + 300] ^= 0xff;         /* torn write of slot B */
+  buf[DSCOW_SUPER_SIZE + 300] ^= 0xff; /* torn write of slot B */
   ck_assert_int_eq (pick (&g, &slot), 0);
   ck_assert_uint_eq (g, 10);
   ck_assert_uint_eq (slot, 0);
   encode_gen (&sb, 11, 1);
-  memset (buf + 512, 0xaa, 512);                /* torn write of slot A */
+  memset (buf + 512, 0xaa, 512); /* torn write of slot A */
   ck_assert_int_eq (pick (&g, &slot), 0);
   ck_assert_uint_eq (g, 11);
   ck_assert_uint_eq (slot, 1);
@@ -718,7 +762,7 @@ START_TEST (test_pick_write_sequence)
       ck_assert_int_eq (pick (&g, &slot), 0);
       ck_assert_uint_eq (g, gen);
       ck_assert_uint_eq (slot, s);
-      buf[s * DSCOW_SUPER_SIZE + 272] ^= 0x40;  /* tear it */
+      buf[s * DSCOW_SUPER_SIZE + 272] ^= 0x40; /* tear it */
       ck_assert_int_eq (pick (&g, &slot), 0);
       ck_assert_uint_eq (g, gen - 1);
       ck_assert_uint_eq (slot, 1 - s);
@@ -739,14 +783,14 @@ START_TEST (test_bit_order)
   dscow_bit_set (map, 0);
   dscow_bit_set (map, 9);
   dscow_bit_set (map, 31);
-  ck_assert_uint_eq (map[0], 0x01);             /* LSB first */
+  ck_assert_uint_eq (map[0], 0x01); /* LSB first */
   ck_assert_uint_eq (map[1], 0x02);
   ck_assert_uint_eq (map[3], 0x80);
   ck_assert (dscow_bit_test (map, 9) && !dscow_bit_test (map, 8));
-  dscow_bit_set (map, 9);                       /* idempotent */
+  dscow_bit_set (map, 9); /* idempotent */
   ck_assert_uint_eq (map[1], 0x02);
   dscow_bit_clear (map, 9);
-  dscow_bit_clear (map, 10);                    /* already clear */
+  dscow_bit_clear (map, 10); /* already clear */
   ck_assert_uint_eq (map[1], 0);
   ck_assert_uint_eq (map[0], 0x01);
   ck_assert_uint_eq (map[3], 0x80);
@@ -767,7 +811,7 @@ START_TEST (test_bitmap_count)
   ck_assert_uint_eq (dscow_bitmap_count (map, 70), 10);
   ck_assert_uint_eq (dscow_bitmap_count (map, 128), 67);
   ck_assert_uint_eq (dscow_bitmap_count (map, 199), 138);
-  memset (map, 0xff, sizeof map);               /* bits past nbits ignored */
+  memset (map, 0xff, sizeof map); /* bits past nbits ignored */
   ck_assert_uint_eq (dscow_bitmap_count (map, 130), 130);
   ck_assert_uint_eq (dscow_bitmap_count (map, 512), 512);
 }
@@ -780,11 +824,11 @@ START_TEST (test_bitmap_run)
     dscow_bit_set (map, b);
   dscow_bit_clear (map, 100);
   ck_assert_uint_eq (dscow_bitmap_run (map, 0, 512), 60);
-  ck_assert_uint_eq (dscow_bitmap_run (map, 60, 512), 40);   /* 60..99 */
+  ck_assert_uint_eq (dscow_bitmap_run (map, 60, 512), 40); /* 60..99 */
   ck_assert_uint_eq (dscow_bitmap_run (map, 100, 512), 1);
-  ck_assert_uint_eq (dscow_bitmap_run (map, 101, 512), 99);  /* 101..199 */
+  ck_assert_uint_eq (dscow_bitmap_run (map, 101, 512), 99); /* 101..199 */
   ck_assert_uint_eq (dscow_bitmap_run (map, 64, 512), 36);
-  ck_assert_uint_eq (dscow_bitmap_run (map, 128, 512), 72);  /* aligned */
+  ck_assert_uint_eq (dscow_bitmap_run (map, 128, 512), 72); /* aligned */
   ck_assert_uint_eq (dscow_bitmap_run (map, 199, 512), 1);
   ck_assert_uint_eq (dscow_bitmap_run (map, 200, 312), 312); /* to the end */
   ck_assert_uint_eq (dscow_bitmap_run (map, 256, 256), 256);
@@ -792,7 +836,7 @@ START_TEST (test_bitmap_run)
   /* max cuts a run in the bit-by-bit head, in a whole word, in the tail */
   ck_assert_uint_eq (dscow_bitmap_run (map, 0, 10), 10);
   ck_assert_uint_eq (dscow_bitmap_run (map, 130, 5), 5);
-  ck_assert_uint_eq (dscow_bitmap_run (map, 101, 27), 27);   /* to 128 */
+  ck_assert_uint_eq (dscow_bitmap_run (map, 101, 27), 27); /* to 128 */
   ck_assert_uint_eq (dscow_bitmap_run (map, 101, 30), 30);
   ck_assert_uint_eq (dscow_bitmap_run (map, 200, 64), 64);
   ck_assert_uint_eq (dscow_bitmap_run (map, 200, 65), 65);
@@ -824,8 +868,8 @@ static uint64_t
 naive_run (const uint8_t *map, uint64_t start, uint64_t max)
 {
   uint64_t n = 0;
-  while (n < max && dscow_bit_test (map, start + n)
-         == dscow_bit_test (map, start))
+  while (n < max
+         && dscow_bit_test (map, start + n) == dscow_bit_test (map, start))
     n++;
   return n;
 }
@@ -842,7 +886,10 @@ naive_count (const uint8_t *map, uint64_t nbits)
 /* Random bitmaps made of runs of random length, scanned every way. */
 START_TEST (test_bitmap_random)
 {
-  enum { NBITS = 2048 };
+  enum
+  {
+    NBITS = 2048
+  };
   static uint8_t map[NBITS / 8];
   uint64_t seed = 0x9e3779b97f4a7c15ull;
   for (int round = 0; round < 20; round++)
@@ -933,7 +980,7 @@ START_TEST (test_check_devices)
                     -DSCOW_EBASEMISMATCH);
   ck_assert_int_eq (dscow_check_devices (&sb, cow, base + 512, base_id),
                     -DSCOW_EBASEMISMATCH);
-  sb.base_size = base + 512;                    /* superblock disagrees */
+  sb.base_size = base + 512; /* superblock disagrees */
   ck_assert_int_eq (dscow_check_devices (&sb, cow, base + 512, base_id),
                     -DSCOW_EBASEMISMATCH);
 }
@@ -963,8 +1010,9 @@ START_TEST (test_uuid_format)
   char u[37];
   dscow_uuid_format (uuid, u);
   ck_assert_str_eq (u, "01020304-0506-0708-090a-0b0c0d0e0f10");
-  static const uint8_t ff[16] = { 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99,
-    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00 };
+  static const uint8_t ff[16]
+      = { 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88,
+          0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00 };
   dscow_uuid_format (ff, u);
   ck_assert_str_eq (u, "ffeeddcc-bbaa-9988-7766-554433221100");
 }

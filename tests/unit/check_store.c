@@ -46,8 +46,12 @@ open_store (void)
 static struct store_def
 def (const char *name, const char *cow)
 {
-  return (struct store_def) { .name = name, .base = "/srv/base.img",
-    .cow = cow, .commit = "flush", .chunk_size = 65536, .exclusive = true };
+  return (struct store_def){ .name = name,
+                             .base = "/srv/base.img",
+                             .cow = cow,
+                             .commit = "flush",
+                             .chunk_size = 65536,
+                             .exclusive = true };
 }
 
 /* The rows, as "name cow commit chunk flags;" in name order. */
@@ -62,10 +66,9 @@ dump_row (void *ud, const struct store_def *d)
 {
   struct dump *dp = ud;
   size_t l = strlen (dp->s);
-  snprintf (dp->s + l, sizeof dp->s - l, "%s %s %s%s%s %s %u %d%d%d;",
-            d->name, d->base, d->cow, d->cow_ident[0] ? " " : "",
-            d->cow_ident, d->commit, d->chunk_size, d->exclusive,
-            d->buffered, d->attached);
+  snprintf (dp->s + l, sizeof dp->s - l, "%s %s %s%s%s %s %u %d%d%d;", d->name,
+            d->base, d->cow, d->cow_ident[0] ? " " : "", d->cow_ident,
+            d->commit, d->chunk_size, d->exclusive, d->buffered, d->attached);
   dp->n++;
   return 0;
 }
@@ -86,9 +89,9 @@ START_TEST (test_put_delete_reopen)
   ck_assert_int_eq (store_put (s, &b), 0);
   b.attached = true;
   b.commit = "sync";
-  ck_assert_int_eq (store_put_lazy (s, &b), 0);    /* replaces */
+  ck_assert_int_eq (store_put_lazy (s, &b), 0); /* replaces */
   ck_assert_str_eq (dump (s).s, "vm1 /srv/base.img /cow/1 sync 65536 101;"
-                    "vm2 /srv/base.img /cow/2 flush 65536 100;");
+                                "vm2 /srv/base.img /cow/2 flush 65536 100;");
   ck_assert_int_eq (store_delete (s, "vm2"), 0);
   ck_assert_int_eq (store_delete (s, "nothing"), 0);
   store_close (s);
@@ -187,10 +190,10 @@ START_TEST (test_schema_version)
   snprintf (cmd, sizeof cmd, "sqlite3 %s/%s 'PRAGMA user_version = 7'", dir,
             STORE_FILE);
   if (system (cmd) != 0)
-    return;                     /* no sqlite3 CLI: nothing to check */
+    return; /* no sqlite3 CLI: nothing to check */
   ck_assert_int_eq (store_open (dir, &s, err, sizeof err), -1);
   ck_assert_str_eq (err, "the definitions store has schema version 7; this "
-                    "cowd knows version 2");
+                         "cowd knows version 2");
 }
 END_TEST
 
@@ -199,15 +202,17 @@ END_TEST
 START_TEST (test_schema_upgrade)
 {
   char cmd[1024];
-  snprintf (cmd, sizeof cmd, "sqlite3 %s/%s \"CREATE TABLE volumes (name TEXT "
+  snprintf (cmd, sizeof cmd,
+            "sqlite3 %s/%s \"CREATE TABLE volumes (name TEXT "
             "PRIMARY KEY NOT NULL, base TEXT NOT NULL, cow TEXT NOT NULL, "
             "chunk_size INTEGER NOT NULL, commit_policy TEXT NOT NULL, "
             "exclusive INTEGER NOT NULL, buffered INTEGER NOT NULL, attached "
             "INTEGER NOT NULL) WITHOUT ROWID; INSERT INTO volumes VALUES "
             "('old', '/srv/base.img', '/cow/0', 65536, 'sync', 0, 0, 1); "
-            "PRAGMA user_version = 1\"", dir, STORE_FILE);
+            "PRAGMA user_version = 1\"",
+            dir, STORE_FILE);
   if (system (cmd) != 0)
-    return;                     /* no sqlite3 CLI: nothing to check */
+    return; /* no sqlite3 CLI: nothing to check */
   struct store *s = open_store ();
   ck_assert_str_eq (dump (s).s, "old /srv/base.img /cow/0 sync 65536 001;");
   struct store_def a = def ("vm1", "iscsi://t:3260/iqn.x/2");
@@ -215,7 +220,8 @@ START_TEST (test_schema_upgrade)
   ck_assert_int_eq (store_put (s, &a), 0);
   store_close (s);
   s = open_store ();
-  ck_assert_str_eq (dump (s).s, "old /srv/base.img /cow/0 sync 65536 001;"
+  ck_assert_str_eq (dump (s).s,
+                    "old /srv/base.img /cow/0 sync 65536 001;"
                     "vm1 /srv/base.img iscsi://t:3260/iqn.x/2 "
                     "naa.60000000000000000e00000000010002 flush 65536 100;");
   store_close (s);
