@@ -11,7 +11,8 @@
 #    --json); rollback reads as the snapshot again and reports the freed
 #    devices, which a later snapshot may reuse; reset empties the top;
 #  - the refusals: an unknown snapshot, a name taken, a device of the
-#    chain, another volume's CoW device, a device too small.
+#    chain, another volume's CoW device, a device too small; and create
+#    --force over a layer of the detached volume.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires nbdcopy qemu-io cowd cowctl jq
 
@@ -103,6 +104,15 @@ c rollback v s1 >"$d/rb.txt"
 freed: $d/cow3.img" ] || fail "rollback text: $(cat "$d/rb.txt")"
 same "$d/s1.img" "after the second rollback to s1"
 qio_ok "$uri" "s1's patterns" "read -P 0x11 0 64k" "read -P 0x12 1052672 4096"
+# Detached, the chain's devices are still v's: create --force refuses each
+# (the definition names one; the superblock of each names v).
+c detach v
+for dev in cow1 cow2; do
+  expect_exact "volume x: CoW device $d/$dev.img is the CoW device of volume v already; a CoW device belongs to one volume" \
+    create x --base "$d/base.img" --cow "$d/$dev.img" --force
+done
+c attach v >/dev/null
+same "$d/s1.img" "after the refused creates on its layers"
 
 # Reset of a volume with no snapshot: it reads as its base again.
 c attach w >/dev/null
