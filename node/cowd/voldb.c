@@ -12,14 +12,18 @@
  * In memory: cowd.vols, sorted by name (list output is stable), is level
  * 0 of a skip list, so adding or removing an entry costs O(log N); hash
  * indexes (common/strmap.h) find an entry by name, by CoW device identity
- * (backend_key, computed when the entry is added) and as named, and, for
- * attached volumes, by a LUN's VPD identity: every lookup is O(1), so a
- * definition costs the same with 100,000 volumes as with one.
+ * (backend_key, computed when the entry is added) and as named, and by
+ * the CoW LUN's VPD identity recorded with the definition (cow_ident:
+ * create records it, the cluster's table carries it, attach fills it in
+ * for an older definition): every lookup is O(1), so a definition costs
+ * the same with 100,000 volumes as with one.
  *
  * A CoW device belongs to one definition: create and attach refuse a
  * device another volume names, however it is named (backend_key: the
  * device and inode of a file, the device number of a block device, the
- * normalised URL or VPD identity of a LUN).  Paths are absolute.
+ * normalised URL of a LUN; and a LUN's VPD identity), and create refuses
+ * a device whose superblock names a defined volume (voldb_defined).
+ * Paths are absolute.
  *
  * Attach opens the volume and starts its NBD export on
  * RUN_DIR/NAME.sock.  The socket path depends only on the run directory
