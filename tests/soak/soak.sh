@@ -45,7 +45,9 @@
 # slice whose last segment completed is re-verified and one more fio
 # segment runs per volume; every cowd and corosync is stopped and each
 # host's /dev/shm must be empty; after the teardown no process the soak
-# started may be left.  The report (also written to SOAK_REPORT when set)
+# started may be left.  The report (also written to SOAK_REPORT when set,
+# with the samples as "t node pid rss_kB fds shm sockets files anon other"
+# lines in SOAK_REPORT.samples)
 # ends in PASS or FAIL; exit 0 on PASS.
 #
 # Smoke run: SOAK_MINUTES=3 SOAK_POWEROFF_S=50 SOAK_TGT_S=70 \
@@ -532,7 +534,7 @@ for (n, p), s in sorted(series.items(), key=lambda x: (x[0][0], x[1][0][0])):
     print("%-4d %-8d %5ds %7d %7d %7d %6.1f%% %6d %5d %5d %4.1f%% %2d-%-3d %5d %s" % (
         n, p, span, s[0][1], s[-1][1], max(x[1] for x in s), rg, s[0][2], s[-1][2],
         max(x[2] for x in s), fg, min(x[3] for x in s), max(x[3] for x in s), len(s), verdict))
-    if fg >= 5:
+    if fg >= 5 and span >= minspan:
         a = min(s[:w], key=lambda x: x[2])[4]; b = min(s[-w:], key=lambda x: x[2])[4]
         print("     descriptors at the two floors, sockets/files/anon/other: %d/%d/%d/%d -> %d/%d/%d/%d" % (a + b))
 print("series judged: %d, growing: %d" % (judged, bad))
@@ -554,5 +556,7 @@ for e in handoff poweroff tgtd corosync; do [ "${done_n[$e]}" = "${ok_n[$e]}" ] 
 echo "$verdict"
 } 2>&1 | tee "$K/report"
 [ -z "${SOAK_REPORT:-}" ] || cp "$K/report" "$SOAK_REPORT"
+# the samples behind the RSS/descriptor table, for a series to be plotted
+[ -z "${SOAK_REPORT:-}" ] || cp "$K/samples" "$SOAK_REPORT.samples"
 if [ -n "${SOAK_KEEP:-}" ]; then cp -r "$K" "$SOAK_KEEP"; fi
 [ "$(tail -1 "$K/report")" = PASS ]
