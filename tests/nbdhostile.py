@@ -299,6 +299,18 @@ def t_idle(path, ms):
           % (t, t2, limit))
 
 
+def t_cut(path):
+    """64 WRITEs of 64 KiB sent, then the client goes away without reading
+    a reply: cowd finishes or drops them and keeps serving."""
+    s = connect(path)
+    greet(s)
+    go(s)
+    data = b"\xa5" * 65536
+    for i in range(64):
+        request(s, WRITE, i, i * 65536, 65536, payload=data)
+    s.close()
+
+
 def main():
     path, what = sys.argv[1], sys.argv[2]
     arg = sys.argv[3] if len(sys.argv) > 3 else None
@@ -307,7 +319,8 @@ def main():
      "bigzero": lambda: t_bigzero(path, int(arg)),
      "unread": lambda: t_unread(path, int(arg)),
      "longopt": lambda: t_longopt(path),
-     "idle": lambda: t_idle(path, int(arg))}[what]()
+     "idle": lambda: t_idle(path, int(arg)),
+     "cut": lambda: t_cut(path)}[what]()
 
 
 if __name__ == "__main__":

@@ -380,6 +380,12 @@ cowd_start (void)
   if (take_pid_file () < 0)
     return -1;
   cowd_loop_set (qb_loop_create ());
+  if (!cowd_loop () || (r = cowd_defer_init ()) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: cannot set up the event loop: %s",
+              strerror (cowd_loop () ? -r : ENOMEM));
+      return -1;
+    }
   char err[COW_ERRLEN];
   if (voldb_load (err, sizeof err) < 0)
     {

@@ -112,17 +112,36 @@ cowd_at_batch_end (void (*fn) (void *data), void *data)
   nends++;
 }
 
+/* The eventfd that wakes the loop for deferred work.  cowd makes it at
+ * start (cowd_defer_init), so a daemon's descriptors do not grow by one the
+ * first time some rare path defers work (found by tests/soak, whose judge
+ * saw one anonymous inode appear mid-run and stay); other programs that
+ * link the engine get it at their first cowd_defer. */
+int
+cowd_defer_init (void)
+{
+  if (defer_fd >= 0)
+    return 0;
+  int fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, NULL,
+                            defer_dispatch);
+  if (r != 0)
+    {
+      close (fd);
+      return r < 0 ? r : -EINVAL;
+    }
+  defer_fd = fd;
+  return 0;
+}
+
 int
 cowd_defer (void (*fn) (void *data), void *data)
 {
-  if (defer_fd < 0)
-    {
-      defer_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (defer_fd < 0)
-        return -errno;
-      qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, defer_fd, POLLIN, NULL,
-                        defer_dispatch);
-    }
+  int r = cowd_defer_init ();
+  if (r < 0)
+    return r;
   struct deferred *d = malloc (sizeof *d);
   if (!d)
     return -ENOMEM;

@@ -20,6 +20,9 @@ void cowd_loop_set (qb_loop_t *l);
 /* Call fn(data) from the main loop soon (next wakeup), never from inside
  * the caller.  Returns 0 or -errno.  See defer.c. */
 int cowd_defer (void (*fn) (void *data), void *data);
+/* Make the loop's wakeup descriptor for cowd_defer now (it is made at the
+ * first cowd_defer otherwise).  Returns 0 or -errno. */
+int cowd_defer_init (void);
 
 /* Batches: what one dispatch of the loop generates (io_uring submissions,
  * NBD replies) goes out once, at its end, in one system call each.
