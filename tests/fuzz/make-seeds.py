@@ -70,7 +70,7 @@ put("nbd", "bad-requests",
     + req(0, 1 << 20, 4096) + req(9, 0, 512) + req(0, 0, 512, flags=0x20))
 
 # --- control protocol (little-endian; see node/ctl/ctl.h) ---
-def ctl(args, flags=0, version=1):
+def ctl(args, flags=0, version=3):
     body = b"".join(a + b"\0" for a in args)
     return struct.pack("<III", version, flags, len(args)) + body
 
@@ -80,6 +80,16 @@ put("ctl", "create-json",
     ctl([b"create", b"vm1", b"--base", b"/dev/sdb", b"--cow", b"/dev/sdc",
          b"--chunk-size", b"65536", b"--commit", b"sync"], flags=1))
 put("ctl", "attach", ctl([b"attach", b"vm1", b"--incoming"]))
+put("ctl", "status-v1", ctl([b"status"], version=1))
+put("ctl", "create-batch",
+    ctl([b"create", b"--from-batch", b"--line=1", b"a1", b"--base", b"/b",
+         b"--cow", b"/c1", b"--line=3", b"a2", b"--base", b"/b", b"--cow",
+         b"/c2", b"--commit", b"flush"]))
+put("ctl", "list-filtered",
+    ctl([b"list", b"--owner", b"2", b"--state", b"active", b"vm*"], flags=1))
+put("ctl", "hydrate", ctl([b"hydrate", b"vm1", b"--rate", b"20"]))
+put("ctl", "snapshot",
+    ctl([b"snapshot", b"vm1", b"--cow", b"/dev/sdd", b"--name", b"s1"]))
 
 # --- cluster messages, framed: u8 sender, u16 LE length, message ---
 # Header (cluster/msg.c): u16 version, u16 type, u32 length, u64 time_ms.
