@@ -298,13 +298,15 @@ chain_status_json (struct strbuf *sb, const struct volume *v)
   sb_printf (sb,
              ",\"layers\":%u,\"merge\":{\"state\":\"%s\","
              "\"percent\":%.1f,\"scanned\":%" PRIu64 ",\"chunks\":%" PRIu64
-             ",\"copied\":%" PRIu64 ",\"freed\":",
+             ",\"copied\":%" PRIu64 ",\"pass\":%u,\"resumed\":%s,"
+             "\"freed\":",
              vol_layers (v, li, DSCOW_CHAIN_MAX),
              m.running ? "running"
              : m.error ? "failed"
                        : "off",
              m.running ? 100.0 * (double) m.scanned / (double) m.chunks : 0.0,
-             m.scanned, m.chunks, m.copied);
+             m.scanned, m.chunks, m.copied, m.pass,
+             m.resumed ? "true" : "false");
   if (m.freed)
     sb_json_str (sb, m.freed);
   else
@@ -326,9 +328,11 @@ chain_status_text (struct strbuf *sb, const struct volume *v)
                n - 1);
   if (m.running)
     sb_printf (sb,
-               "merge:       running, %.1f%% (%" PRIu64 " chunks "
-               "copied)\n",
-               100.0 * (double) m.scanned / (double) m.chunks, m.copied);
+               "merge:       running%s, %.1f%% (%" PRIu64 " chunks "
+               "copied%s)\n",
+               m.resumed ? " (started again after an interruption)" : "",
+               100.0 * (double) m.scanned / (double) m.chunks, m.copied,
+               m.pass ? ", copying what was written meanwhile" : "");
   else if (m.error)
     sb_printf (sb, "merge:       failed: %s\n", strerror (-m.error));
 }

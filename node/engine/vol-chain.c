@@ -669,10 +669,12 @@ vol_rollback (struct volume *v, const char *name, char **freed,
   if (k >= 0 && (v->lower[k].sb.flags & DSCOW_FLAG_MERGING))
     {
       snprintf (err, errlen,
-                "volume %s: snapshot %s is the target of a merge "
-                "(running, or interrupted): its layer no longer holds the "
-                "snapshot; run cowctl merge %s to finish it",
-                v->name, name, v->name);
+                "volume %s: snapshot %s is the target of a merge: its "
+                "layer no longer holds the snapshot; %s",
+                v->name, name,
+                v->mrg.active ? "the merge is running (cowctl status shows it)"
+                              : "the merge stopped before its end; run cowctl "
+                                "merge to finish it");
       return -COW_E_BUSY;
     }
   if (v->mrg.active || export_running (v))

@@ -120,6 +120,7 @@ struct volume
   enum dscow_commit commit;
   enum vol_state state;
   bool accept_base;    /* re-record a changed base, once */
+  bool resume_merge;   /* vol_params.resume_merge */
   bool released_clean; /* vol_release marked it clean */
   uint64_t nchunks;
   uint32_t cs;       /* chunk size */
@@ -196,6 +197,11 @@ struct volume
   struct
   {
     bool active, finishing;
+    bool busy;            /* a copy is in flight (it counts in in_flight) */
+    bool resumed;         /* started again after an interruption */
+    unsigned pass;        /* 0: the top's chunks; then the redo chunks */
+    uint64_t step_ns;     /* test hook: a pause between copies */
+    uint64_t final_bytes; /* redo left for the held finish, at most */
     struct cowd_timer timer;
     uint64_t cursor;        /* next chunk of the top to look at */
     uint64_t copied, total; /* chunks copied, chunks of the top */
@@ -245,6 +251,7 @@ void chain_unlink_up (struct dscow_super *sb);
 
 /* vol-merge.c */
 void merge_kick (struct volume *v);
+void merge_resume (struct volume *v);
 void merge_stop (struct volume *v);
 /* A write to the top's chunks c0..c1 (data, fill or trim) completed. */
 void merge_note_write (struct volume *v, uint64_t c0, uint64_t c1);

@@ -668,6 +668,7 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
   if ((r = chain_open (v, p, bo, err, errlen)) < 0) /* finds the top */
     goto out_free;
   v->accept_base = p->accept_base_change;
+  v->resume_merge = p->resume_merge;
   v->commit = p->commit ? p->commit : (enum dscow_commit) v->sb.commit;
   v->cs = v->sb.chunk_size;
   v->nchunks = dscow_nr_chunks (v->sb.volume_size, v->cs);
@@ -746,6 +747,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
   v->state = VOL_STATE_ACTIVE;
   v->st.takeovers++;
   hydrate_kick (v); /* a hydration asked for goes on here */
+  merge_resume (v); /* and an interrupted merge */
   return 0;
 }
 
@@ -776,6 +778,7 @@ takeover_end (struct takeover_ctx *c, int res)
       v->state = VOL_STATE_ACTIVE;
       v->st.takeovers++;
       hydrate_kick (v); /* a hydration asked for goes on here */
+      merge_resume (v); /* and an interrupted merge */
     }
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,

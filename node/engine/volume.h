@@ -117,6 +117,10 @@ struct vol_params
   /* Format: where the CoW device's identity goes (backend.ident's size:
    * a LUN's "naa.6001...", a file's "digest:..."), or NULL. */
   char *cow_ident_out;
+  /* Open: a merge the superblocks say was interrupted starts again by
+   * itself once the volume is taken (a standalone cowd: the chain is this
+   * host's alone). */
+  bool resume_merge;
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or a negative
@@ -283,6 +287,8 @@ int vol_rollback (struct volume *v, const char *name, char **freed,
 struct vol_merge
 {
   bool running;
+  bool resumed;             /* started again after an interruption */
+  unsigned pass;            /* 0: the top's chunks; then those written again */
   uint64_t scanned, chunks; /* the copy's position, of chunks */
   uint64_t copied;          /* chunks copied by this merge */
   int error;                /* the last merge failed: -errno */

@@ -18,8 +18,11 @@
 #   merge-copied        held, every chunk copied           -> old chain
 #   merge-bitmap        the lower layer's bitmap written   -> old chain
 #   merge-committed     the lower layer is the top         -> new chain
-# After an interrupted merge the snapshot merged into is gone (a rollback
-# to it is refused) and `cowctl merge` finishes the job.
+# A merge interrupted before its commit starts again by itself when cowd
+# is back (the log says so, status says "resumed") and ends with the new
+# chain; the data reads the same all along.  While it runs (slowed by
+# COWD_TEST_MERGE_STEP_MS) the snapshot merged into is gone: a rollback
+# to it is refused.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires nbdcopy qemu-io cowd cowctl jq
 
@@ -39,7 +42,7 @@ merged() {
   wait_until 30 sh -c "[ \"\$(cowctl --run-dir $d/run --json status v | jq -r .merge.state)\" = off ]" \
     || fail "the merge did not end: $(c status v)"
 }
-crash_at() {
+crash_at() {                 # RESTART_STEP_MS=N: the restarted cowd's merge pauses
   local step=$1 pid out; shift
   stop_cowd "$d/run"
   COWD_TEST_CRASH_AT=$step start_cowd "$d/run"
@@ -55,7 +58,7 @@ crash_at() {
   wait_until 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "cowd did not exit at $step"
   grep -q "test hook: exiting at $step" "$d/run.log" || fail "cowd never reached $step"
   rm -f "$d/run/cowd.pid"
-  start_cowd "$d/run"
+  COWD_TEST_MERGE_STEP_MS=${RESTART_STEP_MS:-0} start_cowd "$d/run"
   echo "  killed at $step"
 }
 
@@ -117,24 +120,45 @@ stop_cowd "$d/run"
 start_cowd "$d/run"
 same "$d/expect.img" "after a clean restart"
 
-# Merge: the data never changes; the chain does at the commit.
+# Merge: the data never changes; the chain does at the commit.  Each
+# interrupted merge starts again by itself and ends with the new chain;
+# then a new top over it for the next step.
+resumes=0
+for step in merge-start merge-copying merge-copied merge-bitmap; do
+  c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
+  w 0x61 65536 128k
+  w 0x62 3145728 4096
+  cp "$d/expect.img" "$d/e3.img"
+  [ "$(layers)" = '[["s1",2],["s2",'$([ $step = merge-start ] && echo 1 || echo 4)'],[null,3]]' ] \
+    || fail "before $step: chain $(layers)"
+  if [ $step = merge-bitmap ]; then RESTART_STEP_MS=1500; else RESTART_STEP_MS=0; fi
+  crash_at $step merge v
+  same "$d/e3.img" "$step, as cowd came back"
+  if [ $step = merge-bitmap ]; then
+    st=$(cowctl --run-dir "$d/run" --json status v)
+    [ "$(jq -c '[.merge.state, .merge.resumed]' <<<"$st")" = '["running",true]' ] \
+      || fail "merge-bitmap: the merge did not start again by itself: $(jq -c .merge <<<"$st")"
+    c status v | grep -q "^merge:       running (started again after an interruption), " \
+      || fail "merge-bitmap: status does not say the merge started again: $(c status v)"
+    expect_exact "volume v: snapshot s2 is the target of a merge: its layer no longer holds the snapshot; the merge is running (cowctl status shows it)" \
+      rollback v s2
+  fi
+  merged
+  resumes=$((resumes + 1))
+  [ "$(grep -c "volume: v: the merge of $d/cow3.img into snapshot s2 on $d/cow2.img was interrupted; it starts again" "$d/run.log")" = $resumes ] \
+    || fail "$step: the log does not say the merge started again"
+  same "$d/e3.img" "$step, merged after the restart"
+  [ "$(layers)" = '[["s1",2],[null,4]]' ] || fail "$step, merged after the restart: chain $(layers)"
+done
 c snapshot v --cow "$d/cow3.img" --name s2 >/dev/null
 w 0x61 65536 128k
 w 0x62 3145728 4096
 cp "$d/expect.img" "$d/e3.img"
-for step in merge-start merge-copying merge-copied; do
-  crash_at $step merge v
-  same "$d/e3.img" "$step"
-  [ "$(layers)" = '[["s1",2],["s2",1],[null,3]]' ] || fail "$step: chain $(layers)"
-done
-crash_at merge-bitmap merge v
-same "$d/e3.img" "merge-bitmap"
-[ "$(layers)" = '[["s1",2],["s2",4],[null,3]]' ] || fail "merge-bitmap: chain $(layers)"
-expect_exact "volume v: snapshot s2 is the target of a merge (running, or interrupted): its layer no longer holds the snapshot; run cowctl merge v to finish it" \
-  rollback v s2
 crash_at merge-committed merge v
 same "$d/e3.img" "merge-committed"
 [ "$(layers)" = '[["s1",2],[null,4]]' ] || fail "merge-committed: chain $(layers)"
+[ "$(grep -c "was interrupted; it starts again" "$d/run.log")" = $resumes ] \
+  || fail "merge-committed: a committed merge was started again"
 w 0x63 0 4096
 c merge v >/dev/null
 merged
