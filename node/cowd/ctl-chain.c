@@ -9,9 +9,14 @@
  * writes, never an error.  The definition (the store) is untouched: it
  * names the first CoW device, and the chain above it is on disk.
  *
- * In a cluster the chain would have to change on every host that has the
- * volume attached, at ownership changes; that is not built: the commands
- * that change it refuse on a clustered cowd, with a sentence.
+ * In a cluster they run on the owner (the volume active here).  The chain
+ * is on the shared disk, so it follows ownership without a message of its
+ * own: a host that takes the volume over walks it again from L0 when the
+ * volume has snapshots or its top turns out frozen (the engine's
+ * chain_refresh), a merge goes on at the new owner from the lower layer's
+ * MERGING flag, and fencing walks it from L0 to preempt the victim on
+ * every layer (fencing.c).  A new layer is opened with the cluster's
+ * options, so this host's key is registered on it before it is written.
  */
 #include <config.h>
 
@@ -52,8 +57,8 @@ chain_req_free (struct chain_req *c)
   free (c);
 }
 
-/* The volume, attached and active here, on a standalone cowd; else an
- * answer and NULL. */
+/* The volume, attached here (and active: owned by this host, for a
+ * change); else an answer and NULL. */
 static struct vol_entry *
 chain_entry (struct ctl_req *req, const char *cmd, const char *name,
              bool change)
@@ -66,13 +71,6 @@ chain_entry (struct ctl_req *req, const char *cmd, const char *name,
                       "volume %s is not "
                       "attached",
                       e->name),
-           NULL;
-  if (change && cowd.clustered)
-    return reply_fmt (req, COW_E_USAGE,
-                      "volume %s: %s is only "
-                      "supported on a standalone cowd (the layer chain "
-                      "does not follow ownership in a cluster yet)",
-                      e->name, cmd),
            NULL;
   if (change && vol_degraded (e->vol))
     return reply_fmt (req, COW_E_DEGRADED,
@@ -151,6 +149,8 @@ chain_drained (void *opaque, int res)
   else if (c->op == CHAIN_SNAPSHOT)
     {
       voldb_backend_opts (&bo);
+      if (cowd.own->backend_opts)
+        cowd.own->backend_opts (&bo); /* fencing: our key on the new LUN */
       r = vol_snapshot (v, c->uri, c->name, &bo, err, sizeof err);
     }
   else

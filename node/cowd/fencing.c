@@ -29,13 +29,21 @@
  * volumes: READ KEYS (if our own key was there before and is gone, we are
  * the one fenced: stop), REGISTER AND IGNORE our key on the job's session,
  * PREEMPT AND ABORT the victim's key (PREEMPT where the target refuses
- * it), keeping the reservation.  The job's registration stays behind on
- * the LUN under our own key, as fence_scsi's do.  Then the configured
- * fence-command, if any, with the node id as $1.  The result comes back
- * through a pipe on the main loop: FENCED(victim) is multicast, or the
- * job is retried after 1, 2, 4 .. 10 s until it succeeds or an operator
- * confirms.  `cowctl fence NODE` runs the same job at once for whatever
- * NODE owns, also while it is still a member (a hung agent).
+ * it), keeping the reservation.  Then the job reads that LUN's dscow
+ * superblock: a frozen layer names the layer above it, which joins the
+ * job (layer chains, ctl-chain.c), so the victim is preempted on every
+ * layer up to the top.  Each superblock is read after its LUN was fenced:
+ * every change of a chain is committed by a superblock write to a layer
+ * already in it (the old top for a snapshot, the layer rolled back to,
+ * the layer merged into), so once a layer is fenced what it says is
+ * final, and a layer the victim linked just before is found.  A
+ * superblock that cannot be read fails the job (it is retried).  The job's
+ * registration stays behind on the LUN under our own key, as fence_scsi's do.
+ * Then the configured fence-command, if any, with the node id as $1.  The
+ * result comes back through a pipe on the main loop: FENCED(victim) is
+ * multicast, or the job is retried after 1, 2, 4 .. 10 s until it succeeds or
+ * an operator confirms.  `cowctl fence NODE` runs the same job at once for
+ * whatever NODE owns, also while it is still a member (a hung agent).
  *
  * Being fenced.  FENCED(this node), a write refused with RESERVATION
  * CONFLICT, our key gone at a re-login, or a table in which a volume we
@@ -76,6 +84,7 @@ struct iscsi_context;
 #include "cluster.h"
 #include "cowd.h"
 #include "ctl.h"
+#include "dscow.h"
 #include "fence.h"
 #include "loop.h"
 
@@ -392,6 +401,74 @@ fencing_self (const char *why)
 
 /* --- the worker --- */
 
+static struct fjob_lun *fj_push_lun (struct fjob *j, const char *uri);
+
+/* The first 8 KiB of the LUN (both superblock slots) into buf: 0 or -1. */
+static int
+fj_read_supers (struct fence_dev *dev, const char *uri, uint8_t *buf)
+{
+  size_t len = 2 * DSCOW_SUPER_SIZE;
+#ifdef HAVE_LIBISCSI
+  int lun;
+  struct iscsi_context *ctx = fence_dev_iscsi_context (dev, &lun);
+  if (ctx)
+    {
+      struct scsi_task *t = iscsi_readcapacity16_sync (ctx, lun);
+      struct scsi_readcapacity16 *rc = t && t->status == SCSI_STATUS_GOOD
+                                           ? scsi_datain_unmarshall (t)
+                                           : NULL;
+      uint32_t bs = rc ? rc->block_length : 0;
+      if (t)
+        scsi_free_scsi_task (t);
+      if (bs == 0 || len % bs)
+        return -1;
+      t = iscsi_read16_sync (ctx, lun, 0, (uint32_t) len, (int) bs, 0, 0, 0, 0,
+                             0);
+      int r = t && t->status == SCSI_STATUS_GOOD && t->datain.size >= (int) len
+                  ? 0
+                  : -1;
+      if (r == 0)
+        memcpy (buf, t->datain.data, len);
+      if (t)
+        scsi_free_scsi_task (t);
+      return r;
+    }
+#endif
+  int fd = open (uri, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? pread (fd, buf, len, 0) : -1;
+  if (fd >= 0)
+    close (fd);
+  return n == (ssize_t) len ? 0 : -1;
+}
+
+/* The victim was fenced on l: the layer its superblock names above it
+ * (a frozen layer of a chain) joins the job.  0, or -1 with j->err. */
+static int
+fj_walk_up (struct fjob *j, struct fence_dev *dev, struct fjob_lun *l)
+{
+  uint8_t buf[2 * DSCOW_SUPER_SIZE];
+  struct dscow_super sb;
+  unsigned slot;
+  if (fj_read_supers (dev, l->uri, buf) < 0)
+    {
+      snprintf (j->err, sizeof j->err,
+                "%s: fenced, but its superblock could not be read to find "
+                "the layers above it",
+                l->uri);
+      return -1;
+    }
+  if (dscow_super_pick (buf, sizeof buf, &sb, &slot) < 0
+      || !(sb.ro_compat & DSCOW_RO_COMPAT_FROZEN) || !sb.upper_uri[0])
+    return 0; /* not a frozen layer: nothing above it */
+  if (!fj_push_lun (j, sb.upper_uri))
+    return 0; /* in the job already (or the job is full) */
+  qb_log (LOG_INFO,
+          "fence: node %" PRIu32 ": %s is a snapshot of %s; "
+          "fencing the layer above it, %s, too",
+          j->victim, l->uri, sb.name, sb.upper_uri);
+  return 0;
+}
+
 /* Fence the victim on one LUN through a session of its own (fence/):
  * 0, or -1 with j->err (and j->self_fenced when our own key is gone). */
 static int
@@ -413,9 +490,12 @@ fj_lun (struct fjob *j, struct fjob_lun *l)
     }
   enum fence_lun_result r = fence_lun (
       dev, j->my_key, j->victim_key, l->was_registered, j->err, sizeof j->err);
-  fence_dev_free (dev);
   j->self_fenced = r == FENCE_LUN_SELF_FENCED;
-  return r == FENCE_LUN_FENCED || r == FENCE_LUN_ALREADY ? 0 : -1;
+  int ret = r == FENCE_LUN_FENCED || r == FENCE_LUN_ALREADY ? 0 : -1;
+  if (ret == 0)
+    ret = fj_walk_up (j, dev, l);
+  fence_dev_free (dev);
+  return ret;
 }
 
 static int
@@ -499,24 +579,34 @@ struct fj_collect
   bool manual;
 };
 
-static void
-fj_add_lun (struct fjob *j, const char *uri)
+/* A LUN new to the job (not registered there before, as far as it
+ * knows), or NULL: listed already, the job is full, or no memory.  Also
+ * from the worker (fj_walk_up): it touches nothing but the job. */
+static struct fjob_lun *
+fj_push_lun (struct fjob *j, const char *uri)
 {
   for (size_t i = 0; i < j->nluns; i++)
     if (strcmp (j->luns[i].uri, uri) == 0)
-      return;
-  if (j->nluns == FJ_MAX_LUNS)
+      return NULL;
+  if (j->nluns == FJ_MAX_LUNS || !(j->luns[j->nluns].uri = strdup (uri)))
+    return NULL;
+  j->luns[j->nluns].was_registered = false;
+  return &j->luns[j->nluns++];
+}
+
+static void
+fj_add_lun (struct fjob *j, const char *uri)
+{
+  struct fjob_lun *l = fj_push_lun (j, uri);
+  if (!l)
     return;
-  j->luns[j->nluns].uri = strdup (uri);
   /* Registrations are noted under the backend's own name for the LUN. */
   char *bk_uri = NULL;
 #ifdef HAVE_LIBISCSI
   bk_uri = backend_iscsi_uri (uri);
 #endif
-  j->luns[j->nluns].was_registered
-      = fencing_was_registered (bk_uri ? bk_uri : uri);
+  l->was_registered = fencing_was_registered (bk_uri ? bk_uri : uri);
   free (bk_uri);
-  j->nluns++;
 }
 
 static void

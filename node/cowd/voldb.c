@@ -484,9 +484,7 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
                           .accept_base_change = e->accept_base_change,
                           .cow_user = voldb_cow_user,
                           .cow_user_ud = e->name,
-                          /* the chain does not follow ownership in a
-                           * cluster (ctl-chain.c): only here */
-                          .resume_merge = !cowd.clustered };
+                          .resume_merge = true };
   if ((!no_base && voldb_check_path (e->name, "base", e->base, err, errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -COW_E_BAD_DEVICE;

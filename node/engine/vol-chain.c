@@ -234,6 +234,109 @@ chain_open (struct volume *v, const struct vol_params *p,
   return 0;
 }
 
+/* The open backend of the layer on device uri, or NULL. */
+static struct backend *
+chain_open_bk (struct volume *v, const char *uri)
+{
+  for (unsigned i = 0; i < v->nlower; i++)
+    if (strcmp (v->lower[i].bk->uri, uri) == 0)
+      return v->lower[i].bk;
+  return strcmp (v->cow->uri, uri) == 0 ? v->cow : NULL;
+}
+
+static bool
+chain_in (const struct vol_layer *l, unsigned n, const struct backend *bk)
+{
+  for (unsigned i = 0; i < n; i++)
+    if (l[i].bk == bk)
+      return true;
+  return false;
+}
+
+/* In a cluster another host may have owned the volume meanwhile and
+ * changed its chain on disk (a snapshot, a rollback, a merge): before
+ * this host takes it, walk the chain again from L0, as open does, keeping
+ * the backends of layers still in it and opening the new ones with the
+ * options of the open; close the layers no longer in it; read the frozen
+ * layers' bitmaps again (a merge writes the lower one's).  The top's
+ * superblock and bitmap are the caller's to read next.  Blocking; for a
+ * volume with snapshots, or whose top turned out frozen. */
+int
+chain_refresh (struct volume *v, char *err, size_t errlen)
+{
+  struct vol_layer nl[DSCOW_CHAIN_MAX];
+  struct backend *opened[DSCOW_CHAIN_MAX];
+  unsigned nn = 0, nopened = 0;
+  struct backend *bk = v->nlower ? v->lower[0].bk : v->cow;
+  struct dscow_super sb;
+  char e[COW_ERRLEN - 128];
+  err[0] = '\0';
+  int code, r = chain_read_super (bk, &sb, &code);
+  while (r == 0 && (sb.ro_compat & DSCOW_RO_COMPAT_FROZEN))
+    {
+      struct backend *up = chain_open_bk (v, sb.upper_uri);
+      struct backend_opts o = v->bo;
+      struct dscow_super usb;
+      if (nn + 1 >= DSCOW_CHAIN_MAX)
+        {
+          snprintf (err, errlen,
+                    "volume %s: the layer chain is longer than %u layers",
+                    v->name, DSCOW_CHAIN_MAX);
+          r = -COW_E_BAD_SUPERBLOCK;
+          break;
+        }
+      o.writable = true;
+      o.direct = v->direct;
+      if (!up && (r = backend_open (sb.upper_uri, &o, &up, e, sizeof e)) < 0)
+        {
+          snprintf (err, errlen, "volume %s: the layer above snapshot %s: %s",
+                    v->name, sb.snap_name, e);
+          break;
+        }
+      if (!chain_open_bk (v, up->uri))
+        opened[nopened++] = up;
+      nl[nn++] = (struct vol_layer){ .bk = bk, .sb = sb };
+      if ((r = chain_read_super (up, &usb, &code)) == 0)
+        r = chain_check_link (v, &sb, &usb, up->uri, err, errlen);
+      bk = up;
+      sb = usb;
+    }
+  if (r == -1)
+    r = vol_err (err, errlen, v->name, bk->uri, code);
+  else if (r < 0 && r != -COW_E_BAD_SUPERBLOCK && !err[0])
+    snprintf (err, errlen, "volume %s: reading the superblock of %s failed: %s",
+              v->name, bk->uri, strerror (-r));
+  if (r < 0)
+    {
+      for (unsigned i = 0; i < nopened; i++)
+        backend_close (opened[i]);
+      return r;
+    }
+  bool changed = nn != v->nlower || bk != v->cow;
+  for (unsigned i = 0; i < nn && !changed; i++)
+    changed = nl[i].bk != v->lower[i].bk;
+  /* The old view goes: maps always, backends not in the new chain. */
+  for (unsigned i = 0; i < v->nlower; i++)
+    {
+      if (!chain_in (nl, nn, v->lower[i].bk) && v->lower[i].bk != bk)
+        backend_close (v->lower[i].bk);
+      free (v->lower[i].map);
+    }
+  if (!chain_in (nl, nn, v->cow) && v->cow != bk)
+    backend_close (v->cow);
+  memcpy (v->lower, nl, nn * sizeof *nl);
+  v->nlower = nn;
+  v->cow = bk;
+  v->sb = sb;
+  v->chain_check = false;
+  if (changed)
+    qb_log (LOG_NOTICE,
+            "volume: %s: the layer chain changed while another host owned "
+            "the volume: %u snapshot layers now, top %s",
+            v->name, nn, bk->uri);
+  return chain_load_maps (v, err, errlen);
+}
+
 int
 chain_load_maps (struct volume *v, char *err, size_t errlen)
 {

@@ -175,7 +175,9 @@ mrg_io_end (struct mrg_io *io, int res, const char *what)
   v->mrg.busy = false;
   v->in_flight--;
   v->st.in_flight = v->in_flight;
-  if (res < 0)
+  if (v->state == VOL_STATE_READONLY)
+    merge_stop (v); /* released meanwhile: the next owner goes on */
+  else if (res < 0)
     mrg_fail (v, what, res);
   else
     {

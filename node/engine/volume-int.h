@@ -117,6 +117,13 @@ struct volume
   struct vol_layer lower[DSCOW_CHAIN_MAX];
   unsigned nlower;
   bool direct; /* O_DIRECT (not --buffered): new layers too */
+  /* The options the volume was opened with: layers a takeover finds on
+   * disk are opened with them (chain_refresh). */
+  struct backend_opts bo;
+  /* This host did not own the volume for a while (attached as not the
+   * owner, or released): the owner may have changed the chain on disk,
+   * so the next takeover walks it again (chain_refresh). */
+  bool chain_check;
   enum dscow_commit commit;
   enum vol_state state;
   bool accept_base;    /* re-record a changed base, once */
@@ -240,6 +247,7 @@ void commit_cow_flush (struct vreq *rq);
 int chain_open (struct volume *v, const struct vol_params *p,
                 const struct backend_opts *bo, char *err, size_t errlen);
 int chain_load_maps (struct volume *v, char *err, size_t errlen);
+int chain_refresh (struct volume *v, char *err, size_t errlen);
 void chain_free (struct volume *v);
 /* A committed reset (DSCOW_FLAG_RESETTING) of the top is finished: its
  * bitmap zeroed on disk; the caller's next superblock clears the flag. */

@@ -564,6 +564,34 @@ vol_meta_apply (struct volume *v, const uint8_t *buf, char *err, size_t errlen)
   return 0;
 }
 
+static int vol_load_meta (struct volume *v, char *err, size_t errlen);
+
+/* vol_meta_apply for a takeover: a top that another host froze meanwhile
+ * (a snapshot while this host did not own the volume) means the chain on
+ * disk is not the one open here: walk it again, then read the new top. */
+static int
+vol_meta_take (struct volume *v, const uint8_t *buf, char *err, size_t errlen)
+{
+  struct dscow_super sb;
+  unsigned slot;
+  if (v->chain_check
+      && dscow_super_pick (buf, 2 * DSCOW_SUPER_SIZE, &sb, &slot) == 0
+      && (sb.ro_compat & DSCOW_RO_COMPAT_FROZEN))
+    {
+      int r = chain_refresh (v, err, errlen);
+      return r < 0 ? r : vol_load_meta (v, err, errlen);
+    }
+  return vol_meta_apply (v, buf, err, errlen);
+}
+
+/* Before a takeover: a volume with snapshots that another host may have
+ * owned walks its chain again (the top is read next). */
+static int
+vol_chain_check (struct volume *v, char *err, size_t errlen)
+{
+  return v->chain_check && v->nlower ? chain_refresh (v, err, errlen) : 0;
+}
+
 /* Read superblock and bitmap from the CoW device into v, blocking (open,
  * and the standalone attach). */
 static int
@@ -580,7 +608,7 @@ vol_load_meta (struct volume *v, char *err, size_t errlen)
               "%s",
               v->name, v->cow->uri, strerror (-r));
   else
-    r = vol_meta_apply (v, buf, err, errlen);
+    r = vol_meta_take (v, buf, err, errlen);
   free (buf);
   return r;
 }
@@ -665,6 +693,7 @@ vol_open (const struct vol_params *p, const struct backend_opts *bo,
       goto out_free;
     }
   v->direct = !p->buffered;
+  v->bo = *bo;
   if ((r = chain_open (v, p, bo, err, errlen)) < 0) /* finds the top */
     goto out_free;
   v->accept_base = p->accept_base_change;
@@ -730,7 +759,9 @@ int
 vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
               uint64_t expect_generation, char *err, size_t errlen)
 {
-  int r = vol_load_meta (v, err, errlen);
+  int r = vol_chain_check (v, err, errlen);
+  if (r == 0)
+    r = vol_load_meta (v, err, errlen);
   if (r < 0 || (r = chain_reset_finish (v, err, errlen)) < 0
       || (r = vol_takeover_prepare (v, epoch, owner, expect_generation, err,
                                     errlen))
@@ -744,6 +775,7 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
       return r;
     }
   v->accept_base = false; /* the change is on disk now */
+  v->chain_check = false; /* ours now: only we change the chain */
   v->state = VOL_STATE_ACTIVE;
   v->st.takeovers++;
   hydrate_kick (v); /* a hydration asked for goes on here */
@@ -775,6 +807,7 @@ takeover_end (struct takeover_ctx *c, int res)
   if (res == 0)
     {
       v->accept_base = false; /* the change is on disk now */
+      v->chain_check = false; /* ours now: only we change the chain */
       v->state = VOL_STATE_ACTIVE;
       v->st.takeovers++;
       hydrate_kick (v); /* a hydration asked for goes on here */
@@ -812,7 +845,7 @@ takeover_read (void *opaque, int res)
       return takeover_end (c, res);
     }
   int r;
-  if ((r = vol_meta_apply (v, c->buf, c->err, sizeof c->err)) < 0
+  if ((r = vol_meta_take (v, c->buf, c->err, sizeof c->err)) < 0
       || (r = chain_reset_finish (v, c->err, sizeof c->err)) < 0
       || (r = vol_takeover_prepare (v, c->epoch, c->owner, c->expect_generation,
                                     c->err, sizeof c->err))
@@ -864,7 +897,12 @@ vol_takeover_async (struct volume *v, uint64_t epoch, uint32_t owner,
                               .done = done,
                               .opaque = opaque };
   v->in_flight++;
-  int r = v->cow->ops->read (v->cow, c->buf, 0, len, takeover_read, c);
+  /* A chain another host may have changed: walked again first (blocking,
+   * only for a volume with snapshots). */
+  int r = vol_chain_check (v, c->err, sizeof c->err);
+  if (r < 0)
+    return takeover_end (c, r);
+  r = v->cow->ops->read (v->cow, c->buf, 0, len, takeover_read, c);
   if (r < 0)
     takeover_read (c, r);
 }
@@ -982,6 +1020,14 @@ vol_set_state (struct volume *v, enum vol_state s)
       hydrate_kick (v);
       merge_kick (v);
       export_kick (v);
+    }
+  else if (s == VOL_STATE_READONLY)
+    {
+      /* Another host may own it now: it may change the chain, and it
+       * takes over a merge that runs (from the superblock's flag). */
+      v->chain_check = true;
+      if (!v->mrg.busy)
+        merge_stop (v);
     }
 }
 
