@@ -74,10 +74,20 @@
  * a joiner: it sends no mark and takes the table of the quorate side,
  * which may have fenced it and given its volumes away meanwhile; if every
  * side was stale, the lowest member sends its own table after a wait
- * (stale_timeout).  The lowest old member at a join may be unable to send
- * (stale, or a joiner of an earlier join that never got a table): the
- * other synced members watch for the mark and send it themselves, one
- * after the other (mark_watch; found by tests/soak, where joiners waited
+ * (stale_timeout).  If two sides kept quorum (two_node, where neither had
+ * to fence the other: nothing was owned across), each sends its table to
+ * the other, whose nodes joined as far as it can tell; a synced node that
+ * gets a mark from a node of that join knows the other side was synced
+ * too, and the side whose sender has the lower id wins: the other side
+ * takes its table like a joiner (split_merge_from), then announces the
+ * definitions made on its side meanwhile again (cowd's on_synced does
+ * for every definition of its store the table lacks).  Never a side that
+ * fenced a node of the other side meanwhile: its table holds the fence
+ * and the new owners, and the fenced side finds out from the storage and
+ * asks for that table (cluster_resync).  The lowest old member at a join may be
+ * unable to send (stale, or a joiner of an earlier join that never got a
+ * table): the other synced members watch for the mark and send it themselves,
+ * one after the other (mark_watch; found by tests/soak, where joiners waited
  * for ever).
  */
 #include <config.h>
@@ -168,6 +178,15 @@ static struct
   qb_loop_timer_handle sync_timer;
   bool adopting; /* joiner: defining the table in batches */
   size_t adopt_pos;
+  /* The last join seen while synced (split_merge_from): who joined, and
+   * the lowest member that was here before it. */
+  uint32_t joined[CLUSTER_MAX_MEMBERS];
+  size_t njoined;
+  uint32_t side_lowest;
+  /* Nodes this side fenced (or confirmed fenced) while they were away: at
+   * their return this side's table is the one that counts. */
+  uint32_t fenced_away[CLUSTER_MAX_MEMBERS];
+  size_t nfenced_away;
   struct pending *replay_head, *replay_tail;
   uint32_t refused[CLUSTER_MAX_MEMBERS]; /* nodes of another version */
   size_t nrefused;
@@ -606,6 +625,37 @@ refuse_version (uint32_t sender)
 
 static void lease_renew (uint64_t sent_ns);
 
+/* A mark from a node of the last join, whose id is below every member
+ * that was here before it: that side sent its table, so it was synced
+ * too (a joiner or a stale node sends none), and it wins. */
+static bool
+node_in (const uint32_t *set, size_t n, uint32_t node)
+{
+  for (size_t i = 0; i < n; i++)
+    if (set[i] == node)
+      return true;
+  return false;
+}
+
+static void
+node_drop (uint32_t *set, size_t *n, uint32_t node)
+{
+  for (size_t i = 0; i < *n; i++)
+    if (set[i] == node)
+      set[i--] = set[--*n];
+}
+
+static bool
+split_merge_from (uint32_t sender)
+{
+  if (sender >= C.side_lowest || !node_in (C.joined, C.njoined, sender))
+    return false;
+  for (size_t i = 0; i < C.njoined; i++)
+    if (node_in (C.fenced_away, C.nfenced_away, C.joined[i]))
+      return false; /* we fenced that side: ours counts */
+  return true;
+}
+
 static void
 deliver (uint32_t sender, const void *buf, size_t len)
 {
@@ -659,6 +709,18 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
     sync_send_table ();
+  else if (m.type == CL_MSG_SYNC_MARK && split_merge_from (sender))
+    {
+      qb_log (LOG_WARNING,
+              "cluster: both sides of the partition kept quorum and a "
+              "table; node %u's side has the lower id: this node takes its "
+              "table and defines again what was defined on this side only",
+              sender);
+      C.synced = false;
+      sync_reset ();
+      C.seen_mark = true;
+      C.sync_from = sender;
+    }
   else if (m.type == CL_MSG_SYNC_REQUEST)
     {
       if (sender != C.nodeid && !C.stale)
@@ -667,6 +729,11 @@ deliver (uint32_t sender, const void *buf, size_t len)
   else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE)
     {
       struct cl_effects e = fx ();
+      if ((m.type == CL_MSG_FENCED || m.type == CL_MSG_FENCE_CONFIRM)
+          && !node_in (C.members, C.nmembers, m.node)
+          && !node_in (C.fenced_away, C.nfenced_away, m.node)
+          && C.nfenced_away < CLUSTER_MAX_MEMBERS)
+        C.fenced_away[C.nfenced_away++] = m.node;
       cl_table_apply (&C.table, sender, &m, &e);
     }
   cl_msg_free (&m);
@@ -805,6 +872,13 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
   C.nmembers = 0;
   for (size_t i = 0; i < nmembers && i < CLUSTER_MAX_MEMBERS; i++)
     C.members[C.nmembers++] = members[i].nodeid;
+  /* The merge of the last join is settled (its marks came right after
+   * it); a node that leaves again starts afresh. */
+  for (size_t i = 0; i < C.njoined; i++)
+    node_drop (C.fenced_away, &C.nfenced_away, C.joined[i]);
+  for (size_t i = 0; i < nleft; i++)
+    node_drop (C.fenced_away, &C.nfenced_away, left[i].nodeid);
+  C.njoined = 0;
   struct cl_effects e = fx ();
   /* Nodes went away and those left here are no strict majority of the
    * view before: the other side may be quorate too (two_node, or a tie
@@ -853,6 +927,17 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       stale_merge ();
       return;
     }
+  C.side_lowest = UINT32_MAX;
+  for (size_t i = 0; i < C.nmembers; i++)
+    {
+      bool new = false;
+      for (size_t j = 0; j < njoined; j++)
+        new |= joined[j].nodeid == C.members[i];
+      if (!new &&C.members[i] < C.side_lowest)
+        C.side_lowest = C.members[i];
+    }
+  for (size_t j = 0; j < njoined && j < CLUSTER_MAX_MEMBERS; j++)
+    C.joined[C.njoined++] = joined[j].nodeid;
   uint32_t skip[CLUSTER_MAX_MEMBERS];
   size_t nskip = 0;
   for (size_t j = 0; j < njoined && nskip < CLUSTER_MAX_MEMBERS; j++)

@@ -17,7 +17,10 @@
 #    fence race rejoins after the heal): it asks for the group's table,
 #    closes its volumes and attaches them again like a restarted agent
 #    (v, node 2's now, is left to the operator), and takes v back by
-#    handoff with node 2's data, same cowd process.
+#    handoff with node 2's data, same cowd process;
+#  - a second partition with nothing owned: both halves keep quorum and
+#    each defines a volume; after the heal node 2 takes node 1's table
+#    (the lower id) and defines its own volume again: both have both.
 # Failed before: node 1 took the lost key for a restarted target,
 # registered again and wrote its waiting block over node 2's; and a
 # fenced agent stayed fenced (and on its own table) until restarted.
@@ -100,4 +103,27 @@ qio_ok "$(lab_sock 1 v)" "node 1 after its recovery: v's data or a write" \
   "read -P 0x2b 1M 64k" "read -P 0x1a 0 64k" "write -P 0x3c 2M 64k" "read -P 0x3c 2M 64k"
 for n in 1 2; do lab_vol_is $n v '.owner == 1' || fail "node $n disagrees on v's owner: $(lab_status $n v)"; done
 echo "   node 1 serves v again with node 2's data; its cowd was not restarted"
+
+echo "== both halves keep quorum and define volumes apart; after the heal both have both"
+# Nothing is owned, so nobody fences: each side keeps its own table.  At
+# the merge node 2 takes node 1's (the lower id) and defines fb again.
+lab_cowctl 1 detach v
+for f in fa fb; do truncate -s 8M "$LAB_DIR/$f-base.img"; truncate -s 9M "$LAB_DIR/$f-cow.img"; done
+lab_link_down 1
+wait_until 30 lab_nodes_is 2 '.quorate and (.members | length == 1)' \
+  || fail "node 2 is not quorate alone: $(lab_cowctl 2 --json nodes)"
+wait_until 30 lab_nodes_is 1 '.quorate and (.members | length == 1)' \
+  || fail "node 1 is not quorate alone: $(lab_cowctl 1 --json nodes)"
+lab_cowctl 1 create fa --base "$LAB_DIR/fa-base.img" --cow "$LAB_DIR/fa-cow.img" >/dev/null
+lab_cowctl 2 create fb --base "$LAB_DIR/fb-base.img" --cow "$LAB_DIR/fb-cow.img" >/dev/null
+lab_link_up 1
+lab_wait_members 1 2 30 || fail "the two halves did not merge"
+names() { lab_cowctl "$1" --json list | jq -c '[.[].name] | sort'; }
+both_know() { [ "$(names 1)" = '["fa","fb","v"]' ] && [ "$(names 2)" = '["fa","fb","v"]' ]; }
+wait_until 20 both_know || fail "the halves did not exchange their definitions: node 1 $(names 1), node 2 $(names 2)"
+lab_log_has 2 "cluster: both sides of the partition kept quorum and a table; node 1's side has the lower id: this node takes its table" \
+  || fail "node 2 did not say it took node 1's table"
+! lab_log_has 1 "node 2's side has the lower id" || fail "node 1 took node 2's table too"
+for n in 1 2; do lab_vol_is $n v '.owner == 0 or .owner == null' || fail "node $n: v's owner after the merge: $(lab_status $n v)"; done
+echo "   both nodes list $(names 1)"
 pass

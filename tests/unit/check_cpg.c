@@ -9,6 +9,9 @@
  * table again before it has the quorate side's table, whichever of
  * votequorum's "quorate" and CPG's merge comes first; a volume it held
  * would resume on that table (own.c resumes on quorate and synced).
+ * And when both sides of a two_node partition kept quorum: the side whose
+ * sender has the lower id gives its table, unless the other side fenced
+ * a node of it meanwhile.
  */
 #include <config.h>
 
@@ -28,7 +31,8 @@
 
 /* --- the scripted corosync --- */
 
-#define ME 1
+static uint32_t me_id = 1; /* this node; the split-merge tests use 3 */
+#define ME me_id
 #define LEASE_MS 200
 
 static cpg_model_v1_data_t model;
@@ -321,19 +325,23 @@ teardown (void)
   close (fds[0]);
   close (fds[1]);
   stale_phase = false;
+  me_id = 1;
 }
 
-/* The quorate side sends its table: node 2 owns v, epoch 5. */
+/* Node 2 sends its table, one volume (name on cow, owned by owner at
+ * epoch), after its mark. */
 static void
-table_from_node2 (void)
+table_from (const char *name, const char *cow, uint32_t owner, uint64_t epoch)
 {
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
   deliver_from (2, &mark);
-  struct cluster_vol v
-      = { .state = CL_OWNED, .owner = 2, .epoch = 5, .generation = 9 };
-  snprintf (v.def.name, sizeof v.def.name, "v");
+  struct cluster_vol v = { .state = owner ? CL_OWNED : CL_UNOWNED,
+                           .owner = owner,
+                           .epoch = epoch,
+                           .generation = owner ? 9 : 0 };
+  snprintf (v.def.name, sizeof v.def.name, "%s", name);
   snprintf (v.def.base, sizeof v.def.base, "/b");
-  snprintf (v.def.cow, sizeof v.def.cow, "/c");
+  snprintf (v.def.cow, sizeof v.def.cow, "%s", cow);
   v.def.chunk_size = 65536;
   struct cl_msg piece = { .type = CL_MSG_SYNC_PIECE,
                           .vols = &v,
@@ -343,6 +351,13 @@ table_from_node2 (void)
                           .last = true };
   deliver_from (2, &piece);
   run_ms (50); /* the transfer's steps */
+}
+
+/* The quorate side sends its table: node 2 owns v, epoch 5. */
+static void
+table_from_node2 (void)
+{
+  table_from ("v", "/c", 2, 5);
 }
 
 static void
@@ -448,6 +463,66 @@ START_TEST (test_majority_side_resumes)
 }
 END_TEST
 
+/* Node 3 (this one) alone and quorate with its own table (a volume
+ * "mine"), as one side of a two_node partition; node 2's side comes back
+ * with a table of its own. */
+static void
+setup_split (bool fenced_node2)
+{
+  static const uint32_t three_only[] = { 3 }, two_three[] = { 2, 3 };
+  me_id = 3;
+  ck_assert_int_eq (pipe (fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (LEASE_MS);
+  ck_assert_int_eq (cluster_start (loop, "t", &cb, NULL), 0);
+  totem (4, three_only, 1);
+  confchg (three_only, 1, NULL, 0, three_only, 1);
+  votequorum (true, 4, three_only, 1);
+  struct cluster_voldef d = { .chunk_size = 65536 };
+  snprintf (d.name, sizeof d.name, "mine");
+  snprintf (d.base, sizeof d.base, "/b");
+  snprintf (d.cow, sizeof d.cow, "/c3");
+  ck_assert_int_eq (cluster_define (&d), 0);
+  if (fenced_node2)
+    ck_assert_int_eq (cluster_fenced (2), 0);
+  run_ms (LEASE_MS / 2);
+  deliver_mine ();
+  ck_assert_ptr_nonnull (cluster_lookup ("mine"));
+  synced_calls = 0;
+  /* The heal: node 2 joins as far as node 3 can tell; node 3 offers its
+   * table (its mark is sent, not yet delivered), and node 2's mark and
+   * table come first. */
+  totem (8, two_three, 2);
+  confchg (two_three, 2, NULL, 0, two, 1);
+  table_from ("theirs", "/c2", 0, 0);
+  deliver_mine (); /* node 3's own mark, after node 2's */
+  run_ms (50);
+}
+
+/* Neither side fenced the other: node 2's side (the lower id) wins, node 3
+ * takes its table (and cowd announces "mine" again on on_synced). */
+START_TEST (test_split_merge_lower_side_wins)
+{
+  setup_split (false);
+  ck_assert (cluster_synced ());
+  ck_assert_uint_eq (synced_calls, 1);
+  ck_assert_ptr_nonnull (cluster_lookup ("theirs"));
+  ck_assert_ptr_null (cluster_lookup ("mine"));
+}
+END_TEST
+
+/* Node 3 fenced node 2 while it was away: its table counts, node 2's
+ * mark and table are ignored. */
+START_TEST (test_split_merge_fencer_keeps_its_table)
+{
+  setup_split (true);
+  ck_assert (cluster_synced ());
+  ck_assert_uint_eq (synced_calls, 0);
+  ck_assert_ptr_null (cluster_lookup ("theirs"));
+  ck_assert_ptr_nonnull (cluster_lookup ("mine"));
+}
+END_TEST
+
 static Suite *
 cpg_suite (void)
 {
@@ -458,6 +533,8 @@ cpg_suite (void)
   tcase_add_test (tc, test_merge_before_quorum);
   tcase_add_test (tc, test_table_before_quorum);
   tcase_add_test (tc, test_majority_side_resumes);
+  tcase_add_test (tc, test_split_merge_lower_side_wins);
+  tcase_add_test (tc, test_split_merge_fencer_keeps_its_table);
   suite_add_tcase (s, tc);
   return s;
 }
