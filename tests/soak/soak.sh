@@ -33,20 +33,31 @@
 #     volumes moved.
 # After every event but a handoff every volume must be served within 60 s
 # (a volume that is not is moved by hand and counted as a failure).
-# cowd's VmRSS and descriptors are sampled every SOAK_SAMPLE_S (10) s after
+# cowd's RSS and descriptors are sampled every SOAK_SAMPLE_S (10) s after
 # SOAK_WARMUP_S (120) s of each cowd's life; a cowd started again (power-on,
 # fenced) begins a new series.  A series spanning SOAK_SERIES_MIN_S (240)
 # s is judged: the floor (minimum) of its last quarter against the floor
 # of its first quarter must grow by less than 5%, RSS and descriptors alike
 # (both swing with attaches and connections; a leak raises the floor);
-# shorter series are printed, not judged.  At the end every block of the ledgers
+# shorter series are printed, not judged.  The RSS judged is cowd's own
+# memory, RssAnon + RssFile; its shared memory (RssShmem: libqb's IPC rings
+# with corosync, 2 MiB each for requests, responses and events of CPG and
+# quorum, and the blackbox) is fixed in size but its pages are touched
+# one after the other as the rings go round, so it rises for as long as
+# the first lap of each ring takes (tens of minutes at a soak's rate) and
+# falls back at a reconnection: it must stay within the size of cowd's
+# /dev/shm mappings, which is checked and printed (found in stop 23 with
+# /proc/PID/smaps: the heap flat, qb-event-cpg-data and qb-request-cpg-data
+# growing 64 kB a minute, and node 1's VmRSS dropping by 1.2 MB when its
+# corosync restarted).  At the end every block of the ledgers
 # is read back from the volume's last owner (last acknowledged generation
 # or a later unacknowledged attempt, never older, never torn), every fio
 # slice whose last segment completed is re-verified and one more fio
 # segment runs per volume; every cowd and corosync is stopped and each
 # host's /dev/shm must be empty; after the teardown no process the soak
 # started may be left.  The report (also written to SOAK_REPORT when set,
-# with the samples as "t node pid rss_kB fds shm sockets files anon other"
+# with the samples as "t node pid rss_kB fds shm sockets files anon other
+# rss_anon_kB rss_file_kB rss_shmem_kB shm_mapped_kB"
 # lines in SOAK_REPORT.samples)
 # ends in PASS or FAIL; exit 0 on PASS.
 #
@@ -361,14 +372,19 @@ fd_kinds() {
 }
 
 sample() {
-  local n p rss fds shm
+  local n p rss fds shm mem anon file shmem mapped
   for n in 1 2 3; do
     [ "${up[$n]}" = 1 ] || continue
     p=${cpid[$n]}
-    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    mem=$(awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^RssShmem/ {s=$2}
+               END {if (r != "") print r, a, f, s}' "/proc/$p/status" 2>/dev/null)
+    [ -n "$mem" ] || continue
+    read -r rss anon file shmem <<<"$mem"
+    mapped=$(awk '/^[0-9a-f]+-/ {m = ($6 ~ /^\/dev\/shm\//)} /^Size:/ && m {t += $2} END {print t + 0}' \
+      "/proc/$p/smaps" 2>/dev/null) || continue
     fds=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
     shm=$(lab_exec $n ls /dev/shm | wc -l)
-    echo "$SECONDS $n $p $rss $fds $shm $(fd_kinds "$p")" >> "$D/samples"
+    echo "$SECONDS $n $p $rss $fds $shm $(fd_kinds "$p") $anon $file $shmem $mapped" >> "$D/samples"
   done
 }
 
@@ -501,16 +517,19 @@ print("total: %d writes acknowledged, %d blocks verified, fio %d segments (%d ok
 # RSS / descriptors: one series per cowd process
 series = {}
 for l in open(os.path.join(k, "samples")):
-    t, n, p, rss, fds, shm, so, fi, an, ot = map(int, l.split())
-    series.setdefault((n, p), []).append((t, rss, fds, shm, (so, fi, an, ot)))
+    t, n, p, vm, fds, shm, so, fi, an, ot, ra, rf, rs, mapped = map(int, l.split())
+    series.setdefault((n, p), []).append(
+        (t, ra + rf, fds, shm, (so, fi, an, ot), rs, mapped, vm))
 start = {}
 for l in open(os.path.join(k, "cowds")):
     n, p, t = l.split()
     if p != "-":
         start[(int(n), int(p))] = int(t)
-print("cowd RSS (kB) and descriptors, samples after %d s of warm-up; growth = floor of the last quarter over floor of the first; judged when the series spans >= %d s" % (warm, minspan))
-print("%-4s %-8s %6s %7s %7s %7s %7s %6s %5s %5s %5s %6s %5s %s" % (
-    "node", "pid", "span", "rss1st", "rsslast", "rssmax", "rss%", "fd1st", "fdlst", "fdmax", "fd%", "shm", "n", "verdict"))
+print("cowd RSS (kB: RssAnon + RssFile, its own memory) and descriptors, samples after %d s of warm-up; growth = floor of the last quarter over floor of the first; judged when the series spans >= %d s" % (warm, minspan))
+print("shmem: RssShmem (libqb's IPC rings and blackbox, fixed in size, touched page by page) last and max, against the size of cowd's /dev/shm mappings; VmRSS last")
+print("%-4s %-8s %6s %7s %7s %7s %7s %6s %5s %5s %5s %6s %5s %-17s %7s %s" % (
+    "node", "pid", "span", "rss1st", "rsslast", "rssmax", "rss%", "fd1st", "fdlst", "fdmax", "fd%", "shm", "n",
+    "shmem last/max/map", "vmrss", "verdict"))
 bad = 0
 judged = 0
 for (n, p), s in sorted(series.items(), key=lambda x: (x[0][0], x[1][0][0])):
@@ -526,14 +545,19 @@ for (n, p), s in sorted(series.items(), key=lambda x: (x[0][0], x[1][0][0])):
     r1 = min(x[1] for x in s[:w]); r2 = min(x[1] for x in s[-w:])
     f1 = min(x[2] for x in s[:w]); f2 = min(x[2] for x in s[-w:])
     rg = 100.0 * (r2 - r1) / r1; fg = 100.0 * (f2 - f1) / f1
+    shmem_ok = all(x[5] <= x[6] for x in s)
     verdict = "not judged (short)"
     if span >= minspan:
         judged += 1
-        verdict = "flat" if rg < 5 and fg < 5 else "GROWS"
+        verdict = "flat" if rg < 5 and fg < 5 and shmem_ok else "GROWS"
         bad += verdict == "GROWS"
-    print("%-4d %-8d %5ds %7d %7d %7d %6.1f%% %6d %5d %5d %4.1f%% %2d-%-3d %5d %s" % (
+    if not shmem_ok:
+        verdict += " (shared memory beyond its mappings)"
+    shmem = "%d/%d/%d" % (s[-1][5], max(x[5] for x in s), max(x[6] for x in s))
+    print("%-4d %-8d %5ds %7d %7d %7d %6.1f%% %6d %5d %5d %4.1f%% %2d-%-3d %5d %-17s %7d %s" % (
         n, p, span, s[0][1], s[-1][1], max(x[1] for x in s), rg, s[0][2], s[-1][2],
-        max(x[2] for x in s), fg, min(x[3] for x in s), max(x[3] for x in s), len(s), verdict))
+        max(x[2] for x in s), fg, min(x[3] for x in s), max(x[3] for x in s), len(s),
+        shmem, s[-1][7], verdict))
     if fg >= 5 and span >= minspan:
         a = min(s[:w], key=lambda x: x[2])[4]; b = min(s[-w:], key=lambda x: x[2])[4]
         print("     descriptors at the two floors, sockets/files/anon/other: %d/%d/%d/%d -> %d/%d/%d/%d" % (a + b))
