@@ -1294,6 +1294,9 @@ cluster_connect (bool wait)
       return -ENOTCONN;
     }
   cpg_local_get (C.cpg, &C.nodeid);
+  /* A new membership begins: this node joins it (a joiner takes the
+   * table); what it knew of earlier joins and fences no longer counts. */
+  C.njoined = C.nfenced_away = 0;
   if (quorum_start () < 0)
     {
       if (wait)

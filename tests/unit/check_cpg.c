@@ -467,7 +467,7 @@ END_TEST
  * "mine"), as one side of a two_node partition; node 2's side comes back
  * with a table of its own. */
 static void
-setup_split (bool fenced_node2)
+setup_split (bool fenced_node2, const char *theirs)
 {
   static const uint32_t three_only[] = { 3 }, two_three[] = { 2, 3 };
   me_id = 3;
@@ -494,7 +494,7 @@ setup_split (bool fenced_node2)
    * table come first. */
   totem (8, two_three, 2);
   confchg (two_three, 2, NULL, 0, two, 1);
-  table_from ("theirs", "/c2", 0, 0);
+  table_from (theirs, "/c2", 0, 0);
   deliver_mine (); /* node 3's own mark, after node 2's */
   run_ms (50);
 }
@@ -503,7 +503,7 @@ setup_split (bool fenced_node2)
  * takes its table (and cowd announces "mine" again on on_synced). */
 START_TEST (test_split_merge_lower_side_wins)
 {
-  setup_split (false);
+  setup_split (false, "theirs");
   ck_assert (cluster_synced ());
   ck_assert_uint_eq (synced_calls, 1);
   ck_assert_ptr_nonnull (cluster_lookup ("theirs"));
@@ -515,10 +515,10 @@ END_TEST
  * mark and table are ignored. */
 START_TEST (test_split_merge_fencer_keeps_its_table)
 {
-  setup_split (true);
+  setup_split (true, "theirs2"); /* a name of its own (CK_FORK=no) */
   ck_assert (cluster_synced ());
   ck_assert_uint_eq (synced_calls, 0);
-  ck_assert_ptr_null (cluster_lookup ("theirs"));
+  ck_assert_ptr_null (cluster_lookup ("theirs2"));
   ck_assert_ptr_nonnull (cluster_lookup ("mine"));
 }
 END_TEST
