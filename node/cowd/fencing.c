@@ -434,8 +434,16 @@ fj_read_supers (struct fence_dev *dev, const char *uri, uint8_t *buf)
       return r;
     }
 #endif
-  int fd = open (uri, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? pread (fd, buf, len, 0) : -1;
+  /* A block device: around the page cache, which may hold what another
+   * host's superblock said before. */
+  void *a = NULL;
+  int fd = open (uri, O_RDONLY | O_CLOEXEC | O_DIRECT);
+  ssize_t n = fd >= 0 && posix_memalign (&a, 4096, len) == 0
+                  ? pread (fd, a, len, 0)
+                  : -1;
+  if (n == (ssize_t) len)
+    memcpy (buf, a, len);
+  free (a);
   if (fd >= 0)
     close (fd);
   return n == (ssize_t) len ? 0 : -1;

@@ -328,13 +328,15 @@ chain_refresh (struct volume *v, char *err, size_t errlen)
   v->nlower = nn;
   v->cow = bk;
   v->sb = sb;
-  v->chain_check = false;
   if (changed)
     qb_log (LOG_NOTICE,
             "volume: %s: the layer chain changed while another host owned "
             "the volume: %u snapshot layers now, top %s",
             v->name, nn, bk->uri);
-  return chain_load_maps (v, err, errlen);
+  if ((r = chain_load_maps (v, err, errlen)) < 0)
+    return r; /* walked again at the next takeover */
+  v->chain_check = false;
+  return 0;
 }
 
 int
