@@ -11,7 +11,9 @@
  * it needs no state of its own on disk: the bitmap says what is left.
  *
  * A copy is an engine request of its own type (VR_HYDRATE) for a run of
- * chunks that were clear when it was issued.  It takes its chunks
+ * chunks that were clear when it was issued (while clients are busy), or
+ * for a window of chunks from a clear one on (idle: its set chunks are
+ * skipped, and its runs share one commit).  It takes its chunks
  * exclusive (vol-lock.c), skips those a client filled meanwhile, reads the
  * rest from the base, writes them to the CoW and sets their bits, and is
  * committed like a CoW fault: data -> flush -> bitmap -> flush, then
@@ -284,10 +286,19 @@ hyd_pump (struct volume *v)
           return;
         }
       uint64_t max = hyd_max_chunks (v);
-      uint64_t n = dscow_bitmap_run (v->map, c0, v->nchunks - c0);
+      /* Idle: a window of max chunks from the first clear one, the set
+       * chunks in it skipped by the copy (io_start_hydrate), one commit
+       * for all its runs; a volume written at random has clear runs of a
+       * few chunks, and a commit each made the copy a third of the disk's
+       * rate.  Busy: only the clear run, so clients wait for less. */
+      uint64_t n = hyd_busy (v) ? dscow_bitmap_run (v->map, c0, v->nchunks - c0)
+                                : v->nchunks - c0;
       if (n > max)
         n = max;
-      if (!hyd_throttle (v, n * v->cs))
+      uint64_t clear = 0; /* what the copy moves: the rate counts that */
+      for (uint64_t c = c0; c < c0 + n; c++)
+        clear += !dscow_bit_test (v->map, c);
+      if (!hyd_throttle (v, clear * v->cs))
         return;
       if (hyd_issue (v, c0, c0 + n - 1) < 0)
         {
