@@ -138,9 +138,13 @@ int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);
 int voldb_store (struct vol_entry *e);
 int voldb_store_lazy (struct vol_entry *e);
 int voldb_unstore (struct vol_entry *e);
-/* Several lazy writes in one transaction (a piece of a table received). */
+/* Several lazy writes in one transaction (a piece of a table received);
+ * or durable ones (a slice of create --from: the commit is fsynced), which
+ * voldb_batch_abort takes back. */
 int voldb_batch_begin (void);
+int voldb_batch_begin_durable (void);
 int voldb_batch_end (void);
+void voldb_batch_abort (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);

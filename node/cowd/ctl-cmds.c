@@ -9,12 +9,15 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <qb/qblog.h>
 
@@ -265,12 +268,58 @@ create_lap (uint64_t *acc, uint64_t since)
   return now;
 }
 
-/* The one function that creates a volume: check the definition, format
- * its CoW device, record it, tell the cluster.  0, or a code with its
- * sentence in err. */
+/* A slice of create --from (create_batch_step): its definitions are
+ * formatted without flushes when their CoW device is a regular file and
+ * stored in one transaction; at its end one syncfs per filesystem of
+ * those files, then the commit (fsynced), then the cluster is told and
+ * their lines are answered (create_slice_end).  Nothing names a volume of
+ * the slice before its device is durable: a crash before the commit
+ * leaves formatted devices that no definition names (create --force
+ * takes them).  Two flushes per CoW file and a commit per volume were
+ * most of a batch's time (issue 17). */
+#define CREATE_SLICE_MAX 256
+
+struct create_slice
+{
+  struct vol_entry *vols[CREATE_SLICE_MAX];
+  unsigned n;
+  int fds[CREATE_SLICE_MAX]; /* one open CoW file per filesystem */
+  dev_t devs[CREATE_SLICE_MAX];
+  unsigned nfs;
+  struct strbuf lines; /* the "created" lines of its volumes */
+  unsigned first_line;
+};
+
+/* p's CoW device is a regular file: format it without flushes, and keep a
+ * file of its filesystem open for the syncfs.  0, or a code with err. */
 static int
-create_volume (const struct vol_params *pp, bool exclusive, char *err,
-               size_t errlen)
+create_slice_file (struct create_slice *sl, struct vol_params *p, char *err,
+                   size_t errlen)
+{
+  struct stat st;
+  if (stat (p->cow_uri, &st) < 0 || !S_ISREG (st.st_mode))
+    return 0; /* a device, a LUN: formatted with its flushes */
+  for (unsigned i = 0; i < sl->nfs; i++)
+    if (sl->devs[i] == st.st_dev)
+      return p->no_flush = true, 0;
+  int fd = open (p->cow_uri, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return create_errf (err, errlen, COW_E_BAD_DEVICE,
+                        "volume %s: cannot open CoW device %s: %s", p->name,
+                        p->cow_uri, strerror (errno));
+  sl->fds[sl->nfs] = fd;
+  sl->devs[sl->nfs++] = st.st_dev;
+  p->no_flush = true;
+  return 0;
+}
+
+/* The one function that creates a volume: check the definition, format
+ * its CoW device, record it, tell the cluster (or, in a slice of create
+ * --from, leave the flushes, the commit and the cluster to the slice's
+ * end).  0, or a code with its sentence in err. */
+static int
+create_volume (const struct vol_params *pp, bool exclusive,
+               struct create_slice *sl, char *err, size_t errlen)
 {
   struct vol_params p = *pp;
   uint64_t t = clock_now_ns ();
@@ -300,9 +349,11 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   voldb_backend_opts (&bo);
   if (cowd.own->format_opts)
     cowd.own->format_opts (&bo);
+  int r;
+  if (sl && (r = create_slice_file (sl, &p, err, errlen)) != 0)
+    return r;
   t = create_lap (&create_t.check_ns, t);
-  int r = vol_format (&p, &bo, err, errlen);
-  if (r < 0)
+  if ((r = vol_format (&p, &bo, err, errlen)) < 0)
     return r;
   t = create_lap (&create_t.format_ns, t);
   struct vol_entry *e
@@ -315,11 +366,19 @@ create_volume (const struct vol_params *pp, bool exclusive, char *err,
   e->exclusive = exclusive;
   e->buffered = p.buffered;
   if (voldb_set_ident (e, ident) < 0 || voldb_store (e) < 0)
-    return create_errf (err, errlen, COW_E_IO,
-                        "volume %s: formatted, but "
-                        "saving the definition in %s failed",
-                        p.name, cowd.state_dir);
+    {
+      voldb_remove (e);
+      return create_errf (err, errlen, COW_E_IO,
+                          "volume %s: formatted, but "
+                          "saving the definition in %s failed",
+                          p.name, cowd.state_dir);
+    }
   t = create_lap (&create_t.store_ns, t);
+  if (sl)
+    {
+      sl->vols[sl->n++] = e;
+      return 0;
+    }
   cowd.own->defined (e);
   create_lap (&create_t.define_ns, t);
   return 0;
@@ -337,7 +396,7 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
     return cmd_create_batch (req, argc, argv);
   int r = create_parse (argc, argv, &p, &exclusive, err, sizeof err);
   if (r == 0)
-    r = create_volume (&p, exclusive, err, sizeof err);
+    r = create_volume (&p, exclusive, NULL, err, sizeof err);
   if (r != 0)
     return reply_fmt (req, r, "%s", err);
   if (json)
@@ -360,10 +419,11 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
  * cowctl sends "create " CREATE_BATCH, then for each definition a word
  * "--line=N" (its line in the operator's file) followed by the words of
  * that line, the same arguments as create.  cowd creates them in order,
- * each by create_volume, a few per loop callback (at most
- * CREATE_SLICE_NS of work, at least one) so IO keeps flowing, and stops
- * at the first that fails: those before it stay created, it and those
- * after it are not created.  The answer, in lines cowctl formats (text
+ * each by create_volume, a slice per loop callback (at most
+ * CREATE_SLICE_NS of work, at least one definition; made durable
+ * together, struct create_slice) so IO keeps flowing, and stops at the
+ * first that fails: those before it stay created, it and those after it
+ * are not created.  The answer, in lines cowctl formats (text
  * or JSON):
  *   created LINE NAME CHUNK-SIZE COMMIT     one per volume created
  *   timing CHECK-NS FORMAT-NS STORE-NS DEFINE-NS
@@ -395,26 +455,72 @@ create_batch_words (struct create_batch *b, char **words, unsigned *line)
   return n;
 }
 
-/* Create the definition at b->pos: 0, or -1 after an error line. */
+/* Create the definition at b->pos in the slice: 0, or -1 with its error
+ * line in *errline. */
 static int
-create_batch_one (struct create_batch *b, char **words)
+create_batch_one (struct create_batch *b, char **words, struct create_slice *sl,
+                  struct strbuf *errline)
 {
   struct vol_params p;
   bool exclusive;
   unsigned line;
   char err[COW_ERRLEN];
   int n = create_batch_words (b, words, &line);
+  if (sl->n == 0)
+    sl->first_line = line;
   int r = create_parse (n, words, &p, &exclusive, err, sizeof err);
   if (r == 0)
-    r = create_volume (&p, exclusive, err, sizeof err);
+    r = create_volume (&p, exclusive, sl, err, sizeof err);
   if (r != 0)
     {
-      sb_printf (&b->out, "error %u %s %s\n", line,
+      sb_printf (errline, "error %u %s %s\n", line,
                  cow_err_name (cow_err_code (r)), err);
       return -1;
     }
-  sb_printf (&b->out, "created %u %s %u %s\n", line, p.name, p.chunk_size,
+  sb_printf (&sl->lines, "created %u %s %u %s\n", line, p.name, p.chunk_size,
              vol_commit_name (p.commit));
+  return 0;
+}
+
+/* The slice's end: its CoW files durable, then its definitions (the
+ * transaction began in create_batch_step); then the cluster is told and
+ * its lines join the answer.  0, or -1 after an error line: none of the
+ * slice is created then. */
+static int
+create_slice_end (struct create_batch *b, struct create_slice *sl)
+{
+  uint64_t t = clock_now_ns ();
+  int err = 0;
+  for (unsigned i = 0; i < sl->nfs; i++)
+    {
+      if (syncfs (sl->fds[i]) < 0 && !err)
+        err = errno;
+      close (sl->fds[i]);
+    }
+  t = create_lap (&create_t.format_ns, t);
+  const char *what = err ? "making their CoW files durable (syncfs)" : NULL;
+  if (!err && voldb_batch_end () < 0)
+    what = "saving their definitions", err = EIO;
+  else if (err)
+    voldb_batch_abort ();
+  t = create_lap (&create_t.store_ns, t);
+  if (err)
+    {
+      for (unsigned i = 0; i < sl->n; i++)
+        voldb_remove (sl->vols[i]);
+      if (sl->n)
+        sb_printf (&b->out,
+                   "error %u io volumes of lines %u and on: %s failed: %s; "
+                   "none of them was created\n",
+                   sl->first_line, sl->first_line, what, strerror (err));
+      sb_free (&sl->lines);
+      return -1;
+    }
+  for (unsigned i = 0; i < sl->n; i++)
+    cowd.own->defined (sl->vols[i]);
+  create_lap (&create_t.define_ns, t);
+  sb_puts (&b->out, sb_str (&sl->lines));
+  sb_free (&sl->lines);
   return 0;
 }
 
@@ -424,9 +530,26 @@ create_batch_step (void *opaque)
   struct create_batch *b = opaque;
   char **words = calloc ((size_t) b->argc + 1, sizeof *words);
   uint64_t t0 = clock_now_ns ();
+  struct create_slice sl = { .lines = STRBUF_INIT };
+  struct strbuf errline = STRBUF_INIT;
   int r = words ? 0 : -1;
-  while (r == 0 && b->pos < b->argc && clock_now_ns () - t0 < CREATE_SLICE_NS)
-    r = create_batch_one (b, words);
+  if (r == 0 && voldb_batch_begin_durable () < 0)
+    {
+      sb_printf (&b->out, "error 0 io saving definitions in %s failed\n",
+                 cowd.state_dir);
+      r = -1;
+    }
+  else if (r == 0)
+    {
+      while (r == 0 && b->pos < b->argc && sl.n < CREATE_SLICE_MAX
+             && clock_now_ns () - t0 < CREATE_SLICE_NS)
+        r = create_batch_one (b, words, &sl, &errline);
+      if (create_slice_end (b, &sl) < 0)
+        r = -1;
+      else if (r < 0)
+        sb_puts (&b->out, sb_str (&errline));
+    }
+  sb_free (&errline);
   free (words);
   if (r == 0 && b->pos < b->argc)
     {

@@ -430,6 +430,18 @@ voldb_batch_begin (void)
 }
 
 int
+voldb_batch_begin_durable (void)
+{
+  return store_begin (V.store, STORE_DURABLE);
+}
+
+void
+voldb_batch_abort (void)
+{
+  store_rollback (V.store);
+}
+
+int
 voldb_batch_end (void)
 {
   return store_commit (V.store);

@@ -291,7 +291,8 @@ vol_zero_bitmap (struct backend *cow, const struct dscow_super *sb)
 }
 
 static int
-vol_format_write (struct backend *cow, const struct dscow_super *sb)
+vol_format_write (struct backend *cow, const struct dscow_super *sb,
+                  bool no_flush)
 {
   size_t len = 2 * DSCOW_SUPER_SIZE;
   uint8_t *buf = vol_alloc_aligned (len);
@@ -301,7 +302,9 @@ vol_format_write (struct backend *cow, const struct dscow_super *sb)
   /* Generation 1 belongs in slot 1 (B); slot A stays zero, so the first
    * superblock rewrite (generation 2, slot A) never touches this one. */
   dscow_super_encode (sb, buf + DSCOW_SUPER_SIZE, DSCOW_SUPER_SIZE);
-  if ((r = backend_flush_sync (cow)) == 0)
+  if (no_flush)
+    r = backend_pwrite_sync (cow, buf, 0, len, 0);
+  else if ((r = backend_flush_sync (cow)) == 0)
     r = backend_pwrite_sync (cow, buf, 0, len, BK_FUA);
 out:
   free (buf);
@@ -377,7 +380,7 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
       ret = -COW_E_COW_IN_USE;
       goto out;
     }
-  if ((r = vol_format_write (cow, &sb)) < 0)
+  if ((r = vol_format_write (cow, &sb, p->no_flush)) < 0)
     {
       snprintf (err, errlen, "volume %s: formatting CoW device %s failed: %s",
                 p->name, cow->uri, strerror (-r));

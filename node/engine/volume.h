@@ -121,6 +121,10 @@ struct vol_params
    * itself once the volume is taken (a standalone cowd: the chain is this
    * host's alone). */
   bool resume_merge;
+  /* Format: write the bitmap and the superblock, flush nothing: the caller
+   * makes the device durable itself before anything names the volume
+   * (create --from: one syncfs for many CoW files). */
+  bool no_flush;
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or a negative
