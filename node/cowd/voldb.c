@@ -335,7 +335,15 @@ voldb_cow_user_key (const char *self, const char *key, const char *ident,
 {
   const char *u;
   voldb_resolve ();
-  if ((u = voldb_other (strmap_get (&V.by_key, key), self)))
+  struct vol_entry *k = strmap_get (&V.by_key, key);
+  if (k && !k->vol)
+    {
+      /* Not open here: its file may be gone since and the inode reused by
+       * another (the key is the device and inode): look again. */
+      voldb_set_key (k);
+      k = strmap_get (&V.by_key, key);
+    }
+  if ((u = voldb_other (k, self)))
     return u;
   if (voldb_ident_vpd (ident)
       && (u = voldb_other (strmap_get (&V.by_ident, ident), self)))

@@ -69,6 +69,23 @@ expect_exact "volume cv: CoW device $d/x.img was formatted for volume x; refusin
   attach cv
 a_intact "after the restart"
 
+echo "== a detached volume's CoW file removed: a new file that reuses its inode is free"
+# The definition keys a CoW file by device and inode; a removed file's
+# inode goes to the next file made, which is not that volume's device.
+truncate -s 10M "$d/gone.img"
+c create g --base "$d/base.img" --cow "$d/gone.img" >/dev/null
+ino=$(stat -c %i "$d/gone.img")
+rm "$d/gone.img"
+truncate -s 10M "$d/fresh.img"
+if [ "$(stat -c %i "$d/fresh.img")" = "$ino" ]; then
+  out=$(c create f --base "$d/base.img" --cow "$d/fresh.img") \
+    || fail "a new file that reuses a removed CoW file's inode was refused: $out"
+  echo "  inode $ino reused: $out"
+else
+  echo "  (the filesystem gave the new file another inode: nothing to check)"
+fi
+a_intact "after the inode reuse"
+
 echo "== a block device: a second node for it, and a second cowd"
 [ "$(id -u)" = 0 ] || { echo "SKIP: block devices need root"; exit 77; }
 truncate -s 10M "$d/blk.img"
