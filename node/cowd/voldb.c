@@ -78,6 +78,8 @@ static struct
   struct strmap by_cow;                 /* the CoW device as named */
   struct vol_entry *head[VOLDB_LEVELS]; /* [0] unused: cowd.vols */
   unsigned unresolved;                  /* entries whose key is "path:" */
+  struct vol_entry **unres;             /* ... those entries */
+  size_t unres_cap;
   uint32_t rand;
   struct store *store;
 } V = {
@@ -177,7 +179,13 @@ static void
 voldb_unkey (struct vol_entry *e)
 {
   voldb_unindex (&V.by_key, e->cow_key, e);
-  V.unresolved -= e->unresolved;
+  if (e->unresolved)
+    for (unsigned i = 0; i < V.unresolved; i++)
+      if (V.unres[i] == e)
+        {
+          V.unres[i] = V.unres[--V.unresolved];
+          break;
+        }
   e->unresolved = false;
 }
 
@@ -193,8 +201,20 @@ voldb_set_key (struct vol_entry *e)
   free (e->cow_key);
   if (!(e->cow_key = strdup (k)))
     return -1;
-  e->unresolved = strncmp (k, "path:", 5) == 0;
-  V.unresolved += e->unresolved;
+  if (strncmp (k, "path:", 5) == 0)
+    {
+      if (V.unresolved == V.unres_cap)
+        {
+          size_t cap = V.unres_cap ? 2 * V.unres_cap : 16;
+          struct vol_entry **n = realloc (V.unres, cap * sizeof *n);
+          if (!n)
+            return -1;
+          V.unres = n;
+          V.unres_cap = cap;
+        }
+      V.unres[V.unresolved++] = e;
+      e->unresolved = true;
+    }
   return e->cow[0] ? voldb_index (&V.by_key, k, e) : 0;
 }
 
@@ -316,9 +336,13 @@ voldb_set_ident (struct vol_entry *e, const char *ident)
 static void
 voldb_resolve (void)
 {
-  for (struct vol_entry *e = cowd.vols; e && V.unresolved; e = e->next)
-    if (e->unresolved)
-      voldb_set_key (e);
+  /* Only the entries whose device was absent (a list of its own: with
+   * 100,000 volumes and one missing file, a walk of them all per lookup
+   * made every create cost O(N)).  voldb_set_key may take e off the list:
+   * walk it from the end. */
+  for (size_t i = V.unresolved; i-- > 0;)
+    if (i < V.unresolved)
+      voldb_set_key (V.unres[i]);
 }
 
 static const char *
