@@ -357,6 +357,20 @@ mrg_finish (void *opaque, int res)
       what = "writing the lower layer's superblock";
       r = mrg_commit (v);
     }
+  if (res == -ECANCELED)
+    {
+      /* A handoff, a quorum loss or a detach held the volume first: not a
+       * failure; the flag on disk starts it again where the volume is
+       * taken next (merge_resume). */
+      qb_log (LOG_NOTICE,
+              "volume: %s: merge: the volume was held for a handoff or a "
+              "detach before the merge's end; it goes on where the volume "
+              "is taken next",
+              v->name);
+      merge_stop (v);
+      vol_resume_op (v);
+      return;
+    }
   if (r < 0)
     {
       mrg_fail (v, what, r);
