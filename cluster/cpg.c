@@ -463,20 +463,34 @@ sync_wake (int fd, int revents, void *data)
   return 0;
 }
 
+/* The eventfd that wakes the transfer's steps, made at start: a node that
+ * was first in the group adopts a table only after a corosync restart or
+ * a partition, and an eventfd made then showed in the soak as a
+ * descriptor that appears mid-run and stays.  0 or -errno. */
+static int
+sync_fd_open (void)
+{
+  if (C.sync_fd >= 0)
+    return 0;
+  int fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0)
+    return -errno;
+  if (qb_loop_poll_add (C.loop, QB_LOOP_LOW, fd, POLLIN, NULL, sync_wake) != 0)
+    {
+      close (fd);
+      return -ENOMEM;
+    }
+  C.sync_fd = fd;
+  return 0;
+}
+
 static void
 sync_kick (void)
 {
   if (C.job_armed)
     return;
-  if (C.sync_fd < 0)
-    {
-      C.sync_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (C.sync_fd < 0
-          || qb_loop_poll_add (C.loop, QB_LOOP_LOW, C.sync_fd, POLLIN, NULL,
-                               sync_wake)
-                 != 0)
-        abort (); /* the transfer could never end */
-    }
+  if (sync_fd_open () < 0)
+    abort (); /* the transfer could never end */
   C.job_armed = true;
   uint64_t one = 1;
   if (write (C.sync_fd, &one, sizeof one) < 0)
@@ -1386,7 +1400,14 @@ cluster_start (qb_loop_t *loop, const char *name,
   C.ud = ud;
   C.backoff_ms = 1;
   snprintf (C.group, sizeof C.group, "cowherd:%s", name);
-  int r = cluster_connect (true);
+  int r = sync_fd_open ();
+  if (r < 0)
+    {
+      qb_log (LOG_ERR, "cluster: cannot make the state transfer's eventfd: %s",
+              strerror (-r));
+      return r;
+    }
+  r = cluster_connect (true);
   if (r < 0)
     return r;
   C.running = true;
@@ -1402,6 +1423,12 @@ cluster_stop (void)
 {
   if (!C.running)
     return;
+  if (C.sync_fd >= 0)
+    {
+      qb_loop_poll_del (C.loop, C.sync_fd);
+      close (C.sync_fd);
+      C.sync_fd = -1;
+    }
   if (C.lost)
     {
       qb_loop_timer_del (C.loop, C.reconnect_timer);

@@ -81,4 +81,22 @@ if timeout 5 qemu-io -f raw "$(lab_sock 2 v)" -c "read 0 4k" >/dev/null 2>&1; th
 fi
 qio_ok "$(lab_sock 1 v)" "node 1 cannot write v" "write -P 0x1d 192k 64k"
 echo "   node 2 rejoined with node 1 as v's owner; node 2 serves nothing"
+
+echo "== node 1, first in the group, takes a table for the first time after its corosync restarts"
+# Its descriptors come back as they were: the transfer's eventfd is made at
+# start, not when a table first comes (the soak saw one appear mid-run).
+lab_cowctl 1 detach v
+eventfds() { ls -l "/proc/${cowd_pid[1]}/fd" | grep -c 'anon_inode:\[eventfd\]'; }
+before=$(eventfds)
+lab_kill 1 "$(lab_corosync_pid 1)"
+wait_until 10 lab_log_has 1 "cluster: node 1 lost the connection to corosync" \
+  || fail "node 1's cowd did not notice corosync going away"
+lab_corosync_restart 1
+lab_wait_quorate 1 30 || fail "node 1's corosync did not rejoin"
+wait_until 20 lab_log_has 1 "cluster: node 1 reconnected to corosync and rejoined group" || fail "node 1 did not rejoin"
+wait_until 20 lab_nodes_is 1 '.quorate and .synced and (.members | length == 3)' \
+  || fail "node 1 is not back in the group: $(lab_cowctl 1 --json nodes)"
+[ "$(eventfds)" = "$before" ] \
+  || fail "node 1's cowd has $(eventfds) eventfds after taking a table, $before before"
+echo "   node 1 took the group's table; eventfds $before before and after"
 pass
