@@ -639,14 +639,11 @@ refuse_version (uint32_t sender)
 
 static void lease_renew (uint64_t sent_ns);
 
-/* A mark from a node of the last join, whose id is below every member
- * that was here before it: that side sent its table, so it was synced
- * too (a joiner or a stale node sends none), and it wins. */
 static bool
-node_in (const uint32_t *set, size_t n, uint32_t node)
+listed (const uint32_t *nodes, size_t n, uint32_t node)
 {
   for (size_t i = 0; i < n; i++)
-    if (set[i] == node)
+    if (nodes[i] == node)
       return true;
   return false;
 }
@@ -659,13 +656,16 @@ node_drop (uint32_t *set, size_t *n, uint32_t node)
       set[i--] = set[--*n];
 }
 
+/* A mark from a node of the last join, whose id is below every member
+ * that was here before it: that side sent its table, so it was synced
+ * too (a joiner or a stale node sends none), and it wins. */
 static bool
 split_merge_from (uint32_t sender)
 {
-  if (sender >= C.side_lowest || !node_in (C.joined, C.njoined, sender))
+  if (sender >= C.side_lowest || !listed (C.joined, C.njoined, sender))
     return false;
   for (size_t i = 0; i < C.njoined; i++)
-    if (node_in (C.fenced_away, C.nfenced_away, C.joined[i]))
+    if (listed (C.fenced_away, C.nfenced_away, C.joined[i]))
       return false; /* we fenced that side: ours counts */
   return true;
 }
@@ -744,8 +744,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
     {
       struct cl_effects e = fx ();
       if ((m.type == CL_MSG_FENCED || m.type == CL_MSG_FENCE_CONFIRM)
-          && !node_in (C.members, C.nmembers, m.node)
-          && !node_in (C.fenced_away, C.nfenced_away, m.node)
+          && !listed (C.members, C.nmembers, m.node)
+          && !listed (C.fenced_away, C.nfenced_away, m.node)
           && C.nfenced_away < CLUSTER_MAX_MEMBERS)
         C.fenced_away[C.nfenced_away++] = m.node;
       cl_table_apply (&C.table, sender, &m, &e);
@@ -1539,15 +1539,6 @@ fence_victims (uint32_t *nodes, size_t max)
         nodes[n++] = v->fenced_node;
     }
   return n;
-}
-
-static bool
-listed (const uint32_t *nodes, size_t n, uint32_t node)
-{
-  for (size_t i = 0; i < n; i++)
-    if (nodes[i] == node)
-      return true;
-  return false;
 }
 
 /* The fencer is the lowest member that is not waiting to be fenced
