@@ -13,12 +13,17 @@
  * A copy is an engine request of its own type (VR_HYDRATE) for a run of
  * chunks that were clear when it was issued (while clients are busy), or
  * for a window of chunks from a clear one on (idle: its set chunks are
- * skipped, and its runs share one commit).  It takes its chunks
- * exclusive (vol-lock.c), skips those a client filled meanwhile, reads the
- * rest from the base, writes them to the CoW and sets their bits, and is
- * committed like a CoW fault: data -> flush -> bitmap -> flush, then
- * acked.  A crash loses at most the copies not yet committed; their bits
- * are clear on disk and the next run copies them again (nothing else).
+ * skipped).  It takes its chunks exclusive (vol-lock.c), skips those a
+ * client filled meanwhile, reads the rest from the base, writes them to
+ * the CoW and sets their bits in memory, and is done.  The bits become
+ * durable by the ordinary commit (data -> flush -> bitmap -> flush), which
+ * hydration asks for once the oldest copy not in a commit is
+ * HYD_COMMIT_NS old (hyd_commit), at the end (hyd_finish), and which a
+ * drain or a client's commit does anyway.  A bit not yet durable reads
+ * as clear after a crash, so that chunk is read from the base, which
+ * holds the same data, and the next run copies it again (nothing else is
+ * lost).  A commit per copy was two flushes per copy: a client's reads
+ * waited behind them (issue 14's p99 target).
  *
  * Yielding: at most HYD_DEPTH copies of at most HYD_BYTES are in flight,
  * one of at most HYD_BYTES_BUSY, HYD_BUSY_GAP_NS apart, while clients are
@@ -48,13 +53,14 @@
 #include "loop.h"
 #include "volume-int.h"
 
-#define HYD_BYTES (4096u * 1024u)      /* largest copy */
-#define HYD_BYTES_BUSY (1024u * 1024u) /* ... while clients have IO */
-#define HYD_BUSY_GAP_NS 20000000ull    /* and the pause after each */
-#define HYD_BUSY_NS 100000000ull       /* busy: a request this recent */
-#define HYD_DEPTH 16u                  /* copies in flight when idle */
-#define HYD_RETRY_NS 5000000000ull     /* after a failed copy */
-#define HYD_WINDOW_NS 1000000000ull    /* rate measurement */
+#define HYD_BYTES (4096u * 1024u)     /* largest copy */
+#define HYD_BYTES_BUSY (256u * 1024u) /* ... while clients have IO */
+#define HYD_BUSY_GAP_NS 5000000ull    /* and the pause after each */
+#define HYD_BUSY_NS 100000000ull      /* busy: a request this recent */
+#define HYD_DEPTH 16u                 /* copies in flight when idle */
+#define HYD_RETRY_NS 5000000000ull    /* after a failed copy */
+#define HYD_WINDOW_NS 1000000000ull   /* rate measurement */
+#define HYD_COMMIT_NS 1000000000ull   /* copies wait this long for a commit */
 
 static void hyd_pump (struct volume *v);
 
@@ -132,6 +138,28 @@ hyd_busy (const struct volume *v)
 }
 
 static void
+hyd_commit_done (void *opaque, int res)
+{
+  struct volume *v = opaque;
+  v->hyd.committing = false; /* a failure: the bits stay dirty (commit) */
+  (void) res;
+}
+
+/* A copy is done: commit the copies once the oldest is HYD_COMMIT_NS old,
+ * one commit at a time (those done during it wait for the next). */
+static void
+hyd_commit (struct volume *v)
+{
+  uint64_t now = cowd_now_ns ();
+  if (v->hyd.commit_ns == 0)
+    v->hyd.commit_ns = now;
+  if (v->hyd.committing || now - v->hyd.commit_ns < HYD_COMMIT_NS)
+    return;
+  v->hyd.commit_ns = 0;
+  v->hyd.committing = commit_internal (v, hyd_commit_done, v) == 0;
+}
+
+static void
 hyd_done (void *opaque, int res)
 {
   struct volume *v = opaque;
@@ -149,6 +177,7 @@ hyd_done (void *opaque, int res)
     }
   v->hyd.err = 0;
   hyd_measure (v);
+  hyd_commit (v);
   hyd_schedule (v, hyd_busy (v) ? HYD_BUSY_GAP_NS : 0);
 }
 

@@ -197,7 +197,9 @@ struct volume
     double rate;                 /* bytes per second, last window */
     uint64_t start_ns, end_ns;   /* this agent's run: started, hydrated */
     int err;
-    bool finishing; /* the last commit before the flag */
+    bool finishing;     /* the last commit before the flag */
+    bool committing;    /* a commit of the copies (hyd_commit) */
+    uint64_t commit_ns; /* the oldest copy not in a commit yet, or 0 */
   } hyd;
 
   /* Merge of the top into the layer below (vol-merge.c) */

@@ -340,6 +340,33 @@ START_TEST (test_hydrate)
 }
 END_TEST
 
+/* Hydration's copies are committed together, about once a second, not
+ * one commit each: at --rate 1 a copy is 96 KiB (a tenth of a second), so
+ * 1.2 s is a dozen copies and at most two commits (a commit per copy put
+ * two flushes of the CoW in front of a client's reads each time).  What
+ * was copied reads the same after a reopen. */
+static void
+stop_loop (void *data)
+{
+  qb_loop_stop (loop);
+}
+
+START_TEST (test_hydrate_commits)
+{
+  char err[512];
+  open_volume ("vhc", DSCOW_COMMIT_SYNC, true);
+  ck_assert_int_eq (vol_hydrate_start (vol, 1, err, sizeof err), 0);
+  qb_loop_timer_handle t;
+  qb_loop_timer_add (loop, QB_LOOP_LOW, 1200000000ull, NULL, stop_loop, &t);
+  qb_loop_run (loop);
+  struct vol_stats st;
+  vol_get_stats (vol, &st);
+  ck_assert_uint_ge (st.hydrated_chunks, 8 * 6);
+  ck_assert_uint_le (st.commits, 2);
+  reopen_and_verify ("vhc", DSCOW_COMMIT_SYNC);
+}
+END_TEST
+
 /* Layer chains: the random clients run over base <- s1 <- s2 <- s3 <-
  * top, each snapshot taken between runs, so that reads come from every
  * layer and faults copy from the nearest one.  The chain is found again
@@ -688,6 +715,7 @@ engine_suite (void)
   tcase_add_test (tc, test_lease_gate);
   tcase_add_test (tc, test_fenced_close);
   tcase_add_test (tc, test_hydrate);
+  tcase_add_test (tc, test_hydrate_commits);
   tcase_add_test (tc, test_chain);
   suite_add_tcase (s, tc);
   return s;
