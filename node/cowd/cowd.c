@@ -328,7 +328,7 @@ start_done (void)
 static void
 attach_saved_volumes (void)
 {
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       char err[COW_ERRLEN];
       if (e->attached && voldb_attach (e, err, sizeof err) < 0)
@@ -354,7 +354,7 @@ on_stop_signal (int sig, void *data)
   qb_log (LOG_NOTICE, "cowd: signal %d: detaching volumes and stopping", sig);
   ctl_server_stop ();
   detaching = 1;
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     if (e->vol && !e->closing)
       {
         detaching++;

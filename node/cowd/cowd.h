@@ -44,6 +44,9 @@ struct vol_entry
   struct nbd_export *exp;
   bool closing;
   struct own_vol *own; /* own.c's ownership state, or NULL */
+  /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
+  struct vol_entry *live_next, *live_prev;
+  bool live;
 };
 
 struct cowd
@@ -65,6 +68,7 @@ struct cowd
   unsigned reconnect_deadline_ms;
   unsigned quorum_loss_timeout_ms;
   struct vol_entry *vols;
+  struct vol_entry *live;    /* those open or attached (voldb_live) */
   bool clustered;            /* corosync group joined */
   bool fencing_manual;       /* [cowd] fencing = manual */
   bool fenced_stay;          /* [cowd] after-fence = stay */
@@ -138,6 +142,14 @@ int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);
 int voldb_store (struct vol_entry *e);
 int voldb_store_lazy (struct vol_entry *e);
 int voldb_unstore (struct vol_entry *e);
+/* Put e on cowd.live, or take it off, after e->vol or e->attached changed:
+ * the passes that look only at open or attached volumes (after a sync, at
+ * a quorum change, at stop) walk that list, not every definition. */
+void voldb_live (struct vol_entry *e);
+/* Every entry of cowd.live, e; the body may take e itself off the list. */
+#define VOLDB_FOR_LIVE(e)                                                      \
+  for (struct vol_entry *e = cowd.live, *e##_next = e ? e->live_next : NULL;   \
+       e; e = e##_next, e##_next = e ? e->live_next : NULL)
 /* Several lazy writes in one transaction (a piece of a table received);
  * or durable ones (a slice of create --from: the commit is fsynced), which
  * voldb_batch_abort takes back. */

@@ -682,6 +682,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e->attached)
     {
       e->attached = true;
+      voldb_live (e);
       voldb_store_lazy (e); /* no fsync on the way to serving */
     }
   if (wait_s && cowd.own->wait_owned)
@@ -729,6 +730,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   if (e->attached)
     {
       e->attached = false;
+      voldb_live (e);
       voldb_store (e);
     }
   voldb_set_error (e, NULL);

@@ -388,7 +388,7 @@ fencing_self (const char *why)
             why);
   cowd.fenced = true;
   cluster_set_stale ();
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     if (e->vol && vol_get_state (e->vol) != VOL_STATE_FENCED)
       {
         qb_log (LOG_ERR, "fence: %s: fenced; requests fail from now on",
@@ -736,7 +736,7 @@ fencing_on_standing (void)
   if (!fencing_may_confirm () || F.confirming || b == UINT64_MAX)
     return;
   struct fjob *j = NULL;
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       if (!e->vol || e->closing)
         continue;
@@ -1089,7 +1089,7 @@ static void
 fencing_register_again (void)
 {
   fencing_forget_registrations ();
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       if (!e->vol)
         continue;

@@ -62,7 +62,7 @@ notify_ready_part (enum notify_part part)
   if (notify_parts != all)
     return;
   unsigned n = 0;
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     n += e->vol != NULL;
   notify_send ("READY=1");
   notify_status ("serving %u volume%s", n, n == 1 ? "" : "s");

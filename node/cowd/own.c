@@ -208,7 +208,7 @@ own_recover_fenced (void)
     return;
   own_recovering = true;
   own_recover_left = 1; /* until every detach is started */
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     if (e->vol && !e->closing)
       {
         own_recover_left++;
@@ -542,7 +542,7 @@ own_reattach (void)
 {
   if (cowd.fenced)
     return; /* own_recover_fenced calls it again */
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       char err[COW_ERRLEN];
       if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
@@ -579,7 +579,7 @@ own_serve_again (struct vol_entry *e)
 static void
 own_on_quorum (void *ud, bool quorate)
 {
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       if (!e->vol || e->closing)
         continue;
@@ -626,7 +626,7 @@ static void
 own_reconcile (void)
 {
   uint32_t me = cluster_nodeid ();
-  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+  VOLDB_FOR_LIVE (e)
     {
       if (!e->vol || e->closing || !own_vol (e)->epoch)
         continue;
