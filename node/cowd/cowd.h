@@ -46,7 +46,6 @@ struct vol_entry
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
   struct vol_entry *live_next, *live_prev;
-  bool live;
 };
 
 struct cowd

@@ -272,10 +272,16 @@ voldb_add (const char *name, const char *base, const char *cow,
 /* cowd.live: with 100,000 definitions, each pass over all of them after
  * a sync took 3-5 ms of the loop (bench/scale-join), for the few that are
  * open or attached. */
+static bool
+voldb_is_live (const struct vol_entry *e)
+{
+  return e->live_prev || cowd.live == e;
+}
+
 static void
 voldb_live_unlink (struct vol_entry *e)
 {
-  if (!e->live)
+  if (!voldb_is_live (e))
     return;
   if (e->live_prev)
     e->live_prev->live_next = e->live_next;
@@ -286,7 +292,6 @@ voldb_live_unlink (struct vol_entry *e)
   else
     V.live_tail = e->live_prev;
   e->live_next = e->live_prev = NULL;
-  e->live = false;
 }
 
 void
@@ -294,7 +299,7 @@ voldb_live (struct vol_entry *e)
 {
   if (!e->vol && !e->attached)
     voldb_live_unlink (e);
-  else if (!e->live)
+  else if (!voldb_is_live (e))
     {
       /* at the end: loaded in name order, attached in name order */
       e->live_next = NULL;
@@ -304,7 +309,6 @@ voldb_live (struct vol_entry *e)
       else
         cowd.live = e;
       V.live_tail = e;
-      e->live = true;
     }
 }
 

@@ -414,16 +414,11 @@ io_finish (struct vreq *rq)
 {
   struct volume *v = rq->v;
   lock_release (v, rq);
-  if (rq->err || rq->type == VR_READ)
+  /* A hydration copy's bits become durable by hydration's own commits
+   * (hyd_commit), one a second rather than one a copy: a bit not yet
+   * durable reads from the base after a crash, which holds the same data. */
+  if (rq->err || rq->type == VR_READ || rq->type == VR_HYDRATE)
     {
-      io_complete (rq);
-      return;
-    }
-  if (rq->type == VR_HYDRATE)
-    {
-      /* Its bits become durable by hydration's own commits (hyd_commit),
-       * one a second rather than one a copy: a bit not yet durable reads
-       * from the base after a crash, which holds the same data. */
       io_complete (rq);
       return;
     }
