@@ -7,8 +7,10 @@
 #include "strmap.h"
 
 /* 2: the table travels in SYNC_PIECEs (SYNC_DATA retired).
- * 3: definitions carry the CoW device's VPD identity. */
-#define CL_MSG_VERSION 3
+ * 3: definitions carry the CoW device's VPD identity.
+ * 4: SYNC_HAVE and SYNC_STATES (a joiner that has the definitions gets
+ *    only the states). */
+#define CL_MSG_VERSION 4
 #define CL_HDR_SIZE 16
 
 /* Message types: never renumbered or reused; a retired one stays a no-op. */
@@ -28,8 +30,10 @@ enum cl_msg_type
   CL_MSG_SYNC_PIECE = 11,   /* a piece of the table for a joiner */
   CL_MSG_DEFINE_MANY = 12,  /* many DEFINEs in the piece encoding */
   CL_MSG_SYNC_REQUEST = 13, /* a member's table is stale: send it one */
+  CL_MSG_SYNC_HAVE = 14,    /* a joiner's definitions: count and digest */
+  CL_MSG_SYNC_STATES = 15,  /* a piece of the table without definitions */
 };
-#define CL_MSG_LAST CL_MSG_SYNC_REQUEST
+#define CL_MSG_LAST CL_MSG_SYNC_STATES
 
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message
@@ -50,6 +54,9 @@ struct cl_msg
   uint32_t nvols;
   uint32_t piece, total;
   bool last;
+  /* SYNC_HAVE: the sender's definitions; SYNC_STATES: the table's (the
+   * definitions the states go with). */
+  struct cluster_digest digest;
 };
 
 /* msg.c: 0 / -EINVAL (malformed) / -EPROTONOSUPPORT (other version);
@@ -60,15 +67,24 @@ void cl_msg_free (struct cl_msg *m);
 /* The type of a message of this version (its length checked), without
  * decoding it; -1 otherwise. */
 int cl_msg_peek_type (const void *buf, size_t len);
-/* The bytes one volume takes in a SYNC_PIECE. */
+/* The bytes one volume takes in a SYNC_PIECE, in a SYNC_STATES. */
 size_t cl_msg_piece_vol_size (const struct cluster_vol *v);
+size_t cl_msg_states_vol_size (const struct cluster_vol *v);
 #define CL_PIECE_OVERHEAD (CL_HDR_SIZE + 16 + 4)
+#define CL_STATES_OVERHEAD (CL_PIECE_OVERHEAD + 16)
+/* A SYNC_STATES piece holds at most this many volumes: a joiner decodes
+ * a piece in one step of its loop, and each volume costs it a lookup of
+ * its own definition and an insert (a piece of 16 KiB would be 1,300
+ * volumes and 10 ms). */
+#define CL_STATES_VOLS_MAX 256
 
 /* table.c: the deterministic state machine. */
 struct cl_table
 {
   struct cluster_vol *vols;
   size_t n, cap;
+  /* The digest of the definitions indexed (cluster_digest_add). */
+  struct cluster_digest digest;
   /* Indexes (index + 1 as the item): by name, by CoW device as named. */
   struct strmap by_name, by_cow, by_ident;
 };

@@ -19,7 +19,9 @@
  * marker is delivered it multicasts the table as of that point, in pieces
  * well inside CPG's message size; the joiner queues what it delivers after
  * the marker, defines the table's volumes in bounded batches from the
- * loop, replays the queue, and only then is synced.
+ * loop, replays the queue, and only then is synced.  When the joiners
+ * hold the table's definitions already (a restarted agent: SYNC_HAVE),
+ * the pieces carry only names and states (SYNC_STATES).
  *
  * Lookups by name, by CoW device and by CoW identity go through hash
  * indexes (table.c), so
@@ -51,6 +53,21 @@ struct cluster_voldef
   uint32_t commit;
   bool exclusive;
 };
+
+/* A digest of a set of definitions, whatever their order: how many, and
+ * two sums of independent 64-bit hashes of each one's every field. */
+struct cluster_digest
+{
+  uint64_t count;
+  uint64_t sum[2];
+};
+
+void cluster_digest_add (struct cluster_digest *d,
+                         const struct cluster_voldef *def);
+void cluster_digest_sub (struct cluster_digest *d,
+                         const struct cluster_voldef *def);
+bool cluster_digest_equal (const struct cluster_digest *a,
+                           const struct cluster_digest *b);
 
 enum cluster_vol_state
 {
@@ -101,6 +118,9 @@ struct cluster_callbacks
   /* The group's membership changed (a node joined, left or went down),
    * after the table applied what the change means. */
   void (*on_members) (void *ud);
+  /* This node's own definition of name (as cluster_set_local counted
+   * it), for a table that came as states only; false when it has none. */
+  bool (*local_def) (void *ud, const char *name, struct cluster_voldef *def);
 };
 
 int cluster_start (qb_loop_t *loop, const char *cluster_name,
@@ -112,6 +132,16 @@ uint32_t cluster_nodeid (void);
  * lease holds (cluster_set_lease, before cluster_start; 0 = no lease). */
 bool cluster_quorate (void);
 void cluster_set_lease (unsigned ms);
+/* The definitions this node holds (before cluster_start; needs local_def):
+ * at its join it tells the group their digest (SYNC_HAVE), and when the
+ * group's table has the same definitions the table comes as states only
+ * (SYNC_STATES), the definitions taken from local_def: an agent restarted
+ * with 100,000 volumes receives a few bytes a volume, not the table.
+ * NULL: it says nothing (and receives whole tables). */
+void cluster_set_local (const struct cluster_digest *d);
+/* The last table adopted came as states over this node's own
+ * definitions: it holds every one of them, and nothing else. */
+bool cluster_adopted_local (void);
 /* Until when (cowd_now_ns) this node may acknowledge anything on the
  * volumes it owns: the lease's end, 0 when it ran out or quorum is lost,
  * UINT64_MAX with no lease (or before cluster_start). */

@@ -22,7 +22,14 @@
  * through on_define in batches of at most SYNC_BUDGET_NS from loop jobs
  * (between on_batch begin/end: one store transaction each), so a table of
  * 100,000 volumes never blocks the loop long; then it replays the queue
- * and is synced (on_synced).  A node alone in a new group (the first
+ * and is synced (on_synced).  A joiner that holds definitions already
+ * (an agent restarted) says so right after joining: SYNC_HAVE, a digest
+ * of them (cluster_set_local).  The mark of a join waits for those (at
+ * most HAVE_WAIT_MS), and when every joiner that spoke holds the table's
+ * definitions the table goes as SYNC_STATES: names and states, the
+ * definitions taken from the joiner's own (local_def), their digest
+ * checked against the table's.  A joiner that cannot use them asks for
+ * the whole table (SYNC_REQUEST).  A node alone in a new group (the first
  * one, or the whole cluster restarting) starts from an empty table and
  * cowd defines its volumes again from its own state directory.
  *
@@ -178,6 +185,26 @@ static struct
   qb_loop_timer_handle sync_timer;
   bool adopting; /* joiner: defining the table in batches */
   size_t adopt_pos;
+  /* This node's definitions (cluster_set_local), and whether the table
+   * under way or last adopted came as states over them. */
+  struct cluster_digest local;
+  bool has_local;
+  bool states;        /* joiner: the transfer under way is SYNC_STATES */
+  bool adopted_local; /* the last table adopted was */
+  /* The SYNC_HAVEs delivered since the last mark: what the nodes that
+   * joined hold (the next mark's sender sends states only if they all
+   * hold the table's definitions). */
+  struct
+  {
+    uint32_t node;
+    struct cluster_digest d;
+  } haves[CLUSTER_MAX_MEMBERS];
+  size_t nhaves;
+  /* The joiners whose SYNC_HAVE this node waits for before it sends the
+   * mark of their join (have_wait). */
+  uint32_t await[CLUSTER_MAX_MEMBERS];
+  size_t nawait;
+  qb_loop_timer_handle await_timer;
   /* The last join seen while synced (split_merge_from): who joined, and
    * the lowest member that was here before it. */
   uint32_t joined[CLUSTER_MAX_MEMBERS];
@@ -359,7 +386,9 @@ pending_free (struct pending **head, struct pending **tail)
 }
 
 static void deliver (uint32_t sender, const void *buf, size_t len);
-static void sync_offer (const uint32_t *skip, size_t nskip);
+static void sync_offer (const uint32_t *skip, size_t nskip,
+                        const uint32_t *await, size_t nawait);
+static void have_check (void);
 
 static void
 replay_run (void)
@@ -381,32 +410,78 @@ replay_run (void)
 
 /* --- the state transfer --- */
 
+/* A SYNC_HAVE delivered while synced: what node holds (the latest). */
+static void
+have_record (uint32_t node, const struct cluster_digest *d)
+{
+  size_t i = 0;
+  while (i < C.nhaves && C.haves[i].node != node)
+    i++;
+  if (i == CLUSTER_MAX_MEMBERS)
+    return;
+  C.haves[i].node = node;
+  C.haves[i].d = *d;
+  C.nhaves += i == C.nhaves;
+  have_check ();
+}
+
+static void
+have_drop (uint32_t node)
+{
+  for (size_t i = 0; i < C.nhaves; i++)
+    if (C.haves[i].node == node)
+      C.haves[i--] = C.haves[--C.nhaves];
+}
+
+/* States only: some node said what it holds since the last mark, and
+ * every one that did holds the table's definitions.  A joiner that holds
+ * others (or said nothing in time and holds others) asks for the whole
+ * table again (SYNC_REQUEST): a second transfer, never a wrong table. */
+static bool
+sync_states_only (void)
+{
+  for (size_t i = 0; i < C.nhaves; i++)
+    if (!cluster_digest_equal (&C.haves[i].d, &C.table.digest))
+      return false;
+  return C.nhaves > 0;
+}
+
 /* Our own mark came back: the table as it stands at this point of the
  * agreed order, in pieces under CL_PIECE_MAX (encoded now, so later
  * messages cannot change what the joiners receive). */
 static void
 sync_send_table (void)
 {
+  bool states = sync_states_only ();
   size_t n = C.table.n, i = 0;
   uint32_t piece = 0;
   do
     {
-      size_t start = i, bytes = CL_PIECE_OVERHEAD;
-      while (i < n
-             && bytes + cl_msg_piece_vol_size (&C.table.vols[i])
-                    <= CL_PIECE_MAX)
-        bytes += cl_msg_piece_vol_size (&C.table.vols[i++]);
-      struct cl_msg d = { .type = CL_MSG_SYNC_PIECE,
-                          .vols = C.table.vols + start,
-                          .nvols = (uint32_t) (i - start),
-                          .piece = piece++,
-                          .total = (uint32_t) n,
-                          .last = i == n };
+      size_t start = i;
+      size_t bytes = states ? CL_STATES_OVERHEAD : CL_PIECE_OVERHEAD;
+      for (; i < n; i++)
+        {
+          size_t b = states ? cl_msg_states_vol_size (&C.table.vols[i])
+                            : cl_msg_piece_vol_size (&C.table.vols[i]);
+          if (bytes + b > CL_PIECE_MAX
+              || (states && i - start == CL_STATES_VOLS_MAX))
+            break;
+          bytes += b;
+        }
+      struct cl_msg d
+          = { .type = states ? CL_MSG_SYNC_STATES : CL_MSG_SYNC_PIECE,
+              .vols = C.table.vols + start,
+              .nvols = (uint32_t) (i - start),
+              .piece = piece++,
+              .total = (uint32_t) n,
+              .last = i == n,
+              .digest = C.table.digest };
       send_msg (&d);
     }
   while (i < n);
-  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces)", n,
-          piece);
+  qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces%s)", n,
+          piece,
+          states ? ", states only: the joiners hold its definitions" : "");
 }
 
 /* No transfer under way any more: wait for the next mark. */
@@ -418,6 +493,7 @@ sync_reset (void)
   C.seen_mark = false;
   C.last_queued = false;
   C.adopting = false;
+  C.states = false;
   pending_free (&C.pieces_head, &C.pieces_tail);
 }
 
@@ -531,26 +607,69 @@ sync_adopt_batch (uint64_t until)
     sync_adopt_done ();
 }
 
+/* The states came for definitions this node does not hold (it changed
+ * since it said what it holds, or another joiner's digest decided): ask
+ * the group for the whole table. */
+static void
+sync_want_whole (const char *why, uint32_t sender)
+{
+  qb_log (LOG_INFO,
+          "cluster: the table from node %u came as states only, but %s; "
+          "asking for the whole table",
+          sender, why);
+  sync_reset ();
+  pending_free (&C.replay_head, &C.replay_tail);
+  struct cl_msg req = { .type = CL_MSG_SYNC_REQUEST };
+  send_msg (&req);
+}
+
+/* A volume of a SYNC_STATES piece: its definition is this node's own. */
+static bool
+sync_local_def (struct cluster_vol *v)
+{
+  char name[CLUSTER_NAME_MAX];
+  memcpy (name, v->def.name, sizeof name);
+  return C.cb->local_def && C.cb->local_def (C.ud, name, &v->def)
+         && strcmp (v->def.name, name) == 0;
+}
+
 static void
 sync_take_piece (const struct cl_msg *m, uint32_t sender)
 {
-  if (m->piece != C.next_piece)
+  bool states = m->type == CL_MSG_SYNC_STATES;
+  if (m->piece != C.next_piece || (m->piece > 0 && states != C.states))
     return sync_abandon ("a piece came out of order", sender);
+  if (m->piece == 0)
+    {
+      C.states = states;
+      if (states
+          && (!C.has_local || !cluster_digest_equal (&m->digest, &C.local)))
+        return sync_want_whole ("this node holds other definitions", sender);
+    }
   if (m->piece == 0 && m->total <= SYNC_MAX_VOLUMES
       && cl_table_reserve (&C.incoming, m->total) < 0)
     return sync_abandon ("out of memory for the table", sender);
   for (uint32_t i = 0; i < m->nvols; i++)
-    if (!cl_table_add (&C.incoming, &m->vols[i]))
-      return sync_abandon ("a volume came twice (or out of memory)", sender);
+    {
+      if (states && !sync_local_def (&m->vols[i]))
+        return sync_want_whole ("this node does not hold a volume of it",
+                                sender);
+      if (!cl_table_add (&C.incoming, &m->vols[i]))
+        return sync_abandon ("a volume came twice (or out of memory)", sender);
+    }
   C.next_piece++;
   if (!m->last)
     return;
   if (C.incoming.n != m->total)
     return sync_abandon ("the pieces do not add up to the table", sender);
+  if (states && !cluster_digest_equal (&C.incoming.digest, &m->digest))
+    return sync_want_whole ("its definitions are not this node's", sender);
+  C.adopted_local = states;
   qb_log (LOG_INFO,
           "cluster: received the table (%zu volumes in %u "
-          "pieces)",
-          C.incoming.n, C.next_piece);
+          "pieces%s)",
+          C.incoming.n, C.next_piece,
+          states ? ", states over this node's definitions" : "");
   cl_table_clear (&C.table);
   C.table = C.incoming;
   memset (&C.incoming, 0, sizeof C.incoming);
@@ -675,7 +794,8 @@ deliver (uint32_t sender, const void *buf, size_t len)
 {
   struct cl_msg m;
   /* A piece is decoded only by a joiner that waits for it, and later. */
-  if (cl_msg_peek_type (buf, len) == CL_MSG_SYNC_PIECE)
+  int type = cl_msg_peek_type (buf, len);
+  if (type == CL_MSG_SYNC_PIECE || type == CL_MSG_SYNC_STATES)
     {
       if (C.synced || !C.seen_mark)
         return;
@@ -723,6 +843,11 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   if (m.type == CL_MSG_SYNC_MARK && sender == C.nodeid)
     sync_send_table ();
+  else if (m.type == CL_MSG_SYNC_HAVE)
+    {
+      if (sender != C.nodeid)
+        have_record (sender, &m.digest);
+    }
   else if (m.type == CL_MSG_SYNC_MARK && split_merge_from (sender))
     {
       qb_log (LOG_WARNING,
@@ -737,10 +862,13 @@ deliver (uint32_t sender, const void *buf, size_t len)
     }
   else if (m.type == CL_MSG_SYNC_REQUEST)
     {
+      /* What it said it holds did not serve: the whole table. */
+      have_drop (sender);
       if (sender != C.nodeid && !C.stale)
-        sync_offer (&sender, 1);
+        sync_offer (&sender, 1, NULL, 0);
     }
-  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE)
+  else if (m.type != CL_MSG_SYNC_MARK && m.type != CL_MSG_SYNC_PIECE
+           && m.type != CL_MSG_SYNC_STATES)
     {
       struct cl_effects e = fx ();
       if ((m.type == CL_MSG_FENCED || m.type == CL_MSG_FENCE_CONFIRM)
@@ -749,6 +877,11 @@ deliver (uint32_t sender, const void *buf, size_t len)
           && C.nfenced_away < CLUSTER_MAX_MEMBERS)
         C.fenced_away[C.nfenced_away++] = m.node;
       cl_table_apply (&C.table, sender, &m, &e);
+    }
+  if (m.type == CL_MSG_SYNC_MARK)
+    {
+      C.nhaves = 0; /* this mark's transfer answered them */
+      C.nawait = 0;
     }
   cl_msg_free (&m);
 }
@@ -785,6 +918,7 @@ stale_timeout (void *data)
                        "merge; this node sends its own");
   C.synced = true;
   C.stale = false;
+  C.adopted_local = false;
   struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
   send_msg (&mark);
   /* Its own table is the group's now: act on it, as after adopting one. */
@@ -836,11 +970,61 @@ mark_watch (unsigned rank)
                      mark_watch_timeout, &C.watch_timer);
 }
 
-/* Nodes need the table (they joined, or asked: skip lists them): the
- * lowest other member sends the mark; the others watch that one comes
- * (mark_watch). */
+/* The mark of a join waits for what the joiners hold (SYNC_HAVE, which
+ * each sends right after joining, and which CPG delivers after the join):
+ * sent at once, the mark came before the restarted joiner's SYNC_HAVE
+ * and it got the whole table.  Only agents that joined the group wait
+ * (CPG_REASON_JOIN); the other side of a partition that heals (NODEUP)
+ * has a table and says nothing.  A joiner that says nothing (a lost
+ * message) delays its table by HAVE_WAIT_MS at most. */
+#define HAVE_WAIT_MS 1000
+
 static void
-sync_offer (const uint32_t *skip, size_t nskip)
+have_wait_send (void)
+{
+  C.nawait = 0;
+  qb_loop_timer_del (C.loop, C.await_timer);
+  if (!C.synced || C.stale)
+    return; /* lost quorum meanwhile: its table is no one's to take */
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  send_msg (&mark);
+}
+
+static void
+have_wait_timeout (void *data)
+{
+  if (!C.nawait)
+    return;
+  qb_log (LOG_INFO,
+          "cluster: a node that joined did not say which volumes it "
+          "holds within %u ms; sending the whole table",
+          HAVE_WAIT_MS);
+  have_wait_send ();
+}
+
+/* Every awaited joiner has said what it holds (or left): the mark now. */
+static void
+have_check (void)
+{
+  if (!C.nawait)
+    return;
+  for (size_t i = 0; i < C.nawait; i++)
+    {
+      size_t j = 0;
+      while (j < C.nhaves && C.haves[j].node != C.await[i])
+        j++;
+      if (j == C.nhaves)
+        return;
+    }
+  have_wait_send ();
+}
+
+/* Nodes need the table (they joined, or asked: skip lists them): the
+ * lowest other member sends the mark (once the agents that joined, await,
+ * said what they hold); the others watch that one comes (mark_watch). */
+static void
+sync_offer (const uint32_t *skip, size_t nskip, const uint32_t *await,
+            size_t nawait)
 {
   unsigned rank = 0; /* old members below this node */
   for (size_t i = 0; i < C.nmembers; i++)
@@ -851,7 +1035,18 @@ sync_offer (const uint32_t *skip, size_t nskip)
       if (!skipped && C.members[i] < C.nodeid)
         rank++;
     }
-  if (rank == 0)
+  if (rank == 0 && nawait)
+    {
+      for (size_t i = 0; i < nawait && C.nawait < CLUSTER_MAX_MEMBERS; i++)
+        if (!listed (C.await, C.nawait, await[i]))
+          C.await[C.nawait++] = await[i];
+      qb_loop_timer_del (C.loop, C.await_timer);
+      qb_loop_timer_add (C.loop, QB_LOOP_LOW,
+                         (uint64_t) HAVE_WAIT_MS * 1000000ull, NULL,
+                         have_wait_timeout, &C.await_timer);
+      have_check ();
+    }
+  else if (rank == 0)
     {
       struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
       send_msg (&mark);
@@ -915,6 +1110,9 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       bool down = left[i].reason == CPG_REASON_NODEDOWN;
       qb_log (LOG_NOTICE, "cluster: node %u left the group (%s)",
               left[i].nodeid, down ? "node down" : "agent stopped");
+      have_drop (left[i].nodeid);
+      node_drop (C.await, &C.nawait, left[i].nodeid);
+      have_check ();
       if (C.synced)
         cl_table_member_left (&C.table, left[i].nodeid, down, &e);
       else if (C.seen_mark)
@@ -928,6 +1126,7 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
       if (nmembers == njoined)
         {
           C.synced = true; /* first in the group: empty table */
+          C.adopted_local = false;
           qb_log (LOG_INFO, "cluster: first member of group %s", C.group);
           if (C.cb->on_synced)
             C.cb->on_synced (C.ud);
@@ -952,11 +1151,15 @@ cpg_confchg_apply (const struct cpg_address *members, size_t nmembers,
     }
   for (size_t j = 0; j < njoined && j < CLUSTER_MAX_MEMBERS; j++)
     C.joined[C.njoined++] = joined[j].nodeid;
-  uint32_t skip[CLUSTER_MAX_MEMBERS];
-  size_t nskip = 0;
+  uint32_t skip[CLUSTER_MAX_MEMBERS], await[CLUSTER_MAX_MEMBERS];
+  size_t nskip = 0, nawait = 0;
   for (size_t j = 0; j < njoined && nskip < CLUSTER_MAX_MEMBERS; j++)
-    skip[nskip++] = joined[j].nodeid;
-  sync_offer (skip, nskip);
+    {
+      skip[nskip++] = joined[j].nodeid;
+      if (joined[j].reason == CPG_REASON_JOIN)
+        await[nawait++] = joined[j].nodeid;
+    }
+  sync_offer (skip, nskip, await, nawait);
 }
 
 /* The totem ring: a node that drops out of it is down, even when its
@@ -1427,6 +1630,13 @@ cluster_start (qb_loop_t *loop, const char *name,
   C.running = true;
   C.held_quorate = C.quorate;
   lease_start ();
+  if (C.has_local)
+    {
+      /* What this node holds, ordered after its join: usually before the
+       * mark its join makes another member send. */
+      struct cl_msg have = { .type = CL_MSG_SYNC_HAVE, .digest = C.local };
+      send_msg (&have);
+    }
   qb_log (LOG_NOTICE, "cluster: node %u joined group %s (%s)", C.nodeid,
           C.group, C.quorate ? "quorate" : "not quorate");
   return 0;
@@ -1460,6 +1670,7 @@ cluster_stop (void)
   qb_loop_timer_del (C.loop, C.lease_timer);
   qb_loop_timer_del (C.loop, C.stale_timer);
   qb_loop_timer_del (C.loop, C.watch_timer);
+  qb_loop_timer_del (C.loop, C.await_timer);
   C.running = false;
 }
 
@@ -1492,6 +1703,18 @@ void
 cluster_set_lease (unsigned ms)
 {
   C.lease_ms = ms;
+}
+void
+cluster_set_local (const struct cluster_digest *d)
+{
+  C.has_local = d != NULL;
+  if (d)
+    C.local = *d;
+}
+bool
+cluster_adopted_local (void)
+{
+  return C.adopted_local;
 }
 uint64_t
 cluster_standing_breaks (void)

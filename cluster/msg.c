@@ -37,9 +37,21 @@
  *                 the group (its agent found itself fenced): a synced
  *                 member sends a SYNC_MARK and the table, as for a join.
  *                 An agent that predates it takes it for a NOP.
+ *   SYNC_HAVE     u32 count, u32 flags (0), u64 sum0, u64 sum1: the digest
+ *                 of the definitions a joiner holds (cluster_digest)
+ *   SYNC_STATES   a piece of the table for joiners that hold its
+ *                 definitions: the SYNC_PIECE header (piece, total, flags,
+ *                 count), u64 sum0, u64 sum1 (the digest of the table's
+ *                 definitions, of which total is the count), then per
+ *                 volume: u16 length + name, u8 flags (1 bouncing, 2 the
+ *                 numbers follow), u8 state, and with flag 2: u32 owner,
+ *                 u64 epoch, u64 generation, u32 requester, u32
+ *                 fenced_node; then u32 crc32c of every byte before it.
+ *                 A volume nobody has used is 12 bytes or so, not 125.
  *
- * Version 2 added SYNC_PIECE and DEFINE_MANY; version 3 (this one) the
- * cow_ident of DEFINE and of a piece's volumes.  Agents of different
+ * Version 2 added SYNC_PIECE and DEFINE_MANY; version 3 the cow_ident of
+ * DEFINE and of a piece's volumes; version 4 (this one) SYNC_HAVE and
+ * SYNC_STATES.  Agents of different
  * versions refuse each other's messages (-EPROTONOSUPPORT, logged once
  * per node by cpg.c), so a mixed cluster never shares a table.
  */
@@ -101,7 +113,85 @@ get_def (struct cluster_voldef *d, const uint8_t *p)
   return get_str (d->cow_ident, p + 12, CLUSTER_IDENT_MAX);
 }
 
-/* --- SYNC_PIECE --- */
+/* --- the digest of a set of definitions --- */
+
+/* FNV-1a 64 from a basis over s and its NUL, so that fields cannot run
+ * into each other. */
+static uint64_t
+fnv_str (uint64_t h, const char *s, size_t field)
+{
+  size_t n = strnlen (s, field - 1);
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (uint8_t) s[i]) * 0x100000001b3ull;
+  return h * 0x100000001b3ull; /* the NUL */
+}
+
+static uint64_t
+fnv_u32 (uint64_t h, uint32_t v)
+{
+  for (int i = 0; i < 4; i++, v >>= 8)
+    h = (h ^ (v & 0xff)) * 0x100000001b3ull;
+  return h;
+}
+
+/* splitmix64's finaliser: every bit of h moves every bit of the result,
+ * so sums of hashes of similar definitions do not cancel. */
+static uint64_t
+mix (uint64_t h)
+{
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  return h ^ (h >> 31);
+}
+
+static uint64_t
+def_hash (const struct cluster_voldef *d, uint64_t h)
+{
+  h = fnv_str (h, d->name, CLUSTER_NAME_MAX);
+  h = fnv_str (h, d->base, CLUSTER_URI_MAX);
+  h = fnv_str (h, d->cow, CLUSTER_URI_MAX);
+  h = fnv_str (h, d->cow_ident, CLUSTER_IDENT_MAX);
+  h = fnv_u32 (h, d->chunk_size);
+  h = fnv_u32 (h, d->commit);
+  return mix (fnv_u32 (h, d->exclusive));
+}
+
+static void
+digest_hashes (const struct cluster_voldef *def, uint64_t h[2])
+{
+  h[0] = def_hash (def, 0xcbf29ce484222325ull);
+  h[1] = def_hash (def, 0x84222325cbf29ce4ull);
+}
+
+void
+cluster_digest_add (struct cluster_digest *d, const struct cluster_voldef *def)
+{
+  uint64_t h[2];
+  digest_hashes (def, h);
+  d->count++;
+  d->sum[0] += h[0];
+  d->sum[1] += h[1];
+}
+
+void
+cluster_digest_sub (struct cluster_digest *d, const struct cluster_voldef *def)
+{
+  uint64_t h[2];
+  digest_hashes (def, h);
+  d->count--;
+  d->sum[0] -= h[0];
+  d->sum[1] -= h[1];
+}
+
+bool
+cluster_digest_equal (const struct cluster_digest *a,
+                      const struct cluster_digest *b)
+{
+  return a->count == b->count && a->sum[0] == b->sum[0]
+         && a->sum[1] == b->sum[1];
+}
+
+/* --- SYNC_PIECE, DEFINE_MANY and SYNC_STATES --- */
 
 #define PIECE_VOL_FIXED (8 + 44)
 
@@ -114,12 +204,33 @@ cl_msg_piece_vol_size (const struct cluster_vol *v)
          + strnlen (v->def.cow_ident, CLUSTER_IDENT_MAX - 1);
 }
 
+/* A volume's state has numbers worth sending (else only state and flags:
+ * a volume nobody has used). */
+static bool
+states_numbers (const struct cluster_vol *v)
+{
+  return v->owner || v->epoch || v->generation || v->requester
+         || v->fenced_node;
+}
+
+#define STATES_VOL_FIXED (2 + 2)
+#define STATES_VOL_NUMBERS 28
+
+size_t
+cl_msg_states_vol_size (const struct cluster_vol *v)
+{
+  return STATES_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
+         + (states_numbers (v) ? STATES_VOL_NUMBERS : 0);
+}
+
 static size_t
 piece_size (const struct cl_msg *m)
 {
-  size_t n = 16 + 4;
+  bool states = m->type == CL_MSG_SYNC_STATES;
+  size_t n = 16 + 4 + (states ? 16 : 0);
   for (uint32_t i = 0; i < m->nvols; i++)
-    n += cl_msg_piece_vol_size (&m->vols[i]);
+    n += states ? cl_msg_states_vol_size (&m->vols[i])
+                : cl_msg_piece_vol_size (&m->vols[i]);
   return n;
 }
 
@@ -151,18 +262,44 @@ put_piece_vol (uint8_t *p, const struct cluster_vol *v)
   return p + 44;
 }
 
+static uint8_t *
+put_states_vol (uint8_t *p, const struct cluster_vol *v)
+{
+  bool numbers = states_numbers (v);
+  p = put_lstr (p, v->def.name, CLUSTER_NAME_MAX);
+  p[0] = (uint8_t) ((v->bouncing ? 1 : 0) | (numbers ? 2 : 0));
+  p[1] = (uint8_t) v->state;
+  p += 2;
+  if (!numbers)
+    return p;
+  le32_put (p, v->owner);
+  le64_put (p + 4, v->epoch);
+  le64_put (p + 12, v->generation);
+  le32_put (p + 20, v->requester);
+  le32_put (p + 24, v->fenced_node);
+  return p + STATES_VOL_NUMBERS;
+}
+
 /* The piece's body after the header; the checksum goes in by the caller
  * once the header is written. */
 static void
 put_piece (uint8_t *p, const struct cl_msg *m)
 {
+  bool states = m->type == CL_MSG_SYNC_STATES;
   le32_put (p, m->piece);
   le32_put (p + 4, m->total);
   le32_put (p + 8, m->last ? 1 : 0);
   le32_put (p + 12, m->nvols);
   p += 16;
+  if (states)
+    {
+      le64_put (p, m->digest.sum[0]);
+      le64_put (p + 8, m->digest.sum[1]);
+      p += 16;
+    }
   for (uint32_t i = 0; i < m->nvols; i++)
-    p = put_piece_vol (p, &m->vols[i]);
+    p = states ? put_states_vol (p, &m->vols[i])
+               : put_piece_vol (p, &m->vols[i]);
 }
 
 /* A length-prefixed string of at most field - 1 bytes, without NUL,
@@ -208,27 +345,69 @@ get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
   return 0;
 }
 
+/* A SYNC_STATES volume: the name and the state; the definition is the
+ * joiner's own. */
+static int
+get_states_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
+{
+  if (get_lstr (v->def.name, pp, end, CLUSTER_NAME_MAX) < 0 || !v->def.name[0]
+      || end - *pp < 2)
+    return -EINVAL;
+  const uint8_t *p = *pp;
+  uint8_t flags = p[0], state = p[1];
+  p += 2;
+  if (flags > 3 || state > CL_FENCING
+      || ((flags & 2) && end - p < STATES_VOL_NUMBERS))
+    return -EINVAL;
+  v->bouncing = flags & 1;
+  v->state = (enum cluster_vol_state) state;
+  if (flags & 2)
+    {
+      v->owner = le32_get (p);
+      v->epoch = le64_get (p + 4);
+      v->generation = le64_get (p + 12);
+      v->requester = le32_get (p + 20);
+      v->fenced_node = le32_get (p + 24);
+      p += STATES_VOL_NUMBERS;
+    }
+  *pp = p;
+  return 0;
+}
+
 /* b: the whole message (its checksum covers the header too). */
 static int
 decode_piece (const uint8_t *b, size_t len, struct cl_msg *m)
 {
+  bool states = m->type == CL_MSG_SYNC_STATES;
+  size_t head = 16 + (states ? 16 : 0);
   const uint8_t *p = b + CL_HDR_SIZE, *end = b + len - 4;
-  if (len < CL_HDR_SIZE + 16 + 4)
+  if (len < CL_HDR_SIZE + head + 4)
     return -EINVAL;
   if (crc32c (0, b, len - 4) != le32_get (end))
     return -EBADMSG;
   uint32_t flags = le32_get (p + 8), n = le32_get (p + 12);
-  if (flags > 1 || n > (size_t) (end - p - 16) / PIECE_VOL_FIXED)
+  if (flags > 1
+      || n > (size_t) (end - p - head)
+                 / (states ? STATES_VOL_FIXED + 1 : PIECE_VOL_FIXED))
     return -EINVAL;
   m->piece = le32_get (p);
   m->total = le32_get (p + 4);
   m->last = flags & 1;
+  if (states)
+    {
+      m->digest.count = m->total;
+      m->digest.sum[0] = le64_get (p + 16);
+      m->digest.sum[1] = le64_get (p + 24);
+    }
   if (!(m->vols = calloc (n ? n : 1, sizeof *m->vols)))
     return -ENOMEM;
   m->nvols = n;
-  p += 16;
+  p += head;
   uint32_t i = 0;
-  while (i < n && get_piece_vol (&m->vols[i], &p, end) == 0)
+  while (i < n
+         && (states ? get_states_vol (&m->vols[i], &p, end)
+                    : get_piece_vol (&m->vols[i], &p, end))
+                == 0)
     i++;
   if (i == n && p == end)
     return 0;
@@ -257,7 +436,10 @@ body_size (const struct cl_msg *m)
       return 4;
     case CL_MSG_SYNC_PIECE:
     case CL_MSG_DEFINE_MANY:
+    case CL_MSG_SYNC_STATES:
       return piece_size (m);
+    case CL_MSG_SYNC_HAVE:
+      return 24;
     default:
       return 0;
     }
@@ -303,8 +485,14 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
       break;
     case CL_MSG_SYNC_PIECE:
     case CL_MSG_DEFINE_MANY:
+    case CL_MSG_SYNC_STATES:
       put_piece (p, m);
       le32_put (b + n - 4, crc32c (0, b, n - 4));
+      break;
+    case CL_MSG_SYNC_HAVE:
+      le32_put (p, (uint32_t) m->digest.count);
+      le64_put (p + 8, m->digest.sum[0]);
+      le64_put (p + 16, m->digest.sum[1]);
       break;
     }
   *len = n;
@@ -333,7 +521,8 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
       m->type = CL_MSG_NOP; /* retired: a version 1 table */
       return 0;
     }
-  if (m->type == CL_MSG_SYNC_PIECE || m->type == CL_MSG_DEFINE_MANY)
+  if (m->type == CL_MSG_SYNC_PIECE || m->type == CL_MSG_DEFINE_MANY
+      || m->type == CL_MSG_SYNC_STATES)
     return decode_piece (b, len, m);
   if (blen != body_size (m))
     return -EINVAL;
@@ -344,6 +533,13 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
     case CL_MSG_FENCE_CONFIRM:
     case CL_MSG_FENCED:
       m->node = le32_get (p);
+      return 0;
+    case CL_MSG_SYNC_HAVE:
+      if (le32_get (p + 4) != 0)
+        return -EINVAL;
+      m->digest.count = le32_get (p);
+      m->digest.sum[0] = le64_get (p + 8);
+      m->digest.sum[1] = le64_get (p + 16);
       return 0;
     case CL_MSG_NOP:
     case CL_MSG_SYNC_MARK:

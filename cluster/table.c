@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cluster-int.h"
 #include "errcode.h"
@@ -87,11 +88,13 @@ tbl_item (const struct cl_table *t, const struct cluster_vol *v)
   return (void *) (uintptr_t) (v - t->vols + 1);
 }
 
+/* Indexed by name is in the table: its definition counts in the digest. */
 static int
 tbl_index (struct cl_table *t, struct cluster_vol *v)
 {
   if (strmap_put (&t->by_name, tbl_item (t, v)) < 0)
     return -1;
+  cluster_digest_add (&t->digest, &v->def);
   if (v->def.cow_ident[0] && !strmap_get (&t->by_ident, v->def.cow_ident)
       && strmap_put (&t->by_ident, tbl_item (t, v)) < 0)
     return -1;
@@ -105,7 +108,10 @@ tbl_unindex (struct cl_table *t, struct cluster_vol *v)
 {
   void *me = tbl_item (t, v);
   if (strmap_get (&t->by_name, v->def.name) == me)
-    strmap_del (&t->by_name, v->def.name);
+    {
+      strmap_del (&t->by_name, v->def.name);
+      cluster_digest_sub (&t->digest, &v->def);
+    }
   if (strmap_get (&t->by_cow, v->def.cow) == me)
     strmap_del (&t->by_cow, v->def.cow);
   if (v->def.cow_ident[0] && strmap_get (&t->by_ident, v->def.cow_ident) == me)
@@ -128,6 +134,7 @@ cl_table_clear (struct cl_table *t)
   strmap_free (&t->by_ident);
   t->vols = NULL;
   t->n = t->cap = 0;
+  memset (&t->digest, 0, sizeof t->digest);
 }
 
 /* A new slot at the end, zeroed, not indexed yet. */
@@ -148,6 +155,21 @@ tbl_append (struct cl_table *t)
   return v;
 }
 
+/* A table of 100,000 volumes is 75 MB: in pages of 4 KiB, touching it
+ * the first time took 18,000 page faults, most of the CPU a joiner spent
+ * on a table that came as states only (0.6 s, on a paravirtualised
+ * host).  Huge pages where the kernel has them (THP in madvise mode, the
+ * default): a few dozen faults.  Only advice; nothing depends on it. */
+static void
+tbl_huge (void *p, size_t len)
+{
+  const uintptr_t huge = 2u << 20;
+  uintptr_t a = ((uintptr_t) p + huge - 1) & ~(huge - 1);
+  uintptr_t end = ((uintptr_t) p + len) & ~(huge - 1);
+  if (end > a)
+    madvise ((void *) a, end - a, MADV_HUGEPAGE);
+}
+
 int
 cl_table_reserve (struct cl_table *t, size_t n)
 {
@@ -159,6 +181,7 @@ cl_table_reserve (struct cl_table *t, size_t n)
         return -1;
       t->vols = nv;
       t->cap = n;
+      tbl_huge (nv, n * sizeof *nv);
     }
   return strmap_reserve (&t->by_name, n) < 0
                  || strmap_reserve (&t->by_cow, n) < 0
@@ -481,8 +504,10 @@ static const struct
   [CL_MSG_SYNC_PIECE] = { NULL, NULL },
   [CL_MSG_DEFINE_MANY] = { apply_define_many, NULL },
   [CL_MSG_SYNC_REQUEST] = { NULL, NULL },
+  [CL_MSG_SYNC_HAVE] = { NULL, NULL },
+  [CL_MSG_SYNC_STATES] = { NULL, NULL },
 };
-_Static_assert(CL_MSG_LAST == CL_MSG_SYNC_REQUEST,
+_Static_assert(CL_MSG_LAST == CL_MSG_SYNC_STATES,
                "a new message type needs its row in apply[]");
 
 void

@@ -653,9 +653,11 @@ own_on_synced (void *ud)
   own_in_sync = true; /* a fence found here needs no new table */
   own_reconcile ();
   own_in_sync = false;
-  /* Re-announce our volumes (a whole-cluster restart starts empty), then
-   * serve again what was attached before this agent stopped. */
-  own_announce ();
+  /* Re-announce our volumes (a whole-cluster restart starts empty; a
+   * table of states over them holds them all), then serve again what was
+   * attached before this agent stopped. */
+  if (!cluster_adopted_local ())
+    own_announce ();
   own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
   fencing_on_standing ();
@@ -689,17 +691,27 @@ own_note_request (struct vol_entry *e)
   own_vol (e)->t_request_ns = cowd_now_ns ();
 }
 
+/* s into a field of size bytes, cut to fit (a table that comes as
+ * states only calls this for every volume: no snprintf). */
+static void
+own_field (char *field, size_t size, const char *s)
+{
+  size_t n = s ? strnlen (s, size - 1) : 0;
+  if (n)
+    memcpy (field, s, n);
+  field[n] = '\0';
+}
+
 static void
 own_def (const struct vol_entry *e, struct cluster_voldef *d)
 {
-  *d = (struct cluster_voldef){ .chunk_size = e->chunk_size,
-                                .commit = e->commit,
-                                .exclusive = e->exclusive };
-  snprintf (d->name, sizeof d->name, "%s", e->name);
-  snprintf (d->base, sizeof d->base, "%s", e->base);
-  snprintf (d->cow, sizeof d->cow, "%s", e->cow);
-  snprintf (d->cow_ident, sizeof d->cow_ident, "%s",
-            e->cow_ident ? e->cow_ident : "");
+  d->chunk_size = e->chunk_size;
+  d->commit = e->commit;
+  d->exclusive = e->exclusive;
+  own_field (d->name, sizeof d->name, e->name);
+  own_field (d->base, sizeof d->base, e->base);
+  own_field (d->cow, sizeof d->cow, e->cow);
+  own_field (d->cow_ident, sizeof d->cow_ident, e->cow_ident);
 }
 
 static void
@@ -938,6 +950,31 @@ own_stop (void)
   cluster_stop ();
 }
 
+/* cluster_callbacks.local_def: a table that comes as states only takes
+ * its definitions from here. */
+static bool
+own_local_def (void *ud, const char *name, struct cluster_voldef *def)
+{
+  const struct vol_entry *e = voldb_find (name);
+  if (e)
+    own_def (e, def);
+  return e != NULL;
+}
+
+/* What this node holds, for the group to compare with its table. */
+static void
+own_set_local (void)
+{
+  struct cluster_digest d = { 0 };
+  struct cluster_voldef def;
+  for (struct vol_entry *e = cowd.vols; e; e = e->next)
+    {
+      own_def (e, &def);
+      cluster_digest_add (&d, &def);
+    }
+  cluster_set_local (&d);
+}
+
 int
 own_start (char *err, size_t errlen)
 {
@@ -952,8 +989,10 @@ own_start (char *err, size_t errlen)
     .on_error = own_on_error,
     .on_synced = own_on_synced,
     .on_members = own_on_members,
+    .local_def = own_local_def,
   };
   cluster_set_lease (cowd.quorum_loss_timeout_ms);
+  own_set_local ();
   int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {

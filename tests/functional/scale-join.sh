@@ -12,8 +12,12 @@
 #    than SCALE_JOIN_BOUND_MS of CPU (the loop probe's largest gap and
 #    busiest stretch until synced are shown too: on a machine shared with
 #    other work they also count waiting for a CPU and other callbacks);
-#  - host 3 joins too, then host 2's cowd restarts: synced again, N again;
-#  - a volume created on host 3 afterwards is one more row on host 2.
+#  - host 3 joins too; a volume created on host 3 is one more row on
+#    host 2, and host 3 attaches it;
+#  - host 2's cowd restarts: synced again, N + 1 again, and as it holds
+#    every definition already the table comes as states only (SYNC_STATES
+#    over its own definitions): it logs so, has the very fields, and the
+#    attached volume's owner is host 3.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 source "$top_srcdir/tests/lab/voldefs.sh"
@@ -41,7 +45,8 @@ echo "== node 1 imported $N definitions from volumes.conf"
 
 # Every 97th volume, the fields the cluster carries, as node NODE has them.
 sample() {
-  lab_cowctl "$1" --json list | jq -c '[.[] | select((.name[2:] | tonumber) % 97 == 0)
+  lab_cowctl "$1" --json list | jq -c '[.[] | select(.name | startswith("vm"))
+    | select((.name[2:] | tonumber) % 97 == 0)
     | {name, base, cow, commit, exclusive}]'
 }
 want=$(sample 1)
@@ -71,6 +76,18 @@ wait_until 60 voldefs_synced 3 || fail "node 3 did not sync"
 [ "$(count 3)" = "$N" ] || fail "node 3 lists $(count 3) volumes, not $N"
 echo "== node 3 joined too: $N volumes"
 
+new_image "$LAB_DIR/dev/extra.base" 1M random
+new_image "$LAB_DIR/dev/extra.cow" 4M zero
+lab_cowctl 3 create extra --base "$LAB_DIR/dev/extra.base" --cow "$LAB_DIR/dev/extra.cow" >/dev/null \
+  || fail "cannot create a volume on node 3"
+extra_known() { [ "$(sqlite3 "$(lab_dir 2)/state/volumes.db" "SELECT cow FROM volumes WHERE name = 'extra'")" = "$LAB_DIR/dev/extra.cow" ]; }
+wait_until 10 extra_known || fail "a volume created on node 3 is not a row on node 2"
+[ "$(rows 2)" = $((N + 1)) ] || fail "node 2's store has $(rows 2) rows, not $((N + 1))"
+echo "== a volume created on node 3 is one more row on node 2"
+lab_cowctl 3 attach extra >/dev/null || fail "node 3 cannot attach extra"
+owner_of() { lab_cowctl "$1" --json list extra | jq -r '.[0].owner'; }
+wait_until 10 eval '[ "$(owner_of 2)" = 3 ]' || fail "node 2 does not see node 3 own extra: $(owner_of 2)"
+
 old=${pid[2]}
 kill_pid "$old" 15
 ! kill -0 "$old" 2>/dev/null || fail "node 2's cowd (pid $old) did not stop"
@@ -81,19 +98,17 @@ t1=$(voldefs_now)
 busy=$(voldefs_busy 2) gap=$(voldefs_gap 2) step=$(voldefs_step 2)
 [ "$(grep -c 'cluster: synced' "$(lab_dir 2)/log/cowd.log")" = 2 ] \
   || fail "node 2's log does not show two syncs: $(grep 'cluster: synced' "$(lab_dir 2)/log/cowd.log")"
-[ "$(count 2)" = "$N" ] || fail "node 2 lists $(count 2) volumes after its restart, not $N"
+grep -q "received the table ($((N + 1)) volumes in [0-9]* pieces, states over this node's definitions)" \
+  "$(lab_dir 2)/log/cowd.log" \
+  || fail "node 2 did not receive the table as states after its restart: $(grep 'the table' "$(lab_dir 2)/log/cowd.log")"
+[ "$(count 2)" = $((N + 1)) ] || fail "node 2 lists $(count 2) volumes after its restart, not $((N + 1))"
 [ "$(sample 2)" = "$want" ] || fail "node 2's definitions changed across its restart"
+[ "$(owner_of 2)" = 3 ] || fail "after its restart node 2 says extra's owner is $(owner_of 2), not 3"
+[ "$(lab_cowctl 2 --json list extra | jq -r '.[0].cow')" = "$LAB_DIR/dev/extra.cow" ] \
+  || fail "after its restart node 2 has another CoW device for extra"
 echo "== node 2's cowd restarted: synced in $(echo "$t1 - $t0" | bc) s, longest step $step ms;" \
   "loop probe until synced: $busy ms of CPU, $gap ms between two turns"
 awk -v g="$step" -v b="$BOUND" 'BEGIN { exit !(g > 0 && g <= b) }' \
   || fail "a step of node 2's state transfer kept its loop $step ms after its restart (bound $BOUND ms)"
 
-new_image "$LAB_DIR/dev/extra.base" 1M random
-new_image "$LAB_DIR/dev/extra.cow" 4M zero
-lab_cowctl 3 create extra --base "$LAB_DIR/dev/extra.base" --cow "$LAB_DIR/dev/extra.cow" >/dev/null \
-  || fail "cannot create a volume on node 3"
-extra_known() { [ "$(sqlite3 "$(lab_dir 2)/state/volumes.db" "SELECT cow FROM volumes WHERE name = 'extra'")" = "$LAB_DIR/dev/extra.cow" ]; }
-wait_until 10 extra_known || fail "a volume created on node 3 is not a row on node 2"
-[ "$(rows 2)" = $((N + 1)) ] || fail "node 2's store has $(rows 2) rows, not $((N + 1))"
-echo "== a volume created on node 3 is one more row on node 2"
 pass

@@ -247,6 +247,157 @@ START_TEST (test_piece_codec)
 }
 END_TEST
 
+/* SYNC_STATES: names and states, the table's digest in every piece; a
+ * volume nobody used takes a few bytes.  SYNC_HAVE: a digest. */
+START_TEST (test_states_codec)
+{
+  struct cluster_vol vols[3] = { 0 };
+  strcpy (vols[0].def.name, "a");
+  strcpy (vols[0].def.cow, "/not/sent");
+  vols[0].state = CL_OWNED;
+  vols[0].owner = 2;
+  vols[0].epoch = 9;
+  vols[0].generation = 1ull << 40;
+  strcpy (vols[1].def.name, "unused");
+  memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1);
+  vols[2].state = CL_FENCING;
+  vols[2].fenced_node = 3;
+  vols[2].requester = 4;
+  vols[2].bouncing = true;
+  struct cl_msg m = { .type = CL_MSG_SYNC_STATES,
+                      .vols = vols,
+                      .nvols = 3,
+                      .piece = 2,
+                      .total = 100000,
+                      .digest = { 100000, { 0x0123456789abcdefull, 42 } } };
+  size_t len;
+  uint8_t *buf = cl_msg_encode (&m, &len);
+  ck_assert_uint_eq (cl_msg_states_vol_size (&vols[1]), 4 + 6);
+  ck_assert_uint_eq (len, CL_STATES_OVERHEAD + cl_msg_states_vol_size (&vols[0])
+                              + cl_msg_states_vol_size (&vols[1])
+                              + cl_msg_states_vol_size (&vols[2]));
+  struct cl_msg d;
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_SYNC_STATES);
+  ck_assert_uint_eq (d.piece, 2);
+  ck_assert (!d.last);
+  ck_assert (cluster_digest_equal (&d.digest, &m.digest));
+  ck_assert_uint_eq (d.nvols, 3);
+  ck_assert_str_eq (d.vols[0].def.name, "a");
+  ck_assert_str_eq (d.vols[0].def.cow, ""); /* the joiner's own */
+  ck_assert_int_eq (d.vols[0].state, CL_OWNED);
+  ck_assert_uint_eq (d.vols[0].owner, 2);
+  ck_assert_uint_eq (d.vols[0].epoch, 9);
+  ck_assert_uint_eq (d.vols[0].generation, 1ull << 40);
+  ck_assert_int_eq (d.vols[1].state, CL_UNOWNED);
+  ck_assert_uint_eq (d.vols[1].epoch, 0);
+  ck_assert_str_eq (d.vols[2].def.name, vols[2].def.name);
+  ck_assert_int_eq (d.vols[2].state, CL_FENCING);
+  ck_assert_uint_eq (d.vols[2].fenced_node, 3);
+  ck_assert_uint_eq (d.vols[2].requester, 4);
+  ck_assert (d.vols[2].bouncing && !d.vols[0].bouncing);
+  cl_msg_free (&d);
+
+  uint8_t *cut = malloc (len);
+  /* Cut in the middle of a volume's numbers, resealed. */
+  memcpy (cut, buf, len);
+  reseal (cut, len - 10);
+  ck_assert_int_eq (cl_msg_decode (cut, len - 10, &d), -EINVAL);
+  /* A state past fencing; flags unknown. */
+  size_t first = CL_HDR_SIZE + 32 + 2 + 1; /* after the name "a" */
+  memcpy (cut, buf, len);
+  cut[first + 1] = CL_FENCING + 1;
+  reseal (cut, len);
+  ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
+  memcpy (cut, buf, len);
+  cut[first] = 4;
+  reseal (cut, len);
+  ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
+  /* An empty name. */
+  memcpy (cut, buf, len);
+  cut[CL_HDR_SIZE + 32] = 0;
+  reseal (cut, len);
+  ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
+  free (cut);
+  buf[CL_HDR_SIZE + 20] ^= 1; /* the digest */
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EBADMSG);
+  free (buf);
+
+  struct cl_msg h
+      = { .type = CL_MSG_SYNC_HAVE, .digest = { 7, { 1ull << 63, 5 } } };
+  buf = cl_msg_encode (&h, &len);
+  ck_assert_uint_eq (len, CL_HDR_SIZE + 24);
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_SYNC_HAVE);
+  ck_assert (cluster_digest_equal (&d.digest, &h.digest));
+  buf[CL_HDR_SIZE + 4] = 1; /* flags must be 0 */
+  ck_assert_int_eq (cl_msg_decode (buf, len, &d), -EINVAL);
+  ck_assert_int_eq (cl_msg_decode (buf, len - 1, &d), -EINVAL);
+  free (buf);
+}
+END_TEST
+
+/* The table's digest is that of its definitions whatever the order they
+ * came in, follows a redefinition and a delete, and differs for any
+ * change of a field. */
+START_TEST (test_table_digest)
+{
+  struct cl_table t = { 0 }, u = { 0 };
+  struct seen s = { 0 };
+  struct cluster_vol v[3] = { 0 };
+  for (int i = 0; i < 3; i++)
+    {
+      snprintf (v[i].def.name, CLUSTER_NAME_MAX, "d%d", i);
+      snprintf (v[i].def.cow, CLUSTER_URI_MAX, "/cow/%d", i);
+      v[i].def.chunk_size = 65536;
+    }
+  for (int i = 0; i < 3; i++)
+    ck_assert_ptr_nonnull (cl_table_add (&t, &v[i]));
+  for (int i = 3; i-- > 0;)
+    ck_assert_ptr_nonnull (cl_table_add (&u, &v[i]));
+  ck_assert (cluster_digest_equal (&t.digest, &u.digest));
+  ck_assert_uint_eq (t.digest.count, 3);
+  struct cluster_digest d = { 0 };
+  for (int i = 0; i < 3; i++)
+    cluster_digest_add (&d, &v[i].def);
+  ck_assert (cluster_digest_equal (&t.digest, &d));
+
+  /* Each field counts. */
+  struct cluster_digest before = d;
+  struct cluster_voldef e = v[0].def;
+  e.exclusive = true;
+  cluster_digest_sub (&d, &v[0].def);
+  cluster_digest_add (&d, &e);
+  ck_assert (!cluster_digest_equal (&d, &before));
+  cluster_digest_sub (&d, &e);
+  e = v[0].def;
+  strcpy (e.cow_ident, "naa.1");
+  cluster_digest_add (&d, &e);
+  ck_assert (!cluster_digest_equal (&d, &before));
+  cluster_digest_sub (&d, &e);
+  cluster_digest_add (&d, &v[0].def);
+  ck_assert (cluster_digest_equal (&d, &before));
+
+  /* A redefinition through DEFINE, then a delete. */
+  struct cl_msg m = { .type = CL_MSG_DEFINE, .def = v[1].def };
+  m.def.chunk_size = 4096;
+  apply (&t, 1, m, &s, 1);
+  ck_assert (!cluster_digest_equal (&t.digest, &u.digest));
+  cluster_digest_sub (&d, &v[1].def);
+  cluster_digest_add (&d, &m.def);
+  ck_assert (cluster_digest_equal (&t.digest, &d));
+  struct cl_msg un = { .type = CL_MSG_UNDEFINE };
+  strcpy (un.def.name, "d0");
+  apply (&t, 1, un, &s, 1);
+  cluster_digest_sub (&d, &v[0].def);
+  ck_assert (cluster_digest_equal (&t.digest, &d));
+  ck_assert_uint_eq (t.digest.count, 2);
+  cl_table_clear (&t);
+  ck_assert_uint_eq (t.digest.count, 0);
+  cl_table_clear (&u);
+}
+END_TEST
+
 /* DEFINE_MANY applies each definition as a DEFINE would: a CoW device
  * named twice is refused for the second volume only. */
 START_TEST (test_define_many)
@@ -616,6 +767,8 @@ main (void)
   TCase *tc = tcase_create ("table");
   tcase_add_test (tc, test_codec);
   tcase_add_test (tc, test_piece_codec);
+  tcase_add_test (tc, test_states_codec);
+  tcase_add_test (tc, test_table_digest);
   tcase_add_test (tc, test_piece_bound);
   tcase_add_test (tc, test_define_many);
   tcase_add_test (tc, test_table_index);

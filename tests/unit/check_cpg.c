@@ -319,6 +319,7 @@ setup_cut_off (void)
 static void
 teardown (void)
 {
+  cluster_set_local (NULL);
   cluster_stop ();
   drop_mine ();
   qb_loop_destroy (loop);
@@ -523,6 +524,267 @@ START_TEST (test_split_merge_fencer_keeps_its_table)
 }
 END_TEST
 
+/* --- a table of states over definitions the joiner holds --- */
+
+static struct cluster_voldef local_defs[2];
+static size_t nlocal;
+
+static bool
+local_def (void *ud, const char *name, struct cluster_voldef *def)
+{
+  for (size_t i = 0; i < nlocal; i++)
+    if (strcmp (local_defs[i].name, name) == 0)
+      {
+        *def = local_defs[i];
+        return true;
+      }
+  return false;
+}
+
+static const struct cluster_callbacks cb_local = {
+  .on_synced = on_synced,
+  .local_def = local_def,
+};
+
+static struct cluster_voldef
+mkdef (const char *name, const char *cow)
+{
+  struct cluster_voldef d = { .chunk_size = 65536, .commit = 1 };
+  snprintf (d.name, sizeof d.name, "%s", name);
+  snprintf (d.base, sizeof d.base, "/b");
+  snprintf (d.cow, sizeof d.cow, "%s", cow);
+  return d;
+}
+
+static struct cluster_digest
+digest_of (const struct cluster_voldef *defs, size_t n)
+{
+  struct cluster_digest d = { 0 };
+  for (size_t i = 0; i < n; i++)
+    cluster_digest_add (&d, &defs[i]);
+  return d;
+}
+
+/* How many messages of type this node has multicast and not delivered;
+ * the last one decoded into *m (if m). */
+static unsigned
+sent_of (int type, struct cl_msg *m)
+{
+  unsigned n = 0;
+  for (size_t i = 0; i < nsent; i++)
+    if (cl_msg_peek_type (sent[i].buf, sent[i].len) == type)
+      {
+        n++;
+        if (m)
+          {
+            cl_msg_free (m);
+            ck_assert_int_eq (cl_msg_decode (sent[i].buf, sent[i].len, m), 0);
+          }
+      }
+  return n;
+}
+
+/* CPG delivers the messages this node multicast so far, and keeps what
+ * it multicasts meanwhile (the table after its mark) for sent_of. */
+static void
+deliver_mine_now (void)
+{
+  size_t n = nsent;
+  for (size_t i = 0; i < n; i++)
+    {
+      model.cpg_deliver_fn (1, &group, ME, getpid (), sent[i].buf, sent[i].len);
+      free (sent[i].buf);
+    }
+  memmove (sent, sent + n, (nsent - n) * sizeof *sent);
+  nsent -= n;
+}
+
+/* Node 1 (this one) holds a and b and joins node 2's group. */
+static void
+setup_joiner (size_t held)
+{
+  ck_assert_int_eq (pipe (fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (0);
+  local_defs[0] = mkdef ("a", "/ca");
+  local_defs[1] = mkdef ("b", "/cb");
+  nlocal = held;
+  struct cluster_digest d = digest_of (local_defs, nlocal);
+  cluster_set_local (&d);
+  synced_calls = 0;
+  ck_assert_int_eq (cluster_start (loop, "t", &cb_local, NULL), 0);
+  struct cl_msg have = { 0 };
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_HAVE, &have), 1);
+  ck_assert (cluster_digest_equal (&have.digest, &d));
+  cl_msg_free (&have);
+  drop_mine ();
+  totem (4, both, 2);
+  confchg (both, 2, NULL, 0, me_only, 1);
+  ck_assert (!cluster_synced ());
+}
+
+/* Node 2's mark and its table of a (owned by node 2 at epoch 5) and b,
+ * as states over the definitions whose digest is d. */
+static void
+states_from_node2 (const struct cluster_digest *d)
+{
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  deliver_from (2, &mark);
+  struct cluster_vol v[2] = {
+    { .state = CL_OWNED, .owner = 2, .epoch = 5, .generation = 9 },
+    { .state = CL_UNOWNED },
+  };
+  snprintf (v[0].def.name, sizeof v[0].def.name, "a");
+  snprintf (v[1].def.name, sizeof v[1].def.name, "b");
+  for (uint32_t i = 0; i < 2; i++)
+    {
+      struct cl_msg piece = { .type = CL_MSG_SYNC_STATES,
+                              .vols = &v[i],
+                              .nvols = 1,
+                              .piece = i,
+                              .total = 2,
+                              .last = i == 1,
+                              .digest = *d };
+      deliver_from (2, &piece);
+    }
+  run_ms (50);
+}
+
+/* A joiner that holds the group's definitions takes the states and its
+ * own definitions: the whole table, and no SYNC_REQUEST. */
+START_TEST (test_states_joiner)
+{
+  setup_joiner (2);
+  struct cluster_digest d = digest_of (local_defs, 2);
+  states_from_node2 (&d);
+  ck_assert (cluster_synced ());
+  ck_assert_uint_eq (synced_calls, 1);
+  ck_assert (cluster_adopted_local ());
+  ck_assert_uint_eq (cluster_table_size (), 2);
+  const struct cluster_vol *a = cluster_lookup ("a");
+  ck_assert_ptr_nonnull (a);
+  ck_assert_str_eq (a->def.cow, "/ca");
+  ck_assert_uint_eq (a->def.chunk_size, 65536);
+  ck_assert_uint_eq (a->owner, 2);
+  ck_assert_uint_eq (a->epoch, 5);
+  ck_assert_uint_eq (a->generation, 9);
+  ck_assert_str_eq (cluster_lookup ("b")->def.cow, "/cb");
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_REQUEST, NULL), 0);
+}
+END_TEST
+
+/* A joiner that holds other definitions (here: only a) asks for the whole
+ * table, and takes it. */
+START_TEST (test_states_joiner_holds_others)
+{
+  setup_joiner (1);
+  struct cluster_voldef theirs[2] = { mkdef ("a", "/ca"), mkdef ("b", "/cb") };
+  struct cluster_digest d = digest_of (theirs, 2);
+  states_from_node2 (&d);
+  ck_assert (!cluster_synced ());
+  ck_assert_ptr_null (cluster_lookup ("a"));
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_REQUEST, NULL), 1);
+  drop_mine ();
+  table_from ("a", "/ca", 2, 5);
+  ck_assert (cluster_synced ());
+  ck_assert (!cluster_adopted_local ());
+  ck_assert_uint_eq (cluster_lookup ("a")->owner, 2);
+}
+END_TEST
+
+/* The digest matches but a name is not the joiner's (a digest of other
+ * definitions that it claims to hold): never a table with a definition it
+ * made up. */
+START_TEST (test_states_joiner_missing_name)
+{
+  setup_joiner (2);
+  struct cluster_digest d = digest_of (local_defs, 2);
+  snprintf (local_defs[1].name, sizeof local_defs[1].name, "c");
+  states_from_node2 (&d);
+  ck_assert (!cluster_synced ());
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_REQUEST, NULL), 1);
+}
+END_TEST
+
+/* Node 1 (this one) is first in the group and defines a; node 2's agent
+ * joins. */
+static void
+setup_sender (void)
+{
+  ck_assert_int_eq (pipe (fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (0);
+  ck_assert_int_eq (cluster_start (loop, "t", &cb, NULL), 0);
+  totem (4, both, 2);
+  confchg (me_only, 1, NULL, 0, me_only, 1);
+  struct cluster_voldef a = mkdef ("a", "/ca");
+  ck_assert_int_eq (cluster_define (&a), 0);
+  deliver_mine ();
+  ck_assert_ptr_nonnull (cluster_lookup ("a"));
+  confchg (both, 2, NULL, 0, two, 1);
+  /* It waits for what node 2 holds before it sends the mark. */
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_MARK, NULL), 0);
+}
+
+/* The joiner's SYNC_HAVE is delivered: the mark goes, and at the mark the
+ * table goes as states (the joiner holds a) or whole (it holds other). */
+static void
+sender_answers (const struct cluster_voldef *held, size_t n, int type)
+{
+  setup_sender ();
+  struct cl_msg have
+      = { .type = CL_MSG_SYNC_HAVE, .digest = digest_of (held, n) };
+  deliver_from (2, &have);
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_MARK, NULL), 1);
+  deliver_mine_now ();
+  struct cl_msg piece = { 0 };
+  ck_assert_uint_eq (sent_of (type, &piece), 1);
+  ck_assert_uint_eq (sent_of (type == CL_MSG_SYNC_STATES ? CL_MSG_SYNC_PIECE
+                                                         : CL_MSG_SYNC_STATES,
+                              NULL),
+                     0);
+  ck_assert_uint_eq (piece.nvols, 1);
+  ck_assert_str_eq (piece.vols[0].def.name, "a");
+  if (type == CL_MSG_SYNC_STATES)
+    ck_assert (cluster_digest_equal (&piece.digest, &have.digest));
+  else
+    ck_assert_str_eq (piece.vols[0].def.cow, "/ca");
+  cl_msg_free (&piece);
+}
+
+START_TEST (test_states_sender)
+{
+  struct cluster_voldef a = mkdef ("a", "/ca");
+  sender_answers (&a, 1, CL_MSG_SYNC_STATES);
+}
+END_TEST
+
+START_TEST (test_states_sender_other_defs)
+{
+  struct cluster_voldef a = mkdef ("a", "/other");
+  sender_answers (&a, 1, CL_MSG_SYNC_PIECE);
+}
+END_TEST
+
+START_TEST (test_states_sender_empty_joiner)
+{
+  sender_answers (NULL, 0, CL_MSG_SYNC_PIECE);
+}
+END_TEST
+
+/* A joiner that says nothing gets the whole table after the wait. */
+START_TEST (test_states_sender_no_have)
+{
+  setup_sender ();
+  run_ms (500);
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_MARK, NULL), 0);
+  run_ms (600);
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_MARK, NULL), 1);
+  deliver_mine_now ();
+  ck_assert_uint_eq (sent_of (CL_MSG_SYNC_PIECE, NULL), 1);
+}
+END_TEST
+
 static Suite *
 cpg_suite (void)
 {
@@ -535,6 +797,13 @@ cpg_suite (void)
   tcase_add_test (tc, test_majority_side_resumes);
   tcase_add_test (tc, test_split_merge_lower_side_wins);
   tcase_add_test (tc, test_split_merge_fencer_keeps_its_table);
+  tcase_add_test (tc, test_states_joiner);
+  tcase_add_test (tc, test_states_joiner_holds_others);
+  tcase_add_test (tc, test_states_joiner_missing_name);
+  tcase_add_test (tc, test_states_sender);
+  tcase_add_test (tc, test_states_sender_other_defs);
+  tcase_add_test (tc, test_states_sender_empty_joiner);
+  tcase_add_test (tc, test_states_sender_no_have);
   suite_add_tcase (s, tc);
   return s;
 }
