@@ -598,7 +598,7 @@ sync_adopt_batch (uint64_t until)
     {
       if (C.cb->on_define)
         C.cb->on_define (C.ud, &C.table.vols[C.adopt_pos].def, true);
-      if ((++C.adopt_pos & 63) == 0 && clock_now_ns () >= until)
+      if ((++C.adopt_pos & 15) == 0 && clock_now_ns () >= until)
         break;
     }
   if (C.cb->on_batch)

@@ -139,6 +139,8 @@ own_wake (struct vol_entry *e, int res, const char *err)
 }
 
 static bool own_in_sync; /* in own_on_synced */
+/* The store held no definition when cowd started; it has synced since. */
+static bool own_started_empty, own_synced_once;
 
 /* This node was fenced: every wait fails, and the node asks the group for
  * its table (unless it has just got it), after which it recovers
@@ -653,11 +655,15 @@ own_on_synced (void *ud)
   own_in_sync = true; /* a fence found here needs no new table */
   own_reconcile ();
   own_in_sync = false;
-  /* Re-announce our volumes (a whole-cluster restart starts empty; a
-   * table of states over them holds them all), then serve again what was
-   * attached before this agent stopped. */
-  if (!cluster_adopted_local ())
+  /* Re-announce our volumes (a whole-cluster restart starts empty), then
+   * serve again what was attached before this agent stopped.  Nothing to
+   * announce (and no lookup of each of 100,000 definitions in the table)
+   * when the table came as states over all of them, or at the first sync
+   * of an agent that started with an empty store: what it holds came
+   * from the table, or was defined in the group when it was created. */
+  if (!cluster_adopted_local () && !(own_started_empty && !own_synced_once))
     own_announce ();
+  own_synced_once = true;
   own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
   fencing_on_standing ();
@@ -972,6 +978,7 @@ own_set_local (void)
       own_def (e, &def);
       cluster_digest_add (&d, &def);
     }
+  own_started_empty = d.count == 0;
   cluster_set_local (&d);
 }
 
