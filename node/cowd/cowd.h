@@ -26,8 +26,9 @@ struct vol_entry
   struct vol_entry *next; /* by name; level 0 of the skip list */
   struct vol_entry **up;  /* levels 1..levels-1, or NULL */
   uint8_t levels;
-  bool unresolved; /* cow_key is "path:": device absent */
-  char *cow_key;   /* backend_key of cow when indexed */
+  char *cow_key;   /* backend_key of cow when indexed; NULL: not yet */
+  size_t unres_at; /* 1 + its place among those whose key is "path:" */
+  size_t pend_at;  /* 1 + its place among those without a key yet */
   char *name;
   char *base; /* path or iscsi:// URL */
   char *cow;

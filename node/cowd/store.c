@@ -54,6 +54,7 @@ enum
   ST_COMMIT,
   ST_ROLLBACK,
   ST_ALL,
+  ST_COUNT,
   ST_FULL,
   ST_NORMAL,
   ST__N
@@ -67,6 +68,7 @@ static const char *const store_sql[ST__N] = {
   [ST_ROLLBACK] = "ROLLBACK",
   [ST_ALL] = "SELECT name, base, cow, chunk_size, commit_policy, exclusive,"
              " buffered, attached, cow_ident FROM volumes ORDER BY name",
+  [ST_COUNT] = "SELECT count(*) FROM volumes",
   [ST_FULL] = "PRAGMA synchronous = FULL",
   [ST_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
@@ -314,6 +316,15 @@ store_col (sqlite3_stmt *st, int i)
 {
   const char *t = (const char *) sqlite3_column_text (st, i);
   return t ? t : "";
+}
+
+long
+store_count (struct store *s)
+{
+  sqlite3_stmt *st = s->st[ST_COUNT];
+  long n = sqlite3_step (st) == SQLITE_ROW ? sqlite3_column_int64 (st, 0) : -1;
+  sqlite3_reset (st);
+  return n < 0 ? store_fail (s, "counting the definitions") : n;
 }
 
 int

@@ -52,6 +52,9 @@ int store_put (struct store *s, const struct store_def *d);
 int store_put_lazy (struct store *s, const struct store_def *d);
 int store_delete (struct store *s, const char *name);
 
+/* How many rows there are (a scan of the table), or -1 (logged). */
+long store_count (struct store *s);
+
 /* Every row in name order; a callback returning < 0 stops with that. */
 typedef int store_row_fn (void *ud, const struct store_def *d);
 int store_foreach (struct store *s, store_row_fn *fn, void *ud);

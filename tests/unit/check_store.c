@@ -2,7 +2,8 @@
 /* check_store.c: cowd's definitions store (node/cowd/store.c) on a real
  * SQLite file: put, replace, delete, reopen; a transaction is all or
  * nothing when the process dies in the middle of it (a child killed with
- * SIGKILL before and after its commit); a lazy commit survives the
+ * SIGKILL before and after its commit); the count of rows (what cowd
+ * sizes its indexes by before loading them); a lazy commit survives the
  * process's death too; and the import of an old volumes.conf is tested by
  * tests/functional/store-import.sh against cowd itself. */
 #include <config.h>
@@ -84,12 +85,14 @@ dump (struct store *s)
 START_TEST (test_put_delete_reopen)
 {
   struct store *s = open_store ();
+  ck_assert_int_eq (store_count (s), 0);
   struct store_def a = def ("vm2", "/cow/2"), b = def ("vm1", "/cow/1");
   ck_assert_int_eq (store_put (s, &a), 0);
   ck_assert_int_eq (store_put (s, &b), 0);
   b.attached = true;
   b.commit = "sync";
   ck_assert_int_eq (store_put_lazy (s, &b), 0); /* replaces */
+  ck_assert_int_eq (store_count (s), 2);
   ck_assert_str_eq (dump (s).s, "vm1 /srv/base.img /cow/1 sync 65536 101;"
                                 "vm2 /srv/base.img /cow/2 flush 65536 100;");
   ck_assert_int_eq (store_delete (s, "vm2"), 0);
@@ -97,6 +100,7 @@ START_TEST (test_put_delete_reopen)
   store_close (s);
   s = open_store ();
   ck_assert_str_eq (dump (s).s, "vm1 /srv/base.img /cow/1 sync 65536 101;");
+  ck_assert_int_eq (store_count (s), 1);
   store_close (s);
 }
 END_TEST
@@ -114,6 +118,7 @@ START_TEST (test_batch_rollback)
     }
   store_rollback (s);
   ck_assert_int_eq (dump (s).n, 0);
+  ck_assert_int_eq (store_count (s), 0);
   ck_assert_int_eq (store_begin (s, STORE_DURABLE), 0);
   for (int i = 0; i < 1000; i++)
     {
@@ -123,6 +128,7 @@ START_TEST (test_batch_rollback)
     }
   ck_assert_int_eq (store_commit (s), 0);
   ck_assert_int_eq (dump (s).n, 1000);
+  ck_assert_int_eq (store_count (s), 1000);
   store_close (s);
 }
 END_TEST
