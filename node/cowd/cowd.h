@@ -133,6 +133,9 @@ void voldb_remove (struct vol_entry *e);
 int voldb_reserve (size_t n);
 /* Open the store, import an old volumes.conf, load every definition. */
 int voldb_load (char *err, size_t errlen);
+/* Take the keys of the loaded definitions from the loop now (a clustered
+ * cowd waits until it is synced; a lookup takes them at once anyway). */
+void voldb_keys_start (void);
 /* voldb-import.c: volumes.conf into the store, then renamed *.imported. */
 struct store;
 int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);

@@ -666,6 +666,7 @@ own_on_synced (void *ud)
   own_synced_once = true;
   own_reattach ();
   notify_ready_part (NOTIFY_VOLUMES);
+  voldb_keys_start ();
   fencing_on_standing ();
   own_recover_fenced ();
   fencing_kick ();

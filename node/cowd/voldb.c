@@ -91,6 +91,7 @@ static struct
   size_t pending;                      /* how many of those are not NULL */
   bool loading;                        /* voldb_load: keys later */
   bool no_slices;                      /* COWD_TEST_NO_KEY_SLICES */
+  bool keys_later;                     /* until voldb_keys_start */
   struct cowd_timer slice;             /* the next voldb_key_slice */
   uint64_t slice_ns, slice_keys;       /* what the slices did */
   unsigned slices;
@@ -257,7 +258,7 @@ voldb_pend (struct vol_entry *e)
   V.pend[V.pend_n++] = e;
   e->pend_at = V.pend_n;
   V.pending++;
-  if (!V.no_slices)
+  if (!V.no_slices && !V.keys_later)
     cowd_timer_arm (&V.slice, 0, voldb_key_slice, NULL);
   return 0;
 }
@@ -358,6 +359,14 @@ voldb_key_slice (void *data)
             "cowd: the CoW devices of %" PRIu64 " definitions identified "
             "from the loop in %u slices (%.1f ms of CPU)",
             V.slice_keys, V.slices, (double) V.slice_ns / 1e6);
+}
+
+void
+voldb_keys_start (void)
+{
+  V.keys_later = false;
+  if (V.pending && !V.no_slices)
+    cowd_timer_arm (&V.slice, 0, voldb_key_slice, NULL);
 }
 
 /* e->up, e->name and e->cow are in e's own allocation (voldb_add). */
@@ -698,6 +707,10 @@ voldb_load (char *err, size_t errlen)
   /* Keys only when a lookup needs them: a test shows that it then finds
    * every definition's (tests/functional/cowdev-restart.sh). */
   V.no_slices = getenv ("COWD_TEST_NO_KEY_SLICES") != NULL;
+  /* In a cluster the slices wait until the agent is synced: during the
+   * state transfer they took half of the loop's turns, and the transfer
+   * as long again (voldb_keys_start, from own_on_synced). */
+  V.keys_later = !cowd.standalone;
   /* The indexes sized once: a count costs a few ms with 100,000
    * definitions, growing by doubling about 50 (rehashing every entry,
    * and new pages). */
