@@ -5,7 +5,10 @@
  * Sending: every message goes through an ordered queue.  cpg_mcast_joined
  * answering CS_ERR_TRY_AGAIN (corosync's flow control) leaves the queue as
  * it is and retries from a qb_loop timer, 1 ms doubling to 4 ms: never a
- * busy loop, never a lost or reordered message.
+ * busy loop, never a lost or reordered message.  One turn of the loop
+ * sends for at most SEND_SLICE_NS (each multicast is a round trip to
+ * corosync); the rest goes from the next turn, so that the pieces of a
+ * state transfer do not keep the sender from its NBD clients.
  *
  * Receiving: CPG delivers messages and configuration changes in one agreed
  * order.  Each is applied to the table (table.c).  The sender is the node
@@ -180,6 +183,7 @@ static struct
   struct pending *pieces_head, *pieces_tail; /* joiner: not decoded yet */
   bool last_queued;          /* joiner: the last piece is among them */
   bool job_armed;            /* sync_step is queued on the loop */
+  bool send_armed;           /* send_flush is queued on the loop */
   int sync_fd;               /* eventfd that runs sync_step, or -1 */
   uint64_t sync_max_step_ns; /* the CPU of the longest sync_step */
   qb_loop_timer_handle sync_timer;
@@ -254,11 +258,22 @@ send_retry (void *data)
   send_flush ();
 }
 
+/* One turn of the loop sends for at most this long: cpg_mcast_joined is
+ * a round trip to corosync (about 0.3 ms), and the 782 pieces of a table
+ * of 100,000 volumes sent in one go kept the sender's loop for 230 ms. */
+#define SEND_SLICE_NS (2 * 1000000ull)
+
+static void send_kick (void);
+
+/* Send what is queued for at most budget_ns (UINT64_MAX: all of it). */
 static void
-send_flush (void)
+send_flush_for (uint64_t budget_ns)
 {
+  uint64_t start = clock_now_ns ();
   while (C.out_head)
     {
+      if (clock_now_ns () - start >= budget_ns)
+        return send_kick (); /* the rest after the loop polled */
       struct pending *p = C.out_head;
       struct iovec iov = { p->buf, p->len };
       cs_error_t e = cpg_mcast_joined (C.cpg, CPG_TYPE_AGREED, &iov, 1);
@@ -290,6 +305,12 @@ send_flush (void)
     }
 }
 
+static void
+send_flush (void)
+{
+  send_flush_for (SEND_SLICE_NS);
+}
+
 /* A heartbeat goes before the messages waiting for corosync's flow
  * control (after the heartbeats already waiting, which stay in order): it
  * changes no table, and a state transfer of many pieces must not hold it
@@ -309,8 +330,10 @@ send_enqueue (struct pending *p)
     C.out_tail = p;
 }
 
+/* Queue m; sent now unless the queue waits for corosync or for the next
+ * turn of the loop (flush false: the caller queues more, then flushes). */
 static int
-send_msg (struct cl_msg *m)
+send_queue (struct cl_msg *m, bool flush)
 {
   if (!C.running || C.lost)
     return -ENOTCONN;
@@ -323,9 +346,15 @@ send_msg (struct cl_msg *m)
     }
   p->nop = m->type == CL_MSG_NOP;
   send_enqueue (p);
-  if (!C.retry_armed)
+  if (flush && !C.retry_armed && !C.send_armed)
     send_flush ();
   return 0;
+}
+
+static int
+send_msg (struct cl_msg *m)
+{
+  return send_queue (m, true);
 }
 
 /* --- receiving --- */
@@ -476,9 +505,11 @@ sync_send_table (void)
               .total = (uint32_t) n,
               .last = i == n,
               .digest = C.table.digest };
-      send_msg (&d);
+      send_queue (&d, false);
     }
   while (i < n);
+  if (!C.retry_armed && !C.send_armed)
+    send_flush ();
   qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces%s)", n,
           piece,
           states ? ", states only: the joiners hold its definitions" : "");
@@ -535,7 +566,14 @@ sync_wake (int fd, int revents, void *data)
   uint64_t n;
   if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
     qb_log (LOG_ERR, "cluster: reading the sync eventfd failed: %m");
-  sync_step (NULL);
+  if (C.send_armed)
+    {
+      C.send_armed = false;
+      if (!C.retry_armed)
+        send_flush ();
+    }
+  if (C.job_armed)
+    sync_step (NULL);
   return 0;
 }
 
@@ -560,17 +598,32 @@ sync_fd_open (void)
   return 0;
 }
 
+/* Wake the loop for what *armed stands for (a transfer step, the rest of
+ * the send queue), once until sync_wake runs it. */
 static void
-sync_kick (void)
+loop_wake (bool *armed)
 {
-  if (C.job_armed)
+  if (*armed)
     return;
+  *armed = true;
   if (sync_fd_open () < 0)
     abort (); /* the transfer could never end */
-  C.job_armed = true;
   uint64_t one = 1;
   if (write (C.sync_fd, &one, sizeof one) < 0)
     qb_log (LOG_ERR, "cluster: waking the loop for the transfer failed: %m");
+}
+
+static void
+sync_kick (void)
+{
+  loop_wake (&C.job_armed);
+}
+
+/* The rest of the send queue from the next turn of the loop. */
+static void
+send_kick (void)
+{
+  loop_wake (&C.send_armed);
 }
 
 static void
@@ -1613,6 +1666,14 @@ cluster_start (qb_loop_t *loop, const char *name,
 {
   C.loop = loop;
   C.sync_fd = -1;
+  C.send_armed = C.job_armed = false;
+  /* Nothing of an earlier start in this process (the unit tests start
+   * the group many times in one). */
+  C.synced = C.stale = C.adopted_local = false;
+  sync_reset ();
+  pending_free (&C.replay_head, &C.replay_tail);
+  cl_table_clear (&C.table);
+  C.nhaves = C.nawait = 0;
   C.cb = cb;
   C.ud = ud;
   C.backoff_ms = 1;
@@ -1659,7 +1720,7 @@ cluster_stop (void)
       C.running = false;
       return; /* the handles are closed already */
     }
-  send_flush ();
+  send_flush_for (UINT64_MAX); /* what this agent said last, all of it */
   struct cpg_name g;
   g.length = (uint32_t) strlen (C.group);
   memcpy (g.value, C.group, g.length);
