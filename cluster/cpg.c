@@ -755,7 +755,7 @@ sync_next_piece (void)
 static void
 sync_step (void *data)
 {
-  uint64_t until = clock_now_ns () + SYNC_BUDGET_NS;
+  uint64_t start = clock_now_ns (), until = start + SYNC_BUDGET_NS;
   uint64_t cpu = clock_thread_cpu_ns ();
   unsigned pieces = 0;
   size_t defined = C.adopt_pos;
@@ -769,8 +769,9 @@ sync_step (void *data)
   if (cpu > 2 * SYNC_BUDGET_NS)
     qb_log (LOG_NOTICE,
             "cluster: a step of the state transfer took %.1f ms "
-            "of CPU (%u pieces, %zu definitions)",
-            (double) cpu / 1e6, pieces,
+            "of CPU in %.1f ms (%u pieces, %zu definitions)",
+            (double) cpu / 1e6, (double) (clock_now_ns () - start) / 1e6,
+            pieces,
             C.adopt_pos >= defined ? C.adopt_pos - defined : C.adopt_pos);
   if (C.pieces_head || C.adopting)
     sync_kick ();
