@@ -311,6 +311,15 @@ send_flush (void)
   send_flush_for (SEND_SLICE_NS);
 }
 
+/* Flush now, unless the queue waits for corosync (the retry timer) or
+ * for the next turn of the loop (send_kick). */
+static void
+send_flush_unless_waiting (void)
+{
+  if (!C.retry_armed && !C.send_armed)
+    send_flush ();
+}
+
 /* A heartbeat goes before the messages waiting for corosync's flow
  * control (after the heartbeats already waiting, which stay in order): it
  * changes no table, and a state transfer of many pieces must not hold it
@@ -346,8 +355,8 @@ send_queue (struct cl_msg *m, bool flush)
     }
   p->nop = m->type == CL_MSG_NOP;
   send_enqueue (p);
-  if (flush && !C.retry_armed && !C.send_armed)
-    send_flush ();
+  if (flush)
+    send_flush_unless_waiting ();
   return 0;
 }
 
@@ -355,6 +364,13 @@ static int
 send_msg (struct cl_msg *m)
 {
   return send_queue (m, true);
+}
+
+static void
+send_mark (void)
+{
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  send_msg (&mark);
 }
 
 /* --- receiving --- */
@@ -440,12 +456,20 @@ replay_run (void)
 /* --- the state transfer --- */
 
 /* A SYNC_HAVE delivered while synced: what node holds (the latest). */
-static void
-have_record (uint32_t node, const struct cluster_digest *d)
+/* Where node's SYNC_HAVE is in C.haves, or C.nhaves. */
+static size_t
+have_find (uint32_t node)
 {
   size_t i = 0;
   while (i < C.nhaves && C.haves[i].node != node)
     i++;
+  return i;
+}
+
+static void
+have_record (uint32_t node, const struct cluster_digest *d)
+{
+  size_t i = have_find (node);
   if (i == CLUSTER_MAX_MEMBERS)
     return;
   C.haves[i].node = node;
@@ -457,9 +481,9 @@ have_record (uint32_t node, const struct cluster_digest *d)
 static void
 have_drop (uint32_t node)
 {
-  for (size_t i = 0; i < C.nhaves; i++)
-    if (C.haves[i].node == node)
-      C.haves[i--] = C.haves[--C.nhaves];
+  size_t i = have_find (node);
+  if (i < C.nhaves)
+    C.haves[i] = C.haves[--C.nhaves];
 }
 
 /* States only: some node said what it holds since the last mark, and
@@ -508,8 +532,7 @@ sync_send_table (void)
       send_queue (&d, false);
     }
   while (i < n);
-  if (!C.retry_armed && !C.send_armed)
-    send_flush ();
+  send_flush_unless_waiting ();
   qb_log (LOG_INFO, "cluster: sent the table (%zu volumes in %u pieces%s)", n,
           piece,
           states ? ", states only: the joiners hold its definitions" : "");
@@ -569,8 +592,7 @@ sync_wake (int fd, int revents, void *data)
   if (C.send_armed)
     {
       C.send_armed = false;
-      if (!C.retry_armed)
-        send_flush ();
+      send_flush_unless_waiting ();
     }
   if (C.job_armed)
     sync_step (NULL);
@@ -973,8 +995,7 @@ stale_timeout (void *data)
   C.synced = true;
   C.stale = false;
   C.adopted_local = false;
-  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
-  send_msg (&mark);
+  send_mark ();
   /* Its own table is the group's now: act on it, as after adopting one. */
   if (C.cb->on_synced)
     C.cb->on_synced (C.ud);
@@ -1010,8 +1031,7 @@ mark_watch_timeout (void *data)
           "joined (the lowest one that was there is stale or has no table "
           "itself); node %u sends it",
           C.nodeid);
-  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
-  send_msg (&mark);
+  send_mark ();
 }
 
 static void
@@ -1040,8 +1060,7 @@ have_wait_send (void)
   qb_loop_timer_del (C.loop, C.await_timer);
   if (!C.synced || C.stale)
     return; /* lost quorum meanwhile: its table is no one's to take */
-  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
-  send_msg (&mark);
+  send_mark ();
 }
 
 static void
@@ -1063,13 +1082,8 @@ have_check (void)
   if (!C.nawait)
     return;
   for (size_t i = 0; i < C.nawait; i++)
-    {
-      size_t j = 0;
-      while (j < C.nhaves && C.haves[j].node != C.await[i])
-        j++;
-      if (j == C.nhaves)
-        return;
-    }
+    if (have_find (C.await[i]) == C.nhaves)
+      return;
   have_wait_send ();
 }
 
@@ -1102,8 +1116,7 @@ sync_offer (const uint32_t *skip, size_t nskip, const uint32_t *await,
     }
   else if (rank == 0)
     {
-      struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
-      send_msg (&mark);
+      send_mark ();
     }
   else
     mark_watch (rank);
