@@ -56,7 +56,9 @@
  *
  * Threads: the main loop owns everything here except a job while it runs
  * on its worker thread; the job is handed over whole (the pipe carries its
- * pointer back) and never shared.
+ * pointer back) and never shared.  The worker never logs: libqb drops a
+ * message logged while another thread is in its logger; what the walk
+ * found is logged by the main loop when the job comes back.
  */
 #include <config.h>
 
@@ -97,6 +99,10 @@ struct fjob_lun
   char *uri;
   bool was_registered; /* this agent registered there before */
   int listed;          /* confirm: our key there (1, 0, -1) */
+  /* Found by the walk up a chain: the layer below (an index in the
+   * job's luns) and the volume its superblock names; else below < 0. */
+  int below;
+  char *volume;
 };
 
 struct fjob
@@ -468,12 +474,14 @@ fj_walk_up (struct fjob *j, struct fence_dev *dev, struct fjob_lun *l)
   if (dscow_super_pick (buf, sizeof buf, &sb, &slot) < 0
       || !(sb.ro_compat & DSCOW_RO_COMPAT_FROZEN) || !sb.upper_uri[0])
     return 0; /* not a frozen layer: nothing above it */
-  if (!fj_push_lun (j, sb.upper_uri))
+  struct fjob_lun *up = fj_push_lun (j, sb.upper_uri);
+  if (!up)
     return 0; /* in the job already (or the job is full) */
-  qb_log (LOG_INFO,
-          "fence: node %" PRIu32 ": %s is a snapshot of %s; "
-          "fencing the layer above it, %s, too",
-          j->victim, l->uri, sb.name, sb.upper_uri);
+  /* Logged by fj_done on the main loop: libqb drops a message that one
+   * thread logs while another is in the logger (its in_logger guard), and
+   * the main loop logs most at a membership change, when jobs run. */
+  up->below = (int) (l - j->luns);
+  up->volume = strdup (sb.name);
   return 0;
 }
 
@@ -599,6 +607,8 @@ fj_push_lun (struct fjob *j, const char *uri)
   if (j->nluns == FJ_MAX_LUNS || !(j->luns[j->nluns].uri = strdup (uri)))
     return NULL;
   j->luns[j->nluns].was_registered = false;
+  j->luns[j->nluns].below = -1;
+  j->luns[j->nluns].volume = NULL;
   return &j->luns[j->nluns++];
 }
 
@@ -630,7 +640,10 @@ static void
 fj_free (struct fjob *j)
 {
   for (size_t i = 0; i < j->nluns; i++)
-    free (j->luns[i].uri);
+    {
+      free (j->luns[i].uri);
+      free (j->luns[i].volume);
+    }
   free (j->initiator);
   free (j->chap_user);
   free (j->chap_password);
@@ -875,6 +888,13 @@ fj_done (struct fjob *j)
         break;
       }
   double ms = (double) (j->t_end_ns - j->t_start_ns) / 1e6;
+  for (size_t i = 0; i < j->nluns; i++)
+    if (j->luns[i].below >= 0)
+      qb_log (LOG_INFO,
+              "fence: node %" PRIu32 ": %s is a snapshot of %s; "
+              "fencing the layer above it, %s, too",
+              j->victim, j->luns[j->luns[i].below].uri,
+              j->luns[i].volume ? j->luns[i].volume : "?", j->luns[i].uri);
   if (j->self_fenced)
     fencing_self ("its own key was gone when it came to fence another node");
   if (j->ok)
