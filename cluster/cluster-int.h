@@ -83,6 +83,7 @@ struct cl_table
 {
   struct cluster_vol *vols;
   size_t n, cap;
+  struct tbl_warmer *warmer; /* backing vols ahead of use (table.c) */
   /* The digest of the definitions indexed (cluster_digest_add). */
   struct cluster_digest digest;
   /* Indexes (index + 1 as the item): by name, by CoW device as named. */

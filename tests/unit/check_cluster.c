@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "cluster-int.h"
 #include "crc32c.h"
 
@@ -519,6 +523,82 @@ START_TEST (test_table_index)
 }
 END_TEST
 
+/* How many of the pages of [p, p + len) are resident (mincore). */
+static size_t
+resident_pages (void *p, size_t len)
+{
+  const uintptr_t page = 4096;
+  uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t) p + len) & ~(page - 1);
+  size_t n = (end - a) / page, in = 0;
+  unsigned char *vec = malloc (n);
+  ck_assert_ptr_nonnull (vec);
+  ck_assert_int_eq (mincore ((void *) a, end - a, vec), 0);
+  for (size_t i = 0; i < n; i++)
+    in += vec[i] & 1;
+  free (vec);
+  return in;
+}
+
+/* A large reserved table is backed ahead of use by a thread of its own
+ * (table.c, tbl_warm_start), without touching its bytes: volumes added
+ * meanwhile keep theirs, and clearing the table while it works is safe. */
+START_TEST (test_table_warm)
+{
+  enum
+  {
+    N = 50000,
+    ADDED = 20000
+  };
+  /* The kernel (or valgrind) may not know MADV_POPULATE_WRITE: then
+   * there is nothing to wait for, but the rest holds all the same. */
+  void *probe = mmap (NULL, 4096, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne (probe, MAP_FAILED);
+  bool populate = madvise (probe, 4096, MADV_POPULATE_WRITE) == 0;
+  munmap (probe, 4096);
+
+  struct cl_table t = { 0 };
+  ck_assert_int_eq (cl_table_reserve (&t, N), 0);
+  ck_assert_ptr_nonnull (t.warmer);
+  for (int i = 0; i < ADDED; i++)
+    {
+      struct cluster_vol v = { 0 };
+      snprintf (v.def.name, sizeof v.def.name, "vm%05d", i);
+      snprintf (v.def.cow, sizeof v.def.cow, "/cow/%05d", i);
+      v.owner = (uint32_t) i;
+      ck_assert_ptr_nonnull (cl_table_add (&t, &v));
+    }
+  size_t len = N * sizeof *t.vols, pages = len / 4096 - 1, in = 0;
+  for (int tries = 0; populate && tries < 200; tries++)
+    {
+      if ((in = resident_pages (t.vols, len)) >= pages)
+        break;
+      usleep (10000);
+    }
+  if (populate)
+    ck_assert_uint_ge (in, pages);
+  for (int i = 0; i < ADDED; i++)
+    {
+      char name[16], cow[16];
+      snprintf (name, sizeof name, "vm%05d", i);
+      snprintf (cow, sizeof cow, "/cow/%05d", i);
+      struct cluster_vol *v = cl_table_find (&t, name);
+      ck_assert_ptr_nonnull (v);
+      ck_assert_str_eq (v->def.cow, cow);
+      ck_assert_uint_eq (v->owner, (uint32_t) i);
+    }
+  cl_table_clear (&t);
+  ck_assert_ptr_null (t.warmer);
+  /* Let go of the array while its thread is at work. */
+  for (int i = 0; i < 5; i++)
+    {
+      ck_assert_int_eq (cl_table_reserve (&t, N), 0);
+      cl_table_clear (&t);
+    }
+}
+END_TEST
+
 START_TEST (test_acquire_handoff_release)
 {
   struct cl_table t = { 0 };
@@ -772,6 +852,7 @@ main (void)
   tcase_add_test (tc, test_piece_bound);
   tcase_add_test (tc, test_define_many);
   tcase_add_test (tc, test_table_index);
+  tcase_add_test (tc, test_table_warm);
   tcase_add_test (tc, test_undefine_owned);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
