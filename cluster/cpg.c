@@ -784,7 +784,8 @@ sync_step (void *data)
   C.job_armed = false;
   while (C.pieces_head && !C.adopting && clock_now_ns () < until)
     sync_next_piece (), pieces++;
-  if (C.adopting && clock_now_ns () < until)
+  /* Adopting starts in a step of its own, not after the last piece's. */
+  if (C.adopting && pieces == 0 && clock_now_ns () < until)
     sync_adopt_batch (until);
   cpu = clock_thread_cpu_ns () - cpu;
   C.sync_max_step_ns = cpu > C.sync_max_step_ns ? cpu : C.sync_max_step_ns;

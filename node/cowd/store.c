@@ -22,7 +22,8 @@
  *
  * Journal: WAL.  A commit appends the changed pages to volumes.db-wal;
  * readers never block it; a checkpoint copies the log into the database
- * now and then (SQLite's automatic one, every 1000 pages).
+ * once it holds STORE_CHECKPOINT_PAGES, from a step of cowd's loop of its
+ * own (store_checkpoint), not inside the commit that filled it.
  * Durability: synchronous=FULL for DURABLE transactions (the log is
  * fsynced before the commit returns: `cowctl create` answers only after
  * that, so a power cut loses no acknowledged definition), NORMAL for LAZY
@@ -79,6 +80,7 @@ struct store
   sqlite3_stmt *st[ST__N];
   bool in_txn;
   enum store_sync sync;
+  int wal_pages; /* in the log after the last commit */
 };
 
 static int
@@ -155,6 +157,37 @@ out:
   return 0;
 }
 
+/* After each commit (it replaces SQLite's automatic checkpoints). */
+static int
+store_wal_hook (void *ud, sqlite3 *db, const char *name, int pages)
+{
+  (void) db;
+  (void) name;
+  ((struct store *) ud)->wal_pages = pages;
+  return SQLITE_OK;
+}
+
+bool
+store_checkpoint_due (const struct store *s)
+{
+  return s->wal_pages >= STORE_CHECKPOINT_PAGES;
+}
+
+int
+store_checkpoint (struct store *s)
+{
+  int log = 0, done = 0;
+  if (s->in_txn)
+    return 0; /* after its commit, which says so again */
+  int rc = sqlite3_wal_checkpoint_v2 (s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                      &log, &done);
+  if (rc != SQLITE_OK)
+    return store_fail (s, "the checkpoint of its log");
+  /* The next commit starts the log again from its beginning. */
+  s->wal_pages = log > done ? log - done : 0;
+  return 0;
+}
+
 int
 store_open (const char *dir, struct store **out, char *err, size_t errlen)
 {
@@ -176,6 +209,7 @@ store_open (const char *dir, struct store **out, char *err, size_t errlen)
   if (rc != SQLITE_OK || store_schema (s, err, errlen) < 0)
     goto out_close;
   sqlite3_busy_timeout (s->db, 1000);
+  sqlite3_wal_hook (s->db, store_wal_hook, s);
   for (int i = 0; i < ST__N; i++)
     if (sqlite3_prepare_v3 (s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                             &s->st[i], NULL)

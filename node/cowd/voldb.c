@@ -97,7 +97,8 @@ static struct
   unsigned slices;
   uint32_t rand;
   struct store *store;
-  struct vol_entry *live_tail; /* the last of cowd.live */
+  struct cowd_timer checkpoint; /* the store's log is due one */
+  struct vol_entry *live_tail;  /* the last of cowd.live */
 } V = {
   .by_name = { .key = voldb_name_of },
   .by_key = { .key = voldb_key_of },
@@ -638,24 +639,42 @@ voldb_def (const struct vol_entry *e)
                              .attached = e->attached };
 }
 
+static void
+voldb_checkpoint (void *data)
+{
+  (void) data;
+  store_checkpoint (V.store);
+}
+
+/* After a store operation that may have committed: a checkpoint that is
+ * due runs from a loop step of its own, after the loop has polled
+ * (store.h). */
+static int
+voldb_stored (int r)
+{
+  if (store_checkpoint_due (V.store))
+    cowd_timer_arm (&V.checkpoint, 1000000ull, voldb_checkpoint, NULL);
+  return r;
+}
+
 int
 voldb_store (struct vol_entry *e)
 {
   struct store_def d = voldb_def (e);
-  return store_put (V.store, &d);
+  return voldb_stored (store_put (V.store, &d));
 }
 
 int
 voldb_store_lazy (struct vol_entry *e)
 {
   struct store_def d = voldb_def (e);
-  return store_put_lazy (V.store, &d);
+  return voldb_stored (store_put_lazy (V.store, &d));
 }
 
 int
 voldb_unstore (struct vol_entry *e)
 {
-  return store_delete (V.store, e->name);
+  return voldb_stored (store_delete (V.store, e->name));
 }
 
 int
@@ -679,7 +698,7 @@ voldb_batch_abort (void)
 int
 voldb_batch_end (void)
 {
-  return store_commit (V.store);
+  return voldb_stored (store_commit (V.store));
 }
 
 static int

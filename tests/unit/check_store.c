@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,6 +235,69 @@ START_TEST (test_schema_upgrade)
 }
 END_TEST
 
+/* The size of the store's write-ahead log, in bytes (0 if none). */
+static long
+wal_bytes (void)
+{
+  char path[128];
+  struct stat st;
+  snprintf (path, sizeof path, "%s/%s-wal", dir, STORE_FILE);
+  return stat (path, &st) == 0 ? (long) st.st_size : 0;
+}
+
+/* No checkpoint inside a commit: the log grows past SQLite's automatic
+ * 1,000 pages until the owner calls store_checkpoint when it is due;
+ * after one the log is written from its start again; nothing is lost. */
+START_TEST (test_checkpoint)
+{
+  struct store *s = open_store ();
+  char name[32], cow[64];
+  int n = 0;
+  ck_assert (!store_checkpoint_due (s));
+  while (!store_checkpoint_due (s))
+    {
+      ck_assert_int_lt (n, 20000);
+      snprintf (name, sizeof name, "vm%05d", n);
+      snprintf (cow, sizeof cow, "/srv/cow/%05d", n);
+      struct store_def d = def (name, cow);
+      ck_assert_int_eq (store_put_lazy (s, &d), 0);
+      n++;
+    }
+  /* SQLite's own checkpoint would have started the log again at 1,000
+   * pages (of 4 KiB); the log is past them now, and grows on. */
+  ck_assert_int_ge (wal_bytes (), (long) STORE_CHECKPOINT_PAGES * 4096);
+  long before = wal_bytes ();
+  snprintf (name, sizeof name, "vm%05d", n);
+  struct store_def d = def (name, "/srv/cow/next");
+  ck_assert_int_eq (store_put_lazy (s, &d), 0);
+  n++;
+  ck_assert_int_gt (wal_bytes (), before);
+  ck_assert (store_checkpoint_due (s));
+  /* Not inside a transaction; done at once outside one. */
+  ck_assert_int_eq (store_begin (s, STORE_LAZY), 0);
+  ck_assert_int_eq (store_checkpoint (s), 0);
+  ck_assert (store_checkpoint_due (s));
+  ck_assert_int_eq (store_commit (s), 0);
+  ck_assert_int_eq (store_checkpoint (s), 0);
+  ck_assert (!store_checkpoint_due (s));
+  before = wal_bytes ();
+  for (int i = 0; i < 10; i++, n++)
+    {
+      snprintf (name, sizeof name, "vm%05d", n);
+      struct store_def e = def (name, "/srv/cow/again");
+      ck_assert_int_eq (store_put_lazy (s, &e), 0);
+    }
+  ck_assert_int_eq (wal_bytes (), before); /* from its start again */
+  ck_assert (!store_checkpoint_due (s));
+  ck_assert_int_eq (store_count (s), n);
+  store_close (s);
+  s = open_store ();
+  ck_assert_int_eq (store_count (s), n);
+  ck_assert_int_eq (dump (s).n, n);
+  store_close (s);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -246,6 +310,7 @@ main (void)
   tcase_add_test (tc, test_killed_mid_transaction);
   tcase_add_test (tc, test_schema_version);
   tcase_add_test (tc, test_schema_upgrade);
+  tcase_add_test (tc, test_checkpoint);
   suite_add_tcase (su, tc);
   SRunner *sr = srunner_create (su);
   srunner_run_all (sr, CK_NORMAL);
