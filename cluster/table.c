@@ -188,7 +188,7 @@ tbl_huge (void *p, size_t len)
  * more 2 MiB (populating a range that was unmapped meanwhile fails, or
  * backs memory that nobody reads: harmless either way).  A kernel without
  * MADV_POPULATE_WRITE (before 5.14) says EINVAL and the thread ends. */
-#define TBL_WARM_MIN (8u << 20)
+#define TBL_WARM_MIN (2u << 20)
 
 struct tbl_warmer
 {
