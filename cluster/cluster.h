@@ -95,8 +95,9 @@ struct cluster_vol
 struct cluster_callbacks
 {
   void (*on_define) (void *ud, const struct cluster_voldef *def, bool defined);
-  /* Around each batch of on_define of a state transfer (begin true, then
-   * false): the node may make the batch one transaction. */
+  /* Around each batch of on_define of a state transfer, and around each
+   * turn of CPG messages (begin true, then false): the node may make the
+   * batch one transaction. */
   void (*on_batch) (void *ud, bool begin);
   /* Ownership changed (or was confirmed after a state transfer). */
   void (*on_owner) (void *ud, const char *vol, uint32_t owner, uint64_t epoch,

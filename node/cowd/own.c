@@ -334,13 +334,15 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
     }
 }
 
-/* A state transfer applies its definitions in batches: one transaction
- * each, lazily synced (the cluster gives them back after a power cut). */
+/* A state transfer applies its definitions in batches, and a turn of CPG
+ * messages its definitions: one transaction each, lazily synced (the
+ * cluster gives them back after a power cut; a durable write inside one,
+ * such as an undefine's, commits it first: voldb.c). */
 static void
 own_on_batch (void *ud, bool begin)
 {
   static bool reserved;
-  if (begin && !reserved)
+  if (begin && !reserved && cluster_table_size () > 0)
     reserved = voldb_reserve (cluster_table_size ()) == 0;
   if (begin)
     voldb_batch_begin ();

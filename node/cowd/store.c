@@ -254,6 +254,12 @@ store_begin (struct store *s, enum store_sync sync)
   return 0;
 }
 
+bool
+store_in_lazy (const struct store *s)
+{
+  return s->in_txn && s->sync != STORE_DURABLE;
+}
+
 static void
 store_end (struct store *s)
 {

@@ -44,6 +44,8 @@ void store_close (struct store *s);
  * (DURABLE) for all.  Outside one, each put or delete is its own DURABLE
  * transaction.  0 or -1 (logged). */
 int store_begin (struct store *s, enum store_sync sync);
+/* Is a LAZY transaction open? */
+bool store_in_lazy (const struct store *s);
 int store_commit (struct store *s);
 void store_rollback (struct store *s);
 

@@ -657,11 +657,40 @@ voldb_stored (int r)
   return r;
 }
 
+/* A durable write inside a lazy batch (an undefine from the cluster in a
+ * turn of CPG messages) commits the batch so far, runs in a transaction
+ * of its own, and the batch goes on after it: it is not made to wait for
+ * the batch, nor left lazy with it. */
+static int
+voldb_durable (int (*op) (struct store *, const void *), const void *arg)
+{
+  if (!store_in_lazy (V.store))
+    return voldb_stored (op (V.store, arg));
+  if (store_commit (V.store) < 0)
+    return -1;
+  int r = voldb_stored (op (V.store, arg));
+  if (store_begin (V.store, STORE_LAZY) < 0)
+    return -1;
+  return r;
+}
+
+static int
+voldb_put_op (struct store *s, const void *d)
+{
+  return store_put (s, d);
+}
+
+static int
+voldb_delete_op (struct store *s, const void *name)
+{
+  return store_delete (s, name);
+}
+
 int
 voldb_store (struct vol_entry *e)
 {
   struct store_def d = voldb_def (e);
-  return voldb_stored (store_put (V.store, &d));
+  return voldb_durable (voldb_put_op, &d);
 }
 
 int
@@ -674,7 +703,7 @@ voldb_store_lazy (struct vol_entry *e)
 int
 voldb_unstore (struct vol_entry *e)
 {
-  return voldb_stored (store_delete (V.store, e->name));
+  return voldb_durable (voldb_delete_op, e->name);
 }
 
 int
