@@ -98,7 +98,8 @@ static struct
   uint32_t rand;
   struct store *store;
   struct cowd_timer checkpoint; /* the store's log is due one */
-  struct vol_entry *live_tail;  /* the last of cowd.live */
+  bool lazy_batch; /* voldb_batch_begin: a transaction from the first write */
+  struct vol_entry *live_tail; /* the last of cowd.live */
 } V = {
   .by_name = { .key = voldb_name_of },
   .by_key = { .key = voldb_key_of },
@@ -658,20 +659,15 @@ voldb_stored (int r)
 }
 
 /* A durable write inside a lazy batch (an undefine from the cluster in a
- * turn of CPG messages) commits the batch so far, runs in a transaction
- * of its own, and the batch goes on after it: it is not made to wait for
- * the batch, nor left lazy with it. */
+ * turn of CPG messages) commits the batch so far and runs in a
+ * transaction of its own; the batch's next write begins another: it is
+ * not made to wait for the batch, nor left lazy with it. */
 static int
 voldb_durable (int (*op) (struct store *, const void *), const void *arg)
 {
-  if (!store_in_lazy (V.store))
-    return voldb_stored (op (V.store, arg));
-  if (store_commit (V.store) < 0)
+  if (store_in_lazy (V.store) && store_commit (V.store) < 0)
     return -1;
-  int r = voldb_stored (op (V.store, arg));
-  if (store_begin (V.store, STORE_LAZY) < 0)
-    return -1;
-  return r;
+  return voldb_stored (op (V.store, arg));
 }
 
 static int
@@ -697,6 +693,12 @@ int
 voldb_store_lazy (struct vol_entry *e)
 {
   struct store_def d = voldb_def (e);
+  /* A batch's transaction begins here, at its first write: most turns of
+   * CPG messages store nothing (the creating host gets each of its own
+   * definitions back), and an empty transaction is still a BEGIN, a
+   * COMMIT and two PRAGMAs. */
+  if (V.lazy_batch && !store_in_lazy (V.store))
+    store_begin (V.store, STORE_LAZY); /* else its own transaction */
   return voldb_stored (store_put_lazy (V.store, &d));
 }
 
@@ -709,7 +711,8 @@ voldb_unstore (struct vol_entry *e)
 int
 voldb_batch_begin (void)
 {
-  return store_begin (V.store, STORE_LAZY);
+  V.lazy_batch = true;
+  return 0;
 }
 
 int
@@ -721,12 +724,19 @@ voldb_batch_begin_durable (void)
 void
 voldb_batch_abort (void)
 {
-  store_rollback (V.store);
+  bool lazy = V.lazy_batch;
+  V.lazy_batch = false;
+  if (!lazy || store_in_lazy (V.store))
+    store_rollback (V.store);
 }
 
 int
 voldb_batch_end (void)
 {
+  bool lazy = V.lazy_batch;
+  V.lazy_batch = false;
+  if (lazy && !store_in_lazy (V.store))
+    return 0; /* nothing was written in it */
   return voldb_stored (store_commit (V.store));
 }
 
