@@ -658,35 +658,23 @@ voldb_stored (int r)
   return r;
 }
 
-/* A durable write inside a lazy batch (an undefine from the cluster in a
- * turn of CPG messages) commits the batch so far and runs in a
- * transaction of its own; the batch's next write begins another: it is
- * not made to wait for the batch, nor left lazy with it. */
+/* Before a durable write: a lazy batch open around it (an undefine from
+ * the cluster in a turn of CPG messages) is committed first, so the write
+ * runs in a transaction of its own, neither waiting for the batch nor left
+ * lazy with it; the batch's next write begins another.  0 or -1. */
 static int
-voldb_durable (int (*op) (struct store *, const void *), const void *arg)
+voldb_end_lazy (void)
 {
-  if (store_in_lazy (V.store) && store_commit (V.store) < 0)
-    return -1;
-  return voldb_stored (op (V.store, arg));
-}
-
-static int
-voldb_put_op (struct store *s, const void *d)
-{
-  return store_put (s, d);
-}
-
-static int
-voldb_delete_op (struct store *s, const void *name)
-{
-  return store_delete (s, name);
+  return store_in_lazy (V.store) ? store_commit (V.store) : 0;
 }
 
 int
 voldb_store (struct vol_entry *e)
 {
   struct store_def d = voldb_def (e);
-  return voldb_durable (voldb_put_op, &d);
+  if (voldb_end_lazy () < 0)
+    return -1;
+  return voldb_stored (store_put (V.store, &d));
 }
 
 int
@@ -705,7 +693,9 @@ voldb_store_lazy (struct vol_entry *e)
 int
 voldb_unstore (struct vol_entry *e)
 {
-  return voldb_durable (voldb_delete_op, e->name);
+  if (voldb_end_lazy () < 0)
+    return -1;
+  return voldb_stored (store_delete (V.store, e->name));
 }
 
 int
