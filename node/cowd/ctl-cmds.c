@@ -442,6 +442,7 @@ struct create_batch
   char **argv;
   struct strbuf out;
   qb_loop_timer_handle timer;
+  unsigned slices, created; /* for the log line at the end */
 };
 
 /* The definition at b->pos: its words (argv[0] = "create") in words. */
@@ -548,10 +549,16 @@ create_batch_step (void *opaque)
       while (r == 0 && b->pos < b->argc && sl.n < CREATE_SLICE_MAX
              && clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS)
         r = create_batch_one (b, words, &sl, &errline);
+      b->slices++;
+      unsigned n = sl.n;
       if (create_slice_end (b, &sl) < 0)
         r = -1;
-      else if (r < 0)
-        sb_puts (&b->out, sb_str (&errline));
+      else
+        {
+          b->created += n;
+          if (r < 0)
+            sb_puts (&b->out, sb_str (&errline));
+        }
     }
   sb_free (&errline);
   free (words);
@@ -565,6 +572,12 @@ create_batch_step (void *opaque)
     }
   if (!words)
     sb_puts (&b->out, "error 0 internal out of memory\n");
+  qb_log (LOG_INFO,
+          "create --from: %u volumes created in %u slices; check %.3f s, "
+          "format %.3f s, store %.3f s, cluster %.3f s",
+          b->created, b->slices, (double) create_t.check_ns / 1e9,
+          (double) create_t.format_ns / 1e9, (double) create_t.store_ns / 1e9,
+          (double) create_t.define_ns / 1e9);
   sb_printf (&b->out,
              "timing %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
              create_t.check_ns, create_t.format_ns, create_t.store_ns,

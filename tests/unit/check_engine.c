@@ -533,6 +533,88 @@ START_TEST (test_flush_buffered)
 }
 END_TEST
 
+/* A CoW device that held a volume's data (every bitmap bit set, its
+ * chunks written) reads as its base once formatted again: with flushes,
+ * and without (create --from: the superblocks and the bitmap in one write
+ * through the page cache), also with the largest bitmap of that one write
+ * and one too big for it (sparse bases of 128 and 256 GiB at 16 KiB
+ * chunks: bitmaps of 1 and 2 MiB). */
+static void
+format_over_old (const char *name, bool no_flush, uint64_t size, uint32_t chunk)
+{
+  char base[128], cow[128], err[512];
+  snprintf (base, sizeof base, "%s/%s-base.img", dir, name);
+  snprintf (cow, sizeof cow, "%s/%s-cow.img", dir, name);
+  int fd = open (base, O_CREAT | O_RDWR, 0600);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (pwrite (fd, base_copy, 65536, 0), 65536);
+  ck_assert_int_eq (ftruncate (fd, (off_t) size), 0);
+  close (fd);
+  /* The old volume: the superblocks blank (so no --force is needed),
+   * everything after them 0xab for 8 MiB, past the bitmap and the first
+   * chunks' data. */
+  size_t old = 8u * 1024 * 1024;
+  uint8_t *junk = malloc (old);
+  memset (junk, 0xab, old);
+  fd = open (cow, O_CREAT | O_RDWR, 0600);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (ftruncate (fd, (off_t) (size + size / 8)), 0);
+  ck_assert_int_eq (pwrite (fd, junk, old - 8192, 8192),
+                    (ssize_t) (old - 8192));
+  close (fd);
+  free (junk);
+  struct vol_params p = { .name = name,
+                          .base_uri = base,
+                          .cow_uri = cow,
+                          .chunk_size = chunk,
+                          .commit = DSCOW_COMMIT_SYNC,
+                          .no_flush = no_flush };
+  struct backend_opts bo = { .direct = true };
+  int r = vol_format (&p, &bo, err, sizeof err);
+  ck_assert_msg (r == 0, "format: %s", err);
+  if (no_flush)
+    {
+      fd = open (cow, O_RDONLY);
+      ck_assert_int_eq (syncfs (fd), 0); /* what create --from does */
+      close (fd);
+    }
+  p.no_flush = false;
+  r = vol_open (&p, &bo, &vol, err, sizeof err);
+  ck_assert_msg (r == 0, "open: %s", err);
+  ck_assert_int_eq (vol_takeover (vol, 1, 1, 0, err, sizeof err), 0);
+  uint8_t *buf;
+  ck_assert_int_eq (posix_memalign ((void **) &buf, 4096, 65536), 0);
+  memset (buf, 0, 65536);
+  int res = 1;
+  ck_assert_int_eq (vol_read (vol, buf, 0, 65536, verify_cb, &res), 0);
+  qb_loop_run (loop);
+  ck_assert_int_eq (res, 0);
+  ck_assert_msg (memcmp (buf, base_copy, 65536) == 0,
+                 "%s: the old volume's data shows through the new one "
+                 "(first byte %#x)",
+                 name, buf[0]);
+  res = 1;
+  ck_assert_int_eq (vol_read (vol, buf, size - 65536, 65536, verify_cb, &res),
+                    0);
+  qb_loop_run (loop);
+  ck_assert_int_eq (res, 0);
+  for (size_t i = 0; i < 65536; i++)
+    ck_assert_msg (buf[i] == 0, "%s: byte %zu at the end reads %#x", name, i,
+                   buf[i]);
+  free (buf);
+  vol_close (vol, closed, NULL);
+  qb_loop_run (loop);
+}
+
+START_TEST (test_format_over_old)
+{
+  format_over_old ("fo-flush", false, VOL_SIZE, CHUNK);
+  format_over_old ("fo-one", true, VOL_SIZE, CHUNK);
+  format_over_old ("fo-big", true, 128ull << 30, 16384); /* 1 MiB bitmap */
+  format_over_old ("fo-bigger", true, 256ull << 30, 16384);
+}
+END_TEST
+
 START_TEST (test_out_of_range)
 {
   open_volume ("vr", DSCOW_COMMIT_SYNC, true);
@@ -711,6 +793,7 @@ engine_suite (void)
   tcase_add_test (tc, test_sync_buffered);
   tcase_add_test (tc, test_flush_buffered);
   tcase_add_test (tc, test_out_of_range);
+  tcase_add_test (tc, test_format_over_old);
   tcase_add_test (tc, test_backend_key);
   tcase_add_test (tc, test_lease_gate);
   tcase_add_test (tc, test_fenced_close);
