@@ -16,6 +16,7 @@
 
 #include "cluster-int.h"
 #include "crc32c.h"
+#include "strmap.h"
 
 struct seen
 {
@@ -599,6 +600,100 @@ START_TEST (test_table_warm)
 }
 END_TEST
 
+/* strmap against a model: puts (new keys and replacements) and deletes
+ * (present and absent) in random order while the map grows several
+ * times.  A growth moves at most STRMAP_STEP old slots per put or delete
+ * and is over before the next one; every key is found, with its latest
+ * item, and no deleted key is, also in the middle of a move; a reserve
+ * ends a move at once. */
+#define SM_KEYS 20000
+
+struct sm_item
+{
+  char key[16];
+  unsigned version;
+};
+
+static const char *
+sm_key (const void *item, const void *ctx)
+{
+  (void) ctx;
+  return ((const struct sm_item *) item)->key;
+}
+
+static void
+sm_check_all (const struct strmap *m, struct sm_item **model)
+{
+  size_t n = 0;
+  for (unsigned k = 0; k < SM_KEYS; k++)
+    {
+      char key[16];
+      snprintf (key, sizeof key, "k%u", k);
+      ck_assert_ptr_eq (strmap_get (m, key), model[k]);
+      n += model[k] != NULL;
+    }
+  ck_assert_uint_eq (m->n, n);
+}
+
+START_TEST (test_strmap_growth)
+{
+  struct strmap m = { .key = sm_key };
+  struct sm_item **model = calloc (SM_KEYS, sizeof *model);
+  struct sm_item *items = calloc (4 * SM_KEYS, sizeof *items);
+  unsigned next = 0, growths = 0, checked_mid = 0;
+  srand (7);
+  for (unsigned op = 0; op < 3 * SM_KEYS; op++)
+    {
+      unsigned k = (unsigned) rand () % (op < SM_KEYS ? op + 1 : SM_KEYS);
+      size_t cap = m.cap, moved = m.moved;
+      void **old = m.old;
+      if (rand () % 4 == 0)
+        {
+          char key[16];
+          snprintf (key, sizeof key, "k%u", k);
+          strmap_del (&m, key);
+          model[k] = NULL;
+        }
+      else
+        {
+          struct sm_item *it = &items[next++ % (4 * SM_KEYS)];
+          snprintf (it->key, sizeof it->key, "k%u", k);
+          it->version = op;
+          ck_assert_int_eq (strmap_put (&m, it), 0);
+          model[k] = it;
+        }
+      if (m.cap != cap && cap)
+        {
+          /* A growth: the old array was empty by then (it is the one
+           * just left), and nothing of the new one moved yet. */
+          ck_assert_ptr_null (old);
+          ck_assert_ptr_nonnull (m.old);
+          ck_assert_uint_eq (m.moved, 0);
+          growths++;
+        }
+      else if (old && m.old)
+        ck_assert_uint_le (m.moved - moved, STRMAP_STEP);
+      if (m.old && m.moved > m.ocap / 2 && checked_mid < 4)
+        {
+          sm_check_all (&m, model); /* half moved */
+          checked_mid++;
+        }
+      else if (op % 997 == 0)
+        sm_check_all (&m, model);
+    }
+  ck_assert_uint_ge (growths, 8);
+  ck_assert_uint_ge (checked_mid, 4);
+  sm_check_all (&m, model);
+  /* A reserve ends a move under way; the items stay. */
+  ck_assert_int_eq (strmap_reserve (&m, 8 * SM_KEYS), 0);
+  ck_assert_ptr_null (m.old);
+  sm_check_all (&m, model);
+  strmap_free (&m);
+  free (items);
+  free (model);
+}
+END_TEST
+
 START_TEST (test_acquire_handoff_release)
 {
   struct cl_table t = { 0 };
@@ -853,6 +948,7 @@ main (void)
   tcase_add_test (tc, test_define_many);
   tcase_add_test (tc, test_table_index);
   tcase_add_test (tc, test_table_warm);
+  tcase_add_test (tc, test_strmap_growth);
   tcase_add_test (tc, test_undefine_owned);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
