@@ -1159,8 +1159,7 @@ list_step (void *opaque)
     }
   if (j->json)
     sb_puts (&j->sb, "]\n");
-  ctl_reply (j->req, 0, sb_str (&j->sb));
-  sb_free (&j->sb);
+  ctl_reply_take (j->req, &j->sb);
   free (j);
 }
 

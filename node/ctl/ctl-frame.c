@@ -37,22 +37,27 @@ int
 ctl_stream_init (struct ctl_stream *s, int status, const char *code,
                  const char *text, size_t len)
 {
+  struct strbuf sb = STRBUF_INIT;
+  sb_put (&sb, text, len);
+  ctl_stream_init_take (s, status, code, &sb);
+  return 0;
+}
+
+void
+ctl_stream_init_take (struct ctl_stream *s, int status, const char *code,
+                      struct strbuf *text)
+{
   memset (s, 0, sizeof *s);
   s->status = status;
   snprintf (s->code, sizeof s->code, "%s", code ? code : "");
-  s->text = malloc (len ? len : 1);
-  if (!s->text)
-    return -ENOMEM;
-  memcpy (s->text, text, len);
-  s->len = len;
-  return 0;
+  sb_move (&s->text, text);
+  s->len = s->text.len;
 }
 
 void
 ctl_stream_free (struct ctl_stream *s)
 {
-  free (s->text);
-  s->text = NULL;
+  sb_free (&s->text);
 }
 
 /* Write a frame's headers around a payload already at buf + FRAME_HEAD. */
@@ -88,7 +93,7 @@ ctl_stream_next (struct ctl_stream *s, uint8_t *buf)
       n = s->len - s->pos;
       if (n > CTL_FRAME_DATA)
         n = CTL_FRAME_DATA;
-      memcpy (p, s->text + s->pos, n);
+      memcpy (p, s->text.s + s->pos, n);
       s->crc = dscow_crc32c (s->crc, p, n);
       s->pos += n;
       if (s->pos == s->len)

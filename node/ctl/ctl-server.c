@@ -196,23 +196,22 @@ ctl_out_pump (void *data)
 }
 
 /* A version 3 answer: start streaming it (req's connection reference
- * moves to the stream). */
+ * and text's buffer move to the stream). */
 static void
 ctl_send_stream (struct ctl_req *req, int status, const char *code,
-                 const char *text)
+                 struct strbuf *text)
 {
   struct ctl_out *o = calloc (1, sizeof *o);
-  if (!o || !(o->frame = malloc (CTL_FRAME_MAX))
-      || ctl_stream_init (&o->st, status, code, text, strlen (text)) < 0)
+  if (!o || !(o->frame = malloc (CTL_FRAME_MAX)))
     {
       qb_log (LOG_ERR, "ctl: out of memory for a reply of %zu bytes",
-              strlen (text));
-      if (o)
-        free (o->frame);
+              text->len);
       free (o);
+      sb_free (text);
       qb_ipcs_connection_unref (req->conn);
       return;
     }
+  ctl_stream_init_take (&o->st, status, code, text);
   o->conn = req->conn;
   o->progress_ns = clock_now_ns ();
   o->next = outs;
@@ -220,15 +219,33 @@ ctl_send_stream (struct ctl_req *req, int status, const char *code,
   ctl_out_pump (o);
 }
 
-/* Send one answer in the request's version; free req. */
+/* Send one answer in the request's version; free req and text's buffer. */
 static void
-ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
+ctl_send_sb (struct ctl_req *req, int status, const char *code,
+             struct strbuf *text)
 {
   if (req->version >= 3)
     ctl_send_stream (req, status, code, text);
   else
-    ctl_send_single (req, status, code, text);
+    {
+      ctl_send_single (req, status, code, sb_str (text));
+      sb_free (text);
+    }
   ctl_req_free (req);
+}
+
+static void
+ctl_send (struct ctl_req *req, int status, const char *code, const char *text)
+{
+  struct strbuf sb = STRBUF_INIT;
+  sb_puts (&sb, text);
+  ctl_send_sb (req, status, code, &sb);
+}
+
+void
+ctl_reply_take (struct ctl_req *req, struct strbuf *text)
+{
+  ctl_send_sb (req, 0, "", text);
 }
 
 void

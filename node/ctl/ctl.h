@@ -109,6 +109,9 @@ unsigned ctl_req_flags (const struct ctl_req *req);
  * errno mapped by cow_err_code) and its sentence: status 2 for
  * COW_E_USAGE, else 1. */
 void ctl_reply (struct ctl_req *req, int status, const char *text);
+/* ctl_reply (status 0) of text's buffer, moved into the answer instead of
+ * copied when the client streams (version 3); text is left empty. */
+void ctl_reply_take (struct ctl_req *req, struct strbuf *text);
 void ctl_reply_error (struct ctl_req *req, int code, const char *text);
 
 /* --- cowctl side (ctl-client.c) --- */
@@ -133,13 +136,18 @@ struct ctl_stream
 {
   int status;
   char code[CTL_CODE_MAX + 1];
-  char *text; /* a copy */
+  struct strbuf text; /* its own: a copy, or moved in */
   size_t len, pos;
   uint32_t seq, crc;
   int stage; /* 0 head, 1 data, 2 end, 3 done */
 };
 int ctl_stream_init (struct ctl_stream *s, int status, const char *code,
                      const char *text, size_t len);
+/* The same with text's buffer moved in, not copied (text is left empty):
+ * a list of 100,000 volumes is 30 MB, and copying it was one stretch of
+ * 108-152 ms on a paravirtualised host (its pages faulted in). */
+void ctl_stream_init_take (struct ctl_stream *s, int status, const char *code,
+                           struct strbuf *text);
 /* Write the next frame into buf (CTL_FRAME_MAX bytes): its size, or 0
  * when the END frame was the last one written. */
 size_t ctl_stream_next (struct ctl_stream *s, uint8_t *buf);

@@ -7,8 +7,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "strbuf.h"
+
+/* A buffer of SB_MAP_BYTES or more is mapped from the kernel and grows by
+ * mremap, which moves its pages without copying them.  realloc copied:
+ * the answer of a list of 100,000 volumes is 30 MB, and on a
+ * paravirtualised host one of its doublings took 56 ms, in one slice of
+ * the loop (a test program growing a buffer the same way). */
+#define SB_MAP_BYTES (1u << 20)
+
+static char *
+sb_realloc (struct strbuf *sb, size_t cap)
+{
+  if (cap < SB_MAP_BYTES)
+    return realloc (sb->s, cap);
+  void *p = sb->cap >= SB_MAP_BYTES
+                ? mremap (sb->s, sb->cap, cap, MREMAP_MAYMOVE)
+                : mmap (NULL, cap, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  if (sb->cap < SB_MAP_BYTES && sb->s)
+    {
+      memcpy (p, sb->s, sb->len + 1);
+      free (sb->s);
+    }
+  return p;
+}
 
 static void
 sb_grow (struct strbuf *sb, size_t need)
@@ -18,7 +45,7 @@ sb_grow (struct strbuf *sb, size_t need)
   size_t cap = sb->cap ? sb->cap : 256;
   while (cap < sb->len + need + 1)
     cap *= 2;
-  char *s = realloc (sb->s, cap);
+  char *s = sb_realloc (sb, cap);
   if (!s)
     abort ();
   sb->s = s;
@@ -60,12 +87,18 @@ sb_printf (struct strbuf *sb, const char *fmt, ...)
 }
 
 void
+sb_put (struct strbuf *sb, const void *p, size_t n)
+{
+  sb_grow (sb, n);
+  memcpy (sb->s + sb->len, p, n);
+  sb->len += n;
+  sb->s[sb->len] = '\0';
+}
+
+void
 sb_puts (struct strbuf *sb, const char *s)
 {
-  size_t n = strlen (s);
-  sb_grow (sb, n);
-  memcpy (sb->s + sb->len, s, n + 1);
-  sb->len += n;
+  sb_put (sb, s, strlen (s));
 }
 
 void
@@ -102,7 +135,10 @@ sb_reset (struct strbuf *sb)
 void
 sb_free (struct strbuf *sb)
 {
-  free (sb->s);
+  if (sb->cap >= SB_MAP_BYTES)
+    munmap (sb->s, sb->cap);
+  else
+    free (sb->s);
   sb->s = NULL;
   sb->len = sb->cap = 0;
 }

@@ -22,10 +22,21 @@ void sb_printf (struct strbuf *sb, const char *fmt, ...)
 void sb_vprintf (struct strbuf *sb, const char *fmt, va_list ap)
     __attribute__ ((format (printf, 2, 0)));
 void sb_puts (struct strbuf *sb, const char *s);
+/* Append n bytes (NUL-terminated after them). */
+void sb_put (struct strbuf *sb, const void *p, size_t n);
 /* Append s as a JSON string literal, quotes included. */
 void sb_json_str (struct strbuf *sb, const char *s);
 const char *sb_str (struct strbuf *sb); /* "" when empty */
 void sb_reset (struct strbuf *sb);
 void sb_free (struct strbuf *sb);
+/* Move src's buffer into dst (freed first); src is left empty. */
+static inline void
+sb_move (struct strbuf *dst, struct strbuf *src)
+{
+  sb_free (dst);
+  *dst = *src;
+  src->s = NULL;
+  src->len = src->cap = 0;
+}
 
 #endif
