@@ -59,12 +59,20 @@ int store_delete (struct store *s, const char *name);
  * 4-6 ms of CPU there, on top of the commit (a joiner's adoption batch, a
  * slice of create --from); so the store turns it off and counts the log's
  * pages after each commit instead.  Once store_checkpoint_due, the owner
- * calls store_checkpoint (PASSIVE: it never waits for a reader) from a
- * step of its own.  0, or -1 (logged); nothing is lost without one, the
- * log only grows until the next. */
+ * calls store_checkpoint_start, which hands it to the store's thread
+ * (PASSIVE: it never waits for a reader, and the owner's connection
+ * writes on meanwhile) and returns at once, or store_checkpoint, which
+ * runs it on the caller's connection and thread.  0, or -1 (logged: a
+ * start logs the failure of the one before it); nothing is lost without
+ * one, the log only grows until the next. */
 #define STORE_CHECKPOINT_PAGES 1000
 bool store_checkpoint_due (const struct store *s);
 int store_checkpoint (struct store *s);
+int store_checkpoint_start (struct store *s);
+/* Until no checkpoint is wanted or running (tests, and a clean stop). */
+void store_checkpoint_wait (struct store *s);
+/* How many the store's thread has run. */
+unsigned store_checkpoints (struct store *s);
 
 /* How many rows there are (a scan of the table), or -1 (logged). */
 long store_count (struct store *s);

@@ -644,7 +644,7 @@ static void
 voldb_checkpoint (void *data)
 {
   (void) data;
-  store_checkpoint (V.store);
+  store_checkpoint_start (V.store);
 }
 
 /* After a store operation that may have committed: a checkpoint that is

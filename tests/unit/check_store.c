@@ -235,14 +235,21 @@ START_TEST (test_schema_upgrade)
 }
 END_TEST
 
-/* The size of the store's write-ahead log, in bytes (0 if none). */
+/* The size of the store's file with suffix ("-wal": its write-ahead log),
+ * in bytes (0 if none). */
 static long
-wal_bytes (void)
+file_bytes (const char *suffix)
 {
   char path[128];
   struct stat st;
-  snprintf (path, sizeof path, "%s/%s-wal", dir, STORE_FILE);
+  snprintf (path, sizeof path, "%s/%s%s", dir, STORE_FILE, suffix);
   return stat (path, &st) == 0 ? (long) st.st_size : 0;
+}
+
+static long
+wal_bytes (void)
+{
+  return file_bytes ("-wal");
 }
 
 /* No checkpoint inside a commit: the log grows past SQLite's automatic
@@ -289,6 +296,43 @@ START_TEST (test_checkpoint)
     }
   ck_assert_int_eq (wal_bytes (), before); /* from its start again */
   ck_assert (!store_checkpoint_due (s));
+  ck_assert_int_eq (store_count (s), n);
+
+  /* The store's own thread: started, it returns at once and the owner
+   * writes on meanwhile (lazy and durable); once it is done, the log is
+   * written from its start again, and nothing is lost. */
+  while (!store_checkpoint_due (s))
+    {
+      snprintf (name, sizeof name, "vm%05d", n++);
+      struct store_def e = def (name, "/srv/cow/third");
+      ck_assert_int_eq (store_put_lazy (s, &e), 0);
+    }
+  ck_assert_uint_eq (store_checkpoints (s), 0);
+  long db = file_bytes ("");
+  ck_assert_int_eq (store_checkpoint_start (s), 0);
+  ck_assert (!store_checkpoint_due (s)); /* until the next commit says */
+  for (int i = 0; i < 50; i++, n++)
+    {
+      snprintf (name, sizeof name, "vm%05d", n);
+      struct store_def e = def (name, "/srv/cow/during");
+      ck_assert_int_eq (i % 2 ? store_put (s, &e) : store_put_lazy (s, &e), 0);
+    }
+  store_checkpoint_wait (s);
+  ck_assert_uint_eq (store_checkpoints (s), 1);
+  /* The rows of the log are in the database now: it grew. */
+  ck_assert_int_gt (file_bytes (""), db);
+  /* What was written during it waits for the next one. */
+  ck_assert_int_eq (store_checkpoint_start (s), 0);
+  store_checkpoint_wait (s);
+  ck_assert_uint_eq (store_checkpoints (s), 2);
+  before = wal_bytes ();
+  for (int i = 0; i < 10; i++, n++)
+    {
+      snprintf (name, sizeof name, "vm%05d", n);
+      struct store_def e = def (name, "/srv/cow/after");
+      ck_assert_int_eq (store_put_lazy (s, &e), 0);
+    }
+  ck_assert_int_eq (wal_bytes (), before); /* from its start again */
   ck_assert_int_eq (store_count (s), n);
   store_close (s);
   s = open_store ();
