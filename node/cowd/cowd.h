@@ -159,6 +159,9 @@ void voldb_live (struct vol_entry *e);
 int voldb_batch_begin (void);
 int voldb_batch_begin_durable (void);
 int voldb_batch_end (void);
+/* No checkpoint of the store while held: a host joining the cluster
+ * holds them until it is synced, then the one due runs (own.c). */
+void voldb_checkpoints_hold (bool hold);
 void voldb_batch_abort (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */

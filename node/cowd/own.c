@@ -653,6 +653,7 @@ static void
 own_on_synced (void *ud)
 {
   probe_mark_synced ();
+  voldb_checkpoints_hold (false);
   fencing_on_synced ();
   own_in_sync = true; /* a fence found here needs no new table */
   own_reconcile ();
@@ -1003,6 +1004,7 @@ own_start (char *err, size_t errlen)
   };
   cluster_set_lease (cowd.quorum_loss_timeout_ms);
   own_set_local ();
+  voldb_checkpoints_hold (true); /* until synced */
   int r = cluster_start (cowd_loop (), cowd.cluster_name, &cb, NULL);
   if (r < 0)
     {
