@@ -91,7 +91,6 @@ struct store
   char *path;
   /* The checkpointer, started at the first store_checkpoint_start. */
   pthread_t ck_thread;
-  bool ck_started;
   sqlite3 *ck_db;
   pthread_mutex_t ck_mu;
   pthread_cond_t ck_cv;
@@ -271,14 +270,13 @@ store_ck_start (struct store *s)
       s->ck_db = NULL;
       return -1;
     }
-  s->ck_started = true;
   return 0;
 }
 
 int
 store_checkpoint_start (struct store *s)
 {
-  if (!s->ck_started && store_ck_start (s) < 0)
+  if (!s->ck_db && store_ck_start (s) < 0)
     return store_checkpoint (s); /* on this thread, then */
   pthread_mutex_lock (&s->ck_mu);
   int rc = s->ck_rc;
@@ -299,7 +297,7 @@ store_checkpoint_start (struct store *s)
 void
 store_checkpoint_wait (struct store *s)
 {
-  if (!s->ck_started)
+  if (!s->ck_db)
     return;
   pthread_mutex_lock (&s->ck_mu);
   while (s->ck_wanted || s->ck_busy)
@@ -362,7 +360,7 @@ store_close (struct store *s)
 {
   if (!s)
     return;
-  if (s->ck_started)
+  if (s->ck_db)
     {
       pthread_mutex_lock (&s->ck_mu);
       s->ck_quit = true;

@@ -33,16 +33,6 @@
 
 /* --- encoder --- */
 
-int
-ctl_stream_init (struct ctl_stream *s, int status, const char *code,
-                 const char *text, size_t len)
-{
-  struct strbuf sb = STRBUF_INIT;
-  sb_put (&sb, text, len);
-  ctl_stream_init_take (s, status, code, &sb);
-  return 0;
-}
-
 void
 ctl_stream_init_take (struct ctl_stream *s, int status, const char *code,
                       struct strbuf *text)
