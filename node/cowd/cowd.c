@@ -429,6 +429,7 @@ remove_pid_file (void)
 int
 main (int argc, char **argv)
 {
+  probe_mark_start ();
   if (parse_args (argc, argv) < 0)
     return 2;
   absolutize (&cowd.run_dir);

@@ -274,9 +274,12 @@ int parse_node (const char *s, uint32_t *node);
  * how many gaps passed 10 ms. */
 void probe_start (void);
 void probe_get (double *max_gap_ms, double *max_busy_ms, uint64_t *slow);
-/* Keep the maxima as they are now (own.c, when synced), and read them. */
+/* When main began (cowd.c, first thing). */
+void probe_mark_start (void);
+/* Keep the maxima as they are now (own.c, when synced), and the time
+ * since main began (ms), and read them; after_ms is 0 before a sync. */
 void probe_mark_synced (void);
-void probe_synced (double *gap_ms, double *busy_ms);
+void probe_synced (double *gap_ms, double *busy_ms, double *after_ms);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

@@ -40,21 +40,22 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   uint32_t m[CLUSTER_MAX_MEMBERS];
   size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
   struct strbuf sb = STRBUF_INIT;
-  double gap, busy, sgap, sbusy;
+  double gap, busy, sgap, sbusy, safter;
   uint64_t slow;
   probe_get (&gap, &busy, &slow);
-  probe_synced (&sgap, &sbusy);
+  probe_synced (&sgap, &sbusy, &safter);
   if (json)
     {
       sb_printf (&sb,
                  "{\"local\":%u,\"quorate\":%s,\"ring_id\":%" PRIu64
-                 ",\"synced\":%s,\"volumes\":%zu,\"loop\":{\"max_gap_ms\":%.3f,"
+                 ",\"synced\":%s,\"synced_after_ms\":%.3f,\"volumes\":%zu,"
+                 "\"loop\":{\"max_gap_ms\":%.3f,"
                  "\"max_busy_ms\":%.3f,\"gaps_over_10ms\":%" PRIu64
                  ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
                  "\"sync_step_ms\":%.3f},\"members\":[",
                  cluster_nodeid (), cluster_quorate () ? "true" : "false",
                  cluster_ring_id (), cluster_synced () ? "true" : "false",
-                 cluster_table_size (), gap, busy, slow, sgap, sbusy,
+                 safter, cluster_table_size (), gap, busy, slow, sgap, sbusy,
                  cluster_sync_max_step_ms ());
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);

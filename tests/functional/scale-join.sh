@@ -17,7 +17,8 @@
 #  - host 2's cowd restarts: synced again, N + 1 again, and as it holds
 #    every definition already the table comes as states only (SYNC_STATES
 #    over its own definitions): it logs so, has the very fields, and the
-#    attached volume's owner is host 3.
+#    attached volume's owner is host 3; it says (and logs) how long after
+#    its start it was synced, less than the script saw.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 source "$top_srcdir/tests/lab/voldefs.sh"
@@ -96,6 +97,13 @@ pid[2]=$(lab_cowd 2)
 wait_until 60 voldefs_synced 2 || fail "node 2 did not sync after its restart"
 t1=$(voldefs_now)
 busy=$(voldefs_busy 2) gap=$(voldefs_gap 2) step=$(voldefs_step 2)
+# cowd's own time from its start until synced: more than nothing, less
+# than this script saw from starting it to `cowctl nodes` saying synced.
+after=$(voldefs_after 2)
+awk -v a="$after" -v w="$(echo "($t1 - $t0) * 1000" | bc)" 'BEGIN { exit !(a > 0 && a < w) }' \
+  || fail "node 2 says it synced $after ms after it started, not in (0, $t1 - $t0 s)"
+grep -q "cowd: synced [0-9.]* ms after it started" "$(lab_dir 2)/log/cowd.log" \
+  || fail "node 2 did not log how long after its start it synced"
 [ "$(grep -c 'cluster: synced' "$(lab_dir 2)/log/cowd.log")" = 2 ] \
   || fail "node 2's log does not show two syncs: $(grep 'cluster: synced' "$(lab_dir 2)/log/cowd.log")"
 grep -q "received the table ($((N + 1)) volumes in [0-9]* pieces, states over this node's definitions)" \
@@ -106,7 +114,8 @@ grep -q "received the table ($((N + 1)) volumes in [0-9]* pieces, states over th
 [ "$(owner_of 2)" = 3 ] || fail "after its restart node 2 says extra's owner is $(owner_of 2), not 3"
 [ "$(lab_cowctl 2 --json list extra | jq -r '.[0].cow')" = "$LAB_DIR/dev/extra.cow" ] \
   || fail "after its restart node 2 has another CoW device for extra"
-echo "== node 2's cowd restarted: synced in $(echo "$t1 - $t0" | bc) s, longest step $step ms;" \
+echo "== node 2's cowd restarted: synced in $(echo "$t1 - $t0" | bc) s ($after ms after it started, by its count)," \
+  "longest step $step ms;" \
   "loop probe until synced: $busy ms of CPU, $gap ms between two turns"
 awk -v g="$step" -v b="$BOUND" 'BEGIN { exit !(g > 0 && g <= b) }' \
   || fail "a step of node 2's state transfer kept its loop $step ms after its restart (bound $BOUND ms)"

@@ -370,17 +370,20 @@ lab_pcmk_cowd() {
   wait_until 15 lab_cowctl "$n" nodes || fail "cowd did not start in host $n"
 }
 
-# lab_fast_cowctl: a cowctl for agents and samplers that call it often: the
-# built binary run directly, without libtool's wrapper script (which costs
-# a shell and a relink check per call); cowctl on PATH when there is none.
-lab_fast_cowctl() {
-  local bin=$top_builddir/node/cowctl/.libs/cowctl f=$LAB_DIR/cowctl libs
-  if [ ! -x "$bin" ]; then command -v cowctl; return; fi
+# lab_fast PROGRAM (cowctl or cowd): the built binary run directly, without
+# libtool's wrapper script, which costs a shell and a relink check per call
+# (about 100 ms before cowd's main), as an installed binary runs; the
+# program on PATH when there is none.  For agents and samplers that call
+# cowctl often, and for benchmarks that time cowd from its start.
+lab_fast() {
+  local bin=$top_builddir/node/$1/.libs/$1 f=$LAB_DIR/fast-$1 libs
+  if [ ! -x "$bin" ]; then command -v "$1"; return; fi
   libs=$(find "$top_builddir" -path '*/.libs/*.so' -printf '%h\n' | sort -u | paste -sd:)
   printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$libs" "$bin" > "$f"
   chmod 755 "$f"
   echo "$f"
 }
+lab_fast_cowctl() { lab_fast cowctl; }
 
 # A volume on a host: its NBD URI, its status, a jq test on the status;
 # a jq test on the host's `cowctl nodes`; a line in the host's cowd log.

@@ -34,6 +34,8 @@ voldefs_synced() {
 # it spent between two turns in that time (ms).
 voldefs_gap() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_gap_ms; }
 voldefs_busy() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_busy_ms; }
+# voldefs_after NODE: how long after its cowd started it was synced (ms).
+voldefs_after() { lab_cowctl "$1" --json nodes | jq -r .synced_after_ms; }
 # voldefs_step NODE: the most CPU one step of its state transfer took (ms).
 voldefs_step() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_step_ms; }
 
