@@ -79,6 +79,9 @@ size_t cl_msg_states_vol_size (const struct cluster_vol *v);
 #define CL_STATES_VOLS_MAX 256
 
 /* table.c: the deterministic state machine. */
+/* Tests only: the warm-up thread of a table waits this long before it
+ * starts (so that the table is in use ahead of it). */
+extern unsigned cl_table_warm_delay_ms;
 struct cl_table
 {
   struct cluster_vol *vols;

@@ -38,11 +38,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "cluster-int.h"
 #include "errcode.h"
 
 static void tbl_warm_stop (struct cl_table *t);
+static void tbl_warm_enter (struct cl_table *t, const void *end);
 
 const char *
 cluster_state_name (enum cluster_vol_state s)
@@ -156,6 +158,7 @@ tbl_append (struct cl_table *t)
       t->cap = cap;
     }
   struct cluster_vol *v = &t->vols[t->n++];
+  tbl_warm_enter (t, v + 1);
   memset (v, 0, sizeof *v);
   return v;
 }
@@ -179,54 +182,91 @@ tbl_huge (void *p, size_t len)
  * machine that was 4-11 ms of the loop's CPU (the host backs the page 4
  * KiB at a time): every 2,800 volumes of a state transfer, a step over
  * the joiner's 10 ms bound.  So a reserved array of at least
- * TBL_WARM_MIN bytes is backed ahead of use by a thread of its own,
- * MADV_POPULATE_WRITE 2 MiB at a time: the kernel maps the pages without
- * touching their bytes, so the loop may write the same pages meanwhile
- * (and where it gets there first, it takes the fault itself, as before).
- * The thread keeps nothing of the table but the range; when the table lets
- * go of the array it sets stop, and the thread ends after at most one
- * more 2 MiB (populating a range that was unmapped meanwhile fails, or
- * backs memory that nobody reads: harmless either way).  A kernel without
- * MADV_POPULATE_WRITE (before 5.14) says EINVAL and the thread ends. */
+ * TBL_WARM_MIN bytes is backed ahead of use by a thread of its own, which
+ * writes one byte of each 4 KiB page beyond what the loop has used.
+ *
+ * A write, not MADV_POPULATE_WRITE (812d00e): that holds the process's
+ * memory map for reading through each 2 MiB it backs, 15-47 ms here
+ * while the machine was busy, and every brk and mmap of the loop (its
+ * heap growing by 144 KiB, an index's array) waited that long for it
+ * (perf trace of a joiner: brk calls of 14-67 ms, the loop's longest gap
+ * 78-101 ms).  A page fault takes only the lock of its own mapping (per-VMA
+ * locks, Linux 6.4 on; this machine runs 6.18), so the loop's brk and mmap
+ * no longer wait for the thread.  Before 6.4 a fault holds the whole map
+ * for reading, as the madvise did: no better, and no worse.
+ *
+ * The thread and the loop never write one page at once: the loop
+ * publishes how far the array is in use (frontier) before it writes a
+ * new slot, and the thread says which page it writes (claim) before it
+ * looks at the frontier; both sequentially consistent, so either the
+ * thread sees the frontier past its page and skips ahead, or the loop
+ * sees the claim and waits for that one write (at most one page fault,
+ * and only when it caught up with the thread there).  Bytes beyond the
+ * frontier are not in use (tbl_append clears a slot before it is used),
+ * so the thread's zero changes nothing.  The table stops the thread and
+ * joins it before it frees or moves the array. */
 #define TBL_WARM_MIN (2u << 20)
+#define TBL_PAGE 4096u
 
 struct tbl_warmer
 {
-  int refs; /* the table's and the thread's */
-  int stop; /* the table let go of the array */
+  pthread_t thread;
   uintptr_t from, to;
+  uintptr_t frontier; /* the loop: the array is in use below this */
+  uintptr_t claim;    /* the thread: the page it writes now, or 0 */
+  uintptr_t told;     /* the loop: the frontier it published last */
+  int stop;           /* the table lets go of the array */
 };
 
-static void
-tbl_warmer_put (struct tbl_warmer *w)
-{
-  if (__atomic_sub_fetch (&w->refs, 1, __ATOMIC_ACQ_REL) == 0)
-    free (w);
-}
+unsigned cl_table_warm_delay_ms;
 
 static void *
 tbl_warmer_run (void *arg)
 {
   struct tbl_warmer *w = arg;
-  const uintptr_t step = 2u << 20;
+  if (cl_table_warm_delay_ms)
+    usleep (cl_table_warm_delay_ms * 1000u);
   for (uintptr_t a = w->from;
-       a < w->to && !__atomic_load_n (&w->stop, __ATOMIC_ACQUIRE); a += step)
-    if (madvise ((void *) a, w->to - a < step ? w->to - a : step,
-                 MADV_POPULATE_WRITE)
-        < 0)
-      break;
-  tbl_warmer_put (w);
+       a < w->to && !__atomic_load_n (&w->stop, __ATOMIC_RELAXED);
+       a += TBL_PAGE)
+    {
+      __atomic_store_n (&w->claim, a, __ATOMIC_SEQ_CST);
+      uintptr_t f = __atomic_load_n (&w->frontier, __ATOMIC_SEQ_CST);
+      if (f > a) /* the loop is there already: go past it */
+        a = ((f + TBL_PAGE - 1) & ~(uintptr_t) (TBL_PAGE - 1)) - TBL_PAGE;
+      else
+        *(volatile char *) a = 0;
+      __atomic_store_n (&w->claim, 0, __ATOMIC_SEQ_CST);
+    }
   return NULL;
 }
 
-/* The table lets go of its array (freed, or about to move). */
+/* The loop is about to use the array up to end (a new slot). */
+static void
+tbl_warm_enter (struct cl_table *t, const void *end)
+{
+  struct tbl_warmer *w = t->warmer;
+  uintptr_t e = (uintptr_t) end, c;
+  if (!w || e <= w->told)
+    return;
+  w->told = e;
+  __atomic_store_n (&w->frontier, e, __ATOMIC_SEQ_CST);
+  /* The thread writes a page the new slot takes: one write, then it sees
+   * the frontier.  The page is below e: the slot ends there. */
+  while ((c = __atomic_load_n (&w->claim, __ATOMIC_SEQ_CST)) && c < e)
+    usleep (50);
+}
+
+/* The table lets go of its array (freed, or about to move): after this
+ * the thread writes nothing. */
 static void
 tbl_warm_stop (struct cl_table *t)
 {
   if (!t->warmer)
     return;
-  __atomic_store_n (&t->warmer->stop, 1, __ATOMIC_RELEASE);
-  tbl_warmer_put (t->warmer);
+  __atomic_store_n (&t->warmer->stop, 1, __ATOMIC_RELAXED);
+  pthread_join (t->warmer->thread, NULL);
+  free (t->warmer);
   t->warmer = NULL;
 }
 
@@ -234,28 +274,28 @@ tbl_warm_stop (struct cl_table *t)
 static void
 tbl_warm_start (struct cl_table *t, void *p, size_t len)
 {
-  const uintptr_t page = 4096;
   struct tbl_warmer *w;
   if (len < TBL_WARM_MIN || !(w = calloc (1, sizeof *w)))
     return;
-  w->refs = 2;
-  w->from = ((uintptr_t) p + page - 1) & ~(page - 1);
-  w->to = ((uintptr_t) p + len) & ~(page - 1);
-  pthread_t th;
-  pthread_attr_t a;
-  pthread_attr_init (&a);
-  pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
-  if (pthread_create (&th, &a, tbl_warmer_run, w) != 0)
+  w->from = ((uintptr_t) p + TBL_PAGE - 1) & ~(uintptr_t) (TBL_PAGE - 1);
+  w->to = (uintptr_t) p + len;
+  w->frontier = w->told = (uintptr_t) p;
+  if (pthread_create (&w->thread, NULL, tbl_warmer_run, w) != 0)
     free (w);
   else
     t->warmer = w;
-  pthread_attr_destroy (&a);
 }
 
 int
 cl_table_reserve (struct cl_table *t, size_t n)
 {
   tbl (t);
+  /* The indexes first: their mmap calls need the process's memory map
+   * for writing, which the warm-up thread holds (for reading) through
+   * each 2 MiB it backs, 4-11 ms here. */
+  if (strmap_reserve (&t->by_name, n) < 0 || strmap_reserve (&t->by_cow, n) < 0
+      || strmap_reserve (&t->by_ident, n) < 0)
+    return -1;
   if (n > t->cap)
     {
       tbl_warm_stop (t);
@@ -267,11 +307,7 @@ cl_table_reserve (struct cl_table *t, size_t n)
       tbl_huge (nv, n * sizeof *nv);
       tbl_warm_start (t, nv + t->n, (n - t->n) * sizeof *nv);
     }
-  return strmap_reserve (&t->by_name, n) < 0
-                 || strmap_reserve (&t->by_cow, n) < 0
-                 || strmap_reserve (&t->by_ident, n) < 0
-             ? -1
-             : 0;
+  return 0;
 }
 
 struct cluster_vol *
