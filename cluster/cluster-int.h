@@ -79,14 +79,11 @@ size_t cl_msg_states_vol_size (const struct cluster_vol *v);
 #define CL_STATES_VOLS_MAX 256
 
 /* table.c: the deterministic state machine. */
-/* Tests only: the warm-up thread of a table waits this long before it
- * starts (so that the table is in use ahead of it). */
-extern unsigned cl_table_warm_delay_ms;
 struct cl_table
 {
   struct cluster_vol *vols;
   size_t n, cap;
-  struct tbl_warmer *warmer; /* backing vols ahead of use (table.c) */
+  uintptr_t backed; /* vols is backed below this address (table.c) */
   /* The digest of the definitions indexed (cluster_digest_add). */
   struct cluster_digest digest;
   /* Indexes (index + 1 as the item): by name, by CoW device as named. */

@@ -31,20 +31,17 @@
  */
 #include <config.h>
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "cluster-int.h"
 #include "errcode.h"
 
-static void tbl_warm_stop (struct cl_table *t);
-static void tbl_warm_enter (struct cl_table *t, const void *end);
+static void tbl_back (struct cl_table *t, const struct cluster_vol *v);
 
 const char *
 cluster_state_name (enum cluster_vol_state s)
@@ -133,13 +130,13 @@ cl_table_find (struct cl_table *t, const char *name)
 void
 cl_table_clear (struct cl_table *t)
 {
-  tbl_warm_stop (t);
   free (t->vols);
   strmap_free (&t->by_name);
   strmap_free (&t->by_cow);
   strmap_free (&t->by_ident);
   t->vols = NULL;
   t->n = t->cap = 0;
+  t->backed = 0;
   memset (&t->digest, 0, sizeof t->digest);
 }
 
@@ -150,162 +147,73 @@ tbl_append (struct cl_table *t)
   if (t->n == t->cap)
     {
       size_t cap = t->cap ? 2 * t->cap : 16;
-      tbl_warm_stop (t);
       struct cluster_vol *nv = realloc (t->vols, cap * sizeof *nv);
       if (!nv)
         return NULL;
       t->vols = nv;
       t->cap = cap;
+      t->backed = 0;
     }
   struct cluster_vol *v = &t->vols[t->n++];
-  tbl_warm_enter (t, v + 1);
+  tbl_back (t, v);
   memset (v, 0, sizeof *v);
   return v;
 }
 
-/* A table of 100,000 volumes is 75 MB: in pages of 4 KiB, touching it
- * the first time took 18,000 page faults, most of the CPU a joiner spent
- * on a table that came as states only (0.6 s, on a paravirtualised
- * host).  Huge pages where the kernel has them (THP in madvise mode, the
- * default): a few dozen faults.  Only advice; nothing depends on it. */
+/* A table of 100,000 volumes is 75 MB, 18,000 pages of 4 KiB.  On this
+ * virtual machine a page's first fault costs 22-31 us (the exception goes
+ * through the hypervisor): 0.4-0.6 s of a joiner's loop, where each step
+ * that entered new pages ran over its 10 ms bound.  Huge pages (812d00e:
+ * MADV_HUGEPAGE, and a thread backing them ahead with
+ * MADV_POPULATE_WRITE) cost 16-215 ms for the 76 MiB, 4-11 ms for each
+ * 2 MiB at its first touch, and the thread held the process's memory map
+ * while it backed each one, so the loop's brk and mmap waited 14-67 ms
+ * for it (perf trace of a joiner).  MADV_POPULATE_WRITE of 4 KiB pages is
+ * one call in the kernel and no fault: 20-23 ms for the 76 MiB here, 0.3
+ * ms a MiB.  So the loop itself backs a large array ahead of the slot it
+ * appends, at least half of TBL_AHEAD (1 MiB) and half a MiB at a time,
+ * a call every 700 volumes, and never faults on the table.  Only advice: a kernel without
+ * MADV_POPULATE_WRITE (before 5.14) says EINVAL, and the table takes its
+ * faults as they come. */
+#define TBL_BACK_MIN (2u << 20)
+#define TBL_AHEAD (1u << 20)
+#define TBL_PAGE ((uintptr_t) 4096)
+
+/* Slot v is about to be used: back the array ahead of it. */
 static void
-tbl_huge (void *p, size_t len)
+tbl_back (struct cl_table *t, const struct cluster_vol *v)
 {
-  const uintptr_t huge = 2u << 20;
-  uintptr_t a = ((uintptr_t) p + huge - 1) & ~(huge - 1);
-  uintptr_t end = ((uintptr_t) p + len) & ~(huge - 1);
-  if (end > a)
-    madvise ((void *) a, end - a, MADV_HUGEPAGE);
-}
-
-/* But one huge page's first fault still fills 2 MiB, and on this virtual
- * machine that was 4-11 ms of the loop's CPU (the host backs the page 4
- * KiB at a time): every 2,800 volumes of a state transfer, a step over
- * the joiner's 10 ms bound.  So a reserved array of at least
- * TBL_WARM_MIN bytes is backed ahead of use by a thread of its own, which
- * writes one byte of each 4 KiB page beyond what the loop has used.
- *
- * A write, not MADV_POPULATE_WRITE (812d00e): that holds the process's
- * memory map for reading through each 2 MiB it backs, 15-47 ms here
- * while the machine was busy, and every brk and mmap of the loop (its
- * heap growing by 144 KiB, an index's array) waited that long for it
- * (perf trace of a joiner: brk calls of 14-67 ms, the loop's longest gap
- * 78-101 ms).  A page fault takes only the lock of its own mapping (per-VMA
- * locks, Linux 6.4 on; this machine runs 6.18), so the loop's brk and mmap
- * no longer wait for the thread.  Before 6.4 a fault holds the whole map
- * for reading, as the madvise did: no better, and no worse.
- *
- * The thread and the loop never write one page at once: the loop
- * publishes how far the array is in use (frontier) before it writes a
- * new slot, and the thread says which page it writes (claim) before it
- * looks at the frontier; both sequentially consistent, so either the
- * thread sees the frontier past its page and skips ahead, or the loop
- * sees the claim and waits for that one write (at most one page fault,
- * and only when it caught up with the thread there).  Bytes beyond the
- * frontier are not in use (tbl_append clears a slot before it is used),
- * so the thread's zero changes nothing.  The table stops the thread and
- * joins it before it frees or moves the array. */
-#define TBL_WARM_MIN (2u << 20)
-#define TBL_PAGE 4096u
-
-struct tbl_warmer
-{
-  pthread_t thread;
-  uintptr_t from, to;
-  uintptr_t frontier; /* the loop: the array is in use below this */
-  uintptr_t claim;    /* the thread: the page it writes now, or 0 */
-  uintptr_t told;     /* the loop: the frontier it published last */
-  int stop;           /* the table lets go of the array */
-};
-
-unsigned cl_table_warm_delay_ms;
-
-static void *
-tbl_warmer_run (void *arg)
-{
-  struct tbl_warmer *w = arg;
-  if (cl_table_warm_delay_ms)
-    usleep (cl_table_warm_delay_ms * 1000u);
-  for (uintptr_t a = w->from;
-       a < w->to && !__atomic_load_n (&w->stop, __ATOMIC_RELAXED);
-       a += TBL_PAGE)
-    {
-      __atomic_store_n (&w->claim, a, __ATOMIC_SEQ_CST);
-      uintptr_t f = __atomic_load_n (&w->frontier, __ATOMIC_SEQ_CST);
-      if (f > a) /* the loop is there already: go past it */
-        a = ((f + TBL_PAGE - 1) & ~(uintptr_t) (TBL_PAGE - 1)) - TBL_PAGE;
-      else
-        *(volatile char *) a = 0;
-      __atomic_store_n (&w->claim, 0, __ATOMIC_SEQ_CST);
-    }
-  return NULL;
-}
-
-/* The loop is about to use the array up to end (a new slot). */
-static void
-tbl_warm_enter (struct cl_table *t, const void *end)
-{
-  struct tbl_warmer *w = t->warmer;
-  uintptr_t e = (uintptr_t) end, c;
-  if (!w || e <= w->told)
+  uintptr_t end = (uintptr_t) (v + 1);
+  if (end + TBL_AHEAD / 2 <= t->backed || t->cap * sizeof *v < TBL_BACK_MIN)
     return;
-  w->told = e;
-  __atomic_store_n (&w->frontier, e, __ATOMIC_SEQ_CST);
-  /* The thread writes a page the new slot takes: one write, then it sees
-   * the frontier.  The page is below e: the slot ends there. */
-  while ((c = __atomic_load_n (&w->claim, __ATOMIC_SEQ_CST)) && c < e)
-    usleep (50);
-}
-
-/* The table lets go of its array (freed, or about to move): after this
- * the thread writes nothing. */
-static void
-tbl_warm_stop (struct cl_table *t)
-{
-  if (!t->warmer)
-    return;
-  __atomic_store_n (&t->warmer->stop, 1, __ATOMIC_RELAXED);
-  pthread_join (t->warmer->thread, NULL);
-  free (t->warmer);
-  t->warmer = NULL;
-}
-
-/* Back [p, p + len) ahead of use, when it is large: best effort. */
-static void
-tbl_warm_start (struct cl_table *t, void *p, size_t len)
-{
-  struct tbl_warmer *w;
-  if (len < TBL_WARM_MIN || !(w = calloc (1, sizeof *w)))
-    return;
-  w->from = ((uintptr_t) p + TBL_PAGE - 1) & ~(uintptr_t) (TBL_PAGE - 1);
-  w->to = (uintptr_t) p + len;
-  w->frontier = w->told = (uintptr_t) p;
-  if (pthread_create (&w->thread, NULL, tbl_warmer_run, w) != 0)
-    free (w);
-  else
-    t->warmer = w;
+  uintptr_t a = (uintptr_t) v & ~(TBL_PAGE - 1);
+  if (a < t->backed)
+    a = t->backed;
+  uintptr_t top
+      = ((uintptr_t) (t->vols + t->cap) + TBL_PAGE - 1) & ~(TBL_PAGE - 1);
+  uintptr_t to = ((end + TBL_AHEAD) & ~(TBL_PAGE - 1));
+  if (to > top)
+    to = top;
+  if (to > a && madvise ((void *) a, to - a, MADV_POPULATE_WRITE) < 0)
+    to = UINTPTR_MAX; /* not here: faults as they come */
+  t->backed = to;
 }
 
 int
 cl_table_reserve (struct cl_table *t, size_t n)
 {
   tbl (t);
-  /* The indexes first: their mmap calls need the process's memory map
-   * for writing, which the warm-up thread holds (for reading) through
-   * each 2 MiB it backs, 4-11 ms here. */
   if (strmap_reserve (&t->by_name, n) < 0 || strmap_reserve (&t->by_cow, n) < 0
       || strmap_reserve (&t->by_ident, n) < 0)
     return -1;
   if (n > t->cap)
     {
-      tbl_warm_stop (t);
       struct cluster_vol *nv = realloc (t->vols, n * sizeof *nv);
       if (!nv)
         return -1;
       t->vols = nv;
       t->cap = n;
-      tbl_huge (nv, n * sizeof *nv);
-      tbl_warm_start (t, nv + t->n, (n - t->n) * sizeof *nv);
+      t->backed = 0;
     }
   return 0;
 }
