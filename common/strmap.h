@@ -107,8 +107,12 @@ strmap_get (const struct strmap *m, const char *key)
  * and populated in the same call: items land on random slots, so in
  * pages of 4 KiB the first few hundred inserts each took a page fault of
  * their own (three maps reserved for a table of 100,000 volumes: the
- * first 256 inserts took 16 ms on a paravirtualised host, 1,500 faults). */
-#define STRMAP_MAP_BYTES (1u << 20)
+ * first 256 inserts took 16 ms on a paravirtualised host, 1,500 faults).
+ * A fault costs 22-31 us there and populating 0.3 ms a MiB, so from 64
+ * KiB on (1 MiB before: at 10,000 volumes a joiner's three maps of 256
+ * KiB came from calloc, and reserving them took 3.8-4.6 ms of the CPU of
+ * its first step; populated, 0.3-0.5 ms). */
+#define STRMAP_MAP_BYTES (64u << 10)
 
 static inline void **
 strmap_slots (size_t cap)

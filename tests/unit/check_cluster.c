@@ -713,6 +713,24 @@ START_TEST (test_strmap_growth)
 }
 END_TEST
 
+/* A map's slots of 64 KiB or more are populated when they are made: no
+ * insert takes a page fault (common/strmap.h, strmap_slots). */
+START_TEST (test_strmap_populated)
+{
+  struct sm_item it = { "k", 0 };
+  struct strmap m = { .key = sm_key };
+  ck_assert_int_eq (strmap_reserve (&m, 5000), 0);
+  size_t bytes = m.cap * sizeof *m.slot;
+  ck_assert_uint_ge (bytes, 64u << 10);
+  ck_assert_uint_lt (bytes, 1u << 20);
+  ck_assert_uint_eq (resident_pages (m.slot, bytes),
+                     whole_pages (m.slot, bytes));
+  ck_assert_int_eq (strmap_put (&m, &it), 0);
+  ck_assert_ptr_eq (strmap_get (&m, "k"), &it);
+  strmap_free (&m);
+}
+END_TEST
+
 START_TEST (test_acquire_handoff_release)
 {
   struct cl_table t = { 0 };
@@ -968,6 +986,7 @@ main (void)
   tcase_add_test (tc, test_table_index);
   tcase_add_test (tc, test_table_backed);
   tcase_add_test (tc, test_strmap_growth);
+  tcase_add_test (tc, test_strmap_populated);
   tcase_add_test (tc, test_undefine_owned);
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
