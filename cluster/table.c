@@ -172,9 +172,9 @@ tbl_append (struct cl_table *t)
  * one call in the kernel and no fault: 20-23 ms for the 76 MiB here, 0.3
  * ms a MiB.  So the loop itself backs a large array ahead of the slot it
  * appends, at least half of TBL_AHEAD (1 MiB) and half a MiB at a time,
- * a call every 700 volumes, and never faults on the table.  Only advice: a kernel without
- * MADV_POPULATE_WRITE (before 5.14) says EINVAL, and the table takes its
- * faults as they come. */
+ * a call every 700 volumes, and never faults on the table.  Only advice:
+ * a kernel without MADV_POPULATE_WRITE (before 5.14) says EINVAL, and the
+ * table takes its faults as they come. */
 #define TBL_BACK_MIN (2u << 20)
 #define TBL_AHEAD (1u << 20)
 #define TBL_PAGE ((uintptr_t) 4096)
