@@ -524,27 +524,32 @@ START_TEST (test_table_index)
 }
 END_TEST
 
-/* How many pages lie whole in [p, p + len); how many of them are
- * resident (mincore). */
+/* The pages that lie whole in [p, p + len): from *a, how many; how many
+ * of them are resident (mincore). */
+static size_t
+whole_pages_at (void *p, size_t len, uintptr_t *a)
+{
+  const uintptr_t page = 4096;
+  *a = ((uintptr_t) p + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t) p + len) & ~(page - 1);
+  return (end - *a) / page;
+}
+
 static size_t
 whole_pages (void *p, size_t len)
 {
-  const uintptr_t page = 4096;
-  uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1);
-  uintptr_t end = ((uintptr_t) p + len) & ~(page - 1);
-  return (end - a) / page;
+  uintptr_t a;
+  return whole_pages_at (p, len, &a);
 }
 
 static size_t
 resident_pages (void *p, size_t len)
 {
-  const uintptr_t page = 4096;
-  uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1);
-  uintptr_t end = ((uintptr_t) p + len) & ~(page - 1);
-  size_t n = whole_pages (p, len), in = 0;
+  uintptr_t a;
+  size_t n = whole_pages_at (p, len, &a), in = 0;
   unsigned char *vec = malloc (n);
   ck_assert_ptr_nonnull (vec);
-  ck_assert_int_eq (mincore ((void *) a, end - a, vec), 0);
+  ck_assert_int_eq (mincore ((void *) a, n * 4096, vec), 0);
   for (size_t i = 0; i < n; i++)
     in += vec[i] & 1;
   free (vec);
