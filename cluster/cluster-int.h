@@ -10,7 +10,7 @@
  * 3: definitions carry the CoW device's VPD identity.
  * 4: SYNC_HAVE and SYNC_STATES (a joiner that has the definitions gets
  *    only the states). */
-#define CL_MSG_VERSION 4
+#define CL_MSG_VERSION 5
 #define CL_HDR_SIZE 16
 
 /* Message types: never renumbered or reused; a retired one stays a no-op. */

@@ -23,10 +23,13 @@
  *                 volume: u16 length + name, u16 length + base, u16 length
  *                 + cow, u16 length + cow_ident (no NUL; shorter than the
  *                 DEFINE fields), u32
- *                 chunk, u32 commit, u32 flags (1 exclusive, 2 bouncing),
- *                 u32 state, u32 owner, u64 epoch, u64 generation,
- *                 u32 requester, u32 fenced_node; then u32 crc32c of every
- *                 byte before it, header included.  A piece stays under
+ *                 chunk, u32 commit, u32 flags (1 exclusive, 2 bouncing,
+ *                 4 the bounce count follows), u32 state, u32 owner, u64
+ *                 epoch, u64 generation, u32 requester, u32 fenced_node,
+ *                 and with flag 4 the bounce count: u32 node a, u32 node
+ *                 b, u32 moves, u64 window start (sender's wall-clock ms);
+ *                 then u32 crc32c of every byte before it, header
+ *                 included.  A piece stays under
  *                 CL_PIECE_MAX: a table of any size travels in pieces of
  *                 a few hundred volumes, never as one huge CPG message.
  *   DEFINE_MANY   the SYNC_PIECE encoding, for definitions only (a node that
@@ -44,14 +47,18 @@
  *                 count), u64 sum0, u64 sum1 (the digest of the table's
  *                 definitions, of which total is the count), then per
  *                 volume: u16 length + name, u8 flags (1 bouncing, 2 the
- *                 numbers follow), u8 state, and with flag 2: u32 owner,
- *                 u64 epoch, u64 generation, u32 requester, u32
- *                 fenced_node; then u32 crc32c of every byte before it.
+ *                 numbers follow, 4 the bounce count follows), u8 state,
+ *                 with flag 2: u32 owner, u64 epoch, u64 generation, u32
+ *                 requester, u32 fenced_node, and with flag 4 the bounce
+ *                 count as in SYNC_PIECE; then u32 crc32c of every byte
+ *                 before it.
  *                 A volume nobody has used is 12 bytes or so, not 125.
  *
  * Version 2 added SYNC_PIECE and DEFINE_MANY; version 3 the cow_ident of
- * DEFINE and of a piece's volumes; version 4 (this one) SYNC_HAVE and
- * SYNC_STATES.  Agents of different
+ * DEFINE and of a piece's volumes; version 4 SYNC_HAVE and SYNC_STATES;
+ * version 5 (this one) the bounce count in both kinds of piece (a joiner
+ * that started its count from nothing would decide a request otherwise
+ * than the members it joined).  Agents of different
  * versions refuse each other's messages (-EPROTONOSUPPORT, logged once
  * per node by cpg.c), so a mixed cluster never shares a table.
  */
@@ -194,11 +201,44 @@ cluster_digest_equal (const struct cluster_digest *a,
 /* --- SYNC_PIECE, DEFINE_MANY and SYNC_STATES --- */
 
 #define PIECE_VOL_FIXED (8 + 44)
+#define BOUNCE_SIZE 20
+
+/* The bounce count travels only while there is one. */
+static bool
+bounce_counted (const struct cluster_vol *v)
+{
+  return v->bounce_count > 0;
+}
+
+static uint8_t *
+put_bounce (uint8_t *p, const struct cluster_vol *v)
+{
+  le32_put (p, v->bounce_a);
+  le32_put (p + 4, v->bounce_b);
+  le32_put (p + 8, v->bounce_count);
+  le64_put (p + 12, v->bounce_since_ms);
+  return p + BOUNCE_SIZE;
+}
+
+static int
+get_bounce (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
+{
+  const uint8_t *p = *pp;
+  if (end - p < BOUNCE_SIZE)
+    return -EINVAL;
+  v->bounce_a = le32_get (p);
+  v->bounce_b = le32_get (p + 4);
+  v->bounce_count = le32_get (p + 8);
+  v->bounce_since_ms = le64_get (p + 12);
+  *pp = p + BOUNCE_SIZE;
+  return v->bounce_count ? 0 : -EINVAL;
+}
 
 size_t
 cl_msg_piece_vol_size (const struct cluster_vol *v)
 {
-  return PIECE_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
+  return PIECE_VOL_FIXED + (bounce_counted (v) ? BOUNCE_SIZE : 0)
+         + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
          + strnlen (v->def.base, CLUSTER_URI_MAX - 1)
          + strnlen (v->def.cow, CLUSTER_URI_MAX - 1)
          + strnlen (v->def.cow_ident, CLUSTER_IDENT_MAX - 1);
@@ -220,7 +260,8 @@ size_t
 cl_msg_states_vol_size (const struct cluster_vol *v)
 {
   return STATES_VOL_FIXED + strnlen (v->def.name, CLUSTER_NAME_MAX - 1)
-         + (states_numbers (v) ? STATES_VOL_NUMBERS : 0);
+         + (states_numbers (v) ? STATES_VOL_NUMBERS : 0)
+         + (bounce_counted (v) ? BOUNCE_SIZE : 0);
 }
 
 static size_t
@@ -252,14 +293,15 @@ put_piece_vol (uint8_t *p, const struct cluster_vol *v)
   p = put_lstr (p, v->def.cow_ident, CLUSTER_IDENT_MAX);
   le32_put (p, v->def.chunk_size);
   le32_put (p + 4, v->def.commit);
-  le32_put (p + 8, (v->def.exclusive ? 1u : 0) | (v->bouncing ? 2u : 0));
+  le32_put (p + 8, (v->def.exclusive ? 1u : 0) | (v->bouncing ? 2u : 0)
+                       | (bounce_counted (v) ? 4u : 0));
   le32_put (p + 12, v->state);
   le32_put (p + 16, v->owner);
   le64_put (p + 20, v->epoch);
   le64_put (p + 28, v->generation);
   le32_put (p + 36, v->requester);
   le32_put (p + 40, v->fenced_node);
-  return p + 44;
+  return bounce_counted (v) ? put_bounce (p + 44, v) : p + 44;
 }
 
 static uint8_t *
@@ -267,17 +309,20 @@ put_states_vol (uint8_t *p, const struct cluster_vol *v)
 {
   bool numbers = states_numbers (v);
   p = put_lstr (p, v->def.name, CLUSTER_NAME_MAX);
-  p[0] = (uint8_t) ((v->bouncing ? 1 : 0) | (numbers ? 2 : 0));
+  p[0] = (uint8_t) ((v->bouncing ? 1 : 0) | (numbers ? 2 : 0)
+                    | (bounce_counted (v) ? 4 : 0));
   p[1] = (uint8_t) v->state;
   p += 2;
-  if (!numbers)
-    return p;
-  le32_put (p, v->owner);
-  le64_put (p + 4, v->epoch);
-  le64_put (p + 12, v->generation);
-  le32_put (p + 20, v->requester);
-  le32_put (p + 24, v->fenced_node);
-  return p + STATES_VOL_NUMBERS;
+  if (numbers)
+    {
+      le32_put (p, v->owner);
+      le64_put (p + 4, v->epoch);
+      le64_put (p + 12, v->generation);
+      le32_put (p + 20, v->requester);
+      le32_put (p + 24, v->fenced_node);
+      p += STATES_VOL_NUMBERS;
+    }
+  return bounce_counted (v) ? put_bounce (p, v) : p;
 }
 
 /* The piece's body after the header; the checksum goes in by the caller
@@ -329,7 +374,7 @@ get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
     return -EINVAL;
   const uint8_t *p = *pp;
   uint32_t flags = le32_get (p + 8);
-  if (le32_get (p + 12) > CL_FENCING || flags > 3)
+  if (le32_get (p + 12) > CL_FENCING || flags > 7)
     return -EINVAL;
   v->def.chunk_size = le32_get (p);
   v->def.commit = le32_get (p + 4);
@@ -342,7 +387,7 @@ get_piece_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
   v->requester = le32_get (p + 36);
   v->fenced_node = le32_get (p + 40);
   *pp = p + 44;
-  return 0;
+  return flags & 4 ? get_bounce (v, pp, end) : 0;
 }
 
 /* A SYNC_STATES volume: the name and the state; the definition is the
@@ -356,7 +401,7 @@ get_states_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
   const uint8_t *p = *pp;
   uint8_t flags = p[0], state = p[1];
   p += 2;
-  if (flags > 3 || state > CL_FENCING
+  if (flags > 7 || state > CL_FENCING
       || ((flags & 2) && end - p < STATES_VOL_NUMBERS))
     return -EINVAL;
   v->bouncing = flags & 1;
@@ -371,7 +416,7 @@ get_states_vol (struct cluster_vol *v, const uint8_t **pp, const uint8_t *end)
       p += STATES_VOL_NUMBERS;
     }
   *pp = p;
-  return 0;
+  return flags & 4 ? get_bounce (v, pp, end) : 0;
 }
 
 /* b: the whole message (its checksum covers the header too). */

@@ -27,7 +27,9 @@
  * Bounce detection: more than CL_BOUNCE_LIMIT moves by request between
  * the same two nodes within CL_BOUNCE_WINDOW_MS (sender wall-clock time
  * carried in the messages) set `bouncing`; further requests are refused
- * until an explicit MIGRATE or RELEASE.
+ * until an explicit MIGRATE or RELEASE, which start the count afresh.  The
+ * count and its window travel with the table to a joiner, so that every
+ * member decides the same on the next request.
  */
 #include <config.h>
 
@@ -288,6 +290,17 @@ ask_owner (struct cluster_vol *v, uint32_t to, const struct cl_effects *fx)
     fx->cb->on_handoff_request (fx->ud, v->def.name, to);
 }
 
+/* MIGRATE and RELEASE end a bounce: the next move by request starts a
+ * fresh count in a fresh window (a window left over from moves before
+ * would end in the middle of the new ones and lose their count). */
+static void
+bounce_clear (struct cluster_vol *v)
+{
+  v->bouncing = false;
+  v->bounce_a = v->bounce_b = v->bounce_count = 0;
+  v->bounce_since_ms = 0;
+}
+
 /* Count a move by request; true when the volume is now bouncing. */
 static bool
 bounce_note (struct cluster_vol *v, uint32_t from, uint32_t to, uint64_t now_ms)
@@ -375,7 +388,7 @@ apply_release (struct cl_table *t, struct cluster_vol *v, uint32_t s,
   if (v->owner != s || v->state == CL_FENCING)
     return;
   v->generation = m->generation;
-  v->bouncing = false;
+  bounce_clear (v);
   set_owner (v, v->state == CL_HANDING_OFF ? v->requester : 0, m->generation,
              fx);
 }
@@ -384,8 +397,7 @@ static void
 apply_migrate (struct cl_table *t, struct cluster_vol *v, uint32_t s,
                const struct cl_msg *m, const struct cl_effects *fx)
 {
-  v->bouncing = false;
-  v->bounce_count = 0;
+  bounce_clear (v);
   if (v->state == CL_UNOWNED)
     set_owner (v, m->node, v->generation, fx);
   else if (v->state != CL_FENCING && v->owner != m->node)

@@ -173,16 +173,19 @@ lab_cowctl 3 delete vm3
 echo "== two running consumers (nodes 2 and 3) write in turn: bouncing is stopped"
 # Each write on the node that does not own vm1 asks for it; more than six
 # moves between the same two nodes within 10 s stop the volume moving.
-moved=0 last=
+moved=0 last= took=
 for i in $(seq 12); do
   n=$(( i % 2 ? 3 : 2 ))
   pat=$(printf '0x%02x' $((0x30 + i))) off=$((12 * 1048576 + i * 65536))
+  t_w=$(date +%s%N)
   if ! timeout 5 qemu-io -f raw "$(sock $n)" -c "write -P $pat $off 4k" >/dev/null 2>&1; then
     stuck=$n; break
   fi
+  took+=" $(( ($(date +%s%N) - t_w) / 1000000 ))"
   moved=$i last="$pat $off"
 done
-[ -n "${stuck:-}" ] || fail "12 writes in turn moved vm1 12 times: no bounce detection"
+echo "   ms per write:$took"
+[ -n "${stuck:-}" ] || fail "12 writes in turn moved vm1 12 times (ms per write:$took): no bounce detection"
 echo "   $moved writes in turn were served; the next one, on node $stuck, waits" \
      "(a write that waits is served once the volume comes, like any other)"
 status 2 | jq -e '.bouncing == true' >/dev/null || fail "status does not say bouncing: $(status 2)"

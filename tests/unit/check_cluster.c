@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "byteorder.h"
 #include "cluster-int.h"
 #include "crc32c.h"
 #include "strmap.h"
@@ -85,6 +86,16 @@ msg (uint16_t type, const char *vol, uint32_t node, uint64_t gen)
       = { .type = type, .node = node, .generation = gen, .time_ms = 1000 };
   snprintf (m.def.name, sizeof m.def.name, "%s", vol);
   return m;
+}
+
+static void
+bounce_eq (const struct cluster_vol *v, uint32_t a, uint32_t b, uint32_t count,
+           uint64_t since)
+{
+  ck_assert_uint_eq (v->bounce_a, a);
+  ck_assert_uint_eq (v->bounce_b, b);
+  ck_assert_uint_eq (v->bounce_count, count);
+  ck_assert_uint_eq (v->bounce_since_ms, since);
 }
 
 /* Apply through the codec, as the wire would. */
@@ -174,6 +185,10 @@ START_TEST (test_piece_codec)
   vols[1].state = CL_FENCING;
   vols[1].fenced_node = 3;
   vols[1].bouncing = true;
+  vols[1].bounce_a = 1;
+  vols[1].bounce_b = 3;
+  vols[1].bounce_count = 7;
+  vols[1].bounce_since_ms = 1ull << 41;
   memset (vols[2].def.name, 'n', CLUSTER_NAME_MAX - 1); /* longest */
   memset (vols[2].def.cow, 'c', CLUSTER_URI_MAX - 1);
   memset (vols[2].def.cow_ident, 'i', CLUSTER_IDENT_MAX - 1);
@@ -204,6 +219,12 @@ START_TEST (test_piece_codec)
   ck_assert_int_eq (d.vols[1].state, CL_FENCING);
   ck_assert_uint_eq (d.vols[1].fenced_node, 3);
   ck_assert (d.vols[1].bouncing && !d.vols[0].bouncing);
+  struct cluster_vol uncounted = vols[1];
+  uncounted.bounce_count = 0;
+  ck_assert_uint_eq (cl_msg_piece_vol_size (&vols[1]),
+                     cl_msg_piece_vol_size (&uncounted) + 20);
+  bounce_eq (&d.vols[1], 1, 3, 7, 1ull << 41);
+  bounce_eq (&d.vols[0], 0, 0, 0, 0);
   ck_assert_str_eq (d.vols[2].def.name, vols[2].def.name);
   ck_assert_str_eq (d.vols[2].def.cow, vols[2].def.cow);
   ck_assert_str_eq (d.vols[2].def.cow_ident, vols[2].def.cow_ident);
@@ -269,6 +290,10 @@ START_TEST (test_states_codec)
   vols[2].fenced_node = 3;
   vols[2].requester = 4;
   vols[2].bouncing = true;
+  vols[2].bounce_a = 2;
+  vols[2].bounce_b = 4;
+  vols[2].bounce_count = 9;
+  vols[2].bounce_since_ms = 123456789012ull;
   struct cl_msg m = { .type = CL_MSG_SYNC_STATES,
                       .vols = vols,
                       .nvols = 3,
@@ -301,7 +326,34 @@ START_TEST (test_states_codec)
   ck_assert_uint_eq (d.vols[2].fenced_node, 3);
   ck_assert_uint_eq (d.vols[2].requester, 4);
   ck_assert (d.vols[2].bouncing && !d.vols[0].bouncing);
+  bounce_eq (&d.vols[2], 2, 4, 9, 123456789012ull);
+  bounce_eq (&d.vols[0], 0, 0, 0, 0);
   cl_msg_free (&d);
+  /* The count alone, without the numbers: a volume asked for while
+   * nobody owned it is not one, but the encoding allows it. */
+  vols[1].bounce_a = 5;
+  vols[1].bounce_b = 6;
+  vols[1].bounce_count = 1;
+  vols[1].bounce_since_ms = 77;
+  ck_assert_uint_eq (cl_msg_states_vol_size (&vols[1]), 4 + 6 + 20);
+  size_t len1;
+  uint8_t *buf1 = cl_msg_encode (&m, &len1);
+  ck_assert_uint_eq (len1, len + 20);
+  ck_assert_int_eq (cl_msg_decode (buf1, len1, &d), 0);
+  ck_assert_uint_eq (d.vols[1].epoch, 0);
+  bounce_eq (&d.vols[1], 5, 6, 1, 77);
+  cl_msg_free (&d);
+  /* A count of 0 that says it follows is malformed. */
+  size_t at = CL_HDR_SIZE + 32 + (2 + 1 + 2 + 28) + (2 + 6 + 2) + 8;
+  ck_assert_uint_eq (le32_get (buf1 + at), 1);
+  le32_put (buf1 + at, 0);
+  reseal (buf1, len1);
+  ck_assert_int_eq (cl_msg_decode (buf1, len1, &d), -EINVAL);
+  /* Cut in the middle of the last volume's count, resealed. */
+  le32_put (buf1 + at, 1);
+  reseal (buf1, len1 - 14);
+  ck_assert_int_eq (cl_msg_decode (buf1, len1 - 14, &d), -EINVAL);
+  free (buf1);
 
   uint8_t *cut = malloc (len);
   /* Cut in the middle of a volume's numbers, resealed. */
@@ -315,7 +367,7 @@ START_TEST (test_states_codec)
   reseal (cut, len);
   ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
   memcpy (cut, buf, len);
-  cut[first] = 4;
+  cut[first] = 8;
   reseal (cut, len);
   ck_assert_int_eq (cl_msg_decode (cut, len, &d), -EINVAL);
   /* An empty name. */
@@ -864,6 +916,124 @@ START_TEST (test_bounce)
 }
 END_TEST
 
+/* vm1 moves by request to the node that does not own it (its ACQUIRE at
+ * time ms, then the owner's HANDOFF unless the group refused): true when
+ * it moved. */
+static bool
+move_at (struct cl_table *t, struct seen *s, uint64_t ms)
+{
+  struct cluster_vol *v = cl_table_find (t, "vm1");
+  uint32_t owner = v->owner, other = 3 - owner;
+  struct cl_msg m = msg (CL_MSG_ACQUIRE, "vm1", 0, 0);
+  m.time_ms = ms;
+  apply (t, other, m, s, other);
+  if (v->state != CL_HANDING_OFF)
+    return false;
+  m = msg (CL_MSG_HANDOFF, "vm1", other, v->generation + 1);
+  m.time_ms = ms;
+  apply (t, owner, m, s, other);
+  return v->owner == other;
+}
+
+/* A migrate ends a bounce and the count starts afresh: a window left
+ * over from moves before the migrate does not end in the middle of the
+ * next ones (seven moves in 2.4 s after it are a bounce); nor does a
+ * release leave a count that the next move tips over. */
+START_TEST (test_bounce_fresh_count)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  define (&t, &s, false);
+  struct cl_msg m = msg (CL_MSG_ACQUIRE, "vm1", 0, 0);
+  apply (&t, 1, m, &s, 1);
+  for (uint64_t ms = 1000; ms < 4000; ms += 1000)
+    ck_assert (move_at (&t, &s, ms));
+  m = msg (CL_MSG_MIGRATE, "vm1", 1, 0);
+  m.time_ms = 5000;
+  apply (&t, 2, m, &s, 1);
+  struct cluster_vol *v = cl_table_find (&t, "vm1");
+  if (v->state == CL_HANDING_OFF)
+    {
+      m = msg (CL_MSG_HANDOFF, "vm1", 1, v->generation + 1);
+      apply (&t, v->owner, m, &s, 1);
+    }
+  ck_assert_uint_eq (v->owner, 1);
+  bounce_eq (v, 0, 0, 0, 0);
+  int moves = 0;
+  for (uint64_t ms = 9000; ms <= 11400; ms += 400)
+    moves += move_at (&t, &s, ms);
+  ck_assert_int_eq (moves, 6);
+  ck_assert (v->bouncing);
+  ck_assert_uint_eq (v->bounce_count, 7);
+  ck_assert_uint_eq (v->bounce_since_ms, 9000);
+  ck_assert_ptr_nonnull (strstr (s.last_error, "bouncing between nodes"));
+  /* The owner detaches: released, and the count with it. */
+  m = msg (CL_MSG_RELEASE, "vm1", 0, v->generation);
+  m.time_ms = 11500;
+  apply (&t, v->owner, m, &s, 1);
+  ck_assert_int_eq (v->state, CL_UNOWNED);
+  ck_assert (!v->bouncing);
+  bounce_eq (v, 0, 0, 0, 0);
+  m = msg (CL_MSG_ACQUIRE, "vm1", 0, 0);
+  m.time_ms = 11600;
+  apply (&t, 2, m, &s, 2);
+  ck_assert (move_at (&t, &s, 11700));
+  ck_assert (!v->bouncing);
+  bounce_eq (v, 2, 1, 1, 11700);
+  cl_table_clear (&t);
+}
+END_TEST
+
+/* A node that joins in the middle of a bounce window takes the count
+ * with the table, whole or as states: it then decides the next requests
+ * as the members it joined do, to the byte. */
+START_TEST (test_bounce_joiner)
+{
+  for (int states = 0; states < 2; states++)
+    {
+      struct cl_table a = { 0 }, b = { 0 };
+      struct seen sa = { 0 }, sb = { 0 };
+      define (&a, &sa, false);
+      apply (&a, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &sa, 1);
+      for (uint64_t ms = 1000; ms < 5000; ms += 1000)
+        ck_assert (move_at (&a, &sa, ms));
+      ck_assert_uint_eq (cl_table_find (&a, "vm1")->bounce_count, 4);
+      struct cl_msg p
+          = { .type = states ? CL_MSG_SYNC_STATES : CL_MSG_SYNC_PIECE,
+              .vols = a.vols,
+              .nvols = (uint32_t) a.n,
+              .total = (uint32_t) a.n,
+              .digest = a.digest,
+              .last = true };
+      size_t len;
+      void *buf = cl_msg_encode (&p, &len);
+      struct cl_msg d;
+      ck_assert_int_eq (cl_msg_decode (buf, len, &d), 0);
+      free (buf);
+      for (uint32_t i = 0; i < d.nvols; i++)
+        {
+          if (states) /* the joiner's own definition */
+            d.vols[i].def = a.vols[i].def;
+          ck_assert_ptr_nonnull (cl_table_add (&b, &d.vols[i]));
+        }
+      cl_msg_free (&d);
+      ck_assert_int_eq (memcmp (a.vols, b.vols, a.n * sizeof *a.vols), 0);
+      int ma = 0, mb = 0;
+      for (uint64_t ms = 5000; ms < 9000; ms += 500)
+        {
+          ma += move_at (&a, &sa, ms);
+          mb += move_at (&b, &sb, ms);
+        }
+      ck_assert_int_eq (ma, 2);
+      ck_assert_int_eq (mb, 2);
+      ck_assert (cl_table_find (&b, "vm1")->bouncing);
+      ck_assert_int_eq (memcmp (a.vols, b.vols, a.n * sizeof *a.vols), 0);
+      cl_table_clear (&a);
+      cl_table_clear (&b);
+    }
+}
+END_TEST
+
 START_TEST (test_node_down_fencing)
 {
   struct cl_table t = { 0 };
@@ -996,6 +1166,8 @@ main (void)
   tcase_add_test (tc, test_acquire_handoff_release);
   tcase_add_test (tc, test_exclusive_and_migrate);
   tcase_add_test (tc, test_bounce);
+  tcase_add_test (tc, test_bounce_fresh_count);
+  tcase_add_test (tc, test_bounce_joiner);
   tcase_add_test (tc, test_node_down_fencing);
   tcase_add_test (tc, test_fenced);
   tcase_add_test (tc, test_determinism);
