@@ -67,6 +67,10 @@ void cl_msg_free (struct cl_msg *m);
 /* The type of a message of this version (its length checked), without
  * decoding it; -1 otherwise. */
 int cl_msg_peek_type (const void *buf, size_t len);
+/* The piece number and the table's total of a SYNC_PIECE or SYNC_STATES
+ * (its length checked so far, not its checksum); -1 otherwise. */
+int cl_msg_peek_piece (const void *buf, size_t len, uint32_t *piece,
+                       uint32_t *total);
 /* The bytes one volume takes in a SYNC_PIECE, in a SYNC_STATES. */
 size_t cl_msg_piece_vol_size (const struct cluster_vol *v);
 size_t cl_msg_states_vol_size (const struct cluster_vol *v);

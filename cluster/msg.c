@@ -614,6 +614,19 @@ cl_msg_peek_type (const void *buf, size_t len)
   return b[2] | b[3] << 8;
 }
 
+int
+cl_msg_peek_piece (const void *buf, size_t len, uint32_t *piece,
+                   uint32_t *total)
+{
+  int type = cl_msg_peek_type (buf, len);
+  if ((type != CL_MSG_SYNC_PIECE && type != CL_MSG_SYNC_STATES)
+      || len < CL_HDR_SIZE + 8)
+    return -1;
+  *piece = le32_get ((const uint8_t *) buf + CL_HDR_SIZE);
+  *total = le32_get ((const uint8_t *) buf + CL_HDR_SIZE + 4);
+  return 0;
+}
+
 void
 cl_msg_free (struct cl_msg *m)
 {

@@ -210,6 +210,12 @@ START_TEST (test_piece_codec)
   ck_assert_int_eq (d.type, CL_MSG_SYNC_PIECE);
   ck_assert_uint_eq (d.piece, 7);
   ck_assert_uint_eq (d.total, 1000);
+  /* Without decoding (cpg.c reserves the table for piece 0 first). */
+  uint32_t pp = 0, pt = 0;
+  ck_assert_int_eq (cl_msg_peek_piece (buf, len, &pp, &pt), 0);
+  ck_assert_uint_eq (pp, 7);
+  ck_assert_uint_eq (pt, 1000);
+  ck_assert_int_eq (cl_msg_peek_piece (buf, len - 1, &pp, &pt), -1);
   ck_assert (d.last);
   ck_assert_uint_eq (d.nvols, 3);
   ck_assert_mem_eq (&d.vols[0].def, &vols[0].def, sizeof vols[0].def);
@@ -311,6 +317,16 @@ START_TEST (test_states_codec)
   ck_assert_int_eq (d.type, CL_MSG_SYNC_STATES);
   ck_assert_uint_eq (d.piece, 2);
   ck_assert (!d.last);
+  uint32_t pp = 0, pt = 0;
+  ck_assert_int_eq (cl_msg_peek_piece (buf, len, &pp, &pt), 0);
+  ck_assert_uint_eq (pp, 2);
+  ck_assert_uint_eq (pt, 100000);
+  /* Another type is not a piece. */
+  struct cl_msg mark = { .type = CL_MSG_SYNC_MARK };
+  size_t mlen;
+  void *mbuf = cl_msg_encode (&mark, &mlen);
+  ck_assert_int_eq (cl_msg_peek_piece (mbuf, mlen, &pp, &pt), -1);
+  free (mbuf);
   ck_assert (cluster_digest_equal (&d.digest, &m.digest));
   ck_assert_uint_eq (d.nvols, 3);
   ck_assert_str_eq (d.vols[0].def.name, "a");
