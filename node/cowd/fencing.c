@@ -315,13 +315,21 @@ fencing_on_conflict (struct backend *bk, void *opaque)
   fencing_self ("a write came back RESERVATION CONFLICT");
 }
 
-/* Writes reach a LUN only from an agent that was not fenced and whose
- * lease holds (a write stuck while the session was down stays unsent). */
-static bool
+/* Writes reach a LUN only from an agent that was not fenced (-EACCES: they
+ * fail) and whose lease holds with the group's table (-EAGAIN: they wait,
+ * unsent).  The lease alone is not enough: a node cut off and merged back
+ * renews it in the merged ring before the quorate side's table, which may
+ * have fenced it, has arrived; once the table is here (own_reconcile) a
+ * deposed agent is fenced and what waited fails. */
+static int
 fencing_may_write (struct backend *bk, void *opaque)
 {
-  return !cowd.fenced
-         && (!cowd.clustered || cowd_now_ns () < cluster_lease_deadline_ns ());
+  if (cowd.fenced)
+    return -EACCES;
+  if (cowd.clustered
+      && (cowd_now_ns () >= cluster_lease_deadline_ns () || !cluster_synced ()))
+    return -EAGAIN;
+  return 0;
 }
 
 /* The session that formats a CoW device: REGISTER AND IGNORE EXISTING

@@ -31,9 +31,16 @@
  * DEGRADED until a login succeeds.  After every (re)login, on_login runs
  * before anything else is sent: fencing registers its key there, since a
  * registration belongs to the session.  Then the parts that waited are
- * sent again -- except writes (and unmaps) when the backend is FENCED or
- * may_write says no (this host was fenced or its lease ran out while the
- * session was down): those fail (EACCES / EIO) and never reach the LUN.
+ * sent again -- except writes (and unmaps) that may_write holds back.
+ * When this host was fenced (the backend FENCED, or may_write -EACCES)
+ * they fail with EACCES and never reach the LUN.  When its lease is out
+ * (may_write -EAGAIN: a membership change, corosync stalled, the group's
+ * table not here yet) they wait,
+ * unsent, and go out once the lease is back (isc_tick asks every
+ * ISC_LEASE_POLL_MS); a write that was in flight when the lease ran out is
+ * not failed for it.  One that waits longer than the deadline fails with
+ * EIO, the backend staying healthy.  A write submitted while the lease is
+ * out waits the same way.
  * (libiscsi's own reconnect is turned off: it gives no hook after the login.)
  */
 #include <config.h>
@@ -57,6 +64,7 @@
 
 #define ISC_RETRIES 8
 #define ISC_TICK_MS 250
+#define ISC_LEASE_POLL_MS 20 /* while a write waits for the lease */
 #define ISC_LOGIN_TIMEOUT_MS 2000u
 #define ISC_LATER 2 /* isc_sense_error: send again later */
 
@@ -87,7 +95,8 @@ struct isc_part
   uint32_t nblocks;
   bool fua;
   int retries;
-  bool later; /* the LUN was not ready: isc_tick resends */
+  bool later;      /* the LUN was not ready: isc_tick resends */
+  bool lease_wait; /* a write held back while this host's lease is out */
   uint64_t start_ns;
   struct scsi_task *task;
   struct scsi_iovec iov;
@@ -122,7 +131,7 @@ struct isc_priv
   void (*on_login) (struct backend *bk, void *opaque);
   void *on_login_opaque;
   void (*on_fenced) (struct backend *bk, void *opaque);
-  bool (*may_write) (struct backend *bk, void *opaque);
+  int (*may_write) (struct backend *bk, void *opaque);
   struct backend *bk;
 };
 
@@ -130,6 +139,7 @@ static void isc_update_poll (struct isc_priv *ip);
 static void isc_priv_free (struct isc_priv *ip);
 static int isc_send (struct isc_part *p);
 static void isc_reset (struct isc_priv *ip, const char *why);
+static int isc_write_refused (struct isc_priv *ip);
 
 struct iscsi_context *
 backend_iscsi_context (struct backend *bk)
@@ -318,6 +328,15 @@ isc_send (struct isc_part *p)
   if (ip->connecting || !ip->logged_in)
     return 0; /* sent when the session is back */
   p->later = false;
+  if (p->op == ISC_WRITE || p->op == ISC_UNMAP)
+    {
+      int refused = isc_write_refused (ip);
+      p->lease_wait = refused == -EAGAIN;
+      if (p->lease_wait)
+        return 0; /* isc_tick sends it once the lease is back */
+      if (refused)
+        return refused;
+    }
   switch (p->op)
     {
     case ISC_READ:
@@ -345,15 +364,15 @@ isc_send (struct isc_part *p)
   return 0;
 }
 
-/* Writes may not go out: -EACCES (fenced), -EIO (may_write says no), 0. */
+/* May writes go out now: 0, -EACCES (fenced: never), -EAGAIN (the lease
+ * is out: later). */
 static int
 isc_write_refused (struct isc_priv *ip)
 {
   if (ip->bk->health == BK_FENCED)
     return -EACCES;
-  if (ip->may_write && !ip->may_write (ip->bk, ip->on_login_opaque))
-    return -EIO;
-  return 0;
+  int r = ip->may_write ? ip->may_write (ip->bk, ip->on_login_opaque) : 0;
+  return r == -EACCES || r == -EAGAIN ? r : 0;
 }
 
 static int
@@ -363,9 +382,8 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
   struct isc_priv *ip = bk->priv;
   if (bk->health == BK_DEGRADED)
     return -EIO;
-  int refused = op == ISC_WRITE || op == ISC_UNMAP ? isc_write_refused (ip) : 0;
-  if (refused)
-    return refused;
+  if ((op == ISC_WRITE || op == ISC_UNMAP) && isc_write_refused (ip) == -EACCES)
+    return -EACCES; /* a write while the lease is out waits (isc_send) */
   if ((off | len) % ip->block_size)
     return -EINVAL;
   struct isc_parent *par = calloc (1, sizeof *par);
@@ -500,17 +518,56 @@ isc_update_poll (struct isc_priv *ip)
     }
 }
 
+/* A write held back for the lease, with the session up: send it if the
+ * lease is back (1), keep it if not (0), fail it if this host was fenced
+ * or the deadline passed (-1). */
+static int
+isc_lease_retry (struct isc_part *p, uint64_t now, uint64_t limit)
+{
+  struct isc_priv *ip = p->ip;
+  if (now - p->start_ns >= limit)
+    {
+      qb_log (LOG_ERR,
+              "iscsi: %s: a write waited %u ms for this host's lease: "
+              "failing it with EIO",
+              ip->safe_url, ip->deadline_ms);
+      isc_part_done (p, -EIO);
+      return -1;
+    }
+  int r = isc_send (p);
+  if (r < 0)
+    {
+      if (r == -EACCES)
+        qb_log (LOG_WARNING,
+                "iscsi: %s: a write that waited for this host's lease was "
+                "not sent: this host was fenced",
+                ip->safe_url);
+      isc_part_done (p, r);
+      return -1;
+    }
+  return p->lease_wait ? 0 : 1;
+}
+
 /* Fail the parts that waited longer than the deadline; send again those
- * the LUN was not ready for. */
-static void
+ * the LUN was not ready for, and the writes held back for the lease once
+ * it is back.  True when a write still waits for the lease. */
+static bool
 isc_check_deadline (struct isc_priv *ip)
 {
   uint64_t now = cowd_now_ns (),
            limit = (uint64_t) ip->deadline_ms * 1000000ull;
-  bool expired = false;
+  bool expired = false, lease_wait = false;
+  unsigned sent = 0;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
       next = p->next;
+      if (p->lease_wait && ip->logged_in)
+        {
+          int r = isc_lease_retry (p, now, limit);
+          lease_wait |= r == 0;
+          sent += r == 1;
+          continue;
+        }
       uint64_t since
           = p->start_ns > ip->lost_at_ns ? p->start_ns : ip->lost_at_ns;
       if (p->later && ip->logged_in && now - p->start_ns < limit)
@@ -536,6 +593,12 @@ isc_check_deadline (struct isc_priv *ip)
               ip->safe_url, ip->deadline_ms);
       ip->bk->health = BK_DEGRADED;
     }
+  if (sent)
+    qb_log (LOG_NOTICE,
+            "iscsi: %s: this host's lease is back: %u write(s) that "
+            "waited for it went out",
+            ip->safe_url, sent);
+  return lease_wait;
 }
 
 static void
@@ -555,10 +618,11 @@ isc_tick (void *data)
     isc_reset (ip, iscsi_get_error (ip->ctx));
   else
     isc_update_poll (ip);
-  isc_check_deadline (ip);
+  bool lease_wait = isc_check_deadline (ip);
   qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
-                     (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
-                     &ip->timer);
+                     (uint64_t) (lease_wait ? ISC_LEASE_POLL_MS : ISC_TICK_MS)
+                         * 1000000ull,
+                     ip, isc_tick, &ip->timer);
 }
 
 /* A context with this host's settings; libiscsi's reconnect off. */
@@ -589,29 +653,36 @@ isc_logged_in (struct isc_priv *ip)
     }
   if (ip->on_login)
     ip->on_login (ip->bk, ip->on_login_opaque);
-  int refuse = isc_write_refused (ip);
-  unsigned dropped = 0;
+  bool fenced = isc_write_refused (ip) == -EACCES;
+  unsigned dropped = 0, waiting = 0;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
       next = p->next;
       bool write = p->op == ISC_WRITE || p->op == ISC_UNMAP;
       if (p->task)
         continue;
-      if (write && refuse)
+      if (write && fenced)
         {
           dropped++;
-          isc_part_done (p, refuse);
+          isc_part_done (p, -EACCES);
+          continue;
         }
-      else if (isc_send (p) < 0)
-        isc_part_done (p, -EIO);
+      int r = isc_send (p);
+      if (r < 0)
+        isc_part_done (p, r == -EACCES ? r : -EIO);
+      else
+        waiting += p->lease_wait;
     }
   if (dropped)
     qb_log (LOG_WARNING,
             "iscsi: %s: %u write(s) that waited for the session "
-            "were not sent: %s",
-            ip->safe_url, dropped,
-            refuse == -EACCES ? "this host was fenced"
-                              : "this host's lease ran out");
+            "were not sent: this host was fenced",
+            ip->safe_url, dropped);
+  if (waiting)
+    qb_log (LOG_NOTICE,
+            "iscsi: %s: %u write(s) that waited for the session wait "
+            "for this host's lease, which is out",
+            ip->safe_url, waiting);
 }
 
 static void

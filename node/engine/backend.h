@@ -48,8 +48,9 @@ struct backend_ops
                   bk_done_fn *done, void *opaque);
   /* Optional: this host may not write now (fenced, lease out): drop the
    * connection so that nothing already sent but not yet delivered reaches
-   * the device later; requests in flight stay and are sent again, or
-   * refused (backend_opts.may_write), on the next connection. */
+   * the device later; requests in flight stay and are sent again on the
+   * next connection, writes once backend_opts.may_write allows them (or
+   * refused when it says this host was fenced). */
   void (*abort) (struct backend *bk);
   void (*close) (struct backend *bk);
   /* Blocking variants for setup paths only (format, open, close): they
@@ -106,10 +107,11 @@ struct backend_opts
    * every write and flush); returns 0 with *bk replaced, or -errno. */
   int (*wrap) (struct backend **bk, void *opaque);
   void *wrap_opaque;
-  /* iSCSI: may this host write now (not fenced, its lease holds)?  Asked
-   * before a write is submitted and before the writes that waited for a
-   * lost session are sent again; NULL = always. */
-  bool (*may_write) (struct backend *bk, void *opaque);
+  /* iSCSI: may this host write now?  0 yes; -EACCES never (this host was
+   * fenced: writes fail); -EAGAIN not yet (its lease is out: writes wait,
+   * unsent, until it is back or the reconnect deadline passes).  Asked
+   * before each write is sent, sent again or submitted; NULL = always. */
+  int (*may_write) (struct backend *bk, void *opaque);
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is

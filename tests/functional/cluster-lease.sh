@@ -4,7 +4,9 @@
 # for a second, shorter than the token timeout, so the group itself sees
 # nothing.  cowd hears none of its own heartbeats back, holds writes within
 # quorum-loss-timeout-ms (400 ms here), and serves again once corosync
-# delivers them; a client writing all along loses nothing.  Then corosync
+# delivers them; a client writing all along loses nothing and sees no
+# error, and a write in flight when the lease runs out (its session
+# dropped, tgtd stopped meanwhile) waits for the lease.  Then corosync
 # on the owner goes away for good: cowd holds writes and says so.  And a
 # lease not shorter than corosync's token + consensus gets a warning.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
@@ -60,7 +62,39 @@ echo "   $before writes acknowledged before the stop; the last one while stopped
 [ "$late" -eq 0 ] || fail "$late writes were acknowledged more than 700 ms into the stop"
 [ "$before" -gt 0 ] && [ "$after" -gt 0 ] || fail "the writer did not write before and after"
 is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not serve v again"
+# Held, never failed: a write in flight when the lease ran out waits for it.
+[ ! -s "$LAB_DIR/writer.err" ] || fail "a write failed while the lease was out: $(head -3 "$LAB_DIR/writer.err")"
 python3 "$writer" verify "$LAB_DIR/v.log" 0 "$(sock 1 v)" || fail "an acknowledged write was lost"
+
+echo "== a write in flight when the lease runs out waits for it (no EIO)"
+# tgtd stops with a write of node 1 sent and unanswered; the lease runs out
+# (corosync on node 1 stopped for 1.2 s); cowd drops the session with the
+# write in flight; tgtd comes back and the session with it while the lease
+# is still out: the write waits, and goes out once the lease is back.
+from=$(($(wc -l <"$log1") + 1))
+kill -STOP "$_lab_tgt_pid"
+cleanup_fn kill -CONT "$_lab_tgt_pid"
+timeout 20 qemu-io -f raw "$(sock 1 v)" -c "write -P 0x77 8M 64k" >"$LAB_DIR/w77.out" 2>&1 & w=$!
+sleep 0.3
+held=$(grep -c "writes are held as if quorum were lost" "$log1")
+kill -STOP "$cpid"
+sleep 0.8
+kill -CONT "$_lab_tgt_pid"
+wait_until 5 lab_log_has 1 "session re-established" || fail "node 1's session did not come back: $(tail -5 "$log1")"
+sleep 0.4
+kill -CONT "$cpid"
+rc=0; wait "$w" || rc=$?
+[ "$(grep -c "writes are held as if quorum were lost" "$log1")" -gt "$held" ] \
+  || fail "the lease did not run out while corosync was stopped"
+grep -q "dropping the session with writes in flight" "$log1" \
+  || fail "cowd did not drop the session with the write in flight"
+! grep -q "were not sent: this host's lease ran out" "$log1" \
+  || fail "a write that waited for the session was failed for the lease"
+[ $rc -eq 0 ] || fail "the write in flight failed (qemu-io exit $rc): $(cat "$LAB_DIR/w77.out")"
+tail -n +"$from" "$log1" | grep -E "iscsi:|held|heartbeats" | sed 's/^/   /'
+qio_ok "$(sock 1 v)" "the write that waited for the lease is not on v" "read -P 0x77 8M 64k"
+is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not serve v"
+echo "   the write waited for the lease and was acknowledged; the data is there"
 
 echo "== corosync on the owner goes away"
 kill -9 "$cpid"

@@ -27,7 +27,9 @@
 #   lab_cowctl N ARGS     cowctl against host N's cowd
 #   lab_kill N PID        SIGKILL a process of host N (a crash)
 #   lab_teardown          stop everything by pid, delete namespaces and the
-#                         directory; safe twice and after a partial setup
+#                         directory; safe twice and after a partial setup;
+#                         after a failure it first prints the last
+#                         LAB_DUMP_LINES (80) lines of each host's cowd log
 #   lab_pcmk_host N       host N for Pacemaker: as lab_host, but the host
 #                         is also in its own PID and UTS namespace
 #                         (hostname nN; SIGKILL of its init powers it off),
@@ -213,10 +215,22 @@ lab_cowd() {
 
 lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "${_lab_run[$n]:-$(lab_dir "$n")/run}" "$@"; }
 
+# A failed test's output ends with the last lines of every host's cowd log
+# (CI keeps nothing else of a lab): rc is _run_cleanups' exit status.
+lab_dump_logs() {
+  local f
+  for f in "$LAB_DIR"/h*/log/cowd.log; do
+    [ -s "$f" ] || continue
+    echo "---- ${f#"$LAB_DIR"/}, its last ${LAB_DUMP_LINES:-80} lines"
+    tail -n "${LAB_DUMP_LINES:-80}" "$f"
+  done
+}
+
 lab_teardown() {
   set +e
   local p n
   local pids=""
+  [ "${rc:-0}" -ne 0 ] && [ -n "$LAB_DIR" ] && lab_dump_logs
   [ -f "$LAB_DIR/pids" ] && pids=$(cat "$LAB_DIR/pids")
   for n in "${!_lab_unshare_pid[@]}"; do lab_poweroff "$n"; done
   for p in $pids; do kill "$p" 2>/dev/null; done
