@@ -55,8 +55,10 @@ struct own_vol
   bool quorum_held; /* held because quorum was lost */
   bool incoming;    /* attached --incoming: take it when free */
   uint32_t handoff_to;
-  uint64_t epoch;                   /* the epoch we serve under, 0 = none */
-  bool taking_over;                 /* vol_takeover_async under way */
+  bool handing_off;   /* on_handoff_request until own_cleaned */
+  bool handoff_lease; /* ... waiting for the lease to drain again */
+  uint64_t epoch;     /* the epoch we serve under, 0 = none */
+  bool taking_over;   /* vol_takeover_async under way */
   uint64_t t_request_ns, t_hold_ns; /* handoff timing */
 };
 
@@ -446,6 +448,7 @@ own_taken (void *opaque, int res, const char *err)
     }
   own_vol (e)->epoch = epoch;
   own_vol (e)->incoming = false; /* attach --incoming's wish is met */
+  own_vol (e)->handing_off = own_vol (e)->handoff_lease = false;
   qb_log (LOG_INFO,
           "cluster: %s: owned by this node, epoch %" PRIu64
           ", generation %" PRIu64,
@@ -465,11 +468,48 @@ own_taken (void *opaque, int res, const char *err)
   own_wake (e, 0, NULL);
 }
 
+/* A handoff's drain or clean mark refused for the lease (it ran out: a
+ * membership change, this agent stopped for a while): the volume stays
+ * held and the handoff goes on once the lease is back (own_serve_again),
+ * instead of being given up while the group waits for it. */
+static void own_drained (void *opaque, int res);
+
+/* A handoff holds e (a close that took the hold over ends it). */
+static bool
+own_handing_off (const struct vol_entry *e)
+{
+  return own_vol (e)->handing_off && vol_is_held (e->vol);
+}
+
+static bool
+own_handoff_waits (struct vol_entry *e, int r)
+{
+  if (r != -EACCES || !own_handing_off (e) || cowd.fenced
+      || vol_get_state (e->vol) == VOL_STATE_FENCED || !own_vol (e)->epoch)
+    return false;
+  if (vol_serving (e->vol))
+    {
+      /* Back before this answer came: drain again now. */
+      vol_hold (e->vol, own_drained, e);
+      return true;
+    }
+  if (!own_vol (e)->handoff_lease)
+    qb_log (LOG_NOTICE,
+            "cluster: %s: the handoff to node %u waits for this node's "
+            "lease, which ran out",
+            e->name, own_vol (e)->handoff_to);
+  own_vol (e)->handoff_lease = true;
+  return true;
+}
+
 static void
 own_cleaned (void *opaque, int r)
 {
   struct vol_entry *e = opaque;
   uint64_t gen = vol_generation (e->vol);
+  if (own_handoff_waits (e, r))
+    return;
+  own_vol (e)->handing_off = false;
   if (r < 0 && (cowd.fenced || vol_get_state (e->vol) == VOL_STATE_FENCED))
     {
       qb_log (LOG_ERR,
@@ -523,6 +563,8 @@ own_on_handoff_request (void *ud, const char *vol, uint32_t to)
       return;
     }
   own_vol (e)->handoff_to = to;
+  own_vol (e)->handing_off = true;
+  own_vol (e)->handoff_lease = false;
   own_vol (e)->t_hold_ns = cowd_now_ns ();
   vol_hold (e->vol, own_drained, e);
 }
@@ -574,6 +616,17 @@ own_serve_again (struct vol_entry *e)
 {
   bool held = own_vol (e)->quorum_held;
   own_vol (e)->quorum_held = false;
+  if (own_handing_off (e))
+    {
+      /* The hold is the handoff's: it goes on, never resumes here. */
+      vol_confirm (e->vol);
+      if (own_vol (e)->handoff_lease)
+        {
+          own_vol (e)->handoff_lease = false;
+          vol_hold (e->vol, own_drained, e);
+        }
+      return;
+    }
   if (held)
     vol_resume (e->vol);
   vol_confirm (e->vol);
@@ -592,7 +645,8 @@ own_on_quorum (void *ud, bool quorate)
       if (!quorate && vol_get_state (e->vol) == VOL_STATE_ACTIVE)
         {
           own_vol (e)->quorum_held = true;
-          vol_hold (e->vol, NULL, NULL);
+          if (!own_handing_off (e)) /* else held with its drain */
+            vol_hold (e->vol, NULL, NULL);
         }
       else if (quorate && cluster_synced () && own_vol (e)->epoch
                && own_confirmed (e))

@@ -10,7 +10,8 @@
 # stopped as bouncing with a clear error until cowctl migrate; the whole
 # cluster restarts and the definitions and data come back.  A create with
 # --force on another node, naming vm1's CoW LUN through another portal, is
-# refused and vm1's data stays.
+# refused and vm1's data stays.  An owner stopped (SIGSTOP) past its lease
+# while a handoff is asked of it hands over once it runs again.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires qemu-io tgtd jq cowd cowctl timeout
@@ -155,16 +156,25 @@ kill -STOP "${cowd_pid[1]}"
 cleanup_fn kill -CONT "${cowd_pid[1]}"
 t0=$SECONDS rc=0
 out=$(lab_cowctl 3 --json attach vm3 --incoming --wait-owned 2) || rc=$?
+# Node 1 stays stopped past its lease (3 s): when it runs again its lease
+# runs out while it drains vm3 for the handoff node 3 asked for meanwhile.
+held1=$(grep -c "writes are held as if quorum were lost" "$(lab_dir 1)/log/cowd.log" || true)
+sleep 2.5
 kill -CONT "${cowd_pid[1]}"
 echo "   $out (after $((SECONDS - t0)) s)"
 [ $rc -eq 1 ] || fail "attach --wait-owned with the owner stopped exited $rc: $out"
 [ "$(jq -r .error.code <<<"$out")" = timeout ] || fail "wrong error code: $out"
 [ "$(jq -r .error.message <<<"$out")" = "volume vm3: node 1 did not hand it over within 2 s (cluster state handing-off, local state readonly)" ] \
   || fail "wrong error sentence: $out"
-[ $((SECONDS - t0)) -le 6 ] || fail "the 2 s wait took $((SECONDS - t0)) s"
+[ $((SECONDS - t0)) -le 9 ] || fail "the 2 s wait took $((SECONDS - t0)) s"
 # Node 1, running again, hands it over: node 3 asked and stays attached.
+# The lease that ran out meanwhile holds the handoff, never drops it.
 owned3() { lab_cowctl 3 --json status vm3 | jq -e '.owner == 3 and .state == "active"' >/dev/null; }
 wait_until 20 owned3 || fail "node 3 did not get vm3 once node 1 ran again: $(lab_cowctl 3 --json status vm3)"
+[ "$(grep -c "writes are held as if quorum were lost" "$(lab_dir 1)/log/cowd.log")" -gt "$held1" ] \
+  || fail "node 1's lease did not run out while it was stopped"
+grep "vm3: the handoff to node 3 waits for this node's lease" "$(lab_dir 1)/log/cowd.log" | sed 's/^/   /' | grep . \
+  || fail "node 1 did not say that the handoff waits for its lease"
 qio_ok "nbd+unix:///?socket=$(lab_dir 3)/run/vm3.sock" "vm3's data on node 3" "read -P 0x7b 0 64k"
 lab_cowctl 1 detach vm3
 lab_cowctl 3 detach vm3

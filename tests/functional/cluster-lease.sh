@@ -76,7 +76,7 @@ kill -STOP "$_lab_tgt_pid"
 cleanup_fn kill -CONT "$_lab_tgt_pid"
 timeout 20 qemu-io -f raw "$(sock 1 v)" -c "write -P 0x77 8M 64k" >"$LAB_DIR/w77.out" 2>&1 & w=$!
 sleep 0.3
-held=$(grep -c "writes are held as if quorum were lost" "$log1")
+held=$(grep -c "writes are held as if quorum were lost" "$log1" || true)
 kill -STOP "$cpid"
 sleep 0.8
 kill -CONT "$_lab_tgt_pid"
