@@ -864,6 +864,39 @@ isc_abort (struct backend *bk)
   isc_reset (ip, "aborted");
 }
 
+static void
+isc_give_up_deferred (void *data)
+{
+  struct isc_priv *ip = data;
+  if (isc_deferred_gone (ip))
+    return;
+  unsigned n = 0;
+  for (struct isc_part *p = ip->inflight, *next; p; p = next)
+    {
+      next = p->next;
+      if (p->lease_wait)
+        n++, isc_part_done (p, -EIO);
+    }
+  if (n)
+    qb_log (LOG_WARNING,
+            "iscsi: %s: %u write(s) that waited for this host's lease were "
+            "not sent: the volume closes or this host was fenced",
+            ip->safe_url, n);
+}
+
+/* The writes held back for the lease fail (from the loop: never inside the
+ * engine's call). */
+static void
+isc_give_up (struct backend *bk)
+{
+  struct isc_priv *ip = bk->priv;
+  struct isc_part *p = ip->inflight;
+  while (p && !p->lease_wait)
+    p = p->next;
+  if (p)
+    isc_defer (ip, isc_give_up_deferred);
+}
+
 static const struct backend_ops isc_ops = {
   .name = "iscsi",
   .read = isc_read,
@@ -871,6 +904,7 @@ static const struct backend_ops isc_ops = {
   .flush = isc_flush,
   .discard = isc_discard,
   .abort = isc_abort,
+  .give_up = isc_give_up,
   .close = isc_close,
   .pread_sync = isc_pread_sync,
   .pwrite_sync = isc_pwrite_sync,

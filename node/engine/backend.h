@@ -52,6 +52,10 @@ struct backend_ops
    * next connection, writes once backend_opts.may_write allows them (or
    * refused when it says this host was fenced). */
   void (*abort) (struct backend *bk);
+  /* Optional: the writes waiting for may_write (the lease) will never be
+   * sent (their volume closes, or this host was fenced): they fail with
+   * EIO, from the loop, soon after. */
+  void (*give_up) (struct backend *bk);
   void (*close) (struct backend *bk);
   /* Blocking variants for setup paths only (format, open, close): they
    * return 0 or -errno and never touch the main loop. */

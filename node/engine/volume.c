@@ -1083,12 +1083,15 @@ vol_park (struct vreq *rq)
   vreq_append (&rq->v->parked_head, &rq->v->parked_tail, rq);
 }
 
-/* Nothing this host still holds back will ever be acknowledged. */
+/* Nothing this host still holds back will ever be acknowledged, nor
+ * written: the writes the device holds back for the lease fail too. */
 static void
 vol_abandon (struct volume *v)
 {
   vol_unpark (v, -EIO);
   commit_fail_waiting (v, -EIO);
+  if (v->cow->ops->give_up)
+    v->cow->ops->give_up (v->cow);
 }
 
 void

@@ -7,7 +7,9 @@
 # delivers them; a client writing all along loses nothing and sees no
 # error, and a write in flight when the lease runs out (its session
 # dropped, tgtd stopped meanwhile) waits for the lease.  Then corosync
-# on the owner goes away for good: cowd holds writes and says so.  And a
+# on the owner goes away for good: cowd holds writes and says so, and a
+# SIGTERM then ends cowd at once, the write waiting for the lease failed
+# and the volume left dirty.  And a
 # lease not shorter than corosync's token + consensus gets a warning.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
@@ -20,7 +22,7 @@ lab_small_cluster
 iqn=$LAB_IQN
 printf '[cowd]\nfencing = manual\nquorum-loss-timeout-ms = 400\n' > "$LAB_DIR/cowd.conf"
 printf '[cowd]\nfencing = manual\nquorum-loss-timeout-ms = 4000\n' > "$LAB_DIR/cowd-long.conf"
-lab_cowd 1 --config "$LAB_DIR/cowd.conf" >/dev/null
+cowd1=$(lab_cowd 1 --config "$LAB_DIR/cowd.conf")
 lab_cowd 2 --config "$LAB_DIR/cowd-long.conf" >/dev/null
 
 sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
@@ -97,12 +99,39 @@ is 1 v '.owner == 1 and .state == "active"' || fail "node 1 does not serve v"
 echo "   the write waited for the lease and was acknowledged; the data is there"
 
 echo "== corosync on the owner goes away"
+# With a write of node 1 in flight (tgtd stopped, then back): it waits for
+# the lease, which does not come back.
+from=$(($(wc -l <"$log1") + 1))
+kill -STOP "$_lab_tgt_pid"
+timeout 30 qemu-io -f raw "$(sock 1 v)" -c "write -P 0x99 9M 64k" >"$LAB_DIR/w99.out" 2>&1 & w=$!
+sleep 0.3
 kill -9 "$cpid"
 wait_until 5 grep -q "lost the connection to corosync" "$log1" \
   || fail "cowd did not notice corosync going away"
+kill -CONT "$_lab_tgt_pid"
+since() { tail -n +"$from" "$log1" | grep -q "$1"; }
+wait_until 10 since "write(s) that waited for the session wait for this host's lease" \
+  || fail "node 1's write in flight does not wait for the lease: $(tail -n +"$from" "$log1" | grep iscsi: | tail -3)"
 if timeout 3 qemu-io -f raw "$(sock 1 v)" -c "write -P 0x88 0 4k" >/dev/null 2>&1; then
   fail "node 1 acknowledged a write without corosync"
 fi
 lab_cowctl 1 nodes | grep -q "quorate:    NO" || fail "cowd on node 1 does not report quorum loss"
 echo "   writes are held and cowd says why"
+
+echo "== SIGTERM with a write waiting for the lease: cowd exits at once"
+t0=$(lab_uptime_ms)
+kill -TERM "$cowd1"
+end=$((SECONDS + 10))
+while lab_alive "$cowd1" && [ $SECONDS -lt $end ]; do sleep 0.01; done
+stop_ms=$(($(lab_uptime_ms) - t0))
+! lab_alive "$cowd1" || fail "cowd did not exit within 10 s of SIGTERM"
+rc=0; wait "$w" || rc=$?
+tail -n +"$from" "$log1" | grep -E "iscsi: .*lease|closed without" | sed 's/^/   /'
+echo "   cowd exited $stop_ms ms after SIGTERM; the waiting write's client: exit $rc"
+[ "$stop_ms" -lt 1000 ] || fail "cowd took $stop_ms ms to exit with a write waiting for the lease"
+[ $rc -ne 0 ] || fail "the write that waited for the lease was acknowledged"
+grep -q "write(s) that waited for this host's lease were not sent: the volume closes" "$log1" \
+  || fail "cowd did not say it gave up the write that waited for the lease"
+grep -q "v: closed without marking it clean (the lease ran out)" "$log1" \
+  || fail "cowd does not say it left v dirty: $(grep 'volume: v' "$log1" | tail -3)"
 pass

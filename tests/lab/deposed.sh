@@ -173,26 +173,19 @@ dep_freeze() {
 
 # Still running: a process that exited is a zombie until its parent (not
 # this shell) reaps it, and kill -0 still finds it.
-dep_alive() {
-  local pid comm st
-  read -r pid comm st _ < "/proc/$1/stat" 2>/dev/null && [ "$st" != Z ]
-}
-# CLOCK_BOOTTIME in ms from /proc/uptime (10 ms steps), without starting a
-# process: the stop time must not include a python's start-up.
-dep_uptime_ms() { local up _; read -r up _ < /proc/uptime; echo $((10#${up/./} * 10)); }
 
 # SIGTERM to exit of node 1's cowd; then node 1 serves v again.
 dep_restart() {
   local pid=${dep_cowd[1]} t0 t1
-  t0=$(dep_uptime_ms)
+  t0=$(lab_uptime_ms)
   kill -TERM "$pid"
   local end=$((SECONDS + 10))
-  while dep_alive "$pid" && [ $SECONDS -lt $end ]; do sleep 0.01; done
-  t1=$(dep_uptime_ms)
+  while lab_alive "$pid" && [ $SECONDS -lt $end ]; do sleep 0.01; done
+  t1=$(lab_uptime_ms)
   DEP_STOP_MS=$((t1 - t0))
-  if dep_alive "$pid"; then     # given up after 10 s
+  if lab_alive "$pid"; then     # given up after 10 s
     kill -9 "$pid"
-    while dep_alive "$pid"; do sleep 0.01; done
+    while lab_alive "$pid"; do sleep 0.01; done
   fi
   lab_cowctl 2 detach v >/dev/null
   wait_until 10 dep_is 2 '.cluster_state == "unowned"' || fail "node 2 did not release v"

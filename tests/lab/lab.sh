@@ -401,6 +401,14 @@ lab_fast_cowctl() { lab_fast cowctl; }
 
 # A volume on a host: its NBD URI, its status, a jq test on the status;
 # a jq test on the host's `cowctl nodes`; a line in the host's cowd log.
+# PID runs and is no zombie (kill -0 succeeds on a zombie not yet reaped).
+lab_alive() {
+  local pid comm st
+  read -r pid comm st _ < "/proc/$1/stat" 2>/dev/null && [ "$st" != Z ]
+}
+# CLOCK_BOOTTIME in ms from /proc/uptime (10 ms steps), without starting a
+# process: a stop time must not include a python's start-up.
+lab_uptime_ms() { local up _; read -r up _ < /proc/uptime; echo $((10#${up/./} * 10)); }
 lab_sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 lab_status() { lab_cowctl "$1" --json status "$2"; }
 lab_vol_is() { lab_status "$1" "$2" | jq -e "$3" >/dev/null; }
