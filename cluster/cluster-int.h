@@ -9,7 +9,8 @@
 /* 2: the table travels in SYNC_PIECEs (SYNC_DATA retired).
  * 3: definitions carry the CoW device's VPD identity.
  * 4: SYNC_HAVE and SYNC_STATES (a joiner that has the definitions gets
- *    only the states). */
+ *    only the states).
+ * 5: the bounce count travels in both kinds of piece. */
 #define CL_MSG_VERSION 5
 #define CL_HDR_SIZE 16
 

@@ -20,8 +20,10 @@ export PATH="$top_builddir/node/cowd:$top_builddir/node/cowctl:/usr/sbin:/usr/bi
 
 _cleanups=()
 cleanup_fn() { _cleanups+=("$(printf '%q ' "$@")"); }
+_cleanup_status=0             # the exit status, while the cleanups run
 _run_cleanups() {
   local rc=$? i
+  _cleanup_status=$rc
   set +e
   for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
     eval "${_cleanups[$i]}" || echo "cleanup failed: ${_cleanups[$i]}" >&2

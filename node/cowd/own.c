@@ -468,10 +468,6 @@ own_taken (void *opaque, int res, const char *err)
   own_wake (e, 0, NULL);
 }
 
-/* A handoff's drain or clean mark refused for the lease (it ran out: a
- * membership change, this agent stopped for a while): the volume stays
- * held and the handoff goes on once the lease is back (own_serve_again),
- * instead of being given up while the group waits for it. */
 static void own_drained (void *opaque, int res);
 
 /* A handoff holds e (a close that took the hold over ends it). */
@@ -481,6 +477,10 @@ own_handing_off (const struct vol_entry *e)
   return own_vol (e)->handing_off && vol_is_held (e->vol);
 }
 
+/* A handoff's drain or clean mark refused for the lease (it ran out: a
+ * membership change, this agent stopped for a while): the volume stays
+ * held and the handoff goes on once the lease is back (own_serve_again),
+ * instead of being given up while the group waits for it. */
 static bool
 own_handoff_waits (struct vol_entry *e, int r)
 {

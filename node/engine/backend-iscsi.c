@@ -31,16 +31,15 @@
  * DEGRADED until a login succeeds.  After every (re)login, on_login runs
  * before anything else is sent: fencing registers its key there, since a
  * registration belongs to the session.  Then the parts that waited are
- * sent again -- except writes (and unmaps) that may_write holds back.
- * When this host was fenced (the backend FENCED, or may_write -EACCES)
- * they fail with EACCES and never reach the LUN.  When its lease is out
- * (may_write -EAGAIN: a membership change, corosync stalled, the group's
- * table not here yet) they wait,
+ * sent again -- except writes (and unmaps) that may_write holds back,
+ * asked in isc_send for every part.  When this host was fenced (the
+ * backend FENCED, or may_write -EACCES) they fail with EACCES and never
+ * reach the LUN.  When its lease is out (may_write -EAGAIN: a membership
+ * change, corosync stalled, the group's table not here yet) they wait,
  * unsent, and go out once the lease is back (isc_tick asks every
  * ISC_LEASE_POLL_MS); a write that was in flight when the lease ran out is
- * not failed for it.  One that waits longer than the deadline fails with
- * EIO, the backend staying healthy.  A write submitted while the lease is
- * out waits the same way.
+ * not failed for it, nor one submitted meanwhile.  One that waits longer
+ * than the deadline fails with EIO, the backend staying healthy.
  * (libiscsi's own reconnect is turned off: it gives no hook after the login.)
  */
 #include <config.h>
@@ -325,18 +324,16 @@ isc_send (struct isc_part *p)
   struct isc_priv *ip = p->ip;
   struct scsi_task *t = NULL;
   uint32_t bs = ip->block_size;
-  if (ip->connecting || !ip->logged_in)
-    return 0; /* sent when the session is back */
-  p->later = false;
   if (p->op == ISC_WRITE || p->op == ISC_UNMAP)
     {
       int refused = isc_write_refused (ip);
-      p->lease_wait = refused == -EAGAIN;
-      if (p->lease_wait)
-        return 0; /* isc_tick sends it once the lease is back */
-      if (refused)
+      if (refused == -EACCES)
         return refused;
+      p->lease_wait = refused == -EAGAIN; /* isc_tick sends it later */
     }
+  if (ip->connecting || !ip->logged_in || p->lease_wait)
+    return 0; /* sent when the session (or the lease) is back */
+  p->later = false;
   switch (p->op)
     {
     case ISC_READ:
@@ -382,8 +379,6 @@ isc_submit (struct backend *bk, enum isc_op op, void *buf, uint64_t off,
   struct isc_priv *ip = bk->priv;
   if (bk->health == BK_DEGRADED)
     return -EIO;
-  if ((op == ISC_WRITE || op == ISC_UNMAP) && isc_write_refused (ip) == -EACCES)
-    return -EACCES; /* a write while the lease is out waits (isc_send) */
   if ((off | len) % ip->block_size)
     return -EINVAL;
   struct isc_parent *par = calloc (1, sizeof *par);
@@ -653,21 +648,14 @@ isc_logged_in (struct isc_priv *ip)
     }
   if (ip->on_login)
     ip->on_login (ip->bk, ip->on_login_opaque);
-  bool fenced = isc_write_refused (ip) == -EACCES;
   unsigned dropped = 0, waiting = 0;
   for (struct isc_part *p = ip->inflight, *next; p; p = next)
     {
       next = p->next;
-      bool write = p->op == ISC_WRITE || p->op == ISC_UNMAP;
       if (p->task)
         continue;
-      if (write && fenced)
-        {
-          dropped++;
-          isc_part_done (p, -EACCES);
-          continue;
-        }
       int r = isc_send (p);
+      dropped += r == -EACCES; /* a write, and this host was fenced */
       if (r < 0)
         isc_part_done (p, r == -EACCES ? r : -EIO);
       else

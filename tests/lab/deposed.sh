@@ -171,9 +171,6 @@ dep_freeze() {
   DEP_STATE=$(dep_st 1 | jq -r .state)
 }
 
-# Still running: a process that exited is a zombie until its parent (not
-# this shell) reaps it, and kill -0 still finds it.
-
 # SIGTERM to exit of node 1's cowd; then node 1 serves v again.
 dep_restart() {
   local pid=${dep_cowd[1]} t0 t1

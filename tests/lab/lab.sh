@@ -216,7 +216,9 @@ lab_cowd() {
 lab_cowctl() { local n=$1; shift; lab_exec "$n" cowctl --run-dir "${_lab_run[$n]:-$(lab_dir "$n")/run}" "$@"; }
 
 # A failed test's output ends with the last lines of every host's cowd log
-# (CI keeps nothing else of a lab): rc is _run_cleanups' exit status.
+# (CI keeps nothing else of a lab): the test's exit status is
+# _cleanup_status (functions.sh), not known when lab_teardown is called
+# directly.
 lab_dump_logs() {
   local f
   for f in "$LAB_DIR"/h*/log/cowd.log; do
@@ -230,7 +232,7 @@ lab_teardown() {
   set +e
   local p n
   local pids=""
-  [ "${rc:-0}" -ne 0 ] && [ -n "$LAB_DIR" ] && lab_dump_logs
+  [ "${_cleanup_status:-0}" -ne 0 ] && [ -n "$LAB_DIR" ] && lab_dump_logs
   [ -f "$LAB_DIR/pids" ] && pids=$(cat "$LAB_DIR/pids")
   for n in "${!_lab_unshare_pid[@]}"; do lab_poweroff "$n"; done
   for p in $pids; do kill "$p" 2>/dev/null; done
@@ -399,9 +401,8 @@ lab_fast() {
 }
 lab_fast_cowctl() { lab_fast cowctl; }
 
-# A volume on a host: its NBD URI, its status, a jq test on the status;
-# a jq test on the host's `cowctl nodes`; a line in the host's cowd log.
-# PID runs and is no zombie (kill -0 succeeds on a zombie not yet reaped).
+# PID runs and is no zombie (a process that exited is one until its parent
+# reaps it, and kill -0 still finds it).
 lab_alive() {
   local pid comm st
   read -r pid comm st _ < "/proc/$1/stat" 2>/dev/null && [ "$st" != Z ]
@@ -409,6 +410,9 @@ lab_alive() {
 # CLOCK_BOOTTIME in ms from /proc/uptime (10 ms steps), without starting a
 # process: a stop time must not include a python's start-up.
 lab_uptime_ms() { local up _; read -r up _ < /proc/uptime; echo $((10#${up/./} * 10)); }
+
+# A volume on a host: its NBD URI, its status, a jq test on the status;
+# a jq test on the host's `cowctl nodes`; a line in the host's cowd log.
 lab_sock() { echo "nbd+unix:///?socket=$(lab_dir "$1")/run/$2.sock"; }
 lab_status() { lab_cowctl "$1" --json status "$2"; }
 lab_vol_is() { lab_status "$1" "$2" | jq -e "$3" >/dev/null; }

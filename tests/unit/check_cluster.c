@@ -908,30 +908,6 @@ START_TEST (test_exclusive_and_migrate)
 }
 END_TEST
 
-START_TEST (test_bounce)
-{
-  struct cl_table t = { 0 };
-  struct seen s = { 0 };
-  define (&t, &s, false);
-  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
-  uint32_t owner = 1;
-  for (int i = 0; i < 10; i++)
-    {
-      uint32_t other = 3 - owner;
-      apply (&t, other, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, other);
-      if (cl_table_find (&t, "vm1")->bouncing)
-        break;
-      apply (&t, owner, msg (CL_MSG_HANDOFF, "vm1", other, 1), &s, other);
-      owner = other;
-    }
-  ck_assert (cl_table_find (&t, "vm1")->bouncing);
-  ck_assert_ptr_nonnull (strstr (s.last_error, "bouncing between nodes"));
-  apply (&t, 1, msg (CL_MSG_MIGRATE, "vm1", 3 - owner, 0), &s, 1);
-  ck_assert (!cl_table_find (&t, "vm1")->bouncing);
-  cl_table_clear (&t);
-}
-END_TEST
-
 /* vm1 moves by request to the node that does not own it (its ACQUIRE at
  * time ms, then the owner's HANDOFF unless the group refused): true when
  * it moved. */
@@ -950,6 +926,23 @@ move_at (struct cl_table *t, struct seen *s, uint64_t ms)
   apply (t, owner, m, s, other);
   return v->owner == other;
 }
+
+START_TEST (test_bounce)
+{
+  struct cl_table t = { 0 };
+  struct seen s = { 0 };
+  define (&t, &s, false);
+  apply (&t, 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s, 1);
+  for (int i = 0; i < 10 && move_at (&t, &s, 1000); i++)
+    ;
+  uint32_t owner = cl_table_find (&t, "vm1")->owner;
+  ck_assert (cl_table_find (&t, "vm1")->bouncing);
+  ck_assert_ptr_nonnull (strstr (s.last_error, "bouncing between nodes"));
+  apply (&t, 1, msg (CL_MSG_MIGRATE, "vm1", 3 - owner, 0), &s, 1);
+  ck_assert (!cl_table_find (&t, "vm1")->bouncing);
+  cl_table_clear (&t);
+}
+END_TEST
 
 /* A migrate ends a bounce and the count starts afresh: a window left
  * over from moves before the migrate does not end in the middle of the
