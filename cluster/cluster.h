@@ -92,13 +92,28 @@ struct cluster_vol
   bool bouncing;
 };
 
+enum cluster_batch
+{
+  CLUSTER_BATCH_BEGIN,
+  CLUSTER_BATCH_END,
+  CLUSTER_BATCH_YIELD,
+};
+
 struct cluster_callbacks
 {
   void (*on_define) (void *ud, const struct cluster_voldef *def, bool defined);
   /* Around each batch of on_define of a state transfer, and around each
-   * turn of CPG messages (begin true, then false): the node may make the
-   * batch one transaction. */
-  void (*on_batch) (void *ud, bool begin);
+   * turn of CPG messages (CLUSTER_BATCH_BEGIN, then END or YIELD): the
+   * node may make the batch one transaction.  YIELD: the batch ended
+   * early for the node's I/O (io_waiting), and more of its kind may wait
+   * for the next turns: the node may keep its transaction open for them
+   * (a turn that finds nothing more ends with END). */
+  void (*on_batch) (void *ud, enum cluster_batch what);
+  /* Is I/O of the node (NBD, its backends) ready to be served now?  Asked
+   * between two pieces of work that runs in slices of the loop (a turn
+   * of CPG messages, a step of a state transfer), which then ends its
+   * slice early; each slice still does one piece.  May be NULL. */
+  bool (*io_waiting) (void *ud);
   /* Ownership changed (or was confirmed after a state transfer). */
   void (*on_owner) (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
                     uint64_t generation);

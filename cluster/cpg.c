@@ -578,6 +578,13 @@ sync_abandon (const char *why, uint32_t sender)
 
 static void sync_step (void *data);
 
+/* Should a slice of work end early for the node's I/O? */
+static bool
+io_waiting (void)
+{
+  return C.cb->io_waiting && C.cb->io_waiting (C.ud);
+}
+
 /* The next step runs once the loop has polled again: an eventfd made
  * readable now wakes it at once, and whatever else is ready (NBD
  * requests, CPG, the control channel) is served before the step runs.
@@ -667,17 +674,19 @@ sync_adopt_done (void)
 static void
 sync_adopt_batch (uint64_t until)
 {
+  bool yield = false;
   if (C.cb->on_batch)
-    C.cb->on_batch (C.ud, true);
+    C.cb->on_batch (C.ud, CLUSTER_BATCH_BEGIN);
   while (C.adopt_pos < C.table.n)
     {
       if (C.cb->on_define)
         C.cb->on_define (C.ud, &C.table.vols[C.adopt_pos].def, true);
-      if ((++C.adopt_pos & 15) == 0 && clock_now_ns () >= until)
+      if ((++C.adopt_pos & 15) == 0 && C.adopt_pos < C.table.n
+          && (clock_now_ns () >= until || (yield = io_waiting ())))
         break;
     }
   if (C.cb->on_batch)
-    C.cb->on_batch (C.ud, false);
+    C.cb->on_batch (C.ud, yield ? CLUSTER_BATCH_YIELD : CLUSTER_BATCH_END);
   if (C.adopt_pos == C.table.n)
     sync_adopt_done ();
 }
@@ -801,7 +810,8 @@ sync_step (void *data)
   size_t defined = C.adopt_pos;
   C.job_armed = false;
   bool reserved = C.pieces_head && !C.adopting && sync_reserve_first ();
-  while (!reserved && C.pieces_head && !C.adopting && clock_now_ns () < until)
+  while (!reserved && C.pieces_head && !C.adopting && clock_now_ns () < until
+         && (pieces == 0 || !io_waiting ()))
     sync_next_piece (), pieces++;
   /* Adopting starts in a step of its own, not after the last piece's. */
   if (C.adopting && pieces == 0 && clock_now_ns () < until)
@@ -1481,8 +1491,9 @@ cluster_lost (int fd, const char *what)
 }
 
 /* CPG's messages, one at a time, for at most CPG_DISPATCH_NS of the
- * clock per turn of the loop; what is left keeps the descriptor readable,
- * so the loop comes back after the rest of its work.  CS_DISPATCH_ALL
+ * clock per turn of the loop, and no more once the node's I/O is waiting
+ * (io_waiting); what is left keeps the descriptor readable, so the loop
+ * comes back after the rest of its work.  CS_DISPATCH_ALL
  * returns only when no message is waiting: while a state transfer of
  * 100,000 volumes streamed in (782 pieces), a joiner's loop did not turn
  * for 295 ms (bench/scale-join). */
@@ -1496,13 +1507,15 @@ cpg_dispatch_fd (int fd, int revents, void *data)
   cs_error_t e;
   /* One store transaction for what the turn's messages define: one each
    * wrote about 10 KB of log per definition on every other host. */
+  bool yield = false;
   if (C.cb->on_batch)
-    C.cb->on_batch (C.ud, true);
+    C.cb->on_batch (C.ud, CLUSTER_BATCH_BEGIN);
   do
     e = cpg_dispatch (h, CS_DISPATCH_ONE_NONBLOCKING);
-  while (e == CS_OK && !C.lost && C.cpg == h && clock_now_ns () < until);
+  while (e == CS_OK && !C.lost && C.cpg == h && clock_now_ns () < until
+         && !(yield = io_waiting ()));
   if (C.cb->on_batch)
-    C.cb->on_batch (C.ud, false);
+    C.cb->on_batch (C.ud, yield ? CLUSTER_BATCH_YIELD : CLUSTER_BATCH_END);
   if (e != CS_OK && e != CS_ERR_TRY_AGAIN && C.cpg == h)
     cluster_lost (fd, "cpg");
   return 0;

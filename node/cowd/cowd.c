@@ -453,6 +453,7 @@ main (int argc, char **argv)
   start_done ();
   qb_loop_run (cowd_loop ());
   own_stop ();
+  voldb_flush ();
   qb_log (LOG_NOTICE, "cowd: stopped");
   remove_pid_file ();
   qb_loop_destroy (cowd_loop ());

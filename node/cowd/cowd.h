@@ -159,6 +159,11 @@ void voldb_live (struct vol_entry *e);
 int voldb_batch_begin (void);
 int voldb_batch_begin_durable (void);
 int voldb_batch_end (void);
+/* The lazy batch's turn ended early for I/O: its transaction stays open a
+ * little for the next turn (voldb.c, VOLDB_HOLD_MS).  voldb_flush commits
+ * whatever is open (at stop). */
+void voldb_batch_pause (void);
+void voldb_flush (void);
 /* No checkpoint of the store while held: a host joining the cluster
  * holds them until it is synced, then the one due runs (own.c). */
 void voldb_checkpoints_hold (bool hold);

@@ -1092,7 +1092,8 @@ list_text_row (struct strbuf *sb, const struct vol_entry *e)
 
 /* A list being built in slices of LIST_SLICE_NS of work (checked every
  * 64 volumes), one per loop callback, so a table of 100,000 holds up IO
- * for no more than one slice.  Between slices a
+ * for no more than one slice; a slice ends sooner once I/O waits
+ * (cowd_io_waiting).  Between slices a
  * volume may be deleted: the job keeps the name and address of the last
  * one it looked at, goes on from its successor when the name still finds
  * that entry, else from the first name after it (the table is sorted by
@@ -1138,7 +1139,8 @@ list_step (void *opaque)
   uint64_t t0 = clock_now_ns ();
   for (int k = 1; e && !list_full (j); k++, e = e->next)
     {
-      if (k % 64 == 0 && clock_now_ns () - t0 > LIST_SLICE_NS)
+      if (k % 64 == 0
+          && (clock_now_ns () - t0 > LIST_SLICE_NS || cowd_io_waiting ()))
         break;
       j->last = e;
       if (!list_match (&j->f, e))

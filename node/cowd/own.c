@@ -339,17 +339,27 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
 /* A state transfer applies its definitions in batches, and a turn of CPG
  * messages its definitions: one transaction each, lazily synced (the
  * cluster gives them back after a power cut; a durable write inside one,
- * such as an undefine's, commits it first: voldb.c). */
+ * such as an undefine's, commits it first: voldb.c); a turn that ended
+ * early for I/O leaves it open a little for the next (voldb_batch_pause). */
 static void
-own_on_batch (void *ud, bool begin)
+own_on_batch (void *ud, enum cluster_batch what)
 {
   static bool reserved;
+  bool begin = what == CLUSTER_BATCH_BEGIN;
   if (begin && !reserved && cluster_table_size () > 0)
     reserved = voldb_reserve (cluster_table_size ()) == 0;
   if (begin)
     voldb_batch_begin ();
+  else if (what == CLUSTER_BATCH_YIELD)
+    voldb_batch_pause ();
   else
     voldb_batch_end ();
+}
+
+static bool
+own_io_waiting (void *ud)
+{
+  return cowd_io_waiting ();
 }
 
 static double own_served_ms[1024], own_held_ms[1024];
@@ -1046,6 +1056,7 @@ own_start (char *err, size_t errlen)
   static const struct cluster_callbacks cb = {
     .on_define = own_on_define,
     .on_batch = own_on_batch,
+    .io_waiting = own_io_waiting,
     .on_owner = own_on_owner,
     .on_handoff_request = own_on_handoff_request,
     .on_fencing = own_on_fencing,

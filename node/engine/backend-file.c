@@ -275,8 +275,7 @@ ring_init (char *err, size_t errlen)
       io_uring_queue_exit (&R.ring);
       return -errno;
     }
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, R.efd, POLLIN, NULL,
-                    ring_dispatch);
+  cowd_io_poll_add (R.efd, POLLIN, NULL, ring_dispatch);
   R.init = true;
   return 0;
 }

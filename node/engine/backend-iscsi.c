@@ -480,7 +480,7 @@ isc_dispatch (int fd, int revents, void *data)
            && ip->fd >= 0)
     {
       /* A failed login: wait for the timer's retry, off the loop. */
-      qb_loop_poll_del (cowd_loop (), ip->fd);
+      cowd_io_poll_del (ip->fd);
       ip->fd = -1;
     }
   else
@@ -498,17 +498,14 @@ isc_update_poll (struct isc_priv *ip)
   if (fd != ip->fd)
     {
       if (ip->fd >= 0)
-        qb_loop_poll_del (cowd_loop (), ip->fd);
+        cowd_io_poll_del (ip->fd);
       ip->fd = -1;
-      if (fd >= 0
-          && qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip,
-                               isc_dispatch)
-                 == 0)
+      if (fd >= 0 && cowd_io_poll_add (fd, ev, ip, isc_dispatch) == 0)
         ip->fd = fd, ip->events = ev;
     }
   else if (fd >= 0 && ev != ip->events)
     {
-      qb_loop_poll_mod (cowd_loop (), QB_LOOP_HIGH, fd, ev, ip, isc_dispatch);
+      cowd_io_poll_mod (fd, ev, ip, isc_dispatch);
       ip->events = ev;
     }
 }
@@ -718,7 +715,7 @@ isc_reset (struct isc_priv *ip, const char *why)
   ip->logged_in = false;
   ip->need_reset = false;
   if (ip->fd >= 0)
-    qb_loop_poll_del (cowd_loop (), ip->fd);
+    cowd_io_poll_del (ip->fd);
   ip->fd = -1;
   ip->resetting = true;
   iscsi_destroy_context (ip->ctx);
@@ -814,7 +811,7 @@ isc_close (struct backend *bk)
   struct isc_priv *ip = bk->priv;
   qb_loop_timer_del (cowd_loop (), ip->timer);
   if (ip->fd >= 0)
-    qb_loop_poll_del (cowd_loop (), ip->fd);
+    cowd_io_poll_del (ip->fd);
   while (ip->inflight)
     isc_part_done (ip->inflight, -EIO);
   iscsi_logout_sync (ip->ctx);

@@ -48,4 +48,21 @@ int cowd_timer_arm (struct cowd_timer *t, uint64_t delay_ns,
                     void (*fn) (void *data), void *data);
 void cowd_timer_stop (struct cowd_timer *t);
 
+/* I/O that must not wait behind long work.  The descriptors of NBD
+ * connections and of the backends' completions are added to the loop
+ * (QB_LOOP_HIGH) through these, which also keep them in a set that
+ * cowd_io_waiting asks without blocking: is a request, a reply or a
+ * completion ready now?  Work that runs in slices of the loop (a turn of
+ * CPG messages, a state transfer's batch, a batch of creates) asks it
+ * between two pieces and ends its slice early when it is true, so I/O
+ * waits for one piece, not for the slice.  cowd_io_yields counts the true
+ * answers.  The add, mod and del return what qb_loop's do. */
+int cowd_io_poll_add (int fd, int32_t events, void *data,
+                      qb_loop_poll_dispatch_fn fn);
+int cowd_io_poll_mod (int fd, int32_t events, void *data,
+                      qb_loop_poll_dispatch_fn fn);
+int cowd_io_poll_del (int fd);
+bool cowd_io_waiting (void);
+uint64_t cowd_io_yields (void);
+
 #endif

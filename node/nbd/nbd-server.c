@@ -164,8 +164,7 @@ conn_set_events (struct nbd_conn *c)
   if (ev != c->events)
     {
       c->events = ev;
-      qb_loop_poll_mod (cowd_loop (), QB_LOOP_HIGH, c->fd, ev, c,
-                        conn_dispatch);
+      cowd_io_poll_mod (c->fd, ev, c, conn_dispatch);
     }
 }
 
@@ -430,7 +429,7 @@ conn_close (struct nbd_conn *c, const char *why)
             c->inflight ? " with requests in flight" : "");
   c->dead = true;
   cowd_timer_stop (&c->hs_timer);
-  qb_loop_poll_del (cowd_loop (), c->fd);
+  cowd_io_poll_del (c->fd);
   close (c->fd);
   while (c->out_head)
     {
@@ -1105,7 +1104,7 @@ conn_new (struct nbd_export *e, int fd)
   c->next = e->conns;
   e->conns = c;
   e->nconns++;
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, fd, POLLIN, c, conn_dispatch);
+  cowd_io_poll_add (fd, POLLIN, c, conn_dispatch);
   cowd_timer_arm (&c->hs_timer, (uint64_t) nbd_handshake_timeout_ms * 1000000,
                   conn_handshake_expired, c);
   struct obuf *o = obuf_new (18, NULL, 0);
@@ -1121,8 +1120,7 @@ static void
 export_accept_resume (void *data)
 {
   struct nbd_export *e = data;
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, e->lfd, POLLIN, e,
-                    export_accept);
+  cowd_io_poll_add (e->lfd, POLLIN, e, export_accept);
 }
 
 /* Out of descriptors or memory: a readable listener would make the loop
@@ -1139,7 +1137,7 @@ export_accept_pause (struct nbd_export *e, int err)
                NBD_ACCEPT_BACKOFF_MS);
   if (e->accept_timer.armed)
     return;
-  qb_loop_poll_del (cowd_loop (), e->lfd);
+  cowd_io_poll_del (e->lfd);
   if (cowd_timer_arm (&e->accept_timer, NBD_ACCEPT_BACKOFF_MS * 1000000ull,
                       export_accept_resume, e)
       < 0)
@@ -1199,8 +1197,7 @@ nbd_export_new (struct volume *v, const char *path, char *err, size_t errlen)
       free (e);
       return NULL;
     }
-  qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, e->lfd, POLLIN, e,
-                    export_accept);
+  cowd_io_poll_add (e->lfd, POLLIN, e, export_accept);
   return e;
 }
 
@@ -1212,7 +1209,7 @@ nbd_export_free (struct nbd_export *e)
   if (e->accept_timer.armed)
     cowd_timer_stop (&e->accept_timer);
   else
-    qb_loop_poll_del (cowd_loop (), e->lfd);
+    cowd_io_poll_del (e->lfd);
   lograte_flush (&e->accept_lr);
   close (e->lfd);
   unlink (e->path);

@@ -18,11 +18,16 @@
 #    every definition already the table comes as states only (SYNC_STATES
 #    over its own definitions): it logs so, has the very fields, and the
 #    attached volume's owner is host 3; it says (and logs) how long after
-#    its start it was synced, less than the script saw.
+#    its start it was synced, less than the script saw;
+#  - node 1 defines SCALE_JOIN_M more (1000) while a client reads extra
+#    on node 3 without a pause: every read returns extra's data, every
+#    host has them all, and node 3's turns of CPG messages ended early
+#    for the reads (cowctl nodes --json: loop.io_yields grew).
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 source "$top_srcdir/tests/lab/voldefs.sh"
-requires jq cowd cowctl sqlite3 timeout
+requires jq cowd cowctl sqlite3 timeout python3
+python3 -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd"; exit 77; }
 
 N=${SCALE_JOIN_N:-4000}
 BOUND=${SCALE_JOIN_BOUND_MS:-10}
@@ -119,5 +124,42 @@ echo "== node 2's cowd restarted: synced in $(echo "$t1 - $t0" | bc) s ($after m
   "loop probe until synced: $busy ms of CPU, $gap ms between two turns"
 awk -v g="$step" -v b="$BOUND" 'BEGIN { exit !(g > 0 && g <= b) }' \
   || fail "a step of node 2's state transfer kept its loop $step ms after its restart (bound $BOUND ms)"
+
+# Node 1 defines M more while a client reads extra on node 3 without a
+# pause: node 3's turns of CPG messages end early for the reads
+# (loop.io_yields grows), every read returns extra's data, and every
+# host has all the definitions.
+M=${SCALE_JOIN_M:-1000}
+(cd "$LAB_DIR/dev" && seq -f 'd%06g' 1 "$M" | xargs truncate -s 2M)
+seq -f 'w%06g' 1 "$M" | awk -v dev="$LAB_DIR/dev" '{ printf "%s --base %s/extra.base --cow %s/d%s\n", $1, dev, dev, substr($1, 2) }' \
+  > "$LAB_DIR/more"
+yields() { lab_cowctl 3 --json nodes | jq -r .loop.io_yields; }
+y0=$(yields)
+python3 - "$(lab_dir 3)/run/extra.sock" "$LAB_DIR/dev/extra.base" "$LAB_DIR/stop" > "$LAB_DIR/reads" 2>&1 <<'PY' &
+import nbd, os, sys
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+want = open(sys.argv[2], "rb").read(4096)
+n = 0
+while not os.path.exists(sys.argv[3]):
+    if h.pread(4096, 0) != want:
+        sys.exit("read %d of extra returned other data" % n)
+    n += 1
+print(n)
+PY
+reader=$!
+cleanup_fn kill_pid "$reader"
+lab_cowctl 1 create --from "$LAB_DIR/more" >/dev/null || fail "node 1 cannot create $M more volumes"
+# Node 3's table, not its list (a list's slices also end early for reads).
+table() { lab_cowctl "$1" --json nodes | jq .volumes; }
+all() { [ "$(table "$1")" = $((N + 1 + M)) ]; }
+wait_until 60 all 3 || fail "node 3's table has $(table 3) volumes, not $((N + 1 + M))"
+touch "$LAB_DIR/stop"
+wait "$reader" || fail "the reader of extra on node 3 failed: $(cat "$LAB_DIR/reads")"
+y1=$(yields)
+for n in 2 3; do [ "$(count $n)" = $((N + 1 + M)) ] || fail "node $n lists $(count $n) volumes, not $((N + 1 + M))"; done
+echo "== node 1 defined $M more while node 3 served $(cat "$LAB_DIR/reads") reads of extra;" \
+  "node 3's turns of the table's work ended early for them $((y1 - y0)) times"
+[ "$((y1 - y0))" -gt 0 ] || fail "no turn of node 3's work on the table ended early for the reads of extra"
 
 pass

@@ -78,16 +78,36 @@ cpg_leave (cpg_handle_t h, const struct cpg_name *g)
   return CS_OK;
 }
 
+/* CPG's own descriptor when a test reads CPG (dispatch_defines); else
+ * the one the quorum's descriptor also is. */
+static int cpg_fds[2] = { -1, -1 };
+
 cs_error_t
 cpg_fd_get (cpg_handle_t h, int *fd)
 {
-  *fd = fds[0];
+  *fd = cpg_fds[0] >= 0 ? cpg_fds[0] : fds[0];
   return CS_OK;
 }
+
+/* What corosync has for this node to read: cpg_dispatch delivers one a
+ * call (test_dispatch_yields_to_io). */
+static struct
+{
+  void *buf[64];
+  size_t len[64];
+  size_t head, n;
+} inbox;
+static unsigned turn_msgs, turn_max, turns;
 
 cs_error_t
 cpg_dispatch (cpg_handle_t h, cs_dispatch_flags_t f)
 {
+  if (inbox.head == inbox.n)
+    return CS_ERR_TRY_AGAIN;
+  size_t i = inbox.head++;
+  turn_msgs++;
+  model.cpg_deliver_fn (1, &group, ME, getpid (), inbox.buf[i], inbox.len[i]);
+  free (inbox.buf[i]);
   return CS_OK;
 }
 
@@ -333,6 +353,12 @@ teardown (void)
   close (fds[1]);
   stale_phase = false;
   me_id = 1;
+  while (inbox.head < inbox.n)
+    free (inbox.buf[inbox.head++]);
+  if (cpg_fds[0] >= 0)
+    close (cpg_fds[0]), close (cpg_fds[1]);
+  cpg_fds[0] = cpg_fds[1] = -1;
+  inbox.head = inbox.n = 0;
 }
 
 /* Node 2 sends its table, one volume (name on cow, owned by owner at
@@ -839,6 +865,91 @@ START_TEST (test_send_slices)
 }
 END_TEST
 
+/* A turn of CPG messages ends once the node's I/O is waiting: each turn
+ * then delivers one message, and the loop serves the I/O between two;
+ * with no I/O waiting, one turn delivers all that are there. */
+static bool io_ready;
+
+static unsigned yields;
+static enum cluster_batch last_what;
+
+static void
+count_turns (void *ud, enum cluster_batch what)
+{
+  if (what == CLUSTER_BATCH_BEGIN)
+    turns++, turn_msgs = 0;
+  else if (turn_msgs > turn_max)
+    turn_max = turn_msgs;
+  yields += what == CLUSTER_BATCH_YIELD;
+  last_what = what;
+}
+
+static bool
+io_ready_fn (void *ud)
+{
+  return io_ready;
+}
+
+static const struct cluster_callbacks cb_io = {
+  .on_batch = count_turns,
+  .io_waiting = io_ready_fn,
+};
+
+static void
+dispatch_defines (unsigned n, bool io)
+{
+  ck_assert_int_eq (pipe (fds), 0);
+  ck_assert_int_eq (pipe (cpg_fds), 0);
+  loop = qb_loop_create ();
+  cluster_set_lease (0);
+  ck_assert_int_eq (cluster_start (loop, "t", &cb_io, NULL), 0);
+  totem (4, me_only, 1);
+  confchg (me_only, 1, NULL, 0, me_only, 1);
+  ck_assert (cluster_synced ());
+  drop_mine ();
+  for (unsigned i = 0; i < n; i++)
+    {
+      char name[16], cow[16];
+      snprintf (name, sizeof name, "v%u", i);
+      snprintf (cow, sizeof cow, "/c%u", i);
+      struct cluster_voldef d = mkdef (name, cow);
+      ck_assert_int_eq (cluster_define (&d), 0);
+    }
+  /* Corosync has them all: the descriptor is readable. */
+  ck_assert_uint_eq (nsent, n);
+  for (size_t i = 0; i < nsent; i++)
+    inbox.buf[i] = sent[i].buf, inbox.len[i] = sent[i].len;
+  inbox.head = 0;
+  inbox.n = nsent;
+  nsent = 0;
+  io_ready = io;
+  turns = turn_max = yields = 0;
+  ck_assert_int_eq (write (cpg_fds[1], "x", 1), 1);
+  run_ms (50);
+  ck_assert_uint_eq (inbox.head, n);
+  ck_assert_uint_eq (cluster_table_size (), n);
+}
+
+START_TEST (test_dispatch_yields_to_io)
+{
+  dispatch_defines (10, true);
+  ck_assert_uint_eq (turn_max, 1);
+  ck_assert_uint_ge (turns, 10);
+  /* Each ended for the I/O; the turn after the last found no more and
+   * ended the batch. */
+  ck_assert_uint_eq (yields, 10);
+  ck_assert_int_eq (last_what, CLUSTER_BATCH_END);
+}
+END_TEST
+
+START_TEST (test_dispatch_whole_turn)
+{
+  dispatch_defines (10, false);
+  ck_assert_uint_eq (turn_max, 10);
+  ck_assert_uint_eq (yields, 0);
+}
+END_TEST
+
 static Suite *
 cpg_suite (void)
 {
@@ -859,6 +970,8 @@ cpg_suite (void)
   tcase_add_test (tc, test_states_sender_empty_joiner);
   tcase_add_test (tc, test_states_sender_no_have);
   tcase_add_test (tc, test_send_slices);
+  tcase_add_test (tc, test_dispatch_yields_to_io);
+  tcase_add_test (tc, test_dispatch_whole_turn);
   suite_add_tcase (s, tc);
   return s;
 }

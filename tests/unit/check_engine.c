@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <qb/qbloop.h>
@@ -780,6 +782,57 @@ START_TEST (test_fenced_close)
 }
 END_TEST
 
+/* cowd_io_waiting: a descriptor added through cowd_io_poll_add counts
+ * while it is ready for the events asked, not once those change or it is
+ * deleted; the file backend's completions count (they are what an NBD
+ * read waits for).  Nothing here runs the loop until the end. */
+static int
+io_never (int32_t fd, int32_t revents, void *data)
+{
+  return 0;
+}
+
+START_TEST (test_io_waiting)
+{
+  static char buf[4096] __attribute__ ((aligned (4096)));
+  int sv[2];
+  char c;
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ck_assert_int_eq (cowd_io_poll_add (sv[0], POLLIN, NULL, io_never), 0);
+  ck_assert (!cowd_io_waiting ());
+  uint64_t yields = cowd_io_yields ();
+  ck_assert_int_eq (write (sv[1], "x", 1), 1);
+  ck_assert (cowd_io_waiting ());
+  ck_assert_uint_eq (cowd_io_yields (), yields + 1);
+  ck_assert_int_eq (read (sv[0], &c, 1), 1);
+  ck_assert (!cowd_io_waiting ());
+  ck_assert_int_eq (cowd_io_poll_mod (sv[0], POLLOUT, NULL, io_never), 0);
+  ck_assert (cowd_io_waiting ()); /* a reply could go out */
+  ck_assert_int_eq (cowd_io_poll_mod (sv[0], POLLIN, NULL, io_never), 0);
+  ck_assert (!cowd_io_waiting ());
+  ck_assert_int_eq (cowd_io_poll_del (sv[0]), 0);
+  ck_assert_int_eq (write (sv[1], "x", 1), 1);
+  ck_assert (!cowd_io_waiting ());
+  close (sv[0]);
+  close (sv[1]);
+
+  open_volume ("vw", DSCOW_COMMIT_SYNC, true);
+  lease_res[0] = 1;
+  ck_assert_int_eq (vol_read (vol, buf, 0, 4096, lease_done, &lease_res[0]), 0);
+  bool waiting = false;
+  for (int i = 0; i < 2000 && !waiting; i++)
+    if (!(waiting = cowd_io_waiting ()))
+      usleep (1000);
+  ck_assert (waiting);
+  ck_assert_int_eq (lease_res[0], 1); /* not answered before the loop runs */
+  run_for (50);
+  ck_assert_int_eq (lease_res[0], 0);
+  ck_assert (!cowd_io_waiting ());
+  vol_close (vol, closed, NULL);
+  qb_loop_run (loop);
+}
+END_TEST
+
 static Suite *
 engine_suite (void)
 {
@@ -797,6 +850,7 @@ engine_suite (void)
   tcase_add_test (tc, test_backend_key);
   tcase_add_test (tc, test_lease_gate);
   tcase_add_test (tc, test_fenced_close);
+  tcase_add_test (tc, test_io_waiting);
   tcase_add_test (tc, test_hydrate);
   tcase_add_test (tc, test_hydrate_commits);
   tcase_add_test (tc, test_chain);
