@@ -10,8 +10,9 @@
  * 3: definitions carry the CoW device's VPD identity.
  * 4: SYNC_HAVE and SYNC_STATES (a joiner that has the definitions gets
  *    only the states).
- * 5: the bounce count travels in both kinds of piece. */
-#define CL_MSG_VERSION 5
+ * 5: the bounce count travels in both kinds of piece.
+ * 6: HANDOFF_REFUSED. */
+#define CL_MSG_VERSION 6
 #define CL_HDR_SIZE 16
 
 /* Message types: never renumbered or reused; a retired one stays a no-op. */
@@ -26,15 +27,16 @@ enum cl_msg_type
   CL_MSG_MIGRATE = 6,
   CL_MSG_FENCE_CONFIRM = 7,
   CL_MSG_SYNC_MARK = 8,
-  CL_MSG_SYNC_DATA = 9,     /* retired in version 2: a no-op */
-  CL_MSG_FENCED = 10,       /* u32 node: fenced by the sender */
-  CL_MSG_SYNC_PIECE = 11,   /* a piece of the table for a joiner */
-  CL_MSG_DEFINE_MANY = 12,  /* many DEFINEs in the piece encoding */
-  CL_MSG_SYNC_REQUEST = 13, /* a member's table is stale: send it one */
-  CL_MSG_SYNC_HAVE = 14,    /* a joiner's definitions: count and digest */
-  CL_MSG_SYNC_STATES = 15,  /* a piece of the table without definitions */
+  CL_MSG_SYNC_DATA = 9,        /* retired in version 2: a no-op */
+  CL_MSG_FENCED = 10,          /* u32 node: fenced by the sender */
+  CL_MSG_SYNC_PIECE = 11,      /* a piece of the table for a joiner */
+  CL_MSG_DEFINE_MANY = 12,     /* many DEFINEs in the piece encoding */
+  CL_MSG_SYNC_REQUEST = 13,    /* a member's table is stale: send it one */
+  CL_MSG_SYNC_HAVE = 14,       /* a joiner's definitions: count and digest */
+  CL_MSG_SYNC_STATES = 15,     /* a piece of the table without definitions */
+  CL_MSG_HANDOFF_REFUSED = 16, /* the owner cannot hand over: u32 to, errno */
 };
-#define CL_MSG_LAST CL_MSG_SYNC_STATES
+#define CL_MSG_LAST CL_MSG_HANDOFF_REFUSED
 
 /* A SYNC_PIECE stays below this many bytes, header and checksum included:
  * well inside what CPG is built for (corosync fragments every message
@@ -49,6 +51,7 @@ struct cl_msg
   struct cluster_voldef def; /* DEFINE; def.name for the others */
   uint32_t node;             /* HANDOFF/MIGRATE: to; FENCE_CONFIRM, FENCED */
   uint64_t generation;
+  uint32_t error; /* HANDOFF_REFUSED: the owner's errno */
   /* SYNC_PIECE: piece number `piece` (from 0) of a table of `total`
    * volumes; `last` on the final one. */
   struct cluster_vol *vols;

@@ -118,7 +118,8 @@ struct cluster_callbacks
   void (*on_owner) (void *ud, const char *vol, uint32_t owner, uint64_t epoch,
                     uint64_t generation);
   /* This node owns vol and `to` asked for it: drain, flush, mark clean,
-   * then cluster_handoff (vol, to, generation). */
+   * then cluster_handoff (vol, to, generation); or, when its storage
+   * fails that, cluster_handoff_refuse (vol, to, errno). */
   void (*on_handoff_request) (void *ud, const char *vol, uint32_t to);
   void (*on_fencing) (void *ud, const char *vol, uint32_t node);
   /* Node `node` was fenced on the storage by `by` (storage true), or an
@@ -185,6 +186,9 @@ int cluster_undefine (const char *vol);
 int cluster_acquire (const char *vol);
 int cluster_release (const char *vol, uint64_t generation);
 int cluster_handoff (const char *vol, uint32_t to, uint64_t generation);
+/* The owner keeps vol: the handoff to `to` failed on its storage (err, an
+ * errno); `to` is told so (on_error, COW_E_HANDOFF_FAILED). */
+int cluster_handoff_refuse (const char *vol, uint32_t to, int err);
 int cluster_migrate (const char *vol, uint32_t to);
 int cluster_fence_confirm (uint32_t node);
 /* This node removed `node`'s keys from every LUN of its volumes. */

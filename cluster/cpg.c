@@ -2026,6 +2026,17 @@ cluster_handoff (const char *vol, uint32_t to, uint64_t generation)
 }
 
 int
+cluster_handoff_refuse (const char *vol, uint32_t to, int err)
+{
+  struct cl_msg m
+      = { .type = CL_MSG_HANDOFF_REFUSED, .node = to, .error = (uint32_t) err };
+  if (strlen (vol) >= CLUSTER_NAME_MAX)
+    return -ENAMETOOLONG;
+  strcpy (m.def.name, vol);
+  return send_msg (&m);
+}
+
+int
 cluster_migrate (const char *vol, uint32_t to)
 {
   if (!cluster_quorate ())

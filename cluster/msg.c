@@ -476,6 +476,8 @@ body_size (const struct cl_msg *m)
       return CLUSTER_NAME_MAX + 8;
     case CL_MSG_MIGRATE:
       return CLUSTER_NAME_MAX + 4;
+    case CL_MSG_HANDOFF_REFUSED:
+      return CLUSTER_NAME_MAX + 8;
     case CL_MSG_FENCE_CONFIRM:
     case CL_MSG_FENCED:
       return 4;
@@ -523,6 +525,11 @@ cl_msg_encode (const struct cl_msg *m, size_t *len)
     case CL_MSG_MIGRATE:
       put_str (p, m->def.name, CLUSTER_NAME_MAX);
       le32_put (p + CLUSTER_NAME_MAX, m->node);
+      break;
+    case CL_MSG_HANDOFF_REFUSED:
+      put_str (p, m->def.name, CLUSTER_NAME_MAX);
+      le32_put (p + CLUSTER_NAME_MAX, m->node);
+      le32_put (p + CLUSTER_NAME_MAX + 4, m->error);
       break;
     case CL_MSG_FENCE_CONFIRM:
     case CL_MSG_FENCED:
@@ -594,8 +601,11 @@ cl_msg_decode (const void *buf, size_t len, struct cl_msg *m)
       if (get_str (m->def.name, p, CLUSTER_NAME_MAX) < 0)
         return -EINVAL;
       p += CLUSTER_NAME_MAX;
-      if (m->type == CL_MSG_HANDOFF || m->type == CL_MSG_MIGRATE)
+      if (m->type == CL_MSG_HANDOFF || m->type == CL_MSG_MIGRATE
+          || m->type == CL_MSG_HANDOFF_REFUSED)
         m->node = le32_get (p);
+      if (m->type == CL_MSG_HANDOFF_REFUSED)
+        m->error = le32_get (p + 4);
       if (m->type == CL_MSG_HANDOFF)
         m->generation = le64_get (p + 4);
       if (m->type == CL_MSG_RELEASE)

@@ -381,6 +381,23 @@ apply_handoff (struct cl_table *t, struct cluster_vol *v, uint32_t s,
   set_owner (v, m->node, m->generation, fx);
 }
 
+/* The owner could not make the volume ready for the requester (the drain
+ * or the clean mark failed on its storage): it keeps the volume, and the
+ * requester is told why. */
+static void
+apply_handoff_refused (struct cl_table *t, struct cluster_vol *v, uint32_t s,
+                       const struct cl_msg *m, const struct cl_effects *fx)
+{
+  if (v->owner != s || v->state != CL_HANDING_OFF || v->requester != m->node)
+    return;
+  v->state = CL_OWNED;
+  v->requester = 0;
+  fx_error (fx, m->node, COW_E_HANDOFF_FAILED, v->def.name,
+            "volume %s: node %u cannot hand it over: making it clean on its "
+            "CoW device failed (%s); node %u keeps serving it",
+            v->def.name, s, strerror ((int) m->error), s);
+}
+
 static void
 apply_release (struct cl_table *t, struct cluster_vol *v, uint32_t s,
                const struct cl_msg *m, const struct cl_effects *fx)
@@ -546,8 +563,9 @@ static const struct
   [CL_MSG_SYNC_REQUEST] = { NULL, NULL },
   [CL_MSG_SYNC_HAVE] = { NULL, NULL },
   [CL_MSG_SYNC_STATES] = { NULL, NULL },
+  [CL_MSG_HANDOFF_REFUSED] = { NULL, apply_handoff_refused },
 };
-_Static_assert(CL_MSG_LAST == CL_MSG_SYNC_STATES,
+_Static_assert(CL_MSG_LAST == CL_MSG_HANDOFF_REFUSED,
                "a new message type needs its row in apply[]");
 
 void

@@ -80,6 +80,28 @@ kill_pid() {                 # kill_pid PID [SECS]
   wait_until 5 sh -c "! kill -0 $pid" || true
 }
 
+# fuse_exports DIR SOCKET:FILE:on|off...: one qemu-storage-daemon (pid
+# file, log in DIR) with, per argument, a FUSE export on FILE (made here)
+# of the NBD server on SOCKET, writable or not; stopped and unmounted at
+# the end of the test.
+fuse_exports() {
+  local dir=$1 a i=0 files=() args=(); shift
+  for a in "$@"; do
+    IFS=: read -r sock file rw <<<"$a"
+    touch "$file"; files+=("$file"); i=$((i + 1))
+    args+=(--blockdev "driver=nbd,node-name=n$i,server.type=unix,server.path=$sock"
+      --export "type=fuse,id=e$i,node-name=n$i,mountpoint=$file,writable=$rw")
+  done
+  qemu-storage-daemon "${args[@]}" --pidfile "$dir/qsd.pid" >"$dir/qsd.log" 2>&1 &
+  local qsd=$!
+  cleanup_fn sh -c "umount -l $(printf "'%s' " "${files[@]}") 2>/dev/null || true"
+  cleanup_fn kill_pid "$qsd"
+  wait_for_file "$dir/qsd.pid" 10 || fail "qemu-storage-daemon did not start: $(cat "$dir/qsd.log")"
+  for a in "${files[@]}"; do
+    wait_until 10 grep -q " $a " /proc/mounts || fail "no FUSE export on $a"
+  done
+}
+
 new_image() {                # new_image FILE SIZE random|zero
   local bytes; bytes=$(numfmt --from=iec "$2")
   case ${3:-zero} in

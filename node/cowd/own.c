@@ -530,10 +530,13 @@ own_cleaned (void *opaque, int r)
     }
   if (r < 0)
     {
+      /* The group hears that the handoff failed, so that the table does
+       * not say handing-off for ever and the requester is answered. */
       qb_log (LOG_ERR,
-              "cluster: %s: cannot mark the volume clean; keeping "
-              "it",
-              e->name);
+              "cluster: %s: cannot hand it to node %u: making it clean on "
+              "its CoW device failed (%s); this node keeps serving it",
+              e->name, own_vol (e)->handoff_to, strerror (-r));
+      cluster_handoff_refuse (e->name, own_vol (e)->handoff_to, -r);
       vol_set_state (e->vol, VOL_STATE_ACTIVE);
       vol_resume (e->vol);
       return;

@@ -85,20 +85,8 @@ nbdkit -U "$d/nm.sock" -P "$d/nm.pid" eval \
           dd of=$d/cow3.raw oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
   flush="if [ -e $d/fail-flush ]; then echo 'EIO injected' >&2; exit 1; fi; sync $d/cow3.raw"
 wait_for_file "$d/nm.pid" && cleanup_fn kill_pid "$(cat "$d/nm.pid")"
-touch "$d/ebase.img" "$d/ecow.img" "$d/ecow3.img"
-qemu-storage-daemon \
-  --blockdev driver=nbd,node-name=b,server.type=unix,server.path="$d/nb.sock" \
-  --export type=fuse,id=eb,node-name=b,mountpoint="$d/ebase.img",writable=off \
-  --blockdev driver=nbd,node-name=w,server.type=unix,server.path="$d/nc.sock" \
-  --export type=fuse,id=ew,node-name=w,mountpoint="$d/ecow.img",writable=on \
-  --blockdev driver=nbd,node-name=m,server.type=unix,server.path="$d/nm.sock" \
-  --export type=fuse,id=em,node-name=m,mountpoint="$d/ecow3.img",writable=on \
-  --pidfile "$d/qsd.pid" >"$d/qsd.log" 2>&1 &
-qsd=$!
-cleanup_fn sh -c "umount -l '$d/ebase.img' '$d/ecow.img' '$d/ecow3.img' 2>/dev/null || true"
-cleanup_fn kill_pid "$qsd"
-wait_for_file "$d/qsd.pid" 10 || fail "qemu-storage-daemon did not start"
-wait_until 10 sh -c "grep -q ' $d/ecow3.img ' /proc/mounts" || fail "no FUSE export"
+fuse_exports "$d" "$d/nb.sock:$d/ebase.img:off" "$d/nc.sock:$d/ecow.img:on" \
+  "$d/nm.sock:$d/ecow3.img:on"
 new_volume eio "$d/ecow.img" "$d/ebase.img"
 client_ok eio "a write failed before any error was injected" "write -P 0xb1 0 256k"
 

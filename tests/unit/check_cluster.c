@@ -136,6 +136,18 @@ START_TEST (test_codec)
   ck_assert_str_eq (d.def.name, "vm1");
   ck_assert_uint_eq (d.node, 3);
   ck_assert_uint_eq (d.generation, 77);
+  struct cl_msg r = msg (CL_MSG_HANDOFF_REFUSED, "vm2", 4, 0);
+  r.error = EIO;
+  size_t rlen;
+  uint8_t *rbuf = cl_msg_encode (&r, &rlen);
+  ck_assert_uint_eq (rlen, CL_HDR_SIZE + CLUSTER_NAME_MAX + 8);
+  ck_assert_int_eq (cl_msg_decode (rbuf, rlen, &d), 0);
+  ck_assert_int_eq (d.type, CL_MSG_HANDOFF_REFUSED);
+  ck_assert_str_eq (d.def.name, "vm2");
+  ck_assert_uint_eq (d.node, 4);
+  ck_assert_uint_eq (d.error, EIO);
+  ck_assert_int_eq (cl_msg_decode (rbuf, rlen - 4, &d), -EINVAL);
+  free (rbuf);
   ck_assert_int_eq (cl_msg_decode (buf, len - 1, &d), -EINVAL);
   ck_assert_int_eq (cl_msg_decode (buf, 8, &d), -EINVAL);
   buf[0] = 9;
@@ -831,6 +843,58 @@ START_TEST (test_acquire_handoff_release)
 }
 END_TEST
 
+/* The owner's storage failed the handoff's clean mark: HANDOFF_REFUSED
+ * gives the volume back to it as owned (same epoch: it never stopped
+ * owning it), and only the requester hears why, in one sentence; one
+ * from another node than the owner, or for another requester, changes
+ * nothing.  Every member's table ends the same. */
+START_TEST (test_handoff_refused)
+{
+  struct cl_table t = { 0 }, t2 = { 0 };
+  struct seen s1 = { 0 }, s2 = { 0 };
+  define (&t, &s1, false);
+  define (&t2, &s2, false);
+  struct cl_table *tt[] = { &t, &t2 };
+  struct seen *ss[] = { &s1, &s2 };
+  for (int i = 0; i < 2; i++)
+    {
+      apply (tt[i], 1, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), ss[i], i + 1);
+      apply (tt[i], 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), ss[i], i + 1);
+      ck_assert_int_eq (cl_table_find (tt[i], "vm1")->state, CL_HANDING_OFF);
+    }
+  struct cl_msg r = msg (CL_MSG_HANDOFF_REFUSED, "vm1", 2, 0);
+  r.error = EIO;
+  for (int i = 0; i < 2; i++)
+    {
+      apply (tt[i], 3, r, ss[i], i + 1); /* not the owner */
+      struct cl_msg other = r;
+      other.node = 3; /* not the requester */
+      apply (tt[i], 1, other, ss[i], i + 1);
+      ck_assert_int_eq (cl_table_find (tt[i], "vm1")->state, CL_HANDING_OFF);
+      apply (tt[i], 1, r, ss[i], i + 1);
+      struct cluster_vol *v = cl_table_find (tt[i], "vm1");
+      ck_assert_int_eq (v->state, CL_OWNED);
+      ck_assert_uint_eq (v->owner, 1);
+      ck_assert_uint_eq (v->requester, 0);
+      ck_assert_uint_eq (v->epoch, 1);
+    }
+  ck_assert_uint_eq (s1.errors, 0);
+  ck_assert_uint_eq (s2.errors, 1);
+  ck_assert_str_eq (s2.last_error,
+                    "volume vm1: node 1 cannot hand it over: making it clean "
+                    "on its CoW device failed (Input/output error); node 1 "
+                    "keeps serving it");
+  ck_assert_mem_eq (cl_table_find (&t, "vm1"), cl_table_find (&t2, "vm1"),
+                    sizeof (struct cluster_vol));
+  /* The next request is a fresh handoff. */
+  apply (&t2, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s2, 2);
+  ck_assert_int_eq (cl_table_find (&t2, "vm1")->state, CL_HANDING_OFF);
+  ck_assert_uint_eq (s2.errors, 1);
+  cl_table_clear (&t);
+  cl_table_clear (&t2);
+}
+END_TEST
+
 /* A DEFINE of vol from sender with this CoW device and identity. */
 static struct cl_msg
 define_msg (const char *vol, const char *cow, const char *ident)
@@ -1173,6 +1237,7 @@ main (void)
   tcase_add_test (tc, test_strmap_populated);
   tcase_add_test (tc, test_undefine_owned);
   tcase_add_test (tc, test_acquire_handoff_release);
+  tcase_add_test (tc, test_handoff_refused);
   tcase_add_test (tc, test_exclusive_and_migrate);
   tcase_add_test (tc, test_bounce);
   tcase_add_test (tc, test_bounce_fresh_count);
