@@ -870,16 +870,11 @@ isc_give_up_deferred (void *data)
 }
 
 /* The writes held back for the lease fail (from the loop: never inside the
- * engine's call). */
+ * engine's call, which comes only as a volume closes or is fenced). */
 static void
 isc_give_up (struct backend *bk)
 {
-  struct isc_priv *ip = bk->priv;
-  struct isc_part *p = ip->inflight;
-  while (p && !p->lease_wait)
-    p = p->next;
-  if (p)
-    isc_defer (ip, isc_give_up_deferred);
+  isc_defer (bk->priv, isc_give_up_deferred);
 }
 
 static const struct backend_ops isc_ops = {

@@ -87,24 +87,30 @@ io_watch (int op, int fd, int32_t events)
         io_epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* The loop's add or mod (op), then the same in the set. */
+static int
+io_poll (int op, int fd, int32_t events, void *data,
+         qb_loop_poll_dispatch_fn fn)
+{
+  int r = (op == EPOLL_CTL_ADD ? qb_loop_poll_add : qb_loop_poll_mod) (
+      engine_loop, QB_LOOP_HIGH, fd, events, data, fn);
+  if (r == 0)
+    io_watch (op, fd, events);
+  return r;
+}
+
 int
 cowd_io_poll_add (int fd, int32_t events, void *data,
                   qb_loop_poll_dispatch_fn fn)
 {
-  int r = qb_loop_poll_add (engine_loop, QB_LOOP_HIGH, fd, events, data, fn);
-  if (r == 0)
-    io_watch (EPOLL_CTL_ADD, fd, events);
-  return r;
+  return io_poll (EPOLL_CTL_ADD, fd, events, data, fn);
 }
 
 int
 cowd_io_poll_mod (int fd, int32_t events, void *data,
                   qb_loop_poll_dispatch_fn fn)
 {
-  int r = qb_loop_poll_mod (engine_loop, QB_LOOP_HIGH, fd, events, data, fn);
-  if (r == 0)
-    io_watch (EPOLL_CTL_MOD, fd, events);
-  return r;
+  return io_poll (EPOLL_CTL_MOD, fd, events, data, fn);
 }
 
 int
