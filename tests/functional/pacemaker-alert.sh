@@ -45,6 +45,12 @@ wait_until 60 sh -c "[ -n \"\$(nsenter -t ${_lab_init_pid[1]} -n -m -u -p -- crm
   || fail "vol did not start: $(lab_exec 1 crm_mon -1)"
 victim=$(where 1); v=${victim#n}
 other=1; [ $v = 1 ] && other=2
+# crm_resource --locate names the node while its start is still pending:
+# wait for the start to succeed and for cowd there to serve v.
+serves() { lab_cowctl $1 --json status v | jq -e --argjson n $1 '.owner == $n and .state == "active"' >/dev/null; }
+wait_until 60 sh -c "nsenter -t ${_lab_init_pid[1]} -n -m -u -p -- crm_mon -1 | grep -q 'vol.*Started $victim'" \
+  || fail "Pacemaker's start on $victim did not succeed: $(lab_exec 1 crm_mon -1)"
+wait_until 30 serves $v || fail "$victim does not serve v: $(lab_cowctl $v --json status v)"
 echo "== vol runs on $victim; a write there, then $victim is powered off"
 lab_exec $v qemu-io -f raw "nbd+unix:///?socket=/run/cowherd/v.sock" -c "write -P 0x5a 1M 256k" \
   | grep -q "^wrote 262144/262144 bytes" || fail "cannot write v on $victim"
@@ -61,9 +67,7 @@ lab_exec $other stonith_admin --confirm "$victim" >/dev/null 2>&1 || fail "stoni
 wait_until 60 sh -c "nsenter -t ${_lab_init_pid[$other]} -n -m -u -p -- crm_resource --locate --resource vol 2>/dev/null | grep -q 'running on: n[0-9]'" \
   || fail "vol did not start on a survivor: $(lab_exec $other crm_mon -1)"
 survivor=$(where $other); s=${survivor#n}
-# crm_resource --locate names the node while its start is still pending.
-owns() { lab_cowctl $s --json status v | jq -e --argjson s $s '.owner == $s and .state == "active"'; }
-wait_until 60 owns || fail "$survivor does not serve v: $(lab_cowctl $s --json status v)"
+wait_until 60 serves $s || fail "$survivor does not serve v: $(lab_cowctl $s --json status v)"
 wait_until 30 sh -c "nsenter -t ${_lab_init_pid[$s]} -n -m -u -p -- crm_mon -1 | grep -q 'vol.*Started $survivor'" \
   || fail "Pacemaker's start on $survivor did not succeed: $(lab_exec $s crm_mon -1)"
 grep -q "operator confirmed node $v is down" "$(lab_dir $s)/log/cowd.log" "$(lab_dir $other)/log/cowd.log" \
