@@ -392,6 +392,12 @@ apply_handoff_refused (struct cl_table *t, struct cluster_vol *v, uint32_t s,
     return;
   v->state = CL_OWNED;
   v->requester = 0;
+  /* No move happened: the request's count in the bounce window goes (a
+   * requester that retries a failing owner is no second consumer). */
+  if (v->bounce_count > 0
+      && ((v->bounce_a == s && v->bounce_b == m->node)
+          || (v->bounce_a == m->node && v->bounce_b == s)))
+    v->bounce_count--;
   fx_error (fx, m->node, COW_E_HANDOFF_FAILED, v->def.name,
             "volume %s: node %u cannot hand it over: making it clean on its "
             "CoW device failed (%s); node %u keeps serving it",

@@ -886,10 +886,21 @@ START_TEST (test_handoff_refused)
                     "keeps serving it");
   ck_assert_mem_eq (cl_table_find (&t, "vm1"), cl_table_find (&t2, "vm1"),
                     sizeof (struct cluster_vol));
-  /* The next request is a fresh handoff. */
-  apply (&t2, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s2, 2);
-  ck_assert_int_eq (cl_table_find (&t2, "vm1")->state, CL_HANDING_OFF);
-  ck_assert_uint_eq (s2.errors, 1);
+  /* The next request is a fresh handoff, and refusals are no bounce: a
+   * requester retrying a failing owner more than CL_BOUNCE_LIMIT times in
+   * the window is refused for the storage each time, never as bouncing. */
+  for (int k = 0; k < 2 * CL_BOUNCE_LIMIT; k++)
+    {
+      apply (&t2, 2, msg (CL_MSG_ACQUIRE, "vm1", 0, 0), &s2, 2);
+      ck_assert_int_eq (cl_table_find (&t2, "vm1")->state, CL_HANDING_OFF);
+      ck_assert_uint_eq (s2.errors, 1 + (unsigned) k);
+      apply (&t2, 1, r, &s2, 2);
+      ck_assert_int_eq (cl_table_find (&t2, "vm1")->state, CL_OWNED);
+      ck_assert (!cl_table_find (&t2, "vm1")->bouncing);
+    }
+  ck_assert_uint_eq (cl_table_find (&t2, "vm1")->bounce_count, 0);
+  ck_assert_uint_eq (s2.errors, 1 + 2 * CL_BOUNCE_LIMIT);
+  ck_assert (strstr (s2.last_error, "cannot hand it over"));
   cl_table_clear (&t);
   cl_table_clear (&t2);
 }
