@@ -10,7 +10,11 @@
  */
 #include <config.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 
 #include "loop.h"
@@ -19,9 +23,21 @@ static qb_loop_t *engine_loop; /* set once, before any open */
 
 /* The descriptors of I/O (cowd_io_poll_add), watched a second time in an
  * epoll set of their own that is only ever asked, never waited on: is any
- * of them ready now?  -1 until the first. */
+ * of them ready now?  -1 until the first.  Only reading is watched there;
+ * io_fds has each descriptor's IO_IN (in the set) and IO_OUT (it has
+ * something to send: libiscsi's queued PDUs, an NBD reply behind a full
+ * socket), and io_writers counts the IO_OUTs.  A change of POLLOUT alone,
+ * which libiscsi makes about twice per request, so costs no system call. */
 static int io_epfd = -1;
 static uint64_t io_yields;
+enum
+{
+  IO_IN = 1,
+  IO_OUT = 2,
+};
+static unsigned char *io_fds;
+static size_t io_fds_len;
+static unsigned io_writers;
 
 qb_loop_t *
 cowd_loop (void)
@@ -69,22 +85,52 @@ cowd_timer_stop (struct cowd_timer *t)
 
 /* --- I/O that waits --- */
 
+/* io_fds[fd], grown to hold fd; NULL when out of memory. */
+static unsigned char *
+io_state (int fd)
+{
+  if ((size_t) fd >= io_fds_len)
+    {
+      size_t n = io_fds_len ? io_fds_len : 64;
+      while (n <= (size_t) fd)
+        n *= 2;
+      unsigned char *p = realloc (io_fds, n);
+      if (!p)
+        return NULL;
+      memset (p + io_fds_len, 0, n - io_fds_len);
+      io_fds = p, io_fds_len = n;
+    }
+  return &io_fds[fd];
+}
+
+/* The set follows events: fd is in it while it reads (IO_IN) and counted
+ * in io_writers while it sends (IO_OUT).  Without memory or an epoll set,
+ * nothing yields to I/O: slower, not wrong. */
 static void
-io_watch (int op, int fd, int32_t events)
+io_watch (int fd, int32_t events)
 {
   if (io_epfd < 0)
     io_epfd = epoll_create1 (EPOLL_CLOEXEC);
-  if (io_epfd < 0)
-    return; /* then nothing yields to I/O: slower, not wrong */
-  struct epoll_event ev = {
-    .events = (uint32_t) events & (EPOLLIN | EPOLLOUT),
-    .data.fd = fd,
-  };
-  /* A descriptor closed without a del left the set by itself, and its
-   * number may come back for another: add and mod each do the other. */
-  if (epoll_ctl (io_epfd, op, fd, &ev) < 0 && op != EPOLL_CTL_DEL)
-    (void) epoll_ctl (
-        io_epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+  unsigned char *st = fd >= 0 ? io_state (fd) : NULL;
+  if (io_epfd < 0 || !st)
+    return;
+  unsigned char want
+      = (events & POLLIN ? IO_IN : 0) | (events & POLLOUT ? IO_OUT : 0);
+  if ((*st ^ want) & IO_OUT)
+    io_writers += want & IO_OUT ? 1u : -1u;
+  if ((*st ^ want) & IO_IN)
+    {
+      struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+      if (want & IO_IN)
+        {
+          if (epoll_ctl (io_epfd, EPOLL_CTL_ADD, fd, &ev) < 0
+              && errno == EEXIST)
+            (void) epoll_ctl (io_epfd, EPOLL_CTL_MOD, fd, &ev);
+        }
+      else
+        (void) epoll_ctl (io_epfd, EPOLL_CTL_DEL, fd, &ev);
+    }
+  *st = want;
 }
 
 /* The loop's add or mod (op), then the same in the set. */
@@ -95,7 +141,7 @@ io_poll (int op, int fd, int32_t events, void *data,
   int r = (op == EPOLL_CTL_ADD ? qb_loop_poll_add : qb_loop_poll_mod) (
       engine_loop, QB_LOOP_HIGH, fd, events, data, fn);
   if (r == 0)
-    io_watch (op, fd, events);
+    io_watch (fd, events);
   return r;
 }
 
@@ -113,10 +159,12 @@ cowd_io_poll_mod (int fd, int32_t events, void *data,
   return io_poll (EPOLL_CTL_MOD, fd, events, data, fn);
 }
 
+/* Every descriptor added is deleted before it is closed (the NBD server,
+ * the backends), so io_fds never holds a closed one. */
 int
 cowd_io_poll_del (int fd)
 {
-  io_watch (EPOLL_CTL_DEL, fd, 0);
+  io_watch (fd, 0);
   return qb_loop_poll_del (engine_loop, fd);
 }
 
@@ -124,7 +172,7 @@ bool
 cowd_io_waiting (void)
 {
   struct epoll_event ev;
-  if (io_epfd < 0 || epoll_wait (io_epfd, &ev, 1, 0) <= 0)
+  if (!io_writers && (io_epfd < 0 || epoll_wait (io_epfd, &ev, 1, 0) <= 0))
     return false;
   io_yields++;
   return true;

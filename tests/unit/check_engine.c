@@ -813,6 +813,14 @@ START_TEST (test_io_waiting)
   ck_assert_int_eq (cowd_io_poll_del (sv[0]), 0);
   ck_assert_int_eq (write (sv[1], "x", 1), 1);
   ck_assert (!cowd_io_waiting ());
+  /* Something to send counts until it is deleted, as well as modded. */
+  ck_assert_int_eq (cowd_io_poll_add (sv[0], POLLIN | POLLOUT, NULL, io_never),
+                    0);
+  ck_assert (cowd_io_waiting ());
+  ck_assert_int_eq (read (sv[0], &c, 1), 1);
+  ck_assert (cowd_io_waiting ());
+  ck_assert_int_eq (cowd_io_poll_del (sv[0]), 0);
+  ck_assert (!cowd_io_waiting ());
   close (sv[0]);
   close (sv[1]);
 
