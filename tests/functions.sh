@@ -10,6 +10,7 @@
 #   new_image FILE SIZE random|zero
 #   expect_error REGEX ARGS, expect_exact SENTENCE ARGS  (c is cowctl)
 #   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
+#   crash_restart_cowd RUNDIR "LISTED" VOLS...  kill -9, start, check
 #   qio_ok URI WHY CMD...  qemu-io runs every command and each succeeds
 set -euo pipefail
 export LC_ALL=C
@@ -143,6 +144,23 @@ start_cowd() {               # start_cowd RUNDIR [ARGS]
   cleanup_fn kill_pid "$pid"
   wait_until 30 cowctl --run-dir "$run" list \
     || { cat "$run.log" >&2; fail "cowd did not start in $run"; }
+}
+# crash_restart_cowd RUNDIR "LISTED" VOLS...: cowd killed at once (no
+# clean stop) and started again lists exactly LISTED (names in order,
+# blank-separated), and each of VOLS attaches and reads its first bytes:
+# what cowd answered before the kill was durable.
+crash_restart_cowd() {
+  local run=$1 listed=$2 pid=${_cowd_pid[$1]} u v; shift 2
+  kill -9 "$pid"; wait_until 10 sh -c "! kill -0 $pid" || fail "cowd did not die"
+  rm -f "$run/cowd.pid"
+  start_cowd "$run"
+  [ "$(cowctl --run-dir "$run" list | tail -n +2 | awk '{print $1}' | tr '\n' ' ')" = "$listed " ] \
+    || fail "list after kill -9 and a restart: $(cowctl --run-dir "$run" list)"
+  for v in "$@"; do
+    u=$(cowctl --run-dir "$run" attach "$v") || fail "$v does not attach after kill -9: $u"
+    qemu-io -f raw "$u" -c "read -v 0 16" | head -1 | grep -q "^00000000:" || fail "$v does not read"
+    cowctl --run-dir "$run" detach "$v" >/dev/null
+  done
 }
 stop_cowd() {                # stop_cowd RUNDIR
   local run=$1 pid=${_cowd_pid[$1]:-}

@@ -44,6 +44,8 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
+  bool creating;       /* formatted, not yet durable (a slice of create --from):
+                          commands refuse it, the cluster does not know it */
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
   struct vol_entry *live_next, *live_prev;
@@ -144,6 +146,8 @@ int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);
  * remove it.  0 or -1 (logged). */
 int voldb_store (struct vol_entry *e);
 int voldb_store_lazy (struct vol_entry *e);
+int voldb_store_deferred (struct vol_entry *const *es, unsigned n);
+int voldb_log_fd (void);
 int voldb_unstore (struct vol_entry *e);
 /* Put e on cowd.live, or take it off, after e->vol or e->attached changed:
  * the passes that look only at open or attached volumes (after a sync, at
@@ -153,11 +157,9 @@ void voldb_live (struct vol_entry *e);
 #define VOLDB_FOR_LIVE(e)                                                      \
   for (struct vol_entry *e = cowd.live, *e##_next = e ? e->live_next : NULL;   \
        e; e = e##_next, e##_next = e ? e->live_next : NULL)
-/* Several lazy writes in one transaction (a piece of a table received);
- * or durable ones (a slice of create --from: the commit is fsynced), which
- * voldb_batch_abort takes back. */
+/* Several lazy writes in one transaction (a piece of a table received,
+ * a turn of CPG messages). */
 int voldb_batch_begin (void);
-int voldb_batch_begin_durable (void);
 int voldb_batch_end (void);
 /* The lazy batch's turn ended early for I/O: its transaction stays open a
  * little for the next turn (voldb.c, VOLDB_HOLD_MS).  voldb_flush commits
@@ -167,7 +169,10 @@ void voldb_flush (void);
 /* No checkpoint of the store while held: a host joining the cluster
  * holds them until it is synced, then the one due runs (own.c). */
 void voldb_checkpoints_hold (bool hold);
-void voldb_batch_abort (void);
+/* offload.c: work on a thread of its own, then done on the loop. */
+int cowd_offload (void (*work) (void *data), void (*done) (void *data),
+                  void *data);
+void cowd_offload_drain (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);

@@ -121,6 +121,14 @@ find_or_reply (struct ctl_req *req, const char *name)
   struct vol_entry *e = voldb_find (name);
   if (!e)
     reply_fmt (req, COW_E_NO_SUCH_VOLUME, "volume %s does not exist", name);
+  else if (e->creating)
+    {
+      reply_fmt (req, COW_E_BUSY,
+                 "volume %s is being created (its create --from has not "
+                 "made it durable yet)",
+                 name);
+      return NULL;
+    }
   return e;
 }
 
@@ -288,6 +296,9 @@ struct create_slice
   unsigned nfs;
   struct strbuf lines; /* the "created" lines of its volumes */
   unsigned first_line;
+  int log_fd; /* the store's log, for the thread's fdatasync */
+  int err;    /* the thread's: 0, or the errno of its syncfs or fdatasync */
+  uint64_t t; /* when the thread's work was handed over */
 };
 
 /* p's CoW device is a regular file: format it without flushes, and keep a
@@ -365,7 +376,8 @@ create_volume (const struct vol_params *pp, bool exclusive,
                         p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  if (voldb_set_ident (e, ident) < 0 || voldb_store (e) < 0)
+  e->creating = sl != NULL; /* stored at the slice's end */
+  if (voldb_set_ident (e, ident) < 0 || (!sl && voldb_store (e) < 0))
     {
       voldb_remove (e);
       return create_errf (err, errlen, COW_E_IO,
@@ -443,6 +455,9 @@ struct create_batch
   struct strbuf out;
   qb_loop_timer_handle timer;
   unsigned slices, created; /* for the log line at the end */
+  struct create_slice *sl;  /* the slice under way */
+  struct strbuf errline;    /* the error that ends the batch, or "" */
+  bool stop;                /* the slice under way is the last */
 };
 
 /* The definition at b->pos: its words (argv[0] = "create") in words. */
@@ -487,91 +502,132 @@ create_batch_one (struct create_batch *b, char **words, struct create_slice *sl,
   return 0;
 }
 
-/* The slice's end: its CoW files durable, then its definitions (the
- * transaction began in create_batch_step); then the cluster is told and
- * its lines join the answer.  0, or -1 after an error line: none of the
- * slice is created then. */
-static int
-create_slice_end (struct create_batch *b, struct create_slice *sl)
+/* The slice's end, in three steps so that no disk is waited for on the
+ * loop (offload.c): its CoW files made durable (syncfs, on a thread),
+ * then its definitions committed (on the loop, without an fsync), then
+ * the store's log made durable (fdatasync, on a thread); then the cluster
+ * is told and its lines join the answer.  Until then its volumes are
+ * "creating": commands refuse them (find_or_reply), the cluster does not
+ * know them, and a crash leaves formatted devices that no durable
+ * definition names (create --force takes them).  A step that fails ends
+ * the batch with an error line, and none of the slice is created. */
+static void create_batch_step (void *opaque);
+static void create_batch_finish (struct create_batch *b);
+
+static void
+create_slice_fail (struct create_batch *b, const char *what, int err)
 {
-  uint64_t t = clock_now_ns ();
-  int err = 0;
-  for (unsigned i = 0; i < sl->nfs; i++)
-    {
-      if (syncfs (sl->fds[i]) < 0 && !err)
-        err = errno;
-      close (sl->fds[i]);
-    }
-  t = create_lap (&create_t.format_ns, t);
-  const char *what = err ? "making their CoW files durable (syncfs)" : NULL;
-  if (!err && voldb_batch_end () < 0)
-    what = "saving their definitions", err = EIO;
-  else if (err)
-    voldb_batch_abort ();
-  t = create_lap (&create_t.store_ns, t);
-  if (err)
-    {
-      for (unsigned i = 0; i < sl->n; i++)
-        voldb_remove (sl->vols[i]);
-      if (sl->n)
-        sb_printf (&b->out,
-                   "error %u io volumes of lines %u and on: %s failed: %s; "
-                   "none of them was created\n",
-                   sl->first_line, sl->first_line, what, strerror (err));
-      sb_free (&sl->lines);
-      return -1;
-    }
+  struct create_slice *sl = b->sl;
   for (unsigned i = 0; i < sl->n; i++)
-    cowd.own->defined (sl->vols[i]);
-  create_lap (&create_t.define_ns, t);
-  sb_puts (&b->out, sb_str (&sl->lines));
-  sb_free (&sl->lines);
-  return 0;
+    voldb_remove (sl->vols[i]);
+  if (sl->n)
+    sb_printf (&b->out,
+               "error %u io volumes of lines %u and on: %s failed: %s; "
+               "none of them was created\n",
+               sl->first_line, sl->first_line, what, strerror (err));
+  sb_reset (&b->errline);
+  b->stop = true;
+}
+
+/* The slice is over, created or not: the next, or the answer. */
+static void
+create_slice_next (struct create_batch *b)
+{
+  sb_free (&b->sl->lines);
+  free (b->sl);
+  b->sl = NULL;
+  if (b->stop || b->pos >= b->argc)
+    return create_batch_finish (b);
+  /* A timer due now (not a job, which qb_loop may run only after a poll
+   * with a timeout): the next slice after the events waiting. */
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
+                     &b->timer);
 }
 
 static void
-create_batch_step (void *opaque)
+create_slice_log_sync (void *opaque)
 {
   struct create_batch *b = opaque;
-  char **words = calloc ((size_t) b->argc + 1, sizeof *words);
-  uint64_t t0 = clock_thread_cpu_ns ();
-  struct create_slice sl = { .lines = STRBUF_INIT };
-  struct strbuf errline = STRBUF_INIT;
-  int r = words ? 0 : -1;
-  if (r == 0 && voldb_batch_begin_durable () < 0)
+  if (fdatasync (b->sl->log_fd) < 0)
+    b->sl->err = errno;
+}
+
+static void
+create_slice_durable (void *opaque)
+{
+  struct create_batch *b = opaque;
+  struct create_slice *sl = b->sl;
+  uint64_t t = create_lap (&create_t.store_ns, sl->t);
+  if (sl->err)
     {
-      sb_printf (&b->out, "error 0 io saving definitions in %s failed\n",
-                 cowd.state_dir);
-      r = -1;
+      for (unsigned i = 0; i < sl->n; i++)
+        voldb_unstore (sl->vols[i]);
+      create_slice_fail (b, "making their definitions durable (fdatasync)",
+                         sl->err);
+      return create_slice_next (b);
     }
-  else if (r == 0)
+  for (unsigned i = 0; i < sl->n; i++)
     {
-      while (r == 0 && b->pos < b->argc && sl.n < CREATE_SLICE_MAX
-             && clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS)
-        r = create_batch_one (b, words, &sl, &errline);
-      b->slices++;
-      unsigned n = sl.n;
-      if (create_slice_end (b, &sl) < 0)
-        r = -1;
-      else
-        {
-          b->created += n;
-          if (r < 0)
-            sb_puts (&b->out, sb_str (&errline));
-        }
+      sl->vols[i]->creating = false;
+      cowd.own->defined (sl->vols[i]);
     }
-  sb_free (&errline);
-  free (words);
-  if (r == 0 && b->pos < b->argc)
+  create_lap (&create_t.define_ns, t);
+  b->created += sl->n;
+  sb_puts (&b->out, sb_str (&sl->lines));
+  create_slice_next (b);
+}
+
+static void
+create_slice_fs_sync (void *opaque)
+{
+  struct create_slice *sl = ((struct create_batch *) opaque)->sl;
+  for (unsigned i = 0; i < sl->nfs; i++)
     {
-      /* A timer due now (not a job, which qb_loop may run only after a
-       * poll with a timeout): the next slice after the events waiting. */
-      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
-                         &b->timer);
-      return;
+      if (syncfs (sl->fds[i]) < 0 && !sl->err)
+        sl->err = errno;
+      close (sl->fds[i]);
     }
-  if (!words)
-    sb_puts (&b->out, "error 0 internal out of memory\n");
+}
+
+/* Run work on a thread, then done on the loop; where no thread can be
+ * had, both now (the loop waits, as it always did). */
+static void
+create_slice_offload (struct create_batch *b, void (*work) (void *),
+                      void (*done) (void *))
+{
+  b->sl->t = clock_now_ns ();
+  if (cowd_offload (work, done, b) < 0)
+    {
+      work (b);
+      done (b);
+    }
+}
+
+static void
+create_slice_synced (void *opaque)
+{
+  struct create_batch *b = opaque;
+  struct create_slice *sl = b->sl;
+  create_lap (&create_t.format_ns, sl->t);
+  if (sl->err)
+    create_slice_fail (b, "making their CoW files durable (syncfs)", sl->err);
+  else if (sl->n == 0)
+    ; /* the batch's first line failed */
+  else if ((sl->log_fd = voldb_log_fd ()) < 0)
+    create_slice_fail (b, "opening the store's log", errno);
+  else if (voldb_store_deferred (sl->vols, sl->n) < 0)
+    create_slice_fail (b, "saving their definitions", EIO);
+  else
+    return create_slice_offload (b, create_slice_log_sync,
+                                 create_slice_durable);
+  create_slice_next (b);
+}
+
+static void
+create_batch_finish (struct create_batch *b)
+{
+  sb_puts (&b->out, sb_str (&b->errline));
+  sb_free (&b->errline);
   qb_log (LOG_INFO,
           "create --from: %u volumes created in %u slices; check %.3f s, "
           "format %.3f s, store %.3f s, cluster %.3f s",
@@ -588,6 +644,31 @@ create_batch_step (void *opaque)
 }
 
 static void
+create_batch_step (void *opaque)
+{
+  struct create_batch *b = opaque;
+  char **words = calloc ((size_t) b->argc + 1, sizeof *words);
+  struct create_slice *sl = calloc (1, sizeof *sl);
+  if (!words || !sl)
+    {
+      free (words);
+      free (sl);
+      sb_puts (&b->out, "error 0 internal out of memory\n");
+      return create_batch_finish (b);
+    }
+  uint64_t t0 = clock_thread_cpu_ns ();
+  *sl = (struct create_slice){ .lines = STRBUF_INIT, .log_fd = -1 };
+  b->sl = sl;
+  while (!b->stop && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
+         && clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS)
+    if (create_batch_one (b, words, sl, &b->errline) < 0)
+      b->stop = true;
+  free (words);
+  b->slices++;
+  create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
+}
+
+static void
 cmd_create_batch (struct ctl_req *req, int argc, char **argv)
 {
   struct create_batch *b = calloc (1, sizeof *b);
@@ -598,9 +679,12 @@ cmd_create_batch (struct ctl_req *req, int argc, char **argv)
       free (b);
       return reply_usage (req, "create");
     }
-  *b = (struct create_batch){
-    .req = req, .argc = argc, .argv = argv, .pos = 2, .out = STRBUF_INIT
-  };
+  *b = (struct create_batch){ .req = req,
+                              .argc = argc,
+                              .argv = argv,
+                              .pos = 2,
+                              .out = STRBUF_INIT,
+                              .errline = STRBUF_INIT };
   create_t = (struct create_times){ 0 };
   create_batch_step (b);
 }

@@ -329,7 +329,7 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
         }
       qb_log (LOG_DEBUG, "cluster: %s: defined", def->name);
     }
-  else if (!defined && e && !e->vol)
+  else if (!defined && e && !e->vol && !e->creating)
     {
       voldb_unstore (e);
       voldb_remove (e);

@@ -41,11 +41,13 @@
  */
 #include <config.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <qb/qblog.h>
 #include <sqlite3.h>
@@ -89,6 +91,7 @@ struct store
   enum store_sync sync;
   int wal_pages; /* in the log after the last commit */
   char *path;
+  int wal_fd; /* the log, opened by store_log_fd; -1 until then */
   /* The checkpointer, started at the first store_checkpoint_start. */
   pthread_t ck_thread;
   sqlite3 *ck_db;
@@ -326,6 +329,7 @@ store_open (const char *dir, struct store **out, char *err, size_t errlen)
       return -1;
     }
   s->path = path;
+  s->wal_fd = -1;
   pthread_mutex_init (&s->ck_mu, NULL);
   pthread_cond_init (&s->ck_cv, NULL);
   int rc = sqlite3_open_v2 (
@@ -374,8 +378,26 @@ store_close (struct store *s)
   sqlite3_close (s->db);
   pthread_mutex_destroy (&s->ck_mu);
   pthread_cond_destroy (&s->ck_cv);
+  if (s->wal_fd >= 0)
+    close (s->wal_fd);
   free (s->path);
   free (s);
+}
+
+/* The log file stays while a connection is open (WAL mode; this one's
+ * lasts as long as s), so one descriptor serves every fdatasync. */
+int
+store_log_fd (struct store *s)
+{
+  if (s->wal_fd < 0)
+    {
+      char *p;
+      if (asprintf (&p, "%s-wal", s->path) < 0)
+        return -1;
+      s->wal_fd = open (p, O_RDONLY | O_CLOEXEC);
+      free (p);
+    }
+  return s->wal_fd;
 }
 
 int

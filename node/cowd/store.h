@@ -48,6 +48,10 @@ int store_begin (struct store *s, enum store_sync sync);
 bool store_in_lazy (const struct store *s);
 int store_commit (struct store *s);
 void store_rollback (struct store *s);
+/* The log (DIR/volumes.db-wal), read-only, for an fdatasync off the loop
+ * that makes a LAZY commit durable: what synchronous=FULL's commit does,
+ * later (voldb_store_deferred).  -1 with errno. */
+int store_log_fd (struct store *s);
 
 /* Insert or replace the row of d->name. */
 int store_put (struct store *s, const struct store_def *d);

@@ -698,6 +698,33 @@ voldb_store (struct vol_entry *e)
   return voldb_stored (store_put (V.store, &d));
 }
 
+/* One transaction of the rows of es[0..n), committed without an fsync:
+ * the caller makes it durable with an fdatasync of voldb_log_fd, off the
+ * loop (a slice of create --from), and answers only after that.  0 or -1
+ * (then none of them is stored). */
+int
+voldb_store_deferred (struct vol_entry *const *es, unsigned n)
+{
+  if (voldb_end_lazy () < 0 || store_begin (V.store, STORE_LAZY) < 0)
+    return -1;
+  for (unsigned i = 0; i < n; i++)
+    {
+      struct store_def d = voldb_def (es[i]);
+      if (store_put (V.store, &d) < 0)
+        {
+          store_rollback (V.store);
+          return -1;
+        }
+    }
+  return voldb_stored (store_commit (V.store));
+}
+
+int
+voldb_log_fd (void)
+{
+  return store_log_fd (V.store);
+}
+
 int
 voldb_store_lazy (struct vol_entry *e)
 {
@@ -726,21 +753,13 @@ voldb_batch_begin (void)
   return 0;
 }
 
-int
-voldb_batch_begin_durable (void)
-{
-  if (voldb_end_lazy () < 0)
-    return -1;
-  return store_begin (V.store, STORE_DURABLE);
-}
-
 /* A lazy batch paused (its turn of the loop ended early for I/O waiting,
  * and its next turn comes at once: cluster.h, CLUSTER_BATCH_YIELD) keeps
  * its transaction open for the next, for at most VOLDB_HOLD_MS: committed
  * at every yield, a turn of CPG messages that ended after one or two
  * definitions for an NBD read wrote 30% more log than whole turns
  * (bench/scale 10,000, host 2 read every 2 ms).  A durable write, a
- * durable batch or the batch's end commits it sooner; a crash of cowd
+ * slice of create --from or the batch's end commits it sooner; a crash of cowd
  * loses what it holds, which the cluster gives back (a lazy write's
  * promise). */
 #define VOLDB_HOLD_MS 20
@@ -768,15 +787,6 @@ voldb_flush (void)
   V.lazy_batch = false;
   voldb_hold_end (NULL);
   cowd_timer_stop (&V.hold);
-}
-
-void
-voldb_batch_abort (void)
-{
-  bool lazy = V.lazy_batch;
-  V.lazy_batch = false;
-  if (!lazy || store_in_lazy (V.store))
-    store_rollback (V.store);
 }
 
 int

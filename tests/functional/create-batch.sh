@@ -59,17 +59,7 @@ printf 'v8 --base %s --cow %s\n# end\n' "$d/base.img" "$d/c8" | c create --from 
 # and started again has every definition, and each volume attaches with
 # its superblock and reads its base (a slice's CoW files are synced, then
 # its definitions committed, before the answer)
-pid=${_cowd_pid[$d/run]}
-kill -9 "$pid"; wait_until 10 sh -c "! kill -0 $pid" || fail "cowd did not die"
-rm -f "$d/run/cowd.pid"
-start_cowd "$d/run"
-[ "$(c list | tail -n +2 | awk '{print $1}' | tr '\n' ' ')" = "v1 v2 v3 v6 v7 v8 " ] \
-  || fail "list after kill -9 and a restart: $(c list)"
-for v in v1 v6 v8; do
-  u=$(c attach $v) || fail "$v does not attach after kill -9: $u"
-  qemu-io -f raw "$u" -c "read -v 0 16" | head -1 | grep -q "^00000000:" || fail "$v does not read"
-  c detach $v
-done
+crash_restart_cowd "$d/run" "v1 v2 v3 v6 v7 v8" v1 v6 v8
 # usage and unreadable files
 rc=0; out=$(c create --from 2>&1) || rc=$?
 [ $rc -eq 2 ] && [ "$out" = "cowctl: usage: cowctl create --from FILE|-" ] \

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* offload.c: blocking system calls off cowd's loop.
+ *
+ * Everything cowd serves runs on one loop, and a call that waits for the
+ * disk (a syncfs of the CoW files a batch of creates formatted, an fsync
+ * of the store's log) keeps every NBD request of the host waiting as
+ * long: bench/scale 10,000 saw the creating host's loop stand still for
+ * 196-206 ms at once and more than 10 ms six times during its creates.
+ * cowd_offload runs such a call (work) on a thread of its own, then its
+ * continuation (done) on the loop, in the order the works finished.
+ * work touches only what its caller gave it; done may touch anything.
+ *
+ * A thread per job: the jobs are a few a second, each waits for a disk
+ * for milliseconds, and a pool would only add the code to size it.
+ * At stop, cowd_offload_drain waits for the works under way (their
+ * continuations do not run: the loop has stopped).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <qb/qblog.h>
+#include <qb/qbloop.h>
+
+#include "cowd.h"
+#include "loop.h"
+
+struct offload_job
+{
+  void (*work) (void *data);
+  void (*done) (void *data);
+  void *data;
+  struct offload_job *next;
+};
+
+static struct
+{
+  pthread_mutex_t mu;
+  pthread_cond_t idle;
+  unsigned running;
+  struct offload_job *head, **tail; /* finished, to continue on the loop */
+  int efd;
+} O = {
+  PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, NULL, -1
+};
+
+static void *
+offload_thread (void *arg)
+{
+  struct offload_job *j = arg;
+  j->work (j->data);
+  pthread_mutex_lock (&O.mu);
+  j->next = NULL;
+  *O.tail = j;
+  O.tail = &j->next;
+  if (--O.running == 0)
+    pthread_cond_broadcast (&O.idle);
+  pthread_mutex_unlock (&O.mu);
+  uint64_t one = 1;
+  ssize_t w = write (O.efd, &one, sizeof one);
+  (void) w; /* the counter cannot overflow: one per job */
+  return NULL;
+}
+
+static int
+offload_dispatch (int fd, int revents, void *data)
+{
+  uint64_t n;
+  (void) revents;
+  (void) data;
+  if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    return 0;
+  pthread_mutex_lock (&O.mu);
+  struct offload_job *j = O.head;
+  O.head = NULL;
+  O.tail = &O.head;
+  pthread_mutex_unlock (&O.mu);
+  while (j)
+    {
+      struct offload_job *next = j->next;
+      j->done (j->data);
+      free (j);
+      j = next;
+    }
+  return 0;
+}
+
+int
+cowd_offload (void (*work) (void *data), void (*done) (void *data), void *data)
+{
+  if (O.efd < 0)
+    {
+      O.tail = &O.head;
+      O.efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (O.efd < 0)
+        return -1;
+      if (qb_loop_poll_add (cowd_loop (), QB_LOOP_HIGH, O.efd, POLLIN, NULL,
+                            offload_dispatch)
+          != 0)
+        {
+          close (O.efd);
+          O.efd = -1;
+          return -1;
+        }
+    }
+  struct offload_job *j = malloc (sizeof *j);
+  if (!j)
+    return -1;
+  *j = (struct offload_job){ .work = work, .done = done, .data = data };
+  pthread_attr_t a;
+  pthread_t t;
+  pthread_attr_init (&a);
+  pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock (&O.mu);
+  O.running++;
+  int r = pthread_create (&t, &a, offload_thread, j);
+  if (r != 0)
+    O.running--;
+  pthread_mutex_unlock (&O.mu);
+  pthread_attr_destroy (&a);
+  if (r != 0)
+    {
+      free (j);
+      errno = r;
+      return -1;
+    }
+  return 0;
+}
+
+void
+cowd_offload_drain (void)
+{
+  pthread_mutex_lock (&O.mu);
+  while (O.running)
+    pthread_cond_wait (&O.idle, &O.mu);
+  pthread_mutex_unlock (&O.mu);
+}
