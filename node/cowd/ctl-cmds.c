@@ -124,8 +124,8 @@ find_or_reply (struct ctl_req *req, const char *name)
   else if (e->creating)
     {
       reply_fmt (req, COW_E_BUSY,
-                 "volume %s is being created (its create --from has not "
-                 "made it durable yet)",
+                 "volume %s is being created: its definition is not "
+                 "durable yet",
                  name);
       return NULL;
     }
@@ -398,32 +398,15 @@ create_volume (const struct vol_params *pp, bool exclusive,
 
 static void cmd_create_batch (struct ctl_req *req, int argc, char **argv);
 
+static void create_single (struct ctl_req *req, int argc, char **argv,
+                           bool json);
+
 static void
 cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
 {
-  struct vol_params p;
-  bool exclusive;
-  char err[COW_ERRLEN];
   if (argc >= 2 && strcmp (argv[1], CREATE_BATCH) == 0)
     return cmd_create_batch (req, argc, argv);
-  int r = create_parse (argc, argv, &p, &exclusive, err, sizeof err);
-  if (r == 0)
-    r = create_volume (&p, exclusive, NULL, err, sizeof err);
-  if (r != 0)
-    return reply_fmt (req, r, "%s", err);
-  if (json)
-    {
-      struct strbuf sb = STRBUF_INIT;
-      sb_puts (&sb, "{\"name\":");
-      sb_json_str (&sb, p.name);
-      sb_printf (&sb, ",\"chunk_size\":%u,\"commit\":\"%s\"}\n", p.chunk_size,
-                 vol_commit_name (p.commit));
-      ctl_reply (req, 0, sb_str (&sb));
-      sb_free (&sb);
-      return;
-    }
-  reply_fmt (req, 0, "created volume %s (chunk size %u, commit %s)\n", p.name,
-             p.chunk_size, vol_commit_name (p.commit));
+  create_single (req, argc, argv, json);
 }
 
 /* --- create --from: several definitions in one request ---
@@ -458,6 +441,12 @@ struct create_batch
   struct create_slice *sl;  /* the slice under way */
   struct strbuf errline;    /* the error that ends the batch, or "" */
   bool stop;                /* the slice under way is the last */
+  /* A plain create: one volume in one slice, and create's answer. */
+  bool single, json;
+  struct vol_params p;
+  bool exclusive;
+  int code; /* how it failed, with its sentence in err */
+  char err[COW_ERRLEN];
 };
 
 /* The definition at b->pos: its words (argv[0] = "create") in words. */
@@ -518,9 +507,13 @@ static void
 create_slice_fail (struct create_batch *b, const char *what, int err)
 {
   struct create_slice *sl = b->sl;
+  if (b->single && sl->n)
+    b->code = create_errf (b->err, sizeof b->err, COW_E_IO,
+                           "volume %s: %s failed: %s; it was not created",
+                           sl->vols[0]->name, what, strerror (err));
   for (unsigned i = 0; i < sl->n; i++)
     voldb_remove (sl->vols[i]);
-  if (sl->n)
+  if (sl->n && !b->single)
     sb_printf (&b->out,
                "error %u io volumes of lines %u and on: %s failed: %s; "
                "none of them was created\n",
@@ -562,7 +555,7 @@ create_slice_durable (void *opaque)
     {
       for (unsigned i = 0; i < sl->n; i++)
         voldb_unstore (sl->vols[i]);
-      create_slice_fail (b, "making their definitions durable (fdatasync)",
+      create_slice_fail (b, "making the definitions durable (fdatasync)",
                          sl->err);
       return create_slice_next (b);
     }
@@ -577,13 +570,16 @@ create_slice_durable (void *opaque)
   create_slice_next (b);
 }
 
+/* One volume's file: an fsync of that file; several: a syncfs of each
+ * of their filesystems, cheaper than one fsync each. */
 static void
 create_slice_fs_sync (void *opaque)
 {
   struct create_slice *sl = ((struct create_batch *) opaque)->sl;
   for (unsigned i = 0; i < sl->nfs; i++)
     {
-      if (syncfs (sl->fds[i]) < 0 && !sl->err)
+      if ((sl->n == 1 ? fsync (sl->fds[i]) : syncfs (sl->fds[i])) < 0
+          && !sl->err)
         sl->err = errno;
       close (sl->fds[i]);
     }
@@ -610,22 +606,50 @@ create_slice_synced (void *opaque)
   struct create_slice *sl = b->sl;
   create_lap (&create_t.format_ns, sl->t);
   if (sl->err)
-    create_slice_fail (b, "making their CoW files durable (syncfs)", sl->err);
+    create_slice_fail (b, "making the CoW files durable (fsync or syncfs)",
+                       sl->err);
   else if (sl->n == 0)
     ; /* the batch's first line failed */
   else if ((sl->log_fd = voldb_log_fd ()) < 0)
     create_slice_fail (b, "opening the store's log", errno);
   else if (voldb_store_deferred (sl->vols, sl->n) < 0)
-    create_slice_fail (b, "saving their definitions", EIO);
+    create_slice_fail (b, "saving the definitions", EIO);
   else
     return create_slice_offload (b, create_slice_log_sync,
                                  create_slice_durable);
   create_slice_next (b);
 }
 
+/* A plain create's answer. */
+static void
+create_single_finish (struct create_batch *b)
+{
+  const struct vol_params *p = &b->p;
+  if (b->code)
+    reply_fmt (b->req, b->code, "%s", b->err);
+  else if (b->json)
+    {
+      struct strbuf sb = STRBUF_INIT;
+      sb_puts (&sb, "{\"name\":");
+      sb_json_str (&sb, p->name);
+      sb_printf (&sb, ",\"chunk_size\":%u,\"commit\":\"%s\"}\n", p->chunk_size,
+                 vol_commit_name (p->commit));
+      ctl_reply (b->req, 0, sb_str (&sb));
+      sb_free (&sb);
+    }
+  else
+    reply_fmt (b->req, 0, "created volume %s (chunk size %u, commit %s)\n",
+               p->name, p->chunk_size, vol_commit_name (p->commit));
+  sb_free (&b->errline);
+  sb_free (&b->out);
+  free (b);
+}
+
 static void
 create_batch_finish (struct create_batch *b)
 {
+  if (b->single)
+    return create_single_finish (b);
   sb_puts (&b->out, sb_str (&b->errline));
   sb_free (&b->errline);
   qb_log (LOG_INFO,
@@ -665,6 +689,42 @@ create_batch_step (void *opaque)
       b->stop = true;
   free (words);
   b->slices++;
+  create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
+}
+
+/* create: a slice of one, so that it too waits for the disk off the loop
+ * (its CoW file's fsync, the store's log) and answers once durable. */
+static void
+create_single (struct ctl_req *req, int argc, char **argv, bool json)
+{
+  struct create_batch *b = calloc (1, sizeof *b);
+  struct create_slice *sl = calloc (1, sizeof *sl);
+  if (!b || !sl)
+    {
+      free (b);
+      free (sl);
+      return reply_fmt (req, COW_E_INTERNAL, "out of memory");
+    }
+  *b = (struct create_batch){ .req = req,
+                              .out = STRBUF_INIT,
+                              .errline = STRBUF_INIT,
+                              .single = true,
+                              .json = json,
+                              .stop = true,
+                              .slices = 1 };
+  *sl = (struct create_slice){ .lines = STRBUF_INIT, .log_fd = -1 };
+  b->sl = sl;
+  b->code
+      = create_parse (argc, argv, &b->p, &b->exclusive, b->err, sizeof b->err);
+  if (b->code == 0)
+    b->code = create_volume (&b->p, b->exclusive, sl, b->err, sizeof b->err);
+  if (b->code != 0)
+    {
+      if (sl->nfs)
+        close (sl->fds[0]); /* opened before the format failed */
+      sl->nfs = 0, sl->n = 0;
+      return create_slice_next (b);
+    }
   create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
 }
 

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* slowsync.so, an LD_PRELOAD shim for tests: syncfs and fdatasync take
- * SLOWSYNC_MS milliseconds (default 300) longer, as on a busy disk.  A
+/* slowsync.so, an LD_PRELOAD shim for tests: syncfs, fsync and fdatasync
+ * take SLOWSYNC_MS milliseconds (default 300) longer, as on a busy disk.  A
  * test that runs cowd under it sees whether a wait for the disk keeps
  * cowd's loop, and so its NBD clients, waiting (create-batch-offload.sh).
- * SQLite's unix VFS calls fdatasync through a pointer to the symbol, which
- * the preload takes too. */
+ * SQLite's unix VFS calls fsync or fdatasync through a pointer to the
+ * symbol, which the preload takes too. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -33,4 +33,5 @@ slow (void)
   }
 
 SLOW_WRAPPER (syncfs)
+SLOW_WRAPPER (fsync)
 SLOW_WRAPPER (fdatasync)
