@@ -146,8 +146,13 @@ int voldb_import (struct store *s, const char *dir, char *err, size_t errlen);
  * remove it.  0 or -1 (logged). */
 int voldb_store (struct vol_entry *e);
 int voldb_store_lazy (struct vol_entry *e);
+/* Writes committed without an fsync (0 or -1), then made durable by
+ * voldb_sync_async: done (ud, 0 or an errno) on the loop once the store's
+ * log is, after an fdatasync on a thread (offload.c).  The answer to a
+ * command waits for done; the loop does not. */
 int voldb_store_deferred (struct vol_entry *const *es, unsigned n);
-int voldb_log_fd (void);
+int voldb_unstore_deferred (struct vol_entry *e);
+void voldb_sync_async (void (*done) (void *ud, int err), void *ud);
 int voldb_unstore (struct vol_entry *e);
 /* Put e on cowd.live, or take it off, after e->vol or e->attached changed:
  * the passes that look only at open or attached volumes (after a sync, at

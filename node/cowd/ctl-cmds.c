@@ -296,8 +296,7 @@ struct create_slice
   unsigned nfs;
   struct strbuf lines; /* the "created" lines of its volumes */
   unsigned first_line;
-  int log_fd; /* the store's log, for the thread's fdatasync */
-  int err;    /* the thread's: 0, or the errno of its syncfs or fdatasync */
+  int err;    /* the threads': 0, or the errno of a syncfs or fdatasync */
   uint64_t t; /* when the thread's work was handed over */
 };
 
@@ -538,18 +537,11 @@ create_slice_next (struct create_batch *b)
 }
 
 static void
-create_slice_log_sync (void *opaque)
-{
-  struct create_batch *b = opaque;
-  if (fdatasync (b->sl->log_fd) < 0)
-    b->sl->err = errno;
-}
-
-static void
-create_slice_durable (void *opaque)
+create_slice_durable (void *opaque, int err)
 {
   struct create_batch *b = opaque;
   struct create_slice *sl = b->sl;
+  sl->err = err;
   uint64_t t = create_lap (&create_t.store_ns, sl->t);
   if (sl->err)
     {
@@ -610,13 +602,13 @@ create_slice_synced (void *opaque)
                        sl->err);
   else if (sl->n == 0)
     ; /* the batch's first line failed */
-  else if ((sl->log_fd = voldb_log_fd ()) < 0)
-    create_slice_fail (b, "opening the store's log", errno);
   else if (voldb_store_deferred (sl->vols, sl->n) < 0)
     create_slice_fail (b, "saving the definitions", EIO);
   else
-    return create_slice_offload (b, create_slice_log_sync,
-                                 create_slice_durable);
+    {
+      sl->t = clock_now_ns ();
+      return voldb_sync_async (create_slice_durable, b);
+    }
   create_slice_next (b);
 }
 
@@ -681,7 +673,7 @@ create_batch_step (void *opaque)
       return create_batch_finish (b);
     }
   uint64_t t0 = clock_thread_cpu_ns ();
-  *sl = (struct create_slice){ .lines = STRBUF_INIT, .log_fd = -1 };
+  *sl = (struct create_slice){ .lines = STRBUF_INIT };
   b->sl = sl;
   while (!b->stop && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
          && clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS)
@@ -712,7 +704,7 @@ create_single (struct ctl_req *req, int argc, char **argv, bool json)
                               .json = json,
                               .stop = true,
                               .slices = 1 };
-  *sl = (struct create_slice){ .lines = STRBUF_INIT, .log_fd = -1 };
+  *sl = (struct create_slice){ .lines = STRBUF_INIT };
   b->sl = sl;
   b->code
       = create_parse (argc, argv, &b->p, &b->exclusive, b->err, sizeof b->err);
@@ -896,6 +888,33 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   cowd.own->detach (e, cmd_detach_done, req);
 }
 
+/* delete answers once the removal is durable (voldb_sync_async). */
+struct delete_wait
+{
+  struct ctl_req *req;
+  char *name;
+};
+
+static void
+delete_durable (struct delete_wait *w, int err)
+{
+  if (err)
+    reply_fmt (w->req, COW_E_IO,
+               "volume %s: the definition was removed, but making that "
+               "durable in %s failed: %s",
+               w->name, cowd.state_dir, strerror (err));
+  else
+    ctl_reply (w->req, 0, ctl_req_flags (w->req) & CTL_F_JSON ? "{}\n" : "");
+  free (w->name);
+}
+
+static void
+delete_durable_free (void *opaque, int err)
+{
+  delete_durable (opaque, err);
+  free (opaque);
+}
+
 static void
 cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -913,13 +932,25 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   int code = cowd.own->undefine ? cowd.own->undefine (e, err, sizeof err) : 0;
   if (code)
     return reply_fmt (req, code, "%s", err);
-  if (voldb_unstore (e) < 0)
-    return reply_fmt (req, COW_E_IO,
-                      "volume %s: removing the definition "
-                      "from %s failed",
-                      e->name, cowd.state_dir);
+  char *name = strdup (e->name);
+  if (!name)
+    return reply_fmt (req, COW_E_INTERNAL, "out of memory");
+  if (voldb_unstore_deferred (e) < 0)
+    {
+      reply_fmt (req, COW_E_IO,
+                 "volume %s: removing the definition from %s failed", name,
+                 cowd.state_dir);
+      return free (name);
+    }
   voldb_remove (e);
-  ctl_reply (req, 0, json ? "{}\n" : "");
+  struct delete_wait *w = malloc (sizeof *w);
+  if (!w)
+    {
+      delete_durable (&(struct delete_wait){ req, name }, ENOMEM);
+      return;
+    }
+  *w = (struct delete_wait){ req, name };
+  voldb_sync_async (delete_durable_free, w);
 }
 
 /* --- list / status / stats --- */

@@ -719,10 +719,60 @@ voldb_store_deferred (struct vol_entry *const *es, unsigned n)
   return voldb_stored (store_commit (V.store));
 }
 
+/* A delete of e's row, committed without an fsync (voldb_sync_async). */
 int
-voldb_log_fd (void)
+voldb_unstore_deferred (struct vol_entry *e)
 {
-  return store_log_fd (V.store);
+  if (voldb_end_lazy () < 0 || store_begin (V.store, STORE_LAZY) < 0)
+    return -1;
+  if (store_delete (V.store, e->name) < 0)
+    {
+      store_rollback (V.store);
+      return -1;
+    }
+  return voldb_stored (store_commit (V.store));
+}
+
+struct voldb_sync
+{
+  void (*done) (void *ud, int err);
+  void *ud;
+  int fd, err;
+};
+
+static void
+voldb_sync_work (void *data)
+{
+  struct voldb_sync *s = data;
+  if (fdatasync (s->fd) < 0)
+    s->err = errno;
+}
+
+static void
+voldb_sync_done (void *data)
+{
+  struct voldb_sync *s = data;
+  s->done (s->ud, s->err);
+  free (s);
+}
+
+void
+voldb_sync_async (void (*done) (void *ud, int err), void *ud)
+{
+  struct voldb_sync *s = malloc (sizeof *s);
+  if (!s)
+    return done (ud, ENOMEM);
+  *s = (struct voldb_sync){ done, ud, store_log_fd (V.store), 0 };
+  if (s->fd < 0)
+    {
+      free (s);
+      return done (ud, errno);
+    }
+  if (cowd_offload (voldb_sync_work, voldb_sync_done, s) < 0)
+    {
+      voldb_sync_work (s); /* no thread: the loop waits, as it did */
+      voldb_sync_done (s);
+    }
 }
 
 int
