@@ -12,6 +12,7 @@
 #   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
 #   crash_restart_cowd RUNDIR "LISTED" VOLS...  kill -9, start, check
 #   qio_ok URI WHY CMD...  qemu-io runs every command and each succeeds
+#   read_watch URI STOPFILE OUT  the slowest of reads every 5 ms (nbdsh)
 set -euo pipefail
 export LC_ALL=C
 top_srcdir=${abs_top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -161,6 +162,21 @@ crash_restart_cowd() {
     qemu-io -f raw "$u" -c "read -v 0 16" | head -1 | grep -q "^00000000:" || fail "$v does not read"
     cowctl --run-dir "$run" detach "$v" >/dev/null
   done
+}
+# read_watch URI STOPFILE OUT: read 4K of URI every 5 ms (nbdsh) until
+# STOPFILE exists; then "COUNT WORST-MS" in OUT, the slowest read's time.
+read_watch() {
+  STOP=$2 nbdsh -u "$1" -c '
+import os, time
+n, worst = 0, 0.0
+while not os.path.exists(os.environ["STOP"]):
+    t = time.monotonic()
+    h.pread(4096, 0)
+    worst = max(worst, time.monotonic() - t)
+    n += 1
+    time.sleep(0.005)
+print(n, round(worst * 1000, 1))
+' > "$3" 2>&1
 }
 stop_cowd() {                # stop_cowd RUNDIR
   local run=$1 pid=${_cowd_pid[$1]:-}

@@ -314,6 +314,18 @@ own_entry (const char *vol)
 }
 
 static void
+own_undefine_synced (void *ud, int err)
+{
+  char *name = ud;
+  if (err)
+    qb_log (LOG_ERR,
+            "cluster: %s: deleted in the cluster, but making its removal "
+            "durable in %s failed: %s",
+            name ? name : "a volume", cowd.state_dir, strerror (err));
+  free (name);
+}
+
+static void
 own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
 {
   struct vol_entry *e = voldb_find (def->name);
@@ -331,7 +343,11 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
     }
   else if (!defined && e && !e->vol && !e->creating)
     {
-      voldb_unstore (e);
+      /* Durable, for a cluster that restarts whole must not define it
+       * again from this store; but the fsync runs on a thread, not on the
+       * loop that serves this host's I/O (nobody waits for it). */
+      if (voldb_unstore_deferred (e) == 0)
+        voldb_sync_async (own_undefine_synced, strdup (e->name));
       voldb_remove (e);
     }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Definitions made anywhere do not wait for another host's disk on the loop
+# that serves its I/O (issue 17).  Node 2's cowd runs with slowsync.so,
+# which makes every syncfs, fsync and fdatasync 1000 ms slower, and serves
+# volume live to a client that reads it every 5 ms.  Node 1 creates 20
+# volumes and deletes them again.  Node 2 stores each definition lazily
+# and each removal durably (a cluster that restarts whole must not define
+# them again from its store), but that fsync runs on a thread: no read of
+# live may wait 500 ms (on the loop, each of the 20 removals kept the
+# reads waiting 1000 ms).  Afterwards node 2 lists none of them and its
+# store holds none of their rows.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+source "$top_srcdir/tests/lab/lab.sh"
+requires tgtd jq cowd cowctl nbdsh sqlite3
+shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
+[ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+
+lab_init "co$(printf %04x $((RANDOM)))"
+lab_small_cluster
+lab_cowd 1 >/dev/null
+lab_cowd 3 >/dev/null
+export LD_PRELOAD=$shim SLOWSYNC_MS=1000
+lab_cowd 2 >/dev/null
+unset LD_PRELOAD SLOWSYNC_MS
+lab_cowctl 2 create live --base "$(lab_iscsi_url 0 "$LAB_IQN" 1)" \
+  --cow "$(lab_iscsi_url 0 "$LAB_IQN" 2)" >/dev/null || fail "node 2 cannot create live"
+lab_cowctl 2 attach live >/dev/null || fail "node 2 cannot attach live"
+uri="nbd+unix:///?socket=$(lab_dir 2)/run/live.sock"
+wait_until 20 sh -c "nbdinfo --size '$uri'" || fail "node 2 does not serve live"
+
+read_watch "$uri" "$LAB_DIR/stop" "$LAB_DIR/reads" &
+reader=$!
+cleanup_fn kill_pid "$reader"
+
+echo "== node 1 defines 20 volumes and deletes them, while node 2 serves reads"
+mkdir -p "$LAB_DIR/dev"
+new_image "$LAB_DIR/dev/base" 1M random
+for i in $(seq 20); do
+  truncate -s 2M "$LAB_DIR/dev/c$i"
+  echo "d$i --base $LAB_DIR/dev/base --cow $LAB_DIR/dev/c$i"
+done > "$LAB_DIR/defs"
+lab_cowctl 1 create --from "$LAB_DIR/defs" >/dev/null || fail "create --from on node 1 failed"
+count() { lab_cowctl 2 --json list 'd*' | jq length; }
+wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run-dir $(lab_dir 2)/run --json list 'd*' | jq length)\" = 20 ]" \
+  || fail "node 2 knows $(count) of the 20"
+t0=$(date +%s%N)
+for i in $(seq 20); do lab_cowctl 1 delete "d$i" || fail "delete d$i on node 1 failed"; done
+wait_until 30 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run-dir $(lab_dir 2)/run --json list 'd*' | jq length)\" = 0 ]" \
+  || fail "node 2 still knows $(count) of them"
+t1=$(date +%s%N)
+sleep 0.5
+touch "$LAB_DIR/stop"; wait "$reader" || fail "the reader failed: $(cat "$LAB_DIR/reads")"
+read -r n worst < "$LAB_DIR/reads"
+echo "   20 deletes reached node 2 in $(((t1 - t0) / 1000000)) ms; $n reads of live on node 2, the slowest $worst ms"
+awk -v w="$worst" 'BEGIN { exit !(w < 500) }' \
+  || fail "a read of live on node 2 waited $worst ms while definitions came and went"
+[ "$n" -ge 50 ] || fail "only $n reads of live"
+grep -q "cluster: d1: deleted in the cluster, but" "$(lab_dir 2)/log/cowd.log" \
+  && fail "node 2 could not make a removal durable: $(grep 'deleted in the cluster' "$(lab_dir 2)/log/cowd.log" | head -1)"
+wait_until 10 sh -c "[ \"\$(sqlite3 -cmd '.timeout 2000' '$(lab_dir 2)/state/volumes.db' \"select count(*) from volumes where name like 'd%'\")\" = 0 ]" \
+  || fail "node 2's store still has rows of the deleted volumes"
+[ "$(defs_sql "$(lab_dir 2)/state" "select name from volumes")" = live ] \
+  || fail "node 2's store: $(defs_sql "$(lab_dir 2)/state" "select name from volumes")"
+pass
