@@ -323,10 +323,10 @@ create_slice_file (struct create_slice *sl, struct vol_params *p, char *err,
   return 0;
 }
 
-/* The one function that creates a volume: check the definition, format
- * its CoW device, record it, tell the cluster (or, in a slice of create
- * --from, leave the flushes, the commit and the cluster to the slice's
- * end).  0, or a code with its sentence in err. */
+/* The one function that creates a volume, into a slice (of create --from,
+ * or of one for create): check the definition, format its CoW device and
+ * add it to the table as "creating"; the flushes, the commit and the
+ * cluster are the slice's end's.  0, or a code with its sentence in err. */
 static int
 create_volume (const struct vol_params *pp, bool exclusive,
                struct create_slice *sl, char *err, size_t errlen)
@@ -360,7 +360,7 @@ create_volume (const struct vol_params *pp, bool exclusive,
   if (cowd.own->format_opts)
     cowd.own->format_opts (&bo);
   int r;
-  if (sl && (r = create_slice_file (sl, &p, err, errlen)) != 0)
+  if ((r = create_slice_file (sl, &p, err, errlen)) != 0)
     return r;
   t = create_lap (&create_t.check_ns, t);
   if ((r = vol_format (&p, &bo, err, errlen)) < 0)
@@ -375,23 +375,15 @@ create_volume (const struct vol_params *pp, bool exclusive,
                         p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  e->creating = sl != NULL; /* stored at the slice's end */
-  if (voldb_set_ident (e, ident) < 0 || (!sl && voldb_store (e) < 0))
+  e->creating = true; /* stored at the slice's end */
+  if (voldb_set_ident (e, ident) < 0)
     {
       voldb_remove (e);
-      return create_errf (err, errlen, COW_E_IO,
-                          "volume %s: formatted, but "
-                          "saving the definition in %s failed",
-                          p.name, cowd.state_dir);
+      return create_errf (err, errlen, COW_E_INTERNAL,
+                          "volume %s: out of memory", p.name);
     }
-  t = create_lap (&create_t.store_ns, t);
-  if (sl)
-    {
-      sl->vols[sl->n++] = e;
-      return 0;
-    }
-  cowd.own->defined (e);
-  create_lap (&create_t.define_ns, t);
+  create_lap (&create_t.store_ns, t);
+  sl->vols[sl->n++] = e;
   return 0;
 }
 
