@@ -296,8 +296,9 @@ struct create_slice
   unsigned nfs;
   struct strbuf lines; /* the "created" lines of its volumes */
   unsigned first_line;
-  int err;    /* the threads': 0, or the errno of a syncfs or fdatasync */
-  uint64_t t; /* when the thread's work was handed over */
+  int err;         /* the threads': 0, or the errno of a syncfs or fdatasync */
+  uint64_t t;      /* when the thread's work was handed over */
+  uint64_t cpu_ns; /* the loop's CPU in its turns so far */
 };
 
 /* p's CoW device is a regular file: format it without flushes, and keep a
@@ -429,6 +430,7 @@ struct create_batch
   struct strbuf out;
   qb_loop_timer_handle timer;
   unsigned slices, created; /* for the log line at the end */
+  unsigned turns;           /* of the loop the formats ran in */
   struct create_slice *sl;  /* the slice under way */
   struct strbuf errline;    /* the error that ends the batch, or "" */
   bool stop;                /* the slice under way is the last */
@@ -637,9 +639,10 @@ create_batch_finish (struct create_batch *b)
   sb_puts (&b->out, sb_str (&b->errline));
   sb_free (&b->errline);
   qb_log (LOG_INFO,
-          "create --from: %u volumes created in %u slices; check %.3f s, "
-          "format %.3f s, store %.3f s, cluster %.3f s",
-          b->created, b->slices, (double) create_t.check_ns / 1e9,
+          "create --from: %u volumes created in %u slices over %u turns of "
+          "the loop; check %.3f s, format %.3f s, store %.3f s, cluster "
+          "%.3f s",
+          b->created, b->slices, b->turns, (double) create_t.check_ns / 1e9,
           (double) create_t.format_ns / 1e9, (double) create_t.store_ns / 1e9,
           (double) create_t.define_ns / 1e9);
   sb_printf (&b->out,
@@ -651,27 +654,55 @@ create_batch_finish (struct create_batch *b)
   free (b);
 }
 
+/* A slice's formats run in turns of the loop: one ends, after a volume,
+ * when I/O waits (cowd_io_waiting), and the next goes on with the same
+ * slice, so an NBD request waits for one volume's format, not for the
+ * slice's 2 ms of CPU; the slice still ends at CREATE_SLICE_NS of CPU in
+ * all, and its syncs are as many as before. */
 static void
 create_batch_step (void *opaque)
 {
   struct create_batch *b = opaque;
   char **words = calloc ((size_t) b->argc + 1, sizeof *words);
-  struct create_slice *sl = calloc (1, sizeof *sl);
+  struct create_slice *sl = b->sl ? b->sl : calloc (1, sizeof *sl);
   if (!words || !sl)
     {
       free (words);
-      free (sl);
-      sb_puts (&b->out, "error 0 internal out of memory\n");
+      if (!b->sl)
+        free (sl);
+      sb_puts (&b->errline, "error 0 internal out of memory\n");
+      b->stop = true;
+      if (b->sl) /* what it formatted is made durable and answered */
+        return create_slice_offload (b, create_slice_fs_sync,
+                                     create_slice_synced);
       return create_batch_finish (b);
     }
   uint64_t t0 = clock_thread_cpu_ns ();
-  *sl = (struct create_slice){ .lines = STRBUF_INIT };
-  b->sl = sl;
+  if (!b->sl)
+    {
+      *sl = (struct create_slice){ .lines = STRBUF_INIT };
+      b->sl = sl;
+    }
+  bool yield = false;
+  b->turns++;
   while (!b->stop && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
-         && clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS)
-    if (create_batch_one (b, words, sl, &b->errline) < 0)
-      b->stop = true;
+         && sl->cpu_ns + clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS
+         && !yield)
+    {
+      if (create_batch_one (b, words, sl, &b->errline) < 0)
+        b->stop = true;
+      else
+        yield = cowd_io_waiting ();
+    }
   free (words);
+  sl->cpu_ns += clock_thread_cpu_ns () - t0;
+  if (yield && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
+      && sl->cpu_ns < CREATE_SLICE_NS)
+    {
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
+                         &b->timer);
+      return;
+    }
   b->slices++;
   create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
 }

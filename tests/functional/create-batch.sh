@@ -67,4 +67,29 @@ rc=0; out=$(c create --from 2>&1) || rc=$?
 rc=0; out=$(c create --from "$d/none" 2>&1) || rc=$?
 [ $rc -eq 2 ] && [ "$out" = "cowctl: cannot read $d/none: No such file or directory" ] \
   || fail "unreadable file: exit $rc: $out"
+
+# A batch's formats give way to I/O: with a client reading v1 every 5 ms,
+# the turns of the loop the 400 formats ran in outnumber their slices
+# (each slice's formats are cut wherever a request waits, and go on in the
+# next turn); every volume is created all the same.
+u=$(c attach v1) || fail "attach v1: $u"
+mkdir -p "$d/many"
+for i in $(seq 400); do
+  truncate -s 2M "$d/many/c$i"
+  echo "m$i --base $d/base.img --cow $d/many/c$i"
+done > "$d/many.defs"
+read_watch "$u" "$d/many.stop" "$d/many.reads" &
+rpid=$!
+cleanup_fn kill_pid "$rpid"
+sleep 0.3
+out=$(c create --from "$d/many.defs") || fail "400 volumes: $out"
+touch "$d/many.stop"; wait "$rpid" || fail "the reader failed: $(cat "$d/many.reads")"
+grep -qE "^created 400 volumes from $d/many.defs in " <<<"$out" || fail "400 volumes: $out"
+[ "$(c list 'm*' | tail -n +2 | wc -l)" = 400 ] || fail "400 volumes: $(c list 'm*' | tail -n +2 | wc -l) listed"
+# cowctl sends 200 definitions a request: two log lines
+read -r slices turns <<<"$(grep -o 'create --from: 200 volumes created in [0-9]* slices over [0-9]* turns' "$d/run.log" \
+  | tail -2 | awk '{ s += $7; t += $10 } END { print s + 0, t + 0 }')"
+echo "   400 volumes in $slices slices over $turns turns while $(cut -d' ' -f1 "$d/many.reads") reads of v1 went on"
+[ "$slices" -gt 0 ] && [ "$turns" -gt "$slices" ] \
+  || fail "the formats never gave way to the reads: $(grep 'create --from:' "$d/run.log" | tail -2)"
 pass
