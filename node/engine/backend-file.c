@@ -41,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -525,14 +526,33 @@ file_size (struct backend *bk, int fd, struct stat *st)
 /* A writable regular file is held with an OFD write lock on its whole
  * length: it belongs to the open file description, so a second open in
  * this process (another volume naming the same file) conflicts as a
- * second cowd does, and it goes away with the descriptor. */
+ * second cowd does, and it goes away with the descriptor.
+ *
+ * Not always at once: when the description's last reference is dropped
+ * outside our task (by io_uring, for a request an io-wq worker ran), the
+ * kernel frees it from a work queue, a moment after close() returned,
+ * and the lock with it.  An open right after a close of the same file (a detach
+ * and an attach; crashcheck's points, one open after another: 14 of 269 points
+ * refused "in use" in one CI run) then met our own lock.  So a conflict is
+ * tried again for up to FILE_LOCK_WAIT_MS before it is one: a second cowd's
+ * lock stays, and is reported that much later. */
+#define FILE_LOCK_WAIT_MS 100
+
 static int
 file_lock (int fd)
 {
   struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-  if (fcntl (fd, F_OFD_SETLK, &fl) == 0)
-    return 0;
-  return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+  for (unsigned ms = 0;; ms += 2)
+    {
+      if (fcntl (fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+      if (errno != EAGAIN && errno != EACCES)
+        return -errno;
+      if (ms >= FILE_LOCK_WAIT_MS)
+        return -EBUSY;
+      struct timespec ts = { 0, 2000000 };
+      nanosleep (&ts, NULL);
+    }
 }
 
 void
