@@ -7,6 +7,7 @@
 #   fail MSG / pass        end the test
 #   wait_for_file PATH SECS, wait_for_socket PATH SECS, wait_until SECS CMD..
 #   kill_pid PID [SECS]    TERM, wait, then KILL: only ever by pid
+#   kill_pidfile FILE, wait_for_pidfile FILE [SECS]  a daemon's own pid file
 #   new_image FILE SIZE random|zero
 #   expect_error REGEX ARGS, expect_exact SENTENCE ARGS  (c is cowctl)
 #   start_cowd RUNDIR [ARGS], stop_cowd RUNDIR
@@ -81,6 +82,19 @@ kill_pid() {                 # kill_pid PID [SECS]
   wait_until "$secs" sh -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
   wait_until 5 sh -c "! kill -0 $pid" || true
 }
+
+# kill_pidfile FILE: kill_pid the pid FILE names, if it names one.  For a
+# daemon that writes its own pid file (nbdkit -P), registered with
+# cleanup_fn before it starts: the file is read at the end, not while the
+# daemon may still be writing it (an empty read killed nothing and left
+# the daemon running).
+kill_pidfile() {
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  [ -z "$pid" ] || kill_pid "$pid"
+}
+# wait_for_pidfile FILE [SECS]: until FILE holds a pid.
+wait_for_pidfile() { wait_until "${2:-10}" grep -q '^[0-9]' "$1"; }
 
 # fuse_exports DIR SOCKET:FILE:on|off...: one qemu-storage-daemon (pid
 # file, log in DIR) with, per argument, a FUSE export on FILE (made here)

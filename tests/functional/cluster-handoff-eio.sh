@@ -18,9 +18,10 @@ iqn=$LAB_IQN
 new_image "$LAB_DIR/base.img" 16M random
 truncate -s 24M "$LAB_DIR/cow.img"
 # Before the hosts exist: their mount namespaces copy the FUSE mount.
+cleanup_fn kill_pidfile "$LAB_DIR/nc.pid"
 nbdkit -U "$LAB_DIR/nc.sock" -P "$LAB_DIR/nc.pid" --filter=error file "$LAB_DIR/cow.img" \
   error=EIO error-pwrite-rate=100% error-pwrite-file="$LAB_DIR/fail-writes"
-wait_for_file "$LAB_DIR/nc.pid" && cleanup_fn kill_pid "$(cat "$LAB_DIR/nc.pid")"
+wait_for_pidfile "$LAB_DIR/nc.pid" || fail "nbdkit did not write $LAB_DIR/nc.pid"
 fuse_exports "$LAB_DIR" "$LAB_DIR/nc.sock:$LAB_DIR/ecow.img:on"
 
 for n in 0 1 2; do lab_host $n; done

@@ -69,22 +69,25 @@ mount -o remount,size=64M "$d/small"
 client_ok full "the full volume does not write after space was freed" "write -P 0xa2 4M 8M"
 
 echo "== IO errors from the backends"
+cleanup_fn kill_pidfile "$d/nb.pid"
 nbdkit -U "$d/nb.sock" -P "$d/nb.pid" --filter=error file "$d/base.img" \
   error=EIO error-pread-rate=100% error-pread-file="$d/fail-reads"
-wait_for_file "$d/nb.pid" && cleanup_fn kill_pid "$(cat "$d/nb.pid")"
+wait_for_pidfile "$d/nb.pid" || fail "nbdkit did not write $d/nb.pid"
+cleanup_fn kill_pidfile "$d/nc.pid"
 nbdkit -U "$d/nc.sock" -P "$d/nc.pid" --filter=error memory 20M \
   error=EIO error-pwrite-rate=100% error-pwrite-file="$d/fail-writes"
-wait_for_file "$d/nc.pid" && cleanup_fn kill_pid "$(cat "$d/nc.pid")"
+wait_for_pidfile "$d/nc.pid" || fail "nbdkit did not write $d/nc.pid"
 # A CoW file through shell methods: the bitmap (writes below 1 MiB) and
 # flushes fail on demand.
 truncate -s 20M "$d/cow3.raw"
+cleanup_fn kill_pidfile "$d/nm.pid"
 nbdkit -U "$d/nm.sock" -P "$d/nm.pid" eval \
   get_size='echo 20971520' \
   pread="dd if=$d/cow3.raw iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
   pwrite="if [ -e $d/fail-bitmap ] && [ \$4 -lt 1048576 ]; then echo 'EIO injected' >&2; exit 1; fi
           dd of=$d/cow3.raw oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
   flush="if [ -e $d/fail-flush ]; then echo 'EIO injected' >&2; exit 1; fi; sync $d/cow3.raw"
-wait_for_file "$d/nm.pid" && cleanup_fn kill_pid "$(cat "$d/nm.pid")"
+wait_for_pidfile "$d/nm.pid" || fail "nbdkit did not write $d/nm.pid"
 fuse_exports "$d" "$d/nb.sock:$d/ebase.img:off" "$d/nc.sock:$d/ecow.img:on" \
   "$d/nm.sock:$d/ecow3.img:on"
 new_volume eio "$d/ecow.img" "$d/ebase.img"
