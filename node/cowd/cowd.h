@@ -44,8 +44,9 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  bool creating;       /* formatted, not yet durable (a slice of create --from):
-                          commands refuse it, the cluster does not know it */
+  bool creating;       /* formatted, not yet durable (a slice of create or
+                          create --from): commands refuse it, the cluster
+                          does not know it */
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
   struct vol_entry *live_next, *live_prev;
@@ -174,9 +175,10 @@ void voldb_flush (void);
 /* No checkpoint of the store while held: a host joining the cluster
  * holds them until it is synced, then the one due runs (own.c). */
 void voldb_checkpoints_hold (bool hold);
-/* offload.c: work on a thread of its own, then done on the loop. */
-int cowd_offload (void (*work) (void *data), void (*done) (void *data),
-                  void *data);
+/* offload.c: work on a thread of its own, then done on the loop (both at
+ * once when no thread can be had). */
+void cowd_offload (void (*work) (void *data), void (*done) (void *data),
+                   void *data);
 void cowd_offload_drain (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */

@@ -571,18 +571,13 @@ create_slice_fs_sync (void *opaque)
     }
 }
 
-/* Run work on a thread, then done on the loop; where no thread can be
- * had, both now (the loop waits, as it always did). */
+/* Run work on a thread, then done on the loop (offload.c). */
 static void
 create_slice_offload (struct create_batch *b, void (*work) (void *),
                       void (*done) (void *))
 {
   b->sl->t = clock_now_ns ();
-  if (cowd_offload (work, done, b) < 0)
-    {
-      work (b);
-      done (b);
-    }
+  cowd_offload (work, done, b);
 }
 
 static void
@@ -664,40 +659,36 @@ create_batch_step (void *opaque)
 {
   struct create_batch *b = opaque;
   char **words = calloc ((size_t) b->argc + 1, sizeof *words);
-  struct create_slice *sl = b->sl ? b->sl : calloc (1, sizeof *sl);
+  if (!b->sl)
+    b->sl = calloc (1, sizeof *b->sl); /* zeroed: lines is STRBUF_INIT */
+  struct create_slice *sl = b->sl;
   if (!words || !sl)
     {
       free (words);
-      if (!b->sl)
-        free (sl);
       sb_puts (&b->errline, "error 0 internal out of memory\n");
       b->stop = true;
-      if (b->sl) /* what it formatted is made durable and answered */
-        return create_slice_offload (b, create_slice_fs_sync,
-                                     create_slice_synced);
-      return create_batch_finish (b);
+      if (!sl)
+        return create_batch_finish (b);
+      /* what it formatted is made durable and answered */
+      return create_slice_offload (b, create_slice_fs_sync,
+                                   create_slice_synced);
     }
-  uint64_t t0 = clock_thread_cpu_ns ();
-  if (!b->sl)
-    {
-      *sl = (struct create_slice){ .lines = STRBUF_INIT };
-      b->sl = sl;
-    }
-  bool yield = false;
+  /* A step runs only with a definition to create (cmd_create_batch,
+   * create_slice_next, or the turn before it, which was not full). */
   b->turns++;
-  while (!b->stop && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
-         && sl->cpu_ns + clock_thread_cpu_ns () - t0 < CREATE_SLICE_NS
-         && !yield)
+  uint64_t t0 = clock_thread_cpu_ns ();
+  bool full;
+  do
     {
       if (create_batch_one (b, words, sl, &b->errline) < 0)
         b->stop = true;
-      else
-        yield = cowd_io_waiting ();
+      full = b->stop || b->pos >= b->argc || sl->n >= CREATE_SLICE_MAX
+             || sl->cpu_ns + clock_thread_cpu_ns () - t0 >= CREATE_SLICE_NS;
     }
+  while (!full && !cowd_io_waiting ());
   free (words);
   sl->cpu_ns += clock_thread_cpu_ns () - t0;
-  if (yield && b->pos < b->argc && sl->n < CREATE_SLICE_MAX
-      && sl->cpu_ns < CREATE_SLICE_NS)
+  if (!full)
     {
       qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
                          &b->timer);
@@ -713,7 +704,7 @@ static void
 create_single (struct ctl_req *req, int argc, char **argv, bool json)
 {
   struct create_batch *b = calloc (1, sizeof *b);
-  struct create_slice *sl = calloc (1, sizeof *sl);
+  struct create_slice *sl = calloc (1, sizeof *sl); /* lines: STRBUF_INIT */
   if (!b || !sl)
     {
       free (b);
@@ -726,9 +717,8 @@ create_single (struct ctl_req *req, int argc, char **argv, bool json)
                               .single = true,
                               .json = json,
                               .stop = true,
-                              .slices = 1 };
-  *sl = (struct create_slice){ .lines = STRBUF_INIT };
-  b->sl = sl;
+                              .slices = 1,
+                              .sl = sl };
   b->code
       = create_parse (argc, argv, &b->p, &b->exclusive, b->err, sizeof b->err);
   if (b->code == 0)

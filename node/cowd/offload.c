@@ -9,6 +9,8 @@
  * cowd_offload runs such a call (work) on a thread of its own, then its
  * continuation (done) on the loop, in the order the works finished.
  * work touches only what its caller gave it; done may touch anything.
+ * Where no thread can be had, both run at once, in the call: the loop
+ * waits, as it did before, and the caller needs no second path.
  *
  * A thread per job: the jobs are a few a second, each waits for a disk
  * for milliseconds, and a pool would only add the code to size it.
@@ -91,8 +93,8 @@ offload_dispatch (int fd, int revents, void *data)
   return 0;
 }
 
-int
-cowd_offload (void (*work) (void *data), void (*done) (void *data), void *data)
+static int
+offload_start (struct offload_job *j)
 {
   if (O.efd < 0)
     {
@@ -109,10 +111,6 @@ cowd_offload (void (*work) (void *data), void (*done) (void *data), void *data)
           return -1;
         }
     }
-  struct offload_job *j = malloc (sizeof *j);
-  if (!j)
-    return -1;
-  *j = (struct offload_job){ .work = work, .done = done, .data = data };
   pthread_attr_t a;
   pthread_t t;
   pthread_attr_init (&a);
@@ -124,13 +122,20 @@ cowd_offload (void (*work) (void *data), void (*done) (void *data), void *data)
     O.running--;
   pthread_mutex_unlock (&O.mu);
   pthread_attr_destroy (&a);
-  if (r != 0)
-    {
-      free (j);
-      errno = r;
-      return -1;
-    }
-  return 0;
+  return r == 0 ? 0 : -1;
+}
+
+void
+cowd_offload (void (*work) (void *data), void (*done) (void *data), void *data)
+{
+  struct offload_job *j = malloc (sizeof *j);
+  if (j)
+    *j = (struct offload_job){ .work = work, .done = done, .data = data };
+  if (j && offload_start (j) == 0)
+    return;
+  free (j);
+  work (data);
+  done (data);
 }
 
 void

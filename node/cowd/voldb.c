@@ -698,19 +698,20 @@ voldb_store (struct vol_entry *e)
   return voldb_stored (store_put (V.store, &d));
 }
 
-/* One transaction of the rows of es[0..n), committed without an fsync:
- * the caller makes it durable with an fdatasync of voldb_log_fd, off the
- * loop (a slice of create --from), and answers only after that.  0 or -1
- * (then none of them is stored). */
-int
-voldb_store_deferred (struct vol_entry *const *es, unsigned n)
+/* One transaction of the rows of es[0..n) written (or, del, deleted),
+ * committed without an fsync: the caller makes it durable with
+ * voldb_sync_async, off the loop, and answers only after that.  0 or -1
+ * (then none of them is written). */
+static int
+voldb_write_deferred (struct vol_entry *const *es, unsigned n, bool del)
 {
   if (voldb_end_lazy () < 0 || store_begin (V.store, STORE_LAZY) < 0)
     return -1;
   for (unsigned i = 0; i < n; i++)
     {
       struct store_def d = voldb_def (es[i]);
-      if (store_put (V.store, &d) < 0)
+      if ((del ? store_delete (V.store, es[i]->name) : store_put (V.store, &d))
+          < 0)
         {
           store_rollback (V.store);
           return -1;
@@ -719,26 +720,42 @@ voldb_store_deferred (struct vol_entry *const *es, unsigned n)
   return voldb_stored (store_commit (V.store));
 }
 
-/* A delete of e's row, committed without an fsync (voldb_sync_async). */
+int
+voldb_store_deferred (struct vol_entry *const *es, unsigned n)
+{
+  return voldb_write_deferred (es, n, false);
+}
+
 int
 voldb_unstore_deferred (struct vol_entry *e)
 {
-  if (voldb_end_lazy () < 0 || store_begin (V.store, STORE_LAZY) < 0)
-    return -1;
-  if (store_delete (V.store, e->name) < 0)
-    {
-      store_rollback (V.store);
-      return -1;
-    }
-  return voldb_stored (store_commit (V.store));
+  return voldb_write_deferred (&e, 1, true);
 }
 
-struct voldb_sync
+/* voldb_sync_async is a group commit: one fdatasync of the log covers
+ * every commit before it began, so the callers that come while one runs
+ * wait together for the next, and N deletions received in one turn cost
+ * one or two fdatasyncs, not N threads each with its own. */
+struct voldb_waiter
 {
   void (*done) (void *ud, int err);
   void *ud;
+  struct voldb_waiter *next;
+};
+
+static struct
+{
+  struct voldb_waiter *head, **tail; /* for the next fdatasync */
+  bool running;
+} VS = { NULL, &VS.head, false };
+
+struct voldb_sync
+{
+  struct voldb_waiter *waiters; /* those this fdatasync answers */
   int fd, err;
 };
+
+static void voldb_sync_start (void);
 
 static void
 voldb_sync_work (void *data)
@@ -752,27 +769,53 @@ static void
 voldb_sync_done (void *data)
 {
   struct voldb_sync *s = data;
-  s->done (s->ud, s->err);
+  for (struct voldb_waiter *w = s->waiters, *next; w; w = next)
+    {
+      next = w->next;
+      w->done (w->ud, s->err); /* may wait for the next one */
+      free (w);
+    }
   free (s);
+  VS.running = false;
+  if (VS.head)
+    voldb_sync_start ();
+}
+
+static void
+voldb_sync_start (void)
+{
+  struct voldb_sync *s = malloc (sizeof *s);
+  int fd = store_log_fd (V.store), err = s ? (fd < 0 ? errno : 0) : ENOMEM;
+  struct voldb_waiter *w = VS.head;
+  VS.head = NULL;
+  VS.tail = &VS.head;
+  if (err)
+    {
+      free (s);
+      for (struct voldb_waiter *next; w; w = next)
+        {
+          next = w->next;
+          w->done (w->ud, err);
+          free (w);
+        }
+      return;
+    }
+  *s = (struct voldb_sync){ w, fd, 0 };
+  VS.running = true;
+  cowd_offload (voldb_sync_work, voldb_sync_done, s);
 }
 
 void
 voldb_sync_async (void (*done) (void *ud, int err), void *ud)
 {
-  struct voldb_sync *s = malloc (sizeof *s);
-  if (!s)
+  struct voldb_waiter *w = malloc (sizeof *w);
+  if (!w)
     return done (ud, ENOMEM);
-  *s = (struct voldb_sync){ done, ud, store_log_fd (V.store), 0 };
-  if (s->fd < 0)
-    {
-      free (s);
-      return done (ud, errno);
-    }
-  if (cowd_offload (voldb_sync_work, voldb_sync_done, s) < 0)
-    {
-      voldb_sync_work (s); /* no thread: the loop waits, as it did */
-      voldb_sync_done (s);
-    }
+  *w = (struct voldb_waiter){ done, ud, NULL };
+  *VS.tail = w;
+  VS.tail = &w->next;
+  if (!VS.running)
+    voldb_sync_start ();
 }
 
 int

@@ -40,62 +40,56 @@ check_reads() {
   [ "$2" -ge $(($4 * 1000)) ] || fail "$3 took $2 ms: were its syncs slowed?"
   [ "$n" -ge 10 ] || fail "only $n reads during $3"
 }
-reader batch &
-rpid=$!
-cleanup_fn kill_pid "$rpid"
-sleep 0.3
-for i in 1 2 3; do echo "b$i --base $d/base.img --cow $d/c$i"; done > "$d/defs"
-t0=$(date +%s%N)
-c create --from "$d/defs" > "$d/batch" 2>&1 &
-batch=$!
-cleanup_fn kill_pid "$batch"
-# While the slice waits for the disk: b1 exists for nobody but create.
+# watched NAME WHAT SYNCS CHECK CMD...: CMD, its output in $d/out-NAME,
+# while live is read; CHECK runs while CMD is under way; then check_reads.
+watched() {
+  local name=$1 what=$2 syncs=$3 check=$4 rpid cpid t0 t1
+  shift 4
+  reader "$name" &
+  rpid=$!
+  cleanup_fn kill_pid "$rpid"
+  sleep 0.3
+  t0=$(date +%s%N)
+  "$@" > "$d/out-$name" 2>&1 &
+  cpid=$!
+  cleanup_fn kill_pid "$cpid"
+  $check
+  wait "$cpid" || fail "$what failed: $(cat "$d/out-$name")"
+  t1=$(date +%s%N)
+  touch "$d/stop-$name"; wait "$rpid" || fail "the reader failed: $(cat "$d/reads-$name")"
+  check_reads "$name" $(((t1 - t0) / 1000000)) "$what" "$syncs"
+}
 refused() { [ "$(c status "$1" 2>&1)" = "cowctl: volume $1 is being created: its definition is not durable yet" ]; }
-wait_until 10 refused b1 || fail "b1 was never refused as being created: $(c status b1 2>&1)"
-out=$(c --json status b1 2>&1) || true
-[ "$(jq -r .error.code <<<"$out")" = busy ] || fail "being created, --json: $out"
-wait "$batch" || fail "create --from failed: $(cat "$d/batch")"
-t1=$(date +%s%N)
-touch "$d/stop-batch"; wait "$rpid" || fail "the reader failed: $(cat "$d/reads-batch")"
-check_reads batch $(((t1 - t0) / 1000000)) "a batch of 3" 2
-grep -qE "^created 3 volumes from $d/defs in [0-9.]+ s" "$d/batch" \
-  || fail "create --from answered: $(cat "$d/batch")"
+# While the slice waits for the disk: b1 exists for nobody but create.
+b1_refused() {
+  wait_until 10 refused b1 || fail "b1 was never refused as being created: $(c status b1 2>&1)"
+  out=$(c --json status b1 2>&1) || true
+  [ "$(jq -r .error.code <<<"$out")" = busy ] || fail "being created, --json: $out"
+}
+s1_refused() {
+  wait_until 10 refused s1 || fail "s1 was never refused as being created: $(c status s1 2>&1)"
+}
+
+for i in 1 2 3; do echo "b$i --base $d/base.img --cow $d/c$i"; done > "$d/defs"
+watched batch "a batch of 3" 2 b1_refused c create --from "$d/defs"
+grep -qE "^created 3 volumes from $d/defs in [0-9.]+ s" "$d/out-batch" \
+  || fail "create --from answered: $(cat "$d/out-batch")"
 [ "$(c list | tail -n +2 | awk '{print $1}' | tr '\n' ' ')" = "b1 b2 b3 live " ] \
   || fail "list after the batch: $(c list)"
 [ "$(c --json status b1 | jq -r '.name + " " + .cow')" = "b1 $d/c1" ] \
   || fail "status b1 after the batch: $(c --json status b1 2>&1)"
 
 # A plain create: refused while it waits, answered once durable.
-reader single &
-rpid=$!
-cleanup_fn kill_pid "$rpid"
-sleep 0.3
-t0=$(date +%s%N)
-c create s1 --base "$d/base.img" --cow "$d/c4" > "$d/single" 2>&1 &
-single=$!
-cleanup_fn kill_pid "$single"
-wait_until 10 refused s1 || fail "s1 was never refused as being created: $(c status s1 2>&1)"
-wait "$single" || fail "create s1: $(cat "$d/single")"
-t1=$(date +%s%N)
-[ "$(cat "$d/single")" = "created volume s1 (chunk size 65536, commit sync)" ] \
-  || fail "create s1 answered: $(cat "$d/single")"
-touch "$d/stop-single"; wait "$rpid" || fail "the reader failed: $(cat "$d/reads-single")"
-check_reads single $(((t1 - t0) / 1000000)) "create s1" 2
+watched single "create s1" 2 s1_refused c create s1 --base "$d/base.img" --cow "$d/c4"
+[ "$(cat "$d/out-single")" = "created volume s1 (chunk size 65536, commit sync)" ] \
+  || fail "create s1 answered: $(cat "$d/out-single")"
 [ "$(c --json status s1 | jq -r '.name + " " + .cow')" = "s1 $d/c4" ] \
   || fail "status s1: $(c --json status s1 2>&1)"
 
 # delete: answered once the removal is durable (one fdatasync), reads
 # go on meanwhile.
-reader delete &
-rpid=$!
-cleanup_fn kill_pid "$rpid"
-sleep 0.3
-t0=$(date +%s%N)
-out=$(c delete b3 2>&1) || fail "delete b3: $out"
-t1=$(date +%s%N)
-[ -z "$out" ] || fail "delete b3 answered: $out"
-touch "$d/stop-delete"; wait "$rpid" || fail "the reader failed: $(cat "$d/reads-delete")"
-check_reads delete $(((t1 - t0) / 1000000)) "delete b3" 1
+watched delete "delete b3" 1 : c delete b3
+[ -z "$(cat "$d/out-delete")" ] || fail "delete b3 answered: $(cat "$d/out-delete")"
 [ "$(c status b3 2>&1)" = "cowctl: volume b3 does not exist" ] || fail "status b3: $(c status b3 2>&1)"
 
 # Durable when answered: kill -9, start again, every volume attaches.
