@@ -23,6 +23,7 @@
 #include <config.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <signal.h>
@@ -108,11 +109,46 @@ setup (void)
   server = spawn (serve_start, run_dir);
 }
 
+/* Kill a forked server, and remove what libqb left of its connections:
+ * /dev/shm/qb-SERVER-CLIENT-FD-XXXXXX, one directory each, which the
+ * server removes only when it gets round to a client's disconnect (one
+ * SIGKILLed first left them, six a run). */
+static void
+kill_server (pid_t pid)
+{
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  DIR *d = opendir ("/dev/shm");
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      int srv, client;
+      if (sscanf (de->d_name, "qb-%d-%d-", &srv, &client) != 2 || srv != pid)
+        continue;
+      char path[512];
+      snprintf (path, sizeof path, "/dev/shm/%s", de->d_name);
+      DIR *c = opendir (path);
+      struct dirent *f;
+      while (c && (f = readdir (c)))
+        if (f->d_name[0] != '.')
+          {
+            char fp[1024];
+            snprintf (fp, sizeof fp, "%s/%s", path, f->d_name);
+            unlink (fp);
+          }
+      if (c)
+        closedir (c);
+      rmdir (path);
+    }
+  closedir (d);
+}
+
 static void
 teardown (void)
 {
-  kill (server, SIGKILL);
-  waitpid (server, NULL, 0);
+  kill_server (server);
   rmdir (run_dir);
 }
 
@@ -481,8 +517,7 @@ START_TEST (test_older_cowd)
   char *argv[] = { (char *) "list" };
   struct ctl_answer a = { 0 };
   int r = ctl_call (dir, 0, 1, argv, &a, 5000);
-  kill (pid, SIGKILL);
-  waitpid (pid, NULL, 0);
+  kill_server (pid);
   rmdir (dir);
   ck_assert_int_eq (r, -EPROTONOSUPPORT);
   ck_assert_str_eq (a.why,
