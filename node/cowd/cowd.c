@@ -452,7 +452,7 @@ main (int argc, char **argv)
           cowd.run_dir);
   start_done ();
   qb_loop_run (cowd_loop ());
-  cowd_offload_drain (); /* a create --from's syncfs under way */
+  cowd_offload_drain (); /* a create's format or syncfs under way */
   own_stop ();
   voldb_flush ();
   qb_log (LOG_NOTICE, "cowd: stopped");

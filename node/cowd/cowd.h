@@ -179,6 +179,9 @@ void voldb_checkpoints_hold (bool hold);
  * once when no thread can be had). */
 void cowd_offload (void (*work) (void *data), void (*done) (void *data),
                    void *data);
+/* From a work: run fn on the loop's thread, between two of its events,
+ * and wait for it (in place when called on the loop). */
+void cowd_on_loop (void (*fn) (void *data), void *data);
 void cowd_offload_drain (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */

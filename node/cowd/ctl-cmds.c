@@ -276,29 +276,42 @@ create_lap (uint64_t *acc, uint64_t since)
   return now;
 }
 
-/* A slice of create --from (create_batch_step): its definitions are
- * formatted without flushes when their CoW device is a regular file and
- * stored in one transaction; at its end one syncfs per filesystem of
- * those files, then the commit (fsynced), then the cluster is told and
- * their lines are answered (create_slice_end).  Nothing names a volume of
- * the slice before its device is durable: a crash before the commit
- * leaves formatted devices that no definition names (create --force
- * takes them).  Two flushes per CoW file and a commit per volume were
- * most of a batch's time (issue 17). */
+/* A slice of create --from (create_batch_step), or the one volume of a
+ * create: on the loop, each definition is checked and added to the table
+ * as "creating", which reserves its name and its CoW device (by path,
+ * device and inode); on a thread, the slice's CoW devices are formatted
+ * (a LUN's session opened there too: 50-64 ms a create that the loop
+ * waited for) and made durable: regular files are formatted without
+ * flushes, then one syncfs per filesystem of them (one fsync for one);
+ * back on the loop, the commit (without an fsync), the fdatasync of the
+ * store's log on a thread, then the cluster is told and their lines are
+ * answered (create_slice_durable).  Nothing names a volume of the slice
+ * before its device is durable: a crash before the commit leaves
+ * formatted devices that no definition names (create --force takes
+ * them).  Two flushes per CoW file and a commit per volume were most of a
+ * batch's time (issue 17); the formats on the loop kept the creating
+ * host's NBD requests waiting. */
 #define CREATE_SLICE_MAX 256
 
 struct create_slice
 {
   struct vol_entry *vols[CREATE_SLICE_MAX];
+  struct vol_params ps[CREATE_SLICE_MAX]; /* their definitions, checked */
+  unsigned lines[CREATE_SLICE_MAX];       /* in the operator's file */
+  char idents[CREATE_SLICE_MAX][sizeof ((struct backend *) 0)->ident];
   unsigned n;
+  struct backend_opts bo;    /* the formats' (blocking_only) */
   int fds[CREATE_SLICE_MAX]; /* one open CoW file per filesystem */
   dev_t devs[CREATE_SLICE_MAX];
   unsigned nfs;
-  struct strbuf lines; /* the "created" lines of its volumes */
-  unsigned first_line;
-  int err;         /* the threads': 0, or the errno of a syncfs or fdatasync */
-  uint64_t t;      /* when the thread's work was handed over */
-  uint64_t cpu_ns; /* the loop's CPU in its turns so far */
+  /* The thread's: the volumes formatted (the first `formatted'), how the
+   * next failed, and the loop's answers to its questions. */
+  unsigned formatted, cur;
+  int code;
+  char err[COW_ERRLEN];
+  char user[DSCOW_NAME_MAX + 1];
+  int sync_err; /* 0, or the errno of a syncfs or fsync */
+  uint64_t t;   /* when the thread's work was handed over */
 };
 
 /* p's CoW device is a regular file: format it without flushes, and keep a
@@ -324,12 +337,62 @@ create_slice_file (struct create_slice *sl, struct vol_params *p, char *err,
   return 0;
 }
 
+/* The format's questions about the table, asked from the thread
+ * (cowd_on_loop) with the volume at sl->cur. */
+struct create_question
+{
+  struct create_slice *sl;
+  const struct backend *cow; /* is it another volume's? */
+  const char *name;          /* is this volume defined? */
+  bool answer;
+};
+
+/* Is the opened CoW device another volume's (by its key, and a LUN's VPD
+ * identity: two portals or names of one LUN)?  If not, it is claimed for
+ * the volume at once: a create of that LUN under another name, formatted
+ * meanwhile, finds it taken. */
+static void
+create_claim_on_loop (void *data)
+{
+  struct create_question *q = data;
+  struct vol_entry *e = q->sl->vols[q->sl->cur];
+  const char *user = voldb_cow_user (e->name, q->cow);
+  q->answer = user != NULL;
+  if (user)
+    snprintf (q->sl->user, sizeof q->sl->user, "%s", user);
+  else
+    (void) voldb_set_ident (e, q->cow->ident); /* again at the slice's end */
+}
+
+static const char *
+create_cow_user (void *ud, const struct backend *cow)
+{
+  struct create_question q = { .sl = ud, .cow = cow };
+  cowd_on_loop (create_claim_on_loop, &q);
+  return q.answer ? q.sl->user : NULL;
+}
+
+static void
+create_defined_on_loop (void *data)
+{
+  struct create_question *q = data;
+  q->answer = voldb_defined (NULL, q->name);
+}
+
+static bool
+create_defined (void *ud, const char *name)
+{
+  struct create_question q = { .sl = ud, .name = name };
+  cowd_on_loop (create_defined_on_loop, &q);
+  return q.answer;
+}
+
 /* The one function that creates a volume, into a slice (of create --from,
- * or of one for create): check the definition, format its CoW device and
- * add it to the table as "creating"; the flushes, the commit and the
- * cluster are the slice's end's.  0, or a code with its sentence in err. */
+ * or of one for create): check the definition and add it to the table as
+ * "creating"; the format, the flushes, the commit and the cluster are the
+ * slice's.  0, or a code with its sentence in err. */
 static int
-create_volume (const struct vol_params *pp, bool exclusive,
+create_volume (const struct vol_params *pp, bool exclusive, unsigned line,
                struct create_slice *sl, char *err, size_t errlen)
 {
   struct vol_params p = *pp;
@@ -351,22 +414,9 @@ create_volume (const struct vol_params *pp, bool exclusive,
   const char *user = voldb_cow_user_uri (p.name, p.cow_uri);
   if (user)
     return vol_err_cow_taken (err, errlen, p.name, p.cow_uri, user);
-  p.cow_user = voldb_cow_user;
-  p.cow_user_ud = (void *) p.name;
-  p.defined = voldb_defined;
-  char ident[sizeof ((struct backend *) 0)->ident] = "";
-  p.cow_ident_out = ident;
-  struct backend_opts bo;
-  voldb_backend_opts (&bo);
-  if (cowd.own->format_opts)
-    cowd.own->format_opts (&bo);
   int r;
   if ((r = create_slice_file (sl, &p, err, errlen)) != 0)
     return r;
-  t = create_lap (&create_t.check_ns, t);
-  if ((r = vol_format (&p, &bo, err, errlen)) < 0)
-    return r;
-  t = create_lap (&create_t.format_ns, t);
   struct vol_entry *e
       = voldb_add (p.name, p.base_uri, p.cow_uri, p.chunk_size, p.commit);
   if (!e)
@@ -376,15 +426,17 @@ create_volume (const struct vol_params *pp, bool exclusive,
                         p.name);
   e->exclusive = exclusive;
   e->buffered = p.buffered;
-  e->creating = true; /* stored at the slice's end */
-  if (voldb_set_ident (e, ident) < 0)
-    {
-      voldb_remove (e);
-      return create_errf (err, errlen, COW_E_INTERNAL,
-                          "volume %s: out of memory", p.name);
-    }
-  create_lap (&create_t.store_ns, t);
-  sl->vols[sl->n++] = e;
+  e->creating = true; /* formatted and stored by the slice */
+  unsigned i = sl->n++;
+  p.cow_user = create_cow_user;
+  p.defined = create_defined;
+  p.cow_user_ud = sl;
+  p.cow_ident_out = sl->idents[i];
+  p.quiet = true;
+  sl->ps[i] = p;
+  sl->lines[i] = line;
+  sl->vols[i] = e;
+  create_lap (&create_t.check_ns, t);
   return 0;
 }
 
@@ -406,9 +458,9 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
  * cowctl sends "create " CREATE_BATCH, then for each definition a word
  * "--line=N" (its line in the operator's file) followed by the words of
  * that line, the same arguments as create.  cowd creates them in order,
- * each by create_volume, a slice per loop callback (at most
- * CREATE_SLICE_NS of the loop's CPU time, at least one definition; made
- * durable together, struct create_slice) so IO keeps flowing, and stops at the
+ * in slices of up to CREATE_SLICE_MAX (checked on the loop in turns of at
+ * most CREATE_TURN_NS of its CPU, formatted on a thread, made durable
+ * together: struct create_slice) so IO keeps flowing, and stops at the
  * first that fails: those before it stay created, it and those after it
  * are not created.  The answer, in lines cowctl formats (text
  * or JSON):
@@ -416,11 +468,13 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
  *   timing CHECK-NS FORMAT-NS STORE-NS DEFINE-NS
  *   error LINE CODE SENTENCE                 at most one, last
  */
-/* CPU time, not the wall clock: on a shared machine a slice measured by
- * the clock ended at the first preemption, and with a syncfs and a
- * commit per slice of one or two definitions a cluster's batch made 324
- * a second (bench/scale, 2,000 volumes; 485-534 with CPU time). */
-#define CREATE_SLICE_NS 2000000ull
+/* A turn's CPU time, not the wall clock: on a shared machine a slice
+ * measured by the clock ended at the first preemption, and with a syncfs
+ * and a commit per slice of one or two definitions a cluster's batch
+ * made 324 a second (bench/scale, 2,000 volumes; 485-534 with CPU time).
+ * Now a turn only checks (35 us a definition); the formats are the
+ * slice's thread's. */
+#define CREATE_TURN_NS 1000000ull
 
 struct create_batch
 {
@@ -457,7 +511,7 @@ create_batch_words (struct create_batch *b, char **words, unsigned *line)
   return n;
 }
 
-/* Create the definition at b->pos in the slice: 0, or -1 with its error
+/* Check the definition at b->pos into the slice: 0, or -1 with its error
  * line in *errline. */
 static int
 create_batch_one (struct create_batch *b, char **words, struct create_slice *sl,
@@ -468,31 +522,44 @@ create_batch_one (struct create_batch *b, char **words, struct create_slice *sl,
   unsigned line;
   char err[COW_ERRLEN];
   int n = create_batch_words (b, words, &line);
-  if (sl->n == 0)
-    sl->first_line = line;
   int r = create_parse (n, words, &p, &exclusive, err, sizeof err);
   if (r == 0)
-    r = create_volume (&p, exclusive, sl, err, sizeof err);
+    r = create_volume (&p, exclusive, line, sl, err, sizeof err);
   if (r != 0)
     {
       sb_printf (errline, "error %u %s %s\n", line,
                  cow_err_name (cow_err_code (r)), err);
       return -1;
     }
-  sb_printf (&sl->lines, "created %u %s %u %s\n", line, p.name, p.chunk_size,
-             vol_commit_name (p.commit));
   return 0;
 }
 
-/* The slice's end, in three steps so that no disk is waited for on the
- * loop (offload.c): its CoW files made durable (syncfs, on a thread),
+/* A slice with the formats' options: the backends they open stay off
+ * the loop (backend_opts.blocking_only). */
+static struct create_slice *
+create_slice_new (void)
+{
+  struct create_slice *sl = calloc (1, sizeof *sl);
+  if (!sl)
+    return NULL;
+  voldb_backend_opts (&sl->bo);
+  if (cowd.own->format_opts)
+    cowd.own->format_opts (&sl->bo);
+  sl->bo.blocking_only = true;
+  return sl;
+}
+
+/* The slice's end, in steps so that no disk is waited for on the loop
+ * (offload.c): its CoW devices formatted and made durable (on a thread),
  * then its definitions committed (on the loop, without an fsync), then
  * the store's log made durable (fdatasync, on a thread); then the cluster
  * is told and its lines join the answer.  Until then its volumes are
  * "creating": commands refuse them (find_or_reply), the cluster does not
  * know them, and a crash leaves formatted devices that no durable
- * definition names (create --force takes them).  A step that fails ends
- * the batch with an error line, and none of the slice is created. */
+ * definition names (create --force takes them).  A format that fails
+ * ends the batch at its line, as a check does; a step after the formats
+ * that fails ends it with an error line, and none of the slice is
+ * created. */
 static void create_batch_step (void *opaque);
 static void create_batch_finish (struct create_batch *b);
 
@@ -510,7 +577,8 @@ create_slice_fail (struct create_batch *b, const char *what, int err)
     sb_printf (&b->out,
                "error %u io volumes of lines %u and on: %s failed: %s; "
                "none of them was created\n",
-               sl->first_line, sl->first_line, what, strerror (err));
+               sl->lines[0], sl->lines[0], what, strerror (err));
+  sl->n = 0;
   sb_reset (&b->errline);
   b->stop = true;
 }
@@ -519,7 +587,6 @@ create_slice_fail (struct create_batch *b, const char *what, int err)
 static void
 create_slice_next (struct create_batch *b)
 {
-  sb_free (&b->sl->lines);
   free (b->sl);
   b->sl = NULL;
   if (b->stop || b->pos >= b->argc)
@@ -535,62 +602,110 @@ create_slice_durable (void *opaque, int err)
 {
   struct create_batch *b = opaque;
   struct create_slice *sl = b->sl;
-  sl->err = err;
   uint64_t t = create_lap (&create_t.store_ns, sl->t);
-  if (sl->err)
+  if (err)
     {
       for (unsigned i = 0; i < sl->n; i++)
         voldb_unstore (sl->vols[i]);
-      create_slice_fail (b, "making the definitions durable (fdatasync)",
-                         sl->err);
+      create_slice_fail (b, "making the definitions durable (fdatasync)", err);
       return create_slice_next (b);
     }
   for (unsigned i = 0; i < sl->n; i++)
     {
+      const struct vol_params *p = &sl->ps[i];
       sl->vols[i]->creating = false;
       cowd.own->defined (sl->vols[i]);
+      if (!b->single)
+        sb_printf (&b->out, "created %u %s %u %s\n", sl->lines[i], p->name,
+                   p->chunk_size, vol_commit_name (p->commit));
     }
   create_lap (&create_t.define_ns, t);
   b->created += sl->n;
-  sb_puts (&b->out, sb_str (&sl->lines));
   create_slice_next (b);
 }
 
-/* One volume's file: an fsync of that file; several: a syncfs of each
- * of their filesystems, cheaper than one fsync each. */
+/* On a thread: format the slice's CoW devices in order, up to the first
+ * that fails, and make them durable: for one volume's file an fsync of
+ * that file, for several a syncfs of each of their filesystems, cheaper
+ * than one fsync each (a LUN's format flushes itself). */
 static void
-create_slice_fs_sync (void *opaque)
+create_slice_work (void *opaque)
 {
   struct create_slice *sl = ((struct create_batch *) opaque)->sl;
+  for (sl->cur = 0; sl->cur < sl->n; sl->cur++)
+    {
+      int r = vol_format (&sl->ps[sl->cur], &sl->bo, sl->err, sizeof sl->err);
+      if (r < 0)
+        {
+          sl->code = r;
+          break;
+        }
+    }
+  sl->formatted = sl->cur;
   for (unsigned i = 0; i < sl->nfs; i++)
     {
-      if ((sl->n == 1 ? fsync (sl->fds[i]) : syncfs (sl->fds[i])) < 0
-          && !sl->err)
-        sl->err = errno;
+      if (sl->formatted
+          && (sl->formatted == 1 ? fsync (sl->fds[i]) : syncfs (sl->fds[i])) < 0
+          && !sl->sync_err)
+        sl->sync_err = errno;
       close (sl->fds[i]);
     }
 }
 
-/* Run work on a thread, then done on the loop (offload.c). */
+/* Run the slice's formats and flushes on a thread, then
+ * create_slice_formatted on the loop (offload.c). */
+static void create_slice_formatted (void *opaque);
+
 static void
-create_slice_offload (struct create_batch *b, void (*work) (void *),
-                      void (*done) (void *))
+create_slice_offload (struct create_batch *b)
 {
   b->sl->t = clock_now_ns ();
-  cowd_offload (work, done, b);
+  cowd_offload (create_slice_work, create_slice_formatted, b);
+}
+
+/* A format failed: the volumes from it on are not created, and it ends
+ * the batch with its error (before any line the checks failed at). */
+static void
+create_slice_format_failed (struct create_batch *b)
+{
+  struct create_slice *sl = b->sl;
+  unsigned k = sl->formatted;
+  for (unsigned i = k; i < sl->n; i++)
+    voldb_remove (sl->vols[i]);
+  sl->n = k;
+  b->stop = true;
+  if (b->single)
+    {
+      b->code = sl->code;
+      snprintf (b->err, sizeof b->err, "%s", sl->err);
+      return;
+    }
+  sb_reset (&b->errline);
+  sb_printf (&b->errline, "error %u %s %s\n", sl->lines[k],
+             cow_err_name (cow_err_code (sl->code)), sl->err);
 }
 
 static void
-create_slice_synced (void *opaque)
+create_slice_formatted (void *opaque)
 {
   struct create_batch *b = opaque;
   struct create_slice *sl = b->sl;
   create_lap (&create_t.format_ns, sl->t);
-  if (sl->err)
+  if (sl->formatted < sl->n)
+    create_slice_format_failed (b);
+  for (unsigned i = 0; i < sl->n; i++)
+    {
+      const struct vol_params *p = &sl->ps[i];
+      qb_log (LOG_INFO, "volume: %s: formatted %s over base %s, chunk %u",
+              p->name, p->cow_uri, p->base_uri, p->chunk_size);
+      if (voldb_set_ident (sl->vols[i], sl->idents[i]) < 0 && !sl->sync_err)
+        sl->sync_err = ENOMEM;
+    }
+  if (sl->sync_err)
     create_slice_fail (b, "making the CoW files durable (fsync or syncfs)",
-                       sl->err);
+                       sl->sync_err);
   else if (sl->n == 0)
-    ; /* the batch's first line failed */
+    ; /* the slice's first format failed, or the batch's first line */
   else if (voldb_store_deferred (sl->vols, sl->n) < 0)
     create_slice_fail (b, "saving the definitions", EIO);
   else
@@ -649,18 +764,17 @@ create_batch_finish (struct create_batch *b)
   free (b);
 }
 
-/* A slice's formats run in turns of the loop: one ends, after a volume,
- * when I/O waits (cowd_io_waiting), and the next goes on with the same
- * slice, so an NBD request waits for one volume's format, not for the
- * slice's 2 ms of CPU; the slice still ends at CREATE_SLICE_NS of CPU in
- * all, and its syncs are as many as before. */
+/* A slice's checks run in turns of the loop: one ends, after a volume,
+ * when I/O waits (cowd_io_waiting) or at CREATE_TURN_NS of CPU, and the
+ * next goes on with the same slice; the slice goes to its thread when
+ * full, at the end of the batch, or at a line that fails. */
 static void
 create_batch_step (void *opaque)
 {
   struct create_batch *b = opaque;
   char **words = calloc ((size_t) b->argc + 1, sizeof *words);
   if (!b->sl)
-    b->sl = calloc (1, sizeof *b->sl); /* zeroed: lines is STRBUF_INIT */
+    b->sl = create_slice_new ();
   struct create_slice *sl = b->sl;
   if (!words || !sl)
     {
@@ -669,25 +783,24 @@ create_batch_step (void *opaque)
       b->stop = true;
       if (!sl)
         return create_batch_finish (b);
-      /* what it formatted is made durable and answered */
-      return create_slice_offload (b, create_slice_fs_sync,
-                                   create_slice_synced);
+      /* what it checked is formatted, made durable and answered */
+      return create_slice_offload (b);
     }
   /* A step runs only with a definition to create (cmd_create_batch,
    * create_slice_next, or the turn before it, which was not full). */
   b->turns++;
   uint64_t t0 = clock_thread_cpu_ns ();
-  bool full;
+  bool full, turn_over;
   do
     {
       if (create_batch_one (b, words, sl, &b->errline) < 0)
         b->stop = true;
-      full = b->stop || b->pos >= b->argc || sl->n >= CREATE_SLICE_MAX
-             || sl->cpu_ns + clock_thread_cpu_ns () - t0 >= CREATE_SLICE_NS;
+      full = b->stop || b->pos >= b->argc || sl->n >= CREATE_SLICE_MAX;
+      turn_over
+          = clock_thread_cpu_ns () - t0 >= CREATE_TURN_NS || cowd_io_waiting ();
     }
-  while (!full && !cowd_io_waiting ());
+  while (!full && !turn_over);
   free (words);
-  sl->cpu_ns += clock_thread_cpu_ns () - t0;
   if (!full)
     {
       qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW, 0, b, create_batch_step,
@@ -695,16 +808,17 @@ create_batch_step (void *opaque)
       return;
     }
   b->slices++;
-  create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
+  create_slice_offload (b);
 }
 
-/* create: a slice of one, so that it too waits for the disk off the loop
- * (its CoW file's fsync, the store's log) and answers once durable. */
+/* create: a slice of one, so that it too formats and waits for the disk
+ * off the loop (its CoW file's fsync, the store's log) and answers once
+ * durable. */
 static void
 create_single (struct ctl_req *req, int argc, char **argv, bool json)
 {
   struct create_batch *b = calloc (1, sizeof *b);
-  struct create_slice *sl = calloc (1, sizeof *sl); /* lines: STRBUF_INIT */
+  struct create_slice *sl = create_slice_new ();
   if (!b || !sl)
     {
       free (b);
@@ -722,15 +836,15 @@ create_single (struct ctl_req *req, int argc, char **argv, bool json)
   b->code
       = create_parse (argc, argv, &b->p, &b->exclusive, b->err, sizeof b->err);
   if (b->code == 0)
-    b->code = create_volume (&b->p, b->exclusive, sl, b->err, sizeof b->err);
+    b->code = create_volume (&b->p, b->exclusive, 0, sl, b->err, sizeof b->err);
   if (b->code != 0)
     {
       if (sl->nfs)
-        close (sl->fds[0]); /* opened before the format failed */
+        close (sl->fds[0]); /* opened before a check failed */
       sl->nfs = 0, sl->n = 0;
       return create_slice_next (b);
     }
-  create_slice_offload (b, create_slice_fs_sync, create_slice_synced);
+  create_slice_offload (b);
 }
 
 static void

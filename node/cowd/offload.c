@@ -16,11 +16,19 @@
  * for milliseconds, and a pool would only add the code to size it.
  * At stop, cowd_offload_drain waits for the works under way (their
  * continuations do not run: the loop has stopped).
+ *
+ * A work that must look at the loop's state (the table of volumes: is this
+ * device another volume's?) asks the loop with cowd_on_loop and waits for
+ * the answer: the question runs between two of the loop's events, so what
+ * it checks and what it records for the work (a claim on a device) are
+ * one step for every other command.  cowd_offload_drain answers such
+ * questions while it waits.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,16 +49,73 @@ struct offload_job
   struct offload_job *next;
 };
 
+/* A question from a work to the loop (cowd_on_loop). */
+struct loop_call
+{
+  void (*fn) (void *data);
+  void *data;
+  bool answered;
+  struct loop_call *next;
+};
+
 static struct
 {
   pthread_mutex_t mu;
-  pthread_cond_t idle;
+  pthread_cond_t cv; /* a work ended, a question came or was answered */
   unsigned running;
   struct offload_job *head, **tail; /* finished, to continue on the loop */
+  struct loop_call *calls;          /* questions for the loop */
   int efd;
-} O = {
-  PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, NULL, -1
-};
+  pthread_t loop_thread; /* set at the first cowd_offload */
+} O = { .mu = PTHREAD_MUTEX_INITIALIZER,
+        .cv = PTHREAD_COND_INITIALIZER,
+        .efd = -1 };
+
+static void
+offload_wake_loop (void)
+{
+  uint64_t one = 1;
+  ssize_t w = write (O.efd, &one, sizeof one);
+  (void) w; /* the counter cannot overflow: one per job or question */
+}
+
+/* Answer the questions waiting (on the loop's thread). */
+static void
+offload_answer (void)
+{
+  pthread_mutex_lock (&O.mu);
+  struct loop_call *c = O.calls;
+  O.calls = NULL;
+  pthread_mutex_unlock (&O.mu);
+  while (c)
+    {
+      struct loop_call *next = c->next;
+      c->fn (c->data);
+      pthread_mutex_lock (&O.mu);
+      c->answered = true; /* c is the asker's: not touched after this */
+      pthread_cond_broadcast (&O.cv);
+      pthread_mutex_unlock (&O.mu);
+      c = next;
+    }
+}
+
+void
+cowd_on_loop (void (*fn) (void *data), void *data)
+{
+  if (O.efd < 0 || pthread_equal (pthread_self (), O.loop_thread))
+    return fn (data); /* a work run in place (no thread could be had) */
+  struct loop_call c = { .fn = fn, .data = data };
+  pthread_mutex_lock (&O.mu);
+  c.next = O.calls;
+  O.calls = &c;
+  pthread_cond_broadcast (&O.cv); /* cowd_offload_drain answers too */
+  pthread_mutex_unlock (&O.mu);
+  offload_wake_loop ();
+  pthread_mutex_lock (&O.mu);
+  while (!c.answered)
+    pthread_cond_wait (&O.cv, &O.mu);
+  pthread_mutex_unlock (&O.mu);
+}
 
 static void *
 offload_thread (void *arg)
@@ -61,12 +126,10 @@ offload_thread (void *arg)
   j->next = NULL;
   *O.tail = j;
   O.tail = &j->next;
-  if (--O.running == 0)
-    pthread_cond_broadcast (&O.idle);
+  O.running--;
+  pthread_cond_broadcast (&O.cv);
   pthread_mutex_unlock (&O.mu);
-  uint64_t one = 1;
-  ssize_t w = write (O.efd, &one, sizeof one);
-  (void) w; /* the counter cannot overflow: one per job */
+  offload_wake_loop ();
   return NULL;
 }
 
@@ -78,6 +141,7 @@ offload_dispatch (int fd, int revents, void *data)
   (void) data;
   if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
     return 0;
+  offload_answer ();
   pthread_mutex_lock (&O.mu);
   struct offload_job *j = O.head;
   O.head = NULL;
@@ -99,6 +163,7 @@ offload_start (struct offload_job *j)
   if (O.efd < 0)
     {
       O.tail = &O.head;
+      O.loop_thread = pthread_self ();
       O.efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (O.efd < 0)
         return -1;
@@ -143,6 +208,15 @@ cowd_offload_drain (void)
 {
   pthread_mutex_lock (&O.mu);
   while (O.running)
-    pthread_cond_wait (&O.idle, &O.mu);
+    {
+      if (O.calls)
+        {
+          pthread_mutex_unlock (&O.mu);
+          offload_answer ();
+          pthread_mutex_lock (&O.mu);
+          continue;
+        }
+      pthread_cond_wait (&O.cv, &O.mu);
+    }
   pthread_mutex_unlock (&O.mu);
 }

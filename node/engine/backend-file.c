@@ -32,6 +32,7 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,8 +408,8 @@ backend_file_fd (struct backend *bk)
  * computed, by the stamp the engine already checks a base against (device,
  * inode, size, modification and change times): a golden image that
  * thousands of volumes are created over is read once, not 2 MiB per
- * create.  A file whose stamp moved is read again.  Used on the loop
- * thread only (backends are opened there). */
+ * create.  A file whose stamp moved is read again.  Under a lock: a
+ * create formats (opens its base) on a thread of its own. */
 #define FILE_IDENT_CACHE 8
 
 static struct file_ident_cached
@@ -420,6 +421,7 @@ static struct file_ident_cached
   char ident[sizeof ((struct backend *) 0)->ident];
 } file_ident_cache[FILE_IDENT_CACHE];
 static unsigned file_ident_next;
+static pthread_mutex_t file_ident_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static bool
 file_ident_same (const struct file_ident_cached *c, const struct stat *st)
@@ -435,13 +437,16 @@ file_ident_same (const struct file_ident_cached *c, const struct stat *st)
 static bool
 file_ident_lookup (struct backend *bk, const struct stat *st)
 {
-  for (int i = 0; i < FILE_IDENT_CACHE && S_ISREG (st->st_mode); i++)
+  bool found = false;
+  pthread_mutex_lock (&file_ident_lock);
+  for (int i = 0; i < FILE_IDENT_CACHE && S_ISREG (st->st_mode) && !found; i++)
     if (file_ident_same (&file_ident_cache[i], st))
       {
         memcpy (bk->ident, file_ident_cache[i].ident, sizeof bk->ident);
-        return true;
+        found = true;
       }
-  return false;
+  pthread_mutex_unlock (&file_ident_lock);
+  return found;
 }
 
 static void
@@ -449,6 +454,7 @@ file_ident_remember (const struct backend *bk, const struct stat *st)
 {
   if (!S_ISREG (st->st_mode))
     return;
+  pthread_mutex_lock (&file_ident_lock);
   struct file_ident_cached *c
       = &file_ident_cache[file_ident_next++ % FILE_IDENT_CACHE];
   *c = (struct file_ident_cached){ .dev = st->st_dev,
@@ -457,6 +463,7 @@ file_ident_remember (const struct backend *bk, const struct stat *st)
                                    .mtime = st->st_mtim,
                                    .ctime = st->st_ctim };
   memcpy (c->ident, bk->ident, sizeof c->ident);
+  pthread_mutex_unlock (&file_ident_lock);
 }
 
 /* A stable identity for a block device from sysfs (WWN or serial), or
@@ -597,7 +604,7 @@ backend_file_open (const char *path, const struct backend_opts *opts,
                    struct backend **out, char *err, size_t errlen)
 {
   int r = file_check_kind (path, err, errlen);
-  if (r < 0 || (r = ring_init (err, errlen)) < 0)
+  if (r < 0 || (!opts->blocking_only && (r = ring_init (err, errlen)) < 0))
     return r;
   int flags = (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   if (opts->direct)

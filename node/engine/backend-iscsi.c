@@ -125,6 +125,7 @@ struct isc_priv
   uint64_t lost_at_ns; /* when the session went away */
   char *initiator, *chap_user, *chap_password;
   qb_loop_timer_handle timer;
+  bool blocking_only; /* backend_opts: neither socket nor timer on the loop */
   struct isc_part *inflight;
   unsigned deadline_ms;
   void (*on_login) (struct backend *bk, void *opaque);
@@ -809,7 +810,8 @@ static void
 isc_close (struct backend *bk)
 {
   struct isc_priv *ip = bk->priv;
-  qb_loop_timer_del (cowd_loop (), ip->timer);
+  if (!ip->blocking_only)
+    qb_loop_timer_del (cowd_loop (), ip->timer);
   if (ip->fd >= 0)
     cowd_io_poll_del (ip->fd);
   while (ip->inflight)
@@ -1130,11 +1132,15 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   bk->align = ip->block_size;
   bk->writable = opts->writable;
   bk->priv = ip;
+  ip->blocking_only = opts->blocking_only;
   isc_logged_in (ip);
-  isc_update_poll (ip);
-  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
-                     (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
-                     &ip->timer);
+  if (!ip->blocking_only)
+    {
+      isc_update_poll (ip);
+      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                         (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
+                         &ip->timer);
+    }
   qb_log (LOG_INFO,
           "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %s, "
           "max transfer %u, unmap %s",

@@ -116,6 +116,11 @@ struct backend_opts
    * unsent, until it is back or the reconnect deadline passes).  Asked
    * before each write is sent, sent again or submitted; NULL = always. */
   int (*may_write) (struct backend *bk, void *opaque);
+  /* Opened for the blocking calls alone (backend_*_sync), on any thread:
+   * nothing of it is put on cowd's loop (no io_uring eventfd, no iSCSI
+   * socket or timer), and its asynchronous calls may not be used.  cowd's
+   * create formats on a thread this way. */
+  bool blocking_only;
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is

@@ -404,8 +404,9 @@ vol_format (const struct vol_params *p, const struct backend_opts *bo,
       ret = r;
       goto out;
     }
-  qb_log (LOG_INFO, "volume: %s: formatted %s over base %s (%s), chunk %u",
-          p->name, cow->uri, base->uri, base->ident, sb.chunk_size);
+  if (!p->quiet)
+    qb_log (LOG_INFO, "volume: %s: formatted %s over base %s (%s), chunk %u",
+            p->name, cow->uri, base->uri, base->ident, sb.chunk_size);
   ret = 0;
 out:
   backend_close (base);

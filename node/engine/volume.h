@@ -125,6 +125,10 @@ struct vol_params
    * makes the device durable itself before anything names the volume
    * (create --from: one syncfs for many CoW files). */
   bool no_flush;
+  /* Format: log nothing; the caller says what was formatted.  A format on
+   * a thread other than the loop's: libqb drops a message logged while
+   * another thread is in the logger. */
+  bool quiet;
 };
 
 /* Format the CoW device for a new volume.  Returns 0, or a negative

@@ -68,10 +68,11 @@ rc=0; out=$(c create --from "$d/none" 2>&1) || rc=$?
 [ $rc -eq 2 ] && [ "$out" = "cowctl: cannot read $d/none: No such file or directory" ] \
   || fail "unreadable file: exit $rc: $out"
 
-# A batch's formats give way to I/O: with a client reading v1 every 5 ms,
-# the turns of the loop the 400 formats ran in outnumber their slices
-# (each slice's formats are cut wherever a request waits, and go on in the
-# next turn); every volume is created all the same.
+# A batch's work on the loop gives way to I/O: with a client reading v1
+# every 5 ms, the turns of the loop the 400 checks ran in outnumber their
+# slices (each slice's checks are cut wherever a request waits, and go on
+# in the next turn; the formats are on a thread); every volume is created
+# all the same.
 u=$(c attach v1) || fail "attach v1: $u"
 mkdir -p "$d/many"
 for i in $(seq 400); do
@@ -91,5 +92,5 @@ read -r slices turns <<<"$(grep -o 'create --from: 200 volumes created in [0-9]*
   | tail -2 | awk '{ s += $7; t += $10 } END { print s + 0, t + 0 }')"
 echo "   400 volumes in $slices slices over $turns turns while $(cut -d' ' -f1 "$d/many.reads") reads of v1 went on"
 [ "$slices" -gt 0 ] && [ "$turns" -gt "$slices" ] \
-  || fail "the formats never gave way to the reads: $(grep 'create --from:' "$d/run.log" | tail -2)"
+  || fail "the checks never gave way to the reads: $(grep 'create --from:' "$d/run.log" | tail -2)"
 pass
