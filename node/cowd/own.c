@@ -662,11 +662,34 @@ own_serve_again (struct vol_entry *e)
   own_wake (e, 0, NULL);
 }
 
+/* Quorum is back: a volume that was attached when this agent stopped,
+ * and that it could not attach at start for want of quorum (a node that
+ * restarted cut off, or before its ring was quorate again), is attached
+ * now, as at start. */
+static void
+own_reattach_quorate (struct vol_entry *e)
+{
+  char err[COW_ERRLEN];
+  if (cowd.fenced || !e->attached || e->closing)
+    return;
+  if (own_attach (e, false, err, sizeof err) < 0)
+    {
+      qb_log (LOG_ERR, "cowd: %s: not re-attached once quorate: %s", e->name,
+              err);
+      voldb_set_error (e, err);
+    }
+  else
+    qb_log (LOG_NOTICE, "cowd: %s: re-attached now that this node is quorate",
+            e->name);
+}
+
 static void
 own_on_quorum (void *ud, bool quorate)
 {
   VOLDB_FOR_LIVE (e)
     {
+      if (!e->vol && quorate && cluster_synced ())
+        own_reattach_quorate (e);
       if (!e->vol || e->closing)
         continue;
       if (!quorate && own_vol (e)->epoch)
