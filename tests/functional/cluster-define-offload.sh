@@ -9,7 +9,10 @@
 # them again from its store), but that fsync runs on a thread: no read of
 # live may wait 500 ms (on the loop, each of the 20 removals kept the
 # reads waiting 1000 ms).  Afterwards node 2 lists none of them and its
-# store holds none of their rows.
+# store holds none of their rows.  Then node 1 creates 300 volumes in one
+# batch and tells the cluster of each slice's volumes in turns of its
+# loop (a slice of 256 in one stretch took 21 ms): its log line counts
+# more such turns than slices; node 2 knows all 300.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires tgtd jq cowd cowctl nbdsh sqlite3
@@ -62,4 +65,22 @@ wait_until 10 sh -c "[ \"\$(sqlite3 -cmd '.timeout 2000' '$(lab_dir 2)/state/vol
   || fail "node 2's store still has rows of the deleted volumes"
 [ "$(defs_sql "$(lab_dir 2)/state" "select name from volumes")" = live ] \
   || fail "node 2's store: $(defs_sql "$(lab_dir 2)/state" "select name from volumes")"
+
+echo "== node 1 tells the cluster of a batch's volumes in turns of its loop"
+for i in $(seq 300); do
+  truncate -s 2M "$LAB_DIR/dev/e$i"
+  echo "e$i --base $LAB_DIR/dev/base --cow $LAB_DIR/dev/e$i"
+done > "$LAB_DIR/defs-e"
+lab_cowctl 1 create --from "$LAB_DIR/defs-e" >/dev/null || fail "create --from of 300 on node 1 failed"
+# cowctl sends 100 definitions a request: one slice each, told in turns
+# of at most 32 volumes (at least 3 more turns a slice)
+grep -o 'create --from: [0-9]* volumes created in [0-9]* slices over [0-9]* turns of the loop ([0-9]* more to define them)' \
+  "$(lab_dir 1)/log/cowd.log" | grep -v ': 20 volumes' > "$LAB_DIR/lines"
+sed 's/^/   /' "$LAB_DIR/lines"
+read -r vols slices more <<<"$(sed 's/.*: //' "$LAB_DIR/lines" | tr -d '(' \
+  | awk '{ v += $1; s += $5; m += $13 } END { print v + 0, s + 0, m + 0 }')"
+[ "$vols" = 300 ] && [ "$more" -ge $((3 * slices)) ] \
+  || fail "node 1 told the cluster of a slice in one stretch of its loop: $vols volumes, $slices slices, $more more turns"
+wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run-dir $(lab_dir 2)/run --json list 'e*' | jq length)\" = 300 ]" \
+  || fail "node 2 does not know the 300"
 pass
