@@ -14,6 +14,7 @@
 #   crash_restart_cowd RUNDIR "LISTED" VOLS...  kill -9, start, check
 #   qio_ok URI WHY CMD...  qemu-io runs every command and each succeeds
 #   read_watch URI STOPFILE OUT  the slowest of reads every 5 ms (nbdsh)
+#   read_watch_end PID STOPFILE OUT MIN WHAT  stop it; none 500 ms, MIN reads
 set -euo pipefail
 export LC_ALL=C
 top_srcdir=${abs_top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -191,6 +192,18 @@ while not os.path.exists(os.environ["STOP"]):
     time.sleep(0.005)
 print(n, round(worst * 1000, 1))
 ' > "$3" 2>&1
+}
+# read_watch_end PID STOPFILE OUT MIN WHAT [SAY]: stop the read_watch of
+# pid PID (a child of this shell: not in a $(...)) and check it: at least
+# MIN reads, none of them 500 ms or more (WHAT says what went on
+# meanwhile); prints "   SAY; N reads meanwhile, the slowest W ms".
+read_watch_end() {
+  local n worst
+  touch "$2"; wait "$1" || fail "the reader failed: $(cat "$3")"
+  read -r n worst < "$3"
+  awk -v w="$worst" 'BEGIN { exit !(w < 500) }' || fail "a read waited $worst ms while $5"
+  [ "$n" -ge "$4" ] || fail "only $n reads while $5"
+  echo "   ${6:+$6; }$n reads meanwhile, the slowest $worst ms"
 }
 stop_cowd() {                # stop_cowd RUNDIR
   local run=$1 pid=${_cowd_pid[$1]:-}

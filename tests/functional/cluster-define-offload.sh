@@ -53,12 +53,9 @@ wait_until 30 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run
   || fail "node 2 still knows $(count) of them"
 t1=$(date +%s%N)
 sleep 0.5
-touch "$LAB_DIR/stop"; wait "$reader" || fail "the reader failed: $(cat "$LAB_DIR/reads")"
-read -r n worst < "$LAB_DIR/reads"
-echo "   20 deletes reached node 2 in $(((t1 - t0) / 1000000)) ms; $n reads of live on node 2, the slowest $worst ms"
-awk -v w="$worst" 'BEGIN { exit !(w < 500) }' \
-  || fail "a read of live on node 2 waited $worst ms while definitions came and went"
-[ "$n" -ge 50 ] || fail "only $n reads of live"
+read_watch_end "$reader" "$LAB_DIR/stop" "$LAB_DIR/reads" 50 \
+  "definitions came and went (live on node 2)" \
+  "20 deletes reached node 2 in $(((t1 - t0) / 1000000)) ms; of live on node 2"
 grep -q "cluster: d1: deleted in the cluster, but" "$(lab_dir 2)/log/cowd.log" \
   && fail "node 2 could not make a removal durable: $(grep 'deleted in the cluster' "$(lab_dir 2)/log/cowd.log" | head -1)"
 wait_until 10 sh -c "[ \"\$(sqlite3 -cmd '.timeout 2000' '$(lab_dir 2)/state/volumes.db' \"select count(*) from volumes where name like 'd%'\")\" = 0 ]" \

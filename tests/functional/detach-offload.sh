@@ -34,11 +34,8 @@ t0=$(date +%s%N)
 c detach d || fail "detach d failed"
 t1=$(date +%s%N)
 sleep 0.2
-touch "$d/stop"; wait "$rpid" || fail "the reader failed: $(cat "$d/reads")"
-read -r n worst < "$d/reads"
-echo "   detach in $(((t1 - t0) / 1000000)) ms; $n reads of live meanwhile, the slowest $worst ms"
-awk -v w="$worst" 'BEGIN { exit !(w < 500) }' \
-  || fail "a read of live waited $worst ms while d was marked clean"
+read_watch_end "$rpid" "$d/stop" "$d/reads" 10 "d was detached (live)" \
+  "detach in $(((t1 - t0) / 1000000)) ms; of live"
 grep -q "volume: d: closed clean at generation" "$d/run.log" \
   || fail "d was not closed clean: $(grep 'volume: d:' "$d/run.log" | tail -3)"
 du=$(c attach d) || fail "attach d again: $du"
