@@ -852,7 +852,10 @@ own_announce (void)
     abort ();
   for (struct vol_entry *e = cowd.vols; e; e = e->next)
     {
-      if (cluster_lookup (e->name))
+      /* One being created is told by its create, once durable: a sync
+       * while its device is formatted must not define it in the group
+       * (a format that fails would leave the group a definition). */
+      if (e->creating || cluster_lookup (e->name))
         continue;
       own_def (e, &defs[n++]);
       if (n == CHUNK || !e->next)
