@@ -44,8 +44,9 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  bool creating;       /* formatted, not yet durable (a slice of create or
-                          create --from): commands refuse it, the cluster
+  bool creating;       /* checked, not yet durable (a slice of create or
+                          create --from: its device is being formatted or
+                          made durable): commands refuse it, the cluster
                           does not know it */
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */

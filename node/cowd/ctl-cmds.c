@@ -298,7 +298,6 @@ struct create_slice
   struct vol_entry *vols[CREATE_SLICE_MAX];
   struct vol_params ps[CREATE_SLICE_MAX]; /* their definitions, checked */
   unsigned lines[CREATE_SLICE_MAX];       /* in the operator's file */
-  char idents[CREATE_SLICE_MAX][sizeof ((struct backend *) 0)->ident];
   unsigned n;
   struct backend_opts bo;    /* the formats' (blocking_only) */
   int fds[CREATE_SLICE_MAX]; /* one open CoW file per filesystem */
@@ -311,8 +310,9 @@ struct create_slice
   int code;
   char err[COW_ERRLEN];
   char user[DSCOW_NAME_MAX + 1];
-  int sync_err; /* 0, or the errno of a syncfs or fsync */
-  uint64_t t;   /* when the thread's work was handed over */
+  int claim_err; /* 0, or ENOMEM: a claim's identity was not indexed */
+  int sync_err;  /* 0, or the errno of a syncfs or fsync */
+  uint64_t t;    /* when the thread's work was handed over */
 };
 
 /* p's CoW device is a regular file: format it without flushes, and keep a
@@ -361,8 +361,8 @@ create_claim_on_loop (void *data)
   q->answer = user != NULL;
   if (user)
     snprintf (q->sl->user, sizeof q->sl->user, "%s", user);
-  else
-    (void) voldb_set_ident (e, q->cow->ident); /* again at the slice's end */
+  else if (voldb_set_ident (e, q->cow->ident) < 0)
+    q->sl->claim_err = ENOMEM; /* the slice fails at its end */
 }
 
 static const char *
@@ -432,7 +432,6 @@ create_volume (const struct vol_params *pp, bool exclusive, unsigned line,
   p.cow_user = create_cow_user;
   p.defined = create_defined;
   p.cow_user_ud = sl;
-  p.cow_ident_out = sl->idents[i];
   p.quiet = true;
   sl->ps[i] = p;
   sl->lines[i] = line;
@@ -476,6 +475,14 @@ cmd_create (struct ctl_req *req, int argc, char **argv, bool json)
  * Now a turn only checks (35 us a definition); the formats are the
  * slice's thread's. */
 #define CREATE_TURN_NS 1000000ull
+
+/* A turn of create's work on the loop that began at t0 (the loop's CPU
+ * time) is over: CREATE_TURN_NS of CPU, or I/O waits. */
+static bool
+create_turn_over (uint64_t t0)
+{
+  return clock_thread_cpu_ns () - t0 >= CREATE_TURN_NS || cowd_io_waiting ();
+}
 
 struct create_batch
 {
@@ -624,9 +631,7 @@ create_slice_define_step (void *opaque)
         sb_printf (&b->out, "created %u %s %u %s\n", sl->lines[sl->defined - 1],
                    p->name, p->chunk_size, vol_commit_name (p->commit));
       if (sl->defined < sl->n
-          && (sl->defined % CREATE_DEFINE_TURN == 0
-              || clock_thread_cpu_ns () - t0 >= CREATE_TURN_NS
-              || cowd_io_waiting ()))
+          && (sl->defined % CREATE_DEFINE_TURN == 0 || create_turn_over (t0)))
         {
           create_lap (&create_t.define_ns, t);
           b->define_turns++;
@@ -725,10 +730,10 @@ create_slice_formatted (void *opaque)
   create_lap (&create_t.format_ns, sl->t);
   if (sl->formatted < sl->n)
     create_slice_format_failed (b);
-  for (unsigned i = 0; i < sl->n; i++)
-    if (voldb_set_ident (sl->vols[i], sl->idents[i]) < 0 && !sl->sync_err)
-      sl->sync_err = ENOMEM;
-  if (sl->sync_err)
+  if (sl->claim_err)
+    create_slice_fail (b, "recording the CoW devices' identities",
+                       sl->claim_err);
+  else if (sl->sync_err)
     create_slice_fail (b, "making the CoW files durable (fsync or syncfs)",
                        sl->sync_err);
   else if (sl->n == 0)
@@ -823,8 +828,7 @@ create_batch_step (void *opaque)
       if (create_batch_one (b, words, sl, &b->errline) < 0)
         b->stop = true;
       full = b->stop || b->pos >= b->argc || sl->n >= CREATE_SLICE_MAX;
-      turn_over
-          = clock_thread_cpu_ns () - t0 >= CREATE_TURN_NS || cowd_io_waiting ();
+      turn_over = create_turn_over (t0);
     }
   while (!full && !turn_over);
   free (words);

@@ -765,16 +765,23 @@ voldb_sync_work (void *data)
     s->err = errno;
 }
 
+/* Answer the waiters w (each may wait for the next fdatasync). */
+static void
+voldb_waiters_answer (struct voldb_waiter *w, int err)
+{
+  for (struct voldb_waiter *next; w; w = next)
+    {
+      next = w->next;
+      w->done (w->ud, err);
+      free (w);
+    }
+}
+
 static void
 voldb_sync_done (void *data)
 {
   struct voldb_sync *s = data;
-  for (struct voldb_waiter *w = s->waiters, *next; w; w = next)
-    {
-      next = w->next;
-      w->done (w->ud, s->err); /* may wait for the next one */
-      free (w);
-    }
+  voldb_waiters_answer (s->waiters, s->err);
   free (s);
   VS.running = false;
   if (VS.head)
@@ -792,13 +799,7 @@ voldb_sync_start (void)
   if (err)
     {
       free (s);
-      for (struct voldb_waiter *next; w; w = next)
-        {
-          next = w->next;
-          w->done (w->ud, err);
-          free (w);
-        }
-      return;
+      return voldb_waiters_answer (w, err);
     }
   *s = (struct voldb_sync){ w, fd, 0 };
   VS.running = true;

@@ -987,7 +987,8 @@ vol_clean_done (void *opaque, int res)
  * bit is durable already, so the clean superblock (FUA) and the flush of
  * the data written before it go out together. */
 static void
-vol_mark_clean_start (struct volume *v, vol_done_fn *done, void *opaque)
+vol_mark_clean_start (struct volume *v, bool handoff, vol_done_fn *done,
+                      void *opaque)
 {
   if (!vol_lease_ok (v))
     {
@@ -1007,6 +1008,8 @@ vol_mark_clean_start (struct volume *v, vol_done_fn *done, void *opaque)
       return;
     }
   vol_set_clean (v);
+  if (handoff)
+    v->st.handoffs++;
   *c = (struct clean_ctx){ .v = v,
                            .buf = vol_super_next (v, &off),
                            .pending = 1,
@@ -1032,9 +1035,7 @@ vol_mark_clean_start (struct volume *v, vol_done_fn *done, void *opaque)
 void
 vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque)
 {
-  if (vol_lease_ok (v) && v->commit != DSCOW_COMMIT_NONE)
-    v->st.handoffs++;
-  vol_mark_clean_start (v, done, opaque);
+  vol_mark_clean_start (v, true, done, opaque);
 }
 
 void
@@ -1283,7 +1284,6 @@ struct close_ctx
   void *opaque;
   bool owner; /* this host owned the volume when it was drained */
   int res;    /* the drain's */
-  int r;      /* the clean mark's */
 };
 
 /* The close's end, on the loop: say how the volume was left, free it. */
@@ -1336,7 +1336,7 @@ vol_close_drained (void *opaque, int res)
   cc->owner = v->state == VOL_STATE_ACTIVE || v->state == VOL_STATE_HELD;
   cc->res = res;
   if (cc->owner && res == 0)
-    return vol_mark_clean_start (v, vol_close_marked, cc);
+    return vol_mark_clean_start (v, false, vol_close_marked, cc);
   vol_close_end (cc, 0);
 }
 
