@@ -118,7 +118,7 @@
 #include <corosync/corotypes.h>
 #include <corosync/cpg.h>
 #include <corosync/quorum.h>
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cluster-int.h"
 #include "clock.h"

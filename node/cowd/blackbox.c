@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cowd.h"
 

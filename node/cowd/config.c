@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cowd.h"
 

@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 #include <qb/qbloop.h>
 
 #include "cowd.h"

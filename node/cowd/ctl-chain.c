@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cowd.h"
 #include "ctl.h"

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cowd.h"
 #include "ctl.h"

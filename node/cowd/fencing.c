@@ -56,9 +56,9 @@
  *
  * Threads: the main loop owns everything here except a job while it runs
  * on its worker thread; the job is handed over whole (the pipe carries its
- * pointer back) and never shared.  The worker never logs: libqb drops a
- * message logged while another thread is in its logger; what the walk
- * found is logged by the main loop when the job comes back.
+ * pointer back) and never shared.  The worker never logs: what the walk
+ * found is logged by the main loop when the job comes back, in order with
+ * the membership change that started it.
  */
 #include <config.h>
 
@@ -80,7 +80,7 @@
 #else
 struct iscsi_context;
 #endif
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "clock.h"
 #include "cluster.h"
@@ -485,9 +485,8 @@ fj_walk_up (struct fjob *j, struct fence_dev *dev, struct fjob_lun *l)
   struct fjob_lun *up = fj_push_lun (j, sb.upper_uri);
   if (!up)
     return 0; /* in the job already (or the job is full) */
-  /* Logged by fj_done on the main loop: libqb drops a message that one
-   * thread logs while another is in the logger (its in_logger guard), and
-   * the main loop logs most at a membership change, when jobs run. */
+  /* Logged by fj_done on the main loop, in order with what the main loop
+   * logs of the membership change that started the job. */
   up->below = (int) (l - j->luns);
   up->volume = strdup (sb.name);
   return 0;

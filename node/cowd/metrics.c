@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cowd.h"
 #include "loop.h"

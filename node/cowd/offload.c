@@ -35,7 +35,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 #include <qb/qbloop.h>
 
 #include "cowd.h"

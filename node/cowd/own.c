@@ -41,7 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "cluster.h"
 #include "cowd.h"

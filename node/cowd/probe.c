@@ -25,7 +25,7 @@
 
 #include <time.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "clock.h"
 #include "cowd.h"

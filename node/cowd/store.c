@@ -49,7 +49,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 #include <sqlite3.h>
 
 #include "store.h"

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "clock.h"
 #include "cowd.h"

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include <qb/qbipcs.h>
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "byteorder.h"
 #include "clock.h"

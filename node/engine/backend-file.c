@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include <liburing.h>
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "backend.h"
 #include "dscow.h"

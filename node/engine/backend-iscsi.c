@@ -55,7 +55,7 @@
 
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "backend-iscsi.h"
 #include "backend.h"

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "clock.h"
 #include "loop.h"

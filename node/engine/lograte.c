@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "loop.h"
 #include "lograte.h"

@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 #include <uuid/uuid.h>
 
 #include "volume-int.h"

@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "loop.h"
 #include "volume-int.h"

@@ -48,7 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "loop.h"
 #include "volume-int.h"

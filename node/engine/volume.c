@@ -48,7 +48,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 #include <uuid/uuid.h>
 
 #include "loop.h"

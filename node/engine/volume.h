@@ -125,9 +125,8 @@ struct vol_params
    * makes the device durable itself before anything names the volume
    * (create --from: one syncfs for many CoW files). */
   bool no_flush;
-  /* Format: log nothing; the caller says what was formatted.  A format on
-   * a thread other than the loop's: libqb drops a message logged while
-   * another thread is in the logger. */
+  /* Format: log nothing; the caller says what was formatted (a format on
+   * a thread: the loop logs it, in the order of the batch's lines). */
   bool quiet;
 };
 

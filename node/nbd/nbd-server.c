@@ -38,7 +38,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <qb/qblog.h>
+#include "cowlog.h"
 
 #include "lograte.h"
 #include "loop.h"
