@@ -44,10 +44,12 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  bool creating;       /* checked, not yet durable (a slice of create or
-                          create --from: its device is being formatted or
-                          made durable): commands refuse it, the cluster
-                          does not know it */
+  bool opening;  /* voldb_attach_async: its devices open on a thread */
+  bool gone;     /* deleted in the cluster while opening: forget it then */
+  bool creating; /* checked, not yet durable (a slice of create or
+                    create --from: its device is being formatted or
+                    made durable): commands refuse it, the cluster
+                    does not know it */
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
   struct vol_entry *live_next, *live_prev;
@@ -187,6 +189,14 @@ void cowd_offload_drain (void);
 void voldb_backend_opts (struct backend_opts *bo);
 /* Open and export (attach) or stop and close (detach) one volume. */
 int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
+/* The same without blocking the loop: the devices open on a thread (an
+ * iSCSI login, the superblock's and the bitmap's reads), the rest runs on
+ * the loop, then done (opaque, 0 or the code, NULL or the sentence).
+ * Returns 1 (done comes later), 0 (open already: done is not called) or a
+ * code with its sentence in err (done is not called). */
+typedef void voldb_attach_fn (void *opaque, int res, const char *err);
+int voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done,
+                        void *opaque, char *err, size_t errlen);
 void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 char *voldb_socket_path (const struct vol_entry *e);
 /* Why e's last attach failed (NULL: it did not); `cowctl status` shows it. */
@@ -227,8 +237,11 @@ struct own_facts /* a volume as the cluster's table has it */
 struct own_ops
 {
   /* Open e and serve it (incoming: the destination of a live migration,
-   * even from a live owner).  0, or -COW_E_* with a sentence in err. */
-  int (*attach) (struct vol_entry *e, bool incoming, char *err, size_t errlen);
+   * even from a live owner).  Its devices open on a thread: 1, and
+   * done (opaque, 0 or -COW_E_*, NULL or the sentence) later, on the loop;
+   * 0: open already; or -COW_E_* with a sentence in err (no done). */
+  int (*attach) (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
+                 void *opaque, char *err, size_t errlen);
   /* Stop serving e, commit, and let go of it; done(opaque, res). */
   void (*detach) (struct vol_entry *e, vol_done_fn *done, void *opaque);
   /* A definition was created here: tell whoever must know. */

@@ -141,6 +141,8 @@ entry_state (const struct vol_entry *e)
 {
   if (e->closing)
     return "detaching";
+  if (e->opening)
+    return "attaching";
   if (!e->vol)
     return e->error ? "failed" : "detached";
   enum vol_state st = vol_get_state (e->vol);
@@ -925,11 +927,15 @@ attach_reply (struct ctl_req *req, struct vol_entry *e, const char *times)
   free (uri);
 }
 
+/* attach answers once the devices are open (on a thread: an iSCSI login
+ * to a target that answers nothing kept every volume of the host waiting
+ * for ever) and, with --wait-owned, once this node serves the volume. */
 struct attach_wait
 {
   struct ctl_req *req;
   struct vol_entry *e;
   uint64_t t0, t_open; /* the command came; the devices were open */
+  unsigned wait_s;     /* --wait-owned */
 };
 
 static void
@@ -946,6 +952,41 @@ attach_owned (void *opaque, int res, const char *err)
   else
     attach_reply (w->req, w->e, times);
   free (w);
+}
+
+static void
+attach_opened (void *opaque, int r, const char *err)
+{
+  struct attach_wait *w = opaque;
+  struct ctl_req *req = w->req;
+  struct vol_entry *e = w->e;
+  w->t_open = cowd_now_ns ();
+  if (r < 0)
+    {
+      voldb_set_error (e, err);
+      free (w);
+      return reply_fmt (req, r, "%s", err);
+    }
+  if (!e->attached)
+    {
+      e->attached = true;
+      voldb_live (e);
+      voldb_store_lazy (e); /* no fsync on the way to serving */
+    }
+  if (w->wait_s && cowd.own->wait_owned)
+    {
+      if (cowd.own->wait_owned (e, w->wait_s, attach_owned, w) < 0)
+        {
+          free (w);
+          return reply_fmt (req, COW_E_INTERNAL,
+                            "volume %s: cannot wait "
+                            "for ownership: out of memory",
+                            e->name);
+        }
+      return;
+    }
+  free (w);
+  attach_reply (req, e, "");
 }
 
 static void
@@ -975,42 +1016,17 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
                       "volume %s is being detached; try"
                       " again",
                       e->name);
+  struct attach_wait *w = malloc (sizeof *w);
+  if (!w)
+    return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory", e->name);
+  *w = (struct attach_wait){ req, e, cowd_now_ns (), 0, wait_s };
   char err[COW_ERRLEN];
-  int r;
-  uint64_t t0 = cowd_now_ns ();
   e->accept_base_change = accept;
-  r = cowd.own->attach (e, incoming, err, sizeof err);
+  int r = cowd.own->attach (e, incoming, attach_opened, w, err, sizeof err);
   e->accept_base_change = false;
-  if (r < 0)
-    {
-      voldb_set_error (e, err);
-      return reply_fmt (req, r, "%s", err);
-    }
-  if (!e->attached)
-    {
-      e->attached = true;
-      voldb_live (e);
-      voldb_store_lazy (e); /* no fsync on the way to serving */
-    }
-  if (wait_s && cowd.own->wait_owned)
-    {
-      struct attach_wait *w = malloc (sizeof *w);
-      if (!w)
-        return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
-                          e->name);
-      *w = (struct attach_wait){ req, e, t0, cowd_now_ns () };
-      if (cowd.own->wait_owned (e, wait_s, attach_owned, w) < 0)
-        {
-          free (w);
-          return reply_fmt (req, COW_E_INTERNAL,
-                            "volume %s: cannot wait "
-                            "for ownership: out of memory",
-                            e->name);
-        }
-      return;
-    }
+  if (r <= 0)
+    attach_opened (w, r, err);
   (void) json;
-  attach_reply (req, e, "");
 }
 
 /* detach answers once the volume is closed (its superblock marked clean,
@@ -1072,6 +1088,9 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
+  if (e->opening)
+    return reply_fmt (req, COW_E_BUSY, "volume %s is being attached; try again",
+                      e->name);
   struct detach_wait *w = calloc (1, sizeof *w);
   if (!w || !(w->name = strdup (e->name)))
     {
@@ -1136,6 +1155,9 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   struct vol_entry *e = find_or_reply (req, argv[1]);
   if (!e)
     return;
+  if (e->opening)
+    return reply_fmt (req, COW_E_BUSY, "volume %s is being attached; try again",
+                      e->name);
   if (e->vol || e->closing)
     return reply_fmt (req, COW_E_ATTACHED,
                       "volume %s is attached; detach it"

@@ -8,10 +8,11 @@
 #include "cowd.h"
 
 static int
-own_alone_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
+own_alone_attach (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
+                  void *opaque, char *err, size_t errlen)
 {
   (void) incoming; /* nobody to hand it over */
-  return voldb_attach (e, err, errlen);
+  return voldb_attach_async (e, done, opaque, err, errlen);
 }
 
 static void

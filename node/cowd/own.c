@@ -74,7 +74,8 @@ own_vol (const struct vol_entry *e)
 }
 
 static void own_want_owner (void *ud, struct volume *v);
-static int own_attach (struct vol_entry *e, bool incoming, char *err,
+static int own_attach (struct vol_entry *e, bool incoming,
+                       voldb_attach_fn *done, void *opaque, char *err,
                        size_t errlen);
 
 /* attach --incoming was accepted while this node could not ask (no
@@ -325,6 +326,18 @@ own_undefine_synced (void *ud, int err)
   free (name);
 }
 
+/* Deleted in the cluster: forget e here.  Durable, for a cluster that
+ * restarts whole must not define it again from this store; but the fsync
+ * runs on a thread, not on the loop that serves this host's I/O (nobody
+ * waits for it). */
+static void
+own_forget (struct vol_entry *e)
+{
+  if (voldb_unstore_deferred (e) == 0)
+    voldb_sync_async (own_undefine_synced, strdup (e->name));
+  voldb_remove (e);
+}
+
 static void
 own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
 {
@@ -341,15 +354,10 @@ own_on_define (void *ud, const struct cluster_voldef *def, bool defined)
         }
       qb_log (LOG_DEBUG, "cluster: %s: defined", def->name);
     }
+  else if (!defined && e && e->opening)
+    e->gone = true; /* forgotten when its open ends (own_attach_opened) */
   else if (!defined && e && !e->vol && !e->creating)
-    {
-      /* Durable, for a cluster that restarts whole must not define it
-       * again from this store; but the fsync runs on a thread, not on the
-       * loop that serves this host's I/O (nobody waits for it). */
-      if (voldb_unstore_deferred (e) == 0)
-        voldb_sync_async (own_undefine_synced, strdup (e->name));
-      voldb_remove (e);
-    }
+    own_forget (e);
 }
 
 /* A state transfer applies its definitions in batches, and a turn of CPG
@@ -611,6 +619,16 @@ own_on_fencing (void *ud, const char *vol, uint32_t node)
   fencing_kick ();
 }
 
+/* An attach again of what was attached before this agent stopped: what
+ * did not work is kept for status. */
+static void
+own_reattached (void *opaque, int res, const char *err)
+{
+  struct vol_entry *e = opaque;
+  if (res < 0)
+    voldb_attach_failed (e, err);
+}
+
 /* Attach again what was attached before this agent stopped. */
 static void
 own_reattach (void)
@@ -620,7 +638,10 @@ own_reattach (void)
   VOLDB_FOR_LIVE (e)
     {
       char err[COW_ERRLEN];
-      if (e->attached && !e->vol && own_attach (e, false, err, sizeof err) < 0)
+      if (e->opening)
+        continue;
+      if (e->attached && !e->vol
+          && own_attach (e, false, own_reattached, e, err, sizeof err) < 0)
         voldb_attach_failed (e, err);
       else
         own_ask_pending (e);
@@ -667,12 +688,10 @@ own_serve_again (struct vol_entry *e)
  * restarted cut off, or before its ring was quorate again), is attached
  * now, as at start. */
 static void
-own_reattach_quorate (struct vol_entry *e)
+own_reattached_quorate (void *opaque, int res, const char *err)
 {
-  char err[COW_ERRLEN];
-  if (cowd.fenced || !e->attached || e->closing)
-    return;
-  if (own_attach (e, false, err, sizeof err) < 0)
+  struct vol_entry *e = opaque;
+  if (res < 0)
     {
       qb_log (LOG_ERR, "cowd: %s: not re-attached once quorate: %s", e->name,
               err);
@@ -681,6 +700,17 @@ own_reattach_quorate (struct vol_entry *e)
   else
     qb_log (LOG_NOTICE, "cowd: %s: re-attached now that this node is quorate",
             e->name);
+}
+
+static void
+own_reattach_quorate (struct vol_entry *e)
+{
+  char err[COW_ERRLEN];
+  if (cowd.fenced || !e->attached || e->closing || e->opening)
+    return;
+  int r = own_attach (e, false, own_reattached_quorate, e, err, sizeof err);
+  if (r <= 0)
+    own_reattached_quorate (e, r, err);
 }
 
 static void
@@ -876,8 +906,44 @@ own_announce (void)
             total);
 }
 
+/* An attach, once its devices are open (on a thread): the volume waits,
+ * read-only, until the group gives it to this node. */
+struct own_attach_ctx
+{
+  struct vol_entry *e;
+  bool incoming;
+  voldb_attach_fn *done;
+  void *opaque;
+};
+
+static void
+own_attach_opened (void *opaque, int res, const char *err)
+{
+  struct own_attach_ctx *c = opaque;
+  struct vol_entry *e = c->e;
+  if (res == 0)
+    {
+      const struct cluster_vol *cv = cluster_lookup (e->name);
+      vol_set_want_owner_cb (e->vol, own_want_owner, e);
+      vol_set_lease (e->vol, own_lease_deadline, e);
+      own_vol (e)->incoming = c->incoming;
+      if (!(cv && cv->state == CL_FENCING)) /* else: once it is fenced */
+        {
+          own_vol (e)->asked = false; /* a new attach asks again */
+          own_want_owner (e, e->vol);
+        }
+    }
+  c->done (c->opaque, res, err);
+  if (e->gone)
+    own_forget (e); /* deleted in the cluster meanwhile */
+  free (c);
+}
+
+/* 1: the devices open on a thread, done comes later; 0: attached already;
+ * or a code with its sentence in err. */
 static int
-own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
+own_attach (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
+            void *opaque, char *err, size_t errlen)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
   if (e->vol)
@@ -904,8 +970,7 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
                 e->name);
       return -COW_E_FENCED;
     }
-  bool fencing = cv && cv->state == CL_FENCING;
-  if (fencing && !incoming)
+  if (cv && cv->state == CL_FENCING && !incoming)
     {
       snprintf (err, errlen,
                 "volume %s waits for node %u to be fenced "
@@ -932,17 +997,17 @@ own_attach (struct vol_entry *e, bool incoming, char *err, size_t errlen)
                 e->name);
       return -COW_E_NO_QUORUM;
     }
-  int r = voldb_attach (e, err, errlen);
-  if (r < 0)
-    return r;
-  vol_set_want_owner_cb (e->vol, own_want_owner, e);
-  vol_set_lease (e->vol, own_lease_deadline, e);
-  own_vol (e)->incoming = incoming;
-  if (fencing)
-    return 0;                 /* asks once the node is fenced */
-  own_vol (e)->asked = false; /* a new attach asks again */
-  own_want_owner (e, e->vol);
-  return 0;
+  struct own_attach_ctx *c = malloc (sizeof *c);
+  if (!c)
+    {
+      snprintf (err, errlen, "volume %s: out of memory", e->name);
+      return -COW_E_INTERNAL;
+    }
+  *c = (struct own_attach_ctx){ e, incoming, done, opaque };
+  int r = voldb_attach_async (e, own_attach_opened, c, err, errlen);
+  if (r <= 0)
+    free (c); /* failed, or open already (a race: nothing to do) */
+  return r;
 }
 
 struct own_detach_ctx

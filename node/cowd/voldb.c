@@ -940,35 +940,45 @@ voldb_load (char *err, size_t errlen)
   return 0;
 }
 
-int
-voldb_attach (struct vol_entry *e, char *err, size_t errlen)
+/* What an attach opens e with; 0, or a code with its sentence in err. */
+static int
+voldb_attach_prep (struct vol_entry *e, struct vol_params *p,
+                   struct backend_opts *bo, char *err, size_t errlen)
 {
-  if (e->vol)
-    return 0;
-  struct backend_opts bo;
-  voldb_backend_opts (&bo);
+  voldb_backend_opts (bo);
   if (cowd.own->backend_opts)
-    cowd.own->backend_opts (&bo);
+    cowd.own->backend_opts (bo);
   bool no_base = strcmp (e->base, VOLDB_NO_BASE) == 0;
-  struct vol_params p = { .name = e->name,
-                          .base_uri = no_base ? NULL : e->base,
-                          .cow_uri = e->cow,
-                          .chunk_size = e->chunk_size,
-                          .commit = e->commit,
-                          .buffered = e->buffered,
-                          .accept_base_change = e->accept_base_change,
-                          .cow_user = voldb_cow_user,
-                          .cow_user_ud = e->name,
-                          .resume_merge = true };
+  *p = (struct vol_params){ .name = e->name,
+                            .base_uri = no_base ? NULL : e->base,
+                            .cow_uri = e->cow,
+                            .chunk_size = e->chunk_size,
+                            .commit = e->commit,
+                            .buffered = e->buffered,
+                            .accept_base_change = e->accept_base_change,
+                            .cow_user = voldb_cow_user,
+                            .cow_user_ud = e->name,
+                            .resume_merge = true };
+  if (e->opening)
+    {
+      snprintf (err, errlen, "volume %s is being attached; try again", e->name);
+      return -COW_E_BUSY;
+    }
   if ((!no_base && voldb_check_path (e->name, "base", e->base, err, errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -COW_E_BAD_DEVICE;
   const char *user = voldb_cow_user_uri (e->name, e->cow);
   if (user)
     return vol_err_cow_taken (err, errlen, e->name, e->cow, user);
-  int r = vol_open (&p, &bo, &e->vol, err, errlen);
-  if (r < 0)
-    return r;
+  return 0;
+}
+
+/* e->vol was opened: serve it (an export) as its owner says.  On failure
+ * the volume is closed again. */
+static int
+voldb_attach_opened (struct vol_entry *e, char *err, size_t errlen)
+{
+  int r;
   voldb_live (e);
   if (cowd.own->opened)
     cowd.own->opened (e);
@@ -999,6 +1009,122 @@ out_close:
   e->vol = NULL;
   voldb_live (e);
   return r;
+}
+
+int
+voldb_attach (struct vol_entry *e, char *err, size_t errlen)
+{
+  if (e->vol)
+    return 0;
+  struct backend_opts bo;
+  struct vol_params p;
+  int r = voldb_attach_prep (e, &p, &bo, err, errlen);
+  if (r == 0)
+    r = vol_open (&p, &bo, &e->vol, err, errlen);
+  return r < 0 ? r : voldb_attach_opened (e, err, errlen);
+}
+
+/* An attach whose devices open on a thread (voldb_attach_async). */
+struct attach_job
+{
+  struct vol_entry *e;
+  struct vol_params p;
+  struct backend_opts bo;
+  struct volume *v;
+  const struct backend *cow; /* a question to the loop */
+  char user[DSCOW_NAME_MAX + 1];
+  bool taken;
+  int r;
+  char err[COW_ERRLEN];
+  voldb_attach_fn *done;
+  void *opaque;
+};
+
+static void
+attach_cow_user_on_loop (void *data)
+{
+  struct attach_job *j = data;
+  const char *user = voldb_cow_user (j->e->name, j->cow);
+  j->taken = user != NULL;
+  if (user)
+    snprintf (j->user, sizeof j->user, "%s", user);
+}
+
+/* vol_params.cow_user, from the thread: the table is the loop's. */
+static const char *
+attach_cow_user (void *ud, const struct backend *cow)
+{
+  struct attach_job *j = ud;
+  j->cow = cow;
+  cowd_on_loop (attach_cow_user_on_loop, j);
+  return j->taken ? j->user : NULL;
+}
+
+static void
+attach_work (void *data)
+{
+  struct attach_job *j = data;
+  j->r = vol_open (&j->p, &j->bo, &j->v, j->err, sizeof j->err);
+}
+
+static void
+attach_done (void *data)
+{
+  struct attach_job *j = data;
+  struct vol_entry *e = j->e;
+  int r = j->r;
+  e->opening = false;
+  if (r == 0 && e->gone)
+    {
+      snprintf (j->err, sizeof j->err,
+                "volume %s was deleted in the cluster while it was being "
+                "attached",
+                e->name);
+      r = -COW_E_NO_SUCH_VOLUME;
+    }
+  if (r == 0)
+    {
+      j->bo.blocking_only = j->bo.loop_later = false;
+      r = vol_start_loop (j->v, &j->bo, j->err, sizeof j->err);
+    }
+  if (r < 0 && j->v)
+    vol_close (j->v, NULL, NULL);
+  else if (r == 0)
+    {
+      e->vol = j->v;
+      r = voldb_attach_opened (e, j->err, sizeof j->err);
+    }
+  j->done (j->opaque, r, r < 0 ? j->err : NULL);
+  free (j);
+}
+
+int
+voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done, void *opaque,
+                    char *err, size_t errlen)
+{
+  if (e->vol)
+    return 0;
+  struct attach_job *j = calloc (1, sizeof *j);
+  if (!j)
+    {
+      snprintf (err, errlen, "volume %s: out of memory", e->name);
+      return -COW_E_INTERNAL;
+    }
+  int r = voldb_attach_prep (e, &j->p, &j->bo, err, errlen);
+  if (r < 0)
+    {
+      free (j);
+      return r;
+    }
+  j->e = e;
+  j->done = done;
+  j->opaque = opaque;
+  j->bo.blocking_only = j->bo.loop_later = true;
+  j->p.cow_user = attach_cow_user;
+  j->p.cow_user_ud = j;
+  e->opening = true;
+  cowd_offload (attach_work, attach_done, j);
+  return 1;
 }
 
 struct detach_ctx

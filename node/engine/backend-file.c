@@ -386,6 +386,13 @@ file_close (struct backend *bk)
   free (bk);
 }
 
+static int
+file_start_loop (struct backend *bk, char *err, size_t errlen)
+{
+  (void) bk;
+  return ring_init (err, errlen);
+}
+
 static const struct backend_ops file_ops = {
   .name = "file",
   .read = file_read,
@@ -393,6 +400,7 @@ static const struct backend_ops file_ops = {
   .flush = file_flush,
   .discard = file_discard,
   .close = file_close,
+  .start_loop = file_start_loop,
   .pread_sync = file_pread_sync,
   .pwrite_sync = file_pwrite_sync,
   .flush_sync = file_flush_sync,

@@ -806,10 +806,39 @@ isc_priv_free (struct isc_priv *ip)
   free (ip);
 }
 
+/* The session's socket and timer on the loop; sync calls from now on
+ * wait as long as they take (libiscsi's timeout is per PDU, and the
+ * loop's requests keep their own deadline). */
+static void
+isc_on_loop (struct isc_priv *ip)
+{
+  iscsi_set_timeout (ip->ctx, 0);
+  isc_update_poll (ip);
+  qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
+                     (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
+                     &ip->timer);
+}
+
+static int
+isc_start_loop (struct backend *bk, char *err, size_t errlen)
+{
+  struct isc_priv *ip = bk->priv;
+  (void) err, (void) errlen;
+  if (!ip->blocking_only)
+    return 0;
+  ip->blocking_only = false;
+  isc_logged_in (ip); /* on_login, on the loop */
+  isc_on_loop (ip);
+  return 0;
+}
+
 static void
 isc_close (struct backend *bk)
 {
   struct isc_priv *ip = bk->priv;
+  /* A logout is a courtesy (the socket's close ends the session): a
+   * target that answers nothing keeps the loop a second at most. */
+  iscsi_set_timeout (ip->ctx, 1);
   if (!ip->blocking_only)
     qb_loop_timer_del (cowd_loop (), ip->timer);
   if (ip->fd >= 0)
@@ -888,6 +917,7 @@ static const struct backend_ops isc_ops = {
   .abort = isc_abort,
   .give_up = isc_give_up,
   .close = isc_close,
+  .start_loop = isc_start_loop,
   .pread_sync = isc_pread_sync,
   .pwrite_sync = isc_pwrite_sync,
   .flush_sync = isc_flush_sync,
@@ -1095,6 +1125,13 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   ip->ctx = isc_ctx_new (ip);
   if (!ip->ctx)
     goto out_free;
+  ip->deadline_ms
+      = opts->reconnect_deadline_ms ? opts->reconnect_deadline_ms : 30000;
+  /* The blocking calls of the open (and all of a backend for blocking
+   * calls alone) give up after the reconnect deadline: a target that
+   * accepts the connection and answers nothing (a frozen tgtd) kept them
+   * waiting for ever.  The loop's own requests have their deadline. */
+  iscsi_set_timeout (ip->ctx, (int) ((ip->deadline_ms + 999) / 1000));
   if (iscsi_full_connect_sync (ip->ctx, ip->portal, ip->lun) != 0)
     {
       isc_connect_error (ip, err, errlen);
@@ -1120,8 +1157,6 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   scsi_free_scsi_task (t);
   isc_limits (ip);
   isc_identity (ip, bk);
-  ip->deadline_ms
-      = opts->reconnect_deadline_ms ? opts->reconnect_deadline_ms : 30000;
   ip->on_login = opts->on_login;
   ip->on_login_opaque = opts->on_login_opaque;
   ip->on_fenced = opts->on_fenced;
@@ -1133,14 +1168,12 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   bk->writable = opts->writable;
   bk->priv = ip;
   ip->blocking_only = opts->blocking_only;
-  isc_logged_in (ip);
+  if (ip->blocking_only && opts->loop_later)
+    ip->logged_in = true; /* on_login: at isc_start_loop, on the loop */
+  else
+    isc_logged_in (ip);
   if (!ip->blocking_only)
-    {
-      isc_update_poll (ip);
-      qb_loop_timer_add (cowd_loop (), QB_LOOP_LOW,
-                         (uint64_t) ISC_TICK_MS * 1000000ull, ip, isc_tick,
-                         &ip->timer);
-    }
+    isc_on_loop (ip);
   qb_log (LOG_INFO,
           "iscsi: %s: %" PRIu64 " bytes, %u-byte blocks, %s, "
           "max transfer %u, unmap %s",

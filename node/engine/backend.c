@@ -69,6 +69,12 @@ backend_close (struct backend *bk)
 }
 
 int
+backend_start_loop (struct backend *bk, char *err, size_t errlen)
+{
+  return bk && bk->ops->start_loop ? bk->ops->start_loop (bk, err, errlen) : 0;
+}
+
+int
 backend_pread_sync (struct backend *bk, void *buf, uint64_t off, size_t len)
 {
   uint64_t t0 = clock_now_ns ();

@@ -57,6 +57,9 @@ struct backend_ops
    * EIO, from the loop, soon after. */
   void (*give_up) (struct backend *bk);
   void (*close) (struct backend *bk);
+  /* Optional: put a backend opened with blocking_only and loop_later on
+   * the loop; 0 or -errno with a sentence in err. */
+  int (*start_loop) (struct backend *bk, char *err, size_t errlen);
   /* Blocking variants for setup paths only (format, open, close): they
    * return 0 or -errno and never touch the main loop. */
   int (*pread_sync) (struct backend *bk, void *buf, uint64_t off, size_t len);
@@ -121,6 +124,10 @@ struct backend_opts
    * socket or timer), and its asynchronous calls may not be used.  cowd's
    * create formats on a thread this way. */
   bool blocking_only;
+  /* With blocking_only: opened on a thread for the loop, which puts it
+   * there with backend_start_loop (an attach opens its devices so).
+   * on_login is called then, on the loop, not at the login. */
+  bool loop_later;
 };
 
 /* Open a backend by URI: "iscsi://..." goes to libiscsi, anything else is
@@ -133,6 +140,10 @@ struct backend_opts
 int backend_open (const char *uri, const struct backend_opts *opts,
                   struct backend **out, char *err, size_t errlen);
 void backend_close (struct backend *bk);
+/* On the loop: a backend opened on a thread with backend_opts.blocking_only
+ * and loop_later serves asynchronous calls from now on.  0, or -errno
+ * with one sentence in err. */
+int backend_start_loop (struct backend *bk, char *err, size_t errlen);
 /* The blocking calls, timed into bk->sync_ns: everything the loop waited
  * for on this device (format, open, the standalone takeover, close). */
 int backend_pread_sync (struct backend *bk, void *buf, uint64_t off,

@@ -745,6 +745,23 @@ out_free:
   return r;
 }
 
+int
+vol_start_loop (struct volume *v, const struct backend_opts *bo, char *err,
+                size_t errlen)
+{
+  v->bo = *bo;
+  v->bo.blocking_only = v->bo.loop_later = false;
+  char e[COW_ERRLEN - 128];
+  int r = backend_start_loop (v->base, e, sizeof e);
+  if (r == 0)
+    r = backend_start_loop (v->cow, e, sizeof e);
+  for (unsigned i = 0; r == 0 && i < v->nlower; i++)
+    r = backend_start_loop (v->lower[i].bk, e, sizeof e);
+  if (r < 0)
+    snprintf (err, errlen, "volume %s: %s", v->name, e);
+  return r;
+}
+
 /* Taking the volume for writing, once superblock and bitmap were read
  * again: check the generation the handoff named (0: don't), and make the
  * superblock to write say dirty, with our epoch and node. */

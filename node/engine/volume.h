@@ -145,6 +145,15 @@ int vol_err_cow_taken (char *err, size_t errlen, const char *name,
  * identity or stamp differ from the recorded ones (dscow(5)). */
 int vol_open (const struct vol_params *p, const struct backend_opts *bo,
               struct volume **out, char *err, size_t errlen);
+/* An attach that opens on a thread: vol_open there with
+ * bo->blocking_only and bo->loop_later (nothing of the volume touches the
+ * loop, and it may wait for its devices as long as they take), then this
+ * on the loop, with the same options but those two: the devices serve
+ * asynchronous calls from now on (iSCSI: the session's socket and timer,
+ * and its on_login).  0, or -errno with one sentence in err (the volume
+ * stays open: vol_close it). */
+int vol_start_loop (struct volume *v, const struct backend_opts *bo, char *err,
+                    size_t errlen);
 /* Flush, mark clean and close.  done is called when finished. */
 void vol_close (struct volume *v, vol_done_fn *done, void *opaque);
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# An attach opens its devices off cowd's loop, and gives up on a target
+# that answers nothing.  tgtd is frozen (SIGSTOP: its socket accepts
+# connections, nothing answers) while a volume on its LUNs is attached:
+# before, the iSCSI login waited on the loop for ever, and every volume of
+# the host with it.  Now:
+#   - a client reading a file volume every 5 ms meanwhile never waits
+#     500 ms;
+#   - while the login waits, status says "attaching", and a second
+#     attach, a detach and a delete are refused with code busy and the
+#     exact sentence;
+#   - the attach fails after the reconnect deadline (3 s here) with the
+#     exact sentence naming the volume, the LUN and the cause, and status
+#     keeps it;
+#   - once tgtd runs again the volume attaches, its base reads back and a
+#     write reads back; after a detach it attaches again with its data;
+#   - cowd stopped while an attach waits for the frozen target stops
+#     within the deadline, and after a start nothing is attached.
+source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
+source "$top_srcdir/tests/tgtd.sh"
+requires_root
+requires cowd cowctl jq nbdsh nbdcopy qemu-io
+
+d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
+c() { cowctl --run-dir "$d/run" "$@"; }
+new_image "$d/base.lun" 8M random
+new_image "$d/cow.lun" 10M zero
+new_image "$d/lbase.img" 1M random
+truncate -s 2M "$d/lcow.img"
+tgt_start
+iqn=iqn.2024-01.org.cowherd:attachoffload
+tgt_lun 1 "$iqn" 1 "$d/base.lun"
+tgt_lun 1 "$iqn" 2 "$d/cow.lun"
+base=$(tgt_url "$iqn" 1)
+printf '[cowd]\nreconnect-deadline-ms = 3000\n' > "$d/cowd.conf"
+start_cowd "$d/run" --config "$d/cowd.conf"
+c create v --base "$base" --cow "$(tgt_url "$iqn" 2)" >/dev/null || fail "create v"
+c create live --base "$d/lbase.img" --cow "$d/lcow.img" >/dev/null || fail "create live"
+uri=$(c attach live) || fail "attach live: $uri"
+thaw() { [ -n "$_tgt_pid" ] && kill -CONT "$_tgt_pid" 2>/dev/null || true; }
+cleanup_fn thaw
+
+echo "== attach v with tgtd frozen"
+kill -STOP "$_tgt_pid"
+read_watch "$uri" "$d/stop" "$d/reads" &
+rpid=$!
+cleanup_fn kill_pid "$rpid"
+sleep 0.3
+t0=$(date +%s%N)
+( rc=0; timeout 20 cowctl --run-dir "$d/run" attach v > "$d/attach.out" 2>&1 || rc=$?
+  echo "$rc $((($(date +%s%N) - t0) / 1000000))" > "$d/attach.res" ) &
+apid=$!
+wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = attaching ]" \
+  || fail "status of v while its login waits: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
+echo "  status: attaching"
+busy="volume v is being attached; try again"
+for cmd in attach detach delete; do
+  rc=0; out=$(timeout 5 cowctl --run-dir "$d/run" --json $cmd v) || rc=$?
+  [ $rc = 1 ] && [ "$(jq -r .error.code <<<"$out")" = busy ] \
+    && [ "$(jq -r .error.message <<<"$out")" = "$busy" ] \
+    || fail "$cmd v while it is being attached: exit $rc: $out"
+  echo "  $cmd: busy: $busy"
+done
+wait "$apid" || true
+read -r rc ms < "$d/attach.res"
+[ "$rc" != 124 ] || fail "attach v did not answer in 20 s with the target frozen"
+[ "$rc" = 1 ] || fail "attach v exited $rc: $(cat "$d/attach.out")"
+want="cowctl: volume v: base $base: cannot log in (command timed out)"
+[ "$(cat "$d/attach.out")" = "$want" ] || fail "attach v: got '$(cat "$d/attach.out")', expected '$want'"
+[ "$ms" -ge 2500 ] && [ "$ms" -le 10000 ] || fail "attach v failed after $ms ms; the deadline is 3000 ms"
+echo "  $(cat "$d/attach.out") (after $ms ms)"
+read_watch_end "$rpid" "$d/stop" "$d/reads" 100 "the login waited for a frozen target" "reads of live"
+[ "$(c --json status v | jq -r '.state + " / " + .error')" = "failed / ${want#cowctl: }" ] \
+  || fail "status of v after the failed attach: $(c --json status v)"
+
+echo "== tgtd runs again: v attaches and serves"
+kill -CONT "$_tgt_pid"
+vuri=$(c attach v) || fail "attach v after the thaw: $vuri"
+nbdcopy "$vuri" "$d/v.out" && cmp <(head -c 8M "$d/base.lun") "$d/v.out" \
+  || fail "v does not read its base"
+qio_ok "$vuri" "a write to v" "write -P 0x5a 1M 64k" "read -P 0x5a 1M 64k"
+c detach v >/dev/null || fail "detach v"
+vuri=$(c attach v) || fail "attach v again: $vuri"
+qio_ok "$vuri" "v's data after a detach and an attach" "read -P 0x5a 1M 64k"
+[ "$(c --json status v | jq -r .state)" = active ] || fail "v not active: $(c --json status v)"
+c detach v >/dev/null || fail "detach v"
+qio_ok "$uri" "live after all this" "read 0 4k"
+
+echo "== cowd stopped while an attach waits for the frozen target"
+kill -STOP "$_tgt_pid"
+( timeout 20 cowctl --run-dir "$d/run" attach v > "$d/attach2.out" 2>&1 || true ) &
+apid=$!
+wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = attaching ]" \
+  || fail "v is not attaching: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
+t0=$(date +%s%N)
+stop_cowd "$d/run"
+ms=$((($(date +%s%N) - t0) / 1000000))
+wait "$apid" || true
+echo "  cowd stopped in $ms ms"
+[ "$ms" -le 8000 ] || fail "cowd took $ms ms to stop while an attach waited (deadline 3000 ms)"
+kill -CONT "$_tgt_pid"
+start_cowd "$d/run" --config "$d/cowd.conf"
+[ "$(c --json status v | jq -r .state)" = detached ] || fail "v after the restart: $(c --json status v)"
+vuri=$(c attach v) || fail "attach v after the restart: $vuri"
+qio_ok "$vuri" "v's data after the restart" "read -P 0x5a 1M 64k"
+pass
