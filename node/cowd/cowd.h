@@ -314,6 +314,10 @@ void probe_mark_start (void);
  * since main began (ms), and read them; after_ms is 0 before a sync. */
 void probe_mark_synced (void);
 void probe_synced (double *gap_ms, double *busy_ms, double *after_ms);
+/* The longest gap less what the loop's thread waited for a CPU in its
+ * interval (the least of it that was the loop's own), over the whole run
+ * and when last synced. */
+void probe_own (double *max_own_ms, double *sync_own_ms);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

@@ -41,10 +41,11 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   uint32_t m[CLUSTER_MAX_MEMBERS];
   size_t n = cluster_members (m, CLUSTER_MAX_MEMBERS);
   struct strbuf sb = STRBUF_INIT;
-  double gap, busy, sgap, sbusy, safter;
+  double gap, busy, sgap, sbusy, safter, own, sown;
   uint64_t slow;
   probe_get (&gap, &busy, &slow);
   probe_synced (&sgap, &sbusy, &safter);
+  probe_own (&own, &sown);
   if (json)
     {
       sb_printf (&sb,
@@ -54,11 +55,12 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
                  "\"max_busy_ms\":%.3f,\"gaps_over_10ms\":%" PRIu64
                  ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
                  "\"sync_step_ms\":%.3f,\"io_yields\":%" PRIu64
+                 ",\"max_own_gap_ms\":%.3f,\"sync_own_gap_ms\":%.3f"
                  "},\"members\":[",
                  cluster_nodeid (), cluster_quorate () ? "true" : "false",
                  cluster_ring_id (), cluster_synced () ? "true" : "false",
                  safter, cluster_table_size (), gap, busy, slow, sgap, sbusy,
-                 cluster_sync_max_step_ms (), cowd_io_yields ());
+                 cluster_sync_max_step_ms (), cowd_io_yields (), own, sown);
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
       sb_puts (&sb, "]}\n");

@@ -34,6 +34,9 @@ voldefs_synced() {
 # it spent between two turns in that time (ms).
 voldefs_gap() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_gap_ms; }
 voldefs_busy() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_busy_ms; }
+# voldefs_own NODE: that largest gap less the time the loop's thread waited
+# for a CPU in its interval (ms): the least of it that was the loop's own.
+voldefs_own() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_own_gap_ms; }
 # voldefs_after NODE: how long after its cowd started it was synced (ms).
 voldefs_after() { lab_cowctl "$1" --json nodes | jq -r .synced_after_ms; }
 # voldefs_step NODE: the most CPU one step of its state transfer took (ms).
