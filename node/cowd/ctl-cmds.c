@@ -1354,8 +1354,9 @@ struct list_filter
 };
 
 static const char *const list_states[]
-    = { "active",       "held",     "readonly", "fenced",    "degraded",
-        "reconnecting", "detached", "failed",   "detaching", NULL };
+    = { "active",    "held",         "readonly", "fenced",
+        "degraded",  "reconnecting", "detached", "failed",
+        "attaching", "detaching",    NULL };
 
 static int
 list_parse_state (const char *s)
@@ -1420,7 +1421,7 @@ list_parse (int argc, char **argv, struct list_filter *f, char *err,
                               "list: state '%s' is"
                               " not one of active, held, readonly, fenced, "
                               "degraded, reconnecting, detached, failed, "
-                              "detaching",
+                              "attaching, detaching",
                               optarg);
         f->state = optarg;
         break;

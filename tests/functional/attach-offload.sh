@@ -7,7 +7,8 @@
 # the host with it.  Now:
 #   - a client reading a file volume every 5 ms meanwhile never waits
 #     500 ms;
-#   - while the login waits, status says "attaching", and a second
+#   - while the login waits, status says "attaching" (and list --state
+#     attaching lists it), and a second
 #     attach, a detach and a delete are refused with code busy and the
 #     exact sentence;
 #   - the attach fails after the reconnect deadline (3 s here) with the
@@ -54,6 +55,8 @@ apid=$!
 wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = attaching ]" \
   || fail "status of v while its login waits: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
 echo "  status: attaching"
+[ "$(timeout 5 cowctl --run-dir "$d/run" --json list --state attaching | jq -r '.[].name')" = v ] \
+  || fail "list --state attaching: $(timeout 5 cowctl --run-dir "$d/run" --json list --state attaching 2>&1)"
 busy="volume v is being attached; try again"
 for cmd in attach detach delete; do
   rc=0; out=$(timeout 5 cowctl --run-dir "$d/run" --json $cmd v) || rc=$?

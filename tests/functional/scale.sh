@@ -84,7 +84,7 @@ rc=0; out=$(c list --owner 1 2>&1) || rc=$?
 [ $rc -eq 1 ] && [ "$out" = "cowctl: list --owner: this cowd runs standalone; volumes have owners only in a cluster" ] \
   || fail "list --owner on a standalone cowd: exit $rc: $out"
 rc=0; out=$(c list --state bogus 2>&1) || rc=$?
-[ $rc -eq 2 ] && [ "$out" = "cowctl: list: state 'bogus' is not one of active, held, readonly, fenced, degraded, reconnecting, detached, failed, detaching" ] \
+[ $rc -eq 2 ] && [ "$out" = "cowctl: list: state 'bogus' is not one of active, held, readonly, fenced, degraded, reconnecting, detached, failed, attaching, detaching" ] \
   || fail "list --state bogus: exit $rc: $out"
 rc=0; out=$(c list --limit 0 2>&1) || rc=$?
 [ $rc -eq 2 ] && [ "$out" = "cowctl: list: limit '0' is not a whole number above 0" ] \
