@@ -28,6 +28,10 @@ _cleanup_status=0             # the exit status, while the cleanups run
 _run_cleanups() {
   local rc=$? i
   _cleanup_status=$rc
+  # A second INT or TERM (a harness's, timeout's, a second Ctrl-C) must not
+  # end the cleanups half way: it left a tgtd running after a test that
+  # was stopped twice.
+  trap '' INT TERM
   set +e
   for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
     eval "${_cleanups[$i]}" || echo "cleanup failed: ${_cleanups[$i]}" >&2

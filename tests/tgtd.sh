@@ -25,8 +25,8 @@ _tgt_run() {
 
 tgt_start() {
   requires tgtd tgtadm nsenter unshare
+  cleanup_fn tgt_kill           # first: _tgt_run may fail after the start
   _tgt_run
-  cleanup_fn tgt_kill
 }
 
 tgt_kill() {
