@@ -195,6 +195,16 @@ int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
  * Returns 1 (done comes later), 0 (open already: done is not called) or a
  * code with its sentence in err (done is not called). */
 typedef void voldb_attach_fn (void *opaque, int res, const char *err);
+/* The refusal of a command on e while its attach opens it: -COW_E_BUSY. */
+int voldb_err_opening (const struct vol_entry *e, char *err, size_t errlen);
+/* From a thread that opened cow for e (a create's format, an attach): the
+ * volume other than e whose CoW device it is, asked on the loop; its name
+ * goes to user (DSCOW_NAME_MAX + 1 bytes), NULL when none.  claim: if
+ * none, the device's identity is e's at once, in the same step (*claim_err
+ * = ENOMEM when it could not be recorded). */
+const char *voldb_cow_user_on_loop (struct vol_entry *e,
+                                    const struct backend *cow, bool claim,
+                                    char *user, int *claim_err);
 int voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done,
                         void *opaque, char *err, size_t errlen);
 void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);

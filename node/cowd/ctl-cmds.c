@@ -132,6 +132,15 @@ find_or_reply (struct ctl_req *req, const char *name)
   return e;
 }
 
+/* A command on a volume whose attach opens it: refused, code busy. */
+static void
+reply_opening (struct ctl_req *req, const struct vol_entry *e)
+{
+  char err[COW_ERRLEN];
+  int r = voldb_err_opening (e, err, sizeof err);
+  reply_fmt (req, r, "%s", err);
+}
+
 /* The volume's own state; the backends' health shows only where the
  * volume would otherwise look fine (an active volume whose session is
  * reconnecting or degraded).  A backend that was fenced does not make a
@@ -340,13 +349,12 @@ create_slice_file (struct create_slice *sl, struct vol_params *p, char *err,
   return 0;
 }
 
-/* The format's questions about the table, asked from the thread
+/* The format's question about the table, asked from the thread
  * (cowd_on_loop) with the volume at sl->cur. */
 struct create_question
 {
   struct create_slice *sl;
-  const struct backend *cow; /* is it another volume's? */
-  const char *name;          /* is this volume defined? */
+  const char *name; /* is this volume defined? */
   bool answer;
 };
 
@@ -354,25 +362,12 @@ struct create_question
  * identity: two portals or names of one LUN)?  If not, it is claimed for
  * the volume at once: a create of that LUN under another name, formatted
  * meanwhile, finds it taken. */
-static void
-create_claim_on_loop (void *data)
-{
-  struct create_question *q = data;
-  struct vol_entry *e = q->sl->vols[q->sl->cur];
-  const char *user = voldb_cow_user (e->name, q->cow);
-  q->answer = user != NULL;
-  if (user)
-    snprintf (q->sl->user, sizeof q->sl->user, "%s", user);
-  else if (voldb_set_ident (e, q->cow->ident) < 0)
-    q->sl->claim_err = ENOMEM; /* the slice fails at its end */
-}
-
 static const char *
 create_cow_user (void *ud, const struct backend *cow)
 {
-  struct create_question q = { .sl = ud, .cow = cow };
-  cowd_on_loop (create_claim_on_loop, &q);
-  return q.answer ? q.sl->user : NULL;
+  struct create_slice *sl = ud;
+  return voldb_cow_user_on_loop (sl->vols[sl->cur], cow, true, sl->user,
+                                 &sl->claim_err);
 }
 
 static void
@@ -1089,8 +1084,7 @@ cmd_detach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e)
     return;
   if (e->opening)
-    return reply_fmt (req, COW_E_BUSY, "volume %s is being attached; try again",
-                      e->name);
+    return reply_opening (req, e);
   struct detach_wait *w = calloc (1, sizeof *w);
   if (!w || !(w->name = strdup (e->name)))
     {
@@ -1156,8 +1150,7 @@ cmd_delete (struct ctl_req *req, int argc, char **argv, bool json)
   if (!e)
     return;
   if (e->opening)
-    return reply_fmt (req, COW_E_BUSY, "volume %s is being attached; try again",
-                      e->name);
+    return reply_opening (req, e);
   if (e->vol || e->closing)
     return reply_fmt (req, COW_E_ATTACHED,
                       "volume %s is attached; detach it"

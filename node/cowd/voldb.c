@@ -940,11 +940,20 @@ voldb_load (char *err, size_t errlen)
   return 0;
 }
 
+int
+voldb_err_opening (const struct vol_entry *e, char *err, size_t errlen)
+{
+  snprintf (err, errlen, "volume %s is being attached; try again", e->name);
+  return -COW_E_BUSY;
+}
+
 /* What an attach opens e with; 0, or a code with its sentence in err. */
 static int
 voldb_attach_prep (struct vol_entry *e, struct vol_params *p,
                    struct backend_opts *bo, char *err, size_t errlen)
 {
+  if (e->opening)
+    return voldb_err_opening (e, err, errlen);
   voldb_backend_opts (bo);
   if (cowd.own->backend_opts)
     cowd.own->backend_opts (bo);
@@ -959,11 +968,6 @@ voldb_attach_prep (struct vol_entry *e, struct vol_params *p,
                             .cow_user = voldb_cow_user,
                             .cow_user_ud = e->name,
                             .resume_merge = true };
-  if (e->opening)
-    {
-      snprintf (err, errlen, "volume %s is being attached; try again", e->name);
-      return -COW_E_BUSY;
-    }
   if ((!no_base && voldb_check_path (e->name, "base", e->base, err, errlen) < 0)
       || voldb_check_path (e->name, "CoW", e->cow, err, errlen) < 0)
     return -COW_E_BAD_DEVICE;
@@ -1024,6 +1028,38 @@ voldb_attach (struct vol_entry *e, char *err, size_t errlen)
   return r < 0 ? r : voldb_attach_opened (e, err, errlen);
 }
 
+/* voldb_cow_user_on_loop's question. */
+struct cow_user_question
+{
+  struct vol_entry *e;
+  const struct backend *cow;
+  bool claim;
+  char *user;
+  int *claim_err;
+  bool taken;
+};
+
+static void
+cow_user_answer (void *data)
+{
+  struct cow_user_question *q = data;
+  const char *user = voldb_cow_user (q->e->name, q->cow);
+  q->taken = user != NULL;
+  if (user)
+    snprintf (q->user, DSCOW_NAME_MAX + 1, "%s", user);
+  else if (q->claim && voldb_set_ident (q->e, q->cow->ident) < 0)
+    *q->claim_err = ENOMEM;
+}
+
+const char *
+voldb_cow_user_on_loop (struct vol_entry *e, const struct backend *cow,
+                        bool claim, char *user, int *claim_err)
+{
+  struct cow_user_question q = { e, cow, claim, user, claim_err, false };
+  cowd_on_loop (cow_user_answer, &q);
+  return q.taken ? user : NULL;
+}
+
 /* An attach whose devices open on a thread (voldb_attach_async). */
 struct attach_job
 {
@@ -1031,33 +1067,19 @@ struct attach_job
   struct vol_params p;
   struct backend_opts bo;
   struct volume *v;
-  const struct backend *cow; /* a question to the loop */
-  char user[DSCOW_NAME_MAX + 1];
-  bool taken;
+  char user[DSCOW_NAME_MAX + 1]; /* the CoW device's other volume */
   int r;
   char err[COW_ERRLEN];
   voldb_attach_fn *done;
   void *opaque;
 };
 
-static void
-attach_cow_user_on_loop (void *data)
-{
-  struct attach_job *j = data;
-  const char *user = voldb_cow_user (j->e->name, j->cow);
-  j->taken = user != NULL;
-  if (user)
-    snprintf (j->user, sizeof j->user, "%s", user);
-}
-
 /* vol_params.cow_user, from the thread: the table is the loop's. */
 static const char *
 attach_cow_user (void *ud, const struct backend *cow)
 {
   struct attach_job *j = ud;
-  j->cow = cow;
-  cowd_on_loop (attach_cow_user_on_loop, j);
-  return j->taken ? j->user : NULL;
+  return voldb_cow_user_on_loop (j->e, cow, false, j->user, NULL);
 }
 
 static void
@@ -1083,10 +1105,7 @@ attach_done (void *data)
       r = -COW_E_NO_SUCH_VOLUME;
     }
   if (r == 0)
-    {
-      j->bo.blocking_only = j->bo.loop_later = false;
-      r = vol_start_loop (j->v, &j->bo, j->err, sizeof j->err);
-    }
+    r = vol_start_loop (j->v, &j->bo, j->err, sizeof j->err);
   if (r < 0 && j->v)
     vol_close (j->v, NULL, NULL);
   else if (r == 0)
