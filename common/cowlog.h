@@ -10,9 +10,11 @@
  * <qb/qblog.h>: its qb_log holds one mutex around the call, so the second
  * message waits for the first (a few microseconds: a formatted line
  * written to a file) instead of vanishing.  The mutex is recursive, for a
- * log target that logs.  It is defined here, weak, so that every program
- * and test that includes the header shares one without another file to
- * link.  tests/unit/check_log.c counts the messages of two threads.
+ * log target that logs, and inherits priority (cowmutex.h): the loop may
+ * be realtime, the other threads are not.  It and its one-time set-up are
+ * defined here, weak, so that every program and test that includes the
+ * header shares one without another file to link.
+ * tests/unit/check_log.c counts the messages of two threads.
  */
 #ifndef COWHERD_COWLOG_H
 #define COWHERD_COWLOG_H
@@ -21,13 +23,27 @@
 
 #include <qb/qblog.h>
 
-__attribute__ ((weak)) pthread_mutex_t cowlog_mutex
-    = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+#include "cowmutex.h"
+
+__attribute__ ((weak)) pthread_mutex_t cowlog_mutex;
+__attribute__ ((weak)) pthread_once_t cowlog_once = PTHREAD_ONCE_INIT;
+void cowlog_init (void);
+__attribute__ ((weak)) void
+cowlog_init (void)
+{
+  if (cow_mutex_init (&cowlog_mutex, PTHREAD_MUTEX_RECURSIVE) != 0)
+    {
+      /* No priority inheritance to be had: recursive all the same. */
+      pthread_mutex_t r = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+      cowlog_mutex = r;
+    }
+}
 
 #undef qb_log
 #define qb_log(priority, fmt, args...)                                         \
   do                                                                           \
     {                                                                          \
+      pthread_once (&cowlog_once, cowlog_init);                                \
       pthread_mutex_lock (&cowlog_mutex);                                      \
       qb_logt (priority, 0, fmt, ##args);                                      \
       pthread_mutex_unlock (&cowlog_mutex);                                    \

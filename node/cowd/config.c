@@ -122,21 +122,30 @@ config_set_str (char **dst, const char *value)
   return *dst ? 0 : -1;
 }
 
+/* value, a whole number from 0 to max, into dst; else a sentence. */
 static int
-config_set_uint (unsigned *dst, const char *key, const char *value, char *err,
-                 size_t errlen)
+config_set_range (unsigned *dst, const char *key, const char *value,
+                  unsigned long max, const char *what, char *err, size_t errlen)
 {
   char *end;
   errno = 0;
   unsigned long v = strtoul (value, &end, 10);
-  if (errno || *end || end == value || v > 86400000ul)
+  if (errno || *end || end == value || value[0] == '-' || v > max)
     {
-      snprintf (err, errlen, "%s: '%s' is not a number of milliseconds", key,
-                value);
+      snprintf (err, errlen, "%s: '%s' is not %s from 0 to %lu", key, value,
+                what, max);
       return -1;
     }
   *dst = (unsigned) v;
   return 0;
+}
+
+static int
+config_set_uint (unsigned *dst, const char *key, const char *value, char *err,
+                 size_t errlen)
+{
+  return config_set_range (dst, key, value, 86400000ul,
+                           "a number of milliseconds", err, errlen);
 }
 
 static int
@@ -179,11 +188,17 @@ config_daemon_key (void *ud, const char *section, const char *name,
   if (strcmp (section, "cowd") == 0 && strcmp (key, "log-level") == 0)
     {
       unsigned lvl;
-      if (config_set_uint (&lvl, key, value, err, errlen) < 0 || lvl > 7)
+      if (config_set_range (&lvl, key, value, 7, "a syslog priority", err,
+                            errlen)
+          < 0)
         return -1;
       cowd.log_level = (int) lvl;
       return 0;
     }
+  /* Below corosync's own 99: its token must not wait for cowd. */
+  if (strcmp (section, "cowd") == 0 && strcmp (key, "realtime-priority") == 0)
+    return config_set_range (&cowd.realtime_priority, key, value, 98,
+                             "a realtime priority", err, errlen);
   struct
   {
     const char *key, *no, *yes;

@@ -379,6 +379,7 @@ cowd_start (void)
   blackbox_start ();
   if (take_pid_file () < 0)
     return -1;
+  probe_realtime_start (); /* before any thread: they start ordinary */
   cowd_loop_set (qb_loop_create ());
   if (!cowd_loop () || (r = cowd_defer_init ()) < 0)
     {

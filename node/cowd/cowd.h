@@ -73,6 +73,7 @@ struct cowd
   int log_level;
   unsigned reconnect_deadline_ms;
   unsigned quorum_loss_timeout_ms;
+  unsigned realtime_priority; /* [cowd] realtime-priority, 0: ordinary */
   struct vol_entry *vols;
   struct vol_entry *live;    /* those open or attached (voldb_live) */
   bool clustered;            /* corosync group joined */
@@ -328,6 +329,12 @@ void probe_synced (double *gap_ms, double *busy_ms, double *after_ms);
  * interval (the least of it that was the loop's own), over the whole run
  * and when last synced. */
 void probe_own (double *max_own_ms, double *sync_own_ms);
+/* Put the loop's thread (the caller) in SCHED_RR at
+ * cowd.realtime_priority, the threads it starts from then on staying
+ * ordinary; a warning when the kernel refuses.  The priority it has now,
+ * 0 when ordinary. */
+void probe_realtime_start (void);
+int probe_realtime_priority (void);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "cowlog.h"
+#include "cowmutex.h"
 #include <qb/qbloop.h>
 
 #include "cowd.h"
@@ -162,6 +163,8 @@ offload_start (struct offload_job *j)
 {
   if (O.efd < 0)
     {
+      /* No thread yet: no one holds it.  The loop waits for it. */
+      cow_mutex_init (&O.mu, PTHREAD_MUTEX_NORMAL);
       O.tail = &O.head;
       O.loop_thread = pthread_self ();
       O.efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -32,8 +32,11 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
+#include <string.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +125,43 @@ probe_start (void)
 {
   P.sched_fd = open ("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
   probe_fire (NULL);
+}
+
+/* Realtime: a loop thread that waits for a CPU behind ordinary processes
+ * delays every NBD request and may let its lease run out (the gaps above
+ * are mostly such waits on a busy host).  corosync and sanlock run
+ * SCHED_RR for the same reason.  Only the loop's thread: SCHED_RESET_ON_FORK
+ * makes every thread it starts from then on (the offload threads, the
+ * checkpointer, io_uring's workers) and every child (a fence command)
+ * start ordinary, so blocking work never competes with the loop at its
+ * priority. */
+void
+probe_realtime_start (void)
+{
+  if (cowd.realtime_priority == 0)
+    return;
+  struct sched_param sp = { .sched_priority = (int) cowd.realtime_priority };
+  if (sched_setscheduler (0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0)
+    {
+      qb_log (LOG_WARNING,
+              "cowd: cannot run the loop at realtime priority %u (%s): it "
+              "runs at ordinary priority",
+              cowd.realtime_priority, strerror (errno));
+      return;
+    }
+  qb_log (LOG_INFO, "cowd: the loop runs at realtime priority %u (SCHED_RR)",
+          cowd.realtime_priority);
+}
+
+int
+probe_realtime_priority (void)
+{
+  struct sched_param sp;
+  int policy = sched_getscheduler (0) & ~SCHED_RESET_ON_FORK;
+  if ((policy != SCHED_RR && policy != SCHED_FIFO)
+      || sched_getparam (0, &sp) < 0)
+    return 0;
+  return sp.sched_priority;
 }
 
 void

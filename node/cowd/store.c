@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "cowlog.h"
+#include "cowmutex.h"
 #include <sqlite3.h>
 
 #include "store.h"
@@ -330,7 +331,7 @@ store_open (const char *dir, struct store **out, char *err, size_t errlen)
     }
   s->path = path;
   s->wal_fd = -1;
-  pthread_mutex_init (&s->ck_mu, NULL);
+  cow_mutex_init (&s->ck_mu, PTHREAD_MUTEX_NORMAL); /* the loop waits */
   pthread_cond_init (&s->ck_cv, NULL);
   int rc = sqlite3_open_v2 (
       path, &s->db,

@@ -16,7 +16,12 @@
  * taken nothing for CTL_STALL_MS. */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -385,6 +390,69 @@ ctl_poll_del (int32_t fd)
   return qb_loop_poll_del (loop, fd);
 }
 
+/* The shared memory of connections that an earlier server of service
+ * name left: libqb keeps each connection's rings in a directory
+ * /dev/shm/qb-SERVERPID-CLIENTPID-N-XXXXXX (qb-request-NAME-header,
+ * -data, and the same for response and event: 3 MiB a connection here),
+ * and removes it when either side closes it.  A cowd killed (or crashed)
+ * with a cowctl connected leaves it for as long as the host runs; libqb's
+ * attempt from the client's side, shortly after, removes the files but
+ * leaves the directory when the server is slow to die, and nothing when
+ * the client is gone too.  So, of the directories whose server is gone:
+ * this service's files are removed, and the directory when nothing else
+ * is in it and it held this service's files or its client is gone too (an
+ * empty directory of a dead server and a dead client is no one's).  How
+ * many directories were removed. */
+static unsigned
+ctl_sweep_shm (const char *name)
+{
+  DIR *d = opendir ("/dev/shm");
+  unsigned n = 0;
+  size_t nl = strlen (name);
+  struct dirent *de;
+  while (d && (de = readdir (d)))
+    {
+      int spid, cpid, used = 0;
+      if (sscanf (de->d_name, "qb-%d-%d-%*d-%n", &spid, &cpid, &used) != 2
+          || used == 0 || spid <= 1 || spid == getpid () || kill (spid, 0) == 0
+          || errno != ESRCH)
+        continue;
+      int sub = openat (dirfd (d), de->d_name,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      DIR *sd = sub >= 0 ? fdopendir (sub) : NULL;
+      if (!sd)
+        {
+          if (sub >= 0)
+            close (sub);
+          continue;
+        }
+      bool ours = false, others = false;
+      struct dirent *f;
+      while ((f = readdir (sd)))
+        {
+          if (strcmp (f->d_name, ".") == 0 || strcmp (f->d_name, "..") == 0)
+            continue;
+          /* qb-KIND-NAME-PART: this service's files. */
+          const char *k = strncmp (f->d_name, "qb-", 3) == 0
+                              ? strchr (f->d_name + 3, '-')
+                              : NULL;
+          if (k && strncmp (k + 1, name, nl) == 0 && k[1 + nl] == '-'
+              && unlinkat (sub, f->d_name, 0) == 0)
+            ours = true;
+          else
+            others = true;
+        }
+      closedir (sd);
+      bool client_gone = cpid > 1 && kill (cpid, 0) < 0 && errno == ESRCH;
+      if (!others && (ours || client_gone)
+          && unlinkat (dirfd (d), de->d_name, AT_REMOVEDIR) == 0)
+        n++;
+    }
+  if (d)
+    closedir (d);
+  return n;
+}
+
 int
 ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
 {
@@ -426,6 +494,13 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
       return -1;
     }
   qb_log (LOG_INFO, "ctl: listening as %s", name);
+  /* After qb_ipcs_run: no other live server has this name. */
+  unsigned swept = ctl_sweep_shm (name);
+  if (swept)
+    qb_log (LOG_NOTICE,
+            "ctl: removed the shared memory of %u control connection(s) "
+            "that an earlier cowd of run directory %s left in /dev/shm",
+            swept, run_dir);
   return 0;
 }
 

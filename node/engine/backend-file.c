@@ -47,6 +47,7 @@
 
 #include <liburing.h>
 #include "cowlog.h"
+#include "cowmutex.h"
 
 #include "backend.h"
 #include "dscow.h"
@@ -429,7 +430,15 @@ static struct file_ident_cached
   char ident[sizeof ((struct backend *) 0)->ident];
 } file_ident_cache[FILE_IDENT_CACHE];
 static unsigned file_ident_next;
-static pthread_mutex_t file_ident_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t file_ident_lock;
+static pthread_once_t file_ident_once = PTHREAD_ONCE_INIT;
+
+/* Shared by the loop and the threads that open files (cowmutex.h). */
+static void
+file_ident_init (void)
+{
+  cow_mutex_init (&file_ident_lock, PTHREAD_MUTEX_NORMAL);
+}
 
 static bool
 file_ident_same (const struct file_ident_cached *c, const struct stat *st)
@@ -446,6 +455,7 @@ static bool
 file_ident_lookup (struct backend *bk, const struct stat *st)
 {
   bool found = false;
+  pthread_once (&file_ident_once, file_ident_init);
   pthread_mutex_lock (&file_ident_lock);
   for (int i = 0; i < FILE_IDENT_CACHE && S_ISREG (st->st_mode) && !found; i++)
     if (file_ident_same (&file_ident_cache[i], st))
@@ -462,6 +472,7 @@ file_ident_remember (const struct backend *bk, const struct stat *st)
 {
   if (!S_ISREG (st->st_mode))
     return;
+  pthread_once (&file_ident_once, file_ident_init);
   pthread_mutex_lock (&file_ident_lock);
   struct file_ident_cached *c
       = &file_ident_cache[file_ident_next++ % FILE_IDENT_CACHE];
