@@ -122,18 +122,19 @@ config_set_str (char **dst, const char *value)
   return *dst ? 0 : -1;
 }
 
-/* value, a whole number from 0 to max, into dst; else a sentence. */
+/* value, a whole number from min to max, into dst; else a sentence. */
 static int
 config_set_range (unsigned *dst, const char *key, const char *value,
-                  unsigned long max, const char *what, char *err, size_t errlen)
+                  unsigned long min, unsigned long max, const char *what,
+                  char *err, size_t errlen)
 {
   char *end;
   errno = 0;
   unsigned long v = strtoul (value, &end, 10);
-  if (errno || *end || end == value || value[0] == '-' || v > max)
+  if (errno || *end || end == value || value[0] == '-' || v < min || v > max)
     {
-      snprintf (err, errlen, "%s: '%s' is not %s from 0 to %lu", key, value,
-                what, max);
+      snprintf (err, errlen, "%s: '%s' is not %s from %lu to %lu", key, value,
+                what, min, max);
       return -1;
     }
   *dst = (unsigned) v;
@@ -144,7 +145,7 @@ static int
 config_set_uint (unsigned *dst, const char *key, const char *value, char *err,
                  size_t errlen)
 {
-  return config_set_range (dst, key, value, 86400000ul,
+  return config_set_range (dst, key, value, 0, 86400000ul,
                            "a number of milliseconds", err, errlen);
 }
 
@@ -188,16 +189,19 @@ config_daemon_key (void *ud, const char *section, const char *name,
   if (strcmp (section, "cowd") == 0 && strcmp (key, "log-level") == 0)
     {
       unsigned lvl;
-      if (config_set_range (&lvl, key, value, 7, "a syslog priority", err,
+      if (config_set_range (&lvl, key, value, 0, 7, "a syslog priority", err,
                             errlen)
           < 0)
         return -1;
       cowd.log_level = (int) lvl;
       return 0;
     }
+  if (strcmp (section, "cowd") == 0 && strcmp (key, "worker-threads") == 0)
+    return config_set_range (&cowd.worker_threads, key, value, 1, 4096,
+                             "a number of threads", err, errlen);
   /* Below corosync's own 99: its token must not wait for cowd. */
   if (strcmp (section, "cowd") == 0 && strcmp (key, "realtime-priority") == 0)
-    return config_set_range (&cowd.realtime_priority, key, value, 98,
+    return config_set_range (&cowd.realtime_priority, key, value, 0, 98,
                              "a realtime priority", err, errlen);
   struct
   {

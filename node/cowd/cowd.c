@@ -51,6 +51,7 @@ struct cowd cowd = {
   .own = &own_alone_ops,
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
+  .worker_threads = 64,
   .quorum_loss_timeout_ms = 3000,
   .metrics_interval_ms = 5000,
 };
@@ -325,15 +326,56 @@ start_done (void)
   start_pipe = -1;
 }
 
+/* Standalone start: the volumes attached when cowd stopped open again,
+ * each on a thread (at most worker-threads at once), while the control
+ * channel already answers (they are "attaching" meanwhile) and every
+ * volume that has opened serves: one target that answers nothing keeps
+ * neither cowctl nor the other volumes waiting, and a thousand iSCSI
+ * volumes log in side by side rather than one after another.  Ready
+ * (NOTIFY_VOLUMES) once the last has opened or failed. */
+static struct
+{
+  unsigned opening; /* and 1 while they are being started */
+  unsigned n, failed;
+  uint64_t t0;
+} saved;
+
+static void
+saved_volume_done (void *opaque, int r, const char *err)
+{
+  struct vol_entry *e = opaque;
+  if (r < 0)
+    {
+      voldb_attach_failed (e, err);
+      saved.failed++;
+    }
+  if (--saved.opening > 0)
+    return;
+  if (saved.n)
+    qb_log (LOG_NOTICE,
+            "cowd: %u saved volume(s) attached again in %.0f ms, %u of them "
+            "failed",
+            saved.n, (double) (cowd_now_ns () - saved.t0) / 1e6, saved.failed);
+  notify_ready_part (NOTIFY_VOLUMES);
+}
+
 static void
 attach_saved_volumes (void)
 {
+  saved.opening = 1;
+  saved.t0 = cowd_now_ns ();
   VOLDB_FOR_LIVE (e)
     {
+      if (!e->attached)
+        continue;
       char err[COW_ERRLEN];
-      if (e->attached && voldb_attach (e, err, sizeof err) < 0)
-        voldb_attach_failed (e, err);
+      saved.n++;
+      saved.opening++;
+      int r = voldb_attach_async (e, saved_volume_done, e, err, sizeof err);
+      if (r <= 0)
+        saved_volume_done (e, r, err);
     }
+  saved_volume_done (NULL, 0, NULL);
 }
 
 static void
@@ -405,7 +447,6 @@ cowd_start (void)
   if (cowd.standalone)
     {
       attach_saved_volumes (); /* in a cluster: once the table arrived */
-      notify_ready_part (NOTIFY_VOLUMES);
     }
   else
     notify_status ("waiting for the ownership table of cluster %s",

@@ -44,12 +44,13 @@ struct vol_entry
   struct volume *vol;
   struct nbd_export *exp;
   bool closing;
-  bool opening;  /* voldb_attach_async: its devices open on a thread */
-  bool gone;     /* deleted in the cluster while opening: forget it then */
-  bool creating; /* checked, not yet durable (a slice of create or
-                    create --from: its device is being formatted or
-                    made durable): commands refuse it, the cluster
-                    does not know it */
+  bool opening; /* voldb_attach_async: its devices open on a thread */
+  bool gone;    /* deleted in the cluster while opening: forget it then */
+  struct voldb_joiner *joiners; /* attaches that wait for that open */
+  bool creating;       /* checked, not yet durable (a slice of create or
+                          create --from: its device is being formatted or
+                          made durable): commands refuse it, the cluster
+                          does not know it */
   struct own_vol *own; /* own.c's ownership state, or NULL */
   /* cowd.live: open (vol) or marked attached; voldb_live keeps it */
   struct vol_entry *live_next, *live_prev;
@@ -74,6 +75,7 @@ struct cowd
   unsigned reconnect_deadline_ms;
   unsigned quorum_loss_timeout_ms;
   unsigned realtime_priority; /* [cowd] realtime-priority, 0: ordinary */
+  unsigned worker_threads;    /* [cowd] worker-threads: offload.c's most */
   struct vol_entry *vols;
   struct vol_entry *live;    /* those open or attached (voldb_live) */
   bool clustered;            /* corosync group joined */
@@ -188,14 +190,19 @@ void cowd_offload (void (*work) (void *data), void (*done) (void *data),
 void cowd_on_loop (void (*fn) (void *data), void *data);
 void cowd_offload_drain (void);
 void voldb_backend_opts (struct backend_opts *bo);
-/* Open and export (attach) or stop and close (detach) one volume. */
-int voldb_attach (struct vol_entry *e, char *err, size_t errlen);
-/* The same without blocking the loop: the devices open on a thread (an
- * iSCSI login, the superblock's and the bitmap's reads), the rest runs on
- * the loop, then done (opaque, 0 or the code, NULL or the sentence).
+/* Open and export (attach) one volume without blocking the loop: the
+ * devices open on a thread (an iSCSI login, the superblock's and the
+ * bitmap's reads), the rest runs on the loop, then done (opaque, 0 or the
+ * code, NULL or the sentence).
  * Returns 1 (done comes later), 0 (open already: done is not called) or a
  * code with its sentence in err (done is not called). */
 typedef void voldb_attach_fn (void *opaque, int res, const char *err);
+/* While e's devices open (e->opening): done (opaque, ...) runs too when
+ * the open ends, with its outcome, after the continuation of the attach
+ * that began it (which may have forgotten e: on a failure, done must not
+ * touch e).  0, or -ENOMEM. */
+int voldb_attach_join (struct vol_entry *e, voldb_attach_fn *done,
+                       void *opaque);
 /* The refusal of a command on e while its attach opens it: -COW_E_BUSY. */
 int voldb_err_opening (const struct vol_entry *e, char *err, size_t errlen);
 /* From a thread that opened cow for e (a create's format, an attach): the
@@ -208,6 +215,7 @@ const char *voldb_cow_user_on_loop (struct vol_entry *e,
                                     char *user, int *claim_err);
 int voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done,
                         void *opaque, char *err, size_t errlen);
+/* Stop and close (detach) one volume. */
 void voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque);
 char *voldb_socket_path (const struct vol_entry *e);
 /* Why e's last attach failed (NULL: it did not); `cowctl status` shows it. */

@@ -984,6 +984,19 @@ attach_opened (void *opaque, int r, const char *err)
   attach_reply (req, e, "");
 }
 
+/* An attach that came while another opened the volume: the same outcome.
+ * On a failure the first attach recorded the error, and the volume may be
+ * gone (deleted in the cluster meanwhile): only the answer. */
+static void
+attach_joined (void *opaque, int r, const char *err)
+{
+  struct attach_wait *w = opaque;
+  if (r >= 0)
+    return attach_opened (w, r, err);
+  reply_fmt (w->req, r, "%s", err);
+  free (w);
+}
+
 static void
 cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
 {
@@ -1015,6 +1028,14 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!w)
     return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory", e->name);
   *w = (struct attach_wait){ req, e, cowd_now_ns (), 0, wait_s };
+  if (e->opening) /* an attach, or the start's: wait for the same open */
+    {
+      if (voldb_attach_join (e, attach_joined, w) == 0)
+        return;
+      free (w);
+      return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
+                        e->name);
+    }
   char err[COW_ERRLEN];
   e->accept_base_change = accept;
   int r = cowd.own->attach (e, incoming, attach_opened, w, err, sizeof err);

@@ -12,10 +12,14 @@
  * Where no thread can be had, both run at once, in the call: the loop
  * waits, as it did before, and the caller needs no second path.
  *
- * A thread per job: the jobs are a few a second, each waits for a disk
- * for milliseconds, and a pool would only add the code to size it.
- * At stop, cowd_offload_drain waits for the works under way (their
- * continuations do not run: the loop has stopped).
+ * A thread per job, up to cowd.worker_threads at once (cowd.conf
+ * worker-threads): a job beyond waits in a queue, and the next thread to
+ * finish its work takes it.  Most of the time the jobs are a few a
+ * second, each waiting for a disk for milliseconds; but a start re-opens
+ * every saved volume at once, and a thousand iSCSI volumes would be a
+ * thousand threads and a thousand logins at one target.
+ * At stop, cowd_offload_drain waits for the works under way and queued
+ * (their continuations do not run: the loop has stopped).
  *
  * A work that must look at the loop's state (the table of volumes: is this
  * device another volume's?) asks the loop with cowd_on_loop and waits for
@@ -63,9 +67,10 @@ static struct
 {
   pthread_mutex_t mu;
   pthread_cond_t cv; /* a work ended, a question came or was answered */
-  unsigned running;
-  struct offload_job *head, **tail; /* finished, to continue on the loop */
-  struct loop_call *calls;          /* questions for the loop */
+  unsigned running;  /* threads */
+  struct offload_job *queued, **qtail; /* waiting for a thread */
+  struct offload_job *head, **tail;    /* finished, to continue on the loop */
+  struct loop_call *calls;             /* questions for the loop */
   int efd;
   pthread_t loop_thread; /* set at the first cowd_offload */
 } O = { .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -122,15 +127,22 @@ static void *
 offload_thread (void *arg)
 {
   struct offload_job *j = arg;
-  j->work (j->data);
-  pthread_mutex_lock (&O.mu);
-  j->next = NULL;
-  *O.tail = j;
-  O.tail = &j->next;
-  O.running--;
-  pthread_cond_broadcast (&O.cv);
-  pthread_mutex_unlock (&O.mu);
-  offload_wake_loop ();
+  while (j)
+    {
+      j->work (j->data);
+      pthread_mutex_lock (&O.mu);
+      j->next = NULL;
+      *O.tail = j;
+      O.tail = &j->next;
+      j = O.queued; /* the next waiting, on this thread */
+      if (j && !(O.queued = j->next))
+        O.qtail = &O.queued;
+      if (!j)
+        O.running--;
+      pthread_cond_broadcast (&O.cv);
+      pthread_mutex_unlock (&O.mu);
+      offload_wake_loop ();
+    }
   return NULL;
 }
 
@@ -166,6 +178,7 @@ offload_start (struct offload_job *j)
       /* No thread yet: no one holds it.  The loop waits for it. */
       cow_mutex_init (&O.mu, PTHREAD_MUTEX_NORMAL);
       O.tail = &O.head;
+      O.qtail = &O.queued;
       O.loop_thread = pthread_self ();
       O.efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (O.efd < 0)
@@ -179,11 +192,19 @@ offload_start (struct offload_job *j)
           return -1;
         }
     }
+  pthread_mutex_lock (&O.mu);
+  if (O.running >= cowd.worker_threads)
+    {
+      j->next = NULL;
+      *O.qtail = j;
+      O.qtail = &j->next;
+      pthread_mutex_unlock (&O.mu);
+      return 0;
+    }
   pthread_attr_t a;
   pthread_t t;
   pthread_attr_init (&a);
   pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
-  pthread_mutex_lock (&O.mu);
   O.running++;
   int r = pthread_create (&t, &a, offload_thread, j);
   if (r != 0)

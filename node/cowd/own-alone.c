@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* own-alone.c: ownership for a standalone cowd (see struct own_ops in
  * cowd.h).  Nobody else writes the volumes it serves: attaching a volume
- * makes it this host's (voldb_attach takes it over at once), detaching
+ * makes it this host's (voldb_attach_async takes it over once open), detaching
  * commits and marks it clean.  No table, no waits, no fencing hooks. */
 #include <config.h>
 

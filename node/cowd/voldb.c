@@ -1015,19 +1015,6 @@ out_close:
   return r;
 }
 
-int
-voldb_attach (struct vol_entry *e, char *err, size_t errlen)
-{
-  if (e->vol)
-    return 0;
-  struct backend_opts bo;
-  struct vol_params p;
-  int r = voldb_attach_prep (e, &p, &bo, err, errlen);
-  if (r == 0)
-    r = vol_open (&p, &bo, &e->vol, err, errlen);
-  return r < 0 ? r : voldb_attach_opened (e, err, errlen);
-}
-
 /* voldb_cow_user_on_loop's question. */
 struct cow_user_question
 {
@@ -1058,6 +1045,26 @@ voldb_cow_user_on_loop (struct vol_entry *e, const struct backend *cow,
   struct cow_user_question q = { e, cow, claim, user, claim_err, false };
   cowd_on_loop (cow_user_answer, &q);
   return q.taken ? user : NULL;
+}
+
+struct voldb_joiner
+{
+  voldb_attach_fn *done;
+  void *opaque;
+  struct voldb_joiner *next;
+};
+
+int
+voldb_attach_join (struct vol_entry *e, voldb_attach_fn *done, void *opaque)
+{
+  struct voldb_joiner *jn = malloc (sizeof *jn), **p = &e->joiners;
+  if (!jn)
+    return -ENOMEM;
+  while (*p) /* answered in the order they came */
+    p = &(*p)->next;
+  *jn = (struct voldb_joiner){ done, opaque, NULL };
+  *p = jn;
+  return 0;
 }
 
 /* An attach whose devices open on a thread (voldb_attach_async). */
@@ -1113,7 +1120,16 @@ attach_done (void *data)
       e->vol = j->v;
       r = voldb_attach_opened (e, j->err, sizeof j->err);
     }
+  struct voldb_joiner *jn = e->joiners; /* e may be gone after done */
+  e->joiners = NULL;
   j->done (j->opaque, r, r < 0 ? j->err : NULL);
+  while (jn)
+    {
+      struct voldb_joiner *next = jn->next;
+      jn->done (jn->opaque, r, r < 0 ? j->err : NULL);
+      free (jn);
+      jn = next;
+    }
   free (j);
 }
 

@@ -8,16 +8,23 @@
 #   - a client reading a file volume every 5 ms meanwhile never waits
 #     500 ms;
 #   - while the login waits, status says "attaching" (and list --state
-#     attaching lists it), and a second
-#     attach, a detach and a delete are refused with code busy and the
-#     exact sentence;
+#     attaching lists it), a detach and a delete are refused with code
+#     busy and the exact sentence, and a second attach waits for the same
+#     open and fails with the same sentence;
 #   - the attach fails after the reconnect deadline (3 s here) with the
 #     exact sentence naming the volume, the LUN and the cause, and status
 #     keeps it;
 #   - once tgtd runs again the volume attaches, its base reads back and a
 #     write reads back; after a detach it attaches again with its data;
 #   - cowd stopped while an attach waits for the frozen target stops
-#     within the deadline, and after a start nothing is attached.
+#     within the deadline, and after a start nothing is attached;
+#   - a start with v and live saved attached and the target frozen (a
+#     deadline of 8 s): cowctl answers at once, v is "attaching", live
+#     serves; once tgtd runs v serves its data, and the log counts them
+#     (before, the start waited for v's login, the deadline long);
+#   - worker-threads = 1: an attach of a file volume waits for the one
+#     thread, busy with v's login, and then attaches; bad values of the
+#     key stop cowd with the sentence.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
@@ -42,6 +49,16 @@ uri=$(c attach live) || fail "attach live: $uri"
 thaw() { [ -n "$_tgt_pid" ] && kill -CONT "$_tgt_pid" 2>/dev/null || true; }
 cleanup_fn thaw
 
+# frozen_attach_v OUT: tgtd frozen, an attach of v in the background (its
+# pid in apid, its output in OUT), waiting in its login.
+frozen_attach_v() {
+  kill -STOP "$_tgt_pid"
+  ( timeout 20 cowctl --run-dir "$d/run" attach v > "$1" 2>&1 || true ) &
+  apid=$!
+  wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = attaching ]" \
+    || fail "v is not attaching: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
+}
+
 echo "== attach v with tgtd frozen"
 kill -STOP "$_tgt_pid"
 read_watch "$uri" "$d/stop" "$d/reads" &
@@ -57,8 +74,11 @@ wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v |
 echo "  status: attaching"
 [ "$(timeout 5 cowctl --run-dir "$d/run" --json list --state attaching | jq -r '.[].name')" = v ] \
   || fail "list --state attaching: $(timeout 5 cowctl --run-dir "$d/run" --json list --state attaching 2>&1)"
+( rc=0; timeout 20 cowctl --run-dir "$d/run" attach v > "$d/attach-j.out" 2>&1 || rc=$?
+  echo "$rc" > "$d/attach-j.res" ) &
+jpid=$!
 busy="volume v is being attached; try again"
-for cmd in attach detach delete; do
+for cmd in detach delete; do
   rc=0; out=$(timeout 5 cowctl --run-dir "$d/run" --json $cmd v) || rc=$?
   [ $rc = 1 ] && [ "$(jq -r .error.code <<<"$out")" = busy ] \
     && [ "$(jq -r .error.message <<<"$out")" = "$busy" ] \
@@ -66,6 +86,7 @@ for cmd in attach detach delete; do
   echo "  $cmd: busy: $busy"
 done
 wait "$apid" || true
+wait "$jpid" || true
 read -r rc ms < "$d/attach.res"
 [ "$rc" != 124 ] || fail "attach v did not answer in 20 s with the target frozen"
 [ "$rc" = 1 ] || fail "attach v exited $rc: $(cat "$d/attach.out")"
@@ -73,6 +94,9 @@ want="cowctl: volume v: base $base: cannot log in (command timed out)"
 [ "$(cat "$d/attach.out")" = "$want" ] || fail "attach v: got '$(cat "$d/attach.out")', expected '$want'"
 [ "$ms" -ge 2500 ] && [ "$ms" -le 10000 ] || fail "attach v failed after $ms ms; the deadline is 3000 ms"
 echo "  $(cat "$d/attach.out") (after $ms ms)"
+[ "$(cat "$d/attach-j.res")" = 1 ] && [ "$(cat "$d/attach-j.out")" = "$want" ] \
+  || fail "a second attach of v while it opened: exit $(cat "$d/attach-j.res"): $(cat "$d/attach-j.out")"
+echo "  a second attach meanwhile waited for the same open: the same sentence"
 read_watch_end "$rpid" "$d/stop" "$d/reads" 100 "the login waited for a frozen target" "reads of live"
 [ "$(c --json status v | jq -r '.state + " / " + .error')" = "failed / ${want#cowctl: }" ] \
   || fail "status of v after the failed attach: $(c --json status v)"
@@ -91,11 +115,7 @@ c detach v >/dev/null || fail "detach v"
 qio_ok "$uri" "live after all this" "read 0 4k"
 
 echo "== cowd stopped while an attach waits for the frozen target"
-kill -STOP "$_tgt_pid"
-( timeout 20 cowctl --run-dir "$d/run" attach v > "$d/attach2.out" 2>&1 || true ) &
-apid=$!
-wait_until 5 sh -c "[ \"\$(timeout 5 cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = attaching ]" \
-  || fail "v is not attaching: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
+frozen_attach_v "$d/attach2.out"
 t0=$(date +%s%N)
 stop_cowd "$d/run"
 ms=$((($(date +%s%N) - t0) / 1000000))
@@ -107,4 +127,59 @@ start_cowd "$d/run" --config "$d/cowd.conf"
 [ "$(c --json status v | jq -r .state)" = detached ] || fail "v after the restart: $(c --json status v)"
 vuri=$(c attach v) || fail "attach v after the restart: $vuri"
 qio_ok "$vuri" "v's data after the restart" "read -P 0x5a 1M 64k"
+
+echo "== a start with v and live saved attached, the target frozen"
+stop_cowd "$d/run"
+printf '[cowd]\nreconnect-deadline-ms = 8000\n' > "$d/cowd8.conf"
+kill -STOP "$_tgt_pid"
+t0=$(date +%s%N)
+start_cowd "$d/run" --config "$d/cowd8.conf"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$(timeout 5 cowctl --run-dir "$d/run" --json status v | jq -r .state)" = attaching ] \
+  || fail "v at the start, its target frozen: $(timeout 5 cowctl --run-dir "$d/run" --json status v 2>&1)"
+[ "$ms" -lt 5000 ] || fail "cowctl answered $ms ms after the start; v's login waits up to 8000 ms"
+wait_until 5 test -S "$d/run/live.sock" || fail "live was not served while v's login waited"
+qio_ok "$uri" "live while v's login waits at the start" "read 0 4k"
+echo "  cowctl answered $ms ms after the start; v attaching, live served"
+( timeout 20 cowctl --run-dir "$d/run" attach v > "$d/attach-s.out" 2>&1; echo $? > "$d/attach-s.res" ) &
+jpid=$!
+sleep 0.3
+kill -CONT "$_tgt_pid"
+wait "$jpid" || true
+[ "$(cat "$d/attach-s.res")" = 0 ] && [ "$(cat "$d/attach-s.out")" = "$vuri" ] \
+  || fail "attach v while the start opened it: exit $(cat "$d/attach-s.res"): $(cat "$d/attach-s.out")"
+echo "  an attach of v meanwhile waited for the start's open and gave its URI"
+wait_until 15 sh -c "[ \"\$(cowctl --run-dir '$d/run' --json status v | jq -r .state)\" = active ]" \
+  || fail "v after tgtd ran again: $(c --json status v)"
+qio_ok "$vuri" "v's data after a start that waited for its target" "read -P 0x5a 1M 64k"
+grep -q 'cowd: 2 saved volume(s) attached again in [0-9]* ms, 0 of them failed' "$d/run.log" \
+  || fail "no line counts the saved volumes: $(grep 'saved volume' "$d/run.log")"
+echo "  $(grep -o 'cowd: 2 saved volume(s) attached again in [0-9]* ms, 0 of them failed' "$d/run.log" | tail -1)"
+
+echo "== worker-threads = 1: an attach waits for the one thread"
+c detach v >/dev/null || fail "detach v"
+stop_cowd "$d/run"
+printf '[cowd]\nreconnect-deadline-ms = 3000\nworker-threads = 1\n' > "$d/cowd1.conf"
+start_cowd "$d/run" --config "$d/cowd1.conf"
+new_image "$d/l2base.img" 1M random
+truncate -s 2M "$d/l2cow.img"
+c create live2 --base "$d/l2base.img" --cow "$d/l2cow.img" >/dev/null || fail "create live2"
+frozen_attach_v "$d/attach3.out"
+t0=$(date +%s%N)
+l2=$(timeout 20 cowctl --run-dir "$d/run" attach live2) || fail "attach live2 behind v: $l2"
+ms=$((($(date +%s%N) - t0) / 1000000))
+wait "$apid" || true
+[ "$ms" -ge 1500 ] || fail "live2 attached after $ms ms, beside v's login: the one thread was not waited for"
+grep -qF "cannot log in (command timed out)" "$d/attach3.out" || fail "attach v: $(cat "$d/attach3.out")"
+qio_ok "$l2" "live2 after it waited for the thread" "read 0 4k"
+echo "  live2 attached after $ms ms, when v's login had timed out"
+kill -CONT "$_tgt_pid"
+for bad in 0 4097 x; do
+  printf '[cowd]\nworker-threads = %s\n' "$bad" > "$d/bad.conf"
+  rc=0; out=$(timeout 10 cowd -f --standalone -c "$d/bad.conf" --run-dir "$d/r4" \
+    --state-dir "$d/r4/state" 2>&1) || rc=$?
+  [ $rc = 2 ] && grep -qF "worker-threads: '$bad' is not a number of threads from 1 to 4096" <<<"$out" \
+    || fail "worker-threads = $bad: exit $rc: $out"
+done
+echo "  worker-threads 0, 4097, x: exit 2, the sentence"
 pass
