@@ -977,10 +977,11 @@ voldb_attach_prep (struct vol_entry *e, struct vol_params *p,
   return 0;
 }
 
-/* e->vol was opened: serve it (an export) as its owner says.  On failure
- * the volume is closed again. */
+/* e->vol was opened (and, standalone, taken over on the open's thread:
+ * taken): serve it (an export) as its owner says.  On failure the volume
+ * is closed again. */
 static int
-voldb_attach_opened (struct vol_entry *e, char *err, size_t errlen)
+voldb_attach_opened (struct vol_entry *e, bool taken, char *err, size_t errlen)
 {
   int r;
   voldb_live (e);
@@ -988,11 +989,8 @@ voldb_attach_opened (struct vol_entry *e, char *err, size_t errlen)
     cowd.own->opened (e);
   if (cowd.clustered)
     vol_set_state (e->vol, VOL_STATE_READONLY); /* until the group says */
-  else if (e->commit != DSCOW_COMMIT_NONE
-           && (r = vol_takeover (e->vol, vol_super (e->vol)->epoch, 0, 0, err,
-                                 errlen))
-                  < 0)
-    goto out_close;
+  else if (taken)
+    vol_takeover_done (e->vol);
   char *sock = voldb_socket_path (e);
   e->exp = sock ? nbd_export_new (e->vol, sock, err, errlen) : NULL;
   free (sock);
@@ -1079,6 +1077,7 @@ struct attach_job
   char err[COW_ERRLEN];
   voldb_attach_fn *done;
   void *opaque;
+  bool takeover; /* standalone, not transient: taken on the thread too */
 };
 
 /* vol_params.cow_user, from the thread: the table is the loop's. */
@@ -1094,6 +1093,11 @@ attach_work (void *data)
 {
   struct attach_job *j = data;
   j->r = vol_open (&j->p, &j->bo, &j->v, j->err, sizeof j->err);
+  /* The standalone takeover re-reads the metadata and writes the
+   * superblock dirty with FUA: blocking, so here too. */
+  if (j->r == 0 && j->takeover)
+    j->r = vol_takeover_io (j->v, vol_super (j->v)->epoch, 0, 0, j->err,
+                            sizeof j->err);
 }
 
 static void
@@ -1118,7 +1122,7 @@ attach_done (void *data)
   else if (r == 0)
     {
       e->vol = j->v;
-      r = voldb_attach_opened (e, j->err, sizeof j->err);
+      r = voldb_attach_opened (e, j->takeover, j->err, sizeof j->err);
     }
   struct voldb_joiner *jn = e->joiners; /* e may be gone after done */
   e->joiners = NULL;
@@ -1155,6 +1159,7 @@ voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done, void *opaque,
   j->done = done;
   j->opaque = opaque;
   j->bo.blocking_only = j->bo.loop_later = true;
+  j->takeover = !cowd.clustered && e->commit != DSCOW_COMMIT_NONE;
   j->p.cow_user = attach_cow_user;
   j->p.cow_user_ud = j;
   e->opening = true;

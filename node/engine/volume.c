@@ -792,10 +792,32 @@ vol_takeover_prepare (struct volume *v, uint64_t epoch, uint32_t owner,
   return 0;
 }
 
-/* Take the volume for writing, blocking: mark it dirty with our epoch. */
+/* Taken: the volume serves writes, and what was under way goes on. */
+void
+vol_takeover_done (struct volume *v)
+{
+  v->accept_base = false; /* the change is on disk now */
+  v->chain_check = false; /* ours now: only we change the chain */
+  v->state = VOL_STATE_ACTIVE;
+  v->st.takeovers++;
+  hydrate_kick (v); /* a hydration asked for goes on here */
+  merge_resume (v); /* and an interrupted merge */
+}
+
 int
 vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
               uint64_t expect_generation, char *err, size_t errlen)
+{
+  int r = vol_takeover_io (v, epoch, owner, expect_generation, err, errlen);
+  if (r == 0)
+    vol_takeover_done (v);
+  return r;
+}
+
+/* Take the volume for writing, blocking: mark it dirty with our epoch. */
+int
+vol_takeover_io (struct volume *v, uint64_t epoch, uint32_t owner,
+                 uint64_t expect_generation, char *err, size_t errlen)
 {
   int r = vol_chain_check (v, err, errlen);
   if (r == 0)
@@ -812,12 +834,6 @@ vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                 v->name, strerror (-r));
       return r;
     }
-  v->accept_base = false; /* the change is on disk now */
-  v->chain_check = false; /* ours now: only we change the chain */
-  v->state = VOL_STATE_ACTIVE;
-  v->st.takeovers++;
-  hydrate_kick (v); /* a hydration asked for goes on here */
-  merge_resume (v); /* and an interrupted merge */
   return 0;
 }
 
@@ -843,14 +859,7 @@ takeover_end (struct takeover_ctx *c, int res)
 {
   struct volume *v = c->v;
   if (res == 0)
-    {
-      v->accept_base = false; /* the change is on disk now */
-      v->chain_check = false; /* ours now: only we change the chain */
-      v->state = VOL_STATE_ACTIVE;
-      v->st.takeovers++;
-      hydrate_kick (v); /* a hydration asked for goes on here */
-      merge_resume (v); /* and an interrupted merge */
-    }
+    vol_takeover_done (v);
   else if (!c->err[0])
     snprintf (c->err, sizeof c->err, "volume %s: %s failed: %s", v->name,
               c->buf ? "writing the superblock" : "reading the metadata",

@@ -220,6 +220,13 @@ int vol_release (struct volume *v);
 void vol_mark_clean_async (struct volume *v, vol_done_fn *done, void *opaque);
 int vol_takeover (struct volume *v, uint64_t epoch, uint32_t owner,
                   uint64_t expect_generation, char *err, size_t errlen);
+/* vol_takeover in two: its reads and its superblock write, blocking
+ * (which a thread that opened v for blocking calls only may run, before
+ * vol_start_loop), then, on the loop, vol_takeover_done: v is ACTIVE and
+ * a hydration or a merge under way goes on. */
+int vol_takeover_io (struct volume *v, uint64_t epoch, uint32_t owner,
+                     uint64_t expect_generation, char *err, size_t errlen);
+void vol_takeover_done (struct volume *v);
 /* vol_takeover without blocking the loop: done gets 0 (the volume is
  * ACTIVE) or -errno and one sentence.  done runs from a completion, or at
  * once when nothing could be sent; v must stay open until it has run. */
