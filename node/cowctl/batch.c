@@ -34,6 +34,7 @@
 struct batch
 {
   const struct cli *c;
+  struct ctl_conn *conn; /* one for every request of the file */
   const char *file;
   char **words; /* every word of the request under way */
   int nwords, cap;
@@ -102,8 +103,11 @@ batch_flush (struct batch *b)
     return 0;
   struct ctl_answer a = { 0 };
   b->words[b->nwords] = NULL;
-  int r = ctl_call (b->c->run_dir, 0, b->nwords, b->words, &a,
-                    b->c->timeout * 1000);
+  int r = 0;
+  if (!b->conn)
+    b->conn = ctl_connect (b->c->run_dir, &r);
+  if (b->conn)
+    r = ctl_call_on (b->conn, 0, b->nwords, b->words, &a, b->c->timeout * 1000);
   for (int i = 2; i < b->nwords; i++)
     free (b->words[i]);
   b->nwords = 2;
@@ -259,5 +263,6 @@ batch_create (const struct cli *c)
   free (b.words);
   free (b.err_msg);
   sb_free (&b.json);
+  ctl_disconnect (b.conn);
   return r;
 }

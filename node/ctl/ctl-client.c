@@ -102,28 +102,53 @@ ctl_older_cowd (const struct ctl_answer *a)
          && strncmp (a->text, older, sizeof older - 1) == 0;
 }
 
-int
-ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
-          struct ctl_answer *ans, int timeout_ms)
+struct ctl_conn
+{
+  qb_ipcc_connection_t *c;
+};
+
+struct ctl_conn *
+ctl_connect (const char *run_dir, int *err)
 {
   char name[64];
-  size_t size;
   ctl_service_name (run_dir, name, sizeof name);
+  struct ctl_conn *conn = malloc (sizeof *conn);
+  if (!conn)
+    {
+      *err = -ENOMEM;
+      return NULL;
+    }
+  errno = 0;
+  if (!(conn->c = qb_ipcc_connect (name, CTL_MAX_MSG)))
+    {
+      *err = errno ? -errno : -ECONNREFUSED;
+      free (conn);
+      return NULL;
+    }
+  return conn;
+}
+
+void
+ctl_disconnect (struct ctl_conn *conn)
+{
+  if (!conn)
+    return;
+  qb_ipcc_disconnect (conn->c);
+  free (conn);
+}
+
+int
+ctl_call_on (struct ctl_conn *conn, unsigned flags, int argc, char **argv,
+             struct ctl_answer *ans, int timeout_ms)
+{
+  size_t size;
   uint8_t *msg = ctl_request (flags, argc, argv, &size);
   if (!msg)
     return -E2BIG;
-  qb_ipcc_connection_t *c = qb_ipcc_connect (name, CTL_MAX_MSG);
-  if (!c)
-    {
-      int e = errno ? -errno : -ECONNREFUSED;
-      free (msg);
-      return e;
-    }
   struct iovec iov = { msg, size };
-  ssize_t r = qb_ipcc_sendv (c, &iov, 1);
-  int ret = r < 0 ? (int) r : ctl_receive (c, ans, timeout_ms);
+  ssize_t r = qb_ipcc_sendv (conn->c, &iov, 1);
+  int ret = r < 0 ? (int) r : ctl_receive (conn->c, ans, timeout_ms);
   free (msg);
-  qb_ipcc_disconnect (c);
   if (ret == 0 && ctl_older_cowd (ans))
     {
       snprintf (ans->why, sizeof ans->why,
@@ -134,4 +159,17 @@ ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
       return -EPROTONOSUPPORT;
     }
   return ret;
+}
+
+int
+ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
+          struct ctl_answer *ans, int timeout_ms)
+{
+  int r;
+  struct ctl_conn *conn = ctl_connect (run_dir, &r);
+  if (!conn)
+    return r;
+  r = ctl_call_on (conn, flags, argc, argv, ans, timeout_ms);
+  ctl_disconnect (conn);
+  return r;
 }

@@ -130,6 +130,16 @@ struct ctl_answer
  * older than this cowctl. */
 int ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
               struct ctl_answer *ans, int timeout_ms);
+/* The same over one connection for several calls, one after another:
+ * every connection costs cowd the set-up of libqb's three 1 MiB
+ * shared-memory rings (a quarter of the creating host's loop during
+ * bench/scale's creates, with one connection per request).
+ * ctl_connect: the connection, or NULL with -errno in *err. */
+struct ctl_conn;
+struct ctl_conn *ctl_connect (const char *run_dir, int *err);
+int ctl_call_on (struct ctl_conn *conn, unsigned flags, int argc, char **argv,
+                 struct ctl_answer *ans, int timeout_ms);
+void ctl_disconnect (struct ctl_conn *conn);
 
 /* --- framing of version 3 answers (ctl-frame.c) --- */
 struct ctl_stream

@@ -12,6 +12,7 @@
  *   - with a request whose argument count lies: status 2, no crash;
  *   - answers of 0 bytes, 1 byte and 10 MB streamed in version 3 frames
  *     (through the server, and through the framing functions alone);
+ *   - several calls over one connection (ctl_connect, ctl_call_on);
  *   - a truncated frame, a lost frame, a frame of an unknown version and
  *     a damaged text: each refused with its sentence;
  *   - a version 2 cowctl asking for an answer too large for one message:
@@ -253,6 +254,40 @@ expect_big (size_t n)
   free (t);
   free (a.text);
 }
+
+/* Several calls over one connection (ctl_connect, as create --from
+ * sends its requests): each answer whole, a streamed one among them. */
+START_TEST (test_one_connection)
+{
+  int err = 0;
+  struct ctl_conn *conn = ctl_connect (run_dir, &err);
+  ck_assert_ptr_nonnull (conn);
+  for (int round = 0; round < 3; round++)
+    {
+      struct ctl_answer a = { 0 };
+      char *argv[] = { (char *) "status", (char *) "x" };
+      ck_assert_int_eq (ctl_call_on (conn, 0, 2, argv, &a, 5000), 0);
+      ck_assert_str_eq (a.code, "no-such-volume");
+      ck_assert_str_eq (a.text, "volume x does not exist");
+      free (a.text);
+      struct ctl_answer b = { 0 };
+      char *big[] = { (char *) "big", (char *) "300000" };
+      ck_assert_int_eq (ctl_call_on (conn, 0, 2, big, &b, 20000), 0);
+      ck_assert_uint_eq (b.len, 300000);
+      char *t = big_text (300000);
+      ck_assert_int_eq (memcmp (b.text, t, 300001), 0);
+      free (t);
+      free (b.text);
+      struct ctl_answer c = { 0 };
+      char *ok[] = { (char *) "ok" };
+      ck_assert_int_eq (ctl_call_on (conn, 0, 1, ok, &c, 5000), 0);
+      ck_assert_str_eq (c.text, "fine\n");
+      free (c.text);
+    }
+  ctl_disconnect (conn);
+  expect_v2_code (); /* and a new connection still works */
+}
+END_TEST
 
 START_TEST (test_stream_server)
 {
@@ -539,6 +574,7 @@ main (void)
   tcase_add_test (tc, test_future_version);
   tcase_add_test (tc, test_bad_argc);
   tcase_add_test (tc, test_stream_server);
+  tcase_add_test (tc, test_one_connection);
   tcase_add_test (tc, test_v2_too_large);
   tcase_add_test (tc, test_frame_roundtrip);
   tcase_add_test (tc, test_frame_refused);
