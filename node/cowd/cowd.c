@@ -327,12 +327,38 @@ start_done (void)
 }
 
 /* Standalone start: the volumes attached when cowd stopped open again,
- * each on a thread (at most worker-threads at once), while the control
- * channel already answers (they are "attaching" meanwhile) and every
- * volume that has opened serves: one target that answers nothing keeps
- * neither cowctl nor the other volumes waiting, and a thousand iSCSI
- * volumes log in side by side rather than one after another.  Ready
- * (NOTIFY_VOLUMES) once the last has opened or failed. */
+ * each on a thread (at most worker-threads at once), so a thousand iSCSI
+ * volumes log in side by side rather than one after another, and each
+ * serves as soon as it has opened.  The control channel listens (and
+ * cowd, started as a daemon, returns; READY=1) once the last has opened
+ * or failed: whoever sees cowctl answer finds every saved volume served
+ * or failed, as when the opens ran one after another on the loop. */
+static bool start_failed; /* the control channel did not start */
+
+/* The last step of a start: cowctl can connect. */
+static int
+control_start_now (void)
+{
+  if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
+    return -1;
+  notify_ready_part (NOTIFY_CONTROL);
+  qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
+          cowd.run_dir);
+  start_done ();
+  return 0;
+}
+
+static void
+control_start (void *data)
+{
+  (void) data;
+  if (control_start_now () < 0)
+    {
+      start_failed = true;
+      qb_loop_stop (cowd_loop ());
+    }
+}
+
 static struct
 {
   unsigned opening; /* and 1 while they are being started */
@@ -357,6 +383,7 @@ saved_volume_done (void *opaque, int r, const char *err)
             "failed",
             saved.n, (double) (cowd_now_ns () - saved.t0) / 1e6, saved.failed);
   notify_ready_part (NOTIFY_VOLUMES);
+  qb_loop_job_add (cowd_loop (), QB_LOOP_HIGH, NULL, control_start);
 }
 
 static void
@@ -444,20 +471,18 @@ cowd_start (void)
       qb_log (LOG_ERR, "cowd: %s", err);
       return -1;
     }
-  if (cowd.standalone)
-    {
-      attach_saved_volumes (); /* in a cluster: once the table arrived */
-    }
-  else
-    notify_status ("waiting for the ownership table of cluster %s",
-                   cowd.cluster_name);
-  if (ctl_server_start (cowd_loop (), cowd.run_dir, cmds_dispatch) < 0)
-    return -1;
   nbd_set_handshake_timeout (cowd.nbd_handshake_timeout_ms);
   metrics_start ();
   probe_start ();
-  notify_ready_part (NOTIFY_CONTROL);
-  return 0;
+  if (cowd.standalone)
+    {
+      attach_saved_volumes (); /* the control channel after them */
+      return 0;
+    }
+  /* In a cluster the volumes attach once the table has arrived. */
+  notify_status ("waiting for the ownership table of cluster %s",
+                 cowd.cluster_name);
+  return control_start_now ();
 }
 
 static void
@@ -490,9 +515,6 @@ main (int argc, char **argv)
       qb_log_fini ();
       return 1;
     }
-  qb_log (LOG_NOTICE, "cowd: %s serving, run directory %s", PACKAGE_VERSION,
-          cowd.run_dir);
-  start_done ();
   qb_loop_run (cowd_loop ());
   cowd_offload_drain (); /* a create's format or syncfs under way */
   own_stop ();
@@ -501,5 +523,5 @@ main (int argc, char **argv)
   remove_pid_file ();
   qb_loop_destroy (cowd_loop ());
   qb_log_fini ();
-  return 0;
+  return start_failed ? 1 : 0;
 }

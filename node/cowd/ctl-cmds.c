@@ -1028,7 +1028,7 @@ cmd_attach (struct ctl_req *req, int argc, char **argv, bool json)
   if (!w)
     return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory", e->name);
   *w = (struct attach_wait){ req, e, cowd_now_ns (), 0, wait_s };
-  if (e->opening) /* an attach, or the start's: wait for the same open */
+  if (e->opening) /* another attach's or a re-attach's: wait for it */
     {
       if (voldb_attach_join (e, attach_joined, w) == 0)
         return;
