@@ -334,6 +334,7 @@ start_done (void)
  * or failed: whoever sees cowctl answer finds every saved volume served
  * or failed, as when the opens ran one after another on the loop. */
 static bool start_failed; /* the control channel did not start */
+static bool stopping;     /* a stop signal came */
 
 /* The last step of a start: cowctl can connect. */
 static int
@@ -352,6 +353,8 @@ static void
 control_start (void *data)
 {
   (void) data;
+  if (stopping) /* a stop came while the saved volumes opened */
+    return;
   if (control_start_now () < 0)
     {
       start_failed = true;
@@ -415,7 +418,6 @@ stop_one_done (void *opaque, int res)
 static int
 on_stop_signal (int sig, void *data)
 {
-  static bool stopping;
   if (stopping)
     return 0;
   stopping = true;
