@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cowlog.h"
+#include "pidgone.h"
 
 #include "cowd.h"
 
@@ -45,8 +46,7 @@ blackbox_clean_stale (void)
     {
       int pid, end = 0;
       if (sscanf (de->d_name, "qb-cowd-%d-blackbox-%n", &pid, &end) != 1
-          || end == 0 || pid <= 0 || pid == getpid () || kill (pid, 0) == 0
-          || errno != ESRCH)
+          || end == 0 || !cow_pid_gone (pid))
         continue;
       if (unlinkat (dirfd (d), de->d_name, 0) == 0)
         qb_log (LOG_DEBUG, "cowd: removed %s/%s of a cowd that is gone",

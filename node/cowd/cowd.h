@@ -46,7 +46,7 @@ struct vol_entry
   bool closing;
   bool opening; /* voldb_attach_async: its devices open on a thread */
   bool gone;    /* deleted in the cluster while opening: forget it then */
-  struct voldb_joiner *joiners; /* attaches that wait for that open */
+  struct voldb_joiner *joiners; /* the attaches that wait for that open */
   bool creating;       /* checked, not yet durable (a slice of create or
                           create --from: its device is being formatted or
                           made durable): commands refuse it, the cluster
@@ -199,8 +199,8 @@ void voldb_backend_opts (struct backend_opts *bo);
 typedef void voldb_attach_fn (void *opaque, int res, const char *err);
 /* While e's devices open (e->opening): done (opaque, ...) runs too when
  * the open ends, with its outcome, after the continuation of the attach
- * that began it (which may have forgotten e: on a failure, done must not
- * touch e).  0, or -ENOMEM. */
+ * that began it and of those that joined before (any of which may have
+ * forgotten e: on a failure, done must not touch e).  0, or -ENOMEM. */
 int voldb_attach_join (struct vol_entry *e, voldb_attach_fn *done,
                        void *opaque);
 /* The refusal of a command on e while its attach opens it: -COW_E_BUSY. */

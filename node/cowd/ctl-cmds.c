@@ -1381,6 +1381,18 @@ list_parse_state (const char *s)
   return -1;
 }
 
+/* "active, held, ...": the states list --state takes, from the table. */
+static const char *
+list_states_text (void)
+{
+  static char text[160];
+  if (!text[0])
+    for (int i = 0; list_states[i]; i++)
+      snprintf (text + strlen (text), sizeof text - strlen (text), "%s%s",
+                i ? ", " : "", list_states[i]);
+  return text;
+}
+
 /* A node id as "3" or "n3". */
 int
 parse_node (const char *s, uint32_t *node)
@@ -1432,11 +1444,8 @@ list_parse (int argc, char **argv, struct list_filter *f, char *err,
       case 's':
         if (list_parse_state (optarg) < 0)
           return create_errf (err, errlen, COW_E_USAGE,
-                              "list: state '%s' is"
-                              " not one of active, held, readonly, fenced, "
-                              "degraded, reconnecting, detached, failed, "
-                              "attaching, detaching",
-                              optarg);
+                              "list: state '%s' is not one of %s", optarg,
+                              list_states_text ());
         f->state = optarg;
         break;
       case 'a':

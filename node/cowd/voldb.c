@@ -1075,8 +1075,6 @@ struct attach_job
   char user[DSCOW_NAME_MAX + 1]; /* the CoW device's other volume */
   int r;
   char err[COW_ERRLEN];
-  voldb_attach_fn *done;
-  void *opaque;
   bool takeover; /* standalone, not transient: taken on the thread too */
 };
 
@@ -1124,9 +1122,10 @@ attach_done (void *data)
       e->vol = j->v;
       r = voldb_attach_opened (e, j->takeover, j->err, sizeof j->err);
     }
-  struct voldb_joiner *jn = e->joiners; /* e may be gone after done */
+  /* The attach that began the open first, then those that joined it;
+   * taken off e at once, as the first may forget e. */
+  struct voldb_joiner *jn = e->joiners;
   e->joiners = NULL;
-  j->done (j->opaque, r, r < 0 ? j->err : NULL);
   while (jn)
     {
       struct voldb_joiner *next = jn->next;
@@ -1155,9 +1154,13 @@ voldb_attach_async (struct vol_entry *e, voldb_attach_fn *done, void *opaque,
       free (j);
       return r;
     }
+  if (voldb_attach_join (e, done, opaque) < 0)
+    {
+      free (j);
+      snprintf (err, errlen, "volume %s: out of memory", e->name);
+      return -COW_E_INTERNAL;
+    }
   j->e = e;
-  j->done = done;
-  j->opaque = opaque;
   j->bo.blocking_only = j->bo.loop_later = true;
   j->takeover = !cowd.clustered && e->commit != DSCOW_COMMIT_NONE;
   j->p.cow_user = attach_cow_user;

@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 
 #include <qb/qbipcs.h>
 #include "cowlog.h"
+#include "pidgone.h"
 
 #include "byteorder.h"
 #include "clock.h"
@@ -414,8 +414,7 @@ ctl_sweep_shm (const char *name)
     {
       int spid, cpid, used = 0;
       if (sscanf (de->d_name, "qb-%d-%d-%*d-%n", &spid, &cpid, &used) != 2
-          || used == 0 || spid <= 1 || spid == getpid () || kill (spid, 0) == 0
-          || errno != ESRCH)
+          || used == 0 || spid <= 1 || !cow_pid_gone (spid))
         continue;
       int sub = openat (dirfd (d), de->d_name,
                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -443,7 +442,7 @@ ctl_sweep_shm (const char *name)
             others = true;
         }
       closedir (sd);
-      bool client_gone = cpid > 1 && kill (cpid, 0) < 0 && errno == ESRCH;
+      bool client_gone = cpid > 1 && cow_pid_gone (cpid);
       if (!others && (ours || client_gone)
           && unlinkat (dirfd (d), de->d_name, AT_REMOVEDIR) == 0)
         n++;
