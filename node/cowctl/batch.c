@@ -105,7 +105,7 @@ batch_flush (struct batch *b)
   b->words[b->nwords] = NULL;
   int r = 0;
   if (!b->conn)
-    b->conn = ctl_connect (b->c->run_dir, &r);
+    b->conn = ctl_connect (b->c->run_dir, CTL_MAX_MSG, &r);
   if (b->conn)
     r = ctl_call_on (b->conn, 0, b->nwords, b->words, &a, b->c->timeout * 1000);
   for (int i = 2; i < b->nwords; i++)

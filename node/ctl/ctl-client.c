@@ -28,15 +28,22 @@ ctl_service_name (const char *run_dir, char *buf, size_t len)
   snprintf (buf, len, "cowd-%08x", dscow_crc32c (0, run_dir, n));
 }
 
-/* The request message for argv; NULL when it does not fit. */
-static uint8_t *
-ctl_request (unsigned flags, int argc, char **argv, size_t *size)
+/* The size of argv's request message. */
+static size_t
+ctl_request_size (int argc, char **argv)
 {
   size_t slen = 0;
   for (int i = 0; i < argc; i++)
     slen += strlen (argv[i]) + 1;
+  return sizeof (struct qb_ipc_request_header) + 12 + slen;
+}
+
+/* The request message for argv; NULL when it does not fit. */
+static uint8_t *
+ctl_request (unsigned flags, int argc, char **argv, size_t *size)
+{
   struct qb_ipc_request_header h = { .id = CTL_MSG_COMMAND };
-  *size = sizeof h + 12 + slen;
+  *size = ctl_request_size (argc, argv);
   if (*size > CTL_MAX_MSG || (unsigned) argc > CTL_ARGC_MAX)
     return NULL;
   uint8_t *msg = malloc (*size);
@@ -105,10 +112,11 @@ ctl_older_cowd (const struct ctl_answer *a)
 struct ctl_conn
 {
   qb_ipcc_connection_t *c;
+  size_t max_request;
 };
 
 struct ctl_conn *
-ctl_connect (const char *run_dir, int *err)
+ctl_connect (const char *run_dir, size_t max_request, int *err)
 {
   char name[64];
   ctl_service_name (run_dir, name, sizeof name);
@@ -118,8 +126,11 @@ ctl_connect (const char *run_dir, int *err)
       *err = -ENOMEM;
       return NULL;
     }
+  if (max_request > CTL_MAX_MSG)
+    max_request = CTL_MAX_MSG;
+  conn->max_request = max_request < CTL_CONN_MIN ? CTL_CONN_MIN : max_request;
   errno = 0;
-  if (!(conn->c = qb_ipcc_connect (name, CTL_MAX_MSG)))
+  if (!(conn->c = qb_ipcc_connect (name, conn->max_request)))
     {
       *err = errno ? -errno : -ECONNREFUSED;
       free (conn);
@@ -143,12 +154,15 @@ ctl_call_on (struct ctl_conn *conn, unsigned flags, int argc, char **argv,
 {
   size_t size;
   uint8_t *msg = ctl_request (flags, argc, argv, &size);
-  if (!msg)
-    return -E2BIG;
+  if (!msg || size > conn->max_request)
+    {
+      free (msg);
+      return -E2BIG;
+    }
   struct iovec iov = { msg, size };
   ssize_t r = qb_ipcc_sendv (conn->c, &iov, 1);
-  int ret = r < 0 ? (int) r : ctl_receive (conn->c, ans, timeout_ms);
   free (msg);
+  int ret = r < 0 ? (int) r : ctl_receive (conn->c, ans, timeout_ms);
   if (ret == 0 && ctl_older_cowd (ans))
     {
       snprintf (ans->why, sizeof ans->why,
@@ -161,12 +175,15 @@ ctl_call_on (struct ctl_conn *conn, unsigned flags, int argc, char **argv,
   return ret;
 }
 
+/* One connection whose rings hold this request (most are a few hundred
+ * bytes: CTL_CONN_MIN). */
 int
 ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
           struct ctl_answer *ans, int timeout_ms)
 {
   int r;
-  struct ctl_conn *conn = ctl_connect (run_dir, &r);
+  struct ctl_conn *conn
+      = ctl_connect (run_dir, ctl_request_size (argc, argv), &r);
   if (!conn)
     return r;
   r = ctl_call_on (conn, flags, argc, argv, ans, timeout_ms);

@@ -100,7 +100,8 @@ ctl_send_single (struct ctl_req *req, int status, const char *code,
                 + (req->version >= 2 ? 4 : 0);
   size_t tlen = strlen (text) + 1;
   char big[200];
-  if (head + clen + tlen > CTL_MAX_MSG)
+  int32_t room = qb_ipcs_connection_get_buffer_size (req->conn);
+  if (room < 0 || head + clen + tlen > (size_t) room)
     {
       snprintf (big, sizeof big,
                 "the reply (%zu bytes) is too large for "
@@ -477,7 +478,7 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
       return -1;
     }
   qb_ipcs_poll_handlers_set (service, &ph);
-  qb_ipcs_enforce_buffer_size (service, CTL_MAX_MSG);
+  qb_ipcs_enforce_buffer_size (service, CTL_CONN_MIN);
   int r = qb_ipcs_run (service);
   if (r < 0)
     {

@@ -10,15 +10,18 @@
  *             u32 version (1 to 3) | u32 flags (CTL_F_*) | u32 argc (at
  *             most CTL_ARGC_MAX) | argc NUL-terminated strings (argv[0]
  *             is the command, e.g. "status"; the rest are its arguments,
- *             unparsed); the whole request fits in CTL_MAX_MSG
+ *             unparsed); the whole request fits in CTL_MAX_MSG and in
+ *             the connection's buffer, which the client chose when it
+ *             connected (at least CTL_CONN_MIN: qb_ipcc_connect's size)
  *   answer, version 1 and 2: one response message
  *             qb_ipc_response_header { id = CTL_MSG_COMMAND, size, error }
  *             u32 version | i32 exit status (0 ok, 1 error, 2 usage)
  *             version 2 only: u32 code length (0 on success, at most
  *             CTL_CODE_MAX) | the error code's name (errcode.h), no NUL
  *             NUL-terminated text: a table, a sentence or JSON (CTL_F_JSON)
- *             The whole answer fits in CTL_MAX_MSG, or it is replaced by
- *             an error saying the cowctl is too old for an answer that size.
+ *             The whole answer fits in the connection's buffer (these
+ *             clients ask for CTL_MAX_MSG), or it is replaced by an error
+ *             saying the cowctl is too old for an answer that size.
  *   answer, version 3: a stream of frames, each one response message of at
  *             most CTL_FRAME_MAX bytes (ctl-frame.c):
  *             qb_ipc_response_header | u32 version (3) | u32 kind
@@ -58,6 +61,11 @@
 #define CTL_MAX_MSG (1024 * 1024)
 #define CTL_ARGC_MAX 65536u
 #define CTL_FRAME_MAX (128 * 1024)
+/* The least a connection's rings hold (cowd enforces it): one frame.  A
+ * client asks for more to send larger requests (ctl_connect); the rings
+ * are zeroed and faulted in by cowd's loop at every connection, 3 MiB of
+ * them at 1 MiB a ring. */
+#define CTL_CONN_MIN CTL_FRAME_MAX
 #define CTL_FRAME_DATA (CTL_FRAME_MAX - 64)
 #define CTL_TEXT_MAX (1024u * 1024 * 1024)
 #define CTL_FRAME_HEAD 1u
@@ -131,12 +139,17 @@ struct ctl_answer
 int ctl_call (const char *run_dir, unsigned flags, int argc, char **argv,
               struct ctl_answer *ans, int timeout_ms);
 /* The same over one connection for several calls, one after another:
- * every connection costs cowd the set-up of libqb's three 1 MiB
- * shared-memory rings (a quarter of the creating host's loop during
- * bench/scale's creates, with one connection per request).
- * ctl_connect: the connection, or NULL with -errno in *err. */
+ * every connection costs cowd the set-up of libqb's three shared-memory
+ * rings (a quarter of the creating host's loop during bench/scale's
+ * creates, with one connection of 1 MiB rings per request).
+ * ctl_connect: a connection for requests of up to max_request bytes
+ * (CTL_MAX_MSG at most), or NULL with -errno in *err.  Its rings hold
+ * one frame or one such request, whichever is larger: ctl_call sizes
+ * them to its request; a request larger than the connection's is
+ * -E2BIG. */
 struct ctl_conn;
-struct ctl_conn *ctl_connect (const char *run_dir, int *err);
+struct ctl_conn *ctl_connect (const char *run_dir, size_t max_request,
+                              int *err);
 int ctl_call_on (struct ctl_conn *conn, unsigned flags, int argc, char **argv,
                  struct ctl_answer *ans, int timeout_ms);
 void ctl_disconnect (struct ctl_conn *conn);

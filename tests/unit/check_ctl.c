@@ -16,7 +16,11 @@
  *   - a truncated frame, a lost frame, a frame of an unknown version and
  *     a damaged text: each refused with its sentence;
  *   - a version 2 cowctl asking for an answer too large for one message:
- *     the sentence naming the cause;
+ *     the sentence naming the cause; on a connection of the smallest
+ *     rings (CTL_CONN_MIN) the bound is that connection's;
+ *   - a connection's rings in /dev/shm: one frame for a small request,
+ *     1 MiB for a connection that asked for it; a request larger than
+ *     its connection is -E2BIG and the connection goes on;
  *   - ctl_call against an older cowd (a raw libqb server answering as a
  *     version 2 cowd answers a request of a version it does not know):
  *     -EPROTONOSUPPORT and the sentence that cowd is older.
@@ -30,6 +34,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,40 +115,61 @@ setup (void)
   server = spawn (serve_start, run_dir);
 }
 
-/* Kill a forked server, and remove what libqb left of its connections:
- * /dev/shm/qb-SERVER-CLIENT-FD-XXXXXX, one directory each, which the
- * server removes only when it gets round to a client's disconnect (one
- * SIGKILLed first left them, six a run). */
+/* Call fn with the path of every file of libqb's connection
+ * directories /dev/shm/qb-SERVER-CLIENT-FD-XXXXXX of server srv (and of
+ * client client, unless it is 0), then with each directory's path and
+ * NULL. */
 static void
-kill_server (pid_t pid)
+shm_each (pid_t srv, pid_t client,
+          void (*fn) (const char *path, const char *name, void *), void *ud)
 {
-  kill (pid, SIGKILL);
-  waitpid (pid, NULL, 0);
   DIR *d = opendir ("/dev/shm");
   if (!d)
     return;
   struct dirent *de;
   while ((de = readdir (d)))
     {
-      int srv, client;
-      if (sscanf (de->d_name, "qb-%d-%d-", &srv, &client) != 2 || srv != pid)
+      int s, c;
+      if (sscanf (de->d_name, "qb-%d-%d-", &s, &c) != 2 || s != srv
+          || (client && c != client))
         continue;
       char path[512];
       snprintf (path, sizeof path, "/dev/shm/%s", de->d_name);
-      DIR *c = opendir (path);
+      DIR *dd = opendir (path);
       struct dirent *f;
-      while (c && (f = readdir (c)))
+      while (dd && (f = readdir (dd)))
         if (f->d_name[0] != '.')
           {
             char fp[1024];
             snprintf (fp, sizeof fp, "%s/%s", path, f->d_name);
-            unlink (fp);
+            fn (fp, f->d_name, ud);
           }
-      if (c)
-        closedir (c);
-      rmdir (path);
+      if (dd)
+        closedir (dd);
+      fn (path, NULL, ud);
     }
   closedir (d);
+}
+
+static void
+shm_remove (const char *path, const char *name, void *ud)
+{
+  (void) ud;
+  if (name)
+    unlink (path);
+  else
+    rmdir (path);
+}
+
+/* Kill a forked server, and remove what libqb left of its connections:
+ * one directory each, which the server removes only when it gets round
+ * to a client's disconnect (one SIGKILLed first left them, six a run). */
+static void
+kill_server (pid_t pid)
+{
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  shm_each (pid, 0, shm_remove, NULL);
 }
 
 static void
@@ -156,12 +182,12 @@ teardown (void)
 /* Send a raw request (version, argc as given, the strings) and return
  * the answer's length; the answer in resp. */
 static ssize_t
-raw_call (uint32_t version, uint32_t argc, const char *strings, size_t slen,
-          uint8_t *resp, size_t resp_len)
+raw_call_on (size_t conn_size, uint32_t version, uint32_t argc,
+             const char *strings, size_t slen, uint8_t *resp, size_t resp_len)
 {
   char name[64];
   ctl_service_name (run_dir, name, sizeof name);
-  qb_ipcc_connection_t *c = qb_ipcc_connect (name, CTL_MAX_MSG);
+  qb_ipcc_connection_t *c = qb_ipcc_connect (name, conn_size);
   ck_assert_ptr_nonnull (c);
   struct qb_ipc_request_header h = { .id = CTL_MSG_COMMAND };
   uint8_t msg[256];
@@ -175,6 +201,16 @@ raw_call (uint32_t version, uint32_t argc, const char *strings, size_t slen,
   ssize_t r = qb_ipcc_sendv_recv (c, &iov, 1, resp, resp_len, 5000);
   qb_ipcc_disconnect (c);
   return r;
+}
+
+/* The same over a connection of 1 MiB rings, as every cowctl before
+ * CTL_CONN_MIN asked for. */
+static ssize_t
+raw_call (uint32_t version, uint32_t argc, const char *strings, size_t slen,
+          uint8_t *resp, size_t resp_len)
+{
+  return raw_call_on (CTL_MAX_MSG, version, argc, strings, slen, resp,
+                      resp_len);
 }
 
 /* A version 2 call: the code with the sentence; success without one. */
@@ -260,7 +296,7 @@ expect_big (size_t n)
 START_TEST (test_one_connection)
 {
   int err = 0;
-  struct ctl_conn *conn = ctl_connect (run_dir, &err);
+  struct ctl_conn *conn = ctl_connect (run_dir, CTL_MAX_MSG, &err);
   ck_assert_ptr_nonnull (conn);
   for (int round = 0; round < 3; round++)
     {
@@ -298,25 +334,133 @@ START_TEST (test_stream_server)
 }
 END_TEST
 
-/* A version 2 cowctl asks for more than one message holds. */
-START_TEST (test_v2_too_large)
+/* A version 2 cowctl, on a connection of conn_size, asks for an answer
+ * of n bytes, more than one message holds: the sentence naming it. */
+static void
+expect_v2_too_large (size_t conn_size, size_t n)
 {
   uint8_t *resp = malloc (CTL_MAX_MSG);
-  ssize_t r = raw_call (2, 2,
-                        "big\0"
-                        "2000000",
-                        12, resp, CTL_MAX_MSG);
+  char strings[32], want[200];
+  int slen = snprintf (strings, sizeof strings, "big%c%zu", 0, n) + 1;
+  ssize_t r = raw_call_on (conn_size, 2, 2, strings, (size_t) slen, resp,
+                           CTL_MAX_MSG);
   size_t h = sizeof (struct qb_ipc_response_header);
   ck_assert_int_gt (r, (ssize_t) h + 12);
   ck_assert_uint_eq (le32_get (resp + h), 2);
   ck_assert_uint_eq (le32_get (resp + h + 4), CTL_EXIT_ERROR);
   uint32_t clen = le32_get (resp + h + 8);
-  ck_assert_str_eq ((char *) resp + h + 12 + clen,
-                    "the reply (2000000 "
-                    "bytes) is too large for a cowctl of control protocol "
-                    "version 2; use the cowctl of this cowd's release "
-                    "(version 3 streams it)");
+  snprintf (want, sizeof want,
+            "the reply (%zu bytes) is too large for a cowctl of control "
+            "protocol version 2; use the cowctl of this cowd's release "
+            "(version 3 streams it)",
+            n);
+  ck_assert_str_eq ((char *) resp + h + 12 + clen, want);
   free (resp);
+}
+
+START_TEST (test_v2_too_large) { expect_v2_too_large (CTL_MAX_MSG, 2000000); }
+END_TEST
+
+/* A version 2 answer is whole in one message as long as it fits the
+ * connection's rings: 900,000 bytes in the 1 MiB an older cowctl asks
+ * for; on the smallest connection 100,000 bytes fit, 200,000 do not. */
+static void
+expect_v2_whole (size_t conn_size, size_t n)
+{
+  uint8_t *resp = malloc (CTL_MAX_MSG);
+  char strings[32];
+  int slen = snprintf (strings, sizeof strings, "big%c%zu", 0, n) + 1;
+  ssize_t r = raw_call_on (conn_size, 2, 2, strings, (size_t) slen, resp,
+                           CTL_MAX_MSG);
+  size_t h = sizeof (struct qb_ipc_response_header);
+  ck_assert_int_eq (r, (ssize_t) (h + 12 + n + 1));
+  ck_assert_uint_eq (le32_get (resp + h + 4), 0);
+  char *t = big_text (n);
+  ck_assert_int_eq (memcmp (resp + h + 12, t, n + 1), 0);
+  free (t);
+  free (resp);
+}
+
+START_TEST (test_v2_small_connection)
+{
+  expect_v2_whole (CTL_MAX_MSG, 900000);
+  expect_v2_whole (CTL_CONN_MIN, 100000);
+  expect_v2_too_large (CTL_CONN_MIN, 200000);
+}
+END_TEST
+
+struct rings
+{
+  int n;     /* how many */
+  off_t max; /* the largest */
+};
+
+static void
+ring_file (const char *path, const char *name, void *ud)
+{
+  struct rings *r = ud;
+  size_t l = name ? strlen (name) : 0;
+  struct stat st;
+  if (l > 5 && strcmp (name + l - 5, "-data") == 0 && stat (path, &st) == 0)
+    {
+      r->n++;
+      if (st.st_size > r->max)
+        r->max = st.st_size;
+    }
+}
+
+/* The rings of this process's connections to the server, as libqb made
+ * them in /dev/shm (qb-SERVER-CLIENT-N-XXXXXX/...-data): how many, and
+ * the largest in *max. */
+static int
+ring_files (off_t *max)
+{
+  struct rings r = { 0 };
+  shm_each (server, getpid (), ring_file, &r);
+  *max = r.max;
+  return r.n;
+}
+
+/* A connection's rings are as large as its requests need, and no
+ * larger than one frame for the small ones (every plain cowctl call):
+ * the server zeroes them on its loop at each connection.  A request
+ * larger than its connection is -E2BIG, and the connection still works. */
+START_TEST (test_connection_size)
+{
+  int err = 0;
+  off_t max;
+  struct ctl_conn *conn = ctl_connect (run_dir, 0, &err);
+  ck_assert_ptr_nonnull (conn);
+  ck_assert_int_eq (ring_files (&max), 3);
+  ck_assert_int_ge (max, CTL_CONN_MIN);
+  ck_assert_int_lt (max, CTL_CONN_MIN + 64 * 1024);
+  size_t n = 300000;
+  char *arg = big_text (n);
+  for (size_t i = 0; i < n; i++)
+    arg[i] = arg[i] == '\n' ? 'x' : arg[i];
+  char *argv[] = { (char *) "ok", arg };
+  struct ctl_answer a = { 0 };
+  ck_assert_int_eq (ctl_call_on (conn, 0, 2, argv, &a, 5000), -E2BIG);
+  ck_assert_int_eq (ctl_call_on (conn, 0, 1, argv, &a, 5000), 0);
+  ck_assert_str_eq (a.text, "fine\n");
+  free (a.text);
+  ctl_disconnect (conn);
+
+  /* ctl_call sizes the connection to its request */
+  struct ctl_answer b = { 0 };
+  ck_assert_int_eq (ctl_call (run_dir, 0, 2, argv, &b, 5000), 0);
+  ck_assert_str_eq (b.text, "fine\n");
+  free (b.text);
+  conn = ctl_connect (run_dir, CTL_MAX_MSG, &err);
+  ck_assert_ptr_nonnull (conn);
+  ck_assert_int_ge (ring_files (&max), 3);
+  ck_assert_int_ge (max, CTL_MAX_MSG);
+  struct ctl_answer c = { 0 };
+  ck_assert_int_eq (ctl_call_on (conn, 0, 2, argv, &c, 5000), 0);
+  ck_assert_str_eq (c.text, "fine\n");
+  free (c.text);
+  ctl_disconnect (conn);
+  free (arg);
 }
 END_TEST
 
@@ -576,6 +720,8 @@ main (void)
   tcase_add_test (tc, test_stream_server);
   tcase_add_test (tc, test_one_connection);
   tcase_add_test (tc, test_v2_too_large);
+  tcase_add_test (tc, test_v2_small_connection);
+  tcase_add_test (tc, test_connection_size);
   tcase_add_test (tc, test_frame_roundtrip);
   tcase_add_test (tc, test_frame_refused);
   tcase_add_test (tc, test_older_cowd);
