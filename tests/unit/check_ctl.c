@@ -18,6 +18,9 @@
  *   - a version 2 cowctl asking for an answer too large for one message:
  *     the sentence naming the cause; on a connection of the smallest
  *     rings (CTL_CONN_MIN) the bound is that connection's;
+ *   - while the server's loop is held in a dispatch, an answer of 3 MB it
+ *     gave arrives whole and a new client connects; that client's request
+ *     is answered once the loop is free (libqb's side runs on a thread);
  *   - a connection's rings in /dev/shm: one frame for a small request,
  *     1 MiB for a connection that asked for it; a request larger than
  *     its connection is -E2BIG and the connection goes on;
@@ -30,6 +33,8 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -61,6 +66,34 @@ big_text (size_t n)
   return t;
 }
 
+/* a's text is big_text (n); freed. */
+static void
+expect_big_text (struct ctl_answer *a, size_t n)
+{
+  ck_assert_uint_eq (a->len, n);
+  char *t = big_text (n);
+  ck_assert_int_eq (memcmp (a->text, t, n + 1), 0);
+  free (t);
+  free (a->text);
+}
+
+/* A file in run_dir that the server makes to say where it is. */
+static void
+marker (const char *name)
+{
+  char p[128];
+  snprintf (p, sizeof p, "%s/%s", run_dir, name);
+  close (open (p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+}
+
+static bool
+marked (const char *name)
+{
+  char p[128];
+  snprintf (p, sizeof p, "%s/%s", run_dir, name);
+  return access (p, F_OK) == 0;
+}
+
 static void
 serve (struct ctl_req *req)
 {
@@ -72,6 +105,16 @@ serve (struct ctl_req *req)
       char *t = big_text (strtoul (argv[1], NULL, 10));
       ctl_reply (req, 0, t);
       free (t);
+    }
+  else if (strcmp (argv[0], "bigblock") == 0 && ctl_req_argc (req) == 3)
+    {
+      /* answer N bytes, then hold the loop MS milliseconds */
+      char *t = big_text (strtoul (argv[1], NULL, 10));
+      ctl_reply (req, 0, t);
+      free (t);
+      marker ("blocked");
+      usleep ((useconds_t) strtoul (argv[2], NULL, 10) * 1000);
+      marker ("unblocked");
     }
   else
     ctl_reply_error (req, COW_E_NO_SUCH_VOLUME, "volume x does not exist");
@@ -176,6 +219,13 @@ static void
 teardown (void)
 {
   kill_server (server);
+  const char *m[] = { "blocked", "unblocked" };
+  for (int i = 0; i < 2; i++)
+    {
+      char p[128];
+      snprintf (p, sizeof p, "%s/%s", run_dir, m[i]);
+      unlink (p);
+    }
   rmdir (run_dir);
 }
 
@@ -309,11 +359,7 @@ START_TEST (test_one_connection)
       struct ctl_answer b = { 0 };
       char *big[] = { (char *) "big", (char *) "300000" };
       ck_assert_int_eq (ctl_call_on (conn, 0, 2, big, &b, 20000), 0);
-      ck_assert_uint_eq (b.len, 300000);
-      char *t = big_text (300000);
-      ck_assert_int_eq (memcmp (b.text, t, 300001), 0);
-      free (t);
-      free (b.text);
+      expect_big_text (&b, 300000);
       struct ctl_answer c = { 0 };
       char *ok[] = { (char *) "ok" };
       ck_assert_int_eq (ctl_call_on (conn, 0, 1, ok, &c, 5000), 0);
@@ -322,6 +368,34 @@ START_TEST (test_one_connection)
     }
   ctl_disconnect (conn);
   expect_v2_code (); /* and a new connection still works */
+}
+END_TEST
+
+/* libqb's side of the channel is not the program's loop: while the
+ * loop is held (in a dispatch), an answer it gave streams to its end and
+ * a new client connects; a request on that connection is dispatched only
+ * once the loop is free again, on the loop. */
+START_TEST (test_loop_held)
+{
+  struct ctl_answer a = { 0 };
+  char *argv[] = { (char *) "bigblock", (char *) "3000000", (char *) "4000" };
+  ck_assert_int_eq (ctl_call (run_dir, 0, 3, argv, &a, 20000), 0);
+  expect_big_text (&a, 3000000);
+  ck_assert (marked ("blocked"));
+  ck_assert_msg (!marked ("unblocked"),
+                 "the answer waited for the server's loop");
+  int err = 0;
+  struct ctl_conn *conn = ctl_connect (run_dir, 0, &err);
+  ck_assert_ptr_nonnull (conn);
+  ck_assert_msg (!marked ("unblocked"),
+                 "the connection waited for the server's loop");
+  struct ctl_answer b = { 0 };
+  char *ok[] = { (char *) "ok" };
+  ck_assert_int_eq (ctl_call_on (conn, 0, 1, ok, &b, 20000), 0);
+  ck_assert_str_eq (b.text, "fine\n");
+  ck_assert (marked ("unblocked"));
+  free (b.text);
+  ctl_disconnect (conn);
 }
 END_TEST
 
@@ -722,6 +796,7 @@ main (void)
   tcase_add_test (tc, test_v2_too_large);
   tcase_add_test (tc, test_v2_small_connection);
   tcase_add_test (tc, test_connection_size);
+  tcase_add_test (tc, test_loop_held);
   tcase_add_test (tc, test_frame_roundtrip);
   tcase_add_test (tc, test_frame_refused);
   tcase_add_test (tc, test_older_cowd);
