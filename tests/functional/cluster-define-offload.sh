@@ -12,7 +12,8 @@
 # store holds none of their rows.  Then node 1 creates 300 volumes in one
 # batch and tells the cluster of each slice's volumes in turns of its
 # loop (a slice of 256 in one stretch took 21 ms): its log line counts
-# more such turns than slices; node 2 knows all 300.
+# more such turns than slices; node 2 knows all 300, each as the file
+# defined it.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires tgtd jq cowd cowctl nbdsh sqlite3
@@ -80,4 +81,7 @@ read -r vols slices more <<<"$(sed 's/.*: //' "$LAB_DIR/lines" | tr -d '(' \
   || fail "node 1 told the cluster of a slice in one stretch of its loop: $vols volumes, $slices slices, $more more turns"
 wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run-dir $(lab_dir 2)/run --json list 'e*' | jq length)\" = 300 ]" \
   || fail "node 2 does not know the 300"
+lab_cowctl 2 --json list 'e*' | jq -r '.[] | "\(.name) --base \(.base) --cow \(.cow)"' \
+  | sort > "$LAB_DIR/got-e"
+sort "$LAB_DIR/defs-e" | diff - "$LAB_DIR/got-e" >&2 || fail "node 2's definitions differ from the file's"
 pass
