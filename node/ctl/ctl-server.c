@@ -416,27 +416,28 @@ ctl_accept (qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
 static int32_t
 ctl_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
 {
-  return qb_loop_job_add (loop, p, data, fn);
+  /* Never libqb's default loop (NULL): that is the program's. */
+  return loop ? qb_loop_job_add (loop, p, data, fn) : -ESHUTDOWN;
 }
 
 static int32_t
 ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
               qb_ipcs_dispatch_fn_t fn)
 {
-  return qb_loop_poll_add (loop, p, fd, events, data, fn);
+  return loop ? qb_loop_poll_add (loop, p, fd, events, data, fn) : -ESHUTDOWN;
 }
 
 static int32_t
 ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
               qb_ipcs_dispatch_fn_t fn)
 {
-  return qb_loop_poll_mod (loop, p, fd, events, data, fn);
+  return loop ? qb_loop_poll_mod (loop, p, fd, events, data, fn) : -ESHUTDOWN;
 }
 
 static int32_t
 ctl_poll_del (int32_t fd)
 {
-  return qb_loop_poll_del (loop, fd);
+  return loop ? qb_loop_poll_del (loop, fd) : -ESHUTDOWN;
 }
 
 /* --- the queues between the thread and the program's loop --- */
@@ -632,6 +633,8 @@ ctl_start_undo (qb_loop_t *l)
 {
   if (requests.efd >= 0)
     qb_loop_poll_del (l, requests.efd);
+  if (loop && answers.efd >= 0)
+    qb_loop_poll_del (loop, answers.efd);
   ctl_queue_close (&requests);
   ctl_queue_close (&answers);
   if (loop)
@@ -656,19 +659,19 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   dispatch = fn;
   quit = false;
   requests.efd = answers.efd = -1;
-  int r;
+  int r = -ENOMEM;
   if (!(loop = qb_loop_create ())
       || (r = ctl_queue_init (&requests, l, ctl_dispatch)) < 0
       || (r = ctl_queue_init (&answers, loop, ctl_answer)) < 0
-      || qb_loop_poll_add (l, QB_LOOP_MED, requests.efd, POLLIN, &requests,
-                           ctl_queue_ready)
+      || (r = qb_loop_poll_add (l, QB_LOOP_MED, requests.efd, POLLIN, &requests,
+                                ctl_queue_ready))
              < 0
-      || qb_loop_poll_add (loop, QB_LOOP_HIGH, answers.efd, POLLIN, &answers,
-                           ctl_queue_ready)
+      || (r = qb_loop_poll_add (loop, QB_LOOP_HIGH, answers.efd, POLLIN,
+                                &answers, ctl_queue_ready))
              < 0)
     {
       qb_log (LOG_ERR, "ctl: cannot set up the control channel's thread: %s",
-              loop ? "out of memory or file descriptors" : "no loop");
+              strerror (-r));
       ctl_start_undo (l);
       return -1;
     }

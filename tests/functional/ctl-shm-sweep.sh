@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # A cowd that dies with a cowctl connected leaves the connection's shared
-# memory (libqb's /dev/shm/qb-SERVER-CLIENT-N-XXXXXX, 3 MiB here); the
+# memory (libqb's /dev/shm/qb-SERVER-CLIENT-N-XXXXXX); the
 # next cowd of the run directory removes those of its own control service
 # whose server is gone, and nothing else:
 #  - a cowd made to exit in the middle of a snapshot (COWD_TEST_CRASH_AT,
