@@ -108,12 +108,14 @@ serve (struct ctl_req *req)
     }
   else if (strcmp (argv[0], "bigblock") == 0 && ctl_req_argc (req) == 3)
     {
-      /* answer N bytes, then hold the loop MS milliseconds */
+      /* answer N bytes, then hold the loop MS milliseconds (req and
+       * its words are gone once answered) */
+      useconds_t us = (useconds_t) strtoul (argv[2], NULL, 10) * 1000;
       char *t = big_text (strtoul (argv[1], NULL, 10));
       ctl_reply (req, 0, t);
       free (t);
       marker ("blocked");
-      usleep ((useconds_t) strtoul (argv[2], NULL, 10) * 1000);
+      usleep (us);
       marker ("unblocked");
     }
   else
