@@ -60,6 +60,13 @@ requires() {
     command -v "$c" >/dev/null 2>&1 || { echo "SKIP: $c is not installed"; exit 77; }
   done
 }
+# slowsync_shim: shim= the path of tests/helpers' slowsync.so (every sync
+# of the process it is preloaded in waits SLOWSYNC_MS more); fails the
+# test when it is not built.
+slowsync_shim() {
+  shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
+  [ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+}
 requires_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }; }
 
 fail() { echo "FAIL: $*" >&2; exit 1; }

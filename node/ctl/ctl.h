@@ -62,9 +62,9 @@
 #define CTL_ARGC_MAX 65536u
 #define CTL_FRAME_MAX (128 * 1024)
 /* The least a connection's rings hold (cowd enforces it): one frame.  A
- * client asks for more to send larger requests (ctl_connect); the rings
- * are zeroed and faulted in by cowd's loop at every connection, 3 MiB of
- * them at 1 MiB a ring. */
+ * client asks for more to send larger requests (ctl_connect); cowd zeroes
+ * and maps the rings at every connection (on its control channel's
+ * thread), 3 MiB of them at 1 MiB a ring. */
 #define CTL_CONN_MIN CTL_FRAME_MAX
 #define CTL_FRAME_DATA (CTL_FRAME_MAX - 64)
 #define CTL_TEXT_MAX (1024u * 1024 * 1024)

@@ -10,8 +10,7 @@
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires tgtd jq cowd cowctl
-shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
-[ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+slowsync_shim
 
 lab_init "cs$(printf %04x $((RANDOM)))"
 for n in 0 1 2 3; do lab_host $n; done

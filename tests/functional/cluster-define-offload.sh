@@ -17,8 +17,7 @@
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires tgtd jq cowd cowctl nbdsh sqlite3
-shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
-[ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+slowsync_shim
 
 lab_init "co$(printf %04x $((RANDOM)))"
 lab_small_cluster

@@ -20,8 +20,7 @@ source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
 requires cowd cowctl jq nbdsh nbdcopy qemu-io
-shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
-[ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+slowsync_shim
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 c() { cowctl --run-dir "$d/run" "$@"; }

@@ -15,8 +15,7 @@
 #    written before the detach.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 requires cowd cowctl qemu-io jq
-shim=${abs_top_builddir:-$top_srcdir}/tests/helpers/.libs/slowsync.so
-[ -f "$shim" ] || fail "the shim $shim is not built (make check builds it)"
+slowsync_shim
 
 d=$(mktemp -d /tmp/cowherd-test.XXXXXX); cleanup_fn rm -rf "$d"
 c() { cowctl --run-dir "$d/run" "$@"; }
