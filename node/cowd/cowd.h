@@ -133,6 +133,8 @@ struct strbuf;
 void cmd_export (struct ctl_req *req, int argc, char **argv, bool json);
 void export_status_json (struct strbuf *sb, const struct volume *v);
 void export_status_text (struct strbuf *sb, const struct volume *v);
+/* e is being detached: an export whose target opens forgets it. */
+void export_forget (const struct vol_entry *e);
 /* status: the chain's part (layers, merge progress). */
 void chain_status_json (struct strbuf *sb, const struct volume *v);
 void chain_status_text (struct strbuf *sb, const struct volume *v);

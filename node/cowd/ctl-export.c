@@ -4,12 +4,17 @@
  * vol-export.c does the work).
  *
  * Start: the target is checked against every definition (the base or the
- * CoW device of any volume, a layer of any attached one: refused), opened
- * and checked by the engine (not the volume's own devices, at least its
- * size), then the volume is held and drained (vol_hold_op) so that the
+ * CoW device of any volume, a layer of any attached one: refused) and by
+ * the engine (not the volume's own devices), then opened on a worker
+ * thread (cowd_offload: an iSCSI login to a target that answers nothing
+ * waits up to the reconnect deadline, and on the loop every volume of the
+ * host waited with it) and checked (at least the volume's size).  Back on
+ * the loop the volume is checked again (a detach meanwhile forgets the
+ * export: export_forget), held and drained (vol_hold_op) so that the
  * export starts at a point where no write is in flight, and resumed.  The
  * answer comes then: the export runs on in the background; cowctl follows
- * it through `stats NAME --json` (its "export" object, by id).
+ * it through `stats NAME --json` (its "export" object, by id).  While one
+ * export's target opens, another export of the volume is refused (busy).
  *
  * Only the owner exports (the volume ACTIVE here, not held): a cowd that
  * is not the owner answers not-owner, as hydrate does.
@@ -32,12 +37,39 @@
 struct export_req
 {
   struct ctl_req *req;
-  struct vol_entry *e;
+  struct vol_entry *e; /* NULL: detached while the target opened */
   struct backend *target;
   char *uri;
   bool created, json;
   uint32_t rate;
+  /* the open on a worker thread */
+  char *name;
+  uint64_t size;
+  struct backend_opts bo;
+  int r;
+  char err[COW_ERRLEN];
+  struct export_req *next; /* exports_opening */
 };
+
+/* The exports whose target opens on a thread. */
+static struct export_req *exports_opening;
+
+static struct export_req *
+export_opening (const struct vol_entry *e)
+{
+  struct export_req *x = exports_opening;
+  while (x && x->e != e)
+    x = x->next;
+  return x;
+}
+
+void
+export_forget (const struct vol_entry *e)
+{
+  struct export_req *x = export_opening (e);
+  if (x)
+    x->e = NULL;
+}
 
 static void
 export_req_free (struct export_req *x, bool drop_target)
@@ -49,6 +81,7 @@ export_req_free (struct export_req *x, bool drop_target)
         unlink (x->uri);
     }
   free (x->uri);
+  free (x->name);
   free (x);
 }
 
@@ -180,40 +213,89 @@ export_check_others (struct ctl_req *req, struct vol_entry *self,
   return -1;
 }
 
+/* On a worker thread: x->name, size, uri and bo only. */
 static void
-export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
-              uint32_t rate, bool json)
+export_open_work (void *data)
 {
-  char err[COW_ERRLEN];
-  struct backend_opts bo;
-  struct export_req *x = calloc (1, sizeof *x);
-  char *u = strdup (uri);
-  if (!x || !u)
+  struct export_req *x = data;
+  x->r = vol_export_open_target (x->name, x->size, x->uri, &x->bo, &x->target,
+                                 &x->created, x->err, sizeof x->err);
+}
+
+static void
+export_opened (void *data)
+{
+  struct export_req *x = data, **pp = &exports_opening;
+  while (*pp != x)
+    pp = &(*pp)->next;
+  *pp = x->next;
+  struct vol_entry *e = x->e;
+  char e2[COW_ERRLEN - 256];
+  int r = x->r;
+  bool opened = r == 0;
+  if (!e || !e->vol || e->closing)
     {
-      free (x);
-      free (u);
-      return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
-                        e->name);
+      r = -COW_E_NOT_ATTACHED;
+      snprintf (x->err, sizeof x->err,
+                "volume %s was detached while the export target %s was "
+                "being opened",
+                x->name, x->uri);
     }
-  *x = (struct export_req){
-    .req = req, .e = e, .uri = u, .rate = rate, .json = json
-  };
-  voldb_backend_opts (&bo);
-  int r = vol_export_open (e->vol, uri, &bo, &x->target, &x->created, err,
-                           sizeof err);
+  else if (r == 0 && (r = backend_start_loop (x->target, e2, sizeof e2)) < 0)
+    snprintf (x->err, sizeof x->err,
+              "volume %s: the export target cannot be used: %s", x->name, e2);
+  else if (r == 0)
+    r = vol_export_check (e->vol, x->uri, x->err, sizeof x->err);
   if (r < 0)
     {
-      reply_fmt (req, r, "%s", err);
-      return export_req_free (x, false);
+      reply_fmt (x->req, r, "%s", x->err);
+      return export_req_free (x, opened); /* a failed open left nothing */
     }
   if (vol_hold_op (e->vol, export_drained, x) < 0)
     {
-      reply_fmt (req, COW_E_BUSY,
+      reply_fmt (x->req, COW_E_BUSY,
                  "volume %s is held (another operation, a "
                  "handoff or a detach is under way); try again",
                  e->name);
       export_req_free (x, true);
     }
+}
+
+static void
+export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
+              uint32_t rate, bool json)
+{
+  char err[COW_ERRLEN];
+  if (export_opening (e))
+    return reply_fmt (req, COW_E_BUSY,
+                      "volume %s: the target of another export of it is "
+                      "being opened; try again",
+                      e->name);
+  int r = vol_export_check (e->vol, uri, err, sizeof err);
+  if (r < 0)
+    return reply_fmt (req, r, "%s", err);
+  struct export_req *x = calloc (1, sizeof *x);
+  char *u = strdup (uri), *n = strdup (e->name);
+  if (!x || !u || !n)
+    {
+      free (x);
+      free (u);
+      free (n);
+      return reply_fmt (req, COW_E_INTERNAL, "volume %s: out of memory",
+                        e->name);
+    }
+  *x = (struct export_req){ .req = req,
+                            .e = e,
+                            .uri = u,
+                            .rate = rate,
+                            .json = json,
+                            .name = n,
+                            .size = vol_super (e->vol)->volume_size,
+                            .next = exports_opening };
+  voldb_backend_opts (&x->bo);
+  x->bo.blocking_only = x->bo.loop_later = true;
+  exports_opening = x;
+  cowd_offload (export_open_work, export_opened, x);
 }
 
 void

@@ -1198,6 +1198,7 @@ voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
     abort ();
   *dc = (struct detach_ctx){ e, done, opaque };
   e->closing = true;
+  export_forget (e);
   if (e->exp)
     nbd_export_free (e->exp);
   e->exp = NULL;

@@ -600,21 +600,21 @@ exp_check_owner (struct volume *v, char *err, size_t errlen)
 
 /* A path that does not exist yet: a new sparse file of the volume's size. */
 static int
-exp_create_file (struct volume *v, const char *path, bool *created, char *err,
-                 size_t errlen)
+exp_create_file (const char *name, uint64_t size, const char *path,
+                 bool *created, char *err, size_t errlen)
 {
   struct stat st;
   if (strncmp (path, "iscsi://", 8) == 0 || stat (path, &st) == 0
       || errno != ENOENT)
     return 0;
   int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 || ftruncate (fd, (off_t) v->sb.volume_size) < 0)
+  if (fd < 0 || ftruncate (fd, (off_t) size) < 0)
     {
       int e = errno;
       snprintf (err, errlen,
                 "volume %s: creating the export target %s "
                 "failed: %s",
-                v->name, path, strerror (e));
+                name, path, strerror (e));
       if (fd >= 0)
         {
           close (fd);
@@ -646,30 +646,37 @@ exp_check_device (struct volume *v, const char *uri, const char *key, char *err,
 }
 
 static int
-exp_check_size (struct volume *v, struct backend *t, char *err, size_t errlen)
+exp_check_size (const char *name, uint64_t size, struct backend *t, char *err,
+                size_t errlen)
 {
-  if (t->size >= v->sb.volume_size)
+  if (t->size >= size)
     return 0;
   snprintf (err, errlen,
             "volume %s: the export target %s is too small: it "
             "has %" PRIu64 " bytes and the volume %" PRIu64 " bytes",
-            v->name, t->uri, t->size, v->sb.volume_size);
+            name, t->uri, t->size, size);
   return -COW_E_BAD_DEVICE;
 }
 
 int
-vol_export_open (struct volume *v, const char *uri,
-                 const struct backend_opts *bo, struct backend **out,
-                 bool *created, char *err, size_t errlen)
+vol_export_check (struct volume *v, const char *uri, char *err, size_t errlen)
+{
+  char key[sizeof ((struct backend *) 0)->key];
+  int r = exp_check_owner (v, err, errlen);
+  backend_key (uri, key, sizeof key);
+  return r < 0 ? r : exp_check_device (v, uri, key, err, errlen);
+}
+
+int
+vol_export_open_target (const char *name, uint64_t size, const char *uri,
+                        const struct backend_opts *bo, struct backend **out,
+                        bool *created, char *err, size_t errlen)
 {
   char e[COW_ERRLEN - 256];
   struct backend_opts o = *bo;
-  char key[sizeof ((struct backend *) 0)->key];
-  int r = exp_check_owner (v, err, errlen);
   *created = false;
-  backend_key (uri, key, sizeof key);
-  if (r < 0 || (r = exp_check_device (v, uri, key, err, errlen)) < 0
-      || (r = exp_create_file (v, uri, created, err, errlen)) < 0)
+  int r = exp_create_file (name, size, uri, created, err, errlen);
+  if (r < 0)
     return r;
   o.writable = true;
   o.direct = true;
@@ -682,10 +689,10 @@ vol_export_open (struct volume *v, const char *uri,
       snprintf (err, errlen,
                 "volume %s: the export target cannot be used: "
                 "%s",
-                v->name, e);
+                name, e);
       r = cow_err_code (r) == COW_E_INTERNAL ? -COW_E_BAD_DEVICE : r;
     }
-  else if ((r = exp_check_size (v, *out, err, errlen)) < 0)
+  else if ((r = exp_check_size (name, size, *out, err, errlen)) < 0)
     {
       backend_close (*out);
       *out = NULL;

@@ -322,9 +322,13 @@ void vol_merge_info (const struct volume *v, struct vol_merge *mi);
 
 /* Export (vol-export.c): the volume's contents at the moment the export
  * starts, written as a linear raw image to another device while the
- * volume serves (copy-before-write).  vol_export_open opens the target
- * (a path that does not exist is created, sparse, of the volume's size:
- * *created) and checks it: not a device of the volume, at least its size.
+ * volume serves (copy-before-write).  vol_export_check, on the loop:
+ * the volume serves here, runs no export, and uri is none of its devices.
+ * vol_export_open_target opens the target (a path that does not exist is
+ * created, sparse, of the volume's size: *created) and checks that it
+ * holds size bytes; it touches no volume, so it may run on a thread (an
+ * iSCSI login can wait for the reconnect deadline): with bo->blocking_only
+ * and loop_later, the loop then calls backend_start_loop.
  * vol_export_begin takes the target and starts; the volume must be
  * drained (vol_hold_op) and is resumed by the caller.  Each returns 0, or
  * a negative code with one sentence in err. */
@@ -343,9 +347,11 @@ struct vol_export_info
   const char *error;       /* why it failed or stopped, or "" */
   int code;                /* its COW_E_* code (io, held, not-running) */
 };
-int vol_export_open (struct volume *v, const char *uri,
-                     const struct backend_opts *bo, struct backend **out,
-                     bool *created, char *err, size_t errlen);
+int vol_export_check (struct volume *v, const char *uri, char *err,
+                      size_t errlen);
+int vol_export_open_target (const char *name, uint64_t size, const char *uri,
+                            const struct backend_opts *bo, struct backend **out,
+                            bool *created, char *err, size_t errlen);
 int vol_export_begin (struct volume *v, struct backend *target, bool zeroed,
                       uint32_t rate_mbs, char *err, size_t errlen);
 int vol_export_cancel (struct volume *v, char *err, size_t errlen);
