@@ -19,7 +19,13 @@
 #   lab_lun N TID IQN LUN FILE        a target (once) and a file-backed LUN
 #   lab_iscsi_url N IQN LUN
 #   lab_corosync N...     corosync (knet, token 1000) on the listed hosts;
-#                         lab_corosync_pid N gives its pid
+#                         lab_corosync_pid N gives its pid; each runs
+#                         SCHED_RR 99 (corosync's default) unless
+#                         LAB_COROSYNC_RR=no (system.sched_rr: no):
+#                         benchmarks use it to show what three realtime
+#                         corosyncs on this machine's CPUs cost the rest
+#   lab_corosync_policy N   host N's corosync's scheduling, as chrt(1)
+#                         reads it ("SCHED_RR 99", "SCHED_OTHER 0")
 #   lab_corosync_restart N  corosync again on host N (same configuration)
 #   lab_wait_quorate N SECS, lab_wait_cowd_quorate N SECS,
 #   lab_wait_members N COUNT SECS
@@ -152,8 +158,15 @@ lab_corosync() {
     }
 "
   done
-  local two=""
+  local two="" rr=""
   [ $# -eq 2 ] && two="    two_node: 1"
+  case ${LAB_COROSYNC_RR:-yes} in
+    yes) ;;
+    no) rr="system {
+    sched_rr: no
+}" ;;
+    *) fail "LAB_COROSYNC_RR is yes or no, not '$LAB_COROSYNC_RR'" ;;
+  esac
   for n in "$@"; do
     cat > "$(lab_dir "$n")/corosync.conf" <<CONF
 totem {
@@ -170,6 +183,7 @@ quorum {
     provider: corosync_votequorum
 $two
 }
+$rr
 logging {
     to_logfile: yes
     logfile: $(lab_dir "$n")/log/corosync.log
@@ -183,6 +197,12 @@ CONF
 }
 
 lab_corosync_pid() { echo "${_lab_corosync_pid[$1]}"; }
+
+lab_corosync_policy() {
+  # corosync sets its scheduling after it starts: read it once quorate
+  chrt -p "${_lab_corosync_pid[$1]}" | awk -F': ' '
+    /policy/ { p = $2 } /priority/ { n = $2 } END { print p, n }'
+}
 
 lab_corosync_restart() {
   local n=$1
