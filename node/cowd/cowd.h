@@ -42,6 +42,7 @@ struct vol_entry
   char *error;             /* why the last attach failed, or NULL */
   bool accept_base_change; /* the attach under way records the base */
   struct volume *vol;
+  uint64_t attach_id; /* a new one each time vol is set: voldb_opened */
   struct nbd_export *exp;
   bool closing;
   bool opening; /* voldb_attach_async: its devices open on a thread */
@@ -106,6 +107,16 @@ int blackbox_dump (char *path, size_t len);
 
 /* voldb.c: the definitions table and its file. */
 struct vol_entry *voldb_find (const char *name);
+/* Back on the loop after a worker thread opened bk for volume name's
+ * attach attach_id (r: the open's result, its sentence in err): *ep is
+ * the entry if it is still that attach, not closing (it may have been
+ * detached, deleted or attached again meanwhile: else the sentence
+ * "volume NAME was detached while WHAT was being opened" and
+ * -COW_E_NOT_ATTACHED), and bk is put on the loop (a failure: "volume
+ * NAME: CANT" and the backend's sentence).  Returns 0 or the code. */
+int voldb_opened (const char *name, uint64_t attach_id, const char *what,
+                  const char *cant, struct backend *bk, int r,
+                  struct vol_entry **ep, char *err, size_t errlen);
 struct vol_entry *voldb_add (const char *name, const char *base,
                              const char *cow, uint32_t chunk_size,
                              enum dscow_commit commit);
@@ -133,8 +144,6 @@ struct strbuf;
 void cmd_export (struct ctl_req *req, int argc, char **argv, bool json);
 void export_status_json (struct strbuf *sb, const struct volume *v);
 void export_status_text (struct strbuf *sb, const struct volume *v);
-/* e is being detached: an export whose target opens forgets it. */
-void export_forget (const struct vol_entry *e);
 /* status: the chain's part (layers, merge progress). */
 void chain_status_json (struct strbuf *sb, const struct volume *v);
 void chain_status_text (struct strbuf *sb, const struct volume *v);

@@ -6,8 +6,13 @@
  * volume (new requests queue), and once nothing is in flight and every
  * bit is durable runs the engine's blocking step, resumes the volume and
  * answers.  So a client sees a pause of one drain plus a few superblock
- * writes, never an error.  The definition (the store) is untouched: it
- * names the first CoW device, and the chain above it is on disk.
+ * writes, never an error.  A snapshot opens its new layer's device on a
+ * worker thread before it holds the volume (an iSCSI login to a target
+ * that answers nothing waits up to the reconnect deadline; the volume and
+ * the host's others serve meanwhile), then, held, formats it and freezes
+ * the top on the loop.  The definition
+ * (the store) is untouched: it names the first CoW device, and the chain above
+ * it is on disk.
  *
  * In a cluster they run on the owner (the volume active here).  The chain
  * is on the shared disk, so it follows ownership without a message of its
@@ -47,11 +52,22 @@ struct chain_req
   enum chain_op op;
   char *uri, *name;
   bool json;
+  /* a snapshot's new layer, opened on a worker thread first */
+  char *vname;
+  uint64_t size, attach_id;
+  uint32_t cs;
+  bool direct;
+  struct backend_opts bo;
+  struct backend *nb; /* open: closed by chain_req_free unless committed */
+  int r;
+  char err[COW_ERRLEN];
 };
 
 static void
 chain_req_free (struct chain_req *c)
 {
+  backend_close (c->nb);
+  free (c->vname);
   free (c->uri);
   free (c->name);
   free (c);
@@ -134,29 +150,12 @@ chain_drain_err (char *err, size_t errlen, const char *name, int res)
               strerror (-res));
 }
 
-/* The drained volume: change the chain, resume, answer. */
+/* Resume the volume and answer (r: the change's result). */
 static void
-chain_drained (void *opaque, int res)
+chain_end (struct chain_req *c, int r, const char *err, char **freed,
+           unsigned nfreed)
 {
-  struct chain_req *c = opaque;
-  struct volume *v = c->e->vol;
-  char err[COW_ERRLEN] = "", *freed[DSCOW_CHAIN_MAX];
-  unsigned nfreed = 0;
-  struct backend_opts bo;
-  int r = res;
-  if (r < 0)
-    chain_drain_err (err, sizeof err, c->e->name, r);
-  else if (c->op == CHAIN_SNAPSHOT)
-    {
-      voldb_backend_opts (&bo);
-      if (cowd.own->backend_opts)
-        cowd.own->backend_opts (&bo); /* fencing: our key on the new LUN */
-      r = vol_snapshot (v, c->uri, c->name, &bo, err, sizeof err);
-    }
-  else
-    r = vol_rollback (v, c->op == CHAIN_ROLLBACK ? c->name : NULL, freed,
-                      &nfreed, err, sizeof err);
-  vol_resume_op (v);
+  vol_resume_op (c->e->vol);
   if (r < 0)
     reply_fmt (c->req, r, "%s", err);
   else if (c->op != CHAIN_SNAPSHOT)
@@ -171,7 +170,77 @@ chain_drained (void *opaque, int res)
                c->e->name, c->name, c->uri);
   for (unsigned i = 0; i < nfreed; i++)
     free (freed[i]);
+}
+
+/* The drained volume: change the chain, resume, answer. */
+static void
+chain_drained (void *opaque, int res)
+{
+  struct chain_req *c = opaque;
+  struct volume *v = c->e->vol;
+  char err[COW_ERRLEN] = "", *freed[DSCOW_CHAIN_MAX];
+  unsigned nfreed = 0;
+  int r = res;
+  if (r < 0)
+    chain_drain_err (err, sizeof err, c->e->name, r);
+  else if (c->op == CHAIN_SNAPSHOT)
+    {
+      /* What was checked before the open may have changed since. */
+      r = vol_snapshot_check (v, c->name, c->uri, err, sizeof err);
+      if (r == 0)
+        {
+          r = vol_snapshot_commit (v, c->name, c->nb, err, sizeof err);
+          c->nb = NULL; /* the volume's top, or closed */
+        }
+    }
+  else
+    r = vol_rollback (v, c->op == CHAIN_ROLLBACK ? c->name : NULL, freed,
+                      &nfreed, err, sizeof err);
+  chain_end (c, r, err, freed, nfreed);
   chain_req_free (c);
+}
+
+/* Hold the volume for c; its drain runs chain_drained. */
+static void
+chain_hold (struct chain_req *c)
+{
+  if (vol_hold_op (c->e->vol, chain_drained, c) < 0)
+    {
+      reply_fmt (c->req, COW_E_BUSY,
+                 "volume %s is held (another operation, a "
+                 "handoff or a detach is under way); try again",
+                 c->e->name);
+      chain_req_free (c);
+    }
+}
+
+/* On a worker thread: the new layer's device opened and checked; it
+ * reads no volume. */
+static void
+chain_layer_open (void *data)
+{
+  struct chain_req *c = data;
+  c->r = vol_layer_open (c->vname, c->size, c->cs, c->direct, c->uri, &c->bo,
+                         &c->nb, c->err, sizeof c->err);
+}
+
+/* Back on the loop: the volume, if it is still this attach of it, is
+ * held for the commit (the layer's session registered this host's key
+ * first: on_login, at backend_start_loop). */
+static void
+chain_layer_opened (void *data)
+{
+  struct chain_req *c = data;
+  char what[COW_ERRLEN - 128];
+  snprintf (what, sizeof what, "the new layer %s", c->uri);
+  int r = voldb_opened (c->vname, c->attach_id, what, "new layer ", c->nb, c->r,
+                        &c->e, c->err, sizeof c->err);
+  if (r < 0)
+    {
+      reply_fmt (c->req, r, "%s", c->err);
+      return chain_req_free (c);
+    }
+  chain_hold (c);
 }
 
 static void
@@ -180,7 +249,7 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
 {
   struct chain_req *c = calloc (1, sizeof *c);
   if (!c || (uri && !(c->uri = strdup (uri)))
-      || (name && !(c->name = strdup (name))))
+      || (name && !(c->name = strdup (name))) || !(c->vname = strdup (e->name)))
     {
       if (c)
         chain_req_free (c);
@@ -191,14 +260,24 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
   c->e = e;
   c->op = op;
   c->json = json;
-  if (vol_hold_op (e->vol, chain_drained, c) < 0)
+  if (op != CHAIN_SNAPSHOT)
+    return chain_hold (c);
+  char err[COW_ERRLEN];
+  int r = vol_snapshot_check (e->vol, name, uri, err, sizeof err);
+  if (r < 0)
     {
-      reply_fmt (req, COW_E_BUSY,
-                 "volume %s is held (another operation, a "
-                 "handoff or a detach is under way); try again",
-                 e->name);
-      chain_req_free (c);
+      reply_fmt (req, r, "%s", err);
+      return chain_req_free (c);
     }
+  c->size = vol_size (e->vol);
+  c->cs = vol_chunk_size (e->vol);
+  c->direct = vol_is_direct (e->vol);
+  c->attach_id = e->attach_id;
+  voldb_backend_opts (&c->bo);
+  if (cowd.own->backend_opts)
+    cowd.own->backend_opts (&c->bo); /* fencing: our key on the new LUN */
+  c->bo.blocking_only = c->bo.loop_later = true;
+  cowd_offload (chain_layer_open, chain_layer_opened, c);
 }
 
 /* A snapshot name that is free: snapN, N the number of layers on. */

@@ -9,8 +9,8 @@
  * thread (cowd_offload: an iSCSI login to a target that answers nothing
  * waits up to the reconnect deadline, and on the loop every volume of the
  * host waited with it) and checked (at least the volume's size).  Back on
- * the loop the volume is checked again (a detach meanwhile forgets the
- * export: export_forget), held and drained (vol_hold_op) so that the
+ * the loop the volume is checked again (still this attach of it:
+ * voldb_opened), held and drained (vol_hold_op) so that the
  * export starts at a point where no write is in flight, and resumed.  The
  * answer comes then: the export runs on in the background; cowctl follows
  * it through `stats NAME --json` (its "export" object, by id).  While one
@@ -37,14 +37,14 @@
 struct export_req
 {
   struct ctl_req *req;
-  struct vol_entry *e; /* NULL: detached while the target opened */
+  struct vol_entry *e; /* set again when the target is open: voldb_opened */
   struct backend *target;
   char *uri;
   bool created, json;
   uint32_t rate;
   /* the open on a worker thread */
   char *name;
-  uint64_t size;
+  uint64_t size, attach_id;
   struct backend_opts bo;
   int r;
   char err[COW_ERRLEN];
@@ -55,20 +55,12 @@ struct export_req
 static struct export_req *exports_opening;
 
 static struct export_req *
-export_opening (const struct vol_entry *e)
+export_opening (const char *name)
 {
   struct export_req *x = exports_opening;
-  while (x && x->e != e)
+  while (x && strcmp (x->name, name) != 0)
     x = x->next;
   return x;
-}
-
-void
-export_forget (const struct vol_entry *e)
-{
-  struct export_req *x = export_opening (e);
-  if (x)
-    x->e = NULL;
 }
 
 static void
@@ -229,22 +221,15 @@ export_opened (void *data)
   while (*pp != x)
     pp = &(*pp)->next;
   *pp = x->next;
-  struct vol_entry *e = x->e;
-  char e2[COW_ERRLEN - 256];
-  int r = x->r;
-  bool opened = r == 0;
-  if (!e || !e->vol || e->closing)
-    {
-      r = -COW_E_NOT_ATTACHED;
-      snprintf (x->err, sizeof x->err,
-                "volume %s was detached while the export target %s was "
-                "being opened",
-                x->name, x->uri);
-    }
-  else if (r == 0 && (r = backend_start_loop (x->target, e2, sizeof e2)) < 0)
-    snprintf (x->err, sizeof x->err,
-              "volume %s: the export target cannot be used: %s", x->name, e2);
-  else if (r == 0)
+  struct vol_entry *e;
+  char what[COW_ERRLEN - 128];
+  bool opened = x->r == 0;
+  snprintf (what, sizeof what, "the export target %s", x->uri);
+  int r = voldb_opened (x->name, x->attach_id, what,
+                        "the export target cannot be used: ", x->target, x->r,
+                        &e, x->err, sizeof x->err);
+  x->e = e;
+  if (r == 0)
     r = vol_export_check (e->vol, x->uri, x->err, sizeof x->err);
   if (r < 0)
     {
@@ -266,7 +251,7 @@ export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
               uint32_t rate, bool json)
 {
   char err[COW_ERRLEN];
-  if (export_opening (e))
+  if (export_opening (e->name))
     return reply_fmt (req, COW_E_BUSY,
                       "volume %s: the target of another export of it is "
                       "being opened; try again",
@@ -291,6 +276,7 @@ export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
                             .json = json,
                             .name = n,
                             .size = vol_super (e->vol)->volume_size,
+                            .attach_id = e->attach_id,
                             .next = exports_opening };
   voldb_backend_opts (&x->bo);
   x->bo.blocking_only = x->bo.loop_later = true;

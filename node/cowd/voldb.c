@@ -116,6 +116,25 @@ voldb_find (const char *name)
   return strmap_get (&V.by_name, name);
 }
 
+int
+voldb_opened (const char *name, uint64_t attach_id, const char *what,
+              const char *cant, struct backend *bk, int r,
+              struct vol_entry **ep, char *err, size_t errlen)
+{
+  char e2[COW_ERRLEN - 256];
+  struct vol_entry *e = voldb_find (name);
+  *ep = e && e->vol && !e->closing && e->attach_id == attach_id ? e : NULL;
+  if (!*ep)
+    {
+      snprintf (err, errlen, "volume %s was detached while %s was being opened",
+                name, what);
+      return -COW_E_NOT_ATTACHED;
+    }
+  if (r == 0 && (r = backend_start_loop (bk, e2, sizeof e2)) < 0)
+    snprintf (err, errlen, "volume %s: %s%s", name, cant, e2);
+  return r;
+}
+
 /* The skip list: level 0 is the sorted list cowd.vols (e->next); an entry
  * of level L also sits on the lists 1..L-1 through e->up[]. */
 static struct vol_entry **
@@ -1119,7 +1138,9 @@ attach_done (void *data)
     vol_close (j->v, NULL, NULL);
   else if (r == 0)
     {
+      static uint64_t attaches;
       e->vol = j->v;
+      e->attach_id = ++attaches;
       r = voldb_attach_opened (e, j->takeover, j->err, sizeof j->err);
     }
   /* The attach that began the open first, then those that joined it;
@@ -1198,7 +1219,6 @@ voldb_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
     abort ();
   *dc = (struct detach_ctx){ e, done, opaque };
   e->closing = true;
-  export_forget (e);
   if (e->exp)
     nbd_export_free (e->exp);
   e->exp = NULL;

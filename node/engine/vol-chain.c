@@ -459,22 +459,21 @@ chain_err_used (const struct volume *v, const char *uri, char *err,
   return -COW_E_COW_IN_USE;
 }
 
-/* May the new layer's device be formatted?  Empty, or a layer of this
- * volume that is no longer in its chain (an interrupted snapshot, a
- * rolled-back layer). */
+/* May the new layer's device be formatted (volume name, of size bytes
+ * in chunks of cs)?  Empty, or a layer of this volume that is no longer
+ * in its chain (an interrupted snapshot, a rolled-back layer).  Reads no
+ * volume: it runs on a thread (vol_layer_open). */
 static int
-chain_check_new (struct volume *v, struct backend *nb, char *err, size_t errlen)
+chain_check_new (const char *name, uint64_t size, uint32_t cs,
+                 struct backend *nb, char *err, size_t errlen)
 {
   struct dscow_super sb;
-  if (chain_uses (v, nb->key))
-    return chain_err_used (v, nb->uri, err, errlen);
-  if (nb->size < dscow_cow_min_size (v->sb.volume_size, v->cs))
+  if (nb->size < dscow_cow_min_size (size, cs))
     {
       snprintf (err, errlen,
                 "volume %s: %s is too small for a layer: it has "
                 "%" PRIu64 " bytes and needs %" PRIu64,
-                v->name, nb->uri, nb->size,
-                dscow_cow_min_size (v->sb.volume_size, v->cs));
+                name, nb->uri, nb->size, dscow_cow_min_size (size, cs));
       return -COW_E_COW_TOO_SMALL;
     }
   uint8_t magic[4096] __attribute__ ((aligned (4096)));
@@ -483,33 +482,33 @@ chain_check_new (struct volume *v, struct backend *nb, char *err, size_t errlen)
     return 0; /* unreadable: the format's write says; no magic: free */
   int code;
   memset (&sb, 0, sizeof sb);
-  if (chain_read_super (nb, &sb, &code) == 0 && strcmp (sb.name, v->name) == 0)
+  if (chain_read_super (nb, &sb, &code) == 0 && strcmp (sb.name, name) == 0)
     return 0;
   snprintf (err, errlen,
             "volume %s: %s holds another dscow volume (%s); "
             "refusing to format it as a layer",
-            v->name, nb->uri, sb.name[0] ? sb.name : "unreadable superblock");
+            name, nb->uri, sb.name[0] ? sb.name : "unreadable superblock");
   return -COW_E_COW_IN_USE;
 }
 
-static int
-chain_open_new (struct volume *v, const struct backend_opts *bo,
-                const char *uri, struct backend **nb, char *err, size_t errlen)
+int
+vol_layer_open (const char *name, uint64_t size, uint32_t cs, bool direct,
+                const char *uri, const struct backend_opts *bo,
+                struct backend **nb, char *err, size_t errlen)
 {
-  char e[COW_ERRLEN - 128], key[sizeof ((struct backend *) 0)->key];
-  backend_key (uri, key, sizeof key);
-  if (chain_uses (v, key)) /* before its lock says "in use" */
-    return chain_err_used (v, uri, err, errlen);
+  char e[COW_ERRLEN - 128];
   struct backend_opts o = *bo;
   o.writable = true;
-  o.direct = v->direct;
+  o.direct = direct;
+  *nb = NULL;
+  vol_crash_point ("snapshot-start");
   int r = backend_open (uri, &o, nb, e, sizeof e);
   if (r < 0)
     {
-      snprintf (err, errlen, "volume %s: new layer %s", v->name, e);
+      snprintf (err, errlen, "volume %s: new layer %s", name, e);
       return r == -EBUSY ? -COW_E_COW_IN_USE : r;
     }
-  if ((r = chain_check_new (v, *nb, err, errlen)) < 0)
+  if ((r = chain_check_new (name, size, cs, *nb, err, errlen)) < 0)
     {
       backend_close (*nb);
       *nb = NULL;
@@ -593,12 +592,10 @@ chain_check_ready (struct volume *v, const char *what, char *err, size_t errlen)
 }
 
 int
-vol_snapshot (struct volume *v, const char *uri, const char *name,
-              const struct backend_opts *bo, char *err, size_t errlen)
+vol_snapshot_check (struct volume *v, const char *name, const char *uri,
+                    char *err, size_t errlen)
 {
-  struct backend *nb = NULL;
-  struct dscow_super nsb, old = v->sb;
-  uint64_t bm = (uint64_t) v->nblocks * DSCOW_BITMAP_BLOCK;
+  char key[sizeof ((struct backend *) 0)->key];
   int r = chain_check_ready (v, "snapshot", err, errlen);
   if (r < 0)
     return r;
@@ -633,10 +630,26 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
                 v->name, v->nlower + 1);
       return -COW_E_USAGE;
     }
-  vol_crash_point ("snapshot-start");
-  if ((r = chain_open_new (v, bo, uri, &nb, err, errlen)) < 0)
-    return r;
-  uint8_t *newmap = vol_alloc_aligned (bm);
+  backend_key (uri, key, sizeof key);
+  if (chain_uses (v, key)) /* before its lock says "in use" */
+    return chain_err_used (v, uri, err, errlen);
+  return 0;
+}
+
+int
+vol_snapshot_commit (struct volume *v, const char *name, struct backend *nb,
+                     char *err, size_t errlen)
+{
+  struct dscow_super nsb, old = v->sb;
+  uint64_t bm = (uint64_t) v->nblocks * DSCOW_BITMAP_BLOCK;
+  uint8_t *newmap = NULL;
+  int r;
+  if (chain_uses (v, nb->key)) /* another name for a device of the chain */
+    {
+      r = chain_err_used (v, nb->uri, err, errlen);
+      goto out_close;
+    }
+  newmap = vol_alloc_aligned (bm);
   if (!newmap || (r = chain_format_layer (v, nb, &nsb)) < 0)
     {
       r = newmap ? r : -ENOMEM;
@@ -680,6 +693,18 @@ out_close:
   free (newmap);
   backend_close (nb);
   return r;
+}
+
+int
+vol_snapshot (struct volume *v, const char *uri, const char *name,
+              const struct backend_opts *bo, char *err, size_t errlen)
+{
+  struct backend *nb;
+  int r = vol_snapshot_check (v, name, uri, err, errlen);
+  if (r == 0)
+    r = vol_layer_open (v->name, v->sb.volume_size, v->cs, v->direct, uri, bo,
+                        &nb, err, errlen);
+  return r < 0 ? r : vol_snapshot_commit (v, name, nb, err, errlen);
 }
 
 /* --- rollback and reset --- */

@@ -1709,6 +1709,12 @@ vol_chunk_size (const struct volume *v)
 {
   return v->cs;
 }
+
+bool
+vol_is_direct (const struct volume *v)
+{
+  return v->direct;
+}
 enum vol_state
 vol_get_state (const struct volume *v)
 {

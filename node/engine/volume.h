@@ -176,6 +176,7 @@ size_t vol_block_status (struct volume *v, enum vol_ctx ctx, uint64_t off,
 const char *vol_name (const struct volume *v);
 uint64_t vol_size (const struct volume *v);
 uint32_t vol_chunk_size (const struct volume *v);
+bool vol_is_direct (const struct volume *v); /* O_DIRECT, new layers too */
 bool vol_can_write (const struct volume *v);
 enum vol_state vol_get_state (const struct volume *v);
 const char *vol_state_name (enum vol_state s);
@@ -298,6 +299,24 @@ unsigned vol_layers (const struct volume *v, struct vol_layer_info *out,
  * device uri (formatted here). */
 int vol_snapshot (struct volume *v, const char *uri, const char *name,
                   const struct backend_opts *bo, char *err, size_t errlen);
+/* vol_snapshot in three steps, for a caller that opens the new layer's
+ * device off the loop and before it holds the volume (an iSCSI login
+ * waits up to the reconnect deadline: neither the volume's requests nor
+ * the loop wait for it): vol_snapshot_check (loop: the volume may take a
+ * snapshot named name on uri); vol_layer_open opens uri for the volume
+ * named name, of size bytes in chunks of cs, and checks that it may
+ * become a layer (it reads no volume: it may run on a thread; with
+ * bo->blocking_only and loop_later the loop then calls backend_start_loop
+ * on *nb); vol_snapshot_commit (loop, the volume held and drained, after
+ * vol_snapshot_check again) formats nb, freezes the top and makes nb the
+ * new one, or closes nb. */
+int vol_snapshot_check (struct volume *v, const char *name, const char *uri,
+                        char *err, size_t errlen);
+int vol_layer_open (const char *name, uint64_t size, uint32_t cs, bool direct,
+                    const char *uri, const struct backend_opts *bo,
+                    struct backend **nb, char *err, size_t errlen);
+int vol_snapshot_commit (struct volume *v, const char *name, struct backend *nb,
+                         char *err, size_t errlen);
 /* name: empty the layer above snapshot `name` and drop the layers above
  * that; NULL (reset): empty the top.  freed (DSCOW_CHAIN_MAX entries) gets
  * the dropped devices, strdup'ed, *nfreed how many. */
