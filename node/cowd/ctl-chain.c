@@ -10,9 +10,8 @@
  * worker thread before it holds the volume (an iSCSI login to a target
  * that answers nothing waits up to the reconnect deadline; the volume and
  * the host's others serve meanwhile), then, held, formats it and freezes
- * the top on the loop.  The definition
- * (the store) is untouched: it names the first CoW device, and the chain above
- * it is on disk.
+ * the top on the loop.  The definition (the store) is untouched: it names
+ * the first CoW device, and the chain above it is on disk.
  *
  * In a cluster they run on the owner (the volume active here).  The chain
  * is on the shared disk, so it follows ownership without a message of its
