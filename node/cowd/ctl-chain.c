@@ -185,7 +185,7 @@ chain_drained (void *opaque, int res)
   else if (c->op == CHAIN_SNAPSHOT)
     {
       /* What was checked before the open may have changed since. */
-      r = vol_snapshot_check (v, c->name, c->uri, err, sizeof err);
+      r = vol_snapshot_check (v, c->name, c->uri, true, err, sizeof err);
       if (r == 0)
         {
           r = vol_snapshot_commit (v, c->name, c->nb, err, sizeof err);
@@ -262,7 +262,7 @@ chain_start (struct ctl_req *req, struct vol_entry *e, enum chain_op op,
   if (op != CHAIN_SNAPSHOT)
     return chain_hold (c);
   char err[COW_ERRLEN];
-  int r = vol_snapshot_check (e->vol, name, uri, err, sizeof err);
+  int r = vol_snapshot_check (e->vol, name, uri, false, err, sizeof err);
   if (r < 0)
     {
       reply_fmt (req, r, "%s", err);

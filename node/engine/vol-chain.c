@@ -576,14 +576,15 @@ chain_take_top (struct volume *v, uint64_t epoch, uint32_t owner)
 }
 
 static int
-chain_check_ready (struct volume *v, const char *what, char *err, size_t errlen)
+chain_check_state (struct volume *v, const char *what, bool drained, char *err,
+                   size_t errlen)
 {
   const char *why = NULL;
   if (v->state != VOL_STATE_ACTIVE && v->state != VOL_STATE_HELD)
     why = "it is not active on this host";
   else if (v->commit == DSCOW_COMMIT_NONE)
     why = "it is transient (commit none): it keeps no metadata";
-  else if (v->in_flight || !commit_idle (v))
+  else if (drained && (v->in_flight || !commit_idle (v)))
     why = "requests are still in flight";
   if (!why)
     return 0;
@@ -591,12 +592,19 @@ chain_check_ready (struct volume *v, const char *what, char *err, size_t errlen)
   return -COW_E_USAGE;
 }
 
+/* The volume may change its chain now (held and drained). */
+static int
+chain_check_ready (struct volume *v, const char *what, char *err, size_t errlen)
+{
+  return chain_check_state (v, what, true, err, errlen);
+}
+
 int
 vol_snapshot_check (struct volume *v, const char *name, const char *uri,
-                    char *err, size_t errlen)
+                    bool drained, char *err, size_t errlen)
 {
   char key[sizeof ((struct backend *) 0)->key];
-  int r = chain_check_ready (v, "snapshot", err, errlen);
+  int r = chain_check_state (v, "snapshot", drained, err, errlen);
   if (r < 0)
     return r;
   if (!dscow_name_valid (name) || chain_find (v, name) >= 0)
@@ -700,7 +708,7 @@ vol_snapshot (struct volume *v, const char *uri, const char *name,
               const struct backend_opts *bo, char *err, size_t errlen)
 {
   struct backend *nb;
-  int r = vol_snapshot_check (v, name, uri, err, errlen);
+  int r = vol_snapshot_check (v, name, uri, true, err, errlen);
   if (r == 0)
     r = vol_layer_open (v->name, v->sb.volume_size, v->cs, v->direct, uri, bo,
                         &nb, err, errlen);

@@ -303,7 +303,8 @@ int vol_snapshot (struct volume *v, const char *uri, const char *name,
  * device off the loop and before it holds the volume (an iSCSI login
  * waits up to the reconnect deadline: neither the volume's requests nor
  * the loop wait for it): vol_snapshot_check (loop: the volume may take a
- * snapshot named name on uri); vol_layer_open opens uri for the volume
+ * snapshot named name on uri; before the drain, !drained: requests may be
+ * in flight); vol_layer_open opens uri for the volume
  * named name, of size bytes in chunks of cs, and checks that it may
  * become a layer (it reads no volume: it may run on a thread; with
  * bo->blocking_only and loop_later the loop then calls backend_start_loop
@@ -311,7 +312,7 @@ int vol_snapshot (struct volume *v, const char *uri, const char *name,
  * vol_snapshot_check again) formats nb, freezes the top and makes nb the
  * new one, or closes nb. */
 int vol_snapshot_check (struct volume *v, const char *name, const char *uri,
-                        char *err, size_t errlen);
+                        bool drained, char *err, size_t errlen);
 int vol_layer_open (const char *name, uint64_t size, uint32_t cs, bool direct,
                     const char *uri, const struct backend_opts *bo,
                     struct backend **nb, char *err, size_t errlen);

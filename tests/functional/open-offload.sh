@@ -24,7 +24,10 @@
 #   - a detach of v meanwhile detaches it at once; once the target answers
 #     the snapshot fails with the exact sentence and the LUN is untouched;
 #   - with tgtd running it is taken: v reads its data, a write after it
-#     reads back, and v has two layers, also after a detach and an attach.
+#     reads back, and v has two layers, also after a detach and an attach;
+#   - a snapshot of w while a read of w waits for w's base (on the frozen
+#     tgtd) is not refused: it waits for the read, then is taken, and the
+#     read returns the base's data.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/tgtd.sh"
 requires_root
@@ -38,10 +41,13 @@ new_image "$d/lbase.img" 1M random
 truncate -s 2M "$d/lcow.img"
 new_image "$d/target.lun" 4M zero
 new_image "$d/layer.lun" 8M zero
+new_image "$d/wbase.lun" 4M random
+truncate -s 6M "$d/wcow.img" "$d/wlayer.img"
 tgt_start
 iqn=iqn.2024-01.org.cowherd:openoffload
 tgt_lun 1 "$iqn" 1 "$d/target.lun"
 tgt_lun 1 "$iqn" 2 "$d/layer.lun"
+tgt_lun 1 "$iqn" 3 "$d/wbase.lun"
 lun=$(tgt_url "$iqn" 1)
 llun=$(tgt_url "$iqn" 2)
 printf '[cowd]\nreconnect-deadline-ms = 3000\n' > "$d/cowd.conf"
@@ -163,5 +169,25 @@ vuri=$(c attach v) || fail "attach v after the snapshot: $vuri"
 [ "$(layers)" = 2 ] || fail "v's chain after the snapshot: $(c snapshots v)"
 qio_ok "$vuri" "v's data over two layers" "read -P 0x6b 2M 64k" "read -P 0x5a 1M 64k"
 echo "  $out; two layers, the data of both"
+
+echo "== a snapshot of w while a read of w waits for its base"
+c create w --base "$(tgt_url "$iqn" 3)" --cow "$d/wcow.img" >/dev/null || fail "create w"
+wuri=$(c attach w) || fail "attach w: $wuri"
+kill -STOP "$_tgt_pid"
+nbdsh -u "$wuri" -c 'import sys; sys.stdout.buffer.write(h.pread(4096, 0))' > "$d/wread" 2>"$d/wread.err" &
+rdpid=$!
+sleep 0.5   # the read waits for the frozen base
+( rc=0; timeout 20 cowctl --run-dir "$d/run" snapshot w --cow "$d/wlayer.img" --name s1 > "$d/w.out" 2>&1 || rc=$?
+  echo "$rc" > "$d/w.res" ) &
+wpid=$!
+sleep 1
+[ ! -s "$d/w.res" ] || { kill -CONT "$_tgt_pid"; fail "the snapshot of w answered while a read was in flight: $(cat "$d/w.out")"; }
+kill -CONT "$_tgt_pid"
+wait "$wpid" || true
+[ "$(cat "$d/w.res")" = 0 ] && [ "$(cat "$d/w.out")" = "w: snapshot s1 taken; writes go to $d/wlayer.img" ] \
+  || fail "the snapshot of w with a read in flight: exit $(cat "$d/w.res"): $(cat "$d/w.out")"
+wait "$rdpid" || fail "the read of w failed: $(cat "$d/wread.err")"
+cmp "$d/wread" <(head -c 4096 "$d/wbase.lun") || fail "the read of w does not return its base's data"
+echo "  $(cat "$d/w.out"), after the read that was in flight returned the base's data"
 qio_ok "$uri" "live after all this" "read 0 4k"
 pass
