@@ -719,14 +719,17 @@ fj_start (uint32_t victim, struct ctl_req *req)
   j->req = req;
   struct fj_collect c = { j, req != NULL };
   cluster_foreach (fj_collect, &c);
+  /* Read before the worker runs: it adds the layers it finds above. */
+  size_t nluns = j->nluns;
+  bool command = j->command != NULL;
   int r = fj_launch (j);
   if (r < 0)
     return r;
   j->next = F.running;
   F.running = j;
   qb_log (LOG_WARNING, "fence: fencing node %" PRIu32 " on %zu LUN%s%s", victim,
-          j->nluns, j->nluns == 1 ? "" : "s",
-          j->command ? " and with fence-command" : "");
+          nluns, nluns == 1 ? "" : "s",
+          command ? " and with fence-command" : "");
   return 0;
 }
 
