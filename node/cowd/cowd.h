@@ -139,6 +139,10 @@ void cmd_reset (struct ctl_req *req, int argc, char **argv, bool json);
 void cmd_merge (struct ctl_req *req, int argc, char **argv, bool json);
 /* The sentence for an operation whose drain (vol_hold_op) failed. */
 void chain_drain_err (char *err, size_t errlen, const char *name, int res);
+/* Hold e's volume for an operation (vol_hold_op: drained runs once it is
+ * drained): 0, or the busy answer to req and -1. */
+int chain_hold_op (struct ctl_req *req, struct vol_entry *e,
+                   vol_done_fn *drained, void *opaque);
 struct strbuf;
 /* ctl-export.c: export, and its part of status and stats. */
 void cmd_export (struct ctl_req *req, int argc, char **argv, bool json);

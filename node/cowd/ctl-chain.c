@@ -199,18 +199,25 @@ chain_drained (void *opaque, int res)
   chain_req_free (c);
 }
 
+int
+chain_hold_op (struct ctl_req *req, struct vol_entry *e, vol_done_fn *drained,
+               void *opaque)
+{
+  if (vol_hold_op (e->vol, drained, opaque) == 0)
+    return 0;
+  reply_fmt (req, COW_E_BUSY,
+             "volume %s is held (another operation, a "
+             "handoff or a detach is under way); try again",
+             e->name);
+  return -1;
+}
+
 /* Hold the volume for c; its drain runs chain_drained. */
 static void
 chain_hold (struct chain_req *c)
 {
-  if (vol_hold_op (c->e->vol, chain_drained, c) < 0)
-    {
-      reply_fmt (c->req, COW_E_BUSY,
-                 "volume %s is held (another operation, a "
-                 "handoff or a detach is under way); try again",
-                 c->e->name);
-      chain_req_free (c);
-    }
+  if (chain_hold_op (c->req, c->e, chain_drained, c) < 0)
+    chain_req_free (c);
 }
 
 /* On a worker thread: the new layer's device opened and checked; it

@@ -37,7 +37,7 @@
 struct export_req
 {
   struct ctl_req *req;
-  struct vol_entry *e; /* set again when the target is open: voldb_opened */
+  struct vol_entry *e; /* set once the target is open: voldb_opened */
   struct backend *target;
   char *uri;
   bool created, json;
@@ -236,14 +236,8 @@ export_opened (void *data)
       reply_fmt (x->req, r, "%s", x->err);
       return export_req_free (x, opened); /* a failed open left nothing */
     }
-  if (vol_hold_op (e->vol, export_drained, x) < 0)
-    {
-      reply_fmt (x->req, COW_E_BUSY,
-                 "volume %s is held (another operation, a "
-                 "handoff or a detach is under way); try again",
-                 e->name);
-      export_req_free (x, true);
-    }
+  if (chain_hold_op (x->req, e, export_drained, x) < 0)
+    export_req_free (x, true);
 }
 
 static void
@@ -270,7 +264,6 @@ export_start (struct ctl_req *req, struct vol_entry *e, const char *uri,
                         e->name);
     }
   *x = (struct export_req){ .req = req,
-                            .e = e,
                             .uri = u,
                             .rate = rate,
                             .json = json,
