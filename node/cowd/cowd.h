@@ -117,9 +117,13 @@ struct vol_entry *voldb_find (const char *name);
 int voldb_opened (const char *name, uint64_t attach_id, const char *what,
                   const char *cant, struct backend *bk, int r,
                   struct vol_entry **ep, char *err, size_t errlen);
+/* A new entry, or NULL (no memory).  key_later: its CoW device is
+ * identified (a stat, or the LUN's identity) by the loop's key slices,
+ * not now, as are those loaded at start; a lookup by key takes the
+ * waiting ones first.  Also later while others wait. */
 struct vol_entry *voldb_add (const char *name, const char *base,
                              const char *cow, uint32_t chunk_size,
-                             enum dscow_commit commit);
+                             enum dscow_commit commit, bool key_later);
 /* ctl-cmds.c: the command table cowd serves on the control channel. */
 struct ctl_req;
 void cmds_dispatch (struct ctl_req *req);
@@ -278,8 +282,9 @@ struct own_ops
                  void *opaque, char *err, size_t errlen);
   /* Stop serving e, commit, and let go of it; done(opaque, res). */
   void (*detach) (struct vol_entry *e, vol_done_fn *done, void *opaque);
-  /* A definition was created here: tell whoever must know. */
-  void (*defined) (struct vol_entry *e);
+  /* Definitions were created here (n of them, n >= 1): tell whoever must
+   * know, in as few messages as they fit. */
+  void (*defined) (struct vol_entry *const *e, size_t n);
   /* done(opaque, 0, NULL) once this node owns and serves e (at once if it
    * does), or done(opaque, -COW_E_*, sentence) when it cannot within
    * timeout_s (detached, fenced, the takeover failed, the time ran out).

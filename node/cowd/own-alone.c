@@ -16,9 +16,9 @@ own_alone_attach (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
 }
 
 static void
-own_alone_defined (struct vol_entry *e)
+own_alone_defined (struct vol_entry *const *e, size_t n)
 {
-  (void) e;
+  (void) e, (void) n;
 }
 
 static bool

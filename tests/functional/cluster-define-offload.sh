@@ -13,7 +13,9 @@
 # batch and tells the cluster of each slice's volumes in turns of its
 # loop (a slice of 256 in one stretch took 21 ms): its log line counts
 # more such turns than slices; node 2 knows all 300, each as the file
-# defined it.
+# defined it.  Node 3, which takes no device's key in the background,
+# refuses a create on a hard link and on a symlink of e300's device,
+# naming e300, and e300's device is unchanged.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
 requires tgtd jq cowd cowctl nbdsh sqlite3
@@ -22,7 +24,10 @@ slowsync_shim
 lab_init "co$(printf %04x $((RANDOM)))"
 lab_small_cluster
 lab_cowd 1 >/dev/null
+# Node 3 takes no key in the background: only a lookup does (last part).
+export COWD_TEST_NO_KEY_SLICES=1
 lab_cowd 3 >/dev/null
+unset COWD_TEST_NO_KEY_SLICES
 export LD_PRELOAD=$shim SLOWSYNC_MS=1000
 lab_cowd 2 >/dev/null
 unset LD_PRELOAD SLOWSYNC_MS
@@ -83,4 +88,22 @@ wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run
 lab_cowctl 2 --json list 'e*' | jq -r '.[] | "\(.name) --base \(.base) --cow \(.cow)"' \
   | sort > "$LAB_DIR/got-e"
 sort "$LAB_DIR/defs-e" | diff - "$LAB_DIR/got-e" >&2 || fail "node 2's definitions differ from the file's"
+
+echo "== node 3 refuses another name of e300's device, its key not taken yet"
+# A definition from the cluster takes its device's key later, in slices
+# of the loop (COWD_TEST_NO_KEY_SLICES: never, on node 3); a create's
+# lookup takes the waiting keys first.  (The superblock, which names
+# e300, would refuse it too: this checks the refusal, not which check.)
+wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[3]} -n -m -- cowctl --run-dir $(lab_dir 3)/run --json list 'e*' | jq length)\" = 300 ]" \
+  || fail "node 3 does not know the 300"
+ln "$LAB_DIR/dev/e300" "$LAB_DIR/dev/e300-hard"
+ln -s e300 "$LAB_DIR/dev/e300-sym"
+cp "$LAB_DIR/dev/e300" "$LAB_DIR/e300.before"
+for alias in e300-hard e300-sym; do
+  rc=0; out=$(lab_cowctl 3 create x --base "$LAB_DIR/dev/base" --cow "$LAB_DIR/dev/$alias" 2>&1) || rc=$?
+  [ $rc -eq 1 ] && [ "$out" = "cowctl: volume x: CoW device $LAB_DIR/dev/$alias is the CoW device of volume e300 already; a CoW device belongs to one volume" ] \
+    || fail "create x on $alias on node 3: exit $rc: $out"
+done
+cmp -s "$LAB_DIR/dev/e300" "$LAB_DIR/e300.before" || fail "e300's CoW device changed"
+[ "$(lab_cowctl 1 --json list 'x*' | jq length)" = 0 ] || fail "x is defined in the cluster"
 pass

@@ -873,13 +873,19 @@ static bool io_ready;
 static unsigned yields;
 static enum cluster_batch last_what;
 
+/* Definitions applied in the turn under way, and the most in one. */
+static unsigned turn_defs, turn_defs_max;
+
 static void
 count_turns (void *ud, enum cluster_batch what)
 {
   if (what == CLUSTER_BATCH_BEGIN)
-    turns++, turn_msgs = 0;
-  else if (turn_msgs > turn_max)
-    turn_max = turn_msgs;
+    turns++, turn_msgs = turn_defs = 0;
+  else
+    {
+      turn_max = turn_msgs > turn_max ? turn_msgs : turn_max;
+      turn_defs_max = turn_defs > turn_defs_max ? turn_defs : turn_defs_max;
+    }
   yields += what == CLUSTER_BATCH_YIELD;
   last_what = what;
 }
@@ -895,18 +901,25 @@ static const struct cluster_callbacks cb_io = {
   .io_waiting = io_ready_fn,
 };
 
+/* A node alone in its group, synced, with CPG's descriptor of its own. */
 static void
-dispatch_defines (unsigned n, bool io)
+start_alone (const struct cluster_callbacks *c)
 {
   ck_assert_int_eq (pipe (fds), 0);
   ck_assert_int_eq (pipe (cpg_fds), 0);
   loop = qb_loop_create ();
   cluster_set_lease (0);
-  ck_assert_int_eq (cluster_start (loop, "t", &cb_io, NULL), 0);
+  ck_assert_int_eq (cluster_start (loop, "t", c, NULL), 0);
   totem (4, me_only, 1);
   confchg (me_only, 1, NULL, 0, me_only, 1);
   ck_assert (cluster_synced ());
   drop_mine ();
+}
+
+static void
+dispatch_defines (unsigned n, bool io)
+{
+  start_alone (&cb_io);
   for (unsigned i = 0; i < n; i++)
     {
       char name[16], cow[16];
@@ -950,6 +963,98 @@ START_TEST (test_dispatch_whole_turn)
 }
 END_TEST
 
+/* A DEFINE_MANY (a creating host's turn of definitions) is applied a few
+ * definitions a turn while the node's I/O waits, and no message after it
+ * is applied before its last definition: a create --from's 32 in one
+ * stretch kept a receiving host's reads waiting. */
+#define MANY_N 40
+static char many_log[MANY_N + 4][CLUSTER_NAME_MAX + 1];
+static unsigned many_logged;
+
+static void
+many_on_define (void *ud, const struct cluster_voldef *def, bool defined)
+{
+  ck_assert_uint_lt (many_logged, MANY_N + 4);
+  snprintf (many_log[many_logged++], sizeof many_log[0], "%c%s",
+            defined ? '+' : '-', def->name);
+  turn_defs++;
+}
+
+static const struct cluster_callbacks cb_many = {
+  .on_define = many_on_define,
+  .on_batch = count_turns,
+  .io_waiting = io_ready_fn,
+};
+
+static void
+inbox_put (const struct cl_msg *m)
+{
+  ck_assert_uint_lt (inbox.n, 64);
+  void *buf = cl_msg_encode (m, &inbox.len[inbox.n]);
+  ck_assert_ptr_nonnull (buf);
+  inbox.buf[inbox.n++] = buf;
+}
+
+static void
+dispatch_many (bool io)
+{
+  start_alone (&cb_many);
+  static struct cluster_vol vols[MANY_N];
+  for (unsigned i = 0; i < MANY_N; i++)
+    {
+      char name[16], cow[16];
+      snprintf (name, sizeof name, "v%u", i);
+      snprintf (cow, sizeof cow, "/c%u", i);
+      memset (&vols[i], 0, sizeof vols[i]);
+      vols[i].def = mkdef (name, cow);
+    }
+  /* The DEFINE_MANY, then the removal of its last volume and a DEFINE. */
+  inbox_put (&(struct cl_msg){ .type = CL_MSG_DEFINE_MANY,
+                               .vols = vols,
+                               .nvols = MANY_N,
+                               .total = MANY_N,
+                               .last = true });
+  struct cl_msg undef = { .type = CL_MSG_UNDEFINE };
+  snprintf (undef.def.name, sizeof undef.def.name, "v%u", MANY_N - 1);
+  inbox_put (&undef);
+  struct cl_msg def = { .type = CL_MSG_DEFINE, .def = mkdef ("w", "/cw") };
+  inbox_put (&def);
+  io_ready = io;
+  many_logged = turns = turn_defs_max = 0;
+  ck_assert_int_eq (write (cpg_fds[1], "x", 1), 1);
+  run_ms (50);
+  ck_assert_uint_eq (inbox.head, 3);
+  ck_assert_uint_eq (cluster_table_size (), MANY_N);
+  ck_assert_ptr_null (cluster_lookup ("v39"));
+  ck_assert_ptr_nonnull (cluster_lookup ("w"));
+  /* The group's order: v0..v39, then -v39, then w. */
+  ck_assert_uint_eq (many_logged, MANY_N + 2);
+  for (unsigned i = 0; i < MANY_N; i++)
+    {
+      char want[16];
+      snprintf (want, sizeof want, "+v%u", i);
+      ck_assert_str_eq (many_log[i], want);
+    }
+  ck_assert_str_eq (many_log[MANY_N], "-v39");
+  ck_assert_str_eq (many_log[MANY_N + 1], "+w");
+}
+
+START_TEST (test_dispatch_many_in_steps)
+{
+  dispatch_many (true);
+  /* One definition a turn while I/O waits. */
+  ck_assert_uint_eq (turn_defs_max, 1);
+  ck_assert_uint_ge (turns, MANY_N);
+}
+END_TEST
+
+START_TEST (test_dispatch_many_whole_turn)
+{
+  dispatch_many (false);
+  ck_assert_uint_eq (turn_defs_max, MANY_N + 2);
+}
+END_TEST
+
 static Suite *
 cpg_suite (void)
 {
@@ -972,6 +1077,8 @@ cpg_suite (void)
   tcase_add_test (tc, test_send_slices);
   tcase_add_test (tc, test_dispatch_yields_to_io);
   tcase_add_test (tc, test_dispatch_whole_turn);
+  tcase_add_test (tc, test_dispatch_many_in_steps);
+  tcase_add_test (tc, test_dispatch_many_whole_turn);
   suite_add_tcase (s, tc);
   return s;
 }
