@@ -1020,7 +1020,7 @@ dispatch_many (bool io)
   struct cl_msg def = { .type = CL_MSG_DEFINE, .def = mkdef ("w", "/cw") };
   inbox_put (&def);
   io_ready = io;
-  many_logged = turns = turn_defs_max = 0;
+  many_logged = turns = turn_defs_max = yields = 0;
   ck_assert_int_eq (write (cpg_fds[1], "x", 1), 1);
   run_ms (50);
   ck_assert_uint_eq (inbox.head, 3);
@@ -1051,7 +1051,10 @@ END_TEST
 START_TEST (test_dispatch_many_whole_turn)
 {
   dispatch_many (false);
-  ck_assert_uint_eq (turn_defs_max, MANY_N + 2);
+  /* Turns end only for their time (CPG_DISPATCH_NS; a sanitizer's build
+   * is slow enough to need two), never for I/O. */
+  ck_assert_uint_gt (turn_defs_max, 1);
+  ck_assert_uint_eq (yields, 0);
 }
 END_TEST
 
