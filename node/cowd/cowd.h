@@ -191,10 +191,9 @@ void voldb_live (struct vol_entry *e);
 /* Several lazy writes in one transaction (a piece of a table received,
  * a turn of CPG messages). */
 int voldb_batch_begin (void);
-int voldb_batch_end (void);
-/* The lazy batch's turn ended early for I/O: its transaction stays open a
- * little for the next turn (voldb.c, VOLDB_HOLD_MS).  voldb_flush commits
- * whatever is open (at stop). */
+/* The lazy batch's turn ended: its transaction stays open a little for
+ * the next turns (voldb.c, VOLDB_HOLD_MS).  voldb_flush commits whatever
+ * is open (at stop). */
 void voldb_batch_pause (void);
 void voldb_flush (void);
 /* No checkpoint of the store while held: a host joining the cluster

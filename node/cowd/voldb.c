@@ -880,16 +880,16 @@ voldb_batch_begin (void)
   return 0;
 }
 
-/* A lazy batch paused (its turn of the loop ended early for I/O waiting,
- * and its next turn comes at once: cluster.h, CLUSTER_BATCH_YIELD) keeps
- * its transaction open for the next, for at most VOLDB_HOLD_MS: committed
- * at every yield, a turn of CPG messages that ended after one or two
- * definitions for an NBD read wrote 30% more log than whole turns
- * (bench/scale 10,000, host 2 read every 2 ms).  A durable write, a
- * slice of create --from or the batch's end commits it sooner; a crash of cowd
- * loses what it holds, which the cluster gives back (a lazy write's
- * promise). */
-#define VOLDB_HOLD_MS 20
+/* A lazy batch paused (its turn of the loop ended: early for I/O, or with
+ * no more messages) keeps its transaction open for the next turns, for at
+ * most VOLDB_HOLD_MS from the first pause: committed at every yield, a
+ * turn of CPG messages that ended after one or two definitions for an
+ * NBD read wrote 30% more log than whole turns (bench/scale 10,000, host
+ * 2 read every 2 ms), and committed at each end, each DEFINE_MANY of a
+ * creating host cost a commit.  A durable write or a slice of create
+ * --from commits it sooner; a crash of cowd loses what it holds, which
+ * the cluster gives back (a lazy write's promise). */
+#define VOLDB_HOLD_MS 50
 
 static void
 voldb_hold_end (void *data)
@@ -914,16 +914,6 @@ voldb_flush (void)
   V.lazy_batch = false;
   voldb_hold_end (NULL);
   cowd_timer_stop (&V.hold);
-}
-
-int
-voldb_batch_end (void)
-{
-  bool lazy = V.lazy_batch;
-  V.lazy_batch = false;
-  if (lazy && !store_in_lazy (V.store))
-    return 0; /* nothing was written in it */
-  return voldb_stored (store_commit (V.store));
 }
 
 static int
