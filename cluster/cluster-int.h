@@ -107,6 +107,11 @@ struct cl_effects
 
 void cl_table_apply (struct cl_table *t, uint32_t sender,
                      const struct cl_msg *m, const struct cl_effects *fx);
+/* The i-th definition of DEFINE_MANY m, applied as the DEFINE it stands
+ * for (cpg.c applies a DEFINE_MANY a definition at a time). */
+void cl_table_define_nth (struct cl_table *t, uint32_t sender,
+                          const struct cl_msg *m, uint32_t i,
+                          const struct cl_effects *fx);
 void cl_table_member_left (struct cl_table *t, uint32_t node, bool node_down,
                            const struct cl_effects *fx);
 struct cluster_vol *cl_table_find (struct cl_table *t, const char *name);

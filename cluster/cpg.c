@@ -1546,10 +1546,7 @@ many_apply (uint64_t until, bool *yield)
   struct cl_effects fxs = fx ();
   while (C.many_next < C.many.nvols)
     {
-      struct cl_msg d = { .type = CL_MSG_DEFINE,
-                          .time_ms = C.many.time_ms,
-                          .def = C.many.vols[C.many_next++].def };
-      cl_table_apply (&C.table, C.many_from, &d, &fxs);
+      cl_table_define_nth (&C.table, C.many_from, &C.many, C.many_next++, &fxs);
       if (C.many_next < C.many.nvols
           && (clock_now_ns () >= until || (*yield = io_waiting ())))
         return false;

@@ -493,17 +493,22 @@ apply_define (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
     fx->cb->on_define (fx->ud, &v->def, true);
 }
 
+void
+cl_table_define_nth (struct cl_table *t, uint32_t sender,
+                     const struct cl_msg *m, uint32_t i,
+                     const struct cl_effects *fx)
+{
+  struct cl_msg d
+      = { .type = CL_MSG_DEFINE, .time_ms = m->time_ms, .def = m->vols[i].def };
+  apply_define (t, sender, &d, fx);
+}
+
 static void
 apply_define_many (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
                    const struct cl_effects *fx)
 {
   for (uint32_t i = 0; i < m->nvols; i++)
-    {
-      struct cl_msg d = { .type = CL_MSG_DEFINE,
-                          .time_ms = m->time_ms,
-                          .def = m->vols[i].def };
-      apply_define (t, sender, &d, fx);
-    }
+    cl_table_define_nth (t, sender, m, i, fx);
 }
 
 /* FENCE_CONFIRM(n): an operator says node n is down; its volumes in

@@ -89,7 +89,6 @@ static struct
   struct vol_entry **pend; /* entries without a key, as added; NULL: gone */
   size_t pend_first, pend_n, pend_cap; /* pend[pend_first..pend_n) */
   size_t pending;                      /* how many of those are not NULL */
-  bool loading;                        /* voldb_load: keys later */
   bool no_slices;                      /* COWD_TEST_NO_KEY_SLICES */
   bool keys_later;                     /* until voldb_keys_start */
   struct cowd_timer slice;             /* the next voldb_key_slice */
@@ -455,9 +454,7 @@ voldb_add (const char *name, const char *base, const char *cow,
   voldb_list_insert (e);
   /* While some wait for their keys, a new one waits behind them. */
   if (strmap_put (&V.by_name, e) < 0 || voldb_index (&V.by_cow, cow, e) < 0
-      || (key_later || V.loading || V.pending ? voldb_pend (e)
-                                              : voldb_set_key (e))
-             < 0)
+      || (key_later || V.pending ? voldb_pend (e) : voldb_set_key (e)) < 0)
     {
       voldb_remove (e);
       return NULL;
@@ -952,9 +949,7 @@ voldb_load (char *err, size_t errlen)
   long n = store_count (V.store);
   if (n > 0)
     voldb_reserve ((size_t) n);
-  V.loading = true;
   int r = store_foreach (V.store, voldb_row, NULL);
-  V.loading = false;
   if (r < 0)
     {
       snprintf (err, errlen, "cannot load the volume definitions from %s/%s",
