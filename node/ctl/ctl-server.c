@@ -167,7 +167,9 @@ ctl_send_single (struct ctl_req *req, int status, const char *code,
       memcpy (msg + head + clen, text, tlen);
       ssize_t r = qb_ipcs_response_send (req->conn, msg, size);
       if (r < 0)
-        qb_log (LOG_DEBUG, "ctl: reply dropped: %s", strerror ((int) -r));
+        qb_log (LOG_NOTICE,
+                "ctl: an answer of %zu bytes to a cowctl was dropped: %s", size,
+                strerror ((int) -r));
       free (msg);
     }
   qb_ipcs_connection_unref (req->conn);
@@ -192,6 +194,22 @@ ctl_out_end (struct ctl_out *o)
 
 static void ctl_out_pump (void *data);
 
+/* The stream's next step after ns; a stream that cannot have one would
+ * never end, and its cowctl would wait for its --timeout: dropped. */
+static void
+ctl_out_again (struct ctl_out *o, uint64_t ns)
+{
+  int r = qb_loop_timer_add (loop, QB_LOOP_LOW, ns, o, ctl_out_pump, &o->timer);
+  if (r == 0)
+    return;
+  qb_log (LOG_ERR,
+          "ctl: an answer of %zu bytes to a cowctl was dropped after %zu: "
+          "no timer for its next frame: %s",
+          o->st.len, o->st.pos, strerror (-r));
+  o->timer = 0;
+  ctl_out_end (o);
+}
+
 /* Send the pending frame: 1 taken, 0 the channel is full, -1 gone. */
 static int
 ctl_out_send (struct ctl_out *o)
@@ -205,8 +223,11 @@ ctl_out_send (struct ctl_out *o)
     }
   if (r == -EAGAIN || r == -ENOBUFS || r == -ETIMEDOUT)
     return 0;
-  qb_log (LOG_DEBUG, "ctl: streamed reply dropped: %s",
-          strerror ((int) (r < 0 ? -r : EIO)));
+  /* A client gone is no news (connection_closed says so first). */
+  qb_log (o->closed ? LOG_DEBUG : LOG_NOTICE,
+          "ctl: an answer of %zu bytes to a cowctl was dropped after %zu: "
+          "its control connection did not take a frame: %s",
+          o->st.len, o->st.pos, strerror ((int) (r < 0 ? -r : EIO)));
   return -1;
 }
 
@@ -222,21 +243,24 @@ ctl_out_pump (void *data)
       if (o->flen == 0 && (o->flen = ctl_stream_next (&o->st, o->frame)) == 0)
         return ctl_out_end (o);
       int r = ctl_out_send (o);
-      if (r < 0
-          || (r == 0
-              && clock_now_ns () - o->progress_ns
-                     > (uint64_t) CTL_STALL_MS * 1000000))
+      if (r < 0)
         return ctl_out_end (o);
-      if (r == 0)
+      if (r == 0
+          && clock_now_ns () - o->progress_ns
+                 > (uint64_t) CTL_STALL_MS * 1000000)
         {
-          qb_loop_timer_add (loop, QB_LOOP_LOW, CTL_RETRY_MS * 1000000ull, o,
-                             ctl_out_pump, &o->timer);
-          return;
+          qb_log (LOG_NOTICE,
+                  "ctl: an answer of %zu bytes to a cowctl was dropped after "
+                  "%zu: the cowctl took nothing of it for %d s",
+                  o->st.len, o->st.pos, CTL_STALL_MS / 1000);
+          return ctl_out_end (o);
         }
+      if (r == 0)
+        return ctl_out_again (o, CTL_RETRY_MS * 1000000ull);
     }
   /* A timer due now, not a job: qb_loop may poll with a timeout before
    * it runs a low priority job, a due timer makes it poll without. */
-  qb_loop_timer_add (loop, QB_LOOP_LOW, 0, o, ctl_out_pump, &o->timer);
+  ctl_out_again (o, 0);
 }
 
 /* A version 3 answer: start streaming it (req's connection reference
