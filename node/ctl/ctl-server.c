@@ -7,17 +7,30 @@
  * holds a reference on its connection, and a reply to a client that has
  * gone away is dropped.  Only root may connect.
  *
- * libqb's side of the channel runs on a thread of its own with its own
- * qb_loop ("cowd-ctl"): accepting a connection, setting up and tearing
- * down its shared-memory rings (a zeroed, faulted-in mapping, and an
- * munmap that waits for every CPU to flush its TLB), reading requests and
- * writing answers.  On the program's loop, that was most of the creating
- * host's loop time while `cowctl create` ran once per volume (bench/scale:
- * its NBD p99 at 9 ms against 4 ms of a qemu-nbd beside it).  A parsed
- * request goes to the program's loop, and an answer back to the thread,
+ * libqb's side of the channel runs on a thread of its own ("cowd-ctl")
+ * with a loop of its own (struct ctl_loop, an epoll set): accepting a
+ * connection, setting up and tearing down its shared-memory rings (a zeroed,
+ * faulted-in mapping, and an munmap that waits for every CPU to flush its TLB),
+ * reading requests and writing answers.  On the program's loop, that was most
+ * of the creating host's loop time while `cowctl create` ran once per volume
+ * (bench/scale: its NBD p99 at 9 ms against 4 ms of a qemu-nbd beside it).  A
+ * parsed request goes to the program's loop, and an answer back to the thread,
  * through a queue each (struct ctl_queue: a list under a mutex and an
  * eventfd that the other loop polls); only the thread calls libqb's ipcs
  * functions.
+ *
+ * Why not a qb_loop on the thread: libqb's timers count the ones that
+ * expired in a static variable of the library (expired_timers in
+ * lib/loop_timerlist.c, in 2.0.6 as in 2.0.10), which every qb_loop
+ * resets at each turn.  With a second loop on another thread, a loop
+ * could see its expired timer counted away, and then wait in epoll_wait
+ * for its next timer or descriptor with that timer's work undone.  The
+ * thread's own qb_loop lost the timer of a streamed answer that way and
+ * waited with no timeout: its cowctl got nothing more until its
+ * --timeout of 120 s (bench/scale 100,000, twice in about 30 runs: the
+ * stream found stopped at 262,016 of 24,677,792 bytes with its timer
+ * "set", the thread in epoll_wait (-1)); cowd's own loop could lose its
+ * timers the same way.  So one qb_loop runs in cowd, the program's.
  *
  * Answers to version 3 requests are streamed (ctl-frame.c): a struct
  * ctl_out holds the text and writes frames while libqb's response channel
@@ -37,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -75,7 +89,7 @@ struct ctl_queue
   pthread_mutex_t mu;
   struct ctl_req *head, **tail;
   int efd;
-  qb_loop_t *loop;
+  qb_loop_t *loop; /* the program's, or NULL: the thread's */
   void (*run) (struct ctl_req *);
 };
 
@@ -89,12 +103,38 @@ struct ctl_out
   size_t flen;          /* a frame the channel has not taken yet */
   bool closed;          /* the client went away */
   uint64_t progress_ns; /* when a frame was last taken */
-  qb_loop_timer_handle timer;
+  uint64_t due_ns;      /* its next step, 0: none */
 };
+
+/* A descriptor the thread polls for libqb (or for the answers queue). */
+struct ctl_fd
+{
+  struct ctl_fd *next;
+  int fd;
+  bool dead; /* deleted: freed after this turn's events */
+  void *data;
+  qb_ipcs_dispatch_fn_t fn;
+};
+
+struct ctl_job
+{
+  struct ctl_job *next;
+  void *data;
+  qb_loop_job_dispatch_fn fn;
+};
+
+/* The thread's loop: descriptors, jobs (run in the order added, at the
+ * next turn), and the streams' steps (ctl_out.due_ns). */
+static struct ctl_loop
+{
+  int ep; /* -1: none */
+  struct ctl_fd *fds, *dead;
+  struct ctl_job *jobs, **jtail;
+  bool stop;
+} T = { .ep = -1 };
 
 static struct ctl_out *outs; /* streams under way */
 static qb_ipcs_service_t *service;
-static qb_loop_t *loop;           /* the thread's */
 static ctl_dispatch_fn *dispatch; /* the program's command table */
 static pthread_t thread;
 static bool running;              /* the thread runs */
@@ -184,8 +224,6 @@ ctl_out_end (struct ctl_out *o)
         *pp = o->next;
         break;
       }
-  if (o->timer)
-    qb_loop_timer_del (loop, o->timer);
   qb_ipcs_connection_unref (o->conn);
   ctl_stream_free (&o->st);
   free (o->frame);
@@ -194,20 +232,11 @@ ctl_out_end (struct ctl_out *o)
 
 static void ctl_out_pump (void *data);
 
-/* The stream's next step after ns; a stream that cannot have one would
- * never end, and its cowctl would wait for its --timeout: dropped. */
+/* The stream's next step, after ns. */
 static void
 ctl_out_again (struct ctl_out *o, uint64_t ns)
 {
-  int r = qb_loop_timer_add (loop, QB_LOOP_LOW, ns, o, ctl_out_pump, &o->timer);
-  if (r == 0)
-    return;
-  qb_log (LOG_ERR,
-          "ctl: an answer of %zu bytes to a cowctl was dropped after %zu: "
-          "no timer for its next frame: %s",
-          o->st.len, o->st.pos, strerror (-r));
-  o->timer = 0;
-  ctl_out_end (o);
+  o->due_ns = clock_now_ns () + ns;
 }
 
 /* Send the pending frame: 1 taken, 0 the channel is full, -1 gone. */
@@ -235,7 +264,7 @@ static void
 ctl_out_pump (void *data)
 {
   struct ctl_out *o = data;
-  o->timer = 0;
+  o->due_ns = 0;
   for (int i = 0; i < CTL_PUMP_FRAMES; i++)
     {
       if (o->closed)
@@ -258,8 +287,7 @@ ctl_out_pump (void *data)
       if (r == 0)
         return ctl_out_again (o, CTL_RETRY_MS * 1000000ull);
     }
-  /* A timer due now, not a job: qb_loop may poll with a timeout before
-   * it runs a low priority job, a due timer makes it poll without. */
+  /* The rest after the thread's other work. */
   ctl_out_again (o, 0);
 }
 
@@ -440,28 +468,174 @@ ctl_accept (qb_ipcs_connection_t *c, uid_t uid, gid_t gid)
 static int32_t
 ctl_job_add (enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
 {
-  /* Never libqb's default loop (NULL): that is the program's. */
-  return loop ? qb_loop_job_add (loop, p, data, fn) : -ESHUTDOWN;
+  struct ctl_job *j = T.ep >= 0 ? malloc (sizeof *j) : NULL;
+  if (!j)
+    return T.ep >= 0 ? -ENOMEM : -ESHUTDOWN;
+  *j = (struct ctl_job){ NULL, data, fn };
+  *T.jtail = j;
+  T.jtail = &j->next;
+  return 0;
+}
+
+static int32_t ctl_poll_del (int32_t fd);
+
+static struct ctl_fd *
+ctl_fd_find (int32_t fd)
+{
+  for (struct ctl_fd *f = T.fds; f; f = f->next)
+    if (f->fd == fd)
+      return f;
+  return NULL;
+}
+
+/* Poll's event bits are epoll's on Linux (POLLIN, POLLOUT, POLLERR,
+ * POLLHUP), both ways. */
+static int32_t
+ctl_poll_ctl (int op, struct ctl_fd *f, int32_t events)
+{
+  struct epoll_event ev = { .events = (uint32_t) events, .data.ptr = f };
+  return epoll_ctl (T.ep, op, f->fd, &ev) < 0 ? -errno : 0;
 }
 
 static int32_t
 ctl_poll_add (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
               qb_ipcs_dispatch_fn_t fn)
 {
-  return loop ? qb_loop_poll_add (loop, p, fd, events, data, fn) : -ESHUTDOWN;
+  if (T.ep < 0)
+    return -ESHUTDOWN;
+  /* An entry of this number is of a descriptor closed unpolled. */
+  bool stale = ctl_fd_find (fd) != NULL;
+  if (stale)
+    ctl_poll_del (fd);
+  struct ctl_fd *f = malloc (sizeof *f);
+  if (!f)
+    return -ENOMEM;
+  *f = (struct ctl_fd){ T.fds, fd, false, data, fn };
+  int32_t r = ctl_poll_ctl (EPOLL_CTL_ADD, f, events);
+  if (r == -EEXIST && stale)
+    r = ctl_poll_ctl (EPOLL_CTL_MOD, f, events);
+  if (r < 0)
+    free (f);
+  else
+    T.fds = f;
+  return r;
 }
 
 static int32_t
 ctl_poll_mod (enum qb_loop_priority p, int32_t fd, int32_t events, void *data,
               qb_ipcs_dispatch_fn_t fn)
 {
-  return loop ? qb_loop_poll_mod (loop, p, fd, events, data, fn) : -ESHUTDOWN;
+  struct ctl_fd *f = T.ep >= 0 ? ctl_fd_find (fd) : NULL;
+  if (!f)
+    return T.ep >= 0 ? -ENOENT : -ESHUTDOWN;
+  f->data = data;
+  f->fn = fn;
+  return ctl_poll_ctl (EPOLL_CTL_MOD, f, events);
 }
 
 static int32_t
 ctl_poll_del (int32_t fd)
 {
-  return loop ? qb_loop_poll_del (loop, fd) : -ESHUTDOWN;
+  if (T.ep < 0)
+    return -ESHUTDOWN;
+  for (struct ctl_fd **pp = &T.fds; *pp; pp = &(*pp)->next)
+    if ((*pp)->fd == fd)
+      {
+        struct ctl_fd *f = *pp;
+        *pp = f->next;
+        epoll_ctl (T.ep, EPOLL_CTL_DEL, fd, NULL);
+        f->dead = true; /* its events of this turn are skipped */
+        f->next = T.dead;
+        T.dead = f;
+        return 0;
+      }
+  return -ENOENT;
+}
+
+/* How long the thread may wait: 0 with jobs, else until the first
+ * stream's step, else for ever (-1). */
+static int
+ctl_loop_timeout (void)
+{
+  if (T.jobs)
+    return 0;
+  uint64_t first = 0;
+  for (struct ctl_out *o = outs; o; o = o->next)
+    if (o->due_ns && (!first || o->due_ns < first))
+      first = o->due_ns;
+  if (!first)
+    return -1;
+  uint64_t now = clock_now_ns ();
+  return first <= now ? 0 : (int) ((first - now + 999999) / 1000000);
+}
+
+static void
+ctl_loop_turn (void)
+{
+  struct epoll_event ev[16];
+  int n = epoll_wait (T.ep, ev, 16, ctl_loop_timeout ());
+  for (int i = 0; i < n && !T.stop; i++)
+    {
+      struct ctl_fd *f = ev[i].data.ptr;
+      /* As a qb_loop: a dispatch that returns less than 0 ends the
+       * descriptor's polling. */
+      if (!f->dead && f->fn (f->fd, (int32_t) ev[i].events, f->data) < 0
+          && !f->dead)
+        ctl_poll_del (f->fd);
+    }
+  /* The jobs added so far; those they add wait for the next turn. */
+  struct ctl_job *j = T.jobs;
+  T.jobs = NULL;
+  T.jtail = &T.jobs;
+  while (j && !T.stop)
+    {
+      struct ctl_job *next = j->next;
+      j->fn (j->data);
+      free (j);
+      j = next;
+    }
+  while (j)
+    {
+      struct ctl_job *next = j->next;
+      free (j);
+      j = next;
+    }
+  uint64_t now = clock_now_ns ();
+  for (struct ctl_out *o = outs, *next; o && !T.stop; o = next)
+    {
+      next = o->next; /* o's step may end o, and only o */
+      if (o->due_ns && o->due_ns <= now)
+        ctl_out_pump (o);
+    }
+  while (T.dead)
+    {
+      struct ctl_fd *f = T.dead;
+      T.dead = f->next;
+      free (f);
+    }
+}
+
+static void
+ctl_loop_close (void)
+{
+  while (T.fds)
+    ctl_poll_del (T.fds->fd);
+  while (T.dead)
+    {
+      struct ctl_fd *f = T.dead;
+      T.dead = f->next;
+      free (f);
+    }
+  for (struct ctl_job *j = T.jobs, *next; j; j = next)
+    {
+      next = j->next;
+      free (j);
+    }
+  T.jobs = NULL;
+  T.jtail = &T.jobs;
+  if (T.ep >= 0)
+    close (T.ep);
+  T.ep = -1;
 }
 
 /* --- the queues between the thread and the program's loop --- */
@@ -547,7 +721,7 @@ ctl_queue_ready (int32_t fd, int32_t revents, void *data)
         ctl_out_end (outs);
       qb_ipcs_destroy (service);
       service = NULL;
-      qb_loop_stop (loop);
+      T.stop = true;
     }
   return 0;
 }
@@ -585,7 +759,8 @@ static void *
 ctl_thread (void *arg)
 {
   (void) arg;
-  qb_loop_run (loop);
+  while (!T.stop)
+    ctl_loop_turn ();
   return NULL;
 }
 
@@ -657,13 +832,9 @@ ctl_start_undo (qb_loop_t *l)
 {
   if (requests.efd >= 0)
     qb_loop_poll_del (l, requests.efd);
-  if (loop && answers.efd >= 0)
-    qb_loop_poll_del (loop, answers.efd);
+  ctl_loop_close ();
   ctl_queue_close (&requests);
   ctl_queue_close (&answers);
-  if (loop)
-    qb_loop_destroy (loop);
-  loop = NULL;
 }
 
 int
@@ -683,15 +854,18 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   dispatch = fn;
   quit = false;
   requests.efd = answers.efd = -1;
-  int r = -ENOMEM;
-  if (!(loop = qb_loop_create ())
-      || (r = ctl_queue_init (&requests, l, ctl_dispatch)) < 0
-      || (r = ctl_queue_init (&answers, loop, ctl_answer)) < 0
+  T.stop = false;
+  T.jobs = NULL;
+  T.jtail = &T.jobs;
+  T.ep = epoll_create1 (EPOLL_CLOEXEC);
+  int r = T.ep < 0 ? -errno : 0;
+  if (r < 0 || (r = ctl_queue_init (&requests, l, ctl_dispatch)) < 0
+      || (r = ctl_queue_init (&answers, NULL, ctl_answer)) < 0
       || (r = qb_loop_poll_add (l, QB_LOOP_MED, requests.efd, POLLIN, &requests,
                                 ctl_queue_ready))
              < 0
-      || (r = qb_loop_poll_add (loop, QB_LOOP_HIGH, answers.efd, POLLIN,
-                                &answers, ctl_queue_ready))
+      || (r = ctl_poll_add (QB_LOOP_HIGH, answers.efd, POLLIN, &answers,
+                            ctl_queue_ready))
              < 0)
     {
       qb_log (LOG_ERR, "ctl: cannot set up the control channel's thread: %s",
