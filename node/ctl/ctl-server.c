@@ -27,7 +27,7 @@
  * for its next timer or descriptor with that timer's work undone.  The
  * thread's own qb_loop lost the timer of a streamed answer that way and
  * waited with no timeout: its cowctl got nothing more until its
- * --timeout of 120 s (bench/scale 100,000, twice in about 30 runs: the
+ * --timeout of 120 s (bench/scale 100,000, three times in 18 runs: a
  * stream found stopped at 262,016 of 24,677,792 bytes with its timer
  * "set", the thread in epoll_wait (-1)); cowd's own loop could lose its
  * timers the same way.  So one qb_loop runs in cowd, the program's.
@@ -89,7 +89,6 @@ struct ctl_queue
   pthread_mutex_t mu;
   struct ctl_req *head, **tail;
   int efd;
-  qb_loop_t *loop; /* the program's, or NULL: the thread's */
   void (*run) (struct ctl_req *);
 };
 
@@ -135,6 +134,7 @@ static struct ctl_loop
 
 static struct ctl_out *outs; /* streams under way */
 static qb_ipcs_service_t *service;
+static qb_loop_t *program;        /* the program's loop: requests go there */
 static ctl_dispatch_fn *dispatch; /* the program's command table */
 static pthread_t thread;
 static bool running;              /* the thread runs */
@@ -274,9 +274,9 @@ ctl_out_pump (void *data)
       int r = ctl_out_send (o);
       if (r < 0)
         return ctl_out_end (o);
-      if (r == 0
-          && clock_now_ns () - o->progress_ns
-                 > (uint64_t) CTL_STALL_MS * 1000000)
+      if (r > 0)
+        continue;
+      if (clock_now_ns () - o->progress_ns > (uint64_t) CTL_STALL_MS * 1000000)
         {
           qb_log (LOG_NOTICE,
                   "ctl: an answer of %zu bytes to a cowctl was dropped after "
@@ -284,8 +284,7 @@ ctl_out_pump (void *data)
                   o->st.len, o->st.pos, CTL_STALL_MS / 1000);
           return ctl_out_end (o);
         }
-      if (r == 0)
-        return ctl_out_again (o, CTL_RETRY_MS * 1000000ull);
+      return ctl_out_again (o, CTL_RETRY_MS * 1000000ull);
     }
   /* The rest after the thread's other work. */
   ctl_out_again (o, 0);
@@ -552,6 +551,28 @@ ctl_poll_del (int32_t fd)
   return -ENOENT;
 }
 
+static void
+ctl_jobs_free (struct ctl_job *j)
+{
+  for (struct ctl_job *next; j; j = next)
+    {
+      next = j->next;
+      free (j);
+    }
+}
+
+/* The descriptors deleted, once no event of theirs is left to look at. */
+static void
+ctl_dead_free (void)
+{
+  while (T.dead)
+    {
+      struct ctl_fd *f = T.dead;
+      T.dead = f->next;
+      free (f);
+    }
+}
+
 /* How long the thread may wait: 0 with jobs, else until the first
  * stream's step, else for ever (-1). */
 static int
@@ -594,12 +615,7 @@ ctl_loop_turn (void)
       free (j);
       j = next;
     }
-  while (j)
-    {
-      struct ctl_job *next = j->next;
-      free (j);
-      j = next;
-    }
+  ctl_jobs_free (j); /* not run: the service is gone */
   uint64_t now = clock_now_ns ();
   for (struct ctl_out *o = outs, *next; o && !T.stop; o = next)
     {
@@ -607,12 +623,7 @@ ctl_loop_turn (void)
       if (o->due_ns && o->due_ns <= now)
         ctl_out_pump (o);
     }
-  while (T.dead)
-    {
-      struct ctl_fd *f = T.dead;
-      T.dead = f->next;
-      free (f);
-    }
+  ctl_dead_free ();
 }
 
 static void
@@ -620,17 +631,8 @@ ctl_loop_close (void)
 {
   while (T.fds)
     ctl_poll_del (T.fds->fd);
-  while (T.dead)
-    {
-      struct ctl_fd *f = T.dead;
-      T.dead = f->next;
-      free (f);
-    }
-  for (struct ctl_job *j = T.jobs, *next; j; j = next)
-    {
-      next = j->next;
-      free (j);
-    }
+  ctl_dead_free ();
+  ctl_jobs_free (T.jobs);
   T.jobs = NULL;
   T.jtail = &T.jobs;
   if (T.ep >= 0)
@@ -641,15 +643,13 @@ ctl_loop_close (void)
 /* --- the queues between the thread and the program's loop --- */
 
 static int
-ctl_queue_init (struct ctl_queue *q, qb_loop_t *l,
-                void (*run) (struct ctl_req *))
+ctl_queue_init (struct ctl_queue *q, void (*run) (struct ctl_req *))
 {
   int r = cow_mutex_init (&q->mu, PTHREAD_MUTEX_NORMAL);
   if (r != 0)
     return -r;
   q->head = NULL;
   q->tail = &q->head;
-  q->loop = l;
   q->run = run;
   q->efd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (q->efd < 0)
@@ -852,6 +852,7 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
     .dispatch_del = ctl_poll_del,
   };
   dispatch = fn;
+  program = l;
   quit = false;
   requests.efd = answers.efd = -1;
   T.stop = false;
@@ -859,8 +860,8 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   T.jtail = &T.jobs;
   T.ep = epoll_create1 (EPOLL_CLOEXEC);
   int r = T.ep < 0 ? -errno : 0;
-  if (r < 0 || (r = ctl_queue_init (&requests, l, ctl_dispatch)) < 0
-      || (r = ctl_queue_init (&answers, NULL, ctl_answer)) < 0
+  if (r < 0 || (r = ctl_queue_init (&requests, ctl_dispatch)) < 0
+      || (r = ctl_queue_init (&answers, ctl_answer)) < 0
       || (r = qb_loop_poll_add (l, QB_LOOP_MED, requests.efd, POLLIN, &requests,
                                 ctl_queue_ready))
              < 0
@@ -940,5 +941,5 @@ ctl_server_stop (void)
   pthread_mutex_unlock (&answers.mu);
   pthread_join (thread, NULL);
   running = false;
-  ctl_start_undo (requests.loop);
+  ctl_start_undo (program);
 }
