@@ -159,22 +159,6 @@ expect_exact() {
   echo "  $out"
 }
 
-# other_threads PID FN WANT WHAT: every thread of cowd PID but its loop
-# (the main one) gives WANT from `FN TID` (WHAT names it in the failure);
-# prints how many there are (at least 1, so that the check is not empty).
-other_threads() {
-  local t n=0 v
-  for t in /proc/"$1"/task/*; do
-    t=${t##*/}
-    [ "$t" = "$1" ] && continue
-    v=$("$2" "$t" 2>/dev/null) || continue # gone meanwhile
-    [ "$v" = "$3" ] || fail "thread $t of cowd has $4 $v, not $3"
-    n=$((n + 1))
-  done
-  [ $n -ge 1 ] || fail "cowd has no thread besides its loop to check"
-  echo $n
-}
-
 # cowd instances, one per run directory; logs in RUNDIR.log.
 declare -A _cowd_pid
 start_cowd() {               # start_cowd RUNDIR [ARGS]

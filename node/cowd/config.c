@@ -203,26 +203,6 @@ config_daemon_key (void *ud, const char *section, const char *name,
   if (strcmp (section, "cowd") == 0 && strcmp (key, "realtime-priority") == 0)
     return config_set_range (&cowd.realtime_priority, key, value, 0, 98,
                              "a realtime priority", err, errlen);
-  /* 0: the kernel's slice; else what sched_setattr takes, 100 us to
-   * 100 ms (it would quietly make 1-99 into 100). */
-  if (strcmp (section, "cowd") == 0 && strcmp (key, "loop-slice-us") == 0)
-    {
-      unsigned us;
-      if (config_set_range (&us, key, value, 0, 100000,
-                            "0 or a time slice in microseconds", err, errlen)
-          < 0)
-        return -1;
-      if (us != 0 && us < 100)
-        {
-          snprintf (err, errlen,
-                    "%s: '%s' is below the kernel's least time slice of 100 "
-                    "microseconds (0: the kernel's default)",
-                    key, value);
-          return -1;
-        }
-      cowd.loop_slice_us = us;
-      return 0;
-    }
   struct
   {
     const char *key, *no, *yes;

@@ -52,7 +52,6 @@ struct cowd cowd = {
   .log_level = LOG_INFO,
   .reconnect_deadline_ms = 30000,
   .worker_threads = 64,
-  .loop_slice_us = 100,
   .quorum_loss_timeout_ms = 3000,
   .metrics_interval_ms = 5000,
 };
@@ -452,7 +451,6 @@ cowd_start (void)
   if (take_pid_file () < 0)
     return -1;
   probe_realtime_start (); /* before any thread: they start ordinary */
-  probe_slice_start ();
   cowd_loop_set (qb_loop_create ());
   if (!cowd_loop () || (r = cowd_defer_init ()) < 0)
     {

@@ -77,7 +77,6 @@ struct cowd
   unsigned quorum_loss_timeout_ms;
   unsigned realtime_priority; /* [cowd] realtime-priority, 0: ordinary */
   unsigned worker_threads;    /* [cowd] worker-threads: offload.c's most */
-  unsigned loop_slice_us;     /* [cowd] loop-slice-us, 0: the kernel's */
   struct vol_entry *vols;
   struct vol_entry *live;    /* those open or attached (voldb_live) */
   bool clustered;            /* corosync group joined */
@@ -363,12 +362,6 @@ void probe_own (double *max_own_ms, double *sync_own_ms);
  * 0 when ordinary. */
 void probe_realtime_start (void);
 int probe_realtime_priority (void);
-/* Give the loop's thread (the caller) time slices of cowd.loop_slice_us
- * (Linux 6.12 or later), the threads it starts from then on keeping the
- * kernel's; logs what it got.  The slice it has now in us, as the kernel
- * gives it back (0: a realtime loop, or a kernel that gives none). */
-void probe_slice_start (void);
-unsigned probe_slice_us (void);
 
 /* metrics.c: the Prometheus textfile, rewritten every interval. */
 void metrics_start (void);

@@ -36,7 +36,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
@@ -152,76 +151,6 @@ probe_realtime_start (void)
     }
   qb_log (LOG_INFO, "cowd: the loop runs at realtime priority %u (SCHED_RR)",
           cowd.realtime_priority);
-}
-
-/* The loop's time slice: on Linux 6.12 and later (EEVDF), a thread of
- * the ordinary class may ask for a slice of its own (sched_setattr's
- * sched_runtime, 100 us to 100 ms; the default is 0.7 ms times 1 to 4 by the
- * number of CPUs).  A shorter slice gives it an earlier virtual deadline
- * each time it wakes, so the loop, woken by an NBD request, runs before
- * tasks of the default slice instead of after them; its share of the CPU
- * is not changed, and no realtime priority is needed.  Only the loop's
- * thread: SCHED_FLAG_RESET_ON_FORK gives every thread it starts from then
- * on, and every child, the default slice.  An older kernel takes the call
- * and keeps no slice: sched_getattr gives back 0, or the default. */
-struct probe_attr /* the kernel's struct sched_attr, its first version */
-{
-  uint32_t size, sched_policy;
-  uint64_t sched_flags;
-  int32_t sched_nice;
-  uint32_t sched_priority;
-  uint64_t sched_runtime, sched_deadline, sched_period;
-};
-#define PROBE_RESET_ON_FORK 0x01 /* SCHED_FLAG_RESET_ON_FORK */
-
-static int
-probe_getattr (struct probe_attr *a)
-{
-  memset (a, 0, sizeof *a);
-  return (int) syscall (SYS_sched_getattr, 0, a, sizeof *a, 0);
-}
-
-void
-probe_slice_start (void)
-{
-  struct probe_attr a;
-  if (cowd.loop_slice_us == 0 || probe_realtime_priority ())
-    return;
-  if (probe_getattr (&a) < 0)
-    {
-      qb_log (LOG_WARNING,
-              "cowd: cannot read the loop's scheduling (%s): it keeps the "
-              "kernel's time slice",
-              strerror (errno));
-      return;
-    }
-  a.size = sizeof a;
-  a.sched_flags = PROBE_RESET_ON_FORK; /* nice stays as read */
-  a.sched_runtime = (uint64_t) cowd.loop_slice_us * 1000;
-  if (syscall (SYS_sched_setattr, 0, &a, 0) < 0)
-    {
-      qb_log (LOG_WARNING,
-              "cowd: cannot give the loop a time slice of %u us (%s): it "
-              "keeps the kernel's",
-              cowd.loop_slice_us, strerror (errno));
-      return;
-    }
-  if (probe_slice_us () != cowd.loop_slice_us)
-    qb_log (LOG_INFO,
-            "cowd: this kernel keeps no time slice of a thread's own (Linux "
-            "6.12 or later does): the loop has the kernel's");
-  else
-    qb_log (LOG_INFO, "cowd: the loop runs with time slices of %u us",
-            probe_slice_us ());
-}
-
-unsigned
-probe_slice_us (void)
-{
-  struct probe_attr a;
-  if (probe_getattr (&a) < 0 || a.sched_policy != SCHED_OTHER)
-    return 0;
-  return (unsigned) (a.sched_runtime / 1000);
 }
 
 int
