@@ -95,6 +95,10 @@ kill_pid() {                 # kill_pid PID [SECS]
   wait_until 5 sh -c "! kill -0 $pid" || true
 }
 
+# cont_pid PID: a process this test stopped runs again, if it is still
+# there (a cleanup after the test killed it has nothing to do).
+cont_pid() { kill -0 "$1" 2>/dev/null || return 0; kill -CONT "$1"; }
+
 # kill_pidfile FILE: kill_pid the pid FILE names, if it names one.  For a
 # daemon that writes its own pid file (nbdkit -P), registered with
 # cleanup_fn before it starts: the file is read at the end, not while the

@@ -9,7 +9,9 @@ for the failover tests and benchmark (libnbd's Python binding).
       appends "i monotonic_ns" to LOG.  When a write fails it drops the
       connection and tries the URIs in turn (every 20 ms, for at most 60 s)
       and writes the same block again: a client that reconnects to the new
-      owner.  Exit 0 when all COUNT blocks are acknowledged.
+      owner.  Exit 0 when all COUNT blocks are acknowledged, or every
+      block up to the end of the volume: a write past it would fail, and
+      be retried, for ever.
   nbdwriter.py verify LOG OFFSET URI
       Reads back every block LOG says was acknowledged and checks it.
   nbdwriter.py stream LOG URI WRITER RATE SECONDS BLOCKS
@@ -50,6 +52,7 @@ def connect(uri):
 
 def write(log, count, offset, uris):
     h = connect(uris[0])
+    count = min(count, (h.get_size() - offset) // BLOCK)
     i = 0
     with open(log, "a") as f:
         while i < count:

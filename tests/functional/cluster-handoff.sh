@@ -153,7 +153,7 @@ wait_until 10 knows3 3 || fail "node 3 does not know vm3"
 lab_cowctl 1 attach vm3 --wait-owned 20 >/dev/null || fail "node 1 did not take vm3"
 qio_ok "nbd+unix:///?socket=$(lab_dir 1)/run/vm3.sock" "write on vm3" "write -P 0x7b 0 64k"
 kill -STOP "${cowd_pid[1]}"
-cleanup_fn kill -CONT "${cowd_pid[1]}"
+cleanup_fn cont_pid "${cowd_pid[1]}"
 t0=$SECONDS rc=0
 out=$(lab_cowctl 3 --json attach vm3 --incoming --wait-owned 2) || rc=$?
 # Node 1 stays stopped past its lease (3 s): when it runs again its lease
