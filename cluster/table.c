@@ -592,7 +592,10 @@ cl_table_apply (struct cl_table *t, uint32_t sender, const struct cl_msg *m,
   struct cluster_vol *v = cl_table_find (t, m->def.name);
   if (v)
     apply[m->type].vol (t, v, sender, m, fx);
-  else
+  /* A delete of a volume the table lacks has nothing to do: its sender
+   * asks whenever it deletes, even before its own definition of it came
+   * back (own.c own_undefine). */
+  else if (m->type != CL_MSG_UNDEFINE)
     fx_error (fx, sender, COW_E_NO_SUCH_VOLUME, m->def.name,
               "volume %s "
               "is not defined in the "

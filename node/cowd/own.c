@@ -1082,7 +1082,11 @@ own_detach (struct vol_entry *e, vol_done_fn *done, void *opaque)
 }
 
 /* delete in a cluster: the whole group forgets the volume (UNDEFINE; the
- * others drop their definition in own_on_define), if nobody owns it. */
+ * others drop their definition in own_on_define), if nobody owns it.
+ * Sent even when the table lacks it: this node's own definition of it may
+ * not have come back yet (a delete right after create), and would then
+ * define it again everywhere, here too; after it, in the group's order,
+ * the UNDEFINE removes it (one of a volume never defined does nothing). */
 static int
 own_undefine (struct vol_entry *e, char *err, size_t errlen)
 {
@@ -1103,7 +1107,7 @@ own_undefine (struct vol_entry *e, char *err, size_t errlen)
                 e->name, cv->state == CL_FENCING ? cv->fenced_node : cv->owner);
       return COW_E_ATTACHED;
     }
-  if (cv && cluster_undefine (e->name) < 0)
+  if (cluster_undefine (e->name) < 0)
     {
       snprintf (err, errlen,
                 "volume %s: cannot tell the group to delete it "

@@ -13,7 +13,9 @@
 # batch and tells the cluster of each slice's volumes in turns of its
 # loop (a slice of 256 in one stretch took 21 ms): its log line counts
 # more such turns than slices; node 2 knows all 300, each as the file
-# defined it.  Node 3, which takes no device's key in the background,
+# defined it.  With node 1's corosync stopped, node 1 creates r1 and r2
+# and deletes r2: once corosync runs again, no node lists r2.  Node 3,
+# which takes no device's key in the background,
 # refuses a create on a hard link and on a symlink of e300's device,
 # naming e300, and e300's device is unchanged.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
@@ -88,6 +90,37 @@ wait_until 20 sh -c "[ \"\$(nsenter -t ${_lab_init_pid[2]} -n -m -- cowctl --run
 lab_cowctl 2 --json list 'e*' | jq -r '.[] | "\(.name) --base \(.base) --cow \(.cow)"' \
   | sort > "$LAB_DIR/got-e"
 sort "$LAB_DIR/defs-e" | diff - "$LAB_DIR/got-e" >&2 || fail "node 2's definitions differ from the file's"
+
+echo "== node 1 deletes a volume before its own definition came back: it goes everywhere"
+# Node 1's corosync is stopped while node 1 creates r1 and r2 and deletes
+# r2: its DEFINE_MANY has not come back when the delete asks the table.
+# The delete must still tell the group (UNDEFINE after the DEFINE_MANY,
+# in node 1's order), else the definition, delivered after the delete,
+# defines r2 again on every node, node 1 too.
+for i in 1 2; do
+  truncate -s 2M "$LAB_DIR/dev/r$i"
+  echo "r$i --base $LAB_DIR/dev/base --cow $LAB_DIR/dev/r$i"
+done > "$LAB_DIR/defs-r"
+c1=$(lab_corosync_pid 1)
+cleanup_fn cont_pid "$c1"
+t0=$(date +%s%N)
+kill -STOP "$c1"
+rc=0
+{ lab_cowctl 1 create --from "$LAB_DIR/defs-r" && lab_cowctl 1 delete r2; } >"$LAB_DIR/r.out" 2>&1 || rc=$?
+kill -CONT "$c1"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $rc = 0 ] || fail "node 1: create --from r1 r2 and delete r2 with corosync stopped: exit $rc: $(cat "$LAB_DIR/r.out")"
+[ $ms -lt 1500 ] || fail "node 1's corosync was stopped $ms ms, past the token: the others may have left it (too slow a machine for this test)"
+rnames() { lab_cowctl "$1" --json list 'r*' | jq -r '[.[].name] | join(" ")'; }
+for n in 1 2 3; do
+  wait_until 20 sh -c "nsenter -t ${_lab_init_pid[$n]} -n -m -- cowctl --run-dir $(lab_dir $n)/run --json list r1 | jq -e 'length == 1'" >/dev/null \
+    || fail "node $n does not know r1"
+done
+sleep 1 # the UNDEFINE, if any, comes right after the DEFINE_MANY
+for n in 1 2 3; do
+  [ "$(rnames $n)" = r1 ] || fail "node $n lists '$(rnames $n)', not r1 alone: deleted r2 came back"
+done
+echo "   corosync stopped $ms ms; nodes 1, 2 and 3 list r1, not r2"
 
 echo "== node 3 refuses another name of e300's device, its key not taken yet"
 # A definition from the cluster takes its device's key later, in slices

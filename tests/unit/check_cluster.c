@@ -533,7 +533,8 @@ START_TEST (test_piece_bound)
 END_TEST
 
 /* UNDEFINE (delete) of a volume a node owns is refused, on the node that
- * asked, and the volume stays; once released it goes. */
+ * asked, and the volume stays; once released it goes; of a volume the
+ * table lacks, it does nothing. */
 START_TEST (test_undefine_owned)
 {
   struct cl_table t = { 0 };
@@ -549,6 +550,17 @@ START_TEST (test_undefine_owned)
   apply (&t, 1, msg (CL_MSG_RELEASE, "vm1", 0, 0), &s, 2);
   apply (&t, 2, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 2);
   ck_assert_ptr_null (cl_table_find (&t, "vm1"));
+  /* Again, and of a volume never defined: nothing, and no error (a node
+   * deletes before its own definition came back: own.c). */
+  apply (&t, 2, msg (CL_MSG_UNDEFINE, "vm1", 0, 0), &s, 2);
+  apply (&t, 2, msg (CL_MSG_UNDEFINE, "nosuch", 0, 0), &s, 2);
+  ck_assert_uint_eq (t.n, 0);
+  ck_assert_uint_eq (s.errors, 1);
+  /* Other messages of an unknown volume are still refused. */
+  apply (&t, 2, msg (CL_MSG_ACQUIRE, "nosuch", 0, 0), &s, 2);
+  ck_assert_uint_eq (s.errors, 2);
+  ck_assert_str_eq (s.last_error,
+                    "volume nosuch is not defined in the cluster");
   cl_table_clear (&t);
 }
 END_TEST
