@@ -60,6 +60,7 @@ struct own_vol
   uint64_t epoch;     /* the epoch we serve under, 0 = none */
   bool taking_over;   /* vol_takeover_async under way */
   uint64_t t_request_ns, t_hold_ns; /* handoff timing */
+  bool released; /* detached: our RELEASE sent, perhaps not back yet */
 };
 
 /* e's ownership state, made (all zero) on first use: a definition
@@ -968,6 +969,8 @@ own_attach (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
             void *opaque, char *err, size_t errlen)
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
+  if (e->own)
+    own_vol (e)->released = false;
   if (e->vol)
     {
       /* Attached already (a source whose domain came back, or a host
@@ -1057,7 +1060,7 @@ own_detach_drained (void *opaque, int res)
                 "cluster: %s: cannot mark the volume clean at "
                 "detach; releasing it without a generation check",
                 e->name);
-      cluster_release (e->name, gen);
+      own_vol (e)->released = cluster_release (e->name, gen) == 0;
       own_vol (e)->epoch = 0;
     }
   fencing_forget_lun (vol_cow_backend (e->vol)->uri);
@@ -1099,7 +1102,13 @@ own_undefine (struct vol_entry *e, char *err, size_t errlen)
                 e->name);
       return COW_E_NO_QUORUM;
     }
-  if (cv && cv->state != CL_UNOWNED)
+  /* Detached here, and the table does not say so yet: our RELEASE is on
+   * its way, and the UNDEFINE goes after it (a delete right after a
+   * detach). */
+  bool released = cv && cv->owner == cluster_nodeid ()
+                  && cv->state != CL_FENCING && !e->vol && e->own
+                  && own_vol (e)->released;
+  if (cv && cv->state != CL_UNOWNED && !released)
     {
       snprintf (err, errlen,
                 "volume %s is owned by node %u; detach it there "
