@@ -970,7 +970,7 @@ own_attach (struct vol_entry *e, bool incoming, voldb_attach_fn *done,
 {
   const struct cluster_vol *cv = cluster_lookup (e->name);
   if (e->own)
-    own_vol (e)->released = false;
+    e->own->released = false;
   if (e->vol)
     {
       /* Attached already (a source whose domain came back, or a host
@@ -1102,12 +1102,11 @@ own_undefine (struct vol_entry *e, char *err, size_t errlen)
                 e->name);
       return COW_E_NO_QUORUM;
     }
-  /* Detached here, and the table does not say so yet: our RELEASE is on
-   * its way, and the UNDEFINE goes after it (a delete right after a
-   * detach). */
+  /* Detached here (delete refuses an attached volume), and the table
+   * does not say so yet: our RELEASE is on its way, and the UNDEFINE goes
+   * after it (a delete right after a detach). */
   bool released = cv && cv->owner == cluster_nodeid ()
-                  && cv->state != CL_FENCING && !e->vol && e->own
-                  && own_vol (e)->released;
+                  && cv->state != CL_FENCING && e->own && e->own->released;
   if (cv && cv->state != CL_UNOWNED && !released)
     {
       snprintf (err, errlen,
