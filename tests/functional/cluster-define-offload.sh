@@ -17,12 +17,14 @@
 # and deletes r2: once corosync runs again, no node lists r2; then
 # attaches r1 and, with corosync stopped again, detaches and deletes it:
 # the delete is not refused for node 1's own ownership, and no node lists
-# r1.  Node 3, which takes no device's key in the background, refuses a
+# r1.  With corosync stopped once more, node 1 creates and attaches r3,
+# and creates r4 and migrates it to node 2: every node sees r3 owned by
+# node 1, which serves it, and r4 by node 2.  Node 3, which takes no device's key in the background, refuses a
 # create on a hard link and on a symlink of e300's device, naming e300,
 # and e300's device is unchanged.
 source "${abs_top_srcdir:-$(dirname "$0")/../..}/tests/functions.sh"
 source "$top_srcdir/tests/lab/lab.sh"
-requires tgtd jq cowd cowctl nbdsh sqlite3
+requires tgtd jq cowd cowctl nbdsh nbdcopy sqlite3
 slowsync_shim
 
 lab_init "co$(printf %04x $((RANDOM)))"
@@ -147,6 +149,28 @@ for n in 1 2 3; do
     || fail "node $n lists '$(rnames $n)' after node 1 deleted r1"
 done
 echo "   corosync stopped $ms ms; no node lists r1"
+
+echo "== node 1 attaches a volume, and migrates another, right after creating them"
+# With node 1's corosync stopped, node 1 creates r3 and attaches it, and
+# creates r4 and migrates it to node 2: neither definition has come back
+# when the attach and the migrate ask for them.  Their ACQUIRE and MIGRATE
+# go after the DEFINEs, in node 1's order: every node sees r3 owned by
+# node 1 and r4 by node 2, and node 1 serves r3 with r3's data.
+for i in 3 4; do truncate -s 2M "$LAB_DIR/dev/r$i"; done
+c1_stopped "create and attach r3, create and migrate r4" \
+  "create r3 --base $LAB_DIR/dev/base --cow $LAB_DIR/dev/r3" "attach r3" \
+  "create r4 --base $LAB_DIR/dev/base --cow $LAB_DIR/dev/r4" "migrate r4 --to 2"
+for n in 1 2 3; do
+  wait_until 20 sh -c "nsenter -t ${_lab_init_pid[$n]} -n -m -- cowctl --run-dir $(lab_dir $n)/run --json status r3 | jq -e '.owner == 1'" >/dev/null \
+    || fail "node $n does not see r3 owned by node 1: $(lab_cowctl $n --json status r3 2>&1)"
+  wait_until 20 sh -c "nsenter -t ${_lab_init_pid[$n]} -n -m -- cowctl --run-dir $(lab_dir $n)/run --json status r4 | jq -e '.owner == 2'" >/dev/null \
+    || fail "node $n does not see r4 owned by node 2: $(lab_cowctl $n --json status r4 2>&1)"
+done
+r3uri="nbd+unix:///?socket=$(lab_dir 1)/run/r3.sock"
+lab_exec 1 nbdcopy "$r3uri" "$LAB_DIR/r3.read" || fail "node 1 does not serve r3"
+cmp "$LAB_DIR/r3.read" "$LAB_DIR/dev/base" || fail "r3 read on node 1 is not its base's data"
+lab_cowctl 1 detach r3 >/dev/null || fail "node 1 cannot detach r3"
+echo "   corosync stopped $ms ms; r3 owned by node 1 and served there, r4 owned by node 2"
 
 echo "== node 3 refuses another name of e300's device, its key not taken yet"
 # A definition from the cluster takes its device's key later, in slices
