@@ -518,6 +518,7 @@ main (int argc, char **argv)
       return 1;
     }
   qb_loop_run (cowd_loop ());
+  probe_stop ();
   cowd_offload_drain (); /* a create's format or syncfs under way */
   own_stop ();
   voldb_flush ();

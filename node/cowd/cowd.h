@@ -356,6 +356,11 @@ void probe_synced (double *gap_ms, double *busy_ms, double *after_ms);
  * interval (the least of it that was the loop's own), over the whole run
  * and when last synced. */
 void probe_own (double *max_own_ms, double *sync_own_ms);
+/* What the watcher saw the loop's thread do in the longest gap over 10
+ * ms ("in fdatasync on fd 12 (/x) ..."), or "". */
+const char *probe_max_gap_in (void);
+/* Stop the watcher thread (at the end of main). */
+void probe_stop (void);
 /* Put the loop's thread (the caller) in SCHED_RR at
  * cowd.realtime_priority, the threads it starts from then on staying
  * ordinary; a warning when the kernel refuses.  The priority it has now,

@@ -56,12 +56,18 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
                  ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
                  "\"sync_step_ms\":%.3f,\"io_yields\":%" PRIu64
                  ",\"max_own_gap_ms\":%.3f,\"sync_own_gap_ms\":%.3f,"
-                 "\"realtime_priority\":%d},\"members\":[",
+                 "\"realtime_priority\":%d,\"max_gap_in\":",
                  cluster_nodeid (), cluster_quorate () ? "true" : "false",
                  cluster_ring_id (), cluster_synced () ? "true" : "false",
                  safter, cluster_table_size (), gap, busy, slow, sgap, sbusy,
                  cluster_sync_max_step_ms (), cowd_io_yields (), own, sown,
                  probe_realtime_priority ());
+      const char *in = probe_max_gap_in ();
+      if (in[0])
+        sb_json_str (&sb, in);
+      else
+        sb_puts (&sb, "null");
+      sb_puts (&sb, "},\"members\":[");
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);
       sb_puts (&sb, "]}\n");

@@ -21,6 +21,18 @@
  * restart costs before the host serves its volumes again.
  * Cost: one timer per interval (idle cowd: under 1% of a CPU).
  *
+ * Where a long gap went: a watcher thread sleeps until PROBE_SLOW_MS
+ * after a firing was due; if it has not happened, the loop is late, and
+ * the watcher looks at the loop's thread every PROBE_LOOK_MS while it
+ * stays late: /proc/self/task/TID/syscall (the system call it is in, with
+ * its first argument: for a call on a descriptor, the file it names;
+ * for a call on a path, the path) and .../wchan (where the kernel holds
+ * it).  The gap's log line says what the first look saw and how many of
+ * the looks saw the same: "in fdatasync on fd 12 (/var/lib/x.cow), in
+ * the kernel at jbd2_log_wait_commit", or "running" (working, or waiting
+ * for a CPU).  The longest gap's is kept for `cowctl nodes --json`
+ * (loop.max_gap_in).  Cost when the loop turns: one wake-up per firing.
+ *
  * How much of a gap was the loop's own: the kernel counts the time a
  * thread waited for a CPU while it could run (/proc/thread-self/schedstat,
  * its second field), read at each firing.  A gap less what the loop's
@@ -35,9 +47,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +66,8 @@
 
 #define PROBE_EVERY_MS 50
 #define PROBE_SLOW_MS 10
+#define PROBE_LOOK_MS 10
+#define PROBE_WHERE 240
 
 static struct
 {
@@ -62,7 +81,24 @@ static struct
   uint64_t last_wait_ns; /* its run-queue wait at the last firing */
   uint64_t max_own_ns, synced_own_ns; /* gap less the wait, the largest */
   qb_loop_timer_handle timer;
+  char max_gap_in[PROBE_WHERE]; /* where the longest gap went, or "" */
 } P = { .sched_fd = -1 };
+
+/* The watcher (a thread of its own) and what it saw of the gap after the
+ * firing at for_ns; the loop reads it under the lock when it fires. */
+static struct
+{
+  pthread_t thread;
+  bool started;
+  pid_t tid;               /* the loop's thread */
+  _Atomic uint64_t due_ns; /* the next firing is due then; 0: stopped */
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  bool stop;
+  uint64_t for_ns;         /* the firing whose lateness it looked at */
+  char first[PROBE_WHERE]; /* what the first look saw */
+  unsigned looks, same;    /* looks, and those that saw the same */
+} W = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* The loop thread's time waiting for a CPU so far (ns), or 0. */
 static uint64_t
@@ -75,6 +111,271 @@ probe_cpu_wait_ns (void)
     return 0;
   buf[n] = '\0';
   return sscanf (buf, "%" SCNu64 " %" SCNu64, &run, &wait) == 2 ? wait : 0;
+}
+
+/* The names of the system calls a loop may block in; others by number. */
+static const char *
+probe_syscall_name (long nr)
+{
+  static const struct
+  {
+    long nr;
+    const char *name;
+  } names[] = {
+    { SYS_read, "read" },
+    { SYS_write, "write" },
+    { SYS_pread64, "pread64" },
+    { SYS_pwrite64, "pwrite64" },
+    { SYS_readv, "readv" },
+    { SYS_writev, "writev" },
+    { SYS_preadv, "preadv" },
+    { SYS_pwritev, "pwritev" },
+    { SYS_preadv2, "preadv2" },
+    { SYS_pwritev2, "pwritev2" },
+    { SYS_fsync, "fsync" },
+    { SYS_fdatasync, "fdatasync" },
+    { SYS_syncfs, "syncfs" },
+    { SYS_sync_file_range, "sync_file_range" },
+    { SYS_fallocate, "fallocate" },
+    { SYS_ftruncate, "ftruncate" },
+    { SYS_ioctl, "ioctl" },
+    { SYS_fcntl, "fcntl" },
+    { SYS_flock, "flock" },
+    { SYS_close, "close" },
+    { SYS_openat, "openat" },
+    { SYS_newfstatat, "newfstatat" },
+    { SYS_statx, "statx" },
+    { SYS_unlinkat, "unlinkat" },
+    { SYS_renameat2, "renameat2" },
+    { SYS_mkdirat, "mkdirat" },
+    { SYS_fstat, "fstat" },
+    { SYS_sendmsg, "sendmsg" },
+    { SYS_recvmsg, "recvmsg" },
+    { SYS_sendto, "sendto" },
+    { SYS_recvfrom, "recvfrom" },
+    { SYS_connect, "connect" },
+#ifdef SYS_poll
+    { SYS_poll, "poll" },
+#endif
+    { SYS_ppoll, "ppoll" },
+#ifdef SYS_epoll_wait
+    { SYS_epoll_wait, "epoll_wait" },
+#endif
+    { SYS_io_uring_enter, "io_uring_enter" },
+    { SYS_futex, "futex" },
+    { SYS_nanosleep, "nanosleep" },
+    { SYS_clock_nanosleep, "clock_nanosleep" },
+    { SYS_mmap, "mmap" },
+    { SYS_munmap, "munmap" },
+    { SYS_mremap, "mremap" },
+    { SYS_madvise, "madvise" },
+    { SYS_brk, "brk" },
+    { SYS_wait4, "wait4" },
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (names[i].nr == nr)
+      return names[i].name;
+  return NULL;
+}
+
+/* The calls whose first argument is a descriptor, and those whose first
+ * (openat and the like: second) is a path. */
+static bool
+probe_on_fd (long nr)
+{
+  static const long fd_calls[]
+      = { SYS_read,     SYS_write,           SYS_pread64,       SYS_pwrite64,
+          SYS_readv,    SYS_writev,          SYS_preadv,        SYS_pwritev,
+          SYS_preadv2,  SYS_pwritev2,        SYS_fsync,         SYS_fdatasync,
+          SYS_syncfs,   SYS_sync_file_range, SYS_fallocate,     SYS_ftruncate,
+          SYS_ioctl,    SYS_fcntl,           SYS_flock,         SYS_close,
+          SYS_fstat,    SYS_sendmsg,         SYS_recvmsg,       SYS_sendto,
+          SYS_recvfrom, SYS_connect,         SYS_io_uring_enter };
+  for (size_t i = 0; i < sizeof fd_calls / sizeof fd_calls[0]; i++)
+    if (fd_calls[i] == nr)
+      return true;
+  return false;
+}
+
+static bool
+probe_on_path (long nr)
+{
+  return nr == SYS_openat || nr == SYS_newfstatat || nr == SYS_statx
+         || nr == SYS_unlinkat || nr == SYS_renameat2 || nr == SYS_mkdirat;
+}
+
+/* A string of this process at addr (the loop's argument of the call it
+ * is in), read so that a pointer gone stale meanwhile fails, not faults. */
+static bool
+probe_read_str (uint64_t addr, char *out, size_t len)
+{
+  struct iovec local = { out, len - 1 },
+               remote = { (void *) (uintptr_t) addr, len - 1 };
+  ssize_t n = process_vm_readv (getpid (), &local, 1, &remote, 1, 0);
+  if (n <= 0)
+    {
+      /* Across a page boundary that is not there: a shorter piece. */
+      size_t in_page = 4096 - (addr & 4095);
+      if (in_page >= len - 1)
+        return false;
+      local.iov_len = remote.iov_len = in_page;
+      if ((n = process_vm_readv (getpid (), &local, 1, &remote, 1, 0)) <= 0)
+        return false;
+    }
+  out[n] = '\0';
+  return memchr (out, '\0', (size_t) n) || (size_t) n == len - 1;
+}
+
+/* A small file of the loop's thread in /proc, its first line. */
+static bool
+probe_task_file (const char *what, char *out, size_t len)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/self/task/%d/%s", (int) W.tid, what);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t n = read (fd, out, len - 1);
+  close (fd);
+  if (n <= 0)
+    return false;
+  out[n] = '\0';
+  out[strcspn (out, "\n")] = '\0';
+  return true;
+}
+
+/* What the loop's thread is doing now, in words, into out. */
+static void
+probe_look (char *out, size_t len)
+{
+  char sc[256], wchan[64] = "", arg[160] = "";
+  if (!probe_task_file ("syscall", sc, sizeof sc))
+    {
+      snprintf (out, len, "unknown (%m)");
+      return;
+    }
+  if (strncmp (sc, "running", 7) == 0)
+    {
+      snprintf (out, len, "running (working, or waiting for a CPU)");
+      return;
+    }
+  char *end;
+  long nr = strtol (sc, &end, 10);
+  uint64_t a[2] = { 0, 0 };
+  for (int i = 0; i < 2 && *end; i++)
+    a[i] = strtoull (end, &end, 16);
+  if (!probe_task_file ("wchan", wchan, sizeof wchan) || !strcmp (wchan, "0"))
+    wchan[0] = '\0';
+  if (nr < 0)
+    {
+      snprintf (out, len, "in the kernel outside a system call%s%s",
+                wchan[0] ? " at " : "", wchan);
+      return;
+    }
+  if (probe_on_fd (nr))
+    {
+      char link[64], target[128];
+      snprintf (link, sizeof link, "/proc/self/fd/%d", (int) a[0]);
+      ssize_t n = readlink (link, target, sizeof target - 1);
+      target[n > 0 ? n : 0] = '\0';
+      snprintf (arg, sizeof arg, " on fd %d (%s)", (int) a[0],
+                n > 0 ? target : "closed");
+    }
+  else if (probe_on_path (nr))
+    {
+      char path[128];
+      if (probe_read_str (a[1], path, sizeof path))
+        snprintf (arg, sizeof arg, " on %s", path);
+    }
+  const char *name = probe_syscall_name (nr);
+  char num[32];
+  if (!name)
+    snprintf (num, sizeof num, "system call %ld", nr);
+  snprintf (out, len, "in %s%s%s%s", name ? name : num, arg,
+            wchan[0] ? ", in the kernel at " : "", wchan);
+}
+
+static void *
+probe_watch (void *data)
+{
+  uint64_t every = (uint64_t) PROBE_EVERY_MS * 1000000ull;
+  uint64_t slow = (uint64_t) PROBE_SLOW_MS * 1000000ull;
+  pthread_mutex_lock (&W.lock);
+  while (!W.stop)
+    {
+      uint64_t due = atomic_load (&W.due_ns), now = cowd_now_ns ();
+      uint64_t at = due + slow;
+      if (due && now >= at)
+        {
+          /* Late: look, outside the lock (the loop may fire meanwhile;
+           * a look that straddles it is kept for the firing it began in,
+           * which counts this gap). */
+          char where[PROBE_WHERE];
+          pthread_mutex_unlock (&W.lock);
+          probe_look (where, sizeof where);
+          pthread_mutex_lock (&W.lock);
+          if (W.for_ns != due)
+            {
+              W.for_ns = due;
+              snprintf (W.first, sizeof W.first, "%s", where);
+              W.looks = W.same = 0;
+            }
+          W.looks++;
+          W.same += strcmp (where, W.first) == 0;
+          at = now + (uint64_t) PROBE_LOOK_MS * 1000000ull;
+        }
+      else if (!due)
+        at = now + every;
+      struct timespec ts
+          = { (time_t) (at / 1000000000ull), (long) (at % 1000000000ull) };
+      pthread_cond_timedwait (&W.wake, &W.lock, &ts);
+    }
+  pthread_mutex_unlock (&W.lock);
+  return data;
+}
+
+static void
+probe_watch_start (void)
+{
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&W.wake, &ca);
+  pthread_condattr_destroy (&ca);
+  W.tid = (pid_t) syscall (SYS_gettid);
+  int r = pthread_create (&W.thread, NULL, probe_watch, NULL);
+  if (r != 0)
+    qb_log (LOG_WARNING,
+            "cowd: cannot start the thread that looks where the loop's "
+            "long gaps go (%s): they are logged without it",
+            strerror (r));
+  W.started = r == 0;
+}
+
+void
+probe_stop (void)
+{
+  if (!W.started)
+    return;
+  pthread_mutex_lock (&W.lock);
+  W.stop = true;
+  pthread_cond_signal (&W.wake);
+  pthread_mutex_unlock (&W.lock);
+  pthread_join (W.thread, NULL);
+  W.started = false;
+}
+
+/* What the watcher saw of the gap that ends now (due at due_ns), in
+ * words after "; ", into out, or "". */
+static void
+probe_gap_where (uint64_t due_ns, char *out, size_t len)
+{
+  out[0] = '\0';
+  pthread_mutex_lock (&W.lock);
+  if (W.looks && W.for_ns == due_ns)
+    snprintf (out, len, "%s (%u of %u looks, every %u ms)", W.first, W.same,
+              W.looks, PROBE_LOOK_MS);
+  pthread_mutex_unlock (&W.lock);
 }
 
 /* Count the stretch since the last firing (also when synced, so that
@@ -97,18 +398,27 @@ probe_fire_stats (void)
       uint64_t own = gap > waited ? gap - waited : 0;
       if (own > P.max_own_ns)
         P.max_own_ns = own;
+      char where[PROBE_WHERE + 64] = "";
       if (gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
-        P.slow++;
+        {
+          P.slow++;
+          probe_gap_where (P.last_ns + every, where, sizeof where);
+        }
       if (gap > P.max_gap_ns && gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
         qb_log (LOG_NOTICE,
                 "cowd: the loop did not turn for %.1f ms (its thread "
-                "waited %.1f ms for a CPU since the turn before)",
-                (double) gap / 1e6, (double) waited / 1e6);
+                "waited %.1f ms for a CPU since the turn before)%s%s",
+                (double) gap / 1e6, (double) waited / 1e6,
+                where[0] ? "; it was " : "", where);
       if (gap > P.max_gap_ns)
-        P.max_gap_ns = gap;
+        {
+          P.max_gap_ns = gap;
+          snprintf (P.max_gap_in, sizeof P.max_gap_in, "%s", where);
+        }
     }
   P.last_wait_ns = cwait;
   P.last_ns = now;
+  atomic_store (&W.due_ns, now + (uint64_t) PROBE_EVERY_MS * 1000000ull);
 }
 
 static void
@@ -125,6 +435,7 @@ probe_start (void)
 {
   P.sched_fd = open ("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
   probe_fire (NULL);
+  probe_watch_start ();
 }
 
 /* Realtime: a loop thread that waits for a CPU behind ordinary processes
@@ -203,4 +514,10 @@ probe_own (double *max_own_ms, double *sync_own_ms)
 {
   *max_own_ms = (double) P.max_own_ns / 1e6;
   *sync_own_ms = (double) P.synced_own_ns / 1e6;
+}
+
+const char *
+probe_max_gap_in (void)
+{
+  return P.max_gap_in;
 }
