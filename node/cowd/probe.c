@@ -30,8 +30,10 @@
  * it).  The gap's log line says what the first look saw and how many of
  * the looks saw the same: "in fdatasync on fd 12 (/var/lib/x.cow), in
  * the kernel at jbd2_log_wait_commit", or "running" (working, or waiting
- * for a CPU).  The longest gap's is kept for `cowctl nodes --json`
- * (loop.max_gap_in).  Cost when the loop turns: one wake-up per firing.
+ * for a CPU), and how long, from the first look to the last, the thread
+ * ran and waited for a CPU (its schedstat).  The longest gap's is kept
+ * for `cowctl nodes --json` (loop.max_gap_in).  Cost when the loop
+ * turns: one wake-up per firing.
  *
  * How much of a gap was the loop's own: the kernel counts the time a
  * thread waited for a CPU while it could run (/proc/thread-self/schedstat,
@@ -84,7 +86,7 @@ static struct
   uint64_t max_own_ns, synced_own_ns; /* gap less the wait, the largest */
   qb_loop_timer_handle timer;         /* without a timerfd */
   int timer_fd;
-  char max_gap_in[PROBE_WHERE]; /* where the longest gap went, or "" */
+  char max_gap_in[PROBE_WHERE + 160]; /* where the longest gap went, or "" */
 } P = { .sched_fd = -1, .timer_fd = -1 };
 
 /* The watcher (a thread of its own) and what it saw of the gap after the
@@ -101,6 +103,9 @@ static struct
   uint64_t for_ns;         /* the firing whose lateness it looked at */
   char first[PROBE_WHERE]; /* what the first look saw */
   unsigned looks, same;    /* looks, and those that saw the same */
+  /* The loop thread's schedstat (time on a CPU, time waiting for one)
+   * at the first look of the gap and at the last. */
+  uint64_t run0, wait0, run1, wait1;
 } W = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* The loop thread's time waiting for a CPU so far (ns), or 0. */
@@ -247,6 +252,16 @@ probe_task_file (const char *what, char *out, size_t len)
   return true;
 }
 
+/* The loop thread's time on a CPU and waiting for one so far (ns). */
+static void
+probe_look_sched (uint64_t *run, uint64_t *wait)
+{
+  char buf[128];
+  *run = *wait = 0;
+  if (probe_task_file ("schedstat", buf, sizeof buf))
+    sscanf (buf, "%" SCNu64 " %" SCNu64, run, wait);
+}
+
 /* What the loop's thread is doing now, in words, into out. */
 static void
 probe_look (char *out, size_t len)
@@ -314,15 +329,21 @@ probe_watch (void *data)
            * a look that straddles it is kept for the firing it began in,
            * which counts this gap). */
           char where[PROBE_WHERE];
+          uint64_t run, wait;
           pthread_mutex_unlock (&W.lock);
           probe_look (where, sizeof where);
+          probe_look_sched (&run, &wait);
           pthread_mutex_lock (&W.lock);
           if (W.for_ns != due)
             {
               W.for_ns = due;
               snprintf (W.first, sizeof W.first, "%s", where);
               W.looks = W.same = 0;
+              W.run0 = run;
+              W.wait0 = wait;
             }
+          W.run1 = run;
+          W.wait1 = wait;
           W.looks++;
           W.same += strcmp (where, W.first) == 0;
           at = now + (uint64_t) PROBE_LOOK_MS * 1000000ull;
@@ -376,8 +397,12 @@ probe_gap_where (uint64_t due_ns, char *out, size_t len)
   out[0] = '\0';
   pthread_mutex_lock (&W.lock);
   if (W.looks && W.for_ns == due_ns)
-    snprintf (out, len, "%s (%u of %u looks, every %u ms)", W.first, W.same,
-              W.looks, PROBE_LOOK_MS);
+    snprintf (out, len,
+              "%s (%u of %u looks, every %u ms; from the first to the last "
+              "it ran %.1f ms and waited %.1f ms for a CPU)",
+              W.first, W.same, W.looks, PROBE_LOOK_MS,
+              (double) (W.run1 - W.run0) / 1e6,
+              (double) (W.wait1 - W.wait0) / 1e6);
   pthread_mutex_unlock (&W.lock);
 }
 
@@ -401,7 +426,7 @@ probe_fire_stats (void)
       uint64_t own = gap > waited ? gap - waited : 0;
       if (own > P.max_own_ns)
         P.max_own_ns = own;
-      char where[PROBE_WHERE + 64] = "";
+      char where[PROBE_WHERE + 160] = "";
       if (gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
         {
           P.slow++;
