@@ -113,10 +113,7 @@ chain_reply_freed (struct chain_req *c, char **freed, unsigned nfreed)
       sb_puts (&sb, "{\"name\":");
       sb_json_str (&sb, c->e->name);
       sb_puts (&sb, ",\"snapshot\":");
-      if (c->name)
-        sb_json_str (&sb, c->name);
-      else
-        sb_puts (&sb, "null");
+      sb_json_str_or_null (&sb, c->name);
       sb_puts (&sb, ",\"freed\":[");
       for (unsigned i = 0; i < nfreed; i++)
         {
@@ -392,10 +389,7 @@ chain_status_json (struct strbuf *sb, const struct volume *v)
              m.running ? 100.0 * (double) m.scanned / (double) m.chunks : 0.0,
              m.scanned, m.chunks, m.copied, m.pass,
              m.resumed ? "true" : "false");
-  if (m.freed)
-    sb_json_str (sb, m.freed);
-  else
-    sb_puts (sb, "null");
+  sb_json_str_or_null (sb, m.freed);
   sb_puts (sb, ",\"error\":");
   sb_json_str (sb, m.error ? strerror (-m.error) : "");
   sb_puts (sb, "}");
@@ -463,10 +457,7 @@ chain_layers_json (struct strbuf *sb, const struct vol_entry *e,
   for (unsigned i = 0; i < n; i++)
     {
       sb_printf (sb, "%s{\"index\":%u,\"snapshot\":", i ? "," : "", i);
-      if (li[i].name)
-        sb_json_str (sb, li[i].name);
-      else
-        sb_puts (sb, "null");
+      sb_json_str_or_null (sb, li[i].name);
       sb_puts (sb, ",\"device\":");
       sb_json_str (sb, li[i].uri);
       sb_printf (sb,

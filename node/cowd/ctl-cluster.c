@@ -63,10 +63,7 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
                  cluster_sync_max_step_ms (), cowd_io_yields (), own, sown,
                  probe_realtime_priority ());
       const char *in = probe_max_gap_in ();
-      if (in[0])
-        sb_json_str (&sb, in);
-      else
-        sb_puts (&sb, "null");
+      sb_json_str_or_null (&sb, in[0] ? in : NULL);
       sb_puts (&sb, "},\"members\":[");
       for (size_t i = 0; i < n; i++)
         sb_printf (&sb, "%s%u", i ? "," : "", m[i]);

@@ -96,7 +96,7 @@ static struct
   pthread_t thread;
   bool started;
   pid_t tid;               /* the loop's thread */
-  _Atomic uint64_t due_ns; /* the next firing is due then; 0: stopped */
+  _Atomic uint64_t due_ns; /* the next firing is due then; 0: none yet */
   pthread_mutex_t lock;
   pthread_cond_t wake;
   bool stop;
@@ -108,108 +108,103 @@ static struct
   uint64_t run0, wait0, run1, wait1;
 } W = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* The loop thread's time waiting for a CPU so far (ns), or 0. */
+/* The loop thread's time on a CPU and waiting for one so far (ns), or
+ * 0 and 0; from either thread (P.sched_fd is the loop thread's). */
+static void
+probe_schedstat (uint64_t *run, uint64_t *wait)
+{
+  char buf[128];
+  ssize_t n = P.sched_fd >= 0 ? pread (P.sched_fd, buf, sizeof buf - 1, 0) : -1;
+  *run = *wait = 0;
+  if (n <= 0)
+    return;
+  buf[n] = '\0';
+  if (sscanf (buf, "%" SCNu64 " %" SCNu64, run, wait) != 2)
+    *run = *wait = 0;
+}
+
 static uint64_t
 probe_cpu_wait_ns (void)
 {
-  char buf[128];
   uint64_t run, wait;
-  ssize_t n = P.sched_fd >= 0 ? pread (P.sched_fd, buf, sizeof buf - 1, 0) : -1;
-  if (n <= 0)
-    return 0;
-  buf[n] = '\0';
-  return sscanf (buf, "%" SCNu64 " %" SCNu64, &run, &wait) == 2 ? wait : 0;
+  probe_schedstat (&run, &wait);
+  return wait;
 }
 
-/* The names of the system calls a loop may block in; others by number. */
-static const char *
-probe_syscall_name (long nr)
+/* What a look names besides the call: the file of a descriptor (the
+ * first argument) or a path (the second: openat and the like). */
+enum probe_arg
 {
-  static const struct
-  {
-    long nr;
-    const char *name;
-  } names[] = {
-    { SYS_read, "read" },
-    { SYS_write, "write" },
-    { SYS_pread64, "pread64" },
-    { SYS_pwrite64, "pwrite64" },
-    { SYS_readv, "readv" },
-    { SYS_writev, "writev" },
-    { SYS_preadv, "preadv" },
-    { SYS_pwritev, "pwritev" },
-    { SYS_preadv2, "preadv2" },
-    { SYS_pwritev2, "pwritev2" },
-    { SYS_fsync, "fsync" },
-    { SYS_fdatasync, "fdatasync" },
-    { SYS_syncfs, "syncfs" },
-    { SYS_sync_file_range, "sync_file_range" },
-    { SYS_fallocate, "fallocate" },
-    { SYS_ftruncate, "ftruncate" },
-    { SYS_ioctl, "ioctl" },
-    { SYS_fcntl, "fcntl" },
-    { SYS_flock, "flock" },
-    { SYS_close, "close" },
-    { SYS_openat, "openat" },
-    { SYS_newfstatat, "newfstatat" },
-    { SYS_statx, "statx" },
-    { SYS_unlinkat, "unlinkat" },
-    { SYS_renameat2, "renameat2" },
-    { SYS_mkdirat, "mkdirat" },
-    { SYS_fstat, "fstat" },
-    { SYS_sendmsg, "sendmsg" },
-    { SYS_recvmsg, "recvmsg" },
-    { SYS_sendto, "sendto" },
-    { SYS_recvfrom, "recvfrom" },
-    { SYS_connect, "connect" },
+  PROBE_ARG_NONE,
+  PROBE_ARG_FD,
+  PROBE_ARG_PATH,
+};
+
+/* The system calls a loop may block in (others by number). */
+static const struct probe_call
+{
+  long nr;
+  const char *name;
+  enum probe_arg arg;
+} probe_calls[] = {
+  { SYS_read, "read", PROBE_ARG_FD },
+  { SYS_write, "write", PROBE_ARG_FD },
+  { SYS_pread64, "pread64", PROBE_ARG_FD },
+  { SYS_pwrite64, "pwrite64", PROBE_ARG_FD },
+  { SYS_readv, "readv", PROBE_ARG_FD },
+  { SYS_writev, "writev", PROBE_ARG_FD },
+  { SYS_preadv, "preadv", PROBE_ARG_FD },
+  { SYS_pwritev, "pwritev", PROBE_ARG_FD },
+  { SYS_preadv2, "preadv2", PROBE_ARG_FD },
+  { SYS_pwritev2, "pwritev2", PROBE_ARG_FD },
+  { SYS_fsync, "fsync", PROBE_ARG_FD },
+  { SYS_fdatasync, "fdatasync", PROBE_ARG_FD },
+  { SYS_syncfs, "syncfs", PROBE_ARG_FD },
+  { SYS_sync_file_range, "sync_file_range", PROBE_ARG_FD },
+  { SYS_fallocate, "fallocate", PROBE_ARG_FD },
+  { SYS_ftruncate, "ftruncate", PROBE_ARG_FD },
+  { SYS_ioctl, "ioctl", PROBE_ARG_FD },
+  { SYS_fcntl, "fcntl", PROBE_ARG_FD },
+  { SYS_flock, "flock", PROBE_ARG_FD },
+  { SYS_close, "close", PROBE_ARG_FD },
+  { SYS_openat, "openat", PROBE_ARG_PATH },
+  { SYS_newfstatat, "newfstatat", PROBE_ARG_PATH },
+  { SYS_statx, "statx", PROBE_ARG_PATH },
+  { SYS_unlinkat, "unlinkat", PROBE_ARG_PATH },
+  { SYS_renameat2, "renameat2", PROBE_ARG_PATH },
+  { SYS_mkdirat, "mkdirat", PROBE_ARG_PATH },
+  { SYS_fstat, "fstat", PROBE_ARG_FD },
+  { SYS_sendmsg, "sendmsg", PROBE_ARG_FD },
+  { SYS_recvmsg, "recvmsg", PROBE_ARG_FD },
+  { SYS_sendto, "sendto", PROBE_ARG_FD },
+  { SYS_recvfrom, "recvfrom", PROBE_ARG_FD },
+  { SYS_connect, "connect", PROBE_ARG_FD },
 #ifdef SYS_poll
-    { SYS_poll, "poll" },
+  { SYS_poll, "poll", PROBE_ARG_NONE },
 #endif
-    { SYS_ppoll, "ppoll" },
+  { SYS_ppoll, "ppoll", PROBE_ARG_NONE },
 #ifdef SYS_epoll_wait
-    { SYS_epoll_wait, "epoll_wait" },
+  { SYS_epoll_wait, "epoll_wait", PROBE_ARG_NONE },
 #endif
-    { SYS_io_uring_enter, "io_uring_enter" },
-    { SYS_futex, "futex" },
-    { SYS_nanosleep, "nanosleep" },
-    { SYS_clock_nanosleep, "clock_nanosleep" },
-    { SYS_mmap, "mmap" },
-    { SYS_munmap, "munmap" },
-    { SYS_mremap, "mremap" },
-    { SYS_madvise, "madvise" },
-    { SYS_brk, "brk" },
-    { SYS_wait4, "wait4" },
-  };
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (names[i].nr == nr)
-      return names[i].name;
+  { SYS_io_uring_enter, "io_uring_enter", PROBE_ARG_FD },
+  { SYS_futex, "futex", PROBE_ARG_NONE },
+  { SYS_nanosleep, "nanosleep", PROBE_ARG_NONE },
+  { SYS_clock_nanosleep, "clock_nanosleep", PROBE_ARG_NONE },
+  { SYS_mmap, "mmap", PROBE_ARG_NONE },
+  { SYS_munmap, "munmap", PROBE_ARG_NONE },
+  { SYS_mremap, "mremap", PROBE_ARG_NONE },
+  { SYS_madvise, "madvise", PROBE_ARG_NONE },
+  { SYS_brk, "brk", PROBE_ARG_NONE },
+  { SYS_wait4, "wait4", PROBE_ARG_NONE },
+};
+
+static const struct probe_call *
+probe_call (long nr)
+{
+  for (size_t i = 0; i < sizeof probe_calls / sizeof probe_calls[0]; i++)
+    if (probe_calls[i].nr == nr)
+      return &probe_calls[i];
   return NULL;
-}
-
-/* The calls whose first argument is a descriptor, and those whose first
- * (openat and the like: second) is a path. */
-static bool
-probe_on_fd (long nr)
-{
-  static const long fd_calls[]
-      = { SYS_read,     SYS_write,           SYS_pread64,       SYS_pwrite64,
-          SYS_readv,    SYS_writev,          SYS_preadv,        SYS_pwritev,
-          SYS_preadv2,  SYS_pwritev2,        SYS_fsync,         SYS_fdatasync,
-          SYS_syncfs,   SYS_sync_file_range, SYS_fallocate,     SYS_ftruncate,
-          SYS_ioctl,    SYS_fcntl,           SYS_flock,         SYS_close,
-          SYS_fstat,    SYS_sendmsg,         SYS_recvmsg,       SYS_sendto,
-          SYS_recvfrom, SYS_connect,         SYS_io_uring_enter };
-  for (size_t i = 0; i < sizeof fd_calls / sizeof fd_calls[0]; i++)
-    if (fd_calls[i] == nr)
-      return true;
-  return false;
-}
-
-static bool
-probe_on_path (long nr)
-{
-  return nr == SYS_openat || nr == SYS_newfstatat || nr == SYS_statx
-         || nr == SYS_unlinkat || nr == SYS_renameat2 || nr == SYS_mkdirat;
 }
 
 /* A string of this process at addr (the loop's argument of the call it
@@ -252,16 +247,6 @@ probe_task_file (const char *what, char *out, size_t len)
   return true;
 }
 
-/* The loop thread's time on a CPU and waiting for one so far (ns). */
-static void
-probe_look_sched (uint64_t *run, uint64_t *wait)
-{
-  char buf[128];
-  *run = *wait = 0;
-  if (probe_task_file ("schedstat", buf, sizeof buf))
-    sscanf (buf, "%" SCNu64 " %" SCNu64, run, wait);
-}
-
 /* What the loop's thread is doing now, in words, into out. */
 static void
 probe_look (char *out, size_t len)
@@ -290,7 +275,9 @@ probe_look (char *out, size_t len)
                 wchan[0] ? " at " : "", wchan);
       return;
     }
-  if (probe_on_fd (nr))
+  const struct probe_call *call = probe_call (nr);
+  enum probe_arg kind = call ? call->arg : PROBE_ARG_NONE;
+  if (kind == PROBE_ARG_FD)
     {
       char link[64], target[128];
       snprintf (link, sizeof link, "/proc/self/fd/%d", (int) a[0]);
@@ -299,17 +286,16 @@ probe_look (char *out, size_t len)
       snprintf (arg, sizeof arg, " on fd %d (%s)", (int) a[0],
                 n > 0 ? target : "closed");
     }
-  else if (probe_on_path (nr))
+  else if (kind == PROBE_ARG_PATH)
     {
       char path[128];
       if (probe_read_str (a[1], path, sizeof path))
         snprintf (arg, sizeof arg, " on %s", path);
     }
-  const char *name = probe_syscall_name (nr);
   char num[32];
-  if (!name)
+  if (!call)
     snprintf (num, sizeof num, "system call %ld", nr);
-  snprintf (out, len, "in %s%s%s%s", name ? name : num, arg,
+  snprintf (out, len, "in %s%s%s%s", call ? call->name : num, arg,
             wchan[0] ? ", in the kernel at " : "", wchan);
 }
 
@@ -332,7 +318,7 @@ probe_watch (void *data)
           uint64_t run, wait;
           pthread_mutex_unlock (&W.lock);
           probe_look (where, sizeof where);
-          probe_look_sched (&run, &wait);
+          probe_schedstat (&run, &wait);
           pthread_mutex_lock (&W.lock);
           if (W.for_ns != due)
             {
@@ -427,12 +413,13 @@ probe_fire_stats (void)
       if (own > P.max_own_ns)
         P.max_own_ns = own;
       char where[PROBE_WHERE + 160] = "";
-      if (gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
+      bool late = gap > (uint64_t) PROBE_SLOW_MS * 1000000ull;
+      if (late)
         {
           P.slow++;
           probe_gap_where (P.last_ns + every, where, sizeof where);
         }
-      if (gap > P.max_gap_ns && gap > (uint64_t) PROBE_SLOW_MS * 1000000ull)
+      if (gap > P.max_gap_ns && late)
         qb_log (LOG_NOTICE,
                 "cowd: the loop did not turn for %.1f ms (its thread "
                 "waited %.1f ms for a CPU since the turn before)%s%s",

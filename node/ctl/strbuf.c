@@ -118,6 +118,15 @@ sb_json_str (struct strbuf *sb, const char *s)
   sb_puts (sb, "\"");
 }
 
+void
+sb_json_str_or_null (struct strbuf *sb, const char *s)
+{
+  if (s)
+    sb_json_str (sb, s);
+  else
+    sb_puts (sb, "null");
+}
+
 const char *
 sb_str (struct strbuf *sb)
 {

@@ -26,6 +26,8 @@ void sb_puts (struct strbuf *sb, const char *s);
 void sb_put (struct strbuf *sb, const void *p, size_t n);
 /* Append s as a JSON string literal, quotes included. */
 void sb_json_str (struct strbuf *sb, const char *s);
+/* The same, or null when s is NULL. */
+void sb_json_str_or_null (struct strbuf *sb, const char *s);
 const char *sb_str (struct strbuf *sb); /* "" when empty */
 void sb_reset (struct strbuf *sb);
 void sb_free (struct strbuf *sb);
