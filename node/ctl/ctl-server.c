@@ -900,6 +900,14 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
       ctl_start_undo (l);
       return -1;
     }
+  /* After qb_ipcs_run: no other live server has this name. Before the
+   * thread: no request is answered until the sweep is done and said. */
+  unsigned swept = ctl_sweep_shm (name);
+  if (swept)
+    qb_log (LOG_NOTICE,
+            "ctl: removed the shared memory of %u control connection(s) "
+            "that an earlier cowd of run directory %s left in /dev/shm",
+            swept, run_dir);
   /* Signals go to the program's threads, not this one. */
   sigset_t all, old;
   sigfillset (&all);
@@ -918,13 +926,6 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   pthread_setname_np (thread, "cowd-ctl");
   running = true;
   qb_log (LOG_INFO, "ctl: listening as %s", name);
-  /* After qb_ipcs_run: no other live server has this name. */
-  unsigned swept = ctl_sweep_shm (name);
-  if (swept)
-    qb_log (LOG_NOTICE,
-            "ctl: removed the shared memory of %u control connection(s) "
-            "that an earlier cowd of run directory %s left in /dev/shm",
-            swept, run_dir);
   return 0;
 }
 
