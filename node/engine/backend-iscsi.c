@@ -1130,8 +1130,11 @@ backend_iscsi_open (const char *url, const struct backend_opts *opts,
   /* The blocking calls of the open (and all of a backend for blocking
    * calls alone) give up after the reconnect deadline: a target that
    * accepts the connection and answers nothing (a frozen tgtd) kept them
-   * waiting for ever.  The loop's own requests have their deadline. */
-  iscsi_set_timeout (ip->ctx, (int) ((ip->deadline_ms + 999) / 1000));
+   * waiting for ever.  The loop's own requests have their deadline.
+   * libiscsi counts whole seconds of time(): a PDU sent late in a second
+   * timed out in S - 1 and a bit (2.19 s of 3); one second more gives up
+   * after the deadline, never before it, and at most a second late. */
+  iscsi_set_timeout (ip->ctx, (int) ((ip->deadline_ms + 999) / 1000 + 1));
   if (iscsi_full_connect_sync (ip->ctx, ip->portal, ip->lun) != 0)
     {
       isc_connect_error (ip, err, errlen);

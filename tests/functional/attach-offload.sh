@@ -93,7 +93,7 @@ read -r rc ms < "$d/attach.res"
 [ "$rc" = 1 ] || fail "attach v exited $rc: $(cat "$d/attach.out")"
 want="cowctl: volume v: base $base: cannot log in (command timed out)"
 [ "$(cat "$d/attach.out")" = "$want" ] || fail "attach v: got '$(cat "$d/attach.out")', expected '$want'"
-[ "$ms" -ge 2500 ] && [ "$ms" -le 10000 ] || fail "attach v failed after $ms ms; the deadline is 3000 ms"
+[ "$ms" -ge 3000 ] && [ "$ms" -le 10000 ] || fail "attach v failed after $ms ms; the deadline is 3000 ms, never earlier"
 echo "  $(cat "$d/attach.out") (after $ms ms)"
 [ "$(cat "$d/attach-j.res")" = 1 ] && [ "$(cat "$d/attach-j.out")" = "$want" ] \
   || fail "a second attach of v while it opened: exit $(cat "$d/attach-j.res"): $(cat "$d/attach-j.out")"
