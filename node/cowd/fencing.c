@@ -85,6 +85,7 @@ struct iscsi_context;
 #include "clock.h"
 #include "cluster.h"
 #include "cowd.h"
+#include "cowthread.h"
 #include "ctl.h"
 #include "dscow.h"
 #include "fence.h"
@@ -698,11 +699,7 @@ static int
 fj_launch (struct fjob *j)
 {
   pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init (&a);
-  pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
-  int r = pthread_create (&t, &a, fj_run, j);
-  pthread_attr_destroy (&a);
+  int r = cow_thread_create (&t, true, fj_run, j);
   if (r != 0)
     fj_free (j);
   return -r;

@@ -41,6 +41,7 @@
 
 #include "cowlog.h"
 #include "cowmutex.h"
+#include "cowthread.h"
 #include <qb/qbloop.h>
 
 #include "cowd.h"
@@ -201,16 +202,12 @@ offload_start (struct offload_job *j)
       pthread_mutex_unlock (&O.mu);
       return 0;
     }
-  pthread_attr_t a;
   pthread_t t;
-  pthread_attr_init (&a);
-  pthread_attr_setdetachstate (&a, PTHREAD_CREATE_DETACHED);
   O.running++;
-  int r = pthread_create (&t, &a, offload_thread, j);
+  int r = cow_thread_create (&t, true, offload_thread, j);
   if (r != 0)
     O.running--;
   pthread_mutex_unlock (&O.mu);
-  pthread_attr_destroy (&a);
   return r == 0 ? 0 : -1;
 }
 

@@ -66,6 +66,7 @@
 
 #include "clock.h"
 #include "cowd.h"
+#include "cowthread.h"
 #include "loop.h"
 
 #define PROBE_EVERY_MS 50
@@ -353,7 +354,7 @@ probe_watch_start (void)
   pthread_cond_init (&W.wake, &ca);
   pthread_condattr_destroy (&ca);
   W.tid = (pid_t) syscall (SYS_gettid);
-  int r = pthread_create (&W.thread, NULL, probe_watch, NULL);
+  int r = cow_thread_create (&W.thread, false, probe_watch, NULL);
   if (r != 0)
     qb_log (LOG_WARNING,
             "cowd: cannot start the thread that looks where the loop's "
@@ -487,18 +488,23 @@ probe_start (void)
 /* Realtime: a loop thread that waits for a CPU behind ordinary processes
  * delays every NBD request and may let its lease run out (the gaps above
  * are mostly such waits on a busy host).  corosync and sanlock run
- * SCHED_RR for the same reason.  Only the loop's thread: SCHED_RESET_ON_FORK
- * makes every thread it starts from then on (the offload threads, the
- * checkpointer, io_uring's workers) and every child (a fence command)
- * start ordinary, so blocking work never competes with the loop at its
- * priority. */
+ * SCHED_RR for the same reason.  The loop's thread passes its priority on
+ * to what the kernel starts for it: io_uring's workers, which do the
+ * reads and writes the loop waits for.  With SCHED_RESET_ON_FORK they
+ * started ordinary, and two realtime cowds on this machine's two CPUs
+ * answered 4K reads at p99 2.7-4.8 ms, against 0.5 ms when ordinary and
+ * 0.7 ms with the workers realtime too (tests/bench/rt-workers).  Every
+ * thread cowd starts itself (offloads, the checkpointer, the control
+ * channel, fence jobs, the watcher) asks for ordinary scheduling
+ * explicitly (cowthread.h), and so does every child of those (a fence
+ * command): blocking work never competes with the loop at its priority. */
 void
 probe_realtime_start (void)
 {
   if (cowd.realtime_priority == 0)
     return;
   struct sched_param sp = { .sched_priority = (int) cowd.realtime_priority };
-  if (sched_setscheduler (0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0)
+  if (sched_setscheduler (0, SCHED_RR, &sp) < 0)
     {
       qb_log (LOG_WARNING,
               "cowd: cannot run the loop at realtime priority %u (%s): it "

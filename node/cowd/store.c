@@ -51,6 +51,7 @@
 
 #include "cowlog.h"
 #include "cowmutex.h"
+#include "cowthread.h"
 #include <sqlite3.h>
 
 #include "store.h"
@@ -264,7 +265,7 @@ store_ck_start (struct store *s)
   sigset_t all, old;
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-  int r = pthread_create (&s->ck_thread, NULL, store_ck_run, s);
+  int r = cow_thread_create (&s->ck_thread, false, store_ck_run, s);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (r != 0)
     {

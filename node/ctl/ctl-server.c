@@ -57,6 +57,7 @@
 #include <qb/qbipcs.h>
 #include "cowlog.h"
 #include "cowmutex.h"
+#include "cowthread.h"
 #include "pidgone.h"
 
 #include "byteorder.h"
@@ -912,7 +913,7 @@ ctl_server_start (qb_loop_t *l, const char *run_dir, ctl_dispatch_fn *fn)
   sigset_t all, old;
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-  r = pthread_create (&thread, NULL, ctl_thread, NULL);
+  r = cow_thread_create (&thread, false, ctl_thread, NULL);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (r != 0)
     {

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # cowd.conf realtime-priority: cowd's loop (its main thread: NBD, CPG,
-# the lease) runs SCHED_RR at that priority, and nothing else of cowd does.
+# the lease) runs SCHED_RR at that priority, and so do io_uring's workers,
+# which do its reads and writes; no other thread of cowd does.
 #  - with realtime-priority = 50: the main thread is SCHED_RR at 50 and
 #    says so in the log; after a create (a thread formats), an attach and
-#    writes, every other thread of cowd (the store's checkpointer at
-#    least) is SCHED_OTHER; the volume reads back what was written;
+#    writes, while a client reads, io_uring's workers (iou-wrk-*, at least
+#    one) are SCHED_RR at 50 and every other thread of cowd (the store's
+#    checkpointer at least) is SCHED_OTHER; the volume reads back what was
+#    written;
 #  - without the key: SCHED_OTHER, no such line;
 #  - a kernel that refuses (cowd without CAP_SYS_NICE): a warning with the
 #    cause, cowd runs at ordinary priority and serves;
@@ -28,19 +31,27 @@ policy() {
   chrt -p "$1" | sed -n 's/.*policy: \([A-Z_]*\).*/\1/p; s/.*priority: \([0-9]*\)/\1/p' \
     | tr '\n' ' ' | sed 's/ $//'
 }
-# others_ordinary PID: every thread but the main one is SCHED_OTHER; the
-# number of them (at least 1, so that the check is not empty).
-others_ordinary() {
-  local t n=0 p
+# threads_as PID PRIO: io_uring's workers (iou-wrk-*) run SCHED_RR PRIO and
+# every other thread but the main one SCHED_OTHER; "W O", how many of each
+# (the caller sees that neither check was empty).
+threads_as() {
+  local t w=0 o=0 p c
   for t in /proc/"$1"/task/*; do
     t=${t##*/}
     [ "$t" = "$1" ] && continue
-    p=$(policy "$t" 2>/dev/null) || continue # gone meanwhile
-    [ "$p" = "SCHED_OTHER 0" ] || fail "thread $t of cowd runs $p, not SCHED_OTHER 0"
-    n=$((n + 1))
+    c=$(cat "/proc/$1/task/$t/comm" 2>/dev/null) || continue # gone meanwhile
+    p=$(policy "$t" 2>/dev/null) || continue
+    case $c in
+      iou-wrk-*)
+        [ "$p" = "SCHED_RR $2" ] || fail "io_uring worker $t ($c) runs $p, not SCHED_RR $2"
+        w=$((w + 1)) ;;
+      *)
+        [ "$p" = "SCHED_OTHER 0" ] || fail "thread $t ($c) of cowd runs $p, not SCHED_OTHER 0"
+        o=$((o + 1)) ;;
+    esac
   done
-  [ $n -ge 1 ] || fail "cowd has no thread besides its loop to check"
-  echo $n
+  [ $o -ge 1 ] || fail "cowd has no thread besides its loop and io_uring's workers to check"
+  echo "$w $o"
 }
 
 echo "== realtime-priority = 50"
@@ -49,16 +60,29 @@ start_cowd "$T/r1" -c "$T/rt.conf"
 pid=${_cowd_pid[$T/r1]}
 [ "$(policy "$pid")" = "SCHED_RR 50" ] \
   || fail "cowd's loop runs $(policy "$pid"), not SCHED_RR 50: $(chrt -p "$pid")"
-chrt -p "$pid" | grep -q 'SCHED_RR|SCHED_RESET_ON_FORK' \
-  || fail "cowd's loop lets its children keep SCHED_RR: $(chrt -p "$pid")"
+! chrt -p "$pid" | grep -q 'SCHED_RESET_ON_FORK' \
+  || fail "cowd's loop does not pass SCHED_RR on to io_uring's workers: $(chrt -p "$pid")"
 grep -q 'cowd: the loop runs at realtime priority 50 (SCHED_RR)' "$T/r1.log" \
   || fail "no log line says the loop is realtime: $(cat "$T/r1.log")"
 cowctl --run-dir "$T/r1" create v --base "$T/base.img" --cow "$T/cow1.img" >/dev/null
 u=$(cowctl --run-dir "$T/r1" attach v)
 qio_ok "$u" "writes on a realtime cowd" "write -P 0x5a 0 1M" "write -P 0xa5 4M 64k" \
   "read -P 0x5a 0 1M" "read -P 0xa5 4M 64k"
-n=$(others_ordinary "$pid")
-echo "   loop SCHED_RR 50; $n other thread(s) SCHED_OTHER"
+# io_uring's workers are started for I/O and leave after a few idle
+# seconds: a client reads (O_DIRECT, which the kernel hands to a worker)
+# while they are looked at.
+reads=(); for i in $(seq 200); do reads+=(-c "read $(((i * 37 % 120) * 65536)) 64k"); done
+qemu-io -r -f raw "${reads[@]}" "$u" >/dev/null &
+rd=$!
+w=0
+for i in $(seq 50); do
+  read -r w o <<<"$(threads_as "$pid" 50)"
+  [ "$w" -ge 1 ] && break
+  sleep 0.1
+done
+wait "$rd" || fail "reading while the threads were looked at failed"
+[ "$w" -ge 1 ] || fail "cowd started no io_uring worker while a client read"
+echo "   loop SCHED_RR 50; $w io_uring worker(s) SCHED_RR 50; $o other thread(s) SCHED_OTHER"
 [ "$(policy "$pid")" = "SCHED_RR 50" ] || fail "the loop's policy changed: $(policy "$pid")"
 stop_cowd "$T/r1"
 
