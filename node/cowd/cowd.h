@@ -196,6 +196,9 @@ int voldb_batch_begin (void);
  * is open (at stop). */
 void voldb_batch_pause (void);
 void voldb_flush (void);
+/* The CPU of the longest commit of a batch's transaction, and the most
+ * rows one held (at most VOLDB_BATCH_ROWS), since cowd started. */
+void voldb_batch_stats (double *max_commit_ms, unsigned *max_rows);
 /* No checkpoint of the store while held: a host joining the cluster
  * holds them until it is synced, then the one due runs (own.c). */
 void voldb_checkpoints_hold (bool hold);

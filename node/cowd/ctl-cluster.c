@@ -46,6 +46,9 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
   probe_get (&gap, &busy, &slow);
   probe_synced (&sgap, &sbusy, &safter);
   probe_own (&own, &sown);
+  double commit_ms;
+  unsigned commit_rows;
+  voldb_batch_stats (&commit_ms, &commit_rows);
   if (json)
     {
       sb_printf (&sb,
@@ -56,12 +59,13 @@ cmd_nodes (struct ctl_req *req, int argc, char **argv, bool json)
                  ",\"sync_gap_ms\":%.3f,\"sync_busy_ms\":%.3f,"
                  "\"sync_step_ms\":%.3f,\"io_yields\":%" PRIu64
                  ",\"max_own_gap_ms\":%.3f,\"sync_own_gap_ms\":%.3f,"
+                 "\"batch_commit_ms\":%.3f,\"batch_rows\":%u,"
                  "\"realtime_priority\":%d,\"max_gap_in\":",
                  cluster_nodeid (), cluster_quorate () ? "true" : "false",
                  cluster_ring_id (), cluster_synced () ? "true" : "false",
                  safter, cluster_table_size (), gap, busy, slow, sgap, sbusy,
                  cluster_sync_max_step_ms (), cowd_io_yields (), own, sown,
-                 probe_realtime_priority ());
+                 commit_ms, commit_rows, probe_realtime_priority ());
       const char *in = probe_max_gap_in ();
       sb_json_str_or_null (&sb, in[0] ? in : NULL);
       sb_puts (&sb, "},\"members\":[");

@@ -12,6 +12,12 @@
 #                         held by a "host init" process
 #   lab_exec N CMD...     run CMD inside host N (network + mounts)
 #   lab_bg N LOG CMD...   the same in the background; prints the pid
+#   lab_pinned N CMD...   run CMD here (not inside host N) on host N's CPUs
+#   LAB_CPUS="C0 C1 ..."  CPU list CN (taskset -c) for host N: whatever
+#                         lab_exec and lab_bg start there (corosync, cowd,
+#                         cowctl, tgtd) runs on those CPUs only, as if each
+#                         host were a machine of its own; unset or "-"
+#                         for a host: any CPU (benchmarks only)
 #   lab_ip N              host N's address
 #   lab_dir N             host N's directory (state, logs, sockets)
 #   lab_link_down N / lab_link_up N   cut / restore host N's link
@@ -110,12 +116,25 @@ _lab_net() {
   ip -n "$ns" link set lo up
 }
 
+# _lab_pin N: sets _lab_pin_cmd to taskset for host N's CPUs, or nothing
+_lab_pin() {
+  local -a cpus
+  read -r -a cpus <<<"${LAB_CPUS:-}"
+  _lab_pin_cmd=()
+  if [ -n "${cpus[$1]:-}" ] && [ "${cpus[$1]}" != - ]; then _lab_pin_cmd=(taskset -c "${cpus[$1]}"); fi
+}
+
+lab_pinned() { local _lab_pin_cmd; _lab_pin "$1"; shift; "${_lab_pin_cmd[@]}" "$@"; }
+
 # shellcheck disable=SC2086
-lab_exec() { local n=$1; shift; nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "$@"; }
+lab_exec() {
+  local n=$1 _lab_pin_cmd; shift; _lab_pin "$n"
+  nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "${_lab_pin_cmd[@]}" "$@"
+}
 
 lab_bg() {
-  local n=$1 log=$2; shift 2
-  nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "$@" >>"$log" 2>&1 &
+  local n=$1 log=$2 _lab_pin_cmd; shift 2; _lab_pin "$n"
+  nsenter -t "${_lab_init_pid[$n]}" ${_lab_nsflags[$n]:--n -m} -- "${_lab_pin_cmd[@]}" "$@" >>"$log" 2>&1 &
   local pid=$!
   disown "$pid"
   echo "$pid" >> "$LAB_DIR/pids"   # a file: callers run this in $(...)

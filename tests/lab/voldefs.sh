@@ -41,6 +41,9 @@ voldefs_own() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_own_gap_ms; }
 voldefs_after() { lab_cowctl "$1" --json nodes | jq -r .synced_after_ms; }
 # voldefs_step NODE: the most CPU one step of its state transfer took (ms).
 voldefs_step() { lab_cowctl "$1" --json nodes | jq -r .loop.sync_step_ms; }
+# voldefs_commit NODE: "ROWS MS", the most rows one commit of a batch of
+# definitions held, and the most CPU one such commit took (ms).
+voldefs_commit() { lab_cowctl "$1" --json nodes | jq -r '"\(.loop.batch_rows) \(.loop.batch_commit_ms)"'; }
 
 # voldefs_rss PID: VmRSS in KiB.
 voldefs_rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
