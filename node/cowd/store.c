@@ -90,6 +90,7 @@ struct store
   sqlite3 *db;
   sqlite3_stmt *st[ST__N];
   bool in_txn;
+  unsigned txn_rows; /* written in the open transaction (store_txn_rows) */
   enum store_sync sync;
   int wal_pages; /* in the log after the last commit */
   char *path;
@@ -414,6 +415,7 @@ store_begin (struct store *s, enum store_sync sync)
       return -1;
     }
   s->in_txn = true;
+  s->txn_rows = 0;
   s->sync = sync;
   return 0;
 }
@@ -422,6 +424,12 @@ bool
 store_in_lazy (const struct store *s)
 {
   return s->in_txn && s->sync != STORE_DURABLE;
+}
+
+unsigned
+store_txn_rows (const struct store *s)
+{
+  return s->in_txn ? s->txn_rows : 0;
 }
 
 static void
@@ -488,8 +496,8 @@ store_write (struct store *s, enum store_sync sync, int which,
       store_fail (s, "binding a definition");
       sqlite3_clear_bindings (s->st[which]);
     }
-  else
-    r = store_step (s, which);
+  else if ((r = store_step (s, which)) == 0)
+    s->txn_rows++;
   if (own && r < 0)
     store_rollback (s);
   else if (own)

@@ -46,6 +46,8 @@ void store_close (struct store *s);
 int store_begin (struct store *s, enum store_sync sync);
 /* Is a LAZY transaction open? */
 bool store_in_lazy (const struct store *s);
+/* The puts and deletes written in the open transaction; 0 outside one. */
+unsigned store_txn_rows (const struct store *s);
 int store_commit (struct store *s);
 void store_rollback (struct store *s);
 /* The log (DIR/volumes.db-wal), read-only, for an fdatasync off the loop

@@ -99,7 +99,6 @@ static struct
   struct cowd_timer checkpoint; /* the store's log is due one */
   bool ck_hold;                 /* voldb_checkpoints_hold */
   bool lazy_batch; /* voldb_batch_begin: a transaction from the first write */
-  unsigned lazy_rows;           /* the rows in the batch's open transaction */
   unsigned batch_max_rows;      /* the most rows a batch's commit held */
   uint64_t batch_max_commit_ns; /* and the longest such commit took */
   struct cowd_timer hold;       /* the end of a paused batch's transaction */
@@ -727,14 +726,14 @@ voldb_stored (int r)
 static int
 voldb_batch_commit (void)
 {
+  unsigned rows = store_txn_rows (V.store);
   uint64_t t0 = clock_thread_cpu_ns ();
   int r = store_commit (V.store);
   uint64_t t = clock_thread_cpu_ns () - t0;
   if (t > V.batch_max_commit_ns)
     V.batch_max_commit_ns = t;
-  if (V.lazy_rows > V.batch_max_rows)
-    V.batch_max_rows = V.lazy_rows;
-  V.lazy_rows = 0;
+  if (rows > V.batch_max_rows)
+    V.batch_max_rows = rows;
   return voldb_stored (r);
 }
 
@@ -894,13 +893,10 @@ voldb_store_lazy (struct vol_entry *e)
    * definitions back), and an empty transaction is still a BEGIN, a
    * COMMIT and two PRAGMAs. */
   if (V.lazy_batch && !store_in_lazy (V.store))
-    {
-      store_begin (V.store, STORE_LAZY); /* else its own transaction */
-      V.lazy_rows = 0;
-    }
+    store_begin (V.store, STORE_LAZY); /* else its own transaction */
   int r = voldb_stored (store_put_lazy (V.store, &d));
   /* the batch's next write begins another */
-  if (store_in_lazy (V.store) && ++V.lazy_rows >= VOLDB_BATCH_ROWS
+  if (store_in_lazy (V.store) && store_txn_rows (V.store) >= VOLDB_BATCH_ROWS
       && voldb_batch_commit () < 0)
     r = -1;
   return r;

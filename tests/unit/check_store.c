@@ -117,19 +117,27 @@ START_TEST (test_batch_rollback)
       struct store_def d = def (name, name);
       ck_assert_int_eq (store_put (s, &d), 0);
     }
+  ck_assert_uint_eq (store_txn_rows (s), 1000);
   store_rollback (s);
+  ck_assert_uint_eq (store_txn_rows (s), 0);
   ck_assert_int_eq (dump (s).n, 0);
   ck_assert_int_eq (store_count (s), 0);
   ck_assert_int_eq (store_begin (s, STORE_DURABLE), 0);
+  ck_assert_uint_eq (store_txn_rows (s), 0);
   for (int i = 0; i < 1000; i++)
     {
       snprintf (name, sizeof name, "vm%04d", i);
       struct store_def d = def (name, name);
       ck_assert_int_eq (store_put (s, &d), 0);
     }
+  ck_assert_int_eq (store_delete (s, "vm0000"), 0);
+  ck_assert_uint_eq (store_txn_rows (s), 1001);
+  ck_assert_int_eq (store_put (s, &(struct store_def){ 0 }), -1);
+  ck_assert_uint_eq (store_txn_rows (s), 1001);
   ck_assert_int_eq (store_commit (s), 0);
-  ck_assert_int_eq (dump (s).n, 1000);
-  ck_assert_int_eq (store_count (s), 1000);
+  ck_assert_uint_eq (store_txn_rows (s), 0);
+  ck_assert_int_eq (dump (s).n, 999);
+  ck_assert_int_eq (store_count (s), 999);
   store_close (s);
 }
 END_TEST
